@@ -1,0 +1,82 @@
+# lakebase build.
+#
+#   make deps    install every Debian and npm package the project uses (idempotent)
+#   make         build binaries into build/bin and libraries into build/lib
+#   make test    deps, build, unit tests, then the e2e suite
+#   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make run     start lakebase on this machine
+#   make clean   remove build/
+#
+# Every component folder is a flat set of .c/.h files plus tests/test_*.c; new
+# files are picked up without editing this file.
+
+BUILD    ?= build
+CC       ?= gcc
+PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq
+PG_INC   := $(shell pg_config --includedir-server 2>/dev/null || echo /usr/include/postgresql/15/server)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -Icommon \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lsnappy -lpthread -lm
+TEST_LDLIBS := -lcmocka
+
+COMMON_SRC  := $(wildcard common/*.c)
+COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIBLAKEBASE := $(BUILD)/lib/liblakebase.a
+
+TESTUTIL_SRC := common/tests/testutil.c
+TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
+
+# Unit tests: <component>/tests/test_*.c, each its own binary.
+UNIT_SRC   := $(wildcard */tests/test_*.c)
+UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
+
+BINS :=
+
+.PHONY: all deps test unit e2e asan run clean fuzz
+all: $(LIBLAKEBASE) $(BINS)
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIBLAKEBASE): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+# test binary name: build/tests/<component>_test_<name>
+.SECONDARY:
+.SECONDEXPANSION:
+$(BUILD)/tests/%: $$(BUILD)/obj/$$(subst _test_,/tests/test_,$$*).o $(TESTUTIL_OBJ) $(LIBLAKEBASE)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
+
+unit: $(LIBLAKEBASE) $(UNIT_BIN)
+	@./scripts/run-unit-tests.sh $(UNIT_BIN)
+
+e2e: all
+	@./scripts/run-e2e.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@./scripts/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
