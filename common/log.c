@@ -10,6 +10,7 @@
 #include "errors.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,7 +88,8 @@ lb_logv(lb_log_level level, const char *fmt, va_list ap)
     struct timeval tv;
     struct tm tm;
 
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int msg_len = vsnprintf(msg, sizeof(msg), fmt, ap);
+    bool cut = msg_len >= (int)sizeof(msg);
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
 
@@ -96,7 +98,11 @@ lb_logv(lb_log_level level, const char *fmt, va_list ap)
                      tm.tm_sec, (long)(tv.tv_usec / 1000), lb_log_level_name(level), log_component);
     size_t pos = (size_t)n;
     /* Copy the message, escaping line breaks so one event stays one line. */
-    for (const char *p = msg; *p && pos < sizeof(line) - 5; p++) {
+    for (const char *p = msg; *p; p++) {
+        if (pos >= sizeof(line) - 5) {
+            cut = true;
+            break;
+        }
         if (*p == '\n') {
             line[pos++] = '\\';
             line[pos++] = 'n';
@@ -107,8 +113,10 @@ lb_logv(lb_log_level level, const char *fmt, va_list ap)
             line[pos++] = *p;
         }
     }
-    if (pos >= sizeof(line) - 5)
-        memcpy(line + sizeof(line) - 5, "...", 3), pos = sizeof(line) - 2;
+    if (cut) { /* pos <= sizeof(line) - 4 here: room for "...\n" */
+        memcpy(line + pos, "...", 3);
+        pos += 3;
+    }
     line[pos++] = '\n';
 
     int fd = atomic_load(&log_fd);
