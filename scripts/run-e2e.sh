@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Runs the end-to-end suite (pytest + psycopg, Debian's Python) against the
-# binaries in build/bin.
+# Runs the end-to-end suite (pytest + psycopg from Debian's Python) against
+# the binaries in build/bin. Each test starts its own processes on loopback
+# in its own temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LB_PROJECT_ROOT=$PWD
 export PATH=$PWD/build/bin:$PWD/build/tools:$PATH
-/usr/bin/python3 -m pytest -q -p no:cacheprovider e2e "$@"
+if ! compgen -G "e2e/test_*.py" >/dev/null; then
+    echo "e2e: no end-to-end tests yet (they arrive with the first daemon)"
+    exit 0
+fi
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider e2e "$@"
