@@ -2,7 +2,8 @@
 #
 #   make deps    install every Debian and npm package the project uses (idempotent)
 #   make         build binaries into build/bin and libraries into build/lib
-#   make test    deps, build, unit tests, then the e2e suite
+#   make test    deps, build, unit tests, a short fuzzing run, then the e2e suite
+#   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make run     start lakebase on this machine
 #   make clean   remove build/
@@ -36,6 +37,7 @@ UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 BINS :=
 
 .PHONY: all deps test unit e2e asan run clean fuzz
+SHELL := /bin/bash
 all: $(LIBLAKEBASE) $(BINS)
 
 deps:
@@ -66,11 +68,31 @@ e2e: all
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz LB_FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory e2e
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
+
+# libFuzzer targets: <component>/fuzz/fuzz_*.c, built with clang against a
+# sanitizer-instrumented library, each run for LB_FUZZ_SECONDS.
+FUZZ_SRC := $(wildcard */fuzz/fuzz_*.c)
+LB_FUZZ_SECONDS ?= 30
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang CFLAGS="-O1 -g" \
+	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/lib/liblakebase.a
+	@mkdir -p build/fuzz/bin
+	@set -e; for src in $(FUZZ_SRC); do \
+	    name=$$(basename $$src .c); \
+	    clang -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -Icommon \
+	        -o build/fuzz/bin/$$name $$src build/fuzz/lib/liblakebase.a $(LDLIBS); \
+	    mkdir -p build/fuzz/corpus/$$name; \
+	    echo "fuzz: $$name for $(LB_FUZZ_SECONDS)s"; \
+	    build/fuzz/bin/$$name -max_total_time=$(LB_FUZZ_SECONDS) -print_final_stats=1 \
+	        build/fuzz/corpus/$$name 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" ; \
+	    test $${PIPESTATUS[0]} -eq 0; \
+	done
 
 run: deps
 	@$(MAKE) --no-print-directory all
