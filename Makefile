@@ -18,27 +18,59 @@ PG_INC   := $(shell pg_config --includedir-server 2>/dev/null || echo /usr/inclu
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS   ?= -O2 -g
+# Each file sees common/, its own component's folder, and the root (so that a
+# component includes another's header as "safekeeper/election.h").
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -Icommon \
+             -I$(firstword $(subst /, ,$<)) -I. \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lsnappy -lpthread -lm
 TEST_LDLIBS := -lcmocka
 
-COMMON_SRC  := $(wildcard common/*.c)
-COMMON_OBJ  := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
-LIBLAKEBASE := $(BUILD)/lib/liblakebase.a
+# Components, lowest first: each folder's .c files (all but main.c) form a
+# static library; a folder with main.c also yields a binary. Everything links
+# the libraries in reverse of this order, so a component may use any library
+# listed before it.
+reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+LIB_ORDER := common lake safekeeper pageserver compute proxy controller devcluster
+COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
+libname = $(if $(filter common,$(1)),lakebase,$(1))
+LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
+ALL_LIBS := $(foreach c,$(call reverse,$(COMPONENTS)),$(call LIB_PATH,$(c)))
+LIBLAKEBASE := $(call LIB_PATH,common)
+
+# Binary names where they differ from the folder.
+BIN_compute    := compute-ctl
+BIN_proxy      := lakebase-proxy
+BIN_controller := lakebase-controller
+binname = $(or $(BIN_$(1)),$(1))
+
+define component_rules
+$(call LIB_PATH,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@
+	ar rcs $$@ $$^
+ifneq ($(wildcard $(1)/main.c),)
+BINS += $(BUILD)/bin/$(call binname,$(1))
+$(BUILD)/bin/$(call binname,$(1)): $(BUILD)/obj/$(1)/main.o $(ALL_LIBS)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $(BUILD)/obj/$(1)/main.o $(ALL_LIBS) $$(LDLIBS)
+endif
+endef
+
+BINS :=
+$(foreach c,$(COMPONENTS),$(eval $(call component_rules,$(c))))
 
 TESTUTIL_SRC := common/tests/testutil.c
 TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 
-# Unit tests: <component>/tests/test_*.c, each its own binary.
+# Unit tests: <component>/tests/test_*.c, each its own binary
+# build/tests/<component>_test_<name>.
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-BINS :=
-
 .PHONY: all deps test unit e2e asan run clean fuzz
 SHELL := /bin/bash
-all: $(LIBLAKEBASE) $(BINS)
+all: $(ALL_LIBS) $(BINS)
 
 deps:
 	@./scripts/deps.sh
@@ -47,15 +79,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(LIBLAKEBASE): $(COMMON_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
-
-# test binary name: build/tests/<component>_test_<name>
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/tests/%: $$(BUILD)/obj/$$(subst _test_,/tests/test_,$$*).o $(TESTUTIL_OBJ) $(LIBLAKEBASE)
+$(BUILD)/tests/%: $$(BUILD)/obj/$$(subst _test_,/tests/test_,$$*).o $(TESTUTIL_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
 
