@@ -21,7 +21,7 @@ CFLAGS   ?= -O2 -g
 # Each file sees common/, its own component's folder, and the root (so that a
 # component includes another's header as "safekeeper/election.h").
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -Icommon \
-             -I$(firstword $(subst /, ,$<)) -I. \
+             -I$(firstword $(subst /, ,$<)) -I. -Icommon/tests \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -MMD -MP
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lsnappy -lpthread -lm
 TEST_LDLIBS := -lcmocka
