@@ -25,6 +25,17 @@ io_open(const char *path, int flags, mode_t mode)
     return open(path, flags, mode);
 }
 
+static int
+io_fallocate(int fd, off_t off, off_t len)
+{
+    int rc = posix_fallocate(fd, off, len);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
 const lb_io_ops lb_io_default = {
     .open = io_open,
     .write = write,
@@ -32,6 +43,7 @@ const lb_io_ops lb_io_default = {
     .fsync = fsync,
     .rename = rename,
     .close = close,
+    .fallocate = io_fallocate,
 };
 
 const lb_io_ops *lb_io = &lb_io_default;

@@ -24,6 +24,8 @@ typedef struct lb_io_ops {
     int (*fsync)(int fd);
     int (*rename)(const char *from, const char *to);
     int (*close)(int fd);
+    /* Reserve [off, off+len) on disk; -1 with errno (ENOSPC) on failure. */
+    int (*fallocate)(int fd, off_t off, off_t len);
 } lb_io_ops;
 
 /* The table in use. Tests may point it at their own and restore lb_io_default. */
