@@ -34,13 +34,17 @@ sk_id_valid(const char *s)
 
 void
 sk_acceptor_init(sk_acceptor_state *st, const char *tenant_id, const char *timeline_id,
-                 uint64_t system_id, uint32_t wal_seg_size)
+                 uint64_t system_id, uint32_t wal_seg_size, lb_lsn start_lsn, uint32_t start_tli)
 {
     memset(st, 0, sizeof(*st));
     snprintf(st->tenant_id, sizeof(st->tenant_id), "%s", tenant_id);
     snprintf(st->timeline_id, sizeof(st->timeline_id), "%s", timeline_id);
     st->system_id = system_id;
     st->wal_seg_size = wal_seg_size;
+    st->start_lsn = start_lsn;
+    st->flush_lsn = start_lsn;
+    st->commit_lsn = start_lsn;
+    st->start_tli = start_tli;
 }
 
 static json_t *
@@ -66,9 +70,11 @@ sk_acceptor_to_json(const sk_acceptor_state *st)
 {
     char sysid[24];
     snprintf(sysid, sizeof(sysid), "%" PRIu64, st->system_id);
-    return json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:o}", "version",
+    return json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "version",
                      STATE_VERSION, "tenant_id", st->tenant_id, "timeline_id", st->timeline_id,
-                     "system_id", sysid, "wal_seg_size", (json_int_t)st->wal_seg_size, "term",
+                     "system_id", sysid, "wal_seg_size", (json_int_t)st->wal_seg_size,
+                     "start_lsn", lsn_json(st->start_lsn), "start_tli",
+                     (json_int_t)st->start_tli, "term",
                      (json_int_t)st->term, "term_history",
                      sk_term_history_to_json(st->history, st->nhistory), "flush_lsn",
                      lsn_json(st->flush_lsn), "commit_lsn", lsn_json(st->commit_lsn),
@@ -201,12 +207,13 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
     }
 
     memset(st, 0, sizeof(*st));
-    json_int_t version = 0, seg = 0, term = 0;
+    json_int_t version = 0, seg = 0, term = 0, start_tli = 0;
     const char *tenant = NULL, *timeline = NULL, *sysid = NULL;
     json_t *hist = NULL;
-    if (json_unpack(obj, "{s:I, s:s, s:s, s:s, s:I, s:I, s:o}", "version", &version,
+    if (json_unpack(obj, "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:o}", "version", &version,
                     "tenant_id", &tenant, "timeline_id", &timeline, "system_id", &sysid,
-                    "wal_seg_size", &seg, "term", &term, "term_history", &hist) != 0) {
+                    "wal_seg_size", &seg, "start_tli", &start_tli, "term", &term,
+                    "term_history", &hist) != 0) {
         snprintf(msg, sizeof(msg), "missing or ill-typed field");
         rc = LB_EPARSE;
         goto out;
@@ -217,8 +224,10 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
         goto out;
     }
     if (!sk_id_valid(tenant) || !sk_id_valid(timeline) || term < 0 || seg <= 0 ||
-        seg > UINT32_MAX) {
-        snprintf(msg, sizeof(msg), "bad tenant_id, timeline_id, term or wal_seg_size");
+        seg > UINT32_MAX || start_tli <= 0 || start_tli > UINT32_MAX ||
+        get_lsn(obj, "start_lsn", &st->start_lsn) != 0) {
+        snprintf(msg, sizeof(msg),
+                 "bad tenant_id, timeline_id, term, wal_seg_size, start_lsn or start_tli");
         rc = LB_EPARSE;
         goto out;
     }
@@ -233,11 +242,17 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
     strcpy(st->tenant_id, tenant);
     strcpy(st->timeline_id, timeline);
     st->wal_seg_size = (uint32_t)seg;
+    st->start_tli = (uint32_t)start_tli;
     st->term = (uint64_t)term;
     rc = sk_term_history_from_json(hist, st->history, SK_MAX_TERM_HISTORY, &st->nhistory, msg,
                                    sizeof(msg));
     if (rc)
         goto out;
+    if (st->nhistory && st->history[0].start_lsn < st->start_lsn) {
+        snprintf(msg, sizeof(msg), "term_history starts before start_lsn");
+        rc = LB_EPARSE;
+        goto out;
+    }
     if (sk_last_log_term(st) > st->term) {
         snprintf(msg, sizeof(msg), "last log term is above the promised term");
         rc = LB_EPARSE;

@@ -42,6 +42,8 @@ typedef struct sk_acceptor_state {
     char timeline_id[SK_ID_LEN + 1];
     uint64_t system_id;     /* PostgreSQL database system identifier (0: not yet known) */
     uint32_t wal_seg_size;
+    lb_lsn start_lsn;       /* where the timeline's WAL on safekeepers begins */
+    uint32_t start_tli;     /* PostgreSQL timeline of the WAL at start_lsn */
     uint64_t term;          /* highest term promised */
     size_t nhistory;
     sk_term_entry history[SK_MAX_TERM_HISTORY];
@@ -54,7 +56,8 @@ typedef struct sk_acceptor_state {
 
 /* Initialize a fresh state for a new timeline. */
 void sk_acceptor_init(sk_acceptor_state *st, const char *tenant_id, const char *timeline_id,
-                      uint64_t system_id, uint32_t wal_seg_size);
+                      uint64_t system_id, uint32_t wal_seg_size, lb_lsn start_lsn,
+                      uint32_t start_tli);
 /* Atomically and durably replace the state file at path (temp file, fsync,
  * rename, fsync dir). The file carries a CRC-32C of its content. */
 int sk_acceptor_save(const char *path, const sk_acceptor_state *st);

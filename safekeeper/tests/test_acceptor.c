@@ -26,7 +26,8 @@
 static void
 sample(sk_acceptor_state *st)
 {
-    sk_acceptor_init(st, TENANT, TIMELINE, 7301234567890123456ULL, 16 * 1024 * 1024);
+    sk_acceptor_init(st, TENANT, TIMELINE, 7301234567890123456ULL, 16 * 1024 * 1024, 0x1000028,
+                     1);
     st->term = 5;
     st->history[0] = (sk_term_entry){1, 0x1000028, 2};
     st->history[1] = (sk_term_entry){3, 0x3000100, 3};
@@ -51,6 +52,8 @@ test_save_load_roundtrip(void **state)
     assert_string_equal(b.timeline_id, TIMELINE);
     assert_true(b.system_id == 7301234567890123456ULL); /* above 2^53: kept exact */
     assert_int_equal(b.term, 5);
+    assert_true(b.start_lsn == 0x1000028);
+    assert_int_equal(b.start_tli, 1);
     assert_int_equal(b.nhistory, 2);
     assert_memory_equal(b.history, a.history, 2 * sizeof(sk_term_entry));
     assert_true(b.flush_lsn == a.flush_lsn && b.commit_lsn == a.commit_lsn &&
@@ -123,6 +126,12 @@ test_inconsistent_state_is_refused(void **state)
 
     sample(&a);
     a.history[1].start_lsn = 0x100;
+    assert_int_equal(sk_acceptor_save(path, &a), 0);
+    assert_int_equal(sk_acceptor_load(path, &b), LB_EPARSE);
+
+    /* History before the timeline's start. */
+    sample(&a);
+    a.start_lsn = 0x2000000;
     assert_int_equal(sk_acceptor_save(path, &a), 0);
     assert_int_equal(sk_acceptor_load(path, &b), LB_EPARSE);
 
