@@ -202,3 +202,114 @@ tu_project_root(void)
         *slash = '\0';
     }
 }
+
+/* ---- throwaway PostgreSQL 15 clusters ---------------------------------- */
+
+/* Run a command built with printf-style arguments; its exit status. */
+static int
+tu_pg_cmd(lb_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+tu_pg_cmd(lb_buf *out, const char *fmt, ...)
+{
+    lb_buf cmd = LB_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lb_buf_vprintf(&cmd, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+        rc = tu_run(cmd.data, out);
+    else
+        rc = -1;
+    lb_buf_free(&cmd);
+    return rc;
+}
+
+int
+tu_pg_init(tu_pg *pg, const char *dir, const char *initdb_args)
+{
+    memset(pg, 0, sizeof(*pg));
+    size_t n1 = (size_t)snprintf(pg->datadir, sizeof(pg->datadir), "%s/pgdata", dir);
+    size_t n2 = (size_t)snprintf(pg->rundir, sizeof(pg->rundir), "%s/pgrun", dir);
+    if (n1 >= sizeof(pg->datadir) || n2 >= sizeof(pg->rundir))
+        return -1;
+    if (mkdir(pg->datadir, 0700) != 0 || mkdir(pg->rundir, 0755) != 0)
+        return -1;
+    tu_pg_chown(pg->datadir);
+    tu_pg_chown(pg->rundir);
+    pg->port = tu_free_port();
+    if (pg->port <= 0)
+        return -1;
+    if (tu_pg_cmd(NULL,
+                  "%s'%s/initdb' -k --auth=trust -U postgres -D '%s' %s >>'%s/initdb.log' 2>&1",
+                  tu_pg_as(), tu_pg_bindir(), pg->datadir, initdb_args ? initdb_args : "",
+                  pg->rundir) != 0)
+        return -1;
+    lb_buf line = LB_BUF_INIT;
+    int rc = tu_pg_conf(pg, "listen_addresses = '127.0.0.1'");
+    if (rc == 0)
+        rc = lb_buf_printf(&line, "port = %d", pg->port) ? -1 : tu_pg_conf(pg, line.data);
+    lb_buf_reset(&line);
+    if (rc == 0)
+        rc = lb_buf_printf(&line, "unix_socket_directories = '%s'", pg->rundir)
+                 ? -1
+                 : tu_pg_conf(pg, line.data);
+    lb_buf_free(&line);
+    return rc;
+}
+
+int
+tu_pg_conf(const tu_pg *pg, const char *line)
+{
+    lb_buf path = LB_BUF_INIT;
+    if (lb_buf_printf(&path, "%s/postgresql.conf", pg->datadir) != 0)
+        return -1;
+    FILE *f = fopen(path.data, "a");
+    lb_buf_free(&path);
+    if (!f)
+        return -1;
+    int ok = fprintf(f, "%s\n", line) > 0;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+int
+tu_pg_start(const tu_pg *pg)
+{
+    int rc = tu_pg_cmd(NULL,
+                       "%s'%s/pg_ctl' start -w -t 60 -D '%s' -l '%s/postgres.log' >/dev/null 2>&1",
+                       tu_pg_as(), tu_pg_bindir(), pg->datadir, pg->rundir);
+    return rc == 0 ? 0 : -1;
+}
+
+int
+tu_pg_sql(const tu_pg *pg, const char *sql, lb_buf *out)
+{
+    static int seq;
+    lb_buf path = LB_BUF_INIT;
+    if (lb_buf_printf(&path, "%s/q-%d-%d.sql", pg->rundir, (int)getpid(), ++seq) != 0)
+        return -1;
+    FILE *f = fopen(path.data, "w");
+    int rc = -1;
+    if (f) {
+        int ok = fputs(sql, f) >= 0;
+        if (fclose(f) == 0 && ok) {
+            chmod(path.data, 0644);
+            rc = tu_pg_cmd(out,
+                           "%s'%s/psql' -X -q -At -v ON_ERROR_STOP=1 -h '%s' -p %d -U postgres "
+                           "-d postgres -f '%s' 2>>'%s/psql.log'",
+                           tu_pg_as(), tu_pg_bindir(), pg->rundir, pg->port, path.data, pg->rundir);
+        }
+        unlink(path.data);
+    }
+    lb_buf_free(&path);
+    return rc;
+}
+
+int
+tu_pg_stop(const tu_pg *pg, bool immediate)
+{
+    return tu_pg_cmd(NULL, "%s'%s/pg_ctl' stop -w -t 60 -m %s -D '%s' >/dev/null 2>&1", tu_pg_as(),
+                     tu_pg_bindir(), immediate ? "immediate" : "fast", pg->datadir) == 0
+               ? 0
+               : -1;
+}

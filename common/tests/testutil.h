@@ -42,4 +42,29 @@ void tu_pg_chown(const char *path);
 /* The project root (LB_PROJECT_ROOT, or found from the cwd upwards). */
 const char *tu_project_root(void);
 
+
+/* ---- throwaway PostgreSQL 15 clusters ------------------------------------
+ * initdb into <dir>/pgdata, socket and server log in <dir>/pgrun, listening
+ * on 127.0.0.1:<port> only. Run as the postgres user when root. Stop with
+ * tu_pg_stop (pg_ctl on this data directory only). */
+typedef struct tu_pg {
+    char datadir[4096];
+    char rundir[4096]; /* unix socket and postgres.log */
+    int port;
+} tu_pg;
+
+/* initdb -k --auth=trust -U postgres plus initdb_args (may be NULL), and a
+ * free port; settings for port and sockets go to postgresql.conf. 0 or -1
+ * (initdb's output is in <dir>/pgrun/initdb.log). */
+int tu_pg_init(tu_pg *pg, const char *dir, const char *initdb_args);
+/* Append one line to postgresql.conf. 0 or -1. */
+int tu_pg_conf(const tu_pg *pg, const char *line);
+/* pg_ctl start -w. 0 or -1 (see <rundir>/postgres.log). */
+int tu_pg_start(const tu_pg *pg);
+/* Run SQL with psql -X -At -v ON_ERROR_STOP=1 as user postgres, database
+ * postgres; stdout into out (if not NULL). psql's exit status. */
+int tu_pg_sql(const tu_pg *pg, const char *sql, lb_buf *out);
+/* pg_ctl stop -w, "-m fast" (clean) or "-m immediate". 0 or -1. */
+int tu_pg_stop(const tu_pg *pg, bool immediate);
+
 #endif
