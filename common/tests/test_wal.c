@@ -364,8 +364,28 @@ read_file(const char *path, lb_buf *out)
     return 0;
 }
 
+static void fixture_teardown(pg_fixture *fx);
+static int fixture_build(pg_fixture *fx, uint32_t seg_mb, const char *const *settings);
+
+/* Build the fixture; on failure show the logs, stop the server, and clean
+ * up (cmocka runs no group teardown after a failed group setup). */
 static int
 fixture_setup(pg_fixture *fx, uint32_t seg_mb, const char *const *settings)
+{
+    if (fixture_build(fx, seg_mb, settings) == 0)
+        return 0;
+    if (fx->dir) {
+        lb_buf cmd = LB_BUF_INIT;
+        lb_buf_printf(&cmd, "tail -n 20 '%s'/pgrun/*.log >&2", fx->dir);
+        tu_run(cmd.data, NULL);
+        lb_buf_free(&cmd);
+    }
+    fixture_teardown(fx);
+    return -1;
+}
+
+static int
+fixture_build(pg_fixture *fx, uint32_t seg_mb, const char *const *settings)
 {
     memset(fx, 0, sizeof(*fx));
     fx->seg_size = seg_mb * 1024 * 1024;
@@ -375,20 +395,19 @@ fixture_setup(pg_fixture *fx, uint32_t seg_mb, const char *const *settings)
     char args[64];
     snprintf(args, sizeof(args), "--wal-segsize=%u", seg_mb);
     if (tu_pg_init(&fx->pg, fx->dir, args) != 0) {
-        fprintf(stderr, "initdb failed, see %s/pgrun/initdb.log\n", fx->dir);
+        fprintf(stderr, "initdb failed\n");
         return -1;
     }
     for (const char *const *s = settings; *s; s++)
         if (tu_pg_conf(&fx->pg, *s) != 0)
             return -1;
     if (tu_pg_start(&fx->pg) != 0) {
-        fprintf(stderr, "postgres did not start, see %s\n", fx->pg.rundir);
+        fprintf(stderr, "postgres did not start\n");
         return -1;
     }
     int rc = tu_pg_sql(&fx->pg, workload, NULL);
     if (tu_pg_stop(&fx->pg, false) != 0 || rc != 0) {
-        fprintf(stderr, "workload failed (psql exit %d), see %s\n", rc, fx->pg.rundir);
-        tu_pg_stop(&fx->pg, true);
+        fprintf(stderr, "workload failed (psql exit %d)\n", rc);
         return -1;
     }
 
@@ -425,8 +444,12 @@ fixture_setup(pg_fixture *fx, uint32_t seg_mb, const char *const *settings)
         size_t before = wal.len;
         if (read_file(path, &wal) != 0)
             break;
-        if (wal.len - before != fx->seg_size)
-            return -1;
+        if (wal.len - before != fx->seg_size) {
+            fprintf(stderr, "segment %s is not %u bytes\n", name, fx->seg_size);
+            fx->end_rc = -EIO;
+            wal.len = before;
+            break;
+        }
         /* Decode as the file comes, one whole file per feed. */
         if (fx->end_rc == LB_ETRUNCATED)
             fx->end_rc = decode_chunks(dec, (uint8_t *)wal.data + before, fx->seg_size,
@@ -453,7 +476,8 @@ static void
 fixture_teardown(pg_fixture *fx)
 {
     if (fx->dir) {
-        tu_pg_stop(&fx->pg, true); /* no-op unless a setup step failed */
+        if (fx->pg.datadir[0])
+            tu_pg_stop(&fx->pg, true); /* no-op unless a setup step failed */
         tu_rmdir(fx->dir);
     }
     free(fx->wal);
