@@ -79,9 +79,16 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# A component's tests link its own library and those it may use (the ones
+# listed before it in LIB_ORDER), so a half-written component never breaks
+# the tests of the ones below it.
+upto = $(if $(filter $(1),$(firstword $(2))),$(firstword $(2)),$(firstword $(2)) $(call upto,$(1),$(wordlist 2,$(words $(2)),$(2))))
+TEST_LIBS = $(foreach c,$(call reverse,$(filter $(COMPONENTS),$(call upto,$(1),$(LIB_ORDER)))),$(call LIB_PATH,$(c)))
+test_component = $(firstword $(subst _test_, ,$(1)))
+
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/tests/%: $$(BUILD)/obj/$$(subst _test_,/tests/test_,$$*).o $(TESTUTIL_OBJ) $(ALL_LIBS)
+$(BUILD)/tests/%: $$(BUILD)/obj/$$(subst _test_,/tests/test_,$$*).o $(TESTUTIL_OBJ) $$(call TEST_LIBS,$$(call test_component,$$*))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
 
