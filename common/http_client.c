@@ -112,7 +112,7 @@ lb_http_client_error(const lb_http_client *c)
 }
 
 void
-lb_http_response_free(lb_http_response *resp)
+lb_http_result_free(lb_http_result *resp)
 {
     if (!resp)
         return;
@@ -123,7 +123,7 @@ lb_http_response_free(lb_http_response *resp)
 }
 
 const char *
-lb_http_response_header(const lb_http_response *resp, const char *name)
+lb_http_result_header(const lb_http_result *resp, const char *name)
 {
     const char *p = resp->headers.data;
     const char *end = p ? p + resp->headers.len : NULL;
@@ -190,8 +190,8 @@ curl_to_err(CURLcode cc)
 /* One request's state across its attempts. */
 typedef struct xfer {
     lb_http_client *c;
-    const lb_http_request *req;
-    lb_http_response *resp;
+    const lb_http_call *req;
+    lb_http_result *resp;
     /* request body */
     size_t mem_off;
     uint64_t body_produced; /* by body_read, this attempt */
@@ -259,7 +259,7 @@ on_body(char *bytes, size_t size, size_t nmemb, void *arg)
         }
         return n;
     }
-    const lb_http_request *r = x->req;
+    const lb_http_call *r = x->req;
     if (r->response_body) {
         if (lb_buf_append(r->response_body, bytes, n) != 0) {
             x->sink_err = -ENOMEM;
@@ -281,7 +281,7 @@ on_read(char *dst, size_t size, size_t nitems, void *arg)
 {
     xfer *x = arg;
     size_t cap = size * nitems;
-    const lb_http_request *r = x->req;
+    const lb_http_call *r = x->req;
     if (r->body_read) {
         ssize_t got = r->body_read(r->body_arg, dst, cap);
         if (got < 0) {
@@ -306,7 +306,7 @@ static int
 on_seek(void *arg, curl_off_t offset, int origin)
 {
     xfer *x = arg;
-    const lb_http_request *r = x->req;
+    const lb_http_call *r = x->req;
     if (origin != SEEK_SET || offset < 0)
         return CURL_SEEKFUNC_CANTSEEK;
     if (r->body_read) {
@@ -358,7 +358,7 @@ static void
 set_options(xfer *x, struct curl_slist *headers)
 {
     lb_http_client *c = x->c;
-    const lb_http_request *r = x->req;
+    const lb_http_call *r = x->req;
     CURL *h = c->curl;
     curl_easy_reset(h);
     c->curl_err[0] = '\0';
@@ -403,7 +403,7 @@ set_options(xfer *x, struct curl_slist *headers)
 static bool
 rewind_for_retry(xfer *x)
 {
-    const lb_http_request *r = x->req;
+    const lb_http_call *r = x->req;
     if (r->body_read && x->body_produced > 0) {
         if (!r->body_rewind || r->body_rewind(r->body_arg) != 0)
             return false;
@@ -426,7 +426,7 @@ rewind_for_retry(xfer *x)
 }
 
 static long
-backoff_ms(lb_http_client *c, int attempt, const lb_http_response *resp)
+backoff_ms(lb_http_client *c, int attempt, const lb_http_result *resp)
 {
     long d = c->opts.retry_base_ms;
     for (int i = 1; i < attempt && d < c->opts.retry_max_ms; i++)
@@ -437,7 +437,7 @@ backoff_ms(lb_http_client *c, int attempt, const lb_http_response *resp)
      * still back off. */
     long half = d / 2;
     d = half + (long)(rand_r(&c->seed) % (unsigned long)(d - half + 1));
-    const char *ra = lb_http_response_header(resp, "retry-after");
+    const char *ra = lb_http_result_header(resp, "retry-after");
     if (ra && isdigit((unsigned char)ra[0])) {
         long s = strtol(ra, NULL, 10);
         long ms = s > c->opts.retry_max_ms / 1000 ? c->opts.retry_max_ms : s * 1000;
@@ -456,7 +456,7 @@ sleep_ms(long ms)
 }
 
 int
-lb_http_do(lb_http_client *c, const lb_http_request *req, lb_http_response *resp)
+lb_http_do(lb_http_client *c, const lb_http_call *req, lb_http_result *resp)
 {
     assert(c && req && resp);
     lb_buf_reset(&resp->headers);

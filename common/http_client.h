@@ -54,7 +54,9 @@ typedef int (*lb_http_write_fn)(void *arg, const char *bytes, size_t n);
 /* Start a stream over (before a retry). 0, or an error code: no retry. */
 typedef int (*lb_http_rewind_fn)(void *arg);
 
-typedef struct lb_http_request {
+/* Named lb_http_call / lb_http_result (not request/response) because the
+ * HTTP server's handlers see an lb_http_request, and daemons use both. */
+typedef struct lb_http_call {
     const char *method; /* "GET", "PUT", ... */
     const char *url;    /* http:// or https:// only */
     const char *const *headers; /* "Name: value" lines (borrowed) */
@@ -78,19 +80,19 @@ typedef struct lb_http_request {
 
     bool retry_non_idempotent; /* the caller knows a repeat is harmless */
     int max_attempts;          /* 0: the client's */
-} lb_http_request;
+} lb_http_call;
 
-/* Filled by lb_http_do. Initialize with LB_HTTP_RESPONSE_INIT, free with
- * lb_http_response_free(); lb_http_do resets it first, so one response can
+/* Filled by lb_http_do. Initialize with LB_HTTP_RESULT_INIT, free with
+ * lb_http_result_free(); lb_http_do resets it first, so one response can
  * serve many requests. */
-typedef struct lb_http_response {
+typedef struct lb_http_result {
     long status;       /* final status; 0 if no response arrived */
     int attempts;      /* attempts made, >= 1 */
     lb_buf headers;    /* final response headers: "name\0value\0"... (names lowercased) */
     lb_buf error_body; /* body of a non-2xx final response (truncated) */
-} lb_http_response;
+} lb_http_result;
 
-#define LB_HTTP_RESPONSE_INIT {0, 0, LB_BUF_INIT, LB_BUF_INIT}
+#define LB_HTTP_RESULT_INIT {0, 0, LB_BUF_INIT, LB_BUF_INIT}
 
 /* --- Everyone --- */
 
@@ -104,12 +106,12 @@ void lb_http_client_free(lb_http_client *c);
  * out, LB_EHTTP for any other transport failure (refused, reset, empty
  * reply), -EINVAL for a malformed request, -ENOMEM, or the code a body
  * callback returned. lb_http_client_error() describes the last failure. */
-int lb_http_do(lb_http_client *c, const lb_http_request *req, lb_http_response *resp);
+int lb_http_do(lb_http_client *c, const lb_http_call *req, lb_http_result *resp);
 
 /* The value of a response header (case-insensitive name), or NULL. Points
  * into resp; valid until resp is reused or freed. */
-const char *lb_http_response_header(const lb_http_response *resp, const char *name);
-void lb_http_response_free(lb_http_response *resp);
+const char *lb_http_result_header(const lb_http_result *resp, const char *name);
+void lb_http_result_free(lb_http_result *resp);
 
 /* A one-line description of the last failed lb_http_do ("" if none). Owned
  * by the client; valid until its next request. */

@@ -328,19 +328,19 @@ test_retry_503_twice_then_200(void **state)
     lb_http_client *c = new_client(5000, 4);
     lb_buf body = LB_BUF_INIT;
     lb_buf_append_str(&body, "keep:");
-    lb_http_request req = {.method = "GET", .url = srv_url(s, "/x"), .response_body = &body};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "GET", .url = srv_url(s, "/x"), .response_body = &body};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 200);
     assert_int_equal(resp.attempts, 3);
     assert_int_equal(atomic_load(&s->requests), 3);
     /* Only the 200's body reached the sink, after what it held before. */
     assert_string_equal(body.data, "keep:ok");
-    assert_string_equal(lb_http_response_header(&resp, "X-TEST"), "yes");
-    assert_string_equal(lb_http_response_header(&resp, "content-length"), "2");
-    assert_null(lb_http_response_header(&resp, "x-missing"));
+    assert_string_equal(lb_http_result_header(&resp, "X-TEST"), "yes");
+    assert_string_equal(lb_http_result_header(&resp, "content-length"), "2");
+    assert_null(lb_http_result_header(&resp, "x-missing"));
     lb_buf_free(&body);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -355,8 +355,8 @@ test_retries_exhausted_return_last_status(void **state)
     srv_run(s);
     lb_http_client *c = new_client(5000, 3);
     lb_buf body = LB_BUF_INIT;
-    lb_http_request req = {.method = "GET", .url = srv_url(s, "/x"), .response_body = &body};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "GET", .url = srv_url(s, "/x"), .response_body = &body};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 500);
     assert_int_equal(resp.attempts, 3);
@@ -365,7 +365,7 @@ test_retries_exhausted_return_last_status(void **state)
     assert_string_equal(resp.error_body.data, "fail");
     assert_non_null(strstr(lb_http_client_error(c), "HTTP 500 after 3 attempts"));
     lb_buf_free(&body);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -382,15 +382,15 @@ test_retry_after_is_honoured(void **state)
     lb_http_options o = {.max_attempts = 3, .retry_base_ms = 10, .retry_max_ms = 3000};
     lb_http_client *c = NULL;
     assert_int_equal(lb_http_client_new(&o, &c), 0);
-    lb_http_request req = {.method = "GET", .url = srv_url(s, "/x")};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "GET", .url = srv_url(s, "/x")};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     long t0 = now_ms();
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     long took = now_ms() - t0;
     assert_int_equal(resp.status, 200);
     assert_int_equal(resp.attempts, 2);
     assert_true(took >= 950);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -406,13 +406,13 @@ test_4xx_is_not_retried(void **state)
         s->fail_status = statuses[i];
         srv_run(s);
         lb_http_client *c = new_client(5000, 4);
-        lb_http_request req = {.method = "GET", .url = srv_url(s, "/x")};
-        lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+        lb_http_call req = {.method = "GET", .url = srv_url(s, "/x")};
+        lb_http_result resp = LB_HTTP_RESULT_INIT;
         assert_int_equal(lb_http_do(c, &req, &resp), 0);
         assert_int_equal(resp.status, statuses[i]);
         assert_int_equal(resp.attempts, 1);
         assert_int_equal(atomic_load(&s->requests), 1);
-        lb_http_response_free(&resp);
+        lb_http_result_free(&resp);
         lb_http_client_free(c);
         srv_stop(s);
     }
@@ -426,8 +426,8 @@ test_post_is_retried_only_when_asked(void **state)
     s->fail_first = 100;
     srv_run(s);
     lb_http_client *c = new_client(5000, 3);
-    lb_http_request req = {.method = "POST", .url = srv_url(s, "/x"), .body = "a=1", .body_len = 3};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "POST", .url = srv_url(s, "/x"), .body = "a=1", .body_len = 3};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 503);
     assert_int_equal(resp.attempts, 1);
@@ -440,7 +440,7 @@ test_post_is_retried_only_when_asked(void **state)
     assert_string_equal(s->last_method, "POST");
     assert_string_equal(s->last_body.data, "a=1");
     pthread_mutex_unlock(&s->mu);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -453,8 +453,8 @@ test_silent_server_times_out(void **state)
     srv_run(s);
     lb_http_client *c = new_client(300, 2);
     lb_buf body = LB_BUF_INIT;
-    lb_http_request req = {.method = "GET", .url = srv_url(s, "/x"), .response_body = &body};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "GET", .url = srv_url(s, "/x"), .response_body = &body};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     long t0 = now_ms();
     int rc = lb_http_do(c, &req, &resp);
     long took = now_ms() - t0;
@@ -465,7 +465,7 @@ test_silent_server_times_out(void **state)
     assert_true(took < 2500);  /* and no more */
     assert_non_null(strstr(lb_http_client_error(c), "after 2 attempts"));
     lb_buf_free(&body);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -477,15 +477,15 @@ test_closed_connection_is_a_clear_error(void **state)
     srv *s = srv_start(SRV_CLOSE);
     srv_run(s);
     lb_http_client *c = new_client(5000, 3);
-    lb_http_request req = {.method = "GET", .url = srv_url(s, "/x")};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "GET", .url = srv_url(s, "/x")};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), LB_EHTTP);
     assert_int_equal(resp.attempts, 3);
     assert_int_equal(atomic_load(&s->requests), 3);
     const char *err = lb_http_client_error(c);
     assert_non_null(strstr(err, "GET http://127.0.0.1:"));
     assert_non_null(strstr(err, "nothing")); /* libcurl: "Server returned nothing" */
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -498,14 +498,14 @@ test_dead_peer_is_refused(void **state)
     char url[64];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
     lb_http_client *c = new_client(5000, 2);
-    lb_http_request req = {.method = "GET", .url = url};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_call req = {.method = "GET", .url = url};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     long t0 = now_ms();
     assert_int_equal(lb_http_do(c, &req, &resp), LB_EHTTP);
     assert_true(now_ms() - t0 < 2000);
     assert_int_equal(resp.attempts, 2);
     assert_non_null(strstr(lb_http_client_error(c), "onnect"));
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
 }
 
@@ -537,9 +537,9 @@ test_streaming_download(void **state)
     srv_run(s);
     lb_http_client *c = new_client(10000, 2);
     sink k = {0};
-    lb_http_request req = {
+    lb_http_call req = {
         .method = "GET", .url = srv_url(s, "/big"), .response_write = check_pattern, .response_arg = &k};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 200);
     assert_int_equal(k.n, s->big_size);
@@ -550,7 +550,7 @@ test_streaming_download(void **state)
     req.response_arg = &bad;
     assert_int_equal(lb_http_do(c, &req, &resp), -ENOSPC);
     assert_int_equal(resp.attempts, 1);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -603,13 +603,13 @@ test_streaming_upload(void **state)
     for (int known = 0; known < 2; known++) {
         source src = {0, size, 0};
         lb_buf_reset(&body);
-        lb_http_request req = {.method = "PUT",
+        lb_http_call req = {.method = "PUT",
                                .url = srv_url(s, "/up"),
                                .body_read = read_pattern,
                                .body_arg = &src,
                                .body_size = known ? (int64_t)size : -1,
                                .response_body = &body};
-        lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+        lb_http_result resp = LB_HTTP_RESULT_INIT;
         assert_int_equal(lb_http_do(c, &req, &resp), 0);
         assert_int_equal(resp.status, 200);
         char want[64];
@@ -619,7 +619,7 @@ test_streaming_upload(void **state)
         pthread_mutex_lock(&s->mu);
         assert_int_equal(s->last_chunked, !known); /* unknown size goes chunked */
         pthread_mutex_unlock(&s->mu);
-        lb_http_response_free(&resp);
+        lb_http_result_free(&resp);
     }
     lb_buf_free(&body);
     lb_http_client_free(c);
@@ -637,12 +637,12 @@ test_streamed_upload_retry_needs_rewind(void **state)
     lb_http_client *c = new_client(10000, 3);
     uint64_t size = 200000;
     source src = {0, size, 0};
-    lb_http_request req = {.method = "PUT",
+    lb_http_call req = {.method = "PUT",
                            .url = srv_url(s, "/up"),
                            .body_read = read_pattern,
                            .body_arg = &src,
                            .body_size = (int64_t)size};
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 503);
     assert_int_equal(resp.attempts, 1);
@@ -656,7 +656,7 @@ test_streamed_upload_retry_needs_rewind(void **state)
     assert_int_equal(resp.attempts, 2);
     assert_int_equal(src.rewinds, 1);
     assert_server_got_pattern(s, size);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -668,19 +668,19 @@ test_connection_is_reused(void **state)
     srv *s = srv_start(SRV_SCRIPT);
     srv_run(s);
     lb_http_client *c = new_client(5000, 1);
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     for (int i = 0; i < 5; i++) {
-        lb_http_request req = {.method = i % 2 ? "HEAD" : "GET", .url = srv_url(s, "/x")};
+        lb_http_call req = {.method = i % 2 ? "HEAD" : "GET", .url = srv_url(s, "/x")};
         int rc = lb_http_do(c, &req, &resp);
         if (rc != 0)
             fail_msg("request %d: %s", i, lb_http_client_error(c));
         assert_int_equal(resp.status, 200);
     }
-    lb_http_request del = {.method = "DELETE", .url = srv_url(s, "/x")};
+    lb_http_call del = {.method = "DELETE", .url = srv_url(s, "/x")};
     assert_int_equal(lb_http_do(c, &del, &resp), 0);
     assert_int_equal(atomic_load(&s->requests), 6);
     assert_int_equal(atomic_load(&s->connections), 1);
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
     srv_stop(s);
 }
@@ -690,10 +690,10 @@ test_malformed_requests_are_refused(void **state)
 {
     (void)state;
     lb_http_client *c = new_client(1000, 3);
-    lb_http_response resp = LB_HTTP_RESPONSE_INIT;
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
     const char *inject[] = {"X-A: 1\r\nX-Injected: 2"};
     const char *nocolon[] = {"X-A 1"};
-    lb_http_request bad[] = {
+    lb_http_call bad[] = {
         {.method = "get", .url = "http://127.0.0.1:1/"},
         {.method = "GET", .url = NULL},
         {.method = "GET", .url = "http://127.0.0.1:1/", .headers = inject, .nheaders = 1},
@@ -709,7 +709,7 @@ test_malformed_requests_are_refused(void **state)
         assert_true(resp.attempts <= 1);
         assert_true(lb_http_client_error(c)[0] != '\0');
     }
-    lb_http_response_free(&resp);
+    lb_http_result_free(&resp);
     lb_http_client_free(c);
 }
 
