@@ -70,7 +70,7 @@ sk_acceptor_to_json(const sk_acceptor_state *st)
 {
     char sysid[24];
     snprintf(sysid, sizeof(sysid), "%" PRIu64, st->system_id);
-    return json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "version",
+    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "version",
                      STATE_VERSION, "tenant_id", st->tenant_id, "timeline_id", st->timeline_id,
                      "system_id", sysid, "wal_seg_size", (json_int_t)st->wal_seg_size,
                      "start_lsn", lsn_json(st->start_lsn), "start_tli",
@@ -79,6 +79,11 @@ sk_acceptor_to_json(const sk_acceptor_state *st)
                      sk_term_history_to_json(st->history, st->nhistory), "flush_lsn",
                      lsn_json(st->flush_lsn), "commit_lsn", lsn_json(st->commit_lsn),
                      "offloaded_lsn", lsn_json(st->offloaded_lsn));
+    if (j && st->compute[0])
+        json_object_set_new(j, "compute", json_pack("{s:I, s:s}", "term",
+                                                    (json_int_t)st->compute_term, "conninfo",
+                                                    st->compute));
+    return j;
 }
 
 static uint32_t
@@ -257,6 +262,19 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
         snprintf(msg, sizeof(msg), "last log term is above the promised term");
         rc = LB_EPARSE;
         goto out;
+    }
+    json_t *compute = json_object_get(obj, "compute");
+    if (compute) {
+        json_int_t cterm = 0;
+        const char *conninfo = NULL;
+        if (json_unpack(compute, "{s:I, s:s}", "term", &cterm, "conninfo", &conninfo) != 0 ||
+            cterm <= 0 || (uint64_t)cterm > st->term || strlen(conninfo) >= sizeof(st->compute)) {
+            snprintf(msg, sizeof(msg), "bad compute");
+            rc = LB_EPARSE;
+            goto out;
+        }
+        st->compute_term = (uint64_t)cterm;
+        strcpy(st->compute, conninfo);
     }
     if (get_lsn(obj, "flush_lsn", &st->flush_lsn) || get_lsn(obj, "commit_lsn", &st->commit_lsn) ||
         get_lsn(obj, "offloaded_lsn", &st->offloaded_lsn)) {

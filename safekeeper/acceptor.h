@@ -50,6 +50,10 @@ typedef struct sk_acceptor_state {
     lb_lsn flush_lsn;       /* hint: re-derived from the WAL on start */
     lb_lsn commit_lsn;      /* hint: re-learned from peers */
     lb_lsn offloaded_lsn;   /* WAL before this is in object storage */
+    /* The compute to stream from, named by the proposer of compute_term
+     * (kept so a restarted safekeeper resumes streaming). "" if none. */
+    uint64_t compute_term;
+    char compute[512];
 } sk_acceptor_state;
 
 /* ---- persistence (timeline code) ---------------------------------------- */

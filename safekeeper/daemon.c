@@ -1,0 +1,384 @@
+/*
+ * daemon.c: the safekeeper's loop, timelines registry and job queue.
+ *
+ * Group commit happens in the loop's before-sleep hook: after a round of
+ * socket events has appended WAL to any number of timelines, each dirty
+ * timeline is fsynced once, and only then are flush positions reported to
+ * the computes, published to peers, and made visible to walsenders.
+ */
+#include "daemon.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <time.h>
+
+#include "errors.h"
+#include "fileio.h"
+#include "log.h"
+
+struct sk_job {
+    int (*fn)(sk_daemon *sk, void *arg);
+    void *arg;
+    int rc;
+    bool done;
+    sk_job *next;
+};
+
+int
+sk_peer_index(const sk_daemon *sk, const char *name)
+{
+    for (int i = 0; i < sk->npeers; i++)
+        if (strcmp(sk->peers[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+sk_tl_entry *
+sk_find(sk_daemon *sk, const char *tenant_id, const char *timeline_id)
+{
+    for (int i = 0; i < sk->ntimelines; i++)
+        if (strcmp(sk->timelines[i].tenant_id, tenant_id) == 0 &&
+            strcmp(sk->timelines[i].timeline_id, timeline_id) == 0)
+            return &sk->timelines[i];
+    return NULL;
+}
+
+static void
+publish(sk_daemon *sk)
+{
+    pthread_mutex_lock(&sk->snap_lock);
+    for (int i = 0; i < sk->ntimelines; i++) {
+        sk_timeline *tl = sk->timelines[i].tl;
+        sk_tl_snapshot *s = &sk->snap[i];
+        const sk_acceptor_state *st = sk_timeline_state(tl);
+        if (strcmp(s->tenant_id, st->tenant_id) != 0 ||
+            strcmp(s->timeline_id, st->timeline_id) != 0 || s->term != st->term ||
+            s->last_log_term != sk_last_log_term(st) || s->flush_lsn != sk_timeline_flush_lsn(tl) ||
+            s->commit_lsn != sk_timeline_commit_lsn(tl)) {
+            strcpy(s->tenant_id, st->tenant_id);
+            strcpy(s->timeline_id, st->timeline_id);
+            s->term = st->term;
+            s->last_log_term = sk_last_log_term(st);
+            s->flush_lsn = sk_timeline_flush_lsn(tl);
+            s->commit_lsn = sk_timeline_commit_lsn(tl);
+            s->version++;
+        }
+    }
+    sk->nsnap = sk->ntimelines;
+    pthread_mutex_unlock(&sk->snap_lock);
+    if (sk->peer_sync)
+        sk_peers_kick(sk->peer_sync);
+}
+
+void
+sk_timeline_changed(sk_daemon *sk, sk_tl_entry *e)
+{
+    if (e->recv)
+        sk_receiver_poke(e->recv);
+    publish(sk);
+    if (sk->walsender)
+        sk_walsender_notify(sk->walsender);
+}
+
+int
+sk_add_timeline(sk_daemon *sk, sk_timeline *tl)
+{
+    if (sk->ntimelines == SK_MAX_TIMELINES)
+        return -ENOSPC;
+    const sk_acceptor_state *st = sk_timeline_state(tl);
+    sk_tl_entry *e = &sk->timelines[sk->ntimelines];
+    memset(e, 0, sizeof(*e));
+    e->tl = tl;
+    strcpy(e->tenant_id, st->tenant_id);
+    strcpy(e->timeline_id, st->timeline_id);
+    sk_timeline_set_quorum(tl, sk->npeers + 1);
+    int rc = sk_receiver_new(sk->loop, tl, sk->conf.id, &e->recv);
+    if (rc)
+        return rc;
+    sk->ntimelines++;
+    sk_timeline_changed(sk, e);
+    return 0;
+}
+
+int
+sk_remove_timeline(sk_daemon *sk, const char *tenant_id, const char *timeline_id)
+{
+    sk_tl_entry *e = sk_find(sk, tenant_id, timeline_id);
+    if (!e)
+        return LB_ENOTFOUND;
+    sk_receiver_free(e->recv);
+    sk_timeline_close(e->tl);
+    int idx = (int)(e - sk->timelines);
+    sk->timelines[idx] = sk->timelines[--sk->ntimelines];
+    int rc = sk_timeline_remove_dir(sk->conf.data_dir, tenant_id, timeline_id);
+    publish(sk);
+    return rc;
+}
+
+/* ---- loop hooks ------------------------------------------------------------ */
+
+static double
+now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+before_sleep(lb_loop *loop, void *arg)
+{
+    (void)loop;
+    sk_daemon *sk = arg;
+    bool progressed = false;
+    for (int i = 0; i < sk->ntimelines; i++) {
+        sk_tl_entry *e = &sk->timelines[i];
+        if (sk_receiver_dirty(e->recv)) {
+            lb_lsn before = sk_timeline_flush_lsn(e->tl);
+            double t0 = now_seconds();
+            int rc = sk_timeline_sync(e->tl);
+            lb_histogram_observe(sk->fsync_seconds, now_seconds() - t0);
+            if (rc == 0) {
+                lb_counter_add(sk->wal_bytes, (double)(sk_timeline_flush_lsn(e->tl) - before));
+                progressed = true;
+            } else {
+                sk_receiver_poke(e->recv); /* a broken timeline disconnects */
+            }
+        }
+        sk_receiver_report(e->recv);
+    }
+    if (progressed) {
+        publish(sk);
+        if (sk->walsender)
+            sk_walsender_notify(sk->walsender);
+    }
+}
+
+static int64_t
+tick(lb_loop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    sk_daemon *sk = arg;
+    for (int i = 0; i < sk->ntimelines; i++)
+        sk_receiver_poke(sk->timelines[i].recv);
+    return 100;
+}
+
+static void
+run_jobs(lb_loop *loop, void *arg)
+{
+    (void)loop;
+    sk_daemon *sk = arg;
+    pthread_mutex_lock(&sk->jobs_lock);
+    sk_job *list = sk->jobs;
+    sk->jobs = NULL;
+    pthread_mutex_unlock(&sk->jobs_lock);
+    /* Run in submission order (the list is LIFO). */
+    sk_job *rev = NULL;
+    while (list) {
+        sk_job *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    for (sk_job *j = rev; j;) {
+        sk_job *next = j->next;
+        int rc = j->fn(sk, j->arg);
+        pthread_mutex_lock(&sk->jobs_lock);
+        j->rc = rc;
+        j->done = true;
+        pthread_cond_broadcast(&sk->jobs_done);
+        pthread_mutex_unlock(&sk->jobs_lock);
+        j = next;
+    }
+}
+
+int
+sk_run_on_loop(sk_daemon *sk, int (*fn)(sk_daemon *sk, void *arg), void *arg)
+{
+    sk_job job = {.fn = fn, .arg = arg};
+    pthread_mutex_lock(&sk->jobs_lock);
+    if (!sk->loop_running) {
+        pthread_mutex_unlock(&sk->jobs_lock);
+        return -ESHUTDOWN;
+    }
+    job.next = sk->jobs;
+    sk->jobs = &job;
+    pthread_mutex_unlock(&sk->jobs_lock);
+    lb_loop_wakeup(sk->loop);
+    pthread_mutex_lock(&sk->jobs_lock);
+    while (!job.done)
+        pthread_cond_wait(&sk->jobs_done, &sk->jobs_lock);
+    pthread_mutex_unlock(&sk->jobs_lock);
+    return job.rc;
+}
+
+static void
+on_stop_signal(lb_loop *loop, int signo, void *arg)
+{
+    (void)arg;
+    lb_info("received signal %d, shutting down", signo);
+    lb_loop_stop(loop);
+}
+
+/* ---- startup ----------------------------------------------------------------- */
+
+static int
+load_timelines(sk_daemon *sk)
+{
+    DIR *tenants = opendir(sk->conf.data_dir);
+    if (!tenants)
+        return -errno;
+    struct dirent *t;
+    int rc = 0;
+    while (rc == 0 && (t = readdir(tenants))) {
+        if (!sk_id_valid(t->d_name))
+            continue;
+        char tdir[PATH_MAX];
+        snprintf(tdir, sizeof(tdir), "%s/%s", sk->conf.data_dir, t->d_name);
+        DIR *tls = opendir(tdir);
+        if (!tls)
+            continue;
+        struct dirent *l;
+        while (rc == 0 && (l = readdir(tls))) {
+            if (!sk_id_valid(l->d_name))
+                continue;
+            char dir[PATH_MAX + 300];
+            snprintf(dir, sizeof(dir), "%s/%s", tdir, l->d_name);
+            sk_timeline *tl;
+            int orc = sk_timeline_open(dir, &tl);
+            if (orc) {
+                /* One damaged timeline must not take the others down. */
+                lb_error("timeline \"%s\" not loaded: %s", dir, lb_strerror(orc));
+                continue;
+            }
+            rc = sk_add_timeline(sk, tl);
+        }
+        closedir(tls);
+    }
+    closedir(tenants);
+    return rc;
+}
+
+static int
+parse_peers(sk_daemon *sk)
+{
+    for (size_t i = 0; i < sk->conf.peers.count; i++) {
+        const char *item = sk->conf.peers.items[i];
+        const char *eq = strchr(item, '=');
+        if (!eq || eq == item || sk->npeers == SK_MAX_PEERS ||
+            (size_t)(eq - item) >= sizeof(sk->peers[0].name) ||
+            strlen(eq + 1) >= sizeof(sk->peers[0].url) || strncmp(eq + 1, "http://", 7) != 0) {
+            lb_error("invalid peer \"%s\": expected name=http://host:port", item);
+            return LB_EBADCONFIG;
+        }
+        sk_peer *p = &sk->peers[sk->npeers++];
+        memcpy(p->name, item, (size_t)(eq - item));
+        p->name[eq - item] = '\0';
+        snprintf(p->url, sizeof(p->url), "%s", eq + 1);
+        if (strcmp(p->name, sk->conf.id) == 0) {
+            lb_error("peer \"%s\" has this safekeeper's own name", p->name);
+            return LB_EBADCONFIG;
+        }
+    }
+    return 0;
+}
+
+int
+sk_daemon_init(sk_daemon *sk)
+{
+    int rc;
+    pthread_mutex_init(&sk->jobs_lock, NULL);
+    pthread_cond_init(&sk->jobs_done, NULL);
+    pthread_mutex_init(&sk->snap_lock, NULL);
+    if ((rc = parse_peers(sk)) != 0)
+        return rc;
+    if ((rc = lb_mkdir_p(sk->conf.data_dir, 0700)) != 0) {
+        lb_error("could not create data directory \"%s\": %s", sk->conf.data_dir,
+                 lb_strerror(rc));
+        return rc;
+    }
+    if ((rc = lb_metrics_new(&sk->metrics)) != 0)
+        return rc;
+    static const double fsync_buckets[] = {0.0001, 0.0005, 0.001, 0.002, 0.005,
+                                           0.01,   0.025,  0.05,  0.1,   0.5};
+    if ((rc = lb_metrics_histogram(sk->metrics, "safekeeper_fsync_seconds",
+                                   "Duration of a group-commit fsync of a timeline's WAL.", NULL,
+                                   fsync_buckets, 10, &sk->fsync_seconds)) != 0 ||
+        (rc = lb_metrics_counter(sk->metrics, "safekeeper_wal_flushed_bytes_total",
+                                 "WAL bytes made durable.", NULL, &sk->wal_bytes)) != 0)
+        return rc;
+    if ((rc = lb_loop_new(&sk->loop)) != 0)
+        return rc;
+    /* Before any thread exists, so every thread inherits the blocked mask
+     * and the signals reach only the loop. */
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = lb_loop_watch_signal(sk->loop, SIGTERM, on_stop_signal, NULL)) != 0 ||
+        (rc = lb_loop_watch_signal(sk->loop, SIGINT, on_stop_signal, NULL)) != 0)
+        return rc;
+    lb_loop_set_before_sleep(sk->loop, before_sleep, sk);
+    lb_loop_set_on_wakeup(sk->loop, run_jobs, sk);
+    if ((rc = lb_loop_add_timer(sk->loop, 100, tick, sk, NULL)) != 0)
+        return rc;
+    if ((rc = load_timelines(sk)) != 0)
+        return rc;
+
+    lb_http_server_config hc = {
+        .address = sk->conf.listen_http.host,
+        .port = sk->conf.listen_http.port,
+        .threads = (unsigned)sk->conf.http_threads,
+        .max_body = 1 << 20,
+        .metrics = sk->metrics,
+    };
+    if ((rc = lb_http_server_new(&hc, &sk->http)) != 0 || (rc = sk_http_routes(sk)) != 0)
+        return rc;
+    sk->loop_running = true;
+    if ((rc = lb_http_server_start(sk->http)) != 0) {
+        lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
+        return rc;
+    }
+    if ((rc = sk_walsender_start(sk, &sk->walsender)) != 0)
+        return rc;
+    if ((rc = sk_peers_start(sk, &sk->peer_sync)) != 0)
+        return rc;
+    lb_info("safekeeper started id=%s http=%s:%d pg=%s:%d timelines=%d peers=%d", sk->conf.id,
+            hc.address, lb_http_server_port(sk->http), sk->conf.listen_pg.host,
+            sk_walsender_port(sk->walsender), sk->ntimelines, sk->npeers);
+    return 0;
+}
+
+void
+sk_daemon_shutdown(sk_daemon *sk)
+{
+    /* No new jobs; fail the waiting ones so HTTP threads can finish. */
+    pthread_mutex_lock(&sk->jobs_lock);
+    sk->loop_running = false;
+    for (sk_job *j = sk->jobs; j; j = j->next) {
+        j->rc = -ESHUTDOWN;
+        j->done = true;
+    }
+    sk->jobs = NULL;
+    pthread_cond_broadcast(&sk->jobs_done);
+    pthread_mutex_unlock(&sk->jobs_lock);
+
+    if (sk->http)
+        lb_http_server_free(sk->http);
+    if (sk->peer_sync)
+        sk_peers_stop(sk->peer_sync);
+    if (sk->walsender)
+        sk_walsender_stop(sk->walsender);
+    for (int i = 0; i < sk->ntimelines; i++) {
+        sk_receiver_free(sk->timelines[i].recv);
+        sk_timeline_sync(sk->timelines[i].tl);
+        sk_timeline_close(sk->timelines[i].tl);
+    }
+    sk->ntimelines = 0;
+    lb_loop_free(sk->loop);
+    lb_metrics_free(sk->metrics);
+}

@@ -1,0 +1,611 @@
+/*
+ * http_api.c: the safekeeper's HTTP API.
+ *
+ *   POST   /v1/tenant/{tenant_id}/timeline                     create
+ *   GET    /v1/tenant/{tenant_id}/timeline/{timeline_id}       status
+ *   DELETE /v1/tenant/{tenant_id}/timeline/{timeline_id}       delete
+ *   POST   .../vote      {"term"}                               promise a term
+ *   POST   .../accept    {"term","term_history","end_lsn","donor"}  adopt a proposer's log
+ *   POST   .../elected   {"term","compute"}                     stream from the new compute
+ *   POST   .../peer      {"name","term","last_log_term","flush_lsn"}  a peer's position
+ *   GET    .../wal?from=X/X&to=X/X                               raw WAL for peer recovery
+ *   GET    .../segment/{name}                                    a WAL segment (restore_command)
+ *   GET    .../history/{name}                                    a timeline history file
+ *
+ * Handlers parse and validate on the HTTP thread, then run the operation
+ * on the loop thread through sk_run_on_loop(). Every malformed body, bad
+ * id, unknown timeline or stale term gets a 4xx with a JSON error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "http_client.h"
+#include "json.h"
+#include "log.h"
+#include "wal.h"
+
+#define WAL_RANGE_MAX (4u * 1024 * 1024)
+
+/* Common request context: the ids and the parsed body. */
+typedef struct api_ctx {
+    sk_daemon *sk;
+    char tenant[LB_ID_STRLEN];
+    char timeline[LB_ID_STRLEN];
+    json_t *body;
+    lb_json_error err;
+    /* operation inputs */
+    uint64_t term;
+    sk_term_entry history[SK_MAX_TERM_HISTORY];
+    size_t nhistory;
+    lb_lsn lsn_a, lsn_b;
+    const char *text;
+    int64_t num;
+    /* outputs */
+    json_t *reply;
+    bool granted;
+    char path[PATH_MAX];
+    uint64_t serve_len; /* bytes of the file to serve; the rest is zeros */
+    lb_buf bytes;
+} api_ctx;
+
+static int
+ids(lb_http_request *req, api_ctx *c, bool need_timeline)
+{
+    lb_json_param_id(req, "tenant_id", c->tenant, &c->err);
+    if (need_timeline)
+        lb_json_param_id(req, "timeline_id", c->timeline, &c->err);
+    return c->err.failed ? c->err.code : 0;
+}
+
+static int
+finish(lb_http_request *req, api_ctx *c, int rc)
+{
+    json_decref(c->body);
+    lb_buf_free(&c->bytes);
+    if (c->err.failed) {
+        json_decref(c->reply);
+        return lb_json_respond_bad_request(req, &c->err);
+    }
+    if (rc) {
+        json_decref(c->reply);
+        int status = lb_http_status_for_error(rc);
+        if (rc == -ESHUTDOWN)
+            status = 503;
+        return lb_http_respond_error(req, status, "%s", lb_strerror(rc));
+    }
+    return lb_json_respond(req, 200, c->reply ? c->reply : json_object());
+}
+
+static sk_tl_entry *
+need(api_ctx *c)
+{
+    sk_tl_entry *e = sk_find(c->sk, c->tenant, c->timeline);
+    if (!e)
+        lb_json_fail(&c->err, LB_ENOTFOUND, "timeline %s/%s not found", c->tenant, c->timeline);
+    return e;
+}
+
+/* ---- create / status / delete ------------------------------------------------ */
+
+static int
+job_create(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = sk_find(sk, c->tenant, c->timeline);
+    if (e) {
+        const sk_acceptor_state *st = sk_timeline_state(e->tl);
+        if (st->system_id != (uint64_t)c->num || st->wal_seg_size != c->lsn_b)
+            return lb_json_fail(&c->err, LB_EEXIST,
+                                "timeline %s/%s exists with different parameters", c->tenant,
+                                c->timeline);
+        c->reply = sk_timeline_status_json(e->tl);
+        return 0;
+    }
+    sk_timeline_params p = {c->tenant, c->timeline, (uint64_t)c->num, (uint32_t)c->lsn_b,
+                            c->lsn_a, (uint32_t)c->term};
+    sk_timeline *tl;
+    int rc = sk_timeline_create(sk->conf.data_dir, &p, &tl);
+    if (rc)
+        return rc;
+    rc = sk_add_timeline(sk, tl);
+    if (rc) {
+        sk_timeline_close(tl);
+        return rc;
+    }
+    c->reply = sk_timeline_status_json(tl);
+    return 0;
+}
+
+static int
+h_create(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    const char *sysid;
+    int64_t seg = LB_WAL_SEG_SIZE_DEFAULT, tli = 1;
+    ids(req, &c, false);
+    lb_json_parse_request(req, &c.body, &c.err);
+    lb_json_req_id(c.body, "timeline_id", c.timeline, &c.err);
+    lb_json_req_str(c.body, "system_id", &sysid, &c.err);
+    lb_json_req_lsn(c.body, "start_lsn", &c.lsn_a, &c.err);
+    lb_json_opt_int64(c.body, "wal_seg_size", seg, &seg, &c.err);
+    lb_json_opt_int64(c.body, "pg_tli", tli, &tli, &c.err);
+    if (!c.err.failed) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(sysid, &end, 10);
+        if (errno || *end || end == sysid || v == 0)
+            lb_json_fail(&c.err, LB_EPARSE, "field \"system_id\" must be a decimal number > 0");
+        else if (!lb_wal_seg_size_valid((uint64_t)seg))
+            lb_json_fail(&c.err, LB_EPARSE,
+                         "field \"wal_seg_size\" must be a power of two from 1 MiB to 1 GiB");
+        else if (tli < 1 || tli > UINT32_MAX)
+            lb_json_fail(&c.err, LB_EPARSE, "field \"pg_tli\" must be a timeline id > 0");
+        c.num = (int64_t)v;
+    }
+    c.lsn_b = (lb_lsn)seg;
+    c.term = (uint64_t)tli;
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_create, &c);
+    return finish(req, &c, rc);
+}
+
+static int
+job_status(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    c->reply = sk_timeline_status_json(e->tl);
+    sk_receiver_stats rs;
+    sk_receiver_stats_get(e->recv, &rs);
+    json_object_set_new(c->reply, "streaming", json_boolean(rs.streaming));
+    json_object_set_new(c->reply, "received_bytes", json_integer((json_int_t)rs.bytes_received));
+    return 0;
+}
+
+static int
+h_status(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int rc = ids(req, &c, true) ? 0 : sk_run_on_loop(c.sk, job_status, &c);
+    return finish(req, &c, rc);
+}
+
+static int
+job_delete(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    if (!need(c))
+        return 0;
+    return sk_remove_timeline(sk, c->tenant, c->timeline);
+}
+
+static int
+h_delete(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int rc = ids(req, &c, true) ? 0 : sk_run_on_loop(c.sk, job_delete, &c);
+    return finish(req, &c, rc);
+}
+
+/* ---- protocol -------------------------------------------------------------------- */
+
+static json_t *
+positions(const sk_timeline *tl)
+{
+    json_t *j = sk_timeline_status_json(tl);
+    return j;
+}
+
+static int
+job_vote(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    int rc = sk_timeline_vote(e->tl, c->term, &c->granted);
+    if (rc)
+        return rc;
+    sk_timeline_changed(sk, e); /* a granted vote cuts the old compute's stream now */
+    c->reply = positions(e->tl);
+    json_object_set_new(c->reply, "granted", json_boolean(c->granted));
+    return 0;
+}
+
+static int
+h_vote(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int64_t term = 0;
+    ids(req, &c, true);
+    lb_json_parse_request(req, &c.body, &c.err);
+    lb_json_req_int64(c.body, "term", &term, &c.err);
+    if (!c.err.failed && term <= 0)
+        lb_json_fail(&c.err, LB_EPARSE, "field \"term\" must be > 0");
+    c.term = (uint64_t)term;
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_vote, &c);
+    return finish(req, &c, rc);
+}
+
+/* Peer recovery: take [from, to) from the donor safekeeper over HTTP. */
+typedef struct fetch_ctx {
+    const char *donor;
+    const char *tenant, *timeline;
+    lb_http_client *http;
+} fetch_ctx;
+
+static int
+fetch_from_donor(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void *buf)
+{
+    (void)tli;
+    fetch_ctx *f = arg;
+    char url[512];
+    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/wal?from=%X/%X&to=%X/%X", f->donor,
+             f->tenant, f->timeline, LB_LSN_ARGS(from), LB_LSN_ARGS(to));
+    lb_buf body = LB_BUF_INIT;
+    lb_http_call call = {.method = "GET", .url = url, .response_body = &body};
+    lb_http_result res = LB_HTTP_RESULT_INIT;
+    int rc = lb_http_do(f->http, &call, &res);
+    if (rc == 0 && res.status != 200) {
+        lb_error("donor \"%s\" refused WAL %X/%X-%X/%X: status %ld", f->donor, LB_LSN_ARGS(from),
+                 LB_LSN_ARGS(to), res.status);
+        rc = LB_EHTTP;
+    } else if (rc == 0 && body.len != to - from) {
+        lb_error("donor \"%s\" sent %zu bytes of WAL, %llu expected", f->donor, body.len,
+                 (unsigned long long)(to - from));
+        rc = LB_EPROTO;
+    }
+    if (rc == 0)
+        memcpy(buf, body.data, body.len);
+    lb_buf_free(&body);
+    lb_http_result_free(&res);
+    return rc;
+}
+
+static int
+job_accept(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    fetch_ctx f = {c->text, c->tenant, c->timeline, NULL};
+    lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
+    if (f.donor && lb_http_client_new(&opts, &f.http) != 0)
+        return -ENOMEM;
+    int rc = sk_timeline_accept(e->tl, c->term, c->history, c->nhistory, c->lsn_a,
+                                f.donor ? fetch_from_donor : NULL, &f);
+    lb_http_client_free(f.http);
+    sk_timeline_changed(sk, e);
+    if (rc)
+        return rc;
+    c->reply = positions(e->tl);
+    return 0;
+}
+
+static int
+h_accept(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int64_t term = 0;
+    char msg[200] = "";
+    ids(req, &c, true);
+    lb_json_parse_request(req, &c.body, &c.err);
+    lb_json_req_int64(c.body, "term", &term, &c.err);
+    lb_json_req_lsn(c.body, "end_lsn", &c.lsn_a, &c.err);
+    lb_json_opt_str(c.body, "donor", NULL, &c.text, &c.err);
+    if (!c.err.failed) {
+        if (sk_term_history_from_json(json_object_get(c.body, "term_history"), c.history,
+                                      SK_MAX_TERM_HISTORY, &c.nhistory, msg, sizeof(msg)) != 0)
+            lb_json_fail(&c.err, LB_EPARSE, "field \"term_history\": %s", msg);
+        else if (c.nhistory == 0 || c.history[c.nhistory - 1].term != (uint64_t)term ||
+                 c.history[c.nhistory - 1].start_lsn != c.lsn_a)
+            lb_json_fail(&c.err, LB_EPARSE,
+                         "field \"term_history\" must end with this term starting at end_lsn");
+        else if (c.text && strncmp(c.text, "http://", 7) != 0)
+            lb_json_fail(&c.err, LB_EPARSE, "field \"donor\" must be an http:// URL");
+    }
+    c.term = (uint64_t)term;
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_accept, &c);
+    return finish(req, &c, rc);
+}
+
+static int
+job_elected(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    int rc = sk_timeline_elected(e->tl, c->term, c->text);
+    if (rc)
+        return rc;
+    sk_timeline_changed(sk, e);
+    c->reply = positions(e->tl);
+    return 0;
+}
+
+static int
+h_elected(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int64_t term = 0;
+    ids(req, &c, true);
+    lb_json_parse_request(req, &c.body, &c.err);
+    lb_json_req_int64(c.body, "term", &term, &c.err);
+    lb_json_req_str(c.body, "compute", &c.text, &c.err);
+    c.term = (uint64_t)term;
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_elected, &c);
+    return finish(req, &c, rc);
+}
+
+static int
+job_peer(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    lb_lsn before = sk_timeline_commit_lsn(e->tl);
+    sk_timeline_peer_flush(e->tl, (int)c->num, c->term, (uint64_t)c->lsn_b, c->lsn_a);
+    if (sk_timeline_commit_lsn(e->tl) != before)
+        sk_timeline_changed(sk, e);
+    return 0;
+}
+
+static int
+h_peer(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int64_t term = 0, llt = 0;
+    const char *name;
+    ids(req, &c, true);
+    lb_json_parse_request(req, &c.body, &c.err);
+    lb_json_req_str(c.body, "name", &name, &c.err);
+    lb_json_req_int64(c.body, "term", &term, &c.err);
+    lb_json_req_int64(c.body, "last_log_term", &llt, &c.err);
+    lb_json_req_lsn(c.body, "flush_lsn", &c.lsn_a, &c.err);
+    if (!c.err.failed && (c.num = sk_peer_index(c.sk, name)) < 0)
+        lb_json_fail(&c.err, LB_EPARSE, "unknown peer \"%s\"", name);
+    c.term = (uint64_t)term;
+    c.lsn_b = (lb_lsn)llt;
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_peer, &c);
+    return finish(req, &c, rc);
+}
+
+/* ---- serving WAL ------------------------------------------------------------------ */
+
+static int
+job_wal(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    lb_lsn end = sk_timeline_end_lsn(e->tl);
+    if (c->lsn_a < sk_timeline_start_lsn(e->tl) || c->lsn_b > end)
+        return lb_json_fail(&c->err, LB_ENOTFOUND,
+                            "WAL %X/%X-%X/%X is not held here (held: %X/%X-%X/%X)",
+                            LB_LSN_ARGS(c->lsn_a), LB_LSN_ARGS(c->lsn_b),
+                            LB_LSN_ARGS(sk_timeline_start_lsn(e->tl)), LB_LSN_ARGS(end));
+    size_t n = (size_t)(c->lsn_b - c->lsn_a);
+    int rc = lb_buf_reserve(&c->bytes, n);
+    if (rc)
+        return rc;
+    rc = sk_timeline_read(e->tl, c->lsn_a, c->bytes.data, n, end);
+    if (rc == 0)
+        c->bytes.len = n;
+    return rc;
+}
+
+static int
+h_wal(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    ids(req, &c, true);
+    const char *from = lb_http_query(req, "from"), *to = lb_http_query(req, "to");
+    if (!c.err.failed && (!from || !to || lb_lsn_parse(from, &c.lsn_a) != 0 ||
+                          lb_lsn_parse(to, &c.lsn_b) != 0 || c.lsn_b < c.lsn_a ||
+                          c.lsn_b - c.lsn_a > WAL_RANGE_MAX))
+        lb_json_fail(&c.err, LB_EPARSE,
+                     "query must have from=X/X and to=X/X, from <= to, at most %u bytes apart",
+                     WAL_RANGE_MAX);
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_wal, &c);
+    if (rc == 0 && !c.err.failed) {
+        rc = lb_http_respond(req, 200, "application/octet-stream", c.bytes.data, c.bytes.len);
+        lb_buf_free(&c.bytes);
+        json_decref(c.body);
+        return rc;
+    }
+    return finish(req, &c, rc);
+}
+
+/* The serving limit of a segment on timeline tli: committed WAL only, and
+ * only up to where the term history moved off that timeline. */
+static int
+job_segment(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    const sk_acceptor_state *st = sk_timeline_state(e->tl);
+    uint32_t tli;
+    uint64_t segno;
+    if (lb_wal_segment_parse(c->text, st->wal_seg_size, &tli, &segno) != 0)
+        return lb_json_fail(&c->err, LB_EPARSE, "\"%s\" is not a WAL segment name", c->text);
+    lb_lsn seg_start = segno * st->wal_seg_size;
+    lb_lsn limit = sk_timeline_commit_lsn(e->tl);
+    bool known_tli = tli == st->start_tli;
+    for (size_t i = 0; i < st->nhistory; i++) {
+        if (st->history[i].tli == tli)
+            known_tli = true;
+        if (st->history[i].tli > tli && st->history[i].start_lsn < limit)
+            limit = st->history[i].start_lsn; /* tli ends where a later one starts */
+    }
+    lb_lsn first = sk_timeline_start_lsn(e->tl);
+    first -= first % st->wal_seg_size;
+    if (!known_tli || limit <= seg_start || seg_start < first)
+        return lb_json_fail(&c->err, LB_ENOTFOUND, "segment %s is not available here", c->text);
+    int rc = sk_timeline_segment_path(e->tl, tli, segno, c->path, sizeof(c->path));
+    if (rc)
+        return rc;
+    c->serve_len = limit - seg_start < st->wal_seg_size ? limit - seg_start : st->wal_seg_size;
+    c->lsn_a = st->wal_seg_size;
+    return 0;
+}
+
+typedef struct seg_stream {
+    int fd;
+    uint64_t serve_len, total;
+} seg_stream;
+
+static ssize_t
+seg_produce(void *arg, uint64_t offset, char *buf, size_t cap)
+{
+    seg_stream *s = arg;
+    if (offset >= s->total)
+        return 0;
+    size_t n = cap;
+    if (n > s->total - offset)
+        n = (size_t)(s->total - offset);
+    if (offset >= s->serve_len) {
+        memset(buf, 0, n);
+        return (ssize_t)n;
+    }
+    if (n > s->serve_len - offset)
+        n = (size_t)(s->serve_len - offset);
+    ssize_t r = pread(s->fd, buf, n, (off_t)offset);
+    if (r <= 0)
+        return -EIO; /* removed or truncated under us: the client sees a short body */
+    return r;
+}
+
+static void
+seg_done(void *arg)
+{
+    seg_stream *s = arg;
+    close(s->fd);
+    free(s);
+}
+
+static int
+h_segment(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    ids(req, &c, true);
+    c.text = lb_http_param(req, "name");
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_segment, &c);
+    if (rc || c.err.failed)
+        return finish(req, &c, rc);
+    int fd = open(c.path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        lb_json_fail(&c.err, LB_ENOTFOUND, "segment %s is not available here", c.text);
+        return finish(req, &c, 0);
+    }
+    seg_stream *s = malloc(sizeof(*s));
+    if (!s) {
+        close(fd);
+        return finish(req, &c, -ENOMEM);
+    }
+    *s = (seg_stream){fd, c.serve_len, c.lsn_a};
+    return lb_http_respond_stream(req, 200, "application/octet-stream", (int64_t)s->total,
+                                  seg_produce, seg_done, s);
+}
+
+static int
+job_history(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    int rc = sk_timeline_history_file(e->tl, (uint32_t)c->num, &c->bytes);
+    if (rc == LB_ENOTFOUND)
+        return lb_json_fail(&c->err, LB_ENOTFOUND, "history file %s is not available here",
+                            c->text);
+    return rc;
+}
+
+static int
+h_history(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    ids(req, &c, true);
+    c.text = lb_http_param(req, "name");
+    unsigned tli = 0;
+    int used = 0;
+    if (!c.err.failed && (strlen(c.text) != 16 || sscanf(c.text, "%8X.history%n", &tli, &used) != 1 ||
+                          used != 16 || tli == 0))
+        lb_json_fail(&c.err, LB_EPARSE, "\"%s\" is not a timeline history file name", c.text);
+    c.num = tli;
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_history, &c);
+    if (rc == 0 && !c.err.failed) {
+        rc = lb_http_respond(req, 200, "text/plain", c.bytes.data, c.bytes.len);
+        lb_buf_free(&c.bytes);
+        return rc;
+    }
+    return finish(req, &c, rc);
+}
+
+/* ---- daemon status ---------------------------------------------------------------- */
+
+static int
+job_list(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    json_t *arr = json_array();
+    for (int i = 0; i < sk->ntimelines; i++)
+        json_array_append_new(arr, sk_timeline_status_json(sk->timelines[i].tl));
+    c->reply = json_pack("{s:s, s:o}", "id", sk->conf.id, "timelines", arr);
+    return 0;
+}
+
+static int
+h_list(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    int rc = sk_run_on_loop(c.sk, job_list, &c);
+    return finish(req, &c, rc);
+}
+
+int
+sk_http_routes(sk_daemon *sk)
+{
+    static const struct {
+        const char *method, *pattern;
+        lb_http_handler fn;
+    } routes[] = {
+        {"GET", "/v1/status", h_list},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
+        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/vote", h_vote},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/accept", h_accept},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/elected", h_elected},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/peer", h_peer},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal", h_wal},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/segment/{name}", h_segment},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/history/{name}", h_history},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int rc = lb_http_server_route(sk->http, routes[i].method, routes[i].pattern, routes[i].fn,
+                                      sk);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

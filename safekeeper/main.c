@@ -1,0 +1,98 @@
+/*
+ * main.c: the safekeeper daemon, and the `safekeeper elect` command that a
+ * compute's proposer (compute-ctl) runs.
+ *
+ *   safekeeper [-c FILE] [--id sk-0] [--data_dir DIR] [--listen_http H:P] ...
+ *   safekeeper elect --tenant T --timeline L --safekeepers URL,URL,URL ...
+ *
+ * Signals are events of the loop (SIGTERM/SIGINT stop it cleanly); the
+ * HTTP server is stopped after the loop, so handlers waiting on the loop
+ * are answered with 503 rather than left hanging.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "election.h"
+#include "errors.h"
+#include "log.h"
+
+static const lb_config_setting settings[] = {
+    LB_SETTING("id", LB_CONFIG_STRING, sk_config, id, "sk-0",
+               "this safekeeper's name; computes list it in synchronous_standby_names"),
+    LB_SETTING("data_dir", LB_CONFIG_STRING, sk_config, data_dir, "./safekeeper-data",
+               "where timelines' WAL and state live"),
+    LB_SETTING("listen_http", LB_CONFIG_ADDR, sk_config, listen_http, "127.0.0.1:7676",
+               "control API, /metrics and WAL over HTTP"),
+    LB_SETTING("listen_pg", LB_CONFIG_ADDR, sk_config, listen_pg, "127.0.0.1:5454",
+               "walsender-compatible server for standbys and pageservers"),
+    LB_SETTING("peers", LB_CONFIG_LIST, sk_config, peers, "",
+               "the other safekeepers of the set, as name=http://host:port"),
+    LB_SETTING("log_level", LB_CONFIG_STRING, sk_config, log_level, "info",
+               "error, warn, info or debug"),
+    LB_SETTING_RANGE("peer_interval_ms", LB_CONFIG_DURATION, sk_config, peer_interval_ms, "1ms",
+                     "pause between rounds of position updates to peers", 0, 1000),
+    LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, sk_config, http_threads, "4",
+                     "threads serving HTTP", 1, 64),
+    LB_CONFIG_END,
+};
+
+static int
+run_daemon(int argc, char **argv)
+{
+    static sk_daemon sk;
+    lb_config_result res;
+    int rc = lb_config_load(settings, &sk.conf, NULL, argc, argv, &res);
+    if (res.help) {
+        lb_buf help = LB_BUF_INIT;
+        lb_config_help(settings, "safekeeper", "[options] | elect [options]", &help);
+        fputs(help.data, stdout);
+        lb_buf_free(&help);
+        lb_config_result_free(&res);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "safekeeper: %s\n", res.error);
+        lb_config_result_free(&res);
+        return 2;
+    }
+    if (res.npositional > 0) {
+        fprintf(stderr, "safekeeper: unexpected argument \"%s\"\n", res.positional[0]);
+        lb_config_result_free(&res);
+        return 2;
+    }
+    lb_config_result_free(&res);
+    lb_log_level level;
+    if (lb_log_level_parse(sk.conf.log_level, &level) != 0) {
+        fprintf(stderr, "safekeeper: setting \"log_level\": \"%s\" is not error, warn, info or "
+                        "debug\n",
+                sk.conf.log_level);
+        return 2;
+    }
+    lb_log_init("safekeeper", level);
+
+    rc = sk_daemon_init(&sk);
+    if (rc == 0)
+        rc = lb_loop_run(sk.loop);
+    sk_daemon_shutdown(&sk);
+    lb_config_free(settings, &sk.conf);
+    if (rc) {
+        lb_error("safekeeper stopped: %s", lb_strerror(rc));
+        return 1;
+    }
+    lb_info("safekeeper stopped");
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "elect") == 0)
+        return sk_elect_main(argc - 1, argv + 1);
+    return run_daemon(argc, argv);
+}

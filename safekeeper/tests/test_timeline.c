@@ -1,0 +1,425 @@
+/*
+ * test_timeline.c: a safekeeper timeline fed real PostgreSQL 15 WAL.
+ *
+ * A throwaway PostgreSQL (1 MiB segments) produces WAL; the test feeds its
+ * segment files to a timeline as the compute would stream them, and checks
+ * the properties the protocol relies on: end_lsn is always a record
+ * boundary within flush_lsn; a torn tail is cut back to the last whole
+ * record on reopen; votes are durable and fence older terms; accepting a
+ * proposer's history truncates a divergent tail and fetches missing WAL;
+ * commit_lsn follows a majority; reads never return bytes past the limit;
+ * an fsync failure stops all progress.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "fileio.h"
+#include "testutil.h"
+#include "timeline.h"
+#include "wal.h"
+
+#define SEG (1024 * 1024)
+#define TENANT "0123456789abcdef0123456789abcdef"
+#define TLID "00000000000000000000000000000001"
+
+/* WAL produced once for all tests: bytes [wal_start, wal_start + wal_len). */
+static char *wal;
+static size_t wal_len;
+static lb_lsn wal_start;
+static uint64_t sysid;
+static char *pgdir;
+
+static int
+make_wal(void **state)
+{
+    (void)state;
+    tu_pg pg;
+    pgdir = tu_tempdir("tl-pg");
+    /* wal_keep_size: no segment of the range we read may be recycled. */
+    if (!pgdir || tu_pg_init(&pg, pgdir, "--wal-segsize=1") != 0 ||
+        tu_pg_conf(&pg, "wal_keep_size = '1GB'") != 0 || tu_pg_start(&pg) != 0)
+        return -1;
+    lb_buf out = LB_BUF_INIT;
+    tu_pg_sql(&pg, "select pg_switch_wal(); select pg_current_wal_insert_lsn()", &out);
+    char *nl = strrchr(out.data, '\n');
+    if (nl)
+        *nl = '\0';
+    nl = strrchr(out.data, '\n');
+    lb_lsn cur;
+    if (lb_lsn_parse(nl ? nl + 1 : out.data, &cur) != 0)
+        return -1;
+    wal_start = cur - cur % SEG;
+    lb_buf_reset(&out);
+    /* About 3 MiB of WAL: inserts, an index, updates and big records. */
+    tu_pg_sql(&pg,
+              "create table t (id int primary key, v text);"
+              "insert into t select g, repeat('x', 200) from generate_series(1, 8000) g;"
+              "update t set v = 'y' where id % 3 = 0;"
+              "select pg_logical_emit_message(false, 'p', repeat('z', 300000));"
+              "checkpoint;"
+              "insert into t select g, md5(g::text) from generate_series(8001, 12000) g;"
+              "select pg_current_wal_insert_lsn();",
+              &out);
+    nl = strrchr(out.data, '\n');
+    if (nl)
+        *nl = '\0';
+    nl = strrchr(out.data, '\n');
+    lb_lsn end;
+    if (lb_lsn_parse(nl ? nl + 1 : out.data, &end) != 0)
+        return -1;
+    lb_buf_free(&out);
+    tu_pg_stop(&pg, false);
+
+    wal_len = (size_t)(end - wal_start);
+    wal = malloc(wal_len);
+    for (lb_lsn pos = wal_start; pos < end; pos += SEG) {
+        char name[LB_WAL_SEG_NAME_LEN + 1], path[PATH_MAX + 64];
+        lb_wal_segment_name(name, 1, lb_wal_segno(pos, SEG), SEG);
+        snprintf(path, sizeof(path), "%s/pg_wal/%s", pg.datadir, name);
+        lb_buf seg = LB_BUF_INIT;
+        if (lb_read_file(path, &seg) != 0 || seg.len != SEG) {
+            fprintf(stderr, "cannot read segment \"%s\"\n", path);
+            return -1;
+        }
+        size_t n = end - pos < SEG ? (size_t)(end - pos) : SEG;
+        memcpy(wal + (pos - wal_start), seg.data, n);
+        if (pos == wal_start)
+            memcpy(&sysid, seg.data + 24, 8); /* xlp_sysid of the long header */
+        lb_buf_free(&seg);
+    }
+    return 0;
+}
+
+static int
+drop_wal(void **state)
+{
+    (void)state;
+    free(wal);
+    tu_rmdir(pgdir);
+    return 0;
+}
+
+static sk_timeline *
+new_timeline(const char *root, lb_lsn start)
+{
+    sk_timeline_params p = {TENANT, TLID, sysid, SEG, start, 1};
+    sk_timeline *tl;
+    assert_int_equal(sk_timeline_create(root, &p, &tl), 0);
+    return tl;
+}
+
+/* Vote for term, accept [(1, start, 1)] ... ending in (term, start), elect. */
+static void
+elect_first_term(sk_timeline *tl, lb_lsn start)
+{
+    bool granted;
+    assert_int_equal(sk_timeline_vote(tl, 1, &granted), 0);
+    assert_true(granted);
+    sk_term_entry h[] = {{1, start, 1}};
+    assert_int_equal(sk_timeline_accept(tl, 1, h, 1, start, NULL, NULL), 0);
+    assert_int_equal(sk_timeline_elected(tl, 1, "host=127.0.0.1 port=1"), 0);
+}
+
+static void
+feed(sk_timeline *tl, uint64_t term, lb_lsn from, lb_lsn to, size_t chunk)
+{
+    for (lb_lsn pos = from; pos < to;) {
+        size_t n = to - pos < chunk ? (size_t)(to - pos) : chunk;
+        assert_int_equal(sk_timeline_append(tl, term, pos, wal + (pos - wal_start), n), 0);
+        pos += n;
+    }
+}
+
+static void
+test_end_is_a_record_boundary_and_survives_reopen(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+
+    /* Stream 2.5 MiB in odd-sized chunks, group-committing now and then. */
+    lb_lsn cut = wal_start + 2 * SEG + SEG / 2 + 123;
+    for (lb_lsn pos = wal_start; pos < cut;) {
+        lb_lsn to = pos + 70001 < cut ? pos + 70001 : cut;
+        feed(tl, 1, pos, to, 9999);
+        assert_int_equal(sk_timeline_sync(tl), 0);
+        assert_true(sk_timeline_flush_lsn(tl) == to);
+        assert_true(sk_timeline_end_lsn(tl) <= to);
+        pos = to;
+    }
+    lb_lsn end = sk_timeline_end_lsn(tl);
+    assert_true(end > cut - 20000 && end < cut); /* cut lands inside a record */
+
+    /* end_lsn is where a record starts: a decoder started there finds one. */
+    lb_wal_decoder *dec;
+    lb_wal_record rec;
+    assert_int_equal(lb_wal_decoder_new(end, SEG, &dec), 0);
+    assert_int_equal(lb_wal_decoder_feed(dec, wal + (end - wal_start), wal_len - (end - wal_start)), 0);
+    assert_int_equal(lb_wal_decoder_next(dec, &rec), 0);
+    assert_true(rec.lsn == end || rec.lsn == LB_WAL_MAXALIGN(end) ||
+                rec.lsn == end + LB_WAL_SHORT_PHD_SIZE);
+    lb_wal_decoder_free(dec);
+
+    /* Crash and reopen: the half record after end is gone, end is kept. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", sk_timeline_dir(tl));
+    sk_timeline_close(tl);
+    assert_int_equal(sk_timeline_open(dir, &tl), 0);
+    assert_true(sk_timeline_end_lsn(tl) == end);
+    assert_true(sk_timeline_write_lsn(tl) == end);
+    assert_int_equal(sk_timeline_state(tl)->term, 1);
+    char tail[256];
+    assert_int_equal(sk_timeline_read(tl, end, tail, sizeof(tail), UINT64_MAX), 0);
+    for (size_t i = 0; i < sizeof(tail); i++)
+        assert_int_equal(tail[i], 0); /* zeroed, never served as WAL */
+
+    /* The compute resends from end: streaming goes on to the end of WAL. */
+    lb_lsn s;
+    uint32_t tli;
+    sk_timeline_stream_start(tl, &s, &tli);
+    assert_true(s == end);
+    assert_int_equal(tli, 1);
+    feed(tl, 1, end, wal_start + wal_len, 65536);
+    assert_int_equal(sk_timeline_sync(tl), 0);
+    assert_true(sk_timeline_end_lsn(tl) > end);
+
+    /* What we hold reads back byte for byte. */
+    size_t n = (size_t)(sk_timeline_end_lsn(tl) - wal_start);
+    char *back = malloc(n);
+    assert_int_equal(sk_timeline_read(tl, wal_start, back, n, UINT64_MAX), 0);
+    assert_memory_equal(back, wal, n);
+    free(back);
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
+static void
+test_votes_are_durable_and_fence_older_terms(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    feed(tl, 1, wal_start, wal_start + 200000, 50000);
+    assert_int_equal(sk_timeline_sync(tl), 0);
+
+    bool granted;
+    assert_int_equal(sk_timeline_vote(tl, 1, &granted), 0);
+    assert_false(granted); /* same term */
+    assert_int_equal(sk_timeline_vote(tl, 3, &granted), 0);
+    assert_true(granted);
+    /* The old compute is cut off: no stream target, appends refused. */
+    assert_null(sk_timeline_compute(tl));
+    assert_int_equal(sk_timeline_append(tl, 1, wal_start + 200000, wal + 200000, 100),
+                     LB_ESTALETERM);
+    assert_int_equal(sk_timeline_elected(tl, 1, "x"), LB_ESTALETERM);
+    assert_int_equal(sk_timeline_vote(tl, 2, &granted), 0);
+    assert_false(granted);
+
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", sk_timeline_dir(tl));
+    sk_timeline_close(tl);
+    assert_int_equal(sk_timeline_open(dir, &tl), 0);
+    assert_int_equal(sk_timeline_state(tl)->term, 3); /* the promise survived */
+    assert_int_equal(sk_timeline_vote(tl, 3, &granted), 0);
+    assert_false(granted);
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
+static int
+fetch_from_wal(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void *buf)
+{
+    int *calls = arg;
+    (*calls)++;
+    assert_int_equal(tli, 1);
+    memcpy(buf, wal + (from - wal_start), (size_t)(to - from));
+    return 0;
+}
+
+static void
+test_accept_truncates_divergent_tail_and_fetches_missing(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    char root_b[PATH_MAX];
+    snprintf(root_b, sizeof(root_b), "%s/b", root);
+
+    /* A holds 1.5 MiB of term-1 WAL; find a record boundary E2 inside it. */
+    sk_timeline *a = new_timeline(root, wal_start);
+    elect_first_term(a, wal_start);
+    feed(a, 1, wal_start, wal_start + SEG / 2, 40000);
+    assert_int_equal(sk_timeline_sync(a), 0);
+    lb_lsn e2 = sk_timeline_end_lsn(a);
+    feed(a, 1, wal_start + SEG / 2, wal_start + SEG + SEG / 2, 40000);
+    assert_int_equal(sk_timeline_sync(a), 0);
+    assert_true(sk_timeline_end_lsn(a) > e2);
+
+    /* A proposer for term 2 took a donor that ended at e2: A must cut
+     * everything after e2, and its new term starts there. */
+    bool granted;
+    assert_int_equal(sk_timeline_vote(a, 2, &granted), 0);
+    sk_term_entry h[] = {{1, wal_start, 1}, {2, e2, 2}};
+    assert_int_equal(sk_timeline_accept(a, 2, h, 2, e2, NULL, NULL), 0);
+    assert_true(sk_timeline_end_lsn(a) == e2);
+    assert_int_equal(sk_timeline_state(a)->nhistory, 2);
+    /* The term-1 segment holding e2 is zero from e2 on; later ones are gone;
+     * and the new term's timeline has no WAL yet. */
+    char name[LB_WAL_SEG_NAME_LEN + 1], path[PATH_MAX + 64];
+    lb_wal_segment_name(name, 1, lb_wal_segno(e2, SEG), SEG);
+    snprintf(path, sizeof(path), "%s/%s", sk_timeline_dir(a), name);
+    lb_buf seg = LB_BUF_INIT;
+    assert_int_equal(lb_read_file(path, &seg), 0);
+    assert_int_equal(seg.len, SEG);
+    size_t off = (size_t)(e2 % SEG);
+    assert_memory_equal(seg.data, wal + (e2 - off - wal_start), off);
+    for (size_t i = off; i < SEG; i++)
+        if (seg.data[i] != 0)
+            fail_msg("byte %zu after the truncation point is not zero", i);
+    lb_buf_free(&seg);
+    lb_wal_segment_name(name, 1, lb_wal_segno(e2, SEG) + 1, SEG);
+    snprintf(path, sizeof(path), "%s/%s", sk_timeline_dir(a), name);
+    assert_int_equal(access(path, F_OK), -1);
+    char z[16];
+    assert_int_equal(sk_timeline_read(a, e2, z, sizeof(z), UINT64_MAX), -ENOENT);
+    /* Stale proposers are refused. */
+    assert_int_equal(sk_timeline_accept(a, 1, h, 1, wal_start, NULL, NULL), LB_ESTALETERM);
+
+    /* B is empty: it fetches [start, e2) from the donor. */
+    sk_timeline *b = new_timeline(root_b, wal_start);
+    int calls = 0;
+    assert_int_equal(sk_timeline_accept(b, 2, h, 2, e2, fetch_from_wal, &calls), 0);
+    assert_true(calls > 0);
+    assert_true(sk_timeline_end_lsn(b) == e2);
+    assert_int_equal(sk_timeline_state(b)->term, 2);
+    size_t n = (size_t)(e2 - wal_start);
+    char *back = malloc(n);
+    assert_int_equal(sk_timeline_read(b, wal_start, back, n, UINT64_MAX), 0);
+    assert_memory_equal(back, wal, n);
+    free(back);
+
+    /* Without a donor the accept fails and nothing claims WAL it lacks. */
+    char root_c[PATH_MAX];
+    snprintf(root_c, sizeof(root_c), "%s/c", root);
+    sk_timeline *c = new_timeline(root_c, wal_start);
+    assert_int_equal(sk_timeline_accept(c, 2, h, 2, e2, NULL, NULL), LB_ENOTFOUND);
+    assert_true(sk_timeline_end_lsn(c) == wal_start);
+    sk_timeline_close(a);
+    sk_timeline_close(b);
+    sk_timeline_close(c);
+    tu_rmdir(root);
+}
+
+static void
+test_commit_follows_majority_and_limits_reads(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    sk_timeline_set_quorum(tl, 3);
+    elect_first_term(tl, wal_start);
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start);
+    feed(tl, 1, wal_start, wal_start + 300000, 30000);
+    assert_int_equal(sk_timeline_sync(tl), 0);
+    /* Only we have it: not committed. */
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start);
+    /* A peer in an older term does not count. */
+    sk_timeline_peer_flush(tl, 0, 0, 0, wal_start + 300000);
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start);
+    /* A peer of this term with less WAL: commit is what both have. */
+    sk_timeline_peer_flush(tl, 1, 1, 1, wal_start + 100000);
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start + 100000);
+    sk_timeline_peer_flush(tl, 1, 1, 1, wal_start + 250000);
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start + 250000);
+    /* Commit never goes backwards. */
+    sk_timeline_peer_flush(tl, 1, 1, 1, wal_start + 1000);
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start + 250000);
+
+    /* Reads limited to commit: bytes past it are zeros. */
+    char buf[1000];
+    lb_lsn c = sk_timeline_commit_lsn(tl);
+    assert_int_equal(sk_timeline_read(tl, c - 500, buf, sizeof(buf), c), 0);
+    assert_memory_equal(buf, wal + (c - 500 - wal_start), 500);
+    for (size_t i = 500; i < sizeof(buf); i++)
+        assert_int_equal(buf[i], 0);
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
+static int
+fail_fsync(int fd)
+{
+    (void)fd;
+    errno = EIO;
+    return -1;
+}
+
+static void
+test_fsync_failure_breaks_the_timeline(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    feed(tl, 1, wal_start, wal_start + 100000, 30000);
+    assert_int_equal(sk_timeline_sync(tl), 0);
+    lb_lsn flushed = sk_timeline_flush_lsn(tl);
+    feed(tl, 1, wal_start + 100000, wal_start + 200000, 30000);
+    lb_io_ops bad = lb_io_default;
+    bad.fsync = fail_fsync;
+    lb_io = &bad;
+    assert_int_equal(sk_timeline_sync(tl), LB_EFSYNC);
+    lb_io = &lb_io_default;
+    assert_true(sk_timeline_broken(tl));
+    assert_true(sk_timeline_flush_lsn(tl) == flushed); /* never reported */
+    assert_int_equal(sk_timeline_sync(tl), LB_EFSYNC); /* never retried */
+    bool granted;
+    assert_int_equal(sk_timeline_vote(tl, 5, &granted), LB_EFSYNC);
+    assert_int_equal(sk_timeline_append(tl, 1, wal_start + 200000, wal, 10), LB_EFSYNC);
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
+static void
+test_create_validates_and_is_idempotent(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl;
+    sk_timeline_params bad = {"nothex", TLID, sysid, SEG, wal_start, 1};
+    assert_int_equal(sk_timeline_create(root, &bad, &tl), -EINVAL);
+    sk_timeline_params badseg = {TENANT, TLID, sysid, 3000, wal_start, 1};
+    assert_int_equal(sk_timeline_create(root, &badseg, &tl), -EINVAL);
+    tl = new_timeline(root, wal_start);
+    sk_timeline_close(tl);
+    tl = new_timeline(root, wal_start); /* same again: fine */
+    sk_timeline_close(tl);
+    sk_timeline_params other = {TENANT, TLID, sysid + 1, SEG, wal_start, 1};
+    assert_int_equal(sk_timeline_create(root, &other, &tl), LB_EEXIST);
+    tu_rmdir(root);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_end_is_a_record_boundary_and_survives_reopen),
+        cmocka_unit_test(test_votes_are_durable_and_fence_older_terms),
+        cmocka_unit_test(test_accept_truncates_divergent_tail_and_fetches_missing),
+        cmocka_unit_test(test_commit_follows_majority_and_limits_reads),
+        cmocka_unit_test(test_fsync_failure_breaks_the_timeline),
+        cmocka_unit_test(test_create_validates_and_is_idempotent),
+    };
+    return cmocka_run_group_tests(tests, make_wal, drop_wal);
+}

@@ -1,0 +1,747 @@
+/*
+ * timeline.c: a timeline's acceptor state, WAL and positions (timeline.h).
+ *
+ * The WAL arriving from the compute is also decoded as it is appended, so
+ * that end_lsn (the end of the last whole record) is always known: an
+ * election must start a new term at a record boundary, and a crash may
+ * leave half a record behind. Decoding here checks each record's CRC, so a
+ * corrupt stream is noticed before it is acknowledged.
+ *
+ * Durability order: WAL bytes are written, then fsynced in sync(); only
+ * then do flush_lsn and end_lsn move. The acceptor state (term, history)
+ * is written with an atomic replace before any answer that depends on it.
+ * Position hints in the state file are refreshed lazily (at most every
+ * STATE_HINT_BYTES of WAL) because on open the true end is re-derived by
+ * decoding forward from the hint.
+ */
+#include "timeline.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "fileio.h"
+#include "log.h"
+#include "wal.h"
+
+#define STATE_FILE "safekeeper.state"
+#define STATE_HINT_BYTES (16u * 1024 * 1024)
+#define MAX_PEERS 16
+#define READ_CHUNK (256u * 1024)
+
+typedef struct peer_pos {
+    bool known;
+    uint64_t term;
+    uint64_t last_log_term;
+    lb_lsn flush_lsn;
+} peer_pos;
+
+struct sk_timeline {
+    char dir[PATH_MAX];
+    char state_path[PATH_MAX + 32];
+    sk_acceptor_state st;
+    sk_wal_store *wal;
+    lb_wal_decoder *dec; /* decodes appended WAL from end_lsn on */
+    lb_lsn start_lsn;    /* first LSN of WAL on safekeepers */
+    lb_lsn write_lsn, flush_lsn, end_lsn, commit_lsn;
+    lb_lsn pending_end;  /* decoder's valid end over written, unsynced bytes */
+    lb_lsn hint_saved_at;
+    bool broken;
+    int quorum_members;
+    peer_pos peers[MAX_PEERS];
+};
+
+const sk_acceptor_state *
+sk_timeline_state(const sk_timeline *tl)
+{
+    return &tl->st;
+}
+
+const char *
+sk_timeline_dir(const sk_timeline *tl)
+{
+    return tl->dir;
+}
+
+lb_lsn
+sk_timeline_write_lsn(const sk_timeline *tl)
+{
+    return tl->write_lsn;
+}
+
+lb_lsn
+sk_timeline_flush_lsn(const sk_timeline *tl)
+{
+    return tl->flush_lsn;
+}
+
+lb_lsn
+sk_timeline_end_lsn(const sk_timeline *tl)
+{
+    return tl->end_lsn;
+}
+
+lb_lsn
+sk_timeline_commit_lsn(const sk_timeline *tl)
+{
+    return tl->commit_lsn;
+}
+
+lb_lsn
+sk_timeline_start_lsn(const sk_timeline *tl)
+{
+    return tl->start_lsn;
+}
+
+bool
+sk_timeline_broken(const sk_timeline *tl)
+{
+    return tl->broken;
+}
+
+const char *
+sk_timeline_compute(const sk_timeline *tl)
+{
+    return tl->st.compute[0] && tl->st.compute_term == tl->st.term ? tl->st.compute : NULL;
+}
+
+uint64_t
+sk_timeline_compute_term(const sk_timeline *tl)
+{
+    return tl->st.compute_term;
+}
+
+uint32_t
+sk_timeline_tli_at(const sk_timeline *tl, lb_lsn lsn)
+{
+    uint32_t tli = sk_history_tli_at(tl->st.history, tl->st.nhistory, lsn);
+    return tli ? tli : tl->st.start_tli;
+}
+
+void
+sk_timeline_set_quorum(sk_timeline *tl, int members)
+{
+    tl->quorum_members = members > 0 ? members : 1;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+static int
+save_state(sk_timeline *tl)
+{
+    tl->st.flush_lsn = tl->end_lsn;
+    tl->st.commit_lsn = tl->commit_lsn;
+    int rc = sk_acceptor_save(tl->state_path, &tl->st);
+    if (rc) {
+        lb_error("could not write state file \"%s\": %s", tl->state_path, lb_strerror(rc));
+        return rc;
+    }
+    tl->hint_saved_at = tl->end_lsn;
+    return 0;
+}
+
+/* Restart the decoder at a record boundary. */
+static int
+reset_decoder(sk_timeline *tl, lb_lsn at)
+{
+    lb_wal_decoder_free(tl->dec);
+    tl->dec = NULL;
+    int rc = lb_wal_decoder_new(at, tl->st.wal_seg_size, &tl->dec);
+    if (rc) {
+        lb_error("could not start WAL decoder at %X/%X: %s", LB_LSN_ARGS(at), lb_strerror(rc));
+        return rc;
+    }
+    if (tl->st.system_id)
+        lb_wal_decoder_expect_sysid(tl->dec, tl->st.system_id);
+    tl->pending_end = at;
+    return 0;
+}
+
+/* Decode bytes (which start at the decoder's feed position); advance
+ * pending_end over every whole record. */
+static int
+decode(sk_timeline *tl, const void *bytes, size_t n)
+{
+    int rc = lb_wal_decoder_feed(tl->dec, bytes, n);
+    if (rc)
+        return rc;
+    lb_wal_record rec;
+    while ((rc = lb_wal_decoder_next(tl->dec, &rec)) == 0)
+        tl->pending_end = rec.end_lsn;
+    if (rc == LB_ETRUNCATED)
+        return 0;
+    lb_error("invalid WAL received: %s", lb_wal_decoder_errmsg(tl->dec));
+    return LB_EPROTO;
+}
+
+/* Find the end of valid WAL: decode from the hint (a record boundary)
+ * through the stored segments until the WAL stops. */
+static int
+find_end_of_wal(sk_timeline *tl)
+{
+    lb_lsn from = tl->st.flush_lsn > tl->start_lsn ? tl->st.flush_lsn : tl->start_lsn;
+    /* The start of the current term is a record boundary too, and never
+     * later than the truth. */
+    if (tl->st.nhistory && tl->st.history[tl->st.nhistory - 1].start_lsn > from)
+        from = tl->st.history[tl->st.nhistory - 1].start_lsn;
+    int rc = reset_decoder(tl, from);
+    if (rc)
+        return rc;
+    char *buf = malloc(READ_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    lb_lsn pos = from;
+    for (;;) {
+        uint32_t tli = sk_timeline_tli_at(tl, pos);
+        uint64_t segno = lb_wal_segno(pos, tl->st.wal_seg_size);
+        if (!tli || !sk_wal_store_has_segment(tl->wal, tli, segno))
+            break;
+        size_t n = READ_CHUNK - (size_t)(pos % READ_CHUNK);
+        rc = sk_wal_store_read(tl->wal, tli, pos, buf, n);
+        if (rc)
+            break;
+        rc = lb_wal_decoder_feed(tl->dec, buf, n);
+        if (rc)
+            break;
+        lb_wal_record rec;
+        while ((rc = lb_wal_decoder_next(tl->dec, &rec)) == 0)
+            tl->pending_end = rec.end_lsn;
+        if (rc != LB_ETRUNCATED) {
+            /* Zeros or a torn record: the end of WAL. Anything else is
+             * logged; the end is still the last whole record. */
+            if (rc != LB_WAL_END)
+                lb_info("end of WAL at a torn or invalid record: %s",
+                        lb_wal_decoder_errmsg(tl->dec));
+            rc = 0;
+            break;
+        }
+        rc = 0;
+        pos += n;
+    }
+    free(buf);
+    if (rc)
+        return rc;
+    tl->end_lsn = tl->flush_lsn = tl->write_lsn = tl->pending_end;
+    /* Bytes past the end are garbage (a torn write): clear them so that
+     * nothing past end_lsn can ever be served or decoded as WAL. */
+    uint32_t tli = sk_timeline_tli_at(tl, tl->end_lsn);
+    if (tli && sk_wal_store_has_segment(tl->wal, tli,
+                                        lb_wal_segno(tl->end_lsn, tl->st.wal_seg_size))) {
+        rc = sk_wal_store_truncate(tl->wal, tli, tl->end_lsn);
+        if (rc)
+            return rc;
+    }
+    return reset_decoder(tl, tl->end_lsn);
+}
+
+static int
+timeline_new(const char *dir, sk_timeline **out)
+{
+    sk_timeline *tl = calloc(1, sizeof(*tl));
+    if (!tl)
+        return -ENOMEM;
+    snprintf(tl->dir, sizeof(tl->dir), "%s", dir);
+    snprintf(tl->state_path, sizeof(tl->state_path), "%s/%s", dir, STATE_FILE);
+    tl->quorum_members = 3;
+    *out = tl;
+    return 0;
+}
+
+int
+sk_timeline_open(const char *dir, sk_timeline **out)
+{
+    sk_timeline *tl;
+    int rc = timeline_new(dir, &tl);
+    if (rc)
+        return rc;
+    rc = sk_acceptor_load(tl->state_path, &tl->st);
+    if (rc == 0)
+        rc = sk_wal_store_open(dir, tl->st.wal_seg_size, &tl->wal);
+    if (rc == 0) {
+        tl->start_lsn = tl->st.start_lsn;
+        tl->commit_lsn = tl->st.commit_lsn;
+        rc = find_end_of_wal(tl);
+    }
+    if (rc) {
+        lb_error("could not open timeline \"%s\": %s", dir, lb_strerror(rc));
+        sk_timeline_close(tl);
+        return rc;
+    }
+    if (tl->commit_lsn > tl->end_lsn)
+        tl->commit_lsn = tl->end_lsn; /* a hint from before a truncation */
+    lb_info("timeline opened tenant=%s timeline=%s term=%llu end_lsn=%X/%X commit_lsn=%X/%X",
+            tl->st.tenant_id, tl->st.timeline_id, (unsigned long long)tl->st.term,
+            LB_LSN_ARGS(tl->end_lsn), LB_LSN_ARGS(tl->commit_lsn));
+    *out = tl;
+    return 0;
+}
+
+int
+sk_timeline_create(const char *root, const sk_timeline_params *p, sk_timeline **out)
+{
+    if (!sk_id_valid(p->tenant_id) || !sk_id_valid(p->timeline_id) ||
+        !lb_wal_seg_size_valid(p->wal_seg_size) || p->pg_tli == 0 || p->system_id == 0)
+        return -EINVAL;
+    char dir[PATH_MAX];
+    if ((size_t)snprintf(dir, sizeof(dir), "%s/%s/%s", root, p->tenant_id, p->timeline_id) >=
+        sizeof(dir))
+        return -ENAMETOOLONG;
+    sk_timeline *tl;
+    int rc = timeline_new(dir, &tl);
+    if (rc)
+        return rc;
+    if (sk_acceptor_load(tl->state_path, &tl->st) == 0) {
+        bool same = tl->st.system_id == p->system_id && tl->st.wal_seg_size == p->wal_seg_size;
+        free(tl);
+        if (!same)
+            return LB_EEXIST;
+        return sk_timeline_open(dir, out);
+    }
+    rc = lb_mkdir_p(dir, 0700);
+    if (rc) {
+        free(tl);
+        return rc;
+    }
+    /* A timeline with no term yet: WAL starts at start_lsn on pg_tli. The
+     * first election turns this into the first history entry. */
+    sk_acceptor_init(&tl->st, p->tenant_id, p->timeline_id, p->system_id, p->wal_seg_size,
+                     p->start_lsn, p->pg_tli);
+    tl->start_lsn = p->start_lsn;
+    tl->end_lsn = tl->flush_lsn = tl->write_lsn = p->start_lsn;
+    tl->commit_lsn = p->start_lsn;
+    rc = sk_wal_store_open(dir, p->wal_seg_size, &tl->wal);
+    if (rc == 0)
+        rc = save_state(tl);
+    if (rc == 0)
+        rc = reset_decoder(tl, p->start_lsn);
+    if (rc) {
+        sk_timeline_close(tl);
+        return rc;
+    }
+    lb_info("timeline created tenant=%s timeline=%s start_lsn=%X/%X tli=%u", p->tenant_id,
+            p->timeline_id, LB_LSN_ARGS(p->start_lsn), p->pg_tli);
+    *out = tl;
+    return 0;
+}
+
+void
+sk_timeline_close(sk_timeline *tl)
+{
+    if (!tl)
+        return;
+    if (tl->wal && !tl->broken && tl->end_lsn != tl->hint_saved_at)
+        save_state(tl);
+    sk_wal_store_close(tl->wal);
+    lb_wal_decoder_free(tl->dec);
+    free(tl);
+}
+
+int
+sk_timeline_remove_dir(const char *root, const char *tenant_id, const char *timeline_id)
+{
+    if (!sk_id_valid(tenant_id) || !sk_id_valid(timeline_id))
+        return -EINVAL;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/%s/%s", root, tenant_id, timeline_id);
+    return lb_rm_rf(dir);
+}
+
+/* ---- receiving ------------------------------------------------------------ */
+
+void
+sk_timeline_stream_start(const sk_timeline *tl, lb_lsn *start, uint32_t *tli)
+{
+    /* At the very start of a term the stream begins at the start of the
+     * segment holding the term's first LSN: the compute's first segment on
+     * its new timeline carries the old WAL before that point, which this
+     * safekeeper may not have (the first term of a timeline), and a reader
+     * must be able to read the page headers before the term's start. */
+    const sk_term_entry *cur = tl->st.nhistory ? &tl->st.history[tl->st.nhistory - 1] : NULL;
+    *tli = cur ? cur->tli : 0;
+    if (cur && tl->write_lsn == cur->start_lsn)
+        *start = cur->start_lsn - cur->start_lsn % tl->st.wal_seg_size;
+    else
+        *start = tl->write_lsn;
+}
+
+int
+sk_timeline_append(sk_timeline *tl, uint64_t term, lb_lsn lsn, const void *bytes, size_t n)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (term != tl->st.term || sk_last_log_term(&tl->st) != term)
+        return LB_ESTALETERM;
+    const sk_term_entry *cur = &tl->st.history[tl->st.nhistory - 1];
+    const char *p = bytes;
+    if (lsn + n <= tl->write_lsn && lsn >= cur->start_lsn)
+        return 0; /* a resend of what we have */
+    if (lsn > tl->write_lsn) {
+        lb_error("gap in received WAL: expected %X/%X, got %X/%X", LB_LSN_ARGS(tl->write_lsn),
+                 LB_LSN_ARGS(lsn));
+        return LB_EPROTO;
+    }
+    int rc;
+    if (lsn < cur->start_lsn) {
+        /* The segment prefix before the term's start (see stream_start):
+         * store it in the new timeline's segment, never decode it. */
+        size_t pre = lsn + n <= cur->start_lsn ? n : (size_t)(cur->start_lsn - lsn);
+        if (lsn >= cur->start_lsn - cur->start_lsn % tl->st.wal_seg_size) {
+            rc = sk_wal_store_write(tl->wal, cur->tli, lsn, p, pre);
+            if (rc)
+                return rc;
+        }
+        p += pre;
+        n -= pre;
+        lsn += pre;
+        if (n == 0)
+            return 0;
+    }
+    size_t skip = (size_t)(tl->write_lsn - lsn);
+    p += skip;
+    n -= skip;
+    lsn += skip;
+    if (n == 0)
+        return 0;
+    rc = sk_wal_store_write(tl->wal, cur->tli, lsn, p, n);
+    if (rc)
+        return rc;
+    tl->write_lsn = lsn + n;
+    rc = decode(tl, p, n);
+    if (rc) {
+        /* Drop what did not decode: the compute sends it again. */
+        tl->write_lsn = tl->pending_end;
+        reset_decoder(tl, tl->pending_end);
+        return rc;
+    }
+    return 0;
+}
+
+static void
+update_commit(sk_timeline *tl);
+
+int
+sk_timeline_sync(sk_timeline *tl)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (tl->flush_lsn == tl->write_lsn)
+        return 0;
+    int rc = sk_wal_store_sync(tl->wal);
+    if (rc) {
+        tl->broken = true;
+        lb_error("timeline broken by fsync failure tenant=%s timeline=%s flush_lsn=%X/%X",
+                 tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(tl->flush_lsn));
+        return LB_EFSYNC;
+    }
+    tl->flush_lsn = tl->write_lsn;
+    tl->end_lsn = tl->pending_end;
+    update_commit(tl);
+    if (tl->end_lsn - tl->hint_saved_at >= STATE_HINT_BYTES)
+        save_state(tl); /* a hint only: failure is logged, not fatal */
+    return 0;
+}
+
+/* ---- protocol ------------------------------------------------------------- */
+
+int
+sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
+{
+    *granted = false;
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (term <= tl->st.term)
+        return 0;
+    /* Everything received is made durable (or dropped) before answering:
+     * the end_lsn in our answer must be WAL we really hold. */
+    int rc = sk_timeline_sync(tl);
+    if (rc)
+        return rc;
+    uint64_t old = tl->st.term;
+    sk_acceptor_vote(&tl->st, term);
+    rc = save_state(tl);
+    if (rc) {
+        tl->st.term = old;
+        return rc;
+    }
+    /* The stream of an older term's compute ends now: the receiver sees
+     * sk_timeline_compute() == NULL and disconnects, and append() refuses. */
+    *granted = true;
+    lb_info("voted tenant=%s timeline=%s term=%llu end_lsn=%X/%X", tl->st.tenant_id,
+            tl->st.timeline_id, (unsigned long long)term, LB_LSN_ARGS(tl->end_lsn));
+    return 0;
+}
+
+int
+sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
+                   lb_lsn end, sk_fetch_fn fetch, void *fetch_arg)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (term < tl->st.term)
+        return LB_ESTALETERM;
+    if (n == 0 || history[n - 1].term != term || history[n - 1].start_lsn != end ||
+        n > SK_MAX_TERM_HISTORY)
+        return -EINVAL;
+    if (sk_last_log_term(&tl->st) == term)
+        return 0; /* accepted already (a retried request) */
+    int rc = sk_timeline_sync(tl);
+    if (rc)
+        return rc;
+
+    /* Where our log and the proposer's agree. The proposer's log ends at
+     * `end`; what it had before its own new term is history[0..n-1). */
+    lb_lsn common = sk_history_common_end(tl->st.history, tl->st.nhistory, tl->end_lsn, history,
+                                          n - 1, end);
+    if (common < tl->start_lsn)
+        common = tl->start_lsn;
+    if (common > tl->end_lsn)
+        common = tl->end_lsn;
+    if (common < tl->end_lsn) {
+        uint32_t tli = sk_timeline_tli_at(tl, common);
+        lb_info("truncating divergent WAL tenant=%s timeline=%s from=%X/%X to=%X/%X",
+                tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(common),
+                LB_LSN_ARGS(tl->end_lsn));
+        rc = sk_wal_store_truncate(tl->wal, tli, common);
+        if (rc)
+            return rc;
+    }
+    /* Promise the term and adopt the history before fetching, so the WAL
+     * we fetch is stored under the proposer's timelines. The new term's
+     * entry is added once the WAL up to `end` is here. */
+    tl->st.term = term;
+    memcpy(tl->st.history, history, (n - 1) * sizeof(*history));
+    tl->st.nhistory = n - 1;
+    tl->write_lsn = tl->flush_lsn = tl->end_lsn = common;
+    if (tl->commit_lsn > common)
+        tl->commit_lsn = common;
+    rc = save_state(tl);
+    if (rc)
+        return rc;
+
+    char *buf = NULL;
+    lb_lsn pos = common;
+    while (pos < end) {
+        if (!fetch) {
+            rc = LB_ENOTFOUND;
+            break;
+        }
+        if (!buf && !(buf = malloc(READ_CHUNK))) {
+            rc = -ENOMEM;
+            break;
+        }
+        size_t want = READ_CHUNK - (size_t)(pos % READ_CHUNK);
+        if (want > end - pos)
+            want = (size_t)(end - pos);
+        uint32_t tli = sk_history_tli_at(history, n - 1, pos);
+        if (!tli)
+            tli = tl->st.start_tli;
+        rc = fetch(fetch_arg, pos, pos + want, tli, buf);
+        if (rc == 0)
+            rc = sk_wal_store_write(tl->wal, tli, pos, buf, want);
+        if (rc)
+            break;
+        pos += want;
+    }
+    free(buf);
+    if (rc == 0)
+        rc = sk_wal_store_sync(tl->wal);
+    if (rc) {
+        lb_error("could not take WAL from the donor tenant=%s timeline=%s at=%X/%X: %s",
+                 tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(pos), lb_strerror(rc));
+        if (rc == LB_EFSYNC)
+            tl->broken = true;
+        /* Keep what was fetched durably; the proposer may retry. */
+        return rc;
+    }
+    tl->st.history[tl->st.nhistory++] = history[n - 1];
+    tl->write_lsn = tl->flush_lsn = tl->end_lsn = end;
+    rc = save_state(tl);
+    if (rc)
+        return rc;
+    lb_info("accepted term tenant=%s timeline=%s term=%llu start_lsn=%X/%X tli=%u",
+            tl->st.tenant_id, tl->st.timeline_id, (unsigned long long)term, LB_LSN_ARGS(end),
+            history[n - 1].tli);
+    return reset_decoder(tl, end);
+}
+
+int
+sk_timeline_elected(sk_timeline *tl, uint64_t term, const char *compute_conninfo)
+{
+    if (term != tl->st.term || sk_last_log_term(&tl->st) != term)
+        return LB_ESTALETERM;
+    if (strlen(compute_conninfo) >= sizeof(tl->st.compute) || !compute_conninfo[0])
+        return -EINVAL;
+    if (tl->st.compute_term == term && strcmp(tl->st.compute, compute_conninfo) == 0)
+        return 0; /* a retried request */
+    char old[sizeof(tl->st.compute)];
+    uint64_t old_term = tl->st.compute_term;
+    strcpy(old, tl->st.compute);
+    strcpy(tl->st.compute, compute_conninfo);
+    tl->st.compute_term = term;
+    /* A majority holds WAL up to the term's start: it is committed. */
+    lb_lsn start = tl->st.history[tl->st.nhistory - 1].start_lsn;
+    if (tl->commit_lsn < start)
+        tl->commit_lsn = start;
+    int rc = save_state(tl);
+    if (rc) {
+        strcpy(tl->st.compute, old);
+        tl->st.compute_term = old_term;
+    }
+    return rc;
+}
+
+static int
+cmp_lsn_desc(const void *a, const void *b)
+{
+    lb_lsn x = *(const lb_lsn *)a, y = *(const lb_lsn *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void
+update_commit(sk_timeline *tl)
+{
+    uint64_t term = tl->st.term;
+    if (sk_last_log_term(&tl->st) != term || term == 0)
+        return;
+    lb_lsn flushes[MAX_PEERS + 1];
+    int k = 0;
+    flushes[k++] = tl->flush_lsn;
+    for (int i = 0; i < MAX_PEERS; i++)
+        if (tl->peers[i].known && tl->peers[i].term == term && tl->peers[i].last_log_term == term)
+            flushes[k++] = tl->peers[i].flush_lsn;
+    int need = tl->quorum_members / 2 + 1;
+    if (k < need)
+        return;
+    qsort(flushes, (size_t)k, sizeof(flushes[0]), cmp_lsn_desc);
+    lb_lsn c = flushes[need - 1];
+    if (c > tl->commit_lsn)
+        tl->commit_lsn = c;
+}
+
+void
+sk_timeline_peer_flush(sk_timeline *tl, int peer, uint64_t term, uint64_t last_log_term,
+                       lb_lsn flush_lsn)
+{
+    if (peer < 0 || peer >= MAX_PEERS)
+        return;
+    tl->peers[peer] = (peer_pos){true, term, last_log_term, flush_lsn};
+    update_commit(tl);
+}
+
+/* ---- serving -------------------------------------------------------------- */
+
+/* Which timeline's file holds the WAL at lsn. Normally the timeline of the
+ * term that wrote it; but a timeline's first segment also carries the WAL
+ * before its start (PostgreSQL copies it there when it switches), which is
+ * the only copy of that prefix when the switch happened in the segment
+ * where this timeline's WAL begins. So: the newest timeline whose first
+ * segment is at or before lsn's segment and whose file exists. */
+static uint32_t
+segment_tli(const sk_timeline *tl, lb_lsn lsn)
+{
+    uint64_t segno = lb_wal_segno(lsn, tl->st.wal_seg_size);
+    uint32_t want = sk_timeline_tli_at(tl, lsn);
+    if (want && sk_wal_store_has_segment(tl->wal, want, segno))
+        return want;
+    for (size_t i = tl->st.nhistory; i-- > 0;) {
+        const sk_term_entry *h = &tl->st.history[i];
+        if (lb_wal_segno(h->start_lsn, tl->st.wal_seg_size) == segno && h->start_lsn > lsn &&
+            sk_wal_store_has_segment(tl->wal, h->tli, segno))
+            return h->tli;
+    }
+    return 0;
+}
+
+int
+sk_timeline_read(sk_timeline *tl, lb_lsn lsn, void *buf, size_t n, lb_lsn limit)
+{
+    char *p = buf;
+    while (n > 0) {
+        size_t in_seg = tl->st.wal_seg_size - (size_t)(lsn % tl->st.wal_seg_size);
+        size_t chunk = in_seg < n ? in_seg : n;
+        if (lsn >= limit) {
+            memset(p, 0, chunk);
+        } else {
+            size_t real = lsn + chunk <= limit ? chunk : (size_t)(limit - lsn);
+            uint32_t tli = segment_tli(tl, lsn);
+            if (!tli)
+                return -ENOENT;
+            int rc = sk_wal_store_read(tl->wal, tli, lsn, p, real);
+            if (rc)
+                return rc;
+            memset(p + real, 0, chunk - real);
+        }
+        p += chunk;
+        n -= chunk;
+        lsn += chunk;
+    }
+    return 0;
+}
+
+json_t *
+sk_timeline_status_json(const sk_timeline *tl)
+{
+    char w[LB_LSN_STRLEN], f[LB_LSN_STRLEN], e[LB_LSN_STRLEN], c[LB_LSN_STRLEN],
+        s[LB_LSN_STRLEN];
+    json_t *st = sk_acceptor_to_json(&tl->st);
+    json_object_del(st, "flush_lsn");
+    json_object_del(st, "commit_lsn");
+    json_object_set_new(st, "write_lsn", json_string(lb_lsn_format(tl->write_lsn, w)));
+    json_object_set_new(st, "flush_lsn", json_string(lb_lsn_format(tl->flush_lsn, f)));
+    json_object_set_new(st, "end_lsn", json_string(lb_lsn_format(tl->end_lsn, e)));
+    json_object_set_new(st, "commit_lsn", json_string(lb_lsn_format(tl->commit_lsn, c)));
+    json_object_set_new(st, "start_lsn", json_string(lb_lsn_format(tl->start_lsn, s)));
+    json_object_set_new(st, "last_log_term", json_integer((json_int_t)sk_last_log_term(&tl->st)));
+    json_object_set_new(st, "broken", json_boolean(tl->broken));
+    json_object_set_new(st, "streaming_from",
+                        sk_timeline_compute(tl) ? json_string(sk_timeline_compute(tl))
+                                                : json_null());
+    return st;
+}
+
+int
+sk_timeline_segment_path(const sk_timeline *tl, uint32_t tli, uint64_t segno, char *path,
+                         size_t cap)
+{
+    return sk_wal_store_segment_path(tl->wal, tli, segno, path, cap);
+}
+
+int
+sk_timeline_history_file(const sk_timeline *tl, uint32_t tli, lb_buf *out)
+{
+    /* The distinct timelines in order, each ending where the next starts.
+     * PostgreSQL's format: "<parent tli>\t<switchpoint>\t<reason>\n".
+     * A timeline's history is only served once WAL exists on it: before
+     * its compute has promoted and streamed, PostgreSQL must not believe
+     * the timeline exists (it would pick the next one when it promotes). */
+    uint32_t prev = tl->st.start_tli;
+    bool found = false;
+    size_t start_len = out->len;
+    for (size_t i = 0; i < tl->st.nhistory; i++) {
+        const sk_term_entry *h = &tl->st.history[i];
+        if (h->tli == prev)
+            continue;
+        if (h->tli > tli)
+            break;
+        int rc = lb_buf_printf(out, "%u\t%X/%X\tno recovery target specified\n", prev,
+                               LB_LSN_ARGS(h->start_lsn));
+        if (rc)
+            return rc;
+        prev = h->tli;
+        if (h->tli == tli) {
+            lb_lsn end = i + 1 < tl->st.nhistory ? tl->st.history[i + 1].start_lsn : tl->end_lsn;
+            found = end > h->start_lsn;
+            break;
+        }
+    }
+    if (!found) {
+        out->len = start_len;
+        if (out->data)
+            out->data[start_len] = '\0';
+        return LB_ENOTFOUND;
+    }
+    return 0;
+}

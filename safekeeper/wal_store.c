@@ -1,0 +1,450 @@
+/*
+ * wal_store.c: segment files of one timeline (see wal_store.h).
+ *
+ * A few segments stay open in a small cache; each remembers whether it was
+ * written since the last sync. Creating a segment marks the directory dirty
+ * too, because the rename that made it visible is only durable once the
+ * directory is fsynced. Sync fsyncs dirty segments first and the directory
+ * last, and only then may the caller report the WAL flushed.
+ */
+#include "wal_store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "fileio.h"
+#include "log.h"
+#include "wal.h"
+
+#define OPEN_SEGMENTS 8
+
+typedef struct open_segment {
+    uint32_t tli;
+    uint64_t segno;
+    int fd;
+    bool dirty;
+    uint64_t last_use;
+} open_segment;
+
+struct sk_wal_store {
+    char dir[PATH_MAX];
+    uint32_t seg_size;
+    open_segment open[OPEN_SEGMENTS];
+    uint64_t clock;
+    bool dir_dirty;
+    bool poisoned;
+};
+
+int
+sk_wal_store_segment_path(const sk_wal_store *st, uint32_t tli, uint64_t segno, char *path,
+                          size_t cap)
+{
+    char name[LB_WAL_SEG_NAME_LEN + 1];
+    int rc = lb_wal_segment_name(name, tli, segno, st->seg_size);
+    if (rc)
+        return rc;
+    if ((size_t)snprintf(path, cap, "%s/%s", st->dir, name) >= cap)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int
+sk_wal_store_open(const char *dir, uint32_t seg_size, sk_wal_store **out)
+{
+    if (!lb_wal_seg_size_valid(seg_size))
+        return -EINVAL;
+    sk_wal_store *st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    if ((size_t)snprintf(st->dir, sizeof(st->dir), "%s", dir) >= sizeof(st->dir)) {
+        free(st);
+        return -ENAMETOOLONG;
+    }
+    int rc = lb_mkdir_p(dir, 0700);
+    if (rc) {
+        free(st);
+        return rc;
+    }
+    st->seg_size = seg_size;
+    for (int i = 0; i < OPEN_SEGMENTS; i++)
+        st->open[i].fd = -1;
+    /* Remove half-created segments left by a crash. */
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t n = strlen(e->d_name);
+            if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) {
+                char p[PATH_MAX + 256];
+                snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+                unlink(p);
+            }
+        }
+        closedir(d);
+    }
+    *out = st;
+    return 0;
+}
+
+uint32_t
+sk_wal_store_seg_size(const sk_wal_store *st)
+{
+    return st->seg_size;
+}
+
+bool
+sk_wal_store_poisoned(const sk_wal_store *st)
+{
+    return st->poisoned;
+}
+
+static int
+poison(sk_wal_store *st, const char *what, int err)
+{
+    lb_error("could not fsync %s in \"%s\": %s", what, st->dir, lb_strerror(err));
+    lb_error("WAL store poisoned: nothing written since the last sync is trusted");
+    st->poisoned = true;
+    return LB_EFSYNC;
+}
+
+/* Close one cached segment; a dirty one is fsynced first. */
+static int
+close_slot(sk_wal_store *st, open_segment *s)
+{
+    int rc = 0;
+    if (s->fd < 0)
+        return 0;
+    if (s->dirty) {
+        rc = lb_fsync(s->fd);
+        if (rc)
+            rc = poison(st, "segment", rc);
+    }
+    lb_io->close(s->fd);
+    s->fd = -1;
+    s->dirty = false;
+    return rc;
+}
+
+void
+sk_wal_store_close(sk_wal_store *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < OPEN_SEGMENTS; i++)
+        close_slot(st, &st->open[i]);
+    free(st);
+}
+
+/* Create a zero-filled, preallocated segment under its final name. */
+static int
+create_segment(sk_wal_store *st, const char *path)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = lb_io->open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (lb_io->fallocate(fd, 0, st->seg_size) != 0)
+        rc = -errno;
+    if (rc == 0 && (rc = lb_fsync(fd)) != 0)
+        rc = poison(st, "new segment", rc);
+    lb_io->close(fd);
+    if (rc == 0 && lb_io->rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp);
+        if (rc == -ENOSPC)
+            lb_error("could not create segment \"%s\": no space left on device", path);
+        return rc;
+    }
+    st->dir_dirty = true;
+    return 0;
+}
+
+/* The cached fd of a segment, opening (and if create, creating) it. */
+static int
+segment_fd(sk_wal_store *st, uint32_t tli, uint64_t segno, bool create, open_segment **out)
+{
+    open_segment *victim = NULL;
+    for (int i = 0; i < OPEN_SEGMENTS; i++) {
+        open_segment *s = &st->open[i];
+        if (s->fd >= 0 && s->tli == tli && s->segno == segno) {
+            s->last_use = ++st->clock;
+            *out = s;
+            return 0;
+        }
+        if (!victim || s->fd < 0 || (victim->fd >= 0 && s->last_use < victim->last_use))
+            victim = s;
+    }
+    char path[PATH_MAX];
+    int rc = sk_wal_store_segment_path(st, tli, segno, path, sizeof(path));
+    if (rc)
+        return rc;
+    int fd = lb_io->open(path, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0 && errno == ENOENT && create) {
+        rc = create_segment(st, path);
+        if (rc)
+            return rc;
+        fd = lb_io->open(path, O_RDWR | O_CLOEXEC, 0);
+    }
+    if (fd < 0)
+        return -errno;
+    rc = close_slot(st, victim);
+    if (rc) {
+        lb_io->close(fd);
+        return rc;
+    }
+    *victim = (open_segment){.tli = tli, .segno = segno, .fd = fd, .last_use = ++st->clock};
+    *out = victim;
+    return 0;
+}
+
+int
+sk_wal_store_write(sk_wal_store *st, uint32_t tli, lb_lsn lsn, const void *bytes, size_t n)
+{
+    if (st->poisoned)
+        return LB_EFSYNC;
+    const char *p = bytes;
+    while (n > 0) {
+        uint64_t segno = lb_wal_segno(lsn, st->seg_size);
+        uint32_t off = (uint32_t)(lsn % st->seg_size);
+        size_t chunk = st->seg_size - off < n ? st->seg_size - off : n;
+        open_segment *s;
+        int rc = segment_fd(st, tli, segno, true, &s);
+        if (rc)
+            return rc;
+        rc = lb_pwrite_all(s->fd, p, chunk, off);
+        s->dirty = true; /* even a failed write may have reached the page cache */
+        if (rc) {
+            lb_error("could not write segment of timeline %u at %X/%X: %s", tli,
+                     LB_LSN_ARGS(lsn), lb_strerror(rc));
+            return rc;
+        }
+        p += chunk;
+        n -= chunk;
+        lsn += chunk;
+    }
+    return 0;
+}
+
+int
+sk_wal_store_sync(sk_wal_store *st)
+{
+    if (st->poisoned)
+        return LB_EFSYNC;
+    for (int i = 0; i < OPEN_SEGMENTS; i++) {
+        open_segment *s = &st->open[i];
+        if (s->fd < 0 || !s->dirty)
+            continue;
+        int rc = lb_io->fsync(s->fd) == 0 ? 0 : -errno;
+        if (rc)
+            return poison(st, "segment", rc);
+        s->dirty = false;
+    }
+    if (st->dir_dirty) {
+        int rc = lb_fsync_dir(st->dir);
+        if (rc)
+            return poison(st, "directory", rc);
+        st->dir_dirty = false;
+    }
+    return 0;
+}
+
+int
+sk_wal_store_read(sk_wal_store *st, uint32_t tli, lb_lsn lsn, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        uint64_t segno = lb_wal_segno(lsn, st->seg_size);
+        uint32_t off = (uint32_t)(lsn % st->seg_size);
+        size_t chunk = st->seg_size - off < n ? st->seg_size - off : n;
+        open_segment *s;
+        int rc = segment_fd(st, tli, segno, false, &s);
+        if (rc)
+            return rc;
+        size_t done = 0;
+        while (done < chunk) {
+            ssize_t r = pread(s->fd, p + done, chunk - done, off + (off_t)done);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return -errno;
+            if (r == 0) { /* a short file (not ours): the rest reads as zeros */
+                memset(p + done, 0, chunk - done);
+                break;
+            }
+            done += (size_t)r;
+        }
+        p += chunk;
+        n -= chunk;
+        lsn += chunk;
+    }
+    return 0;
+}
+
+bool
+sk_wal_store_has_segment(const sk_wal_store *st, uint32_t tli, uint64_t segno)
+{
+    char path[PATH_MAX];
+    if (sk_wal_store_segment_path(st, tli, segno, path, sizeof(path)))
+        return false;
+    return access(path, F_OK) == 0;
+}
+
+int
+sk_wal_store_begin_tli(sk_wal_store *st, uint32_t new_tli, uint32_t old_tli, lb_lsn start_lsn)
+{
+    if (st->poisoned)
+        return LB_EFSYNC;
+    uint64_t segno = lb_wal_segno(start_lsn, st->seg_size);
+    uint32_t prefix = (uint32_t)(start_lsn % st->seg_size);
+    open_segment *s;
+    int rc = segment_fd(st, new_tli, segno, true, &s);
+    if (rc)
+        return rc;
+    if (prefix > 0 && old_tli != new_tli && sk_wal_store_has_segment(st, old_tli, segno)) {
+        char *buf = malloc(prefix);
+        if (!buf)
+            return -ENOMEM;
+        rc = sk_wal_store_read(st, old_tli, segno * st->seg_size, buf, prefix);
+        if (rc == 0)
+            rc = sk_wal_store_write(st, new_tli, segno * st->seg_size, buf, prefix);
+        free(buf);
+        if (rc)
+            return rc;
+    }
+    return sk_wal_store_sync(st);
+}
+
+/* Forget a cached fd for (tli, segno) before its file is removed. */
+static void
+forget(sk_wal_store *st, uint32_t tli, uint64_t segno)
+{
+    for (int i = 0; i < OPEN_SEGMENTS; i++) {
+        open_segment *s = &st->open[i];
+        if (s->fd >= 0 && s->tli == tli && s->segno == segno) {
+            lb_io->close(s->fd);
+            s->fd = -1;
+            s->dirty = false;
+        }
+    }
+}
+
+int
+sk_wal_store_list(const sk_wal_store *st, sk_segment_id **list, size_t *n)
+{
+    DIR *d = opendir(st->dir);
+    if (!d)
+        return -errno;
+    size_t cap = 16, count = 0;
+    sk_segment_id *ids = malloc(cap * sizeof(*ids));
+    struct dirent *e;
+    int rc = 0;
+    while (ids && (e = readdir(d))) {
+        uint32_t tli;
+        uint64_t segno;
+        if (lb_wal_segment_parse(e->d_name, st->seg_size, &tli, &segno) != 0)
+            continue;
+        if (count == cap) {
+            sk_segment_id *p = realloc(ids, 2 * cap * sizeof(*ids));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            ids = p;
+            cap *= 2;
+        }
+        ids[count++] = (sk_segment_id){tli, segno};
+    }
+    closedir(d);
+    if (!ids)
+        return -ENOMEM;
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    /* insertion sort: directories hold a few hundred segments at most */
+    for (size_t i = 1; i < count; i++) {
+        sk_segment_id v = ids[i];
+        size_t j = i;
+        while (j > 0 && (ids[j - 1].segno > v.segno ||
+                         (ids[j - 1].segno == v.segno && ids[j - 1].tli > v.tli))) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = v;
+    }
+    *list = ids;
+    *n = count;
+    return 0;
+}
+
+static int
+remove_segment(sk_wal_store *st, uint32_t tli, uint64_t segno)
+{
+    char path[PATH_MAX];
+    forget(st, tli, segno);
+    int rc = sk_wal_store_segment_path(st, tli, segno, path, sizeof(path));
+    if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
+        rc = -errno;
+    st->dir_dirty = true;
+    return rc;
+}
+
+int
+sk_wal_store_truncate(sk_wal_store *st, uint32_t tli, lb_lsn end)
+{
+    if (st->poisoned)
+        return LB_EFSYNC;
+    uint64_t end_seg = lb_wal_segno(end, st->seg_size);
+    sk_segment_id *ids;
+    size_t n;
+    int rc = sk_wal_store_list(st, &ids, &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if ((ids[i].tli == tli && ids[i].segno > end_seg) || ids[i].tli > tli)
+            rc = remove_segment(st, ids[i].tli, ids[i].segno);
+    }
+    free(ids);
+    if (rc)
+        return rc;
+    /* Zero the tail of the segment holding end. */
+    uint32_t off = (uint32_t)(end % st->seg_size);
+    if (off > 0 && sk_wal_store_has_segment(st, tli, end_seg)) {
+        static const char zeros[65536];
+        lb_lsn pos = end;
+        lb_lsn seg_end = (end_seg + 1) * (lb_lsn)st->seg_size;
+        while (pos < seg_end && rc == 0) {
+            size_t chunk = seg_end - pos < sizeof(zeros) ? (size_t)(seg_end - pos) : sizeof(zeros);
+            rc = sk_wal_store_write(st, tli, pos, zeros, chunk);
+            pos += chunk;
+        }
+    } else if (off == 0) {
+        rc = remove_segment(st, tli, end_seg);
+    }
+    return rc ? rc : sk_wal_store_sync(st);
+}
+
+int
+sk_wal_store_remove_before(sk_wal_store *st, uint64_t segno)
+{
+    sk_segment_id *ids;
+    size_t n;
+    int rc = sk_wal_store_list(st, &ids, &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && ids[i].segno < segno && rc == 0; i++)
+        rc = remove_segment(st, ids[i].tli, ids[i].segno);
+    free(ids);
+    return rc ? rc : sk_wal_store_sync(st);
+}
