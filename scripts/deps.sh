@@ -12,7 +12,7 @@ DEBS=(
     libzstd-dev libsnappy-dev liblz4-dev zlib1g-dev
     libcmocka-dev
     python3 python3-pytest python3-psycopg
-    unzip ca-certificates procps iproute2
+    unzip ca-certificates curl procps iproute2
 )
 
 missing=()

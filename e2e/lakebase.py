@@ -1,0 +1,340 @@
+"""Helpers for lakebase end-to-end tests: real processes on loopback.
+
+Every process is started by the test, in the test's own temporary
+directory, on free ports, and stopped by its pid. PostgreSQL runs as the
+postgres user when the tests run as root.
+"""
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.environ.get("LB_PROJECT_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "build", "bin")
+PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
+    or "/usr/lib/postgresql/15/bin"
+AS_ROOT = os.geteuid() == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}" + (f": {last}" if last else ""))
+
+
+def http(method, url, body=None, timeout=10):
+    """JSON over HTTP; returns (status, parsed body or raw bytes)."""
+    data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw, status = r.read(), r.status
+    except urllib.error.HTTPError as e:
+        raw, status = e.read(), e.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw
+
+
+def chown_pg(path):
+    if AS_ROOT:
+        pw = pwd.getpwnam("postgres")
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+            for f in filenames:
+                os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
+
+
+def as_pg(cmd):
+    return (["runuser", "-u", "postgres", "--"] if AS_ROOT else []) + cmd
+
+
+class Proc:
+    """A child process with its log file; stop() by pid."""
+
+    def __init__(self, argv, log, env=None):
+        self.argv = argv
+        self.log = log
+        self.logf = open(log, "ab")
+        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            os.kill(self.p.pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            try:
+                self.p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+        self.logf.close()
+
+
+class Safekeeper:
+    def __init__(self, workdir, name, peers=None):
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.http_port = free_port()
+        self.pg_port = free_port()
+        self.peers = peers or []
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self):
+        argv = [os.path.join(BIN, "safekeeper"), "--id", self.name,
+                "--data_dir", os.path.join(self.dir, "data"),
+                "--listen_http", f"127.0.0.1:{self.http_port}",
+                "--listen_pg", f"127.0.0.1:{self.pg_port}"]
+        if self.peers:
+            argv += ["--peers", ",".join(f"{p.name}={p.url}" for p in self.peers)]
+        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
+        wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
+                 what=f"{self.name} to listen")
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+
+    def kill(self):
+        if self.proc:
+            self.proc.kill()
+
+    def tl(self, tenant, timeline, suffix=""):
+        return f"{self.url}/v1/tenant/{tenant}/timeline/{timeline}{suffix}"
+
+    def status(self, tenant, timeline):
+        st, body = http("GET", self.tl(tenant, timeline))
+        assert st == 200, body
+        return body
+
+
+def lsn_int(s):
+    hi, lo = s.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def lsn_str(v):
+    return f"{v >> 32:X}/{v & 0xFFFFFFFF:X}"
+
+
+class Postgres:
+    """A vanilla PostgreSQL 15 cluster in dir/pgdata, on 127.0.0.1:port."""
+
+    def __init__(self, workdir, name="pg"):
+        self.dir = os.path.join(workdir, name)
+        self.datadir = os.path.join(self.dir, "pgdata")
+        self.sockdir = os.path.join(self.dir, "run")
+        self.log = os.path.join(self.dir, "postgres.log")
+        self.port = free_port()
+        os.makedirs(self.sockdir, exist_ok=True)
+        os.chmod(workdir, 0o755)
+        chown_pg(self.dir)
+
+    def run(self, cmd, check=True):
+        return subprocess.run(as_pg(cmd), capture_output=True, text=True, check=check)
+
+    def initdb(self, *args):
+        self.run([os.path.join(PGBIN, "initdb"), "-k", "-A", "trust", "-U", "postgres",
+                  "-D", self.datadir, *args])
+        return self
+
+    def conf(self, **settings):
+        with open(os.path.join(self.datadir, "postgresql.auto.conf"), "a") as f:
+            for k, v in settings.items():
+                f.write(f"{k} = '{v}'\n")
+
+    def base_conf(self):
+        self.conf(port=self.port, listen_addresses="127.0.0.1",
+                  unix_socket_directories=self.sockdir, wal_level="replica",
+                  max_wal_senders=10, wal_keep_size="1GB", fsync="on",
+                  logging_collector="off")
+
+    def start(self, wait=True):
+        self.run([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir, "-l", self.log,
+                  "-w" if wait else "-W", "start"])
+        return self
+
+    def stop(self, mode="fast"):
+        self.run([os.path.join(PGBIN, "pg_ctl"), "-D", self.datadir, "-m", mode, "-w", "stop"],
+                 check=False)
+
+    def pid(self):
+        try:
+            with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def kill9(self):
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, what="postmaster to die")
+
+    def dsn(self, **kw):
+        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        d.update(kw)
+        return " ".join(f"{k}={v}" for k, v in d.items())
+
+    def connect(self, **kw):
+        import psycopg
+        return psycopg.connect(self.dsn(**kw), autocommit=True)
+
+    def sql(self, query, *args):
+        with self.connect() as c:
+            cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def controldata(self):
+        out = self.run([os.path.join(PGBIN, "pg_controldata"), self.datadir]).stdout
+        return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+
+    def system_id(self):
+        return self.controldata()["Database system identifier"].strip()
+
+    def end_of_wal(self):
+        """End of the last record in pg_wal (a stopped cluster), by pg_waldump."""
+        cd = self.controldata()
+        tli = int(cd["Latest checkpoint's TimeLineID"])
+        ckpt = cd["Latest checkpoint location"].strip()
+        out = self.run([os.path.join(PGBIN, "pg_waldump"), "-p",
+                        os.path.join(self.datadir, "pg_wal"), "-t", str(tli), "-s", ckpt],
+                       check=False).stdout
+        last = None
+        for line in out.splitlines():
+            m = re.search(r"len \(rec/tot\):\s*\d+/\s*(\d+),.*lsn: ([0-9A-F]+/[0-9A-F]+)", line)
+            if m:
+                last = (lsn_int(m.group(2)), int(m.group(1)))
+        assert last, out
+        return (last[0] + last[1] + 7) & ~7
+
+
+class Cluster:
+    """N safekeepers forming one set, and one lakebase timeline on them."""
+
+    def __init__(self, workdir, n=3):
+        import uuid
+        self.workdir = workdir
+        self.sks = [Safekeeper(workdir, f"sk-{i}") for i in range(n)]
+        for sk in self.sks:
+            sk.peers = [p for p in self.sks if p is not sk]
+        self.tenant = uuid.uuid4().hex
+        self.timeline = uuid.uuid4().hex
+
+    def start(self):
+        for sk in self.sks:
+            sk.start()
+        return self
+
+    def stop(self):
+        for sk in self.sks:
+            sk.stop()
+
+    def create_timeline(self, system_id, start_lsn, pg_tli=1, seg_size=16 * 1024 * 1024, sks=None):
+        for sk in sks or self.sks:
+            st, body = http("POST", f"{sk.url}/v1/tenant/{self.tenant}/timeline",
+                            {"timeline_id": self.timeline, "system_id": str(system_id),
+                             "start_lsn": lsn_str(start_lsn), "pg_tli": pg_tli,
+                             "wal_seg_size": seg_size})
+            assert st == 200, body
+
+    def elect(self, sks=None, check=True):
+        urls = ",".join(sk.url for sk in (sks or self.sks))
+        r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "--tenant", self.tenant,
+                            "--timeline", self.timeline, "--safekeepers", urls],
+                           capture_output=True, text=True)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout) if r.returncode == 0 else r
+
+    def announce(self, term, pg, sks=None):
+        urls = ",".join(sk.url for sk in (sks or self.sks))
+        r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "announce", "--tenant",
+                            self.tenant, "--timeline", self.timeline, "--safekeepers", urls,
+                            "--term", str(term), "--compute", pg.dsn(dbname="postgres")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr + r.stdout
+        return json.loads(r.stdout)
+
+    def restore_script(self, pg, sks=None):
+        """A restore_command that fetches WAL and history files from the safekeepers."""
+        path = os.path.join(pg.dir, "restore.sh")
+        urls = " ".join(sk.url for sk in (sks or self.sks))
+        with open(path, "w") as f:
+            f.write(f"""#!/bin/sh
+f="$1"; p="$2"
+case "$f" in *.history) kind=history ;; *) kind=segment ;; esac
+for u in {urls}; do
+    if curl -sf --max-time 20 -o "$p.part" "$u/v1/tenant/{self.tenant}/timeline/{self.timeline}/$kind/$f"; then
+        mv "$p.part" "$p"; exit 0
+    fi
+done
+rm -f "$p.part"; exit 1
+""")
+        os.chmod(path, 0o755)
+        chown_pg(pg.dir)
+        return path
+
+    def start_primary(self, pg, election, sks=None):
+        """Recover pg (a stopped cluster) to the election's start, promote, announce."""
+        script = self.restore_script(pg, sks)
+        # Names with a dash must be double-quoted in synchronous_standby_names.
+        names = ", ".join(f'"{sk.name}"' for sk in self.sks)
+        pg.conf(restore_command=f"{script} %f %p", recovery_target_timeline="latest",
+                synchronous_standby_names=f"ANY {len(self.sks) // 2 + 1} ({names})")
+        open(os.path.join(pg.datadir, "recovery.signal"), "w").close()
+        chown_pg(pg.dir)
+        pg.start()
+        wait_for(lambda: pg.sql("select not pg_is_in_recovery()")[0][0], 60,
+                 what="the compute to promote")
+        tli = int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
+        assert tli == election["tli"], (tli, election)
+        self.announce(election["term"], pg, sks)
+        return pg
+
+    def bootstrap(self, pg_name="pg0"):
+        """initdb a cluster, create the timeline at its end of WAL, elect, start it."""
+        pg = Postgres(self.workdir, pg_name).initdb()
+        pg.base_conf()
+        self.create_timeline(pg.system_id(), pg.end_of_wal())
+        election = self.elect()
+        return self.start_primary(pg, election), election
