@@ -42,6 +42,9 @@ typedef struct lb_http_options {
     long retry_base_ms;      /* first backoff [100] */
     long retry_max_ms;       /* backoff cap, also caps Retry-After [5000] */
     const char *user_agent;  /* [lakebase] */
+    /* Abandon an attempt once no byte has moved for this long, in whole
+     * seconds rounded up; for long transfers, with timeout_ms < 0 [off]. */
+    long stall_timeout_ms;
 } lb_http_options;
 
 /* Streaming request body: copy up to cap bytes into dst. Return the number

@@ -55,7 +55,10 @@ typedef struct lb_objstore_options {
     size_t multipart_threshold;
     size_t part_size;     /* 5 MiB to 5 GiB [16 MiB] */
     int list_page_size;   /* max-keys per list request, 1..1000 [1000] */
-    lb_http_options http; /* timeouts and retries */
+    /* Timeouts and retries. Unlike the HTTP client's defaults, a transfer
+     * has no total timeout unless one is set, and an attempt is abandoned
+     * after 30 s without progress. */
+    lb_http_options http;
 } lb_objstore_options;
 
 /* Supplies a streamed object: copy up to cap bytes into dst, return the

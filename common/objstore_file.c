@@ -400,9 +400,14 @@ walk_dir(walk *w, DIR *d)
 {
     int rc = 0;
     size_t base = w->rel.len;
-    struct dirent *e;
-    errno = 0;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
+    while (rc == 0) {
+        errno = 0; /* readdir reports errors only through errno */
+        struct dirent *e = readdir(d);
+        if (!e) {
+            if (errno != 0)
+                rc = -errno;
+            break;
+        }
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || is_temp(e->d_name))
             continue;
         struct stat st;
@@ -445,8 +450,6 @@ walk_dir(walk *w, DIR *d)
         }
         closedir(sub);
     }
-    if (rc == 0 && errno != 0 && errno != ENOENT)
-        rc = -errno;
     w->rel.len = base;
     if (w->rel.data)
         w->rel.data[base] = '\0';

@@ -1222,7 +1222,14 @@ lb__objstore_s3_open(lb_objstore *s, const char *rest, const lb_objstore_options
         rc = LB_EBADCONFIG;
         goto fail;
     }
-    rc = lb_http_client_new(&opts->http, &st->http);
+    /* Objects can be large: no cap on a whole transfer by default, but an
+     * attempt that stops moving is abandoned (and retried). */
+    lb_http_options http = opts->http;
+    if (http.timeout_ms == 0)
+        http.timeout_ms = -1;
+    if (http.stall_timeout_ms == 0 && http.timeout_ms < 0)
+        http.stall_timeout_ms = 30000;
+    rc = lb_http_client_new(&http, &st->http);
     if (rc)
         goto fail;
     if (!st->access_key)

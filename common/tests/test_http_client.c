@@ -470,6 +470,28 @@ test_silent_server_times_out(void **state)
     srv_stop(s);
 }
 
+/* Without a total timeout, a transfer that stops moving is abandoned. */
+static void
+test_stalled_transfer_times_out(void **state)
+{
+    (void)state;
+    srv *s = srv_start(SRV_SILENT);
+    srv_run(s);
+    lb_http_options o = {.timeout_ms = -1, .stall_timeout_ms = 1000, .max_attempts = 1};
+    lb_http_client *c = NULL;
+    assert_int_equal(lb_http_client_new(&o, &c), 0);
+    lb_http_call req = {.method = "GET", .url = srv_url(s, "/x")};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
+    long t0 = now_ms();
+    assert_int_equal(lb_http_do(c, &req, &resp), LB_ETIMEOUT);
+    long took = now_ms() - t0;
+    assert_true(took >= 900 && took < 3500);
+    assert_int_equal(resp.attempts, 1);
+    lb_http_result_free(&resp);
+    lb_http_client_free(c);
+    srv_stop(s);
+}
+
 static void
 test_closed_connection_is_a_clear_error(void **state)
 {
@@ -723,6 +745,7 @@ main(void)
         cmocka_unit_test(test_4xx_is_not_retried),
         cmocka_unit_test(test_post_is_retried_only_when_asked),
         cmocka_unit_test(test_silent_server_times_out),
+        cmocka_unit_test(test_stalled_transfer_times_out),
         cmocka_unit_test(test_closed_connection_is_a_clear_error),
         cmocka_unit_test(test_dead_peer_is_refused),
         cmocka_unit_test(test_streaming_download),

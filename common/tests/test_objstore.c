@@ -9,9 +9,10 @@
  * Then what only one backend can show: for file://, injected fsync, write
  * and rename failures leave the old object intact and no temp file behind;
  * for s3://, against a scripted server on a thread: a 500 then success is
- * retried, XML errors become clear messages, a failed part aborts the
- * multipart upload, entity-escaped keys and continuation tokens are parsed,
- * credentials come from the environment, and bad URLs are refused.
+ * retried, and so is a request that timed out; XML errors become clear
+ * messages; a failed part aborts the multipart upload; entity-escaped keys
+ * and continuation tokens are parsed; credentials come from the
+ * environment; bad URLs are refused.
  *
  * s3rver runs under node on a free loopback port with its own directory,
  * started once for the group and stopped by its pid.
@@ -971,6 +972,31 @@ test_s3_500_once_is_retried(void **state)
 }
 
 static void
+h_slow_once(fake *fk, int n, const fake_req *req, lb_buf *out)
+{
+    if (n == 1)
+        usleep(800 * 1000); /* past the client's timeout: it gives up and retries */
+    h_500_once(fk, 2, req, out);
+}
+
+static void
+test_s3_timeout_is_retried(void **state)
+{
+    (void)state;
+    fake *fk = fake_start(h_slow_once);
+    lb_objstore_options o = test_options();
+    o.http.timeout_ms = 600;
+    lb_objstore *s = fake_store(fk, "pre", &o);
+    lb_buf b = LB_BUF_INIT;
+    ASSERT_OK(s, lb_objstore_get(s, "t/obj", &b));
+    assert_string_equal(b.data, "hello");
+    assert_int_equal(atomic_load(&fk->requests), 2);
+    lb_buf_free(&b);
+    lb_objstore_close(s);
+    fake_stop(fk);
+}
+
+static void
 h_errors(fake *fk, int n, const fake_req *req, lb_buf *out)
 {
     (void)fk;
@@ -1229,6 +1255,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_file_layout_and_temp_files, setup_file,
                                         teardown_store),
         cmocka_unit_test(test_s3_500_once_is_retried),
+        cmocka_unit_test(test_s3_timeout_is_retried),
         cmocka_unit_test(test_s3_errors_are_clear),
         cmocka_unit_test(test_s3_failed_part_aborts_upload),
         cmocka_unit_test(test_s3_listing_xml_and_tokens),
