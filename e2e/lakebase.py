@@ -286,11 +286,12 @@ class Cluster:
             assert r.returncode == 0, r.stderr
         return json.loads(r.stdout) if r.returncode == 0 else r
 
-    def announce(self, term, pg, sks=None):
+    def announce(self, election, pg, sks=None):
         urls = ",".join(sk.url for sk in (sks or self.sks))
         r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "announce", "--tenant",
                             self.tenant, "--timeline", self.timeline, "--safekeepers", urls,
-                            "--term", str(term), "--compute", pg.dsn(dbname="postgres")],
+                            "--election", json.dumps(election),
+                            "--compute", pg.dsn(dbname="postgres")],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr + r.stdout
         return json.loads(r.stdout)
@@ -328,13 +329,25 @@ rm -f "$p.part"; exit 1
                  what="the compute to promote")
         tli = int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
         assert tli == election["tli"], (tli, election)
-        self.announce(election["term"], pg, sks)
+        self.announce(election, pg, sks)
         return pg
 
     def bootstrap(self, pg_name="pg0"):
-        """initdb a cluster, create the timeline at its end of WAL, elect, start it."""
-        pg = Postgres(self.workdir, pg_name).initdb()
-        pg.base_conf()
-        self.create_timeline(pg.system_id(), pg.end_of_wal())
+        """initdb a cluster (kept as self.base, the base backup every later
+        compute starts from), create the timeline at its end of WAL, elect,
+        and start the first primary from a copy of it."""
+        self.base = Postgres(self.workdir, "base").initdb()
+        self.base.base_conf()
+        self.create_timeline(self.base.system_id(), self.base.end_of_wal())
         election = self.elect()
-        return self.start_primary(pg, election), election
+        return self.start_primary(self.new_compute(pg_name), election), election
+
+    def new_compute(self, name):
+        """A compute's data directory: a copy of the base backup."""
+        pg = Postgres(self.workdir, name)
+        shutil.copytree(self.base.datadir, pg.datadir, symlinks=True)
+        chown_pg(pg.dir)
+        pg.conf(port=pg.port, unix_socket_directories=pg.sockdir)
+        if hasattr(self, "track"):
+            self.track(pg)
+        return pg

@@ -207,8 +207,8 @@ sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errca
     out->history[out->nhistory++] = (sk_term_entry){term, d->end_lsn, out->tli};
 
     /* 4. Every voter adopts the donor's log up to E. */
-    char donor_url[300];
-    snprintf(donor_url, sizeof(donor_url), "%s", p->urls[donor]);
+    snprintf(out->donor_url, sizeof(out->donor_url), "%s", p->urls[donor]);
+    const char *donor_url = out->donor_url;
     json_t *hist = sk_term_history_to_json(out->history, out->nhistory);
     char e[LB_LSN_STRLEN];
     for (int i = 0; i < p->n; i++) {
@@ -235,6 +235,17 @@ sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errca
                  out->acceptors, p->n, need);
         goto out;
     }
+    /* The term is established: a majority holds WAL to E. Let every
+     * acceptor serve WAL up to E to the compute that restores now. */
+    for (int i = 0; i < p->n; i++) {
+        if (!out->accepted[i])
+            continue;
+        tl_url(url, sizeof(url), p, i, "/elected");
+        json_t *body = json_pack("{s:I}", "term", (json_int_t)term);
+        call(http, "POST", url, body, &reply, &status);
+        json_decref(body);
+        json_decref(reply);
+    }
     rc = 0;
     lb_info("elected term=%" PRIu64 " start_lsn=%X/%X tli=%u donor=%s voters=%d acceptors=%d",
             term, LB_LSN_ARGS(out->start_lsn), out->tli, p->urls[donor], granted, out->acceptors);
@@ -244,8 +255,18 @@ out:
     return rc;
 }
 
+static int
+post(lb_http_client *http, const char *url, json_t *body, long *status)
+{
+    json_t *reply;
+    int rc = call(http, "POST", url, body, &reply, status);
+    json_decref(body);
+    json_decref(reply);
+    return rc;
+}
+
 int
-sk_announce(const sk_elect_params *p, uint64_t term, const char *compute, int *acked)
+sk_announce(const sk_elect_params *p, const sk_elect_result *r, const char *compute, int *acked)
 {
     lb_http_options opts = {.connect_timeout_ms = 1000,
                             .timeout_ms = p->timeout_ms ? p->timeout_ms : 5000,
@@ -254,19 +275,73 @@ sk_announce(const sk_elect_params *p, uint64_t term, const char *compute, int *a
     if (lb_http_client_new(&opts, &http) != 0)
         return -ENOMEM;
     *acked = 0;
+    char e[LB_LSN_STRLEN];
+    lb_lsn_format(r->start_lsn, e);
     for (int i = 0; i < p->n; i++) {
         char url[512];
-        json_t *reply;
-        long status;
+        long status = 0;
         tl_url(url, sizeof(url), p, i, "/elected");
-        json_t *body = json_pack("{s:I, s:s}", "term", (json_int_t)term, "compute", compute);
-        if (call(http, "POST", url, body, &reply, &status) == 0 && status == 200)
+        if (post(http, url, json_pack("{s:I, s:s}", "term", (json_int_t)r->term, "compute",
+                                      compute),
+                 &status) != 0)
+            continue; /* down: it joins the term on a later announce */
+        if (status == 409) {
+            /* It missed the election: bring it into the term. */
+            tl_url(url, sizeof(url), p, i, "/vote");
+            post(http, url, json_pack("{s:I}", "term", (json_int_t)r->term), &status);
+            tl_url(url, sizeof(url), p, i, "/accept");
+            post(http, url,
+                 json_pack("{s:I, s:o, s:s, s:s}", "term", (json_int_t)r->term, "term_history",
+                           sk_term_history_to_json(r->history, r->nhistory), "end_lsn", e,
+                           "donor", r->donor_url),
+                 &status);
+            if (status != 200) {
+                lb_warn("safekeeper \"%s\" could not join term %" PRIu64, p->urls[i], r->term);
+                continue;
+            }
+            tl_url(url, sizeof(url), p, i, "/elected");
+            post(http, url, json_pack("{s:I, s:s}", "term", (json_int_t)r->term, "compute", compute),
+                 &status);
+        }
+        if (status == 200)
             (*acked)++;
-        json_decref(body);
-        json_decref(reply);
     }
     lb_http_client_free(http);
     return 0;
+}
+
+json_t *
+sk_elect_result_to_json(const sk_elect_params *p, const sk_elect_result *r)
+{
+    (void)p;
+    char s[LB_LSN_STRLEN], sysid[24];
+    snprintf(sysid, sizeof(sysid), "%" PRIu64, r->system_id);
+    return json_pack("{s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:i, s:i, s:o}", "term",
+                     (json_int_t)r->term, "start_lsn", lb_lsn_format(r->start_lsn, s), "tli",
+                     (json_int_t)r->tli, "prev_tli", (json_int_t)r->prev_tli, "donor",
+                     r->donor_url, "wal_seg_size", (json_int_t)r->wal_seg_size, "system_id",
+                     sysid, "voters", r->voters, "acceptors", r->acceptors, "term_history",
+                     sk_term_history_to_json(r->history, r->nhistory));
+}
+
+int
+sk_elect_result_from_json(const json_t *j, sk_elect_result *r, char *err, size_t cap)
+{
+    json_int_t term = 0, tli = 0;
+    const char *start = NULL, *donor = NULL;
+    memset(r, 0, sizeof(*r));
+    if (json_unpack((json_t *)j, "{s:I, s:s, s:I, s:s}", "term", &term, "start_lsn", &start,
+                    "tli", &tli, "donor", &donor) != 0 ||
+        term <= 0 || lb_lsn_parse(start, &r->start_lsn) != 0 ||
+        strlen(donor) >= sizeof(r->donor_url)) {
+        snprintf(err, cap, "the election must have term, start_lsn, tli, donor, term_history");
+        return LB_EPARSE;
+    }
+    r->term = (uint64_t)term;
+    r->tli = (uint32_t)tli;
+    strcpy(r->donor_url, donor);
+    return sk_term_history_from_json(json_object_get(j, "term_history"), r->history,
+                                     SK_MAX_TERM_HISTORY, &r->nhistory, err, cap);
 }
 
 /* ---- commands ------------------------------------------------------------------ */
@@ -276,7 +351,7 @@ typedef struct elect_conf {
     char *timeline;
     lb_config_list safekeepers;
     char *compute;
-    int64_t term;
+    char *election;
     int64_t timeout_ms;
 } elect_conf;
 
@@ -287,7 +362,8 @@ static const lb_config_setting elect_settings[] = {
                         "safekeepers' HTTP URLs, comma-separated"),
     LB_SETTING("compute", LB_CONFIG_STRING, elect_conf, compute, NULL,
                "announce: conninfo of the promoted compute"),
-    LB_SETTING("term", LB_CONFIG_INT, elect_conf, term, "0", "announce: the elected term"),
+    LB_SETTING("election", LB_CONFIG_STRING, elect_conf, election, NULL,
+               "announce: the JSON that `safekeeper elect` printed"),
     LB_SETTING("timeout", LB_CONFIG_DURATION, elect_conf, timeout_ms, "5s",
                "per-request timeout"),
     LB_CONFIG_END,
@@ -328,14 +404,21 @@ sk_elect_main(int argc, char **argv)
     int status = 0;
     if (announce) {
         int acked = 0;
-        if (!c.compute || c.term <= 0) {
-            fprintf(stderr, "safekeeper elect announce: --term and --compute are required\n");
+        static sk_elect_result r;
+        char err[300] = "";
+        json_error_t je;
+        json_t *j = c.election ? json_loads(c.election, 0, &je) : NULL;
+        if (!c.compute || !j || sk_elect_result_from_json(j, &r, err, sizeof(err)) != 0) {
+            fprintf(stderr, "safekeeper elect announce: --compute and a valid --election are "
+                            "required%s%s\n",
+                    err[0] ? ": " : "", err);
             status = 2;
         } else {
-            sk_announce(&p, (uint64_t)c.term, c.compute, &acked);
-            printf("{\"term\": %" PRId64 ", \"acked\": %d}\n", c.term, acked);
+            sk_announce(&p, &r, c.compute, &acked);
+            printf("{\"term\": %" PRIu64 ", \"acked\": %d}\n", r.term, acked);
             status = acked >= p.n / 2 + 1 ? 0 : 1;
         }
+        json_decref(j);
     } else {
         static sk_elect_result r;
         char err[300] = "";
@@ -344,17 +427,7 @@ sk_elect_main(int argc, char **argv)
             fprintf(stderr, "safekeeper elect: %s\n", err);
             status = 1;
         } else {
-            char s[LB_LSN_STRLEN];
-            json_t *j = json_pack("{s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:i, s:i, s:o}", "term",
-                                  (json_int_t)r.term, "start_lsn", lb_lsn_format(r.start_lsn, s),
-                                  "tli", (json_int_t)r.tli, "prev_tli", (json_int_t)r.prev_tli,
-                                  "donor", p.urls[r.donor], "wal_seg_size",
-                                  (json_int_t)r.wal_seg_size, "system_id", "", "voters",
-                                  r.voters, "acceptors", r.acceptors, "term_history",
-                                  sk_term_history_to_json(r.history, r.nhistory));
-            char sysid[24];
-            snprintf(sysid, sizeof(sysid), "%" PRIu64, r.system_id);
-            json_object_set_new(j, "system_id", json_string(sysid));
+            json_t *j = sk_elect_result_to_json(&p, &r);
             char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
             printf("%s\n", text);
             free(text);

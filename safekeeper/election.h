@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "acceptor.h"
 #include "lsn.h"
 
@@ -42,6 +44,7 @@ typedef struct sk_elect_result {
     uint64_t system_id;
     uint32_t wal_seg_size;
     int donor;                      /* index into urls */
+    char donor_url[256];
     int voters, acceptors;
     int accepted[SK_ELECT_MAX];     /* 1 for each safekeeper that accepted */
     sk_term_entry history[SK_MAX_TERM_HISTORY];
@@ -51,10 +54,15 @@ typedef struct sk_elect_result {
 /* Run an election. 0, or LB_ECONFLICT (no majority: err says why),
  * -EINVAL (bad parameters). err gets a one-line explanation. */
 int sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errcap);
-/* Tell the safekeepers that accepted (all of them when accepted is NULL)
- * to stream from compute (a libpq conninfo) in term. Returns how many
- * acknowledged. */
-int sk_announce(const sk_elect_params *p, uint64_t term, const char *compute, int *acked);
+/* Tell every safekeeper to stream from compute (a libpq conninfo) in the
+ * elected term. A safekeeper that missed the election (it was down) is
+ * brought into the term first: vote, accept the term's history from the
+ * donor, then stream. *acked: how many now stream for the term. */
+int sk_announce(const sk_elect_params *p, const sk_elect_result *r, const char *compute,
+                int *acked);
+/* The result as JSON (what `safekeeper elect` prints) and back. */
+json_t *sk_elect_result_to_json(const sk_elect_params *p, const sk_elect_result *r);
+int sk_elect_result_from_json(const json_t *j, sk_elect_result *r, char *err, size_t cap);
 
 /* The commands: parse options, run, print the result as JSON on stdout. */
 int sk_elect_main(int argc, char **argv);

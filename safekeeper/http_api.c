@@ -343,7 +343,7 @@ h_elected(lb_http_request *req, void *arg)
     ids(req, &c, true);
     lb_json_parse_request(req, &c.body, &c.err);
     lb_json_req_int64(c.body, "term", &term, &c.err);
-    lb_json_req_str(c.body, "compute", &c.text, &c.err);
+    lb_json_opt_str(c.body, "compute", NULL, &c.text, &c.err);
     c.term = (uint64_t)term;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_elected, &c);
     return finish(req, &c, rc);

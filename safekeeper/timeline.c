@@ -572,6 +572,13 @@ sk_timeline_elected(sk_timeline *tl, uint64_t term, const char *compute_conninfo
 {
     if (term != tl->st.term || sk_last_log_term(&tl->st) != term)
         return LB_ESTALETERM;
+    /* A majority holds WAL up to the term's start: it is committed, and
+     * a compute restoring for this term may be served all of it. */
+    lb_lsn term_start = tl->st.history[tl->st.nhistory - 1].start_lsn;
+    if (tl->commit_lsn < term_start)
+        tl->commit_lsn = term_start;
+    if (!compute_conninfo)
+        return 0;
     if (strlen(compute_conninfo) >= sizeof(tl->st.compute) || !compute_conninfo[0])
         return -EINVAL;
     if (tl->st.compute_term == term && strcmp(tl->st.compute, compute_conninfo) == 0)
@@ -581,10 +588,6 @@ sk_timeline_elected(sk_timeline *tl, uint64_t term, const char *compute_conninfo
     strcpy(old, tl->st.compute);
     strcpy(tl->st.compute, compute_conninfo);
     tl->st.compute_term = term;
-    /* A majority holds WAL up to the term's start: it is committed. */
-    lb_lsn start = tl->st.history[tl->st.nhistory - 1].start_lsn;
-    if (tl->commit_lsn < start)
-        tl->commit_lsn = start;
     int rc = save_state(tl);
     if (rc) {
         strcpy(tl->st.compute, old);

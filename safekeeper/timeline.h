@@ -97,9 +97,11 @@ typedef int (*sk_fetch_fn)(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void
 int sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
                        lb_lsn end, sk_fetch_fn fetch, void *fetch_arg);
 
-/* The proposer of term has a majority holding WAL to the term's start:
- * start streaming from compute (a libpq conninfo). commit_lsn advances to
- * the term's start. LB_ESTALETERM if term is not the accepted term. */
+/* The proposer of term has a majority holding WAL to the term's start, so
+ * commit_lsn advances to it; with a compute (a libpq conninfo, persisted)
+ * the timeline also starts streaming from it. compute NULL: only the
+ * first part (sent before the compute restores). LB_ESTALETERM if term is
+ * not the accepted term. */
 int sk_timeline_elected(sk_timeline *tl, uint64_t term, const char *compute_conninfo);
 
 /* Peers report their flush positions; commit_lsn follows a majority. */
