@@ -18,6 +18,7 @@
  */
 #include "config.h"
 #include "errors.h"
+#include "fileio.h"
 #include "lsn.h"
 
 #include <assert.h>
@@ -31,6 +32,9 @@
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
+
+/* No settings table nests anywhere near this deep. */
+#define MAX_YAML_DEPTH 32
 
 /* ---- value parsing ---- */
 
@@ -658,7 +662,7 @@ static int
 walk_mapping(loader *ld, const yaml_node_t *map, const char *prefix, int depth)
 {
     assert(map->type == YAML_MAPPING_NODE);
-    if (depth > 16) /* no table nests this deep; also stops alias cycles */
+    if (depth > MAX_YAML_DEPTH) /* also stops alias cycles */
         return fail(ld, LB_EBADCONFIG, "config \"%s\" line %d: nested too deeply", ld->file,
                     line_of(map));
     for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
@@ -708,26 +712,72 @@ walk_mapping(loader *ld, const yaml_node_t *map, const char *prefix, int depth)
 }
 
 static int
+malformed(loader *ld, const yaml_parser_t *parser)
+{
+    return fail(ld, LB_EBADCONFIG, "config \"%s\" line %zu: malformed YAML: %s%s%s", ld->file,
+                parser->problem_mark.line + 1, parser->problem ? parser->problem : "error",
+                parser->context ? " " : "", parser->context ? parser->context : "");
+}
+
+/* libyaml's scanner takes time quadratic in the nesting depth, so a cheap
+ * pass over the events refuses deep nesting before the document is built. */
+static int
+check_depth(loader *ld, const unsigned char *text, size_t len)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return fail(ld, -ENOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, text, len);
+    int depth = 0, rc = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            rc = malformed(ld, &parser);
+            break;
+        }
+        yaml_event_type_t type = ev.type;
+        int line = (int)ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > MAX_YAML_DEPTH) {
+                rc = fail(ld, LB_EBADCONFIG, "config \"%s\" line %d: nested too deeply", ld->file,
+                          line);
+                break;
+            }
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (type == YAML_STREAM_END_EVENT) {
+            break;
+        }
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+static int
 load_yaml(loader *ld, const char *path)
 {
     ld->file = path;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        int rc = -errno;
-        return fail(ld, rc, "could not open config \"%s\": %s", path, strerror(-rc));
+    lb_buf text = LB_BUF_INIT;
+    int rc = lb_read_file(path, &text);
+    if (rc != 0) {
+        lb_buf_free(&text);
+        return fail(ld, rc, "could not read config \"%s\": %s", path, lb_strerror(rc));
+    }
+    const unsigned char *bytes = (const unsigned char *)(text.data ? text.data : "");
+    if ((rc = check_depth(ld, bytes, text.len)) != 0) {
+        lb_buf_free(&text);
+        return rc;
     }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
-        fclose(fp);
+        lb_buf_free(&text);
         return fail(ld, -ENOMEM, "out of memory");
     }
-    yaml_parser_set_input_file(&parser, fp);
+    yaml_parser_set_input_string(&parser, bytes, text.len);
     yaml_document_t doc;
-    int rc = 0;
     if (!yaml_parser_load(&parser, &doc)) {
-        rc = fail(ld, LB_EBADCONFIG, "config \"%s\" line %zu: malformed YAML: %s%s%s", path,
-                  parser.problem_mark.line + 1, parser.problem ? parser.problem : "error",
-                  parser.context ? " " : "", parser.context ? parser.context : "");
+        rc = malformed(ld, &parser);
         goto out;
     }
     ld->doc = &doc;
@@ -748,8 +798,7 @@ load_yaml(loader *ld, const char *path)
     /* one document only */
     yaml_document_t next;
     if (!yaml_parser_load(&parser, &next)) {
-        rc = fail(ld, LB_EBADCONFIG, "config \"%s\" line %zu: malformed YAML: %s", path,
-                  parser.problem_mark.line + 1, parser.problem ? parser.problem : "error");
+        rc = malformed(ld, &parser);
         goto out;
     }
     yaml_node_t *extra = yaml_document_get_root_node(&next);
@@ -759,7 +808,7 @@ load_yaml(loader *ld, const char *path)
     yaml_document_delete(&next);
 out:
     yaml_parser_delete(&parser);
-    fclose(fp);
+    lb_buf_free(&text);
     return rc;
 }
 

@@ -7,11 +7,12 @@
  * once what needs no body (404, 405, 413 from Content-Length, 503 while
  * draining); answering early makes the library close the connection after
  * the answer instead of reading a body nobody wants. The body calls append
- * up to max_body, and the last call runs the handler, or answers 413 for a
- * chunked body that grew past max_body (the library takes no answer while
- * a body is still arriving, so that body is read to its end and dropped). on_completed() runs
- * when the response is finished or the connection dies, records metrics and
- * frees the request: every request allocated is freed there, exactly once.
+ * up to max_body. The last call runs the handler, or answers 413 for a
+ * chunked body that grew past max_body: the library takes no answer while a
+ * body is arriving, so such a body is read to its end (up to a bound) and
+ * dropped. on_completed() runs when the response is finished or the
+ * connection dies, records metrics and frees the request: every request
+ * allocated is freed there, exactly once.
  *
  * Invariants: the route table is immutable while running (routes are added
  * before start), so server threads read it without a lock. A request is
@@ -79,7 +80,7 @@ struct lb_http_server {
     struct MHD_Daemon *daemon;
     int listen_fd;   /* ours */
     int quiesced_fd; /* the library's copy, handed back by quiesce */
-    int port;
+    atomic_int port; /* -1 while stopped */
     atomic_bool draining;
     atomic_int in_flight;
 
@@ -181,7 +182,7 @@ lb_http_server_new(const lb_http_server_config *config, lb_http_server **out)
         s->config.metrics = lb_metrics_default();
     s->listen_fd = -1;
     s->quiesced_fd = -1;
-    s->port = -1;
+    atomic_init(&s->port, -1);
     pthread_mutex_init(&s->lock, NULL);
     atomic_init(&s->draining, false);
     atomic_init(&s->in_flight, 0);
@@ -281,6 +282,7 @@ route_add(lb_http_server *s, const char *method, const char *pattern, lb_http_ha
         free_route(&r);
         return rc;
     }
+    assert(r.nsegments <= MAX_SEGMENTS && r.method && r.pattern);
     s->routes = grown;
     s->routes[s->nroutes++] = r;
     return 0;
@@ -385,6 +387,7 @@ find_route(lb_http_request *req, lb_buf *allow)
         }
     }
     if (best) {
+        assert(req->nparams == 0 && best->nsegments == nsegs);
         for (size_t i = 0; i < nsegs; i++) {
             if (best->is_param[i]) {
                 req->param_names[req->nparams] = best->segments[i];
@@ -502,6 +505,7 @@ lb_http_add_header(lb_http_request *req, const char *name, const char *value)
 static int
 queue(lb_http_request *req, int status, const char *content_type, struct MHD_Response *resp)
 {
+    assert(!req->responded && status >= 100 && status <= 599);
     if (!resp)
         return -ENOMEM;
     int rc = 0;
@@ -724,7 +728,7 @@ serve_metrics(lb_http_request *req, void *arg)
 /* ---- the library's callbacks ---- */
 
 static void
-free_request(lb_http_request *req)
+free_headers(lb_http_request *req)
 {
     while (req->headers) {
         header *h = req->headers;
@@ -733,6 +737,12 @@ free_request(lb_http_request *req)
         free(h->value);
         free(h);
     }
+}
+
+static void
+free_request(lb_http_request *req)
+{
+    free_headers(req);
     lb_buf_free(&req->body);
     free(req->path);
     free(req->path_segments);
@@ -794,14 +804,7 @@ run_handler(lb_http_request *req)
     else if (status == 500)
         lb_warn("request failed method=%s path=\"%s\" error=%s", req->method, req->path,
                 lb_err_name(rc));
-    /* a half-built response leaves headers behind that do not belong here */
-    while (req->headers) {
-        header *h = req->headers;
-        req->headers = h->next;
-        free(h->name);
-        free(h->value);
-        free(h);
-    }
+    free_headers(req); /* meant for the answer the handler did not give */
     lb_http_respond_error(req, status, "%s",
                           rc == 0 ? "handler gave no response" : lb_strerror(rc));
 }
@@ -872,6 +875,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     lb_http_request *req = *con_cls;
     if (!req)
         return;
+    assert(req->server == s);
+    assert(atomic_load(&s->in_flight) > 0);
     *con_cls = NULL;
     double elapsed = seconds_since(&req->started);
     const char *route_label = req->route ? req->route->pattern : "unmatched";
@@ -990,7 +995,7 @@ lb_http_server_start(lb_http_server *s)
     }
     if (MHD_is_feature_supported(MHD_FEATURE_AUTOSUPPRESS_SIGPIPE) != MHD_YES)
         lb_warn("http: SIGPIPE is not suppressed by the library; the daemon must ignore it");
-    s->port = port;
+    atomic_store(&s->port, port);
     lb_info("HTTP server listening address=%s port=%d threads=%u", s->address, port,
             s->config.threads);
     goto out;
@@ -1006,7 +1011,7 @@ out:
 int
 lb_http_server_port(const lb_http_server *s)
 {
-    return s ? s->port : -1;
+    return s ? atomic_load(&((lb_http_server *)s)->port) : -1;
 }
 
 void
@@ -1038,8 +1043,8 @@ lb_http_server_stop(lb_http_server *s)
     s->quiesced_fd = -1;
     close(s->listen_fd);
     s->listen_fd = -1;
-    lb_info("HTTP server stopped port=%d", s->port);
-    s->port = -1;
+    lb_info("HTTP server stopped port=%d", atomic_load(&s->port));
+    atomic_store(&s->port, -1);
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -50,8 +50,10 @@ typedef struct lb_http_server_config {
     size_t max_body;              /* bytes; 0: 1 MiB. Larger bodies get 413 */
     unsigned idle_timeout_s;      /* close a connection silent this long; 0: 60 */
     unsigned shutdown_timeout_ms; /* how long stop waits for requests in flight; 0: 10000 */
-    lb_metrics *metrics;          /* served at /metrics, and where request metrics go;
-                                     NULL: lb_metrics_default(). Not owned. */
+    lb_metrics *metrics;          /* served at /metrics, and where the lb_http_* request
+                                     metrics go (shared by servers sharing a registry);
+                                     NULL: lb_metrics_default(). Not owned; must outlive
+                                     the server. */
 } lb_http_server_config;
 
 /* A stopped server with /healthz and /metrics routed. The config is copied.

@@ -340,6 +340,47 @@ test_file_errors_name_key_and_line(void **state)
 }
 
 static void
+test_hostile_yaml_refused_without_crash(void **state)
+{
+    ctx *c = *state;
+    sk_conf conf;
+    lb_config_result res;
+    /* very deep nesting */
+    size_t depth = 200000;
+    char *deep = malloc(2 * depth + 32);
+    strcpy(deep, "workers: ");
+    size_t n = strlen(deep);
+    memset(deep + n, '[', depth);
+    memset(deep + n + depth, ']', depth);
+    deep[n + 2 * depth] = '\0';
+    assert_int_equal(load(c, deep, &conf, &res, 0, NULL), LB_EBADCONFIG);
+    char expect[700];
+    snprintf(expect, sizeof(expect), "config \"%s\" line 1: nested too deeply", c->path);
+    assert_string_equal(res.error, expect);
+    done(&conf, &res);
+    memset(deep, '{', depth);
+    deep[depth] = '\0';
+    assert_int_equal(load(c, deep, &conf, &res, 0, NULL), LB_EBADCONFIG);
+    done(&conf, &res);
+    free(deep);
+    /* many aliases of one big list ("billion laughs") */
+    lb_buf y = LB_BUF_INIT;
+    lb_buf_append_str(&y, "a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (char k = 'b'; k <= 'j'; k++)
+        lb_buf_printf(&y, "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", k, k,
+                      k - 1, k - 1, k - 1, k - 1, k - 1, k - 1, k - 1, k - 1, k - 1, k - 1);
+    lb_buf_append_str(&y, "peers: *j\n");
+    assert_int_equal(load(c, y.data, &conf, &res, 0, NULL), LB_EBADCONFIG);
+    assert_non_null(strstr(res.error, "line 1: unknown setting \"a\""));
+    done(&conf, &res);
+    lb_buf_reset(&y);
+    lb_buf_append_str(&y, "peers: &p [a, *p]\n");
+    assert_int_equal(load(c, y.data, &conf, &res, 0, NULL), LB_EBADCONFIG);
+    done(&conf, &res);
+    lb_buf_free(&y);
+}
+
+static void
 test_command_line_errors_name_option(void **state)
 {
     ctx *c = *state;
@@ -401,7 +442,7 @@ test_missing_file(void **state)
     char *argv[] = {"sk", NULL};
     assert_int_equal(lb_config_load(table, &conf, path, 1, argv, &res), -ENOENT);
     char expect[700];
-    snprintf(expect, sizeof(expect), "could not open config \"%s\": No such file or directory",
+    snprintf(expect, sizeof(expect), "could not read config \"%s\": No such file or directory",
              path);
     assert_string_equal(res.error, expect);
     done(&conf, &res);
@@ -522,7 +563,7 @@ test_value_parsers(void **state)
     for (size_t i = 0; i < sizeof(bad_durations) / sizeof(bad_durations[0]); i++)
         assert_int_equal(lb_config_parse_duration(bad_durations[i], &ms), LB_EPARSE);
     assert_int_equal(lb_config_parse_duration("106751991168d", &ms), LB_EPARSE); /* overflow */
-    assert_int_equal(lb_config_parse_duration("106751991167d", &ms), 0); /* just fits */
+    assert_int_equal(lb_config_parse_duration("106751991167d", &ms), 0);         /* just fits */
 
     lb_config_addr a;
     assert_int_equal(lb_config_parse_addr("127.0.0.1:5432", &a), 0);
@@ -606,6 +647,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_positional_arguments_returned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_errors_name_key_and_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_yaml_refused_without_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_line_errors_name_option, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_required_setting, setup, teardown),
