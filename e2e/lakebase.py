@@ -141,6 +141,19 @@ class Safekeeper:
     def tl(self, tenant, timeline, suffix=""):
         return f"{self.url}/v1/tenant/{tenant}/timeline/{timeline}{suffix}"
 
+    def wal(self, tenant, timeline, start, end):
+        """Raw WAL bytes [start, end) through the peer-recovery endpoint."""
+        out = b""
+        pos = start
+        while pos < end:
+            n = min(end - pos, 4 << 20)
+            st, body = http("GET", self.tl(tenant, timeline,
+                                           f"/wal?from={lsn_str(pos)}&to={lsn_str(pos + n)}"))
+            assert st == 200 and isinstance(body, bytes) and len(body) == n, (st, body)
+            out += body
+            pos += n
+        return out
+
     def status(self, tenant, timeline):
         st, body = http("GET", self.tl(tenant, timeline))
         assert st == 200, body
@@ -180,6 +193,7 @@ class Postgres:
     def conf(self, **settings):
         with open(os.path.join(self.datadir, "postgresql.auto.conf"), "a") as f:
             for k, v in settings.items():
+                v = str(v).replace("'", "''")
                 f.write(f"{k} = '{v}'\n")
 
     def base_conf(self):
@@ -341,6 +355,21 @@ rm -f "$p.part"; exit 1
         self.create_timeline(self.base.system_id(), self.base.end_of_wal())
         election = self.elect()
         return self.start_primary(self.new_compute(pg_name), election), election
+
+    def start_standby(self, name, sk):
+        """A vanilla hot standby streaming from safekeeper sk: no copy of the
+        primary, only the base backup and the safekeepers' WAL."""
+        pg = self.new_compute(name)
+        script = self.restore_script(pg)
+        pg.conf(primary_conninfo=f"host=127.0.0.1 port={sk.pg_port} user=postgres "
+                f"application_name={name} "
+                f"options='-c tenant_id={self.tenant} -c timeline_id={self.timeline}'",
+                restore_command=f"{script} %f %p", recovery_target_timeline="latest",
+                hot_standby="on")
+        open(os.path.join(pg.datadir, "standby.signal"), "w").close()
+        chown_pg(pg.dir)
+        pg.start()
+        return pg
 
     def new_compute(self, name):
         """A compute's data directory: a copy of the base backup."""
