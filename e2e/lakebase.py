@@ -105,8 +105,9 @@ class Proc:
 
 
 class Safekeeper:
-    def __init__(self, workdir, name, peers=None):
+    def __init__(self, workdir, name, peers=None, extra_args=None):
         self.name = name
+        self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.http_port = free_port()
@@ -125,6 +126,7 @@ class Safekeeper:
                 "--listen_pg", f"127.0.0.1:{self.pg_port}"]
         if self.peers:
             argv += ["--peers", ",".join(f"{p.name}={p.url}" for p in self.peers)]
+        argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what=f"{self.name} to listen")
@@ -265,10 +267,10 @@ class Postgres:
 class Cluster:
     """N safekeepers forming one set, and one lakebase timeline on them."""
 
-    def __init__(self, workdir, n=3):
+    def __init__(self, workdir, n=3, sk_args=None):
         import uuid
         self.workdir = workdir
-        self.sks = [Safekeeper(workdir, f"sk-{i}") for i in range(n)]
+        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
         self.tenant = uuid.uuid4().hex
@@ -346,13 +348,14 @@ rm -f "$p.part"; exit 1
         self.announce(election, pg, sks)
         return pg
 
-    def bootstrap(self, pg_name="pg0"):
+    def bootstrap(self, pg_name="pg0", initdb_args=()):
         """initdb a cluster (kept as self.base, the base backup every later
         compute starts from), create the timeline at its end of WAL, elect,
         and start the first primary from a copy of it."""
-        self.base = Postgres(self.workdir, "base").initdb()
+        self.base = Postgres(self.workdir, "base").initdb(*initdb_args)
         self.base.base_conf()
-        self.create_timeline(self.base.system_id(), self.base.end_of_wal())
+        seg = int(self.base.controldata()["Bytes per WAL segment"])
+        self.create_timeline(self.base.system_id(), self.base.end_of_wal(), seg_size=seg)
         election = self.elect()
         return self.start_primary(self.new_compute(pg_name), election), election
 

@@ -79,6 +79,13 @@ sk_acceptor_to_json(const sk_acceptor_state *st)
                      sk_term_history_to_json(st->history, st->nhistory), "flush_lsn",
                      lsn_json(st->flush_lsn), "commit_lsn", lsn_json(st->commit_lsn),
                      "offloaded_lsn", lsn_json(st->offloaded_lsn));
+    if (j && st->nconsumers) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < st->nconsumers; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:o}", "name", st->consumers[i].name,
+                                                 "lsn", lsn_json(st->consumers[i].lsn)));
+        json_object_set_new(j, "consumers", arr);
+    }
     if (j && st->compute[0])
         json_object_set_new(j, "compute", json_pack("{s:I, s:s}", "term",
                                                     (json_int_t)st->compute_term, "conninfo",
@@ -275,6 +282,27 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
         }
         st->compute_term = (uint64_t)cterm;
         strcpy(st->compute, conninfo);
+    }
+    json_t *consumers = json_object_get(obj, "consumers");
+    if (consumers) {
+        size_t i;
+        json_t *c;
+        if (!json_is_array(consumers) || json_array_size(consumers) > SK_MAX_CONSUMERS) {
+            snprintf(msg, sizeof(msg), "bad consumers");
+            rc = LB_EPARSE;
+            goto out;
+        }
+        json_array_foreach(consumers, i, c) {
+            const char *name = json_string_value(json_object_get(c, "name"));
+            if (!name || strlen(name) >= sizeof(st->consumers[0].name) ||
+                get_lsn(c, "lsn", &st->consumers[i].lsn) != 0) {
+                snprintf(msg, sizeof(msg), "bad consumer %zu", i);
+                rc = LB_EPARSE;
+                goto out;
+            }
+            strcpy(st->consumers[i].name, name);
+        }
+        st->nconsumers = json_array_size(consumers);
     }
     if (get_lsn(obj, "flush_lsn", &st->flush_lsn) || get_lsn(obj, "commit_lsn", &st->commit_lsn) ||
         get_lsn(obj, "offloaded_lsn", &st->offloaded_lsn)) {

@@ -30,6 +30,7 @@
 
 #define SK_ID_LEN 32           /* tenant and timeline ids: 32 lowercase hex chars */
 #define SK_MAX_TERM_HISTORY 1024
+#define SK_MAX_CONSUMERS 16
 
 typedef struct sk_term_entry {
     uint64_t term;
@@ -54,6 +55,13 @@ typedef struct sk_acceptor_state {
      * (kept so a restarted safekeeper resumes streaming). "" if none. */
     uint64_t compute_term;
     char compute[512];
+    /* Consumers (pageservers, replicas) and the LSN each has applied: no
+     * local WAL they still need is removed. */
+    size_t nconsumers;
+    struct sk_consumer {
+        char name[64];
+        lb_lsn lsn;
+    } consumers[SK_MAX_CONSUMERS];
 } sk_acceptor_state;
 
 /* ---- persistence (timeline code) ---------------------------------------- */

@@ -67,6 +67,13 @@ publish(sk_daemon *sk)
             s->flush_lsn = sk_timeline_flush_lsn(tl);
             s->commit_lsn = sk_timeline_commit_lsn(tl);
             s->version++;
+            lb_gauge *g;
+            if (lb_gauge_labels(sk->flush_lsn_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
+                lb_gauge_set(g, (double)s->flush_lsn);
+            if (lb_gauge_labels(sk->commit_lsn_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
+                lb_gauge_set(g, (double)s->commit_lsn);
+            if (lb_gauge_labels(sk->term_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
+                lb_gauge_set(g, (double)s->term);
         }
     }
     sk->nsnap = sk->ntimelines;
@@ -312,7 +319,18 @@ sk_daemon_init(sk_daemon *sk)
                                    "Duration of a group-commit fsync of a timeline's WAL.", NULL,
                                    fsync_buckets, 10, &sk->fsync_seconds)) != 0 ||
         (rc = lb_metrics_counter(sk->metrics, "safekeeper_wal_flushed_bytes_total",
-                                 "WAL bytes made durable.", NULL, &sk->wal_bytes)) != 0)
+                                 "WAL bytes made durable.", NULL, &sk->wal_bytes)) != 0 ||
+        (rc = lb_metrics_counter(sk->metrics, "safekeeper_wal_offloaded_bytes_total",
+                                 "WAL bytes uploaded to object storage.", NULL,
+                                 &sk->offloaded_bytes)) != 0 ||
+        (rc = lb_metrics_gauge(sk->metrics, "safekeeper_flush_lsn",
+                               "End of the WAL fsynced, per timeline.", "tenant_id,timeline_id",
+                               &sk->flush_lsn_gauge)) != 0 ||
+        (rc = lb_metrics_gauge(sk->metrics, "safekeeper_commit_lsn",
+                               "Highest LSN flushed on a majority in the current term.",
+                               "tenant_id,timeline_id", &sk->commit_lsn_gauge)) != 0 ||
+        (rc = lb_metrics_gauge(sk->metrics, "safekeeper_term", "Highest term promised.",
+                               "tenant_id,timeline_id", &sk->term_gauge)) != 0)
         return rc;
     if ((rc = lb_loop_new(&sk->loop)) != 0)
         return rc;
@@ -347,6 +365,8 @@ sk_daemon_init(sk_daemon *sk)
         return rc;
     if ((rc = sk_peers_start(sk, &sk->peer_sync)) != 0)
         return rc;
+    if ((rc = sk_offload_start(sk, &sk->offload)) != 0)
+        return rc;
     lb_info("safekeeper started id=%s http=%s:%d pg=%s:%d timelines=%d peers=%d", sk->conf.id,
             hc.address, lb_http_server_port(sk->http), sk->conf.listen_pg.host,
             sk_walsender_port(sk->walsender), sk->ntimelines, sk->npeers);
@@ -369,6 +389,8 @@ sk_daemon_shutdown(sk_daemon *sk)
 
     if (sk->http)
         lb_http_server_free(sk->http);
+    if (sk->offload)
+        sk_offload_stop(sk->offload);
     if (sk->peer_sync)
         sk_peers_stop(sk->peer_sync);
     if (sk->walsender)

@@ -37,6 +37,7 @@ typedef struct sk_config {
     char *log_level;
     int64_t peer_interval_ms;   /* at most this often a position is pushed to peers */
     int64_t http_threads;
+    char *remote_storage;       /* object store URL for offloaded WAL; "" = no offload */
 } sk_config;
 
 typedef struct sk_peer {
@@ -63,6 +64,7 @@ typedef struct sk_tl_snapshot {
 typedef struct sk_job sk_job;
 typedef struct sk_walsender sk_walsender;
 typedef struct sk_peers sk_peers;
+typedef struct sk_offload sk_offload;
 
 typedef struct sk_daemon {
     sk_config conf;
@@ -73,6 +75,7 @@ typedef struct sk_daemon {
     lb_metrics *metrics;
     sk_walsender *walsender;
     sk_peers *peer_sync;
+    sk_offload *offload;
 
     /* loop thread only */
     sk_tl_entry timelines[SK_MAX_TIMELINES];
@@ -92,6 +95,8 @@ typedef struct sk_daemon {
     /* metrics */
     lb_histogram *fsync_seconds;
     lb_counter *wal_bytes;
+    lb_counter *offloaded_bytes;
+    lb_gauge *flush_lsn_gauge, *commit_lsn_gauge, *term_gauge;
 } sk_daemon;
 
 /* ---- daemon.c ------------------------------------------------------------- */
@@ -126,5 +131,10 @@ int sk_peers_start(sk_daemon *sk, sk_peers **out);
 void sk_peers_stop(sk_peers *p);
 /* Any thread: positions changed, push soon. */
 void sk_peers_kick(sk_peers *p);
+
+/* ---- offload.c ------------------------------------------------------------ */
+/* Starts nothing (and *out = NULL) when no remote storage is configured. */
+int sk_offload_start(sk_daemon *sk, sk_offload **out);
+void sk_offload_stop(sk_offload *o);
 
 #endif

@@ -8,6 +8,7 @@
  *   POST   .../accept    {"term","term_history","end_lsn","donor"}  adopt a proposer's log
  *   POST   .../elected   {"term","compute"}                     stream from the new compute
  *   POST   .../peer      {"name","term","last_log_term","flush_lsn"}  a peer's position
+ *   POST   .../consumer  {"name","applied_lsn"}                 a consumer's position
  *   GET    .../wal?from=X/X&to=X/X                               raw WAL for peer recovery
  *   GET    .../segment/{name}                                    a WAL segment (restore_command)
  *   GET    .../history/{name}                                    a timeline history file
@@ -383,6 +384,37 @@ h_peer(lb_http_request *req, void *arg)
     return finish(req, &c, rc);
 }
 
+static int
+job_consumer(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    int rc = sk_timeline_consumer(e->tl, c->text, c->lsn_a);
+    if (rc == LB_ETOOBIG)
+        return lb_json_fail(&c->err, LB_ETOOBIG, "at most %d consumers per timeline",
+                            SK_MAX_CONSUMERS);
+    if (rc == -EINVAL)
+        return lb_json_fail(&c->err, LB_EPARSE, "field \"name\" must be 1 to 63 characters");
+    if (rc == 0)
+        c->reply = sk_timeline_status_json(e->tl);
+    return rc;
+}
+
+static int
+h_consumer(lb_http_request *req, void *arg)
+{
+    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
+    ids(req, &c, true);
+    lb_json_parse_request(req, &c.body, &c.err);
+    lb_json_req_str(c.body, "name", &c.text, &c.err);
+    lb_json_req_lsn(c.body, "applied_lsn", &c.lsn_a, &c.err);
+    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_consumer, &c);
+    return finish(req, &c, rc);
+}
+
 /* ---- serving WAL ------------------------------------------------------------------ */
 
 static int
@@ -597,6 +629,7 @@ sk_http_routes(sk_daemon *sk)
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/accept", h_accept},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/elected", h_elected},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/peer", h_peer},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/consumer", h_consumer},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal", h_wal},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/segment/{name}", h_segment},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/history/{name}", h_history},

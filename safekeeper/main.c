@@ -37,6 +37,8 @@ static const lb_config_setting settings[] = {
                "error, warn, info or debug"),
     LB_SETTING_RANGE("peer_interval_ms", LB_CONFIG_DURATION, sk_config, peer_interval_ms, "1ms",
                      "pause between rounds of position updates to peers", 0, 1000),
+    LB_SETTING("remote_storage", LB_CONFIG_STRING, sk_config, remote_storage, "",
+               "object store for completed WAL segments (file:// or s3://); empty: keep all WAL"),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, sk_config, http_threads, "4",
                      "threads serving HTTP", 1, 64),
     LB_CONFIG_END,

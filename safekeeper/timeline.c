@@ -748,3 +748,73 @@ sk_timeline_history_file(const sk_timeline *tl, uint32_t tli, lb_buf *out)
     }
     return 0;
 }
+
+/* ---- offload and removal ---------------------------------------------------- */
+
+void
+sk_timeline_offload_range(const sk_timeline *tl, uint64_t *from, uint64_t *to)
+{
+    /* offloaded_lsn is 0 or a segment boundary (see sk_timeline_offloaded) */
+    uint32_t seg = tl->st.wal_seg_size;
+    *from = lb_wal_segno(tl->st.offloaded_lsn ? tl->st.offloaded_lsn : tl->start_lsn, seg);
+    *to = lb_wal_segno(tl->commit_lsn, seg); /* the segment holding commit is not complete */
+    if (*to < *from)
+        *to = *from;
+}
+
+lb_lsn
+sk_timeline_removal_horizon(const sk_timeline *tl)
+{
+    lb_lsn h = tl->st.offloaded_lsn;
+    for (size_t i = 0; i < tl->st.nconsumers; i++)
+        if (tl->st.consumers[i].lsn < h)
+            h = tl->st.consumers[i].lsn;
+    return h;
+}
+
+static int
+remove_unneeded(sk_timeline *tl)
+{
+    lb_lsn h = sk_timeline_removal_horizon(tl);
+    uint64_t segno = lb_wal_segno(h, tl->st.wal_seg_size);
+    /* Never the segment holding the current term's start: it holds the
+     * only copy of the WAL before the term on the term's timeline, which a
+     * compute restoring for this term reads. */
+    uint64_t keep = UINT64_MAX;
+    if (tl->st.nhistory)
+        keep = lb_wal_segno(tl->st.history[tl->st.nhistory - 1].start_lsn, tl->st.wal_seg_size);
+    return segno ? sk_wal_store_remove_before(tl->wal, segno, keep) : 0;
+}
+
+int
+sk_timeline_offloaded(sk_timeline *tl, uint64_t segno)
+{
+    lb_lsn lsn = segno * (lb_lsn)tl->st.wal_seg_size;
+    if (lsn <= tl->st.offloaded_lsn)
+        return 0;
+    if (lsn > tl->commit_lsn)
+        return -EINVAL; /* only committed WAL is ever offloaded */
+    tl->st.offloaded_lsn = lsn;
+    int rc = save_state(tl);
+    return rc ? rc : remove_unneeded(tl);
+}
+
+int
+sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
+{
+    size_t i;
+    for (i = 0; i < tl->st.nconsumers; i++)
+        if (strcmp(tl->st.consumers[i].name, name) == 0)
+            break;
+    if (i == tl->st.nconsumers) {
+        if (i == SK_MAX_CONSUMERS)
+            return LB_ETOOBIG;
+        if (strlen(name) >= sizeof(tl->st.consumers[0].name) || !name[0])
+            return -EINVAL;
+        strcpy(tl->st.consumers[i].name, name);
+        tl->st.nconsumers++;
+    }
+    tl->st.consumers[i].lsn = applied;
+    int rc = save_state(tl);
+    return rc ? rc : remove_unneeded(tl);
+}

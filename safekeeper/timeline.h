@@ -110,6 +110,19 @@ void sk_timeline_peer_flush(sk_timeline *tl, int peer, uint64_t term, uint64_t l
 /* Number of safekeepers in the set (this one included), for majorities. */
 void sk_timeline_set_quorum(sk_timeline *tl, int members);
 
+/* ---- offload and removal (offload.c, HTTP) ------------------------------ */
+
+/* Whole segments [*from, *to) that are committed and not yet offloaded. */
+void sk_timeline_offload_range(const sk_timeline *tl, uint64_t *from, uint64_t *to);
+/* Segments below segno are in object storage: record it (durably), then
+ * remove local segments that no consumer still needs. */
+int sk_timeline_offloaded(sk_timeline *tl, uint64_t segno);
+/* A consumer reports the LSN it has applied (it needs nothing older).
+ * LB_ETOOBIG when SK_MAX_CONSUMERS are registered already. */
+int sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied);
+/* Local WAL below this LSN may be removed. */
+lb_lsn sk_timeline_removal_horizon(const sk_timeline *tl);
+
 /* ---- serving (walsender, HTTP) ------------------------------------------ */
 
 /* Read committed WAL: n bytes at lsn along the term history; bytes past

@@ -436,7 +436,7 @@ sk_wal_store_truncate(sk_wal_store *st, uint32_t tli, lb_lsn end)
 }
 
 int
-sk_wal_store_remove_before(sk_wal_store *st, uint64_t segno)
+sk_wal_store_remove_before(sk_wal_store *st, uint64_t segno, uint64_t keep)
 {
     sk_segment_id *ids;
     size_t n;
@@ -444,7 +444,8 @@ sk_wal_store_remove_before(sk_wal_store *st, uint64_t segno)
     if (rc)
         return rc;
     for (size_t i = 0; i < n && ids[i].segno < segno && rc == 0; i++)
-        rc = remove_segment(st, ids[i].tli, ids[i].segno);
+        if (ids[i].segno != keep)
+            rc = remove_segment(st, ids[i].tli, ids[i].segno);
     free(ids);
     return rc ? rc : sk_wal_store_sync(st);
 }

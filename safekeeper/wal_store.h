@@ -63,8 +63,9 @@ int sk_wal_store_segment_path(const sk_wal_store *st, uint32_t tli, uint64_t seg
  * timeline (a later timeline always starts after the point being kept).
  * Durable on return. */
 int sk_wal_store_truncate(sk_wal_store *st, uint32_t tli, lb_lsn end);
-/* Remove every segment (of any timeline) numbered below segno. */
-int sk_wal_store_remove_before(sk_wal_store *st, uint64_t segno);
+/* Remove every segment (of any timeline) numbered below segno, except
+ * those numbered keep (pass UINT64_MAX to keep none). Durable on return. */
+int sk_wal_store_remove_before(sk_wal_store *st, uint64_t segno, uint64_t keep);
 
 /* Segments present, as (tli, segno) pairs sorted by segno then tli. The
  * caller frees *list. */

@@ -248,8 +248,12 @@ test_truncate_zeroes_tail_and_drops_later(void **state)
     assert_int_equal(sk_wal_store_truncate(st, 2, 2 * SEG), 0);
     assert_false(sk_wal_store_has_segment(st, 2, 2));
 
-    /* remove_before drops old segments of every timeline. */
-    assert_int_equal(sk_wal_store_remove_before(st, 2), 0);
+    /* remove_before drops old segments of every timeline, but the kept one. */
+    assert_int_equal(sk_wal_store_write(st, 3, 0, in, 10), 0);
+    assert_int_equal(sk_wal_store_remove_before(st, 2, 1), 0);
+    assert_true(sk_wal_store_has_segment(st, 2, 1));
+    assert_false(sk_wal_store_has_segment(st, 3, 0));
+    assert_int_equal(sk_wal_store_remove_before(st, 2, UINT64_MAX), 0);
     assert_false(sk_wal_store_has_segment(st, 2, 1));
     free(in);
     free(out);
