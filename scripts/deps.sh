@@ -43,11 +43,9 @@ fi
 stamp=node_modules/.lakebase-deps
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
     echo "deps: installing npm packages"
-    if [ -f package-lock.json ]; then
-        npm ci --no-audit --no-fund --loglevel=error
-    else
-        npm install --no-audit --no-fund --loglevel=error
-    fi
+    # npm install (not ci): the lock file pins versions, and npm ci refuses
+    # locks that omit other platforms' optional binaries.
+    npm install --no-audit --no-fund --loglevel=error
     touch "$stamp"
 fi
 
