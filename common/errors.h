@@ -24,6 +24,8 @@
     XX(EUNSUPPORTED, "unsupported")                                        \
     XX(ETOOBIG, "too large")                                               \
     XX(EFSYNC, "fsync failed")                                             \
+    XX(ESCHEMA, "invalid schema")                                          \
+    XX(EVALUE, "value does not fit its column")                            \
     XX(ESTORAGE, "object storage error")
 
 typedef enum lb_errno {
