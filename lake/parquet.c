@@ -35,11 +35,13 @@
  * pages, and harmless for v1). What grows with the file is the footer's
  * per-row-group metadata, serialized as each row group is written.
  *
- * Dictionary. Each chunk starts dictionary-encoded (not BOOLEAN). When a
- * new entry would push the dictionary past dictionary_bytes, the page being
- * filled is turned into PLAIN values on the spot and the rest of the chunk
- * is PLAIN; earlier pages keep their indices and the dictionary page is
- * still written first. A new row group starts a new dictionary.
+ * Dictionary. Each chunk starts dictionary-encoded (not BOOLEAN). If the
+ * chunk's first page would be smaller as PLAIN than as dictionary plus
+ * indices, the chunk drops its dictionary and is PLAIN. When a new entry
+ * would push the dictionary past dictionary_bytes, the page being filled is
+ * turned into PLAIN values on the spot and the rest of the chunk is PLAIN;
+ * earlier pages keep their indices and the dictionary page is still written
+ * first. A new row group starts a new dictionary.
  *
  * Statistics. min/max follow the column's type order (ColumnOrder
  * TYPE_ORDER): signed for integers, dates, times, timestamps and decimals
@@ -1260,6 +1262,18 @@ reset_page(column *c)
     lb_buf_reset(&c->values);
 }
 
+/* Whether the dictionary page plus indices_len bytes of indices are smaller
+ * than the PLAIN values of the page being filled. */
+static bool
+dict_pays(const column *c, size_t indices_len)
+{
+    size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0;
+    size_t plain = 0;
+    for (size_t k = 0; k < c->nindices; k++)
+        plain += prefix + c->dict.len[c->indices[k]];
+    return indices_len + c->dict.plain.len < plain;
+}
+
 /* Close the page being filled: encode, compress, append to the chunk. */
 static int
 flush_page(lake_parquet_writer *w, column *c)
@@ -1307,6 +1321,14 @@ flush_page(lake_parquet_writer *w, column *c)
         if (rc)
             return rc;
         values = packed;
+        if (c->dict_pages == 0 && !dict_pays(c, packed->len)) {
+            /* The chunk's first page shows the dictionary does not pay off
+             * (mostly distinct values): PLAIN from here on, no dictionary. */
+            if ((rc = dict_fallback(c)) != 0)
+                return rc;
+            dict_page = false;
+            values = &c->values;
+        }
     }
 
     size_t uncompressed = levels->len + values->len;

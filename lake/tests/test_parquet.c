@@ -991,6 +991,7 @@ test_dictionary_and_fallback(void **state)
     add_field(s, LAKE_SCHEMA_ROOT, "high", 2, LAKE_TYPE_STRING, false);
     add_field(s, LAKE_SCHEMA_ROOT, "n", 3, LAKE_TYPE_INT32, true);
     add_decimal(s, LAKE_SCHEMA_ROOT, "d", 4, 30, 3, false);
+    add_field(s, LAKE_SCHEMA_ROOT, "uniq", 5, LAKE_TYPE_INT64, true);
 
     for (int mode = 0; mode < 2; mode++) {
         lake_parquet_options o;
@@ -1002,18 +1003,20 @@ test_dictionary_and_fallback(void **state)
         tfile f;
         tf_open(&f, s, &o, mode == 0 ? "dictionary" : "no-dictionary");
         for (unsigned r = 0; r < 4000; r++) {
+            /* repetitive at first (the dictionary pays), then distinct */
             char high[64];
-            snprintf(high, sizeof(high), "unique value number %u", r);
-            lake_value vals[4] = {lake_str(cities[r % 6]),
+            snprintf(high, sizeof(high), "unique value number %u", r < 1000 ? r % 50 : r);
+            lake_value vals[5] = {lake_str(cities[r % 6]),
                                   r % 10 == 0 ? lake_null() : lake_str(high),
                                   lake_int((int64_t)(r % 7) - 3),
-                                  lake_decimal((lake_int128)(r % 5) * 1000000007 - 2)};
-            tf_row(&f, vals, 4);
+                                  lake_decimal((lake_int128)(r % 5) * 1000000007 - 2),
+                                  lake_int((int64_t)r * 1000003)};
+            tf_row(&f, vals, 5);
         }
         tf_close(&f, NULL);
         check_rows(&f);
         /* PLAIN is listed for the dictionary page too, so a fallback shows as
-         * a dictionary page too small for the distinct values (3600 of ~26
+         * a dictionary page too small for the distinct values (2700 of ~26
          * bytes) that both readers nevertheless read back. */
         json_t *meta = duck_meta(f.path);
         bool dict, plain;
@@ -1028,6 +1031,9 @@ test_dictionary_and_fallback(void **state)
             assert_true(!dict && plain && dict_bytes == -1);
         column_encodings(meta, "d", &dict, &plain, &dict_bytes);
         assert_true(plain && dict == (mode == 0));
+        /* Distinct from the first page on: the dictionary is dropped. */
+        column_encodings(meta, "uniq", &dict, &plain, &dict_bytes);
+        assert_true(plain && !dict && dict_bytes == -1);
         json_decref(meta);
         tf_free(&f);
     }
