@@ -16,8 +16,9 @@ DEBS=(
 )
 
 missing=()
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${DEBS[@]}" 2>/dev/null | awk '/ ok installed$/{print $1}')
 for p in "${DEBS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    grep -qx "$p" <<<"$installed" || missing+=("$p")
 done
 # Node.js may come from Debian or from elsewhere; only install it if there is none.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
