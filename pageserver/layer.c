@@ -281,8 +281,10 @@ ps_layer_writer_abort(ps_layer_writer *w)
 int
 ps_layer_writer_finish(ps_layer_writer *w)
 {
-    qsort(w->pages, w->npages, sizeof(*w->pages), page_cmp);
-    qsort(w->sizes, w->nsizes, sizeof(*w->sizes), size_cmp);
+    if (w->npages)
+        qsort(w->pages, w->npages, sizeof(*w->pages), page_cmp);
+    if (w->nsizes)
+        qsort(w->sizes, w->nsizes, sizeof(*w->sizes), size_cmp);
     for (size_t i = 1; i < w->npages; i++)
         if (page_cmp(&w->pages[i - 1], &w->pages[i]) == 0) {
             lb_error("layer \"%s\": page %u/%u/%u fork %u block %u added twice", w->path,
@@ -557,6 +559,8 @@ static const page_entry *
 find(const ps_layer *l, const ps_relkey *key, uint32_t blkno)
 {
     page_entry probe = {.key = *key, .blkno = blkno};
+    if (l->npages == 0)
+        return NULL;
     return bsearch(&probe, l->pages, l->npages, sizeof(*l->pages), page_cmp);
 }
 
