@@ -137,6 +137,7 @@ typedef struct column {
     size_t nlevels, levels_cap;
     size_t page_values;    /* entries with a value */
     size_t page_rows;      /* entries starting a row (rep == 0) */
+    int64_t row_starts;    /* all rep == 0 entries: one per row, always */
     lb_buf values;         /* PLAIN values (plain mode; BOOLEAN bit-packed) */
     uint32_t *indices;     /* dictionary mode */
     size_t nindices, indices_cap;
@@ -1058,8 +1059,10 @@ add_level(column *c, int rep, int def)
     if (c->max_rep > 0)
         c->reps[c->nlevels] = (uint16_t)rep;
     c->nlevels++;
-    if (rep == 0)
+    if (rep == 0) {
         c->page_rows++;
+        c->row_starts++;
+    }
     c->chunk_stats.num_values++;
     return 0;
 }
@@ -1601,6 +1604,8 @@ after_row(lake_parquet_writer *w)
     size_t buffered = 0;
     for (int i = 0; i < w->ncols; i++) {
         column *c = &w->cols[i];
+        /* Shredding gave every leaf exactly one row start per row. */
+        assert(c->row_starts == w->rows);
         if (page_footprint(c) >= w->opts.page_bytes || c->nlevels >= PAGE_MAX_LEVELS) {
             int rc = flush_page(w, c);
             if (rc)
@@ -1682,9 +1687,8 @@ put_schema_elements(lake__thrift *t, const lake_schema *s, int id)
     const lake__node *n = lake__schema_node(s, id);
     lake__thrift_struct_begin(t);
     if (!lake__type_is_group(n->type)) {
-        const lake__node *leaf = n;
-        lake__thrift_field_i32(t, 1, physical_type(leaf));
-        int32_t len = type_length(leaf);
+        lake__thrift_field_i32(t, 1, physical_type(n));
+        int32_t len = type_length(n);
         if (len)
             lake__thrift_field_i32(t, 2, len);
     }
