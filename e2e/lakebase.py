@@ -383,3 +383,58 @@ rm -f "$p.part"; exit 1
         if hasattr(self, "track"):
             self.track(pg)
         return pg
+
+
+class Pageserver:
+    def __init__(self, workdir, name="pageserver", remote=None):
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.data = os.path.join(self.dir, "data")
+        self.remote = remote or f"file://{os.path.join(workdir, 'remote-storage')}"
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = Proc([os.path.join(BIN, "pageserver"), "--data_dir", self.data,
+                          "--listen_http", f"127.0.0.1:{self.port}",
+                          "--remote_storage", self.remote],
+                         os.path.join(self.dir, "pageserver.log"))
+        wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
+                 what="the pageserver to listen")
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+
+    def kill(self):
+        if self.proc:
+            self.proc.kill()
+
+    def tl(self, tenant, timeline="", suffix=""):
+        return f"{self.url}/v1/tenant/{tenant}/timeline" + (f"/{timeline}" if timeline else "") + suffix
+
+    def create(self, tenant, timeline, ancestor=None, lsn=None):
+        body = {"timeline_id": timeline}
+        if ancestor:
+            body.update(ancestor_timeline_id=ancestor, ancestor_lsn=lsn)
+        return http("POST", self.tl(tenant), body, timeout=120)
+
+    def basebackup(self, tenant, timeline, target_dir, lsn=None):
+        """Fetch a basebackup and unpack it into target_dir (a new directory)."""
+        import tarfile
+        import io
+        url = self.tl(tenant, timeline, "/basebackup" + (f"?lsn={lsn}" if lsn else ""))
+        with urllib.request.urlopen(url, timeout=120) as r:
+            data = r.read()
+            headers = dict(r.headers)
+        os.makedirs(target_dir, mode=0o700)
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            t.extractall(target_dir)
+        chown_pg(target_dir)
+        os.chmod(target_dir, 0o700)
+        return headers, len(data)

@@ -1,0 +1,97 @@
+/*
+ * daemon.c: pageserver start-up and shut-down.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "fileio.h"
+#include "log.h"
+
+static char *
+pg_bindir(void)
+{
+    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
+    char buf[PATH_MAX] = "";
+    if (f) {
+        if (!fgets(buf, sizeof(buf), f))
+            buf[0] = '\0';
+        pclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    return strdup(buf[0] ? buf : "/usr/lib/postgresql/15/bin");
+}
+
+int
+ps_daemon_init(ps_daemon *d)
+{
+    int rc;
+    pthread_mutex_init(&d->lock, NULL);
+    if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
+        lb_error("could not create data directory \"%s\": %s", d->conf.data_dir,
+                 lb_strerror(rc));
+        return rc;
+    }
+    if (!d->conf.pg_bin_dir || !d->conf.pg_bin_dir[0]) {
+        free(d->conf.pg_bin_dir);
+        d->conf.pg_bin_dir = pg_bindir();
+    }
+    if (!d->conf.remote_storage || !d->conf.remote_storage[0]) {
+        char url[PATH_MAX + 16];
+        char abs[PATH_MAX];
+        if (!realpath(d->conf.data_dir, abs))
+            return -errno;
+        snprintf(url, sizeof(url), "file://%s/remote", abs);
+        free(d->conf.remote_storage);
+        d->conf.remote_storage = strdup(url);
+    }
+    if ((rc = lb_objstore_open(d->conf.remote_storage, NULL, &d->store)) != 0) {
+        lb_error("could not open remote storage \"%s\": %s", d->conf.remote_storage,
+                 lb_strerror(rc));
+        return rc;
+    }
+    if ((rc = lb_metrics_new(&d->metrics)) != 0 ||
+        (rc = lb_metrics_counter(d->metrics, "pageserver_storage_bytes_total",
+                                 "Bytes uploaded to object storage.", NULL,
+                                 &d->storage_bytes)) != 0 ||
+        (rc = lb_metrics_counter(d->metrics, "pageserver_storage_errors_total",
+                                 "Failed object storage operations.", NULL,
+                                 &d->storage_errors)) != 0)
+        return rc;
+    if ((rc = ps_load_timelines(d)) != 0)
+        return rc;
+    lb_http_server_config hc = {
+        .address = d->conf.listen_http.host,
+        .port = d->conf.listen_http.port,
+        .threads = (unsigned)d->conf.http_threads,
+        .metrics = d->metrics,
+    };
+    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0)
+        return rc;
+    if ((rc = lb_http_server_start(d->http)) != 0) {
+        lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
+        return rc;
+    }
+    lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
+            lb_http_server_port(d->http), d->conf.remote_storage, d->ntimelines);
+    return 0;
+}
+
+void
+ps_daemon_shutdown(ps_daemon *d)
+{
+    if (d->http)
+        lb_http_server_free(d->http);
+    for (int i = 0; i < d->ntimelines; i++) {
+        ps_tlmeta_free(d->timelines[i]);
+        free(d->timelines[i]);
+    }
+    d->ntimelines = 0;
+    lb_objstore_close(d->store);
+    lb_metrics_free(d->metrics);
+}

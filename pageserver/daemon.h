@@ -1,0 +1,83 @@
+/*
+ * daemon.h: the pageserver process: configuration, the registry of
+ * timelines, object storage, and the operations the HTTP API exposes.
+ *
+ * Threads: HTTP handlers run on the HTTP server's threads. The registry
+ * is guarded by one mutex, held only to find or insert entries and to
+ * change a timeline's metadata; slow work (initdb, reading layers,
+ * uploads) happens outside it. Layers are immutable, so readers need no
+ * lock once they hold a timeline's snapshot list (copied under the lock).
+ *
+ * Shared by the files of this component only.
+ */
+#ifndef PS_DAEMON_H
+#define PS_DAEMON_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "http_server.h"
+#include "metrics.h"
+#include "objstore.h"
+#include "tar.h"
+#include "tlmeta.h"
+
+#define PS_MAX_TIMELINES 4096
+
+typedef struct ps_config {
+    char *data_dir;
+    lb_config_addr listen_http;
+    char *remote_storage; /* object store URL; default file://<data_dir>/remote */
+    char *pg_bin_dir;     /* PostgreSQL 15 binaries; default from pg_config */
+    char *pg_user;        /* run PostgreSQL as this user when started as root */
+    char *log_level;
+    int64_t http_threads;
+} ps_config;
+
+typedef struct ps_daemon {
+    ps_config conf;
+    lb_http_server *http;
+    lb_metrics *metrics;
+    lb_objstore *store;
+    pthread_mutex_t lock;
+    ps_tlmeta *timelines[PS_MAX_TIMELINES]; /* owned */
+    int ntimelines;
+    lb_counter *storage_bytes, *storage_errors;
+    lb_histogram *snapshot_seconds;
+} ps_daemon;
+
+int ps_daemon_init(ps_daemon *d);
+void ps_daemon_shutdown(ps_daemon *d);
+
+/* ---- timelines (timelines.c) ---------------------------------------------- */
+
+/* Bootstrap a root timeline: initdb -k, and its data directory as the
+ * first snapshot. *out: a copy of the metadata (caller frees). */
+int ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta *out,
+                   char *err, size_t errcap);
+/* A branch: metadata only, whatever the database size. */
+int ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline,
+                     const char *ancestor, lb_lsn lsn, ps_tlmeta *out, char *err, size_t errcap);
+/* A copy of a timeline's metadata; LB_ENOTFOUND. */
+int ps_get_timeline(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta *out);
+int ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char *err,
+                       size_t errcap);
+/* A basebackup in two steps, so that a missing or corrupt layer is
+ * reported before any byte is streamed: prepare picks the newest snapshot
+ * at or before lsn (walking ancestors) and opens (downloading if needed)
+ * every layer it needs; write streams the tar; free releases the plan. */
+typedef struct ps_basebackup_plan ps_basebackup_plan;
+int ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
+                          ps_basebackup_plan **plan, lb_lsn *snap_lsn, lb_lsn *redo_lsn,
+                          char *err, size_t errcap);
+int ps_basebackup_write(ps_basebackup_plan *plan, lb_tar_writer *tar);
+void ps_basebackup_free(ps_basebackup_plan *plan);
+/* Load every timeline from the local disk, or from object storage for
+ * those not on it. */
+int ps_load_timelines(ps_daemon *d);
+
+/* ---- http_api.c ------------------------------------------------------------ */
+int ps_http_routes(ps_daemon *d);
+
+#endif

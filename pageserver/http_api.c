@@ -1,0 +1,251 @@
+/*
+ * http_api.c: the pageserver's HTTP API.
+ *
+ *   POST   /v1/tenant/{tenant_id}/timeline        {"timeline_id"[, "ancestor_timeline_id",
+ *                                                   "ancestor_lsn"]}  bootstrap or branch
+ *   GET    /v1/tenant/{tenant_id}/timeline        list
+ *   GET    /v1/tenant/{tenant_id}/timeline/{timeline_id}             status
+ *   DELETE /v1/tenant/{tenant_id}/timeline/{timeline_id}
+ *   GET    /v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup[?lsn=X/X]
+ *          a tar of the newest snapshot at or before lsn (default: the newest);
+ *          headers X-Lakebase-Snapshot-Lsn and X-Lakebase-Redo-Lsn say which
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "fileio.h"
+#include "json.h"
+#include "log.h"
+
+static int
+respond_meta(lb_http_request *req, int status, ps_tlmeta *m)
+{
+    json_t *j = ps_tlmeta_to_json(m);
+    ps_tlmeta_free(m);
+    return lb_json_respond(req, status, j);
+}
+
+static int
+h_create(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    json_t *body = NULL;
+    const char *ancestor = NULL;
+    lb_lsn lsn = 0;
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_parse_request(req, &body, &e);
+    lb_json_req_id(body, "timeline_id", timeline, &e);
+    lb_json_opt_str(body, "ancestor_timeline_id", NULL, &ancestor, &e);
+    if (!e.failed && ancestor && !lb_json_is_id(ancestor))
+        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timeline_id\" must be 32 lowercase hex "
+                                    "characters");
+    if (ancestor)
+        lb_json_req_lsn(body, "ancestor_lsn", &lsn, &e);
+    if (e.failed) {
+        json_decref(body);
+        return lb_json_respond_bad_request(req, &e);
+    }
+    char err[400] = "";
+    ps_tlmeta m;
+    int rc = ancestor ? ps_create_branch(d, tenant, timeline, ancestor, lsn, &m, err, sizeof(err))
+                      : ps_create_root(d, tenant, timeline, &m, err, sizeof(err));
+    json_decref(body);
+    if (rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    return respond_meta(req, 201, &m);
+}
+
+static int
+h_list(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN];
+    if (lb_json_param_id(req, "tenant_id", tenant, &e) != 0)
+        return lb_json_respond_bad_request(req, &e);
+    json_t *arr = json_array();
+    pthread_mutex_lock(&d->lock);
+    for (int i = 0; i < d->ntimelines; i++)
+        if (strcmp(d->timelines[i]->tenant_id, tenant) == 0)
+            json_array_append_new(arr, ps_tlmeta_to_json(d->timelines[i]));
+    pthread_mutex_unlock(&d->lock);
+    return lb_json_respond(req, 200, arr);
+}
+
+static int
+h_status(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    if (e.failed)
+        return lb_json_respond_bad_request(req, &e);
+    ps_tlmeta m;
+    if (ps_get_timeline(d, tenant, timeline, &m) != 0)
+        return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
+    return respond_meta(req, 200, &m);
+}
+
+static int
+h_delete(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    if (e.failed)
+        return lb_json_respond_bad_request(req, &e);
+    char err[300] = "";
+    int rc = ps_delete_timeline(d, tenant, timeline, err, sizeof(err));
+    if (rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    return lb_json_respond(req, 200, json_object());
+}
+
+/* The tar is produced on a thread of its own into a pipe; the response
+ * streams from the pipe, so a basebackup of any size holds little memory. */
+typedef struct bb_job {
+    ps_daemon *d;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    lb_lsn lsn, snap_lsn, redo_lsn;
+    ps_basebackup_plan *plan;
+    int fd; /* write end */
+    int rc;
+    char err[300];
+    pthread_t thread;
+    int read_fd;
+    bool started;
+} bb_job;
+
+static int
+pipe_sink(void *arg, const void *bytes, size_t n)
+{
+    return lb_write_all(*(int *)arg, bytes, n);
+}
+
+static void *
+bb_run(void *arg)
+{
+    bb_job *j = arg;
+    lb_tar_writer tar;
+    lb_tar_writer_init(&tar, pipe_sink, &j->fd);
+    j->rc = ps_basebackup_write(j->plan, &tar);
+    if (j->rc)
+        lb_error("basebackup of %s/%s failed: %s", j->tenant, j->timeline, lb_strerror(j->rc));
+    close(j->fd); /* a failure shows as a truncated tar */
+    return NULL;
+}
+
+static ssize_t
+bb_produce(void *arg, uint64_t offset, char *buf, size_t cap)
+{
+    (void)offset;
+    bb_job *j = arg;
+    for (;;) {
+        ssize_t r = read(j->read_fd, buf, cap);
+        if (r >= 0)
+            return r > 0 ? r : (j->rc ? -EIO : 0);
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static void
+bb_done(void *arg)
+{
+    bb_job *j = arg;
+    close(j->read_fd); /* unblocks a writer that is still going */
+    if (j->started)
+        pthread_join(j->thread, NULL);
+    ps_basebackup_free(j->plan);
+    free(j);
+}
+
+static int
+h_basebackup(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    bb_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->d = d;
+    lb_json_param_id(req, "tenant_id", j->tenant, &e);
+    lb_json_param_id(req, "timeline_id", j->timeline, &e);
+    const char *lsn = lb_http_query(req, "lsn");
+    if (e.failed || (lsn && lb_lsn_parse(lsn, &j->lsn) != 0)) {
+        free(j);
+        if (!e.failed)
+            lb_json_fail(&e, LB_EPARSE, "query \"lsn\" must be an LSN like \"0/16B3F10\"");
+        return lb_json_respond_bad_request(req, &e);
+    }
+    ps_tlmeta m;
+    if (ps_get_timeline(d, j->tenant, j->timeline, &m) != 0) {
+        free(j);
+        return lb_http_respond_error(req, 404, "timeline not found");
+    }
+    if (!lsn)
+        j->lsn = m.last_record_lsn;
+    ps_tlmeta_free(&m);
+    char err[300] = "";
+    int rc = ps_basebackup_prepare(d, j->tenant, j->timeline, j->lsn, &j->plan, &j->snap_lsn,
+                                   &j->redo_lsn, err, sizeof(err));
+    if (rc) {
+        free(j);
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    }
+    char hdr[LB_LSN_STRLEN];
+    lb_http_add_header(req, "X-Lakebase-Snapshot-Lsn", lb_lsn_format(j->snap_lsn, hdr));
+    lb_http_add_header(req, "X-Lakebase-Redo-Lsn", lb_lsn_format(j->redo_lsn, hdr));
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        ps_basebackup_free(j->plan);
+        free(j);
+        return -errno;
+    }
+    j->read_fd = p[0];
+    j->fd = p[1];
+    if (pthread_create(&j->thread, NULL, bb_run, j) != 0) {
+        close(p[0]);
+        close(p[1]);
+        ps_basebackup_free(j->plan);
+        free(j);
+        return -EAGAIN;
+    }
+    j->started = true;
+    return lb_http_respond_stream(req, 200, "application/x-tar", -1, bb_produce, bb_done, j);
+}
+
+int
+ps_http_routes(ps_daemon *d)
+{
+    static const struct {
+        const char *method, *pattern;
+        lb_http_handler fn;
+    } routes[] = {
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create},
+        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
+        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,
+                                      d);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

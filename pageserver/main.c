@@ -1,0 +1,92 @@
+/*
+ * main.c: the pageserver daemon.
+ *
+ *   pageserver [-c FILE] [--data_dir DIR] [--listen_http H:P] [--remote_storage URL] ...
+ *
+ * It keeps timelines' snapshots as layers in object storage (a directory
+ * by default) and serves basebackups; see daemon.h for the threading rule.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "fileio.h"
+#include "log.h"
+
+static const lb_config_setting settings[] = {
+    LB_SETTING("data_dir", LB_CONFIG_STRING, ps_config, data_dir, "./pageserver-data",
+               "local cache of layers and timeline indexes"),
+    LB_SETTING("listen_http", LB_CONFIG_ADDR, ps_config, listen_http, "127.0.0.1:9898",
+               "HTTP API: timelines, basebackups, /metrics"),
+    LB_SETTING("remote_storage", LB_CONFIG_STRING, ps_config, remote_storage, "",
+               "object store (file:// or s3://); empty: file://<data_dir>/remote"),
+    LB_SETTING("pg_bin_dir", LB_CONFIG_STRING, ps_config, pg_bin_dir, "",
+               "PostgreSQL 15 binaries; empty: pg_config --bindir"),
+    LB_SETTING("pg_user", LB_CONFIG_STRING, ps_config, pg_user, "postgres",
+               "user that runs PostgreSQL tools when the pageserver runs as root"),
+    LB_SETTING("log_level", LB_CONFIG_STRING, ps_config, log_level, "info",
+               "error, warn, info or debug"),
+    LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
+                     "threads serving HTTP", 1, 64),
+    LB_CONFIG_END,
+};
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal(int signo)
+{
+    (void)signo;
+    stop = 1; /* handlers only set flags */
+}
+
+int
+main(int argc, char **argv)
+{
+    static ps_daemon d;
+    lb_config_result res;
+    int rc = lb_config_load(settings, &d.conf, NULL, argc, argv, &res);
+    if (res.help) {
+        lb_buf help = LB_BUF_INIT;
+        lb_config_help(settings, "pageserver", "[options]", &help);
+        fputs(help.data, stdout);
+        lb_buf_free(&help);
+        lb_config_result_free(&res);
+        return 0;
+    }
+    if (rc || res.npositional) {
+        fprintf(stderr, "pageserver: %s\n",
+                rc ? res.error : "unexpected argument");
+        lb_config_result_free(&res);
+        return 2;
+    }
+    lb_config_result_free(&res);
+    lb_log_level level;
+    if (lb_log_level_parse(d.conf.log_level, &level) != 0) {
+        fprintf(stderr, "pageserver: setting \"log_level\": \"%s\" is not a level\n",
+                d.conf.log_level);
+        return 2;
+    }
+    lb_log_init("pageserver", level);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    rc = ps_daemon_init(&d);
+    while (rc == 0 && !stop)
+        pause();
+    ps_daemon_shutdown(&d);
+    lb_config_free(settings, &d.conf);
+    if (rc) {
+        lb_error("pageserver stopped: %s", lb_strerror(rc));
+        return 1;
+    }
+    lb_info("pageserver stopped");
+    return 0;
+}
