@@ -4,7 +4,7 @@ import os
 import shutil
 import uuid
 
-from lakebase import Pageserver, Postgres, http, lsn_int, wait_for
+from lakebase import PGBIN, Pageserver, Postgres, http, lsn_int, wait_for
 
 
 def start_from_basebackup(ps, workdir, name, tenant, timeline, lsn=None):
@@ -123,5 +123,81 @@ def test_corrupt_layer_is_a_clear_error(workdir):
         log = open(os.path.join(ps.dir, "pageserver.log")).read()
         assert "corrupt" in log
         assert http("GET", ps.url + "/healthz")[0] == 200
+    finally:
+        ps.stop()
+
+
+def test_ingest_snapshot_and_restore(cluster):
+    """WAL from a real primary through the safekeepers into the pageserver's
+    redo standby; a snapshot; a new server from basebackup(latest) plus the
+    safekeepers' WAL holds exactly the primary's committed data, passes
+    amcheck on every index and pg_checksums on its directory."""
+    from lakebase import Pageserver
+    workdir = cluster.workdir
+    ps = Pageserver(workdir).start()
+    try:
+        t, l = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, l)
+        assert st == 201, boot
+        cluster.create_timeline(int(boot["system_id"]), lsn_int(boot["start_lsn"]),
+                                pg_tli=boot["pg_tli"], seg_size=boot["wal_seg_size"])
+        election = cluster.elect()
+        primary = Postgres(workdir, "primary")
+        ps.basebackup(t, l, primary.datadir)
+        primary.conf(port=primary.port, listen_addresses="127.0.0.1",
+                     unix_socket_directories=primary.sockdir, wal_level="replica",
+                     max_wal_senders=10, wal_keep_size="1GB")
+        cluster.track(primary)
+        cluster.start_primary(primary, election)
+
+        sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks]
+        st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
+        assert st == 200, body
+
+        primary.sql("create extension amcheck")
+        primary.sql("create table t (id int primary key, v text)")
+        primary.sql("insert into t select g, md5(g::text) from generate_series(1, 50000) g")
+        primary.sql("create index on t (v)")
+        primary.sql("update t set v = 'x' || v where id % 10 = 0")
+        primary.sql("checkpoint")
+        target = lsn_int(primary.sql("select pg_current_wal_flush_lsn()::text")[0][0])
+
+        def replayed():
+            _, s = http("GET", ps.tl(t, l))
+            return lsn_int(s["last_record_lsn"]) >= target
+        wait_for(replayed, 60, what="the redo standby to replay the primary's WAL")
+        st, snap = http("POST", ps.tl(t, l, "/snapshot"), timeout=120)
+        assert st == 200 and snap["snapshot_taken"], snap
+        assert len(snap["snapshots"]) == 2
+        p = lsn_int(snap["snapshots"][-1]["lsn"])
+        assert p >= lsn_int(snap["snapshots"][-1]["redo_lsn"])
+
+        # A new server from the snapshot, replaying the rest from the safekeepers.
+        want = primary.sql("select count(*), md5(string_agg(id || v, ',' order by id)) from t")
+        restored = Postgres(workdir, "restored")
+        headers, _ = ps.basebackup(t, l, restored.datadir)
+        assert lsn_int(headers["X-Lakebase-Snapshot-Lsn"]) == p
+        restored.conf(port=restored.port, listen_addresses="127.0.0.1",
+                      unix_socket_directories=restored.sockdir,
+                      restore_command=f"{cluster.restore_script(restored)} %f %p",
+                      recovery_target_timeline="latest", hot_standby="on")
+        open(os.path.join(restored.datadir, "standby.signal"), "w").close()
+        from lakebase import chown_pg
+        chown_pg(restored.dir)
+        cluster.track(restored)
+        restored.start()
+        wait_for(lambda: lsn_int(restored.sql("select pg_last_wal_replay_lsn()::text")[0][0])
+                 >= target, 60, what="the restored server to replay to the primary's end")
+        assert restored.sql("select count(*), md5(string_agg(id || v, ',' order by id)) from t") \
+            == want
+        checked = restored.sql(
+            "select count(*) from (select bt_index_check(c.oid, true) from pg_index i "
+            "join pg_class c on c.oid = i.indexrelid join pg_am a on a.oid = c.relam "
+            "where a.amname = 'btree' and c.relpersistence = 'p') x")[0][0]
+        assert checked > 10
+        restored.stop("fast")
+        r = restored.run([os.path.join(PGBIN, "pg_checksums"), "--check", "-D", restored.datadir],
+                         check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         ps.stop()

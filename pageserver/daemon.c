@@ -32,6 +32,7 @@ ps_daemon_init(ps_daemon *d)
 {
     int rc;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->ingest_lock, NULL);
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
         lb_error("could not create data directory \"%s\": %s", d->conf.data_dir,
                  lb_strerror(rc));
@@ -61,7 +62,11 @@ ps_daemon_init(ps_daemon *d)
                                  &d->storage_bytes)) != 0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_storage_errors_total",
                                  "Failed object storage operations.", NULL,
-                                 &d->storage_errors)) != 0)
+                                 &d->storage_errors)) != 0 ||
+        (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_seconds",
+                                   "Duration of a snapshot, replay paused.", NULL,
+                                   (const double[]){0.1, 0.5, 1, 2, 5, 10, 30, 60}, 8,
+                                   &d->snapshot_seconds)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;
@@ -77,6 +82,9 @@ ps_daemon_init(ps_daemon *d)
         lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
         return rc;
     }
+    for (int i = 0; i < d->ntimelines; i++)
+        if (d->timelines[i]->nsafekeepers)
+            ps_ingest_start(d, d->timelines[i]->tenant_id, d->timelines[i]->timeline_id);
     lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
             lb_http_server_port(d->http), d->conf.remote_storage, d->ntimelines);
     return 0;
@@ -87,6 +95,7 @@ ps_daemon_shutdown(ps_daemon *d)
 {
     if (d->http)
         lb_http_server_free(d->http);
+    ps_ingest_stop_all(d);
     for (int i = 0; i < d->ntimelines; i++) {
         ps_tlmeta_free(d->timelines[i]);
         free(d->timelines[i]);

@@ -16,6 +16,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "http_server.h"
 #include "metrics.h"
@@ -33,7 +35,10 @@ typedef struct ps_config {
     char *pg_user;        /* run PostgreSQL as this user when started as root */
     char *log_level;
     int64_t http_threads;
+    int64_t snapshot_interval_ms;
 } ps_config;
+
+typedef struct ps_ingest ps_ingest;
 
 typedef struct ps_daemon {
     ps_config conf;
@@ -45,6 +50,11 @@ typedef struct ps_daemon {
     int ntimelines;
     lb_counter *storage_bytes, *storage_errors;
     lb_histogram *snapshot_seconds;
+    lb_gauge *ingest_lag_bytes;
+    pthread_mutex_t ingest_lock;
+    ps_ingest *ingests[PS_MAX_TIMELINES];
+    int ningests;
+    int64_t snapshot_interval_ms;
 } ps_daemon;
 
 int ps_daemon_init(ps_daemon *d);
@@ -72,10 +82,35 @@ int ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline
                           ps_basebackup_plan **plan, lb_lsn *snap_lsn, lb_lsn *redo_lsn,
                           char *err, size_t errcap);
 int ps_basebackup_write(ps_basebackup_plan *plan, lb_tar_writer *tar);
+/* The same into a new directory (the redo standby's data directory). */
+int ps_basebackup_write_dir(ps_basebackup_plan *plan, const char *target);
 void ps_basebackup_free(ps_basebackup_plan *plan);
 /* Load every timeline from the local disk, or from object storage for
  * those not on it. */
 int ps_load_timelines(ps_daemon *d);
+/* Set where a timeline's WAL comes from, durably. */
+int ps_set_safekeepers(ps_daemon *d, const char *tenant, const char *timeline,
+                       const json_t *safekeepers, char *err, size_t errcap);
+/* Record a new snapshot whose layer is at layer_path: upload, then index. */
+int ps_add_snapshot(ps_daemon *d, const char *tenant, const char *timeline,
+                    const ps_snapshot_meta *snap, const char *layer_path);
+/* Ingest progress between snapshots (not persisted). */
+void ps_set_last_record_lsn(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn);
+/* Local paths. */
+void ps_timeline_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out,
+                     size_t cap);
+/* Run a PostgreSQL tool as the configured user; exit status or -errno. */
+int ps_run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[]);
+int ps_chown_to_pg(ps_daemon *d, const char *path);
+
+/* ---- ingest.c: the redo standby and snapshots -------------------------------- */
+/* Start (or restart) ingesting a timeline that has safekeepers. */
+int ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline);
+void ps_ingest_stop_all(ps_daemon *d);
+/* Take a snapshot now if the standby has replayed a checkpoint since the
+ * last one. 0 with *taken, or an error. Blocks until done. */
+int ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
+                           char *err, size_t errcap);
 
 /* ---- http_api.c ------------------------------------------------------------ */
 int ps_http_routes(ps_daemon *d);

@@ -9,6 +9,9 @@
  *   GET    /v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup[?lsn=X/X]
  *          a tar of the newest snapshot at or before lsn (default: the newest);
  *          headers X-Lakebase-Snapshot-Lsn and X-Lakebase-Redo-Lsn say which
+ *   PUT    .../safekeepers  {"safekeepers": [{"pg": "host:port", "http": "http://..."}]}
+ *          where the timeline's committed WAL comes from; starts its redo standby
+ *   POST   .../snapshot     take a snapshot now if a checkpoint was replayed since the last
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -228,6 +231,59 @@ h_basebackup(lb_http_request *req, void *arg)
     return lb_http_respond_stream(req, 200, "application/x-tar", -1, bb_produce, bb_done, j);
 }
 
+static int
+h_safekeepers(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    json_t *body = NULL;
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    lb_json_parse_request(req, &body, &e);
+    if (e.failed) {
+        json_decref(body);
+        return lb_json_respond_bad_request(req, &e);
+    }
+    char err[300] = "";
+    int rc = ps_set_safekeepers(d, tenant, timeline, json_object_get(body, "safekeepers"), err,
+                                sizeof(err));
+    json_decref(body);
+    if (rc == 0)
+        rc = ps_ingest_start(d, tenant, timeline);
+    if (rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s",
+                                     err[0] ? err : lb_strerror(rc));
+    ps_tlmeta m;
+    if (ps_get_timeline(d, tenant, timeline, &m) != 0)
+        return lb_http_respond_error(req, 404, "timeline not found");
+    return respond_meta(req, 200, &m);
+}
+
+static int
+h_snapshot(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    if (e.failed)
+        return lb_json_respond_bad_request(req, &e);
+    char err[300] = "";
+    bool taken;
+    int rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
+    if (rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    ps_tlmeta m;
+    if (ps_get_timeline(d, tenant, timeline, &m) != 0)
+        return lb_http_respond_error(req, 404, "timeline not found");
+    json_t *j = ps_tlmeta_to_json(&m);
+    ps_tlmeta_free(&m);
+    json_object_set_new(j, "snapshot_taken", json_boolean(taken));
+    return lb_json_respond(req, 200, j);
+}
+
 int
 ps_http_routes(ps_daemon *d)
 {
@@ -240,6 +296,8 @@ ps_http_routes(ps_daemon *d)
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
         {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup},
+        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,

@@ -34,6 +34,9 @@ static const lb_config_setting settings[] = {
                "error, warn, info or debug"),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
                      "threads serving HTTP", 1, 64),
+    LB_SETTING_RANGE("snapshot_interval", LB_CONFIG_DURATION, ps_config, snapshot_interval_ms,
+                     "30s", "how often a timeline's redo standby is snapshotted (when it has "
+                     "replayed a checkpoint since the last)", 100, 86400000),
     LB_CONFIG_END,
 };
 
@@ -78,6 +81,7 @@ main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    d.snapshot_interval_ms = d.conf.snapshot_interval_ms;
     rc = ps_daemon_init(&d);
     while (rc == 0 && !stop)
         pause();

@@ -33,8 +33,9 @@
 
 #define MAX_CHAIN 64
 
-static void
-tl_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out, size_t cap)
+void
+ps_timeline_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out,
+                size_t cap)
 {
     snprintf(out, cap, "%s/tenants/%.32s/%.32s", d->conf.data_dir, tenant, timeline);
 }
@@ -114,7 +115,7 @@ static int
 save_meta(ps_daemon *d, const ps_tlmeta *m)
 {
     char dir[PATH_MAX], path[PATH_MAX + 16], key[256];
-    tl_dir(d, m->tenant_id, m->timeline_id, dir, sizeof(dir));
+    ps_timeline_dir(d, m->tenant_id, m->timeline_id, dir, sizeof(dir));
     int rc = lb_mkdir_p(dir, 0700);
     if (rc)
         return rc;
@@ -142,7 +143,7 @@ open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *n
            ps_layer **out)
 {
     char dir[PATH_MAX], path[PATH_MAX + 128];
-    tl_dir(d, tenant, timeline, dir, sizeof(dir));
+    ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/layers/%s", dir, name);
     if (access(path, R_OK) != 0) {
         char key[256], tmp[PATH_MAX + 160], ldir[PATH_MAX + 16];
@@ -173,8 +174,8 @@ open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *n
 
 /* Run a PostgreSQL binary (as conf.pg_user when we are root), output into
  * out (may be NULL). Returns the exit status, or -errno. */
-static int
-run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[])
+int
+ps_run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[])
 {
     char bin[PATH_MAX];
     snprintf(bin, sizeof(bin), "%s/%s", d->conf.pg_bin_dir, tool);
@@ -216,8 +217,8 @@ run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[])
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static int
-chown_to_pg(ps_daemon *d, const char *path)
+int
+ps_chown_to_pg(ps_daemon *d, const char *path)
 {
     if (geteuid() != 0)
         return 0;
@@ -284,7 +285,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     }
     char dir[PATH_MAX], boot[PATH_MAX + 96], pgdata[PATH_MAX + 128], ldir[PATH_MAX + 16];
     char boot_root[PATH_MAX + 16];
-    tl_dir(d, tenant, timeline, dir, sizeof(dir));
+    ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
     /* initdb runs as the PostgreSQL user: bootstrap where it can reach
      * (data_dir and data_dir/bootstrap are traversable, not listable). */
     snprintf(boot_root, sizeof(boot_root), "%s/bootstrap", d->conf.data_dir);
@@ -299,7 +300,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     if (rc == 0)
         rc = lb_mkdir_p(ldir, 0700);
     if (rc == 0)
-        rc = chown_to_pg(d, boot);
+        rc = ps_chown_to_pg(d, boot);
     if (rc) {
         snprintf(err, errcap, "could not prepare \"%s\": %s", boot, lb_strerror(rc));
         return rc;
@@ -307,7 +308,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     lb_buf text = LB_BUF_INIT;
     const char *initdb[] = {"-k", "-A", "trust", "-U", "postgres", "--no-instructions",
                             "-D", pgdata, NULL};
-    int st = run_pg(d, &text, "initdb", initdb);
+    int st = ps_run_pg(d, &text, "initdb", initdb);
     if (st != 0) {
         const char *tail = text.data ? text.data : "";
         if (text.len > 300)
@@ -319,7 +320,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     }
     lb_buf_reset(&text);
     const char *cd[] = {pgdata, NULL};
-    st = run_pg(d, &text, "pg_controldata", cd);
+    st = ps_run_pg(d, &text, "pg_controldata", cd);
     char v_sysid[64], v_ckpt[32], v_redo[32], v_seg[32], v_tli[32];
     ps_tlmeta m = {0};
     lb_lsn ckpt = 0;
@@ -476,7 +477,7 @@ ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char 
         lb_objstore_list_free(&list);
     }
     char dir[PATH_MAX];
-    tl_dir(d, tenant, timeline, dir, sizeof(dir));
+    ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
     lb_rm_rf(dir);
     ps_tlmeta_free(m);
     free(m);
@@ -507,6 +508,67 @@ int
 ps_basebackup_write(ps_basebackup_plan *plan, lb_tar_writer *tar)
 {
     return ps_reconstruct_tar(plan->layers, plan->n, tar);
+}
+
+int
+ps_basebackup_write_dir(ps_basebackup_plan *plan, const char *target)
+{
+    return ps_reconstruct_dir(plan->layers, plan->n, target);
+}
+
+int
+ps_set_safekeepers(ps_daemon *d, const char *tenant, const char *timeline,
+                   const json_t *safekeepers, char *err, size_t errcap)
+{
+    pthread_mutex_lock(&d->lock);
+    ps_tlmeta *m = find_locked(d, tenant, timeline);
+    ps_tlmeta copy;
+    int rc = m ? ps_tlmeta_set_safekeepers(m, safekeepers, err, errcap) : LB_ENOTFOUND;
+    if (rc == LB_ENOTFOUND)
+        snprintf(err, errcap, "timeline %s/%s not found", tenant, timeline);
+    if (rc == 0)
+        rc = copy_meta(m, &copy);
+    pthread_mutex_unlock(&d->lock);
+    if (rc)
+        return rc;
+    rc = save_meta(d, &copy);
+    ps_tlmeta_free(&copy);
+    if (rc)
+        snprintf(err, errcap, "could not store the timeline: %s", lb_strerror(rc));
+    return rc;
+}
+
+int
+ps_add_snapshot(ps_daemon *d, const char *tenant, const char *timeline,
+                const ps_snapshot_meta *snap, const char *layer_path)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%.32s/%.32s/layers/%.63s", tenant, timeline, snap->layer);
+    int rc = upload_file(d, key, layer_path);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&d->lock);
+    ps_tlmeta *m = find_locked(d, tenant, timeline);
+    ps_tlmeta copy;
+    rc = m ? ps_tlmeta_add_snapshot(m, snap) : LB_ENOTFOUND;
+    if (rc == 0)
+        rc = copy_meta(m, &copy);
+    pthread_mutex_unlock(&d->lock);
+    if (rc)
+        return rc;
+    rc = save_meta(d, &copy);
+    ps_tlmeta_free(&copy);
+    return rc;
+}
+
+void
+ps_set_last_record_lsn(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn)
+{
+    pthread_mutex_lock(&d->lock);
+    ps_tlmeta *m = find_locked(d, tenant, timeline);
+    if (m && lsn > m->last_record_lsn)
+        m->last_record_lsn = lsn;
+    pthread_mutex_unlock(&d->lock);
 }
 
 int
@@ -665,7 +727,7 @@ ps_load_timelines(ps_daemon *d)
                     pthread_mutex_unlock(&d->lock);
                     if (!have) {
                         char dir[PATH_MAX], path[PATH_MAX + 16];
-                        tl_dir(d, m.tenant_id, m.timeline_id, dir, sizeof(dir));
+                        ps_timeline_dir(d, m.tenant_id, m.timeline_id, dir, sizeof(dir));
                         lb_mkdir_p(dir, 0700);
                         snprintf(path, sizeof(path), "%s/index.json", dir);
                         ps_tlmeta_save(path, &m);

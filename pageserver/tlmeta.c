@@ -42,6 +42,13 @@ ps_tlmeta_to_json(const ps_tlmeta *m)
                           sysid, "wal_seg_size", (json_int_t)m->wal_seg_size, "pg_tli",
                           (json_int_t)m->pg_tli, "start_lsn", lb_json_lsn(m->start_lsn),
                           "last_record_lsn", lb_json_lsn(m->last_record_lsn), "snapshots", snaps);
+    if (j && m->nsafekeepers) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < m->nsafekeepers; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s}", "pg", m->safekeepers[i].pg, "http",
+                                                 m->safekeepers[i].http));
+        json_object_set_new(j, "safekeepers", arr);
+    }
     if (j && m->ancestor_id[0]) {
         json_object_set_new(j, "ancestor_timeline_id", json_string(m->ancestor_id));
         json_object_set_new(j, "ancestor_lsn", lb_json_lsn(m->ancestor_lsn));
@@ -85,6 +92,9 @@ ps_tlmeta_from_json(const json_t *j, ps_tlmeta *m, char *msg, size_t cap)
     }
     if (anc)
         strcpy(m->ancestor_id, anc);
+    if (json_object_get(j, "safekeepers") &&
+        ps_tlmeta_set_safekeepers(m, json_object_get(j, "safekeepers"), msg, cap) != 0)
+        return LB_EPARSE;
     m->wal_seg_size = (uint32_t)seg;
     m->pg_tli = (uint32_t)tli;
     size_t i;
@@ -175,4 +185,39 @@ ps_tlmeta_load(const char *path, ps_tlmeta *m)
         lb_error("invalid timeline metadata \"%s\": %s", path, j ? msg : je.text);
     json_decref(j);
     return rc;
+}
+
+int
+ps_tlmeta_set_safekeepers(ps_tlmeta *m, const json_t *arr, char *msg, size_t cap)
+{
+    if (!json_is_array(arr) || json_array_size(arr) == 0 ||
+        json_array_size(arr) > PS_MAX_SAFEKEEPERS) {
+        snprintf(msg, cap, "\"safekeepers\" must be an array of 1 to %d entries",
+                 PS_MAX_SAFEKEEPERS);
+        return LB_EPARSE;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e) {
+        const char *pg = json_string_value(json_object_get(e, "pg"));
+        const char *http = json_string_value(json_object_get(e, "http"));
+        const char *colon = pg ? strrchr(pg, ':') : NULL;
+        if (!pg || !http || !colon || colon == pg || atoi(colon + 1) <= 0 ||
+            atoi(colon + 1) > 65535 || strlen(pg) >= sizeof(m->safekeepers[0].pg) ||
+            strlen(http) >= sizeof(m->safekeepers[0].http) || strncmp(http, "http://", 7) != 0 ||
+            strpbrk(pg, " '\\")) {
+            snprintf(msg, cap,
+                     "safekeeper %zu must be {\"pg\": \"host:port\", \"http\": \"http://...\"}",
+                     i);
+            return LB_EPARSE;
+        }
+    }
+    json_array_foreach(arr, i, e) {
+        snprintf(m->safekeepers[i].pg, sizeof(m->safekeepers[i].pg), "%s",
+                 json_string_value(json_object_get(e, "pg")));
+        snprintf(m->safekeepers[i].http, sizeof(m->safekeepers[i].http), "%s",
+                 json_string_value(json_object_get(e, "http")));
+    }
+    m->nsafekeepers = json_array_size(arr);
+    return 0;
 }

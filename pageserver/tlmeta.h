@@ -23,6 +23,7 @@
 
 #define PS_ID_LEN 32
 #define PS_MAX_SNAPSHOTS 4096
+#define PS_MAX_SAFEKEEPERS 8
 
 typedef struct ps_snapshot_meta {
     lb_lsn lsn;      /* P */
@@ -44,6 +45,12 @@ typedef struct ps_tlmeta {
     lb_lsn last_record_lsn; /* ingested up to here (a hint between snapshots) */
     size_t nsnapshots;
     ps_snapshot_meta *snapshots; /* owned */
+    /* Where the timeline's committed WAL comes from (ingest). */
+    size_t nsafekeepers;
+    struct ps_sk_addr {
+        char pg[128];   /* host:port of its walsender-compatible server */
+        char http[128]; /* its HTTP API, for history files and positions */
+    } safekeepers[PS_MAX_SAFEKEEPERS];
 } ps_tlmeta;
 
 void ps_tlmeta_free(ps_tlmeta *m);
@@ -55,6 +62,8 @@ int ps_tlmeta_save(const char *path, const ps_tlmeta *m);
 int ps_tlmeta_load(const char *path, ps_tlmeta *m);
 /* Append a snapshot (P must be above the last one). */
 int ps_tlmeta_add_snapshot(ps_tlmeta *m, const ps_snapshot_meta *s);
+/* Parse a safekeepers array [{"pg": "host:port", "http": "http://..."}]. */
+int ps_tlmeta_set_safekeepers(ps_tlmeta *m, const json_t *arr, char *msg, size_t cap);
 /* The newest snapshot with P <= lsn, or NULL. */
 const ps_snapshot_meta *ps_tlmeta_snapshot_at(const ps_tlmeta *m, lb_lsn lsn);
 

@@ -1,0 +1,527 @@
+/*
+ * ingest.c: per timeline, a vanilla PostgreSQL hot standby (the redo
+ * standby) that streams committed WAL from the timeline's safekeepers, and
+ * the snapshots taken from it.
+ *
+ * PostgreSQL applies its own WAL, so redo is right for every resource
+ * manager and extension. A snapshot follows the procedure the design
+ * gives, with one guard it needs: pause replay and wait until paused;
+ * CHECKPOINT; the copy is exact at the replay LSN P only if that
+ * CHECKPOINT really performed a restartpoint (it is skipped when no new
+ * checkpoint record was replayed since the last one, and then it flushes
+ * nothing). So the standby never makes restartpoints on its own
+ * (checkpoint_timeout 1 day, max_wal_size 1 TB), and a snapshot is taken
+ * only when the restartpoint's redo LSN moved past the one before our
+ * CHECKPOINT. While paused nothing writes the data files (with data
+ * checksums, hint bits do not dirty pages in recovery).
+ *
+ * The standby runs as the PostgreSQL user on a unix socket only, with
+ * fsync off: it is rebuilt from the newest snapshot if the pageserver's
+ * disk is lost, so its own durability buys nothing. Failover between
+ * safekeepers: when the WAL receiver has not been streaming for a while,
+ * primary_conninfo moves to the next safekeeper (a reload, no restart).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "fileio.h"
+#include "http_client.h"
+#include "log.h"
+#include "snapshot.h"
+#include "wal.h"
+
+#define TICK_MS 500
+#define FAILOVER_AFTER_MS 10000
+#define PAUSE_TIMEOUT_MS 30000
+
+struct ps_ingest {
+    ps_daemon *d;
+    char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
+    char root[PATH_MAX];   /* <data_dir>/standby/<tenant>-<timeline> */
+    char pgdata[PATH_MAX];
+    char sockdir[PATH_MAX];
+    int port;
+    pthread_t thread;
+    pthread_mutex_t lock; /* one snapshot at a time; conn use */
+    bool stop;
+    PGconn *conn;
+    int sk_index;
+    int64_t not_streaming_since;
+    int64_t last_snapshot_ms;
+    int64_t last_report_ms;
+};
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    int port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One-row, one-column query; NULL on error (the caller frees). */
+static char *
+query1(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    char *v = NULL;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        lb_warn("standby query failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return v;
+}
+
+static bool
+exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        lb_warn("standby command \"%s\" failed: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static bool
+lsn_query(PGconn *c, const char *sql, lb_lsn *out)
+{
+    char *v = query1(c, sql);
+    bool ok = v && lb_lsn_parse(v, out) == 0;
+    free(v);
+    return ok;
+}
+
+static int
+get_meta(ps_ingest *in, ps_tlmeta *m)
+{
+    return ps_get_timeline(in->d, in->tenant, in->timeline, m);
+}
+
+static void
+primary_conninfo(ps_ingest *in, const ps_tlmeta *m, char *out, size_t cap)
+{
+    const struct ps_sk_addr *sk = &m->safekeepers[in->sk_index % m->nsafekeepers];
+    char host[128];
+    snprintf(host, sizeof(host), "%s", sk->pg);
+    char *colon = strrchr(host, ':');
+    *colon = '\0';
+    snprintf(out, cap,
+             "host=%s port=%s user=postgres application_name=pageserver "
+             "options=''-c tenant_id=%s -c timeline_id=%s''",
+             host, colon + 1, in->tenant, in->timeline);
+}
+
+/* Build the standby's data directory from the newest snapshot. */
+static int
+prepare_standby(ps_ingest *in)
+{
+    struct stat st;
+    char marker[2 * PATH_MAX];
+    snprintf(marker, sizeof(marker), "%s/PG_VERSION", in->pgdata);
+    if (stat(marker, &st) == 0)
+        return 0; /* exists: it goes on from where it was */
+    ps_tlmeta m;
+    int rc = get_meta(in, &m);
+    if (rc)
+        return rc;
+    lb_rm_rf(in->pgdata);
+    ps_basebackup_plan *plan;
+    lb_lsn snap, redo;
+    char err[300];
+    rc = ps_basebackup_prepare(in->d, in->tenant, in->timeline, m.last_record_lsn, &plan, &snap,
+                               &redo, err, sizeof(err));
+    if (rc == 0) {
+        rc = ps_basebackup_write_dir(plan, in->pgdata);
+        ps_basebackup_free(plan);
+    } else {
+        lb_error("no snapshot to start the redo standby of %s/%s from: %s", in->tenant,
+                 in->timeline, err);
+    }
+    if (rc == 0) {
+        char conf[2 * PATH_MAX], pc[600], restore[2 * PATH_MAX], script[2048];
+        primary_conninfo(in, &m, pc, sizeof(pc));
+        /* History files come from the safekeepers' HTTP API. */
+        snprintf(restore, sizeof(restore), "%s/restore.sh", in->root);
+        int n = snprintf(script, sizeof(script),
+                         "#!/bin/sh\ncase \"$1\" in *.history) ;; *) exit 1 ;; esac\nfor u in");
+        for (size_t i = 0; i < m.nsafekeepers; i++)
+            n += snprintf(script + n, sizeof(script) - (size_t)n, " %s", m.safekeepers[i].http);
+        snprintf(script + n, sizeof(script) - (size_t)n,
+                 "; do\n  curl -sf --max-time 10 -o \"$2.part\" "
+                 "\"$u/v1/tenant/%s/timeline/%s/history/$1\" && mv \"$2.part\" \"$2\" && exit 0\n"
+                 "done\nrm -f \"$2.part\"; exit 1\n",
+                 in->tenant, in->timeline);
+        rc = lb_write_file_atomic(restore, script, strlen(script));
+        chmod(restore, 0755);
+        snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf", in->pgdata);
+        lb_buf c = LB_BUF_INIT;
+        lb_buf_printf(&c,
+                      "listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = ''\n"
+                      "hot_standby = on\nfsync = off\nsynchronous_commit = off\n"
+                      "checkpoint_timeout = '1d'\nmax_wal_size = '1TB'\n"
+                      "shared_buffers = '64MB'\n"
+                      "primary_conninfo = '%s'\nrestore_command = '%s %%f %%p'\n"
+                      "recovery_target_timeline = 'latest'\nlogging_collector = off\n"
+                      "max_standby_streaming_delay = -1\n",
+                      in->port, pc, restore);
+        if (rc == 0)
+            rc = lb_write_file_atomic(conf, c.data, c.len);
+        lb_buf_free(&c);
+        char signal_path[2 * PATH_MAX];
+        snprintf(signal_path, sizeof(signal_path), "%s/standby.signal", in->pgdata);
+        if (rc == 0)
+            rc = lb_write_file_atomic(signal_path, "", 0);
+    }
+    ps_tlmeta_free(&m);
+    if (rc == 0) {
+        char cmd[5 * PATH_MAX];
+        snprintf(cmd, sizeof(cmd), "chown -R %s: '%s' '%s'", in->d->conf.pg_user, in->root,
+                 in->pgdata);
+        if (geteuid() == 0 && system(cmd) != 0)
+            rc = -EPERM;
+        chmod(in->pgdata, 0700);
+    }
+    return rc;
+}
+
+static int
+start_standby(ps_ingest *in)
+{
+    char log[2 * PATH_MAX];
+    snprintf(log, sizeof(log), "%s/postgres.log", in->root);
+    const char *args[] = {"-D", in->pgdata, "-l", log, "-w", "-t", "120", "start", NULL};
+    int st = ps_run_pg(in->d, NULL, "pg_ctl", args);
+    if (st != 0) {
+        lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant,
+                 in->timeline, log);
+        return LB_EUNSUPPORTED;
+    }
+    return 0;
+}
+
+static void
+stop_standby(ps_ingest *in)
+{
+    const char *args[] = {"-D", in->pgdata, "-m", "fast", "-w", "stop", NULL};
+    ps_run_pg(in->d, NULL, "pg_ctl", args);
+}
+
+static bool
+connect_standby(ps_ingest *in)
+{
+    if (in->conn && PQstatus(in->conn) == CONNECTION_OK)
+        return true;
+    PQfinish(in->conn);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", in->port);
+    const char *keys[] = {"host", "port", "user", "dbname", "connect_timeout", NULL};
+    const char *vals[] = {"127.0.0.1", port, "postgres", "postgres", "5", NULL};
+    in->conn = PQconnectdbParams(keys, vals, 0);
+    return PQstatus(in->conn) == CONNECTION_OK;
+}
+
+/* The snapshot procedure; the caller holds in->lock. */
+static int
+take_snapshot(ps_ingest *in, bool *taken)
+{
+    *taken = false;
+    PGconn *c = in->conn;
+    lb_lsn r_before, r_after, p;
+    if (!lsn_query(c, "select redo_lsn from pg_control_checkpoint()", &r_before))
+        return LB_EPROTO;
+    if (!exec_ok(c, "select pg_wal_replay_pause()"))
+        return LB_EPROTO;
+    int64_t deadline = now_ms() + PAUSE_TIMEOUT_MS;
+    int rc = 0;
+    for (;;) {
+        char *state = query1(c, "select pg_get_wal_replay_pause_state()");
+        bool paused = state && strcmp(state, "paused") == 0;
+        free(state);
+        if (paused)
+            break;
+        if (now_ms() > deadline) {
+            rc = LB_ETIMEOUT;
+            break;
+        }
+        usleep(10000);
+    }
+    int64_t t0 = now_ms();
+    if (rc == 0 && (!exec_ok(c, "checkpoint") ||
+                    !lsn_query(c, "select redo_lsn from pg_control_checkpoint()", &r_after) ||
+                    !lsn_query(c, "select pg_last_wal_replay_lsn()", &p)))
+        rc = LB_EPROTO;
+    if (rc == 0 && r_after > r_before) {
+        /* A restartpoint happened while paused: the files are exact at P. */
+        ps_tlmeta m;
+        rc = get_meta(in, &m);
+        if (rc == 0 && m.nsnapshots && p <= m.snapshots[m.nsnapshots - 1].lsn)
+            rc = -EALREADY;
+        if (rc == 0) {
+            ps_snapshot_meta snap = {.lsn = p, .redo_lsn = r_after, .created_ms = wall_ms()};
+            snprintf(snap.layer, sizeof(snap.layer), "%016" PRIX64 ".layer", p);
+            char dir[PATH_MAX], ldir[PATH_MAX + 16], lpath[PATH_MAX + 100];
+            ps_timeline_dir(in->d, in->tenant, in->timeline, dir, sizeof(dir));
+            snprintf(ldir, sizeof(ldir), "%s/layers", dir);
+            lb_mkdir_p(ldir, 0700);
+            snprintf(lpath, sizeof(lpath), "%s/%s", ldir, snap.layer);
+            ps_layer_info info = {.lsn = p,
+                                  .redo_lsn = r_after,
+                                  .prev_lsn = m.nsnapshots ? m.snapshots[m.nsnapshots - 1].lsn : 0,
+                                  .created_unix_ms = (uint64_t)snap.created_ms};
+            ps_snapshot_stats stats;
+            rc = ps_snapshot_take(in->pgdata, &info, m.wal_seg_size, lpath, &stats);
+            snap.bytes = stats.bytes;
+            if (rc == 0)
+                rc = ps_add_snapshot(in->d, in->tenant, in->timeline, &snap, lpath);
+            if (rc == 0) {
+                *taken = true;
+                lb_histogram_observe(in->d->snapshot_seconds, (now_ms() - t0) / 1000.0);
+                lb_info("snapshot tenant=%s timeline=%s lsn=%X/%X redo=%X/%X pages=%llu/%llu "
+                        "bytes=%llu ms=%lld",
+                        in->tenant, in->timeline, LB_LSN_ARGS(p), LB_LSN_ARGS(r_after),
+                        (unsigned long long)stats.main_pages_written,
+                        (unsigned long long)stats.main_pages_seen,
+                        (unsigned long long)stats.bytes, (long long)(now_ms() - t0));
+            }
+        }
+        if (rc == -EALREADY)
+            rc = 0;
+        ps_tlmeta_free(&m);
+    }
+    if (!exec_ok(c, "select pg_wal_replay_resume()") && rc == 0)
+        rc = LB_EPROTO;
+    return rc;
+}
+
+/* Tell the safekeepers which WAL we still need: everything from the
+ * newest snapshot's redo LSN on (a compute restores from there). */
+static void
+report_position(ps_ingest *in)
+{
+    ps_tlmeta m;
+    if (get_meta(in, &m) != 0)
+        return;
+    if (m.nsnapshots) {
+        lb_http_options opts = {.connect_timeout_ms = 500, .timeout_ms = 2000, .max_attempts = 1};
+        lb_http_client *http;
+        if (lb_http_client_new(&opts, &http) == 0) {
+            char body[200], url[400], r[LB_LSN_STRLEN];
+            snprintf(body, sizeof(body), "{\"name\":\"pageserver\",\"applied_lsn\":\"%s\"}",
+                     lb_lsn_format(m.snapshots[m.nsnapshots - 1].redo_lsn, r));
+            const char *hdr[] = {"Content-Type: application/json"};
+            for (size_t i = 0; i < m.nsafekeepers; i++) {
+                snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/consumer",
+                         m.safekeepers[i].http, in->tenant, in->timeline);
+                lb_http_call call = {.method = "POST", .url = url, .headers = hdr,
+                                     .nheaders = 1, .body = body, .body_len = strlen(body),
+                                     .retry_non_idempotent = true};
+                lb_http_result res = LB_HTTP_RESULT_INIT;
+                lb_http_do(http, &call, &res);
+                lb_http_result_free(&res);
+            }
+            lb_http_client_free(http);
+        }
+    }
+    ps_tlmeta_free(&m);
+}
+
+static void
+check_receiver(ps_ingest *in)
+{
+    char *status = query1(in->conn, "select status from pg_stat_wal_receiver");
+    bool streaming = status && strcmp(status, "streaming") == 0;
+    free(status);
+    if (streaming) {
+        in->not_streaming_since = 0;
+        return;
+    }
+    if (!in->not_streaming_since) {
+        in->not_streaming_since = now_ms();
+        return;
+    }
+    if (now_ms() - in->not_streaming_since < FAILOVER_AFTER_MS)
+        return;
+    ps_tlmeta m;
+    if (get_meta(in, &m) != 0 || m.nsafekeepers < 2) {
+        ps_tlmeta_free(&m);
+        return;
+    }
+    in->sk_index = (in->sk_index + 1) % (int)m.nsafekeepers;
+    char pc[600], sql[800];
+    primary_conninfo(in, &m, pc, sizeof(pc));
+    snprintf(sql, sizeof(sql), "alter system set primary_conninfo = '%s'", pc);
+    if (exec_ok(in->conn, sql) && exec_ok(in->conn, "select pg_reload_conf()"))
+        lb_info("redo standby of %s/%s now streams from %s", in->tenant, in->timeline,
+                m.safekeepers[in->sk_index].pg);
+    in->not_streaming_since = now_ms();
+    ps_tlmeta_free(&m);
+}
+
+static void *
+run(void *arg)
+{
+    ps_ingest *in = arg;
+    int rc = prepare_standby(in);
+    if (rc == 0)
+        rc = start_standby(in);
+    if (rc) {
+        lb_error("ingest of %s/%s not running: %s", in->tenant, in->timeline, lb_strerror(rc));
+        return NULL;
+    }
+    while (!in->stop) {
+        usleep(TICK_MS * 1000);
+        pthread_mutex_lock(&in->lock);
+        if (!in->stop && connect_standby(in)) {
+            lb_lsn replay;
+            if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay))
+                ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
+            check_receiver(in);
+            if (now_ms() - in->last_snapshot_ms >= in->d->snapshot_interval_ms) {
+                bool taken;
+                if (take_snapshot(in, &taken) == 0)
+                    in->last_snapshot_ms = now_ms();
+            }
+            if (now_ms() - in->last_report_ms >= 5000) {
+                report_position(in);
+                in->last_report_ms = now_ms();
+            }
+        }
+        pthread_mutex_unlock(&in->lock);
+    }
+    pthread_mutex_lock(&in->lock);
+    PQfinish(in->conn);
+    in->conn = NULL;
+    pthread_mutex_unlock(&in->lock);
+    stop_standby(in);
+    return NULL;
+}
+
+static ps_ingest *
+find_ingest(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    for (int i = 0; i < d->ningests; i++)
+        if (strcmp(d->ingests[i]->tenant, tenant) == 0 &&
+            strcmp(d->ingests[i]->timeline, timeline) == 0)
+            return d->ingests[i];
+    return NULL;
+}
+
+int
+ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    if (find_ingest(d, tenant, timeline) || d->ningests == PS_MAX_TIMELINES) {
+        pthread_mutex_unlock(&d->ingest_lock);
+        return 0;
+    }
+    ps_ingest *in = calloc(1, sizeof(*in));
+    if (!in) {
+        pthread_mutex_unlock(&d->ingest_lock);
+        return -ENOMEM;
+    }
+    in->d = d;
+    snprintf(in->tenant, sizeof(in->tenant), "%s", tenant);
+    snprintf(in->timeline, sizeof(in->timeline), "%s", timeline);
+    char base[PATH_MAX];
+    if ((size_t)snprintf(base, sizeof(base), "%s/standby", d->conf.data_dir) >= sizeof(base) - 100) {
+        pthread_mutex_unlock(&d->ingest_lock);
+        free(in);
+        return -ENAMETOOLONG;
+    }
+    lb_mkdir_p(base, 0711);
+    chmod(base, 0711);
+    chmod(d->conf.data_dir, 0711);
+    snprintf(in->root, sizeof(in->root), "%.3900s/%.32s-%.32s", base, tenant, timeline);
+    snprintf(in->pgdata, sizeof(in->pgdata), "%.3990s/pgdata", in->root);
+    snprintf(in->sockdir, sizeof(in->sockdir), "%.4000s", in->root);
+    lb_mkdir_p(in->root, 0755);
+    /* The standby listens on loopback only (a unix socket path under the
+     * data directory could pass the 107-byte limit); any free port. */
+    in->port = free_port();
+    pthread_mutex_init(&in->lock, NULL);
+    in->last_snapshot_ms = now_ms();
+    if (pthread_create(&in->thread, NULL, run, in) != 0) {
+        free(in);
+        pthread_mutex_unlock(&d->ingest_lock);
+        return -EAGAIN;
+    }
+    d->ingests[d->ningests++] = in;
+    pthread_mutex_unlock(&d->ingest_lock);
+    return 0;
+}
+
+void
+ps_ingest_stop_all(ps_daemon *d)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    for (int i = 0; i < d->ningests; i++)
+        d->ingests[i]->stop = true;
+    for (int i = 0; i < d->ningests; i++) {
+        pthread_join(d->ingests[i]->thread, NULL);
+        free(d->ingests[i]);
+    }
+    d->ningests = 0;
+    pthread_mutex_unlock(&d->ingest_lock);
+}
+
+int
+ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
+                       char *err, size_t errcap)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    pthread_mutex_unlock(&d->ingest_lock);
+    *taken = false;
+    if (!in) {
+        snprintf(err, errcap, "timeline %s/%s is not ingesting (no safekeepers set)", tenant,
+                 timeline);
+        return LB_ENOTFOUND;
+    }
+    pthread_mutex_lock(&in->lock);
+    int rc = connect_standby(in) ? take_snapshot(in, taken) : LB_EPROTO;
+    if (rc == 0 && *taken)
+        in->last_snapshot_ms = now_ms();
+    pthread_mutex_unlock(&in->lock);
+    if (rc)
+        snprintf(err, errcap, "snapshot failed: %s", lb_strerror(rc));
+    return rc;
+}
