@@ -1,0 +1,866 @@
+/*
+ * delta.c: the Delta Lake transaction log (PROTOCOL.md of delta-io/delta).
+ *
+ * State. A table handle holds the last version and the set of live files
+ * (sorted paths, for binary search). Opening replays every log entry from
+ * version 0: adds insert, removes delete, by path (decoded from the URI
+ * form the log stores). The versions must be contiguous from 0; a log that
+ * starts later (its history folded into a checkpoint) is refused, since we
+ * do not read checkpoints.
+ *
+ * Commit. All input is validated first (statistics against the schema,
+ * removes against the live set, no duplicates), then one entry is built
+ * in memory and created with lake_store_put_new(). Only after the store
+ * accepted it does the live set change, so a failed or conflicting commit
+ * leaves the handle as it was. Action order in an entry: commitInfo,
+ * protocol and metaData (version 0 only), removes, adds; readers must not
+ * depend on it.
+ *
+ * Stats. add.stats is JSON text built by hand rather than by jansson so
+ * that decimals go out as exact JSON numbers (a double cannot hold 38
+ * digits). Timestamps are floored to milliseconds, which the protocol
+ * prescribes for both bounds and readers widen by.
+ *
+ * Callers: the transcoder, once per lake snapshot; tests.
+ */
+#include "delta.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "encoding.h"
+#include "errors.h"
+
+#define LOG_DIR "_delta_log/"
+
+struct lake_delta_table {
+    lake_store *store;
+    char *prefix;
+    lake_schema *schema;
+    lake__leaves leaves;
+    char *schema_string;
+    bool ntz;
+    int64_t version;
+    char **live; /* sorted, owned */
+    size_t nlive, caplive;
+    char error[512];
+};
+
+static _Thread_local char static_error[512];
+
+static int terr(lake_delta_table *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+terr(lake_delta_table *t, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t ? t->error : static_error, t ? sizeof(t->error) : sizeof(static_error), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- schema --------------------------------------------------------------- */
+
+static json_t *
+delta_type(const lake_schema *s, int id, bool *ntz, const char **why)
+{
+    const lake__node *n = lake__schema_node(s, id);
+    char buf[64];
+    switch (n->type) {
+    case LAKE_TYPE_BOOLEAN:
+        return json_string("boolean");
+    case LAKE_TYPE_INT8:
+        return json_string("byte");
+    case LAKE_TYPE_INT16:
+        return json_string("short");
+    case LAKE_TYPE_INT32:
+        return json_string("integer");
+    case LAKE_TYPE_INT64:
+    case LAKE_TYPE_TIME:
+        return json_string("long");
+    case LAKE_TYPE_FLOAT:
+        return json_string("float");
+    case LAKE_TYPE_DOUBLE:
+        return json_string("double");
+    case LAKE_TYPE_DECIMAL:
+        snprintf(buf, sizeof(buf), "decimal(%d,%d)", n->precision, n->scale);
+        return json_string(buf);
+    case LAKE_TYPE_DATE:
+        return json_string("date");
+    case LAKE_TYPE_TIMESTAMP:
+        *ntz = true;
+        return json_string("timestamp_ntz");
+    case LAKE_TYPE_TIMESTAMPTZ:
+        return json_string("timestamp");
+    case LAKE_TYPE_STRING:
+    case LAKE_TYPE_JSON:
+        return json_string("string");
+    case LAKE_TYPE_UUID:
+    case LAKE_TYPE_BINARY:
+    case LAKE_TYPE_FIXED:
+        return json_string("binary");
+    case LAKE_TYPE_LIST: {
+        const lake__node *el = lake__schema_node(s, n->children[0]);
+        json_t *et = delta_type(s, n->children[0], ntz, why);
+        if (!et)
+            return NULL;
+        return json_pack("{s:s, s:o, s:b}", "type", "array", "elementType", et, "containsNull",
+                         !el->required);
+    }
+    case LAKE_TYPE_STRUCT: {
+        json_t *fields = json_array();
+        for (int i = 0; fields && i < n->nchildren; i++) {
+            const lake__node *c = lake__schema_node(s, n->children[i]);
+            json_t *ct = delta_type(s, n->children[i], ntz, why);
+            if (!ct) {
+                json_decref(fields);
+                return NULL;
+            }
+            json_array_append_new(fields,
+                                  json_pack("{s:s, s:o, s:b, s:{}}", "name", c->name, "type", ct,
+                                            "nullable", !c->required, "metadata"));
+        }
+        if (!fields)
+            return NULL;
+        return json_pack("{s:s, s:o}", "type", "struct", "fields", fields);
+    }
+    }
+    *why = "unknown column type";
+    return NULL;
+}
+
+char *
+lake_delta_schema_string(const lake_schema *schema, const char **error_out)
+{
+    static_error[0] = 0;
+    if (error_out)
+        *error_out = static_error;
+    bool ntz = false;
+    const char *why = "out of memory";
+    json_t *j = delta_type(schema, LAKE_SCHEMA_ROOT, &ntz, &why);
+    if (!j) {
+        terr(NULL, LB_ESCHEMA, "schema has no Delta form: %s", why);
+        return NULL;
+    }
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+/* ---- stats ------------------------------------------------------------------ */
+
+static void
+put_json_string(lb_buf *b, const uint8_t *p, size_t n)
+{
+    json_t *s = json_stringn((const char *)p, n);
+    char *text = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    if (text)
+        lb_buf_append_str(b, text);
+    free(text);
+    json_decref(s);
+}
+
+static void
+put_int128(lb_buf *b, __int128 v, int scale)
+{
+    char digits[64];
+    int n = 0;
+    bool neg = v < 0;
+    unsigned __int128 u = neg ? (unsigned __int128)(-(v + 1)) + 1 : (unsigned __int128)v;
+    do {
+        digits[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    while (n <= scale)
+        digits[n++] = '0';
+    if (neg)
+        lb_buf_append(b, "-", 1);
+    for (int i = n - 1; i >= 0; i--) {
+        lb_buf_append(b, &digits[i], 1);
+        if (i == scale && scale > 0)
+            lb_buf_append(b, ".", 1);
+    }
+}
+
+static int64_t
+floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* A JSON value for one bound, or false when Delta has no form for it. */
+static bool
+put_bound(lb_buf *b, const lake__node *n, const uint8_t *p, size_t len)
+{
+    uint64_t u = 0;
+    for (size_t i = 0; i < len && i < 8; i++)
+        u |= (uint64_t)p[i] << (8 * i);
+    switch (n->type) {
+    case LAKE_TYPE_INT8:
+    case LAKE_TYPE_INT16:
+    case LAKE_TYPE_INT32:
+        lb_buf_printf(b, "%" PRId32, (int32_t)(uint32_t)u);
+        return true;
+    case LAKE_TYPE_INT64:
+    case LAKE_TYPE_TIME:
+        lb_buf_printf(b, "%" PRId64, (int64_t)u);
+        return true;
+    case LAKE_TYPE_FLOAT:
+    case LAKE_TYPE_DOUBLE: {
+        double d;
+        if (n->type == LAKE_TYPE_FLOAT) {
+            uint32_t bits = (uint32_t)u;
+            float f;
+            memcpy(&f, &bits, 4);
+            d = f;
+        } else {
+            memcpy(&d, &u, 8);
+        }
+        if (!isfinite(d))
+            return false;
+        lb_buf_printf(b, n->type == LAKE_TYPE_FLOAT ? "%.9g" : "%.17g", d);
+        return true;
+    }
+    case LAKE_TYPE_DECIMAL:
+        put_int128(b, lake__decimal_bound(n, p, len), n->scale);
+        return true;
+    case LAKE_TYPE_DATE: {
+        int64_t y;
+        unsigned m, d;
+        lake__civil_from_days((int32_t)(uint32_t)u, &y, &m, &d);
+        if (y < 0 || y > 9999)
+            return false;
+        lb_buf_printf(b, "\"%04" PRId64 "-%02u-%02u\"", y, m, d);
+        return true;
+    }
+    case LAKE_TYPE_TIMESTAMP:
+    case LAKE_TYPE_TIMESTAMPTZ: {
+        int64_t ms = floor_div((int64_t)u, 1000);
+        int64_t days = floor_div(ms, 86400000);
+        int64_t rem = ms - days * 86400000;
+        int64_t y;
+        unsigned m, d;
+        lake__civil_from_days(days, &y, &m, &d);
+        if (y < 0 || y > 9999)
+            return false;
+        lb_buf_printf(b, "\"%04" PRId64 "-%02u-%02uT%02d:%02d:%02d.%03d%s\"", y, m, d,
+                      (int)(rem / 3600000), (int)(rem / 60000 % 60), (int)(rem / 1000 % 60),
+                      (int)(rem % 1000), n->type == LAKE_TYPE_TIMESTAMPTZ ? "Z" : "");
+        return true;
+    }
+    case LAKE_TYPE_STRING:
+    case LAKE_TYPE_JSON:
+        if (!lake__utf8_valid(p, len, NULL))
+            return false;
+        put_json_string(b, p, len);
+        return true;
+    default:
+        return false; /* boolean, binary, uuid, fixed */
+    }
+}
+
+typedef enum stat_kind { STAT_NULLS, STAT_MIN, STAT_MAX } stat_kind;
+
+static size_t
+count_leaves(const lake_schema *s, int id)
+{
+    const lake__node *n = lake__schema_node(s, id);
+    if (!lake__type_is_group(n->type))
+        return 1;
+    size_t total = 0;
+    for (int i = 0; i < n->nchildren; i++)
+        total += count_leaves(s, n->children[i]);
+    return total;
+}
+
+/* Emit the object for one struct node; leaf index advances in schema
+ * order. Returns whether anything was written. */
+static bool
+put_stats_struct(lb_buf *b, const lake_schema *s, int id, const lake_parquet_file_stats *st,
+                 size_t *leaf, stat_kind kind)
+{
+    const lake__node *n = lake__schema_node(s, id);
+    bool any = false;
+    size_t mark = b->len;
+    lb_buf_append(b, "{", 1);
+    for (int i = 0; i < n->nchildren; i++) {
+        const lake__node *c = lake__schema_node(s, n->children[i]);
+        size_t before = b->len;
+        if (any)
+            lb_buf_append(b, ",", 1);
+        put_json_string(b, (const uint8_t *)c->name, strlen(c->name));
+        lb_buf_append(b, ":", 1);
+        bool wrote = false;
+        if (c->type == LAKE_TYPE_STRUCT) {
+            wrote = put_stats_struct(b, s, n->children[i], st, leaf, kind);
+        } else if (c->type == LAKE_TYPE_LIST) {
+            *leaf += count_leaves(s, n->children[i]); /* no stats inside lists */
+        } else {
+            const lake_column_stats *cs = &st->columns[(*leaf)++];
+            if (kind == STAT_NULLS) {
+                lb_buf_printf(b, "%lld", (long long)cs->null_count);
+                wrote = true;
+            } else if (cs->has_bounds && cs->nan_count == 0) {
+                wrote = kind == STAT_MIN ? put_bound(b, c, cs->min, cs->min_len)
+                                         : put_bound(b, c, cs->max, cs->max_len);
+            }
+        }
+        if (wrote)
+            any = true;
+        else
+            b->len = before;
+    }
+    if (!any) {
+        b->len = mark;
+        return false;
+    }
+    lb_buf_append(b, "}", 1);
+    return true;
+}
+
+static char *
+stats_json(const lake_schema *s, const lake_parquet_file_stats *st)
+{
+    lb_buf b = LB_BUF_INIT;
+    lb_buf_printf(&b, "{\"numRecords\":%lld", (long long)st->num_rows);
+    static const char *const names[] = {"nullCount", "minValues", "maxValues"};
+    for (int k = STAT_NULLS; k <= STAT_MAX; k++) {
+        size_t mark = b.len, leaf = 0;
+        lb_buf_printf(&b, ",\"%s\":", names[k]);
+        if (!put_stats_struct(&b, s, LAKE_SCHEMA_ROOT, st, &leaf, (stat_kind)k))
+            b.len = mark;
+    }
+    lb_buf_append(&b, "}", 2);
+    return lb_buf_steal(&b, NULL);
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+/* RFC 2396 escaping for add.path / remove.path. */
+static char *
+uri_encode(const char *p)
+{
+    lb_buf b = LB_BUF_INIT;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-_.~/", *c))
+            lb_buf_append(&b, c, 1);
+        else
+            lb_buf_printf(&b, "%%%02X", *c);
+    }
+    lb_buf_append(&b, "", 1);
+    return lb_buf_steal(&b, NULL);
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static char *
+uri_decode(const char *p)
+{
+    size_t n = strlen(p);
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+            *o++ = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+            i += 2;
+        } else {
+            *o++ = p[i];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static ssize_t
+live_find(const lake_delta_table *t, const char *path)
+{
+    char **hit = bsearch(&path, t->live, t->nlive, sizeof(char *), cmp_str);
+    return hit ? hit - t->live : -1;
+}
+
+/* The live set stays sorted: insert and remove in place. */
+static int
+live_add(lake_delta_table *t, const char *path)
+{
+    if (t->nlive == t->caplive) {
+        size_t cap = t->caplive ? 2 * t->caplive : 64;
+        char **l = realloc(t->live, cap * sizeof(char *));
+        if (!l)
+            return -ENOMEM;
+        t->live = l;
+        t->caplive = cap;
+    }
+    char *copy = strdup(path);
+    if (!copy)
+        return -ENOMEM;
+    size_t lo = 0, hi = t->nlive;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(t->live[mid], path) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(&t->live[lo + 1], &t->live[lo], (t->nlive - lo) * sizeof(char *));
+    t->live[lo] = copy;
+    t->nlive++;
+    return 0;
+}
+
+static void
+live_remove(lake_delta_table *t, size_t i)
+{
+    free(t->live[i]);
+    memmove(&t->live[i], &t->live[i + 1], (t->nlive - i - 1) * sizeof(char *));
+    t->nlive--;
+}
+
+/* ---- open and replay ------------------------------------------------------------ */
+
+static void
+log_key(const lake_delta_table *t, int64_t version, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/" LOG_DIR "%020" PRId64 ".json", t->prefix, version);
+}
+
+static int
+check_protocol(lake_delta_table *t, json_t *p, int64_t v)
+{
+    json_t *r = json_object_get(p, "minReaderVersion"), *w = json_object_get(p, "minWriterVersion");
+    if (!json_is_integer(r) || !json_is_integer(w))
+        return terr(t, LB_EPARSE, "version %lld: protocol without reader and writer versions",
+                    (long long)v);
+    if (json_integer_value(r) > 3 || json_integer_value(w) > 7)
+        return terr(t, LB_EUNSUPPORTED, "the table needs reader %lld / writer %lld",
+                    (long long)json_integer_value(r), (long long)json_integer_value(w));
+    const char *lists[] = {"readerFeatures", "writerFeatures"};
+    for (int k = 0; k < 2; k++) {
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(p, lists[k]), i, f)
+        {
+            if (!json_is_string(f) || strcmp(json_string_value(f), "timestampNtz") != 0)
+                return terr(t, LB_EUNSUPPORTED, "the table uses the %s \"%s\"", lists[k],
+                            json_is_string(f) ? json_string_value(f) : "?");
+        }
+    }
+    return 0;
+}
+
+static int
+replay_entry(lake_delta_table *t, int64_t v, const char *text, size_t len)
+{
+    const char *p = text, *end = text + len;
+    int line = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        line++;
+        if (n > 0) {
+            json_error_t jerr;
+            json_t *a = json_loadb(p, n, 0, &jerr);
+            if (!a || !json_is_object(a)) {
+                json_decref(a);
+                return terr(t, LB_EPARSE, "version %lld line %d is not a JSON object", (long long)v,
+                            line);
+            }
+            int rc = 0;
+            json_t *x;
+            if ((x = json_object_get(a, "protocol"))) {
+                rc = check_protocol(t, x, v);
+            } else if ((x = json_object_get(a, "metaData"))) {
+                const char *ss = json_string_value(json_object_get(x, "schemaString"));
+                if (!ss)
+                    rc = terr(t, LB_EPARSE, "version %lld: metaData without schemaString",
+                              (long long)v);
+                else if (json_array_size(json_object_get(x, "partitionColumns")) > 0)
+                    rc = terr(t, LB_EUNSUPPORTED, "partitioned Delta tables are not supported");
+                else if (strcmp(ss, t->schema_string) != 0)
+                    rc = terr(t, LB_ESCHEMA,
+                              "the table's schema (version %lld) differs from the "
+                              "given one",
+                              (long long)v);
+            } else if ((x = json_object_get(a, "add")) || (x = json_object_get(a, "remove"))) {
+                bool add = json_object_get(a, "add") != NULL;
+                const char *path = json_string_value(json_object_get(x, "path"));
+                char *raw = path ? uri_decode(path) : NULL;
+                if (!path)
+                    rc = terr(t, LB_EPARSE, "version %lld: %s without a path", (long long)v,
+                              add ? "add" : "remove");
+                else if (!raw)
+                    rc = -ENOMEM;
+                else if (json_object_get(x, "deletionVector") &&
+                         !json_is_null(json_object_get(x, "deletionVector")))
+                    rc = terr(t, LB_EUNSUPPORTED, "deletion vectors are not supported");
+                if (rc == 0) {
+                    ssize_t i = live_find(t, raw);
+                    if (add && i < 0)
+                        rc = live_add(t, raw);
+                    else if (!add && i >= 0)
+                        live_remove(t, (size_t)i);
+                }
+                free(raw);
+            }
+            json_decref(a);
+            if (rc)
+                return rc;
+        }
+        p += n + 1;
+    }
+    return 0;
+}
+
+static int
+load_log(lake_delta_table *t)
+{
+    char dir[2048];
+    snprintf(dir, sizeof(dir), "%s/" LOG_DIR, t->prefix);
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(t->store, dir, &l);
+    if (rc)
+        return terr(t, rc, "%s", lake_store_error(t->store));
+    int64_t expect = 0;
+    bool checkpoint = false;
+    for (size_t i = 0; i < l.nobjects && rc == 0; i++) {
+        const char *name = l.objects[i].key + strlen(dir);
+        size_t nl = strlen(name);
+        if (strstr(name, "checkpoint"))
+            checkpoint = true;
+        if (nl != 25 || strcmp(name + 20, ".json") != 0 || strspn(name, "0123456789") != 20)
+            continue;
+        int64_t v = strtoll(name, NULL, 10);
+        if (v != expect) {
+            rc = expect == 0 && checkpoint
+                     ? terr(t, LB_EUNSUPPORTED,
+                            "the log starts at a checkpoint; checkpoints "
+                            "are not supported")
+                     : terr(t, LB_EPARSE, "the log has no version %lld", (long long)expect);
+            break;
+        }
+        lb_buf body = LB_BUF_INIT;
+        rc = lake_store_get(t->store, l.objects[i].key, &body);
+        if (rc)
+            terr(t, rc, "%s", lake_store_error(t->store));
+        else
+            rc = replay_entry(t, v, body.data ? body.data : "", body.len);
+        lb_buf_free(&body);
+        expect = v + 1;
+    }
+    lb_objstore_list_free(&l);
+    if (rc)
+        return rc;
+    if (expect == 0 && checkpoint)
+        return terr(t, LB_EUNSUPPORTED,
+                    "the log starts at a checkpoint; checkpoints are not "
+                    "supported");
+    t->version = expect - 1;
+    return 0;
+}
+
+/* ---- writing entries ------------------------------------------------------------ */
+
+static int
+append_action(lb_buf *b, const char *name, json_t *body)
+{
+    json_t *a = json_pack("{s:o}", name, body);
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text)
+        return -ENOMEM;
+    int rc = lb_buf_append_str(b, text);
+    if (rc == 0)
+        rc = lb_buf_append(b, "\n", 1);
+    free(text);
+    return rc;
+}
+
+static json_t *
+protocol_action(bool ntz)
+{
+    if (ntz)
+        return json_pack("{s:i, s:i, s:[s], s:[s]}", "minReaderVersion", 3, "minWriterVersion", 7,
+                         "readerFeatures", "timestampNtz", "writerFeatures", "timestampNtz");
+    return json_pack("{s:i, s:i}", "minReaderVersion", 1, "minWriterVersion", 2);
+}
+
+static int
+create_table(lake_delta_table *t, const lake_delta_options *opts)
+{
+    char id[37], txn[37];
+    lake__uuid4(id);
+    lake__uuid4(txn);
+    int64_t now = lake__now_ms();
+    json_t *config = json_object();
+    if (opts && opts->configuration)
+        for (const char *const *kv = opts->configuration; kv[0] && kv[1]; kv += 2)
+            json_object_set_new(config, kv[0], json_string(kv[1]));
+    json_t *meta =
+        json_pack("{s:s, s:{s:s, s:{}}, s:s, s:[], s:o, s:I}", "id", id, "format", "provider",
+                  "parquet", "options", "schemaString", t->schema_string, "partitionColumns",
+                  "configuration", config, "createdTime", (json_int_t)now);
+    if (meta && opts && opts->name)
+        json_object_set_new(meta, "name", json_string(opts->name));
+    if (meta && opts && opts->description)
+        json_object_set_new(meta, "description", json_string(opts->description));
+    json_t *info =
+        json_pack("{s:I, s:s, s:{s:s, s:s}, s:s, s:b, s:s, s:s}", "timestamp", (json_int_t)now,
+                  "operation", "CREATE TABLE", "operationParameters", "isManaged", "false",
+                  "partitionBy", "[]", "isolationLevel", "Serializable", "isBlindAppend", 1,
+                  "engineInfo", "lakebase", "txnId", txn);
+    lb_buf b = LB_BUF_INIT;
+    int rc = meta && info ? 0 : -ENOMEM;
+    if (rc == 0)
+        rc = append_action(&b, "commitInfo", info);
+    else
+        json_decref(info);
+    if (rc == 0)
+        rc = append_action(&b, "protocol", protocol_action(t->ntz));
+    if (rc == 0)
+        rc = append_action(&b, "metaData", meta);
+    else
+        json_decref(meta);
+    char key[2100];
+    log_key(t, 0, key, sizeof(key));
+    if (rc == 0) {
+        rc = lake_store_put_new(t->store, key, b.data, b.len);
+        if (rc == LB_ECONFLICT)
+            terr(t, rc, "another writer created the table first (\"%s\" exists); open it again",
+                 key);
+        else if (rc)
+            terr(t, rc, "%s", lake_store_error(t->store));
+    }
+    lb_buf_free(&b);
+    if (rc == 0)
+        t->version = 0;
+    return rc;
+}
+
+void
+lake_delta_close(lake_delta_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nlive; i++)
+        free(t->live[i]);
+    free(t->live);
+    free(t->prefix);
+    free(t->schema_string);
+    lake__leaves_free(&t->leaves);
+    free(t);
+}
+
+int
+lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
+                const lake_delta_options *opts, lake_delta_table **out, const char **error_out)
+{
+    static_error[0] = 0;
+    if (error_out)
+        *error_out = static_error;
+    if (!store || !prefix || !*prefix || !schema || !out)
+        return terr(NULL, -EINVAL, "store, prefix, schema and out are required");
+    int rc = lake_schema_validate(schema);
+    if (rc)
+        return terr(NULL, rc, "invalid schema: %s", lake_schema_error(schema));
+    lake_delta_table *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    t->store = store;
+    t->schema = schema;
+    t->version = -1;
+    const char *why;
+    if (!(t->prefix = strdup(prefix))) {
+        rc = -ENOMEM;
+    } else if (!(t->schema_string = lake_delta_schema_string(schema, &why))) {
+        rc = terr(NULL, LB_ESCHEMA, "%s", why);
+    } else if ((rc = lake__leaves_of(schema, &t->leaves)) == 0) {
+        size_t n = t->prefix ? strlen(t->prefix) : 0;
+        while (n > 0 && t->prefix[n - 1] == '/')
+            t->prefix[--n] = 0;
+        t->ntz = strstr(t->schema_string, "\"timestamp_ntz\"") != NULL;
+        rc = load_log(t);
+        if (rc == 0 && t->version < 0)
+            rc = create_table(t, opts);
+    }
+    if (rc) {
+        if (t->error[0])
+            snprintf(static_error, sizeof(static_error), "delta table \"%.150s\": %.300s",
+                     prefix, t->error);
+        lake_delta_close(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+/* ---- commit ------------------------------------------------------------------- */
+
+int
+lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
+                  const char *const *removes, size_t nremoves, int64_t *version_out)
+{
+    t->error[0] = 0;
+    if (nadds + nremoves == 0)
+        return terr(t, -EINVAL, "nothing to commit");
+    if ((nadds && !adds) || (nremoves && !removes))
+        return terr(t, -EINVAL, "adds or removes missing");
+    for (size_t i = 0; i < nadds; i++) {
+        int rc = lake__check_data_file(t->schema, &t->leaves, &adds[i], t->error, sizeof(t->error));
+        if (rc)
+            return rc;
+        if (live_find(t, adds[i].path) >= 0)
+            return terr(t, LB_EVALUE, "data file \"%s\" is already in the table", adds[i].path);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(adds[k].path, adds[i].path) == 0)
+                return terr(t, LB_EVALUE, "data file \"%s\" is added twice", adds[i].path);
+    }
+    for (size_t i = 0; i < nremoves; i++) {
+        if (!removes[i])
+            return terr(t, -EINVAL, "remove %zu has no path", i);
+        if (live_find(t, removes[i]) < 0)
+            return terr(t, LB_ENOTFOUND,
+                        "cannot remove \"%s\": it is not a live file of the "
+                        "table at version %lld",
+                        removes[i], (long long)t->version);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(removes[k], removes[i]) == 0)
+                return terr(t, LB_EVALUE, "data file \"%s\" is removed twice", removes[i]);
+        for (size_t k = 0; k < nadds; k++)
+            if (strcmp(adds[k].path, removes[i]) == 0)
+                return terr(t, LB_EVALUE, "data file \"%s\" is both removed and added", removes[i]);
+    }
+
+    int64_t now = lake__now_ms(), version = t->version + 1;
+    long long rows = 0;
+    for (size_t i = 0; i < nadds; i++)
+        rows += adds[i].stats->num_rows;
+    char txn[37];
+    lake__uuid4(txn);
+    const char *op = nremoves == 0 ? "WRITE" : nadds == 0 ? "DELETE" : "UPDATE";
+    json_t *params = nremoves == 0 ? json_pack("{s:s, s:s}", "mode", "Append", "partitionBy", "[]")
+                                   : json_pack("{s:s}", "predicate", "[]");
+    json_t *info =
+        json_pack("{s:I, s:s, s:o, s:I, s:s, s:b, s:{s:s, s:s, s:s}, s:s, s:s}", "timestamp",
+                  (json_int_t)now, "operation", op, "operationParameters", params, "readVersion",
+                  (json_int_t)t->version, "isolationLevel", "Serializable", "isBlindAppend",
+                  nremoves == 0, "operationMetrics", "numAddedFiles", "", "numRemovedFiles", "",
+                  "numOutputRows", "", "engineInfo", "lakebase", "txnId", txn);
+    if (!info)
+        return -ENOMEM;
+    char num[32];
+    json_t *metrics = json_object_get(info, "operationMetrics");
+    snprintf(num, sizeof(num), "%zu", nadds);
+    json_object_set_new(metrics, "numAddedFiles", json_string(num));
+    snprintf(num, sizeof(num), "%zu", nremoves);
+    json_object_set_new(metrics, "numRemovedFiles", json_string(num));
+    snprintf(num, sizeof(num), "%lld", rows);
+    json_object_set_new(metrics, "numOutputRows", json_string(num));
+
+    lb_buf b = LB_BUF_INIT;
+    int rc = append_action(&b, "commitInfo", info);
+    for (size_t i = 0; i < nremoves && rc == 0; i++) {
+        char *path = uri_encode(removes[i]);
+        json_t *r = path ? json_pack("{s:s, s:I, s:b, s:b, s:{}}", "path", path,
+                                     "deletionTimestamp", (json_int_t)now, "dataChange", 1,
+                                     "extendedFileMetadata", 0, "partitionValues")
+                         : NULL;
+        free(path);
+        rc = r ? append_action(&b, "remove", r) : -ENOMEM;
+    }
+    for (size_t i = 0; i < nadds && rc == 0; i++) {
+        char *path = uri_encode(adds[i].path);
+        char *stats = stats_json(t->schema, adds[i].stats);
+        int64_t mtime = adds[i].modification_ms ? adds[i].modification_ms : now;
+        json_t *a =
+            path && stats
+                ? json_pack("{s:s, s:{}, s:I, s:I, s:b, s:s}", "path", path, "partitionValues",
+                            "size", (json_int_t)adds[i].stats->file_bytes, "modificationTime",
+                            (json_int_t)mtime, "dataChange", 1, "stats", stats)
+                : NULL;
+        free(path);
+        free(stats);
+        rc = a ? append_action(&b, "add", a) : -ENOMEM;
+    }
+    char key[2100];
+    log_key(t, version, key, sizeof(key));
+    if (rc == 0) {
+        rc = lake_store_put_new(t->store, key, b.data, b.len);
+        if (rc == LB_ECONFLICT)
+            terr(t, rc,
+                 "version %lld of the table was committed by another writer; reopen the "
+                 "table and retry",
+                 (long long)version);
+        else if (rc)
+            terr(t, rc, "could not write version %lld: %s", (long long)version,
+                 lake_store_error(t->store));
+    }
+    lb_buf_free(&b);
+    if (rc)
+        return rc;
+
+    /* The entry is durable: now the handle follows it. */
+    for (size_t i = 0; i < nremoves; i++) {
+        ssize_t k = live_find(t, removes[i]);
+        if (k >= 0)
+            live_remove(t, (size_t)k);
+    }
+    for (size_t i = 0; i < nadds; i++)
+        if ((rc = live_add(t, adds[i].path)))
+            break;
+    t->version = version;
+    if (version_out)
+        *version_out = version;
+    return rc;
+}
+
+int64_t
+lake_delta_version(const lake_delta_table *t)
+{
+    return t->version;
+}
+
+size_t
+lake_delta_live_count(const lake_delta_table *t)
+{
+    return t->nlive;
+}
+
+const char *
+lake_delta_live_path(const lake_delta_table *t, size_t i)
+{
+    return i < t->nlive ? t->live[i] : NULL;
+}
+
+const char *
+lake_delta_error(const lake_delta_table *t)
+{
+    return t->error;
+}

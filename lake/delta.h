@@ -1,0 +1,95 @@
+/*
+ * delta.h: the Delta Lake log of a lake table.
+ *
+ * A table's log is <prefix>/_delta_log/NNNNNNNNNNNNNNNNNNNN.json (20-digit
+ * versions), one JSON action per line. Version 0 holds protocol, metaData
+ * and commitInfo; each later version holds commitInfo and the remove and
+ * add actions of one lake snapshot. Log entries are created with
+ * put-if-absent (store.h), never overwritten: a second writer of the same
+ * version gets LB_ECONFLICT.
+ *
+ * Schema mapping (Delta's JSON schema): boolean, byte (int8), short
+ * (int16), integer, long, float, double, decimal(p,s), date, timestamp
+ * (with time zone), timestamp_ntz (without; the table then needs reader
+ * version 3, writer version 7 and the timestampNtz feature, otherwise it is
+ * reader 1 / writer 2), string (string, json), binary (binary, uuid,
+ * fixed), array, struct. Delta has no time-of-day type: time columns are
+ * declared long (microseconds since midnight), which is what their Parquet
+ * column holds.
+ *
+ * Statistics in add.stats: numRecords, and per column outside lists
+ * nullCount, minValues and maxValues (numbers, decimals as exact JSON
+ * numbers, dates "YYYY-MM-DD", timestamps truncated to milliseconds as the
+ * protocol says, strings when valid UTF-8). No min/max for boolean and
+ * binary columns, for float columns holding NaN, or for bounds Delta
+ * cannot express.
+ *
+ * Not done: checkpoints (readers replay from version 0), partitioned
+ * tables, deletion vectors.
+ */
+#ifndef LAKE_DELTA_H
+#define LAKE_DELTA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "schema.h"
+#include "store.h"
+#include "table.h"
+
+typedef struct lake_delta_table lake_delta_table;
+
+typedef struct lake_delta_options {
+    const char *name;        /* metaData.name; may be NULL */
+    const char *description; /* metaData.description; may be NULL */
+    /* metaData.configuration as key, value, key, value, ..., NULL */
+    const char *const *configuration;
+} lake_delta_options;
+
+/*
+ * Open the table under prefix (see lake_table_prefix()), creating it
+ * (version 0) if it has no log yet. An existing log is replayed to find the
+ * live files; its schema must be the one the given schema maps to.
+ *
+ * store and schema are borrowed and must outlive the table; opts (may be
+ * NULL) is used at creation only. Returns 0, LB_ECONFLICT (another writer
+ * created version 0 first; open again), LB_ESCHEMA (the schema cannot be
+ * mapped, or differs from the table's), LB_EPARSE (a log entry is not valid
+ * JSON or lacks required fields), LB_EUNSUPPORTED (checkpoints only, reader
+ * or writer features we do not know), or a store error. *error_out (if not
+ * NULL) gets a message (static per thread). The caller closes *out.
+ */
+int lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
+                    const lake_delta_options *opts, lake_delta_table **out, const char **error_out);
+
+/*
+ * Commit one version: remove the live files named in removes, add the
+ * files in adds. Nothing is written unless every input is valid:
+ * LB_EVALUE for a data file whose statistics do not match the schema, a
+ * bad or repeated path, a path both removed and added; LB_ENOTFOUND for a
+ * remove of a file that is not live; -EINVAL for an empty commit.
+ * LB_ECONFLICT if the version exists (another writer committed first): the
+ * handle is unchanged but stale, so reopen and retry. *version_out (may be
+ * NULL) gets the new version.
+ */
+int lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
+                      const char *const *removes, size_t nremoves, int64_t *version_out);
+
+/* The last version read or written. */
+int64_t lake_delta_version(const lake_delta_table *t);
+
+/* The live files (paths relative to the table prefix), in no particular
+ * order. Owned by the table, valid until the next commit or close. */
+size_t lake_delta_live_count(const lake_delta_table *t);
+const char *lake_delta_live_path(const lake_delta_table *t, size_t i);
+
+/* metaData.schemaString for a schema; the caller frees it. NULL and a
+ * message in *error_out for a schema Delta cannot take. */
+char *lake_delta_schema_string(const lake_schema *schema, const char **error_out);
+
+/* The message of the last failure. Owned by the table. */
+const char *lake_delta_error(const lake_delta_table *t);
+
+void lake_delta_close(lake_delta_table *t);
+
+#endif
