@@ -66,7 +66,10 @@ ps_daemon_init(ps_daemon *d)
         (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_seconds",
                                    "Duration of a snapshot, replay paused.", NULL,
                                    (const double[]){0.1, 0.5, 1, 2, 5, 10, 30, 60}, 8,
-                                   &d->snapshot_seconds)) != 0)
+                                   &d->snapshot_seconds)) != 0 ||
+        (rc = lb_metrics_gauge(d->metrics, "pageserver_ingest_lag_bytes",
+                               "WAL received by a timeline's redo standby but not replayed yet.",
+                               "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;

@@ -411,9 +411,15 @@ run(void *arg)
         usleep(TICK_MS * 1000);
         pthread_mutex_lock(&in->lock);
         if (!in->stop && connect_standby(in)) {
-            lb_lsn replay;
-            if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay))
+            lb_lsn replay, received;
+            if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay)) {
                 ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
+                lb_gauge *g;
+                if (lsn_query(in->conn, "select pg_last_wal_receive_lsn()", &received) &&
+                    lb_gauge_labels(in->d->ingest_lag_bytes, &g, in->tenant, in->timeline,
+                                    NULL) == 0)
+                    lb_gauge_set(g, received > replay ? (double)(received - replay) : 0);
+            }
             check_receiver(in);
             if (now_ms() - in->last_snapshot_ms >= in->d->snapshot_interval_ms) {
                 bool taken;
