@@ -14,13 +14,17 @@
  *   GET    .../history/{name}                                    a timeline history file
  *
  * Handlers parse and validate on the HTTP thread, then run the operation
- * on the loop thread through sk_run_on_loop(). Every malformed body, bad
- * id, unknown timeline or stale term gets a 4xx with a JSON error.
+ * on the loop thread through sk_run_on_loop(). Every refusal is a 4xx with
+ * a JSON error naming the problem: 400 for a malformed body, id or name,
+ * 404 for a timeline, segment or WAL range this safekeeper does not hold,
+ * 409 for a stale term or a conflicting create. Nothing is stored before
+ * a request has been checked against the timeline it changes.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +46,7 @@ typedef struct api_ctx {
     char timeline[LB_ID_STRLEN];
     json_t *body;
     lb_json_error err;
+    int err_status; /* 0: err is a malformed request (400); else see refuse() */
     /* operation inputs */
     uint64_t term;
     sk_term_entry history[SK_MAX_TERM_HISTORY];
@@ -73,6 +78,8 @@ finish(lb_http_request *req, api_ctx *c, int rc)
     lb_buf_free(&c->bytes);
     if (c->err.failed) {
         json_decref(c->reply);
+        if (c->err_status)
+            return lb_http_respond_error(req, c->err_status, "%s", c->err.message);
         return lb_json_respond_bad_request(req, &c->err);
     }
     if (rc) {
@@ -85,12 +92,44 @@ finish(lb_http_request *req, api_ctx *c, int rc)
     return lb_json_respond(req, 200, c->reply ? c->reply : json_object());
 }
 
+/* Refuse a well-formed request with the status of code: 404 for what this
+ * safekeeper does not hold, 409 for a conflict. A malformed request is
+ * failed with lb_json_fail() instead and gets 400 ("missing field" is
+ * LB_ENOTFOUND too, so the code alone cannot tell them apart). */
+static int refuse(api_ctx *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+refuse(api_ctx *c, int code, const char *fmt, ...)
+{
+    char msg[sizeof(c->err.message)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!c->err.failed)
+        c->err_status = lb_http_status_for_error(code);
+    return lb_json_fail(&c->err, code, "%s", msg);
+}
+
+/* A request whose LSN is where the WAL of a term starts: it must be where
+ * a record can start, or the timeline could not decode from it. */
+static bool
+record_start_ok(lb_lsn lsn, uint32_t seg_size)
+{
+    lb_wal_decoder *dec;
+    if (lb_wal_decoder_new(lsn, seg_size, &dec) != 0)
+        return false;
+    lb_wal_decoder_free(dec);
+    return true;
+}
+
 static sk_tl_entry *
 need(api_ctx *c)
 {
     sk_tl_entry *e = sk_find(c->sk, c->tenant, c->timeline);
     if (!e)
-        lb_json_fail(&c->err, LB_ENOTFOUND, "timeline %s/%s not found", c->tenant, c->timeline);
+        refuse(c, LB_ENOTFOUND, "timeline %s/%s not found", c->tenant, c->timeline);
     return e;
 }
 
@@ -104,9 +143,8 @@ job_create(sk_daemon *sk, void *arg)
     if (e) {
         const sk_acceptor_state *st = sk_timeline_state(e->tl);
         if (st->system_id != (uint64_t)c->num || st->wal_seg_size != c->lsn_b)
-            return lb_json_fail(&c->err, LB_EEXIST,
-                                "timeline %s/%s exists with different parameters", c->tenant,
-                                c->timeline);
+            return refuse(c, LB_EEXIST, "timeline %s/%s exists with different parameters",
+                          c->tenant, c->timeline);
         c->reply = sk_timeline_status_json(e->tl);
         return 0;
     }
@@ -142,13 +180,17 @@ h_create(lb_http_request *req, void *arg)
         char *end;
         errno = 0;
         unsigned long long v = strtoull(sysid, &end, 10);
-        if (errno || *end || end == sysid || v == 0)
+        /* strtoull() takes "-1" (as 2^64-1) and leading spaces: digits only */
+        if (errno || *end || end == sysid || v == 0 || sysid[0] < '0' || sysid[0] > '9')
             lb_json_fail(&c.err, LB_EPARSE, "field \"system_id\" must be a decimal number > 0");
         else if (!lb_wal_seg_size_valid((uint64_t)seg))
             lb_json_fail(&c.err, LB_EPARSE,
                          "field \"wal_seg_size\" must be a power of two from 1 MiB to 1 GiB");
         else if (tli < 1 || tli > UINT32_MAX)
             lb_json_fail(&c.err, LB_EPARSE, "field \"pg_tli\" must be a timeline id > 0");
+        else if (!record_start_ok(c.lsn_a, (uint32_t)seg))
+            lb_json_fail(&c.err, LB_EPARSE,
+                         "field \"start_lsn\" must be where a WAL record can start");
         c.num = (int64_t)v;
     }
     c.lsn_b = (lb_lsn)seg;
@@ -280,6 +322,19 @@ job_accept(sk_daemon *sk, void *arg)
     sk_tl_entry *e = need(c);
     if (!e)
         return 0;
+    /* Checked before anything changes: a history the state file could not
+     * be loaded with, or a term starting where no record can, would be
+     * persisted and lose the timeline on the next start. */
+    lb_lsn first = sk_timeline_start_lsn(e->tl);
+    if (c->history[0].start_lsn < first)
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"term_history\" starts at %X/%X, before the timeline's "
+                            "start %X/%X",
+                            LB_LSN_ARGS(c->history[0].start_lsn), LB_LSN_ARGS(first));
+    if (!record_start_ok(c->lsn_a, sk_timeline_state(e->tl)->wal_seg_size))
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"end_lsn\" %X/%X is not where a WAL record can start",
+                            LB_LSN_ARGS(c->lsn_a));
     fetch_ctx f = {c->text, c->tenant, c->timeline, NULL};
     lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
     if (f.donor && lb_http_client_new(&opts, &f.http) != 0)
@@ -306,8 +361,11 @@ h_accept(lb_http_request *req, void *arg)
     lb_json_req_lsn(c.body, "end_lsn", &c.lsn_a, &c.err);
     lb_json_opt_str(c.body, "donor", NULL, &c.text, &c.err);
     if (!c.err.failed) {
-        if (sk_term_history_from_json(json_object_get(c.body, "term_history"), c.history,
-                                      SK_MAX_TERM_HISTORY, &c.nhistory, msg, sizeof(msg)) != 0)
+        if (term <= 0)
+            lb_json_fail(&c.err, LB_EPARSE, "field \"term\" must be > 0");
+        else if (sk_term_history_from_json(json_object_get(c.body, "term_history"), c.history,
+                                           SK_MAX_TERM_HISTORY, &c.nhistory, msg,
+                                           sizeof(msg)) != 0)
             lb_json_fail(&c.err, LB_EPARSE, "field \"term_history\": %s", msg);
         else if (c.nhistory == 0 || c.history[c.nhistory - 1].term != (uint64_t)term ||
                  c.history[c.nhistory - 1].start_lsn != c.lsn_a)
@@ -345,6 +403,8 @@ h_elected(lb_http_request *req, void *arg)
     lb_json_parse_request(req, &c.body, &c.err);
     lb_json_req_int64(c.body, "term", &term, &c.err);
     lb_json_opt_str(c.body, "compute", NULL, &c.text, &c.err);
+    if (!c.err.failed && term <= 0)
+        lb_json_fail(&c.err, LB_EPARSE, "field \"term\" must be > 0");
     c.term = (uint64_t)term;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_elected, &c);
     return finish(req, &c, rc);
@@ -376,8 +436,11 @@ h_peer(lb_http_request *req, void *arg)
     lb_json_req_int64(c.body, "term", &term, &c.err);
     lb_json_req_int64(c.body, "last_log_term", &llt, &c.err);
     lb_json_req_lsn(c.body, "flush_lsn", &c.lsn_a, &c.err);
+    if (!c.err.failed && (term < 0 || llt < 0 || llt > term))
+        lb_json_fail(&c.err, LB_EPARSE,
+                     "fields \"term\" and \"last_log_term\" must be >= 0, last_log_term <= term");
     if (!c.err.failed && (c.num = sk_peer_index(c.sk, name)) < 0)
-        lb_json_fail(&c.err, LB_EPARSE, "unknown peer \"%s\"", name);
+        lb_json_fail(&c.err, LB_EPARSE, "unknown peer \"%.64s\"", name);
     c.term = (uint64_t)term;
     c.lsn_b = (lb_lsn)llt;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_peer, &c);
@@ -427,10 +490,9 @@ job_wal(sk_daemon *sk, void *arg)
         return 0;
     lb_lsn end = sk_timeline_end_lsn(e->tl);
     if (c->lsn_a < sk_timeline_start_lsn(e->tl) || c->lsn_b > end)
-        return lb_json_fail(&c->err, LB_ENOTFOUND,
-                            "WAL %X/%X-%X/%X is not held here (held: %X/%X-%X/%X)",
-                            LB_LSN_ARGS(c->lsn_a), LB_LSN_ARGS(c->lsn_b),
-                            LB_LSN_ARGS(sk_timeline_start_lsn(e->tl)), LB_LSN_ARGS(end));
+        return refuse(c, LB_ENOTFOUND, "WAL %X/%X-%X/%X is not held here (held: %X/%X-%X/%X)",
+                      LB_LSN_ARGS(c->lsn_a), LB_LSN_ARGS(c->lsn_b),
+                      LB_LSN_ARGS(sk_timeline_start_lsn(e->tl)), LB_LSN_ARGS(end));
     size_t n = (size_t)(c->lsn_b - c->lsn_a);
     int rc = lb_buf_reserve(&c->bytes, n);
     if (rc)
@@ -477,7 +539,7 @@ job_segment(sk_daemon *sk, void *arg)
     uint32_t tli;
     uint64_t segno;
     if (lb_wal_segment_parse(c->text, st->wal_seg_size, &tli, &segno) != 0)
-        return lb_json_fail(&c->err, LB_EPARSE, "\"%s\" is not a WAL segment name", c->text);
+        return lb_json_fail(&c->err, LB_EPARSE, "\"%.64s\" is not a WAL segment name", c->text);
     lb_lsn seg_start = segno * st->wal_seg_size;
     lb_lsn limit = sk_timeline_commit_lsn(e->tl);
     bool known_tli = tli == st->start_tli;
@@ -490,7 +552,7 @@ job_segment(sk_daemon *sk, void *arg)
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     first -= first % st->wal_seg_size;
     if (!known_tli || limit <= seg_start || seg_start < first)
-        return lb_json_fail(&c->err, LB_ENOTFOUND, "segment %s is not available here", c->text);
+        return refuse(c, LB_ENOTFOUND, "segment %s is not available here", c->text);
     int rc = sk_timeline_segment_path(e->tl, tli, segno, c->path, sizeof(c->path));
     if (rc)
         return rc;
@@ -544,7 +606,7 @@ h_segment(lb_http_request *req, void *arg)
         return finish(req, &c, rc);
     int fd = open(c.path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        lb_json_fail(&c.err, LB_ENOTFOUND, "segment %s is not available here", c.text);
+        refuse(&c, LB_ENOTFOUND, "segment %s is not available here", c.text);
         return finish(req, &c, 0);
     }
     seg_stream *s = malloc(sizeof(*s));
@@ -567,8 +629,7 @@ job_history(sk_daemon *sk, void *arg)
         return 0;
     int rc = sk_timeline_history_file(e->tl, (uint32_t)c->num, &c->bytes);
     if (rc == LB_ENOTFOUND)
-        return lb_json_fail(&c->err, LB_ENOTFOUND, "history file %s is not available here",
-                            c->text);
+        return refuse(c, LB_ENOTFOUND, "history file %s is not available here", c->text);
     return rc;
 }
 
@@ -582,7 +643,7 @@ h_history(lb_http_request *req, void *arg)
     int used = 0;
     if (!c.err.failed && (strlen(c.text) != 16 || sscanf(c.text, "%8X.history%n", &tli, &used) != 1 ||
                           used != 16 || tli == 0))
-        lb_json_fail(&c.err, LB_EPARSE, "\"%s\" is not a timeline history file name", c.text);
+        lb_json_fail(&c.err, LB_EPARSE, "\"%.64s\" is not a timeline history file name", c.text);
     c.num = tli;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_history, &c);
     if (rc == 0 && !c.err.failed) {

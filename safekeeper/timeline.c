@@ -570,7 +570,9 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
 int
 sk_timeline_elected(sk_timeline *tl, uint64_t term, const char *compute_conninfo)
 {
-    if (term != tl->st.term || sk_last_log_term(&tl->st) != term)
+    /* Term 0 on a timeline that never had an election would pass the
+     * comparison below with an empty history. */
+    if (term == 0 || term != tl->st.term || sk_last_log_term(&tl->st) != term)
         return LB_ESTALETERM;
     /* A majority holds WAL up to the term's start: it is committed, and
      * a compute restoring for this term may be served all of it. */
