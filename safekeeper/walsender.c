@@ -12,7 +12,8 @@
  * timeline is streamed up to its switch point, then the stream ends with
  * the next timeline and its start, as PostgreSQL's walsender does.
  * Authentication is trust: the safekeeper listens on a cluster-internal
- * address, and the network policy is the boundary.
+ * address, and the network policy is the boundary. The options and the
+ * commands are parsed by repl_command.c.
  *
  * All connections live on the daemon's loop thread. Each has an output
  * buffer; WAL is read into it only while it holds less than OUT_HIGH
@@ -35,6 +36,7 @@
 #include "errors.h"
 #include "log.h"
 #include "pgwire.h"
+#include "repl_command.h"
 #include "wal.h"
 
 #define OUT_HIGH (1u << 20)
@@ -137,27 +139,6 @@ send_error(wconn *c, const char *severity, const char *sqlstate, const char *fmt
         lb_pq_put_ready(&c->out, 'I');
 }
 
-/* "-c tenant_id=x -c timeline_id=y" (also "--tenant_id=x"). */
-static void
-parse_options(wconn *c, const char *options)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", options ? options : "");
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        if (strcmp(tok, "-c") == 0)
-            continue;
-        if (strncmp(tok, "-c", 2) == 0)
-            tok += 2;
-        while (*tok == '-')
-            tok++;
-        if (strncmp(tok, "tenant_id=", 10) == 0)
-            snprintf(c->tenant, sizeof(c->tenant), "%s", tok + 10);
-        else if (strncmp(tok, "timeline_id=", 12) == 0)
-            snprintf(c->timeline, sizeof(c->timeline), "%s", tok + 12);
-    }
-}
-
 static bool
 truthy(const char *v)
 {
@@ -182,7 +163,7 @@ handle_startup(wconn *c, const lb_pq_startup *st)
                    "a safekeeper only accepts physical replication connections");
         return;
     }
-    parse_options(c, lb_pq_startup_param(st, "options"));
+    sk_repl_options_parse(lb_pq_startup_param(st, "options"), c->tenant, c->timeline);
     const char *app = lb_pq_startup_param(st, "application_name");
     snprintf(c->app_name, sizeof(c->app_name), "%s", app ? app : "");
     if (!sk_id_valid(c->tenant) || !sk_id_valid(c->timeline)) {
@@ -346,58 +327,35 @@ handle_query(wconn *c, const char *sql)
         send_error(c, "FATAL", "3D000", "timeline %s/%s was deleted", c->tenant, c->timeline);
         return;
     }
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "%s", sql);
-    /* Trim spaces and a trailing semicolon. */
-    size_t n = strlen(cmd);
-    while (n && (cmd[n - 1] == ' ' || cmd[n - 1] == ';' || cmd[n - 1] == '\n'))
-        cmd[--n] = '\0';
-    char *p = cmd;
-    while (*p == ' ' || *p == '\n')
-        p++;
-    char w[6][64] = {{0}};
-    int nw = sscanf(p, "%63s %63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3], w[4], w[5]);
-    if (nw <= 0) {
+    sk_repl_command cmd;
+    sk_repl_command_parse(sql, &cmd);
+    switch (cmd.kind) {
+    case SK_REPL_EMPTY:
         lb_pq_put_command_complete(&c->out, "");
         lb_pq_put_ready(&c->out, 'I');
-        return;
-    }
-    if (strcasecmp(w[0], "IDENTIFY_SYSTEM") == 0 && nw == 1) {
+        break;
+    case SK_REPL_IDENTIFY_SYSTEM:
         cmd_identify(c, e);
-    } else if (strcasecmp(w[0], "TIMELINE_HISTORY") == 0 && nw == 2) {
-        char *end;
-        unsigned long tli = strtoul(w[1], &end, 10);
-        if (*end || tli == 0 || tli > UINT32_MAX)
-            send_error(c, "ERROR", "42601", "invalid timeline \"%s\"", w[1]);
-        else
-            cmd_timeline_history(c, e, (uint32_t)tli);
-    } else if (strcasecmp(w[0], "SHOW") == 0 && nw == 2) {
-        cmd_show(c, e, w[1]);
-    } else if (strcasecmp(w[0], "START_REPLICATION") == 0) {
-        int i = 1;
-        if (i < nw && strcasecmp(w[i], "SLOT") == 0)
-            i += 2; /* slots are not kept: retention follows offload, not slots */
-        if (i < nw && strcasecmp(w[i], "PHYSICAL") == 0)
-            i++;
-        lb_lsn start;
-        unsigned long tli = 0;
-        if (i >= nw || lb_lsn_parse(w[i], &start) != 0) {
-            send_error(c, "ERROR", "42601", "syntax error in START_REPLICATION");
-            return;
-        }
-        i++;
-        if (i < nw) {
-            char *end;
-            if (strcasecmp(w[i], "TIMELINE") != 0 || i + 1 >= nw ||
-                (tli = strtoul(w[i + 1], &end, 10)) == 0 || *end || tli > UINT32_MAX ||
-                i + 2 != nw) {
-                send_error(c, "ERROR", "42601", "syntax error in START_REPLICATION");
-                return;
-            }
-        }
-        cmd_start_replication(c, e, start, (uint32_t)tli);
-    } else {
-        send_error(c, "ERROR", "42601", "command not supported by a safekeeper: \"%.80s\"", p);
+        break;
+    case SK_REPL_TIMELINE_HISTORY:
+        cmd_timeline_history(c, e, cmd.tli);
+        break;
+    case SK_REPL_BAD_TIMELINE:
+        send_error(c, "ERROR", "42601", "invalid timeline \"%s\"", cmd.arg);
+        break;
+    case SK_REPL_SHOW:
+        cmd_show(c, e, cmd.arg);
+        break;
+    case SK_REPL_START_REPLICATION:
+        cmd_start_replication(c, e, cmd.start, cmd.tli);
+        break;
+    case SK_REPL_BAD_SYNTAX:
+        send_error(c, "ERROR", "42601", "syntax error in START_REPLICATION");
+        break;
+    case SK_REPL_UNSUPPORTED:
+        send_error(c, "ERROR", "42601", "command not supported by a safekeeper: \"%.80s\"",
+                   cmd.text);
+        break;
     }
 }
 
