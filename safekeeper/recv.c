@@ -227,6 +227,10 @@ handle_copy_data(sk_receiver *r, const char *buf, int len)
         }
         r->dirty = true;
         r->stats.bytes_received += m.wal_len;
+        /* Reset only on progress, not on connecting: a stream that fails
+         * at once (a full disk, a refused start) must back off, not
+         * reconnect to the compute ten times a second. */
+        r->backoff_ms = BACKOFF_MIN_MS;
     } else if (m.kind == 'k') {
         if (m.reply_requested)
             r->reply_requested = true;
@@ -247,7 +251,6 @@ drive(sk_receiver *r)
             watch(r, LB_WRITABLE);
             return;
         case PGRES_POLLING_OK:
-            r->backoff_ms = BACKOFF_MIN_MS;
             r->identified = false;
             send_query(r, "IDENTIFY_SYSTEM", R_IDENTIFY);
             return;
@@ -331,8 +334,10 @@ sk_receiver_poke(sk_receiver *r)
 {
     const char *target = sk_timeline_compute(r->tl);
     if (r->conn) {
-        if (!target || sk_timeline_broken(r->tl) || r->term != sk_timeline_compute_term(r->tl) ||
-            strcmp(target, r->target) != 0)
+        if (sk_timeline_broken(r->tl))
+            disconnect(r, "timeline broken by an fsync failure");
+        else if (!target || r->term != sk_timeline_compute_term(r->tl) ||
+                 strcmp(target, r->target) != 0)
             disconnect(r, target ? "compute changed" : "term moved on");
         return;
     }
