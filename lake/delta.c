@@ -402,6 +402,8 @@ cmp_str(const void *a, const void *b)
 static ssize_t
 live_find(const lake_delta_table *t, const char *path)
 {
+    if (t->nlive == 0)
+        return -1;
     char **hit = bsearch(&path, t->live, t->nlive, sizeof(char *), cmp_str);
     return hit ? hit - t->live : -1;
 }
@@ -700,7 +702,7 @@ lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
     if (!(t->prefix = strdup(prefix))) {
         rc = -ENOMEM;
     } else if (!(t->schema_string = lake_delta_schema_string(schema, &why))) {
-        rc = terr(NULL, LB_ESCHEMA, "%s", why);
+        rc = LB_ESCHEMA; /* static_error (why) says what */
     } else if ((rc = lake__leaves_of(schema, &t->leaves)) == 0) {
         size_t n = t->prefix ? strlen(t->prefix) : 0;
         while (n > 0 && t->prefix[n - 1] == '/')

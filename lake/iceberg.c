@@ -1,0 +1,1459 @@
+/*
+ * iceberg.c: Iceberg v2 table metadata, manifest lists and manifests
+ * (Iceberg table spec: "Manifests", "Manifest Lists", "Snapshots",
+ * "Table Metadata", Appendix C and D).
+ *
+ * State. A handle holds the parsed current metadata JSON, the manifest
+ * list entries of the current snapshot (manifest_file records, kept as
+ * plain structs), and the live files: relative path, the manifest that
+ * lists it, its row count and size. Opening a table rebuilds this from
+ * object storage: newest vN.metadata.json, then the manifest list, then
+ * every manifest (status DELETED entries are not live; ADDED entries
+ * inherit the manifest's sequence number when theirs is null).
+ *
+ * Commit. After validation, in this order: (1) rewritten manifests for the
+ * parent's manifests that lose files; (2) a manifest of ADDED files; (3)
+ * the manifest list; (4) v<N+1>.metadata.json, put-if-absent: the commit
+ * point; (5) version-hint.text. A failure before (4) leaves only
+ * unreferenced files; a conflict at (4) means another writer won. Only
+ * after (4) does the handle move to the new state.
+ *
+ * Entry rules (spec "Sequence Number Inheritance"): ADDED entries carry
+ * the new snapshot id and null sequence numbers (inherited from the
+ * manifest list, which records the new sequence number); EXISTING and
+ * DELETED entries carry the snapshot id and both sequence numbers
+ * explicitly, resolved from the manifest they came from. A DELETED entry's
+ * snapshot id is the deleting snapshot's. DELETED entries of older
+ * snapshots are dropped when their manifest is rewritten, and a kept
+ * manifest without live files is dropped from the next snapshot.
+ *
+ * Manifest and manifest list Avro schemas are the spec's, with the field
+ * ids and the field and record names Spark's Iceberg writer uses (so
+ * readers that match by name agree too), v2's optional
+ * referenced_data_file (143) included.
+ *
+ * Callers: the transcoder (one snapshot per lake snapshot), the REST
+ * catalog (loadTable reads the location of the newest metadata), tests.
+ */
+#include "iceberg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "avro.h"
+#include "buf.h"
+#include "encoding.h"
+#include "errors.h"
+
+enum { ST_EXISTING = 0, ST_ADDED = 1, ST_DELETED = 2 };
+
+#define MAP_FIELD(name, id, key, val, vtype)                                                       \
+    "{\"name\":\"" name "\",\"type\":[\"null\",{\"type\":\"array\",\"items\":{\"type\":"           \
+    "\"record\",\"name\":\"k" key "_v" val "\",\"fields\":[{\"name\":\"key\",\"type\":\"int\","    \
+    "\"field-id\":" key "},{\"name\":\"value\",\"type\":\"" vtype "\",\"field-id\":" val "}]},"    \
+    "\"logicalType\":\"map\"}],\"default\":null,\"field-id\":" id "}"
+
+static const char MANIFEST_SCHEMA[] =
+    "{\"type\":\"record\",\"name\":\"manifest_entry\",\"fields\":["
+    "{\"name\":\"status\",\"type\":\"int\",\"field-id\":0},"
+    "{\"name\":\"snapshot_id\",\"type\":[\"null\",\"long\"],\"default\":null,\"field-id\":1},"
+    "{\"name\":\"sequence_number\",\"type\":[\"null\",\"long\"],\"default\":null,\"field-id\":3},"
+    "{\"name\":\"file_sequence_number\",\"type\":[\"null\",\"long\"],\"default\":null,"
+    "\"field-id\":4},"
+    "{\"name\":\"data_file\",\"type\":{\"type\":\"record\",\"name\":\"r2\",\"fields\":["
+    "{\"name\":\"content\",\"type\":\"int\",\"field-id\":134},"
+    "{\"name\":\"file_path\",\"type\":\"string\",\"field-id\":100},"
+    "{\"name\":\"file_format\",\"type\":\"string\",\"field-id\":101},"
+    "{\"name\":\"partition\",\"type\":{\"type\":\"record\",\"name\":\"r102\",\"fields\":[]},"
+    "\"field-id\":102},"
+    "{\"name\":\"record_count\",\"type\":\"long\",\"field-id\":103},"
+    "{\"name\":\"file_size_in_bytes\",\"type\":\"long\",\"field-id\":104}," //
+    MAP_FIELD("column_sizes", "108", "117", "118", "long") ","              //
+    MAP_FIELD("value_counts", "109", "119", "120", "long") ","              //
+    MAP_FIELD("null_value_counts", "110", "121", "122", "long") ","         //
+    MAP_FIELD("nan_value_counts", "137", "138", "139", "long") ","          //
+    MAP_FIELD("lower_bounds", "125", "126", "127", "bytes") ","             //
+    MAP_FIELD("upper_bounds", "128", "129", "130",
+              "bytes") "," //
+                       "{\"name\":\"key_metadata\",\"type\":[\"null\",\"bytes\"],\"default\":null,"
+                       "\"field-id\":131},"
+                       "{\"name\":\"split_offsets\",\"type\":[\"null\",{\"type\":\"array\","
+                       "\"items\":\"long\","
+                       "\"element-id\":133}],\"default\":null,\"field-id\":132},"
+                       "{\"name\":\"equality_ids\",\"type\":[\"null\",{\"type\":\"array\","
+                       "\"items\":\"int\","
+                       "\"element-id\":136}],\"default\":null,\"field-id\":135},"
+                       "{\"name\":\"sort_order_id\",\"type\":[\"null\",\"int\"],\"default\":null,"
+                       "\"field-id\":140},"
+                       "{\"name\":\"referenced_data_file\",\"type\":[\"null\",\"string\"],"
+                       "\"default\":null,"
+                       "\"field-id\":143}"
+                       "]},\"field-id\":2}]}";
+
+/* data_file field positions in MANIFEST_SCHEMA */
+enum {
+    DF_CONTENT,
+    DF_PATH,
+    DF_FORMAT,
+    DF_PARTITION,
+    DF_RECORDS,
+    DF_SIZE,
+    DF_COLUMN_SIZES,
+    DF_VALUE_COUNTS,
+    DF_NULL_COUNTS,
+    DF_NAN_COUNTS,
+    DF_LOWER,
+    DF_UPPER,
+    DF_KEY_METADATA,
+    DF_SPLITS,
+    DF_EQUALITY_IDS,
+    DF_SORT_ORDER,
+    DF_REFERENCED,
+    DF_NFIELDS
+};
+
+static const char MANIFEST_LIST_SCHEMA[] =
+    "{\"type\":\"record\",\"name\":\"manifest_file\",\"fields\":["
+    "{\"name\":\"manifest_path\",\"type\":\"string\",\"field-id\":500},"
+    "{\"name\":\"manifest_length\",\"type\":\"long\",\"field-id\":501},"
+    "{\"name\":\"partition_spec_id\",\"type\":\"int\",\"field-id\":502},"
+    "{\"name\":\"content\",\"type\":\"int\",\"field-id\":517},"
+    "{\"name\":\"sequence_number\",\"type\":\"long\",\"field-id\":515},"
+    "{\"name\":\"min_sequence_number\",\"type\":\"long\",\"field-id\":516},"
+    "{\"name\":\"added_snapshot_id\",\"type\":\"long\",\"field-id\":503},"
+    "{\"name\":\"added_data_files_count\",\"type\":\"int\",\"field-id\":504},"
+    "{\"name\":\"existing_data_files_count\",\"type\":\"int\",\"field-id\":505},"
+    "{\"name\":\"deleted_data_files_count\",\"type\":\"int\",\"field-id\":506},"
+    "{\"name\":\"added_rows_count\",\"type\":\"long\",\"field-id\":512},"
+    "{\"name\":\"existing_rows_count\",\"type\":\"long\",\"field-id\":513},"
+    "{\"name\":\"deleted_rows_count\",\"type\":\"long\",\"field-id\":514},"
+    "{\"name\":\"partitions\",\"type\":[\"null\",{\"type\":\"array\",\"items\":{\"type\":"
+    "\"record\",\"name\":\"r508\",\"fields\":["
+    "{\"name\":\"contains_null\",\"type\":\"boolean\",\"field-id\":509},"
+    "{\"name\":\"contains_nan\",\"type\":[\"null\",\"boolean\"],\"default\":null,"
+    "\"field-id\":518},"
+    "{\"name\":\"lower_bound\",\"type\":[\"null\",\"bytes\"],\"default\":null,\"field-id\":510},"
+    "{\"name\":\"upper_bound\",\"type\":[\"null\",\"bytes\"],\"default\":null,\"field-id\":511}"
+    "]},\"element-id\":508}],\"default\":null,\"field-id\":507},"
+    "{\"name\":\"key_metadata\",\"type\":[\"null\",\"bytes\"],\"default\":null,\"field-id\":519}"
+    "]}";
+
+enum { MF_NFIELDS = 15 };
+
+/* One manifest_file of the current snapshot. */
+typedef struct manifest {
+    char *path; /* absolute, as in the list */
+    int64_t length, seq, min_seq, added_snapshot;
+    int32_t added, existing, deleted;
+    int64_t added_rows, existing_rows, deleted_rows;
+} manifest;
+
+/* One live data file. */
+typedef struct live_file {
+    char *path; /* relative to the table prefix */
+    size_t manifest;
+    int64_t records, bytes;
+} live_file;
+
+struct lake_iceberg_table {
+    lake_store *store;
+    char *prefix;   /* key prefix */
+    char *location; /* absolute URI of the table */
+    lake_schema *schema;
+    lake__leaves leaves;
+    char *schema_json; /* Iceberg JSON of the schema (schema-id 0) */
+    json_t *meta;      /* current metadata */
+    int64_t version;   /* N of vN.metadata.json */
+    lake_avro_schema *manifest_schema, *list_schema;
+    manifest *manifests;
+    size_t nmanifests;
+    live_file *live; /* sorted by path */
+    size_t nlive;
+    char error[512];
+};
+
+static _Thread_local char static_error[512];
+static _Thread_local char why_buf[256]; /* what ice_type() found wrong */
+
+static int terr(lake_iceberg_table *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+terr(lake_iceberg_table *t, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t ? t->error : static_error, t ? sizeof(t->error) : sizeof(static_error), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- schema ------------------------------------------------------------ */
+
+static json_t *
+ice_type(const lake_schema *s, int id, int32_t *max_id, const char **why)
+{
+    const lake__node *n = lake__schema_node(s, id);
+    char buf[64];
+    switch (n->type) {
+    case LAKE_TYPE_BOOLEAN:
+        return json_string("boolean");
+    case LAKE_TYPE_INT8:
+    case LAKE_TYPE_INT16:
+    case LAKE_TYPE_INT32:
+        return json_string("int");
+    case LAKE_TYPE_INT64:
+        return json_string("long");
+    case LAKE_TYPE_FLOAT:
+        return json_string("float");
+    case LAKE_TYPE_DOUBLE:
+        return json_string("double");
+    case LAKE_TYPE_DECIMAL:
+        snprintf(buf, sizeof(buf), "decimal(%d, %d)", n->precision, n->scale);
+        return json_string(buf);
+    case LAKE_TYPE_DATE:
+        return json_string("date");
+    case LAKE_TYPE_TIME:
+        return json_string("time");
+    case LAKE_TYPE_TIMESTAMP:
+        return json_string("timestamp");
+    case LAKE_TYPE_TIMESTAMPTZ:
+        return json_string("timestamptz");
+    case LAKE_TYPE_STRING:
+    case LAKE_TYPE_JSON:
+        return json_string("string");
+    case LAKE_TYPE_UUID:
+        return json_string("uuid");
+    case LAKE_TYPE_BINARY:
+        return json_string("binary");
+    case LAKE_TYPE_FIXED:
+        snprintf(buf, sizeof(buf), "fixed[%d]", n->length);
+        return json_string(buf);
+    case LAKE_TYPE_LIST: {
+        const lake__node *el = lake__schema_node(s, n->children[0]);
+        if (el->field_id <= 0) {
+            snprintf(why_buf, sizeof(why_buf), "the element of list \"%s\" has no field id",
+                     n->name);
+            *why = why_buf;
+            return NULL;
+        }
+        if (el->field_id > *max_id)
+            *max_id = el->field_id;
+        json_t *et = ice_type(s, n->children[0], max_id, why);
+        if (!et)
+            return NULL;
+        return json_pack("{s:s, s:i, s:o, s:b}", "type", "list", "element-id", (int)el->field_id,
+                         "element", et, "element-required", el->required);
+    }
+    case LAKE_TYPE_STRUCT: {
+        json_t *fields = json_array();
+        for (int i = 0; fields && i < n->nchildren; i++) {
+            const lake__node *c = lake__schema_node(s, n->children[i]);
+            if (c->field_id <= 0) {
+                snprintf(why_buf, sizeof(why_buf), "field \"%s\" has no field id", c->name);
+                *why = why_buf;
+                json_decref(fields);
+                return NULL;
+            }
+            if (c->field_id > *max_id)
+                *max_id = c->field_id;
+            json_t *ct = ice_type(s, n->children[i], max_id, why);
+            if (!ct) {
+                json_decref(fields);
+                return NULL;
+            }
+            json_array_append_new(fields,
+                                  json_pack("{s:i, s:s, s:b, s:o}", "id", (int)c->field_id, "name",
+                                            c->name, "required", c->required, "type", ct));
+        }
+        if (!fields)
+            return NULL;
+        return json_pack("{s:s, s:o}", "type", "struct", "fields", fields);
+    }
+    }
+    *why = "unknown column type";
+    return NULL;
+}
+
+static json_t *
+schema_object(const lake_schema *s, int32_t *max_id, const char **why)
+{
+    *max_id = 0;
+    json_t *j = ice_type(s, LAKE_SCHEMA_ROOT, max_id, why);
+    if (j)
+        json_object_set_new(j, "schema-id", json_integer(0));
+    return j;
+}
+
+char *
+lake_iceberg_schema_json(const lake_schema *schema, const char **error_out)
+{
+    if (error_out)
+        *error_out = static_error;
+    int32_t max_id;
+    const char *why = "out of memory";
+    json_t *j = schema_object(schema, &max_id, &why);
+    if (!j) {
+        snprintf(static_error, sizeof(static_error), "%s", why);
+        return NULL;
+    }
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return text;
+}
+
+/* ---- keys and locations ------------------------------------------------------ */
+
+static char *
+key_of(const lake_iceberg_table *t, const char *rel)
+{
+    char *k = NULL;
+    if (asprintf(&k, "%s/%s", t->prefix, rel) < 0)
+        return NULL;
+    return k;
+}
+
+static char *
+uri_of(const lake_iceberg_table *t, const char *rel)
+{
+    char *u = NULL;
+    if (asprintf(&u, "%s/%s", t->location, rel) < 0)
+        return NULL;
+    return u;
+}
+
+/* Relative path of an absolute location inside the table, or NULL. */
+static const char *
+rel_of(const lake_iceberg_table *t, const char *uri)
+{
+    size_t n = strlen(t->location);
+    if (strncmp(uri, t->location, n) != 0 || uri[n] != '/')
+        return NULL;
+    return uri + n + 1;
+}
+
+/* ---- live files ----------------------------------------------------------- */
+
+static int
+cmp_live(const void *a, const void *b)
+{
+    return strcmp(((const live_file *)a)->path, ((const live_file *)b)->path);
+}
+
+static ssize_t
+live_find(const lake_iceberg_table *t, const char *path)
+{
+    live_file key = {.path = (char *)path};
+    if (t->nlive == 0)
+        return -1;
+    live_file *hit = bsearch(&key, t->live, t->nlive, sizeof(live_file), cmp_live);
+    return hit ? hit - t->live : -1;
+}
+
+static void
+free_state(manifest *m, size_t nm, live_file *l, size_t nl)
+{
+    for (size_t i = 0; i < nm; i++)
+        free(m[i].path);
+    free(m);
+    for (size_t i = 0; i < nl; i++)
+        free(l[i].path);
+    free(l);
+}
+
+/* ---- reading manifests ------------------------------------------------------- */
+
+static const lake_avro_value *
+fld(const lake_avro_value *rec, int i)
+{
+    return lake_avro_unwrap(&rec->u.list.items[i]);
+}
+
+static char *
+dup_str(const lake_avro_value *v)
+{
+    return strndup(v->u.bytes.ptr, v->u.bytes.len);
+}
+
+static int
+get_object(lake_iceberg_table *t, const char *uri, lb_buf *out)
+{
+    const char *rel = rel_of(t, uri);
+    if (!rel)
+        return terr(t, LB_EPARSE, "\"%s\" is outside the table location \"%s\"", uri, t->location);
+    char *key = key_of(t, rel);
+    if (!key)
+        return -ENOMEM;
+    int rc = lake_store_get(t->store, key, out);
+    if (rc)
+        terr(t, rc, "%s", lake_store_error(t->store));
+    free(key);
+    return rc;
+}
+
+/* Open an Avro file we wrote; its schema must be the one we write. */
+static int
+open_avro(lake_iceberg_table *t, const lb_buf *bytes, const lake_avro_schema *want,
+          const char *what, lake_avro_reader **r)
+{
+    const char *err;
+    int rc = lake_avro_reader_open(bytes->data, bytes->len, r, &err);
+    if (rc)
+        return terr(t, rc, "%s: %s", what, err);
+    if (strcmp(lake_avro_schema_json(lake_avro_reader_schema(*r)), lake_avro_schema_json(want))) {
+        lake_avro_reader_free(*r);
+        *r = NULL;
+        return terr(t, LB_EPARSE, "%s has a schema this writer does not write", what);
+    }
+    return 0;
+}
+
+static int
+load_manifest_list(lake_iceberg_table *t, const char *uri, manifest **out, size_t *nout)
+{
+    lb_buf bytes = LB_BUF_INIT;
+    lake_avro_reader *r = NULL;
+    int rc = get_object(t, uri, &bytes);
+    if (rc == 0)
+        rc = open_avro(t, &bytes, t->list_schema, "manifest list", &r);
+    manifest *ms = NULL;
+    size_t n = 0;
+    const lake_avro_value *v;
+    while (rc == 0 && (rc = lake_avro_reader_next(r, &v)) == 1) {
+        rc = 0;
+        if (fld(v, 3)->u.i != 0) {
+            rc = terr(t, LB_EUNSUPPORTED, "delete manifests are not supported");
+            break;
+        }
+        manifest *grown = realloc(ms, (n + 1) * sizeof(*ms));
+        if (!grown) {
+            rc = -ENOMEM;
+            break;
+        }
+        ms = grown;
+        manifest *m = &ms[n];
+        memset(m, 0, sizeof(*m));
+        if (!(m->path = dup_str(fld(v, 0)))) {
+            rc = -ENOMEM;
+            break;
+        }
+        n++;
+        m->length = fld(v, 1)->u.l;
+        m->seq = fld(v, 4)->u.l;
+        m->min_seq = fld(v, 5)->u.l;
+        m->added_snapshot = fld(v, 6)->u.l;
+        m->added = fld(v, 7)->u.i;
+        m->existing = fld(v, 8)->u.i;
+        m->deleted = fld(v, 9)->u.i;
+        m->added_rows = fld(v, 10)->u.l;
+        m->existing_rows = fld(v, 11)->u.l;
+        m->deleted_rows = fld(v, 12)->u.l;
+    }
+    if (rc < 0 && r && !t->error[0])
+        terr(t, rc, "manifest list: %s", lake_avro_reader_error(r));
+    lake_avro_reader_free(r);
+    lb_buf_free(&bytes);
+    if (rc) {
+        free_state(ms, n, NULL, 0);
+        return rc;
+    }
+    *out = ms;
+    *nout = n;
+    return 0;
+}
+
+/* Adds the live files of manifest mi to *live. */
+static int
+load_manifest(lake_iceberg_table *t, const manifest *m, size_t mi, live_file **live, size_t *nlive,
+              size_t *cap)
+{
+    lb_buf bytes = LB_BUF_INIT;
+    lake_avro_reader *r = NULL;
+    int rc = get_object(t, m->path, &bytes);
+    if (rc == 0)
+        rc = open_avro(t, &bytes, t->manifest_schema, "manifest", &r);
+    const lake_avro_value *v;
+    while (rc == 0 && (rc = lake_avro_reader_next(r, &v)) == 1) {
+        rc = 0;
+        if (fld(v, 0)->u.i == ST_DELETED)
+            continue;
+        const lake_avro_value *df = fld(v, 4);
+        if (fld(df, DF_CONTENT)->u.i != 0) {
+            rc = terr(t, LB_EUNSUPPORTED, "delete files are not supported");
+            break;
+        }
+        char *uri = dup_str(fld(df, DF_PATH));
+        const char *rel = uri ? rel_of(t, uri) : NULL;
+        if (!uri || !rel) {
+            rc = uri ? terr(t, LB_EPARSE, "data file \"%s\" is outside the table", uri) : -ENOMEM;
+            free(uri);
+            break;
+        }
+        if (*nlive == *cap) {
+            size_t c = *cap ? 2 * *cap : 64;
+            live_file *grown = realloc(*live, c * sizeof(live_file));
+            if (!grown) {
+                free(uri);
+                rc = -ENOMEM;
+                break;
+            }
+            *live = grown;
+            *cap = c;
+        }
+        live_file *l = &(*live)[(*nlive)];
+        l->path = strdup(rel);
+        free(uri);
+        if (!l->path) {
+            rc = -ENOMEM;
+            break;
+        }
+        (*nlive)++;
+        l->manifest = mi;
+        l->records = fld(df, DF_RECORDS)->u.l;
+        l->bytes = fld(df, DF_SIZE)->u.l;
+    }
+    if (rc < 0 && r && !t->error[0])
+        terr(t, rc, "manifest \"%s\": %s", m->path, lake_avro_reader_error(r));
+    lake_avro_reader_free(r);
+    lb_buf_free(&bytes);
+    return rc;
+}
+
+static json_t *
+current_snapshot(json_t *meta)
+{
+    json_int_t id = json_integer_value(json_object_get(meta, "current-snapshot-id"));
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(meta, "snapshots"), i, s)
+    {
+        if (json_integer_value(json_object_get(s, "snapshot-id")) == id)
+            return s;
+    }
+    return NULL;
+}
+
+static int
+load_snapshot(lake_iceberg_table *t)
+{
+    json_t *snap = current_snapshot(t->meta);
+    json_int_t id = json_integer_value(json_object_get(t->meta, "current-snapshot-id"));
+    if (!snap) {
+        if (json_is_integer(json_object_get(t->meta, "current-snapshot-id")) && id != -1)
+            return terr(t, LB_EPARSE, "current snapshot %lld is not in the metadata",
+                        (long long)id);
+        return 0;
+    }
+    const char *list = json_string_value(json_object_get(snap, "manifest-list"));
+    if (!list)
+        return terr(t, LB_EPARSE, "snapshot %lld has no manifest-list", (long long)id);
+    manifest *ms = NULL;
+    size_t nm = 0;
+    int rc = load_manifest_list(t, list, &ms, &nm);
+    if (rc)
+        return rc;
+    live_file *live = NULL;
+    size_t nlive = 0, cap = 0;
+    for (size_t i = 0; i < nm && rc == 0; i++)
+        rc = load_manifest(t, &ms[i], i, &live, &nlive, &cap);
+    if (rc) {
+        free_state(ms, nm, live, nlive);
+        return rc;
+    }
+    if (nlive)
+        qsort(live, nlive, sizeof(live_file), cmp_live);
+    for (size_t i = 1; i < nlive; i++)
+        if (strcmp(live[i - 1].path, live[i].path) == 0) {
+            rc = terr(t, LB_EPARSE, "data file \"%s\" is live twice", live[i].path);
+            free_state(ms, nm, live, nlive);
+            return rc;
+        }
+    t->manifests = ms;
+    t->nmanifests = nm;
+    t->live = live;
+    t->nlive = nlive;
+    return 0;
+}
+
+/* ---- open --------------------------------------------------------------------- */
+
+static char *
+metadata_key(const lake_iceberg_table *t, int64_t version)
+{
+    char rel[64];
+    snprintf(rel, sizeof(rel), "metadata/v%" PRId64 ".metadata.json", version);
+    return key_of(t, rel);
+}
+
+static int
+put_hint(lake_iceberg_table *t, int64_t version)
+{
+    char *key = key_of(t, "metadata/version-hint.text");
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%" PRId64, version);
+    int rc = key ? lake_store_put(t->store, key, text, (size_t)n) : -ENOMEM;
+    free(key);
+    return rc;
+}
+
+/* Write metadata version `version`; LB_ECONFLICT if it exists. */
+static int
+put_metadata(lake_iceberg_table *t, json_t *meta, int64_t version)
+{
+    char *text = json_dumps(meta, JSON_INDENT(2));
+    char *key = metadata_key(t, version);
+    int rc = text && key ? lake_store_put_new(t->store, key, text, strlen(text)) : -ENOMEM;
+    if (rc == LB_ECONFLICT)
+        terr(t, rc,
+             "metadata version %lld was written by another writer; reopen the table and "
+             "retry",
+             (long long)version);
+    else if (rc && rc != -ENOMEM)
+        terr(t, rc, "%s", lake_store_error(t->store));
+    free(text);
+    free(key);
+    return rc;
+}
+
+static int
+create_table(lake_iceberg_table *t, const lake_iceberg_options *opts, json_t *schema,
+             int32_t max_id)
+{
+    char uuid[37];
+    lake__uuid4(uuid);
+    json_t *props = json_object();
+    if (opts && opts->properties)
+        for (const char *const *kv = opts->properties; kv[0] && kv[1]; kv += 2)
+            json_object_set_new(props, kv[0], json_string(kv[1]));
+    json_t *meta = json_pack(
+        "{s:i, s:s, s:s, s:i, s:I, s:i, s:i, s:[O], s:i, s:[{s:i, s:[]}], s:i, s:i, "
+        "s:[{s:i, s:[]}], s:o, s:i, s:{}, s:[], s:[], s:[], s:[], s:[]}",
+        "format-version", 2, "table-uuid", uuid, "location", t->location, "last-sequence-number", 0,
+        "last-updated-ms", (json_int_t)lake__now_ms(), "last-column-id", (int)max_id,
+        "current-schema-id", 0, "schemas", schema, "default-spec-id", 0, "partition-specs",
+        "spec-id", 0, "fields", "last-partition-id", 999, "default-sort-order-id", 0, "sort-orders",
+        "order-id", 0, "fields", "properties", props, "current-snapshot-id", -1, "refs",
+        "snapshots", "statistics", "partition-statistics", "snapshot-log", "metadata-log");
+    if (!meta)
+        return -ENOMEM;
+    int rc = put_metadata(t, meta, 1);
+    if (rc == LB_ECONFLICT)
+        terr(t, rc, "another writer created the table first; open it again");
+    if (rc == 0) {
+        put_hint(t, 1); /* a hint: readers that miss it list the metadata */
+        t->meta = meta;
+        t->version = 1;
+    } else {
+        json_decref(meta);
+    }
+    return rc;
+}
+
+static int
+load_table(lake_iceberg_table *t, const char *schema_json)
+{
+    char *dir = key_of(t, "metadata/");
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = dir ? lake_store_list(t->store, dir, &l) : -ENOMEM;
+    if (rc) {
+        free(dir);
+        return terr(t, rc, "%s", lake_store_error(t->store));
+    }
+    int64_t newest = 0;
+    for (size_t i = 0; i < l.nobjects; i++) {
+        const char *name = l.objects[i].key + strlen(dir);
+        long long v;
+        char tail[32];
+        if (sscanf(name, "v%lld.metadata.jso%1[n]", &v, tail) == 2 && v > newest &&
+            strcmp(strchr(name, '.'), ".metadata.json") == 0)
+            newest = v;
+    }
+    lb_objstore_list_free(&l);
+    free(dir);
+    if (newest == 0)
+        return 0;
+    char *key = metadata_key(t, newest);
+    lb_buf body = LB_BUF_INIT;
+    rc = key ? lake_store_get(t->store, key, &body) : -ENOMEM;
+    free(key);
+    if (rc) {
+        lb_buf_free(&body);
+        return terr(t, rc, "%s", lake_store_error(t->store));
+    }
+    json_error_t jerr;
+    json_t *meta = json_loadb(body.data, body.len, 0, &jerr);
+    lb_buf_free(&body);
+    if (!meta)
+        return terr(t, LB_EPARSE, "v%lld.metadata.json is not JSON: %s", (long long)newest,
+                    jerr.text);
+    t->meta = meta;
+    t->version = newest;
+    if (json_integer_value(json_object_get(meta, "format-version")) != 2)
+        return terr(t, LB_EUNSUPPORTED, "only format version 2 is supported");
+    const char *loc = json_string_value(json_object_get(meta, "location"));
+    if (!loc)
+        return terr(t, LB_EPARSE, "metadata has no location");
+    free(t->location);
+    if (!(t->location = strdup(loc)))
+        return -ENOMEM;
+    json_t *spec = json_array_get(json_object_get(meta, "partition-specs"), 0);
+    if (json_array_size(json_object_get(meta, "partition-specs")) != 1 ||
+        json_array_size(json_object_get(spec, "fields")) != 0)
+        return terr(t, LB_EUNSUPPORTED, "partitioned tables are not supported");
+    /* the current schema must be ours */
+    json_int_t sid = json_integer_value(json_object_get(meta, "current-schema-id"));
+    json_t *cur = NULL, *s;
+    size_t i;
+    json_array_foreach(json_object_get(meta, "schemas"), i, s)
+    {
+        if (json_integer_value(json_object_get(s, "schema-id")) == sid)
+            cur = s;
+    }
+    char *cur_text = cur ? json_dumps(json_object_get(cur, "fields"), JSON_COMPACT) : NULL;
+    json_t *ours = json_loads(schema_json, 0, NULL);
+    char *our_text = ours ? json_dumps(json_object_get(ours, "fields"), JSON_COMPACT) : NULL;
+    json_decref(ours);
+    bool same = cur_text && our_text && strcmp(cur_text, our_text) == 0;
+    free(cur_text);
+    free(our_text);
+    if (!same)
+        return terr(t, LB_ESCHEMA,
+                    "the table's schema (v%lld.metadata.json) differs from the "
+                    "given one",
+                    (long long)newest);
+    return load_snapshot(t);
+}
+
+void
+lake_iceberg_close(lake_iceberg_table *t)
+{
+    if (!t)
+        return;
+    free_state(t->manifests, t->nmanifests, t->live, t->nlive);
+    lake_avro_schema_free(t->manifest_schema);
+    lake_avro_schema_free(t->list_schema);
+    json_decref(t->meta);
+    free(t->prefix);
+    free(t->location);
+    free(t->schema_json);
+    lake__leaves_free(&t->leaves);
+    free(t);
+}
+
+int
+lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema,
+                  const lake_iceberg_options *opts, lake_iceberg_table **out,
+                  const char **error_out)
+{
+    static_error[0] = 0;
+    if (error_out)
+        *error_out = static_error;
+    if (!store || !prefix || !*prefix || !schema || !out)
+        return terr(NULL, -EINVAL, "store, prefix, schema and out are required");
+    int rc = lake_schema_validate(schema);
+    if (rc)
+        return terr(NULL, rc, "invalid schema: %s", lake_schema_error(schema));
+    int32_t max_id;
+    const char *why = "out of memory";
+    json_t *sobj = schema_object(schema, &max_id, &why);
+    if (!sobj)
+        return terr(NULL, LB_ESCHEMA, "schema has no Iceberg form: %s", why);
+    lake_iceberg_table *t = calloc(1, sizeof(*t));
+    if (!t) {
+        json_decref(sobj);
+        return -ENOMEM;
+    }
+    t->store = store;
+    t->schema = schema;
+    t->schema_json = json_dumps(sobj, JSON_COMPACT);
+    const char *serr;
+    if (!(t->prefix = strdup(prefix)) || !t->schema_json) {
+        rc = -ENOMEM;
+    } else if ((rc = lake_avro_schema_parse(MANIFEST_SCHEMA, strlen(MANIFEST_SCHEMA),
+                                            &t->manifest_schema, &serr)) ||
+               (rc = lake_avro_schema_parse(MANIFEST_LIST_SCHEMA, strlen(MANIFEST_LIST_SCHEMA),
+                                            &t->list_schema, &serr))) {
+        terr(t, rc, "internal schema: %s", serr);
+    } else if ((rc = lake__leaves_of(schema, &t->leaves)) == 0) {
+        size_t n = strlen(t->prefix);
+        while (n > 0 && t->prefix[n - 1] == '/')
+            t->prefix[--n] = 0;
+        if (asprintf(&t->location, "%s/%s", lake_store_url(store), t->prefix) < 0) {
+            t->location = NULL;
+            rc = -ENOMEM;
+        } else {
+            rc = load_table(t, t->schema_json);
+            if (rc == 0 && !t->meta)
+                rc = create_table(t, opts, json_incref(sobj), max_id);
+        }
+    }
+    json_decref(sobj);
+    if (rc) {
+        if (t->error[0])
+            snprintf(static_error, sizeof(static_error), "iceberg table \"%.150s\": %.300s", prefix,
+                     t->error);
+        lake_iceberg_close(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+/* ---- writing manifests --------------------------------------------------------- */
+
+/* Scratch memory for one data_file value; freed after the entry is written. */
+typedef struct df_scratch {
+    lake_avro_value fields[DF_NFIELDS];
+    lake_avro_value *kv;   /* key/value pairs of the six maps */
+    lake_avro_value *recs; /* records of the six maps */
+    uint8_t (*dec)[2][16]; /* minimal decimal bounds */
+    lake_avro_value split, split_item;
+    char *uri;
+} df_scratch;
+
+static void
+df_scratch_free(df_scratch *d)
+{
+    free(d->kv);
+    free(d->recs);
+    free(d->dec);
+    free(d->uri);
+}
+
+/* Iceberg's decimal bound: the unscaled value, big-endian, fewest bytes. */
+static size_t
+minimal_be(__int128 v, uint8_t out[16])
+{
+    uint8_t full[16];
+    for (int i = 0; i < 16; i++)
+        full[15 - i] = (uint8_t)((unsigned __int128)v >> (8 * i));
+    int start = 0;
+    while (start < 15 && ((full[start] == 0x00 && !(full[start + 1] & 0x80)) ||
+                          (full[start] == 0xff && (full[start + 1] & 0x80))))
+        start++;
+    memcpy(out, full + start, (size_t)(16 - start));
+    return (size_t)(16 - start);
+}
+
+static int
+build_data_file(lake_iceberg_table *t, const lake_data_file *f, df_scratch *d, lake_avro_value *out)
+{
+    memset(d, 0, sizeof(*d));
+    const lake_parquet_file_stats *st = f->stats;
+    size_t n = st->ncolumns;
+    d->kv = calloc(6 * (n ? n : 1) * 2, sizeof(lake_avro_value));
+    d->recs = calloc(6 * (n ? n : 1), sizeof(lake_avro_value));
+    d->dec = calloc(n ? n : 1, sizeof(*d->dec));
+    d->uri = uri_of(t, f->path);
+    if (!d->kv || !d->recs || !d->dec || !d->uri)
+        return -ENOMEM;
+    size_t count[6] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const lake_column_stats *c = &st->columns[i];
+        const lake__node *node = lake__schema_node(t->schema, t->leaves.node[i]);
+        int32_t id = c->field_id;
+        int64_t longs[4] = {c->compressed_bytes, c->num_values, c->null_count, c->nan_count};
+        for (int m = 0; m < 4; m++) {
+            if (m == 3 && c->type != LAKE_TYPE_FLOAT && c->type != LAKE_TYPE_DOUBLE)
+                continue;
+            lake_avro_value *kv = &d->kv[((size_t)m * n + count[m]) * 2];
+            kv[0] = lake_avro_int(id);
+            kv[1] = lake_avro_long(longs[m]);
+            d->recs[(size_t)m * n + count[m]] = lake_avro_record(kv, 2);
+            count[m]++;
+        }
+        if (!c->has_bounds || t->leaves.in_list[i])
+            continue;
+        const uint8_t *lo = c->min, *hi = c->max;
+        size_t lo_len = c->min_len, hi_len = c->max_len;
+        if (node->type == LAKE_TYPE_DECIMAL) {
+            lo_len = minimal_be(lake__decimal_bound(node, c->min, c->min_len), d->dec[i][0]);
+            hi_len = minimal_be(lake__decimal_bound(node, c->max, c->max_len), d->dec[i][1]);
+            lo = d->dec[i][0], hi = d->dec[i][1];
+        } else if ((node->type == LAKE_TYPE_STRING || node->type == LAKE_TYPE_JSON) &&
+                   (!lake__utf8_valid(lo, lo_len, NULL) || !lake__utf8_valid(hi, hi_len, NULL))) {
+            continue; /* Iceberg string bounds must be UTF-8 */
+        }
+        for (int m = 4; m < 6; m++) {
+            lake_avro_value *kv = &d->kv[((size_t)m * n + count[m]) * 2];
+            kv[0] = lake_avro_int(id);
+            kv[1] = m == 4 ? lake_avro_bytes(lo, lo_len) : lake_avro_bytes(hi, hi_len);
+            d->recs[(size_t)m * n + count[m]] = lake_avro_record(kv, 2);
+            count[m]++;
+        }
+    }
+    lake_avro_value *v = d->fields;
+    v[DF_CONTENT] = lake_avro_int(0);
+    v[DF_PATH] = lake_avro_string(d->uri);
+    v[DF_FORMAT] = lake_avro_string("PARQUET");
+    v[DF_PARTITION] = lake_avro_record(NULL, 0);
+    v[DF_RECORDS] = lake_avro_long(st->num_rows);
+    v[DF_SIZE] = lake_avro_long((int64_t)st->file_bytes);
+    for (int m = 0; m < 6; m++)
+        v[DF_COLUMN_SIZES + m] = lake_avro_array(&d->recs[(size_t)m * n], count[m]);
+    v[DF_KEY_METADATA] = lake_avro_null();
+    /* The first row group starts right after the 4-byte magic; with more
+     * row groups their offsets are not known here, and the field is
+     * optional. */
+    d->split_item = lake_avro_long(4);
+    v[DF_SPLITS] = st->num_row_groups == 1 ? lake_avro_array(&d->split_item, 1) : lake_avro_null();
+    v[DF_EQUALITY_IDS] = lake_avro_null();
+    v[DF_SORT_ORDER] = lake_avro_int(0);
+    v[DF_REFERENCED] = lake_avro_null();
+    *out = lake_avro_record(v, DF_NFIELDS);
+    return 0;
+}
+
+static lake_avro_value
+opt_long(lake_avro_value *slot, bool present, int64_t v)
+{
+    if (!present)
+        return lake_avro_null();
+    *slot = lake_avro_long(v);
+    return lake_avro_union(1, slot);
+}
+
+/* A manifest being written, and what goes into its manifest_file. */
+typedef struct new_manifest {
+    lb_buf bytes;
+    lake_avro_writer *w;
+    manifest m; /* path, counts, min_seq; seq and added_snapshot set by caller */
+    bool any_live;
+} new_manifest;
+
+static int
+manifest_begin(lake_iceberg_table *t, new_manifest *nm)
+{
+    memset(nm, 0, sizeof(*nm));
+    const char *err;
+    int rc = lake_avro_writer_new(t->manifest_schema, NULL, lake_avro_buf_sink, &nm->bytes, &nm->w,
+                                  &err);
+    if (rc)
+        return terr(t, rc, "%s", err);
+    if ((rc = lake_avro_set_meta_str(nm->w, "schema", t->schema_json)) ||
+        (rc = lake_avro_set_meta_str(nm->w, "schema-id", "0")) ||
+        (rc = lake_avro_set_meta_str(nm->w, "partition-spec", "[]")) ||
+        (rc = lake_avro_set_meta_str(nm->w, "partition-spec-id", "0")) ||
+        (rc = lake_avro_set_meta_str(nm->w, "format-version", "2")) ||
+        (rc = lake_avro_set_meta_str(nm->w, "content", "data")))
+        return rc;
+    nm->m.min_seq = INT64_MAX;
+    return 0;
+}
+
+static int
+manifest_entry(lake_iceberg_table *t, new_manifest *nm, int status, int64_t snapshot_id,
+               bool explicit_seq, int64_t seq, int64_t file_seq, const lake_avro_value *data_file,
+               int64_t records, int64_t current_seq)
+{
+    lake_avro_value slots[3], e[5];
+    e[0] = lake_avro_int(status);
+    e[1] = opt_long(&slots[0], true, snapshot_id);
+    e[2] = opt_long(&slots[1], explicit_seq, seq);
+    e[3] = opt_long(&slots[2], explicit_seq, file_seq);
+    e[4] = *data_file;
+    lake_avro_value entry = lake_avro_record(e, 5);
+    int rc = lake_avro_write(nm->w, &entry);
+    if (rc)
+        return terr(t, rc, "writing a manifest entry: %s", lake_avro_writer_error(nm->w));
+    int64_t data_seq = explicit_seq ? seq : current_seq;
+    switch (status) {
+    case ST_ADDED:
+        nm->m.added++, nm->m.added_rows += records;
+        break;
+    case ST_EXISTING:
+        nm->m.existing++, nm->m.existing_rows += records;
+        break;
+    default:
+        nm->m.deleted++, nm->m.deleted_rows += records;
+        return 0;
+    }
+    nm->any_live = true;
+    if (data_seq < nm->m.min_seq)
+        nm->m.min_seq = data_seq;
+    return 0;
+}
+
+/* Close the manifest and store it under a fresh name. */
+static int
+manifest_finish(lake_iceberg_table *t, new_manifest *nm, const char *uuid, int k, int64_t seq)
+{
+    int rc = lake_avro_writer_close(nm->w);
+    if (rc)
+        return terr(t, rc, "closing a manifest: %s", lake_avro_writer_error(nm->w));
+    char rel[128];
+    snprintf(rel, sizeof(rel), "metadata/%s-m%d.avro", uuid, k);
+    char *key = key_of(t, rel);
+    nm->m.path = uri_of(t, rel);
+    if (!key || !nm->m.path) {
+        free(key);
+        return -ENOMEM;
+    }
+    rc = lake_store_put_new(t->store, key, nm->bytes.data, nm->bytes.len);
+    free(key);
+    if (rc)
+        return terr(t, rc, "%s", lake_store_error(t->store));
+    nm->m.length = (int64_t)nm->bytes.len;
+    nm->m.seq = seq;
+    if (nm->m.min_seq == INT64_MAX)
+        nm->m.min_seq = seq;
+    return 0;
+}
+
+static void
+manifest_drop(new_manifest *nm)
+{
+    lake_avro_writer_free(nm->w);
+    lb_buf_free(&nm->bytes);
+    free(nm->m.path);
+    nm->w = NULL;
+    nm->m.path = NULL;
+}
+
+/* Rewrite manifest `old`: removed files DELETED, the rest EXISTING. */
+static int
+rewrite_manifest(lake_iceberg_table *t, const manifest *old, const char *const *removes,
+                 size_t nremoves, int64_t snapshot_id, int64_t seq, new_manifest *nm)
+{
+    lb_buf bytes = LB_BUF_INIT;
+    lake_avro_reader *r = NULL;
+    int rc = get_object(t, old->path, &bytes);
+    if (rc == 0)
+        rc = open_avro(t, &bytes, t->manifest_schema, "manifest", &r);
+    if (rc == 0)
+        rc = manifest_begin(t, nm);
+    const lake_avro_value *v;
+    while (rc == 0 && (rc = lake_avro_reader_next(r, &v)) == 1) {
+        rc = 0;
+        int status = fld(v, 0)->u.i;
+        if (status == ST_DELETED)
+            continue; /* recorded by the snapshot that deleted it */
+        const lake_avro_value *df = fld(v, 4);
+        const lake_avro_value *ps = fld(v, 1), *pseq = fld(v, 2), *pfseq = fld(v, 3);
+        /* resolve inheritance against the manifest the entry came from */
+        int64_t added_by = ps->kind == LAKE_AVRO_LONG ? ps->u.l : old->added_snapshot;
+        int64_t dseq = pseq->kind == LAKE_AVRO_LONG ? pseq->u.l : old->seq;
+        int64_t fseq = pfseq->kind == LAKE_AVRO_LONG ? pfseq->u.l : old->seq;
+        const lake_avro_value *pv = fld(df, DF_PATH);
+        bool removed = false;
+        for (size_t i = 0; i < nremoves && !removed; i++) {
+            size_t ln = strlen(t->location), rn = strlen(removes[i]);
+            removed = pv->u.bytes.len == ln + 1 + rn &&
+                      memcmp(pv->u.bytes.ptr, t->location, ln) == 0 &&
+                      ((const char *)pv->u.bytes.ptr)[ln] == '/' &&
+                      memcmp((const char *)pv->u.bytes.ptr + ln + 1, removes[i], rn) == 0;
+        }
+        rc = manifest_entry(t, nm, removed ? ST_DELETED : ST_EXISTING,
+                            removed ? snapshot_id : added_by, true, dseq, fseq, df,
+                            fld(df, DF_RECORDS)->u.l, seq);
+    }
+    if (rc < 0 && r && !t->error[0])
+        terr(t, rc, "manifest \"%s\": %s", old->path, lake_avro_reader_error(r));
+    lake_avro_reader_free(r);
+    lb_buf_free(&bytes);
+    return rc;
+}
+
+static int
+write_manifest_list(lake_iceberg_table *t, const manifest *ms, size_t n, int64_t snapshot_id,
+                    int64_t parent, int64_t seq, char **uri_out)
+{
+    lb_buf bytes = LB_BUF_INIT;
+    lake_avro_writer *w = NULL;
+    const char *err;
+    int rc = lake_avro_writer_new(t->list_schema, NULL, lake_avro_buf_sink, &bytes, &w, &err);
+    if (rc)
+        return terr(t, rc, "%s", err);
+    char num[32];
+    snprintf(num, sizeof(num), "%" PRId64, snapshot_id);
+    rc = lake_avro_set_meta_str(w, "snapshot-id", num);
+    if (parent > 0)
+        snprintf(num, sizeof(num), "%" PRId64, parent);
+    else
+        snprintf(num, sizeof(num), "null");
+    if (rc == 0)
+        rc = lake_avro_set_meta_str(w, "parent-snapshot-id", num);
+    snprintf(num, sizeof(num), "%" PRId64, seq);
+    if (rc == 0)
+        rc = lake_avro_set_meta_str(w, "sequence-number", num);
+    if (rc == 0)
+        rc = lake_avro_set_meta_str(w, "format-version", "2");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const manifest *m = &ms[i];
+        lake_avro_value f[MF_NFIELDS];
+        f[0] = lake_avro_string(m->path);
+        f[1] = lake_avro_long(m->length);
+        f[2] = lake_avro_int(0);
+        f[3] = lake_avro_int(0);
+        f[4] = lake_avro_long(m->seq);
+        f[5] = lake_avro_long(m->min_seq);
+        f[6] = lake_avro_long(m->added_snapshot);
+        f[7] = lake_avro_int(m->added);
+        f[8] = lake_avro_int(m->existing);
+        f[9] = lake_avro_int(m->deleted);
+        f[10] = lake_avro_long(m->added_rows);
+        f[11] = lake_avro_long(m->existing_rows);
+        f[12] = lake_avro_long(m->deleted_rows);
+        f[13] = lake_avro_array(NULL, 0); /* unpartitioned: no field summaries */
+        f[14] = lake_avro_null();
+        lake_avro_value rec = lake_avro_record(f, MF_NFIELDS);
+        if ((rc = lake_avro_write(w, &rec)))
+            terr(t, rc, "manifest list: %s", lake_avro_writer_error(w));
+    }
+    if (rc == 0 && (rc = lake_avro_writer_close(w)))
+        terr(t, rc, "manifest list: %s", lake_avro_writer_error(w));
+    lake_avro_writer_free(w);
+    char uuid[37], rel[160];
+    lake__uuid4(uuid);
+    snprintf(rel, sizeof(rel), "metadata/snap-%" PRId64 "-1-%s.avro", snapshot_id, uuid);
+    char *key = key_of(t, rel);
+    *uri_out = uri_of(t, rel);
+    if (rc == 0 && (!key || !*uri_out))
+        rc = -ENOMEM;
+    if (rc == 0 && (rc = lake_store_put_new(t->store, key, bytes.data, bytes.len)))
+        terr(t, rc, "%s", lake_store_error(t->store));
+    free(key);
+    lb_buf_free(&bytes);
+    return rc;
+}
+
+/* ---- commit -------------------------------------------------------------------- */
+
+static int
+validate(lake_iceberg_table *t, const lake_data_file *adds, size_t nadds,
+         const char *const *removes, size_t nremoves)
+{
+    if (nadds + nremoves == 0)
+        return terr(t, -EINVAL, "nothing to commit");
+    if ((nadds && !adds) || (nremoves && !removes))
+        return terr(t, -EINVAL, "adds or removes missing");
+    for (size_t i = 0; i < nadds; i++) {
+        int rc = lake__check_data_file(t->schema, &t->leaves, &adds[i], t->error, sizeof(t->error));
+        if (rc)
+            return rc;
+        if (live_find(t, adds[i].path) >= 0)
+            return terr(t, LB_EVALUE, "data file \"%s\" is already in the table", adds[i].path);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(adds[k].path, adds[i].path) == 0)
+                return terr(t, LB_EVALUE, "data file \"%s\" is added twice", adds[i].path);
+    }
+    for (size_t i = 0; i < nremoves; i++) {
+        if (!removes[i])
+            return terr(t, -EINVAL, "remove %zu has no path", i);
+        if (live_find(t, removes[i]) < 0)
+            return terr(t, LB_ENOTFOUND,
+                        "cannot remove \"%s\": it is not a live file of "
+                        "snapshot %lld",
+                        removes[i], (long long)lake_iceberg_snapshot_id(t));
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(removes[k], removes[i]) == 0)
+                return terr(t, LB_EVALUE, "data file \"%s\" is removed twice", removes[i]);
+        for (size_t k = 0; k < nadds; k++)
+            if (strcmp(adds[k].path, removes[i]) == 0)
+                return terr(t, LB_EVALUE, "data file \"%s\" is both removed and added", removes[i]);
+    }
+    return 0;
+}
+
+static void
+summary_set(json_t *sum, const char *key, long long v)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", v);
+    json_object_set_new(sum, key, json_string(num));
+}
+
+int
+lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t nadds,
+                    const char *const *removes, size_t nremoves, int64_t *snapshot_id_out)
+{
+    t->error[0] = 0;
+    int rc = validate(t, adds, nadds, removes, nremoves);
+    if (rc)
+        return rc;
+
+    int64_t parent = lake_iceberg_snapshot_id(t);
+    int64_t seq = lake_iceberg_sequence_number(t) + 1;
+    int64_t snapshot_id;
+    bool unique;
+    do {
+        snapshot_id = lake__random_id();
+        unique = true;
+        size_t i;
+        json_t *s;
+        json_array_foreach(json_object_get(t->meta, "snapshots"), i, s)
+        {
+            if (json_integer_value(json_object_get(s, "snapshot-id")) == snapshot_id)
+                unique = false;
+        }
+    } while (!unique);
+    int64_t now = lake__now_ms();
+    char uuid[37];
+    lake__uuid4(uuid);
+
+    /* Which manifests lose files, and what the snapshot removes. */
+    bool *touched = calloc(t->nmanifests ? t->nmanifests : 1, sizeof(bool));
+    size_t *live_in = calloc(t->nmanifests ? t->nmanifests : 1, sizeof(size_t));
+    size_t wcap = t->nmanifests + 1;
+    manifest *next = calloc(wcap, sizeof(manifest));      /* paths NULL until copied */
+    size_t *origin = calloc(wcap, sizeof(size_t));        /* old index, or SIZE_MAX */
+    const char **src_path = calloc(wcap, sizeof(char *)); /* borrowed */
+    new_manifest *written = calloc(wcap, sizeof(new_manifest));
+    size_t nnext = 0, nwritten = 0;
+    char *list_uri = NULL;
+    if (!touched || !live_in || !next || !origin || !src_path || !written) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    long long removed_rows = 0, removed_bytes = 0, added_rows = 0, added_bytes = 0;
+    for (size_t i = 0; i < nremoves; i++) {
+        const live_file *l = &t->live[live_find(t, removes[i])];
+        touched[l->manifest] = true;
+        removed_rows += l->records;
+        removed_bytes += l->bytes;
+    }
+    for (size_t i = 0; i < t->nlive; i++)
+        live_in[t->live[i].manifest]++;
+
+    for (size_t i = 0; i < t->nmanifests && rc == 0; i++) {
+        if (!touched[i]) {
+            if (live_in[i] == 0)
+                continue; /* only DELETED entries left: not part of the new snapshot */
+            next[nnext] = t->manifests[i];
+            next[nnext].path = NULL;
+            src_path[nnext] = t->manifests[i].path;
+            origin[nnext++] = i;
+            continue;
+        }
+        new_manifest *nm = &written[nwritten];
+        rc = rewrite_manifest(t, &t->manifests[i], removes, nremoves, snapshot_id, seq, nm);
+        if (rc == 0)
+            rc = manifest_finish(t, nm, uuid, (int)nwritten, seq);
+        if (rc)
+            break;
+        nm->m.added_snapshot = snapshot_id;
+        nwritten++;
+        next[nnext] = nm->m;
+        next[nnext].path = NULL;
+        src_path[nnext] = nm->m.path;
+        origin[nnext++] = SIZE_MAX;
+    }
+    if (rc == 0 && nadds) {
+        new_manifest *nm = &written[nwritten];
+        rc = manifest_begin(t, nm);
+        for (size_t i = 0; i < nadds && rc == 0; i++) {
+            df_scratch d;
+            lake_avro_value dfv;
+            rc = build_data_file(t, &adds[i], &d, &dfv);
+            if (rc == 0)
+                rc = manifest_entry(t, nm, ST_ADDED, snapshot_id, false, 0, 0, &dfv,
+                                    adds[i].stats->num_rows, seq);
+            df_scratch_free(&d);
+            added_rows += adds[i].stats->num_rows;
+            added_bytes += (long long)adds[i].stats->file_bytes;
+        }
+        if (rc == 0)
+            rc = manifest_finish(t, nm, uuid, (int)nwritten, seq);
+        if (rc == 0) {
+            nm->m.added_snapshot = snapshot_id;
+            nwritten++;
+            next[nnext] = nm->m;
+            next[nnext].path = NULL;
+            src_path[nnext] = nm->m.path;
+            origin[nnext++] = SIZE_MAX;
+        }
+    }
+    for (size_t i = 0; i < nnext && rc == 0; i++)
+        if (!(next[i].path = strdup(src_path[i])))
+            rc = -ENOMEM;
+    if (rc == 0)
+        rc = write_manifest_list(t, next, nnext, snapshot_id, parent, seq, &list_uri);
+    if (rc)
+        goto done;
+
+    /* The new metadata. */
+    long long total_rows = 0, total_bytes = 0;
+    for (size_t i = 0; i < t->nlive; i++)
+        total_rows += t->live[i].records, total_bytes += t->live[i].bytes;
+    total_rows += added_rows - removed_rows;
+    total_bytes += added_bytes - removed_bytes;
+    json_t *meta = json_deep_copy(t->meta);
+    json_t *sum = json_object();
+    if (!meta || !sum) {
+        json_decref(meta);
+        json_decref(sum);
+        rc = -ENOMEM;
+        goto done;
+    }
+    json_object_set_new(sum, "operation",
+                        json_string(nremoves == 0 ? "append"
+                                    : nadds == 0  ? "delete"
+                                                  : "overwrite"));
+    summary_set(sum, "added-data-files", (long long)nadds);
+    summary_set(sum, "deleted-data-files", (long long)nremoves);
+    summary_set(sum, "added-records", added_rows);
+    summary_set(sum, "deleted-records", removed_rows);
+    summary_set(sum, "added-files-size", added_bytes);
+    summary_set(sum, "removed-files-size", removed_bytes);
+    summary_set(sum, "changed-partition-count", 1);
+    summary_set(sum, "total-records", total_rows);
+    summary_set(sum, "total-files-size", total_bytes);
+    summary_set(sum, "total-data-files", (long long)(t->nlive + nadds - nremoves));
+    summary_set(sum, "total-delete-files", 0);
+    summary_set(sum, "total-position-deletes", 0);
+    summary_set(sum, "total-equality-deletes", 0);
+    json_t *snap =
+        json_pack("{s:I, s:I, s:I, s:o, s:s, s:i}", "snapshot-id", (json_int_t)snapshot_id,
+                  "sequence-number", (json_int_t)seq, "timestamp-ms", (json_int_t)now, "summary",
+                  sum, "manifest-list", list_uri, "schema-id", 0);
+    if (snap && parent > 0)
+        json_object_set_new(snap, "parent-snapshot-id", json_integer(parent));
+    char *prev = NULL;
+    char rel[64];
+    snprintf(rel, sizeof(rel), "metadata/v%" PRId64 ".metadata.json", t->version);
+    prev = uri_of(t, rel);
+    json_t *refs = json_pack("{s:{s:I, s:s}}", "main", "snapshot-id", (json_int_t)snapshot_id,
+                             "type", "branch");
+    if (!snap || !prev || !refs) {
+        json_decref(meta);
+        json_decref(snap);
+        json_decref(refs);
+        free(prev);
+        rc = -ENOMEM;
+        goto done;
+    }
+    json_object_set_new(meta, "last-sequence-number", json_integer(seq));
+    json_object_set_new(meta, "last-updated-ms", json_integer(now));
+    json_object_set_new(meta, "current-snapshot-id", json_integer(snapshot_id));
+    json_object_set_new(meta, "refs", refs);
+    json_array_append_new(json_object_get(meta, "snapshots"), snap);
+    json_array_append_new(json_object_get(meta, "snapshot-log"),
+                          json_pack("{s:I, s:I}", "timestamp-ms", (json_int_t)now, "snapshot-id",
+                                    (json_int_t)snapshot_id));
+    json_array_append_new(json_object_get(meta, "metadata-log"),
+                          json_pack("{s:I, s:s}", "timestamp-ms",
+                                    json_integer_value(json_object_get(t->meta, "last-updated-ms")),
+                                    "metadata-file", prev));
+    free(prev);
+    rc = put_metadata(t, meta, t->version + 1);
+    if (rc) {
+        json_decref(meta);
+        goto done;
+    }
+    /* Committed: the handle follows. */
+    put_hint(t, t->version + 1);
+    json_decref(t->meta);
+    t->meta = meta;
+    t->version++;
+    {
+        /* live set: drop removed, remap manifests, add new files */
+        size_t *remap = malloc((t->nmanifests ? t->nmanifests : 1) * sizeof(size_t));
+        live_file *live = calloc(t->nlive + nadds + 1, sizeof(live_file));
+        if (!remap || !live) {
+            free(remap);
+            free(live);
+            rc = -ENOMEM;
+            goto done;
+        }
+        for (size_t i = 0; i < t->nmanifests; i++)
+            remap[i] = SIZE_MAX;
+        size_t w = 0; /* index of the next rewritten manifest in next[] */
+        for (size_t i = 0; i < nnext; i++)
+            if (origin[i] != SIZE_MAX)
+                remap[origin[i]] = i;
+        for (size_t i = 0; i < t->nmanifests; i++)
+            if (touched[i]) {
+                while (w < nnext && origin[w] != SIZE_MAX)
+                    w++;
+                remap[i] = w++;
+            }
+        size_t nl = 0;
+        for (size_t i = 0; i < t->nlive; i++) {
+            bool gone = false;
+            for (size_t k = 0; k < nremoves && !gone; k++)
+                gone = strcmp(t->live[i].path, removes[k]) == 0;
+            if (gone) {
+                free(t->live[i].path);
+                continue;
+            }
+            live[nl] = t->live[i];
+            live[nl++].manifest = remap[t->live[i].manifest];
+        }
+        for (size_t i = 0; i < nadds; i++) {
+            live[nl].path = strdup(adds[i].path);
+            live[nl].manifest = nnext - 1;
+            live[nl].records = adds[i].stats->num_rows;
+            live[nl++].bytes = (int64_t)adds[i].stats->file_bytes;
+        }
+        qsort(live, nl, sizeof(live_file), cmp_live);
+        free(t->live);
+        t->live = live;
+        t->nlive = nl;
+        free(remap);
+        free_state(t->manifests, t->nmanifests, NULL, 0);
+        t->manifests = next;
+        t->nmanifests = nnext;
+        next = NULL;
+        nnext = 0;
+    }
+    if (snapshot_id_out)
+        *snapshot_id_out = snapshot_id;
+done:
+    for (size_t i = 0; written && i < wcap; i++)
+        manifest_drop(&written[i]);
+    for (size_t i = 0; next && i < nnext; i++)
+        free(next[i].path);
+    free(next);
+    free(origin);
+    free(src_path);
+    free(written);
+    free(touched);
+    free(live_in);
+    free(list_uri);
+    return rc;
+}
+
+/* ---- accessors ------------------------------------------------------------------ */
+
+int64_t
+lake_iceberg_version(const lake_iceberg_table *t)
+{
+    return t->version;
+}
+
+int64_t
+lake_iceberg_snapshot_id(const lake_iceberg_table *t)
+{
+    json_t *id = json_object_get(t->meta, "current-snapshot-id");
+    return json_is_integer(id) ? (int64_t)json_integer_value(id) : -1;
+}
+
+int64_t
+lake_iceberg_sequence_number(const lake_iceberg_table *t)
+{
+    return (int64_t)json_integer_value(json_object_get(t->meta, "last-sequence-number"));
+}
+
+size_t
+lake_iceberg_live_count(const lake_iceberg_table *t)
+{
+    return t->nlive;
+}
+
+const char *
+lake_iceberg_live_path(const lake_iceberg_table *t, size_t i)
+{
+    return i < t->nlive ? t->live[i].path : NULL;
+}
+
+const char *
+lake_iceberg_error(const lake_iceberg_table *t)
+{
+    return t->error;
+}
