@@ -790,7 +790,7 @@ lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema,
         } else {
             rc = load_table(t, t->schema_json);
             if (rc == 0 && !t->meta)
-                rc = create_table(t, opts, json_incref(sobj), max_id);
+                rc = create_table(t, opts, sobj, max_id); /* "O": takes its own reference */
         }
     }
     json_decref(sobj);
