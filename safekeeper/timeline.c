@@ -399,6 +399,8 @@ sk_timeline_append(sk_timeline *tl, uint64_t term, lb_lsn lsn, const void *bytes
         if (n == 0)
             return 0;
     }
+    if (lsn + n <= tl->write_lsn)
+        return 0; /* all of it is here already */
     size_t skip = (size_t)(tl->write_lsn - lsn);
     p += skip;
     n -= skip;
@@ -411,8 +413,12 @@ sk_timeline_append(sk_timeline *tl, uint64_t term, lb_lsn lsn, const void *bytes
     tl->write_lsn = lsn + n;
     rc = decode(tl, p, n);
     if (rc) {
-        /* Drop what did not decode: the compute sends it again. */
+        /* Drop what did not decode: the compute sends it again. Nothing
+         * acknowledged is lost: a record is acknowledged only once flush
+         * covers all of it, and it was decoded whole before that. */
         tl->write_lsn = tl->pending_end;
+        if (tl->flush_lsn > tl->write_lsn)
+            tl->flush_lsn = tl->write_lsn;
         reset_decoder(tl, tl->pending_end);
         return rc;
     }
