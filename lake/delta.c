@@ -714,8 +714,8 @@ lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
     }
     if (rc) {
         if (t->error[0])
-            snprintf(static_error, sizeof(static_error), "delta table \"%.150s\": %.300s",
-                     prefix, t->error);
+            snprintf(static_error, sizeof(static_error), "delta table \"%.150s\": %.300s", prefix,
+                     t->error);
         lake_delta_close(t);
         return rc;
     }
