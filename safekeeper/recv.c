@@ -29,6 +29,11 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define STATUS_INTERVAL_MS 1000
+/* Read on while WAL keeps arriving, up to this much per loop round, before
+ * the round's fsync. libpq hands over one walsender message (at most
+ * 128 kB) per read, so without this a bulk stream costs an fsync per
+ * 128 kB; the bound keeps the acknowledgement of what was read prompt. */
+#define READ_BATCH_BYTES (1024u * 1024)
 
 typedef enum rstate {
     R_IDLE,
@@ -297,6 +302,8 @@ drive(sk_receiver *r)
             return;
     }
     if (r->state == R_STREAMING) {
+        size_t batch = 0;   /* bytes of messages handled in this call */
+        bool read_again = true;
         for (;;) {
             char *buf = NULL;
             int n = PQgetCopyData(r->conn, &buf, 1);
@@ -305,6 +312,18 @@ drive(sk_receiver *r)
                 PQfreemem(buf);
                 if (!r->conn)
                     return;
+                batch += (size_t)n;
+                read_again = true;
+                continue;
+            }
+            if (n == 0 && read_again && batch > 0 && batch < READ_BATCH_BYTES) {
+                /* More may have arrived meanwhile: read it now, so that one
+                 * group-commit fsync covers it too. */
+                read_again = false;
+                if (!PQconsumeInput(r->conn)) {
+                    disconnect(r, conn_error(r->conn));
+                    return;
+                }
                 continue;
             }
             if (n == 0)

@@ -1,6 +1,8 @@
 /*
  * test_wal_store.c: segments are PostgreSQL-named, full-size and zero
- * where unwritten; writes become durable only through sync; a failed fsync
+ * where unwritten, and written out at creation (no unwritten extents, which
+ * would make every fsync write the inode too); writes become durable only
+ * through sync; a failed fsync
  * poisons the store; a full disk fails the segment creation cleanly;
  * timeline switches copy the prefix; truncation zeroes the tail and drops
  * later segments and timelines.
@@ -11,10 +13,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,6 +131,39 @@ test_write_read_across_segments(void **state)
     sk_wal_store_close(st);
     free(in);
     free(out);
+}
+
+static void
+test_new_segment_has_no_unwritten_extents(void **state)
+{
+    sk_wal_store *st;
+    assert_int_equal(sk_wal_store_open(*state, SEG, &st), 0);
+    char buf[512];
+    fill(buf, sizeof(buf), 5);
+    assert_int_equal(sk_wal_store_write(st, 1, 0, buf, sizeof(buf)), 0);
+    assert_int_equal(sk_wal_store_sync(st), 0);
+    char path[PATH_MAX];
+    assert_int_equal(sk_wal_store_segment_path(st, 1, 0, path, sizeof(path)), 0);
+    sk_wal_store_close(st);
+
+    enum { MAX_EXTENTS = 256 };
+    struct fiemap *fm = calloc(1, sizeof(*fm) + MAX_EXTENTS * sizeof(struct fiemap_extent));
+    assert_non_null(fm);
+    fm->fm_length = FIEMAP_MAX_OFFSET;
+    fm->fm_flags = FIEMAP_FLAG_SYNC;
+    fm->fm_extent_count = MAX_EXTENTS;
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    int rc = ioctl(fd, FS_IOC_FIEMAP, fm);
+    close(fd);
+    if (rc != 0) { /* a file system without extent maps (tmpfs) */
+        free(fm);
+        skip();
+    }
+    assert_true(fm->fm_mapped_extents > 0);
+    for (unsigned i = 0; i < fm->fm_mapped_extents; i++)
+        assert_false(fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN);
+    free(fm);
 }
 
 static void
@@ -273,6 +312,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_write_read_across_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_segment_has_no_unwritten_extents, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sync_fsyncs_each_dirty_segment_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsync_failure_poisons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_fails_segment_creation_cleanly, setup,
