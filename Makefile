@@ -109,17 +109,21 @@ asan: deps
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
 
 # libFuzzer targets: <component>/fuzz/fuzz_*.c, built with clang against a
-# sanitizer-instrumented library, each run for LB_FUZZ_SECONDS.
+# sanitizer-instrumented library (their component's and common's), each run
+# for LB_FUZZ_SECONDS.
 FUZZ_SRC := $(wildcard */fuzz/fuzz_*.c)
+FUZZ_LIBS := $(sort build/fuzz/lib/liblakebase.a $(foreach c,$(patsubst %/fuzz/,%,$(dir $(FUZZ_SRC))),\
+                build/fuzz/lib/lib$(call libname,$(c)).a))
 LB_FUZZ_SECONDS ?= 30
 fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang CFLAGS="-O1 -g" \
-	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/lib/liblakebase.a
+	    EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" $(FUZZ_LIBS)
 	@mkdir -p build/fuzz/bin
 	@set -e; for src in $(FUZZ_SRC); do \
-	    name=$$(basename $$src .c); \
+	    name=$$(basename $$src .c); comp=$${src%%/*}; \
+	    lib=$$([ $$comp = common ] || echo build/fuzz/lib/lib$$comp.a); \
 	    clang -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -Icommon \
-	        -o build/fuzz/bin/$$name $$src build/fuzz/lib/liblakebase.a $(LDLIBS); \
+	        -I$$comp -o build/fuzz/bin/$$name $$src $$lib build/fuzz/lib/liblakebase.a $(LDLIBS); \
 	    mkdir -p build/fuzz/corpus/$$name; \
 	    echo "fuzz: $$name for $(LB_FUZZ_SECONDS)s"; \
 	    build/fuzz/bin/$$name -max_total_time=$(LB_FUZZ_SECONDS) -print_final_stats=1 \
