@@ -11,6 +11,9 @@
 # Every component folder is a flat set of .c/.h files plus tests/test_*.c; new
 # files are picked up without editing this file.
 
+# The default goal is 'all', whatever rule the component templates define first.
+.DEFAULT_GOAL := all
+
 BUILD    ?= build
 CC       ?= gcc
 PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq
