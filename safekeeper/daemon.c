@@ -56,17 +56,21 @@ publish(sk_daemon *sk)
         sk_timeline *tl = sk->timelines[i].tl;
         sk_tl_snapshot *s = &sk->snap[i];
         const sk_acceptor_state *st = sk_timeline_state(tl);
-        if (strcmp(s->tenant_id, st->tenant_id) != 0 ||
-            strcmp(s->timeline_id, st->timeline_id) != 0 || s->term != st->term ||
-            s->last_log_term != sk_last_log_term(st) || s->flush_lsn != sk_timeline_flush_lsn(tl) ||
-            s->commit_lsn != sk_timeline_commit_lsn(tl)) {
+        /* What peers are told; commit_lsn is derived from their positions,
+         * so its move alone is no news to them. */
+        bool told_changed = strcmp(s->tenant_id, st->tenant_id) != 0 ||
+                            strcmp(s->timeline_id, st->timeline_id) != 0 || s->term != st->term ||
+                            s->last_log_term != sk_last_log_term(st) ||
+                            s->flush_lsn != sk_timeline_flush_lsn(tl);
+        if (told_changed || s->commit_lsn != sk_timeline_commit_lsn(tl)) {
             strcpy(s->tenant_id, st->tenant_id);
             strcpy(s->timeline_id, st->timeline_id);
             s->term = st->term;
             s->last_log_term = sk_last_log_term(st);
             s->flush_lsn = sk_timeline_flush_lsn(tl);
             s->commit_lsn = sk_timeline_commit_lsn(tl);
-            s->version++;
+            if (told_changed)
+                s->version++;
             lb_gauge *g;
             if (lb_gauge_labels(sk->flush_lsn_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
                 lb_gauge_set(g, (double)s->flush_lsn);

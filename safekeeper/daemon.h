@@ -58,7 +58,7 @@ typedef struct sk_tl_snapshot {
     char timeline_id[SK_ID_LEN + 1];
     uint64_t term, last_log_term;
     lb_lsn flush_lsn, commit_lsn;
-    uint64_t version; /* bumped on every change */
+    uint64_t version; /* bumped when what peers are told changes, not by commit_lsn */
 } sk_tl_snapshot;
 
 typedef struct sk_job sk_job;
