@@ -79,6 +79,8 @@ sk_acceptor_to_json(const sk_acceptor_state *st)
                      sk_term_history_to_json(st->history, st->nhistory), "flush_lsn",
                      lsn_json(st->flush_lsn), "commit_lsn", lsn_json(st->commit_lsn),
                      "offloaded_lsn", lsn_json(st->offloaded_lsn));
+    if (j && st->fsync_failed_lsn)
+        json_object_set_new(j, "fsync_failed_lsn", lsn_json(st->fsync_failed_lsn));
     if (j && st->nconsumers) {
         json_t *arr = json_array();
         for (size_t i = 0; i < st->nconsumers; i++)
@@ -282,6 +284,12 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
         }
         st->compute_term = (uint64_t)cterm;
         strcpy(st->compute, conninfo);
+    }
+    if (json_object_get(obj, "fsync_failed_lsn") &&
+        get_lsn(obj, "fsync_failed_lsn", &st->fsync_failed_lsn) != 0) {
+        snprintf(msg, sizeof(msg), "bad fsync_failed_lsn");
+        rc = LB_EPARSE;
+        goto out;
     }
     json_t *consumers = json_object_get(obj, "consumers");
     if (consumers) {

@@ -51,6 +51,10 @@ typedef struct sk_acceptor_state {
     lb_lsn flush_lsn;       /* hint: re-derived from the WAL on start */
     lb_lsn commit_lsn;      /* hint: re-learned from peers */
     lb_lsn offloaded_lsn;   /* WAL before this is in object storage */
+    /* Set when an fsync of this WAL failed: the last LSN known durable.
+     * Anything after it may exist only in a page cache that the kernel
+     * has dropped or will drop, so on open the WAL is cut back to it. */
+    lb_lsn fsync_failed_lsn;
     /* The compute to stream from, named by the proposer of compute_term
      * (kept so a restarted safekeeper resumes streaming). "" if none. */
     uint64_t compute_term;

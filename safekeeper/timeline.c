@@ -194,12 +194,16 @@ find_end_of_wal(sk_timeline *tl)
     if (!buf)
         return -ENOMEM;
     lb_lsn pos = from;
+    /* After an fsync failure only WAL up to the last durable LSN counts. */
+    lb_lsn cap = tl->st.fsync_failed_lsn ? tl->st.fsync_failed_lsn : UINT64_MAX;
     for (;;) {
         uint32_t tli = sk_timeline_tli_at(tl, pos);
         uint64_t segno = lb_wal_segno(pos, tl->st.wal_seg_size);
-        if (!tli || !sk_wal_store_has_segment(tl->wal, tli, segno))
+        if (!tli || pos >= cap || !sk_wal_store_has_segment(tl->wal, tli, segno))
             break;
         size_t n = READ_CHUNK - (size_t)(pos % READ_CHUNK);
+        if (n > cap - pos)
+            n = (size_t)(cap - pos);
         rc = sk_wal_store_read(tl->wal, tli, pos, buf, n);
         if (rc)
             break;
@@ -231,6 +235,15 @@ find_end_of_wal(sk_timeline *tl)
     if (tli && sk_wal_store_has_segment(tl->wal, tli,
                                         lb_wal_segno(tl->end_lsn, tl->st.wal_seg_size))) {
         rc = sk_wal_store_truncate(tl->wal, tli, tl->end_lsn);
+        if (rc)
+            return rc;
+    }
+    if (tl->st.fsync_failed_lsn) {
+        lb_warn("WAL after %X/%X was not known durable after an fsync failure: cut back to "
+                "%X/%X",
+                LB_LSN_ARGS(tl->st.fsync_failed_lsn), LB_LSN_ARGS(tl->end_lsn));
+        tl->st.fsync_failed_lsn = 0;
+        rc = save_state(tl);
         if (rc)
             return rc;
     }
@@ -438,6 +451,15 @@ sk_timeline_sync(sk_timeline *tl)
     int rc = sk_wal_store_sync(tl->wal);
     if (rc) {
         tl->broken = true;
+        /* Remember the last LSN known durable, so that a restart cuts the
+         * WAL back to it instead of trusting what the page cache holds. */
+        if (!tl->st.fsync_failed_lsn) {
+            tl->st.fsync_failed_lsn = tl->flush_lsn;
+            int src = sk_acceptor_save(tl->state_path, &tl->st);
+            if (src)
+                lb_error("could not record the fsync failure in \"%s\": %s", tl->state_path,
+                         lb_strerror(src));
+        }
         lb_error("timeline broken by fsync failure tenant=%s timeline=%s flush_lsn=%X/%X",
                  tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(tl->flush_lsn));
         return LB_EFSYNC;

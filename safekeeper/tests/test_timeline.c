@@ -357,12 +357,19 @@ test_commit_follows_majority_and_limits_reads(void **state)
     tu_rmdir(root);
 }
 
+/* The WAL's fsync fails once (a write-back error); later ones, like the
+ * state file's, succeed. */
+static int fsync_failures_left;
+
 static int
 fail_fsync(int fd)
 {
-    (void)fd;
-    errno = EIO;
-    return -1;
+    if (fsync_failures_left > 0) {
+        fsync_failures_left--;
+        errno = EIO;
+        return -1;
+    }
+    return fsync(fd);
 }
 
 static void
@@ -378,6 +385,7 @@ test_fsync_failure_breaks_the_timeline(void **state)
     feed(tl, 1, wal_start + 100000, wal_start + 200000, 30000);
     lb_io_ops bad = lb_io_default;
     bad.fsync = fail_fsync;
+    fsync_failures_left = 1;
     lb_io = &bad;
     assert_int_equal(sk_timeline_sync(tl), LB_EFSYNC);
     lb_io = &lb_io_default;
@@ -387,6 +395,17 @@ test_fsync_failure_breaks_the_timeline(void **state)
     bool granted;
     assert_int_equal(sk_timeline_vote(tl, 5, &granted), LB_EFSYNC);
     assert_int_equal(sk_timeline_append(tl, 1, wal_start + 200000, wal, 10), LB_EFSYNC);
+
+    /* Reopened, the WAL written after the last good fsync is not trusted
+     * even though the page cache still has it: it is cut back. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", sk_timeline_dir(tl));
+    sk_timeline_close(tl);
+    assert_int_equal(sk_timeline_open(dir, &tl), 0);
+    assert_false(sk_timeline_broken(tl));
+    assert_true(sk_timeline_end_lsn(tl) <= flushed);
+    assert_true(sk_timeline_end_lsn(tl) > flushed - 20000);
+    assert_true(sk_timeline_state(tl)->fsync_failed_lsn == 0);
     sk_timeline_close(tl);
     tu_rmdir(root);
 }
