@@ -38,20 +38,6 @@ lake__bit_width(uint32_t max_value)
     return w;
 }
 
-void
-lake__le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void
-lake__le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Length of the run of equal values starting at i, counting at most cap. */
 static size_t
 run_length(const uint32_t *v, size_t n, size_t i, size_t cap)
@@ -141,6 +127,15 @@ lake__utf8_valid(const uint8_t *s, size_t n, size_t *bad_at)
 {
     size_t i = 0;
     while (i < n) {
+        /* Eight ASCII bytes at a time. */
+        if (n - i >= 8) {
+            uint64_t word;
+            memcpy(&word, s + i, 8);
+            if ((word & UINT64_C(0x8080808080808080)) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         uint8_t c = s[i];
         if (c < 0x80) {
             i++;

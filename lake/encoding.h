@@ -22,9 +22,24 @@ int lake__bit_width(uint32_t max_value);
  * bit_width bits. 0 or -ENOMEM (out may then hold a partial encoding). */
 int lake__rle_encode(const uint32_t *values, size_t n, int bit_width, lb_buf *out);
 
-/* Little-endian stores. */
-void lake__le32(uint8_t *p, uint32_t v);
-void lake__le64(uint8_t *p, uint64_t v);
+/* Little-endian stores. Inline and spelled out byte by byte: the Parquet
+ * writer stores every fixed-size value through them, and the compiler
+ * merges the bytes into one store. */
+static inline void
+lake__le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void
+lake__le64(uint8_t *p, uint64_t v)
+{
+    lake__le32(p, (uint32_t)v);
+    lake__le32(p + 4, (uint32_t)(v >> 32));
+}
 
 /* Whether bytes are well-formed UTF-8 (no overlongs, no surrogates, nothing
  * past U+10FFFF). On false, *bad_at is the offset of the first bad byte. */

@@ -109,16 +109,30 @@ typedef struct col_stats {
     lb_buf bmin, bmax;
 } col_stats;
 
+/* Where entry i's value bytes are in plain (after any length). plain never
+ * exceeds dictionary_bytes <= INT32_MAX, so 32 bits hold the offset. */
+typedef struct dict_entry {
+    uint32_t off;
+    uint32_t len;
+} dict_entry;
+
+/* A slot of the hash table. For a column of fixed-size values of at most 4
+ * bytes (INT32, FLOAT, DATE, ...), key is a bijection of the value, so equal
+ * keys mean equal values and a lookup reads nothing but the slot; otherwise
+ * key is a hash, and the bytes are compared once it matches. */
+typedef struct dict_slot {
+    uint32_t key;
+    uint32_t entry; /* entry + 1; 0 = empty */
+} dict_slot;
+
 /* The dictionary of one column chunk. Entries are kept PLAIN-encoded in
  * index order, which is exactly the dictionary page's body. */
 typedef struct dict {
     lb_buf plain;
-    size_t *off;     /* start of entry i's value bytes in plain (after any length) */
-    uint32_t *len;   /* value bytes of entry i */
-    uint32_t *hash;
+    dict_entry *entries;
     uint32_t count, cap;
-    uint32_t *slots; /* open addressing, entry + 1; 0 = empty */
-    size_t nslots;   /* power of two, >= 2 * count */
+    dict_slot *slots; /* open addressing */
+    size_t nslots;    /* power of two, >= 2 * count */
 } dict;
 
 typedef struct column {
@@ -157,9 +171,11 @@ typedef struct column {
 } column;
 
 typedef struct node_info {
-    int first_col, ncols; /* leaves under the node */
-    int list_rep;         /* LIST: repetition level of its repeated group */
-    char *path;           /* dotted field path, for messages */
+    const lake__node *node; /* the schema's, which cannot change while held */
+    int first_col, ncols;   /* leaves under the node */
+    int list_rep;           /* LIST: repetition level of its repeated group */
+    char *path;             /* dotted field path, for messages */
+    lake_int128 decimal_limit; /* DECIMAL: 10^precision, which values stay below */
 } node_info;
 
 struct lake_parquet_writer {
@@ -344,6 +360,15 @@ join_path(const char *prefix, const char *name)
 
 static char list_part[] = "list";
 
+static lake_int128
+pow10_128(int p)
+{
+    lake_int128 x = 1;
+    for (int i = 0; i < p; i++)
+        x *= 10;
+    return x;
+}
+
 /*
  * Walk the schema depth first: give every node its leaf range and message
  * path, every leaf a column with its levels and Parquet path. parts is the
@@ -355,6 +380,9 @@ map_node(lake_parquet_writer *w, int id, int def, int rep, char **parts, int npa
 {
     const lake__node *n = lake__schema_node(w->schema, id);
     node_info *ni = &w->info[id];
+    ni->node = n;
+    if (n->type == LAKE_TYPE_DECIMAL)
+        ni->decimal_limit = pow10_128(n->precision);
     if (id != LAKE_SCHEMA_ROOT) {
         ni->path = join_path(ppath, n->name);
         if (!ni->path)
@@ -488,15 +516,6 @@ kind_for(lake_type t)
     return LAKE_NULL;
 }
 
-static lake_int128
-pow10_128(int p)
-{
-    lake_int128 x = 1;
-    for (int i = 0; i < p; i++)
-        x *= 10;
-    return x;
-}
-
 /* Largest byte string we accept: its length must fit Parquet's 4-byte
  * prefix and leave room in an int32-sized page. */
 #define MAX_VALUE_BYTES ((size_t)1 << 30)
@@ -504,7 +523,7 @@ pow10_128(int p)
 static int
 check_value(lake_parquet_writer *w, int id, const lake_value *v, int depth)
 {
-    const lake__node *n = lake__schema_node(w->schema, id);
+    const lake__node *n = w->info[id].node;
     const char *path = w->info[id].path;
     if (depth > 64)
         return set_error(w, LB_EVALUE, "value of \"%s\" is nested too deep", path);
@@ -533,7 +552,7 @@ check_value(lake_parquet_writer *w, int id, const lake_value *v, int depth)
         lo = 0, hi = INT64_C(86400000000);
         break;
     case LAKE_TYPE_DECIMAL: {
-        lake_int128 limit = pow10_128(n->precision);
+        lake_int128 limit = w->info[id].decimal_limit;
         if (v->u.dec >= limit || v->u.dec <= -limit)
             return set_error(w, LB_EVALUE, "decimal value exceeds precision %d of column \"%s\"",
                              n->precision, path);
@@ -886,16 +905,38 @@ stats_bounds(const lake_parquet_writer *w, const column *c, const col_stats *s, 
 
 /* ---- dictionary ------------------------------------------------------------ */
 
+/* The slot key of value bytes p[0..n); see dict_slot. exact: the column's
+ * values all have n <= 4 bytes, and the key is the value under murmur3's
+ * finalizer, a bijection. Else a hash of 8 bytes at a time under
+ * splitmix64's finalizer. Both carry every input bit into the low bits
+ * that pick the slot. */
 static uint32_t
-hash_bytes(const uint8_t *p, size_t n)
+dict_key(const uint8_t *p, size_t n, bool exact)
 {
-    /* FNV-1a, folded to 32 bits. */
-    uint64_t h = UINT64_C(14695981039346656037);
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= UINT64_C(1099511628211);
+    if (exact) {
+        uint32_t x = 0;
+        if (n == 4)
+            memcpy(&x, p, 4);
+        else
+            memcpy(&x, p, n);
+        x = (x ^ x >> 16) * UINT32_C(0x85ebca6b);
+        x = (x ^ x >> 13) * UINT32_C(0xc2b2ae35);
+        return x ^ x >> 16;
     }
-    return (uint32_t)(h ^ h >> 32);
+    uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ n, x;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&x, p, 8);
+        h = (h ^ x) * UINT64_C(0xbf58476d1ce4e5b9);
+        h ^= h >> 32;
+    }
+    if (n) {
+        x = 0;
+        memcpy(&x, p, n);
+        h ^= x;
+    }
+    h = (h ^ h >> 30) * UINT64_C(0xbf58476d1ce4e5b9);
+    h = (h ^ h >> 27) * UINT64_C(0x94d049bb133111eb);
+    return (uint32_t)(h ^ h >> 31);
 }
 
 static void
@@ -911,9 +952,7 @@ static void
 dict_free(dict *d)
 {
     lb_buf_free(&d->plain);
-    free(d->off);
-    free(d->len);
-    free(d->hash);
+    free(d->entries);
     free(d->slots);
     memset(d, 0, sizeof(*d));
 }
@@ -922,14 +961,16 @@ static int
 dict_grow_slots(dict *d)
 {
     size_t nslots = d->nslots ? d->nslots * 2 : 1024;
-    uint32_t *slots = calloc(nslots, sizeof(*slots));
+    dict_slot *slots = calloc(nslots, sizeof(*slots));
     if (!slots)
         return -ENOMEM;
-    for (uint32_t e = 0; e < d->count; e++) {
-        size_t i = d->hash[e] & (nslots - 1);
-        while (slots[i])
+    for (size_t k = 0; k < d->nslots; k++) {
+        if (!d->slots[k].entry)
+            continue;
+        size_t i = d->slots[k].key & (nslots - 1);
+        while (slots[i].entry)
             i = (i + 1) & (nslots - 1);
-        slots[i] = e + 1;
+        slots[i] = d->slots[k];
     }
     free(d->slots);
     d->slots = slots;
@@ -952,11 +993,15 @@ dict_index(lake_parquet_writer *w, column *c, const uint8_t *p, size_t n, uint32
         if (rc)
             return rc;
     }
-    uint32_t h = hash_bytes(p, n);
-    size_t i = h & (d->nslots - 1);
-    for (; d->slots[i]; i = (i + 1) & (d->nslots - 1)) {
-        uint32_t e = d->slots[i] - 1;
-        if (d->hash[e] == h && d->len[e] == n && memcmp(d->plain.data + d->off[e], p, n) == 0) {
+    bool exact = c->physical != PT_BYTE_ARRAY && n <= 4;
+    uint32_t key = dict_key(p, n, exact);
+    size_t i = key & (d->nslots - 1);
+    for (; d->slots[i].entry; i = (i + 1) & (d->nslots - 1)) {
+        if (d->slots[i].key != key)
+            continue;
+        uint32_t e = d->slots[i].entry - 1;
+        if (exact || (d->entries[e].len == n &&
+                      memcmp(d->plain.data + d->entries[e].off, p, n) == 0)) {
             *index = e;
             return 0;
         }
@@ -968,18 +1013,10 @@ dict_index(lake_parquet_writer *w, column *c, const uint8_t *p, size_t n, uint32
     }
     if (d->count == d->cap) {
         uint32_t cap = d->cap ? d->cap * 2 : 256;
-        size_t *off = realloc(d->off, cap * sizeof(*off));
-        if (!off)
+        dict_entry *entries = realloc(d->entries, cap * sizeof(*entries));
+        if (!entries)
             return -ENOMEM;
-        d->off = off;
-        uint32_t *len = realloc(d->len, cap * sizeof(*len));
-        if (!len)
-            return -ENOMEM;
-        d->len = len;
-        uint32_t *hash = realloc(d->hash, cap * sizeof(*hash));
-        if (!hash)
-            return -ENOMEM;
-        d->hash = hash;
+        d->entries = entries;
         d->cap = cap;
     }
     if (prefix) {
@@ -988,13 +1025,14 @@ dict_index(lake_parquet_writer *w, column *c, const uint8_t *p, size_t n, uint32
         if (lb_buf_append(&d->plain, lenb, 4))
             return -ENOMEM;
     }
+    assert(d->plain.len + n <= w->opts.dictionary_bytes); /* so off fits 32 bits */
     uint32_t e = d->count++;
-    d->off[e] = d->plain.len;
-    d->len[e] = (uint32_t)n;
-    d->hash[e] = h;
+    d->entries[e].off = (uint32_t)d->plain.len;
+    d->entries[e].len = (uint32_t)n;
     if (lb_buf_append(&d->plain, p, n))
         return -ENOMEM;
-    d->slots[i] = e + 1;
+    d->slots[i].key = key;
+    d->slots[i].entry = e + 1;
     *index = e;
     return 0;
 }
@@ -1002,13 +1040,17 @@ dict_index(lake_parquet_writer *w, column *c, const uint8_t *p, size_t n, uint32
 static int
 append_plain(column *c, const uint8_t *p, size_t n)
 {
-    if (c->physical == PT_BYTE_ARRAY) {
-        uint8_t lenb[4];
-        lake__le32(lenb, (uint32_t)n);
-        if (lb_buf_append(&c->values, lenb, 4))
-            return -ENOMEM;
-    }
-    return lb_buf_append(&c->values, p, n);
+    size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0;
+    if (lb_buf_reserve(&c->values, prefix + n))
+        return -ENOMEM;
+    uint8_t *out = (uint8_t *)c->values.data + c->values.len;
+    if (prefix)
+        lake__le32(out, (uint32_t)n);
+    if (n)
+        memcpy(out + prefix, p, n);
+    c->values.len += prefix + n;
+    c->values.data[c->values.len] = '\0';
+    return 0;
 }
 
 /* The dictionary outgrew its limit: the page being filled becomes PLAIN,
@@ -1020,8 +1062,8 @@ dict_fallback(column *c)
     for (size_t k = 0; k < c->nindices; k++) {
         uint32_t e = c->indices[k];
         assert(e < c->dict.count);
-        int rc = append_plain(c, (const uint8_t *)c->dict.plain.data + c->dict.off[e],
-                              c->dict.len[e]);
+        int rc = append_plain(c, (const uint8_t *)c->dict.plain.data + c->dict.entries[e].off,
+                              c->dict.entries[e].len);
         if (rc)
             return rc;
     }
@@ -1169,8 +1211,8 @@ add_value(lake_parquet_writer *w, column *c, int rep, const lake_value *v)
 static int
 shred(lake_parquet_writer *w, int id, const lake_value *v, int def, int rep)
 {
-    const lake__node *n = lake__schema_node(w->schema, id);
     const node_info *ni = &w->info[id];
+    const lake__node *n = ni->node;
     if (v->kind == LAKE_NULL) {
         assert(!n->required);
         for (int k = 0; k < ni->ncols; k++) {
@@ -1273,7 +1315,7 @@ dict_pays(const column *c, size_t indices_len)
     size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0;
     size_t plain = 0;
     for (size_t k = 0; k < c->nindices; k++)
-        plain += prefix + c->dict.len[c->indices[k]];
+        plain += prefix + c->dict.entries[c->indices[k]].len;
     return indices_len + c->dict.plain.len < plain;
 }
 
@@ -1344,10 +1386,15 @@ flush_page(lake_parquet_writer *w, column *c)
         else
             rc = lake__compress(w->comp, values->data, values->len, page);
     } else {
-        /* v1 compresses levels and values together. */
-        if (lb_buf_append(levels, values->data, values->len))
-            return -ENOMEM;
-        rc = lake__compress(w->comp, levels->data, levels->len, page);
+        /* v1 compresses levels and values together: one buffer, unless
+         * there are no levels (a required top-level column). */
+        if (levels->len == 0) {
+            rc = lake__compress(w->comp, values->data, values->len, page);
+        } else {
+            if (lb_buf_append(levels, values->data, values->len))
+                return -ENOMEM;
+            rc = lake__compress(w->comp, levels->data, levels->len, page);
+        }
     }
     if (rc)
         return rc;
@@ -1606,12 +1653,14 @@ after_row(lake_parquet_writer *w)
         column *c = &w->cols[i];
         /* Shredding gave every leaf exactly one row start per row. */
         assert(c->row_starts == w->rows);
-        if (page_footprint(c) >= w->opts.page_bytes || c->nlevels >= PAGE_MAX_LEVELS) {
+        size_t footprint = page_footprint(c);
+        if (footprint >= w->opts.page_bytes || c->nlevels >= PAGE_MAX_LEVELS) {
             int rc = flush_page(w, c);
             if (rc)
                 return die(w, rc, "page");
+            footprint = page_footprint(c);
         }
-        buffered += c->chunk.len + page_footprint(c) + c->dict.plain.len;
+        buffered += c->chunk.len + footprint + c->dict.plain.len;
     }
     if (buffered >= w->opts.row_group_bytes)
         return flush_row_group(w);
