@@ -71,7 +71,7 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-.PHONY: all deps test unit e2e asan run clean fuzz
+.PHONY: all deps test unit e2e asan run clean fuzz bench
 SHELL := /bin/bash
 all: $(ALL_LIBS) $(BINS)
 
@@ -133,6 +133,14 @@ fuzz: deps
 	        build/fuzz/corpus/$$name 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY" ; \
 	    test $${PIPESTATUS[0]} -eq 0; \
 	done
+
+# Benchmark drivers: bench/NAME.c -> build/bench/NAME, linked like the
+# binaries. Not part of all; the scripts in bench/ run them.
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+bench: $(BENCH_BIN)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
 run: deps
 	@$(MAKE) --no-print-directory all
