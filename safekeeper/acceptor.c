@@ -17,6 +17,7 @@
 #include "crc32c.h"
 #include "errors.h"
 #include "fileio.h"
+#include "json.h"
 #include "log.h"
 
 #define STATE_VERSION 1
@@ -24,12 +25,7 @@
 bool
 sk_id_valid(const char *s)
 {
-    if (!s || strlen(s) != SK_ID_LEN)
-        return false;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
+    return s && lb_json_is_id(s);
 }
 
 void
