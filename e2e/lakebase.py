@@ -125,7 +125,7 @@ class Safekeeper:
                 "--listen_http", f"127.0.0.1:{self.http_port}",
                 "--listen_pg", f"127.0.0.1:{self.pg_port}"]
         if self.peers:
-            argv += ["--peers", ",".join(f"{p.name}={p.url}" for p in self.peers)]
+            argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers)]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,

@@ -300,7 +300,7 @@ def test_malformed_bodies_get_a_clear_400(live):
         (b"[" * 100000 + b"]" * 100000, "malformed JSON"),
         (b"{}", "missing field"),
     ]
-    for route in ("/vote", "/accept", "/elected", "/peer", "/consumer"):
+    for route in ("/vote", "/accept", "/elected", "/consumer"):
         for body, words in generic:
             assert_error(http("POST", tl + route, body), (400,), words)
     for body, words in generic:
@@ -351,17 +351,6 @@ def test_malformed_bodies_get_a_clear_400(live):
     ]
     for body, words in accept:
         assert_error(http("POST", tl + "/accept", body), (400,), words)
-
-    peer = [
-        ({"name": "sk-1", "term": 2, "last_log_term": 2, "flush_lsn": "0/1G"}, "flush_lsn"),
-        ({"name": "sk-1", "term": -2, "last_log_term": -2, "flush_lsn": "0/0"}, "term"),
-        ({"name": "sk-1", "term": 2, "last_log_term": 3, "flush_lsn": "0/0"}, "last_log_term"),
-        ({"name": "nobody", "term": 2, "last_log_term": 2, "flush_lsn": "0/0"}, "nobody"),
-        ({"name": 5, "term": 2, "last_log_term": 2, "flush_lsn": "0/0"}, "name"),
-        ({"name": "sk-1", "term": 2 ** 64, "last_log_term": 2, "flush_lsn": "0/0"}, "too big"),
-    ]
-    for body, words in peer:
-        assert_error(http("POST", tl + "/peer", body), (400,), words)
 
     consumer = [
         ({"name": "", "applied_lsn": "0/0"}, "name"),
@@ -429,12 +418,11 @@ def test_bad_ids_and_file_names_get_400_or_404(live):
     malformed = ["XYZ", c.tenant.upper(), c.tenant[:31], c.tenant + "0", "g" * 32,
                  "%00" + c.tenant[3:], "..", "%2e%2e"]
     routes = [("GET", ""), ("DELETE", ""), ("POST", "/vote"), ("POST", "/accept"),
-              ("POST", "/elected"), ("POST", "/peer"), ("POST", "/consumer"),
+              ("POST", "/elected"), ("POST", "/consumer"),
               ("GET", "/wal?from=0/0&to=0/10"),
               ("GET", "/segment/000000010000000000000001"), ("GET", "/history/00000002.history")]
     bodies = {"/vote": {"term": 1}, "/elected": {"term": 1}, "/consumer": {"name": "x",
                                                                            "applied_lsn": "0/0"},
-              "/peer": {"name": "sk-0", "term": 1, "last_log_term": 1, "flush_lsn": "0/0"},
               "/accept": {"term": 9, "end_lsn": "0/1000000",
                           "term_history": [{"term": 9, "lsn": "0/1000000", "tli": 1}]}}
     for method, suffix in routes:
@@ -716,6 +704,94 @@ def test_garbage_on_the_replication_port(live):
     wait_for(lambda: standby.sql("select count(*) from t where id = 1000")[0][0] == 1, 60,
              what="the standby to replay from the safekeeper")
     standby.stop("immediate")
+
+
+def peer_msg(tenant, timeline, term, last_log_term, flush):
+    return Wire.msg(b"d", b"p" + tenant.encode() + timeline.encode() +
+                    struct.pack("!QQQ", term, last_log_term, flush))
+
+
+def peer_conn(sk, name, **extra):
+    w = Wire(sk.pg_port)
+    w.send(Wire.startup_packet(user=name, replication="true", application_name=name, **extra))
+    msgs = w.until_ready()
+    assert msgs and msgs[-1][0] == b"Z" and not errors_in(msgs), msgs
+    return w
+
+
+def test_peer_position_stream_refuses_strangers_and_garbage(live):
+    """The port where the safekeepers of a set stream their flush positions
+    to each other: only configured peers may use it, every malformed
+    message ends the connection with a clear error, and no message can move
+    the commit LSN past what a quorum of this term holds."""
+    c = live
+    sk = c.sks[0]
+    port = sk.pg_port
+    st = sk.status(c.tenant, c.timeline)
+    term = st["term"]
+
+    # A name that is not a peer, with no timeline: refused at startup.
+    w = Wire(port)
+    w.send(Wire.startup_packet(user="x", replication="true", application_name="sk-9"))
+    expect_fatal_then_close(w, "28000", ["tenant_id"])
+    # A peer's name: nothing but the stream.
+    w = peer_conn(sk, "sk-1")
+    w.send(Wire.msg(b"Q", b"IDENTIFY_SYSTEM\0"))
+    expect_fatal_then_close(w, "08P01", ["START_PEER_STREAM"])
+    # A timeline connection cannot start a peer stream.
+    w = replication_conn(c, sk)
+    expect_error_then_ready(w.query("START_PEER_STREAM"), "42601", ["peer safekeepers"])
+    w.close()
+
+    good = peer_msg(c.tenant, c.timeline, term, term, 0)
+    body = good[5:]
+    for junk in (Wire.msg(b"d", b""), Wire.msg(b"d", body[:-1]), Wire.msg(b"d", body + b"\0"),
+                 Wire.msg(b"d", b"w" + body[1:]),
+                 Wire.msg(b"d", b"p" + c.tenant.upper().encode() + body[33:]),
+                 Wire.msg(b"d", b"p" + b"g" * 32 + body[33:]),
+                 peer_msg(c.tenant, c.timeline, term, term + 1, 0),
+                 Wire.msg(b"Q", b"START_PEER_STREAM\0"), Wire.msg(b"c", b""),
+                 b"\xde\xad\xbe\xef" * 4):
+        w = peer_conn(sk, "sk-1")
+        w.send(Wire.msg(b"Q", b"START_PEER_STREAM\0"))
+        assert w.read()[0] == b"W"
+        w.send(junk)
+        expect_fatal_then_close(w, "08P01", ["invalid message"])
+
+    # Well-formed positions that must not move the commit LSN: an unknown
+    # timeline, an older term, a last log term behind the term (a peer that
+    # has not caught up with the new term's WAL), and two peers' worth of a
+    # past term. The connection stays up through all of them.
+    before = lsn_int(sk.status(c.tenant, c.timeline)["commit_lsn"])
+    far = before + (1 << 40)
+    w = peer_conn(sk, "sk-2")
+    w.send(Wire.msg(b"Q", b"START_PEER_STREAM\0"))
+    assert w.read()[0] == b"W"
+    w.send(peer_msg(uuid.uuid4().hex, c.timeline, term, term, far) +
+           peer_msg(c.tenant, uuid.uuid4().hex, term, term, far) +
+           peer_msg(c.tenant, c.timeline, term - 1, term - 1, far) +
+           peer_msg(c.tenant, c.timeline, term, term - 1, far))
+    w2 = peer_conn(sk, "sk-1")
+    w2.send(Wire.msg(b"Q", b"START_PEER_STREAM\0"))
+    assert w2.read()[0] == b"W"
+    w2.send(peer_msg(c.tenant, c.timeline, term - 1, term - 1, far))
+    time.sleep(0.5)
+    w.s.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        w.s.recv(1)  # no error, no close
+    after = sk.status(c.tenant, c.timeline)
+    assert lsn_int(after["commit_lsn"]) < far
+    assert lsn_int(after["commit_lsn"]) <= lsn_int(after["flush_lsn"])
+    w.close()
+    w2.close()
+    assert sk.proc.alive()
+    assert_serving(c, c.primary)
+    # The real peers' streams came back (a heartbeat at most a second
+    # later): the commit LSN follows new commits on every safekeeper.
+    c.primary.sql("insert into t values (2000, 'after peer garbage')")
+    target = primary_flush(c.primary)
+    wait_for(lambda: all(lsn_int(s.status(c.tenant, c.timeline)["commit_lsn"]) >= target
+                         for s in c.sks), 15, what="commit_lsn to follow on every safekeeper")
 
 
 # ---- full disk ------------------------------------------------------------------------

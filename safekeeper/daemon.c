@@ -56,21 +56,17 @@ publish(sk_daemon *sk)
         sk_timeline *tl = sk->timelines[i].tl;
         sk_tl_snapshot *s = &sk->snap[i];
         const sk_acceptor_state *st = sk_timeline_state(tl);
-        /* What peers are told; commit_lsn is derived from their positions,
-         * so its move alone is no news to them. */
-        bool told_changed = strcmp(s->tenant_id, st->tenant_id) != 0 ||
-                            strcmp(s->timeline_id, st->timeline_id) != 0 || s->term != st->term ||
-                            s->last_log_term != sk_last_log_term(st) ||
-                            s->flush_lsn != sk_timeline_flush_lsn(tl);
-        if (told_changed || s->commit_lsn != sk_timeline_commit_lsn(tl)) {
+        if (strcmp(s->tenant_id, st->tenant_id) != 0 ||
+            strcmp(s->timeline_id, st->timeline_id) != 0 || s->term != st->term ||
+            s->last_log_term != sk_last_log_term(st) ||
+            s->flush_lsn != sk_timeline_flush_lsn(tl) ||
+            s->commit_lsn != sk_timeline_commit_lsn(tl)) {
             strcpy(s->tenant_id, st->tenant_id);
             strcpy(s->timeline_id, st->timeline_id);
             s->term = st->term;
             s->last_log_term = sk_last_log_term(st);
             s->flush_lsn = sk_timeline_flush_lsn(tl);
             s->commit_lsn = sk_timeline_commit_lsn(tl);
-            if (told_changed)
-                s->version++;
             lb_gauge *g;
             if (lb_gauge_labels(sk->flush_lsn_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
                 lb_gauge_set(g, (double)s->flush_lsn);
@@ -83,7 +79,7 @@ publish(sk_daemon *sk)
     sk->nsnap = sk->ntimelines;
     pthread_mutex_unlock(&sk->snap_lock);
     if (sk->peer_sync)
-        sk_peers_kick(sk->peer_sync);
+        sk_peers_publish(sk->peer_sync);
 }
 
 void
@@ -112,6 +108,8 @@ sk_add_timeline(sk_daemon *sk, sk_timeline *tl)
     if (rc)
         return rc;
     sk->ntimelines++;
+    if (sk->peer_sync)
+        sk_peers_forget(sk->peer_sync);
     sk_timeline_changed(sk, e);
     return 0;
 }
@@ -126,6 +124,8 @@ sk_remove_timeline(sk_daemon *sk, const char *tenant_id, const char *timeline_id
     sk_timeline_close(e->tl);
     int idx = (int)(e - sk->timelines);
     sk->timelines[idx] = sk->timelines[--sk->ntimelines];
+    if (sk->peer_sync)
+        sk_peers_forget(sk->peer_sync);
     int rc = sk_timeline_remove_dir(sk->conf.data_dir, tenant_id, timeline_id);
     publish(sk);
     return rc;
@@ -283,20 +283,27 @@ parse_peers(sk_daemon *sk)
     for (size_t i = 0; i < sk->conf.peers.count; i++) {
         const char *item = sk->conf.peers.items[i];
         const char *eq = strchr(item, '=');
-        if (!eq || eq == item || sk->npeers == SK_MAX_PEERS ||
-            (size_t)(eq - item) >= sizeof(sk->peers[0].name) ||
-            strlen(eq + 1) >= sizeof(sk->peers[0].url) || strncmp(eq + 1, "http://", 7) != 0) {
-            lb_error("invalid peer \"%s\": expected name=http://host:port", item);
+        sk_peer p;
+        memset(&p, 0, sizeof(p));
+        if (!eq || eq == item || (size_t)(eq - item) >= sizeof(p.name) ||
+            lb_config_parse_addr(eq + 1, &p.addr) != 0 || p.addr.port == 0) {
+            lb_error("invalid peer \"%s\": expected name=host:port, the peer's listen_pg", item);
             return LB_EBADCONFIG;
         }
-        sk_peer *p = &sk->peers[sk->npeers++];
-        memcpy(p->name, item, (size_t)(eq - item));
-        p->name[eq - item] = '\0';
-        snprintf(p->url, sizeof(p->url), "%s", eq + 1);
-        if (strcmp(p->name, sk->conf.id) == 0) {
-            lb_error("peer \"%s\" has this safekeeper's own name", p->name);
+        memcpy(p.name, item, (size_t)(eq - item));
+        if (strcmp(p.name, sk->conf.id) == 0) {
+            lb_error("peer \"%s\" has this safekeeper's own name", p.name);
             return LB_EBADCONFIG;
         }
+        if (sk_peer_index(sk, p.name) >= 0) {
+            lb_error("peer \"%s\" is named twice", p.name);
+            return LB_EBADCONFIG;
+        }
+        if (sk->npeers == SK_MAX_PEERS) {
+            lb_error("at most %d peers", SK_MAX_PEERS);
+            return LB_EBADCONFIG;
+        }
+        sk->peers[sk->npeers++] = p;
     }
     return 0;
 }

@@ -5,9 +5,9 @@
  *
  * HTTP handlers run on the HTTP server's threads; they never touch a
  * timeline directly but hand a job to the loop with sk_run_on_loop() and
- * wait for its result. The walsender server and the receivers live on the
- * loop. The peer thread (peers.c) reads a snapshot of positions that the
- * loop publishes under a mutex.
+ * wait for its result. The walsender server, the receivers and the peer
+ * connections live on the loop. /metrics reads a snapshot of positions
+ * that the loop publishes under a mutex.
  *
  * Shared by the files of this component only.
  */
@@ -33,16 +33,15 @@ typedef struct sk_config {
     char *data_dir;
     lb_config_addr listen_http; /* control API, /metrics, WAL over HTTP */
     lb_config_addr listen_pg;   /* walsender-compatible server */
-    lb_config_list peers;       /* the other safekeepers: "name=http://host:port" */
+    lb_config_list peers;       /* the other safekeepers: "name=host:port" (their listen_pg) */
     char *log_level;
-    int64_t peer_interval_ms;   /* at most this often a position is pushed to peers */
     int64_t http_threads;
     char *remote_storage;       /* object store URL for offloaded WAL; "" = no offload */
 } sk_config;
 
 typedef struct sk_peer {
     char name[64];
-    char url[256];
+    lb_config_addr addr; /* its walsender port */
 } sk_peer;
 
 typedef struct sk_tl_entry {
@@ -52,13 +51,12 @@ typedef struct sk_tl_entry {
     char timeline_id[SK_ID_LEN + 1];
 } sk_tl_entry;
 
-/* Positions the loop publishes for the peer thread and /metrics. */
+/* Positions the loop publishes for /metrics. */
 typedef struct sk_tl_snapshot {
     char tenant_id[SK_ID_LEN + 1];
     char timeline_id[SK_ID_LEN + 1];
     uint64_t term, last_log_term;
     lb_lsn flush_lsn, commit_lsn;
-    uint64_t version; /* bumped when what peers are told changes, not by commit_lsn */
 } sk_tl_snapshot;
 
 typedef struct sk_job sk_job;
@@ -87,7 +85,7 @@ typedef struct sk_daemon {
     sk_job *jobs;
     bool loop_running;
 
-    /* snapshot: loop -> peer thread, metrics */
+    /* snapshot: loop -> metrics */
     pthread_mutex_t snap_lock;
     sk_tl_snapshot snap[SK_MAX_TIMELINES];
     int nsnap;
@@ -127,10 +125,13 @@ void sk_walsender_notify(sk_walsender *ws);
 int sk_walsender_port(const sk_walsender *ws);
 
 /* ---- peers.c -------------------------------------------------------------- */
+/* Loop thread, all of them. */
 int sk_peers_start(sk_daemon *sk, sk_peers **out);
 void sk_peers_stop(sk_peers *p);
-/* Any thread: positions changed, push soon. */
-void sk_peers_kick(sk_peers *p);
+/* Positions may have changed: tell the peers that can take it now. */
+void sk_peers_publish(sk_peers *p);
+/* The timeline slots changed (added, removed): tell everything again. */
+void sk_peers_forget(sk_peers *p);
 
 /* ---- offload.c ------------------------------------------------------------ */
 /* Starts nothing (and *out = NULL) when no remote storage is configured. */

@@ -7,7 +7,6 @@
  *   POST   .../vote      {"term"}                               promise a term
  *   POST   .../accept    {"term","term_history","end_lsn","donor"}  adopt a proposer's log
  *   POST   .../elected   {"term","compute"}                     stream from the new compute
- *   POST   .../peer      {"name","term","last_log_term","flush_lsn"}  a peer's position
  *   POST   .../consumer  {"name","applied_lsn"}                 a consumer's position
  *   GET    .../wal?from=X/X&to=X/X                               raw WAL for peer recovery
  *   GET    .../segment/{name}                                    a WAL segment (restore_command)
@@ -411,43 +410,6 @@ h_elected(lb_http_request *req, void *arg)
 }
 
 static int
-job_peer(sk_daemon *sk, void *arg)
-{
-    api_ctx *c = arg;
-    sk_tl_entry *e = need(c);
-    if (!e)
-        return 0;
-    lb_lsn before = sk_timeline_commit_lsn(e->tl);
-    sk_timeline_peer_flush(e->tl, (int)c->num, c->term, (uint64_t)c->lsn_b, c->lsn_a);
-    if (sk_timeline_commit_lsn(e->tl) != before)
-        sk_timeline_changed(sk, e);
-    return 0;
-}
-
-static int
-h_peer(lb_http_request *req, void *arg)
-{
-    api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
-    int64_t term = 0, llt = 0;
-    const char *name;
-    ids(req, &c, true);
-    lb_json_parse_request(req, &c.body, &c.err);
-    lb_json_req_str(c.body, "name", &name, &c.err);
-    lb_json_req_int64(c.body, "term", &term, &c.err);
-    lb_json_req_int64(c.body, "last_log_term", &llt, &c.err);
-    lb_json_req_lsn(c.body, "flush_lsn", &c.lsn_a, &c.err);
-    if (!c.err.failed && (term < 0 || llt < 0 || llt > term))
-        lb_json_fail(&c.err, LB_EPARSE,
-                     "fields \"term\" and \"last_log_term\" must be >= 0, last_log_term <= term");
-    if (!c.err.failed && (c.num = sk_peer_index(c.sk, name)) < 0)
-        lb_json_fail(&c.err, LB_EPARSE, "unknown peer \"%.64s\"", name);
-    c.term = (uint64_t)term;
-    c.lsn_b = (lb_lsn)llt;
-    int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_peer, &c);
-    return finish(req, &c, rc);
-}
-
-static int
 job_consumer(sk_daemon *sk, void *arg)
 {
     (void)sk;
@@ -689,7 +651,6 @@ sk_http_routes(sk_daemon *sk)
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/vote", h_vote},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/accept", h_accept},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/elected", h_elected},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/peer", h_peer},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/consumer", h_consumer},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal", h_wal},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/segment/{name}", h_segment},

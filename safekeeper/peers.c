@@ -2,108 +2,297 @@
  * peers.c: tell the other safekeepers our flush position.
  *
  * commit_lsn is the highest LSN flushed on a majority within the current
- * term, so each safekeeper needs its peers' flush positions. A thread of
- * its own pushes the loop's published snapshot to every peer whenever it
- * changes (coalesced: at most one round per peer_interval_ms) and at
- * least once a second, with short timeouts so that a dead peer delays
- * nothing but its own updates.
+ * term, so each safekeeper needs its peers' flush positions. Each
+ * safekeeper keeps one connection to every peer's walsender port, opened
+ * with its own name as application_name and START_PEER_STREAM, and writes
+ * a small fixed-size message (repl_command.h) for every timeline whose
+ * (term, last log term, flush LSN) changed.
+ *
+ * Everything runs on the loop thread: sk_peers_publish() is called after
+ * each round of fsyncs, so positions go out once per group commit, not per
+ * message from the compute. A peer that does not read (stopped, or a slow
+ * network) is never queued for: new positions are written only when the
+ * previous ones left the buffer, and only the latest counts. A peer that
+ * is down is retried every RETRY_MS; every HEARTBEAT_MS all positions are
+ * sent again, so a peer that lost them (a restart it did not notice as a
+ * broken connection) learns them within that time.
+ *
+ * Peer names resolve with getaddrinfo() on the loop thread when a
+ * connection is opened; give addresses or names the local resolver answers
+ * at once (a cluster's DNS), never names that may hang.
  */
 #include <errno.h>
-#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon.h"
 #include "errors.h"
-#include "http_client.h"
 #include "log.h"
+#include "pgwire.h"
+#include "repl_command.h"
 
+#define RETRY_MS 1000
 #define HEARTBEAT_MS 1000
+#define IN_MAX (64u * 1024)
+
+typedef enum pstate {
+    P_DOWN,       /* not connected; retry at retry_at_ms */
+    P_CONNECTING, /* connect() in progress */
+    P_STREAMING,  /* startup and START_PEER_STREAM sent; positions flow */
+} pstate;
+
+/* What a peer was last told about one of our timeline slots. */
+typedef struct told {
+    uint64_t term, last_log_term;
+    lb_lsn flush_lsn;
+    bool valid;
+} told;
+
+typedef struct peer_conn {
+    sk_peers *p;
+    int index;
+    int fd;
+    pstate state;
+    lb_buf out, in;
+    int64_t retry_at_ms;
+    bool warned; /* a failure was logged; log the next success */
+    told sent[SK_MAX_TIMELINES];
+} peer_conn;
 
 struct sk_peers {
     sk_daemon *sk;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool kicked, stop;
-    lb_http_client *http[SK_MAX_PEERS];
-    uint64_t sent_version[SK_MAX_PEERS][SK_MAX_TIMELINES];
-    int64_t last_round_ms;
-    sk_tl_snapshot snap[SK_MAX_TIMELINES];
+    peer_conn conns[SK_MAX_PEERS];
+    uint64_t timer;
 };
 
+static void conn_event(lb_loop *loop, int fd, int events, void *arg);
+
 static void
-push(sk_peers *p, int peer, const sk_tl_snapshot *s)
+conn_down(peer_conn *c, const char *why)
 {
-    sk_daemon *sk = p->sk;
-    char url[512], body[256], flush[LB_LSN_STRLEN];
-    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/peer", sk->peers[peer].url,
-             s->tenant_id, s->timeline_id);
-    snprintf(body, sizeof(body),
-             "{\"name\":\"%s\",\"term\":%" PRIu64 ",\"last_log_term\":%" PRIu64
-             ",\"flush_lsn\":\"%s\"}",
-             sk->conf.id, s->term, s->last_log_term, lb_lsn_format(s->flush_lsn, flush));
-    const char *hdr[] = {"Content-Type: application/json"};
-    lb_http_call call = {.method = "POST",
-                         .url = url,
-                         .headers = hdr,
-                         .nheaders = 1,
-                         .body = body,
-                         .body_len = strlen(body),
-                         .retry_non_idempotent = true,
-                         .max_attempts = 1};
-    lb_http_result res = LB_HTTP_RESULT_INIT;
-    int rc = lb_http_do(p->http[peer], &call, &res);
-    if (rc != 0 || (res.status != 200 && res.status != 404))
-        lb_debug("could not reach peer \"%s\": %s", sk->peers[peer].name,
-                 rc ? lb_http_client_error(p->http[peer]) : "unexpected status");
-    lb_http_result_free(&res);
+    sk_daemon *sk = c->p->sk;
+    if (c->fd >= 0) {
+        lb_loop_unwatch(sk->loop, c->fd);
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->state = P_DOWN;
+    lb_buf_reset(&c->out);
+    lb_buf_reset(&c->in);
+    c->retry_at_ms = lb_now_ms() + RETRY_MS;
+    if (why && !c->warned)
+        lb_warn("peer \"%s\" (%s:%d): %s; retrying every %d ms", sk->peers[c->index].name,
+                sk->peers[c->index].addr.host, sk->peers[c->index].addr.port, why, RETRY_MS);
+    c->warned = c->warned || why;
 }
 
-static void *
-run(void *arg)
+static void
+forget_sent(peer_conn *c)
 {
-    sk_peers *p = arg;
-    sk_daemon *sk = p->sk;
-    sk_tl_snapshot *snap = p->snap;
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        while (!p->kicked && !p->stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
-            if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
-                break;
+    for (int i = 0; i < SK_MAX_TIMELINES; i++)
+        c->sent[i].valid = false;
+}
+
+/* Queue the positions that changed since this peer last heard, if what was
+ * queued before has left; then write what we can. */
+static void
+conn_pump(peer_conn *c)
+{
+    sk_daemon *sk = c->p->sk;
+    if (c->state != P_STREAMING)
+        return;
+    if (c->out.len == 0) {
+        for (int i = 0; i < sk->ntimelines; i++) {
+            sk_timeline *tl = sk->timelines[i].tl;
+            const sk_acceptor_state *st = sk_timeline_state(tl);
+            told now = {st->term, sk_last_log_term(st), sk_timeline_flush_lsn(tl), true};
+            told *t = &c->sent[i];
+            if (t->valid && t->term == now.term && t->last_log_term == now.last_log_term &&
+                t->flush_lsn == now.flush_lsn)
+                continue;
+            sk_peer_msg m = {.term = now.term,
+                             .last_log_term = now.last_log_term,
+                             .flush_lsn = now.flush_lsn};
+            memcpy(m.tenant_id, st->tenant_id, sizeof(m.tenant_id));
+            memcpy(m.timeline_id, st->timeline_id, sizeof(m.timeline_id));
+            uint8_t body[SK_PEER_MSG_LEN];
+            sk_peer_msg_encode(&m, body);
+            size_t start;
+            lb_pq_begin(&c->out, 'd', &start);
+            lb_pq_put_bytes(&c->out, body, sizeof(body));
+            lb_pq_end(&c->out, start);
+            *t = now;
         }
-        bool stop = p->stop;
-        p->kicked = false;
-        pthread_mutex_unlock(&p->lock);
-        if (stop)
-            break;
-
-        pthread_mutex_lock(&sk->snap_lock);
-        int n = sk->nsnap;
-        memcpy(snap, sk->snap, (size_t)n * sizeof(snap[0]));
-        pthread_mutex_unlock(&sk->snap_lock);
-
-        int64_t now = lb_now_ms();
-        bool heartbeat = now - p->last_round_ms >= HEARTBEAT_MS;
-        for (int peer = 0; peer < sk->npeers; peer++)
-            for (int i = 0; i < n; i++)
-                if (heartbeat || p->sent_version[peer][i] != snap[i].version) {
-                    push(p, peer, &snap[i]);
-                    p->sent_version[peer][i] = snap[i].version;
-                }
-        if (heartbeat)
-            p->last_round_ms = now;
-        /* Coalesce: changes during this pause go out together next round. */
-        if (sk->conf.peer_interval_ms > 0)
-            usleep((useconds_t)sk->conf.peer_interval_ms * 1000);
     }
-    return NULL;
+    while (c->out.len > 0) {
+        ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_down(c, strerror(errno));
+            return;
+        }
+        lb_buf_consume(&c->out, (size_t)w);
+    }
+    int events = LB_READABLE | (c->out.len ? LB_WRITABLE : 0);
+    if (lb_loop_watch(sk->loop, c->fd, events, conn_event, c) != 0)
+        conn_down(c, "could not watch the connection");
+}
+
+/* The server says little: authentication, parameters, ReadyForQuery,
+ * CopyBothResponse. An ErrorResponse (an unknown name, a server going
+ * down) ends the connection with its message in our log. */
+static void
+read_input(peer_conn *c)
+{
+    for (;;) {
+        lb_pq_msg m;
+        size_t used;
+        int rc = lb_pq_parse_msg(c->in.data, c->in.len, IN_MAX, &m, &used);
+        if (rc == LB_ETRUNCATED)
+            return;
+        if (rc) {
+            conn_down(c, "invalid message from the peer");
+            return;
+        }
+        if (m.type == 'E') {
+            lb_pq_error err;
+            char why[300];
+            if (lb_pq_parse_error(&m, &err) == 0)
+                snprintf(why, sizeof(why), "peer refused the position stream: %s", err.message);
+            else
+                snprintf(why, sizeof(why), "peer refused the position stream");
+            c->warned = false; /* a refusal is always worth a line */
+            conn_down(c, why);
+            return;
+        }
+        lb_buf_consume(&c->in, used);
+    }
+}
+
+static void
+conn_event(lb_loop *loop, int fd, int events, void *arg)
+{
+    (void)loop;
+    peer_conn *c = arg;
+    if (c->state == P_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err) {
+            conn_down(c, strerror(err));
+            return;
+        }
+        sk_daemon *sk = c->p->sk;
+        const char *params[] = {"user",        sk->conf.id, "application_name", sk->conf.id,
+                                "replication", "true",      NULL};
+        lb_pq_put_startup(&c->out, params);
+        size_t start;
+        lb_pq_begin(&c->out, 'Q', &start);
+        lb_pq_put_str(&c->out, "START_PEER_STREAM");
+        lb_pq_end(&c->out, start);
+        c->state = P_STREAMING;
+        if (c->warned)
+            lb_info("peer \"%s\" (%s:%d) reached", sk->peers[c->index].name,
+                    sk->peers[c->index].addr.host, sk->peers[c->index].addr.port);
+        c->warned = false;
+        forget_sent(c);
+        /* Startup and command go out first; positions once they have left. */
+        conn_pump(c);
+        if (c->state == P_STREAMING && c->out.len == 0)
+            conn_pump(c);
+        return;
+    }
+    if (events & LB_READABLE) {
+        char buf[4096];
+        for (;;) {
+            ssize_t r = recv(fd, buf, sizeof(buf), 0);
+            if (r > 0) {
+                if (c->in.len + (size_t)r > IN_MAX + 64 || lb_buf_append(&c->in, buf, (size_t)r)) {
+                    conn_down(c, "peer sent too much");
+                    return;
+                }
+                continue;
+            }
+            if (r == 0) {
+                conn_down(c, "connection closed by the peer");
+                return;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                conn_down(c, strerror(errno));
+                return;
+            }
+            break;
+        }
+        read_input(c);
+        if (c->state != P_STREAMING)
+            return;
+    }
+    conn_pump(c);
+}
+
+static void
+conn_open(peer_conn *c)
+{
+    sk_daemon *sk = c->p->sk;
+    const sk_peer *peer = &sk->peers[c->index];
+    char port[16];
+    snprintf(port, sizeof(port), "%d", peer->addr.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int grc = getaddrinfo(peer->addr.host, port, &hints, &ai);
+    if (grc != 0) {
+        conn_down(c, gai_strerror(grc));
+        return;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        conn_down(c, strerror(errno));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int err = errno;
+    freeaddrinfo(ai);
+    c->fd = fd;
+    if (rc != 0 && err != EINPROGRESS) {
+        conn_down(c, strerror(err));
+        return;
+    }
+    c->state = P_CONNECTING;
+    if (lb_loop_watch(sk->loop, fd, LB_WRITABLE, conn_event, c) != 0)
+        conn_down(c, "could not watch the connection");
+}
+
+static int64_t
+tick(lb_loop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    sk_peers *p = arg;
+    int64_t now = lb_now_ms();
+    for (int i = 0; i < p->sk->npeers; i++) {
+        peer_conn *c = &p->conns[i];
+        if (c->state == P_DOWN && now >= c->retry_at_ms) {
+            conn_open(c);
+        } else if (c->state == P_STREAMING) {
+            forget_sent(c); /* heartbeat: everything again */
+            conn_pump(c);
+        }
+    }
+    return HEARTBEAT_MS;
 }
 
 int
@@ -113,31 +302,36 @@ sk_peers_start(sk_daemon *sk, sk_peers **out)
     if (!p)
         return -ENOMEM;
     p->sk = sk;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
-    lb_http_options opts = {.connect_timeout_ms = 200, .timeout_ms = 1000, .max_attempts = 1};
-    for (int i = 0; i < sk->npeers; i++) {
-        int rc = lb_http_client_new(&opts, &p->http[i]);
-        if (rc) {
-            sk_peers_stop(p);
-            return rc;
-        }
+    for (int i = 0; i < SK_MAX_PEERS; i++) {
+        peer_conn *c = &p->conns[i];
+        c->p = p;
+        c->index = i;
+        c->fd = -1;
+        c->state = P_DOWN;
     }
-    if (pthread_create(&p->thread, NULL, run, p) != 0) {
+    for (int i = 0; i < sk->npeers; i++)
+        conn_open(&p->conns[i]);
+    int rc = lb_loop_add_timer(sk->loop, RETRY_MS, tick, p, &p->timer);
+    if (rc) {
         sk_peers_stop(p);
-        return -EAGAIN;
+        return rc;
     }
     *out = p;
     return 0;
 }
 
 void
-sk_peers_kick(sk_peers *p)
+sk_peers_publish(sk_peers *p)
 {
-    pthread_mutex_lock(&p->lock);
-    p->kicked = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->sk->npeers; i++)
+        conn_pump(&p->conns[i]);
+}
+
+void
+sk_peers_forget(sk_peers *p)
+{
+    for (int i = 0; i < p->sk->npeers; i++)
+        forget_sent(&p->conns[i]);
 }
 
 void
@@ -145,14 +339,16 @@ sk_peers_stop(sk_peers *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&p->lock);
-    bool started = p->thread != 0;
-    p->stop = true;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-    if (started)
-        pthread_join(p->thread, NULL);
-    for (int i = 0; i < SK_MAX_PEERS; i++)
-        lb_http_client_free(p->http[i]);
+    if (p->timer)
+        lb_loop_del_timer(p->sk->loop, p->timer);
+    for (int i = 0; i < SK_MAX_PEERS; i++) {
+        peer_conn *c = &p->conns[i];
+        if (c->fd >= 0) {
+            lb_loop_unwatch(p->sk->loop, c->fd);
+            close(c->fd);
+        }
+        lb_buf_free(&c->out);
+        lb_buf_free(&c->in);
+    }
     free(p);
 }

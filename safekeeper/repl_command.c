@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "errors.h"
+
 static void
 copy_id(char out[SK_ID_LEN + 1], const char *value)
 {
@@ -83,6 +85,8 @@ sk_repl_command_parse(const char *query, sk_repl_command *cmd)
     } else if (strcasecmp(w[0], "SHOW") == 0 && nw == 2) {
         cmd->kind = SK_REPL_SHOW;
         snprintf(cmd->arg, sizeof(cmd->arg), "%s", w[1]);
+    } else if (strcasecmp(w[0], "START_PEER_STREAM") == 0 && nw == 1) {
+        cmd->kind = SK_REPL_START_PEER_STREAM;
     } else if (strcasecmp(w[0], "START_REPLICATION") == 0) {
         int i = 1;
         cmd->kind = SK_REPL_BAD_SYNTAX;
@@ -108,4 +112,51 @@ sk_repl_command_parse(const char *query, sk_repl_command *cmd)
     } else {
         cmd->kind = SK_REPL_UNSUPPORTED;
     }
+}
+
+static void
+put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t
+get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void
+sk_peer_msg_encode(const sk_peer_msg *m, uint8_t out[SK_PEER_MSG_LEN])
+{
+    out[0] = 'p';
+    memcpy(out + 1, m->tenant_id, SK_ID_LEN);
+    memcpy(out + 1 + SK_ID_LEN, m->timeline_id, SK_ID_LEN);
+    put_u64(out + 1 + 2 * SK_ID_LEN, m->term);
+    put_u64(out + 9 + 2 * SK_ID_LEN, m->last_log_term);
+    put_u64(out + 17 + 2 * SK_ID_LEN, m->flush_lsn);
+}
+
+int
+sk_peer_msg_parse(const void *bytes, size_t n, sk_peer_msg *m)
+{
+    const uint8_t *p = bytes;
+    memset(m, 0, sizeof(*m));
+    if (n != SK_PEER_MSG_LEN || p[0] != 'p')
+        return LB_EPARSE;
+    memcpy(m->tenant_id, p + 1, SK_ID_LEN);
+    memcpy(m->timeline_id, p + 1 + SK_ID_LEN, SK_ID_LEN);
+    m->term = get_u64(p + 1 + 2 * SK_ID_LEN);
+    m->last_log_term = get_u64(p + 9 + 2 * SK_ID_LEN);
+    m->flush_lsn = get_u64(p + 17 + 2 * SK_ID_LEN);
+    if (!sk_id_valid(m->tenant_id) || !sk_id_valid(m->timeline_id) ||
+        m->last_log_term > m->term) {
+        memset(m, 0, sizeof(*m));
+        return LB_EPARSE;
+    }
+    return 0;
 }

@@ -30,6 +30,7 @@ typedef enum sk_repl_kind {
     SK_REPL_TIMELINE_HISTORY,  /* tli */
     SK_REPL_SHOW,              /* arg: the parameter's name */
     SK_REPL_START_REPLICATION, /* start, tli (0: the current timeline) */
+    SK_REPL_START_PEER_STREAM, /* a peer safekeeper's position stream (peers.c) */
     SK_REPL_BAD_TIMELINE,      /* TIMELINE_HISTORY with arg not a timeline id */
     SK_REPL_BAD_SYNTAX,        /* START_REPLICATION that does not parse */
     SK_REPL_UNSUPPORTED,       /* any other command */
@@ -48,5 +49,27 @@ typedef struct sk_repl_command {
  * Keywords are case-insensitive; a trailing semicolon is allowed. Every
  * input gives one of the kinds above. */
 void sk_repl_command_parse(const char *query, sk_repl_command *cmd);
+
+/*
+ * The peer stream: after START_PEER_STREAM (the connection's
+ * application_name names the peer), each CopyData from the peer carries
+ * one position of one timeline, fixed size, integers big-endian:
+ *   'p', tenant id (32 hex), timeline id (32 hex), term (8),
+ *   last log term (8), flush LSN (8).
+ */
+#define SK_PEER_MSG_LEN (1 + 2 * SK_ID_LEN + 3 * 8)
+
+typedef struct sk_peer_msg {
+    char tenant_id[SK_ID_LEN + 1];
+    char timeline_id[SK_ID_LEN + 1];
+    uint64_t term, last_log_term;
+    lb_lsn flush_lsn;
+} sk_peer_msg;
+
+/* Encode m into out[SK_PEER_MSG_LEN]. */
+void sk_peer_msg_encode(const sk_peer_msg *m, uint8_t out[SK_PEER_MSG_LEN]);
+/* Decode a CopyData body: 0, or LB_EPARSE for a wrong size or kind, ids
+ * that are not ids, or last_log_term > term. */
+int sk_peer_msg_parse(const void *bytes, size_t n, sk_peer_msg *m);
 
 #endif

@@ -8,7 +8,13 @@
  * startup options: options='-c tenant_id=<id> -c timeline_id=<id>'.
  *
  * Commands: IDENTIFY_SYSTEM, TIMELINE_HISTORY n, SHOW wal_segment_size,
- * START_REPLICATION [SLOT s] [PHYSICAL] X/X [TIMELINE n]. A historic
+ * START_REPLICATION [SLOT s] [PHYSICAL] X/X [TIMELINE n].
+ *
+ * The other safekeepers of the set connect here too (peers.c): with no
+ * timeline in the options and their name as application_name, they send
+ * START_PEER_STREAM and then one CopyData per position of a timeline,
+ * which feeds the commit LSN. A name that is not a configured peer is
+ * refused. A historic
  * timeline is streamed up to its switch point, then the stream ends with
  * the next timeline and its start, as PostgreSQL's walsender does.
  * Authentication is trust: the safekeeper listens on a cluster-internal
@@ -48,6 +54,7 @@ typedef enum cstate {
     C_STARTUP,
     C_READY,
     C_STREAMING,
+    C_PEER, /* a peer safekeeper's position stream */
     C_CLOSING,
 } cstate;
 
@@ -59,6 +66,7 @@ struct wconn {
     lb_buf in, out;
     char tenant[SK_ID_LEN + 1], timeline[SK_ID_LEN + 1];
     char app_name[64];
+    int peer; /* index of the peer safekeeper (C_PEER), else -1 */
     /* streaming */
     lb_lsn sent_lsn;
     uint32_t stream_tli;
@@ -166,12 +174,14 @@ handle_startup(wconn *c, const lb_pq_startup *st)
     sk_repl_options_parse(lb_pq_startup_param(st, "options"), c->tenant, c->timeline);
     const char *app = lb_pq_startup_param(st, "application_name");
     snprintf(c->app_name, sizeof(c->app_name), "%s", app ? app : "");
-    if (!sk_id_valid(c->tenant) || !sk_id_valid(c->timeline)) {
+    bool no_timeline = !c->tenant[0] && !c->timeline[0];
+    if (no_timeline && sk_peer_index(c->ws->sk, c->app_name) >= 0) {
+        /* A peer safekeeper: its commands are checked in handle_query. */
+    } else if (!sk_id_valid(c->tenant) || !sk_id_valid(c->timeline)) {
         send_error(c, "FATAL", "28000",
                    "options must name the timeline: -c tenant_id=<32 hex> -c timeline_id=<32 hex>");
         return;
-    }
-    if (!conn_timeline(c)) {
+    } else if (!conn_timeline(c)) {
         send_error(c, "FATAL", "3D000", "timeline %s/%s does not exist on this safekeeper",
                    c->tenant, c->timeline);
         return;
@@ -322,13 +332,25 @@ cmd_start_replication(wconn *c, sk_tl_entry *e, lb_lsn start, uint32_t tli)
 static void
 handle_query(wconn *c, const char *sql)
 {
+    sk_repl_command cmd;
+    sk_repl_command_parse(sql, &cmd);
+    if (!c->tenant[0]) { /* a peer's connection: nothing but its stream */
+        if (cmd.kind != SK_REPL_START_PEER_STREAM) {
+            send_error(c, "FATAL", "08P01",
+                       "a connection without a timeline only takes START_PEER_STREAM");
+            return;
+        }
+        c->peer = sk_peer_index(c->ws->sk, c->app_name);
+        lb_pq_put_copy_both(&c->out);
+        c->state = C_PEER;
+        lb_info("peer \"%s\" streams its positions", c->app_name);
+        return;
+    }
     sk_tl_entry *e = conn_timeline(c);
     if (!e) {
         send_error(c, "FATAL", "3D000", "timeline %s/%s was deleted", c->tenant, c->timeline);
         return;
     }
-    sk_repl_command cmd;
-    sk_repl_command_parse(sql, &cmd);
     switch (cmd.kind) {
     case SK_REPL_EMPTY:
         lb_pq_put_command_complete(&c->out, "");
@@ -348,6 +370,9 @@ handle_query(wconn *c, const char *sql)
         break;
     case SK_REPL_START_REPLICATION:
         cmd_start_replication(c, e, cmd.start, cmd.tli);
+        break;
+    case SK_REPL_START_PEER_STREAM:
+        send_error(c, "ERROR", "42601", "START_PEER_STREAM is for peer safekeepers");
         break;
     case SK_REPL_BAD_SYNTAX:
         send_error(c, "ERROR", "42601", "syntax error in START_REPLICATION");
@@ -443,6 +468,26 @@ handle_copy(wconn *c, const lb_pq_msg *m)
     /* 'h' (hot standby feedback) needs nothing: there is no primary here. */
 }
 
+/* One position from a peer safekeeper. Timelines this safekeeper does not
+ * have are skipped: the peer may have been told of one first. */
+static void
+handle_peer_copy(wconn *c, const lb_pq_msg *m)
+{
+    sk_peer_msg pm;
+    if (m->type != 'd' || sk_peer_msg_parse(m->body, m->len, &pm) != 0) {
+        send_error(c, "FATAL", "08P01", "invalid message in a peer position stream");
+        return;
+    }
+    sk_daemon *sk = c->ws->sk;
+    sk_tl_entry *e = sk_find(sk, pm.tenant_id, pm.timeline_id);
+    if (!e)
+        return;
+    lb_lsn before = sk_timeline_commit_lsn(e->tl);
+    sk_timeline_peer_flush(e->tl, c->peer, pm.term, pm.last_log_term, pm.flush_lsn);
+    if (sk_timeline_commit_lsn(e->tl) != before)
+        sk_timeline_changed(sk, e);
+}
+
 static void
 process_input(wconn *c)
 {
@@ -473,7 +518,9 @@ process_input(wconn *c)
             c->state = C_CLOSING;
             return;
         }
-        if (c->state == C_STREAMING) {
+        if (c->state == C_PEER) {
+            handle_peer_copy(c, &m);
+        } else if (c->state == C_STREAMING) {
             handle_copy(c, &m);
         } else if (m.type == 'Q') {
             if (m.len == 0 || m.body[m.len - 1] != '\0')
@@ -537,6 +584,7 @@ on_accept(lb_loop *loop, int fd, int events, void *arg)
         }
         c->ws = ws;
         c->fd = cfd;
+        c->peer = -1;
         c->stream_end = UINT64_MAX;
         c->next = ws->conns;
         ws->conns = c;

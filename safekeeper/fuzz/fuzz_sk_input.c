@@ -9,7 +9,8 @@
  *     startup packet and its parameters (replication, options naming the
  *     timeline, application_name), then typed messages with the server's
  *     size limit, each simple query through sk_repl_command_parse() and
- *     each CopyData through the replication message parser;
+ *     each CopyData through the replication message parser and the peer
+ *     position parser;
  *   - one query string, straight to sk_repl_command_parse();
  *   - JSON for sk_term_history_from_json();
  *   - a state file for sk_acceptor_load(), as it is and with its checksum
@@ -114,6 +115,11 @@ walsender_input(const uint8_t *data, size_t size)
             sk_repl_command_parse((const char *)m.body, &cmd);
             check_command(&cmd);
         } else if (m.type == 'd') {
+            sk_peer_msg pm;
+            if (sk_peer_msg_parse(m.body, m.len, &pm) == 0 &&
+                (strlen(pm.tenant_id) != SK_ID_LEN || strlen(pm.timeline_id) != SK_ID_LEN ||
+                 pm.last_log_term > pm.term))
+                abort();
             lb_pq_repl r;
             if (lb_pq_parse_repl(m.body, m.len, &r) == 0 && r.kind == 'w' &&
                 (r.wal_len > m.len || (r.wal_len && !r.wal)))

@@ -2,7 +2,8 @@
  * test_repl_command.c: the walsender's parsing of startup options and
  * replication commands: every command a standby or pg_receivewal sends is
  * recognised with its arguments, and malformed, overlong or unknown input
- * is told apart (never half-parsed into a valid command).
+ * is told apart (never half-parsed into a valid command); a peer
+ * safekeeper's position messages round-trip and malformed ones are refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "errors.h"
 #include "repl_command.h"
 
 #define TENANT "0123456789abcdef0123456789abcdef"
@@ -82,6 +84,67 @@ test_commands(void **state)
     c = parse("start_replication physical A/0 timeline 4294967295");
     assert_int_equal(c.kind, SK_REPL_START_REPLICATION);
     assert_int_equal(c.tli, UINT32_MAX);
+
+    assert_int_equal(parse("START_PEER_STREAM").kind, SK_REPL_START_PEER_STREAM);
+    assert_int_equal(parse("start_peer_stream;").kind, SK_REPL_START_PEER_STREAM);
+    assert_int_equal(parse("START_PEER_STREAM now").kind, SK_REPL_UNSUPPORTED);
+}
+
+static sk_peer_msg
+peer_msg(void)
+{
+    sk_peer_msg m = {.term = 0x0102030405060708ULL,
+                     .last_log_term = 7,
+                     .flush_lsn = 0xFFFFFFFF00000001ULL};
+    memcpy(m.tenant_id, TENANT, sizeof(TENANT));
+    memcpy(m.timeline_id, TIMELINE, sizeof(TIMELINE));
+    return m;
+}
+
+static void
+test_peer_msg(void **state)
+{
+    (void)state;
+    sk_peer_msg m = peer_msg(), back;
+    uint8_t b[SK_PEER_MSG_LEN];
+    sk_peer_msg_encode(&m, b);
+    assert_int_equal(b[0], 'p');
+    /* Big-endian, as every integer on the wire. */
+    assert_int_equal(b[1 + 64], 0x01);
+    assert_int_equal(b[1 + 64 + 7], 0x08);
+    assert_int_equal(sk_peer_msg_parse(b, sizeof(b), &back), 0);
+    assert_string_equal(back.tenant_id, TENANT);
+    assert_string_equal(back.timeline_id, TIMELINE);
+    assert_true(back.term == m.term && back.last_log_term == 7 && back.flush_lsn == m.flush_lsn);
+
+    /* Every size but the one. */
+    for (size_t n = 0; n < sizeof(b) + 2; n++)
+        if (n != sizeof(b)) {
+            uint8_t big[SK_PEER_MSG_LEN + 2] = {0};
+            memcpy(big, b, n < sizeof(b) ? n : sizeof(b));
+            assert_int_equal(sk_peer_msg_parse(big, n, &back), LB_EPARSE);
+        }
+    /* Wrong kind, ids that are not ids, a last log term past the term. */
+    uint8_t bad[SK_PEER_MSG_LEN];
+    memcpy(bad, b, sizeof(b));
+    bad[0] = 'w';
+    assert_int_equal(sk_peer_msg_parse(bad, sizeof(bad), &back), LB_EPARSE);
+    const size_t id_bytes[] = {1, 32, 33, 64};
+    const uint8_t junk[] = {'G', 'A', '\0', '/', 0xff};
+    for (size_t i = 0; i < sizeof(id_bytes) / sizeof(id_bytes[0]); i++)
+        for (size_t j = 0; j < sizeof(junk); j++) {
+            memcpy(bad, b, sizeof(b));
+            bad[id_bytes[i]] = junk[j];
+            assert_int_equal(sk_peer_msg_parse(bad, sizeof(bad), &back), LB_EPARSE);
+            assert_string_equal(back.tenant_id, "");
+        }
+    m = peer_msg();
+    m.term = 6;
+    sk_peer_msg_encode(&m, bad);
+    assert_int_equal(sk_peer_msg_parse(bad, sizeof(bad), &back), LB_EPARSE);
+    m.term = 7;
+    sk_peer_msg_encode(&m, bad);
+    assert_int_equal(sk_peer_msg_parse(bad, sizeof(bad), &back), 0);
 }
 
 static void
@@ -144,6 +207,7 @@ main(void)
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_overlong),
+        cmocka_unit_test(test_peer_msg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
