@@ -56,24 +56,31 @@ publish(sk_daemon *sk)
         sk_timeline *tl = sk->timelines[i].tl;
         sk_tl_snapshot *s = &sk->snap[i];
         const sk_acceptor_state *st = sk_timeline_state(tl);
-        if (strcmp(s->tenant_id, st->tenant_id) != 0 ||
-            strcmp(s->timeline_id, st->timeline_id) != 0 || s->term != st->term ||
-            s->last_log_term != sk_last_log_term(st) ||
-            s->flush_lsn != sk_timeline_flush_lsn(tl) ||
-            s->commit_lsn != sk_timeline_commit_lsn(tl)) {
+        bool moved = strcmp(s->tenant_id, st->tenant_id) != 0 ||
+                     strcmp(s->timeline_id, st->timeline_id) != 0;
+        if (moved) { /* a new timeline in this slot: look its series up once */
             strcpy(s->tenant_id, st->tenant_id);
             strcpy(s->timeline_id, st->timeline_id);
+            s->flush_gauge = s->commit_gauge = s->term_gauge = NULL;
+            lb_gauge_labels(sk->flush_lsn_gauge, &s->flush_gauge, s->tenant_id, s->timeline_id,
+                            NULL);
+            lb_gauge_labels(sk->commit_lsn_gauge, &s->commit_gauge, s->tenant_id,
+                            s->timeline_id, NULL);
+            lb_gauge_labels(sk->term_gauge, &s->term_gauge, s->tenant_id, s->timeline_id, NULL);
+        }
+        if (moved || s->term != st->term || s->last_log_term != sk_last_log_term(st) ||
+            s->flush_lsn != sk_timeline_flush_lsn(tl) ||
+            s->commit_lsn != sk_timeline_commit_lsn(tl)) {
             s->term = st->term;
             s->last_log_term = sk_last_log_term(st);
             s->flush_lsn = sk_timeline_flush_lsn(tl);
             s->commit_lsn = sk_timeline_commit_lsn(tl);
-            lb_gauge *g;
-            if (lb_gauge_labels(sk->flush_lsn_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
-                lb_gauge_set(g, (double)s->flush_lsn);
-            if (lb_gauge_labels(sk->commit_lsn_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
-                lb_gauge_set(g, (double)s->commit_lsn);
-            if (lb_gauge_labels(sk->term_gauge, &g, s->tenant_id, s->timeline_id, NULL) == 0)
-                lb_gauge_set(g, (double)s->term);
+            if (s->flush_gauge)
+                lb_gauge_set(s->flush_gauge, (double)s->flush_lsn);
+            if (s->commit_gauge)
+                lb_gauge_set(s->commit_gauge, (double)s->commit_lsn);
+            if (s->term_gauge)
+                lb_gauge_set(s->term_gauge, (double)s->term);
         }
     }
     sk->nsnap = sk->ntimelines;

@@ -57,6 +57,7 @@ typedef struct sk_tl_snapshot {
     char timeline_id[SK_ID_LEN + 1];
     uint64_t term, last_log_term;
     lb_lsn flush_lsn, commit_lsn;
+    lb_gauge *flush_gauge, *commit_gauge, *term_gauge; /* this timeline's series */
 } sk_tl_snapshot;
 
 typedef struct sk_job sk_job;
