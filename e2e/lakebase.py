@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.environ.get("LB_PROJECT_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "build", "bin")
+BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
@@ -331,9 +331,10 @@ rm -f "$p.part"; exit 1
         chown_pg(pg.dir)
         return path
 
-    def start_primary(self, pg, election, sks=None):
-        """Recover pg (a stopped cluster) to the election's start, promote, announce."""
-        script = self.restore_script(pg, sks)
+    def start_primary(self, pg, election, sks=None, restore=None):
+        """Recover pg (a stopped cluster) to the election's start, promote, announce.
+        restore: a restore_command script (default: the safekeepers')."""
+        script = restore or self.restore_script(pg, sks)
         # Names with a dash must be double-quoted in synchronous_standby_names.
         names = ", ".join(f'"{sk.name}"' for sk in self.sks)
         pg.conf(restore_command=f"{script} %f %p", recovery_target_timeline="latest",
@@ -417,6 +418,21 @@ class Pageserver:
 
     def tl(self, tenant, timeline="", suffix=""):
         return f"{self.url}/v1/tenant/{tenant}/timeline" + (f"/{timeline}" if timeline else "") + suffix
+
+    def restore_script(self, pg, tenant, timeline):
+        """A restore_command that fetches WAL and history files from the
+        pageserver's WAL endpoint (the timeline's own WAL and its ancestors')."""
+        path = os.path.join(pg.dir, "restore.sh")
+        with open(path, "w") as f:
+            f.write(f"""#!/bin/sh
+if curl -sf --max-time 60 -o "$2.part" "{self.tl(tenant, timeline)}/wal/$1"; then
+    mv "$2.part" "$2"; exit 0
+fi
+rm -f "$2.part"; exit 1
+""")
+        os.chmod(path, 0o755)
+        chown_pg(pg.dir)
+        return path
 
     def create(self, tenant, timeline, ancestor=None, lsn=None):
         body = {"timeline_id": timeline}

@@ -38,6 +38,12 @@ ps_daemon_init(ps_daemon *d)
                  lb_strerror(rc));
         return rc;
     }
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", d->conf.data_dir);
+    if ((rc = lb_mkdir_p(tmp, 0700)) != 0) {
+        lb_error("could not create \"%s\": %s", tmp, lb_strerror(rc));
+        return rc;
+    }
     if (!d->conf.pg_bin_dir || !d->conf.pg_bin_dir[0]) {
         free(d->conf.pg_bin_dir);
         d->conf.pg_bin_dir = pg_bindir();

@@ -82,6 +82,9 @@ int ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline
                           ps_basebackup_plan **plan, lb_lsn *snap_lsn, lb_lsn *redo_lsn,
                           char *err, size_t errcap);
 int ps_basebackup_write(ps_basebackup_plan *plan, lb_tar_writer *tar);
+/* P of the snapshot a basebackup at lsn starts from (walking ancestors). */
+int ps_snapshot_lsn_at(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
+                       lb_lsn *snap_lsn);
 /* The same into a new directory (the redo standby's data directory). */
 int ps_basebackup_write_dir(ps_basebackup_plan *plan, const char *target);
 void ps_basebackup_free(ps_basebackup_plan *plan);
@@ -111,6 +114,23 @@ void ps_ingest_stop_all(ps_daemon *d);
  * last one. 0 with *taken, or an error. Blocks until done. */
 int ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
                            char *err, size_t errcap);
+
+/* ---- walserve.c: WAL for restore, across ancestors ------------------------ */
+/* Write WAL segment or history file `name` of the timeline, as a server
+ * restoring it must see it, into fd (an empty file; left at offset 0).
+ * LB_ENOTFOUND when the timeline's history has no such file; LB_EPARSE for
+ * a name that is neither; LB_EHTTP when a safekeeper that may hold it did
+ * not answer. err says which. */
+int ps_wal_fetch(ps_daemon *d, const char *tenant, const char *timeline, const char *name, int fd,
+                 char *err, size_t errcap);
+/* The PostgreSQL timeline of the timeline's WAL just before lsn, from its
+ * safekeepers' term history, and their commit LSN (m->pg_tli and
+ * m->last_record_lsn for a timeline without safekeepers). */
+int ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *commit_lsn,
+              char *err, size_t errcap);
+/* A segment ("TTTTTTTTXXXXXXXXYYYYYYYY") or history ("TTTTTTTT.history") name. */
+int ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
+                      uint64_t *segno);
 
 /* ---- http_api.c ------------------------------------------------------------ */
 int ps_http_routes(ps_daemon *d);

@@ -12,13 +12,17 @@
  *   PUT    .../safekeepers  {"safekeepers": [{"pg": "host:port", "http": "http://..."}]}
  *          where the timeline's committed WAL comes from; starts its redo standby
  *   POST   .../snapshot     take a snapshot now if a checkpoint was replayed since the last
+ *   GET    .../wal/{name}   a WAL segment or history file as a server restoring this
+ *          timeline must see it, across ancestors (walserve.c): for restore_command
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -26,6 +30,7 @@
 #include "fileio.h"
 #include "json.h"
 #include "log.h"
+#include "wal.h"
 
 static int
 respond_meta(lb_http_request *req, int status, ps_tlmeta *m)
@@ -284,6 +289,45 @@ h_snapshot(lb_http_request *req, void *arg)
     return lb_json_respond(req, 200, j);
 }
 
+static int
+h_wal(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    if (e.failed)
+        return lb_json_respond_bad_request(req, &e);
+    const char *name = lb_http_param(req, "name");
+    bool history;
+    uint32_t tli;
+    uint64_t segno;
+    if (!name || ps_wal_name_parse(name, LB_WAL_SEG_SIZE_MIN, &history, &tli, &segno) != 0)
+        return lb_http_respond_error(req, 400,
+                                     "\"%.40s\" is not a WAL segment or history file name",
+                                     name ? name : "");
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", d->conf.data_dir);
+    int fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return lb_http_respond_error(req, 500, "could not create a temporary file in \"%s\": %s",
+                                     tmp, strerror(errno));
+    char err[400];
+    int rc = ps_wal_fetch(d, tenant, timeline, name, fd, err, sizeof(err));
+    if (rc) {
+        close(fd);
+        int status = rc == LB_EHTTP ? 503 : lb_http_status_for_error(rc);
+        return lb_http_respond_error(req, status, "%s", err);
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -errno;
+    }
+    return lb_http_respond_fd(req, 200, "application/octet-stream", fd, 0, (uint64_t)st.st_size);
+}
+
 int
 ps_http_routes(ps_daemon *d)
 {
@@ -298,6 +342,7 @@ ps_http_routes(ps_daemon *d)
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup},
         {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,

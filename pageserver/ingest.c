@@ -179,17 +179,19 @@ prepare_standby(ps_ingest *in)
     if (rc == 0) {
         char conf[2 * PATH_MAX], pc[600], restore[2 * PATH_MAX], script[2048];
         primary_conninfo(in, &m, pc, sizeof(pc));
-        /* History files come from the safekeepers' HTTP API. */
+        /* Segments and history files come from this pageserver's WAL
+         * endpoint: the timeline's own WAL from its safekeepers, an
+         * ancestor's up to the branch point. */
         snprintf(restore, sizeof(restore), "%s/restore.sh", in->root);
-        int n = snprintf(script, sizeof(script),
-                         "#!/bin/sh\ncase \"$1\" in *.history) ;; *) exit 1 ;; esac\nfor u in");
-        for (size_t i = 0; i < m.nsafekeepers; i++)
-            n += snprintf(script + n, sizeof(script) - (size_t)n, " %s", m.safekeepers[i].http);
-        snprintf(script + n, sizeof(script) - (size_t)n,
-                 "; do\n  curl -sf --max-time 10 -o \"$2.part\" "
-                 "\"$u/v1/tenant/%s/timeline/%s/history/$1\" && mv \"$2.part\" \"$2\" && exit 0\n"
-                 "done\nrm -f \"$2.part\"; exit 1\n",
-                 in->tenant, in->timeline);
+        const char *host = in->d->conf.listen_http.host;
+        if (!host[0] || strcmp(host, "0.0.0.0") == 0)
+            host = "127.0.0.1";
+        snprintf(script, sizeof(script),
+                 "#!/bin/sh\n"
+                 "curl -sf --max-time 60 -o \"$2.part\" "
+                 "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
+                 "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
+                 host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
         rc = lb_write_file_atomic(restore, script, strlen(script));
         chmod(restore, 0755);
         snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf", in->pgdata);
@@ -295,6 +297,15 @@ take_snapshot(ps_ingest *in, bool *taken)
         rc = get_meta(in, &m);
         if (rc == 0 && m.nsnapshots && p <= m.snapshots[m.nsnapshots - 1].lsn)
             rc = -EALREADY;
+        /* Pages not newer than the snapshot before (this timeline's last,
+         * or for a branch's first, the ancestor's its standby began from)
+         * are already in layers. */
+        lb_lsn prev = 0;
+        if (rc == 0 && m.nsnapshots)
+            prev = m.snapshots[m.nsnapshots - 1].lsn;
+        else if (rc == 0 && ps_snapshot_lsn_at(in->d, in->tenant, in->timeline, m.start_lsn,
+                                               &prev) != 0)
+            prev = 0;
         if (rc == 0) {
             ps_snapshot_meta snap = {.lsn = p, .redo_lsn = r_after, .created_ms = wall_ms()};
             snprintf(snap.layer, sizeof(snap.layer), "%016" PRIX64 ".layer", p);
@@ -305,7 +316,7 @@ take_snapshot(ps_ingest *in, bool *taken)
             snprintf(lpath, sizeof(lpath), "%s/%s", ldir, snap.layer);
             ps_layer_info info = {.lsn = p,
                                   .redo_lsn = r_after,
-                                  .prev_lsn = m.nsnapshots ? m.snapshots[m.nsnapshots - 1].lsn : 0,
+                                  .prev_lsn = prev,
                                   .created_unix_ms = (uint64_t)snap.created_ms};
             ps_snapshot_stats stats;
             rc = ps_snapshot_take(in->pgdata, &info, m.wal_seg_size, lpath, &stats);

@@ -338,8 +338,28 @@ block_from_layers(ps_layer *const *layers, size_t n, const ps_relkey *key, uint3
     return 0;
 }
 
+/* A branch's basebackup from an ancestor's snapshot: the ancestor's WAL
+ * in pg_wal must end at the branch point, or a server that replays it
+ * would see the ancestor's later writes. Segments starting at or past cut
+ * are left out; in the one holding cut, the bytes from cut on are zeroed. */
+static bool
+cut_wal_file(const char *name, lb_buf *content, lb_lsn cut, uint32_t seg_size)
+{
+    uint32_t tli;
+    uint64_t segno;
+    if (cut == UINT64_MAX || strncmp(name, "pg_wal/", 7) != 0 ||
+        lb_wal_segment_parse(name + 7, seg_size, &tli, &segno) != 0)
+        return true;
+    lb_lsn start = lb_wal_segment_start(segno, seg_size);
+    if (start >= cut)
+        return false;
+    if (cut - start < content->len)
+        memset(content->data + (cut - start), 0, content->len - (size_t)(cut - start));
+    return true;
+}
+
 static int
-reconstruct(ps_layer *const *layers, size_t n, sink *s)
+reconstruct(ps_layer *const *layers, size_t n, sink *s, lb_lsn wal_cut, uint32_t seg_size)
 {
     if (n == 0)
         return -EINVAL;
@@ -360,6 +380,8 @@ reconstruct(ps_layer *const *layers, size_t n, sink *s)
             continue;
         lb_buf_reset(&content);
         rc = ps_layer_get_file(top, i, &content);
+        if (rc == 0 && !cut_wal_file(name, &content, wal_cut, seg_size))
+            continue;
         if (rc == 0)
             rc = s->begin(s, name, content.len);
         if (rc == 0 && content.len)
@@ -433,12 +455,13 @@ dir_end(sink *s)
 }
 
 int
-ps_reconstruct_dir(ps_layer *const *layers, size_t n, const char *target)
+ps_reconstruct_dir(ps_layer *const *layers, size_t n, const char *target, lb_lsn wal_cut,
+                   uint32_t seg_size)
 {
     if (mkdir(target, 0700) != 0)
         return -errno;
     sink s = {dir_mkdir, dir_begin, dir_write, dir_end, target, -1, NULL};
-    int rc = reconstruct(layers, n, &s);
+    int rc = reconstruct(layers, n, &s, wal_cut, seg_size);
     if (s.fd >= 0)
         close(s.fd);
     return rc;
@@ -475,9 +498,10 @@ tar_end(sink *s)
 }
 
 int
-ps_reconstruct_tar(ps_layer *const *layers, size_t n, lb_tar_writer *tar)
+ps_reconstruct_tar(ps_layer *const *layers, size_t n, lb_tar_writer *tar, lb_lsn wal_cut,
+                   uint32_t seg_size)
 {
     sink s = {tar_dir, tar_begin, tar_write, tar_end, NULL, -1, tar};
-    int rc = reconstruct(layers, n, &s);
+    int rc = reconstruct(layers, n, &s, wal_cut, seg_size);
     return rc ? rc : lb_tar_finish(tar);
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "layer.h"
+#include "lsn.h"
 #include "tar.h"
 
 typedef struct ps_snapshot_stats {
@@ -45,10 +46,15 @@ int ps_snapshot_take(const char *datadir, const ps_layer_info *info, uint32_t se
 
 /* Rebuild a data directory at layers[0]'s LSN. layers[0] is the newest;
  * the rest are older, in order. Writes into target (created, must not
- * exist). Files get mode 0600, directories 0700. */
-int ps_reconstruct_dir(ps_layer *const *layers, size_t n, const char *target);
+ * exist). Files get mode 0600, directories 0700. WAL segments (of
+ * seg_size) in pg_wal end at wal_cut: a segment starting at or past it is
+ * left out, the one holding it is zeroed from it on (a branch started from
+ * an ancestor's snapshot); UINT64_MAX keeps them whole. */
+int ps_reconstruct_dir(ps_layer *const *layers, size_t n, const char *target, lb_lsn wal_cut,
+                       uint32_t seg_size);
 /* The same as a tar stream (a basebackup). */
-int ps_reconstruct_tar(ps_layer *const *layers, size_t n, lb_tar_writer *tar);
+int ps_reconstruct_tar(ps_layer *const *layers, size_t n, lb_tar_writer *tar, lb_lsn wal_cut,
+                       uint32_t seg_size);
 
 /* Parse a relation file path relative to the data directory:
  * "base/5/16384_vm.2" -> key {1663, 5, 16384, VM}, segment 2. 0 or LB_ENOTFOUND. */

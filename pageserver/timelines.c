@@ -383,34 +383,70 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     return 0;
 }
 
+static int
+branch_gone(char *err, size_t errcap, const char *tenant, const char *ancestor)
+{
+    snprintf(err, errcap, "ancestor timeline %s/%s not found", tenant, ancestor);
+    return LB_ENOTFOUND;
+}
+
+/* How long a branch request waits for the ancestor's ingest to reach its LSN. */
+#define BRANCH_WAIT_MS 30000
+
 int
 ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const char *ancestor,
                  lb_lsn lsn, ps_tlmeta *out, char *err, size_t errcap)
 {
+    /* The PostgreSQL timeline of the ancestor's WAL at the branch point,
+     * and its commit LSN; a branch point that is committed but not yet
+     * ingested is waited for, a little. */
+    ps_tlmeta a;
+    int rc = ps_get_timeline(d, tenant, ancestor, &a);
+    if (rc)
+        return branch_gone(err, errcap, tenant, ancestor);
+    uint32_t tli = 0;
+    lb_lsn commit = 0;
+    if (lsn >= a.start_lsn) {
+        rc = ps_tli_at(d, &a, lsn, &tli, &commit, err, errcap);
+        if (rc == 0 && lsn > commit)
+            tli = 0; /* refused below */
+        for (int64_t waited = 0; rc == 0 && tli && lsn > a.last_record_lsn &&
+                                 waited < BRANCH_WAIT_MS;
+             waited += 50) {
+            ps_tlmeta_free(&a);
+            usleep(50000);
+            if (ps_get_timeline(d, tenant, ancestor, &a) != 0)
+                return branch_gone(err, errcap, tenant, ancestor);
+        }
+    }
+    ps_tlmeta_free(&a);
+    if (rc)
+        return rc; /* err says why */
+
     ps_tlmeta m = {0};
+    rc = 0;
     pthread_mutex_lock(&d->lock);
-    ps_tlmeta *a = find_locked(d, tenant, ancestor);
-    int rc = 0;
+    ps_tlmeta *anc = find_locked(d, tenant, ancestor);
     if (find_locked(d, tenant, timeline)) {
         snprintf(err, errcap, "timeline %s/%s already exists", tenant, timeline);
         rc = LB_EEXIST;
-    } else if (!a) {
+    } else if (!anc) {
         snprintf(err, errcap, "ancestor timeline %s/%s not found", tenant, ancestor);
         rc = LB_ENOTFOUND;
-    } else if (lsn < a->start_lsn || lsn > a->last_record_lsn) {
-        char s[LB_LSN_STRLEN], e[LB_LSN_STRLEN], l[LB_LSN_STRLEN];
+    } else if (lsn < anc->start_lsn || lsn > anc->last_record_lsn || !tli) {
+        char s0[LB_LSN_STRLEN], e[LB_LSN_STRLEN], l[LB_LSN_STRLEN];
         snprintf(err, errcap, "branch LSN %s is outside the ancestor's WAL %s-%s",
-                 lb_lsn_format(lsn, l), lb_lsn_format(a->start_lsn, s),
-                 lb_lsn_format(a->last_record_lsn, e));
+                 lb_lsn_format(lsn, l), lb_lsn_format(anc->start_lsn, s0),
+                 lb_lsn_format(anc->last_record_lsn, e));
         rc = LB_ECONFLICT;
     } else {
         snprintf(m.tenant_id, sizeof(m.tenant_id), "%s", tenant);
         snprintf(m.timeline_id, sizeof(m.timeline_id), "%s", timeline);
         snprintf(m.ancestor_id, sizeof(m.ancestor_id), "%s", ancestor);
         m.ancestor_lsn = m.start_lsn = m.last_record_lsn = lsn;
-        m.system_id = a->system_id;
-        m.wal_seg_size = a->wal_seg_size;
-        m.pg_tli = a->pg_tli;
+        m.system_id = anc->system_id;
+        m.wal_seg_size = anc->wal_seg_size;
+        m.pg_tli = tli;
         rc = register_locked(d, &m);
     }
     pthread_mutex_unlock(&d->lock);
@@ -491,6 +527,8 @@ ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char 
 struct ps_basebackup_plan {
     ps_layer **layers; /* newest first */
     size_t n;
+    lb_lsn wal_cut; /* the branch point when the snapshot is an ancestor's */
+    uint32_t seg_size;
 };
 
 void
@@ -507,13 +545,13 @@ ps_basebackup_free(ps_basebackup_plan *plan)
 int
 ps_basebackup_write(ps_basebackup_plan *plan, lb_tar_writer *tar)
 {
-    return ps_reconstruct_tar(plan->layers, plan->n, tar);
+    return ps_reconstruct_tar(plan->layers, plan->n, tar, plan->wal_cut, plan->seg_size);
 }
 
 int
 ps_basebackup_write_dir(ps_basebackup_plan *plan, const char *target)
 {
-    return ps_reconstruct_dir(plan->layers, plan->n, target);
+    return ps_reconstruct_dir(plan->layers, plan->n, target, plan->wal_cut, plan->seg_size);
 }
 
 int
@@ -572,6 +610,31 @@ ps_set_last_record_lsn(ps_daemon *d, const char *tenant, const char *timeline, l
 }
 
 int
+ps_snapshot_lsn_at(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
+                   lb_lsn *snap_lsn)
+{
+    int rc = LB_ENOTFOUND;
+    char cur[PS_ID_LEN + 1];
+    snprintf(cur, sizeof(cur), "%s", timeline);
+    pthread_mutex_lock(&d->lock);
+    for (int depth = 0; depth < MAX_CHAIN && cur[0] && rc == LB_ENOTFOUND; depth++) {
+        ps_tlmeta *m = find_locked(d, tenant, cur);
+        if (!m)
+            break;
+        const ps_snapshot_meta *s = ps_tlmeta_snapshot_at(m, lsn);
+        if (s) {
+            *snap_lsn = s->lsn;
+            rc = 0;
+        }
+        if (m->ancestor_id[0] && m->ancestor_lsn < lsn)
+            lsn = m->ancestor_lsn;
+        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+int
 ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
                       ps_basebackup_plan **out, lb_lsn *snap_lsn, lb_lsn *redo_lsn, char *err,
                       size_t errcap)
@@ -590,7 +653,8 @@ ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline, lb
     int rc = 0;
     char cur[PS_ID_LEN + 1];
     snprintf(cur, sizeof(cur), "%s", timeline);
-    lb_lsn limit = lsn;
+    lb_lsn limit = lsn, wal_cut = UINT64_MAX;
+    uint32_t seg_size = 0;
     pthread_mutex_lock(&d->lock);
     for (int depth = 0; depth < MAX_CHAIN && cur[0] && rc == 0; depth++) {
         ps_tlmeta *m = find_locked(d, tenant, cur);
@@ -615,6 +679,9 @@ ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline, lb
                 chosen = true;
                 *snap_lsn = s->lsn;
                 *redo_lsn = s->redo_lsn;
+                seg_size = m->wal_seg_size;
+                if (depth > 0)
+                    wal_cut = limit;
             }
             if (nrefs == cap) {
                 ref *p = realloc(refs, 2 * cap * sizeof(*refs));
@@ -641,6 +708,10 @@ ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline, lb
     ps_basebackup_plan *plan = rc ? NULL : calloc(1, sizeof(*plan));
     if (rc == 0 && (!plan || !(plan->layers = calloc(nrefs, sizeof(*plan->layers)))))
         rc = -ENOMEM;
+    if (rc == 0) {
+        plan->wal_cut = wal_cut;
+        plan->seg_size = seg_size;
+    }
     for (size_t i = 0; i < nrefs && rc == 0; i++) {
         rc = open_layer(d, tenant, refs[i].tl, refs[i].layer, &plan->layers[i]);
         if (rc)

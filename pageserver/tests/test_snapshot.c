@@ -113,7 +113,7 @@ test_incremental_snapshots_rebuild_the_cluster(void **state)
     ps_layer *layers[2];
     assert_int_equal(ps_layer_open(l2, &layers[0]), 0);
     assert_int_equal(ps_layer_open(l1, &layers[1]), 0);
-    assert_int_equal(ps_reconstruct_dir(layers, 2, rebuilt), 0);
+    assert_int_equal(ps_reconstruct_dir(layers, 2, rebuilt, UINT64_MAX, 16u << 20), 0);
     ps_layer_close(layers[0]);
     ps_layer_close(layers[1]);
     tu_pg_chown(rebuilt);

@@ -1,0 +1,166 @@
+"""Branches: a branch at an LSN between two commits holds the first and not
+the second, takes writes on a new PostgreSQL timeline, and is isolated from
+its parent both ways; a branch of a branch works. Every compute here starts
+from the pageserver's basebackup and replays WAL from the pageserver's WAL
+endpoint, which serves the ancestors' WAL cut at the branch points."""
+import copy
+import os
+import uuid
+
+from lakebase import Pageserver, Postgres, http, lsn_int, lsn_str, wait_for
+
+
+def timeline_view(cluster, timeline):
+    """The same safekeepers, another timeline on them."""
+    v = copy.copy(cluster)
+    v.timeline = timeline
+    return v
+
+
+def start_compute(view, ps, name, meta):
+    """A primary on a pageserver timeline: the timeline on the safekeepers
+    (starting where the pageserver's does), an election, a basebackup,
+    recovery from the pageserver's WAL endpoint, promotion; then the
+    pageserver ingests what the safekeepers commit."""
+    t, l = view.tenant, view.timeline
+    st, sk_status = http("GET", view.sks[0].tl(t, l))
+    if st == 404:
+        view.create_timeline(int(meta["system_id"]), lsn_int(meta["start_lsn"]),
+                             pg_tli=meta["pg_tli"], seg_size=meta["wal_seg_size"])
+    election = view.elect()
+    pg = Postgres(view.workdir, name)
+    ps.basebackup(t, l, pg.datadir)
+    pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
+            wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
+    view.track(pg)
+    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
+    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
+    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
+    assert st == 200, body
+    return pg, election
+
+
+def ids(pg):
+    return [r[0] for r in pg.sql("select id from t order by id")]
+
+
+def insert_lsn(pg):
+    """Everything committed so far is before this LSN (a record boundary)."""
+    return pg.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+
+
+def tli(pg):
+    return int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
+
+
+def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):
+    workdir = cluster.workdir
+    ps = Pageserver(workdir).start()
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201, boot
+        primary, election = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key, who text)")
+        primary.sql("insert into t values (1, 'root before the branch point')")
+        at1 = insert_lsn(primary)
+        primary.sql("insert into t values (2, 'root after the branch point')")
+        # A snapshot past the branch point: the branch must not take the
+        # root's later data from it, whatever the root's layers hold.
+        primary.sql("checkpoint")
+        target = lsn_int(insert_lsn(primary))
+        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
+                 60, what="the root's ingest")
+        st, snap = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
+        assert st == 200, snap
+
+        # The branch: metadata only, on the PostgreSQL timeline the root had there.
+        b1 = uuid.uuid4().hex
+        st, meta = ps.create(t, b1, ancestor=root, lsn=at1)
+        assert st == 201, meta
+        assert meta["ancestor_timeline_id"] == root and meta["ancestor_lsn"] == at1
+        assert meta["pg_tli"] == tli(primary) == election["tli"]
+        assert meta["snapshots"] == []
+
+        # The pageserver's WAL endpoint cuts the root's WAL at the branch point.
+        seg = meta["wal_seg_size"]
+        cut = lsn_int(at1)
+        name = f"{meta['pg_tli']:08X}{(cut // seg) >> 32 & 0xFFFFFFFF:08X}" \
+               f"{(cut // seg) & 0xFFFFFFFF:08X}"
+        st, whole = http("GET", ps.tl(t, root, f"/wal/{name}"))
+        assert st == 200 and len(whole) == seg
+        st, cutseg = http("GET", ps.tl(t, b1, f"/wal/{name}"))
+        assert st == 200 and len(cutseg) == seg
+        off = cut % seg
+        assert cutseg[:off] == whole[:off]
+        assert cutseg[off:] == bytes(seg - off) and whole[off:] != bytes(seg - off)
+        nxt = f"{meta['pg_tli']:08X}{(cut // seg + 1) >> 32 & 0xFFFFFFFF:08X}" \
+              f"{(cut // seg + 1) & 0xFFFFFFFF:08X}"
+        assert http("GET", ps.tl(t, b1, f"/wal/{nxt}"))[0] == 404
+        for bad in ("zz", "00000001000000000000000G", "0000000100000000000000001",
+                    "00000000.history", "1.history"):
+            st, e = http("GET", ps.tl(t, b1, f"/wal/{bad}"))
+            assert st == 400 and "name" in e["error"], (bad, st, e)
+
+        view1 = timeline_view(cluster, b1)
+        branch, e1 = start_compute(view1, ps, "branch", meta)
+        assert e1["tli"] == meta["pg_tli"] + 1 == tli(branch)
+        assert ids(branch) == [1]
+        # Writes on either side stay on that side.
+        branch.sql("insert into t values (3, 'branch')")
+        primary.sql("insert into t values (4, 'root after the branch')")
+        assert ids(branch) == [1, 3]
+        assert ids(primary) == [1, 2, 4]
+
+        # A branch of the branch, at a point of the branch's own WAL.
+        at3 = insert_lsn(branch)
+        branch.sql("insert into t values (5, 'branch after its branch point')")
+        b2 = uuid.uuid4().hex
+        st, meta2 = ps.create(t, b2, ancestor=b1, lsn=at3)
+        assert st == 201, meta2
+        assert meta2["pg_tli"] == tli(branch)
+        view2 = timeline_view(cluster, b2)
+        grand, e2 = start_compute(view2, ps, "grandchild", meta2)
+        assert e2["tli"] == tli(branch) + 1 == tli(grand)
+        assert ids(grand) == [1, 3]
+        grand.sql("insert into t values (6, 'grandchild')")
+        assert ids(grand) == [1, 3, 6]
+        assert ids(branch) == [1, 3, 5]
+        assert ids(primary) == [1, 2, 4]
+
+        # A new compute on the grandchild, after the old one stopped: from a
+        # basebackup and WAL across two branch points, it has exactly the
+        # grandchild's data.
+        grand.stop("fast")
+        grand2, _ = start_compute(view2, ps, "grandchild2", meta2)
+        assert ids(grand2) == [1, 3, 6]
+        assert [r[0] for r in grand2.sql("select who from t where id = 6")] == ["grandchild"]
+    finally:
+        ps.stop()
+
+
+def test_branch_points_out_of_range_are_refused(cluster):
+    workdir = cluster.workdir
+    ps = Pageserver(workdir).start()
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201
+        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key, who text)")
+        end = lsn_int(insert_lsn(primary))
+        for lsn, code, words in [
+                (lsn_str(lsn_int(boot["start_lsn"]) - 8), 409, "outside"),
+                ("0/0", 409, "outside"),
+                (lsn_str(end + (1 << 30)), 409, "outside"),  # waits, then refuses
+                ("0/1G", 400, "ancestor_lsn")]:
+            st, e = ps.create(t, uuid.uuid4().hex, ancestor=root, lsn=lsn)
+            assert st == code and words in e["error"], (lsn, st, e)
+        st, e = ps.create(t, uuid.uuid4().hex, ancestor=uuid.uuid4().hex, lsn=lsn_str(end))
+        assert st == 404, e
+        # Nothing was left behind.
+        st, listed = http("GET", ps.tl(t))
+        assert st == 200 and [x["timeline_id"] for x in listed] == [root]
+        assert os.listdir(os.path.join(ps.data, "tenants", t)) == [root]
+    finally:
+        ps.stop()

@@ -1,0 +1,356 @@
+/*
+ * walserve.c: WAL segments and timeline history files for a server that
+ * restores a timeline, across its ancestors.
+ *
+ * A timeline's WAL lives on PostgreSQL timelines (TLIs). A root timeline
+ * starts on the TLI of its bootstrap and each election moves it to the
+ * next one. A branch B of A at LSN L starts on the TLI A had at L (B's
+ * pg_tli, found when B was created), and B's own computes write TLIs above
+ * it. So, for a file asked of B:
+ *   - a TLI at or below B's pg_tli is A's WAL: asked of A (recursively),
+ *     and cut at L: a segment that starts at or after L does not exist in
+ *     B's history, and in the segment holding L every byte from L on is
+ *     zero, so that a server replaying it ends exactly at the branch point
+ *     (A's later WAL is in those bytes, and must never reach B);
+ *   - a higher TLI is B's own: asked of B's safekeepers (which serve
+ *     committed WAL only, the segment holding the end zero-padded), then of
+ *     object storage, where safekeepers offload completed segments under
+ *     <tenant>/<timeline>/wal/.
+ * History files are immutable, and a TLI's history only names switch
+ * points before the TLI began, so they need no cut. But B's safekeepers
+ * know B's history only from its pg_tli on: a history file of B's own is
+ * completed with the ancestor's history of pg_tli in front, as the
+ * compute itself wrote it when it chose its TLI.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "fileio.h"
+#include "http_client.h"
+#include "log.h"
+#include "wal.h"
+
+#define MAX_DEPTH 64
+
+typedef struct sink {
+    int fd;
+    uint64_t bytes;
+} sink;
+
+static int
+sink_write(void *arg, const char *bytes, size_t n)
+{
+    sink *s = arg;
+    int rc = lb_write_all(s->fd, bytes, n);
+    if (rc == 0)
+        s->bytes += n;
+    return rc;
+}
+
+static int
+sink_reset(void *arg)
+{
+    sink *s = arg;
+    s->bytes = 0;
+    if (ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0)
+        return -errno;
+    return 0;
+}
+
+int
+ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
+                  uint64_t *segno)
+{
+    size_t n = strlen(name);
+    *segno = 0;
+    if (n == 16 && strcmp(name + 8, ".history") == 0) {
+        for (int i = 0; i < 8; i++)
+            if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'A' && name[i] <= 'F')))
+                return LB_EPARSE;
+        *history = true;
+        *tli = (uint32_t)strtoul(name, NULL, 16);
+        return *tli ? 0 : LB_EPARSE;
+    }
+    *history = false;
+    return lb_wal_segment_parse(name, seg_size, tli, segno);
+}
+
+/* The timeline's own WAL: its safekeepers, then object storage. */
+static int
+fetch_own(ps_daemon *d, const ps_tlmeta *m, const char *name, bool history, int fd, char *err,
+          size_t errcap)
+{
+    sink s = {.fd = fd};
+    bool unreachable = false;
+    lb_http_options opts = {.connect_timeout_ms = 1000, .timeout_ms = 30000, .max_attempts = 2};
+    lb_http_client *http = NULL;
+    int rc = m->nsafekeepers ? lb_http_client_new(&opts, &http) : 0;
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < m->nsafekeepers; i++) {
+        char url[512];
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/%s/%s", m->safekeepers[i].http,
+                 m->tenant_id, m->timeline_id, history ? "history" : "segment", name);
+        if ((rc = sink_reset(&s)) != 0)
+            break;
+        lb_http_call call = {.method = "GET",
+                             .url = url,
+                             .response_write = sink_write,
+                             .response_reset = sink_reset,
+                             .response_arg = &s};
+        lb_http_result res = LB_HTTP_RESULT_INIT;
+        rc = lb_http_do(http, &call, &res);
+        long status = res.status;
+        lb_http_result_free(&res);
+        if (rc == 0 && status == 200) {
+            lb_http_client_free(http);
+            return 0;
+        }
+        if (rc != 0 || status != 404) {
+            unreachable = true;
+            snprintf(err, errcap, "safekeeper %s: %s", m->safekeepers[i].http,
+                     rc ? lb_http_client_error(http) : "unexpected status");
+        }
+        rc = 0;
+    }
+    lb_http_client_free(http);
+    if (rc)
+        return rc;
+    if (!history) {
+        char key[256];
+        snprintf(key, sizeof(key), "%s/%s/wal/%s", m->tenant_id, m->timeline_id, name);
+        if ((rc = sink_reset(&s)) != 0)
+            return rc;
+        rc = lb_objstore_get_stream(d->store, key, sink_write, &s);
+        if (rc == 0)
+            return 0;
+        if (rc != LB_ENOTFOUND) {
+            lb_counter_inc(d->storage_errors);
+            snprintf(err, errcap, "object storage: %s", lb_objstore_error(d->store));
+            return rc;
+        }
+    }
+    if (unreachable)
+        return LB_EHTTP; /* err says which safekeeper */
+    snprintf(err, errcap, "%s is not in timeline %s", name, m->timeline_id);
+    return LB_ENOTFOUND;
+}
+
+/* Zero [from, seg_size) of the segment in fd, which must be whole. */
+static int
+cut_segment(int fd, uint32_t seg_size, uint64_t from, char *err, size_t errcap)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if ((uint64_t)st.st_size != seg_size) {
+        snprintf(err, errcap, "segment has %lld bytes, not %u", (long long)st.st_size, seg_size);
+        return LB_EPROTO;
+    }
+    static const char zeros[65536];
+    for (uint64_t off = from; off < seg_size;) {
+        size_t n = seg_size - off < sizeof(zeros) ? (size_t)(seg_size - off) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+static int resolve(ps_daemon *d, const char *tenant, const char *timeline, const char *name,
+                   lb_lsn cut, int fd, int depth, char *err, size_t errcap);
+
+static int
+read_fd(int fd, lb_buf *out)
+{
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return -errno;
+    char chunk[4096];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return 0;
+        if (lb_buf_append(out, chunk, (size_t)r) != 0)
+            return -ENOMEM;
+    }
+}
+
+/* fd holds a branch's own history file from its safekeepers; put the
+ * ancestor's history of m->pg_tli in front unless it is there already. */
+static int
+complete_history(ps_daemon *d, const ps_tlmeta *m, int fd, int depth, char *err, size_t errcap)
+{
+    lb_buf own = LB_BUF_INIT, anc = LB_BUF_INIT;
+    int rc = read_fd(fd, &own);
+    unsigned long first = own.len ? strtoul(own.data, NULL, 10) : 0;
+    if (rc || first != m->pg_tli) {
+        lb_buf_free(&own);
+        return rc;
+    }
+    char tmp[PATH_MAX], name[32];
+    snprintf(tmp, sizeof(tmp), "%s/tmp", d->conf.data_dir);
+    int afd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (afd < 0)
+        rc = -errno;
+    snprintf(name, sizeof(name), "%08X.history", m->pg_tli);
+    if (rc == 0) {
+        rc = resolve(d, m->tenant_id, m->ancestor_id, name, UINT64_MAX, afd, depth + 1, err,
+                     errcap);
+        if (rc == LB_ENOTFOUND)
+            rc = 0; /* pg_tli is the first TLI there is: nothing before it */
+        else if (rc == 0)
+            rc = read_fd(afd, &anc);
+    }
+    if (afd >= 0)
+        close(afd);
+    if (rc == 0 && anc.len && anc.data[anc.len - 1] != '\n')
+        rc = lb_buf_append(&anc, "\n", 1);
+    if (rc == 0 && (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0))
+        rc = -errno;
+    if (rc == 0 && anc.len)
+        rc = lb_write_all(fd, anc.data, anc.len);
+    if (rc == 0)
+        rc = lb_write_all(fd, own.data, own.len);
+    lb_buf_free(&own);
+    lb_buf_free(&anc);
+    return rc;
+}
+
+static int
+resolve(ps_daemon *d, const char *tenant, const char *timeline, const char *name, lb_lsn cut,
+        int fd, int depth, char *err, size_t errcap)
+{
+    ps_tlmeta m;
+    int rc = ps_get_timeline(d, tenant, timeline, &m);
+    if (rc) {
+        snprintf(err, errcap, "timeline %s/%s not found", tenant, timeline);
+        return rc;
+    }
+    bool history;
+    uint32_t tli;
+    uint64_t segno;
+    if (ps_wal_name_parse(name, m.wal_seg_size, &history, &tli, &segno) != 0) {
+        snprintf(err, errcap, "\"%.40s\" is not a WAL segment or history file name", name);
+        ps_tlmeta_free(&m);
+        return LB_EPARSE;
+    }
+    lb_lsn seg_start = lb_wal_segment_start(segno, m.wal_seg_size);
+    bool inherited = m.ancestor_id[0] && tli <= m.pg_tli;
+    if (inherited && depth >= MAX_DEPTH) {
+        snprintf(err, errcap, "timeline %s has too many ancestors", timeline);
+        rc = LB_ETOOBIG;
+    } else if (inherited && history) {
+        rc = resolve(d, tenant, m.ancestor_id, name, cut, fd, depth + 1, err, errcap);
+    } else if (inherited) {
+        lb_lsn limit = m.ancestor_lsn < cut ? m.ancestor_lsn : cut;
+        if (seg_start >= limit) {
+            snprintf(err, errcap, "%s is past the branch point of timeline %s", name, timeline);
+            rc = LB_ENOTFOUND;
+        } else {
+            rc = resolve(d, tenant, m.ancestor_id, name, limit, fd, depth + 1, err, errcap);
+        }
+    } else {
+        rc = fetch_own(d, &m, name, history, fd, err, errcap);
+        if (rc == 0 && history && m.ancestor_id[0] && depth < MAX_DEPTH)
+            rc = complete_history(d, &m, fd, depth, err, errcap);
+        if (rc == 0 && !history && cut < seg_start + m.wal_seg_size)
+            rc = cut_segment(fd, m.wal_seg_size, cut - seg_start, err, errcap);
+    }
+    ps_tlmeta_free(&m);
+    return rc;
+}
+
+int
+ps_wal_fetch(ps_daemon *d, const char *tenant, const char *timeline, const char *name, int fd,
+             char *err, size_t errcap)
+{
+    err[0] = '\0';
+    int rc = resolve(d, tenant, timeline, name, UINT64_MAX, fd, 0, err, errcap);
+    if (rc == 0 && lseek(fd, 0, SEEK_SET) != 0)
+        rc = -errno;
+    if (rc && !err[0])
+        snprintf(err, errcap, "%s", lb_strerror(rc));
+    return rc;
+}
+
+int
+ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *commit_lsn,
+          char *err, size_t errcap)
+{
+    (void)d;
+    *tli = m->pg_tli;
+    *commit_lsn = m->last_record_lsn;
+    if (m->nsafekeepers == 0)
+        return 0; /* no compute ever wrote to it: all of it is on pg_tli */
+    lb_http_options opts = {.connect_timeout_ms = 1000, .timeout_ms = 5000, .max_attempts = 2};
+    lb_http_client *http;
+    int rc = lb_http_client_new(&opts, &http);
+    if (rc)
+        return rc;
+    rc = LB_EHTTP;
+    for (size_t i = 0; i < m->nsafekeepers && rc != 0; i++) {
+        char url[512];
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", m->safekeepers[i].http,
+                 m->tenant_id, m->timeline_id);
+        lb_buf body = LB_BUF_INIT;
+        lb_http_call call = {.method = "GET", .url = url, .response_body = &body};
+        lb_http_result res = LB_HTTP_RESULT_INIT;
+        int hrc = lb_http_do(http, &call, &res);
+        json_t *doc = NULL, *hist;
+        if (hrc == 0 && res.status == 200 &&
+            (doc = json_loadb(body.data ? body.data : "", body.len, 0, NULL)) &&
+            json_is_array(hist = json_object_get(doc, "term_history"))) {
+            /* The TLI of the WAL just before lsn: the last term that began
+             * before it, else the timeline's first TLI. */
+            size_t k;
+            json_t *e;
+            bool ok = true;
+            json_array_foreach(hist, k, e)
+            {
+                lb_lsn start;
+                json_t *t = json_object_get(e, "tli");
+                if (!json_is_string(json_object_get(e, "lsn")) ||
+                    lb_lsn_parse(json_string_value(json_object_get(e, "lsn")), &start) != 0 ||
+                    !json_is_integer(t) || json_integer_value(t) <= 0 ||
+                    json_integer_value(t) > UINT32_MAX) {
+                    ok = false;
+                    break;
+                }
+                if (start < lsn)
+                    *tli = (uint32_t)json_integer_value(t);
+            }
+            json_t *c = json_object_get(doc, "commit_lsn");
+            if (!json_is_string(c) || lb_lsn_parse(json_string_value(c), commit_lsn) != 0)
+                ok = false;
+            rc = ok ? 0 : LB_EPROTO;
+            if (!ok)
+                snprintf(err, errcap, "safekeeper %s sent a malformed status",
+                         m->safekeepers[i].http);
+        } else {
+            snprintf(err, errcap, "could not read the term history of %s from safekeeper %s: %s",
+                     m->timeline_id, m->safekeepers[i].http,
+                     hrc ? lb_http_client_error(http) : "unexpected answer");
+        }
+        json_decref(doc);
+        lb_buf_free(&body);
+        lb_http_result_free(&res);
+    }
+    lb_http_client_free(http);
+    return rc;
+}
