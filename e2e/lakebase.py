@@ -387,7 +387,8 @@ rm -f "$p.part"; exit 1
 
 
 class Pageserver:
-    def __init__(self, workdir, name="pageserver", remote=None):
+    def __init__(self, workdir, name="pageserver", remote=None, extra_args=None):
+        self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.data = os.path.join(self.dir, "data")
@@ -402,7 +403,7 @@ class Pageserver:
     def start(self):
         self.proc = Proc([os.path.join(BIN, "pageserver"), "--data_dir", self.data,
                           "--listen_http", f"127.0.0.1:{self.port}",
-                          "--remote_storage", self.remote],
+                          "--remote_storage", self.remote] + self.extra_args,
                          os.path.join(self.dir, "pageserver.log"))
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what="the pageserver to listen")

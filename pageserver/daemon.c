@@ -73,6 +73,9 @@ ps_daemon_init(ps_daemon *d)
                                    "Duration of a snapshot, replay paused.", NULL,
                                    (const double[]){0.1, 0.5, 1, 2, 5, 10, 30, 60}, 8,
                                    &d->snapshot_seconds)) != 0 ||
+        (rc = lb_metrics_counter(d->metrics, "pageserver_gc_snapshots_deleted_total",
+                                 "Snapshots (and their layers) deleted by gc.", NULL,
+                                 &d->gc_deleted)) != 0 ||
         (rc = lb_metrics_gauge(d->metrics, "pageserver_ingest_lag_bytes",
                                "WAL received by a timeline's redo standby but not replayed yet.",
                                "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0)
@@ -91,6 +94,8 @@ ps_daemon_init(ps_daemon *d)
         lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
         return rc;
     }
+    if ((rc = ps_gc_start(d, &d->gc)) != 0)
+        return rc;
     for (int i = 0; i < d->ntimelines; i++)
         if (d->timelines[i]->nsafekeepers)
             ps_ingest_start(d, d->timelines[i]->tenant_id, d->timelines[i]->timeline_id);
@@ -104,6 +109,7 @@ ps_daemon_shutdown(ps_daemon *d)
 {
     if (d->http)
         lb_http_server_free(d->http);
+    ps_gc_stop(d->gc);
     ps_ingest_stop_all(d);
     for (int i = 0; i < d->ntimelines; i++) {
         ps_tlmeta_free(d->timelines[i]);

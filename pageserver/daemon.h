@@ -36,9 +36,12 @@ typedef struct ps_config {
     char *log_level;
     int64_t http_threads;
     int64_t snapshot_interval_ms;
+    int64_t gc_retention_ms; /* snapshots this young are kept (PITR window) */
+    int64_t gc_interval_ms;
 } ps_config;
 
 typedef struct ps_ingest ps_ingest;
+typedef struct ps_gc ps_gc;
 
 typedef struct ps_daemon {
     ps_config conf;
@@ -55,6 +58,8 @@ typedef struct ps_daemon {
     ps_ingest *ingests[PS_MAX_TIMELINES];
     int ningests;
     int64_t snapshot_interval_ms;
+    ps_gc *gc;
+    lb_counter *gc_deleted;
 } ps_daemon;
 
 int ps_daemon_init(ps_daemon *d);
@@ -82,6 +87,8 @@ int ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline
                           ps_basebackup_plan **plan, lb_lsn *snap_lsn, lb_lsn *redo_lsn,
                           char *err, size_t errcap);
 int ps_basebackup_write(ps_basebackup_plan *plan, lb_tar_writer *tar);
+/* Whether the next snapshot of the timeline should be a full one. */
+bool ps_image_due(ps_daemon *d, const char *tenant, const char *timeline);
 /* P of the snapshot a basebackup at lsn starts from (walking ancestors). */
 int ps_snapshot_lsn_at(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
                        lb_lsn *snap_lsn);
@@ -131,6 +138,21 @@ int ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_ls
 /* A segment ("TTTTTTTTXXXXXXXXYYYYYYYY") or history ("TTTTTTTT.history") name. */
 int ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
                       uint64_t *segno);
+
+/* Remove snapshots (by layer name) from a timeline's index, then their
+ * layers from object storage and the local cache. */
+int ps_drop_snapshots(ps_daemon *d, const char *tenant, const char *timeline,
+                      const char (*layers)[64], size_t n);
+
+/* ---- gc.c ------------------------------------------------------------------ */
+int ps_gc_start(ps_daemon *d, ps_gc **out);
+void ps_gc_stop(ps_gc *g);
+/* One pass over every timeline now; *deleted: snapshots deleted. */
+int ps_gc_once(ps_daemon *d, size_t *deleted);
+/* Which of m's snapshots to keep (keep[i] for snapshots[i]), given its
+ * children's branch points and the window's start (wall-clock ms). */
+void ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch,
+                int64_t horizon_ms, bool *keep);
 
 /* ---- http_api.c ------------------------------------------------------------ */
 int ps_http_routes(ps_daemon *d);

@@ -14,6 +14,7 @@
  *   POST   .../snapshot     take a snapshot now if a checkpoint was replayed since the last
  *   GET    .../wal/{name}   a WAL segment or history file as a server restoring this
  *          timeline must see it, across ancestors (walserve.c): for restore_command
+ *   POST   /v1/gc           one gc pass now (gc.c): {"snapshots_deleted": n}
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -328,6 +329,18 @@ h_wal(lb_http_request *req, void *arg)
     return lb_http_respond_fd(req, 200, "application/octet-stream", fd, 0, (uint64_t)st.st_size);
 }
 
+static int
+h_gc(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    size_t deleted = 0;
+    int rc = ps_gc_once(d, &deleted);
+    if (rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "gc failed: %s",
+                                     lb_strerror(rc));
+    return lb_json_respond(req, 200, json_pack("{s:I}", "snapshots_deleted", (json_int_t)deleted));
+}
+
 int
 ps_http_routes(ps_daemon *d)
 {
@@ -343,6 +356,7 @@ ps_http_routes(ps_daemon *d)
         {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal},
+        {"POST", "/v1/gc", h_gc},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,

@@ -301,13 +301,17 @@ take_snapshot(ps_ingest *in, bool *taken)
          * or for a branch's first, the ancestor's its standby began from)
          * are already in layers. */
         lb_lsn prev = 0;
-        if (rc == 0 && m.nsnapshots)
+        bool full = rc == 0 && ps_image_due(in->d, in->tenant, in->timeline);
+        if (rc == 0 && full)
+            prev = 0;
+        else if (rc == 0 && m.nsnapshots)
             prev = m.snapshots[m.nsnapshots - 1].lsn;
         else if (rc == 0 && ps_snapshot_lsn_at(in->d, in->tenant, in->timeline, m.start_lsn,
                                                &prev) != 0)
             prev = 0;
         if (rc == 0) {
-            ps_snapshot_meta snap = {.lsn = p, .redo_lsn = r_after, .created_ms = wall_ms()};
+            ps_snapshot_meta snap = {
+                .lsn = p, .redo_lsn = r_after, .created_ms = wall_ms(), .full = full};
             snprintf(snap.layer, sizeof(snap.layer), "%016" PRIX64 ".layer", p);
             char dir[PATH_MAX], ldir[PATH_MAX + 16], lpath[PATH_MAX + 100];
             ps_timeline_dir(in->d, in->tenant, in->timeline, dir, sizeof(dir));
@@ -326,9 +330,9 @@ take_snapshot(ps_ingest *in, bool *taken)
             if (rc == 0) {
                 *taken = true;
                 lb_histogram_observe(in->d->snapshot_seconds, (now_ms() - t0) / 1000.0);
-                lb_info("snapshot tenant=%s timeline=%s lsn=%X/%X redo=%X/%X pages=%llu/%llu "
-                        "bytes=%llu ms=%lld",
-                        in->tenant, in->timeline, LB_LSN_ARGS(p), LB_LSN_ARGS(r_after),
+                lb_info("snapshot tenant=%s timeline=%s lsn=%X/%X redo=%X/%X full=%d "
+                        "pages=%llu/%llu bytes=%llu ms=%lld",
+                        in->tenant, in->timeline, LB_LSN_ARGS(p), LB_LSN_ARGS(r_after), full,
                         (unsigned long long)stats.main_pages_written,
                         (unsigned long long)stats.main_pages_seen,
                         (unsigned long long)stats.bytes, (long long)(now_ms() - t0));

@@ -37,6 +37,11 @@ static const lb_config_setting settings[] = {
     LB_SETTING_RANGE("snapshot_interval", LB_CONFIG_DURATION, ps_config, snapshot_interval_ms,
                      "30s", "how often a timeline's redo standby is snapshotted (when it has "
                      "replayed a checkpoint since the last)", 100, 86400000),
+    LB_SETTING_RANGE("gc_retention", LB_CONFIG_DURATION, ps_config, gc_retention_ms, "7d",
+                     "point-in-time restore window: snapshots younger than this are kept", 0,
+                     INT64_C(3153600000000)),
+    LB_SETTING_RANGE("gc_interval", LB_CONFIG_DURATION, ps_config, gc_interval_ms, "1m",
+                     "how often snapshots past the window are deleted", 100, 86400000),
     LB_CONFIG_END,
 };
 

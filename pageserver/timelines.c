@@ -351,6 +351,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     m.start_lsn = m.last_record_lsn = snap.lsn;
     snprintf(snap.layer, sizeof(snap.layer), "%016" PRIX64 ".layer", snap.lsn);
     snap.created_ms = now_ms();
+    snap.full = true;
 
     char lpath[PATH_MAX + 100], key[256];
     snprintf(lpath, sizeof(lpath), "%s/%s", ldir, snap.layer);
@@ -599,6 +600,54 @@ ps_add_snapshot(ps_daemon *d, const char *tenant, const char *timeline,
     return rc;
 }
 
+int
+ps_drop_snapshots(ps_daemon *d, const char *tenant, const char *timeline,
+                  const char (*layers)[64], size_t n)
+{
+    pthread_mutex_lock(&d->lock);
+    ps_tlmeta *m = find_locked(d, tenant, timeline);
+    ps_tlmeta copy;
+    int rc = m ? 0 : LB_ENOTFOUND;
+    size_t kept = 0;
+    for (size_t i = 0; rc == 0 && i < m->nsnapshots; i++) {
+        bool drop = i + 1 < m->nsnapshots; /* never the newest */
+        if (drop) {
+            drop = false;
+            for (size_t k = 0; k < n && !drop; k++)
+                drop = strcmp(m->snapshots[i].layer, layers[k]) == 0;
+        }
+        if (!drop)
+            m->snapshots[kept++] = m->snapshots[i];
+    }
+    if (rc == 0) {
+        m->nsnapshots = kept;
+        rc = copy_meta(m, &copy);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc)
+        return rc;
+    rc = save_meta(d, &copy); /* the index no longer names them */
+    ps_tlmeta_free(&copy);
+    if (rc)
+        return rc;
+    char dir[PATH_MAX];
+    ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
+    for (size_t k = 0; k < n; k++) {
+        char key[256], path[PATH_MAX + 128];
+        snprintf(key, sizeof(key), "%.32s/%.32s/layers/%.63s", tenant, timeline, layers[k]);
+        int drc = lb_objstore_delete(d->store, key);
+        if (drc && drc != LB_ENOTFOUND) {
+            lb_counter_inc(d->storage_errors);
+            lb_warn("could not delete \"%s\": %s", key, lb_objstore_error(d->store));
+            rc = rc ? rc : drc;
+        }
+        snprintf(path, sizeof(path), "%s/layers/%s", dir, layers[k]);
+        unlink(path);
+    }
+    lb_counter_add(d->gc_deleted, (double)n);
+    return rc;
+}
+
 void
 ps_set_last_record_lsn(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn)
 {
@@ -607,6 +656,38 @@ ps_set_last_record_lsn(ps_daemon *d, const char *tenant, const char *timeline, l
     if (m && lsn > m->last_record_lsn)
         m->last_record_lsn = lsn;
     pthread_mutex_unlock(&d->lock);
+}
+
+bool
+ps_image_due(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    /* Delta layers since the newest full one (through ancestors) against
+     * the size of that full one: once they weigh as much, the next
+     * snapshot is full, so that older layers can go once the retention
+     * window has passed them. */
+    uint64_t deltas = 0, base = 0;
+    char cur[PS_ID_LEN + 1];
+    snprintf(cur, sizeof(cur), "%s", timeline);
+    lb_lsn limit = UINT64_MAX;
+    pthread_mutex_lock(&d->lock);
+    for (int depth = 0; depth < MAX_CHAIN && cur[0] && !base; depth++) {
+        ps_tlmeta *m = find_locked(d, tenant, cur);
+        if (!m)
+            break;
+        for (size_t i = m->nsnapshots; i-- > 0 && !base;) {
+            const ps_snapshot_meta *s = &m->snapshots[i];
+            if (s->lsn > limit)
+                continue;
+            if (s->full)
+                base = s->bytes ? s->bytes : 1;
+            else
+                deltas += s->bytes;
+        }
+        limit = m->ancestor_lsn;
+        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return base == 0 || deltas >= base;
 }
 
 int
@@ -695,7 +776,13 @@ ps_basebackup_prepare(ps_daemon *d, const char *tenant, const char *timeline, lb
             snprintf(refs[nrefs].tl, sizeof(refs[nrefs].tl), "%s", m->timeline_id);
             snprintf(refs[nrefs].layer, sizeof(refs[nrefs].layer), "%s", s->layer);
             nrefs++;
+            if (s->full) { /* it has every page: nothing older is read */
+                cur[0] = '\0';
+                break;
+            }
         }
+        if (!cur[0])
+            break;
         if (m->ancestor_id[0] && m->ancestor_lsn < limit)
             limit = m->ancestor_lsn;
         snprintf(cur, sizeof(cur), "%s", m->ancestor_id);

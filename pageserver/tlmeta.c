@@ -31,11 +31,11 @@ ps_tlmeta_to_json(const ps_tlmeta *m)
     json_t *snaps = json_array();
     for (size_t i = 0; i < m->nsnapshots; i++) {
         const ps_snapshot_meta *s = &m->snapshots[i];
-        json_array_append_new(snaps, json_pack("{s:o, s:o, s:s, s:I, s:I}", "lsn",
+        json_array_append_new(snaps, json_pack("{s:o, s:o, s:s, s:I, s:I, s:b}", "lsn",
                                                lb_json_lsn(s->lsn), "redo_lsn",
                                                lb_json_lsn(s->redo_lsn), "layer", s->layer, "bytes",
                                                (json_int_t)s->bytes, "created_ms",
-                                               (json_int_t)s->created_ms));
+                                               (json_int_t)s->created_ms, "full", s->full));
     }
     json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "version", 1,
                           "tenant_id", m->tenant_id, "timeline_id", m->timeline_id, "system_id",
@@ -108,6 +108,7 @@ ps_tlmeta_from_json(const json_t *j, ps_tlmeta *m, char *msg, size_t cap)
         lb_json_req_str(s, "layer", &layer, &err);
         lb_json_opt_int64(s, "bytes", 0, &bytes, &err);
         lb_json_opt_int64(s, "created_ms", 0, &created, &err);
+        lb_json_opt_bool(s, "full", false, &sm.full, &err);
         if (!err.failed && (strlen(layer) >= sizeof(sm.layer) || strchr(layer, '/') ||
                             layer[0] == '.' || !layer[0]))
             lb_json_fail(&err, LB_EPARSE, "snapshot %zu has a bad layer name", i);

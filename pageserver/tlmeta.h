@@ -31,6 +31,7 @@ typedef struct ps_snapshot_meta {
     char layer[64];  /* file name under layers/ */
     uint64_t bytes;
     int64_t created_ms;
+    bool full; /* the layer holds every page: no older layer is needed */
 } ps_snapshot_meta;
 
 typedef struct ps_tlmeta {

@@ -1,0 +1,225 @@
+/*
+ * gc.c: deleting the snapshots and layers nothing needs any more.
+ *
+ * A snapshot is needed when it is inside the retention window (taken less
+ * than gc_retention ago), when it is the newest one taken before the
+ * window (a restore to the window's first moment starts from it), when it
+ * is the timeline's newest, or when it is the newest at or before a
+ * branch point of a child timeline. A needed snapshot needs every older
+ * snapshot of the same timeline back to the nearest full one, whose layer
+ * holds every page; a branch whose snapshots are all deltas needs its
+ * ancestor's snapshot at the branch point, which the ancestor keeps as a
+ * branch point. Everything else is deleted: first from the index (in
+ * object storage, then locally), then the layer objects, then the local
+ * copies. A crash in between leaves unreferenced layers, never an index
+ * naming a missing one.
+ *
+ * Full snapshots are what make this bounded: ingest takes one when the
+ * deltas since the last full one weigh as much as it (ps_image_due).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "errors.h"
+#include "log.h"
+
+struct ps_gc {
+    ps_daemon *d;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+};
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch, int64_t horizon_ms,
+           bool *keep)
+{
+    size_t n = m->nsnapshots;
+    bool *anchor = calloc(n ? n : 1, sizeof(*anchor));
+    if (!anchor) { /* keep everything rather than guess */
+        for (size_t i = 0; i < n; i++)
+            keep[i] = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        keep[i] = false;
+    if (n)
+        anchor[n - 1] = true;
+    for (size_t i = 0; i < n; i++) {
+        if (m->snapshots[i].created_ms >= horizon_ms)
+            anchor[i] = true;
+        else if (i + 1 == n || m->snapshots[i + 1].created_ms >= horizon_ms)
+            anchor[i] = true; /* the window's base */
+    }
+    for (size_t b = 0; b < nbranch; b++) {
+        size_t best = SIZE_MAX;
+        for (size_t i = 0; i < n && m->snapshots[i].lsn <= branch_points[b]; i++)
+            best = i;
+        if (best != SIZE_MAX)
+            anchor[best] = true;
+    }
+    for (size_t a = n; a-- > 0;) {
+        if (!anchor[a])
+            continue;
+        for (size_t j = a + 1; j-- > 0;) {
+            if (keep[j] && j != a)
+                break; /* the rest of this chain is kept already */
+            keep[j] = true;
+            if (m->snapshots[j].full)
+                break;
+        }
+    }
+    free(anchor);
+}
+
+/* One timeline: drop the snapshots its plan does not keep. */
+static int
+gc_timeline(ps_daemon *d, const char *tenant, const char *timeline, int64_t horizon_ms,
+            size_t *deleted)
+{
+    *deleted = 0;
+    ps_tlmeta m;
+    int rc = ps_get_timeline(d, tenant, timeline, &m);
+    if (rc)
+        return rc;
+    lb_lsn *points = NULL;
+    size_t npoints = 0;
+    pthread_mutex_lock(&d->lock);
+    for (int i = 0; i < d->ntimelines; i++) {
+        const ps_tlmeta *c = d->timelines[i];
+        if (strcmp(c->tenant_id, tenant) == 0 && strcmp(c->ancestor_id, timeline) == 0) {
+            lb_lsn *p = realloc(points, (npoints + 1) * sizeof(*p));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            points = p;
+            points[npoints++] = c->ancestor_lsn;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    bool *keep = rc ? NULL : calloc(m.nsnapshots ? m.nsnapshots : 1, sizeof(*keep));
+    if (!rc && !keep)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        ps_gc_plan(&m, points, npoints, horizon_ms, keep);
+        size_t ndrop = 0;
+        char (*drop)[64] = calloc(m.nsnapshots ? m.nsnapshots : 1, sizeof(*drop));
+        if (!drop)
+            rc = -ENOMEM;
+        for (size_t i = 0; rc == 0 && i < m.nsnapshots; i++)
+            if (!keep[i])
+                memcpy(drop[ndrop++], m.snapshots[i].layer, sizeof(drop[0]));
+        if (rc == 0 && ndrop)
+            rc = ps_drop_snapshots(d, tenant, timeline, (const char (*)[64])drop, ndrop);
+        if (rc == 0)
+            *deleted = ndrop;
+        free(drop);
+    }
+    free(keep);
+    free(points);
+    ps_tlmeta_free(&m);
+    return rc;
+}
+
+int
+ps_gc_once(ps_daemon *d, size_t *deleted)
+{
+    int64_t horizon = wall_ms() - d->conf.gc_retention_ms;
+    size_t total = 0;
+    int first_rc = 0;
+    /* Ids first: the registry may change while we work. */
+    pthread_mutex_lock(&d->lock);
+    int n = d->ntimelines;
+    char (*ids)[2][PS_ID_LEN + 1] = calloc(n ? (size_t)n : 1, sizeof(*ids));
+    for (int i = 0; ids && i < n; i++) {
+        memcpy(ids[i][0], d->timelines[i]->tenant_id, PS_ID_LEN + 1);
+        memcpy(ids[i][1], d->timelines[i]->timeline_id, PS_ID_LEN + 1);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (!ids)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        size_t k = 0;
+        int rc = gc_timeline(d, ids[i][0], ids[i][1], horizon, &k);
+        if (rc && rc != LB_ENOTFOUND) {
+            lb_warn("gc of %s/%s failed: %s", ids[i][0], ids[i][1], lb_strerror(rc));
+            if (!first_rc)
+                first_rc = rc;
+        }
+        if (k)
+            lb_info("gc tenant=%s timeline=%s snapshots_deleted=%zu", ids[i][0], ids[i][1], k);
+        total += k;
+    }
+    free(ids);
+    if (deleted)
+        *deleted = total;
+    return first_rc;
+}
+
+static void *
+run(void *arg)
+{
+    ps_gc *g = arg;
+    pthread_mutex_lock(&g->lock);
+    while (!g->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (g->d->conf.gc_interval_ms % 1000) * 1000000;
+        ts.tv_sec += g->d->conf.gc_interval_ms / 1000 + ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+        if (g->stop)
+            break;
+        pthread_mutex_unlock(&g->lock);
+        ps_gc_once(g->d, NULL);
+        pthread_mutex_lock(&g->lock);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+int
+ps_gc_start(ps_daemon *d, ps_gc **out)
+{
+    ps_gc *g = calloc(1, sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    g->d = d;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    if (pthread_create(&g->thread, NULL, run, g) != 0) {
+        free(g);
+        return -EAGAIN;
+    }
+    *out = g;
+    return 0;
+}
+
+void
+ps_gc_stop(ps_gc *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->lock);
+    g->stop = true;
+    pthread_cond_signal(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+    pthread_join(g->thread, NULL);
+    free(g);
+}
