@@ -164,3 +164,56 @@ def test_branch_points_out_of_range_are_refused(cluster):
         assert os.listdir(os.path.join(ps.data, "tenants", t)) == [root]
     finally:
         ps.stop()
+
+
+def test_lost_disk_reloads_from_object_storage_and_ingest_goes_on(cluster):
+    """kill -9 the pageserver and wipe its disk while it ingests: every
+    timeline comes back from object storage, basebackup works, and ingest
+    goes on from the newest snapshot with the safekeepers' WAL."""
+    import shutil
+    workdir = cluster.workdir
+    ps = Pageserver(workdir).start()
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201
+        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key, who text)")
+        primary.sql("insert into t select g, 'before' from generate_series(1, 1000) g")
+        primary.sql("checkpoint")
+        target = lsn_int(insert_lsn(primary))
+        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
+                 60, what="ingest")
+        st, snap = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
+        assert st == 200 and snap["snapshot_taken"], snap
+        branch = uuid.uuid4().hex
+        assert ps.create(t, branch, ancestor=root, lsn=insert_lsn(primary))[0] == 201
+
+        ps.kill()
+        shutil.rmtree(ps.data)
+        primary.sql("insert into t select g, 'while the pageserver was down' "
+                    "from generate_series(1001, 2000) g")
+        ps.start()
+        st, listed = http("GET", ps.tl(t))
+        assert st == 200 and {x["timeline_id"] for x in listed} == {root, branch}
+        # Ingest resumed by itself (the safekeepers are in the index) and
+        # catches up with what was written meanwhile and after.
+        primary.sql("insert into t select g, 'after' from generate_series(2001, 3000) g")
+        primary.sql("checkpoint")
+        target = lsn_int(insert_lsn(primary))
+        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
+                 90, what="ingest after the restart")
+        st, snap2 = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
+        assert st == 200 and snap2["snapshot_taken"], snap2
+        assert len(snap2["snapshots"]) > len(snap["snapshots"])
+        # A new compute from the new snapshot holds all of it.
+        primary.stop("fast")
+        restored, _ = start_compute(cluster, ps, "restored", boot)
+        assert restored.sql("select count(*) from t")[0][0] == 3000
+        # And the branch, restored from object storage only, still works.
+        bview = timeline_view(cluster, branch)
+        _, bmeta = http("GET", ps.tl(t, branch))
+        bpg, _ = start_compute(bview, ps, "branch", bmeta)
+        assert bpg.sql("select count(*) from t")[0][0] == 1000
+    finally:
+        ps.stop()
