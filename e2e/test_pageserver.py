@@ -172,6 +172,24 @@ def test_ingest_snapshot_and_restore(cluster):
         p = lsn_int(snap["snapshots"][-1]["lsn"])
         assert p >= lsn_int(snap["snapshots"][-1]["redo_lsn"])
 
+        # /metrics: the snapshot, its size and pages, the ingest position,
+        # the bytes sent to object storage.
+        import urllib.request
+        text = urllib.request.urlopen(ps.url + "/metrics", timeout=10).read().decode()
+        metrics = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                metrics[name] = float(value)
+        assert metrics["pageserver_snapshot_seconds_count"] >= 1
+        assert metrics["pageserver_snapshot_bytes_count"] >= 1
+        assert metrics["pageserver_snapshot_pages_total"] > 0
+        assert metrics["pageserver_storage_bytes_total"] > snap["snapshots"][-1]["bytes"]
+        assert metrics["pageserver_storage_errors_total"] == 0
+        series = f'pageserver_last_record_lsn{{tenant_id="{t}",timeline_id="{l}"}}'
+        assert metrics[series] >= target, (series, metrics.get(series))
+        assert f'pageserver_ingest_lag_bytes{{tenant_id="{t}",timeline_id="{l}"}}' in metrics
+
         # A new server from the snapshot, replaying the rest from the safekeepers.
         want = primary.sql("select count(*), md5(string_agg(id || v, ',' order by id)) from t")
         restored = Postgres(workdir, "restored")

@@ -76,6 +76,19 @@ ps_daemon_init(ps_daemon *d)
         (rc = lb_metrics_counter(d->metrics, "pageserver_gc_snapshots_deleted_total",
                                  "Snapshots (and their layers) deleted by gc.", NULL,
                                  &d->gc_deleted)) != 0 ||
+        (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_bytes",
+                                   "Size of a snapshot's layer file.", NULL,
+                                   (const double[]){1e5, 1e6, 1e7, 1e8, 1e9, 1e10}, 6,
+                                   &d->snapshot_bytes)) != 0 ||
+        (rc = lb_metrics_counter(d->metrics, "pageserver_snapshot_pages_total",
+                                 "Main-fork pages written into layers.", NULL,
+                                 &d->snapshot_pages)) != 0 ||
+        (rc = lb_metrics_counter(d->metrics, "pageserver_storage_download_bytes_total",
+                                 "Bytes downloaded from object storage.", NULL,
+                                 &d->download_bytes)) != 0 ||
+        (rc = lb_metrics_gauge(d->metrics, "pageserver_last_record_lsn",
+                               "LSN a timeline's redo standby has replayed up to.",
+                               "tenant_id,timeline_id", &d->last_record_lsn)) != 0 ||
         (rc = lb_metrics_gauge(d->metrics, "pageserver_ingest_lag_bytes",
                                "WAL received by a timeline's redo standby but not replayed yet.",
                                "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0)

@@ -53,7 +53,10 @@ typedef struct ps_daemon {
     int ntimelines;
     lb_counter *storage_bytes, *storage_errors;
     lb_histogram *snapshot_seconds;
-    lb_gauge *ingest_lag_bytes;
+    lb_gauge *ingest_lag_bytes, *last_record_lsn;
+    lb_histogram *snapshot_bytes;
+    lb_counter *snapshot_pages;  /* main-fork pages written into layers */
+    lb_counter *download_bytes;
     pthread_mutex_t ingest_lock;
     ps_ingest *ingests[PS_MAX_TIMELINES];
     int ningests;

@@ -330,6 +330,8 @@ take_snapshot(ps_ingest *in, bool *taken)
             if (rc == 0) {
                 *taken = true;
                 lb_histogram_observe(in->d->snapshot_seconds, (now_ms() - t0) / 1000.0);
+                lb_histogram_observe(in->d->snapshot_bytes, (double)stats.bytes);
+                lb_counter_add(in->d->snapshot_pages, (double)stats.main_pages_written);
                 lb_info("snapshot tenant=%s timeline=%s lsn=%X/%X redo=%X/%X full=%d "
                         "pages=%llu/%llu bytes=%llu ms=%lld",
                         in->tenant, in->timeline, LB_LSN_ARGS(p), LB_LSN_ARGS(r_after), full,
@@ -430,6 +432,9 @@ run(void *arg)
             if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay)) {
                 ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
                 lb_gauge *g;
+                if (lb_gauge_labels(in->d->last_record_lsn, &g, in->tenant, in->timeline,
+                                    NULL) == 0)
+                    lb_gauge_set(g, (double)replay);
                 if (lsn_query(in->conn, "select pg_last_wal_receive_lsn()", &received) &&
                     lb_gauge_labels(in->d->ingest_lag_bytes, &g, in->tenant, in->timeline,
                                     NULL) == 0)

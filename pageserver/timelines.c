@@ -157,6 +157,9 @@ open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *n
         int rc = lb_objstore_get_stream(d->store, key, dl_write, &ctx);
         if (rc == 0)
             rc = lb_fsync(ctx.fd);
+        struct stat st;
+        if (rc == 0 && fstat(ctx.fd, &st) == 0)
+            lb_counter_add(d->download_bytes, (double)st.st_size);
         close(ctx.fd);
         if (rc == 0 && rename(tmp, path) != 0)
             rc = -errno;
