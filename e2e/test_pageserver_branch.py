@@ -217,3 +217,66 @@ def test_lost_disk_reloads_from_object_storage_and_ingest_goes_on(cluster):
         assert bpg.sql("select count(*) from t")[0][0] == 1000
     finally:
         ps.stop()
+
+
+def test_branch_at_timestamp(cluster):
+    """PITR: a branch at a time holds every transaction committed at or
+    before it and none after, found through the ancestor's WAL index."""
+    import time
+    workdir = cluster.workdir
+    ps = Pageserver(workdir).start()
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201
+        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key, who text)")
+        primary.sql("insert into t values (1, 'before')")
+        when = primary.sql("select to_char(clock_timestamp() at time zone 'UTC', "
+                           "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")[0][0]
+        after_first = lsn_int(insert_lsn(primary))
+        time.sleep(0.3)
+        primary.sql("insert into t values (2, 'after')")
+        target = lsn_int(insert_lsn(primary))
+
+        def indexed():
+            st, body = http("GET", ps.tl(t, root, f"/lsn_by_timestamp?timestamp={when}"))
+            return st == 200 and body
+        found = wait_for(indexed, 60, what="the WAL index to reach the first commit")
+        # The commit of row 1 ends at or before the insert LSN read after it.
+        assert lsn_int(found["lsn"]) <= after_first, (found, after_first)
+        assert found["commit_timestamp"] <= when
+        # The same time written with an offset finds the same commit.
+        st, same = http("GET", ps.tl(t, root, "/lsn_by_timestamp?timestamp=" +
+                                     when[:-1] + "%2B00:00"))
+        assert st == 200 and same["lsn"] == found["lsn"], same
+        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
+                 60, what="ingest")
+
+        b = uuid.uuid4().hex
+        st, meta = http("POST", ps.tl(t), {"timeline_id": b, "ancestor_timeline_id": root,
+                                           "ancestor_timestamp": when}, timeout=60)
+        assert st == 201, meta
+        assert meta["ancestor_lsn"] == found["lsn"]
+        bpg, _ = start_compute(timeline_view(cluster, b), ps, "pitr", meta)
+        assert ids(bpg) == [1]
+
+        # Bad times: malformed, or before the first commit.
+        for bad in ("yesterday", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00",
+                    "2026-01-01 00:00:00Z", "2026-01-01T00:00:00.Z"):
+            st, e = http("POST", ps.tl(t), {"timeline_id": uuid.uuid4().hex,
+                                            "ancestor_timeline_id": root,
+                                            "ancestor_timestamp": bad})
+            assert st == 400 and "ancestor_timestamp" in e["error"], (bad, st, e)
+        st, e = http("POST", ps.tl(t), {"timeline_id": uuid.uuid4().hex,
+                                        "ancestor_timeline_id": root,
+                                        "ancestor_timestamp": "2001-01-01T00:00:00Z"})
+        assert st == 409 and "no commit" in e["error"], (st, e)
+        st, e = http("POST", ps.tl(t), {"timeline_id": uuid.uuid4().hex,
+                                        "ancestor_timeline_id": root,
+                                        "ancestor_timestamp": when, "ancestor_lsn": "0/0"})
+        assert st == 400 and "not both" in e["error"], (st, e)
+        st, e = http("GET", ps.tl(t, root, "/lsn_by_timestamp?timestamp=soon"))
+        assert st == 400, e
+    finally:
+        ps.stop()

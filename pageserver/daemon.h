@@ -41,6 +41,7 @@ typedef struct ps_config {
 } ps_config;
 
 typedef struct ps_ingest ps_ingest;
+typedef struct ps_indexer ps_indexer;
 typedef struct ps_gc ps_gc;
 
 typedef struct ps_daemon {
@@ -156,6 +157,19 @@ int ps_gc_once(ps_daemon *d, size_t *deleted);
  * children's branch points and the window's start (wall-clock ms). */
 void ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch,
                 int64_t horizon_ms, bool *keep);
+
+/* PITR: the end LSN of the last commit at or before t (µs since the Unix
+ * epoch) in the timeline's WAL index; LB_ENOTFOUND if none (or no index). */
+int ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline,
+                            int64_t t_unix_us, lb_lsn *end_lsn, int64_t *ts, uint32_t *xid,
+                            char *err, size_t errcap);
+
+/* ---- indexer.c: the WAL block index of a timeline, from its safekeepers ----- */
+int ps_indexer_start(ps_daemon *d, const char *tenant, const char *timeline, ps_indexer **out);
+void ps_indexer_stop(ps_indexer *x);
+int ps_indexer_commit_before(ps_indexer *x, int64_t t_unix_us, lb_lsn *end_lsn, int64_t *ts,
+                             uint32_t *xid, char *err, size_t errcap);
+lb_lsn ps_indexer_position(ps_indexer *x);
 
 /* ---- http_api.c ------------------------------------------------------------ */
 int ps_http_routes(ps_daemon *d);

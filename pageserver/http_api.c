@@ -2,7 +2,11 @@
  * http_api.c: the pageserver's HTTP API.
  *
  *   POST   /v1/tenant/{tenant_id}/timeline        {"timeline_id"[, "ancestor_timeline_id",
- *                                                   "ancestor_lsn"]}  bootstrap or branch
+ *                                                   "ancestor_lsn" | "ancestor_timestamp"]}
+ *          bootstrap, or branch at an LSN or at a time (RFC 3339: the state after the
+ *          last commit at or before it, from the ancestor's WAL index)
+ *   GET    .../lsn_by_timestamp?timestamp=<RFC 3339>  that commit: {"lsn", "commit_timestamp",
+ *          "xid"}
  *   GET    /v1/tenant/{tenant_id}/timeline        list
  *   GET    /v1/tenant/{tenant_id}/timeline/{timeline_id}             status
  *   DELETE /v1/tenant/{tenant_id}/timeline/{timeline_id}
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -32,6 +37,64 @@
 #include "json.h"
 #include "log.h"
 #include "wal.h"
+
+/* "2026-11-24T12:00:00.123456Z" or with an offset "+01:00": µs since the Unix epoch. */
+static int
+parse_timestamp(const char *s, int64_t *out)
+{
+    struct tm tm = {0};
+    int n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+        return LB_EPARSE;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+        return LB_EPARSE;
+    const char *p = s + n;
+    int64_t us = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 6)
+                us = us * 10 + (*p - '0');
+        if (digits == 0)
+            return LB_EPARSE;
+        for (; digits < 6; digits++)
+            us *= 10;
+    }
+    int64_t offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59)
+            return LB_EPARSE;
+        offset_s = (*p == '-' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
+        p += 6;
+    } else {
+        return LB_EPARSE;
+    }
+    if (*p)
+        return LB_EPARSE;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return LB_EPARSE;
+    *out = ((int64_t)t - offset_s) * 1000000 + us;
+    return 0;
+}
+
+static void
+format_timestamp(int64_t us, char *out, size_t cap)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%06lldZ", base, (long long)(us % 1000000));
+}
 
 static int
 respond_meta(lb_http_request *req, int status, ps_tlmeta *m)
@@ -57,13 +120,36 @@ h_create(lb_http_request *req, void *arg)
     if (!e.failed && ancestor && !lb_json_is_id(ancestor))
         lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timeline_id\" must be 32 lowercase hex "
                                     "characters");
-    if (ancestor)
+    const char *when = NULL;
+    int64_t when_us = 0;
+    lb_json_opt_str(body, "ancestor_timestamp", NULL, &when, &e);
+    if (!e.failed && when && !ancestor)
+        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" needs \"ancestor_timeline_id\"");
+    if (!e.failed && when && json_object_get(body, "ancestor_lsn"))
+        lb_json_fail(&e, LB_EPARSE,
+                     "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
+    if (!e.failed && when && parse_timestamp(when, &when_us) != 0)
+        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" must be an RFC 3339 time "
+                                    "like \"2026-01-02T03:04:05.123456Z\"");
+    if (ancestor && !when)
         lb_json_req_lsn(body, "ancestor_lsn", &lsn, &e);
     if (e.failed) {
         json_decref(body);
         return lb_json_respond_bad_request(req, &e);
     }
     char err[400] = "";
+    if (when) {
+        int64_t ts;
+        uint32_t xid;
+        int rc = ps_ingest_commit_before(d, tenant, ancestor, when_us, &lsn, &ts, &xid, err,
+                                         sizeof(err));
+        if (rc) {
+            json_decref(body);
+            return lb_http_respond_error(req, rc == LB_ENOTFOUND ? 409
+                                                                 : lb_http_status_for_error(rc),
+                                         "%s", err);
+        }
+    }
     ps_tlmeta m;
     int rc = ancestor ? ps_create_branch(d, tenant, timeline, ancestor, lsn, &m, err, sizeof(err))
                       : ps_create_root(d, tenant, timeline, &m, err, sizeof(err));
@@ -330,6 +416,35 @@ h_wal(lb_http_request *req, void *arg)
 }
 
 static int
+h_lsn_by_timestamp(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    if (e.failed)
+        return lb_json_respond_bad_request(req, &e);
+    int64_t t;
+    const char *when = lb_http_query(req, "timestamp");
+    if (parse_timestamp(when, &t) != 0)
+        return lb_http_respond_error(req, 400, "query \"timestamp\" must be an RFC 3339 time "
+                                               "like \"2026-01-02T03:04:05.123456Z\"");
+    lb_lsn lsn;
+    int64_t ts;
+    uint32_t xid;
+    char err[300] = "";
+    int rc = ps_ingest_commit_before(d, tenant, timeline, t, &lsn, &ts, &xid, err, sizeof(err));
+    if (rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    char when_s[48];
+    format_timestamp(ts, when_s, sizeof(when_s));
+    return lb_json_respond(req, 200, json_pack("{s:o, s:s, s:I}", "lsn", lb_json_lsn(lsn),
+                                               "commit_timestamp", when_s, "xid",
+                                               (json_int_t)xid));
+}
+
+static int
 h_gc(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
@@ -357,6 +472,8 @@ ps_http_routes(ps_daemon *d)
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal},
         {"POST", "/v1/gc", h_gc},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
+         h_lsn_by_timestamp},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,

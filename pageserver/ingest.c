@@ -62,6 +62,7 @@ struct ps_ingest {
     int64_t not_streaming_since;
     int64_t last_snapshot_ms;
     int64_t last_report_ms;
+    ps_indexer *indexer; /* the WAL block index of the timeline's own WAL */
 };
 
 static int64_t
@@ -505,7 +506,12 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
     in->port = free_port();
     pthread_mutex_init(&in->lock, NULL);
     in->last_snapshot_ms = now_ms();
+    int rc = ps_indexer_start(d, tenant, timeline, &in->indexer);
+    if (rc)
+        lb_error("timeline %s/%s goes on without a WAL index: %s", tenant, timeline,
+                 lb_strerror(rc));
     if (pthread_create(&in->thread, NULL, run, in) != 0) {
+        ps_indexer_stop(in->indexer);
         free(in);
         pthread_mutex_unlock(&d->ingest_lock);
         return -EAGAIN;
@@ -523,10 +529,29 @@ ps_ingest_stop_all(ps_daemon *d)
         d->ingests[i]->stop = true;
     for (int i = 0; i < d->ningests; i++) {
         pthread_join(d->ingests[i]->thread, NULL);
+        ps_indexer_stop(d->ingests[i]->indexer);
         free(d->ingests[i]);
     }
     d->ningests = 0;
     pthread_mutex_unlock(&d->ingest_lock);
+}
+
+int
+ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, int64_t t_unix_us,
+                        lb_lsn *end_lsn, int64_t *ts, uint32_t *xid, char *err, size_t errcap)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    int rc;
+    if (!in || !in->indexer) {
+        snprintf(err, errcap, "timeline %s/%s has no WAL index (it is not ingesting)", tenant,
+                 timeline);
+        rc = LB_ENOTFOUND;
+    } else {
+        rc = ps_indexer_commit_before(in->indexer, t_unix_us, end_lsn, ts, xid, err, errcap);
+    }
+    pthread_mutex_unlock(&d->ingest_lock);
+    return rc;
 }
 
 int
