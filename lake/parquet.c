@@ -35,6 +35,16 @@
  * pages, and harmless for v1). What grows with the file is the footer's
  * per-row-group metadata, serialized as each row group is written.
  *
+ * Rows by column. lake_parquet_write_columns() takes a batch of rows as
+ * one array of values per top-level field. It checks the rows first (the
+ * rows before the first bad one go in), then appends each field in turn:
+ * a primitive field, a run of up to RUN_VALUES values at a time, with one
+ * loop per physical type and the dictionary lookups of a run overlapped;
+ * a LIST or STRUCT field through the shredder, row by row. A run is cut
+ * where the page could fill up, so pages end after the same row as they
+ * would row by row (unless a dictionary falls back in the middle of one),
+ * and row groups are checked every SLICE_ROWS rows.
+ *
  * Dictionary. Each chunk starts dictionary-encoded (not BOOLEAN). If the
  * chunk's first page would be smaller as PLAIN than as dictionary plus
  * indices, the chunk drops its dictionary and is PLAIN. When a new entry
@@ -905,12 +915,19 @@ stats_bounds(const lake_parquet_writer *w, const column *c, const col_stats *s, 
 
 /* ---- dictionary ------------------------------------------------------------ */
 
+/* Values looked up in the dictionary at a time: their slot keys are computed
+ * first, so that the slot of a value a few places ahead can be fetched from
+ * memory while the current one is probed. A large dictionary's table does
+ * not fit in the cache, and without this every lookup waits for memory. */
+#define RUN_VALUES 512
+#define PREFETCH_AHEAD 8
+
 /* The slot key of value bytes p[0..n); see dict_slot. exact: the column's
  * values all have n <= 4 bytes, and the key is the value under murmur3's
  * finalizer, a bijection. Else a hash of 8 bytes at a time under
  * splitmix64's finalizer. Both carry every input bit into the low bits
  * that pick the slot. */
-static uint32_t
+static inline uint32_t
 dict_key(const uint8_t *p, size_t n, bool exact)
 {
     if (exact) {
@@ -978,38 +995,31 @@ dict_grow_slots(dict *d)
     return 0;
 }
 
-/*
- * The index of value bytes p[0..n) in c's dictionary, adding it if new.
- * *full is set (and nothing added) when adding would pass the limit.
- */
-static int
-dict_index(lake_parquet_writer *w, column *c, const uint8_t *p, size_t n, uint32_t *index,
-           bool *full)
+static inline bool
+same_bytes(const void *a, const void *b, size_t n)
 {
-    dict *d = &c->dict;
-    *full = false;
-    if (d->nslots == 0 || (size_t)d->count * 2 >= d->nslots) {
-        int rc = dict_grow_slots(d);
-        if (rc)
-            return rc;
+    if (n == 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        return x == y;
     }
-    bool exact = c->physical != PT_BYTE_ARRAY && n <= 4;
-    uint32_t key = dict_key(p, n, exact);
-    size_t i = key & (d->nslots - 1);
-    for (; d->slots[i].entry; i = (i + 1) & (d->nslots - 1)) {
-        if (d->slots[i].key != key)
-            continue;
-        uint32_t e = d->slots[i].entry - 1;
-        if (exact || (d->entries[e].len == n &&
-                      memcmp(d->plain.data + d->entries[e].off, p, n) == 0)) {
-            *index = e;
-            return 0;
-        }
-    }
-    size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0;
-    if (d->plain.len + prefix + n > w->opts.dictionary_bytes || d->count == UINT32_MAX - 1) {
-        *full = true;
-        return 0;
+    return memcmp(a, b, n) == 0;
+}
+
+/* Add value bytes p[0..n) with slot key `key` as a new entry; slot is the
+ * empty slot where a probe for it ended. prefix: 4 for BYTE_ARRAY (the
+ * length goes first), else 0. */
+static int
+dict_add(dict *d, size_t prefix, uint32_t key, const uint8_t *p, size_t n, size_t slot,
+         uint32_t *index)
+{
+    if ((size_t)(d->count + 1) * 2 > d->nslots) {
+        if (dict_grow_slots(d))
+            return -ENOMEM;
+        size_t mask = d->nslots - 1;
+        for (slot = key & mask; d->slots[slot].entry; slot = (slot + 1) & mask)
+            ;
     }
     if (d->count == d->cap) {
         uint32_t cap = d->cap ? d->cap * 2 : 256;
@@ -1019,22 +1029,50 @@ dict_index(lake_parquet_writer *w, column *c, const uint8_t *p, size_t n, uint32
         d->entries = entries;
         d->cap = cap;
     }
-    if (prefix) {
-        uint8_t lenb[4];
-        lake__le32(lenb, (uint32_t)n);
-        if (lb_buf_append(&d->plain, lenb, 4))
-            return -ENOMEM;
-    }
-    assert(d->plain.len + n <= w->opts.dictionary_bytes); /* so off fits 32 bits */
-    uint32_t e = d->count++;
-    d->entries[e].off = (uint32_t)d->plain.len;
-    d->entries[e].len = (uint32_t)n;
-    if (lb_buf_append(&d->plain, p, n))
+    if (lb_buf_reserve(&d->plain, prefix + n))
         return -ENOMEM;
-    d->slots[i].key = key;
-    d->slots[i].entry = e + 1;
+    uint8_t *out = (uint8_t *)d->plain.data + d->plain.len;
+    if (prefix)
+        lake__le32(out, (uint32_t)n);
+    if (n)
+        memcpy(out + prefix, p, n);
+    uint32_t e = d->count++;
+    d->entries[e].off = (uint32_t)(d->plain.len + prefix);
+    d->entries[e].len = (uint32_t)n;
+    d->plain.len += prefix + n;
+    d->plain.data[d->plain.len] = '\0';
+    d->slots[slot].key = key;
+    d->slots[slot].entry = e + 1;
     *index = e;
     return 0;
+}
+
+/*
+ * The index of value bytes p[0..n), whose slot key is key, in d, adding it
+ * if new: 0 with *index; 1 if adding it would take the dictionary past
+ * limit bytes (nothing added); or -ENOMEM. The table must have slots.
+ */
+static inline int
+dict_find(dict *d, size_t limit, size_t prefix, bool exact, uint32_t key, const uint8_t *p,
+          size_t n, uint32_t *index)
+{
+    assert(d->nslots > 0);
+    size_t mask = d->nslots - 1;
+    size_t i = key & mask;
+    for (; d->slots[i].entry; i = (i + 1) & mask) {
+        if (d->slots[i].key != key)
+            continue;
+        uint32_t e = d->slots[i].entry - 1;
+        if (exact ||
+            (d->entries[e].len == n && same_bytes(d->plain.data + d->entries[e].off, p, n))) {
+            *index = e;
+            return 0;
+        }
+    }
+    /* plain stays within limit <= INT32_MAX, so offsets fit 32 bits. */
+    if (d->plain.len + prefix + n > limit || d->count == UINT32_MAX - 1)
+        return 1;
+    return dict_add(d, prefix, key, p, n, i, index);
 }
 
 static int
@@ -1074,48 +1112,122 @@ dict_fallback(column *c)
     return 0;
 }
 
-/* ---- shredding ------------------------------------------------------------- */
-
+/* Room for n more dictionary indices, and a table to look them up in. */
 static int
-add_level(column *c, int rep, int def)
+dict_reserve(column *c, size_t n)
 {
-    if (c->nlevels == c->levels_cap) {
-        size_t cap = c->levels_cap ? c->levels_cap * 2 : 1024;
-        if (c->max_def > 0) {
-            uint16_t *defs = realloc(c->defs, cap * sizeof(*defs));
-            if (!defs)
-                return -ENOMEM;
-            c->defs = defs;
-        }
-        if (c->max_rep > 0) {
-            uint16_t *reps = realloc(c->reps, cap * sizeof(*reps));
-            if (!reps)
-                return -ENOMEM;
-            c->reps = reps;
-        }
-        c->levels_cap = cap;
-    }
-    assert(def <= c->max_def && rep <= c->max_rep);
-    if (c->max_def > 0)
-        c->defs[c->nlevels] = (uint16_t)def;
-    if (c->max_rep > 0)
-        c->reps[c->nlevels] = (uint16_t)rep;
-    c->nlevels++;
-    if (rep == 0) {
-        c->page_rows++;
-        c->row_starts++;
-    }
-    c->chunk_stats.num_values++;
+    if (c->dict.nslots == 0 && dict_grow_slots(&c->dict))
+        return -ENOMEM;
+    if (c->nindices + n <= c->indices_cap)
+        return 0;
+    size_t cap = c->indices_cap ? c->indices_cap : 1024;
+    while (cap < c->nindices + n)
+        cap *= 2;
+    uint32_t *indices = realloc(c->indices, cap * sizeof(*indices));
+    if (!indices)
+        return -ENOMEM;
+    c->indices = indices;
+    c->indices_cap = cap;
     return 0;
 }
 
+/*
+ * Add nvals (at most RUN_VALUES) fixed-size values, PLAIN-encoded back to
+ * back in plain[], to the page being filled: as dictionary indices while
+ * the chunk is dictionary-encoded (falling back to PLAIN when the
+ * dictionary fills up), else as PLAIN bytes.
+ */
 static int
-add_null(column *c, int rep, int def)
+put_fixed(lake_parquet_writer *w, column *c, const uint8_t *plain, size_t nvals)
 {
-    assert(def < c->max_def);
-    c->chunk_stats.null_count++;
-    return add_level(c, rep, def);
+    assert(nvals <= RUN_VALUES && c->width > 0);
+    size_t width = (size_t)c->width;
+    size_t k = 0;
+    if (c->use_dict) {
+        int rc = dict_reserve(c, nvals);
+        if (rc)
+            return rc;
+        dict *d = &c->dict;
+        bool exact = width <= 4;
+        uint32_t keys[RUN_VALUES];
+        for (size_t j = 0; j < nvals; j++)
+            keys[j] = dict_key(plain + j * width, width, exact);
+        for (; k < nvals; k++) {
+            if (k + PREFETCH_AHEAD < nvals)
+                __builtin_prefetch(&d->slots[keys[k + PREFETCH_AHEAD] & (d->nslots - 1)]);
+            uint32_t index;
+            rc = dict_find(d, w->opts.dictionary_bytes, 0, exact, keys[k], plain + k * width,
+                           width, &index);
+            if (rc < 0)
+                return rc;
+            if (rc > 0)
+                break;
+            c->indices[c->nindices++] = index;
+        }
+        if (k == nvals)
+            return 0;
+        if ((rc = dict_fallback(c)) != 0)
+            return rc;
+    }
+    return lb_buf_append(&c->values, plain + k * width, (nvals - k) * width);
 }
+
+/* The same for the values of v[0..n) (at most RUN_VALUES) of a BYTE_ARRAY
+ * column, nulls skipped. */
+static int
+put_bytes(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
+{
+    assert(n <= RUN_VALUES && c->physical == PT_BYTE_ARRAY);
+    size_t k = 0;
+    if (c->use_dict) {
+        int rc = dict_reserve(c, n);
+        if (rc)
+            return rc;
+        dict *d = &c->dict;
+        uint32_t keys[RUN_VALUES];
+        for (size_t j = 0; j < n; j++)
+            keys[j] = v[j].kind == LAKE_NULL ? 0 : dict_key(v[j].u.bytes.ptr, v[j].u.bytes.len, false);
+        for (; k < n; k++) {
+            if (k + PREFETCH_AHEAD < n)
+                __builtin_prefetch(&d->slots[keys[k + PREFETCH_AHEAD] & (d->nslots - 1)]);
+            if (v[k].kind == LAKE_NULL)
+                continue;
+            uint32_t index;
+            rc = dict_find(d, w->opts.dictionary_bytes, 4, false, keys[k], v[k].u.bytes.ptr,
+                           v[k].u.bytes.len, &index);
+            if (rc < 0)
+                return rc;
+            if (rc > 0)
+                break;
+            c->indices[c->nindices++] = index;
+        }
+        if (k == n)
+            return 0;
+        if ((rc = dict_fallback(c)) != 0)
+            return rc;
+    }
+    size_t total = 0;
+    for (size_t j = k; j < n; j++)
+        if (v[j].kind != LAKE_NULL)
+            total += 4 + v[j].u.bytes.len;
+    if (lb_buf_reserve(&c->values, total))
+        return -ENOMEM;
+    uint8_t *out = (uint8_t *)c->values.data + c->values.len;
+    for (; k < n; k++) {
+        if (v[k].kind == LAKE_NULL)
+            continue;
+        size_t len = v[k].u.bytes.len;
+        lake__le32(out, (uint32_t)len);
+        if (len)
+            memcpy(out + 4, v[k].u.bytes.ptr, len);
+        out += 4 + len;
+    }
+    c->values.len += total;
+    c->values.data[c->values.len] = '\0';
+    return 0;
+}
+
+/* ---- values ---------------------------------------------------------------- */
 
 /* The PLAIN bytes of a value (without the length of a BYTE_ARRAY). */
 static void
@@ -1159,51 +1271,261 @@ plain_bytes(const column *c, const lake_value *v, uint8_t tmp[16], const uint8_t
     assert(!"no plain bytes for this type");
 }
 
+/* The PLAIN bytes of the non-null values of v[0..n) of an INT32 or INT64
+ * column (integers, dates, times, timestamps, decimals of up to 18
+ * digits) into out, folded into s. Returns their count. */
+static size_t
+gather_ints(const column *c, col_stats *s, const lake_value *v, size_t n, uint8_t *out)
+{
+    bool dec = c->type == LAKE_TYPE_DECIMAL;
+    int64_t lo = s->has ? s->imin : INT64_MAX, hi = s->has ? s->imax : INT64_MIN;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind == LAKE_NULL)
+            continue;
+        int64_t x = dec ? (int64_t)v[i].u.dec : v[i].u.i;
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
+        if (c->width == 4)
+            lake__le32(out + 4 * m, (uint32_t)(int32_t)x);
+        else
+            lake__le64(out + 8 * m, (uint64_t)x);
+        m++;
+    }
+    if (m) {
+        s->imin = lo;
+        s->imax = hi;
+        s->has = true;
+    }
+    return m;
+}
+
+/* The same for FLOAT and DOUBLE columns; NaN is counted, not ordered. */
+static size_t
+gather_floats(const column *c, col_stats *s, const lake_value *v, size_t n, uint8_t *out)
+{
+    bool single = c->physical == PT_FLOAT;
+    double lo = s->has ? s->dmin : INFINITY, hi = s->has ? s->dmax : -INFINITY;
+    bool ordered = false;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind == LAKE_NULL)
+            continue;
+        double x;
+        if (single) {
+            uint32_t bits;
+            memcpy(&bits, &v[i].u.f, 4);
+            lake__le32(out + 4 * m, bits);
+            x = (double)v[i].u.f;
+        } else {
+            uint64_t bits;
+            memcpy(&bits, &v[i].u.d, 8);
+            lake__le64(out + 8 * m, bits);
+            x = v[i].u.d;
+        }
+        m++;
+        if (isnan(x)) {
+            s->nan_count++;
+            continue;
+        }
+        ordered = true;
+        if (x < lo)
+            lo = x;
+        if (x > hi)
+            hi = x;
+    }
+    if (ordered) {
+        s->dmin = lo;
+        s->dmax = hi;
+        s->has = true;
+    }
+    return m;
+}
+
+/* The first 8 bytes of p[0..n) as a big-endian number, zero-padded: when
+ * two keys differ, the byte strings compare the same way. */
+static inline uint64_t
+bytes_prefix(const uint8_t *p, size_t n)
+{
+    uint64_t x = 0;
+    if (n >= 8)
+        memcpy(&x, p, 8);
+    else if (n)
+        memcpy(&x, p, n);
+    return __builtin_bswap64(x);
+}
+
+/* Fold the non-null values of v[0..n) of a BYTE_ARRAY column into s: the
+ * least and greatest of the run are found first, and copied only then. */
+static int
+stats_add_bytes(col_stats *s, const lake_value *v, size_t n)
+{
+    const uint8_t *lo = NULL, *hi = NULL;
+    size_t lo_len = 0, hi_len = 0;
+    uint64_t lo_key = 0, hi_key = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind == LAKE_NULL)
+            continue;
+        const uint8_t *p = v[i].u.bytes.ptr;
+        size_t len = v[i].u.bytes.len;
+        uint64_t key = bytes_prefix(p, len);
+        if (!lo) {
+            lo = hi = p;
+            lo_len = hi_len = len;
+            lo_key = hi_key = key;
+            continue;
+        }
+        if (key < lo_key || (key == lo_key && bytes_cmp(p, len, lo, lo_len) < 0))
+            lo = p, lo_len = len, lo_key = key;
+        if (key > hi_key || (key == hi_key && bytes_cmp(p, len, hi, hi_len) > 0))
+            hi = p, hi_len = len, hi_key = key;
+    }
+    if (!lo)
+        return 0;
+    if (!s->has || bytes_cmp(lo, lo_len, s->bmin.data, s->bmin.len) < 0)
+        if (set_bytes(&s->bmin, lo, lo_len))
+            return -ENOMEM;
+    if (!s->has || bytes_cmp(hi, hi_len, s->bmax.data, s->bmax.len) > 0)
+        if (set_bytes(&s->bmax, hi, hi_len))
+            return -ENOMEM;
+    s->has = true;
+    return 0;
+}
+
+/*
+ * Add the values of v[0..n) that are not null to the page being filled,
+ * and fold them into the chunk's statistics. The caller has added their
+ * levels (a null has a level and nothing here).
+ */
+static int
+append_values(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
+{
+    col_stats *s = &c->chunk_stats;
+    int rc = 0;
+    switch (c->physical) {
+    case PT_BOOLEAN: {
+        if (lb_buf_reserve(&c->values, n / 8 + 1))
+            return -ENOMEM;
+        int64_t lo = s->has ? s->imin : 1, hi = s->has ? s->imax : 0;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].kind == LAKE_NULL)
+                continue;
+            if (c->page_values % 8 == 0)
+                c->values.data[c->values.len++] = 0;
+            if (v[i].u.b)
+                c->values.data[c->values.len - 1] |= (char)(1u << (c->page_values % 8));
+            c->page_values++;
+            lo = v[i].u.b < lo ? v[i].u.b : lo;
+            hi = v[i].u.b > hi ? v[i].u.b : hi;
+            s->has = true;
+        }
+        c->values.data[c->values.len] = '\0';
+        s->imin = lo;
+        s->imax = hi;
+        return 0;
+    }
+    case PT_BYTE_ARRAY:
+        for (size_t done = 0; done < n && rc == 0; done += RUN_VALUES) {
+            size_t m = n - done < RUN_VALUES ? n - done : RUN_VALUES;
+            const lake_value *run = v + done;
+            for (size_t i = 0; i < m; i++)
+                c->page_values += run[i].kind != LAKE_NULL;
+            if ((rc = stats_add_bytes(s, run, m)) == 0)
+                rc = put_bytes(w, c, run, m);
+        }
+        return rc;
+    case PT_FIXED:
+        /* Wide decimals, UUIDs and FIXED: one at a time. */
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            if (v[i].kind == LAKE_NULL)
+                continue;
+            uint8_t tmp[16];
+            const uint8_t *p;
+            size_t len;
+            plain_bytes(c, &v[i], tmp, &p, &len);
+            assert(len == (size_t)c->width);
+            if ((rc = stats_add(c, s, &v[i], p, len)) == 0)
+                rc = put_fixed(w, c, p, 1);
+            c->page_values++;
+        }
+        return rc;
+    default: {
+        uint8_t plain[RUN_VALUES * 8];
+        bool ints = c->physical == PT_INT32 || c->physical == PT_INT64;
+        for (size_t done = 0; done < n && rc == 0; done += RUN_VALUES) {
+            size_t m = n - done < RUN_VALUES ? n - done : RUN_VALUES;
+            size_t got = ints ? gather_ints(c, s, v + done, m, plain)
+                              : gather_floats(c, s, v + done, m, plain);
+            c->page_values += got;
+            if (got)
+                rc = put_fixed(w, c, plain, got);
+        }
+        return rc;
+    }
+    }
+}
+
+/* ---- shredding ------------------------------------------------------------- */
+
+/* Room for n more level entries in the page being filled. */
+static int
+reserve_levels(column *c, size_t n)
+{
+    if (c->nlevels + n <= c->levels_cap)
+        return 0;
+    size_t cap = c->levels_cap ? c->levels_cap : 1024;
+    while (cap < c->nlevels + n)
+        cap *= 2;
+    if (c->max_def > 0) {
+        uint16_t *defs = realloc(c->defs, cap * sizeof(*defs));
+        if (!defs)
+            return -ENOMEM;
+        c->defs = defs;
+    }
+    if (c->max_rep > 0) {
+        uint16_t *reps = realloc(c->reps, cap * sizeof(*reps));
+        if (!reps)
+            return -ENOMEM;
+        c->reps = reps;
+    }
+    c->levels_cap = cap;
+    return 0;
+}
+
+static int
+add_level(column *c, int rep, int def)
+{
+    if (reserve_levels(c, 1))
+        return -ENOMEM;
+    assert(def <= c->max_def && rep <= c->max_rep);
+    if (c->max_def > 0)
+        c->defs[c->nlevels] = (uint16_t)def;
+    if (c->max_rep > 0)
+        c->reps[c->nlevels] = (uint16_t)rep;
+    c->nlevels++;
+    if (rep == 0) {
+        c->page_rows++;
+        c->row_starts++;
+    }
+    c->chunk_stats.num_values++;
+    return 0;
+}
+
+static int
+add_null(column *c, int rep, int def)
+{
+    assert(def < c->max_def);
+    c->chunk_stats.null_count++;
+    return add_level(c, rep, def);
+}
+
 static int
 add_value(lake_parquet_writer *w, column *c, int rep, const lake_value *v)
 {
     int rc = add_level(c, rep, c->max_def);
     if (rc)
         return rc;
-    if (c->physical == PT_BOOLEAN) {
-        if (c->page_values % 8 == 0 && lb_buf_append(&c->values, "", 1))
-            return -ENOMEM;
-        if (v->u.b)
-            c->values.data[c->values.len - 1] |= (char)(1u << (c->page_values % 8));
-        c->page_values++;
-        return stats_add(c, &c->chunk_stats, v, NULL, 0);
-    }
-    uint8_t tmp[16];
-    const uint8_t *p;
-    size_t n;
-    plain_bytes(c, v, tmp, &p, &n);
-    rc = stats_add(c, &c->chunk_stats, v, p, n);
-    if (rc)
-        return rc;
-    c->page_values++;
-    if (c->use_dict) {
-        uint32_t index;
-        bool full;
-        rc = dict_index(w, c, p, n, &index, &full);
-        if (rc)
-            return rc;
-        if (!full) {
-            if (c->nindices == c->indices_cap) {
-                size_t cap = c->indices_cap ? c->indices_cap * 2 : 1024;
-                uint32_t *indices = realloc(c->indices, cap * sizeof(*indices));
-                if (!indices)
-                    return -ENOMEM;
-                c->indices = indices;
-                c->indices_cap = cap;
-            }
-            c->indices[c->nindices++] = index;
-            return 0;
-        }
-        rc = dict_fallback(c);
-        if (rc)
-            return rc;
-    }
-    return append_plain(c, p, n);
+    return append_values(w, c, v, 1);
 }
 
 /* Emit entries for every leaf under node id: value v at definition level
@@ -1667,6 +1989,187 @@ after_row(lake_parquet_writer *w)
     return 0;
 }
 
+/* ---- rows by column -------------------------------------------------------- */
+
+/* Close the page being filled if it reached its size. */
+static int
+page_check(lake_parquet_writer *w, column *c)
+{
+    if (page_footprint(c) >= w->opts.page_bytes || c->nlevels >= PAGE_MAX_LEVELS)
+        return flush_page(w, c);
+    return 0;
+}
+
+/*
+ * How many of the n values at v to add to a flat column before looking at
+ * the page size again: as many as surely keep the page below page_bytes
+ * except perhaps for the last one, so that the page ends after the same
+ * value as it would row by row. (A dictionary falling back to PLAIN in the
+ * middle can make a page end a little later.)
+ */
+static size_t
+flat_run(const lake_parquet_writer *w, const column *c, const lake_value *v, size_t n)
+{
+    size_t footprint = page_footprint(c);
+    size_t room = footprint < w->opts.page_bytes ? w->opts.page_bytes - footprint : 1;
+    size_t level = c->max_def > 0 ? sizeof(uint16_t) : 0;
+    size_t m = n < RUN_VALUES ? n : RUN_VALUES;
+    if (c->nlevels + m > PAGE_MAX_LEVELS)
+        m = PAGE_MAX_LEVELS > c->nlevels ? PAGE_MAX_LEVELS - c->nlevels : 1;
+    if (c->physical == PT_BYTE_ARRAY) {
+        /* The most a value adds: its level and 4 bytes of length or index,
+         * and its bytes unless they become an index. */
+        size_t grow = 0;
+        for (size_t i = 0; i < m; i++) {
+            grow += level + 4;
+            if (!c->use_dict && v[i].kind != LAKE_NULL)
+                grow += v[i].u.bytes.len;
+            if (grow >= room)
+                return i + 1;
+        }
+        return m;
+    }
+    size_t per_value = level + (c->width > 4 ? (size_t)c->width : 4);
+    size_t fit = (room - 1) / per_value + 1; /* the first `fit - 1` stay below */
+    return fit < m ? fit : m;
+}
+
+/* Append n rows of a top-level primitive field (one leaf, no repetition):
+ * levels and values a run at a time, closing pages as they fill. */
+static int
+append_flat(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
+{
+    assert(c->max_rep == 0 && c->max_def <= 1);
+    while (n > 0) {
+        size_t m = flat_run(w, c, v, n);
+        assert(m >= 1 && m <= n);
+        int rc = reserve_levels(c, m);
+        if (rc)
+            return rc;
+        size_t nulls = 0;
+        if (c->max_def > 0) {
+            uint16_t *defs = c->defs + c->nlevels;
+            for (size_t i = 0; i < m; i++) {
+                defs[i] = v[i].kind != LAKE_NULL;
+                nulls += v[i].kind == LAKE_NULL;
+            }
+        }
+        c->nlevels += m;
+        c->page_rows += m;
+        c->row_starts += (int64_t)m;
+        c->chunk_stats.num_values += (int64_t)m;
+        c->chunk_stats.null_count += (int64_t)nulls;
+        if ((rc = append_values(w, c, v, m)) != 0 || (rc = page_check(w, c)) != 0)
+            return rc;
+        v += m;
+        n -= m;
+    }
+    return 0;
+}
+
+/*
+ * Check the n values at v of top-level field id: the index of the first
+ * that does not fit (with the writer's message set), or n. The loops only
+ * let through what check_value() accepts; anything else goes to it.
+ */
+static size_t
+check_field(lake_parquet_writer *w, int id, const lake_value *v, size_t n)
+{
+    const lake__node *node = w->info[id].node;
+    lake_value_kind want = kind_for(node->type);
+    lake_value_kind null_ok = node->required ? want : LAKE_NULL;
+    int64_t lo = INT64_MIN, hi = INT64_MAX;
+    switch (node->type) {
+    case LAKE_TYPE_INT8:
+        lo = INT8_MIN, hi = INT8_MAX;
+        goto ints;
+    case LAKE_TYPE_INT16:
+        lo = INT16_MIN, hi = INT16_MAX;
+        goto ints;
+    case LAKE_TYPE_INT32:
+    case LAKE_TYPE_DATE:
+        lo = INT32_MIN, hi = INT32_MAX;
+        goto ints;
+    case LAKE_TYPE_INT64:
+    case LAKE_TYPE_TIMESTAMP:
+    case LAKE_TYPE_TIMESTAMPTZ:
+    ints:
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].kind == LAKE_INT ? v[i].u.i >= lo && v[i].u.i <= hi : v[i].kind == null_ok)
+                continue;
+            if (check_value(w, id, &v[i], 0))
+                return i;
+        }
+        return n;
+    case LAKE_TYPE_BOOLEAN:
+    case LAKE_TYPE_FLOAT:
+    case LAKE_TYPE_DOUBLE:
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].kind == want || v[i].kind == null_ok)
+                continue;
+            if (check_value(w, id, &v[i], 0))
+                return i;
+        }
+        return n;
+    case LAKE_TYPE_DECIMAL: {
+        lake_int128 limit = w->info[id].decimal_limit;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].kind == LAKE_DECIMAL ? v[i].u.dec < limit && v[i].u.dec > -limit
+                                          : v[i].kind == null_ok)
+                continue;
+            if (check_value(w, id, &v[i], 0))
+                return i;
+        }
+        return n;
+    }
+    case LAKE_TYPE_STRING:
+    case LAKE_TYPE_JSON:
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].kind == LAKE_BYTES && v[i].u.bytes.len <= MAX_VALUE_BYTES &&
+                (v[i].u.bytes.ptr || !v[i].u.bytes.len) &&
+                lake__utf8_valid(v[i].u.bytes.ptr, v[i].u.bytes.len, NULL))
+                continue;
+            if (v[i].kind == null_ok && v[i].kind == LAKE_NULL)
+                continue;
+            if (check_value(w, id, &v[i], 0))
+                return i;
+        }
+        return n;
+    default:
+        for (size_t i = 0; i < n; i++)
+            if (check_value(w, id, &v[i], 0))
+                return i;
+        return n;
+    }
+}
+
+/* Append n rows, already checked: row r's field k is columns[k][first + r]. */
+static int
+append_rows(lake_parquet_writer *w, const lake_value *const *columns, size_t first, size_t n)
+{
+    const lake__node *root = lake__schema_node(w->schema, LAKE_SCHEMA_ROOT);
+    for (int k = 0; k < root->nchildren; k++) {
+        int id = root->children[k];
+        const node_info *ni = &w->info[id];
+        const lake_value *v = columns[k] + first;
+        int rc = 0;
+        if (!lake__type_is_group(ni->node->type)) {
+            rc = append_flat(w, &w->cols[ni->first_col], v, n);
+        } else {
+            for (size_t r = 0; r < n && rc == 0; r++) {
+                rc = shred(w, id, &v[r], 0, 0);
+                for (int j = 0; j < ni->ncols && rc == 0; j++)
+                    rc = page_check(w, &w->cols[ni->first_col + j]);
+            }
+        }
+        if (rc)
+            return die(w, rc, "rows");
+    }
+    w->rows += (int64_t)n;
+    w->group_rows += (int64_t)n;
+    return after_row(w);
+}
+
 /* ---- footer ----------------------------------------------------------------- */
 
 static void
@@ -2020,6 +2523,40 @@ lake_parquet_write_row(lake_parquet_writer *w, const lake_value *fields, size_t 
     w->rows++;
     w->group_rows++;
     return after_row(w);
+}
+
+/* Rows taken from lake_parquet_write_columns() between looks at the row
+ * group's size, so that a large call still cuts row groups near their
+ * target. */
+#define SLICE_ROWS 4096
+
+int
+lake_parquet_write_columns(lake_parquet_writer *w, const lake_value *const *columns,
+                           size_t ncolumns, size_t nrows)
+{
+    int rc = usable(w);
+    if (rc)
+        return rc;
+    const lake__node *root = lake__schema_node(w->schema, LAKE_SCHEMA_ROOT);
+    if (ncolumns != (size_t)root->nchildren || (ncolumns && !columns))
+        return set_error(w, LB_EVALUE, "rows have %zu columns, the schema has %d fields",
+                         ncolumns, root->nchildren);
+    for (size_t k = 0; k < ncolumns; k++)
+        if (nrows && !columns[k])
+            return set_error(w, LB_EVALUE, "column \"%s\" has no values",
+                             w->info[root->children[k]].path);
+    for (size_t first = 0; first < nrows; first += SLICE_ROWS) {
+        size_t n = nrows - first < SLICE_ROWS ? nrows - first : SLICE_ROWS;
+        /* The rows before the first bad one go in, as row by row. */
+        size_t good = n;
+        for (int k = 0; k < root->nchildren && good > 0; k++)
+            good = check_field(w, root->children[k], columns[k] + first, good);
+        if (good > 0 && (rc = append_rows(w, columns, first, good)) != 0)
+            return rc;
+        if (good < n)
+            return LB_EVALUE;
+    }
+    return 0;
 }
 
 int

@@ -110,6 +110,17 @@ int lake_parquet_writer_new_fd(lake_schema *schema, const lake_parquet_options *
  * usable); or the writer is dead (see above). */
 int lake_parquet_write_row(lake_parquet_writer *w, const lake_value *fields, size_t nfields);
 
+/* Append nrows rows given column by column: columns[k][r] is field k of
+ * row r, for ncolumns == the schema's top-level fields. The file holds the
+ * same values as after lake_parquet_write_row() on each row in turn (pages
+ * and row groups may end at other rows), but a top-level primitive field
+ * is encoded a run of values at a time, which is much cheaper per value.
+ * 0; LB_EVALUE at the first row that does not fit: the rows before it are
+ * written (lake_parquet_rows() tells how many), that row and the rest are
+ * not, and the writer stays usable; or the writer is dead (see above). */
+int lake_parquet_write_columns(lake_parquet_writer *w, const lake_value *const *columns,
+                               size_t ncolumns, size_t nrows);
+
 /* Write out the current row group now (no-op if it is empty), e.g. to cut
  * files at a row boundary the caller chooses. */
 int lake_parquet_flush_row_group(lake_parquet_writer *w);

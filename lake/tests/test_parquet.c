@@ -1664,6 +1664,202 @@ test_reference_structure(void **state)
     lake_schema_free(s);
 }
 
+/* ---- rows by column ---------------------------------------------------------- */
+
+/* Render rows [first, first + n) of columns into f->expected, as tf_row
+ * does for the rows it writes. */
+static void
+tf_expect_columns(tfile *f, lake_value *const *columns, size_t ncolumns, size_t first, size_t n)
+{
+    const lake__node *root = lake__schema_node(f->schema, LAKE_SCHEMA_ROOT);
+    for (size_t r = first; r < first + n; r++) {
+        for (size_t k = 0; k < ncolumns; k++) {
+            if (k)
+                lb_buf_append_str(&f->expected, " | ");
+            render(&f->expected, f->schema, root->children[k], &columns[k][r]);
+        }
+        lb_buf_append_str(&f->expected, "\n");
+        f->rows++;
+    }
+}
+
+/* Write rows [first, first + n) of columns with lake_parquet_write_columns. */
+static void
+tf_columns(tfile *f, lake_value *const *columns, size_t ncolumns, size_t first, size_t n)
+{
+    const lake_value *batch[64];
+    assert_true(ncolumns <= 64);
+    for (size_t k = 0; k < ncolumns; k++)
+        batch[k] = columns[k] + first;
+    int rc = lake_parquet_write_columns(f->w, batch, ncolumns, n);
+    if (rc)
+        fail_msg("rows %zu.. of %s: %s", first, f->path, lake_parquet_writer_error(f->w));
+    tf_expect_columns(f, columns, ncolumns, first, n);
+}
+
+static void
+read_whole(const char *path, lb_buf *out)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char chunk[65536];
+    size_t n;
+    lb_buf_reset(out);
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        assert_int_equal(lb_buf_append(out, chunk, n), 0);
+    fclose(fp);
+}
+
+#define COLUMN_ROWS 3000
+
+/*
+ * Rows given by column make the file that the same rows make one at a
+ * time: every type required and optional, a list and a struct (which go
+ * row by row), a distinct column, many small pages, batches of all sizes.
+ * With a tiny dictionary limit, the dictionaries fall back to PLAIN in the
+ * middle of a batch and both readers still read every value back.
+ */
+static void
+test_write_columns(void **state)
+{
+    (void)state;
+    lake_schema *s = all_types_schema();
+    add_field(s, LAKE_SCHEMA_ROOT, "uniq", 300, LAKE_TYPE_INT64, true);
+    add_field(s, LAKE_SCHEMA_ROOT, "text", 301, LAKE_TYPE_STRING, false);
+    int l = add_field(s, LAKE_SCHEMA_ROOT, "tags", 302, LAKE_TYPE_LIST, false);
+    add_field(s, l, NULL, 303, LAKE_TYPE_STRING, false);
+    int st = add_field(s, LAKE_SCHEMA_ROOT, "pt", 304, LAKE_TYPE_STRUCT, false);
+    add_field(s, st, "x", 305, LAKE_TYPE_DOUBLE, true);
+    const size_t ncols = 2 * NTYPES + 4;
+
+    lake_value *columns[2 * NTYPES + 4];
+    for (size_t k = 0; k < ncols; k++)
+        columns[k] = calloc(COLUMN_ROWS, sizeof(lake_value));
+    lake_value(*tags)[2] = calloc(COLUMN_ROWS, sizeof(*tags));
+    lake_value *pts = calloc(COLUMN_ROWS, sizeof(lake_value));
+    char(*texts)[32] = calloc(COLUMN_ROWS, sizeof(*texts));
+    lake_value row[2 * NTYPES];
+    for (unsigned r = 0; r < COLUMN_ROWS; r++) {
+        all_types_row(r, row);
+        for (size_t k = 0; k < 2 * NTYPES; k++)
+            columns[k][r] = row[k];
+        columns[2 * NTYPES][r] = lake_int((int64_t)r * 1000003 - 5);
+        snprintf(texts[r], sizeof(texts[r]), "text %u", r * 7919);
+        columns[2 * NTYPES + 1][r] = r % 5 == 0 ? lake_null() : lake_str(texts[r]);
+        tags[r][0] = lake_str(cities[r % 6]);
+        tags[r][1] = r % 4 ? lake_null() : lake_str(texts[r]);
+        columns[2 * NTYPES + 2][r] = r % 7 == 0 ? lake_null() : lake_list(tags[r], r % 3);
+        pts[r] = lake_double(r * 0.25);
+        columns[2 * NTYPES + 3][r] = r % 6 == 0 ? lake_null() : lake_struct(&pts[r], 1);
+    }
+    static const size_t batches[] = {1, 2, 3, 5, 8, 13, 100, 511, 512, 513, 1000};
+
+    lb_buf a = LB_BUF_INIT, b = LB_BUF_INIT;
+    for (int mode = 0; mode < 2; mode++) {
+        lake_parquet_options o;
+        lake_parquet_options_init(&o);
+        o.page_bytes = 700;
+        o.page_version = mode + 1;
+        if (mode == 1)
+            o.dictionary_bytes = 100;
+        tfile by_row, by_column;
+        tf_open(&by_row, s, &o, mode == 0 ? "by-row" : "by-row-small-dictionary");
+        tf_open(&by_column, s, &o, mode == 0 ? "by-column" : "by-column-small-dictionary");
+        lake_value vals[2 * NTYPES + 4];
+        for (unsigned r = 0; r < COLUMN_ROWS; r++) {
+            for (size_t k = 0; k < ncols; k++)
+                vals[k] = columns[k][r];
+            tf_row(&by_row, vals, ncols);
+        }
+        size_t first = 0;
+        for (size_t i = 0; first < COLUMN_ROWS; i++) {
+            size_t n = batches[i % (sizeof(batches) / sizeof(batches[0]))];
+            if (n > COLUMN_ROWS - first)
+                n = COLUMN_ROWS - first;
+            tf_columns(&by_column, columns, ncols, first, n);
+            first += n;
+        }
+        assert_int_equal(lake_parquet_rows(by_column.w), COLUMN_ROWS);
+        tf_close(&by_row, NULL);
+        tf_close(&by_column, NULL);
+        assert_string_equal(by_column.expected.data, by_row.expected.data);
+        check_rows(&by_column);
+        if (mode == 0) {
+            /* Pages end after the same rows: the files are the same. */
+            read_whole(by_row.path, &a);
+            read_whole(by_column.path, &b);
+            assert_int_equal(a.len, b.len);
+            assert_memory_equal(a.data, b.data, a.len);
+        }
+        tf_free(&by_row);
+        tf_free(&by_column);
+    }
+    lb_buf_free(&a);
+    lb_buf_free(&b);
+    for (size_t k = 0; k < ncols; k++)
+        free(columns[k]);
+    free(tags);
+    free(pts);
+    free(texts);
+    lake_schema_free(s);
+}
+
+/* A batch with bad rows: the rows before the first bad one (in any column)
+ * go in, the error names that one, and the writer goes on. */
+static void
+test_write_columns_bad_values(void **state)
+{
+    (void)state;
+    lake_schema *s;
+    assert_int_equal(lake_schema_new(&s), 0);
+    add_field(s, LAKE_SCHEMA_ROOT, "id", 1, LAKE_TYPE_INT32, true);
+    add_field(s, LAKE_SCHEMA_ROOT, "small", 2, LAKE_TYPE_INT8, false);
+    add_field(s, LAKE_SCHEMA_ROOT, "name", 3, LAKE_TYPE_STRING, true);
+    add_decimal(s, LAKE_SCHEMA_ROOT, "amount", 4, 5, 2, false);
+    tfile f;
+    tf_open(&f, s, NULL, "by-column-bad-values");
+    enum { N = 10 };
+    lake_value id[N], small[N], name[N], amount[N];
+    for (int r = 0; r < N; r++) {
+        id[r] = lake_int(r);
+        small[r] = r % 2 ? lake_null() : lake_int(-r);
+        name[r] = lake_str(cities[r % 6]);
+        amount[r] = lake_decimal(r * 1001);
+    }
+    lake_value *columns[4] = {id, small, name, amount};
+    const lake_value *batch[4] = {id, small, name, amount};
+
+    small[6] = lake_int(300);             /* out of range at row 6 */
+    name[4] = lake_bytes("\xc3\x28", 2);  /* bad UTF-8 at row 4 */
+    amount[4] = lake_decimal(100000);     /* also row 4, a later column */
+    assert_int_equal(lake_parquet_write_columns(f.w, batch, 4, N), LB_EVALUE);
+    const char *msg = lake_parquet_writer_error(f.w);
+    if (!strstr(msg, "invalid UTF-8 at byte 0 of a value for column \"name\""))
+        fail_msg("unexpected error \"%s\"", msg);
+    assert_int_equal(lake_parquet_rows(f.w), 4);
+    tf_expect_columns(&f, columns, 4, 0, 4);
+
+    name[4] = lake_str("fixed");
+    amount[4] = lake_decimal(4004);
+    const lake_value *rest[4] = {id + 4, small + 4, name + 4, amount + 4};
+    assert_int_equal(lake_parquet_write_columns(f.w, rest, 4, N - 4), LB_EVALUE);
+    assert_true(strstr(lake_parquet_writer_error(f.w), "value 300 is out of range for int8"));
+    assert_int_equal(lake_parquet_rows(f.w), 6);
+    tf_expect_columns(&f, columns, 4, 4, 2);
+    small[6] = lake_int(6);
+    tf_columns(&f, columns, 4, 6, N - 6);
+    /* Wrong shapes are refused whole. */
+    assert_int_equal(lake_parquet_write_columns(f.w, batch, 3, 1), LB_EVALUE);
+    const lake_value *holes[4] = {id, NULL, name, amount};
+    assert_int_equal(lake_parquet_write_columns(f.w, holes, 4, 1), LB_EVALUE);
+    assert_int_equal(lake_parquet_write_columns(f.w, holes, 4, 0), 0);
+    assert_int_equal(lake_parquet_rows(f.w), N);
+    tf_close(&f, NULL);
+    check_rows(&f);
+    tf_free(&f);
+    lake_schema_free(s);
+}
+
 /* Rough write throughput, printed for the record (not asserted). */
 static void
 test_write_speed(void **state)
@@ -1733,6 +1929,8 @@ main(void)
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_all_null_pages),
         cmocka_unit_test(test_reference_structure),
+        cmocka_unit_test(test_write_columns),
+        cmocka_unit_test(test_write_columns_bad_values),
         cmocka_unit_test(test_write_speed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
