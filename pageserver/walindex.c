@@ -604,8 +604,7 @@ parse_header(ps_walindex *ix, const char *path, const uint8_t *h, size_t len, ui
 /* Append a frame of raw payload to out, zstd-compressed if compress and
  * smaller. */
 static int
-append_frame(ps_walindex *ix, lb_buf *out, const void *raw, size_t raw_len, uint32_t kind,
-             bool compress)
+append_frame(lb_buf *out, const void *raw, size_t raw_len, uint32_t kind, bool compress)
 {
     assert(raw_len <= WIX_FRAME_LEN_MASK);
     size_t at = out->len;
@@ -633,7 +632,6 @@ append_frame(ps_walindex *ix, lb_buf *out, const void *raw, size_t raw_len, uint
     le32(h + 8, LB_CRC32C_FINAL(crc));
     out->len = at + WIX_FRAME_HDR + stored_len;
     out->data[out->len] = '\0';
-    (void)ix;
     return 0;
 }
 
@@ -770,10 +768,9 @@ walk_frames(ps_walindex *ix, const char *path, const uint8_t *buf, size_t data_e
 /* Check a sealed file's trailer and summary frame; fill s (header already
  * parsed into it) and s->data_end. */
 static int
-read_sealed_footer(ps_walindex *ix, const char *path, const uint8_t *trailer, uint64_t size,
+read_sealed_footer(ps_walindex *ix, const char *path, const uint8_t *trailer,
                    const uint8_t *summary_frame, size_t frame_len, wix_summary *s)
 {
-    (void)size;
     const uint8_t *p;
     size_t plen, off = 0;
     uint32_t kind;
@@ -835,7 +832,7 @@ load_sealed(ps_walindex *ix, const char *path, int fd, uint64_t size, wix_summar
         rc = seterr(ix, -EIO, "could not read WAL index file \"%s\": %s", path, strerror(errno));
     s->size = size;
     if (rc == 0)
-        rc = read_sealed_footer(ix, path, tr, size, frame, flen, s);
+        rc = read_sealed_footer(ix, path, tr, frame, flen, s);
     free(frame);
     return rc;
 }
@@ -1043,7 +1040,7 @@ ps_walindex_close(ps_walindex *ix)
     if (!ix)
         return;
     if (ix->active_fd >= 0)
-        close(ix->active_fd);
+        lb_io->close(ix->active_fd);
     lb_wal_decoder_free(ix->dec);
     free(ix->files);
     free(ix->dir);
@@ -1098,7 +1095,7 @@ flush_pending(ps_walindex *ix)
     rc = rc ? rc : put_varint(&payload, ix->resume_lsn - ix->resume_prev);
     lb_buf_reset(&ix->frame_out);
     if (rc == 0)
-        rc = append_frame(ix, &ix->frame_out, payload.data, payload.len, 0, false);
+        rc = append_frame(&ix->frame_out, payload.data, payload.len, 0, false);
     lb_buf_free(&payload);
     if (rc)
         return set_broken(ix, seterr(ix, rc, "out of memory building a WAL index frame"));
@@ -1130,7 +1127,7 @@ typedef struct seal_ctx {
 } seal_ctx;
 
 static int
-seal_flush(ps_walindex *ix, seal_ctx *c, lb_lsn end, lb_lsn last_lsn)
+seal_flush(seal_ctx *c, lb_lsn end, lb_lsn last_lsn)
 {
     lb_buf frame = LB_BUF_INIT;
     int rc = put_varint(&frame, c->base);
@@ -1138,7 +1135,7 @@ seal_flush(ps_walindex *ix, seal_ctx *c, lb_lsn end, lb_lsn last_lsn)
     rc = rc ? rc : lb_buf_append(&frame, c->payload.data, c->payload.len);
     rc = rc ? rc : put_varint(&frame, end - c->cursor);
     rc = rc ? rc : put_varint(&frame, end - last_lsn);
-    rc = rc ? rc : append_frame(ix, &c->out, frame.data, frame.len, 0, true);
+    rc = rc ? rc : append_frame(&c->out, frame.data, frame.len, 0, true);
     lb_buf_free(&frame);
     lb_buf_reset(&c->payload);
     c->entries = 0;
@@ -1149,6 +1146,7 @@ seal_flush(ps_walindex *ix, seal_ctx *c, lb_lsn end, lb_lsn last_lsn)
 static int
 seal_entry(ps_walindex *ix, void *arg, const wix_entry *e)
 {
+    (void)ix;
     seal_ctx *c = arg;
     int rc = encode_entry(&c->payload, e, c->cursor);
     if (rc)
@@ -1157,7 +1155,7 @@ seal_entry(ps_walindex *ix, void *arg, const wix_entry *e)
     c->cursor = e->end;
     c->last_lsn = e->lsn;
     if (c->payload.len >= WIX_FRAME_TARGET)
-        return seal_flush(ix, c, e->end, e->lsn);
+        return seal_flush(c, e->end, e->lsn);
     return 0;
 }
 
@@ -1196,12 +1194,12 @@ seal_active(ps_walindex *ix)
         rc = seterr(ix, LB_EPARSE, "WAL index file \"%s\" does not hold what was written",
                     path.data);
     if (rc == 0 && (c.entries > 0 || c.cursor != s.end_lsn))
-        rc = seal_flush(ix, &c, s.end_lsn, s.last_lsn);
+        rc = seal_flush(&c, s.end_lsn, s.last_lsn);
     uint64_t sum_off = c.out.len;
     if (rc == 0) {
         lb_buf sum = LB_BUF_INIT;
         rc = encode_summary(&sum, &s);
-        rc = rc ? rc : append_frame(ix, &c.out, sum.data, sum.len, WIX_FRAME_SUMMARY, false);
+        rc = rc ? rc : append_frame(&c.out, sum.data, sum.len, WIX_FRAME_SUMMARY, false);
         lb_buf_free(&sum);
     }
     if (rc == 0) {
@@ -1218,7 +1216,7 @@ seal_active(ps_walindex *ix)
                    lb_strerror(rc));
     }
     if (rc == 0) {
-        close(ix->active_fd);
+        lb_io->close(ix->active_fd);
         ix->active_fd = -1;
         ix->unsynced = false;
         ix->dir_unsynced = false; /* lb_write_file_atomic synced the directory */
@@ -1354,7 +1352,12 @@ index_record(ps_walindex *ix, const lb_wal_record *rec)
         return seterr(ix, LB_EPARSE, "record at " LB_LSN_FMT " is before indexed segment %" PRIu64,
                       LB_LSN_ARGS(rec->lsn), f->segno);
     if (f && f->segno < segno && !f->sealed) {
-        /* Cannot happen with records that join up; kept for safety. */
+        /* Records that join up never skip the end of a segment without
+         * covering it (the decoder checks xl_prev). */
+        if (f->end_lsn < lb_wal_segment_start(f->segno + 1, ix->seg_size))
+            return seterr(ix, LB_EPARSE,
+                          "record at " LB_LSN_FMT " does not follow the indexed WAL ending at " LB_LSN_FMT,
+                          LB_LSN_ARGS(rec->lsn), LB_LSN_ARGS(f->end_lsn));
         if ((rc = seal_active(ix)) != 0)
             return rc;
     }
@@ -1474,8 +1477,9 @@ ps_walindex_feed(ps_walindex *ix, const void *bytes, size_t n)
     }
     if (rc && ix->broken)
         return rc;
+    /* A failed write outranks the decoder's news: it fails the handle. */
     int frc = flush_pending(ix);
-    return rc ? rc : frc;
+    return frc ? frc : rc;
 }
 
 int
@@ -1768,7 +1772,7 @@ verify_sealed(ps_walindex *ix, const char *name, const uint8_t *b, size_t n, uin
         return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": bad trailer", name);
     wix_summary stored = *s;
     stored.size = n;
-    rc = read_sealed_footer(ix, name, tr, n, b + sum_off, n - WIX_TRAILER_SIZE - sum_off, &stored);
+    rc = read_sealed_footer(ix, name, tr, b + sum_off, n - WIX_TRAILER_SIZE - sum_off, &stored);
     if (rc)
         return rc;
     rc = walk_frames(ix, name, b, sum_off, false, NULL, s, NULL, NULL);

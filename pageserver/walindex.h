@@ -24,6 +24,8 @@
  * leaves a one-line message in ps_walindex_errmsg(). A checksum mismatch in
  * a stored file is LB_ECRC and its message names the file; no query ever
  * answers from bytes that do not check out.
+ *
+ * An index is used by one caller at a time (no locking inside).
  */
 #ifndef PS_WALINDEX_H
 #define PS_WALINDEX_H
@@ -101,7 +103,9 @@ typedef struct ps_walindex_file {
  * not NULL, msglen bytes). The caller frees the index with ps_walindex_close. */
 int ps_walindex_open(const char *dir, lb_lsn start_lsn, uint32_t seg_size, ps_walindex **out,
                      char *msg, size_t msglen);
-/* Write what is pending (not fsynced) and free the index. NULL is fine. */
+/* Free the index. Nothing is pending between calls; what was appended but
+ * not synced is left to the page cache (a crash may cut it: reopening
+ * resumes before it). NULL is fine. */
 void ps_walindex_close(ps_walindex *ix);
 
 /* Where the next feed must start: the end of the last indexed record
@@ -110,7 +114,8 @@ void ps_walindex_close(ps_walindex *ix);
 lb_lsn ps_walindex_resume_lsn(const ps_walindex *ix);
 
 /* Feed the next n bytes of committed WAL, continuing where the previous feed
- * stopped (the first one, and the first after an error, at resume_lsn).
+ * stopped; the first feed, and the first after any nonzero return, starts
+ * at resume_lsn.
  * Records are indexed as they complete; the bytes of an incomplete record
  * are kept until the rest comes. Index entries reach the file at the end of
  * each call (not fsynced: see sync). Returns 0; LB_WAL_END when the bytes
@@ -120,7 +125,9 @@ lb_lsn ps_walindex_resume_lsn(const ps_walindex *ix);
  * a failed write. */
 int ps_walindex_feed(ps_walindex *ix, const void *bytes, size_t n);
 
-/* fsync what was appended. Sealed files are durable when sealed. */
+/* fsync what was appended. Sealed files are durable when sealed. A failed
+ * write or fsync is fatal for the handle: every later call fails until the
+ * index is reopened, which resumes from what the files hold. */
 int ps_walindex_sync(ps_walindex *ix);
 
 /* The message of the last failed call ("" when none). Valid until the next

@@ -1258,6 +1258,127 @@ test_bad_wal_keeps_index(void **state)
     tu_rmdir(dir);
 }
 
+/* ---- injected I/O failures ---- */
+
+static int writes_left, fsyncs_left;
+
+/* After writes_left writes, write half of what is asked and fail, as a
+ * full disk does. */
+static ssize_t
+failing_write(int fd, const void *bytes, size_t n)
+{
+    if (writes_left-- > 0)
+        return write(fd, bytes, n);
+    if (n / 2 > 0 && write(fd, bytes, n / 2) < 0)
+        return -1;
+    errno = ENOSPC;
+    return -1;
+}
+
+static int
+failing_fsync(int fd)
+{
+    if (fsyncs_left-- > 0)
+        return fsync(fd);
+    errno = EIO;
+    return -1;
+}
+
+/* A failed write or fsync (while appending, or while sealing a file) fails
+ * the handle for good; reopened, the index resumes from what its files hold
+ * and ends up with the same answers. */
+static void
+test_io_failure_then_reopen(void **state)
+{
+    (void)state;
+    char *full_dir;
+    ps_walindex *full = build_full(&full_dir);
+    lb_buf want = LB_BUF_INIT;
+    dump_answers(full, &want);
+    ps_walindex_close(full);
+    tu_rmdir(full_dir);
+
+    lb_io_ops ops = lb_io_default;
+    ops.write = failing_write;
+    ops.fsync = failing_fsync;
+    /* count the writes and fsyncs of a whole run */
+    char *count_dir = tu_tempdir("wix");
+    ps_walindex *counted = open_index(count_dir);
+    writes_left = fsyncs_left = 1 << 30;
+    lb_io = &ops;
+    assert_int_equal(feed_range(counted, fx.start, fx.start + fx.wal_len), LB_WAL_END);
+    assert_int_equal(ps_walindex_sync(counted), 0);
+    lb_io = &lb_io_default;
+    int writes = (1 << 30) - writes_left, fsyncs = (1 << 30) - fsyncs_left;
+    ps_walindex_close(counted);
+    tu_rmdir(count_dir);
+    assert_true(writes > 10 && fsyncs >= 4);
+    const int cases[][2] = {{2, fsyncs}, {writes / 3, fsyncs}, {writes - 2, fsyncs},
+                            {writes - 1, fsyncs}, {writes, 1}, {writes, fsyncs / 2},
+                            {writes, fsyncs - 1}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        char *dir = tu_tempdir("wix");
+        ps_walindex *ix = open_index(dir);
+        writes_left = cases[c][0];
+        fsyncs_left = cases[c][1];
+        lb_io = &ops;
+        int rc = feed_range(ix, fx.start, fx.start + fx.wal_len);
+        if (rc == LB_WAL_END)
+            rc = ps_walindex_sync(ix); /* the fsync cases may only fail here */
+        lb_io = &lb_io_default;
+        if (rc != -ENOSPC && rc != -EIO)
+            fail_msg("case %zu: %s (%s)", c, lb_err_name(rc), ps_walindex_errmsg(ix));
+        if (!strstr(ps_walindex_errmsg(ix), "could not"))
+            fail_msg("case %zu: %s: \"%s\"", c, lb_err_name(rc), ps_walindex_errmsg(ix));
+        /* the handle stays failed */
+        assert_int_equal(ps_walindex_feed(ix, fx.wal, 1), rc);
+        assert_int_equal(ps_walindex_last_commit_before(ix, INT64_MAX, NULL, NULL, NULL), rc);
+        ps_walindex_close(ix);
+
+        ix = open_index(dir);
+        lb_lsn resume = ps_walindex_resume_lsn(ix);
+        rc = feed_range(ix, resume, fx.start + fx.wal_len);
+        if (rc != LB_WAL_END)
+            fail_msg("case %zu, after reopening at %X/%X: %s", c, LB_LSN_ARGS(resume),
+                     ps_walindex_errmsg(ix));
+        assert_same_answers(ix, &want);
+        ps_walindex_close(ix);
+        tu_rmdir(dir);
+    }
+    lb_buf_free(&want);
+}
+
+/* After pg_switch_wal() the rest of the segment is padding: the file of
+ * that segment ends at the next segment's start and is sealed, and the next
+ * file starts there. */
+static void
+test_switch_ends_segment(void **state)
+{
+    (void)state;
+    const wd_rec *sw = NULL;
+    for (size_t i = 0; i < fx.nrecs && !sw; i++)
+        if (strcmp(fx.recs[i].rmgr, "XLOG") == 0 && strncmp(fx.recs[i].desc, "SWITCH", 6) == 0)
+            sw = &fx.recs[i];
+    assert_non_null(sw);
+    lb_lsn next_seg = lb_wal_segment_start(lb_wal_segno(sw->lsn, fx.seg_size) + 1, fx.seg_size);
+    assert_true(sw->lsn + sw->tot < next_seg - 4096); /* the switch came well before the end */
+    assert_true((sw + 1)->lsn == next_seg + LB_WAL_LONG_PHD_SIZE);
+
+    char *dir;
+    ps_walindex *ix = build_full(&dir);
+    static sealed_list sl;
+    memset(&sl, 0, sizeof(sl));
+    assert_int_equal(ps_walindex_sealed_files(ix, collect_sealed, &sl), 0);
+    bool ends = false, starts = false;
+    for (size_t i = 0; i < sl.n; i++) {
+        ends |= sl.end[i] == next_seg && sl.base[i] <= sw->lsn;
+        starts |= sl.base[i] == next_seg;
+    }
+    assert_true(ends && starts);
+    ps_walindex_close(ix);
+    tu_rmdir(dir);
+}
+
 /* ---- without PostgreSQL ---------------------------------------------------------------- */
 
 static void
@@ -1309,6 +1430,8 @@ main(void)
         cmocka_unit_test(test_flipped_byte_is_corruption),
         cmocka_unit_test(test_install_sealed_files),
         cmocka_unit_test(test_bad_wal_keeps_index),
+        cmocka_unit_test(test_io_failure_then_reopen),
+        cmocka_unit_test(test_switch_ends_segment),
     };
     int failed = cmocka_run_group_tests_name("walindex", units, NULL, NULL);
     failed += cmocka_run_group_tests_name("walindex_pg_1mib_segments", pg, setup, teardown);
