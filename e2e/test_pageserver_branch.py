@@ -4,6 +4,7 @@ its parent both ways; a branch of a branch works. Every compute here starts
 from the pageserver's basebackup and replays WAL from the pageserver's WAL
 endpoint, which serves the ancestors' WAL cut at the branch points."""
 import copy
+import time
 import os
 import uuid
 
@@ -278,5 +279,33 @@ def test_branch_at_timestamp(cluster):
         assert st == 400 and "not both" in e["error"], (st, e)
         st, e = http("GET", ps.tl(t, root, "/lsn_by_timestamp?timestamp=soon"))
         assert st == 400, e
+    finally:
+        ps.stop()
+
+
+def test_idle_redo_standby_stops_and_wakes_on_new_wal(cluster):
+    """A redo standby that replayed nothing for ingest_idle_timeout stops
+    (after a snapshot); new WAL on the safekeepers starts it again, and it
+    goes on from where it was."""
+    workdir = cluster.workdir
+    ps = Pageserver(workdir, extra_args=["--ingest_idle_timeout", "1s"]).start()
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201
+        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key, who text)")
+        for i in range(3):
+            wait_for(lambda: http("GET", ps.tl(t, root))[1]["ingest"] == "idle", 60,
+                     what="the redo standby to go idle")
+            time.sleep(1.5)  # it stays idle while nothing is written
+            assert http("GET", ps.tl(t, root))[1]["ingest"] == "idle"
+            primary.sql(f"insert into t values ({i}, 'wakes it')")
+            target = lsn_int(insert_lsn(primary))
+            wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"])
+                     >= target, 60, what="the standby to wake and replay")
+        log = open(os.path.join(ps.dir, "pageserver.log")).read()
+        assert log.count("stopped: nothing replayed") >= 3
+        assert log.count("started: new WAL") >= 3
     finally:
         ps.stop()

@@ -38,6 +38,7 @@ typedef struct ps_config {
     int64_t snapshot_interval_ms;
     int64_t gc_retention_ms; /* snapshots this young are kept (PITR window) */
     int64_t gc_interval_ms;
+    int64_t ingest_idle_timeout_ms; /* stop a redo standby that replayed nothing this long */
 } ps_config;
 
 typedef struct ps_ingest ps_ingest;
@@ -158,6 +159,9 @@ int ps_gc_once(ps_daemon *d, size_t *deleted);
 void ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch,
                 int64_t horizon_ms, bool *keep);
 
+/* "starting", "running", "idle" (the redo standby is stopped until new WAL
+ * comes) or NULL when the timeline is not ingesting. */
+const char *ps_ingest_state(ps_daemon *d, const char *tenant, const char *timeline);
 /* PITR: the end LSN of the last commit at or before t (µs since the Unix
  * epoch) in the timeline's WAL index; LB_ENOTFOUND if none (or no index). */
 int ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline,

@@ -189,7 +189,11 @@ h_status(lb_http_request *req, void *arg)
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
-    return respond_meta(req, 200, &m);
+    json_t *j = ps_tlmeta_to_json(&m);
+    ps_tlmeta_free(&m);
+    const char *state = ps_ingest_state(d, tenant, timeline);
+    json_object_set_new(j, "ingest", state ? json_string(state) : json_null());
+    return lb_json_respond(req, 200, j);
 }
 
 static int

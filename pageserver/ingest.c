@@ -63,6 +63,11 @@ struct ps_ingest {
     int64_t last_snapshot_ms;
     int64_t last_report_ms;
     ps_indexer *indexer; /* the WAL block index of the timeline's own WAL */
+    bool started;        /* the first start was tried */
+    bool running;        /* the redo standby is up (else idle: stopped until new WAL) */
+    lb_lsn last_replay;
+    int64_t last_progress_ms;
+    int64_t last_wake_check_ms;
 };
 
 static int64_t
@@ -414,13 +419,67 @@ check_receiver(ps_ingest *in)
     ps_tlmeta_free(&m);
 }
 
+/* The caller holds in->lock. */
+static int
+wake(ps_ingest *in)
+{
+    if (in->running)
+        return 0;
+    int rc = start_standby(in);
+    if (rc == 0) {
+        in->running = true;
+        in->last_progress_ms = now_ms();
+        lb_info("redo standby of %s/%s started: new WAL", in->tenant, in->timeline);
+    }
+    return rc;
+}
+
+/* Idle: a snapshot of what was replayed, then the standby stops. The
+ * caller holds in->lock. */
+static void
+sleep_standby(ps_ingest *in)
+{
+    bool taken;
+    take_snapshot(in, &taken);
+    PQfinish(in->conn);
+    in->conn = NULL;
+    stop_standby(in);
+    in->running = false;
+    lb_info("redo standby of %s/%s stopped: nothing replayed for %lld ms", in->tenant,
+            in->timeline, (long long)in->d->conf.ingest_idle_timeout_ms);
+}
+
+/* While idle: whether the safekeepers hold WAL past what was replayed. */
+static bool
+new_wal(ps_ingest *in)
+{
+    ps_tlmeta m;
+    if (get_meta(in, &m) != 0)
+        return false;
+    lb_lsn committed = 0;
+    if (in->indexer) {
+        committed = ps_indexer_position(in->indexer);
+    } else {
+        uint32_t tli;
+        char err[200];
+        if (ps_tli_at(in->d, &m, m.last_record_lsn, &tli, &committed, err, sizeof(err)) != 0)
+            committed = 0;
+    }
+    bool more = committed > m.last_record_lsn;
+    ps_tlmeta_free(&m);
+    return more;
+}
+
 static void *
 run(void *arg)
 {
     ps_ingest *in = arg;
     int rc = prepare_standby(in);
+    pthread_mutex_lock(&in->lock);
     if (rc == 0)
-        rc = start_standby(in);
+        rc = wake(in);
+    in->started = true;
+    pthread_mutex_unlock(&in->lock);
     if (rc) {
         lb_error("ingest of %s/%s not running: %s", in->tenant, in->timeline, lb_strerror(rc));
         return NULL;
@@ -428,9 +487,19 @@ run(void *arg)
     while (!in->stop) {
         usleep(TICK_MS * 1000);
         pthread_mutex_lock(&in->lock);
-        if (!in->stop && connect_standby(in)) {
+        if (!in->stop && !in->running) {
+            if (now_ms() - in->last_wake_check_ms >= 1000) {
+                in->last_wake_check_ms = now_ms();
+                if (new_wal(in))
+                    wake(in);
+            }
+        } else if (!in->stop && connect_standby(in)) {
             lb_lsn replay, received;
             if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay)) {
+                if (replay != in->last_replay) {
+                    in->last_replay = replay;
+                    in->last_progress_ms = now_ms();
+                }
                 ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
                 lb_gauge *g;
                 if (lb_gauge_labels(in->d->last_record_lsn, &g, in->tenant, in->timeline,
@@ -451,14 +520,20 @@ run(void *arg)
                 report_position(in);
                 in->last_report_ms = now_ms();
             }
+            int64_t idle = in->d->conf.ingest_idle_timeout_ms;
+            if (idle > 0 && now_ms() - in->last_progress_ms >= idle && !new_wal(in))
+                sleep_standby(in);
         }
         pthread_mutex_unlock(&in->lock);
     }
     pthread_mutex_lock(&in->lock);
     PQfinish(in->conn);
     in->conn = NULL;
+    bool running = in->running;
+    in->running = false;
     pthread_mutex_unlock(&in->lock);
-    stop_standby(in);
+    if (running)
+        stop_standby(in);
     return NULL;
 }
 
@@ -536,6 +611,21 @@ ps_ingest_stop_all(ps_daemon *d)
     pthread_mutex_unlock(&d->ingest_lock);
 }
 
+const char *
+ps_ingest_state(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    const char *state = NULL;
+    if (in) {
+        pthread_mutex_lock(&in->lock);
+        state = !in->started ? "starting" : in->running ? "running" : "idle";
+        pthread_mutex_unlock(&in->lock);
+    }
+    pthread_mutex_unlock(&d->ingest_lock);
+    return state;
+}
+
 int
 ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, int64_t t_unix_us,
                         lb_lsn *end_lsn, int64_t *ts, uint32_t *xid, char *err, size_t errcap)
@@ -568,7 +658,9 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
         return LB_ENOTFOUND;
     }
     pthread_mutex_lock(&in->lock);
-    int rc = connect_standby(in) ? take_snapshot(in, taken) : LB_EPROTO;
+    int rc = wake(in);
+    if (rc == 0)
+        rc = connect_standby(in) ? take_snapshot(in, taken) : LB_EPROTO;
     if (rc == 0 && *taken)
         in->last_snapshot_ms = now_ms();
     pthread_mutex_unlock(&in->lock);

@@ -42,6 +42,11 @@ static const lb_config_setting settings[] = {
                      INT64_C(3153600000000)),
     LB_SETTING_RANGE("gc_interval", LB_CONFIG_DURATION, ps_config, gc_interval_ms, "1m",
                      "how often snapshots past the window are deleted", 100, 86400000),
+    LB_SETTING_RANGE("ingest_idle_timeout", LB_CONFIG_DURATION, ps_config,
+                     ingest_idle_timeout_ms, "5m",
+                     "stop a timeline's redo standby after replaying nothing this long (0: "
+                     "never); it starts again when the safekeepers have new WAL",
+                     0, 86400000),
     LB_CONFIG_END,
 };
 
