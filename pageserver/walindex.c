@@ -77,7 +77,7 @@
 #include "fileio.h"
 #include "wal.h"
 
-#define WIX_MAGIC UINT64_C(0x3158494C4157424C) /* "LBWALIX1" little-endian */
+#define WIX_MAGIC UINT64_C(0x3158494C4157424C)         /* "LBWALIX1" little-endian */
 #define WIX_TRAILER_MAGIC UINT64_C(0x444E455849574C42) /* "BLWIXEND" */
 #define WIX_VERSION 1u
 #define WIX_HEADER_SIZE 64u
@@ -119,10 +119,10 @@ typedef struct wix_summary {
     lb_lsn end_lsn;   /* end of the last record covered (base_lsn when none) */
     uint64_t nentries;
     lb_lsn first_entry_lsn, last_entry_lsn; /* when nentries > 0 */
-    uint64_t ncommits; /* COMMIT and COMMIT PREPARED */
-    uint64_t nxacts;   /* every commit and abort */
-    int64_t min_xact_time, max_xact_time; /* PostgreSQL epoch; when nxacts > 0 */
-    lb_lsn last_commit_end;                /* when ncommits > 0 */
+    uint64_t ncommits;                      /* COMMIT and COMMIT PREPARED */
+    uint64_t nxacts;                        /* every commit and abort */
+    int64_t min_xact_time, max_xact_time;   /* PostgreSQL epoch; when nxacts > 0 */
+    lb_lsn last_commit_end;                 /* when ncommits > 0 */
     int64_t last_commit_time;
     uint32_t last_commit_xid;
     uint64_t size;     /* bytes on disk */
@@ -337,7 +337,8 @@ encode_entry(lb_buf *b, const wix_entry *e, lb_lsn cursor)
             assert(r->fork <= LB_FORK_INIT && e->blocks[i].flags <= 0x0F);
             bool same = i > 0 && r->spc == e->blocks[i - 1].ref.spc &&
                         r->db == e->blocks[i - 1].ref.db && r->rel == e->blocks[i - 1].ref.rel;
-            rc = put_u8(b, (uint8_t)(r->fork | (e->blocks[i].flags << 2) | (same ? BLK_SAME_REL : 0)));
+            rc = put_u8(b,
+                        (uint8_t)(r->fork | (e->blocks[i].flags << 2) | (same ? BLK_SAME_REL : 0)));
             if (!same) {
                 rc = rc ? rc : put_varint(b, r->spc);
                 rc = rc ? rc : put_varint(b, r->db);
@@ -544,14 +545,14 @@ summary_same_content(const wix_summary *a, const wix_summary *b)
 {
     return a->segno == b->segno && a->base_lsn == b->base_lsn && a->base_prev == b->base_prev &&
            a->last_lsn == b->last_lsn && a->end_lsn == b->end_lsn && a->nentries == b->nentries &&
-           (a->nentries == 0 || (a->first_entry_lsn == b->first_entry_lsn &&
-                                 a->last_entry_lsn == b->last_entry_lsn)) &&
+           (a->nentries == 0 ||
+            (a->first_entry_lsn == b->first_entry_lsn && a->last_entry_lsn == b->last_entry_lsn)) &&
            a->ncommits == b->ncommits && a->nxacts == b->nxacts &&
            (a->nxacts == 0 ||
             (a->min_xact_time == b->min_xact_time && a->max_xact_time == b->max_xact_time)) &&
-           (a->ncommits == 0 ||
-            (a->last_commit_end == b->last_commit_end &&
-             a->last_commit_time == b->last_commit_time && a->last_commit_xid == b->last_commit_xid));
+           (a->ncommits == 0 || (a->last_commit_end == b->last_commit_end &&
+                                 a->last_commit_time == b->last_commit_time &&
+                                 a->last_commit_xid == b->last_commit_xid));
 }
 
 /* ---- headers and frames ---------------------------------------------------- */
@@ -577,11 +578,9 @@ parse_header(ps_walindex *ix, const char *path, const uint8_t *h, size_t len, ui
 {
     memset(s, 0, sizeof(*s));
     if (len < WIX_HEADER_SIZE)
-        return seterr(ix, LB_ETRUNCATED, "WAL index file \"%s\" is too short for its header",
-                      path);
+        return seterr(ix, LB_ETRUNCATED, "WAL index file \"%s\" is too short for its header", path);
     if (get32(h + 60) != lb_crc32c(h, 60))
-        return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": header checksum mismatch",
-                      path);
+        return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": header checksum mismatch", path);
     if (get64(h) != WIX_MAGIC || get32(h + 8) != WIX_VERSION)
         return seterr(ix, LB_EPARSE, "\"%s\" is not a WAL index file of version %u", path,
                       WIX_VERSION);
@@ -657,8 +656,9 @@ read_frame(ps_walindex *ix, const char *path, const uint8_t *buf, size_t len, si
     uint32_t crc = lb_crc32c_update(LB_CRC32C_INIT, h, 8);
     crc = lb_crc32c_update(crc, h + WIX_FRAME_HDR, stored);
     if (LB_CRC32C_FINAL(crc) != get32(h + 8))
-        return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": checksum mismatch in frame at "
-                                   "offset %zu",
+        return seterr(ix, LB_ECRC,
+                      "corrupt WAL index file \"%s\": checksum mismatch in frame at "
+                      "offset %zu",
                       path, at);
     *kind = raw_flags & ~WIX_FRAME_LEN_MASK;
     if (*kind & WIX_FRAME_ZSTD) {
@@ -695,8 +695,8 @@ typedef int (*entry_fn)(ps_walindex *ix, void *arg, const wix_entry *e);
  * (or all zero after the last complete one) are a cut tail: *good_len is
  * where it starts. Returns 0, what fn returned, or an error. */
 static int
-walk_frames(ps_walindex *ix, const char *path, const uint8_t *buf, size_t data_end,
-            bool allow_cut, size_t *good_len, wix_summary *s, entry_fn fn, void *arg)
+walk_frames(ps_walindex *ix, const char *path, const uint8_t *buf, size_t data_end, bool allow_cut,
+            size_t *good_len, wix_summary *s, entry_fn fn, void *arg)
 {
     size_t off = WIX_HEADER_SIZE;
     wix_entry *e = &ix->entry;
@@ -720,14 +720,15 @@ walk_frames(ps_walindex *ix, const char *path, const uint8_t *buf, size_t data_e
             return rc;
         if (rc == 0) {
             if (!allow_cut)
-                return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": cut at offset %zu",
-                              path, frame_at);
+                return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": cut at offset %zu", path,
+                              frame_at);
             *good_len = frame_at;
             return 0;
         }
         if (kind & WIX_FRAME_SUMMARY)
-            return seterr(ix, LB_EPARSE, "corrupt WAL index file \"%s\": summary frame at "
-                                         "offset %zu among data frames",
+            return seterr(ix, LB_EPARSE,
+                          "corrupt WAL index file \"%s\": summary frame at "
+                          "offset %zu among data frames",
                           path, frame_at);
         rd r = {p, p + plen, false};
         lb_lsn base = rd_varint(&r);
@@ -756,8 +757,9 @@ walk_frames(ps_walindex *ix, const char *path, const uint8_t *buf, size_t data_e
         s->last_lsn = s->end_lsn - last_len;
         continue;
     bad:
-        return seterr(ix, LB_EPARSE, "corrupt WAL index file \"%s\": bad entries in frame at "
-                                     "offset %zu",
+        return seterr(ix, LB_EPARSE,
+                      "corrupt WAL index file \"%s\": bad entries in frame at "
+                      "offset %zu",
                       path, frame_at);
     }
     if (good_len)
@@ -816,9 +818,9 @@ load_sealed(ps_walindex *ix, const char *path, int fd, uint64_t size, wix_summar
     uint8_t tr[WIX_TRAILER_SIZE];
     if (size < WIX_HEADER_SIZE + WIX_FRAME_HDR + WIX_TRAILER_SIZE ||
         pread(fd, tr, sizeof(tr), (off_t)(size - WIX_TRAILER_SIZE)) != (ssize_t)sizeof(tr))
-        return seterr(ix, LB_ECRC, "corrupt WAL index file \"%s\": sealed file cut to %" PRIu64
-                                   " bytes",
-                      path, size);
+        return seterr(ix, LB_ECRC,
+                      "corrupt WAL index file \"%s\": sealed file cut to %" PRIu64 " bytes", path,
+                      size);
     uint64_t sum_off = get64(tr);
     if (get64(tr + 8) != WIX_TRAILER_MAGIC || get32(tr + 16) != lb_crc32c(tr, 16) ||
         sum_off < WIX_HEADER_SIZE || sum_off > size - WIX_TRAILER_SIZE - WIX_FRAME_HDR)
@@ -973,8 +975,8 @@ load_dir(ps_walindex *ix)
         qsort(segs, n, sizeof(*segs), cmp_u64);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (ix->active_fd >= 0)
-            rc = seterr(ix, LB_EPARSE, "WAL index file of segment %" PRIu64
-                                       " follows an incomplete one in \"%s\"",
+            rc = seterr(ix, LB_EPARSE,
+                        "WAL index file of segment %" PRIu64 " follows an incomplete one in \"%s\"",
                         segs[i], ix->dir);
         else
             rc = load_file(ix, segs[i], i + 1 == n);
@@ -993,8 +995,8 @@ load_dir(ps_walindex *ix)
 }
 
 int
-ps_walindex_open(const char *dir, lb_lsn start_lsn, uint32_t seg_size, ps_walindex **out,
-                 char *msg, size_t msglen)
+ps_walindex_open(const char *dir, lb_lsn start_lsn, uint32_t seg_size, ps_walindex **out, char *msg,
+                 size_t msglen)
 {
     assert(dir && out);
     *out = NULL;
@@ -1212,8 +1214,7 @@ seal_active(ps_walindex *ix)
     if (rc == 0) {
         rc = lb_write_file_atomic(path.data, c.out.data, c.out.len);
         if (rc)
-            seterr(ix, rc, "could not write WAL index file \"%s\": %s", path.data,
-                   lb_strerror(rc));
+            seterr(ix, rc, "could not write WAL index file \"%s\": %s", path.data, lb_strerror(rc));
     }
     if (rc == 0) {
         lb_io->close(ix->active_fd);
@@ -1289,7 +1290,7 @@ parse_xact(ps_walindex *ix, const lb_wal_record *rec, lb_wal_xact_kind kind, uin
     }
 #define SKIP(n)                                                                                    \
     do {                                                                                           \
-        if ((uint64_t)(r.end - r.p) < (uint64_t)(n))                                              \
+        if ((uint64_t)(r.end - r.p) < (uint64_t)(n))                                               \
             goto short_data;                                                                       \
         r.p += (n);                                                                                \
     } while (0)
@@ -1356,7 +1357,8 @@ index_record(ps_walindex *ix, const lb_wal_record *rec)
          * covering it (the decoder checks xl_prev). */
         if (f->end_lsn < lb_wal_segment_start(f->segno + 1, ix->seg_size))
             return seterr(ix, LB_EPARSE,
-                          "record at " LB_LSN_FMT " does not follow the indexed WAL ending at " LB_LSN_FMT,
+                          "record at " LB_LSN_FMT
+                          " does not follow the indexed WAL ending at " LB_LSN_FMT,
                           LB_LSN_ARGS(rec->lsn), LB_LSN_ARGS(f->end_lsn));
         if ((rc = seal_active(ix)) != 0)
             return rc;
@@ -1400,9 +1402,11 @@ index_record(ps_walindex *ix, const lb_wal_record *rec)
     e->nblocks = rec->nblocks;
     for (int i = 0; i < rec->nblocks; i++) {
         const lb_wal_block_ref *b = &rec->blocks[i];
-        e->blocks[i].ref = (ps_blockref){
-            .spc = b->spc_node, .db = b->db_node, .rel = b->rel_node, .fork = b->fork,
-            .blkno = b->blkno};
+        e->blocks[i].ref = (ps_blockref){.spc = b->spc_node,
+                                         .db = b->db_node,
+                                         .rel = b->rel_node,
+                                         .fork = b->fork,
+                                         .blkno = b->blkno};
         e->blocks[i].flags = (uint8_t)((b->has_image ? PS_WALINDEX_HAS_IMAGE : 0) |
                                        (b->apply_image ? PS_WALINDEX_APPLY_IMAGE : 0) |
                                        (b->will_init ? PS_WALINDEX_WILL_INIT : 0) |
@@ -1519,8 +1523,7 @@ walk_file(ps_walindex *ix, const wix_summary *f, entry_fn fn, void *arg)
     if (rc == 0) {
         rc = lb_read_file(path.data, &bytes);
         if (rc)
-            seterr(ix, rc, "could not read WAL index file \"%s\": %s", path.data,
-                   lb_strerror(rc));
+            seterr(ix, rc, "could not read WAL index file \"%s\": %s", path.data, lb_strerror(rc));
     }
     wix_summary s;
     if (rc == 0)
@@ -1576,9 +1579,9 @@ query_entry(ps_walindex *ix, void *arg, const wix_entry *e)
         return 0;
     for (int i = 0; i < e->nblocks; i++) {
         const ps_blockref *b = &e->blocks[i].ref;
-        if (q->block && (b->blkno != q->block->blkno || b->rel != q->block->rel ||
-                         b->fork != q->block->fork || b->db != q->block->db ||
-                         b->spc != q->block->spc))
+        if (q->block &&
+            (b->blkno != q->block->blkno || b->rel != q->block->rel || b->fork != q->block->fork ||
+             b->db != q->block->db || b->spc != q->block->spc))
             continue;
         ps_walindex_change c = {.lsn = e->lsn,
                                 .end_lsn = e->end,
@@ -1686,8 +1689,9 @@ ps_walindex_last_commit_before(ps_walindex *ix, int64_t t_unix_us, lb_lsn *end_l
     ix->errmsg[0] = '\0';
     if (ix->broken)
         return seterr(ix, ix->broken, "WAL index in \"%s\" failed earlier: reopen it", ix->dir);
-    pitr p = {.t = t_unix_us < INT64_MIN + LB_PG_EPOCH_UNIX_USEC ? INT64_MIN
-                                                                 : t_unix_us - LB_PG_EPOCH_UNIX_USEC};
+    pitr p = {.t = t_unix_us < INT64_MIN + LB_PG_EPOCH_UNIX_USEC
+                       ? INT64_MIN
+                       : t_unix_us - LB_PG_EPOCH_UNIX_USEC};
     /* The first commit or abort after t is in the first file whose latest
      * one is after t; every file before it contributes its last commit. */
     for (size_t i = 0; i < ix->nfiles && !p.stopped; i++) {
@@ -1697,8 +1701,9 @@ ps_walindex_last_commit_before(ps_walindex *ix, int64_t t_unix_us, lb_lsn *end_l
             if (rc != 0 && rc != WALK_STOP)
                 return rc;
             if (!p.stopped)
-                return seterr(ix, LB_ECRC, "WAL index file of segment %" PRIu64
-                                           " does not hold the transaction its summary promises",
+                return seterr(ix, LB_ECRC,
+                              "WAL index file of segment %" PRIu64
+                              " does not hold the transaction its summary promises",
                               f->segno);
             break;
         }
@@ -1812,8 +1817,7 @@ ps_walindex_install(ps_walindex *ix, const char *name, const void *bytes, size_t
         lb_buf_free(&have);
         lb_buf_free(&path);
         return same ? 0
-                    : seterr(ix, LB_EEXIST, "a different WAL index file \"%s\" is installed",
-                             name);
+                    : seterr(ix, LB_EEXIST, "a different WAL index file \"%s\" is installed", name);
     }
     size_t at;
     bool moves_resume = false;

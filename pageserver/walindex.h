@@ -171,8 +171,7 @@ int ps_walindex_block_changes(ps_walindex *ix, const ps_blockref *b, lb_lsn from
 int ps_walindex_xid_blocks(ps_walindex *ix, uint32_t xid, lb_lsn from, lb_lsn to,
                            ps_walindex_change_cb cb, void *arg);
 /* The commit and abort records in [from, to). */
-int ps_walindex_xacts(ps_walindex *ix, lb_lsn from, lb_lsn to, ps_walindex_xact_cb cb,
-                      void *arg);
+int ps_walindex_xacts(ps_walindex *ix, lb_lsn from, lb_lsn to, ps_walindex_xact_cb cb, void *arg);
 
 /* ---- storage sync -------------------------------------------------------- */
 

@@ -172,7 +172,8 @@ parse_waldump(char *text)
             wd_rec *r = &fx.recs[fx.nrecs++];
             unsigned rec_len, lh, ll, ph, pl;
             int at = -1;
-            if (sscanf(l, "rmgr: %23s len (rec/tot): %u/%u, tx: %u, lsn: %X/%X, prev %X/%X, desc: %n",
+            if (sscanf(l,
+                       "rmgr: %23s len (rec/tot): %u/%u, tx: %u, lsn: %X/%X, prev %X/%X, desc: %n",
                        r->rmgr, &rec_len, &r->tot, &r->xid, &lh, &ll, &ph, &pl, &at) != 8 ||
                 at < 0) {
                 fprintf(stderr, "cannot parse pg_waldump line: %s\n", l);
@@ -246,7 +247,8 @@ run_workload(void)
     char l[8][64];
     if (sql_lines("CREATE TABLE k (id int PRIMARY KEY, v text) WITH (fillfactor = 50);\n"
                   "INSERT INTO k SELECT g, 'v' || g FROM generate_series(1, 200) g;\n"
-                  "CREATE TABLE bulk (id int, pad text);\n",
+                  "CREATE TABLE bulk (id int, pad text);\n"
+                  "CREATE TABLE dropped_in_p1 (a int);\n",
                   l, 8) < 0)
         return -1;
     for (int i = 0; i < NTIMED; i++) {
@@ -266,10 +268,11 @@ run_workload(void)
             if (sql_lines("SELECT pg_switch_wal();\n", l, 8) != 1)
                 return -1;
         }
-        if (sql_lines("DO $$ BEGIN PERFORM pg_sleep(0.03); END $$;\nBEGIN;\n"
-                      "INSERT INTO bulk SELECT g, repeat('x', 200) FROM generate_series(1, 4000) g;\n"
-                      "SELECT pg_current_xact_id();\nCOMMIT;\nSELECT pg_current_wal_insert_lsn();\n",
-                      l, 8) != 2)
+        if (sql_lines(
+                "DO $$ BEGIN PERFORM pg_sleep(0.03); END $$;\nBEGIN;\n"
+                "INSERT INTO bulk SELECT g, repeat('x', 200) FROM generate_series(1, 4000) g;\n"
+                "SELECT pg_current_xact_id();\nCOMMIT;\nSELECT pg_current_wal_insert_lsn();\n",
+                l, 8) != 2)
             return -1;
         fx.timed_xid[i] = (uint32_t)strtoul(l[0], NULL, 10);
         if (parse_lsn_line(l[1], &fx.timed_after[i]) != 0)
@@ -283,7 +286,8 @@ run_workload(void)
                   l, 8) != 3)
         return -1;
     unsigned rel, db, spc;
-    if (parse_ctid(l[0], &fx.update_old.blkno) != 0 || sscanf(l[1], "%u|%u|%u", &rel, &db, &spc) != 3 ||
+    if (parse_ctid(l[0], &fx.update_old.blkno) != 0 ||
+        sscanf(l[1], "%u|%u|%u", &rel, &db, &spc) != 3 ||
         parse_lsn_line(l[2], &fx.update_before) != 0)
         return -1;
     fx.update_old.spc = spc;
@@ -299,18 +303,26 @@ run_workload(void)
     fx.update_xid = (uint32_t)strtoul(l[0], NULL, 10);
     if (parse_ctid(l[1], &fx.update_new.blkno) != 0 || parse_lsn_line(l[2], &fx.update_after) != 0)
         return -1;
-    /* two-phase commit, both ways */
-    if (sql_lines("BEGIN;\nINSERT INTO k VALUES (1001, 'p');\nSELECT pg_current_xact_id();\n"
-                  "PREPARE TRANSACTION 'p1';\nDO $$ BEGIN PERFORM pg_sleep(0.02); END $$;\nCOMMIT PREPARED 'p1';\n",
+    /* two-phase commit, both ways, with relations created and dropped so
+     * that the records carry relfilenodes, dropped stats and invalidations
+     * before the prepared xid */
+    if (sql_lines("BEGIN;\nCREATE TABLE p1t (a int);\nDROP TABLE dropped_in_p1;\n"
+                  "INSERT INTO k VALUES (1001, 'p');\nSELECT pg_current_xact_id();\n"
+                  "PREPARE TRANSACTION 'p1';\nDO $$ BEGIN PERFORM pg_sleep(0.02); END $$;\nCOMMIT "
+                  "PREPARED 'p1';\n",
                   l, 8) < 1)
         return -1;
     fx.prep_commit_xid = (uint32_t)strtoul(l[0], NULL, 10);
-    if (sql_lines("BEGIN;\nINSERT INTO k VALUES (1002, 'p');\nSELECT pg_current_xact_id();\n"
-                  "PREPARE TRANSACTION 'p2';\nDO $$ BEGIN PERFORM pg_sleep(0.02); END $$;\nROLLBACK PREPARED 'p2';\n",
+    if (sql_lines("BEGIN;\nCREATE TABLE p2t (a int);\nINSERT INTO p2t VALUES (1);\n"
+                  "INSERT INTO k VALUES (1002, 'p');\nSELECT pg_current_xact_id();\n"
+                  "PREPARE TRANSACTION 'p2';\nDO $$ BEGIN PERFORM pg_sleep(0.02); END "
+                  "$$;\nROLLBACK PREPARED 'p2';\n",
                   l, 8) < 1)
         return -1;
     fx.prep_abort_xid = (uint32_t)strtoul(l[0], NULL, 10);
-    if (sql_lines("DO $$ BEGIN PERFORM pg_sleep(0.02); END $$;\nINSERT INTO k VALUES (2000, 'last');\n", l, 8) < 0)
+    if (sql_lines(
+            "DO $$ BEGIN PERFORM pg_sleep(0.02); END $$;\nINSERT INTO k VALUES (2000, 'last');\n",
+            l, 8) < 0)
         return -1;
     return 0;
 }
@@ -385,9 +397,9 @@ setup(void **state)
     fx.seg_size = LB_WAL_SEG_SIZE_MIN;
     fx.dir = tu_tempdir("walindex");
     int ok = fx.dir && tu_pg_init(&fx.pg, fx.dir, "--wal-segsize=1") == 0;
-    static const char *const settings[] = {"wal_level = replica", "wal_keep_size = 1024",
-                                           "fsync = off", "autovacuum = off",
-                                           "max_prepared_transactions = 4", NULL};
+    static const char *const settings[] = {
+        "wal_level = replica", "wal_keep_size = 1024",          "fsync = off",
+        "autovacuum = off",    "max_prepared_transactions = 4", NULL};
     for (const char *const *s = settings; ok && *s; s++)
         ok = tu_pg_conf(&fx.pg, *s) == 0;
     ok = ok && tu_pg_start(&fx.pg) == 0;
@@ -405,7 +417,8 @@ setup(void **state)
         fixture_free();
         return -1;
     }
-    fprintf(stderr, "fixture: %zu bytes of WAL from %X/%X, %zu records, %zu block refs, %zu xacts\n",
+    fprintf(stderr,
+            "fixture: %zu bytes of WAL from %X/%X, %zu records, %zu block refs, %zu xacts\n",
             fx.wal_len, LB_LSN_ARGS(fx.start), fx.nrecs, fx.nblks, fx.nxacts);
     return 0;
 }
@@ -758,7 +771,8 @@ test_last_commit_before(void **state)
         assert_true(j < xs.n);
         lb_lsn end;
         uint32_t xid;
-        assert_int_equal(ps_walindex_last_commit_before(ix, xs.x[j].time_unix_us, &end, NULL, &xid), 0);
+        assert_int_equal(ps_walindex_last_commit_before(ix, xs.x[j].time_unix_us, &end, NULL, &xid),
+                         0);
         assert_true(end == xs.x[j].end_lsn && xid == fx.timed_xid[i]);
         if (j + 1 < xs.n && xs.x[j + 1].time_unix_us > xs.x[j].time_unix_us + 1) {
             assert_int_equal(
@@ -772,10 +786,12 @@ test_last_commit_before(void **state)
             continue;
         lb_lsn end;
         uint32_t xid;
-        assert_int_equal(ps_walindex_last_commit_before(ix, xs.x[j].time_unix_us, &end, NULL, &xid), 0);
+        assert_int_equal(ps_walindex_last_commit_before(ix, xs.x[j].time_unix_us, &end, NULL, &xid),
+                         0);
         assert_true(end != xs.x[j].end_lsn && xid != fx.abort_xid);
         size_t k = j;
-        while (k > 0 && xs.x[k].kind != PS_WALINDEX_COMMIT && xs.x[k].kind != PS_WALINDEX_COMMIT_PREPARED)
+        while (k > 0 && xs.x[k].kind != PS_WALINDEX_COMMIT &&
+               xs.x[k].kind != PS_WALINDEX_COMMIT_PREPARED)
             k--;
         assert_true(end == xs.x[k].end_lsn);
     }
@@ -850,23 +866,23 @@ test_known_block_update(void **state)
                           fx.blks[j].blk == blocks[i].blkno;
         assert_true(in_waldump);
         /* the xid's blocks include it */
-        assert_int_equal(ps_walindex_xid_blocks(ix, fx.update_xid, 0, UINT64_MAX, find_block,
-                                                &blocks[i]),
-                         7);
+        assert_int_equal(
+            ps_walindex_xid_blocks(ix, fx.update_xid, 0, UINT64_MAX, find_block, &blocks[i]), 7);
         /* and the range is half-open: nothing from its own end on */
         match after = {.xid = fx.update_xid};
         assert_int_equal(
             ps_walindex_block_changes(ix, &blocks[i], m.lsn + 1, UINT64_MAX, count_xid, &after), 0);
         assert_int_equal(after.n, 0);
         match at = {.xid = fx.update_xid};
-        assert_int_equal(ps_walindex_block_changes(ix, &blocks[i], m.lsn, m.lsn + 1, count_xid, &at),
-                         0);
+        assert_int_equal(
+            ps_walindex_block_changes(ix, &blocks[i], m.lsn, m.lsn + 1, count_xid, &at), 0);
         assert_true(at.n >= 1);
     }
     /* Another block of the table was not touched by that xid. */
     ps_blockref other = fx.update_old;
     other.blkno += 1000;
-    assert_int_equal(ps_walindex_xid_blocks(ix, fx.update_xid, 0, UINT64_MAX, find_block, &other), 0);
+    assert_int_equal(ps_walindex_xid_blocks(ix, fx.update_xid, 0, UINT64_MAX, find_block, &other),
+                     0);
     /* A callback's nonzero return stops the query and is returned. */
     int calls = 0;
     assert_int_equal(ps_walindex_changes(ix, 0, UINT64_MAX, stop_at_first, &calls), 42);
@@ -970,7 +986,8 @@ test_cut_tail_resumes(void **state)
     ps_walindex *ix = open_index(dir);
     assert_int_equal(feed_range(ix, fx.start, stop), 0);
     lb_lsn resume = ps_walindex_resume_lsn(ix);
-    assert_true(resume < stop && lb_wal_segno(resume, fx.seg_size) == lb_wal_segno(stop, fx.seg_size));
+    assert_true(resume < stop &&
+                lb_wal_segno(resume, fx.seg_size) == lb_wal_segno(stop, fx.seg_size));
     ps_walindex_close(ix);
 
     char path[4096];
@@ -1108,6 +1125,15 @@ test_flipped_byte_is_corruption(void **state)
     flip_byte(path, 20);
     assert_int_equal(ps_walindex_open(bad, fx.start, fx.seg_size, &ix, msg, sizeof(msg)), LB_ECRC);
     assert_non_null(strstr(msg, sl.names[f]));
+    tu_rmdir(bad);
+
+    /* a missing file in the middle: the files do not join */
+    bad = copy_dir(dir);
+    snprintf(path, sizeof(path), "%s/%s", bad, sl.names[sl.n / 2]);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(ps_walindex_open(bad, fx.start, fx.seg_size, &ix, msg, sizeof(msg)),
+                     LB_EPARSE);
+    assert_non_null(strstr(msg, "do not join"));
     tu_rmdir(bad);
 
     /* the file being written: cut WAL feeding into a fresh index */
@@ -1313,8 +1339,8 @@ test_io_failure_then_reopen(void **state)
     ps_walindex_close(counted);
     tu_rmdir(count_dir);
     assert_true(writes > 10 && fsyncs >= 4);
-    const int cases[][2] = {{2, fsyncs}, {writes / 3, fsyncs}, {writes - 2, fsyncs},
-                            {writes - 1, fsyncs}, {writes, 1}, {writes, fsyncs / 2},
+    const int cases[][2] = {{2, fsyncs},          {writes / 3, fsyncs}, {writes - 2, fsyncs},
+                            {writes - 1, fsyncs}, {writes, 1},          {writes, fsyncs / 2},
                             {writes, fsyncs - 1}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         char *dir = tu_tempdir("wix");
@@ -1392,12 +1418,10 @@ test_open_refuses_bad_arguments(void **state)
     assert_null(ix);
     assert_non_null(strstr(msg, "segment size"));
     /* a file of another segment size */
-    assert_int_equal(ps_walindex_open(dir, 0x1000000, LB_WAL_SEG_SIZE_DEFAULT, &ix, msg,
-                                      sizeof(msg)),
-                     0);
+    assert_int_equal(
+        ps_walindex_open(dir, 0x1000000, LB_WAL_SEG_SIZE_DEFAULT, &ix, msg, sizeof(msg)), 0);
     assert_true(ps_walindex_resume_lsn(ix) == 0x1000000);
-    assert_int_equal(ps_walindex_last_commit_before(ix, INT64_MAX, NULL, NULL, NULL),
-                     LB_ENOTFOUND);
+    assert_int_equal(ps_walindex_last_commit_before(ix, INT64_MAX, NULL, NULL, NULL), LB_ENOTFOUND);
     assert_int_equal(ps_walindex_feed(ix, "", 0), 0);
     assert_int_equal(ps_walindex_sync(ix), 0);
     ps_walindex_close(ix);
@@ -1408,9 +1432,8 @@ test_open_refuses_bad_arguments(void **state)
     uint8_t junk[200];
     memset(junk, 0x33, sizeof(junk));
     assert_int_equal(lb_write_file_atomic(path, junk, sizeof(junk)), 0);
-    assert_int_equal(ps_walindex_open(dir, 0x1000000, LB_WAL_SEG_SIZE_DEFAULT, &ix, msg,
-                                      sizeof(msg)),
-                     LB_ECRC);
+    assert_int_equal(
+        ps_walindex_open(dir, 0x1000000, LB_WAL_SEG_SIZE_DEFAULT, &ix, msg, sizeof(msg)), LB_ECRC);
     assert_non_null(strstr(msg, "0000000000000001.walidx"));
     tu_rmdir(dir);
 }
