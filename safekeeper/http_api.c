@@ -503,7 +503,7 @@ job_segment(sk_daemon *sk, void *arg)
     if (lb_wal_segment_parse(c->text, st->wal_seg_size, &tli, &segno) != 0)
         return lb_json_fail(&c->err, LB_EPARSE, "\"%.64s\" is not a WAL segment name", c->text);
     lb_lsn seg_start = segno * st->wal_seg_size;
-    lb_lsn limit = sk_timeline_commit_lsn(e->tl);
+    lb_lsn limit = sk_timeline_serve_lsn(e->tl);
     bool known_tli = tli == st->start_tli;
     for (size_t i = 0; i < st->nhistory; i++) {
         if (st->history[i].tli == tli)

@@ -91,6 +91,12 @@ sk_timeline_commit_lsn(const sk_timeline *tl)
 }
 
 lb_lsn
+sk_timeline_serve_lsn(const sk_timeline *tl)
+{
+    return tl->commit_lsn < tl->flush_lsn ? tl->commit_lsn : tl->flush_lsn;
+}
+
+lb_lsn
 sk_timeline_start_lsn(const sk_timeline *tl)
 {
     return tl->start_lsn;
@@ -787,7 +793,7 @@ sk_timeline_offload_range(const sk_timeline *tl, uint64_t *from, uint64_t *to)
     /* offloaded_lsn is 0 or a segment boundary (see sk_timeline_offloaded) */
     uint32_t seg = tl->st.wal_seg_size;
     *from = lb_wal_segno(tl->st.offloaded_lsn ? tl->st.offloaded_lsn : tl->start_lsn, seg);
-    *to = lb_wal_segno(tl->commit_lsn, seg); /* the segment holding commit is not complete */
+    *to = lb_wal_segno(sk_timeline_serve_lsn(tl), seg); /* the segment holding it is not complete */
     if (*to < *from)
         *to = *from;
 }
@@ -822,8 +828,8 @@ sk_timeline_offloaded(sk_timeline *tl, uint64_t segno)
     lb_lsn lsn = segno * (lb_lsn)tl->st.wal_seg_size;
     if (lsn <= tl->st.offloaded_lsn)
         return 0;
-    if (lsn > tl->commit_lsn)
-        return -EINVAL; /* only committed WAL is ever offloaded */
+    if (lsn > sk_timeline_serve_lsn(tl))
+        return -EINVAL; /* only committed WAL held here is ever offloaded */
     tl->st.offloaded_lsn = lsn;
     int rc = save_state(tl);
     return rc ? rc : remove_unneeded(tl);

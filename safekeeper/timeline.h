@@ -58,6 +58,11 @@ lb_lsn sk_timeline_write_lsn(const sk_timeline *tl);
 lb_lsn sk_timeline_flush_lsn(const sk_timeline *tl);
 lb_lsn sk_timeline_end_lsn(const sk_timeline *tl);
 lb_lsn sk_timeline_commit_lsn(const sk_timeline *tl);
+/* What may be served to consumers, offloaded or read: committed WAL that
+ * this safekeeper has itself flushed, min(commit_lsn, flush_lsn). The
+ * commit LSN, learned from peers, can be ahead of what a safekeeper that
+ * was down or partitioned holds; those bytes are not here yet. */
+lb_lsn sk_timeline_serve_lsn(const sk_timeline *tl);
 lb_lsn sk_timeline_start_lsn(const sk_timeline *tl);
 /* true once an fsync failed: the timeline acknowledges nothing more until
  * it is reopened. */

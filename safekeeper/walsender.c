@@ -218,7 +218,7 @@ cmd_identify(wconn *c, sk_tl_entry *e)
     char sysid[24], tli[12], pos[LB_LSN_STRLEN];
     snprintf(sysid, sizeof(sysid), "%" PRIu64, st->system_id);
     snprintf(tli, sizeof(tli), "%u", current_tli(e->tl));
-    lb_lsn_format(sk_timeline_commit_lsn(e->tl), pos);
+    lb_lsn_format(sk_timeline_serve_lsn(e->tl), pos);
     const char *vals[] = {sysid, tli, pos, NULL};
     lb_pq_put_row_description(&c->out, 4, names, oids);
     lb_pq_put_data_row(&c->out, 4, vals);
@@ -304,7 +304,7 @@ cmd_start_replication(wconn *c, sk_tl_entry *e, lb_lsn start, uint32_t tli)
             return;
         }
     }
-    lb_lsn commit = sk_timeline_commit_lsn(e->tl);
+    lb_lsn commit = sk_timeline_serve_lsn(e->tl);
     if (start > commit) {
         send_error(c, "ERROR", "55000",
                    "requested starting point %X/%X is ahead of the WAL flush position of this "
@@ -395,7 +395,18 @@ pump(wconn *c)
         send_error(c, "FATAL", "3D000", "timeline %s/%s was deleted", c->tenant, c->timeline);
         return;
     }
-    lb_lsn limit = sk_timeline_commit_lsn(e->tl);
+    if (c->stream_end == UINT64_MAX) {
+        /* A new term moved the timeline to a newer PostgreSQL timeline
+         * since this stream began: it ends at the switch point, as a
+         * cascading walsender's does, and the standby follows the switch. */
+        const sk_acceptor_state *hist = sk_timeline_state(e->tl);
+        for (size_t i = 0; i < hist->nhistory; i++)
+            if (hist->history[i].tli > c->stream_tli) {
+                c->stream_end = hist->history[i].start_lsn;
+                break;
+            }
+    }
+    lb_lsn limit = sk_timeline_serve_lsn(e->tl);
     if (limit > c->stream_end)
         limit = c->stream_end;
     static char buf[WAL_CHUNK];

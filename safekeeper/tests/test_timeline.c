@@ -345,10 +345,18 @@ test_commit_follows_majority_and_limits_reads(void **state)
     /* Commit never goes backwards. */
     sk_timeline_peer_flush(tl, 1, 1, 1, wal_start + 1000);
     assert_true(sk_timeline_commit_lsn(tl) == wal_start + 250000);
+    assert_true(sk_timeline_serve_lsn(tl) == wal_start + 250000);
 
-    /* Reads limited to commit: bytes past it are zeros. */
+    /* Two peers ahead of us: the quorum committed WAL we do not hold yet.
+     * What we serve stops at our own flush position. */
+    sk_timeline_peer_flush(tl, 0, 1, 1, wal_start + 400000);
+    sk_timeline_peer_flush(tl, 1, 1, 1, wal_start + 400000);
+    assert_true(sk_timeline_commit_lsn(tl) == wal_start + 400000);
+    assert_true(sk_timeline_serve_lsn(tl) == wal_start + 300000);
+
+    /* Reads limited to what may be served: bytes past it are zeros. */
     char buf[1000];
-    lb_lsn c = sk_timeline_commit_lsn(tl);
+    lb_lsn c = sk_timeline_serve_lsn(tl);
     assert_int_equal(sk_timeline_read(tl, c - 500, buf, sizeof(buf), c), 0);
     assert_memory_equal(buf, wal + (c - 500 - wal_start), 500);
     for (size_t i = 500; i < sizeof(buf); i++)
