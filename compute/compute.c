@@ -1,0 +1,872 @@
+/*
+ * compute.c: one compute, from spec to ready, and its HTTP endpoints.
+ *
+ * The main thread runs the steps of the compute's mode one after the other
+ * (compute.h), then watches PostgreSQL: its exit (waitpid), the stop flag
+ * (SIGTERM), and once a second its activity (pg_stat_activity) for
+ * /status. HTTP handlers run on the server's threads and only read the
+ * status under c->lock, or fetch WAL for the restore_command.
+ *
+ * Invariants:
+ *   - the data directory is rebuilt from a basebackup on every start: a
+ *     compute's disk is a cache, never a source of truth;
+ *   - a primary's PostgreSQL has the quorum synchronous_standby_names from
+ *     its first start, so no commit is acknowledged without 2 of 3
+ *     safekeepers;
+ *   - a primary is ready only once its PostgreSQL timeline is the elected
+ *     one and a quorum of safekeepers streams from it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compute.h"
+#include "errors.h"
+#include "fileio.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "pgproc.h"
+#include "walproxy.h"
+
+typedef struct cc_compute {
+    const cc_spec *spec;
+    volatile sig_atomic_t *stop;
+    lb_http_server *http;
+    PGconn *conn;
+
+    pthread_mutex_t lock; /* guards everything below */
+    cc_state state;
+    char error[512];
+    uint64_t term;
+    uint32_t tli;
+    lb_lsn start_lsn; /* primary: E, where its term starts */
+    lb_lsn lsn;       /* primary: flush LSN; others: replay LSN */
+    int connections;
+    int64_t last_activity_ms;
+    pid_t pg_pid;
+    cc_wal_sources wal;
+    bool wal_ready;
+} cc_compute;
+
+/* The pageserver's view of the timeline. */
+typedef struct tl_meta {
+    uint64_t system_id;
+    lb_lsn start_lsn;
+    uint32_t pg_tli;
+    uint32_t wal_seg_size;
+    bool has_ancestor;
+} tl_meta;
+
+const char *
+cc_state_name(cc_state state)
+{
+    static const char *const names[] = {"init",      "electing", "restoring", "starting",
+                                        "replaying", "promoting", "ready",    "failed",
+                                        "stopping"};
+    return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+set_state(cc_compute *c, cc_state s)
+{
+    pthread_mutex_lock(&c->lock);
+    c->state = s;
+    pthread_mutex_unlock(&c->lock);
+    lb_info("state %s timeline=%s", cc_state_name(s), c->spec->timeline_id);
+}
+
+static int
+fail(cc_compute *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int
+fail(cc_compute *c, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&c->lock);
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof(c->error), fmt, ap);
+    va_end(ap);
+    c->state = CC_STATE_FAILED;
+    pthread_mutex_unlock(&c->lock);
+    lb_error("%s", c->error);
+    return CC_EXIT_FAILED;
+}
+
+/* ---- HTTP ------------------------------------------------------------------------- */
+
+static json_t *
+status_json(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    pthread_mutex_lock(&c->lock);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:o, s:o, s:i, s:I, s:i, s:i}",
+                          "state", cc_state_name(c->state), "mode", cc_mode_name(s->mode),
+                          "tenant_id", s->tenant_id, "timeline_id", s->timeline_id, "term",
+                          (json_int_t)c->term, "tli", (int)c->tli, "start_lsn",
+                          lb_json_lsn(c->start_lsn), "lsn", lb_json_lsn(c->lsn), "connections",
+                          c->connections, "last_activity_ms", (json_int_t)c->last_activity_ms,
+                          "pid", (int)c->pg_pid, "pg_port", s->pg_port);
+    if (j && c->last_activity_ms) {
+        char when[64];
+        time_t t = (time_t)(c->last_activity_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(c->last_activity_ms % 1000));
+        json_object_set_new(j, "last_activity", json_string(when));
+    }
+    if (j && s->mode == CC_MODE_STATIC)
+        json_object_set_new(j, "target_lsn", lb_json_lsn(s->lsn));
+    if (j && c->error[0])
+        json_object_set_new(j, "error", json_string(c->error));
+    pthread_mutex_unlock(&c->lock);
+    return j;
+}
+
+static int
+h_status(lb_http_request *req, void *arg)
+{
+    return lb_json_respond(req, 200, status_json(arg));
+}
+
+static int
+h_wal(lb_http_request *req, void *arg)
+{
+    cc_compute *c = arg;
+    const char *name = lb_http_param(req, "name");
+    uint32_t tli;
+    if (cc_wal_name_parse(name, &tli) == CC_WAL_BAD)
+        return lb_http_respond_error(req, 400, "\"%.64s\" is not a WAL segment or history "
+                                               "file name", name);
+    pthread_mutex_lock(&c->lock);
+    cc_wal_sources src = c->wal;
+    bool ready = c->wal_ready;
+    pthread_mutex_unlock(&c->lock);
+    if (!ready)
+        return lb_http_respond_error(req, 503, "WAL sources are not known yet");
+    lb_buf body = LB_BUF_INIT;
+    char from[600];
+    int rc = cc_wal_fetch(&src, name, &body, from, sizeof(from));
+    if (rc == 0) {
+        lb_debug("restore file=%s from=%s bytes=%zu", name, from, body.len);
+        rc = lb_http_respond(req, 200, "application/octet-stream", body.data ? body.data : "",
+                             body.len);
+    } else if (rc == LB_ENOTFOUND) {
+        lb_info("restore file=%s: not found on any source", name);
+        rc = lb_http_respond_error(req, 404, "%s not found", name);
+    } else {
+        lb_warn("restore file=%s: no source answered (%s)", name, from);
+        rc = lb_http_respond_error(req, 503, "%s: no source could be asked: %s", name, from);
+    }
+    lb_buf_free(&body);
+    return rc;
+}
+
+static double
+m_ready(void *arg)
+{
+    cc_compute *c = arg;
+    pthread_mutex_lock(&c->lock);
+    double v = c->state == CC_STATE_READY;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static double
+m_connections(void *arg)
+{
+    cc_compute *c = arg;
+    pthread_mutex_lock(&c->lock);
+    double v = c->connections;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static double
+m_lsn(void *arg)
+{
+    cc_compute *c = arg;
+    pthread_mutex_lock(&c->lock);
+    double v = (double)c->lsn;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static double
+m_activity(void *arg)
+{
+    cc_compute *c = arg;
+    pthread_mutex_lock(&c->lock);
+    double v = (double)c->last_activity_ms / 1000.0;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static double
+m_term(void *arg)
+{
+    cc_compute *c = arg;
+    pthread_mutex_lock(&c->lock);
+    double v = (double)c->term;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static int
+start_http(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    lb_http_server_config hc = {.address = s->listen_host, .port = s->listen_port, .threads = 4};
+    int rc = lb_http_server_new(&hc, &c->http);
+    if (rc == 0)
+        rc = lb_http_server_route(c->http, "GET", "/status", h_status, c);
+    if (rc == 0)
+        rc = lb_http_server_route(c->http, "GET", "/wal/{name}", h_wal, c);
+    lb_metrics *m = lb_metrics_default();
+    lb_metrics_gauge_fn(m, "compute_ready", "1 when the compute is ready", m_ready, c);
+    lb_metrics_gauge_fn(m, "compute_connections", "client connections to PostgreSQL",
+                        m_connections, c);
+    lb_metrics_gauge_fn(m, "compute_lsn",
+                        "primary: WAL flush LSN; replica and static: replay LSN (bytes)", m_lsn,
+                        c);
+    lb_metrics_gauge_fn(m, "compute_last_activity_seconds",
+                        "Unix time of the last client activity", m_activity, c);
+    lb_metrics_gauge_fn(m, "compute_term", "the safekeeper term of this primary", m_term, c);
+    if (rc == 0)
+        rc = lb_http_server_start(c->http);
+    if (rc)
+        return fail(c, "could not serve HTTP on %s:%d: %s", s->listen_host, s->listen_port,
+                    lb_strerror(rc));
+    lb_info("compute-ctl listening http=%s:%d mode=%s tenant=%s timeline=%s", s->listen_host,
+            lb_http_server_port(c->http), cc_mode_name(s->mode), s->tenant_id, s->timeline_id);
+    return 0;
+}
+
+/* ---- talking to the pageserver and safekeepers ------------------------------------- */
+
+static int
+http_json(const char *method, const char *url, json_t *body, json_t **reply, long *status,
+          char *err, size_t cap)
+{
+    lb_http_options opts = {.timeout_ms = 30000, .max_attempts = 3};
+    lb_http_client *http;
+    int rc = lb_http_client_new(&opts, &http);
+    if (rc)
+        return rc;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    const char *hdr[] = {"Content-Type: application/json"};
+    lb_buf out = LB_BUF_INIT;
+    lb_http_call call = {.method = method, .url = url, .headers = hdr, .nheaders = 1,
+                         .body = text, .body_len = text ? strlen(text) : 0,
+                         .response_body = &out};
+    lb_http_result res = LB_HTTP_RESULT_INIT;
+    rc = lb_http_do(http, &call, &res);
+    *status = res.status;
+    if (rc) {
+        snprintf(err, cap, "%s %s: %s", method, url, lb_http_client_error(http));
+    } else if (res.status / 100 != 2) {
+        snprintf(err, cap, "%s %s: %ld %.*s", method, url, res.status,
+                 (int)(res.error_body.len > 300 ? 300 : res.error_body.len),
+                 res.error_body.data ? res.error_body.data : "");
+    } else if (reply) {
+        json_error_t je;
+        *reply = json_loadb(out.data ? out.data : "", out.len, 0, &je);
+        if (!*reply) {
+            snprintf(err, cap, "%s %s: malformed JSON reply", method, url);
+            rc = LB_EPARSE;
+        }
+    }
+    free(text);
+    lb_buf_free(&out);
+    lb_http_result_free(&res);
+    lb_http_client_free(http);
+    return rc;
+}
+
+static int
+pageserver_meta(cc_compute *c, tl_meta *m)
+{
+    const cc_spec *s = c->spec;
+    char url[600], err[600];
+    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->pageserver, s->tenant_id,
+             s->timeline_id);
+    json_t *j = NULL;
+    long status = 0;
+    int rc = http_json("GET", url, NULL, &j, &status, err, sizeof(err));
+    if (rc == 0 && status == 404)
+        return fail(c, "timeline %s/%s does not exist on the pageserver", s->tenant_id,
+                    s->timeline_id);
+    if (rc || status != 200)
+        return fail(c, "could not read the timeline from the pageserver: %s", err);
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    const char *sysid = NULL;
+    int64_t tli = 0, seg = 0;
+    lb_json_req_str(j, "system_id", &sysid, &e);
+    lb_json_req_lsn(j, "start_lsn", &m->start_lsn, &e);
+    lb_json_req_int64(j, "pg_tli", &tli, &e);
+    lb_json_req_int64(j, "wal_seg_size", &seg, &e);
+    if (!e.failed)
+        m->system_id = strtoull(sysid, NULL, 10);
+    m->pg_tli = (uint32_t)tli;
+    m->wal_seg_size = (uint32_t)seg;
+    m->has_ancestor = json_is_string(json_object_get(j, "ancestor_timeline_id"));
+    json_decref(j);
+    if (e.failed)
+        return fail(c, "pageserver timeline status: %s", e.message);
+    return 0;
+}
+
+/* Create the timeline on each safekeeper that does not have it, starting
+ * where the pageserver's starts. An unreachable one is left to the
+ * election (a majority suffices). */
+static void
+ensure_sk_timelines(cc_compute *c, const tl_meta *m)
+{
+    const cc_spec *s = c->spec;
+    for (int i = 0; i < s->nsafekeepers; i++) {
+        char url[600], err[600];
+        long status = 0;
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
+                 s->tenant_id, s->timeline_id);
+        int rc = http_json("GET", url, NULL, NULL, &status, err, sizeof(err));
+        if (rc == 0 && status == 200)
+            continue;
+        if (rc || status != 404) {
+            lb_warn("safekeeper %s: could not read the timeline: %s", s->safekeepers[i].name,
+                    err);
+            continue;
+        }
+        char sysid[24], lsn[LB_LSN_STRLEN];
+        snprintf(sysid, sizeof(sysid), "%" PRIu64, m->system_id);
+        json_t *body = json_pack("{s:s, s:s, s:s, s:i, s:I}", "timeline_id", s->timeline_id,
+                                 "system_id", sysid, "start_lsn",
+                                 lb_lsn_format(m->start_lsn, lsn), "pg_tli", (int)m->pg_tli,
+                                 "wal_seg_size", (json_int_t)m->wal_seg_size);
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline", s->safekeepers[i].http,
+                 s->tenant_id);
+        rc = http_json("POST", url, body, NULL, &status, err, sizeof(err));
+        json_decref(body);
+        if (rc || status / 100 != 2)
+            lb_warn("safekeeper %s: could not create the timeline: %s", s->safekeepers[i].name,
+                    err);
+        else
+            lb_info("created timeline on safekeeper %s start_lsn=%s pg_tli=%u",
+                    s->safekeepers[i].name, lsn, m->pg_tli);
+    }
+}
+
+static void
+elect_params(const cc_spec *s, sk_elect_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->tenant_id = s->tenant_id;
+    p->timeline_id = s->timeline_id;
+    for (int i = 0; i < s->nsafekeepers; i++)
+        p->urls[i] = s->safekeepers[i].http;
+    p->n = s->nsafekeepers;
+    p->timeout_ms = 5000;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+#define ELECT_TIMEOUT_MS 60000
+
+static int
+elect(cc_compute *c, sk_elect_result *r)
+{
+    sk_elect_params p;
+    elect_params(c->spec, &p);
+    int64_t deadline = now_ms() + ELECT_TIMEOUT_MS;
+    char err[512] = "";
+    for (;;) {
+        int rc = sk_elect(&p, r, err, sizeof(err));
+        if (rc == 0)
+            break;
+        if (*c->stop)
+            return -EINTR;
+        if (now_ms() > deadline)
+            return fail(c, "election failed: %s", err);
+        lb_warn("election failed, retrying: %s", err);
+        sleep_ms(1000);
+    }
+    char lsn[LB_LSN_STRLEN];
+    lb_info("elected term=%" PRIu64 " start_lsn=%s tli=%u donor=%s voters=%d acceptors=%d",
+            r->term, lb_lsn_format(r->start_lsn, lsn), r->tli, r->donor_url, r->voters,
+            r->acceptors);
+    pthread_mutex_lock(&c->lock);
+    c->term = r->term;
+    c->tli = r->tli;
+    c->start_lsn = r->start_lsn;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+static void
+set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
+{
+    const cc_spec *s = c->spec;
+    cc_wal_sources w;
+    memset(&w, 0, sizeof(w));
+    snprintf(w.tenant_id, sizeof(w.tenant_id), "%s", s->tenant_id);
+    snprintf(w.timeline_id, sizeof(w.timeline_id), "%s", s->timeline_id);
+    snprintf(w.pageserver, sizeof(w.pageserver), "%s", s->pageserver);
+    w.pg_tli = m->pg_tli;
+    w.has_ancestor = m->has_ancestor;
+    if (r) {
+        /* Only those holding the term's WAL up to its start, the donor first. */
+        snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",
+                 s->safekeepers[r->donor].http);
+        for (int i = 0; i < s->nsafekeepers; i++)
+            if (i != r->donor && r->accepted[i])
+                snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",
+                         s->safekeepers[i].http);
+    } else {
+        for (int i = 0; i < s->nsafekeepers; i++)
+            snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",
+                     s->safekeepers[i].http);
+    }
+    pthread_mutex_lock(&c->lock);
+    c->wal = w;
+    c->wal_ready = true;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- the data directory ---------------------------------------------------------- */
+
+static int
+prepare_datadir(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    char parent[PATH_MAX];
+    lb_dirname(s->data_dir, parent, sizeof(parent));
+    /* The PostgreSQL user must reach the data directory. */
+    struct stat st;
+    if (stat(parent, &st) != 0) {
+        int rc = lb_mkdir_p(parent, 0755);
+        if (rc)
+            return fail(c, "could not create \"%s\": %s", parent, lb_strerror(rc));
+        chmod(parent, 0755);
+    }
+    lb_lsn snap = 0;
+    char err[700];
+    int rc = cc_basebackup(s, s->mode == CC_MODE_STATIC ? s->lsn : 0, &snap, err, sizeof(err));
+    if (rc)
+        return fail(c, "%s", err);
+    char lsn[LB_LSN_STRLEN];
+    lb_info("basebackup unpacked data_dir=%s snapshot_lsn=%s", s->data_dir,
+            lb_lsn_format(snap, lsn));
+
+    lb_buf out = LB_BUF_INIT;
+    const char *args[] = {s->data_dir, NULL};
+    int st_code = cc_pg_run(s, "pg_controldata", args, &out);
+    char version[32];
+    if (st_code != 0 || cc_controldata_field(out.data ? out.data : "", "Data page checksum version",
+                                             version, sizeof(version)) != 0) {
+        lb_buf_free(&out);
+        return fail(c, "pg_controldata failed on the basebackup in \"%s\" (exit %d)",
+                    s->data_dir, st_code);
+    }
+    lb_buf_free(&out);
+    if (strcmp(version, "0") == 0)
+        return fail(c, "data checksums are off in the basebackup of timeline %s\n"
+                       "lakebase needs clusters initialized with data checksums (initdb -k).",
+                    s->timeline_id);
+
+    /* Our settings replace whatever the snapshot's postgresql.auto.conf said. */
+    lb_buf conf = LB_BUF_INIT;
+    rc = cc_settings_render(s, lb_http_server_port(c->http), &conf);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", s->data_dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, conf.data, conf.len);
+    lb_buf_free(&conf);
+    const char *signal_file = s->mode == CC_MODE_REPLICA ? "standby.signal" : "recovery.signal";
+    snprintf(path, sizeof(path), "%s/%s", s->data_dir, signal_file);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, "", 0);
+    if (rc == 0)
+        rc = cc_pg_chown_tree(s, s->data_dir);
+    if (rc)
+        return fail(c, "could not configure \"%s\": %s", s->data_dir, lb_strerror(rc));
+    return 0;
+}
+
+/* ---- PostgreSQL -------------------------------------------------------------------- */
+
+static int
+start_pg(cc_compute *c)
+{
+    const char *args[] = {"-D", c->spec->data_dir, NULL};
+    pid_t pid = cc_pg_spawn(c->spec, "postgres", args, -1);
+    if (pid < 0)
+        return fail(c, "could not start postgres: %s", lb_strerror(pid));
+    pthread_mutex_lock(&c->lock);
+    c->pg_pid = pid;
+    pthread_mutex_unlock(&c->lock);
+    lb_info("postgres started pid=%d port=%d", (int)pid, c->spec->pg_port);
+    return 0;
+}
+
+/* true if PostgreSQL has exited (and is reaped); logs how. */
+static bool
+pg_exited(cc_compute *c)
+{
+    if (c->pg_pid <= 0)
+        return true;
+    int st;
+    pid_t r = waitpid(c->pg_pid, &st, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return false;
+    if (r > 0) {
+        if (WIFEXITED(st))
+            lb_info("postgres exited pid=%d status=%d", (int)c->pg_pid, WEXITSTATUS(st));
+        else if (WIFSIGNALED(st))
+            lb_info("postgres exited pid=%d signal=%d", (int)c->pg_pid, WTERMSIG(st));
+    }
+    pthread_mutex_lock(&c->lock);
+    c->pg_pid = 0;
+    pthread_mutex_unlock(&c->lock);
+    return true;
+}
+
+/* Fast shutdown; immediate after timeout_ms. */
+static void
+stop_pg(cc_compute *c, int sig, int timeout_ms)
+{
+    if (c->pg_pid <= 0)
+        return;
+    PQfinish(c->conn);
+    c->conn = NULL;
+    kill(c->pg_pid, sig);
+    int64_t deadline = now_ms() + timeout_ms;
+    int escalation = 0; /* 1: SIGQUIT sent; 2: SIGKILL sent */
+    while (!pg_exited(c)) {
+        if (now_ms() > deadline && escalation < 2) {
+            escalation++;
+            lb_warn("postgres did not stop in time, sending %s pid=%d",
+                    escalation == 1 ? "SIGQUIT" : "SIGKILL", (int)c->pg_pid);
+            kill(c->pg_pid, escalation == 1 ? SIGQUIT : SIGKILL);
+            deadline = now_ms() + 10000;
+        }
+        sleep_ms(50);
+    }
+}
+
+static bool
+pg_connect(cc_compute *c)
+{
+    if (c->conn && PQstatus(c->conn) == CONNECTION_OK)
+        return true;
+    PQfinish(c->conn);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", c->spec->pg_port);
+    const char *keys[] = {"host", "port", "user", "dbname", "connect_timeout", "application_name",
+                          NULL};
+    const char *vals[] = {"127.0.0.1", port, "postgres", "postgres", "3", "compute-ctl", NULL};
+    c->conn = PQconnectdbParams(keys, vals, 0);
+    if (PQstatus(c->conn) == CONNECTION_OK)
+        return true;
+    PQfinish(c->conn);
+    c->conn = NULL;
+    return false;
+}
+
+/* One value of a one-row query, copied into out; false on any failure. */
+static bool
+query1(cc_compute *c, const char *sql, char *out, size_t cap)
+{
+    if (!pg_connect(c))
+        return false;
+    PGresult *r = PQexec(c->conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) >= 1;
+    if (ok)
+        snprintf(out, cap, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+    else if (PQstatus(c->conn) != CONNECTION_OK) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* What the main loop checks while it waits: 0 to go on, or an exit code. */
+static int
+interrupted(cc_compute *c)
+{
+    if (*c->stop)
+        return -EINTR;
+    if (pg_exited(c)) {
+        fail(c, "postgres exited unexpectedly during startup (state %s)",
+             cc_state_name(c->state));
+        return CC_EXIT_PG_DIED;
+    }
+    return 0;
+}
+
+/* Wait until cond(c) holds; 0, -EINTR (stop asked), or CC_EXIT_PG_DIED. */
+static int
+wait_until(cc_compute *c, bool (*cond)(cc_compute *c))
+{
+    for (;;) {
+        int rc = interrupted(c);
+        if (rc)
+            return rc;
+        if (cond(c))
+            return 0;
+        sleep_ms(100);
+    }
+}
+
+static bool
+cond_connected(cc_compute *c)
+{
+    return pg_connect(c);
+}
+
+static bool
+cond_promoted(cc_compute *c)
+{
+    char v[16];
+    return query1(c, "select pg_is_in_recovery()", v, sizeof(v)) && strcmp(v, "f") == 0;
+}
+
+static bool
+cond_standby(cc_compute *c)
+{
+    char v[16];
+    return query1(c, "select pg_is_in_recovery()", v, sizeof(v)) && strcmp(v, "t") == 0;
+}
+
+static bool
+cond_target_reached(cc_compute *c)
+{
+    char v[32];
+    return query1(c, "select pg_get_wal_replay_pause_state()", v, sizeof(v)) &&
+           strcmp(v, "paused") == 0;
+}
+
+/* Refresh LSN, connections and last activity for /status. */
+static void
+refresh_activity(cc_compute *c)
+{
+    if (!pg_connect(c))
+        return;
+    PGresult *r = PQexec(
+        c->conn,
+        "select case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') "
+        "else pg_current_wal_flush_lsn() end::text, "
+        "count(*) filter (where backend_type = 'client backend' and pid <> pg_backend_pid()), "
+        "coalesce((extract(epoch from max(case when state = 'active' then now() "
+        "else greatest(state_change, query_start, backend_start) end) "
+        "filter (where backend_type = 'client backend' and pid <> pg_backend_pid())) "
+        "* 1000)::bigint, 0) from pg_stat_activity");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        lb_lsn lsn = 0;
+        lb_lsn_parse(PQgetvalue(r, 0, 0), &lsn);
+        int conns = atoi(PQgetvalue(r, 0, 1));
+        int64_t act = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        pthread_mutex_lock(&c->lock);
+        c->lsn = lsn;
+        c->connections = conns;
+        if (act > c->last_activity_ms)
+            c->last_activity_ms = act;
+        pthread_mutex_unlock(&c->lock);
+    } else if (PQstatus(c->conn) != CONNECTION_OK) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    PQclear(r);
+}
+
+/* ---- modes ------------------------------------------------------------------------- */
+
+static int
+announce(cc_compute *c, const sk_elect_result *r)
+{
+    const cc_spec *s = c->spec;
+    sk_elect_params p;
+    elect_params(s, &p);
+    char conninfo[600];
+    snprintf(conninfo, sizeof(conninfo), "host=%s port=%d user=postgres dbname=postgres",
+             s->announce_host, s->pg_port);
+    int quorum = s->nsafekeepers / 2 + 1;
+    int64_t deadline = now_ms() + ELECT_TIMEOUT_MS;
+    for (;;) {
+        int acked = 0;
+        int rc = sk_announce(&p, r, conninfo, &acked);
+        if (acked >= quorum) {
+            lb_info("announced term=%" PRIu64 " to %d of %d safekeepers", r->term, acked,
+                    s->nsafekeepers);
+            return 0;
+        }
+        if (*c->stop)
+            return -EINTR;
+        if (now_ms() > deadline)
+            return fail(c, "only %d of %d safekeepers stream from this compute (need %d): %s",
+                        acked, s->nsafekeepers, quorum, lb_strerror(rc));
+        lb_warn("announce reached %d of %d safekeepers, retrying", acked, s->nsafekeepers);
+        sleep_ms(1000);
+    }
+}
+
+/* Have the pageserver ingest from the safekeepers. */
+static void
+pageserver_ingest(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    json_t *arr = json_array();
+    for (int i = 0; i < s->nsafekeepers; i++) {
+        char pg[300];
+        snprintf(pg, sizeof(pg), "%s:%d", s->safekeepers[i].pg_host, s->safekeepers[i].pg_port);
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "pg", pg, "http",
+                                             s->safekeepers[i].http));
+    }
+    json_t *body = json_pack("{s:o}", "safekeepers", arr);
+    char url[600], err[600];
+    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/safekeepers", s->pageserver,
+             s->tenant_id, s->timeline_id);
+    long status = 0;
+    int rc = http_json("PUT", url, body, NULL, &status, err, sizeof(err));
+    json_decref(body);
+    if (rc || status / 100 != 2)
+        lb_warn("could not point the pageserver at the safekeepers: %s", err);
+    else
+        lb_info("pageserver ingests timeline=%s from %d safekeepers", s->timeline_id,
+                s->nsafekeepers);
+}
+
+static int
+run_primary(cc_compute *c, const tl_meta *m)
+{
+    ensure_sk_timelines(c, m);
+    set_state(c, CC_STATE_ELECTING);
+    sk_elect_result r;
+    int rc = elect(c, &r);
+    if (rc)
+        return rc;
+    set_wal_sources(c, m, &r);
+    set_state(c, CC_STATE_RESTORING);
+    if ((rc = prepare_datadir(c)) != 0)
+        return rc;
+    set_state(c, CC_STATE_STARTING);
+    if ((rc = start_pg(c)) != 0)
+        return rc;
+    if ((rc = wait_until(c, cond_connected)) != 0)
+        return rc;
+    set_state(c, CC_STATE_REPLAYING);
+    if ((rc = wait_until(c, cond_promoted)) != 0)
+        return rc;
+    set_state(c, CC_STATE_PROMOTING);
+    /* The timeline the promotion chose must be the elected one: another
+     * means this PostgreSQL saw a different history than the safekeepers. */
+    char v[32];
+    if (!query1(c, "select substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8)", v,
+                sizeof(v)))
+        return fail(c, "could not read the PostgreSQL timeline after promotion");
+    uint32_t tli = (uint32_t)strtoul(v, NULL, 16);
+    if (tli != r.tli)
+        return fail(c, "postgres promoted to timeline %u but the election chose %u", tli, r.tli);
+    if ((rc = announce(c, &r)) != 0)
+        return rc;
+    pageserver_ingest(c);
+    return 0;
+}
+
+static int
+run_standby(cc_compute *c, const tl_meta *m)
+{
+    set_wal_sources(c, m, NULL);
+    set_state(c, CC_STATE_RESTORING);
+    int rc;
+    if ((rc = prepare_datadir(c)) != 0)
+        return rc;
+    set_state(c, CC_STATE_STARTING);
+    if ((rc = start_pg(c)) != 0)
+        return rc;
+    if ((rc = wait_until(c, cond_connected)) != 0)
+        return rc;
+    set_state(c, CC_STATE_REPLAYING);
+    if (c->spec->mode == CC_MODE_STATIC)
+        rc = wait_until(c, cond_target_reached);
+    else
+        rc = wait_until(c, cond_standby);
+    return rc;
+}
+
+int
+cc_compute_run(const cc_spec *spec, volatile sig_atomic_t *stop)
+{
+    cc_compute *c = calloc(1, sizeof(*c));
+    if (!c)
+        return CC_EXIT_FAILED;
+    c->spec = spec;
+    c->stop = stop;
+    pthread_mutex_init(&c->lock, NULL);
+    int rc = start_http(c);
+    tl_meta m = {0};
+    if (rc == 0)
+        rc = pageserver_meta(c, &m);
+    if (rc == 0)
+        rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
+    int code = CC_EXIT_OK;
+    if (rc == 0) {
+        c->last_activity_ms = now_ms();
+        refresh_activity(c);
+        set_state(c, CC_STATE_READY);
+        char lsn[LB_LSN_STRLEN];
+        lb_info("compute ready mode=%s timeline=%s tli=%u lsn=%s", cc_mode_name(spec->mode),
+                spec->timeline_id, c->tli, lb_lsn_format(c->lsn, lsn));
+        int64_t next = 0;
+        while (!*stop) {
+            if (pg_exited(c)) {
+                fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is "
+                        "restarted");
+                code = CC_EXIT_PG_DIED;
+                break;
+            }
+            if (now_ms() >= next) {
+                refresh_activity(c);
+                next = now_ms() + 1000;
+            }
+            sleep_ms(50);
+        }
+    } else if (rc == -EINTR) {
+        code = CC_EXIT_OK;
+    } else {
+        code = rc == CC_EXIT_PG_DIED ? CC_EXIT_PG_DIED : CC_EXIT_FAILED;
+    }
+    if (code == CC_EXIT_OK) {
+        set_state(c, CC_STATE_STOPPING);
+        lb_info("stopping postgres (fast shutdown)");
+    }
+    stop_pg(c, SIGINT, 60000);
+    PQfinish(c->conn);
+    lb_http_server_free(c->http);
+    lb_info("compute-ctl exits code=%d", code);
+    /* The metrics registry still points at c: it is left allocated. */
+    return code;
+}

@@ -1,0 +1,52 @@
+/*
+ * compute.h: running one PostgreSQL compute from its spec.
+ *
+ * cc_compute_run() takes a compute from nothing to ready and keeps it
+ * there:
+ *
+ *   primary  create the timeline on the safekeepers if they lack it, elect
+ *            (safekeeper/election.h), basebackup, recovery.signal, start,
+ *            replay to the end of committed WAL, promote, check the new
+ *            PostgreSQL timeline is the elected one, announce to the
+ *            safekeepers, tell the pageserver to ingest from them;
+ *   replica  basebackup, standby.signal streaming from a safekeeper;
+ *   static   basebackup at or before the LSN, replay to it and pause.
+ *
+ * States (GET /status): init, electing, restoring, starting, replaying,
+ * promoting, ready, failed, stopping.
+ *
+ * It returns the process exit code: 0 after a stop request (*stop set, by
+ * SIGTERM) and a clean PostgreSQL shutdown; 1 when the compute could not
+ * be started; 3 when PostgreSQL died on its own.
+ *
+ * Callers: main.c.
+ */
+#ifndef CC_COMPUTE_H
+#define CC_COMPUTE_H
+
+#include <signal.h>
+
+#include "spec.h"
+
+#define CC_EXIT_OK 0
+#define CC_EXIT_FAILED 1
+#define CC_EXIT_BADSPEC 2
+#define CC_EXIT_PG_DIED 3
+
+typedef enum cc_state {
+    CC_STATE_INIT,
+    CC_STATE_ELECTING,
+    CC_STATE_RESTORING,
+    CC_STATE_STARTING,
+    CC_STATE_REPLAYING,
+    CC_STATE_PROMOTING,
+    CC_STATE_READY,
+    CC_STATE_FAILED,
+    CC_STATE_STOPPING,
+} cc_state;
+
+const char *cc_state_name(cc_state state);
+
+int cc_compute_run(const cc_spec *spec, volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * main.c: compute-ctl, which runs one vanilla PostgreSQL compute from a spec
+ * (spec.h for the format, compute.h for what it does).
+ *
+ *     compute-ctl --spec /etc/lakebase/compute.yaml [--log_level info]
+ *
+ * Exit codes: 0 stopped on SIGTERM/SIGINT; 1 the compute could not start;
+ * 2 bad spec or options; 3 PostgreSQL died (a supervisor restarts us).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute.h"
+#include "config.h"
+#include "errors.h"
+#include "log.h"
+#include "spec.h"
+
+typedef struct ctl_config {
+    char *spec;
+    char *log_level;
+} ctl_config;
+
+static const lb_config_setting settings[] = {
+    LB_SETTING_REQUIRED("spec", LB_CONFIG_STRING, ctl_config, spec,
+                        "the compute's spec, a YAML or JSON file"),
+    LB_SETTING("log_level", LB_CONFIG_STRING, ctl_config, log_level, "info",
+               "error, warn, info or debug"),
+    LB_CONFIG_END,
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    ctl_config conf = {0};
+    lb_config_result res = {0};
+    lb_log_init("compute-ctl", LB_LOG_INFO);
+    int rc = lb_config_load(settings, &conf, NULL, argc, argv, &res);
+    if (res.help) {
+        lb_buf help = LB_BUF_INIT;
+        lb_config_help(settings, "compute-ctl", "--spec FILE", &help);
+        fputs(help.data ? help.data : "", stdout);
+        lb_buf_free(&help);
+        lb_config_free(settings, &conf);
+        lb_config_result_free(&res);
+        return 0;
+    }
+    lb_log_level level = LB_LOG_INFO;
+    if (rc == 0 && lb_log_level_parse(conf.log_level, &level) != 0) {
+        snprintf(res.error, sizeof(res.error), "--log_level must be error, warn, info or debug");
+        rc = LB_EBADCONFIG;
+    }
+    if (rc == 0 && res.npositional > 0) {
+        snprintf(res.error, sizeof(res.error), "unexpected argument \"%s\"", res.positional[0]);
+        rc = LB_EBADCONFIG;
+    }
+    if (rc) {
+        fprintf(stderr, "compute-ctl: %s\n", res.error);
+        lb_config_free(settings, &conf);
+        lb_config_result_free(&res);
+        return CC_EXIT_BADSPEC;
+    }
+    lb_log_set_level(level);
+    cc_spec spec;
+    char err[600];
+    rc = cc_spec_load(conf.spec, &spec, err, sizeof(err));
+    if (rc) {
+        fprintf(stderr, "compute-ctl: %s\n", err);
+        lb_error("%s", err);
+        cc_spec_free(&spec);
+        lb_config_free(settings, &conf);
+        lb_config_result_free(&res);
+        return CC_EXIT_BADSPEC;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int code = cc_compute_run(&spec, &stop_requested);
+    cc_spec_free(&spec);
+    lb_config_free(settings, &conf);
+    lb_config_result_free(&res);
+    return code;
+}

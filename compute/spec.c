@@ -1,0 +1,818 @@
+/*
+ * spec.c: reading a compute's spec and deciding its PostgreSQL settings.
+ *
+ * A spec is parsed into a JSON tree first (YAML through libyaml's event
+ * parser, JSON through jansson), so that both formats go through one
+ * validator, which names the field in every refusal.
+ *
+ * Settings: lakebase's durability rests on PostgreSQL waiting for 2 of 3
+ * safekeepers before it acknowledges a commit, on full-page writes and
+ * fsync (a restart replays WAL onto pages the pageserver copied), and on
+ * data checksums (checked on the basebackup, compute.c). A user setting
+ * that would weaken any of these is refused, not silently overridden, so
+ * that whoever wrote the spec learns it does not do what they meant.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "errors.h"
+#include "fileio.h"
+#include "spec.h"
+
+const char *
+cc_mode_name(cc_mode mode)
+{
+    switch (mode) {
+    case CC_MODE_PRIMARY:
+        return "primary";
+    case CC_MODE_REPLICA:
+        return "replica";
+    case CC_MODE_STATIC:
+        return "static";
+    }
+    return "?";
+}
+
+/* ---- YAML to JSON ------------------------------------------------------------------ */
+
+static json_t *
+yaml_scalar(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return json_stringn(v, n);
+    if (n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+        strcmp(v, "NULL") == 0)
+        return json_null();
+    if (strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "TRUE") == 0)
+        return json_true();
+    if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "FALSE") == 0)
+        return json_false();
+    char *end;
+    errno = 0;
+    long long i = strtoll(v, &end, 10);
+    if (errno == 0 && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '+'))
+        return json_integer(i);
+    double d = strtod(v, &end);
+    if (*end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
+        return json_real(d);
+    return json_stringn(v, n);
+}
+
+#define YAML_MAX_DEPTH 32
+
+int
+cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap)
+{
+    yaml_parser_t parser;
+    *out = NULL;
+    if (!yaml_parser_initialize(&parser)) {
+        snprintf(err, cap, "out of memory");
+        return -ENOMEM;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    json_t *stack[YAML_MAX_DEPTH];
+    char *keys[YAML_MAX_DEPTH]; /* the pending key of each mapping on the stack */
+    int depth = 0;
+    json_t *root = NULL;
+    int rc = 0;
+    bool done = false;
+    while (!done && rc == 0) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            snprintf(err, cap, "line %zu: %s", parser.problem_mark.line + 1,
+                     parser.problem ? parser.problem : "malformed YAML");
+            rc = LB_EPARSE;
+            break;
+        }
+        json_t *value = NULL;
+        bool push = false;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_ALIAS_EVENT:
+            snprintf(err, cap, "line %zu: aliases are not supported", ev.start_mark.line + 1);
+            rc = LB_EPARSE;
+            break;
+        case YAML_SCALAR_EVENT:
+            if (depth > 0 && json_is_object(stack[depth - 1]) && !keys[depth - 1]) {
+                keys[depth - 1] = strndup((const char *)ev.data.scalar.value,
+                                          ev.data.scalar.length);
+                break;
+            }
+            value = yaml_scalar(&ev);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (depth > 0 && json_is_object(stack[depth - 1]) && !keys[depth - 1]) {
+                snprintf(err, cap, "line %zu: only plain keys are supported",
+                         ev.start_mark.line + 1);
+                rc = LB_EPARSE;
+                break;
+            }
+            value = ev.type == YAML_SEQUENCE_START_EVENT ? json_array() : json_object();
+            push = true;
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            free(keys[depth]);
+            value = stack[depth]; /* now attach it to its parent */
+            if (depth == 0) {
+                root = value;
+                value = NULL;
+            } else {
+                /* re-attach: the container was created detached, see below */
+                json_t *parent = stack[depth - 1];
+                if (json_is_array(parent)) {
+                    json_array_append_new(parent, value);
+                } else {
+                    char *k = keys[depth - 1];
+                    keys[depth - 1] = NULL;
+                    if (json_object_get(parent, k)) {
+                        snprintf(err, cap, "line %zu: key \"%s\" is given twice",
+                                 ev.start_mark.line + 1, k);
+                        rc = LB_EPARSE;
+                        json_decref(value);
+                    } else {
+                        json_object_set_new(parent, k, value);
+                    }
+                    free(k);
+                }
+                value = NULL;
+            }
+            break;
+        default:
+            break;
+        }
+        if (rc == 0 && value && push) {
+            if (depth >= YAML_MAX_DEPTH) {
+                snprintf(err, cap, "line %zu: nested too deeply", ev.start_mark.line + 1);
+                json_decref(value);
+                rc = LB_EPARSE;
+            } else {
+                if (depth == 0 && root) {
+                    snprintf(err, cap, "line %zu: more than one document",
+                             ev.start_mark.line + 1);
+                    json_decref(value);
+                    rc = LB_EPARSE;
+                } else {
+                    keys[depth] = NULL;
+                    stack[depth++] = value;
+                }
+            }
+        } else if (rc == 0 && value) {
+            if (depth == 0) {
+                if (root)
+                    json_decref(root);
+                root = value; /* a scalar document */
+            } else if (json_is_array(stack[depth - 1])) {
+                json_array_append_new(stack[depth - 1], value);
+            } else {
+                char *k = keys[depth - 1];
+                keys[depth - 1] = NULL;
+                if (json_object_get(stack[depth - 1], k)) {
+                    snprintf(err, cap, "line %zu: key \"%s\" is given twice",
+                             ev.start_mark.line + 1, k);
+                    rc = LB_EPARSE;
+                    json_decref(value);
+                } else {
+                    json_object_set_new(stack[depth - 1], k, value);
+                }
+                free(k);
+            }
+        }
+        yaml_event_delete(&ev);
+    }
+    while (depth > 0) {
+        depth--;
+        free(keys[depth]);
+        json_decref(stack[depth]);
+    }
+    yaml_parser_delete(&parser);
+    if (rc == 0 && !root) {
+        snprintf(err, cap, "the spec is empty");
+        rc = LB_EPARSE;
+    }
+    if (rc) {
+        json_decref(root);
+        return rc;
+    }
+    *out = root;
+    return 0;
+}
+
+/* ---- the spec ---------------------------------------------------------------------- */
+
+static const char *const top_fields[] = {
+    "tenant_id", "timeline_id", "mode",     "lsn",        "pageserver", "safekeepers",
+    "pg_port",   "listen",      "data_dir", "pg_bin_dir", "pg_user",    "settings",
+    "announce_host", NULL,
+};
+
+static bool
+in_list(const char *s, const char *const *list)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcmp(s, list[i]) == 0)
+            return true;
+    return false;
+}
+
+static int
+bad(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int
+bad(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return LB_EBADCONFIG;
+}
+
+/* A string field into out; required or not. 1 if set, 0 if absent, <0 refused. */
+static int
+get_str(const json_t *obj, const char *field, const char *where, char *out, size_t outcap,
+        bool required, char *err, size_t cap)
+{
+    json_t *v = json_object_get(obj, field);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return bad(err, cap, "spec: missing field \"%s%s\"", where, field);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return bad(err, cap, "spec: field \"%s%s\" must be a string", where, field);
+    const char *s = json_string_value(v);
+    if (!s[0])
+        return bad(err, cap, "spec: field \"%s%s\" must not be empty", where, field);
+    if (strlen(s) >= outcap)
+        return bad(err, cap, "spec: field \"%s%s\" is too long", where, field);
+    strcpy(out, s);
+    return 1;
+}
+
+static bool
+http_url_ok(const char *s)
+{
+    return (strncmp(s, "http://", 7) == 0 && s[7]) || (strncmp(s, "https://", 8) == 0 && s[8]);
+}
+
+static int
+parse_port(const char *text, int *port)
+{
+    char *end;
+    errno = 0;
+    long p = strtol(text, &end, 10);
+    if (errno || *end || end == text || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+/* "host:port" or "[v6]:port". */
+static int
+split_hostport(const char *s, char *host, size_t hcap, int *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= hcap)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    return parse_port(colon + 1, port);
+}
+
+static int
+parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
+{
+    if (!arr || json_is_null(arr))
+        return bad(err, cap, "spec: missing field \"safekeepers\"");
+    if (!json_is_array(arr))
+        return bad(err, cap, "spec: field \"safekeepers\" must be a list");
+    size_t n = json_array_size(arr);
+    if (n == 0 || n > SK_ELECT_MAX)
+        return bad(err, cap, "spec: field \"safekeepers\" must list 1 to %d safekeepers",
+                   SK_ELECT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        cc_safekeeper *sk = &spec->safekeepers[i];
+        char where[48];
+        snprintf(where, sizeof(where), "safekeepers[%zu].", i);
+        if (!json_is_object(e))
+            return bad(err, cap, "spec: field \"safekeepers[%zu]\" must be a mapping with "
+                                 "name, http and pg", i);
+        const char *key;
+        json_t *val;
+        json_object_foreach(e, key, val) {
+            if (strcmp(key, "name") && strcmp(key, "http") && strcmp(key, "pg"))
+                return bad(err, cap, "spec: unknown field \"%s%s\"", where, key);
+        }
+        char pg[300];
+        int rc;
+        if ((rc = get_str(e, "name", where, sk->name, sizeof(sk->name), true, err, cap)) < 0 ||
+            (rc = get_str(e, "http", where, sk->http, sizeof(sk->http), true, err, cap)) < 0 ||
+            (rc = get_str(e, "pg", where, pg, sizeof(pg), true, err, cap)) < 0)
+            return rc;
+        for (const char *p = sk->name; *p; p++)
+            if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+                return bad(err, cap, "spec: field \"%sname\" must be letters, digits, '-', "
+                                     "'_' or '.'", where);
+        if (!http_url_ok(sk->http))
+            return bad(err, cap, "spec: field \"%shttp\" must be an http:// or https:// URL",
+                       where);
+        size_t l = strlen(sk->http);
+        while (l > 0 && sk->http[l - 1] == '/')
+            sk->http[--l] = '\0';
+        if (split_hostport(pg, sk->pg_host, sizeof(sk->pg_host), &sk->pg_port) != 0 ||
+            sk->pg_port == 0)
+            return bad(err, cap, "spec: field \"%spg\" must be host:port", where);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(spec->safekeepers[j].name, sk->name) == 0)
+                return bad(err, cap, "spec: field \"%sname\": \"%s\" is listed twice", where,
+                           sk->name);
+    }
+    spec->nsafekeepers = (int)n;
+    return 0;
+}
+
+static int
+setting_value(const json_t *v, char **out)
+{
+    char buf[64];
+    if (json_is_string(v))
+        *out = strdup(json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v)), *out = strdup(buf);
+    else if (json_is_real(v))
+        snprintf(buf, sizeof(buf), "%g", json_real_value(v)), *out = strdup(buf);
+    else if (json_is_boolean(v))
+        *out = strdup(json_is_true(v) ? "on" : "off");
+    else
+        return LB_EPARSE;
+    return *out ? 0 : -ENOMEM;
+}
+
+static int
+parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
+{
+    if (!obj || json_is_null(obj))
+        return 0;
+    if (!json_is_object(obj))
+        return bad(err, cap, "spec: field \"settings\" must be a mapping of PostgreSQL settings");
+    size_t n = json_object_size(obj);
+    spec->settings = calloc(n ? n : 1, sizeof(cc_setting));
+    if (!spec->settings)
+        return -ENOMEM;
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)obj, key, val) {
+        char name[128];
+        size_t kl = strlen(key);
+        if (kl == 0 || kl >= sizeof(name))
+            return bad(err, cap, "spec: field \"settings.%.64s\": not a setting name", key);
+        for (size_t i = 0; i <= kl; i++) {
+            char c = (char)tolower((unsigned char)key[i]);
+            if (c && !isalnum((unsigned char)c) && c != '_' && c != '.')
+                return bad(err, cap, "spec: field \"settings.%.64s\": not a setting name", key);
+            name[i] = c;
+        }
+        for (size_t i = 0; i < spec->nsettings; i++)
+            if (strcmp(spec->settings[i].name, name) == 0)
+                return bad(err, cap, "spec: field \"settings.%s\" is given twice", name);
+        char *value = NULL;
+        int rc = setting_value(val, &value);
+        if (rc == LB_EPARSE)
+            return bad(err, cap, "spec: field \"settings.%s\" must be a string, number or "
+                                 "boolean", name);
+        if (rc)
+            return rc;
+        if (strpbrk(value, "\n\r") || strlen(value) > 4096) {
+            free(value);
+            return bad(err, cap, "spec: field \"settings.%s\" must be one line", name);
+        }
+        cc_setting *s = &spec->settings[spec->nsettings];
+        s->name = strdup(name);
+        s->value = value;
+        if (!s->name)
+            return -ENOMEM;
+        spec->nsettings++;
+    }
+    return 0;
+}
+
+static void
+default_pg_bin_dir(char *out, size_t cap)
+{
+    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
+    char buf[PATH_MAX] = "";
+    if (f) {
+        if (!fgets(buf, sizeof(buf), f))
+            buf[0] = '\0';
+        pclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    snprintf(out, cap, "%s", buf[0] ? buf : "/usr/lib/postgresql/15/bin");
+}
+
+static int
+parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
+{
+    if (!json_is_object(root))
+        return bad(err, cap, "spec: must be a mapping of fields");
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)root, key, val) {
+        if (!in_list(key, top_fields))
+            return bad(err, cap, "spec: unknown field \"%.64s\"", key);
+    }
+    int rc;
+    if ((rc = get_str(root, "tenant_id", "", spec->tenant_id, sizeof(spec->tenant_id) + 1, true,
+                      err, cap)) < 0)
+        return rc;
+    if (!lb_json_is_id(spec->tenant_id))
+        return bad(err, cap, "spec: field \"tenant_id\" must be 32 lowercase hex characters");
+    if ((rc = get_str(root, "timeline_id", "", spec->timeline_id, sizeof(spec->timeline_id) + 1,
+                      true, err, cap)) < 0)
+        return rc;
+    if (!lb_json_is_id(spec->timeline_id))
+        return bad(err, cap, "spec: field \"timeline_id\" must be 32 lowercase hex characters");
+
+    char mode[32];
+    if ((rc = get_str(root, "mode", "", mode, sizeof(mode), true, err, cap)) < 0) {
+        if (strstr(err, "too long"))
+            return bad(err, cap, "spec: field \"mode\" must be primary, replica or static");
+        return rc;
+    }
+    if (strcmp(mode, "primary") == 0)
+        spec->mode = CC_MODE_PRIMARY;
+    else if (strcmp(mode, "replica") == 0)
+        spec->mode = CC_MODE_REPLICA;
+    else if (strcmp(mode, "static") == 0)
+        spec->mode = CC_MODE_STATIC;
+    else
+        return bad(err, cap, "spec: field \"mode\" must be primary, replica or static, not "
+                             "\"%s\"", mode);
+
+    char lsn[64] = "";
+    if ((rc = get_str(root, "lsn", "", lsn, sizeof(lsn), spec->mode == CC_MODE_STATIC, err,
+                      cap)) < 0) {
+        if (strstr(err, "missing"))
+            return bad(err, cap, "spec: missing field \"lsn\" (a static compute needs one)");
+        return rc;
+    }
+    if (rc == 1 && spec->mode != CC_MODE_STATIC)
+        return bad(err, cap, "spec: field \"lsn\" is only for mode static");
+    if (rc == 1 && (lb_lsn_parse(lsn, &spec->lsn) != 0 || spec->lsn == 0))
+        return bad(err, cap, "spec: field \"lsn\" must be an LSN like \"0/3000028\"");
+
+    if ((rc = get_str(root, "pageserver", "", spec->pageserver, sizeof(spec->pageserver), true,
+                      err, cap)) < 0)
+        return rc;
+    if (!http_url_ok(spec->pageserver))
+        return bad(err, cap, "spec: field \"pageserver\" must be an http:// or https:// URL");
+    size_t l = strlen(spec->pageserver);
+    while (l > 0 && spec->pageserver[l - 1] == '/')
+        spec->pageserver[--l] = '\0';
+
+    if ((rc = parse_safekeepers(json_object_get(root, "safekeepers"), spec, err, cap)) < 0)
+        return rc;
+
+    json_t *port = json_object_get(root, "pg_port");
+    if (!port || json_is_null(port))
+        return bad(err, cap, "spec: missing field \"pg_port\"");
+    if (!json_is_integer(port) || json_integer_value(port) < 1 ||
+        json_integer_value(port) > 65535)
+        return bad(err, cap, "spec: field \"pg_port\" must be a port number (1-65535)");
+    spec->pg_port = (int)json_integer_value(port);
+
+    char listen[300] = "127.0.0.1:0";
+    json_t *lv = json_object_get(root, "listen");
+    if (lv && json_is_integer(lv))
+        snprintf(listen, sizeof(listen), "127.0.0.1:%lld", (long long)json_integer_value(lv));
+    else if ((rc = get_str(root, "listen", "", listen, sizeof(listen), false, err, cap)) < 0)
+        return rc;
+    if (split_hostport(listen, spec->listen_host, sizeof(spec->listen_host),
+                       &spec->listen_port) != 0)
+        return bad(err, cap, "spec: field \"listen\" must be host:port (port 0: any free port)");
+
+    strcpy(spec->announce_host, "127.0.0.1");
+    if ((rc = get_str(root, "announce_host", "", spec->announce_host,
+                      sizeof(spec->announce_host), false, err, cap)) < 0)
+        return rc;
+
+    if ((rc = get_str(root, "data_dir", "", spec->data_dir, sizeof(spec->data_dir), true, err,
+                      cap)) < 0)
+        return rc;
+    if (spec->data_dir[0] != '/')
+        return bad(err, cap, "spec: field \"data_dir\" must be an absolute path");
+    if (strcmp(spec->data_dir, "/") == 0)
+        return bad(err, cap, "spec: field \"data_dir\" must not be \"/\"");
+
+    if ((rc = get_str(root, "pg_bin_dir", "", spec->pg_bin_dir, sizeof(spec->pg_bin_dir), false,
+                      err, cap)) < 0)
+        return rc;
+    if (rc == 0)
+        default_pg_bin_dir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
+    strcpy(spec->pg_user, "postgres");
+    if ((rc = get_str(root, "pg_user", "", spec->pg_user, sizeof(spec->pg_user), false, err,
+                      cap)) < 0)
+        return rc;
+
+    if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
+        return rc;
+    return cc_settings_check(spec, err, cap);
+}
+
+int
+cc_spec_parse(const char *text, size_t len, cc_spec *spec, char *err, size_t cap)
+{
+    memset(spec, 0, sizeof(*spec));
+    err[0] = '\0';
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)text[i]))
+        i++;
+    json_t *root = NULL;
+    char perr[256] = "";
+    if (i < len && text[i] == '{') {
+        json_error_t je;
+        root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+        if (!root)
+            return bad(err, cap, "spec: malformed JSON at line %d column %d: %s", je.line,
+                       je.column, je.text);
+    } else if (cc_yaml_to_json(text, len, &root, perr, sizeof(perr)) != 0) {
+        return bad(err, cap, "spec: malformed YAML: %s", perr);
+    }
+    int rc = parse_tree(root, spec, err, cap);
+    json_decref(root);
+    if (rc == -ENOMEM)
+        snprintf(err, cap, "out of memory");
+    return rc;
+}
+
+int
+cc_spec_load(const char *path, cc_spec *spec, char *err, size_t cap)
+{
+    lb_buf text = LB_BUF_INIT;
+    memset(spec, 0, sizeof(*spec));
+    int rc = lb_read_file(path, &text);
+    if (rc) {
+        snprintf(err, cap, "could not read spec \"%s\": %s", path, lb_strerror(rc));
+        lb_buf_free(&text);
+        return rc;
+    }
+    rc = cc_spec_parse(text.data ? text.data : "", text.len, spec, err, cap);
+    lb_buf_free(&text);
+    return rc;
+}
+
+void
+cc_spec_free(cc_spec *spec)
+{
+    for (size_t i = 0; i < spec->nsettings; i++) {
+        free(spec->settings[i].name);
+        free(spec->settings[i].value);
+    }
+    free(spec->settings);
+    spec->settings = NULL;
+    spec->nsettings = 0;
+}
+
+/* ---- settings ---------------------------------------------------------------------- */
+
+/* Settings compute-ctl writes itself: a user value would fight it. */
+static const char *const owned[] = {
+    "synchronous_standby_names", "archive_mode",      "archive_command", "archive_library",
+    "restore_command",           "primary_conninfo",  "primary_slot_name", "port",
+    "recovery_target",           "recovery_target_lsn", "recovery_target_name",
+    "recovery_target_time",      "recovery_target_xid", "recovery_target_action",
+    "recovery_target_inclusive", "recovery_target_timeline", "data_directory", "config_file",
+    "hba_file",                  "ident_file",        "hot_standby",
+    NULL,
+};
+
+/* PostgreSQL's boolean spellings (any unique prefix of on/off is not accepted here). */
+static int
+pg_bool(const char *v, bool *out)
+{
+    static const char *const t[] = {"on", "true", "yes", "1", "t", "y", NULL};
+    static const char *const f[] = {"off", "false", "no", "0", "f", "n", NULL};
+    for (int i = 0; t[i]; i++)
+        if (strcasecmp(v, t[i]) == 0)
+            return *out = true, 0;
+    for (int i = 0; f[i]; i++)
+        if (strcasecmp(v, f[i]) == 0)
+            return *out = false, 0;
+    return -1;
+}
+
+/* A size setting in MB (plain numbers are in unit_kb kilobytes); -1 if malformed. */
+static long long
+pg_size_mb(const char *v, long long unit_kb)
+{
+    char *end;
+    errno = 0;
+    double n = strtod(v, &end);
+    if (errno || end == v || n < 0)
+        return -1;
+    while (*end == ' ')
+        end++;
+    double kb;
+    if (*end == '\0')
+        kb = n * (double)unit_kb;
+    else if (strcmp(end, "kB") == 0)
+        kb = n;
+    else if (strcmp(end, "MB") == 0)
+        kb = n * 1024;
+    else if (strcmp(end, "GB") == 0)
+        kb = n * 1024 * 1024;
+    else if (strcmp(end, "TB") == 0)
+        kb = n * 1024.0 * 1024 * 1024;
+    else
+        return -1;
+    return (long long)(kb / 1024);
+}
+
+static const char *
+user_setting(const cc_spec *spec, const char *name)
+{
+    for (size_t i = 0; i < spec->nsettings; i++)
+        if (strcmp(spec->settings[i].name, name) == 0)
+            return spec->settings[i].value;
+    return NULL;
+}
+
+int
+cc_settings_check(const cc_spec *spec, char *err, size_t cap)
+{
+    for (size_t i = 0; i < spec->nsettings; i++) {
+        const char *name = spec->settings[i].name, *v = spec->settings[i].value;
+        bool b;
+        if (in_list(name, owned))
+            return bad(err, cap, "spec: setting \"%s\" is managed by compute-ctl and cannot be "
+                                 "set in the spec", name);
+        if (strcmp(name, "fsync") == 0 || strcmp(name, "full_page_writes") == 0) {
+            if (pg_bool(v, &b) != 0 || !b)
+                return bad(err, cap, "spec: setting \"%s\" = \"%s\" is refused: lakebase needs "
+                                     "%s = on for durability", name, v, name);
+        } else if (strcmp(name, "synchronous_commit") == 0) {
+            if (!(strcasecmp(v, "remote_apply") == 0 || (pg_bool(v, &b) == 0 && b)))
+                return bad(err, cap, "spec: setting \"synchronous_commit\" = \"%s\" is refused: "
+                                     "a commit must wait for a quorum of safekeepers (allowed: "
+                                     "on, remote_apply)", v);
+        } else if (strcmp(name, "wal_level") == 0) {
+            if (strcasecmp(v, "replica") && strcasecmp(v, "logical"))
+                return bad(err, cap, "spec: setting \"wal_level\" = \"%s\" is refused: the "
+                                     "safekeepers and pageserver need replica or logical", v);
+        } else if (strcmp(name, "max_wal_size") == 0) {
+            long long mb = pg_size_mb(v, 1024);
+            if (mb < 0)
+                return bad(err, cap, "spec: setting \"max_wal_size\" = \"%s\" is not a size", v);
+            if (mb > CC_MAX_WAL_SIZE_MB)
+                return bad(err, cap, "spec: setting \"max_wal_size\" = \"%s\" is refused: at "
+                                     "most %dMB, it bounds the WAL a restart must replay", v,
+                           CC_MAX_WAL_SIZE_MB);
+        } else if (strcmp(name, "max_wal_senders") == 0) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || end == v || n < spec->nsafekeepers + 5)
+                return bad(err, cap, "spec: setting \"max_wal_senders\" = \"%s\" is refused: "
+                                     "it must be at least %d (one per safekeeper plus 5)", v,
+                           spec->nsafekeepers + 5);
+        } else if (strcmp(name, "ignore_checksum_failure") == 0 ||
+                   strcmp(name, "zero_damaged_pages") == 0) {
+            if (pg_bool(v, &b) != 0 || b)
+                return bad(err, cap, "spec: setting \"%s\" = \"%s\" is refused: damaged pages "
+                                     "must stop a compute, not be read", name, v);
+        }
+    }
+    return 0;
+}
+
+int
+cc_conf_quote(const char *value, lb_buf *out)
+{
+    int rc = lb_buf_append_str(out, "'");
+    for (const char *p = value; rc == 0 && *p; p++) {
+        if (*p == '\'')
+            rc = lb_buf_append_str(out, "''");
+        else if (*p == '\\')
+            rc = lb_buf_append_str(out, "\\\\");
+        else
+            rc = lb_buf_append(out, p, 1);
+    }
+    return rc ? rc : lb_buf_append_str(out, "'");
+}
+
+void
+cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap)
+{
+    int quorum = spec->nsafekeepers / 2 + 1;
+    size_t n = (size_t)snprintf(out, cap, "ANY %d (", quorum);
+    for (int i = 0; i < spec->nsafekeepers && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", i ? ", " : "",
+                              spec->safekeepers[i].name);
+    if (n < cap)
+        snprintf(out + n, cap - n, ")");
+}
+
+static int
+put(lb_buf *out, const char *name, const char *value)
+{
+    int rc = lb_buf_printf(out, "%s = ", name);
+    if (rc == 0)
+        rc = cc_conf_quote(value, out);
+    return rc ? rc : lb_buf_append_str(out, "\n");
+}
+
+int
+cc_settings_render(const cc_spec *spec, int ctl_port, lb_buf *out)
+{
+    char buf[1024];
+    int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
+    /* Defaults a user may change. */
+    if (!user_setting(spec, "listen_addresses"))
+        rc |= put(out, "listen_addresses", "127.0.0.1");
+    if (!user_setting(spec, "unix_socket_directories"))
+        rc |= put(out, "unix_socket_directories", "");
+    if (!user_setting(spec, "wal_level"))
+        rc |= put(out, "wal_level", "replica");
+    if (!user_setting(spec, "max_wal_senders")) {
+        snprintf(buf, sizeof(buf), "%d", spec->nsafekeepers + 5);
+        rc |= put(out, "max_wal_senders", buf);
+    }
+    if (!user_setting(spec, "max_replication_slots"))
+        rc |= put(out, "max_replication_slots", "10");
+    if (!user_setting(spec, "max_wal_size")) {
+        snprintf(buf, sizeof(buf), "%dMB", CC_MAX_WAL_SIZE_MB);
+        rc |= put(out, "max_wal_size", buf);
+    }
+    if (!user_setting(spec, "logging_collector"))
+        rc |= put(out, "logging_collector", "off");
+    /* What durability rests on (a user value was checked to agree). */
+    rc |= put(out, "fsync", "on");
+    rc |= put(out, "full_page_writes", "on");
+    if (!user_setting(spec, "synchronous_commit"))
+        rc |= put(out, "synchronous_commit", "on");
+    rc |= put(out, "archive_mode", "off");
+    /* Owned by compute-ctl. */
+    snprintf(buf, sizeof(buf), "%d", spec->pg_port);
+    rc |= put(out, "port", buf);
+    rc |= put(out, "hot_standby", "on");
+    /* 404: the file does not exist anywhere (recovery ends there). Any other
+     * answer means some source could not be asked: a primary must not end
+     * recovery short of the committed WAL, so it makes the failure fatal
+     * (exit 127, which PostgreSQL treats like "command not found"). */
+    snprintf(buf, sizeof(buf),
+             "c=$(curl -s --max-time 300 -o %%p -w '%%%%{http_code}' "
+             "http://127.0.0.1:%d/wal/%%f); [ \"$c\" = 200 ] && exit 0; rm -f %%p; "
+             "[ \"$c\" = 404 ] && exit 1; exit %d",
+             ctl_port, spec->mode == CC_MODE_REPLICA ? 1 : 127);
+    rc |= put(out, "restore_command", buf);
+    rc |= put(out, "recovery_target_timeline", "latest");
+    if (spec->mode == CC_MODE_PRIMARY) {
+        /* From the start, not after promotion: no commit is ever
+         * acknowledged without a quorum, not even in the moment between
+         * promotion and compute-ctl noticing it. */
+        cc_sync_standby_names(spec, buf, sizeof(buf));
+        rc |= put(out, "synchronous_standby_names", buf);
+    } else if (spec->mode == CC_MODE_REPLICA) {
+        const cc_safekeeper *sk = &spec->safekeepers[0];
+        snprintf(buf, sizeof(buf),
+                 "host=%s port=%d user=postgres application_name=compute-replica "
+                 "options='-c tenant_id=%s -c timeline_id=%s'",
+                 sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id);
+        rc |= put(out, "primary_conninfo", buf);
+    } else {
+        char lsn[LB_LSN_STRLEN];
+        rc |= put(out, "recovery_target_lsn", lb_lsn_format(spec->lsn, lsn));
+        rc |= put(out, "recovery_target_action", "pause");
+        /* Stop before the first record that starts at or after lsn. */
+        rc |= put(out, "recovery_target_inclusive", "off");
+    }
+    for (size_t i = 0; i < spec->nsettings; i++)
+        rc |= put(out, spec->settings[i].name, spec->settings[i].value);
+    return rc ? -ENOMEM : 0;
+}

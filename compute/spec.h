@@ -1,0 +1,116 @@
+/*
+ * spec.h: what one compute is asked to run, and the PostgreSQL settings it
+ * runs with.
+ *
+ * A spec is a YAML or JSON file:
+ *
+ *     tenant_id: 0123...      32 lowercase hex characters
+ *     timeline_id: 4567...
+ *     mode: primary           primary | replica | static
+ *     lsn: 0/3000028          static only: the LSN it shows
+ *     pageserver: http://127.0.0.1:9898
+ *     safekeepers:            1 to SK_ELECT_MAX of them
+ *       - {name: sk-0, http: "http://127.0.0.1:7676", pg: "127.0.0.1:5454"}
+ *     pg_port: 5432
+ *     listen: 127.0.0.1:0     compute-ctl's own HTTP (port 0: any free port)
+ *     announce_host: 127.0.0.1  where the safekeepers reach PostgreSQL
+ *     data_dir: /var/lib/lakebase/compute/pgdata   rebuilt on every start
+ *     pg_bin_dir: /usr/lib/postgresql/15/bin       default: pg_config --bindir
+ *     pg_user: postgres       PostgreSQL runs as this user when we are root
+ *     settings:               PostgreSQL settings
+ *       shared_buffers: 128MB
+ *
+ * Parsing refuses anything unknown, missing or ill-formed with a message
+ * naming the field. Settings that lakebase relies on are enforced, and a
+ * user setting that would break durability or that compute-ctl owns is
+ * refused (cc_settings_check).
+ *
+ * Callers: main.c (load), compute.c (render the configuration).
+ */
+#ifndef CC_SPEC_H
+#define CC_SPEC_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "json.h"
+#include "lsn.h"
+#include "safekeeper/election.h"
+
+typedef enum cc_mode {
+    CC_MODE_PRIMARY,
+    CC_MODE_REPLICA,
+    CC_MODE_STATIC,
+} cc_mode;
+
+typedef struct cc_safekeeper {
+    char name[64];     /* its --id: an application_name in synchronous_standby_names */
+    char http[256];    /* base URL of its HTTP API */
+    char pg_host[256]; /* its walsender */
+    int pg_port;
+} cc_safekeeper;
+
+typedef struct cc_setting {
+    char *name;  /* lowercase */
+    char *value; /* as PostgreSQL would read it, unquoted */
+} cc_setting;
+
+typedef struct cc_spec {
+    char tenant_id[LB_ID_STRLEN];
+    char timeline_id[LB_ID_STRLEN];
+    cc_mode mode;
+    lb_lsn lsn; /* static */
+    char pageserver[256];
+    cc_safekeeper safekeepers[SK_ELECT_MAX];
+    int nsafekeepers;
+    int pg_port;
+    char listen_host[256];
+    int listen_port;
+    char announce_host[256];
+    char data_dir[PATH_MAX];
+    char pg_bin_dir[PATH_MAX];
+    char pg_user[64];
+    cc_setting *settings; /* owned */
+    size_t nsettings;
+} cc_spec;
+
+/* ---- main: loading ---- */
+
+/* Parse a spec from text (JSON when it starts with '{', YAML otherwise).
+ * 0, or LB_EBADCONFIG with err naming the field. Call cc_spec_free() in
+ * every case. pg_bin_dir defaults to pg_config --bindir. */
+int cc_spec_parse(const char *text, size_t len, cc_spec *spec, char *err, size_t cap);
+/* cc_spec_parse() of a file; -errno if it cannot be read. */
+int cc_spec_load(const char *path, cc_spec *spec, char *err, size_t cap);
+void cc_spec_free(cc_spec *spec);
+
+const char *cc_mode_name(cc_mode mode);
+
+/* YAML text as JSON: mappings become objects (duplicate keys refused),
+ * sequences arrays, plain scalars integers, reals, booleans or null where
+ * they read as such, everything else strings. *out: a new reference.
+ * 0 or LB_EPARSE (err gives the line). */
+int cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap);
+
+/* ---- compute: the settings ---- */
+
+/* Check the user's settings against what lakebase relies on. 0, or
+ * LB_EBADCONFIG with err naming the setting and why. */
+int cc_settings_check(const cc_spec *spec, char *err, size_t cap);
+
+/* The postgresql.auto.conf of a compute in spec's mode: the enforced
+ * settings, the user's (already checked), and restore_command fetching from
+ * http://127.0.0.1:<ctl_port>/wal/. Appended to out. 0 or -ENOMEM. */
+int cc_settings_render(const cc_spec *spec, int ctl_port, lb_buf *out);
+
+/* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
+void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);
+
+/* A value quoted for postgresql.conf: 'it''s' (backslashes doubled). */
+int cc_conf_quote(const char *value, lb_buf *out);
+
+/* The max_wal_size compute-ctl sets, and the most a user may set (MB). */
+#define CC_MAX_WAL_SIZE_MB 1024
+
+#endif
