@@ -413,10 +413,6 @@ elect(cc_compute *c, sk_elect_result *r)
         lb_warn("election failed, retrying: %s", err);
         sleep_ms(1000);
     }
-    char lsn[LB_LSN_STRLEN];
-    lb_info("elected term=%" PRIu64 " start_lsn=%s tli=%u donor=%s voters=%d acceptors=%d",
-            r->term, lb_lsn_format(r->start_lsn, lsn), r->tli, r->donor_url, r->voters,
-            r->acceptors);
     pthread_mutex_lock(&c->lock);
     c->term = r->term;
     c->tli = r->tli;
@@ -490,6 +486,8 @@ prepare_datadir(cc_compute *c)
         return fail(c, "pg_controldata failed on the basebackup in \"%s\" (exit %d)",
                     s->data_dir, st_code);
     }
+    cc_pg_minimums min;
+    cc_pg_minimums_parse(out.data, &min);
     lb_buf_free(&out);
     if (strcmp(version, "0") == 0)
         return fail(c, "data checksums are off in the basebackup of timeline %s\n"
@@ -498,7 +496,7 @@ prepare_datadir(cc_compute *c)
 
     /* Our settings replace whatever the snapshot's postgresql.auto.conf said. */
     lb_buf conf = LB_BUF_INIT;
-    rc = cc_settings_render(s, lb_http_server_port(c->http), &conf);
+    rc = cc_settings_render(s, &min, lb_http_server_port(c->http), &conf);
     char path[PATH_MAX + 64];
     snprintf(path, sizeof(path), "%s/postgresql.auto.conf", s->data_dir);
     if (rc == 0)

@@ -13,6 +13,7 @@
  * that whoever wrote the spec learns it does not do what they meant.
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -747,11 +748,69 @@ put(lb_buf *out, const char *name, const char *value)
     return rc ? rc : lb_buf_append_str(out, "\n");
 }
 
-int
-cc_settings_render(const cc_spec *spec, int ctl_port, lb_buf *out)
+static const struct {
+    const char *setting, *control;
+    size_t offset;
+} minimum_fields[] = {
+    {"max_connections", "max_connections setting", offsetof(cc_pg_minimums, max_connections)},
+    {"max_worker_processes", "max_worker_processes setting",
+     offsetof(cc_pg_minimums, max_worker_processes)},
+    {"max_wal_senders", "max_wal_senders setting", offsetof(cc_pg_minimums, max_wal_senders)},
+    {"max_prepared_transactions", "max_prepared_xacts setting",
+     offsetof(cc_pg_minimums, max_prepared_transactions)},
+    {"max_locks_per_transaction", "max_locks_per_xact setting",
+     offsetof(cc_pg_minimums, max_locks_per_transaction)},
+};
+#define NMINIMUMS (sizeof(minimum_fields) / sizeof(minimum_fields[0]))
+
+void
+cc_pg_minimums_parse(const char *controldata, cc_pg_minimums *min)
 {
-    char buf[1024];
+    memset(min, 0, sizeof(*min));
+    for (size_t i = 0; i < NMINIMUMS; i++) {
+        const char *p = strstr(controldata, minimum_fields[i].control);
+        if (!p || !(p = strchr(p, ':')))
+            continue;
+        *(long *)((char *)min + minimum_fields[i].offset) = strtol(p + 1, NULL, 10);
+    }
+}
+
+/* The value to write for name: at least the minimum the WAL needs. */
+static const char *
+raised(const cc_pg_minimums *min, const char *name, const char *value, char *buf, size_t cap)
+{
+    if (!min)
+        return value;
+    for (size_t i = 0; i < NMINIMUMS; i++) {
+        if (strcmp(name, minimum_fields[i].setting) != 0)
+            continue;
+        long need = *(const long *)((const char *)min + minimum_fields[i].offset);
+        char *end;
+        long have = value ? strtol(value, &end, 10) : 0;
+        if (value && (*end || end == value))
+            return value; /* not a number: PostgreSQL will say so */
+        if (need > have) {
+            snprintf(buf, cap, "%ld", need);
+            return buf;
+        }
+        return value;
+    }
+    return value;
+}
+
+int
+cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out)
+{
+    char buf[1024], rbuf[32];
     int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
+    for (size_t i = 0; i < NMINIMUMS; i++) {
+        const char *name = minimum_fields[i].setting;
+        if (user_setting(spec, name) || strcmp(name, "max_wal_senders") == 0)
+            continue;
+        const char *v = raised(min, name, NULL, rbuf, sizeof(rbuf));
+        if (v)
+            rc |= put(out, name, v);
+    }
     /* Defaults a user may change. */
     if (!user_setting(spec, "listen_addresses"))
         rc |= put(out, "listen_addresses", "127.0.0.1");
@@ -761,7 +820,7 @@ cc_settings_render(const cc_spec *spec, int ctl_port, lb_buf *out)
         rc |= put(out, "wal_level", "replica");
     if (!user_setting(spec, "max_wal_senders")) {
         snprintf(buf, sizeof(buf), "%d", spec->nsafekeepers + 5);
-        rc |= put(out, "max_wal_senders", buf);
+        rc |= put(out, "max_wal_senders", raised(min, "max_wal_senders", buf, rbuf, sizeof(rbuf)));
     }
     if (!user_setting(spec, "max_replication_slots"))
         rc |= put(out, "max_replication_slots", "10");
@@ -813,6 +872,8 @@ cc_settings_render(const cc_spec *spec, int ctl_port, lb_buf *out)
         rc |= put(out, "recovery_target_inclusive", "off");
     }
     for (size_t i = 0; i < spec->nsettings; i++)
-        rc |= put(out, spec->settings[i].name, spec->settings[i].value);
+        rc |= put(out, spec->settings[i].name,
+                  raised(min, spec->settings[i].name, spec->settings[i].value, rbuf,
+                         sizeof(rbuf)));
     return rc ? -ENOMEM : 0;
 }

@@ -99,10 +99,25 @@ int cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_
  * LB_EBADCONFIG with err naming the setting and why. */
 int cc_settings_check(const cc_spec *spec, char *err, size_t cap);
 
+/* A hot standby refuses to start with these below the values its WAL was
+ * written with (pg_controldata's "... setting" lines); 0: unknown. */
+typedef struct cc_pg_minimums {
+    long max_connections;
+    long max_worker_processes;
+    long max_wal_senders;
+    long max_prepared_transactions;
+    long max_locks_per_transaction;
+} cc_pg_minimums;
+
+/* Fill min from pg_controldata's output. */
+void cc_pg_minimums_parse(const char *controldata, cc_pg_minimums *min);
+
 /* The postgresql.auto.conf of a compute in spec's mode: the enforced
- * settings, the user's (already checked), and restore_command fetching from
- * http://127.0.0.1:<ctl_port>/wal/. Appended to out. 0 or -ENOMEM. */
-int cc_settings_render(const cc_spec *spec, int ctl_port, lb_buf *out);
+ * settings, the user's (already checked; those in min raised to it), and
+ * restore_command fetching from http://127.0.0.1:<ctl_port>/wal/. min may
+ * be NULL. Appended to out. 0 or -ENOMEM. */
+int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
+                       lb_buf *out);
 
 /* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
 void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);

@@ -33,7 +33,7 @@ cc_wal_name_parse(const char *name, uint32_t *tli)
     }
     if (n == 16 && upper_hex(name, 8) && strcmp(name + 8, ".history") == 0) {
         sscanf(name, "%8X", &t);
-        if (t < 2)
+        if (t < 1)
             return CC_WAL_BAD;
         *tli = t;
         return CC_WAL_HISTORY;
@@ -75,6 +75,8 @@ cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *fro
     from[0] = '\0';
     if (kind == CC_WAL_BAD)
         return LB_EPARSE;
+    if (kind == CC_WAL_HISTORY && tli == 1)
+        return LB_ENOTFOUND; /* the first timeline has no history; PostgreSQL asks anyway */
     lb_http_options opts = {.connect_timeout_ms = 3000, .timeout_ms = 120000, .max_attempts = 3};
     lb_http_client *http;
     int rc = lb_http_client_new(&opts, &http);

@@ -47,8 +47,8 @@ typedef enum cc_wal_kind {
     CC_WAL_HISTORY,
 } cc_wal_kind;
 
-/* "000000020000000000000003" (24 upper-case hex digits, TLI > 0) or
- * "00000002.history" (TLI > 1). *tli gets the TLI. */
+/* "000000020000000000000003" (24 upper-case hex digits) or
+ * "00000002.history"; TLI > 0. *tli gets the TLI. */
 cc_wal_kind cc_wal_name_parse(const char *name, uint32_t *tli);
 
 /* Fetch name into out (appended). 0; LB_ENOTFOUND when every source said

@@ -1,0 +1,262 @@
+"""compute-ctl: a compute started from a spec, with real safekeepers, a real
+pageserver and PostgreSQL 15. A primary from a fresh pageserver timeline
+takes durable writes; a second primary (new term) has every committed row;
+PostgreSQL dying makes compute-ctl exit non-zero; SIGTERM stops it cleanly;
+a replica follows; a static compute shows exactly the data before its LSN;
+a branch starts; bad specs are refused with the field named."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from lakebase import BIN, Pageserver, Proc, free_port, http, lsn_int, wait_for
+
+CTL = os.path.join(BIN, "compute-ctl")
+
+
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
+
+
+class ComputeCtl:
+    """One compute-ctl process and its spec, in workdir/name."""
+
+    def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
+                 settings=None, sks=None):
+        self.dir = os.path.join(cluster.workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.http_port = free_port()
+        self.spec = {
+            "tenant_id": cluster.tenant,
+            "timeline_id": timeline or cluster.timeline,
+            "mode": mode,
+            "pageserver": ps.url,
+            "safekeepers": [{"name": sk.name, "http": sk.url, "pg": f"127.0.0.1:{sk.pg_port}"}
+                            for sk in (sks or cluster.sks)],
+            "pg_port": self.port,
+            "listen": f"127.0.0.1:{self.http_port}",
+            "data_dir": os.path.join(self.dir, "pgdata"),
+            "settings": settings or {"shared_buffers": "32MB"},
+        }
+        if lsn:
+            self.spec["lsn"] = lsn
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_spec(self, yaml=False):
+        path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
+        with open(path, "w") as f:
+            if yaml:
+                f.write(to_yaml(self.spec))
+            else:
+                json.dump(self.spec, f)
+        return path
+
+    def start(self, wait=True, yaml=True):
+        self.proc = Proc([CTL, "--spec", self.write_spec(yaml)],
+                         os.path.join(self.dir, "compute-ctl.log"))
+        if wait:
+            self.wait_ready()
+        return self
+
+    def status(self):
+        st, body = http("GET", self.url + "/status")
+        assert st == 200, body
+        return body
+
+    def wait_ready(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.proc.alive():
+                raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
+                                     + self.log_tail())
+            try:
+                st, body = http("GET", self.url + "/status")
+            except OSError:
+                st, body = None, None
+            if st == 200 and body["state"] == "ready":
+                return body
+            time.sleep(0.2)
+        raise AssertionError("not ready: " + self.log_tail())
+
+    def log_tail(self, n=40):
+        with open(self.proc.log, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def dsn(self, **kw):
+        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        d.update(kw)
+        return " ".join(f"{k}={v}" for k, v in d.items())
+
+    def sql(self, query, *args):
+        with psycopg.connect(self.dsn(), autocommit=True) as c:
+            cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def pg_pid(self):
+        try:
+            with open(os.path.join(self.spec["data_dir"], "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def wait_exit(self, timeout=60):
+        try:
+            return self.proc.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("compute-ctl did not exit: " + self.log_tail())
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc and self.proc.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            code = self.wait_exit()
+        else:
+            code = self.proc.p.returncode if self.proc else None
+        return code
+
+    def cleanup(self):
+        """Whatever happened: no compute-ctl and no postgres left behind."""
+        if self.proc:
+            if self.proc.alive():
+                self.proc.kill(signal.SIGKILL)
+            self.proc.logf.close()
+        pid = self.pg_pid()
+        if pid and os.path.exists(f"/proc/{pid}"):
+            try:
+                os.kill(pid, signal.SIGQUIT)
+                wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
+            except (OSError, TimeoutError):
+                pass
+
+
+def to_yaml(v, indent=0):
+    """Enough YAML for a spec: nested mappings, lists of mappings, scalars."""
+    pad = " " * indent
+    out = ""
+    for k, x in v.items():
+        if isinstance(x, dict):
+            out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
+        elif isinstance(x, list):
+            out += f"{pad}{k}:\n"
+            for item in x:
+                lines = to_yaml(item, indent + 4).splitlines()
+                out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
+        elif isinstance(x, str):
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+        else:
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+    return out
+
+
+@pytest.fixture
+def env(cluster):
+    """Safekeepers (the cluster fixture), a pageserver, a fresh root
+    timeline bootstrapped on it, and every compute-ctl stopped at the end."""
+    ps = Pageserver(cluster.workdir).start()
+    st, meta = ps.create(cluster.tenant, cluster.timeline)
+    assert st == 201, meta
+    ctls = []
+
+    def new(name, **kw):
+        c = ComputeCtl(cluster, ps, name, **kw)
+        ctls.append(c)
+        return c
+    yield cluster, ps, new
+    for c in ctls:
+        c.cleanup()
+    ps.stop()
+
+
+def sync_rep_waiters(ctl):
+    return ctl.sql("select pid from pg_stat_activity where wait_event = 'SyncRep'")
+
+
+def ids(ctl):
+    return [r[0] for r in ctl.sql("select id from t order by id")]
+
+
+def test_primary_durable_writes_and_restart(env):
+    cluster, ps, new = env
+    c1 = new("c1").start()
+    st = c1.status()
+    assert st["mode"] == "primary" and st["term"] >= 1 and st["tli"] >= 2
+    assert st["pid"] == c1.pg_pid()
+    # The settings lakebase relies on are in force.
+    got = dict(c1.sql("select name, setting from pg_settings where name in ('fsync', "
+                      "'synchronous_commit', 'full_page_writes', 'wal_level', "
+                      "'synchronous_standby_names', 'data_checksums', 'max_wal_senders')"))
+    assert got["synchronous_standby_names"] == 'ANY 2 ("sk-0", "sk-1", "sk-2")'
+    assert got["fsync"] == "on" and got["full_page_writes"] == "on"
+    assert got["synchronous_commit"] == "on" and got["wal_level"] == "replica"
+    assert got["data_checksums"] == "on" and int(got["max_wal_senders"]) >= 8
+    assert c1.sql("select current_setting('shared_buffers')")[0][0] == "32MB"
+
+    c1.sql("create table t (id int primary key)")
+    c1.sql("insert into t select generate_series(1, 100)")
+    wait_for(lambda: all(sk.status(cluster.tenant, cluster.timeline)["streaming"]
+                         for sk in cluster.sks), 20, what="all safekeepers streaming")
+    # Two safekeepers down: a commit waits.
+    cluster.sks[1].kill()
+    cluster.sks[2].kill()
+    blocked = BlockedCommit(c1.dsn(), "insert into t values (101)")
+    blocked.start()
+    wait_for(lambda: sync_rep_waiters(c1), 10, what="a backend waiting in SyncRep")
+    time.sleep(1.0)
+    assert not blocked.done.is_set(), "a commit returned with one safekeeper of three"
+    cluster.sks[1].start()
+    assert blocked.done.wait(30), "commit did not complete after a safekeeper came back"
+    assert blocked.error is None, blocked.error
+    cluster.sks[2].start()
+
+    # /status reports activity; /metrics is served.
+    wait_for(lambda: c1.status()["connections"] == 0, 10, what="no connections in /status")
+    before = c1.status()
+    with psycopg.connect(c1.dsn(), autocommit=True) as conn:
+        conn.execute("select 1")
+        wait_for(lambda: c1.status()["connections"] == 1, 10, what="a connection in /status")
+    assert c1.status()["last_activity_ms"] >= before["last_activity_ms"]
+    assert lsn_int(c1.status()["lsn"]) > lsn_int(st["lsn"])
+    st_m, metrics = http("GET", c1.url + "/metrics")
+    assert st_m == 200 and b"compute_ready 1" in metrics
+
+    # kill -9 of its PostgreSQL: compute-ctl exits non-zero.
+    os.kill(c1.pg_pid(), signal.SIGKILL)
+    assert c1.wait_exit(30) == 3
+
+    # A second primary on the same timeline: a new term, every committed row.
+    c2 = new("c2").start()
+    assert c2.status()["term"] > st["term"]
+    assert ids(c2) == list(range(1, 102))
+    c2.sql("insert into t values (102)")
+    # SIGTERM: a clean stop, exit 0, no postgres left.
+    pid = c2.pg_pid()
+    assert c2.stop() == 0
+    assert not os.path.exists(f"/proc/{pid}")
+    c3 = new("c3").start(yaml=False)
+    assert ids(c3) == list(range(1, 103))
