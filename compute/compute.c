@@ -67,6 +67,7 @@ typedef struct tl_meta {
     uint32_t pg_tli;
     uint32_t wal_seg_size;
     bool has_ancestor;
+    lb_lsn last_record_lsn; /* how far the pageserver has ingested */
 } tl_meta;
 
 const char *
@@ -329,6 +330,7 @@ pageserver_meta(cc_compute *c, tl_meta *m)
     m->pg_tli = (uint32_t)tli;
     m->wal_seg_size = (uint32_t)seg;
     m->has_ancestor = json_is_string(json_object_get(j, "ancestor_timeline_id"));
+    lb_json_opt_lsn(j, "last_record_lsn", 0, &m->last_record_lsn, &e);
     json_decref(j);
     if (e.failed)
         return fail(c, "pageserver timeline status: %s", e.message);
@@ -794,12 +796,40 @@ run_primary(cc_compute *c, const tl_meta *m)
     return 0;
 }
 
+#define INGEST_WAIT_MS 120000
+
+/* A static compute's basebackup must be of a snapshot at or before its
+ * LSN, which the pageserver gives once it has ingested that far. */
+static int
+wait_ingested(cc_compute *c, lb_lsn lsn)
+{
+    int64_t deadline = now_ms() + INGEST_WAIT_MS;
+    char want[LB_LSN_STRLEN], have[LB_LSN_STRLEN];
+    for (;;) {
+        tl_meta m = {0};
+        int rc = pageserver_meta(c, &m);
+        if (rc)
+            return rc;
+        if (m.last_record_lsn >= lsn)
+            return 0;
+        if (*c->stop)
+            return -EINTR;
+        if (now_ms() > deadline)
+            return fail(c, "the pageserver has not ingested timeline %s up to %s (it is at %s)",
+                        c->spec->timeline_id, lb_lsn_format(lsn, want),
+                        lb_lsn_format(m.last_record_lsn, have));
+        sleep_ms(500);
+    }
+}
+
 static int
 run_standby(cc_compute *c, const tl_meta *m)
 {
     set_wal_sources(c, m, NULL);
     set_state(c, CC_STATE_RESTORING);
     int rc;
+    if (c->spec->mode == CC_MODE_STATIC && (rc = wait_ingested(c, c->spec->lsn)) != 0)
+        return rc;
     if ((rc = prepare_datadir(c)) != 0)
         return rc;
     set_state(c, CC_STATE_STARTING);

@@ -162,6 +162,8 @@ def to_yaml(v, indent=0):
     for k, x in v.items():
         if isinstance(x, dict):
             out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
+        elif isinstance(x, list) and not x:
+            out += f"{pad}{k}: []\n"
         elif isinstance(x, list):
             out += f"{pad}{k}:\n"
             for item in x:
@@ -260,3 +262,98 @@ def test_primary_durable_writes_and_restart(env):
     assert not os.path.exists(f"/proc/{pid}")
     c3 = new("c3").start(yaml=False)
     assert ids(c3) == list(range(1, 103))
+
+
+def test_replica_follows_and_static_sees_exactly_before_its_lsn(env):
+    cluster, ps, new = env
+    primary = new("primary").start()
+    primary.sql("create table t (id int primary key)")
+    primary.sql("insert into t select generate_series(1, 10)")
+    at = primary.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+    primary.sql("insert into t select generate_series(11, 20)")
+
+    # A replica: no copy of the primary, streaming from a safekeeper.
+    replica = new("replica", mode="replica").start()
+    assert replica.sql("select pg_is_in_recovery()")[0][0] is True
+    wait_for(lambda: ids(replica) == list(range(1, 21)), 30, what="the replica to catch up")
+    primary.sql("insert into t values (21)")
+    wait_for(lambda: ids(replica) == list(range(1, 22)), 30, what="the replica to follow")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        replica.sql("insert into t values (1000)")
+    st = replica.status()
+    assert st["mode"] == "replica" and st["state"] == "ready" and lsn_int(st["lsn"]) > 0
+
+    # A static compute at an LSN: exactly the rows committed before it.
+    static = new("static", mode="static", lsn=at).start()
+    assert ids(static) == list(range(1, 11))
+    st = static.status()
+    assert st["mode"] == "static" and st["target_lsn"] == at
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        static.sql("insert into t values (1000)")
+    for c in (static, replica, primary):
+        assert c.stop() == 0
+
+
+def test_branch_with_compute_ctl(env):
+    cluster, ps, new = env
+    root = new("root").start()
+    root.sql("create table t (id int primary key)")
+    root.sql("insert into t values (1)")
+    at = root.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+    root.sql("insert into t values (2)")
+    branch_id = uuid.uuid4().hex
+    st, meta = ps.create(cluster.tenant, branch_id, ancestor=cluster.timeline, lsn=at)
+    assert st == 201, meta
+    branch = new("branch", timeline=branch_id).start()
+    assert ids(branch) == [1]
+    branch.sql("insert into t values (3)")
+    root.sql("insert into t values (4)")
+    assert ids(branch) == [1, 3]
+    assert ids(root) == [1, 2, 4]
+    # Stopped and started again, the branch keeps its own row.
+    assert branch.stop() == 0
+    branch2 = new("branch2", timeline=branch_id).start()
+    assert ids(branch2) == [1, 3]
+
+
+BAD_SPECS = [
+    (lambda s: s.pop("tenant_id"), 'missing field "tenant_id"'),
+    (lambda s: s.update(tenant_id="xyz"), '"tenant_id" must be 32 lowercase hex'),
+    (lambda s: s.update(timeline_id=12), '"timeline_id" must be a string'),
+    (lambda s: s.update(mode="leader"), '"mode" must be primary, replica or static'),
+    (lambda s: s.update(mode="static"), 'missing field "lsn"'),
+    (lambda s: s.update(lsn="0/1"), '"lsn" is only for mode static'),
+    (lambda s: s.update(pageserver="ftp://x"), '"pageserver" must be an http'),
+    (lambda s: s.update(safekeepers=[]), '"safekeepers" must list 1 to'),
+    (lambda s: s["safekeepers"][1].pop("pg"), 'missing field "safekeepers[1].pg"'),
+    (lambda s: s["safekeepers"][0].update(pg="nohost"), '"safekeepers[0].pg" must be host:port'),
+    (lambda s: s.update(pg_port=70000), '"pg_port" must be a port number'),
+    (lambda s: s.update(data_dir="relative"), '"data_dir" must be an absolute path'),
+    (lambda s: s.update(colour="blue"), 'unknown field "colour"'),
+    (lambda s: s["settings"].update(fsync="off"), '"fsync" = "off" is refused'),
+    (lambda s: s["settings"].update(synchronous_commit="local"),
+     '"synchronous_commit" = "local" is refused'),
+    (lambda s: s["settings"].update(full_page_writes=False), '"full_page_writes" = "off"'),
+    (lambda s: s["settings"].update(wal_level="minimal"), '"wal_level" = "minimal" is refused'),
+    (lambda s: s["settings"].update(synchronous_standby_names="*"),
+     '"synchronous_standby_names" is managed by compute-ctl'),
+    (lambda s: s["settings"].update(restore_command="cp"), '"restore_command" is managed'),
+    (lambda s: s["settings"].update(max_wal_size="10GB"), '"max_wal_size" = "10GB" is refused'),
+]
+
+
+@pytest.mark.parametrize("yaml", [False, True])
+def test_bad_specs_are_refused(env, yaml):
+    cluster, ps, new = env
+    for i, (mutate, message) in enumerate(BAD_SPECS):
+        c = new(f"bad{i}-{int(yaml)}")
+        mutate(c.spec)
+        r = subprocess.run([CTL, "--spec", c.write_spec(yaml)], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2, (message, r.returncode, r.stderr)
+        assert message in r.stderr, (message, r.stderr)
+        assert not os.path.exists(c.spec.get("data_dir", "/nonexistent")), message
+    r = subprocess.run([CTL, "--spec", "/nonexistent/spec.yaml"], capture_output=True, text=True)
+    assert r.returncode == 2 and "could not read spec" in r.stderr
+    r = subprocess.run([CTL], capture_output=True, text=True)
+    assert r.returncode == 2 and "spec" in r.stderr
