@@ -55,9 +55,16 @@ yaml_scalar(const yaml_event_t *ev)
         return json_true();
     if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "FALSE") == 0)
         return json_false();
+    /* Numbers that would not survive as numbers (leading zeros, too many
+     * digits: ids made of digits only) stay strings. */
+    const char *digits = v + (v[0] == '-' || v[0] == '+');
+    if (digits[0] == '0' && isdigit((unsigned char)digits[1]))
+        return json_stringn(v, n);
     char *end;
     errno = 0;
     long long i = strtoll(v, &end, 10);
+    if (errno == ERANGE && *end == '\0')
+        return json_stringn(v, n);
     if (errno == 0 && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '+'))
         return json_integer(i);
     double d = strtod(v, &end);
