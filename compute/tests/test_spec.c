@@ -172,6 +172,11 @@ yaml_with(const char *key, const char *line)
                 strcat(out, "\n");
             }
             replaced = true;
+            /* and the key's indented value lines */
+            while (p[n] == ' ') {
+                const char *next = strchr(p + n, '\n');
+                n = next ? (size_t)(next - p + 1) : strlen(p);
+            }
         } else {
             strncat(out, p, n);
         }
