@@ -127,12 +127,27 @@ lake__utf8_valid(const uint8_t *s, size_t n, size_t *bad_at)
 {
     size_t i = 0;
     while (i < n) {
-        /* Eight ASCII bytes at a time. */
-        if (n - i >= 8) {
+        /* ASCII 32 and then 8 bytes at a time. */
+        while (n - i >= 32) {
+            uint64_t a, b, c, d;
+            memcpy(&a, s + i, 8);
+            memcpy(&b, s + i + 8, 8);
+            memcpy(&c, s + i + 16, 8);
+            memcpy(&d, s + i + 24, 8);
+            if (((a | b | c | d) & UINT64_C(0x8080808080808080)) != 0)
+                break;
+            i += 32;
+        }
+        if (i == n)
+            break;
+        if (n >= 8) {
+            /* The last few bytes: the 8 that end the string, overlapping
+             * bytes already checked. */
+            size_t at = n - i >= 8 ? i : n - 8;
             uint64_t word;
-            memcpy(&word, s + i, 8);
+            memcpy(&word, s + at, 8);
             if ((word & UINT64_C(0x8080808080808080)) == 0) {
-                i += 8;
+                i = at + 8;
                 continue;
             }
         }

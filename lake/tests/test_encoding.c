@@ -135,6 +135,27 @@ test_utf8(void **state)
     assert_false(lake__utf8_valid((const uint8_t *)"x\xe6\x97", 3, &bad)); /* truncated */
     assert_int_equal(bad, 1);
     assert_false(lake__utf8_valid((const uint8_t *)"\x80", 1, &bad)); /* stray continuation */
+    /* In long strings (the ASCII fast paths take 32 and 8 bytes at a time,
+     * and the last 8 overlapping), a bad byte or a good character is found
+     * at every position. */
+    for (size_t len = 1; len <= 80; len++) {
+        uint8_t text[80];
+        for (size_t at = 0; at < len; at++) {
+            memset(text, 'a', len);
+            text[at] = 0x80;
+            assert_false(lake__utf8_valid(text, len, &bad));
+            assert_int_equal(bad, at);
+            if (at + 2 <= len) {
+                text[at] = 0xc3, text[at + 1] = 0xa9;
+                assert_true(lake__utf8_valid(text, len, &bad));
+            }
+            if (at + 3 <= len) {
+                text[at + 2] = 0xa9; /* a continuation with no lead */
+                assert_false(lake__utf8_valid(text, len, &bad));
+                assert_int_equal(bad, at + 2);
+            }
+        }
+    }
     /* Prefixes end on character boundaries. */
     const uint8_t *s = (const uint8_t *)"a\xe6\x97\xa5z";
     assert_int_equal(lake__utf8_prefix(s, 5, 10), 5);
