@@ -59,7 +59,19 @@ lake__compressor_free(lake__compressor *c)
 }
 
 int
+lake__compressor_level(const lake__compressor *c)
+{
+    return c->codec == LAKE_CODEC_ZSTD ? c->level : 0;
+}
+
+int
 lake__compress(lake__compressor *c, const void *src, size_t n, lb_buf *out)
+{
+    return lake__compress_at(c, 0, src, n, out);
+}
+
+int
+lake__compress_at(lake__compressor *c, int level, const void *src, size_t n, lb_buf *out)
 {
     assert(c);
     switch (c->codec) {
@@ -83,7 +95,8 @@ lake__compress(lake__compressor *c, const void *src, size_t n, lb_buf *out)
         int rc = lb_buf_reserve(out, cap);
         if (rc)
             return rc;
-        size_t got = ZSTD_compressCCtx(c->zstd, out->data + out->len, cap, src, n, c->level);
+        size_t got = ZSTD_compressCCtx(c->zstd, out->data + out->len, cap, src, n,
+                                       level ? level : c->level);
         if (ZSTD_isError(got))
             return ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation ? -ENOMEM
                                                                            : LB_EUNSUPPORTED;

@@ -24,4 +24,11 @@ void lake__compressor_free(lake__compressor *c);
  * LB_EUNSUPPORTED if the library refuses. */
 int lake__compress(lake__compressor *c, const void *src, size_t n, lb_buf *out);
 
+/* The same at another zstd level (0: the compressor's own; ignored by the
+ * other codecs). */
+int lake__compress_at(lake__compressor *c, int level, const void *src, size_t n, lb_buf *out);
+
+/* The compressor's zstd level (0 for the other codecs). */
+int lake__compressor_level(const lake__compressor *c);
+
 #endif

@@ -31,7 +31,8 @@
  * group, already compressed, and the chunk's dictionary. After each row a
  * page that reached page_bytes is closed, and once the whole row group
  * reached row_group_bytes it is written to the sink and all of that is
- * released for reuse. Pages only end at row boundaries (required for v2
+ * released for reuse (a chunk's finished pages sit in memory mapped for
+ * them, see chunk_buf). Pages only end at row boundaries (required for v2
  * pages, and harmless for v1). What grows with the file is the footer's
  * per-row-group metadata, serialized as each row group is written.
  *
@@ -73,6 +74,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -145,6 +147,17 @@ typedef struct dict {
     size_t nslots;    /* power of two, >= 2 * count */
 } dict;
 
+/* The finished pages of a column chunk, headers and compressed bodies, as
+ * they go to the file. Its memory is mapped for it alone and grown with
+ * mremap(), so growing copies nothing; past HUGE_CHUNK_BYTES it asks for
+ * transparent huge pages. A chunk is tens of megabytes, written once per
+ * row group, and faulting that in 4 KiB at a time (each fault is
+ * expensive in a virtual machine) cost more than copying it. */
+typedef struct chunk_buf {
+    uint8_t *data;
+    size_t len, cap;
+} chunk_buf;
+
 typedef struct column {
     int node; /* schema node of the leaf */
     char *path;          /* dotted Parquet path */
@@ -167,10 +180,11 @@ typedef struct column {
     size_t nindices, indices_cap;
 
     bool use_dict; /* the current chunk is still dictionary-encoded */
+    int zstd_level; /* of the chunk's data pages; 0 until its first page chose */
     dict dict;
 
     /* The chunk of the current row group: finished data pages. */
-    lb_buf chunk;
+    chunk_buf chunk;
     int64_t chunk_uncompressed; /* headers + uncompressed bodies */
     int dict_pages, plain_pages;
     col_stats chunk_stats;
@@ -204,7 +218,7 @@ struct lake_parquet_writer {
     int nlists; /* LIST fields: each adds a "list" element to the schema */
 
     lake__compressor *comp;
-    lb_buf page, levels, header, packed; /* scratch for assembling pages */
+    lb_buf page, levels, header, packed, trial; /* scratch for assembling pages */
     uint32_t *u32;                       /* scratch for levels as uint32 */
     size_t u32_cap;
 
@@ -1450,15 +1464,26 @@ append_values(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
         }
         return rc;
     default: {
+        /* PLAIN values go straight to the page; dictionary candidates
+         * through put_fixed(). */
         uint8_t plain[RUN_VALUES * 8];
         bool ints = c->physical == PT_INT32 || c->physical == PT_INT64;
+        size_t width = (size_t)c->width;
         for (size_t done = 0; done < n && rc == 0; done += RUN_VALUES) {
             size_t m = n - done < RUN_VALUES ? n - done : RUN_VALUES;
-            size_t got = ints ? gather_ints(c, s, v + done, m, plain)
-                              : gather_floats(c, s, v + done, m, plain);
+            bool direct = !c->use_dict;
+            if (direct && lb_buf_reserve(&c->values, m * width))
+                return -ENOMEM;
+            uint8_t *out = direct ? (uint8_t *)c->values.data + c->values.len : plain;
+            size_t got = ints ? gather_ints(c, s, v + done, m, out)
+                              : gather_floats(c, s, v + done, m, out);
             c->page_values += got;
-            if (got)
+            if (direct) {
+                c->values.len += got * width;
+                c->values.data[c->values.len] = '\0';
+            } else if (got) {
                 rc = put_fixed(w, c, plain, got);
+            }
         }
         return rc;
     }
@@ -1641,6 +1666,76 @@ dict_pays(const column *c, size_t indices_len)
     return indices_len + c->dict.plain.len < plain;
 }
 
+#define CHUNK_MIN_BYTES ((size_t)64 << 10)
+#define HUGE_CHUNK_BYTES ((size_t)4 << 20)
+
+/* Room for n more bytes in b. */
+static int
+chunk_reserve(chunk_buf *b, size_t n)
+{
+    if (n <= b->cap - b->len)
+        return 0;
+    size_t cap = b->cap ? b->cap : CHUNK_MIN_BYTES;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    void *p = b->data ? mremap(b->data, b->cap, cap, MREMAP_MAYMOVE)
+                      : mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    if (cap >= HUGE_CHUNK_BYTES)
+        (void)madvise(p, cap, MADV_HUGEPAGE); /* only a hint: fine if refused */
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void
+chunk_free(chunk_buf *b)
+{
+    if (b->data)
+        munmap(b->data, b->cap);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Below the configured level, the one a chunk's first page also tries. */
+#define FAST_ZSTD_LEVEL (-1)
+
+/*
+ * Append the compressed form of a data page of c to out. With ZSTD, the
+ * first page of a chunk is compressed at the configured level and at
+ * FAST_ZSTD_LEVEL too; if the fast level does at least as well, the page
+ * and the rest of the chunk use it. Some data (dense numbers, counters)
+ * compresses as small at the fast level, at a fraction of the time; the
+ * configured level stays the most effort spent.
+ */
+static int
+compress_page(lake_parquet_writer *w, column *c, const void *src, size_t n, lb_buf *out)
+{
+    if (c->zstd_level != 0 || w->opts.codec != LAKE_CODEC_ZSTD)
+        return lake__compress_at(w->comp, c->zstd_level, src, n, out);
+    size_t at = out->len;
+    int rc = lake__compress_at(w->comp, 0, src, n, out);
+    if (rc)
+        return rc;
+    int level = lake__compressor_level(w->comp);
+    c->zstd_level = level;
+    if (level <= FAST_ZSTD_LEVEL)
+        return 0;
+    lb_buf_reset(&w->trial);
+    if ((rc = lake__compress_at(w->comp, FAST_ZSTD_LEVEL, src, n, &w->trial)) != 0)
+        return rc;
+    if (w->trial.len <= out->len - at) {
+        out->len = at;
+        if (lb_buf_append(out, w->trial.data, w->trial.len))
+            return -ENOMEM;
+        c->zstd_level = FAST_ZSTD_LEVEL;
+    }
+    return 0;
+}
+
 /* Close the page being filled: encode, compress, append to the chunk. */
 static int
 flush_page(lake_parquet_writer *w, column *c)
@@ -1706,16 +1801,16 @@ flush_page(lake_parquet_writer *w, column *c)
         if (values->len == 0 && w->opts.codec != LAKE_CODEC_UNCOMPRESSED)
             compressed_values = false; /* nothing to compress: say so */
         else
-            rc = lake__compress(w->comp, values->data, values->len, page);
+            rc = compress_page(w, c, values->data, values->len, page);
     } else {
         /* v1 compresses levels and values together: one buffer, unless
          * there are no levels (a required top-level column). */
         if (levels->len == 0) {
-            rc = lake__compress(w->comp, values->data, values->len, page);
+            rc = compress_page(w, c, values->data, values->len, page);
         } else {
             if (lb_buf_append(levels, values->data, values->len))
                 return -ENOMEM;
-            rc = lake__compress(w->comp, levels->data, levels->len, page);
+            rc = compress_page(w, c, levels->data, levels->len, page);
         }
     }
     if (rc)
@@ -1755,9 +1850,11 @@ flush_page(lake_parquet_writer *w, column *c)
     rc = lake__thrift_error(&t);
     if (rc)
         return rc;
-    if (lb_buf_append(&c->chunk, hdr->data, hdr->len) ||
-        lb_buf_append(&c->chunk, page->data, page->len))
-        return -ENOMEM;
+    if ((rc = chunk_reserve(&c->chunk, hdr->len + page->len)) != 0)
+        return rc;
+    memcpy(c->chunk.data + c->chunk.len, hdr->data, hdr->len);
+    memcpy(c->chunk.data + c->chunk.len + hdr->len, page->data, page->len);
+    c->chunk.len += hdr->len + page->len;
     c->chunk_uncompressed += (int64_t)(hdr->len + uncompressed);
     if (dict_page)
         c->dict_pages++;
@@ -1920,11 +2017,12 @@ write_chunk(lake_parquet_writer *w, column *c, lake__thrift *t, int64_t *uncompr
 static void
 reset_chunk(lake_parquet_writer *w, column *c)
 {
-    lb_buf_reset(&c->chunk);
+    c->chunk.len = 0;
     c->chunk_uncompressed = 0;
     c->dict_pages = c->plain_pages = 0;
     dict_clear(&c->dict);
     c->use_dict = w->opts.dictionary && c->physical != PT_BOOLEAN;
+    c->zstd_level = 0;
     stats_reset(&c->chunk_stats);
 }
 
@@ -2390,7 +2488,7 @@ free_writer(lake_parquet_writer *w)
         free(c->reps);
         free(c->indices);
         lb_buf_free(&c->values);
-        lb_buf_free(&c->chunk);
+        chunk_free(&c->chunk);
         dict_free(&c->dict);
         stats_free(&c->chunk_stats);
         stats_free(&c->file_stats);
@@ -2411,6 +2509,7 @@ free_writer(lake_parquet_writer *w)
     lb_buf_free(&w->levels);
     lb_buf_free(&w->header);
     lb_buf_free(&w->packed);
+    lb_buf_free(&w->trial);
     lb_buf_free(&w->row_groups);
     free(w->u32);
     free(w->created_by);

@@ -42,7 +42,9 @@ typedef enum lake_codec {
 
 typedef struct lake_parquet_options {
     lake_codec codec;        /* default ZSTD */
-    int zstd_level;          /* 0: zstd's default (3) */
+    int zstd_level;          /* 0: zstd's default (3). The most effort spent: a column
+                                chunk whose first page compresses no larger at level -1
+                                uses -1 for all its data pages */
     int page_version;        /* 1 (DataPageHeader) or 2 (DataPageHeaderV2); default 1 */
     size_t page_bytes;       /* target encoded size of a data page; default 1 MiB */
     size_t row_group_bytes;  /* target buffered size of a row group; default 128 MiB */
