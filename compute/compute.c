@@ -796,6 +796,24 @@ run_primary(cc_compute *c, const tl_meta *m)
     return 0;
 }
 
+/* The first safekeeper that knows the timeline: a replica streams from it. */
+static int
+pick_stream_source(const cc_spec *s)
+{
+    for (int i = 0; i < s->nsafekeepers; i++) {
+        char url[600], err[600];
+        long status = 0;
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
+                 s->tenant_id, s->timeline_id);
+        if (http_json("GET", url, NULL, NULL, &status, err, sizeof(err)) == 0 && status == 200) {
+            lb_info("replica streams from safekeeper %s", s->safekeepers[i].name);
+            return i;
+        }
+        lb_warn("safekeeper %s cannot serve the replica: %s", s->safekeepers[i].name, err);
+    }
+    return 0;
+}
+
 #define INGEST_WAIT_MS 120000
 
 /* A static compute's basebackup must be of a snapshot at or before its
@@ -846,7 +864,7 @@ run_standby(cc_compute *c, const tl_meta *m)
 }
 
 int
-cc_compute_run(const cc_spec *spec, volatile sig_atomic_t *stop)
+cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
 {
     cc_compute *c = calloc(1, sizeof(*c));
     if (!c)
@@ -858,6 +876,8 @@ cc_compute_run(const cc_spec *spec, volatile sig_atomic_t *stop)
     tl_meta m = {0};
     if (rc == 0)
         rc = pageserver_meta(c, &m);
+    if (rc == 0 && spec->mode == CC_MODE_REPLICA)
+        spec->stream_from = pick_stream_source(spec);
     if (rc == 0)
         rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
     int code = CC_EXIT_OK;

@@ -47,6 +47,7 @@ typedef enum cc_state {
 
 const char *cc_state_name(cc_state state);
 
-int cc_compute_run(const cc_spec *spec, volatile sig_atomic_t *stop);
+/* spec->stream_from is set here (replica). */
+int cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop);
 
 #endif

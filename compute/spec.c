@@ -865,7 +865,9 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
         cc_sync_standby_names(spec, buf, sizeof(buf));
         rc |= put(out, "synchronous_standby_names", buf);
     } else if (spec->mode == CC_MODE_REPLICA) {
-        const cc_safekeeper *sk = &spec->safekeepers[0];
+        int i = spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers
+                    ? spec->stream_from : 0;
+        const cc_safekeeper *sk = &spec->safekeepers[i];
         snprintf(buf, sizeof(buf),
                  "host=%s port=%d user=postgres application_name=compute-replica "
                  "options='-c tenant_id=%s -c timeline_id=%s'",

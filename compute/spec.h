@@ -73,6 +73,8 @@ typedef struct cc_spec {
     char pg_user[64];
     cc_setting *settings; /* owned */
     size_t nsettings;
+    int stream_from; /* replica: the safekeeper primary_conninfo names; chosen at start
+                        (the first one that answers), not read from the file */
 } cc_spec;
 
 /* ---- main: loading ---- */

@@ -272,8 +272,11 @@ def test_replica_follows_and_static_sees_exactly_before_its_lsn(env):
     at = primary.sql("select pg_current_wal_insert_lsn()::text")[0][0]
     primary.sql("insert into t select generate_series(11, 20)")
 
-    # A replica: no copy of the primary, streaming from a safekeeper.
+    # A replica: no copy of the primary, streaming from a safekeeper (not
+    # the first one, which is down).
+    cluster.sks[0].kill()
     replica = new("replica", mode="replica").start()
+    cluster.sks[0].start()
     assert replica.sql("select pg_is_in_recovery()")[0][0] is True
     wait_for(lambda: ids(replica) == list(range(1, 21)), 30, what="the replica to catch up")
     primary.sql("insert into t values (21)")
@@ -357,3 +360,16 @@ def test_bad_specs_are_refused(env, yaml):
     assert r.returncode == 2 and "could not read spec" in r.stderr
     r = subprocess.run([CTL], capture_output=True, text=True)
     assert r.returncode == 2 and "spec" in r.stderr
+
+
+def test_sigterm_while_electing_and_no_quorum(env):
+    cluster, ps, new = env
+    cluster.sks[1].kill()
+    cluster.sks[2].kill()
+    c = new("lonely").start(wait=False)
+    wait_for(lambda: c.status()["state"] == "electing", 30, what="compute-ctl electing")
+    time.sleep(1.0)
+    assert c.status()["state"] == "electing", "elected with one safekeeper of three"
+    os.kill(c.proc.pid, signal.SIGTERM)
+    assert c.wait_exit(20) == 0
+    assert c.pg_pid() is None  # it never got as far as starting PostgreSQL
