@@ -1089,36 +1089,29 @@ dict_find(dict *d, size_t limit, size_t prefix, bool exact, uint32_t key, const 
     return dict_add(d, prefix, key, p, n, i, index);
 }
 
-static int
-append_plain(column *c, const uint8_t *p, size_t n)
-{
-    size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0;
-    if (lb_buf_reserve(&c->values, prefix + n))
-        return -ENOMEM;
-    uint8_t *out = (uint8_t *)c->values.data + c->values.len;
-    if (prefix)
-        lake__le32(out, (uint32_t)n);
-    if (n)
-        memcpy(out + prefix, p, n);
-    c->values.len += prefix + n;
-    c->values.data[c->values.len] = '\0';
-    return 0;
-}
-
 /* The dictionary outgrew its limit: the page being filled becomes PLAIN,
  * and so does the rest of the chunk. */
 static int
 dict_fallback(column *c)
 {
     assert(c->use_dict && c->values.len == 0);
+    size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0, total = 0;
+    for (size_t k = 0; k < c->nindices; k++)
+        total += prefix + c->dict.entries[c->indices[k]].len;
+    if (lb_buf_reserve(&c->values, total))
+        return -ENOMEM;
+    uint8_t *out = (uint8_t *)c->values.data;
     for (size_t k = 0; k < c->nindices; k++) {
         uint32_t e = c->indices[k];
         assert(e < c->dict.count);
-        int rc = append_plain(c, (const uint8_t *)c->dict.plain.data + c->dict.entries[e].off,
-                              c->dict.entries[e].len);
-        if (rc)
-            return rc;
+        size_t len = c->dict.entries[e].len;
+        if (prefix)
+            lake__le32(out, (uint32_t)len);
+        memcpy(out + prefix, c->dict.plain.data + c->dict.entries[e].off, len);
+        out += prefix + len;
     }
+    c->values.len = total;
+    c->values.data[total] = '\0';
     c->nindices = 0;
     c->use_dict = false;
     if (c->dict_pages == 0)
