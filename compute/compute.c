@@ -16,6 +16,7 @@
  *   - a primary is ready only once its PostgreSQL timeline is the elected
  *     one and a quorum of safekeepers streams from it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -455,6 +456,48 @@ set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
 
 /* ---- the data directory ---------------------------------------------------------- */
 
+/* The data directory is rebuilt, so it is removed first: never remove a
+ * directory that holds something else (a mistyped data_dir). Checked
+ * before anything else happens, the election included. */
+static int
+check_datadir(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    DIR *d = opendir(s->data_dir);
+    if (d) {
+        bool empty = true;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                empty = false;
+        closedir(d);
+        static const char *const marks[] = {"PG_VERSION", "global", "base", "pg_wal", NULL};
+        bool pgdata = false;
+        for (int i = 0; marks[i]; i++) {
+            char mark[PATH_MAX + 32];
+            snprintf(mark, sizeof(mark), "%s/%s", s->data_dir, marks[i]);
+            pgdata |= access(mark, F_OK) == 0;
+        }
+        if (!empty && !pgdata)
+            return fail(c, "data_dir \"%s\" is not empty and is not a PostgreSQL data "
+                           "directory; refusing to replace it", s->data_dir);
+    }
+    /* Nor the data directory of a PostgreSQL still running. */
+    char pidfile[PATH_MAX + 32];
+    snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", s->data_dir);
+    FILE *f = fopen(pidfile, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+        return fail(c, "PostgreSQL (pid %ld) still runs on data_dir \"%s\"; refusing to "
+                       "replace it", pid, s->data_dir);
+    return 0;
+}
+
 static int
 prepare_datadir(cc_compute *c)
 {
@@ -874,6 +917,8 @@ cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
     pthread_mutex_init(&c->lock, NULL);
     int rc = start_http(c);
     tl_meta m = {0};
+    if (rc == 0)
+        rc = check_datadir(c);
     if (rc == 0)
         rc = pageserver_meta(c, &m);
     if (rc == 0 && spec->mode == CC_MODE_REPLICA)

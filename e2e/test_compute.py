@@ -253,6 +253,14 @@ def test_primary_durable_writes_and_restart(env):
 
     # A second primary on the same timeline: a new term, every committed row.
     c2 = new("c2").start()
+    # A third pointed at c2's running data directory is refused, and c2 lives on.
+    dup = new("dup")
+    dup.spec["data_dir"] = c2.spec["data_dir"]
+    dup.start(wait=False)
+    assert dup.wait_exit(60) == 1
+    assert "still runs on data_dir" in dup.log_tail()
+    dup.spec["data_dir"] = os.path.join(dup.dir, "pgdata")  # so cleanup leaves c2 alone
+    assert c2.proc.alive() and c2.status()["state"] == "ready"
     assert c2.status()["term"] > st["term"]
     assert ids(c2) == list(range(1, 102))
     c2.sql("insert into t values (102)")
@@ -356,6 +364,15 @@ def test_bad_specs_are_refused(env, yaml):
         assert r.returncode == 2, (message, r.returncode, r.stderr)
         assert message in r.stderr, (message, r.stderr)
         assert not os.path.exists(c.spec.get("data_dir", "/nonexistent")), message
+    # A data_dir that holds something else is never replaced.
+    c = new(f"notpg-{int(yaml)}")
+    os.makedirs(c.spec["data_dir"])
+    keep = os.path.join(c.spec["data_dir"], "precious.txt")
+    open(keep, "w").close()
+    c.start(wait=False, yaml=yaml)
+    assert c.wait_exit(60) == 1
+    assert os.path.exists(keep)
+    assert "is not a PostgreSQL data directory" in c.log_tail()
     r = subprocess.run([CTL, "--spec", "/nonexistent/spec.yaml"], capture_output=True, text=True)
     assert r.returncode == 2 and "could not read spec" in r.stderr
     r = subprocess.run([CTL], capture_output=True, text=True)
