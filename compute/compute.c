@@ -74,9 +74,9 @@ typedef struct tl_meta {
 const char *
 cc_state_name(cc_state state)
 {
-    static const char *const names[] = {"init",      "electing", "restoring", "starting",
-                                        "replaying", "promoting", "ready",    "failed",
-                                        "stopping"};
+    static const char *const names[] = {"init",     "electing",  "restoring",
+                                        "starting", "replaying", "promoting",
+                                        "ready",    "failed",    "stopping"};
     return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
 }
 
@@ -97,8 +97,7 @@ set_state(cc_compute *c, cc_state s)
     lb_info("state %s timeline=%s", cc_state_name(s), c->spec->timeline_id);
 }
 
-static int
-fail(cc_compute *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(cc_compute *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int
 fail(cc_compute *c, const char *fmt, ...)
 {
@@ -120,13 +119,13 @@ status_json(cc_compute *c)
 {
     const cc_spec *s = c->spec;
     pthread_mutex_lock(&c->lock);
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:o, s:o, s:i, s:I, s:i, s:i}",
-                          "state", cc_state_name(c->state), "mode", cc_mode_name(s->mode),
-                          "tenant_id", s->tenant_id, "timeline_id", s->timeline_id, "term",
-                          (json_int_t)c->term, "tli", (int)c->tli, "start_lsn",
-                          lb_json_lsn(c->start_lsn), "lsn", lb_json_lsn(c->lsn), "connections",
-                          c->connections, "last_activity_ms", (json_int_t)c->last_activity_ms,
-                          "pid", (int)c->pg_pid, "pg_port", s->pg_port);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:o, s:o, s:i, s:I, s:i, s:i}", "state",
+                  cc_state_name(c->state), "mode", cc_mode_name(s->mode), "tenant_id", s->tenant_id,
+                  "timeline_id", s->timeline_id, "term", (json_int_t)c->term, "tli", (int)c->tli,
+                  "start_lsn", lb_json_lsn(c->start_lsn), "lsn", lb_json_lsn(c->lsn), "connections",
+                  c->connections, "last_activity_ms", (json_int_t)c->last_activity_ms, "pid",
+                  (int)c->pg_pid, "pg_port", s->pg_port);
     if (j && c->last_activity_ms) {
         char when[64];
         time_t t = (time_t)(c->last_activity_ms / 1000);
@@ -157,8 +156,10 @@ h_wal(lb_http_request *req, void *arg)
     const char *name = lb_http_param(req, "name");
     uint32_t tli;
     if (cc_wal_name_parse(name, &tli) == CC_WAL_BAD)
-        return lb_http_respond_error(req, 400, "\"%.64s\" is not a WAL segment or history "
-                                               "file name", name);
+        return lb_http_respond_error(req, 400,
+                                     "\"%.64s\" is not a WAL segment or history "
+                                     "file name",
+                                     name);
     pthread_mutex_lock(&c->lock);
     cc_wal_sources src = c->wal;
     bool ready = c->wal_ready;
@@ -245,13 +246,12 @@ start_http(cc_compute *c)
         rc = lb_http_server_route(c->http, "GET", "/wal/{name}", h_wal, c);
     lb_metrics *m = lb_metrics_default();
     lb_metrics_gauge_fn(m, "compute_ready", "1 when the compute is ready", m_ready, c);
-    lb_metrics_gauge_fn(m, "compute_connections", "client connections to PostgreSQL",
-                        m_connections, c);
-    lb_metrics_gauge_fn(m, "compute_lsn",
-                        "primary: WAL flush LSN; replica and static: replay LSN (bytes)", m_lsn,
+    lb_metrics_gauge_fn(m, "compute_connections", "client connections to PostgreSQL", m_connections,
                         c);
-    lb_metrics_gauge_fn(m, "compute_last_activity_seconds",
-                        "Unix time of the last client activity", m_activity, c);
+    lb_metrics_gauge_fn(m, "compute_lsn",
+                        "primary: WAL flush LSN; replica and static: replay LSN (bytes)", m_lsn, c);
+    lb_metrics_gauge_fn(m, "compute_last_activity_seconds", "Unix time of the last client activity",
+                        m_activity, c);
     lb_metrics_gauge_fn(m, "compute_term", "the safekeeper term of this primary", m_term, c);
     if (rc == 0)
         rc = lb_http_server_start(c->http);
@@ -277,8 +277,12 @@ http_json(const char *method, const char *url, json_t *body, json_t **reply, lon
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     const char *hdr[] = {"Content-Type: application/json"};
     lb_buf out = LB_BUF_INIT;
-    lb_http_call call = {.method = method, .url = url, .headers = hdr, .nheaders = 1,
-                         .body = text, .body_len = text ? strlen(text) : 0,
+    lb_http_call call = {.method = method,
+                         .url = url,
+                         .headers = hdr,
+                         .nheaders = 1,
+                         .body = text,
+                         .body_len = text ? strlen(text) : 0,
                          .response_body = &out};
     lb_http_result res = LB_HTTP_RESULT_INIT;
     rc = lb_http_do(http, &call, &res);
@@ -354,16 +358,15 @@ ensure_sk_timelines(cc_compute *c, const tl_meta *m)
         if (rc == 0 && status == 200)
             continue;
         if (rc || status != 404) {
-            lb_warn("safekeeper %s: could not read the timeline: %s", s->safekeepers[i].name,
-                    err);
+            lb_warn("safekeeper %s: could not read the timeline: %s", s->safekeepers[i].name, err);
             continue;
         }
         char sysid[24], lsn[LB_LSN_STRLEN];
         snprintf(sysid, sizeof(sysid), "%" PRIu64, m->system_id);
-        json_t *body = json_pack("{s:s, s:s, s:s, s:i, s:I}", "timeline_id", s->timeline_id,
-                                 "system_id", sysid, "start_lsn",
-                                 lb_lsn_format(m->start_lsn, lsn), "pg_tli", (int)m->pg_tli,
-                                 "wal_seg_size", (json_int_t)m->wal_seg_size);
+        json_t *body =
+            json_pack("{s:s, s:s, s:s, s:i, s:I}", "timeline_id", s->timeline_id, "system_id",
+                      sysid, "start_lsn", lb_lsn_format(m->start_lsn, lsn), "pg_tli",
+                      (int)m->pg_tli, "wal_seg_size", (json_int_t)m->wal_seg_size);
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline", s->safekeepers[i].http,
                  s->tenant_id);
         rc = http_json("POST", url, body, NULL, &status, err, sizeof(err));
@@ -479,8 +482,10 @@ check_datadir(cc_compute *c)
             pgdata |= access(mark, F_OK) == 0;
         }
         if (!empty && !pgdata)
-            return fail(c, "data_dir \"%s\" is not empty and is not a PostgreSQL data "
-                           "directory; refusing to replace it", s->data_dir);
+            return fail(c,
+                        "data_dir \"%s\" is not empty and is not a PostgreSQL data "
+                        "directory; refusing to replace it",
+                        s->data_dir);
     }
     /* Nor the data directory of a PostgreSQL still running. */
     char pidfile[PATH_MAX + 32];
@@ -493,8 +498,10 @@ check_datadir(cc_compute *c)
         fclose(f);
     }
     if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
-        return fail(c, "PostgreSQL (pid %ld) still runs on data_dir \"%s\"; refusing to "
-                       "replace it", pid, s->data_dir);
+        return fail(c,
+                    "PostgreSQL (pid %ld) still runs on data_dir \"%s\"; refusing to "
+                    "replace it",
+                    pid, s->data_dir);
     return 0;
 }
 
@@ -528,15 +535,16 @@ prepare_datadir(cc_compute *c)
     if (st_code != 0 || cc_controldata_field(out.data ? out.data : "", "Data page checksum version",
                                              version, sizeof(version)) != 0) {
         lb_buf_free(&out);
-        return fail(c, "pg_controldata failed on the basebackup in \"%s\" (exit %d)",
-                    s->data_dir, st_code);
+        return fail(c, "pg_controldata failed on the basebackup in \"%s\" (exit %d)", s->data_dir,
+                    st_code);
     }
     cc_pg_minimums min;
     cc_pg_minimums_parse(out.data, &min);
     lb_buf_free(&out);
     if (strcmp(version, "0") == 0)
-        return fail(c, "data checksums are off in the basebackup of timeline %s\n"
-                       "lakebase needs clusters initialized with data checksums (initdb -k).",
+        return fail(c,
+                    "data checksums are off in the basebackup of timeline %s\n"
+                    "lakebase needs clusters initialized with data checksums (initdb -k).",
                     s->timeline_id);
 
     /* Our settings replace whatever the snapshot's postgresql.auto.conf said. */
@@ -663,8 +671,7 @@ interrupted(cc_compute *c)
     if (*c->stop)
         return -EINTR;
     if (pg_exited(c)) {
-        fail(c, "postgres exited unexpectedly during startup (state %s)",
-             cc_state_name(c->state));
+        fail(c, "postgres exited unexpectedly during startup (state %s)", cc_state_name(c->state));
         return CC_EXIT_PG_DIED;
     }
     return 0;
@@ -785,8 +792,8 @@ pageserver_ingest(cc_compute *c)
     for (int i = 0; i < s->nsafekeepers; i++) {
         char pg[300];
         snprintf(pg, sizeof(pg), "%s:%d", s->safekeepers[i].pg_host, s->safekeepers[i].pg_port);
-        json_array_append_new(arr, json_pack("{s:s, s:s}", "pg", pg, "http",
-                                             s->safekeepers[i].http));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s}", "pg", pg, "http", s->safekeepers[i].http));
     }
     json_t *body = json_pack("{s:o}", "safekeepers", arr);
     char url[600], err[600];

@@ -66,8 +66,7 @@ cc_pg_spawn(const cc_spec *spec, const char *tool, const char *const args[], int
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
-        if (drop && (setgid(gid) != 0 || initgroups(spec->pg_user, gid) != 0 ||
-                     setuid(uid) != 0))
+        if (drop && (setgid(gid) != 0 || initgroups(spec->pg_user, gid) != 0 || setuid(uid) != 0))
             _exit(126);
         /* After the credentials change, which clears it. */
         prctl(PR_SET_PDEATHSIG, SIGQUIT);
@@ -241,8 +240,11 @@ cc_basebackup(const cc_spec *spec, lb_lsn lsn, lb_lsn *snapshot_lsn, char *err, 
     lb_http_options opts = {.timeout_ms = -1, .stall_timeout_ms = 120000, .max_attempts = 4};
     lb_http_client *http = NULL;
     rc = lb_http_client_new(&opts, &http);
-    lb_http_call call = {.method = "GET", .url = url, .response_write = feed,
-                         .response_reset = reset, .response_arg = &u};
+    lb_http_call call = {.method = "GET",
+                         .url = url,
+                         .response_write = feed,
+                         .response_reset = reset,
+                         .response_arg = &u};
     lb_http_result res = LB_HTTP_RESULT_INIT;
     if (rc == 0)
         rc = lb_http_do(http, &call, &res);
@@ -272,8 +274,8 @@ cc_basebackup(const cc_spec *spec, lb_lsn lsn, lb_lsn *snapshot_lsn, char *err, 
         chmod(spec->data_dir, 0700);
         rc = cc_pg_chown_tree(spec, spec->data_dir);
         if (rc)
-            snprintf(err, cap, "could not chown \"%s\" to %s: %s", spec->data_dir,
-                     spec->pg_user, lb_strerror(rc));
+            snprintf(err, cap, "could not chown \"%s\" to %s: %s", spec->data_dir, spec->pg_user,
+                     lb_strerror(rc));
     }
     return rc;
 }

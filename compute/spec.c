@@ -111,8 +111,8 @@ cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t ca
             break;
         case YAML_SCALAR_EVENT:
             if (depth > 0 && json_is_object(stack[depth - 1]) && !keys[depth - 1]) {
-                keys[depth - 1] = strndup((const char *)ev.data.scalar.value,
-                                          ev.data.scalar.length);
+                keys[depth - 1] =
+                    strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
                 break;
             }
             value = yaml_scalar(&ev);
@@ -167,8 +167,7 @@ cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t ca
                 rc = LB_EPARSE;
             } else {
                 if (depth == 0 && root) {
-                    snprintf(err, cap, "line %zu: more than one document",
-                             ev.start_mark.line + 1);
+                    snprintf(err, cap, "line %zu: more than one document", ev.start_mark.line + 1);
                     json_decref(value);
                     rc = LB_EPARSE;
                 } else {
@@ -220,9 +219,8 @@ cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t ca
 /* ---- the spec ---------------------------------------------------------------------- */
 
 static const char *const top_fields[] = {
-    "tenant_id", "timeline_id", "mode",     "lsn",        "pageserver", "safekeepers",
-    "pg_port",   "listen",      "data_dir", "pg_bin_dir", "pg_user",    "settings",
-    "announce_host", NULL,
+    "tenant_id", "timeline_id", "mode",       "lsn",     "pageserver", "safekeepers",   "pg_port",
+    "listen",    "data_dir",    "pg_bin_dir", "pg_user", "settings",   "announce_host", NULL,
 };
 
 static bool
@@ -234,8 +232,7 @@ in_list(const char *s, const char *const *list)
     return false;
 }
 
-static int
-bad(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int
 bad(char *err, size_t cap, const char *fmt, ...)
 {
@@ -330,11 +327,14 @@ parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
         char where[48];
         snprintf(where, sizeof(where), "safekeepers[%zu].", i);
         if (!json_is_object(e))
-            return bad(err, cap, "spec: field \"safekeepers[%zu]\" must be a mapping with "
-                                 "name, http and pg", i);
+            return bad(err, cap,
+                       "spec: field \"safekeepers[%zu]\" must be a mapping with "
+                       "name, http and pg",
+                       i);
         const char *key;
         json_t *val;
-        json_object_foreach(e, key, val) {
+        json_object_foreach(e, key, val)
+        {
             if (strcmp(key, "name") && strcmp(key, "http") && strcmp(key, "pg"))
                 return bad(err, cap, "spec: unknown field \"%s%s\"", where, key);
         }
@@ -346,8 +346,10 @@ parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
             return rc;
         for (const char *p = sk->name; *p; p++)
             if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
-                return bad(err, cap, "spec: field \"%sname\" must be letters, digits, '-', "
-                                     "'_' or '.'", where);
+                return bad(err, cap,
+                           "spec: field \"%sname\" must be letters, digits, '-', "
+                           "'_' or '.'",
+                           where);
         if (!http_url_ok(sk->http))
             return bad(err, cap, "spec: field \"%shttp\" must be an http:// or https:// URL",
                        where);
@@ -396,7 +398,8 @@ parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
         return -ENOMEM;
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)obj, key, val) {
+    json_object_foreach((json_t *)obj, key, val)
+    {
         char name[128];
         size_t kl = strlen(key);
         if (kl == 0 || kl >= sizeof(name))
@@ -413,8 +416,10 @@ parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
         char *value = NULL;
         int rc = setting_value(val, &value);
         if (rc == LB_EPARSE)
-            return bad(err, cap, "spec: field \"settings.%s\" must be a string, number or "
-                                 "boolean", name);
+            return bad(err, cap,
+                       "spec: field \"settings.%s\" must be a string, number or "
+                       "boolean",
+                       name);
         if (rc)
             return rc;
         if (strpbrk(value, "\n\r") || strlen(value) > 4096) {
@@ -452,7 +457,8 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         return bad(err, cap, "spec: must be a mapping of fields");
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)root, key, val) {
+    json_object_foreach((json_t *)root, key, val)
+    {
         if (!in_list(key, top_fields))
             return bad(err, cap, "spec: unknown field \"%.64s\"", key);
     }
@@ -481,12 +487,14 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
     else if (strcmp(mode, "static") == 0)
         spec->mode = CC_MODE_STATIC;
     else
-        return bad(err, cap, "spec: field \"mode\" must be primary, replica or static, not "
-                             "\"%s\"", mode);
+        return bad(err, cap,
+                   "spec: field \"mode\" must be primary, replica or static, not "
+                   "\"%s\"",
+                   mode);
 
     char lsn[64] = "";
-    if ((rc = get_str(root, "lsn", "", lsn, sizeof(lsn), spec->mode == CC_MODE_STATIC, err,
-                      cap)) < 0) {
+    if ((rc = get_str(root, "lsn", "", lsn, sizeof(lsn), spec->mode == CC_MODE_STATIC, err, cap)) <
+        0) {
         if (strstr(err, "missing"))
             return bad(err, cap, "spec: missing field \"lsn\" (a static compute needs one)");
         return rc;
@@ -496,8 +504,8 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
     if (rc == 1 && (lb_lsn_parse(lsn, &spec->lsn) != 0 || spec->lsn == 0))
         return bad(err, cap, "spec: field \"lsn\" must be an LSN like \"0/3000028\"");
 
-    if ((rc = get_str(root, "pageserver", "", spec->pageserver, sizeof(spec->pageserver), true,
-                      err, cap)) < 0)
+    if ((rc = get_str(root, "pageserver", "", spec->pageserver, sizeof(spec->pageserver), true, err,
+                      cap)) < 0)
         return rc;
     if (!http_url_ok(spec->pageserver))
         return bad(err, cap, "spec: field \"pageserver\" must be an http:// or https:// URL");
@@ -511,8 +519,7 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
     json_t *port = json_object_get(root, "pg_port");
     if (!port || json_is_null(port))
         return bad(err, cap, "spec: missing field \"pg_port\"");
-    if (!json_is_integer(port) || json_integer_value(port) < 1 ||
-        json_integer_value(port) > 65535)
+    if (!json_is_integer(port) || json_integer_value(port) < 1 || json_integer_value(port) > 65535)
         return bad(err, cap, "spec: field \"pg_port\" must be a port number (1-65535)");
     spec->pg_port = (int)json_integer_value(port);
 
@@ -522,13 +529,13 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         snprintf(listen, sizeof(listen), "127.0.0.1:%lld", (long long)json_integer_value(lv));
     else if ((rc = get_str(root, "listen", "", listen, sizeof(listen), false, err, cap)) < 0)
         return rc;
-    if (split_hostport(listen, spec->listen_host, sizeof(spec->listen_host),
-                       &spec->listen_port) != 0)
+    if (split_hostport(listen, spec->listen_host, sizeof(spec->listen_host), &spec->listen_port) !=
+        0)
         return bad(err, cap, "spec: field \"listen\" must be host:port (port 0: any free port)");
 
     strcpy(spec->announce_host, "127.0.0.1");
-    if ((rc = get_str(root, "announce_host", "", spec->announce_host,
-                      sizeof(spec->announce_host), false, err, cap)) < 0)
+    if ((rc = get_str(root, "announce_host", "", spec->announce_host, sizeof(spec->announce_host),
+                      false, err, cap)) < 0)
         return rc;
 
     if ((rc = get_str(root, "data_dir", "", spec->data_dir, sizeof(spec->data_dir), true, err,
@@ -545,8 +552,8 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
     if (rc == 0)
         default_pg_bin_dir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
     strcpy(spec->pg_user, "postgres");
-    if ((rc = get_str(root, "pg_user", "", spec->pg_user, sizeof(spec->pg_user), false, err,
-                      cap)) < 0)
+    if ((rc = get_str(root, "pg_user", "", spec->pg_user, sizeof(spec->pg_user), false, err, cap)) <
+        0)
         return rc;
 
     if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
@@ -612,12 +619,27 @@ cc_spec_free(cc_spec *spec)
 
 /* Settings compute-ctl writes itself: a user value would fight it. */
 static const char *const owned[] = {
-    "synchronous_standby_names", "archive_mode",      "archive_command", "archive_library",
-    "restore_command",           "primary_conninfo",  "primary_slot_name", "port",
-    "recovery_target",           "recovery_target_lsn", "recovery_target_name",
-    "recovery_target_time",      "recovery_target_xid", "recovery_target_action",
-    "recovery_target_inclusive", "recovery_target_timeline", "data_directory", "config_file",
-    "hba_file",                  "ident_file",        "hot_standby",
+    "synchronous_standby_names",
+    "archive_mode",
+    "archive_command",
+    "archive_library",
+    "restore_command",
+    "primary_conninfo",
+    "primary_slot_name",
+    "port",
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_action",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+    "data_directory",
+    "config_file",
+    "hba_file",
+    "ident_file",
+    "hot_standby",
     NULL,
 };
 
@@ -679,41 +701,53 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
         const char *name = spec->settings[i].name, *v = spec->settings[i].value;
         bool b;
         if (in_list(name, owned))
-            return bad(err, cap, "spec: setting \"%s\" is managed by compute-ctl and cannot be "
-                                 "set in the spec", name);
+            return bad(err, cap,
+                       "spec: setting \"%s\" is managed by compute-ctl and cannot be "
+                       "set in the spec",
+                       name);
         if (strcmp(name, "fsync") == 0 || strcmp(name, "full_page_writes") == 0) {
             if (pg_bool(v, &b) != 0 || !b)
-                return bad(err, cap, "spec: setting \"%s\" = \"%s\" is refused: lakebase needs "
-                                     "%s = on for durability", name, v, name);
+                return bad(err, cap,
+                           "spec: setting \"%s\" = \"%s\" is refused: lakebase needs "
+                           "%s = on for durability",
+                           name, v, name);
         } else if (strcmp(name, "synchronous_commit") == 0) {
             if (!(strcasecmp(v, "remote_apply") == 0 || (pg_bool(v, &b) == 0 && b)))
-                return bad(err, cap, "spec: setting \"synchronous_commit\" = \"%s\" is refused: "
-                                     "a commit must wait for a quorum of safekeepers (allowed: "
-                                     "on, remote_apply)", v);
+                return bad(err, cap,
+                           "spec: setting \"synchronous_commit\" = \"%s\" is refused: "
+                           "a commit must wait for a quorum of safekeepers (allowed: "
+                           "on, remote_apply)",
+                           v);
         } else if (strcmp(name, "wal_level") == 0) {
             if (strcasecmp(v, "replica") && strcasecmp(v, "logical"))
-                return bad(err, cap, "spec: setting \"wal_level\" = \"%s\" is refused: the "
-                                     "safekeepers and pageserver need replica or logical", v);
+                return bad(err, cap,
+                           "spec: setting \"wal_level\" = \"%s\" is refused: the "
+                           "safekeepers and pageserver need replica or logical",
+                           v);
         } else if (strcmp(name, "max_wal_size") == 0) {
             long long mb = pg_size_mb(v, 1024);
             if (mb < 0)
                 return bad(err, cap, "spec: setting \"max_wal_size\" = \"%s\" is not a size", v);
             if (mb > CC_MAX_WAL_SIZE_MB)
-                return bad(err, cap, "spec: setting \"max_wal_size\" = \"%s\" is refused: at "
-                                     "most %dMB, it bounds the WAL a restart must replay", v,
-                           CC_MAX_WAL_SIZE_MB);
+                return bad(err, cap,
+                           "spec: setting \"max_wal_size\" = \"%s\" is refused: at "
+                           "most %dMB, it bounds the WAL a restart must replay",
+                           v, CC_MAX_WAL_SIZE_MB);
         } else if (strcmp(name, "max_wal_senders") == 0) {
             char *end;
             long n = strtol(v, &end, 10);
             if (*end || end == v || n < spec->nsafekeepers + 5)
-                return bad(err, cap, "spec: setting \"max_wal_senders\" = \"%s\" is refused: "
-                                     "it must be at least %d (one per safekeeper plus 5)", v,
-                           spec->nsafekeepers + 5);
+                return bad(err, cap,
+                           "spec: setting \"max_wal_senders\" = \"%s\" is refused: "
+                           "it must be at least %d (one per safekeeper plus 5)",
+                           v, spec->nsafekeepers + 5);
         } else if (strcmp(name, "ignore_checksum_failure") == 0 ||
                    strcmp(name, "zero_damaged_pages") == 0) {
             if (pg_bool(v, &b) != 0 || b)
-                return bad(err, cap, "spec: setting \"%s\" = \"%s\" is refused: damaged pages "
-                                     "must stop a compute, not be read", name, v);
+                return bad(err, cap,
+                           "spec: setting \"%s\" = \"%s\" is refused: damaged pages "
+                           "must stop a compute, not be read",
+                           name, v);
         }
     }
     return 0;
@@ -865,8 +899,8 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
         cc_sync_standby_names(spec, buf, sizeof(buf));
         rc |= put(out, "synchronous_standby_names", buf);
     } else if (spec->mode == CC_MODE_REPLICA) {
-        int i = spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers
-                    ? spec->stream_from : 0;
+        int i = spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers ? spec->stream_from
+                                                                                 : 0;
         const cc_safekeeper *sk = &spec->safekeepers[i];
         snprintf(buf, sizeof(buf),
                  "host=%s port=%d user=postgres application_name=compute-replica "
@@ -882,7 +916,6 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
     }
     for (size_t i = 0; i < spec->nsettings; i++)
         rc |= put(out, spec->settings[i].name,
-                  raised(min, spec->settings[i].name, spec->settings[i].value, rbuf,
-                         sizeof(rbuf)));
+                  raised(min, spec->settings[i].name, spec->settings[i].value, rbuf, sizeof(rbuf)));
     return rc ? -ENOMEM : 0;
 }

@@ -118,8 +118,7 @@ void cc_pg_minimums_parse(const char *controldata, cc_pg_minimums *min);
  * settings, the user's (already checked; those in min raised to it), and
  * restore_command fetching from http://127.0.0.1:<ctl_port>/wal/. min may
  * be NULL. Appended to out. 0 or -ENOMEM. */
-int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
-                       lb_buf *out);
+int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out);
 
 /* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
 void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);

@@ -59,16 +59,14 @@ ask(lb_http_client *http, const char *url, lb_buf *out, char *from, size_t fromc
     out->len = len0;
     if (rc == 0 && status == 404)
         return MISSING;
-    snprintf(from, fromcap, "%s: %s", url,
-             rc ? lb_http_client_error(http) : "unexpected status");
+    snprintf(from, fromcap, "%s: %s", url, rc ? lb_http_client_error(http) : "unexpected status");
     lb_warn("could not fetch WAL from \"%s\": %s", url,
             rc ? lb_http_client_error(http) : "unexpected status");
     return UNREACHABLE;
 }
 
 int
-cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *from,
-             size_t fromcap)
+cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *from, size_t fromcap)
 {
     uint32_t tli = 0;
     cc_wal_kind kind = cc_wal_name_parse(name, &tli);

@@ -305,9 +305,12 @@ test_settings_refused(void **state)
         expect_refused(text, cases[i].message);
     }
     /* What is allowed. */
-    const char *ok[] = {"  synchronous_commit: remote_apply", "  synchronous_commit: on",
-                        "  wal_level: logical", "  max_wal_size: 512MB",
-                        "  max_wal_senders: 20", "  fsync: true"};
+    const char *ok[] = {"  synchronous_commit: remote_apply",
+                        "  synchronous_commit: on",
+                        "  wal_level: logical",
+                        "  max_wal_size: 512MB",
+                        "  max_wal_senders: 20",
+                        "  fsync: true"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char text[4096], err[512];
         snprintf(text, sizeof(text), "%s%s\n", yaml_spec, ok[i]);
@@ -370,8 +373,8 @@ test_render_enforces(void **state)
     assert_string_equal(conf_value(conf, "port", v, sizeof(v)), "'55432'");
     assert_string_equal(conf_value(conf, "archive_mode", v, sizeof(v)), "'off'");
     assert_string_equal(conf_value(conf, "search_path", v, sizeof(v)), "'it''s, public'");
-    assert_non_null(strstr(conf_value(conf, "restore_command", v, sizeof(v)),
-                           "http://127.0.0.1:4242/wal/%f"));
+    assert_non_null(
+        strstr(conf_value(conf, "restore_command", v, sizeof(v)), "http://127.0.0.1:4242/wal/%f"));
     assert_non_null(strstr(v, "exit 127")); /* a primary never promotes on an unsure answer */
     assert_null(conf_value(conf, "primary_conninfo", v, sizeof(v)));
     free(conf);
@@ -386,8 +389,7 @@ test_render_enforces(void **state)
     conf = render("", CC_MODE_REPLICA, NULL);
     assert_non_null(conf_value(conf, "primary_conninfo", v, sizeof(v)));
     assert_non_null(strstr(v, "host=127.0.0.1 port=5454 user=postgres"));
-    assert_non_null(strstr(v, "options=''-c tenant_id=" TENANT " -c timeline_id=" TIMELINE
-                              "''"));
+    assert_non_null(strstr(v, "options=''-c tenant_id=" TENANT " -c timeline_id=" TIMELINE "''"));
     assert_null(conf_value(conf, "synchronous_standby_names", v, sizeof(v)));
     assert_non_null(strstr(conf_value(conf, "restore_command", v, sizeof(v)), "exit 1"));
     free(conf);

@@ -66,8 +66,7 @@ h_file(lb_http_request *req, void *arg)
     pthread_mutex_unlock(&f->lock);
     for (int i = 0; f->has[i]; i++)
         if (strcmp(f->has[i], file) == 0)
-            return lb_http_respond(req, 200, "application/octet-stream", f->name,
-                                   strlen(f->name));
+            return lb_http_respond(req, 200, "application/octet-stream", f->name, strlen(f->name));
     return lb_http_respond_error(req, 404, "no");
 }
 
@@ -78,14 +77,14 @@ fake_start(fake *f, const char *name)
     pthread_mutex_init(&f->lock, NULL);
     lb_http_server_config c = {.port = 0, .threads = 1};
     assert_int_equal(lb_http_server_new(&c, &f->s), 0);
-    assert_int_equal(lb_http_server_route(f->s, "GET", "/v1/tenant/{t}/timeline/{l}/wal/{name}",
-                                          h_file, f), 0);
-    assert_int_equal(lb_http_server_route(f->s, "GET",
-                                          "/v1/tenant/{t}/timeline/{l}/segment/{name}", h_file,
-                                          f), 0);
-    assert_int_equal(lb_http_server_route(f->s, "GET",
-                                          "/v1/tenant/{t}/timeline/{l}/history/{name}", h_file,
-                                          f), 0);
+    assert_int_equal(
+        lb_http_server_route(f->s, "GET", "/v1/tenant/{t}/timeline/{l}/wal/{name}", h_file, f), 0);
+    assert_int_equal(
+        lb_http_server_route(f->s, "GET", "/v1/tenant/{t}/timeline/{l}/segment/{name}", h_file, f),
+        0);
+    assert_int_equal(
+        lb_http_server_route(f->s, "GET", "/v1/tenant/{t}/timeline/{l}/history/{name}", h_file, f),
+        0);
     assert_int_equal(lb_http_server_start(f->s), 0);
 }
 
@@ -110,16 +109,16 @@ static void
 test_source_order(void **state)
 {
     (void)state;
-    fake ps = {.has = {"000000010000000000000001", "00000003.history",
-                       "000000030000000000000002", NULL}};
-    fake sk0 = {.has = {"000000030000000000000002", "000000030000000000000003",
-                        "00000004.history", "000000010000000000000001", NULL}};
+    fake ps = {
+        .has = {"000000010000000000000001", "00000003.history", "000000030000000000000002", NULL}};
+    fake sk0 = {.has = {"000000030000000000000002", "000000030000000000000003", "00000004.history",
+                        "000000010000000000000001", NULL}};
     fake sk1 = {.has = {"000000030000000000000004", NULL}};
     fake_start(&ps, "ps");
     fake_start(&sk0, "sk0");
     fake_start(&sk1, "sk1");
-    cc_wal_sources src = {.tenant_id = "t", .timeline_id = "l", .pg_tli = 2,
-                          .has_ancestor = true, .nsafekeepers = 2};
+    cc_wal_sources src = {
+        .tenant_id = "t", .timeline_id = "l", .pg_tli = 2, .has_ancestor = true, .nsafekeepers = 2};
     url(&ps, src.pageserver, sizeof(src.pageserver));
     url(&sk0, src.safekeepers[0], sizeof(src.safekeepers[0]));
     url(&sk1, src.safekeepers[1], sizeof(src.safekeepers[1]));
