@@ -413,9 +413,23 @@ class Pageserver:
         if self.proc:
             self.proc.stop()
 
-    def kill(self):
+    def kill(self, with_standbys=False):
+        """kill -9 the pageserver; with_standbys: its redo standbys too, as
+        when the whole machine goes (they outlive the pageserver otherwise)."""
         if self.proc:
             self.proc.kill()
+        if with_standbys:
+            import glob
+            for pidfile in glob.glob(os.path.join(self.data, "standby", "*", "pgdata",
+                                                  "postmaster.pid")):
+                try:
+                    with open(pidfile) as f:
+                        pid = int(f.readline())
+                    os.kill(pid, signal.SIGKILL)
+                    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10,
+                             what="a redo standby to die")
+                except (OSError, ValueError):
+                    pass
 
     def tl(self, tenant, timeline="", suffix=""):
         return f"{self.url}/v1/tenant/{tenant}/timeline" + (f"/{timeline}" if timeline else "") + suffix

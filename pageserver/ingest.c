@@ -183,23 +183,12 @@ prepare_standby(ps_ingest *in)
                  in->timeline, err);
     }
     if (rc == 0) {
-        char conf[2 * PATH_MAX], pc[600], restore[2 * PATH_MAX], script[2048];
+        char conf[2 * PATH_MAX], pc[600], restore[2 * PATH_MAX];
         primary_conninfo(in, &m, pc, sizeof(pc));
         /* Segments and history files come from this pageserver's WAL
          * endpoint: the timeline's own WAL from its safekeepers, an
          * ancestor's up to the branch point. */
         snprintf(restore, sizeof(restore), "%s/restore.sh", in->root);
-        const char *host = in->d->conf.listen_http.host;
-        if (!host[0] || strcmp(host, "0.0.0.0") == 0)
-            host = "127.0.0.1";
-        snprintf(script, sizeof(script),
-                 "#!/bin/sh\n"
-                 "curl -sf --max-time 60 -o \"$2.part\" "
-                 "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
-                 "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
-                 host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
-        rc = lb_write_file_atomic(restore, script, strlen(script));
-        chmod(restore, 0755);
         snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf", in->pgdata);
         lb_buf c = LB_BUF_INIT;
         lb_buf_printf(&c,
@@ -231,12 +220,52 @@ prepare_standby(ps_ingest *in)
     return rc;
 }
 
+/* The standby's restore_command: this pageserver's WAL endpoint, at its
+ * address of this run (rewritten at every start). */
+static int
+write_restore_script(ps_ingest *in)
+{
+    char restore[2 * PATH_MAX], script[2048];
+    snprintf(restore, sizeof(restore), "%s/restore.sh", in->root);
+    const char *host = in->d->conf.listen_http.host;
+    if (!host[0] || strcmp(host, "0.0.0.0") == 0)
+        host = "127.0.0.1";
+    snprintf(script, sizeof(script),
+             "#!/bin/sh\n"
+             "curl -sf --max-time 60 -o \"$2.part\" "
+             "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
+             "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
+             host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
+    int rc = lb_write_file_atomic(restore, script, strlen(script));
+    if (rc == 0 && chmod(restore, 0755) != 0)
+        rc = -errno;
+    return rc;
+}
+
 static int
 start_standby(ps_ingest *in)
 {
+    int wrc = write_restore_script(in);
+    if (wrc) {
+        lb_error("could not write the restore script of %s/%s: %s", in->tenant, in->timeline,
+                 lb_strerror(wrc));
+        return wrc;
+    }
+    /* A pageserver that was killed leaves its standbys running: stop one
+     * left on this data directory before starting ours (its settings, the
+     * port at least, are not ours). */
+    const char *stale[] = {"-D", in->pgdata, "-m", "immediate", "-w", "stop", NULL};
+    char pidfile[2 * PATH_MAX];
+    snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", in->pgdata);
+    if (access(pidfile, F_OK) == 0 && ps_run_pg(in->d, NULL, "pg_ctl", stale) == 0)
+        lb_info("stopped a redo standby left running on \"%s\"", in->pgdata);
     char log[2 * PATH_MAX];
     snprintf(log, sizeof(log), "%s/postgres.log", in->root);
-    const char *args[] = {"-D", in->pgdata, "-l", log, "-w", "-t", "120", "start", NULL};
+    /* The port of this run: the data directory may be from an earlier one. */
+    char opts[32];
+    snprintf(opts, sizeof(opts), "-p %d", in->port);
+    const char *args[] = {"-D", in->pgdata, "-l", log, "-o", opts, "-w", "-t", "120", "start",
+                          NULL};
     int st = ps_run_pg(in->d, NULL, "pg_ctl", args);
     if (st != 0) {
         lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant,

@@ -67,6 +67,8 @@ struct wconn {
     char tenant[SK_ID_LEN + 1], timeline[SK_ID_LEN + 1];
     char app_name[64];
     int peer; /* index of the peer safekeeper (C_PEER), else -1 */
+    bool ended_stream; /* we ended a stream: the client's CopyDone and late
+                        * status updates may still come */
     /* streaming */
     lb_lsn sent_lsn;
     uint32_t stream_tli;
@@ -320,6 +322,7 @@ cmd_start_replication(wconn *c, sk_tl_entry *e, lb_lsn start, uint32_t tli)
         return;
     }
     c->sent_lsn = start;
+    c->ended_stream = false;
     c->stream_tli = tli;
     c->stream_end = end;
     c->state = C_STREAMING;
@@ -401,7 +404,9 @@ pump(wconn *c)
          * cascading walsender's does, and the standby follows the switch. */
         const sk_acceptor_state *hist = sk_timeline_state(e->tl);
         for (size_t i = 0; i < hist->nhistory; i++)
-            if (hist->history[i].tli > c->stream_tli) {
+            if (hist->history[i].tli > c->stream_tli &&
+                sk_timeline_flush_lsn(e->tl) > hist->history[i].start_lsn) {
+                /* once the new timeline has WAL (and so a history file) */
                 c->stream_end = hist->history[i].start_lsn;
                 break;
             }
@@ -445,6 +450,7 @@ pump(wconn *c)
         lb_pq_put_command_complete(&c->out, "START_REPLICATION");
         lb_pq_put_ready(&c->out, 'I');
         c->state = C_READY;
+        c->ended_stream = true;
         return;
     }
     int64_t now = lb_now_ms();
@@ -529,7 +535,12 @@ process_input(wconn *c)
             c->state = C_CLOSING;
             return;
         }
-        if (c->state == C_PEER) {
+        if (c->state == C_READY && c->ended_stream && (m.type == 'c' || m.type == 'd')) {
+            /* The client's side of the stream we ended: its CopyDone, and
+             * status updates it sent before it saw ours. */
+            if (m.type == 'c')
+                c->ended_stream = false;
+        } else if (c->state == C_PEER) {
             handle_peer_copy(c, &m);
         } else if (c->state == C_STREAMING) {
             handle_copy(c, &m);
