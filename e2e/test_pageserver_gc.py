@@ -35,8 +35,8 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
         branch_point = branch_sum = branch = None
 
         def snapshot_round(r):
-            lo = (r * 4000) % 40000  # a tenth of the table, a different tenth each time
-            primary.sql(f"update t set v = v + 1 where id > {lo} and id <= {lo + 4000}")
+            lo = (r * 20000) % 40000  # half the table, the other half next time
+            primary.sql(f"update t set v = v + 1 where id > {lo} and id <= {lo + 20000}")
             primary.sql("checkpoint")
             target = lsn_int(insert_lsn(primary))
             wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
@@ -77,6 +77,11 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
         # Bounded: once the window has filled, stored bytes stop growing
         # while snapshots go on.
         assert max(counts[ROUNDS // 2:]) <= 1.5 * max(counts[:ROUNDS // 2]), counts
+        # And by what the policy promises: two chains of a full snapshot and
+        # deltas weighing at most as much (the window's and the newest), and
+        # the branch point's chain.
+        biggest_full = max(s["bytes"] for s in taken if s["full"])
+        assert max(counts) <= 6 * biggest_full, (counts, biggest_full)
         # The index and the store agree: every listed layer exists.
         assert listed <= set(files), (listed, files)
         # Every snapshot taken inside the window is still there.

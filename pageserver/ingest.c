@@ -264,8 +264,10 @@ start_standby(ps_ingest *in)
     /* The port of this run: the data directory may be from an earlier one. */
     char opts[32];
     snprintf(opts, sizeof(opts), "-p %d", in->port);
-    const char *args[] = {"-D", in->pgdata, "-l", log, "-o", opts, "-w", "-t", "120", "start",
-                          NULL};
+    /* Not waiting: a standby that needs WAL from a source that is down
+     * (this pageserver stopping, say) does not accept connections for a
+     * long time; the ingest loop connects when it does. */
+    const char *args[] = {"-D", in->pgdata, "-l", log, "-o", opts, "-W", "start", NULL};
     int st = ps_run_pg(in->d, NULL, "pg_ctl", args);
     if (st != 0) {
         lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant,

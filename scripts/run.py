@@ -1,31 +1,43 @@
 #!/usr/bin/python3
-"""`make run`: a quorum-durable PostgreSQL on this machine.
+"""`make run`: lakebase on this machine.
 
-Starts three safekeepers and one PostgreSQL 15 primary whose every commit
-is fsynced on two of them, all on loopback, with data under ./data. The
-first run bootstraps (initdb, timeline, election, promotion); later runs
-resume the same data. The launcher supervises what it started: a process
-that dies is restarted. Ctrl-C stops everything.
+    scripts/run.py                      the stack: 3 safekeepers, a pageserver, a primary
+    scripts/run.py branch NAME [--lsn X/X | --time 2026-01-02T03:04:05Z] [--from BRANCH]
+    scripts/run.py compute NAME [--port N]   a primary compute on branch NAME (foreground)
+    scripts/run.py branches                  list the branches
 
-This is the local stack as far as it exists today: there is no pageserver
-or compute-ctl yet, so the compute keeps its own data directory.
+The stack: three safekeepers, one pageserver whose object store is a
+directory under ./data (the safekeepers offload completed WAL segments to
+the same store), and a primary compute (compute-ctl) on the `main` branch,
+all on loopback. The first run bootstraps a tenant and its `main` timeline
+on the pageserver; later runs resume the same data: the compute is
+stateless and starts from the pageserver's snapshot and the safekeepers'
+WAL. The launcher supervises what it started: a process that dies is
+restarted. Ctrl-C stops everything.
+
+Branches are pageserver timelines; `branch` needs the stack running.
 """
+import argparse
 import json
 import os
 import signal
 import sys
 import time
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "e2e"))
 os.environ.setdefault("LB_PROJECT_ROOT", ROOT)
-from lakebase import Cluster, Postgres, wait_for  # noqa: E402
+from lakebase import BIN, Cluster, Pageserver, Proc, chown_pg, http, wait_for  # noqa: E402
 
-DATA = os.environ.get("LB_DATA", os.path.join(ROOT, "data"))
+DATA = os.path.abspath(os.environ.get("LB_DATA", os.path.join(ROOT, "data")))
 PG_PORT = int(os.environ.get("LB_PG_PORT", "55432"))
 SK_HTTP = int(os.environ.get("LB_SK_HTTP_PORT", "7676"))
 SK_PG = int(os.environ.get("LB_SK_PG_PORT", "5454"))
+PS_PORT = int(os.environ.get("LB_PS_PORT", "9898"))
+CTL_PORT = int(os.environ.get("LB_CTL_PORT", "9900"))
 STATE = os.path.join(DATA, "run.json")
+STORE = "file://" + os.path.join(DATA, "store")
 
 stopping = False
 
@@ -35,53 +47,203 @@ def on_signal(signo, frame):
     stopping = True
 
 
-def main():
+def say(msg):
+    print(f"lakebase: {msg}", flush=True)
+
+
+def load_state():
+    return json.load(open(STATE)) if os.path.exists(STATE) else None
+
+
+def save_state(state):
+    tmp = STATE + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, STATE)
+
+
+def ps_url():
+    return f"http://127.0.0.1:{PS_PORT}"
+
+
+def sk_specs():
+    return [{"name": f"sk-{i}", "http": f"http://127.0.0.1:{SK_HTTP + i}",
+             "pg": f"127.0.0.1:{SK_PG + i}"} for i in range(3)]
+
+
+class Compute:
+    """compute-ctl for one branch, its spec and log under data/computes/NAME."""
+
+    def __init__(self, state, branch, port, http_port):
+        self.dir = os.path.join(DATA, "computes", branch)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.port, self.http_port = port, http_port
+        self.spec = {"tenant_id": state["tenant"], "timeline_id": state["branches"][branch],
+                     "mode": "primary", "pageserver": ps_url(), "safekeepers": sk_specs(),
+                     "pg_port": port, "listen": f"127.0.0.1:{http_port}",
+                     "data_dir": os.path.join(self.dir, "pgdata"),
+                     "settings": {"shared_buffers": "128MB"}}
+        self.proc = None
+
+    def start(self):
+        path = os.path.join(self.dir, "spec.json")
+        with open(path, "w") as f:
+            json.dump(self.spec, f, indent=1)
+        chown_pg(self.dir)
+        self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", path],
+                         os.path.join(self.dir, "compute-ctl.log"))
+        return self
+
+    def ready(self):
+        try:
+            st, body = http("GET", f"http://127.0.0.1:{self.http_port}/status", timeout=2)
+        except OSError:
+            return False
+        return st == 200 and body.get("state") == "ready"
+
+    def wait_ready(self, timeout=300):
+        deadline = time.time() + timeout
+        while time.time() < deadline and not stopping:
+            if not self.proc.alive():
+                return False
+            if self.ready():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+
+
+def stack():
     os.makedirs(DATA, exist_ok=True)
     os.chmod(DATA, 0o755)
-    state = json.load(open(STATE)) if os.path.exists(STATE) else None
-    c = Cluster(DATA)
+    state = load_state()
+    if state and "branches" not in state:
+        raise SystemExit(f"lakebase: {DATA} holds data of an older lakebase without a "
+                         "pageserver; move it away to start afresh")
+    c = Cluster(DATA, sk_args=["--remote_storage", STORE])
     for i, sk in enumerate(c.sks):
         sk.http_port, sk.pg_port = SK_HTTP + i, SK_PG + i
-    if state:
-        c.tenant, c.timeline = state["tenant"], state["timeline"]
+    ps = Pageserver(DATA, remote=STORE)
+    ps.port = PS_PORT
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    c.start()
-    pg = Postgres(DATA, "compute")
+    compute = None
     try:
+        c.start()
+        ps.start()
         if not state:
-            print("lakebase: first run: bootstrapping a timeline on 3 safekeepers", flush=True)
-            c.track = lambda p: None
-            c.base = Postgres(DATA, "base").initdb()
-            c.base.base_conf()
-            seg = int(c.base.controldata()["Bytes per WAL segment"])
-            c.create_timeline(c.base.system_id(), c.base.end_of_wal(), seg_size=seg)
-            election = c.elect()
-            pg = c.new_compute("compute")
-            pg.port = PG_PORT
-            pg.conf(port=PG_PORT)
-            c.start_primary(pg, election)
-            json.dump({"tenant": c.tenant, "timeline": c.timeline, "election": election},
-                      open(STATE, "w"))
-        else:
-            pg.port = PG_PORT
-            pg.start()
-        print(f"lakebase: ready. Every commit is durable on 2 of 3 safekeepers.\n"
-              f'  psql "host=127.0.0.1 port={pg.port} user=postgres dbname=postgres"\n'
-              f"  data in {DATA}; Ctrl-C stops everything", flush=True)
+            say("first run: bootstrapping a tenant and its main timeline")
+            state = {"tenant": uuid.uuid4().hex, "branches": {"main": uuid.uuid4().hex}}
+            st, body = http("POST", f"{ps_url()}/v1/tenant/{state['tenant']}/timeline",
+                            {"timeline_id": state["branches"]["main"]}, timeout=300)
+            if st != 201:
+                raise SystemExit(f"lakebase: could not bootstrap: {body}")
+            save_state(state)
+        compute = Compute(state, "main", PG_PORT, CTL_PORT).start()
+        if not compute.wait_ready():
+            raise SystemExit("lakebase: the compute did not start; see "
+                             + os.path.join(compute.dir, "compute-ctl.log"))
+        say("ready. Every commit is durable on 2 of 3 safekeepers.\n"
+            f'  psql "host=127.0.0.1 port={PG_PORT} user=postgres dbname=postgres"\n'
+            f"  data in {DATA}; Ctrl-C stops everything")
         while not stopping:
             time.sleep(0.5)
             for sk in c.sks:
                 if not sk.proc.alive() and not stopping:
-                    print(f"lakebase: {sk.name} exited; restarting", flush=True)
+                    say(f"{sk.name} exited; restarting")
                     sk.start()
-            if pg.pid() is None and not stopping:
-                print("lakebase: postgres exited; restarting", flush=True)
-                pg.start()
+            if not ps.proc.alive() and not stopping:
+                say("pageserver exited; restarting")
+                ps.start()
+            if not compute.proc.alive() and not stopping:
+                say(f"compute exited ({compute.proc.p.returncode}); starting a new one")
+                compute.start()
+                if compute.wait_ready():
+                    say("compute ready again")
     finally:
-        print("lakebase: stopping", flush=True)
-        pg.stop("fast")
+        say("stopping")
+        if compute:
+            compute.stop()
+        ps.stop()
         c.stop()
+
+
+def branch(args):
+    state = load_state()
+    if not state:
+        raise SystemExit("lakebase: no stack yet: run `make run` first")
+    if args.name in state["branches"]:
+        raise SystemExit(f"lakebase: branch {args.name} exists")
+    parent = state["branches"].get(args.parent)
+    if not parent:
+        raise SystemExit(f"lakebase: no branch {args.parent}")
+    body = {"timeline_id": uuid.uuid4().hex, "ancestor_timeline_id": parent}
+    if args.time:
+        body["ancestor_timestamp"] = args.time
+    else:
+        lsn = args.lsn
+        if not lsn:
+            st, meta = http("GET", f"{ps_url()}/v1/tenant/{state['tenant']}/timeline/{parent}")
+            if st != 200:
+                raise SystemExit(f"lakebase: is the stack running? {meta}")
+            lsn = meta["last_record_lsn"]
+        body["ancestor_lsn"] = lsn
+    st, meta = http("POST", f"{ps_url()}/v1/tenant/{state['tenant']}/timeline", body, timeout=60)
+    if st != 201:
+        raise SystemExit(f"lakebase: could not branch: {meta.get('error', meta)}")
+    state["branches"][args.name] = meta["timeline_id"]
+    save_state(state)
+    print(f"branch {args.name} of {args.parent} at {meta['ancestor_lsn']}")
+
+
+def compute(args):
+    state = load_state()
+    if not state or args.name not in state["branches"]:
+        raise SystemExit(f"lakebase: no branch {args.name}")
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    c = Compute(state, args.name, args.port, args.port + 1000).start()
+    try:
+        if not c.wait_ready():
+            raise SystemExit("lakebase: the compute did not start; see "
+                             + os.path.join(c.dir, "compute-ctl.log"))
+        say(f"compute on branch {args.name} ready:\n"
+            f'  psql "host=127.0.0.1 port={args.port} user=postgres dbname=postgres"\n'
+            "  Ctrl-C stops it")
+        while not stopping and c.proc.alive():
+            time.sleep(0.5)
+    finally:
+        c.stop()
+
+
+def main():
+    p = argparse.ArgumentParser(description="lakebase on this machine")
+    sub = p.add_subparsers(dest="cmd")
+    b = sub.add_parser("branch", help="create a branch")
+    b.add_argument("name")
+    b.add_argument("--from", dest="parent", default="main")
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--lsn", help="branch point (default: what the pageserver has now)")
+    g.add_argument("--time", help="point in time, RFC 3339")
+    cp = sub.add_parser("compute", help="start a primary compute on a branch")
+    cp.add_argument("name")
+    cp.add_argument("--port", type=int, default=55433)
+    sub.add_parser("branches", help="list the branches")
+    args = p.parse_args()
+    if args.cmd == "branch":
+        branch(args)
+    elif args.cmd == "compute":
+        compute(args)
+    elif args.cmd == "branches":
+        state = load_state() or {"branches": {}}
+        for name, tl in state["branches"].items():
+            print(f"{name}\t{tl}")
+    else:
+        stack()
 
 
 if __name__ == "__main__":
