@@ -56,6 +56,12 @@ int ps_reconstruct_dir(ps_layer *const *layers, size_t n, const char *target, lb
 int ps_reconstruct_tar(ps_layer *const *layers, size_t n, lb_tar_writer *tar, lb_lsn wal_cut,
                        uint32_t seg_size);
 
+/* End of the record at lsn (a checkpoint record, say) in datadir's pg_wal,
+ * on PostgreSQL timeline tli: what a snapshot's P is when it is taken of
+ * a stopped cluster. */
+int ps_wal_record_end(const char *datadir, uint32_t tli, uint32_t seg_size, lb_lsn lsn,
+                      lb_lsn *end);
+
 /* Parse a relation file path relative to the data directory:
  * "base/5/16384_vm.2" -> key {1663, 5, 16384, VM}, segment 2. 0 or LB_ENOTFOUND. */
 int ps_parse_relpath(const char *relpath, ps_relkey *key, uint32_t *segno);

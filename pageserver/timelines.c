@@ -248,31 +248,6 @@ control_field(const char *text, const char *field, char *out, size_t cap)
     return out;
 }
 
-/* End of the record at lsn (a checkpoint record) in datadir's pg_wal. */
-static int
-record_end(const char *datadir, uint32_t tli, uint32_t seg_size, lb_lsn lsn, lb_lsn *end)
-{
-    char name[LB_WAL_SEG_NAME_LEN + 1], path[PATH_MAX + 256];
-    lb_wal_segment_name(name, tli, lb_wal_segno(lsn, seg_size), seg_size);
-    snprintf(path, sizeof(path), "%s/pg_wal/%s", datadir, name);
-    lb_buf seg = LB_BUF_INIT;
-    int rc = lb_read_file(path, &seg);
-    lb_wal_decoder *dec = NULL;
-    if (rc == 0)
-        rc = lb_wal_decoder_new(lsn, seg_size, &dec);
-    size_t off = (size_t)(lsn % seg_size);
-    if (rc == 0 && seg.len > off)
-        rc = lb_wal_decoder_feed(dec, seg.data + off, seg.len - off);
-    lb_wal_record rec;
-    if (rc == 0)
-        rc = lb_wal_decoder_next(dec, &rec);
-    if (rc == 0)
-        *end = rec.end_lsn;
-    lb_wal_decoder_free(dec);
-    lb_buf_free(&seg);
-    return rc;
-}
-
 /* ---- create ---------------------------------------------------------------------- */
 
 int
@@ -345,7 +320,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     m.system_id = strtoull(v_sysid, NULL, 10);
     m.wal_seg_size = (uint32_t)strtoul(v_seg, NULL, 10);
     m.pg_tli = (uint32_t)strtoul(v_tli, NULL, 10);
-    rc = record_end(pgdata, m.pg_tli, m.wal_seg_size, ckpt, &snap.lsn);
+    rc = ps_wal_record_end(pgdata, m.pg_tli, m.wal_seg_size, ckpt, &snap.lsn);
     if (rc) {
         snprintf(err, errcap, "could not find the end of the bootstrap WAL: %s", lb_strerror(rc));
         lb_rm_rf(dir);

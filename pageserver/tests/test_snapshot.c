@@ -78,8 +78,12 @@ test_incremental_snapshots_rebuild_the_cluster(void **state)
     snprintf(l1, sizeof(l1), "%s/1.layer", dir);
     snprintf(l2, sizeof(l2), "%s/2.layer", dir);
     snprintf(rebuilt, sizeof(rebuilt), "%s/rebuilt", dir);
-    ps_layer_info i1 = {.lsn = control_lsn(pg.datadir, "Latest checkpoint location"),
-                        .redo_lsn = control_lsn(pg.datadir, "Latest checkpoint's REDO location")};
+    /* P: the end of the shutdown checkpoint, the last record. */
+    ps_layer_info i1 = {.redo_lsn = control_lsn(pg.datadir, "Latest checkpoint's REDO location")};
+    assert_int_equal(ps_wal_record_end(pg.datadir, 1, SEG,
+                                       control_lsn(pg.datadir, "Latest checkpoint location"),
+                                       &i1.lsn),
+                     0);
     ps_snapshot_stats s1;
     assert_int_equal(ps_snapshot_take(pg.datadir, &i1, SEG, l1, &s1), 0);
     assert_true(s1.main_pages_written == s1.main_pages_seen); /* the first is full */
@@ -92,9 +96,12 @@ test_incremental_snapshots_rebuild_the_cluster(void **state)
                      0);
     char *want = table_digest(&pg);
     assert_int_equal(tu_pg_stop(&pg, false), 0);
-    ps_layer_info i2 = {.lsn = control_lsn(pg.datadir, "Latest checkpoint location"),
-                        .redo_lsn = control_lsn(pg.datadir, "Latest checkpoint's REDO location"),
+    ps_layer_info i2 = {.redo_lsn = control_lsn(pg.datadir, "Latest checkpoint's REDO location"),
                         .prev_lsn = i1.lsn};
+    assert_int_equal(ps_wal_record_end(pg.datadir, 1, SEG,
+                                       control_lsn(pg.datadir, "Latest checkpoint location"),
+                                       &i2.lsn),
+                     0);
     ps_snapshot_stats s2;
     assert_int_equal(ps_snapshot_take(pg.datadir, &i2, SEG, l2, &s2), 0);
     print_message("full: %llu main pages, %llu bytes; incremental: %llu of %llu main pages, "
