@@ -3,11 +3,13 @@
 A workload runs the whole time: concurrent bank transfers between 100
 accounts (the total must never change) and inserts whose ids are recorded
 only once COMMIT returned without the synchronous replication cancel
-warning. Meanwhile, one at a time at random moments: kill -9 the compute's
-PostgreSQL (the test, as the supervisor, brings a new compute up: a new
-election, a basebackup from the pageserver, replay); kill -9 a safekeeper
-and restart it; SIGSTOP a safekeeper for a few seconds (a partition);
-kill -9 the pageserver, sometimes wiping its disk, and restart it.
+warning. The compute is compute-ctl. Meanwhile, one at a time at random
+moments: kill -9 the compute's PostgreSQL (compute-ctl exits non-zero) or
+compute-ctl itself (its PostgreSQL goes with it); the test, as the
+supervisor `make run` is, starts a new compute-ctl: a new election, a
+basebackup from the pageserver, replay. kill -9 a safekeeper and restart
+it; SIGSTOP a safekeeper for a few seconds (a partition); kill -9 the
+pageserver, sometimes wiping its disk, and restart it.
 
 At the end: every acknowledged id is there exactly once, the bank total is
 unchanged, a server restored from the pageserver's newest snapshot holds
@@ -27,8 +29,9 @@ import psycopg
 import pytest
 
 from lakebase import Pageserver, Postgres, chown_pg, http, lsn_int, wait_for
+from test_compute import ComputeCtl
 from test_pageserver import table_hashes
-from test_pageserver_branch import insert_lsn, start_compute
+from test_pageserver_branch import insert_lsn
 
 SECONDS = float(os.environ.get("LB_FAULT_SECONDS", "150"))
 ACCOUNTS = 100
@@ -117,8 +120,8 @@ def test_no_acknowledged_commit_is_lost_under_faults(cluster):
     workdir = cluster.workdir
     rnd = random.Random(int(os.environ.get("LB_FAULT_SEED", "0")) or None)
     ps = Pageserver(workdir).start()
-    faults = {"compute_kill9": 0, "safekeeper_kill9": 0, "safekeeper_sigstop": 0,
-              "pageserver_kill9": 0, "pageserver_wipe": 0}
+    faults = {"compute_postgres_kill9": 0, "compute_ctl_kill9": 0, "safekeeper_kill9": 0,
+              "safekeeper_sigstop": 0, "pageserver_kill9": 0, "pageserver_wipe": 0}
     work = Workload()
     computes = []
     try:
@@ -128,10 +131,10 @@ def test_no_acknowledged_commit_is_lost_under_faults(cluster):
         state = {"meta": boot}
 
         def new_primary():
-            n = len(computes)
-            pg, _ = start_compute(cluster, ps, f"compute{n}", state["meta"])
-            computes.append(pg)
-            return pg
+            """The supervisor's part: a new compute-ctl once the last one is gone."""
+            ctl = ComputeCtl(cluster, ps, f"compute{len(computes)}")
+            computes.append(ctl)
+            return ctl.start()
 
         primary = new_primary()
         primary.sql(f"create table accounts (id int primary key, balance bigint not null)")
@@ -147,8 +150,18 @@ def test_no_acknowledged_commit_is_lost_under_faults(cluster):
             time.sleep(rnd.uniform(3, 8))
             kind = rnd.choice(["compute", "safekeeper", "sigstop", "pageserver"])
             if kind == "compute":
-                primary.kill9()
-                faults["compute_kill9"] += 1
+                if rnd.random() < 0.5:
+                    pid = primary.pg_pid()
+                    os.kill(pid, signal.SIGKILL)
+                    faults["compute_postgres_kill9"] += 1
+                    assert primary.wait_exit() == 3, primary.log_tail()
+                else:
+                    pid = primary.pg_pid()
+                    primary.proc.kill(signal.SIGKILL)
+                    faults["compute_ctl_kill9"] += 1
+                    # Its PostgreSQL does not outlive it.
+                    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30,
+                             what="the compute's postgres to exit with compute-ctl")
                 primary = new_primary()
                 work.dsn = primary.dsn()
             elif kind == "safekeeper":
@@ -237,6 +250,7 @@ def test_no_acknowledged_commit_is_lost_under_faults(cluster):
         assert len(work.acked) > 100
     finally:
         work.finish()
-        for pg in computes:
-            pg.stop("immediate")
+        for ctl in computes:
+            if ctl.proc and ctl.proc.alive():
+                ctl.stop()
         ps.stop()
