@@ -31,7 +31,7 @@ import pytest
 from lakebase import Pageserver, Postgres, chown_pg, http, lsn_int, wait_for
 from test_compute import ComputeCtl
 from test_pageserver import table_hashes
-from test_pageserver_branch import insert_lsn
+from test_pageserver_branch import wait_ingested, insert_lsn
 
 SECONDS = float(os.environ.get("LB_FAULT_SECONDS", "150"))
 ACCOUNTS = 100
@@ -202,8 +202,7 @@ def test_no_acknowledged_commit_is_lost_under_faults(cluster):
         # The pageserver's newest snapshot plus WAL gives the same tables.
         primary.sql("checkpoint")
         target = lsn_int(insert_lsn(primary))
-        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
-                 120, what="the pageserver to ingest everything")
+        wait_ingested(ps, t, root, target, 120, "the pageserver to ingest everything")
         st, snap = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
         assert st == 200, snap
         want = table_hashes(primary)

@@ -41,6 +41,12 @@ def start_compute(view, ps, name, meta):
     return pg, election
 
 
+def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):
+    """Until the pageserver has replayed the timeline up to target (an LSN)."""
+    wait_for(lambda: lsn_int(http("GET", ps.tl(tenant, timeline))[1]["last_record_lsn"])
+             >= target, timeout, what=what)
+
+
 def ids(pg):
     return [r[0] for r in pg.sql("select id from t order by id")]
 
@@ -70,8 +76,7 @@ def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):
         # root's later data from it, whatever the root's layers hold.
         primary.sql("checkpoint")
         target = lsn_int(insert_lsn(primary))
-        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
-                 60, what="the root's ingest")
+        wait_ingested(ps, t, root, target, 60, "the root's ingest")
         st, snap = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
         assert st == 200, snap
 
@@ -183,8 +188,7 @@ def test_lost_disk_reloads_from_object_storage_and_ingest_goes_on(cluster):
         primary.sql("insert into t select g, 'before' from generate_series(1, 1000) g")
         primary.sql("checkpoint")
         target = lsn_int(insert_lsn(primary))
-        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
-                 60, what="ingest")
+        wait_ingested(ps, t, root, target, 60, "ingest")
         st, snap = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
         assert st == 200 and snap["snapshot_taken"], snap
         branch = uuid.uuid4().hex
@@ -202,8 +206,7 @@ def test_lost_disk_reloads_from_object_storage_and_ingest_goes_on(cluster):
         primary.sql("insert into t select g, 'after' from generate_series(2001, 3000) g")
         primary.sql("checkpoint")
         target = lsn_int(insert_lsn(primary))
-        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
-                 90, what="ingest after the restart")
+        wait_ingested(ps, t, root, target, 90, "ingest after the restart")
         st, snap2 = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
         assert st == 200 and snap2["snapshot_taken"], snap2
         assert len(snap2["snapshots"]) > len(snap["snapshots"])
@@ -251,8 +254,7 @@ def test_branch_at_timestamp(cluster):
         st, same = http("GET", ps.tl(t, root, "/lsn_by_timestamp?timestamp=" +
                                      when[:-1] + "%2B00:00"))
         assert st == 200 and same["lsn"] == found["lsn"], same
-        wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
-                 60, what="ingest")
+        wait_ingested(ps, t, root, target, 60, "ingest")
 
         b = uuid.uuid4().hex
         st, meta = http("POST", ps.tl(t), {"timeline_id": b, "ancestor_timeline_id": root,
@@ -310,8 +312,7 @@ def test_idle_redo_standby_stops_and_wakes_on_new_wal(cluster):
                 quiet_checks += 1
             primary.sql(f"insert into t values ({i}, 'wakes it')")
             target = lsn_int(insert_lsn(primary))
-            wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"])
-                     >= target, 60, what="the standby to wake and replay")
+            wait_ingested(ps, t, root, target, 60, "the standby to wake and replay")
         assert quiet_checks >= 1
         log = open(os.path.join(ps.dir, "pageserver.log")).read()
         assert log.count("stopped: nothing replayed") >= 3

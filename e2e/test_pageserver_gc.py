@@ -6,7 +6,7 @@ import time
 import uuid
 
 from lakebase import Pageserver, http, lsn_int, wait_for
-from test_pageserver_branch import ids, insert_lsn, start_compute, timeline_view
+from test_pageserver_branch import wait_ingested, ids, insert_lsn, start_compute, timeline_view
 
 RETENTION_S = 2
 ROUNDS = 36
@@ -39,8 +39,7 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
             primary.sql(f"update t set v = v + 1 where id > {lo} and id <= {lo + 20000}")
             primary.sql("checkpoint")
             target = lsn_int(insert_lsn(primary))
-            wait_for(lambda: lsn_int(http("GET", ps.tl(t, root))[1]["last_record_lsn"]) >= target,
-                     60, what="ingest")
+            wait_ingested(ps, t, root, target, 60, "ingest")
             st, body = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
             assert st == 200, body
             for s in body["snapshots"]:

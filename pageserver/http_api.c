@@ -96,6 +96,20 @@ format_timestamp(int64_t us, char *out, size_t cap)
     snprintf(out, cap, "%s.%06lldZ", base, (long long)(us % 1000000));
 }
 
+/* The ids in the path. false after answering 400 (its status in *rc) when
+ * one is malformed. */
+static bool
+timeline_ids(lb_http_request *req, char *tenant, char *timeline, int *rc)
+{
+    lb_json_error e = LB_JSON_ERROR_INIT;
+    lb_json_param_id(req, "tenant_id", tenant, &e);
+    lb_json_param_id(req, "timeline_id", timeline, &e);
+    if (!e.failed)
+        return true;
+    *rc = lb_json_respond_bad_request(req, &e);
+    return false;
+}
+
 static int
 respond_meta(lb_http_request *req, int status, ps_tlmeta *m)
 {
@@ -180,12 +194,10 @@ static int
 h_status(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
-    lb_json_param_id(req, "tenant_id", tenant, &e);
-    lb_json_param_id(req, "timeline_id", timeline, &e);
-    if (e.failed)
-        return lb_json_respond_bad_request(req, &e);
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc))
+        return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
@@ -200,14 +212,12 @@ static int
 h_delete(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
-    lb_json_param_id(req, "tenant_id", tenant, &e);
-    lb_json_param_id(req, "timeline_id", timeline, &e);
-    if (e.failed)
-        return lb_json_respond_bad_request(req, &e);
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc))
+        return rc;
     char err[300] = "";
-    int rc = ps_delete_timeline(d, tenant, timeline, err, sizeof(err));
+    rc = ps_delete_timeline(d, tenant, timeline, err, sizeof(err));
     if (rc)
         return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
     return lb_json_respond(req, 200, json_object());
@@ -360,15 +370,13 @@ static int
 h_snapshot(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
-    lb_json_param_id(req, "tenant_id", tenant, &e);
-    lb_json_param_id(req, "timeline_id", timeline, &e);
-    if (e.failed)
-        return lb_json_respond_bad_request(req, &e);
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc))
+        return rc;
     char err[300] = "";
     bool taken;
-    int rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
+    rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
     if (rc)
         return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
     ps_tlmeta m;
@@ -384,12 +392,10 @@ static int
 h_wal(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
-    lb_json_param_id(req, "tenant_id", tenant, &e);
-    lb_json_param_id(req, "timeline_id", timeline, &e);
-    if (e.failed)
-        return lb_json_respond_bad_request(req, &e);
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc))
+        return rc;
     const char *name = lb_http_param(req, "name");
     bool history;
     uint32_t tli;
@@ -405,7 +411,7 @@ h_wal(lb_http_request *req, void *arg)
         return lb_http_respond_error(req, 500, "could not create a temporary file in \"%s\": %s",
                                      tmp, strerror(errno));
     char err[400];
-    int rc = ps_wal_fetch(d, tenant, timeline, name, fd, err, sizeof(err));
+    rc = ps_wal_fetch(d, tenant, timeline, name, fd, err, sizeof(err));
     if (rc) {
         close(fd);
         int status = rc == LB_EHTTP ? 503 : lb_http_status_for_error(rc);
@@ -423,12 +429,10 @@ static int
 h_lsn_by_timestamp(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
-    lb_json_param_id(req, "tenant_id", tenant, &e);
-    lb_json_param_id(req, "timeline_id", timeline, &e);
-    if (e.failed)
-        return lb_json_respond_bad_request(req, &e);
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc))
+        return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
     if (parse_timestamp(when, &t) != 0)
@@ -438,7 +442,7 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
     int64_t ts;
     uint32_t xid;
     char err[300] = "";
-    int rc = ps_ingest_commit_before(d, tenant, timeline, t, &lsn, &ts, &xid, err, sizeof(err));
+    rc = ps_ingest_commit_before(d, tenant, timeline, t, &lsn, &ts, &xid, err, sizeof(err));
     if (rc)
         return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
     char when_s[48];

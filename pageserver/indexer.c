@@ -26,6 +26,7 @@
 
 #include "daemon.h"
 #include "errors.h"
+#include "event_loop.h"
 #include "fileio.h"
 #include "http_client.h"
 #include "log.h"
@@ -51,14 +52,6 @@ struct ps_indexer {
     size_t nuploaded;
     int64_t last_report_ms;
 };
-
-static int64_t
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 nap(ps_indexer *x, int64_t ms)
@@ -171,9 +164,9 @@ housekeeping(ps_indexer *x, const ps_tlmeta *m)
     lb_lsn pos = ps_walindex_resume_lsn(x->ix);
     ps_walindex_sealed_files(x->ix, upload_one, x);
     pthread_mutex_unlock(&x->lock);
-    if (mono_ms() - x->last_report_ms >= REPORT_MS) {
+    if (lb_now_ms() - x->last_report_ms >= REPORT_MS) {
         report(x, m, pos);
-        x->last_report_ms = mono_ms();
+        x->last_report_ms = lb_now_ms();
     }
 }
 
@@ -224,7 +217,7 @@ stream(ps_indexer *x, const ps_tlmeta *m)
         return;
     }
     PQclear(r);
-    int64_t last_house = mono_ms();
+    int64_t last_house = lb_now_ms();
     while (!x->stop) {
         char *buf = NULL;
         int n = PQgetCopyData(c, &buf, 1);
@@ -283,9 +276,9 @@ stream(ps_indexer *x, const ps_tlmeta *m)
             if (rc)
                 break; /* reconnect from the last record indexed */
         }
-        if (mono_ms() - last_house >= HOUSEKEEPING_MS) {
+        if (lb_now_ms() - last_house >= HOUSEKEEPING_MS) {
             housekeeping(x, m);
-            last_house = mono_ms();
+            last_house = lb_now_ms();
         }
     }
     PQfinish(c);
