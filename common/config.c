@@ -1028,3 +1028,17 @@ lb_config_help(const lb_config_setting *table, const char *program, const char *
     }
     return rc;
 }
+
+void
+lb_config_pg_bindir(char *out, size_t cap)
+{
+    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
+    char buf[4096] = "";
+    if (f) {
+        if (!fgets(buf, sizeof(buf), f))
+            buf[0] = '\0';
+        pclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    snprintf(out, cap, "%s", buf[0] ? buf : "/usr/lib/postgresql/15/bin");
+}

@@ -148,5 +148,8 @@ int lb_config_parse_size(const char *text, uint64_t *bytes);
 int lb_config_parse_duration(const char *text, int64_t *ms);
 /* "host:port", "[::1]:5432". 0 or LB_EPARSE. */
 int lb_config_parse_addr(const char *text, lb_config_addr *addr);
+/* The PostgreSQL binaries' directory, the default of a pg_bin_dir setting:
+ * `pg_config --bindir`, else /usr/lib/postgresql/15/bin. */
+void lb_config_pg_bindir(char *out, size_t cap);
 
 #endif

@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "config.h"
 #include "errors.h"
 #include "fileio.h"
 #include "spec.h"
@@ -436,20 +437,6 @@ parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
     return 0;
 }
 
-static void
-default_pg_bin_dir(char *out, size_t cap)
-{
-    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
-    char buf[PATH_MAX] = "";
-    if (f) {
-        if (!fgets(buf, sizeof(buf), f))
-            buf[0] = '\0';
-        pclose(f);
-    }
-    buf[strcspn(buf, "\n")] = '\0';
-    snprintf(out, cap, "%s", buf[0] ? buf : "/usr/lib/postgresql/15/bin");
-}
-
 static int
 parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
 {
@@ -550,7 +537,7 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
                       err, cap)) < 0)
         return rc;
     if (rc == 0)
-        default_pg_bin_dir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
+        lb_config_pg_bindir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
     strcpy(spec->pg_user, "postgres");
     if ((rc = get_str(root, "pg_user", "", spec->pg_user, sizeof(spec->pg_user), false, err, cap)) <
         0)

@@ -13,20 +13,6 @@
 #include "fileio.h"
 #include "log.h"
 
-static char *
-pg_bindir(void)
-{
-    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
-    char buf[PATH_MAX] = "";
-    if (f) {
-        if (!fgets(buf, sizeof(buf), f))
-            buf[0] = '\0';
-        pclose(f);
-    }
-    buf[strcspn(buf, "\n")] = '\0';
-    return strdup(buf[0] ? buf : "/usr/lib/postgresql/15/bin");
-}
-
 int
 ps_daemon_init(ps_daemon *d)
 {
@@ -46,7 +32,9 @@ ps_daemon_init(ps_daemon *d)
     }
     if (!d->conf.pg_bin_dir || !d->conf.pg_bin_dir[0]) {
         free(d->conf.pg_bin_dir);
-        d->conf.pg_bin_dir = pg_bindir();
+        char bindir[PATH_MAX];
+        lb_config_pg_bindir(bindir, sizeof(bindir));
+        d->conf.pg_bin_dir = strdup(bindir);
     }
     if (!d->conf.remote_storage || !d->conf.remote_storage[0]) {
         char url[PATH_MAX + 16];

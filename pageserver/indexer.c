@@ -133,30 +133,6 @@ download_index(ps_indexer *x)
 }
 
 static void
-report(ps_indexer *x, const ps_tlmeta *m, lb_lsn pos)
-{
-    lb_http_options opts = {.connect_timeout_ms = 500, .timeout_ms = 2000, .max_attempts = 1};
-    lb_http_client *http;
-    if (lb_http_client_new(&opts, &http) != 0)
-        return;
-    char body[200], url[400], p[LB_LSN_STRLEN];
-    snprintf(body, sizeof(body), "{\"name\":\"" CONSUMER "\",\"applied_lsn\":\"%s\"}",
-             lb_lsn_format(pos, p));
-    const char *hdr[] = {"Content-Type: application/json"};
-    for (size_t i = 0; i < m->nsafekeepers; i++) {
-        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/consumer", m->safekeepers[i].http,
-                 x->tenant, x->timeline);
-        lb_http_call call = {.method = "POST", .url = url, .headers = hdr, .nheaders = 1,
-                             .body = body, .body_len = strlen(body),
-                             .retry_non_idempotent = true};
-        lb_http_result res = LB_HTTP_RESULT_INIT;
-        lb_http_do(http, &call, &res);
-        lb_http_result_free(&res);
-    }
-    lb_http_client_free(http);
-}
-
-static void
 housekeeping(ps_indexer *x, const ps_tlmeta *m)
 {
     pthread_mutex_lock(&x->lock);
@@ -165,7 +141,7 @@ housekeeping(ps_indexer *x, const ps_tlmeta *m)
     ps_walindex_sealed_files(x->ix, upload_one, x);
     pthread_mutex_unlock(&x->lock);
     if (lb_now_ms() - x->last_report_ms >= REPORT_MS) {
-        report(x, m, pos);
+        ps_report_consumer(m, CONSUMER, pos);
         x->last_report_ms = lb_now_ms();
     }
 }

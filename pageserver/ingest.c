@@ -394,27 +394,8 @@ report_position(ps_ingest *in)
     ps_tlmeta m;
     if (get_meta(in, &m) != 0)
         return;
-    if (m.nsnapshots) {
-        lb_http_options opts = {.connect_timeout_ms = 500, .timeout_ms = 2000, .max_attempts = 1};
-        lb_http_client *http;
-        if (lb_http_client_new(&opts, &http) == 0) {
-            char body[200], url[400], r[LB_LSN_STRLEN];
-            snprintf(body, sizeof(body), "{\"name\":\"pageserver\",\"applied_lsn\":\"%s\"}",
-                     lb_lsn_format(m.snapshots[m.nsnapshots - 1].redo_lsn, r));
-            const char *hdr[] = {"Content-Type: application/json"};
-            for (size_t i = 0; i < m.nsafekeepers; i++) {
-                snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/consumer",
-                         m.safekeepers[i].http, in->tenant, in->timeline);
-                lb_http_call call = {.method = "POST", .url = url, .headers = hdr,
-                                     .nheaders = 1, .body = body, .body_len = strlen(body),
-                                     .retry_non_idempotent = true};
-                lb_http_result res = LB_HTTP_RESULT_INIT;
-                lb_http_do(http, &call, &res);
-                lb_http_result_free(&res);
-            }
-            lb_http_client_free(http);
-        }
-    }
+    if (m.nsnapshots)
+        ps_report_consumer(&m, "pageserver", m.snapshots[m.nsnapshots - 1].redo_lsn);
     ps_tlmeta_free(&m);
 }
 

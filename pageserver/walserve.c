@@ -354,3 +354,27 @@ ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *c
     lb_http_client_free(http);
     return rc;
 }
+
+void
+ps_report_consumer(const ps_tlmeta *m, const char *name, lb_lsn applied)
+{
+    lb_http_options opts = {.connect_timeout_ms = 500, .timeout_ms = 2000, .max_attempts = 1};
+    lb_http_client *http;
+    if (lb_http_client_new(&opts, &http) != 0)
+        return;
+    char body[200], url[400], p[LB_LSN_STRLEN];
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"applied_lsn\":\"%s\"}", name,
+             lb_lsn_format(applied, p));
+    const char *hdr[] = {"Content-Type: application/json"};
+    for (size_t i = 0; i < m->nsafekeepers; i++) {
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/consumer", m->safekeepers[i].http,
+                 m->tenant_id, m->timeline_id);
+        lb_http_call call = {.method = "POST", .url = url, .headers = hdr, .nheaders = 1,
+                             .body = body, .body_len = strlen(body),
+                             .retry_non_idempotent = true};
+        lb_http_result res = LB_HTTP_RESULT_INIT;
+        lb_http_do(http, &call, &res); /* best effort: the next report comes soon */
+        lb_http_result_free(&res);
+    }
+    lb_http_client_free(http);
+}
