@@ -4,6 +4,9 @@
 # in its own temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
+lb_script_traps e2e
+lb_step "running the e2e suite"
 export LB_PROJECT_ROOT=$PWD
 export PATH=$PWD/build/bin:$PWD/build/tools:$PATH
 if ! compgen -G "e2e/test_*.py" >/dev/null; then

@@ -4,6 +4,8 @@
 # if any binary failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# No set -e: a failing test binary is counted, not fatal; the summary and
+# exit status report it.
 export LB_PROJECT_ROOT=$PWD
 limit=${LB_UNIT_TIMEOUT:-600}
 tests_passed=0 tests_failed=0 bins_failed=()
