@@ -331,8 +331,9 @@ def dirty_blocks(pri, since, upto, path):
     in the range may have started long before it)."""
     wal = os.path.join(pri.datadir, "pg_wal")
     first = sorted(n for n in os.listdir(wal) if re.fullmatch(r"[0-9A-F]{24}", n))[0]
-    out = pri.run([os.path.join(PGBIN, "pg_waldump"), "-p", wal, "-e", upto, first],
-                  check=False).stdout
+    start = (int(first[8:16], 16) << 32) | (int(first[16:24], 16) * (16 << 20))
+    out = pri.run([os.path.join(PGBIN, "pg_waldump"), "-p", wal, "-s",
+                   f"{start >> 32:X}/{start & 0xFFFFFFFF:X}", "-e", upto], check=False).stdout
     s, u = lsn_int(since), lsn_int(upto)
     by_xid, dirty, ended = {}, set(), []
     for line in out.splitlines():
