@@ -35,7 +35,7 @@ TEST_LDLIBS := -lcmocka
 # the libraries in reverse of this order, so a component may use any library
 # listed before it.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
-LIB_ORDER := common lake safekeeper pageserver compute proxy controller devcluster
+LIB_ORDER := common token lake safekeeper pageserver compute proxy controller devcluster
 COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
 libname = $(if $(filter common,$(1)),lakebase,$(1))
 LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
@@ -43,6 +43,7 @@ ALL_LIBS := $(foreach c,$(call reverse,$(COMPONENTS)),$(call LIB_PATH,$(c)))
 LIBLAKEBASE := $(call LIB_PATH,common)
 
 # Binary names where they differ from the folder.
+BIN_token      := lakebase-token
 BIN_compute    := compute-ctl
 BIN_proxy      := lakebase-proxy
 BIN_controller := lakebase-controller
