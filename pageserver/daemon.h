@@ -114,7 +114,8 @@ void ps_set_last_record_lsn(ps_daemon *d, const char *tenant, const char *timeli
 /* Local paths. */
 void ps_timeline_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out,
                      size_t cap);
-/* Run a PostgreSQL tool as the configured user; exit status or -errno. */
+/* Run a PostgreSQL tool as the configured user (common/pgproc.h); exit status,
+ * 128 + signal, or -errno. chown_to_pg: the whole tree, never through a link. */
 int ps_run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[]);
 int ps_chown_to_pg(ps_daemon *d, const char *path);
 

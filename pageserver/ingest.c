@@ -210,11 +210,10 @@ prepare_standby(ps_ingest *in)
     }
     ps_tlmeta_free(&m);
     if (rc == 0) {
-        char cmd[5 * PATH_MAX];
-        snprintf(cmd, sizeof(cmd), "chown -R %s: '%s' '%s'", in->d->conf.pg_user, in->root,
-                 in->pgdata);
-        if (geteuid() == 0 && system(cmd) != 0)
-            rc = -EPERM;
+        rc = ps_chown_to_pg(in->d, in->root);
+        if (rc)
+            lb_error("could not give \"%s\" to the PostgreSQL user: %s", in->root,
+                     lb_strerror(rc));
         chmod(in->pgdata, 0700);
     }
     return rc;

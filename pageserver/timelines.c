@@ -28,6 +28,7 @@
 #include "json.h"
 #include "layer.h"
 #include "log.h"
+#include "pgproc.h"
 #include "snapshot.h"
 #include "wal.h"
 
@@ -175,77 +176,20 @@ open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *n
 
 /* ---- running PostgreSQL tools --------------------------------------------------- */
 
-/* Run a PostgreSQL binary (as conf.pg_user when we are root), output into
- * out (may be NULL). Returns the exit status, or -errno. */
+/* PostgreSQL programs run through common/pgproc.c, as conf.pg_user when
+ * the pageserver is root. */
 int
 ps_run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[])
 {
-    char bin[PATH_MAX];
-    snprintf(bin, sizeof(bin), "%s/%s", d->conf.pg_bin_dir, tool);
-    const char *argv[32];
-    int n = 0;
-    if (geteuid() == 0) {
-        argv[n++] = "runuser";
-        argv[n++] = "-u";
-        argv[n++] = d->conf.pg_user;
-        argv[n++] = "--";
-    }
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int pipefd[2];
-    if (pipe(pipefd) != 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        dup2(pipefd[1], 2);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(pipefd[0], buf, sizeof(buf))) > 0)
-        if (out)
-            lb_buf_append(out, buf, (size_t)r);
-    close(pipefd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    lb_pg_env env = {.bin_dir = d->conf.pg_bin_dir, .user = d->conf.pg_user};
+    return lb_pg_run(&env, tool, args, out);
 }
 
 int
 ps_chown_to_pg(ps_daemon *d, const char *path)
 {
-    if (geteuid() != 0)
-        return 0;
-    struct passwd *pw = getpwnam(d->conf.pg_user);
-    if (!pw)
-        return LB_EBADCONFIG;
-    return chown(path, pw->pw_uid, pw->pw_gid) == 0 ? 0 : -errno;
-}
-
-static const char *
-control_field(const char *text, const char *field, char *out, size_t cap)
-{
-    const char *p = strstr(text, field);
-    if (!p || !(p = strchr(p, ':')))
-        return NULL;
-    p++;
-    while (*p == ' ')
-        p++;
-    size_t n = strcspn(p, "\n");
-    if (n >= cap)
-        return NULL;
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return out;
+    lb_pg_env env = {.bin_dir = d->conf.pg_bin_dir, .user = d->conf.pg_user};
+    return lb_pg_chown_tree(&env, path);
 }
 
 /* ---- create ---------------------------------------------------------------------- */
@@ -303,11 +247,11 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     ps_tlmeta m = {0};
     lb_lsn ckpt = 0;
     ps_snapshot_meta snap = {0};
-    if (st != 0 || !control_field(text.data, "Database system identifier", v_sysid, sizeof(v_sysid)) ||
-        !control_field(text.data, "Latest checkpoint location", v_ckpt, sizeof(v_ckpt)) ||
-        !control_field(text.data, "Latest checkpoint's REDO location", v_redo, sizeof(v_redo)) ||
-        !control_field(text.data, "Bytes per WAL segment", v_seg, sizeof(v_seg)) ||
-        !control_field(text.data, "Latest checkpoint's TimeLineID", v_tli, sizeof(v_tli)) ||
+    if (st != 0 || lb_pg_controldata_field(text.data, "Database system identifier", v_sysid, sizeof(v_sysid)) ||
+        lb_pg_controldata_field(text.data, "Latest checkpoint location", v_ckpt, sizeof(v_ckpt)) ||
+        lb_pg_controldata_field(text.data, "Latest checkpoint's REDO location", v_redo, sizeof(v_redo)) ||
+        lb_pg_controldata_field(text.data, "Bytes per WAL segment", v_seg, sizeof(v_seg)) ||
+        lb_pg_controldata_field(text.data, "Latest checkpoint's TimeLineID", v_tli, sizeof(v_tli)) ||
         lb_lsn_parse(v_ckpt, &ckpt) || lb_lsn_parse(v_redo, &snap.redo_lsn)) {
         snprintf(err, errcap, "could not read the new cluster's control data");
         lb_buf_free(&text);
