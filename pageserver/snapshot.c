@@ -30,13 +30,14 @@
 /* Directories whose contents a base backup leaves out (the directory
  * itself is kept), as pg_basebackup does. */
 static const char *const skip_contents[] = {
-    "pg_wal", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial",
+    "pg_wal",       "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial",
     "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL,
 };
 /* Files left out wherever they are. */
 static const char *const skip_files[] = {
-    "postmaster.pid", "postmaster.opts", "pg_internal.init", "standby.signal",
-    "recovery.signal", "backup_label", "backup_manifest", "current_logfiles", NULL,
+    "postmaster.pid",  "postmaster.opts",  "pg_internal.init",
+    "standby.signal",  "recovery.signal",  "backup_label",
+    "backup_manifest", "current_logfiles", NULL,
 };
 
 static bool
