@@ -4,6 +4,7 @@ Every process is started by the test, in the test's own temporary
 directory, on free ports, and stopped by its pid. PostgreSQL runs as the
 postgres user when the tests run as root.
 """
+import copy
 import json
 import os
 import pwd
@@ -15,6 +16,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+
+import psycopg
 
 ROOT = os.environ.get("LB_PROJECT_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
@@ -469,3 +472,218 @@ rm -f "$2.part"; exit 1
         chown_pg(target_dir)
         os.chmod(target_dir, 0o700)
         return headers, len(data)
+
+
+# Shared by the compute, pageserver and fault tests, the benchmarks and
+# scripts/run.py.
+
+class ComputeCtl:
+    """One compute-ctl process and its spec, in workdir/name."""
+
+    def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
+                 settings=None, sks=None, tenant=None, workdir=None, port=None, http_port=None):
+        self.dir = os.path.join(workdir or cluster.workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.port = port or free_port()
+        self.http_port = http_port or free_port()
+        self.spec = {
+            "tenant_id": tenant or cluster.tenant,
+            "timeline_id": timeline or cluster.timeline,
+            "mode": mode,
+            "pageserver": ps.url,
+            "safekeepers": [{"name": sk.name, "http": sk.url, "pg": f"127.0.0.1:{sk.pg_port}"}
+                            for sk in (sks or cluster.sks)],
+            "pg_port": self.port,
+            "listen": f"127.0.0.1:{self.http_port}",
+            "data_dir": os.path.join(self.dir, "pgdata"),
+            "settings": settings or {"shared_buffers": "32MB"},
+        }
+        if lsn:
+            self.spec["lsn"] = lsn
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_spec(self, yaml=False):
+        path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
+        with open(path, "w") as f:
+            if yaml:
+                f.write(to_yaml(self.spec))
+            else:
+                json.dump(self.spec, f)
+        return path
+
+    def start(self, wait=True, yaml=True):
+        spec = self.write_spec(yaml)
+        self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", spec],
+                         os.path.join(self.dir, "compute-ctl.log"))
+        if wait:
+            self.wait_ready()
+        return self
+
+    def status(self):
+        st, body = http("GET", self.url + "/status")
+        assert st == 200, body
+        return body
+
+    def ready(self):
+        """True when compute-ctl answers that its PostgreSQL is ready."""
+        try:
+            st, body = http("GET", self.url + "/status", timeout=2)
+        except OSError:
+            return False
+        return st == 200 and body.get("state") == "ready"
+
+    def wait_ready(self, timeout=120, stop=lambda: False):
+        """Until ready; raises if compute-ctl exits, the time runs out or
+        stop() says so."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and not stop():
+            if not self.proc.alive():
+                raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
+                                     + self.log_tail())
+            try:
+                st, body = http("GET", self.url + "/status")
+            except OSError:
+                st, body = None, None
+            if st == 200 and body["state"] == "ready":
+                return body
+            time.sleep(0.2)
+        raise AssertionError("not ready: " + self.log_tail())
+
+    def psql_string(self):
+        return f'psql "{self.dsn()}"'
+
+    def log_tail(self, n=40):
+        with open(self.proc.log, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def dsn(self, **kw):
+        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        d.update(kw)
+        return " ".join(f"{k}={v}" for k, v in d.items())
+
+    def sql(self, query, *args):
+        with psycopg.connect(self.dsn(), autocommit=True) as c:
+            cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def pg_pid(self):
+        try:
+            with open(os.path.join(self.spec["data_dir"], "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def wait_exit(self, timeout=60):
+        try:
+            return self.proc.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("compute-ctl did not exit: " + self.log_tail())
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc and self.proc.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            code = self.wait_exit()
+        else:
+            code = self.proc.p.returncode if self.proc else None
+        return code
+
+    def cleanup(self):
+        """Whatever happened: no compute-ctl and no postgres left behind."""
+        if self.proc:
+            if self.proc.alive():
+                self.proc.kill(signal.SIGKILL)
+            self.proc.logf.close()
+        pid = self.pg_pid()
+        if pid and os.path.exists(f"/proc/{pid}"):
+            try:
+                os.kill(pid, signal.SIGQUIT)
+                wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
+            except (OSError, TimeoutError):
+                pass
+
+
+def to_yaml(v, indent=0):
+    """Enough YAML for a spec: nested mappings, lists of mappings, scalars."""
+    pad = " " * indent
+    out = ""
+    for k, x in v.items():
+        if isinstance(x, dict):
+            out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
+        elif isinstance(x, list) and not x:
+            out += f"{pad}{k}: []\n"
+        elif isinstance(x, list):
+            out += f"{pad}{k}:\n"
+            for item in x:
+                lines = to_yaml(item, indent + 4).splitlines()
+                out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
+        elif isinstance(x, str):
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+        else:
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+    return out
+
+
+def table_hashes(pg):
+    """Every user table: row count and a hash of its rows in a fixed order."""
+    out = {}
+    for schema, name in pg.sql("select schemaname, tablename from pg_tables where schemaname "
+                               "not in ('pg_catalog', 'information_schema') order by 1, 2"):
+        q = (f'select count(*), md5(coalesce(string_agg(x::text, chr(10) order by x::text), \'\')) '
+             f'from "{schema}"."{name}" x')
+        out[f"{schema}.{name}"] = tuple(pg.sql(q)[0])
+    return out
+
+
+def timeline_view(cluster, timeline):
+    """The same safekeepers, another timeline on them."""
+    v = copy.copy(cluster)
+    v.timeline = timeline
+    return v
+
+
+def start_compute(view, ps, name, meta):
+    """A primary on a pageserver timeline: the timeline on the safekeepers
+    (starting where the pageserver's does), an election, a basebackup,
+    recovery from the pageserver's WAL endpoint, promotion; then the
+    pageserver ingests what the safekeepers commit."""
+    t, l = view.tenant, view.timeline
+    st, sk_status = http("GET", view.sks[0].tl(t, l))
+    if st == 404:
+        view.create_timeline(int(meta["system_id"]), lsn_int(meta["start_lsn"]),
+                             pg_tli=meta["pg_tli"], seg_size=meta["wal_seg_size"])
+    election = view.elect()
+    pg = Postgres(view.workdir, name)
+    ps.basebackup(t, l, pg.datadir)
+    pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
+            wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
+    view.track(pg)
+    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
+    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
+    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
+    assert st == 200, body
+    return pg, election
+
+
+def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):
+    """Until the pageserver has replayed the timeline up to target (an LSN)."""
+    wait_for(lambda: lsn_int(http("GET", ps.tl(tenant, timeline))[1]["last_record_lsn"])
+             >= target, timeout, what=what)
+
+
+def ids(pg):
+    return [r[0] for r in pg.sql("select id from t order by id")]
+
+
+def insert_lsn(pg):
+    """Everything committed so far is before this LSN (a record boundary)."""
+    return pg.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+
+
+def tli(pg):
+    return int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])

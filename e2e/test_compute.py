@@ -4,7 +4,6 @@ takes durable writes; a second primary (new term) has every committed row;
 PostgreSQL dying makes compute-ctl exit non-zero; SIGTERM stops it cleanly;
 a replica follows; a static compute shows exactly the data before its LSN;
 a branch starts; bad specs are refused with the field named."""
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import uuid
 import psycopg
 import pytest
 
-from lakebase import BIN, Pageserver, Proc, free_port, http, lsn_int, wait_for
+from lakebase import BIN, ComputeCtl, Pageserver, http, lsn_int, wait_for
 
 CTL = os.path.join(BIN, "compute-ctl")
 
@@ -36,144 +35,6 @@ class BlockedCommit(threading.Thread):
         except Exception as e:  # noqa: BLE001 - reported to the test
             self.error = e
         self.done.set()
-
-
-class ComputeCtl:
-    """One compute-ctl process and its spec, in workdir/name."""
-
-    def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
-                 settings=None, sks=None):
-        self.dir = os.path.join(cluster.workdir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
-        self.http_port = free_port()
-        self.spec = {
-            "tenant_id": cluster.tenant,
-            "timeline_id": timeline or cluster.timeline,
-            "mode": mode,
-            "pageserver": ps.url,
-            "safekeepers": [{"name": sk.name, "http": sk.url, "pg": f"127.0.0.1:{sk.pg_port}"}
-                            for sk in (sks or cluster.sks)],
-            "pg_port": self.port,
-            "listen": f"127.0.0.1:{self.http_port}",
-            "data_dir": os.path.join(self.dir, "pgdata"),
-            "settings": settings or {"shared_buffers": "32MB"},
-        }
-        if lsn:
-            self.spec["lsn"] = lsn
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def write_spec(self, yaml=False):
-        path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
-        with open(path, "w") as f:
-            if yaml:
-                f.write(to_yaml(self.spec))
-            else:
-                json.dump(self.spec, f)
-        return path
-
-    def start(self, wait=True, yaml=True):
-        self.proc = Proc([CTL, "--spec", self.write_spec(yaml)],
-                         os.path.join(self.dir, "compute-ctl.log"))
-        if wait:
-            self.wait_ready()
-        return self
-
-    def status(self):
-        st, body = http("GET", self.url + "/status")
-        assert st == 200, body
-        return body
-
-    def wait_ready(self, timeout=120):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not self.proc.alive():
-                raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
-                                     + self.log_tail())
-            try:
-                st, body = http("GET", self.url + "/status")
-            except OSError:
-                st, body = None, None
-            if st == 200 and body["state"] == "ready":
-                return body
-            time.sleep(0.2)
-        raise AssertionError("not ready: " + self.log_tail())
-
-    def log_tail(self, n=40):
-        with open(self.proc.log, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-
-    def dsn(self, **kw):
-        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
-        d.update(kw)
-        return " ".join(f"{k}={v}" for k, v in d.items())
-
-    def sql(self, query, *args):
-        with psycopg.connect(self.dsn(), autocommit=True) as c:
-            cur = c.execute(query, args or None)
-            return cur.fetchall() if cur.description else None
-
-    def pg_pid(self):
-        try:
-            with open(os.path.join(self.spec["data_dir"], "postmaster.pid")) as f:
-                return int(f.readline())
-        except (OSError, ValueError):
-            return None
-
-    def wait_exit(self, timeout=60):
-        try:
-            return self.proc.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("compute-ctl did not exit: " + self.log_tail())
-
-    def stop(self):
-        """SIGTERM; returns the exit code."""
-        if self.proc and self.proc.alive():
-            os.kill(self.proc.pid, signal.SIGTERM)
-            code = self.wait_exit()
-        else:
-            code = self.proc.p.returncode if self.proc else None
-        return code
-
-    def cleanup(self):
-        """Whatever happened: no compute-ctl and no postgres left behind."""
-        if self.proc:
-            if self.proc.alive():
-                self.proc.kill(signal.SIGKILL)
-            self.proc.logf.close()
-        pid = self.pg_pid()
-        if pid and os.path.exists(f"/proc/{pid}"):
-            try:
-                os.kill(pid, signal.SIGQUIT)
-                wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
-            except (OSError, TimeoutError):
-                pass
-
-
-def to_yaml(v, indent=0):
-    """Enough YAML for a spec: nested mappings, lists of mappings, scalars."""
-    pad = " " * indent
-    out = ""
-    for k, x in v.items():
-        if isinstance(x, dict):
-            out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
-        elif isinstance(x, list) and not x:
-            out += f"{pad}{k}: []\n"
-        elif isinstance(x, list):
-            out += f"{pad}{k}:\n"
-            for item in x:
-                lines = to_yaml(item, indent + 4).splitlines()
-                out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
-        elif isinstance(x, str):
-            out += f"{pad}{k}: {json.dumps(x)}\n"
-        else:
-            out += f"{pad}{k}: {json.dumps(x)}\n"
-    return out
 
 
 @pytest.fixture
