@@ -168,3 +168,48 @@ def test_restore_script_is_never_written_through_a_link(workdir):
             assert not s.st_mode & 0o022, f"{path} is writable by others"
     finally:
         ps.stop()
+
+
+def test_tablespace_snapshot_is_a_clear_error_and_ingest_goes_on(cluster):
+    """A CREATE TABLESPACE that reached the redo standby (the compute should
+    refuse it) makes snapshots fail with an error that names it, while
+    replay goes on; once it is dropped, snapshots work again."""
+    from lakebase import lsn_int, start_compute, wait_ingested
+    ps = Pageserver(cluster.workdir, extra_args=["--snapshot_interval", "24h"]).start()
+    try:
+        t, l = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, l)
+        assert st == 201, boot
+        pg = start_compute(cluster, ps, "primary", boot)[0]
+        location = os.path.join(cluster.workdir, "tblspc")
+        os.makedirs(location)
+        pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        if pw:
+            os.chown(location, pw.pw_uid, pw.pw_gid)
+        pg.sql(f"create tablespace extra location '{location}'")
+        pg.sql("create table t (id int)")
+        pg.sql("insert into t select generate_series(1, 1000)")
+        pg.sql("checkpoint")
+        end = lsn_int(pg.sql("select pg_current_wal_insert_lsn()::text")[0][0])
+        wait_ingested(ps, t, l, end)
+
+        st, body = http("POST", ps.tl(t, l, "/snapshot"))
+        assert st == 409, body
+        assert "pg_tblspc/" in body["error"] and location in body["error"], body
+        st, status = http("GET", ps.tl(t, l))
+        assert status["ingest"] == "running" and location in status.get("snapshot_error", "")
+
+        # Ingest goes on.
+        pg.sql("insert into t select generate_series(1, 1000)")
+        end = lsn_int(pg.sql("select pg_current_wal_insert_lsn()::text")[0][0])
+        wait_ingested(ps, t, l, end)
+
+        pg.sql("drop tablespace extra")
+        pg.sql("checkpoint")
+        end = lsn_int(pg.sql("select pg_current_wal_insert_lsn()::text")[0][0])
+        wait_ingested(ps, t, l, end)
+        st, body = http("POST", ps.tl(t, l, "/snapshot"))
+        assert st == 200 and body["snapshot_taken"], body
+        assert "snapshot_error" not in http("GET", ps.tl(t, l))[1]
+    finally:
+        ps.stop()

@@ -211,6 +211,10 @@ void ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch,
 /* "starting", "running", "idle" (the redo standby is stopped until new WAL
  * comes) or NULL when the timeline is not ingesting. */
 const char *ps_ingest_state(ps_daemon *d, const char *tenant, const char *timeline);
+/* Why the timeline's last snapshot could not be taken ("" if it was, or
+ * none was tried), into out. LB_ENOTFOUND when it is not ingesting. */
+int ps_ingest_snapshot_error(ps_daemon *d, const char *tenant, const char *timeline, char *out,
+                             size_t cap);
 /* PITR: the end LSN of the last commit at or before t (µs since the Unix
  * epoch) in the timeline's WAL index; LB_ENOTFOUND if none (or no index). */
 int ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline,

@@ -207,6 +207,9 @@ h_status(lb_http_request *req, void *arg)
     ps_tlmeta_free(&m);
     const char *state = ps_ingest_state(d, tenant, timeline);
     json_object_set_new(j, "ingest", state ? json_string(state) : json_null());
+    char why[400];
+    if (ps_ingest_snapshot_error(d, tenant, timeline, why, sizeof(why)) == 0 && why[0])
+        json_object_set_new(j, "snapshot_error", json_string(why));
     return lb_json_respond(req, 200, j);
 }
 
@@ -376,11 +379,12 @@ h_snapshot(lb_http_request *req, void *arg)
     int rc;
     if (!timeline_ids(req, tenant, timeline, &rc))
         return rc;
-    char err[300] = "";
+    char err[500] = "";
     bool taken;
     rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
-    if (rc)
-        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    if (rc) /* unsupported: the data directory's state, not this server's lack */
+        return lb_http_respond_error(
+            req, rc == LB_EUNSUPPORTED ? 409 : lb_http_status_for_error(rc), "%s", err);
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline not found");

@@ -71,6 +71,8 @@ struct ps_ingest {
     /* What /status shows, readable without in->lock (which a snapshot
      * holds for seconds): "starting", "running" or "idle". */
     _Atomic(const char *) state;
+    pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
+    char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
     lb_lsn last_replay;
     int64_t last_progress_ms;
     int64_t last_wake_check_ms;
@@ -392,6 +394,18 @@ take_snapshot(ps_ingest *in, bool *taken)
             ps_snapshot_stats stats;
             rc = ps_snapshot_take(in->pgdata, &info, m.wal_seg_size, lpath, &stats);
             snap.bytes = stats.bytes;
+            /* Replay resumes below whatever happened: a snapshot that
+             * cannot be taken never stops ingest. Its reason stays for
+             * /status and the next POST .../snapshot. */
+            if (rc == LB_EUNSUPPORTED) {
+                pthread_mutex_lock(&in->error_lock);
+                snprintf(in->snapshot_error, sizeof(in->snapshot_error), "%s", stats.unsupported);
+                pthread_mutex_unlock(&in->error_lock);
+            } else if (rc == 0) {
+                pthread_mutex_lock(&in->error_lock);
+                in->snapshot_error[0] = '\0';
+                pthread_mutex_unlock(&in->error_lock);
+            }
             if (rc == 0)
                 rc = ps_add_snapshot(in->d, in->tenant, in->timeline, &snap, lpath);
             if (rc == 0) {
@@ -638,6 +652,7 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
      * data directory could pass the 107-byte limit); any free port. */
     in->port = free_port();
     pthread_mutex_init(&in->lock, NULL);
+    pthread_mutex_init(&in->error_lock, NULL);
     atomic_init(&in->stop, false);
     atomic_init(&in->state, "starting");
     in->last_snapshot_ms = now_ms();
@@ -663,6 +678,7 @@ stop_and_free(ps_ingest *in)
     pthread_join(in->thread, NULL);
     ps_indexer_stop(in->indexer);
     pthread_mutex_destroy(&in->lock);
+    pthread_mutex_destroy(&in->error_lock);
     free(in);
 }
 
@@ -694,6 +710,22 @@ ps_ingest_stop_all(ps_daemon *d)
         stop_and_free(d->ingests[i]);
     d->ningests = 0;
     pthread_mutex_unlock(&d->ingest_lock);
+}
+
+int
+ps_ingest_snapshot_error(ps_daemon *d, const char *tenant, const char *timeline, char *out,
+                         size_t cap)
+{
+    out[0] = '\0';
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    if (in) {
+        pthread_mutex_lock(&in->error_lock);
+        snprintf(out, cap, "%s", in->snapshot_error);
+        pthread_mutex_unlock(&in->error_lock);
+    }
+    pthread_mutex_unlock(&d->ingest_lock);
+    return in ? 0 : LB_ENOTFOUND;
 }
 
 const char *
@@ -746,7 +778,11 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
     if (rc == 0 && *taken)
         in->last_snapshot_ms = now_ms();
     pthread_mutex_unlock(&in->lock);
-    if (rc)
+    pthread_mutex_lock(&in->error_lock);
+    if (rc == LB_EUNSUPPORTED && in->snapshot_error[0])
+        snprintf(err, errcap, "snapshot failed: %s", in->snapshot_error);
+    else if (rc)
         snprintf(err, errcap, "snapshot failed: %s", lb_strerror(rc));
+    pthread_mutex_unlock(&in->error_lock);
     return rc;
 }
