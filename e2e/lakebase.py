@@ -8,10 +8,12 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,9 @@ BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
+CTL = os.path.join(BIN, "compute-ctl")
+# The role users connect to a compute as (SCRAM; not a superuser).
+USER = "app"
 
 
 def free_port():
@@ -68,6 +73,16 @@ def chown_pg(path):
                 os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
 
 
+def secret_file(path):
+    """A password in path (made if missing, mode 0600); returns it."""
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    with open(path) as f:
+        return f.readline().strip()
+
+
 def as_pg(cmd):
     return (["runuser", "-u", "postgres", "--"] if AS_ROOT else []) + cmd
 
@@ -105,8 +120,9 @@ class Proc:
 
 
 class Safekeeper:
-    def __init__(self, workdir, name, peers=None, extra_args=None):
+    def __init__(self, workdir, name, peers=None, extra_args=None, env=None):
         self.name = name
+        self.env = env
         self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -127,7 +143,8 @@ class Safekeeper:
         if self.peers:
             argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers)]
         argv += self.extra_args
-        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
+        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
+                         env=dict(os.environ, **self.env) if self.env else None)
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what=f"{self.name} to listen")
         return self
@@ -270,7 +287,20 @@ class Cluster:
     def __init__(self, workdir, n=3, sk_args=None):
         import uuid
         self.workdir = workdir
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args) for i in range(n)]
+        # Computes' secrets: the password of role lakebase_safekeeper, as
+        # which the safekeepers connect to a compute's PostgreSQL (libpq
+        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # that `make run` keeps its passwords across runs.
+        self.sk_password_file = os.path.join(workdir, "safekeeper.password")
+        self.sk_password = secret_file(self.sk_password_file)
+        pgpass = os.path.join(workdir, "safekeeper.pgpass")
+        with open(pgpass, "w") as f:
+            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
+        os.chmod(pgpass, 0o600)
+        self.user_password_file = os.path.join(workdir, "user.password")
+        self.user_password = secret_file(self.user_password_file)
+        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
+                               env={"PGPASSFILE": pgpass}) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
         self.tenant = uuid.uuid4().hex
@@ -469,3 +499,179 @@ rm -f "$2.part"; exit 1
         chown_pg(target_dir)
         os.chmod(target_dir, 0o700)
         return headers, len(data)
+
+
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        import psycopg
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
+
+
+class ComputeCtl:
+    """One compute-ctl process and its spec, in workdir/name."""
+
+    def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
+                 settings=None, sks=None):
+        self.dir = os.path.join(cluster.workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        # The user's role and password are the tenant's: every compute of
+        # the cluster (primary, replica, static) takes them from one file.
+        self.user = USER
+        self.password = cluster.user_password
+        self.port = free_port()
+        self.http_port = free_port()
+        self.spec = {
+            "tenant_id": cluster.tenant,
+            "timeline_id": timeline or cluster.timeline,
+            "mode": mode,
+            "pageserver": ps.url,
+            "safekeepers": [{"name": sk.name, "http": sk.url, "pg": f"127.0.0.1:{sk.pg_port}"}
+                            for sk in (sks or cluster.sks)],
+            "pg_port": self.port,
+            "listen": f"127.0.0.1:{self.http_port}",
+            "data_dir": os.path.join(self.dir, "pgdata"),
+            "settings": settings or {"shared_buffers": "32MB"},
+            "user": self.user,
+            "password_file": cluster.user_password_file,
+            "safekeeper_password_file": cluster.sk_password_file,
+        }
+        if lsn:
+            self.spec["lsn"] = lsn
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_spec(self, yaml=False):
+        path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
+        with open(path, "w") as f:
+            if yaml:
+                f.write(to_yaml(self.spec))
+            else:
+                json.dump(self.spec, f)
+        return path
+
+    def start(self, wait=True, yaml=True):
+        self.proc = Proc([CTL, "--spec", self.write_spec(yaml)],
+                         os.path.join(self.dir, "compute-ctl.log"))
+        if wait:
+            self.wait_ready()
+        return self
+
+    def status(self):
+        st, body = http("GET", self.url + "/status")
+        assert st == 200, body
+        return body
+
+    def wait_ready(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.proc.alive():
+                raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
+                                     + self.log_tail())
+            try:
+                st, body = http("GET", self.url + "/status")
+            except OSError:
+                st, body = None, None
+            if st == 200 and body["state"] == "ready":
+                return body
+            time.sleep(0.2)
+        raise AssertionError("not ready: " + self.log_tail())
+
+    def log_tail(self, n=40):
+        with open(self.proc.log, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def dsn(self, **kw):
+        """The user's connection: its role and password, over TCP."""
+        d = dict(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                 dbname="postgres")
+        d.update(kw)
+        return " ".join(f"{k}={v}" for k, v in d.items())
+
+    def sql(self, query, *args):
+        import psycopg
+        with psycopg.connect(self.dsn(), autocommit=True) as c:
+            cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def superuser_dsn(self):
+        """compute-ctl's own way in: the unix socket in the data directory,
+        peer authentication (the tests run as root or as the PostgreSQL user)."""
+        return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
+
+    def superuser_sql(self, query):
+        import psycopg
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
+            cur = c.execute(query)
+            return cur.fetchall() if cur.description else None
+
+    def pg_pid(self):
+        try:
+            with open(os.path.join(self.spec["data_dir"], "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def wait_exit(self, timeout=60):
+        try:
+            return self.proc.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("compute-ctl did not exit: " + self.log_tail())
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc and self.proc.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            code = self.wait_exit()
+        else:
+            code = self.proc.p.returncode if self.proc else None
+        return code
+
+    def cleanup(self):
+        """Whatever happened: no compute-ctl and no postgres left behind."""
+        if self.proc:
+            if self.proc.alive():
+                self.proc.kill(signal.SIGKILL)
+            self.proc.logf.close()
+        pid = self.pg_pid()
+        if pid and os.path.exists(f"/proc/{pid}"):
+            try:
+                os.kill(pid, signal.SIGQUIT)
+                wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
+            except (OSError, TimeoutError):
+                pass
+
+
+def to_yaml(v, indent=0):
+    """Enough YAML for a spec: nested mappings, lists of mappings, scalars."""
+    pad = " " * indent
+    out = ""
+    for k, x in v.items():
+        if isinstance(x, dict):
+            out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
+        elif isinstance(x, list) and not x:
+            out += f"{pad}{k}: []\n"
+        elif isinstance(x, list):
+            out += f"{pad}{k}:\n"
+            for item in x:
+                lines = to_yaml(item, indent + 4).splitlines()
+                out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
+        else:
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+    return out

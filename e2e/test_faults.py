@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 from lakebase import Pageserver, Postgres, chown_pg, http, lsn_int, wait_for
-from test_compute import ComputeCtl
+from lakebase import ComputeCtl
 from test_pageserver import table_hashes
 from test_pageserver_branch import wait_ingested, insert_lsn
 
