@@ -18,7 +18,7 @@
 
 BUILD    ?= build
 CC       ?= gcc
-PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq
+PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq sqlite3
 PG_INC   := $(shell pg_config --includedir-server 2>/dev/null || echo /usr/include/postgresql/15/server)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
