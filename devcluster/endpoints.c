@@ -92,8 +92,8 @@ dc_endpoints_subsets(json_t *svc, json_t *pods)
         const char *ip = dc_ctl_str(json_object_get(pod, "status"), "podIP");
         if (!pns || strcmp(pns, ns) != 0 || !ip || !*ip || !dc_ctl_pod_active(pod))
             continue;
-        if (!dc_selector_matches(selector,
-                                 json_object_get(json_object_get(pod, "metadata"), "labels"), true))
+        if (!dc_label_selector_matches(
+                selector, json_object_get(json_object_get(pod, "metadata"), "labels"), true))
             continue;
         if (!first)
             first = pod;

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "components.h"
 #include "controllers.h"
 #include "errors.h"
 #include "hostports.h"
@@ -303,3 +304,32 @@ dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, const ch
     json_decref(arr);
     return rc == 0 ? 0 : (rc < 0 ? rc : LB_EPROTO);
 }
+
+/* ---- as a component of `devcluster up` (components.h) ---- */
+
+static int
+component_start(const dc_component_env *env, void **state)
+{
+    dc_node_config config = {
+        .data_dir = env->data_dir,
+        .api_url = env->api_url,
+        .ca_file = env->ca_file,
+        .token = env->token,
+    };
+    const char *interval = getenv("DEVCLUSTER_SYNC_MS");
+    if (interval && atoi(interval) > 0)
+        config.sync_interval_ms = atoi(interval);
+    dc_node *n = NULL;
+    int rc = dc_node_start(&config, &n);
+    *state = n;
+    return rc;
+}
+
+static void
+component_stop(void *state)
+{
+    /* `devcluster down` stops every container this cluster started */
+    dc_node_stop(state, true);
+}
+
+const dc_component dc_node_component = {"node", component_start, component_stop};

@@ -60,4 +60,8 @@ int dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, cons
  * created on first use. 0 or -errno. */
 int dc_node_cluster_id(const char *data_dir, char *out, size_t cap);
 
+/* The node as a component of `devcluster up` (components.c lists it). */
+struct dc_component;
+extern const struct dc_component dc_node_component;
+
 #endif

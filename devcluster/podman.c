@@ -391,7 +391,7 @@ expr_matches(json_t *expr, json_t *labels)
 }
 
 bool
-dc_selector_matches(json_t *selector, json_t *labels, bool plain_map)
+dc_label_selector_matches(json_t *selector, json_t *labels, bool plain_map)
 {
     if (!json_is_object(selector))
         return false;

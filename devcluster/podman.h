@@ -96,6 +96,6 @@ int dc_quantity_millicpu(const char *q, int64_t *out);
 /* Does a pod's label selector (matchLabels / matchExpressions, or a plain
  * map for a Service's selector) match labels? An empty selector matches
  * everything; a NULL one nothing. */
-bool dc_selector_matches(json_t *selector, json_t *labels, bool plain_map);
+bool dc_label_selector_matches(json_t *selector, json_t *labels, bool plain_map);
 
 #endif

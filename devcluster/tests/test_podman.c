@@ -271,12 +271,12 @@ test_selectors(void **state)
                           "\"values\":[\"wal\"]}]}");
     json_t *plain = parse("{\"app\":\"sk\"}"), *plain_no = parse("{\"app\":\"ps\"}");
     json_t *empty = json_object();
-    assert_true(dc_selector_matches(sel, labels, false));
-    assert_false(dc_selector_matches(other, labels, false));
-    assert_true(dc_selector_matches(plain, labels, true));
-    assert_false(dc_selector_matches(plain_no, labels, true));
-    assert_true(dc_selector_matches(empty, labels, false));
-    assert_false(dc_selector_matches(NULL, labels, false));
+    assert_true(dc_label_selector_matches(sel, labels, false));
+    assert_false(dc_label_selector_matches(other, labels, false));
+    assert_true(dc_label_selector_matches(plain, labels, true));
+    assert_false(dc_label_selector_matches(plain_no, labels, true));
+    assert_true(dc_label_selector_matches(empty, labels, false));
+    assert_false(dc_label_selector_matches(NULL, labels, false));
     json_decref(labels);
     json_decref(sel);
     json_decref(other);
