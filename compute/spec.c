@@ -21,10 +21,12 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "auth.h"
 #include "config.h"
 #include "errors.h"
 #include "fileio.h"
 #include "spec.h"
+#include "auth.h"
 
 const char *
 cc_mode_name(cc_mode mode)
@@ -220,8 +222,9 @@ cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t ca
 /* ---- the spec ---------------------------------------------------------------------- */
 
 static const char *const top_fields[] = {
-    "tenant_id", "timeline_id", "mode",       "lsn",     "pageserver", "safekeepers",   "pg_port",
-    "listen",    "data_dir",    "pg_bin_dir", "pg_user", "settings",   "announce_host", NULL,
+    "tenant_id",     "timeline_id",     "mode",     "lsn",        "pageserver", "safekeepers",
+    "pg_port",       "listen",          "data_dir", "pg_bin_dir", "pg_user",    "settings",
+    "announce_host", "auth_token_file", NULL,
 };
 
 static bool
@@ -543,6 +546,14 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         0)
         return rc;
 
+    char token_file[PATH_MAX];
+    if ((rc = get_str(root, "auth_token_file", "", token_file, sizeof(token_file), false, err,
+                      cap)) < 0)
+        return rc;
+    if (rc > 0 && lb_auth_token_load(token_file, &spec->auth_token) != 0)
+        return bad(err, cap, "spec: field \"auth_token_file\": could not read a token from \"%s\"",
+                   token_file);
+
     if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
         return rc;
     return cc_settings_check(spec, err, cap);
@@ -600,6 +611,8 @@ cc_spec_free(cc_spec *spec)
     free(spec->settings);
     spec->settings = NULL;
     spec->nsettings = 0;
+    lb_auth_token_free(spec->auth_token);
+    spec->auth_token = NULL;
 }
 
 /* ---- settings ---------------------------------------------------------------------- */
@@ -829,7 +842,7 @@ raised(const cc_pg_minimums *min, const char *name, const char *value, char *buf
 int
 cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out)
 {
-    char buf[1024], rbuf[32];
+    char buf[LB_AUTH_TOKEN_MAX + 1024], rbuf[32];
     int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
     for (size_t i = 0; i < NMINIMUMS; i++) {
         const char *name = minimum_fields[i].setting;
@@ -889,10 +902,16 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
         int i = spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers ? spec->stream_from
                                                                                  : 0;
         const cc_safekeeper *sk = &spec->safekeepers[i];
+        /* The safekeeper takes this compute's token as the password. */
+        char token[LB_AUTH_TOKEN_MAX + 1] = "";
+        if (spec->auth_token)
+            lb_auth_token_get(spec->auth_token, token, sizeof(token));
         snprintf(buf, sizeof(buf),
                  "host=%s port=%d user=postgres application_name=compute-replica "
-                 "options='-c tenant_id=%s -c timeline_id=%s'",
-                 sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id);
+                 "options='-c tenant_id=%s -c timeline_id=%s'%s%s",
+                 sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id,
+                 token[0] ? " password=" : "", token);
+        explicit_bzero(token, sizeof(token));
         rc |= put(out, "primary_conninfo", buf);
     } else {
         char lsn[LB_LSN_STRLEN];
