@@ -2,6 +2,7 @@
  * daemon.c: pageserver start-up and shut-down.
  */
 #include "daemon.h"
+#include "auth.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +20,9 @@ ps_daemon_init(ps_daemon *d)
     int rc;
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->ingest_lock, NULL);
+    if (d->conf.auth_token_file && d->conf.auth_token_file[0] &&
+        (rc = lb_auth_token_load(d->conf.auth_token_file, &d->token)) != 0)
+        return rc;
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
         lb_error("could not create data directory \"%s\": %s", d->conf.data_dir, lb_strerror(rc));
         return rc;
@@ -139,6 +143,8 @@ ps_daemon_shutdown(ps_daemon *d)
     for (int i = 0; i < d->stores.nfree; i++)
         lb_objstore_close(d->stores.free[i]);
     d->stores.nfree = 0;
+    lb_auth_token_free(d->token);
+    d->token = NULL;
     lb_metrics_free(d->metrics);
 }
 

@@ -40,6 +40,7 @@ typedef struct ps_config {
     int64_t gc_interval_ms;
     int64_t ingest_idle_timeout_ms; /* stop a redo standby that replayed nothing this long */
     int64_t deleted_retention_ms;   /* a deleted timeline's objects are purged this much later */
+    char *auth_token_file;          /* this pageserver's token towards the safekeepers; "": none */
 } ps_config;
 
 typedef struct ps_ingest ps_ingest;
@@ -72,6 +73,7 @@ typedef struct ps_gc ps_gc;
 
 typedef struct ps_daemon {
     ps_config conf;
+    struct lb_auth_token *token; /* from auth_token_file; NULL: none */
     lb_http_server *http;
     lb_metrics *metrics;
     ps_store_pool stores;
@@ -185,7 +187,7 @@ int ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_ls
               char *err, size_t errcap);
 /* Tell the timeline's safekeepers that consumer `name` needs no WAL before
  * applied (their WAL removal waits for every consumer). Best effort. */
-void ps_report_consumer(const ps_tlmeta *m, const char *name, lb_lsn applied);
+void ps_report_consumer(ps_daemon *d, const ps_tlmeta *m, const char *name, lb_lsn applied);
 /* A segment ("TTTTTTTTXXXXXXXXYYYYYYYY") or history ("TTTTTTTT.history") name. */
 int ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
                       uint64_t *segno);

@@ -39,6 +39,7 @@
 #include <fcntl.h>
 
 #include "daemon.h"
+#include "auth.h"
 #include "errors.h"
 #include "fileio.h"
 #include "http_client.h"
@@ -158,10 +159,15 @@ primary_conninfo(ps_ingest *in, const ps_tlmeta *m, char *out, size_t cap)
     snprintf(host, sizeof(host), "%s", sk->pg);
     char *colon = strrchr(host, ':');
     *colon = '\0';
+    /* The safekeeper takes the pageserver's token as the password. */
+    char token[LB_AUTH_TOKEN_MAX + 1] = "";
+    if (in->d->token)
+        lb_auth_token_get(in->d->token, token, sizeof(token));
     snprintf(out, cap,
              "host=%s port=%s user=postgres application_name=pageserver "
-             "options=''-c tenant_id=%s -c timeline_id=%s''",
-             host, colon + 1, in->tenant, in->timeline);
+             "options=''-c tenant_id=%s -c timeline_id=%s''%s%s",
+             host, colon + 1, in->tenant, in->timeline, token[0] ? " password=" : "", token);
+    explicit_bzero(token, sizeof(token));
 }
 
 static void
@@ -198,7 +204,7 @@ prepare_standby(ps_ingest *in)
                  in->timeline, err);
     }
     if (rc == 0) {
-        char conf[2 * PATH_MAX], pc[600], restore[2 * PATH_MAX];
+        char conf[2 * PATH_MAX], pc[LB_AUTH_TOKEN_MAX + 600], restore[2 * PATH_MAX];
         primary_conninfo(in, &m, pc, sizeof(pc));
         /* Segments and history files come from this pageserver's WAL
          * endpoint: the timeline's own WAL from its safekeepers, an
@@ -439,7 +445,7 @@ report_position(ps_ingest *in)
     if (get_meta(in, &m) != 0)
         return;
     if (m.nsnapshots)
-        ps_report_consumer(&m, "pageserver", m.snapshots[m.nsnapshots - 1].redo_lsn);
+        ps_report_consumer(in->d, &m, "pageserver", m.snapshots[m.nsnapshots - 1].redo_lsn);
     ps_tlmeta_free(&m);
 }
 
@@ -465,7 +471,7 @@ check_receiver(ps_ingest *in)
         return;
     }
     in->sk_index = (in->sk_index + 1) % (int)m.nsafekeepers;
-    char pc[600], sql[800];
+    char pc[LB_AUTH_TOKEN_MAX + 600], sql[LB_AUTH_TOKEN_MAX + 800];
     primary_conninfo(in, &m, pc, sizeof(pc));
     snprintf(sql, sizeof(sql), "alter system set primary_conninfo = '%s'", pc);
     if (exec_ok(in->conn, sql) && exec_ok(in->conn, "select pg_reload_conf()"))

@@ -30,6 +30,8 @@ static const lb_config_setting settings[] = {
                "PostgreSQL 15 binaries; empty: pg_config --bindir"),
     LB_SETTING("pg_user", LB_CONFIG_STRING, ps_config, pg_user, "postgres",
                "user that runs PostgreSQL tools when the pageserver runs as root"),
+    LB_SETTING("auth_token_file", LB_CONFIG_STRING, ps_config, auth_token_file, "",
+               "file with this pageserver's token (role pageserver) for the safekeepers"),
     LB_SETTING("log_level", LB_CONFIG_STRING, ps_config, log_level, "info",
                "error, warn, info or debug"),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
