@@ -26,7 +26,9 @@
     XX(EFSYNC, "fsync failed")                                                                     \
     XX(ESCHEMA, "invalid schema")                                                                  \
     XX(EVALUE, "value does not fit its column")                                                    \
-    XX(ESTORAGE, "object storage error")
+    XX(ESTORAGE, "object storage error")                                                           \
+    XX(EAUTH, "authentication failed")                                                             \
+    XX(EFORBIDDEN, "permission denied")
 
 typedef enum lb_errno {
     LB__EBASE = -10000,

@@ -4,7 +4,8 @@
  * commit_lsn is the highest LSN flushed on a majority within the current
  * term, so each safekeeper needs its peers' flush positions. Each
  * safekeeper keeps one connection to every peer's walsender port, opened
- * with its own name as application_name and START_PEER_STREAM, and writes
+ * with its token (auth_token_file, role safekeeper, sub = its name) as the
+ * password, and START_PEER_STREAM, and writes
  * a small fixed-size message (repl_command.h) for every timeline whose
  * (term, last log term, flush LSN) changed.
  *
@@ -85,7 +86,7 @@ conn_down(peer_conn *c, const char *why)
     c->state = P_DOWN;
     lb_buf_reset(&c->out);
     lb_buf_reset(&c->in);
-    c->retry_at_ms = lb_now_ms() + RETRY_MS;
+    c->retry_at_ms = lb_mono_ms() + RETRY_MS;
     if (why && !c->warned)
         lb_warn("peer \"%s\" (%s:%d): %s; retrying every %d ms", sk->peers[c->index].name,
                 sk->peers[c->index].addr.host, sk->peers[c->index].addr.port, why, RETRY_MS);
@@ -196,6 +197,13 @@ conn_event(lb_loop *loop, int fd, int events, void *arg)
         const char *params[] = {"user",        sk->conf.id, "application_name", sk->conf.id,
                                 "replication", "true",      NULL};
         lb_pq_put_startup(&c->out, params);
+        /* The token answers the server's cleartext password request; sent
+         * at once, as the server reads the messages in order. */
+        char token[LB_AUTH_TOKEN_MAX + 1] = "";
+        if (sk->token)
+            lb_auth_token_get(sk->token, token, sizeof(token));
+        lb_pq_put_password(&c->out, token);
+        explicit_bzero(token, sizeof(token));
         size_t start;
         lb_pq_begin(&c->out, 'Q', &start);
         lb_pq_put_str(&c->out, "START_PEER_STREAM");
@@ -282,7 +290,7 @@ tick(lb_loop *loop, uint64_t id, void *arg)
     (void)loop;
     (void)id;
     sk_peers *p = arg;
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (int i = 0; i < p->sk->npeers; i++) {
         peer_conn *c = &p->conns[i];
         if (c->state == P_DOWN && now >= c->retry_at_ms) {

@@ -53,6 +53,7 @@ struct sk_receiver {
     int watched;         /* LB_READABLE/LB_WRITABLE currently watched */
     uint64_t term;       /* term of the compute we stream from */
     char *target;        /* conninfo we connected with */
+    const char *password; /* lakebase_safekeeper's on the compute; not owned */
     int64_t retry_at_ms;
     int64_t backoff_ms;
     bool dirty;          /* appended since last sync */
@@ -114,8 +115,14 @@ disconnect(sk_receiver *r, const char *why)
     }
     r->state = R_IDLE;
     r->stats.streaming = false;
-    r->retry_at_ms = lb_now_ms() + r->backoff_ms;
+    r->retry_at_ms = lb_mono_ms() + r->backoff_ms;
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
+}
+
+void
+sk_receiver_set_password(sk_receiver *r, const char *password)
+{
+    r->password = password;
 }
 
 void
@@ -143,8 +150,19 @@ conn_error(PGconn *c)
 static void
 start_connect(sk_receiver *r, const char *target)
 {
-    const char *keys[] = {"dbname", "replication", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {target, "true", r->app_name, "5", NULL};
+    /* target is "host=H port=P", built by the safekeeper from a token's
+     * endpoint (http_api.c); who we are comes after it, so it cannot be
+     * overridden by it. */
+    bool has_password = r->password && r->password[0];
+    const char *keys[] = {"dbname",   "replication", "application_name", "connect_timeout", "user",
+                          "password", NULL};
+    const char *vals[] = {target,
+                          "true",
+                          r->app_name,
+                          "5",
+                          has_password ? "lakebase_safekeeper" : "postgres",
+                          has_password ? r->password : NULL,
+                          NULL};
     free(r->target);
     r->target = strdup(target);
     r->term = sk_timeline_compute_term(r->tl);
@@ -360,7 +378,7 @@ sk_receiver_poke(sk_receiver *r)
             disconnect(r, target ? "compute changed" : "term moved on");
         return;
     }
-    if (!target || sk_timeline_broken(r->tl) || lb_now_ms() < r->retry_at_ms)
+    if (!target || sk_timeline_broken(r->tl) || lb_mono_ms() < r->retry_at_ms)
         return;
     start_connect(r, target);
 }
@@ -384,7 +402,7 @@ sk_receiver_report(sk_receiver *r)
         return;
     }
     lb_lsn flush = sk_timeline_flush_lsn(r->tl);
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     if (flush == r->reported_flush && !r->reply_requested &&
         now - r->last_status_ms < STATUS_INTERVAL_MS)
         return;
