@@ -35,13 +35,15 @@ def primary_and_standby(workdir):
     return pri, sb
 
 
-def pause_at_primary_lsn(pri, sb):
-    """Wait until the standby has replayed the primary's current WAL, pause
-    replay there and return P (the standby's replay LSN)."""
-    target = pri.sql("SELECT pg_current_wal_lsn()::text")[0][0]
-    sb.sql("SELECT pg_wal_replay_resume()") if sb.sql("SELECT pg_is_wal_replay_paused()")[0][0] else None
-    wait_for(lambda: sb.sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", target)[0][0], 60,
-             what="standby to replay")
+def pause_at_primary_lsn(pri, sb, wait=True):
+    """Wait until the standby has replayed the primary's current WAL (with
+    wait), pause replay there and return P (the standby's replay LSN)."""
+    if sb.sql("SELECT pg_is_wal_replay_paused()")[0][0]:
+        sb.sql("SELECT pg_wal_replay_resume()")
+    if wait:
+        target = pri.sql("SELECT pg_current_wal_lsn()::text")[0][0]
+        wait_for(lambda: sb.sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", target)[0][0], 60,
+                 what="standby to replay")
     sb.sql("SELECT pg_wal_replay_pause()")
     wait_for(lambda: sb.sql("SELECT pg_get_wal_replay_pause_state()")[0][0] == "paused", 30,
              what="replay to pause")
@@ -323,7 +325,14 @@ def lsn_int(s):
     return (int(hi, 16) << 32) | int(lo, 16)
 
 
-def dirty_blocks(pri, since, upto, path):
+def dirty_blocks_since(pri, since, upto, path):
+    """dirty_blocks, reading the WAL from since only: transactions that
+    started before since contribute only their records after it (enough for
+    short transactions; the benchmark's pgbench)."""
+    return dirty_blocks(pri, since, upto, path, scan_from=since)
+
+
+def dirty_blocks(pri, since, upto, path, scan_from=None):
     """Write to path the blocks dirty in (since, upto]: changed by a record in
     that range, or touched by a transaction (or one of its subtransactions)
     whose commit or abort record is in that range. Read from the primary's
@@ -332,8 +341,9 @@ def dirty_blocks(pri, since, upto, path):
     wal = os.path.join(pri.datadir, "pg_wal")
     first = sorted(n for n in os.listdir(wal) if re.fullmatch(r"[0-9A-F]{24}", n))[0]
     start = (int(first[8:16], 16) << 32) | (int(first[16:24], 16) * (16 << 20))
-    out = pri.run([os.path.join(PGBIN, "pg_waldump"), "-p", wal, "-s",
-                   f"{start >> 32:X}/{start & 0xFFFFFFFF:X}", "-e", upto], check=False).stdout
+    start_s = scan_from or f"{start >> 32:X}/{start & 0xFFFFFFFF:X}"
+    out = pri.run([os.path.join(PGBIN, "pg_waldump"), "-p", wal, "-s", start_s, "-e", upto],
+                  check=False).stdout
     s, u = lsn_int(since), lsn_int(upto)
     by_xid, dirty, ended = {}, set(), []
     for line in out.splitlines():
