@@ -444,8 +444,7 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
     free(b.columns);
     free(b.msgs);
     free(b.ovf);
-    ltap__arena_reset(&b.arena);
-    free(b.arena.head);
+    ltap__arena_free(&b.arena);
     return rc;
 }
 

@@ -326,6 +326,14 @@ ltap__arena_reset(ltap_arena *a)
     }
 }
 
+void
+ltap__arena_free(ltap_arena *a)
+{
+    ltap__arena_reset(a);
+    free(a->head);
+    a->head = NULL;
+}
+
 /* ---- decoding ------------------------------------------------------------------- */
 
 static inline uint16_t

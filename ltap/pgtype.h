@@ -86,6 +86,7 @@ typedef struct ltap_arena {
 } ltap_arena;
 void *ltap__arena_alloc(ltap_arena *a, size_t n);
 void ltap__arena_reset(ltap_arena *a);
+void ltap__arena_free(ltap_arena *a);
 
 /* Decode one typsend value of column c into *out (bytes borrowed from p or
  * allocated in a). 0: native; 1: no exact native counterpart (the caller
