@@ -14,7 +14,7 @@ import subprocess
 
 from lakebase import PGBIN, ROOT, Postgres, wait_for
 
-TOOLS = os.path.join(ROOT, "build", "tools")
+TOOLS = os.environ.get("LB_TOOLS_DIR") or os.path.join(ROOT, "build", "tools")
 PG_EPOCH_DAYS = 10957
 PG_EPOCH_USECS = 946684800000000
 COPY_SIG = b"PGCOPY\n\xff\r\n\x00"
