@@ -361,3 +361,24 @@ def test_ltap_kill9_mid_materialization(workdir, pgs):
     t = [x for x in res["tables"] if x["table"] == "t"][0]
     assert t["lake_lsn"] == p2 and t["full"] and t["rows"] == 200000
     assert_exact(sb, pri, store, PREFIX, "postgres", "public", "t")
+
+
+def test_ltap_bad_input(workdir):
+    """A standby that does not answer, a bad LSN and a bad store URL get a
+    clear error and exit status 1, and write nothing."""
+    tool = os.path.join(TOOLS, "ltap-materialize")
+    store = os.path.join(workdir, "store")
+    dead = "host=127.0.0.1 port=1 user=postgres connect_timeout=2"
+    cases = [
+        ([tool, "--conninfo", dead, "--store", "file://" + store, "--prefix", "p", "--lsn", "0/1000000"],
+         "could not connect to the standby"),
+        ([tool, "--conninfo", dead, "--store", "file://" + store, "--prefix", "p", "--lsn", "nonsense"],
+         "no LSN"),
+        ([tool, "--conninfo", dead, "--store", "ftp://x", "--prefix", "p", "--lsn", "0/1"],
+         "could not open store"),
+        ([tool, "--conninfo", dead], "usage"),
+    ]
+    for argv, msg in cases:
+        p = subprocess.run(argv, capture_output=True, text=True)
+        assert p.returncode == 1 and msg in p.stderr, (argv, p.returncode, p.stderr)
+    assert not os.path.exists(os.path.join(store, "p"))

@@ -208,7 +208,7 @@ static int
 batch_flush(batch *b, lake_parquet_writer *w, lb_err *err)
 {
     int rc = 0;
-    if (b->nrows) {
+    if (b->nrows && w) {
         rc = lake_parquet_write_columns(w, (const lake_value *const *)b->columns, b->nfields,
                                         b->nrows);
         if (rc)
@@ -405,10 +405,12 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
                             PQerrorMessage(c));
         PQclear(fin);
     }
-    if (rc == 0)
+    if (rc == 0) {
         rc = batch_flush(&b, w, err);
-    else
-        batch_flush(&b, NULL, NULL), (void)0;
+    } else {
+        b.nrows = 0; /* failed: drop the batch, release its messages */
+        batch_flush(&b, NULL, NULL);
+    }
     lake_parquet_file_stats *stats = NULL;
     int64_t rows = w ? lake_parquet_rows(w) : 0;
     if (rc == 0 && rows > 0) {
