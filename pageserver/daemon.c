@@ -96,6 +96,7 @@ ps_daemon_init(ps_daemon *d)
         lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
         return rc;
     }
+    d->http_port = lb_http_server_port(d->http);
     if ((rc = ps_gc_start(d, &d->gc)) != 0)
         return rc;
     /* The ids first, under the lock: HTTP already runs and may change the
@@ -119,7 +120,7 @@ ps_daemon_init(ps_daemon *d)
                      lb_strerror(rc));
     free(ids);
     lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
-            lb_http_server_port(d->http), d->conf.remote_storage, ntimelines);
+            d->http_port, d->conf.remote_storage, ntimelines);
     return 0;
 }
 

@@ -73,6 +73,7 @@ typedef struct ps_gc ps_gc;
 typedef struct ps_daemon {
     ps_config conf;
     lb_http_server *http;
+    int http_port; /* the bound port, set before any other thread starts */
     lb_metrics *metrics;
     ps_store_pool stores;
     pthread_mutex_t lock;
@@ -113,13 +114,14 @@ int ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, con
 /* A copy of a timeline's metadata; LB_ENOTFOUND. */
 int ps_get_timeline(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta *out);
 /* Stop its ingest (redo standby, WAL index), then delete softly: a marker
- * <tenant>/<timeline>/index/deleted.json in object storage, the timeline
+ * deleted/<tenant>/<timeline> in object storage, the timeline
  * gone from the registry and the local disk; its objects stay until
  * ps_purge_deleted. LB_ECONFLICT for a timeline with branches. */
 int ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char *err,
                        size_t errcap);
 /* Purge timelines deleted more than conf.deleted_retention ago: the
- * objects the pageserver wrote (layers/, walindex/, index/), never wal/
+ * objects the pageserver wrote (layers/, walindex/, index/, its catalog
+ * entry), never wal/
  * (the safekeepers' offloaded WAL). *purged: timelines purged. */
 int ps_purge_deleted(ps_daemon *d, size_t *purged);
 /* A basebackup in two steps, so that a missing or corrupt layer is

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,8 +236,8 @@ typedef struct bb_job {
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     lb_lsn lsn, snap_lsn, redo_lsn;
     ps_basebackup_plan *plan;
-    int fd; /* write end */
-    int rc;
+    int fd;        /* write end */
+    atomic_int rc; /* the writer's result: set before it closes fd, read after EOF */
     char err[300];
     pthread_t thread;
     int read_fd;
@@ -255,9 +256,11 @@ bb_run(void *arg)
     bb_job *j = arg;
     lb_tar_writer tar;
     lb_tar_writer_init(&tar, pipe_sink, &j->fd);
-    j->rc = ps_basebackup_write(j->plan, &tar);
-    if (j->rc)
-        lb_error("basebackup of %s/%s failed: %s", j->tenant, j->timeline, lb_strerror(j->rc));
+    int rc = ps_basebackup_write(j->plan, &tar);
+    atomic_store(&j->rc, rc);
+    if (rc)
+        lb_error("basebackup failed tenant=%s timeline=%s: %s", j->tenant, j->timeline,
+                 lb_strerror(rc));
     close(j->fd); /* a failure shows as a truncated tar */
     return NULL;
 }
@@ -270,7 +273,7 @@ bb_produce(void *arg, uint64_t offset, char *buf, size_t cap)
     for (;;) {
         ssize_t r = read(j->read_fd, buf, cap);
         if (r >= 0)
-            return r > 0 ? r : (j->rc ? -EIO : 0);
+            return r > 0 ? r : (atomic_load(&j->rc) ? -EIO : 0);
         if (errno != EINTR)
             return -errno;
     }

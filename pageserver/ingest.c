@@ -253,7 +253,7 @@ write_restore_script(ps_ingest *in)
              "curl -sf --max-time 60 -o \"$2.part\" "
              "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
              "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
-             host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
+             host, in->d->http_port, in->tenant, in->timeline);
     snprintf(tmp, sizeof(tmp), "%s.XXXXXX", restore);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)

@@ -51,7 +51,7 @@ static const lb_config_setting settings[] = {
                      0, 86400000),
     LB_SETTING_RANGE("deleted_retention", LB_CONFIG_DURATION, ps_config, deleted_retention_ms, "1d",
                      "a deleted timeline's layers and indexes stay in object storage this "
-                     "long (until then, removing its index/deleted.json brings it back); its "
+                     "long (until then, removing deleted/<tenant>/<timeline> brings it back); its "
                      "offloaded WAL (wal/, the safekeepers') is never purged by the pageserver",
                      0, INT64_C(3153600000000)),
     LB_CONFIG_END,
