@@ -9,10 +9,12 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +27,9 @@ BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
+CTL = os.path.join(BIN, "compute-ctl")
+# The role users connect to a compute as (SCRAM; not a superuser).
+USER = "app"
 
 
 def free_port():
@@ -47,11 +52,14 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     raise TimeoutError(f"timed out waiting for {what}" + (f": {last}" if last else ""))
 
 
-def http(method, url, body=None, timeout=10):
-    """JSON over HTTP; returns (status, parsed body or raw bytes)."""
+def http(method, url, body=None, timeout=10, token=None):
+    """JSON over HTTP; returns (status, parsed body or raw bytes). token: a
+    bearer token sent as Authorization (None: none)."""
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw, status = r.read(), r.status
@@ -63,6 +71,53 @@ def http(method, url, body=None, timeout=10):
         return status, raw
 
 
+class Auth:
+    """Credentials for one test: an Ed25519 key pair made in the test's own
+    directory (keys/auth.key private, keys/auth.pem public), and tokens
+    minted with it by lakebase-token, as management would. A daemon gets
+    auth_public_keys=self.keys_dir and its own token file."""
+
+    def __init__(self, workdir, name="auth"):
+        self.dir = os.path.join(workdir, "auth")
+        self.keys_dir = os.path.join(self.dir, "keys")
+        self.name = name
+        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
+                        "--name", name], check=True, capture_output=True)
+        self.private_key = os.path.join(self.keys_dir, f"{name}.key")
+        self.public_key = os.path.join(self.keys_dir, f"{name}.pem")
+        self.management = self.mint("management", sub="test-management")
+
+    def mint(self, role, tenant=None, timeline=None, sub=None, endpoint=None, ttl=None,
+             key=None):
+        argv = [os.path.join(BIN, "lakebase-token"), "mint", "--key", key or self.private_key,
+                "--role", role]
+        for flag, v in (("--tenant", tenant), ("--timeline", timeline), ("--sub", sub),
+                        ("--endpoint", endpoint), ("--ttl", ttl)):
+            if v is not None:
+                argv += [flag, str(v)]
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def token_file(self, name, token):
+        """Write token to auth/tokens/<name> (mode 0600); returns the path."""
+        d = os.path.join(self.dir, "tokens")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return path
+
+    def other_key(self, workdir, name="other"):
+        """A second, unrelated key pair (not among the daemons' keys): tokens
+        signed with it must be refused."""
+        d = os.path.join(workdir, "auth-other")
+        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", d, "--name", name],
+                       check=True, capture_output=True)
+        return os.path.join(d, f"{name}.key")
+
+
 def chown_pg(path):
     if AS_ROOT:
         pw = pwd.getpwnam("postgres")
@@ -70,6 +125,16 @@ def chown_pg(path):
             os.chown(dirpath, pw.pw_uid, pw.pw_gid)
             for f in filenames:
                 os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
+
+
+def secret_file(path):
+    """A password in path (made if missing, mode 0600); returns it."""
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    with open(path) as f:
+        return f.readline().strip()
 
 
 def as_pg(cmd):
@@ -109,8 +174,9 @@ class Proc:
 
 
 class Safekeeper:
-    def __init__(self, workdir, name, peers=None, extra_args=None):
+    def __init__(self, workdir, name, peers=None, extra_args=None, env=None):
         self.name = name
+        self.env = env
         self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -131,7 +197,8 @@ class Safekeeper:
         if self.peers:
             argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers)]
         argv += self.extra_args
-        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
+        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
+                         env=dict(os.environ, **self.env) if self.env else None)
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what=f"{self.name} to listen")
         return self
@@ -274,7 +341,20 @@ class Cluster:
     def __init__(self, workdir, n=3, sk_args=None):
         import uuid
         self.workdir = workdir
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args) for i in range(n)]
+        # Computes' secrets: the password of role lakebase_safekeeper, as
+        # which the safekeepers connect to a compute's PostgreSQL (libpq
+        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # that `make run` keeps its passwords across runs.
+        self.sk_password_file = os.path.join(workdir, "safekeeper.password")
+        self.sk_password = secret_file(self.sk_password_file)
+        pgpass = os.path.join(workdir, "safekeeper.pgpass")
+        with open(pgpass, "w") as f:
+            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
+        os.chmod(pgpass, 0o600)
+        self.user_password_file = os.path.join(workdir, "user.password")
+        self.user_password = secret_file(self.user_password_file)
+        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
+                               env={"PGPASSFILE": pgpass}) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
         self.tenant = uuid.uuid4().hex
@@ -610,6 +690,24 @@ rm -f "$2.part"; exit 1
 # Shared by the compute, pageserver and fault tests, the benchmarks and
 # scripts/run.py.
 
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
+
+
 class ComputeCtl:
     """One compute-ctl process and its spec, in workdir/name."""
 
@@ -618,6 +716,10 @@ class ComputeCtl:
         self.dir = os.path.join(workdir or cluster.workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
+        # The user's role and password are the tenant's: every compute of
+        # the cluster (primary, replica, static) takes them from one file.
+        self.user = USER
+        self.password = cluster.user_password
         self.port = port or free_port()
         self.http_port = http_port or free_port()
         self.spec = {
@@ -631,6 +733,9 @@ class ComputeCtl:
             "listen": f"127.0.0.1:{self.http_port}",
             "data_dir": os.path.join(self.dir, "pgdata"),
             "settings": settings or {"shared_buffers": "32MB"},
+            "user": self.user,
+            "password_file": cluster.user_password_file,
+            "safekeeper_password_file": cluster.sk_password_file,
         }
         if lsn:
             self.spec["lsn"] = lsn
@@ -695,13 +800,26 @@ class ComputeCtl:
             return "".join(f.readlines()[-n:])
 
     def dsn(self, **kw):
-        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        """The user's connection: its role and password, over TCP."""
+        d = dict(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                 dbname="postgres")
         d.update(kw)
         return " ".join(f"{k}={v}" for k, v in d.items())
 
     def sql(self, query, *args):
         with psycopg.connect(self.dsn(), autocommit=True) as c:
             cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def superuser_dsn(self):
+        """compute-ctl's own way in: the unix socket in the data directory,
+        peer authentication (the tests run as root or as the PostgreSQL user)."""
+        return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
+
+    def superuser_sql(self, query):
+        import psycopg
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
+            cur = c.execute(query)
             return cur.fetchall() if cur.description else None
 
     def pg_pid(self):

@@ -141,9 +141,9 @@ housekeeping(ps_indexer *x, const ps_tlmeta *m)
     lb_lsn pos = ps_walindex_resume_lsn(x->ix);
     ps_walindex_sealed_files(x->ix, upload_one, x);
     pthread_mutex_unlock(&x->lock);
-    if (lb_now_ms() - x->last_report_ms >= REPORT_MS) {
+    if (lb_mono_ms() - x->last_report_ms >= REPORT_MS) {
         ps_report_consumer(m, CONSUMER, pos);
-        x->last_report_ms = lb_now_ms();
+        x->last_report_ms = lb_mono_ms();
     }
 }
 
@@ -195,7 +195,7 @@ stream(ps_indexer *x, const ps_tlmeta *m)
         return;
     }
     PQclear(r);
-    int64_t last_house = lb_now_ms();
+    int64_t last_house = lb_mono_ms();
     while (!x->stop) {
         char *buf = NULL;
         int n = PQgetCopyData(c, &buf, 1);
@@ -253,9 +253,9 @@ stream(ps_indexer *x, const ps_tlmeta *m)
             if (rc)
                 break; /* reconnect from the last record indexed */
         }
-        if (lb_now_ms() - last_house >= HOUSEKEEPING_MS) {
+        if (lb_mono_ms() - last_house >= HOUSEKEEPING_MS) {
             housekeeping(x, m);
-            last_house = lb_now_ms();
+            last_house = lb_mono_ms();
         }
     }
     PQfinish(c);

@@ -122,7 +122,7 @@ def stack():
             raise SystemExit("lakebase: the compute did not start; see "
                              + os.path.join(compute.dir, "compute-ctl.log"))
         say("ready. Every commit is durable on 2 of 3 safekeepers.\n"
-            f'  psql "host=127.0.0.1 port={PG_PORT} user=postgres dbname=postgres"\n'
+            f"  {compute.psql_string()}\n"
             f"  data in {DATA}; Ctrl-C stops everything")
         while not stopping:
             time.sleep(0.5)
@@ -186,7 +186,7 @@ def compute(args):
             raise SystemExit("lakebase: the compute did not start; see "
                              + os.path.join(c.dir, "compute-ctl.log"))
         say(f"compute on branch {args.name} ready:\n"
-            f'  psql "host=127.0.0.1 port={args.port} user=postgres dbname=postgres"\n'
+            f"  {c.psql_string()}\n"
             "  Ctrl-C stops it")
         while not stopping and c.proc.alive():
             time.sleep(0.5)
