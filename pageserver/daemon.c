@@ -2,6 +2,7 @@
  * daemon.c: pageserver start-up and shut-down.
  */
 #include "daemon.h"
+#include "auth.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,15 +36,14 @@ ps_daemon_init(ps_daemon *d)
         lb_config_pg_bindir(bindir, sizeof(bindir));
         d->conf.pg_bin_dir = strdup(bindir);
     }
-    if (!d->conf.remote_storage || !d->conf.remote_storage[0]) {
-        char url[PATH_MAX + 16];
-        char abs[PATH_MAX];
-        if (!realpath(d->conf.data_dir, abs))
-            return -errno;
-        snprintf(url, sizeof(url), "file://%s/remote", abs);
-        free(d->conf.remote_storage);
-        d->conf.remote_storage = strdup(url);
+    if (d->conf.auth_public_keys && d->conf.auth_public_keys[0] &&
+        (rc = lb_auth_keys_load(d->conf.auth_public_keys, &d->keys)) != 0) {
+        lb_error("could not load auth_public_keys \"%s\": %s", d->conf.auth_public_keys,
+                 lb_strerror(rc));
+        return rc;
     }
+    if (!d->keys)
+        lb_warn("no auth_public_keys: the HTTP API checks no credentials");
     pthread_mutex_init(&d->stores.lock, NULL);
     lb_objstore *store;
     if ((rc = ps_store_acquire(d, &store)) != 0) {
@@ -90,7 +90,8 @@ ps_daemon_init(ps_daemon *d)
         .threads = (unsigned)d->conf.http_threads,
         .metrics = d->metrics,
     };
-    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0)
+    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0 ||
+        (rc = lb_http_server_set_auth(d->http, d->keys)) != 0)
         return rc;
     if ((rc = lb_http_server_start(d->http)) != 0) {
         lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
@@ -141,6 +142,8 @@ ps_daemon_shutdown(ps_daemon *d)
         lb_objstore_close(d->stores.free[i]);
     d->stores.nfree = 0;
     lb_metrics_free(d->metrics);
+    lb_auth_keys_free(d->keys);
+    d->keys = NULL;
 }
 
 int

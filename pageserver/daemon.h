@@ -30,9 +30,10 @@
 typedef struct ps_config {
     char *data_dir;
     lb_config_addr listen_http;
-    char *remote_storage; /* object store URL; default file://<data_dir>/remote */
-    char *pg_bin_dir;     /* PostgreSQL 15 binaries; default from pg_config */
-    char *pg_user;        /* run PostgreSQL as this user when started as root */
+    char *remote_storage;   /* object store URL (required: the disk is only a cache) */
+    char *auth_public_keys; /* PEM file or directory of *.pem: every token verifies with one */
+    char *pg_bin_dir;       /* PostgreSQL 15 binaries; default from pg_config */
+    char *pg_user;          /* run PostgreSQL as this user when started as root */
     char *log_level;
     int64_t http_threads;
     int64_t snapshot_interval_ms;
@@ -73,7 +74,8 @@ typedef struct ps_gc ps_gc;
 typedef struct ps_daemon {
     ps_config conf;
     lb_http_server *http;
-    int http_port; /* the bound port, set before any other thread starts */
+    struct lb_auth_keys *keys; /* from auth_public_keys; re-read on SIGHUP */
+    int http_port;             /* the bound port, set before any other thread starts */
     lb_metrics *metrics;
     ps_store_pool stores;
     pthread_mutex_t lock;
@@ -111,6 +113,9 @@ int ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tl
 /* A branch: metadata only, whatever the database size. */
 int ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const char *ancestor,
                      lb_lsn lsn, ps_tlmeta *out, char *err, size_t errcap);
+/* Whether ancestor is an ancestor of timeline (its parent, or the
+ * parent's, ...), as the registry says now. */
+bool ps_is_ancestor(ps_daemon *d, const char *tenant, const char *ancestor, const char *timeline);
 /* A copy of a timeline's metadata; LB_ENOTFOUND. */
 int ps_get_timeline(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta *out);
 /* Stop its ingest (redo standby, WAL index), then delete softly: a marker

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "errors.h"
 #include "fileio.h"
@@ -101,6 +102,9 @@ format_timestamp(int64_t us, char *out, size_t cap)
 
 /* The ids in the path. false after answering 400 (its status in *rc) when
  * one is malformed. */
+static bool scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
+                         const char *timeline, int *rc);
+
 static bool
 timeline_ids(lb_http_request *req, char *tenant, char *timeline, int *rc)
 {
@@ -199,7 +203,8 @@ h_status(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
@@ -302,6 +307,11 @@ h_basebackup(lb_http_request *req, void *arg)
     lb_json_param_id(req, "tenant_id", j->tenant, &e);
     lb_json_param_id(req, "timeline_id", j->timeline, &e);
     const char *lsn = lb_http_query(req, "lsn");
+    int arc;
+    if (!e.failed && !scope_allows(d, req, LB_AUTH_COMPUTE, j->tenant, j->timeline, &arc)) {
+        free(j);
+        return arc;
+    }
     if (e.failed || (lsn && lb_lsn_parse(lsn, &j->lsn) != 0)) {
         free(j);
         if (!e.failed)
@@ -403,7 +413,8 @@ h_wal(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER, tenant, timeline, &rc))
         return rc;
     const char *name = lb_http_param(req, "name");
     bool history;
@@ -439,7 +450,8 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
@@ -473,28 +485,54 @@ h_gc(lb_http_request *req, void *arg)
     return lb_json_respond(req, 200, json_pack("{s:I}", "snapshots_deleted", (json_int_t)deleted));
 }
 
+/* Who may call the routes whose scope the handler checks (own_scope):
+ * management, a token scoped to the request's tenant and timeline, or a
+ * compute token of a branch of it (a compute reads its ancestors' WAL and
+ * snapshots). 0, or 403 answered (*rc its status). */
+static bool
+scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
+             const char *timeline, int *rc)
+{
+    const lb_auth_claims *who = lb_http_claims(req);
+    if (!who || lb_auth_allows(who, roles, tenant, timeline))
+        return true;
+    if (who->role == LB_AUTH_COMPUTE && (roles & LB_AUTH_COMPUTE) && who->timeline[0] &&
+        strcmp(who->tenant, tenant) == 0 && ps_is_ancestor(d, tenant, timeline, who->timeline))
+        return true;
+    *rc = lb_http_respond_error(req, 403, "the token (role %s) does not cover timeline %s/%s",
+                                lb_auth_role_name(who->role), tenant, timeline);
+    return false;
+}
+
+/* The route table: who may call what (AUTH_DESIGN). Management may do
+ * everything; a compute token reads its own timeline (and ancestors);
+ * the pageserver's own token reads WAL (its redo standbys' restore
+ * script). /metrics and /healthz are the HTTP server's, open. */
 int
 ps_http_routes(ps_daemon *d)
 {
+    enum { MGMT = 0, COMPUTE = LB_AUTH_COMPUTE, PS = LB_AUTH_PAGESERVER };
     static const struct {
         const char *method, *pattern;
         lb_http_handler fn;
+        unsigned roles; /* besides management; checked by the handler (own_scope) */
     } routes[] = {
-        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create},
-        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
-        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup},
-        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal},
-        {"POST", "/v1/gc", h_gc},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status, COMPUTE},
+        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup, COMPUTE},
+        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
+        {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
-         h_lsn_by_timestamp},
+         h_lsn_by_timestamp, COMPUTE},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc =
-            lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn, d);
+        lb_http_access access = {.roles = routes[i].roles, .own_scope = routes[i].roles != 0};
+        int rc = lb_http_server_route_access(d->http, routes[i].method, routes[i].pattern,
+                                             routes[i].fn, d, &access);
         if (rc)
             return rc;
     }

@@ -546,6 +546,24 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
     return 0;
 }
 
+bool
+ps_is_ancestor(ps_daemon *d, const char *tenant, const char *ancestor, const char *timeline)
+{
+    char cur[PS_ID_LEN + 1];
+    snprintf(cur, sizeof(cur), "%s", timeline);
+    bool found = false;
+    pthread_mutex_lock(&d->lock);
+    for (int depth = 0; depth < MAX_CHAIN && cur[0] && !found; depth++) {
+        ps_tlmeta *m = find_locked(d, tenant, cur);
+        if (!m)
+            break;
+        found = strcmp(m->ancestor_id, ancestor) == 0;
+        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return found;
+}
+
 int
 ps_get_timeline(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta *out)
 {
