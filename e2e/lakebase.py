@@ -619,8 +619,13 @@ class Pageserver:
 
     def stop(self):
         if self.proc:
+            was_alive = self.proc.alive()
             self.proc.stop()
             self.check_sanitizer()
+            # SIGTERM stops it cleanly (exit 0): a lost signal shows as the
+            # SIGKILL Proc.stop falls back to.
+            rc = self.proc.p.returncode
+            assert not was_alive or rc == 0, f"the pageserver exited with {rc} on SIGTERM"
 
     def check_sanitizer(self):
         """A ThreadSanitizer build (make tsan) reports races in its log."""

@@ -2,6 +2,10 @@
  * daemon.c: pageserver start-up and shut-down.
  */
 #include "daemon.h"
+#include "gc.h"
+#include "http_api.h"
+#include "ingest.h"
+#include "timelines.h"
 #include "auth.h"
 
 #include <errno.h>

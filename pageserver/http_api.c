@@ -34,6 +34,11 @@
 
 #include "auth.h"
 #include "daemon.h"
+#include "gc.h"
+#include "http_api.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"

@@ -26,6 +26,9 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "fileio.h"

@@ -39,6 +39,10 @@
 #include <fcntl.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "http_client.h"

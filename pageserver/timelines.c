@@ -23,6 +23,10 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
