@@ -24,6 +24,7 @@ ps_daemon_init(ps_daemon *d)
     int rc;
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->ingest_lock, NULL);
+    pthread_cond_init(&d->ingest_cond, NULL);
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
         lb_error("could not create data directory \"%s\": %s", d->conf.data_dir, lb_strerror(rc));
         return rc;

@@ -4,11 +4,37 @@
  * of object store handles. Each module has its own header: timelines.h,
  * ingest.h, indexer.h, walserve.h, gc.h, http_api.h.
  *
- * Threads: HTTP handlers run on the HTTP server's threads. The registry
- * is guarded by one mutex, held only to find or insert entries and to
- * change a timeline's metadata; slow work (initdb, reading layers,
- * uploads) happens outside it. Layers are immutable, so readers need no
- * lock once they hold a timeline's snapshot list (copied under the lock).
+ * Threads, and who waits for whom:
+ *   - main: an lb_loop that takes SIGTERM/SIGINT (stop) and SIGHUP (re-read
+ *     the public keys) as events; it starts everything, then only waits.
+ *   - HTTP: the HTTP server's pool (http_threads) runs the handlers; a
+ *     basebackup's tar is written by a thread of its own into a pipe the
+ *     response streams from.
+ *   - per ingested timeline (ingest.c): one thread drives the redo
+ *     standby (a 500 ms tick: progress, failover, idle stop, snapshots),
+ *     and one (indexer.c) streams the timeline's WAL into its WAL index,
+ *     waiting on the libpq socket with poll().
+ *   - gc (gc.c): one thread, a pass every gc_interval (also POST /v1/gc).
+ *   Stop flags are atomics; a thread is stopped by its flag, then joined.
+ *
+ * Locks. d->lock (the registry) and d->ingest_lock (the table of ingests)
+ * are leaf locks: held only to find, copy or change entries in memory,
+ * never across I/O and never while waiting for another lock. Entries used
+ * outside them are reference-counted (ps_timeline.refs, an ingest's refs),
+ * so removal never frees what another thread still uses: DELETE takes a
+ * timeline out, stops its ingest (waiting for its references on a
+ * condition variable, holding nothing) and frees it last. The long locks
+ * take leaf locks only: a timeline's save_lock (an index save, with its
+ * upload), an ingest's lock (a tick or a snapshot; it takes save_lock
+ * through ps_add_snapshot), an indexer's lock (its index). So /status,
+ * which takes leaf locks and reads the ingest state atomically, never
+ * waits for a snapshot. Order where two are held: ingest_lock before
+ * d->lock; an ingest's lock before save_lock before d->lock.
+ *
+ * Layers are immutable, so readers need no lock once they hold a
+ * timeline's snapshot list (copied under d->lock). Object store handles
+ * are not thread-safe: each user borrows one from the pool (or, for the
+ * indexer, keeps one per thread).
  *
  * Shared by the files of this component only.
  */
@@ -89,7 +115,8 @@ typedef struct ps_daemon {
     lb_histogram *snapshot_bytes;
     lb_counter *snapshot_pages; /* main-fork pages written into layers */
     lb_counter *download_bytes;
-    pthread_mutex_t ingest_lock;
+    pthread_mutex_t ingest_lock; /* the table of ingests; held only to find or change it */
+    pthread_cond_t ingest_cond;  /* an ingest's last outside reference went */
     ps_ingest *ingests[PS_MAX_TIMELINES];
     int ningests;
     int64_t snapshot_interval_ms;
