@@ -511,18 +511,18 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
     } else if (!anc) {
         snprintf(err, errcap, "ancestor timeline %s/%s not found", tenant, ancestor);
         rc = LB_ENOTFOUND;
+    } else if (lsn < anc->start_lsn || lsn > anc->last_record_lsn || !tli) {
+        char s0[LB_LSN_STRLEN], e[LB_LSN_STRLEN], l[LB_LSN_STRLEN];
+        snprintf(err, errcap, "branch LSN %s is outside the ancestor's WAL %s-%s",
+                 lb_lsn_format(lsn, l), lb_lsn_format(anc->start_lsn, s0),
+                 lb_lsn_format(anc->last_record_lsn, e));
+        rc = LB_ECONFLICT;
     } else if (snapshot_at_locked(d, tenant, ancestor, lsn, &base) != 0) {
         char l[LB_LSN_STRLEN];
         snprintf(err, errcap,
                  "branch LSN %s is older than every snapshot of the ancestor that gc kept "
                  "(gc_retention)",
                  lb_lsn_format(lsn, l));
-        rc = LB_ECONFLICT;
-    } else if (lsn < anc->start_lsn || lsn > anc->last_record_lsn || !tli) {
-        char s0[LB_LSN_STRLEN], e[LB_LSN_STRLEN], l[LB_LSN_STRLEN];
-        snprintf(err, errcap, "branch LSN %s is outside the ancestor's WAL %s-%s",
-                 lb_lsn_format(lsn, l), lb_lsn_format(anc->start_lsn, s0),
-                 lb_lsn_format(anc->last_record_lsn, e));
         rc = LB_ECONFLICT;
     } else {
         snprintf(m.tenant_id, sizeof(m.tenant_id), "%s", tenant);
