@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg
@@ -531,6 +532,129 @@ rm -f "$p.part"; exit 1
         return pg
 
 
+class S3rver:
+    """An S3 server (s3rver, from npm) with one bucket, in dir, on a free
+    port; requests go unsigned."""
+    BUCKET = "lakebase"
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.port = free_port()
+        os.makedirs(os.path.join(dir, "data"), exist_ok=True)
+        script = os.path.join(ROOT, "node_modules", "s3rver", "bin", "s3rver.js")
+        # The legacy provider: s3rver makes its continuation tokens with DES.
+        self.proc = Proc(["node", "--openssl-legacy-provider", script, "-d",
+                          os.path.join(dir, "data"), "-a", "127.0.0.1", "-p", str(self.port),
+                          "--configure-bucket", self.BUCKET, "-s"],
+                         os.path.join(dir, "s3rver.log"))
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 30, what="s3rver to listen")
+
+    def url(self, prefix):
+        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://127.0.0.1:{self.port}"
+                f"&region=us-east-1&addressing=path")
+
+    def stop(self):
+        self.proc.stop()
+
+
+# One S3 server per test directory, when LB_REMOTE_STORAGE=s3 (make tsan);
+# conftest's workdir fixture stops it.
+_s3rvers = {}
+
+
+def s3rver_for(workdir):
+    if workdir not in _s3rvers:
+        _s3rvers[workdir] = S3rver(os.path.join(workdir, "s3rver"))
+    return _s3rvers[workdir]
+
+
+def stop_s3rvers(workdir):
+    s = _s3rvers.pop(workdir, None)
+    if s:
+        s.stop()
+
+
+def default_remote(workdir):
+    """The object store a test's pageserver uses: a directory, or with
+    LB_REMOTE_STORAGE=s3 a bucket on an s3rver of the test's own."""
+    if os.environ.get("LB_REMOTE_STORAGE") == "s3":
+        return s3rver_for(workdir).url("pageserver")
+    return f"file://{os.path.join(workdir, 'remote-storage')}"
+
+
+class RemoteStore:
+    """What tests see of a pageserver's object store, file:// or s3://
+    (path style, unsigned): keys relative to the store's prefix."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def _s3(self):
+        from urllib.parse import urlparse, parse_qs
+        u = urlparse(self.url)
+        endpoint = parse_qs(u.query)["endpoint"][0]
+        return f"{endpoint}/{u.netloc}", u.path.strip("/")
+
+    def _path(self, key):
+        return os.path.join(self.url[len("file://"):], key)
+
+    def list(self, prefix):
+        """{key: size} of every object under prefix."""
+        if self.url.startswith("file://"):
+            root = self._path(prefix)
+            out = {}
+            for d, _, files in os.walk(root):
+                for f in files:
+                    if not f.startswith(".lbtmp-"):
+                        full = os.path.join(d, f)
+                        out[os.path.relpath(full, self._path(""))] = os.path.getsize(full)
+            return out
+        import xml.etree.ElementTree as ET
+        base, pfx = self._s3()
+        out, token = {}, None
+        while True:
+            q = f"?list-type=2&prefix={pfx}/{prefix}" + \
+                (f"&continuation-token={urllib.parse.quote(token)}" if token else "")
+            with urllib.request.urlopen(base + q, timeout=30) as r:
+                root = ET.fromstring(r.read())
+            ns = {"s": root.tag.split("}")[0].strip("{")}
+            for c in root.findall("s:Contents", ns):
+                out[c.find("s:Key", ns).text[len(pfx) + 1:]] = int(c.find("s:Size", ns).text)
+            if root.findtext("s:IsTruncated", "false", ns) != "true":
+                return out
+            token = root.findtext("s:NextContinuationToken", None, ns)
+
+    def exists(self, key):
+        if self.url.startswith("file://"):
+            return os.path.isfile(self._path(key))
+        return key in self.list(key)
+
+    def get(self, key):
+        if self.url.startswith("file://"):
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        base, pfx = self._s3()
+        with urllib.request.urlopen(f"{base}/{pfx}/{key}", timeout=30) as r:
+            return r.read()
+
+    def put(self, key, data):
+        if self.url.startswith("file://"):
+            os.makedirs(os.path.dirname(self._path(key)), exist_ok=True)
+            with open(self._path(key), "wb") as f:
+                f.write(data)
+            return
+        base, pfx = self._s3()
+        req = urllib.request.Request(f"{base}/{pfx}/{key}", data=data, method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+
+
 class Pageserver:
     def __init__(self, workdir, name="pageserver", remote=None, extra_args=None):
         self.auth = Auth.of(workdir)
@@ -539,7 +663,8 @@ class Pageserver:
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.data = os.path.join(self.dir, "data")
-        self.remote = remote or f"file://{os.path.join(workdir, 'remote-storage')}"
+        self.remote = remote or default_remote(workdir)
+        self.store = RemoteStore(self.remote)
         self.port = free_port()
         self.proc = None
 
@@ -560,7 +685,20 @@ class Pageserver:
 
     def stop(self):
         if self.proc:
+            was_alive = self.proc.alive()
             self.proc.stop()
+            self.check_sanitizer()
+            # SIGTERM stops it cleanly (exit 0): a lost signal shows as the
+            # SIGKILL Proc.stop falls back to.
+            rc = self.proc.p.returncode
+            assert not was_alive or rc == 0, f"the pageserver exited with {rc} on SIGTERM"
+
+    def check_sanitizer(self):
+        """A ThreadSanitizer build (make tsan) reports races in its log."""
+        with open(os.path.join(self.dir, "pageserver.log"), errors="replace") as f:
+            log = f.read()
+        i = log.find("WARNING: ThreadSanitizer")
+        assert i < 0, "ThreadSanitizer report in the pageserver's log:\n" + log[i:i + 6000]
 
     def kill(self, with_standbys=False):
         """kill -9 the pageserver; with_standbys: its redo standbys too, as
