@@ -2,7 +2,8 @@
 #
 #   make deps    install every Debian and npm package the project uses (idempotent)
 #   make         build binaries into build/bin and libraries into build/lib
-#   make test    deps, script tests, build, unit tests, a short fuzzing run, then the e2e suite
+#   make test    deps, script tests, build, unit tests (plain, then under ASan+UBSan),
+#                a short fuzzing run, then the e2e suite
 #   make script-tests  tests of scripts/ (the dependency installer), no root or network
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -116,6 +117,7 @@ test: deps
 	@$(MAKE) --no-print-directory script-tests
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz LB_FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory e2e
 

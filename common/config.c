@@ -115,47 +115,6 @@ lb_config_parse_duration(const char *text, int64_t *ms)
     return 0;
 }
 
-int
-lb_config_parse_addr(const char *text, lb_config_addr *addr)
-{
-    if (!text)
-        return LB_EPARSE;
-    const char *host = text, *host_end, *colon;
-    if (text[0] == '[') {
-        host = text + 1;
-        host_end = strchr(host, ']');
-        if (!host_end || host_end[1] != ':')
-            return LB_EPARSE;
-        colon = host_end + 1;
-    } else {
-        colon = strrchr(text, ':');
-        if (!colon || memchr(text, ':', (size_t)(colon - text)))
-            return LB_EPARSE; /* an IPv6 address needs brackets */
-        host_end = colon;
-    }
-    size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen >= sizeof(addr->host))
-        return LB_EPARSE;
-    for (size_t i = 0; i < hlen; i++)
-        if (isspace((unsigned char)host[i]) || host[i] == '/' || host[i] == '[' || host[i] == ']')
-            return LB_EPARSE;
-    const char *port = colon + 1;
-    if (!*port || strlen(port) > 5)
-        return LB_EPARSE;
-    long p = 0;
-    for (const char *c = port; *c; c++) {
-        if (!isdigit((unsigned char)*c))
-            return LB_EPARSE;
-        p = p * 10 + (*c - '0');
-    }
-    if (p > 65535)
-        return LB_EPARSE;
-    memcpy(addr->host, host, hlen);
-    addr->host[hlen] = '\0';
-    addr->port = (int)p;
-    return 0;
-}
-
 static void
 format_size(uint64_t v, char *out, size_t cap)
 {
@@ -419,7 +378,7 @@ apply_text(const lb_config_setting *s, void *conf, const char *text, char *why, 
         return 0;
     }
     case LB_CONFIG_ADDR:
-        if (lb_config_parse_addr(text, (lb_config_addr *)dst) != 0) {
+        if (lb_hostport_parse(text, (lb_config_addr *)dst) != 0) {
             snprintf(why, cap, "must be an address like \"127.0.0.1:5432\" or \"[::1]:5432\"");
             return LB_EBADCONFIG;
         }
@@ -1027,18 +986,4 @@ lb_config_help(const lb_config_setting *table, const char *program, const char *
             rc = lb_buf_append_str(out, "\n");
     }
     return rc;
-}
-
-void
-lb_config_pg_bindir(char *out, size_t cap)
-{
-    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
-    char buf[4096] = "";
-    if (f) {
-        if (!fgets(buf, sizeof(buf), f))
-            buf[0] = '\0';
-        pclose(f);
-    }
-    buf[strcspn(buf, "\n")] = '\0';
-    snprintf(out, cap, "%s", buf[0] ? buf : "/usr/lib/postgresql/15/bin");
 }

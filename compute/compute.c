@@ -44,6 +44,7 @@
 #include "metrics.h"
 #include "pgauth.h"
 #include "pgproc.h"
+#include "wal.h"
 #include "walproxy.h"
 
 typedef struct cc_compute {
@@ -156,7 +157,8 @@ h_wal(lb_http_request *req, void *arg)
     cc_compute *c = arg;
     const char *name = lb_http_param(req, "name");
     uint32_t tli;
-    if (cc_wal_name_parse(name, &tli) == CC_WAL_BAD)
+    /* Checked again with the timeline's segment size by cc_wal_fetch(). */
+    if (lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, &tli, NULL) == LB_WAL_FILE_BAD)
         return lb_http_respond_error(req, 400,
                                      "\"%.64s\" is not a WAL segment or history "
                                      "file name",
@@ -439,6 +441,7 @@ set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
     snprintf(w.pageserver, sizeof(w.pageserver), "%s", s->pageserver);
     w.pg_tli = m->pg_tli;
     w.has_ancestor = m->has_ancestor;
+    w.seg_size = m->wal_seg_size;
     if (r) {
         /* Only those holding the term's WAL up to its start, the donor first. */
         snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",

@@ -24,6 +24,8 @@
 #include "config.h"
 #include "errors.h"
 #include "fileio.h"
+#include "hostport.h"
+#include "pgbin.h"
 #include "spec.h"
 
 const char *
@@ -288,45 +290,6 @@ http_url_ok(const char *s)
 }
 
 static int
-parse_port(const char *text, int *port)
-{
-    char *end;
-    errno = 0;
-    long p = strtol(text, &end, 10);
-    if (errno || *end || end == text || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
-/* "host:port" or "[v6]:port". */
-static int
-split_hostport(const char *s, char *host, size_t hcap, int *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hlen;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -1;
-        hlen = (size_t)(colon - s);
-    }
-    if (hlen == 0 || hlen >= hcap)
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    return parse_port(colon + 1, port);
-}
-
-static int
 parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
 {
     if (!arr || json_is_null(arr))
@@ -372,9 +335,11 @@ parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
         size_t l = strlen(sk->http);
         while (l > 0 && sk->http[l - 1] == '/')
             sk->http[--l] = '\0';
-        if (split_hostport(pg, sk->pg_host, sizeof(sk->pg_host), &sk->pg_port) != 0 ||
-            sk->pg_port == 0)
+        lb_hostport hp;
+        if (lb_hostport_parse(pg, &hp) != 0 || hp.port == 0)
             return bad(err, cap, "spec: field \"%spg\" must be host:port", where);
+        snprintf(sk->pg_host, sizeof(sk->pg_host), "%s", hp.host);
+        sk->pg_port = hp.port;
         for (size_t j = 0; j < i; j++)
             if (strcmp(spec->safekeepers[j].name, sk->name) == 0)
                 return bad(err, cap, "spec: field \"%sname\": \"%s\" is listed twice", where,
@@ -559,9 +524,11 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         snprintf(listen, sizeof(listen), "127.0.0.1:%lld", (long long)json_integer_value(lv));
     else if ((rc = get_str(root, "listen", "", listen, sizeof(listen), false, err, cap)) < 0)
         return rc;
-    if (split_hostport(listen, spec->listen_host, sizeof(spec->listen_host), &spec->listen_port) !=
-        0)
+    lb_hostport hp;
+    if (lb_hostport_parse(listen, &hp) != 0)
         return bad(err, cap, "spec: field \"listen\" must be host:port (port 0: any free port)");
+    snprintf(spec->listen_host, sizeof(spec->listen_host), "%s", hp.host);
+    spec->listen_port = hp.port;
 
     strcpy(spec->announce_host, "127.0.0.1");
     if ((rc = get_str(root, "announce_host", "", spec->announce_host, sizeof(spec->announce_host),
@@ -586,7 +553,7 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
                       err, cap)) < 0)
         return rc;
     if (rc == 0)
-        lb_config_pg_bindir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
+        lb_pg_bindir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
     strcpy(spec->pg_user, "postgres");
     if ((rc = get_str(root, "pg_user", "", spec->pg_user, sizeof(spec->pg_user), false, err, cap)) <
         0)

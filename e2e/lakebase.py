@@ -4,6 +4,7 @@ Every process is started by the test, in the test's own temporary
 directory, on free ports, and stopped by its pid. PostgreSQL runs as the
 postgres user when the tests run as root.
 """
+import copy
 import json
 import os
 import pwd
@@ -13,17 +14,17 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
+
+import psycopg
 
 ROOT = os.environ.get("LB_PROJECT_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
-CTL = os.path.join(BIN, "compute-ctl")
 # The role users connect to a compute as (SCRAM; not a superuser).
 USER = "app"
 
@@ -501,41 +502,25 @@ rm -f "$2.part"; exit 1
         return headers, len(data)
 
 
-class BlockedCommit(threading.Thread):
-    """Runs one statement in its own connection; records whether it returned."""
-
-    def __init__(self, dsn, sql):
-        super().__init__(daemon=True)
-        self.dsn, self.sql = dsn, sql
-        self.done = threading.Event()
-        self.error = None
-
-    def run(self):
-        import psycopg
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as c:
-                c.execute(self.sql)
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            self.error = e
-        self.done.set()
-
+# Shared by the compute, pageserver and fault tests, the benchmarks and
+# scripts/run.py.
 
 class ComputeCtl:
     """One compute-ctl process and its spec, in workdir/name."""
 
     def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
-                 settings=None, sks=None):
-        self.dir = os.path.join(cluster.workdir, name)
+                 settings=None, sks=None, tenant=None, workdir=None, port=None, http_port=None):
+        self.dir = os.path.join(workdir or cluster.workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         # The user's role and password are the tenant's: every compute of
         # the cluster (primary, replica, static) takes them from one file.
         self.user = USER
         self.password = cluster.user_password
-        self.port = free_port()
-        self.http_port = free_port()
+        self.port = port or free_port()
+        self.http_port = http_port or free_port()
         self.spec = {
-            "tenant_id": cluster.tenant,
+            "tenant_id": tenant or cluster.tenant,
             "timeline_id": timeline or cluster.timeline,
             "mode": mode,
             "pageserver": ps.url,
@@ -567,7 +552,8 @@ class ComputeCtl:
         return path
 
     def start(self, wait=True, yaml=True):
-        self.proc = Proc([CTL, "--spec", self.write_spec(yaml)],
+        spec = self.write_spec(yaml)
+        self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", spec],
                          os.path.join(self.dir, "compute-ctl.log"))
         if wait:
             self.wait_ready()
@@ -578,9 +564,19 @@ class ComputeCtl:
         assert st == 200, body
         return body
 
-    def wait_ready(self, timeout=120):
+    def ready(self):
+        """True when compute-ctl answers that its PostgreSQL is ready."""
+        try:
+            st, body = http("GET", self.url + "/status", timeout=2)
+        except OSError:
+            return False
+        return st == 200 and body.get("state") == "ready"
+
+    def wait_ready(self, timeout=120, stop=lambda: False):
+        """Until ready; raises if compute-ctl exits, the time runs out or
+        stop() says so."""
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        while time.time() < deadline and not stop():
             if not self.proc.alive():
                 raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
                                      + self.log_tail())
@@ -592,6 +588,9 @@ class ComputeCtl:
                 return body
             time.sleep(0.2)
         raise AssertionError("not ready: " + self.log_tail())
+
+    def psql_string(self):
+        return f'psql "{self.dsn()}"'
 
     def log_tail(self, n=40):
         with open(self.proc.log, errors="replace") as f:
@@ -605,7 +604,6 @@ class ComputeCtl:
         return " ".join(f"{k}={v}" for k, v in d.items())
 
     def sql(self, query, *args):
-        import psycopg
         with psycopg.connect(self.dsn(), autocommit=True) as c:
             cur = c.execute(query, args or None)
             return cur.fetchall() if cur.description else None
@@ -616,7 +614,6 @@ class ComputeCtl:
         return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
 
     def superuser_sql(self, query):
-        import psycopg
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
             cur = c.execute(query)
             return cur.fetchall() if cur.description else None
@@ -672,6 +669,68 @@ def to_yaml(v, indent=0):
             for item in x:
                 lines = to_yaml(item, indent + 4).splitlines()
                 out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
+        elif isinstance(x, str):
+            out += f"{pad}{k}: {json.dumps(x)}\n"
         else:
             out += f"{pad}{k}: {json.dumps(x)}\n"
     return out
+
+
+def table_hashes(pg):
+    """Every user table: row count and a hash of its rows in a fixed order."""
+    out = {}
+    for schema, name in pg.sql("select schemaname, tablename from pg_tables where schemaname "
+                               "not in ('pg_catalog', 'information_schema') order by 1, 2"):
+        q = (f'select count(*), md5(coalesce(string_agg(x::text, chr(10) order by x::text), \'\')) '
+             f'from "{schema}"."{name}" x')
+        out[f"{schema}.{name}"] = tuple(pg.sql(q)[0])
+    return out
+
+
+def timeline_view(cluster, timeline):
+    """The same safekeepers, another timeline on them."""
+    v = copy.copy(cluster)
+    v.timeline = timeline
+    return v
+
+
+def start_compute(view, ps, name, meta):
+    """A primary on a pageserver timeline: the timeline on the safekeepers
+    (starting where the pageserver's does), an election, a basebackup,
+    recovery from the pageserver's WAL endpoint, promotion; then the
+    pageserver ingests what the safekeepers commit."""
+    t, l = view.tenant, view.timeline
+    st, sk_status = http("GET", view.sks[0].tl(t, l))
+    if st == 404:
+        view.create_timeline(int(meta["system_id"]), lsn_int(meta["start_lsn"]),
+                             pg_tli=meta["pg_tli"], seg_size=meta["wal_seg_size"])
+    election = view.elect()
+    pg = Postgres(view.workdir, name)
+    ps.basebackup(t, l, pg.datadir)
+    pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
+            wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
+    view.track(pg)
+    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
+    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
+    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
+    assert st == 200, body
+    return pg, election
+
+
+def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):
+    """Until the pageserver has replayed the timeline up to target (an LSN)."""
+    wait_for(lambda: lsn_int(http("GET", ps.tl(tenant, timeline))[1]["last_record_lsn"])
+             >= target, timeout, what=what)
+
+
+def ids(pg):
+    return [r[0] for r in pg.sql("select id from t order by id")]
+
+
+def insert_lsn(pg):
+    """Everything committed so far is before this LSN (a record boundary)."""
+    return pg.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+
+
+def tli(pg):
+    return int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])

@@ -4,7 +4,6 @@ takes durable writes; a second primary (new term) has every committed row;
 PostgreSQL dying makes compute-ctl exit non-zero; SIGTERM stops it cleanly;
 a replica follows; a static compute shows exactly the data before its LSN;
 a branch starts; bad specs are refused with the field named."""
-import json
 import os
 import signal
 import subprocess
@@ -15,8 +14,27 @@ import uuid
 import psycopg
 import pytest
 
-from lakebase import (BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, lsn_int,
-                      to_yaml, wait_for)
+from lakebase import BIN, ComputeCtl, Pageserver, http, lsn_int, wait_for
+
+CTL = os.path.join(BIN, "compute-ctl")
+
+
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
 
 
 @pytest.fixture

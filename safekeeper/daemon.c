@@ -293,7 +293,7 @@ parse_peers(sk_daemon *sk)
         sk_peer p;
         memset(&p, 0, sizeof(p));
         if (!eq || eq == item || (size_t)(eq - item) >= sizeof(p.name) ||
-            lb_config_parse_addr(eq + 1, &p.addr) != 0 || p.addr.port == 0) {
+            lb_hostport_parse(eq + 1, &p.addr) != 0 || p.addr.port == 0) {
             lb_error("invalid peer \"%s\": expected name=host:port, the peer's listen_pg", item);
             return LB_EBADCONFIG;
         }

@@ -564,20 +564,6 @@ test_value_parsers(void **state)
         assert_int_equal(lb_config_parse_duration(bad_durations[i], &ms), LB_EPARSE);
     assert_int_equal(lb_config_parse_duration("106751991168d", &ms), LB_EPARSE); /* overflow */
     assert_int_equal(lb_config_parse_duration("106751991167d", &ms), 0);         /* just fits */
-
-    lb_config_addr a;
-    assert_int_equal(lb_config_parse_addr("127.0.0.1:5432", &a), 0);
-    assert_string_equal(a.host, "127.0.0.1");
-    assert_int_equal(a.port, 5432);
-    assert_int_equal(lb_config_parse_addr("sk-0.sk.svc:0", &a), 0);
-    assert_string_equal(a.host, "sk-0.sk.svc");
-    assert_int_equal(a.port, 0);
-    assert_int_equal(lb_config_parse_addr("[fe80::1]:65535", &a), 0);
-    assert_string_equal(a.host, "fe80::1");
-    const char *bad_addrs[] = {"",       ":80",     "host", "host:", "host:x",     "host:65536",
-                               "::1:80", "[::1]80", "[::1", "a b:1", "host:123456"};
-    for (size_t i = 0; i < sizeof(bad_addrs) / sizeof(bad_addrs[0]); i++)
-        assert_int_equal(lb_config_parse_addr(bad_addrs[i], &a), LB_EPARSE);
 }
 
 static void
