@@ -52,6 +52,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "buf.h"
 #include "hostport.h"
 
@@ -151,9 +153,23 @@ int lb_config_help(const lb_config_setting *table, const char *program, const ch
 
 /* ---- parsing single values (also for tests and other callers) ---- */
 
+/* The one boolean vocabulary: true/false, yes/no, on/off, 1/0, in any
+ * case. 0 or LB_EPARSE. */
+int lb_bool_parse(const char *text, bool *out);
 /* "64MiB" -> bytes. 0 or LB_EPARSE (also on overflow). */
 int lb_config_parse_size(const char *text, uint64_t *bytes);
 /* "1h30m" -> milliseconds. 0 or LB_EPARSE. */
 int lb_config_parse_duration(const char *text, int64_t *ms);
+
+/* ---- YAML as data (compute-ctl's spec) ---- */
+
+/* The reader lb_config_load() uses, for YAML that is not a settings file:
+ * one document, nested at most 32 deep, no aliases; mappings become
+ * objects (a key given twice is refused), sequences arrays, plain scalars
+ * null, integers, reals or booleans (lb_bool_parse()'s words but 1 and 0)
+ * where they read as such, everything else strings. An empty document is
+ * JSON null. *out: a new reference. 0, LB_EPARSE with err "line N: why",
+ * or -ENOMEM. */
+int lb_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap);
 
 #endif

@@ -137,7 +137,7 @@ status_json(cc_compute *c)
         snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(c->last_activity_ms % 1000));
         json_object_set_new(j, "last_activity", json_string(when));
     }
-    if (j && s->mode == CC_MODE_STATIC)
+    if (j && cc_mode_of(s->mode)->at_lsn)
         json_object_set_new(j, "target_lsn", lb_json_lsn(s->lsn));
     if (j && c->error[0])
         json_object_set_new(j, "error", json_string(c->error));
@@ -547,7 +547,7 @@ prepare_datadir(cc_compute *c)
     }
     lb_lsn snap = 0;
     char err[700];
-    int rc = cc_basebackup(s, s->mode == CC_MODE_STATIC ? s->lsn : 0, &snap, err, sizeof(err));
+    int rc = cc_basebackup(s, cc_mode_of(s->mode)->at_lsn ? s->lsn : 0, &snap, err, sizeof(err));
     if (rc)
         return fail(c, "%s", err);
     char lsn[LB_LSN_STRLEN];
@@ -583,7 +583,7 @@ prepare_datadir(cc_compute *c)
     lb_buf_free(&conf);
     if (rc == 0)
         rc = write_auth_files(c);
-    const char *signal_file = s->mode == CC_MODE_REPLICA ? "standby.signal" : "recovery.signal";
+    const char *signal_file = cc_mode_of(s->mode)->streams ? "standby.signal" : "recovery.signal";
     snprintf(path, sizeof(path), "%s/%s", s->data_dir, signal_file);
     if (rc == 0)
         rc = lb_write_file_atomic(path, "", 0);
@@ -1078,7 +1078,7 @@ run_standby(cc_compute *c, const tl_meta *m)
     set_wal_sources(c, m, NULL);
     set_state(c, CC_STATE_RESTORING);
     int rc;
-    if (c->spec->mode == CC_MODE_STATIC && (rc = wait_ingested(c, c->spec->lsn)) != 0)
+    if (cc_mode_of(c->spec->mode)->at_lsn && (rc = wait_ingested(c, c->spec->lsn)) != 0)
         return rc;
     if ((rc = prepare_datadir(c)) != 0)
         return rc;
@@ -1088,7 +1088,7 @@ run_standby(cc_compute *c, const tl_meta *m)
     if ((rc = wait_until(c, cond_connected)) != 0)
         return rc;
     set_state(c, CC_STATE_REPLAYING);
-    if (c->spec->mode == CC_MODE_STATIC)
+    if (cc_mode_of(c->spec->mode)->at_lsn)
         rc = wait_until(c, cond_target_reached);
     else
         rc = wait_until(c, cond_standby);
@@ -1174,7 +1174,7 @@ static watch_outcome
 watch(cc_compute *c)
 {
     const cc_spec *s = c->spec;
-    bool primary = s->mode == CC_MODE_PRIMARY;
+    bool primary = cc_mode_of(s->mode)->elects;
     unsigned cancels = atomic_load(&c->sync_cancels);
     lb_buf guard = LB_BUF_INIT;
     if (primary && cc_guard_query(s, &guard) != 0) {
@@ -1245,10 +1245,10 @@ cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
             rc = check_datadir(c);
         if (rc == 0)
             rc = pageserver_meta(c, &m);
-        if (rc == 0 && spec->mode == CC_MODE_REPLICA)
+        if (rc == 0 && cc_mode_of(spec->mode)->streams)
             spec->stream_from = pick_stream_source(spec);
         if (rc == 0)
-            rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
+            rc = cc_mode_of(spec->mode)->elects ? run_primary(c, &m) : run_standby(c, &m);
         if (rc == -EINTR) {
             code = CC_EXIT_OK;
             break;

@@ -38,6 +38,7 @@
 #define CC_SPEC_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -100,13 +101,24 @@ int cc_spec_parse(const char *text, size_t len, cc_spec *spec, char *err, size_t
 int cc_spec_load(const char *path, cc_spec *spec, char *err, size_t cap);
 void cc_spec_free(cc_spec *spec);
 
-const char *cc_mode_name(cc_mode mode);
+/* What a mode is, in one table (spec.c, cc_modes): to add a mode, add an
+ * enum value above and a row there; compute.c and the settings follow the
+ * row, never the enum. */
+typedef struct cc_mode_info {
+    const char *name;        /* the spec's "mode" */
+    bool elects;             /* primary: elects, writes, makes the roles, is watched */
+    bool streams;            /* follows a safekeeper (primary_conninfo, standby.signal) */
+    bool at_lsn;             /* needs the spec's "lsn": basebackup and replay up to it, pause */
+    int restore_unsure_exit; /* restore_command's exit when a WAL source could not be
+                                asked: 127 (fatal) unless stopping short is harmless */
+    /* The mode's own lines of postgresql.auto.conf, appended to out (buf
+     * is scratch space of cap bytes). 0 or -ENOMEM. */
+    int (*render)(const cc_spec *spec, lb_buf *out, char *buf, size_t cap);
+} cc_mode_info;
 
-/* YAML text as JSON: mappings become objects (duplicate keys refused),
- * sequences arrays, plain scalars integers, reals, booleans or null where
- * they read as such, everything else strings. *out: a new reference.
- * 0 or LB_EPARSE (err gives the line). */
-int cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap);
+/* The row of mode (never NULL for a parsed spec). */
+const cc_mode_info *cc_mode_of(cc_mode mode);
+const char *cc_mode_name(cc_mode mode);
 
 /* ---- compute: the settings ---- */
 

@@ -499,6 +499,38 @@ test_quote(void **state)
     lb_buf_free(&b);
 }
 
+/* Every mode is one row: a name the spec accepts, settings of its own. */
+static void
+test_mode_table(void **state)
+{
+    (void)state;
+    int n = 0;
+    for (cc_mode m = 0; cc_mode_of(m); m++, n++) {
+        const cc_mode_info *info = cc_mode_of(m);
+        assert_non_null(info->name);
+        assert_non_null(info->render);
+        assert_string_equal(cc_mode_name(m), info->name);
+        assert_true(info->restore_unsure_exit == 1 || info->restore_unsure_exit == 127);
+        for (cc_mode o = 0; o < m; o++)
+            assert_string_not_equal(cc_mode_of(o)->name, info->name);
+        /* The spec takes the row's name. */
+        char *text = yaml_with("mode", NULL);
+        char full[4096], err[512];
+        snprintf(full, sizeof(full), "mode: %s\n%s%s", info->name, text,
+                 info->at_lsn ? "lsn: 0/3000028\n" : "");
+        free(text);
+        cc_spec s;
+        int rc = cc_spec_parse(full, strlen(full), &s, err, sizeof(err));
+        if (rc)
+            fail_msg("mode %s: %s", info->name, err);
+        assert_int_equal(s.mode, m);
+        cc_spec_free(&s);
+    }
+    assert_int_equal(n, 3);
+    assert_null(cc_mode_of((cc_mode)99));
+    assert_string_equal(cc_mode_name((cc_mode)99), "?");
+}
+
 int
 main(void)
 {
@@ -510,6 +542,7 @@ main(void)
         cmocka_unit_test(test_render_enforces),
         cmocka_unit_test(test_quote),
         cmocka_unit_test(test_guard_query),
+        cmocka_unit_test(test_mode_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
