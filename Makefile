@@ -8,6 +8,7 @@
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make run     start lakebase on this machine
+#   make images  build the container images in images/ with podman (cached: see images/build.sh)
 #   make clean   remove build/
 #
 # Every component folder is a flat set of .c/.h files plus tests/test_*.c; new
@@ -18,7 +19,7 @@
 
 BUILD    ?= build
 CC       ?= gcc
-PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq
+PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq sqlite3
 PG_INC   := $(shell pg_config --includedir-server 2>/dev/null || echo /usr/include/postgresql/15/server)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
@@ -36,7 +37,7 @@ TEST_LDLIBS := -lcmocka
 # the libraries in reverse of this order, so a component may use any library
 # listed before it.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
-LIB_ORDER := common lake safekeeper pageserver compute proxy controller devcluster
+LIB_ORDER := common token lake safekeeper pageserver compute proxy controller devcluster
 COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
 libname = $(if $(filter common,$(1)),lakebase,$(1))
 LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
@@ -44,6 +45,7 @@ ALL_LIBS := $(foreach c,$(call reverse,$(COMPONENTS)),$(call LIB_PATH,$(c)))
 LIBLAKEBASE := $(call LIB_PATH,common)
 
 # Binary names where they differ from the folder.
+BIN_token      := lakebase-token
 BIN_compute    := compute-ctl
 BIN_proxy      := lakebase-proxy
 BIN_controller := lakebase-controller
@@ -73,12 +75,17 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-.PHONY: all deps test unit e2e asan run clean fuzz bench script-tests pkgcheck
+.PHONY: all deps test unit e2e asan run clean fuzz bench script-tests pkgcheck images
 SHELL := /bin/bash
 all: $(ALL_LIBS) $(BINS)
 
 deps:
 	@./scripts/deps.sh
+
+# Container images (podman build), skipped when the image for the current
+# source hash exists; the first run on a machine also builds the Debian base.
+images:
+	@./images/build.sh
 
 # Stop with the names of missing libraries, not with a compile error later.
 pkgcheck:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
+CTL = os.path.join(BIN, "compute-ctl")
 # The role users connect to a compute as (SCRAM; not a superuser).
 USER = "app"
 
@@ -49,11 +51,14 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     raise TimeoutError(f"timed out waiting for {what}" + (f": {last}" if last else ""))
 
 
-def http(method, url, body=None, timeout=10):
-    """JSON over HTTP; returns (status, parsed body or raw bytes)."""
+def http(method, url, body=None, timeout=10, token=None):
+    """JSON over HTTP; returns (status, parsed body or raw bytes). token: a
+    bearer token sent as Authorization (None: none)."""
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw, status = r.read(), r.status
@@ -63,6 +68,53 @@ def http(method, url, body=None, timeout=10):
         return status, json.loads(raw)
     except ValueError:
         return status, raw
+
+
+class Auth:
+    """Credentials for one test: an Ed25519 key pair made in the test's own
+    directory (keys/auth.key private, keys/auth.pem public), and tokens
+    minted with it by lakebase-token, as management would. A daemon gets
+    auth_public_keys=self.keys_dir and its own token file."""
+
+    def __init__(self, workdir, name="auth"):
+        self.dir = os.path.join(workdir, "auth")
+        self.keys_dir = os.path.join(self.dir, "keys")
+        self.name = name
+        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
+                        "--name", name], check=True, capture_output=True)
+        self.private_key = os.path.join(self.keys_dir, f"{name}.key")
+        self.public_key = os.path.join(self.keys_dir, f"{name}.pem")
+        self.management = self.mint("management", sub="test-management")
+
+    def mint(self, role, tenant=None, timeline=None, sub=None, endpoint=None, ttl=None,
+             key=None):
+        argv = [os.path.join(BIN, "lakebase-token"), "mint", "--key", key or self.private_key,
+                "--role", role]
+        for flag, v in (("--tenant", tenant), ("--timeline", timeline), ("--sub", sub),
+                        ("--endpoint", endpoint), ("--ttl", ttl)):
+            if v is not None:
+                argv += [flag, str(v)]
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def token_file(self, name, token):
+        """Write token to auth/tokens/<name> (mode 0600); returns the path."""
+        d = os.path.join(self.dir, "tokens")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return path
+
+    def other_key(self, workdir, name="other"):
+        """A second, unrelated key pair (not among the daemons' keys): tokens
+        signed with it must be refused."""
+        d = os.path.join(workdir, "auth-other")
+        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", d, "--name", name],
+                       check=True, capture_output=True)
+        return os.path.join(d, f"{name}.key")
 
 
 def chown_pg(path):
@@ -504,6 +556,24 @@ rm -f "$2.part"; exit 1
 
 # Shared by the compute, pageserver and fault tests, the benchmarks and
 # scripts/run.py.
+
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
+
 
 class ComputeCtl:
     """One compute-ctl process and its spec, in workdir/name."""

@@ -14,27 +14,7 @@ import uuid
 import psycopg
 import pytest
 
-from lakebase import BIN, ComputeCtl, Pageserver, http, lsn_int, wait_for
-
-CTL = os.path.join(BIN, "compute-ctl")
-
-
-class BlockedCommit(threading.Thread):
-    """Runs one statement in its own connection; records whether it returned."""
-
-    def __init__(self, dsn, sql):
-        super().__init__(daemon=True)
-        self.dsn, self.sql = dsn, sql
-        self.done = threading.Event()
-        self.error = None
-
-    def run(self):
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as c:
-                c.execute(self.sql)
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            self.error = e
-        self.done.set()
+from lakebase import BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, lsn_int, to_yaml, wait_for
 
 
 @pytest.fixture
