@@ -2,25 +2,56 @@
  * compute.c: one compute, from spec to ready, and its HTTP endpoints.
  *
  * The main thread runs the steps of the compute's mode one after the other
- * (compute.h), then watches PostgreSQL: its exit (waitpid), the stop flag
- * (SIGTERM), and once a second its activity (pg_stat_activity) for
- * /status. HTTP handlers run on the server's threads and only read the
- * status under c->lock, or fetch WAL for the restore_command.
+ * (compute.h), then watches PostgreSQL (watch()): its exit (waitpid), the
+ * stop flag (SIGTERM), and once a second its activity (pg_stat_activity)
+ * for /status. HTTP handlers run on the server's threads and only read the
+ * status under c->lock, or fetch WAL for the restore_command. A detached
+ * thread copies PostgreSQL's stderr to ours and counts cancelled
+ * synchronous-replication waits.
  *
  * Invariants:
  *   - the data directory is rebuilt from a basebackup on every start: a
  *     compute's disk is a cache, never a source of truth;
  *   - a primary's PostgreSQL has the quorum synchronous_standby_names from
  *     its first start, so no commit is acknowledged without 2 of 3
- *     safekeepers;
+ *     safekeepers (the one exception, compute-ctl's own role transaction,
+ *     is explained at make_roles());
  *   - a primary is ready only once its PostgreSQL timeline is the elected
- *     one and a quorum of safekeepers streams from it.
+ *     one and a quorum of safekeepers streams from it;
+ *   - the superuser is compute-ctl's (pgauth.h); users cannot change the
+ *     settings durability rests on, and while a primary runs compute-ctl
+ *     checks that nobody has (cc_guarded_settings: pg_settings,
+ *     pg_file_settings, pg_db_role_setting): a change stops PostgreSQL at
+ *     once and the compute starts again from the quorum;
+ *   - a primary that sees a newer term on any safekeeper stops serving
+ *     (exit 4): another compute won an election, and this one's commits
+ *     can no longer reach a quorum.
+ *
+ * What vanilla PostgreSQL 15 leaves open, and what compute-ctl does:
+ *   - a cancelled synchronous-replication wait (pg_cancel_backend, a
+ *     statement_timeout, a terminated backend) returns with a WARNING
+ *     while the commit is already in the local WAL and visible to every
+ *     other session, though no quorum may have it. compute-ctl reads the
+ *     WARNING from PostgreSQL's stderr (logging_collector off, lc_messages
+ *     C, log_min_messages at most warning: all guarded) and stops
+ *     PostgreSQL, then starts the compute again from the quorum, where
+ *     that commit exists only if a quorum had it. Between the WARNING and
+ *     the stop (well under a second) other sessions can read it: that
+ *     window remains, and closing it needs a patched PostgreSQL;
+ *   - a session may SET synchronous_commit = local (or off) for itself:
+ *     it is PGC_USERSET, and no role attribute prevents it. It changes
+ *     only that session's own commits, which it asked not to wait for;
+ *     ALTER ROLE ... SET of it is seen by the watch;
+ *   - a user can forge the WARNING with RAISE WARNING: that only restarts
+ *     the user's own compute.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -33,6 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "compute.h"
 #include "errors.h"
@@ -65,6 +97,12 @@ typedef struct cc_compute {
     pid_t pg_pid;
     cc_wal_sources wal;
     bool wal_ready;
+
+    /* HTTP credentials: callers' tokens are verified with keys; the
+     * restore_command presents restore_secret (pgauth.h, spec.h). Both
+     * set before the server starts, read-only after. */
+    lb_auth_keys *keys;
+    char restore_secret[65];
 
     /* Bumped by the log reader (any thread) at each cancelled
      * synchronous-replication wait PostgreSQL logs. */
@@ -145,16 +183,65 @@ status_json(cc_compute *c)
     return j;
 }
 
+/* The token's tenant and timeline must be this compute's (the server
+ * checked the signature and the role: routes without {tenant_id} leave the
+ * scope to the handler). */
+static int
+check_scope(lb_http_request *req, const cc_compute *c)
+{
+    const lb_auth_claims *cl = lb_http_claims(req);
+    if (cl && !lb_auth_allows(cl, LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE, c->spec->tenant_id,
+                              c->spec->timeline_id))
+        return lb_http_respond_error(req, 403,
+                                     "a %s token for tenant \"%s\" may not act on this compute",
+                                     lb_auth_role_name(cl->role), cl->tenant[0] ? cl->tenant : "*");
+    return 1;
+}
+
 static int
 h_status(lb_http_request *req, void *arg)
 {
+    int rc = check_scope(req, arg);
+    if (rc != 1)
+        return rc;
     return lb_json_respond(req, 200, status_json(arg));
+}
+
+/* /wal is open at the server: PostgreSQL's restore_command presents the
+ * restore secret, which is no token. Anything else must be a token that
+ * verifies and covers this compute. 1 to go on, or the answer sent. */
+static int
+check_wal_caller(lb_http_request *req, const cc_compute *c)
+{
+    const char *token = lb_auth_bearer(lb_http_header(req, "Authorization"));
+    if (!token) {
+        lb_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return lb_http_respond_error(req, 401, "a credential is required");
+    }
+    size_t n = strlen(token);
+    if (n == strlen(c->restore_secret) && CRYPTO_memcmp(token, c->restore_secret, n) == 0)
+        return 1;
+    lb_auth_claims cl;
+    const char *why = NULL;
+    if (lb_auth_verify(c->keys, token, 0, &cl, &why) != 0) {
+        lb_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return lb_http_respond_error(req, 401, "credential refused: %s", why ? why : "invalid");
+    }
+    if (!lb_auth_allows(&cl, LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE, c->spec->tenant_id,
+                        c->spec->timeline_id))
+        return lb_http_respond_error(req, 403,
+                                     "a %s token for tenant \"%s\" may not act on this compute",
+                                     lb_auth_role_name(cl.role), cl.tenant[0] ? cl.tenant : "*");
+    return 1;
 }
 
 static int
 h_wal(lb_http_request *req, void *arg)
 {
     cc_compute *c = arg;
+    int allowed = check_wal_caller(req, c);
+    if (allowed != 1)
+        return allowed;
     const char *name = lb_http_param(req, "name");
     uint32_t tli;
     /* Checked again with the timeline's segment size by cc_wal_fetch(). */
@@ -241,12 +328,29 @@ static int
 start_http(cc_compute *c)
 {
     const cc_spec *s = c->spec;
+    /* Every route but /metrics and /healthz needs a credential: the
+     * controller's management token, or this compute's own compute token
+     * (its tenant and timeline); /wal also takes the restore secret. */
+    int rc = lb_auth_keys_load(s->auth_public_keys, &c->keys);
+    if (rc)
+        return fail(c, "could not load auth_public_keys \"%s\": %s", s->auth_public_keys,
+                    lb_strerror(rc));
+    unsigned char secret[32];
+    if (RAND_bytes(secret, sizeof(secret)) != 1)
+        return fail(c, "could not make the restore secret");
+    for (size_t i = 0; i < sizeof(secret); i++)
+        snprintf(c->restore_secret + 2 * i, 3, "%02x", secret[i]);
     lb_http_server_config hc = {.address = s->listen_host, .port = s->listen_port, .threads = 4};
-    int rc = lb_http_server_new(&hc, &c->http);
+    rc = lb_http_server_new(&hc, &c->http);
+    static const lb_http_access status_access = {.roles = LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE,
+                                                 .own_scope = true};
+    static const lb_http_access wal_access = {.open = true};
     if (rc == 0)
-        rc = lb_http_server_route(c->http, "GET", "/status", h_status, c);
+        rc = lb_http_server_set_auth(c->http, c->keys);
     if (rc == 0)
-        rc = lb_http_server_route(c->http, "GET", "/wal/{name}", h_wal, c);
+        rc = lb_http_server_route_access(c->http, "GET", "/status", h_status, c, &status_access);
+    if (rc == 0)
+        rc = lb_http_server_route_access(c->http, "GET", "/wal/{name}", h_wal, c, &wal_access);
     lb_metrics *m = lb_metrics_default();
     lb_metrics_gauge_fn(m, "compute_ready", "1 when the compute is ready", m_ready, c);
     lb_metrics_gauge_fn(m, "compute_connections", "client connections to PostgreSQL", m_connections,
@@ -526,6 +630,15 @@ write_auth_files(cc_compute *c)
     snprintf(path, sizeof(path), "%s/pg_ident.conf", s->data_dir);
     if (rc == 0)
         rc = lb_write_file_atomic(path, ident.data, ident.len);
+    /* The restore_command's credential (spec.h): 0600, and chowned to the
+     * PostgreSQL user with the rest of the data directory. */
+    char header[128];
+    int n = snprintf(header, sizeof(header), "Authorization: Bearer %s\n", c->restore_secret);
+    cc_restore_header_path(s, path, sizeof(path));
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, header, (size_t)n);
+    if (rc == 0 && chmod(path, 0600) != 0)
+        rc = -errno;
     lb_buf_free(&hba);
     lb_buf_free(&ident);
     return rc;

@@ -78,23 +78,11 @@ cc_mode_name(cc_mode mode)
 /* ---- the spec ---------------------------------------------------------------------- */
 
 static const char *const top_fields[] = {
-    "tenant_id",
-    "timeline_id",
-    "mode",
-    "lsn",
-    "pageserver",
-    "safekeepers",
-    "pg_port",
-    "listen",
-    "data_dir",
-    "pg_bin_dir",
-    "pg_user",
-    "settings",
-    "announce_host",
-    "user",
-    "password_file",
-    "safekeeper_password_file",
-    NULL,
+    "tenant_id",        "timeline_id", "mode",          "lsn",
+    "pageserver",       "safekeepers", "pg_port",       "listen",
+    "data_dir",         "pg_bin_dir",  "pg_user",       "settings",
+    "announce_host",    "user",        "password_file", "safekeeper_password_file",
+    "auth_public_keys", NULL,
 };
 
 static bool
@@ -418,6 +406,10 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
 
     if ((rc = parse_roles(root, spec, err, cap)) < 0)
         return rc;
+    /* compute-ctl's HTTP API is never open (AUTH_DESIGN, compute.c). */
+    if ((rc = get_str(root, "auth_public_keys", "", spec->auth_public_keys,
+                      sizeof(spec->auth_public_keys), true, err, cap)) < 0)
+        return rc;
     if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
         return rc;
     return cc_settings_check(spec, err, cap);
@@ -715,6 +707,12 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
     return 0;
 }
 
+void
+cc_restore_header_path(const cc_spec *spec, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/" CC_RESTORE_HEADER, spec->data_dir);
+}
+
 int
 cc_sql_quote(const char *value, lb_buf *out)
 {
@@ -813,7 +811,9 @@ raised(const cc_pg_minimums *min, const char *name, const char *value, char *buf
 int
 cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out)
 {
-    char buf[1024], rbuf[32];
+    char restore_header[PATH_MAX + 64];
+    cc_restore_header_path(spec, restore_header, sizeof(restore_header));
+    char buf[PATH_MAX + 1024], rbuf[32];
     int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
     for (size_t i = 0; i < NMINIMUMS; i++) {
         const char *name = minimum_fields[i].setting;
@@ -867,10 +867,10 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
      * recovery short of the committed WAL, so it makes the failure fatal
      * (exit 127, which PostgreSQL treats like "command not found"). */
     snprintf(buf, sizeof(buf),
-             "c=$(curl -s --max-time 300 -o %%p -w '%%%%{http_code}' "
+             "c=$(curl -s --max-time 300 -H @%s -o %%p -w '%%%%{http_code}' "
              "http://127.0.0.1:%d/wal/%%f); [ \"$c\" = 200 ] && exit 0; rm -f %%p; "
              "[ \"$c\" = 404 ] && exit 1; exit %d",
-             ctl_port, cc_mode_of(spec->mode)->restore_unsure_exit);
+             restore_header, ctl_port, cc_mode_of(spec->mode)->restore_unsure_exit);
     rc |= put(out, "restore_command", buf);
     rc |= put(out, "recovery_target_timeline", "latest");
     rc |= cc_mode_of(spec->mode)->render(spec, out, buf, sizeof(buf));

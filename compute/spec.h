@@ -22,6 +22,8 @@
  *     safekeeper_password_file: /etc/lakebase/sk-password
  *                             the password of role lakebase_safekeeper, as
  *                             which the safekeepers connect (pgauth.h)
+ *     auth_public_keys: /etc/lakebase/keys   PEM file or directory: tokens to
+ *                             compute-ctl's HTTP API are verified with these
  *     settings:               PostgreSQL settings
  *       shared_buffers: 128MB
  *
@@ -85,6 +87,7 @@ typedef struct cc_spec {
     char user[64];                           /* a plain lowercase identifier */
     char password_file[PATH_MAX];            /* "" if not given */
     char safekeeper_password_file[PATH_MAX]; /* "" if not given */
+    char auth_public_keys[PATH_MAX];         /* verify callers of compute-ctl's HTTP API */
     cc_setting *settings;                    /* owned */
     size_t nsettings;
     int stream_from; /* replica: the safekeeper primary_conninfo names; chosen at start
@@ -144,6 +147,15 @@ void cc_pg_minimums_parse(const char *controldata, cc_pg_minimums *min);
  * restore_command fetching from http://127.0.0.1:<ctl_port>/wal/. min may
  * be NULL. Appended to out. 0 or -ENOMEM. */
 int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out);
+
+/* The file holding the restore_command's credential for compute-ctl's
+ * /wal ("Authorization: Bearer <secret>", a curl header file): in the data
+ * directory, mode 0600, owned by the PostgreSQL user. PostgreSQL's
+ * restore_command reads it; SQL users cannot (pg_read_file and COPY FROM a
+ * file need a superuser or pg_read_server_files, which they are not and do
+ * not have). */
+#define CC_RESTORE_HEADER "compute_ctl_restore.header"
+void cc_restore_header_path(const cc_spec *spec, char *out, size_t cap);
 
 /* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
 void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);

@@ -80,9 +80,10 @@ class Auth:
         self.dir = os.path.join(workdir, "auth")
         self.keys_dir = os.path.join(self.dir, "keys")
         self.name = name
-        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
-                        "--name", name], check=True, capture_output=True)
         self.private_key = os.path.join(self.keys_dir, f"{name}.key")
+        if not os.path.exists(self.private_key):  # `make run` keeps its keys
+            subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
+                            "--name", name], check=True, capture_output=True)
         self.public_key = os.path.join(self.keys_dir, f"{name}.pem")
         self.management = self.mint("management", sub="test-management")
 
@@ -350,6 +351,8 @@ class Cluster:
         with open(pgpass, "w") as f:
             f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
         os.chmod(pgpass, 0o600)
+        # Management's key pair: daemons verify tokens with its public key.
+        self.auth = Auth(workdir)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
         self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
@@ -603,7 +606,10 @@ class ComputeCtl:
             "user": self.user,
             "password_file": cluster.user_password_file,
             "safekeeper_password_file": cluster.sk_password_file,
+            "auth_public_keys": cluster.auth.keys_dir,
         }
+        # Callers of compute-ctl's HTTP API: the tests act as management.
+        self.token = cluster.auth.management
         if lsn:
             self.spec["lsn"] = lsn
         self.proc = None
@@ -630,14 +636,14 @@ class ComputeCtl:
         return self
 
     def status(self):
-        st, body = http("GET", self.url + "/status")
+        st, body = http("GET", self.url + "/status", token=self.token)
         assert st == 200, body
         return body
 
     def ready(self):
         """True when compute-ctl answers that its PostgreSQL is ready."""
         try:
-            st, body = http("GET", self.url + "/status", timeout=2)
+            st, body = http("GET", self.url + "/status", timeout=2, token=self.token)
         except OSError:
             return False
         return st == 200 and body.get("state") == "ready"
@@ -651,7 +657,7 @@ class ComputeCtl:
                 raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
                                      + self.log_tail())
             try:
-                st, body = http("GET", self.url + "/status")
+                st, body = http("GET", self.url + "/status", token=self.token)
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
