@@ -2,11 +2,13 @@
 #
 #   make deps    install every Debian and npm package the project uses (idempotent)
 #   make         build binaries into build/bin and libraries into build/lib
-#   make test    deps, script tests, build, unit tests, a short fuzzing run, then the e2e suite
+#   make test    deps, script tests, build, unit tests (plain, then under ASan+UBSan),
+#                a short fuzzing run, then the e2e suite
 #   make script-tests  tests of scripts/ (the dependency installer), no root or network
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make run     start lakebase on this machine
+#   make images  build the container images in images/ with podman (cached: see images/build.sh)
 #   make clean   remove build/
 #
 # Every component folder is a flat set of .c/.h files plus tests/test_*.c; new
@@ -35,7 +37,7 @@ TEST_LDLIBS := -lcmocka
 # the libraries in reverse of this order, so a component may use any library
 # listed before it.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
-LIB_ORDER := common lake safekeeper pageserver compute proxy controller devcluster
+LIB_ORDER := common token lake safekeeper pageserver compute proxy controller devcluster
 COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
 libname = $(if $(filter common,$(1)),lakebase,$(1))
 LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
@@ -43,6 +45,7 @@ ALL_LIBS := $(foreach c,$(call reverse,$(COMPONENTS)),$(call LIB_PATH,$(c)))
 LIBLAKEBASE := $(call LIB_PATH,common)
 
 # Binary names where they differ from the folder.
+BIN_token      := lakebase-token
 BIN_compute    := compute-ctl
 BIN_proxy      := lakebase-proxy
 BIN_controller := lakebase-controller
@@ -72,12 +75,17 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-.PHONY: all deps test unit e2e asan run clean fuzz bench script-tests pkgcheck
+.PHONY: all deps test unit e2e asan run clean fuzz bench script-tests pkgcheck images
 SHELL := /bin/bash
 all: $(ALL_LIBS) $(BINS)
 
 deps:
 	@./scripts/deps.sh
+
+# Container images (podman build), skipped when the image for the current
+# source hash exists; the first run on a machine also builds the Debian base.
+images:
+	@./images/build.sh
 
 # Stop with the names of missing libraries, not with a compile error later.
 pkgcheck:
@@ -116,6 +124,7 @@ test: deps
 	@$(MAKE) --no-print-directory script-tests
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz LB_FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory e2e
 

@@ -19,6 +19,7 @@
  * that are metav1.Status with the same reason, code and message text.
  */
 #include "apiserver.h"
+#include "node.h"
 
 #include "api.h"
 #include "errors.h"
@@ -1754,6 +1755,28 @@ do_deletecollection(dc_ctx *c)
     dc_selector_free(st.fields);
 }
 
+/* ---- pods/log: from the node agent (node.h), which reads podman's logs ---- */
+
+static void
+serve_pod_log(dc_ctx *c)
+{
+    const char *tail = dc_req_query(c->req, "tailLines");
+    const char *ts = dc_req_query(c->req, "timestamps");
+    lb_buf out = LB_BUF_INIT;
+    int rc = dc_node_pod_logs(c->api->data_dir, c->ns, c->name, dc_req_query(c->req, "container"),
+                              tail ? atol(tail) : -1, ts && strcmp(ts, "true") == 0, &out);
+    if (rc == 0) {
+        dc_respond(c->req, 200, "text/plain", out.data ? out.data : "", out.len);
+    } else {
+        char msg[600];
+        snprintf(msg, sizeof msg, "container logs of pod \"%s\" are not available: %s", c->name,
+                 lb_strerror(rc));
+        dc_api_respond_status(c, rc == LB_ENOTFOUND ? 400 : 500,
+                              rc == LB_ENOTFOUND ? "BadRequest" : "InternalError", msg, NULL);
+    }
+    lb_buf_free(&out);
+}
+
 /* ---- serviceaccounts/token ---- */
 
 static void
@@ -1995,8 +2018,7 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->sub, "token") == 0 && strcmp(c->verb, "create") == 0) {
         do_token(c, obj);
     } else if (strcmp(c->sub, "log") == 0) {
-        dc_api_respond_status(c, 503, "ServiceUnavailable",
-                              "no node agent serves container logs for this pod", NULL);
+        serve_pod_log(c);
     } else if (strcmp(c->verb, "get") == 0) {
         if (dc_table_wanted(dc_req_header(c->req, "Accept"))) {
             char rv[32];

@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 
+#include "node.h"
+
 const dc_component *const dc_components[] = {
+    &dc_node_component,
     NULL,
 };

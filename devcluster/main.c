@@ -17,6 +17,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
+#include "node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -127,8 +128,11 @@ serve(dc_config *c)
     lb_log_init("devcluster", level);
     lb_mkdir_p(c->data_dir, 0700);
     const char *sans[33] = {0};
-    for (size_t i = 0; i < c->sans.count && i < 32; i++)
-        sans[i] = c->sans.items[i];
+    size_t nsans = 0;
+    for (size_t i = 0; i < c->sans.count && i < 31; i++)
+        sans[nsans++] = c->sans.items[i];
+    /* pods reach the API server at the host's bridge address (node.h) */
+    sans[nsans] = DC_NODE_POD_API_HOST;
     int port = (int)c->port;
     if (port == 0)
         port = last_port(c->data_dir); /* keep the kubeconfig valid across restarts */
