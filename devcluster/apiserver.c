@@ -2009,6 +2009,12 @@ dispatch(dc_ctx *c)
             do_create(c); /* leases are created by PUT, as the real registry allows */
             return;
         }
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        if (strcmp(c->verb, "patch") == 0 && ct &&
+            strncasecmp(ct, "application/apply-patch+yaml", 28) == 0) {
+            do_create(c); /* server-side apply creates what is not there */
+            return;
+        }
         dc_api_respond_not_found(c, c->res, c->name);
         return;
     }

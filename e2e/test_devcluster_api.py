@@ -377,6 +377,13 @@ def test_kubectl_apply_changed_deployment_strategic_merge(api):
     assert d["spec"]["replicas"] == 5 and d["metadata"]["generation"] == 4
 
 
+def test_server_side_apply_creates_then_updates(api):
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
+    api.kubectl("apply", "--server-side", "-f", "-", input=manifest)
+    api.kubectl("apply", "--server-side", "-f", "-", input=manifest.replace("'1'", "'2'"))
+    assert json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {"a": "2"}
+
+
 def test_helm_install_upgrade_list_uninstall(api, workdir):
     chart = os.path.join(workdir, "chart")
     os.makedirs(os.path.join(chart, "templates"))
