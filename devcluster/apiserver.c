@@ -1822,6 +1822,48 @@ dc_apiserver_issue_token(dc_apiserver *a, const char *ns, const char *name, char
     return rc;
 }
 
+/* ---- authorization.k8s.io SelfSubjectAccessReview (kubectl auth can-i) ---- */
+
+static void
+do_access_review(dc_ctx *c)
+{
+    json_t *review = decode_body(c);
+    if (!review)
+        return;
+    if (!check_type(c, review)) {
+        json_decref(review);
+        return;
+    }
+    json_t *spec = json_object_get(review, "spec");
+    json_t *ra = json_object_get(spec, "resourceAttributes");
+    json_t *nra = json_object_get(spec, "nonResourceAttributes");
+    bool allowed = c->admin;
+    if (!c->admin && json_is_object(ra)) {
+        const char *res = json_string_value(json_object_get(ra, "resource")) ?: "";
+        const char *sub = json_string_value(json_object_get(ra, "subresource"));
+        char resource[300];
+        if (sub && *sub)
+            snprintf(resource, sizeof resource, "%s/%s", res, sub);
+        else
+            snprintf(resource, sizeof resource, "%s", res);
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(ra, "verb")) ?: "",
+                                 json_string_value(json_object_get(ra, "group")) ?: "", resource,
+                                 json_string_value(json_object_get(ra, "namespace")) ?: "",
+                                 json_string_value(json_object_get(ra, "name")) ?: "", NULL);
+    } else if (!c->admin && json_is_object(nra)) {
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(nra, "verb")) ?: "", "", "", "",
+                                 "", json_string_value(json_object_get(nra, "path")) ?: "");
+    }
+    json_object_set_new(review, "status",
+                        allowed ? json_pack("{s:b, s:s}", "allowed", 1, "reason",
+                                            c->admin ? "the admin token is cluster-admin"
+                                                     : "allowed by a role binding")
+                                : json_pack("{s:b}", "allowed", 0));
+    dc_api_respond_json(c, 201, review);
+}
+
 /* ---- routing ---- */
 
 /* Split path into segments (in place); returns how many. */
@@ -1911,6 +1953,22 @@ authenticate(dc_ctx *c)
         CRYPTO_memcmp(token, c->api->pki.admin_token, strlen(token)) == 0) {
         c->admin = true;
         snprintf(c->user, sizeof c->user, "admin");
+        /* the admin may act as another user (kubectl --as), to test roles */
+        const char *as = dc_req_header(c->req, "Impersonate-User");
+        if (as && *as) {
+            c->admin = false;
+            c->impersonated = true;
+            snprintf(c->user, sizeof c->user, "%s", as);
+            const char *prefix = "system:serviceaccount:";
+            if (strncmp(as, prefix, strlen(prefix)) == 0) {
+                const char *rest = as + strlen(prefix);
+                const char *colon = strchr(rest, ':');
+                if (colon) {
+                    snprintf(c->sa_ns, sizeof c->sa_ns, "%.*s", (int)(colon - rest), rest);
+                    snprintf(c->sa_name, sizeof c->sa_name, "%s", colon + 1);
+                }
+            }
+        }
         return true;
     }
     char *ns = NULL, *name = NULL, *uid = NULL;
@@ -1979,6 +2037,16 @@ dispatch(dc_ctx *c)
     }
     if (dc_rbac_authorize(c) < 0)
         return;
+    if (c->res->create_only) {
+        if (strcmp(c->verb, "create") == 0 && !c->name[0])
+            do_access_review(c);
+        else
+            dc_api_respond_status(c, 405, "MethodNotAllowed",
+                                  "the server does not allow this method on the requested "
+                                  "resource",
+                                  NULL);
+        return;
+    }
     if (c->res->namespaced && !c->namespaced_path &&
         (c->name[0] || strcmp(c->verb, "create") == 0 ||
          strcmp(c->verb, "deletecollection") == 0)) {

@@ -1730,6 +1730,217 @@ dck8s__token_request__free_unpacked(Dck8s__TokenRequest *message, ProtobufCAlloc
     assert(message->base.descriptor == &dck8s__token_request__descriptor);
     protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
 }
+void
+dck8s__resource_attributes__init(Dck8s__ResourceAttributes *message)
+{
+    static const Dck8s__ResourceAttributes init_value = DCK8S__RESOURCE_ATTRIBUTES__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__resource_attributes__get_packed_size(const Dck8s__ResourceAttributes *message)
+{
+    assert(message->base.descriptor == &dck8s__resource_attributes__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__resource_attributes__pack(const Dck8s__ResourceAttributes *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__resource_attributes__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__resource_attributes__pack_to_buffer(const Dck8s__ResourceAttributes *message,
+                                           ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__resource_attributes__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__ResourceAttributes *
+dck8s__resource_attributes__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__ResourceAttributes *)protobuf_c_message_unpack(
+        &dck8s__resource_attributes__descriptor, allocator, len, data);
+}
+void
+dck8s__resource_attributes__free_unpacked(Dck8s__ResourceAttributes *message,
+                                          ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__resource_attributes__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__non_resource_attributes__init(Dck8s__NonResourceAttributes *message)
+{
+    static const Dck8s__NonResourceAttributes init_value = DCK8S__NON_RESOURCE_ATTRIBUTES__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__non_resource_attributes__get_packed_size(const Dck8s__NonResourceAttributes *message)
+{
+    assert(message->base.descriptor == &dck8s__non_resource_attributes__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__non_resource_attributes__pack(const Dck8s__NonResourceAttributes *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__non_resource_attributes__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__non_resource_attributes__pack_to_buffer(const Dck8s__NonResourceAttributes *message,
+                                               ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__non_resource_attributes__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__NonResourceAttributes *
+dck8s__non_resource_attributes__unpack(ProtobufCAllocator *allocator, size_t len,
+                                       const uint8_t *data)
+{
+    return (Dck8s__NonResourceAttributes *)protobuf_c_message_unpack(
+        &dck8s__non_resource_attributes__descriptor, allocator, len, data);
+}
+void
+dck8s__non_resource_attributes__free_unpacked(Dck8s__NonResourceAttributes *message,
+                                              ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__non_resource_attributes__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__self_subject_access_review_spec__init(Dck8s__SelfSubjectAccessReviewSpec *message)
+{
+    static const Dck8s__SelfSubjectAccessReviewSpec init_value =
+        DCK8S__SELF_SUBJECT_ACCESS_REVIEW_SPEC__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__self_subject_access_review_spec__get_packed_size(
+    const Dck8s__SelfSubjectAccessReviewSpec *message)
+{
+    assert(message->base.descriptor == &dck8s__self_subject_access_review_spec__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__self_subject_access_review_spec__pack(const Dck8s__SelfSubjectAccessReviewSpec *message,
+                                             uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__self_subject_access_review_spec__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__self_subject_access_review_spec__pack_to_buffer(
+    const Dck8s__SelfSubjectAccessReviewSpec *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__self_subject_access_review_spec__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__SelfSubjectAccessReviewSpec *
+dck8s__self_subject_access_review_spec__unpack(ProtobufCAllocator *allocator, size_t len,
+                                               const uint8_t *data)
+{
+    return (Dck8s__SelfSubjectAccessReviewSpec *)protobuf_c_message_unpack(
+        &dck8s__self_subject_access_review_spec__descriptor, allocator, len, data);
+}
+void
+dck8s__self_subject_access_review_spec__free_unpacked(Dck8s__SelfSubjectAccessReviewSpec *message,
+                                                      ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__self_subject_access_review_spec__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__subject_access_review_status__init(Dck8s__SubjectAccessReviewStatus *message)
+{
+    static const Dck8s__SubjectAccessReviewStatus init_value =
+        DCK8S__SUBJECT_ACCESS_REVIEW_STATUS__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__subject_access_review_status__get_packed_size(
+    const Dck8s__SubjectAccessReviewStatus *message)
+{
+    assert(message->base.descriptor == &dck8s__subject_access_review_status__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__subject_access_review_status__pack(const Dck8s__SubjectAccessReviewStatus *message,
+                                          uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__subject_access_review_status__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__subject_access_review_status__pack_to_buffer(const Dck8s__SubjectAccessReviewStatus *message,
+                                                    ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__subject_access_review_status__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__SubjectAccessReviewStatus *
+dck8s__subject_access_review_status__unpack(ProtobufCAllocator *allocator, size_t len,
+                                            const uint8_t *data)
+{
+    return (Dck8s__SubjectAccessReviewStatus *)protobuf_c_message_unpack(
+        &dck8s__subject_access_review_status__descriptor, allocator, len, data);
+}
+void
+dck8s__subject_access_review_status__free_unpacked(Dck8s__SubjectAccessReviewStatus *message,
+                                                   ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__subject_access_review_status__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__self_subject_access_review__init(Dck8s__SelfSubjectAccessReview *message)
+{
+    static const Dck8s__SelfSubjectAccessReview init_value =
+        DCK8S__SELF_SUBJECT_ACCESS_REVIEW__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__self_subject_access_review__get_packed_size(const Dck8s__SelfSubjectAccessReview *message)
+{
+    assert(message->base.descriptor == &dck8s__self_subject_access_review__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__self_subject_access_review__pack(const Dck8s__SelfSubjectAccessReview *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__self_subject_access_review__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__self_subject_access_review__pack_to_buffer(const Dck8s__SelfSubjectAccessReview *message,
+                                                  ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__self_subject_access_review__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__SelfSubjectAccessReview *
+dck8s__self_subject_access_review__unpack(ProtobufCAllocator *allocator, size_t len,
+                                          const uint8_t *data)
+{
+    return (Dck8s__SelfSubjectAccessReview *)protobuf_c_message_unpack(
+        &dck8s__self_subject_access_review__descriptor, allocator, len, data);
+}
+void
+dck8s__self_subject_access_review__free_unpacked(Dck8s__SelfSubjectAccessReview *message,
+                                                 ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__self_subject_access_review__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
 static const ProtobufCFieldDescriptor dck8s__runtime_type_meta__field_descriptors[2] = {
     {
         "apiVersion", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
@@ -4121,6 +4332,242 @@ const ProtobufCMessageDescriptor dck8s__token_request__descriptor = {
     1,
     dck8s__token_request__number_ranges,
     (ProtobufCMessageInit)dck8s__token_request__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__resource_attributes__field_descriptors[7] = {
+    {
+        "namespace", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                              /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, namespace_), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "verb", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, verb), NULL, NULL, 0,        /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "group", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, group), NULL, NULL, 0,        /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "version", 4, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, version), NULL, NULL, 0,        /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "resource", 5, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, resource), NULL, NULL, 0,        /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "subresource", 6, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                               /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, subresource), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "name", 7, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ResourceAttributes, name), NULL, NULL, 0,        /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__resource_attributes__field_indices_by_name[] = {
+    2, /* field[2] = group */
+    6, /* field[6] = name */
+    0, /* field[0] = namespace */
+    4, /* field[4] = resource */
+    5, /* field[5] = subresource */
+    1, /* field[1] = verb */
+    3, /* field[3] = version */
+};
+static const ProtobufCIntRange dck8s__resource_attributes__number_ranges[1 + 1] = {{1, 0}, {0, 7}};
+const ProtobufCMessageDescriptor dck8s__resource_attributes__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.ResourceAttributes",
+    "ResourceAttributes",
+    "Dck8s__ResourceAttributes",
+    "dck8s",
+    sizeof(Dck8s__ResourceAttributes),
+    7,
+    dck8s__resource_attributes__field_descriptors,
+    dck8s__resource_attributes__field_indices_by_name,
+    1,
+    dck8s__resource_attributes__number_ranges,
+    (ProtobufCMessageInit)dck8s__resource_attributes__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__non_resource_attributes__field_descriptors[2] = {
+    {
+        "path", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__NonResourceAttributes, path), NULL, NULL, 0,     /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "verb", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__NonResourceAttributes, verb), NULL, NULL, 0,     /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__non_resource_attributes__field_indices_by_name[] = {
+    0, /* field[0] = path */
+    1, /* field[1] = verb */
+};
+static const ProtobufCIntRange dck8s__non_resource_attributes__number_ranges[1 + 1] = {{1, 0},
+                                                                                       {0, 2}};
+const ProtobufCMessageDescriptor dck8s__non_resource_attributes__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.NonResourceAttributes",
+    "NonResourceAttributes",
+    "Dck8s__NonResourceAttributes",
+    "dck8s",
+    sizeof(Dck8s__NonResourceAttributes),
+    2,
+    dck8s__non_resource_attributes__field_descriptors,
+    dck8s__non_resource_attributes__field_indices_by_name,
+    1,
+    dck8s__non_resource_attributes__number_ranges,
+    (ProtobufCMessageInit)dck8s__non_resource_attributes__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__self_subject_access_review_spec__field_descriptors[2] =
+    {
+        {
+            "resourceAttributes", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+            0, /* quantifier_offset */
+            offsetof(Dck8s__SelfSubjectAccessReviewSpec, resourceattributes),
+            &dck8s__resource_attributes__descriptor, NULL, 0, /* flags */
+            0, NULL, NULL                                     /* reserved1,reserved2, etc */
+        },
+        {
+            "nonResourceAttributes", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+            0, /* quantifier_offset */
+            offsetof(Dck8s__SelfSubjectAccessReviewSpec, nonresourceattributes),
+            &dck8s__non_resource_attributes__descriptor, NULL, 0, /* flags */
+            0, NULL, NULL                                         /* reserved1,reserved2, etc */
+        },
+};
+static const unsigned dck8s__self_subject_access_review_spec__field_indices_by_name[] = {
+    1, /* field[1] = nonResourceAttributes */
+    0, /* field[0] = resourceAttributes */
+};
+static const ProtobufCIntRange dck8s__self_subject_access_review_spec__number_ranges[1 + 1] = {
+    {1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__self_subject_access_review_spec__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.SelfSubjectAccessReviewSpec",
+    "SelfSubjectAccessReviewSpec",
+    "Dck8s__SelfSubjectAccessReviewSpec",
+    "dck8s",
+    sizeof(Dck8s__SelfSubjectAccessReviewSpec),
+    2,
+    dck8s__self_subject_access_review_spec__field_descriptors,
+    dck8s__self_subject_access_review_spec__field_indices_by_name,
+    1,
+    dck8s__self_subject_access_review_spec__number_ranges,
+    (ProtobufCMessageInit)dck8s__self_subject_access_review_spec__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__subject_access_review_status__field_descriptors[4] = {
+    {
+        "allowed", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__SubjectAccessReviewStatus, has_allowed),
+        offsetof(Dck8s__SubjectAccessReviewStatus, allowed), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "reason", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__SubjectAccessReviewStatus, reason), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "evaluationError", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__SubjectAccessReviewStatus, evaluationerror), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "denied", 4, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__SubjectAccessReviewStatus, has_denied),
+        offsetof(Dck8s__SubjectAccessReviewStatus, denied), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__subject_access_review_status__field_indices_by_name[] = {
+    0, /* field[0] = allowed */
+    3, /* field[3] = denied */
+    2, /* field[2] = evaluationError */
+    1, /* field[1] = reason */
+};
+static const ProtobufCIntRange dck8s__subject_access_review_status__number_ranges[1 + 1] = {{1, 0},
+                                                                                            {0, 4}};
+const ProtobufCMessageDescriptor dck8s__subject_access_review_status__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.SubjectAccessReviewStatus",
+    "SubjectAccessReviewStatus",
+    "Dck8s__SubjectAccessReviewStatus",
+    "dck8s",
+    sizeof(Dck8s__SubjectAccessReviewStatus),
+    4,
+    dck8s__subject_access_review_status__field_descriptors,
+    dck8s__subject_access_review_status__field_indices_by_name,
+    1,
+    dck8s__subject_access_review_status__number_ranges,
+    (ProtobufCMessageInit)dck8s__subject_access_review_status__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__self_subject_access_review__field_descriptors[3] = {
+    {
+        "metadata", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__SelfSubjectAccessReview, metadata), &dck8s__object_meta__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "spec", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE, 0, /* quantifier_offset */
+        offsetof(Dck8s__SelfSubjectAccessReview, spec),
+        &dck8s__self_subject_access_review_spec__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                                                 /* reserved1,reserved2, etc */
+    },
+    {
+        "status", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE, 0, /* quantifier_offset */
+        offsetof(Dck8s__SelfSubjectAccessReview, status),
+        &dck8s__subject_access_review_status__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                                              /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__self_subject_access_review__field_indices_by_name[] = {
+    0, /* field[0] = metadata */
+    1, /* field[1] = spec */
+    2, /* field[2] = status */
+};
+static const ProtobufCIntRange dck8s__self_subject_access_review__number_ranges[1 + 1] = {{1, 0},
+                                                                                          {0, 3}};
+const ProtobufCMessageDescriptor dck8s__self_subject_access_review__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.SelfSubjectAccessReview",
+    "SelfSubjectAccessReview",
+    "Dck8s__SelfSubjectAccessReview",
+    "dck8s",
+    sizeof(Dck8s__SelfSubjectAccessReview),
+    3,
+    dck8s__self_subject_access_review__field_descriptors,
+    dck8s__self_subject_access_review__field_indices_by_name,
+    1,
+    dck8s__self_subject_access_review__number_ranges,
+    (ProtobufCMessageInit)dck8s__self_subject_access_review__init,
     NULL,
     NULL,
     NULL /* reserved[123] */

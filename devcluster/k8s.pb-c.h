@@ -65,6 +65,11 @@ typedef struct Dck8s__BoundObjectReference Dck8s__BoundObjectReference;
 typedef struct Dck8s__TokenRequestSpec Dck8s__TokenRequestSpec;
 typedef struct Dck8s__TokenRequestStatus Dck8s__TokenRequestStatus;
 typedef struct Dck8s__TokenRequest Dck8s__TokenRequest;
+typedef struct Dck8s__ResourceAttributes Dck8s__ResourceAttributes;
+typedef struct Dck8s__NonResourceAttributes Dck8s__NonResourceAttributes;
+typedef struct Dck8s__SelfSubjectAccessReviewSpec Dck8s__SelfSubjectAccessReviewSpec;
+typedef struct Dck8s__SubjectAccessReviewStatus Dck8s__SubjectAccessReviewStatus;
+typedef struct Dck8s__SelfSubjectAccessReview Dck8s__SelfSubjectAccessReview;
 
 /* --- enums --- */
 
@@ -806,6 +811,74 @@ struct Dck8s__TokenRequest {
         , NULL, NULL, NULL                                                                         \
     }
 
+/*
+ * ---- k8s.io/api/authorization/v1 ----
+ */
+struct Dck8s__ResourceAttributes {
+    ProtobufCMessage base;
+    char *namespace_;
+    char *verb;
+    char *group;
+    char *version;
+    char *resource;
+    char *subresource;
+    char *name;
+};
+#define DCK8S__RESOURCE_ATTRIBUTES__INIT                                                           \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__resource_attributes__descriptor)                           \
+        , NULL, NULL, NULL, NULL, NULL, NULL, NULL                                                 \
+    }
+
+struct Dck8s__NonResourceAttributes {
+    ProtobufCMessage base;
+    char *path;
+    char *verb;
+};
+#define DCK8S__NON_RESOURCE_ATTRIBUTES__INIT                                                       \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__non_resource_attributes__descriptor)                       \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__SelfSubjectAccessReviewSpec {
+    ProtobufCMessage base;
+    Dck8s__ResourceAttributes *resourceattributes;
+    Dck8s__NonResourceAttributes *nonresourceattributes;
+};
+#define DCK8S__SELF_SUBJECT_ACCESS_REVIEW_SPEC__INIT                                               \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__self_subject_access_review_spec__descriptor)               \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__SubjectAccessReviewStatus {
+    ProtobufCMessage base;
+    protobuf_c_boolean has_allowed;
+    protobuf_c_boolean allowed;
+    protobuf_c_boolean has_denied;
+    protobuf_c_boolean denied;
+    char *reason;
+    char *evaluationerror;
+};
+#define DCK8S__SUBJECT_ACCESS_REVIEW_STATUS__INIT                                                  \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__subject_access_review_status__descriptor)                  \
+        , 0, 0, 0, 0, NULL, NULL                                                                   \
+    }
+
+struct Dck8s__SelfSubjectAccessReview {
+    ProtobufCMessage base;
+    Dck8s__ObjectMeta *metadata;
+    Dck8s__SelfSubjectAccessReviewSpec *spec;
+    Dck8s__SubjectAccessReviewStatus *status;
+};
+#define DCK8S__SELF_SUBJECT_ACCESS_REVIEW__INIT                                                    \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__self_subject_access_review__descriptor)                    \
+        , NULL, NULL, NULL                                                                         \
+    }
+
 /* Dck8s__RuntimeTypeMeta methods */
 void dck8s__runtime_type_meta__init(Dck8s__RuntimeTypeMeta *message);
 size_t dck8s__runtime_type_meta__get_packed_size(const Dck8s__RuntimeTypeMeta *message);
@@ -1230,6 +1303,71 @@ Dck8s__TokenRequest *dck8s__token_request__unpack(ProtobufCAllocator *allocator,
                                                   const uint8_t *data);
 void dck8s__token_request__free_unpacked(Dck8s__TokenRequest *message,
                                          ProtobufCAllocator *allocator);
+/* Dck8s__ResourceAttributes methods */
+void dck8s__resource_attributes__init(Dck8s__ResourceAttributes *message);
+size_t dck8s__resource_attributes__get_packed_size(const Dck8s__ResourceAttributes *message);
+size_t dck8s__resource_attributes__pack(const Dck8s__ResourceAttributes *message, uint8_t *out);
+size_t dck8s__resource_attributes__pack_to_buffer(const Dck8s__ResourceAttributes *message,
+                                                  ProtobufCBuffer *buffer);
+Dck8s__ResourceAttributes *dck8s__resource_attributes__unpack(ProtobufCAllocator *allocator,
+                                                              size_t len, const uint8_t *data);
+void dck8s__resource_attributes__free_unpacked(Dck8s__ResourceAttributes *message,
+                                               ProtobufCAllocator *allocator);
+/* Dck8s__NonResourceAttributes methods */
+void dck8s__non_resource_attributes__init(Dck8s__NonResourceAttributes *message);
+size_t dck8s__non_resource_attributes__get_packed_size(const Dck8s__NonResourceAttributes *message);
+size_t dck8s__non_resource_attributes__pack(const Dck8s__NonResourceAttributes *message,
+                                            uint8_t *out);
+size_t dck8s__non_resource_attributes__pack_to_buffer(const Dck8s__NonResourceAttributes *message,
+                                                      ProtobufCBuffer *buffer);
+Dck8s__NonResourceAttributes *dck8s__non_resource_attributes__unpack(ProtobufCAllocator *allocator,
+                                                                     size_t len,
+                                                                     const uint8_t *data);
+void dck8s__non_resource_attributes__free_unpacked(Dck8s__NonResourceAttributes *message,
+                                                   ProtobufCAllocator *allocator);
+/* Dck8s__SelfSubjectAccessReviewSpec methods */
+void dck8s__self_subject_access_review_spec__init(Dck8s__SelfSubjectAccessReviewSpec *message);
+size_t dck8s__self_subject_access_review_spec__get_packed_size(
+    const Dck8s__SelfSubjectAccessReviewSpec *message);
+size_t
+dck8s__self_subject_access_review_spec__pack(const Dck8s__SelfSubjectAccessReviewSpec *message,
+                                             uint8_t *out);
+size_t dck8s__self_subject_access_review_spec__pack_to_buffer(
+    const Dck8s__SelfSubjectAccessReviewSpec *message, ProtobufCBuffer *buffer);
+Dck8s__SelfSubjectAccessReviewSpec *
+dck8s__self_subject_access_review_spec__unpack(ProtobufCAllocator *allocator, size_t len,
+                                               const uint8_t *data);
+void
+dck8s__self_subject_access_review_spec__free_unpacked(Dck8s__SelfSubjectAccessReviewSpec *message,
+                                                      ProtobufCAllocator *allocator);
+/* Dck8s__SubjectAccessReviewStatus methods */
+void dck8s__subject_access_review_status__init(Dck8s__SubjectAccessReviewStatus *message);
+size_t dck8s__subject_access_review_status__get_packed_size(
+    const Dck8s__SubjectAccessReviewStatus *message);
+size_t dck8s__subject_access_review_status__pack(const Dck8s__SubjectAccessReviewStatus *message,
+                                                 uint8_t *out);
+size_t
+dck8s__subject_access_review_status__pack_to_buffer(const Dck8s__SubjectAccessReviewStatus *message,
+                                                    ProtobufCBuffer *buffer);
+Dck8s__SubjectAccessReviewStatus *
+dck8s__subject_access_review_status__unpack(ProtobufCAllocator *allocator, size_t len,
+                                            const uint8_t *data);
+void dck8s__subject_access_review_status__free_unpacked(Dck8s__SubjectAccessReviewStatus *message,
+                                                        ProtobufCAllocator *allocator);
+/* Dck8s__SelfSubjectAccessReview methods */
+void dck8s__self_subject_access_review__init(Dck8s__SelfSubjectAccessReview *message);
+size_t
+dck8s__self_subject_access_review__get_packed_size(const Dck8s__SelfSubjectAccessReview *message);
+size_t dck8s__self_subject_access_review__pack(const Dck8s__SelfSubjectAccessReview *message,
+                                               uint8_t *out);
+size_t
+dck8s__self_subject_access_review__pack_to_buffer(const Dck8s__SelfSubjectAccessReview *message,
+                                                  ProtobufCBuffer *buffer);
+Dck8s__SelfSubjectAccessReview *
+dck8s__self_subject_access_review__unpack(ProtobufCAllocator *allocator, size_t len,
+                                          const uint8_t *data);
+void dck8s__self_subject_access_review__free_unpacked(Dck8s__SelfSubjectAccessReview *message,
+                                                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Dck8s__RuntimeTypeMeta_Closure)(const Dck8s__RuntimeTypeMeta *message,
@@ -1314,6 +1452,16 @@ typedef void (*Dck8s__TokenRequestSpec_Closure)(const Dck8s__TokenRequestSpec *m
 typedef void (*Dck8s__TokenRequestStatus_Closure)(const Dck8s__TokenRequestStatus *message,
                                                   void *closure_data);
 typedef void (*Dck8s__TokenRequest_Closure)(const Dck8s__TokenRequest *message, void *closure_data);
+typedef void (*Dck8s__ResourceAttributes_Closure)(const Dck8s__ResourceAttributes *message,
+                                                  void *closure_data);
+typedef void (*Dck8s__NonResourceAttributes_Closure)(const Dck8s__NonResourceAttributes *message,
+                                                     void *closure_data);
+typedef void (*Dck8s__SelfSubjectAccessReviewSpec_Closure)(
+    const Dck8s__SelfSubjectAccessReviewSpec *message, void *closure_data);
+typedef void (*Dck8s__SubjectAccessReviewStatus_Closure)(
+    const Dck8s__SubjectAccessReviewStatus *message, void *closure_data);
+typedef void (*Dck8s__SelfSubjectAccessReview_Closure)(
+    const Dck8s__SelfSubjectAccessReview *message, void *closure_data);
 
 /* --- services --- */
 
@@ -1370,6 +1518,11 @@ extern const ProtobufCMessageDescriptor dck8s__bound_object_reference__descripto
 extern const ProtobufCMessageDescriptor dck8s__token_request_spec__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__token_request_status__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__token_request__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__resource_attributes__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__non_resource_attributes__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__self_subject_access_review_spec__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__subject_access_review_status__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__self_subject_access_review__descriptor;
 
 PROTOBUF_C__END_DECLS
 

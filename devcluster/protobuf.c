@@ -36,6 +36,7 @@ static const struct {
     {"ClusterRoleBinding", &dck8s__cluster_role_binding__descriptor},
     {"TokenRequest", &dck8s__token_request__descriptor},
     {"DeleteOptions", &dck8s__delete_options__descriptor},
+    {"SelfSubjectAccessReview", &dck8s__self_subject_access_review__descriptor},
 };
 
 static json_t *

@@ -56,6 +56,8 @@ static const dc_resource builtins[] = {
       false, false),
     B("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding",
       "ClusterRoleBinding", false, false, false, false),
+    B("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview",
+      "SelfSubjectAccessReview", false, false, false, false, .create_only = true),
 };
 #define NBUILTIN (int)(sizeof builtins / sizeof builtins[0])
 

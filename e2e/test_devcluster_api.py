@@ -658,6 +658,18 @@ def test_rbac_service_account_gets_403_outside_its_role(api):
     assert st == 403 and 'configmaps "kube-root-ca.crt" is forbidden' in body["message"]
     # discovery stays readable
     assert api.request("GET", "/api/v1", token=token)[0] == 200
+    # kubectl auth can-i, as the account (impersonated by the admin) and as itself
+    sa = "--as=system:serviceaccount:default:bot"
+    assert api.kubectl("auth", "can-i", "list", "configmaps", sa).stdout.strip() == "yes"
+    r = api.kubectl("auth", "can-i", "list", "secrets", sa, check=False)
+    assert r.returncode != 0 and r.stdout.strip() == "no"
+    assert api.kubectl("auth", "can-i", "watch", "configmaps", "--token=" + token).stdout.strip() \
+        == "yes"
+    r = api.kubectl("get", "secrets", sa, check=False)
+    assert r.returncode != 0 and "cannot list resource" in r.stderr
+    # only the admin may impersonate
+    r = api.kubectl("get", "cm", "--token=" + token, "--as=alice", check=False)
+    assert r.returncode != 0 and "cannot impersonate" in r.stderr
     # a deleted account's token stops working
     api.kubectl("delete", "serviceaccount", "bot")
     assert api.request("GET", CMS, token=token)[0] == 401
