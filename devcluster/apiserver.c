@@ -832,16 +832,14 @@ has_string(json_t *arr, const char *s)
     return false;
 }
 
-typedef struct cr_cleanup {
-    dc_apiserver *a;
-    char key[260];
-} cr_cleanup;
-
+/* Collects objects; writes happen after the listing statement is done. */
 static int
-delete_cr(void *arg, const char *ns, const char *name, json_t *obj)
+collect_victim(void *arg, const char *ns, const char *name, json_t *obj)
 {
-    cr_cleanup *cc = arg;
-    return dc_store_delete(cc->a->store, cc->key, ns, name, obj) == 0 ? 0 : 0;
+    (void)ns;
+    (void)name;
+    json_array_append((json_t *)arg, obj);
+    return 0;
 }
 
 int
@@ -926,12 +924,20 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         if (strcmp(r->plural, "customresourcedefinitions") == 0) {
             /* the custom resources go with their definition */
             json_t *spec = json_object_get(obj, "spec");
-            cr_cleanup cc = {.a = a};
-            snprintf(cc.key, sizeof cc.key, "%s/%s",
-                     json_string_value(json_object_get(spec, "group")) ?: "",
-                     json_string_value(json_object_get(json_object_get(spec, "names"), "plural"))
-                         ?: "");
-            dc_store_list(a->store, cc.key, NULL, NULL, NULL, delete_cr, &cc);
+            char key[600];
+            snprintf(
+                key, sizeof key, "%s/%s", json_string_value(json_object_get(spec, "group")) ?: "",
+                json_string_value(json_object_get(json_object_get(spec, "names"), "plural")) ?: "");
+            json_t *victims = json_array();
+            dc_store_list(a->store, key, NULL, NULL, NULL, collect_victim, victims);
+            size_t i;
+            json_t *v;
+            json_array_foreach(victims, i, v)
+            {
+                dc_store_delete(a->store, key, dc_api_meta_str(v, "namespace") ?: "",
+                                dc_api_meta_str(v, "name"), v);
+            }
+            json_decref(victims);
         }
         after_write(a, r);
     }

@@ -233,6 +233,20 @@ def test_crd_then_custom_resource_table_yaml(api):
     assert "mode: fast" in api.kubectl("get", "wd", "w1", "-o", "yaml").stdout
 
 
+def test_deleting_a_crd_removes_its_objects_and_its_api(api):
+    make_crd(api)
+    api.request("POST", WIDGETS, widget("w1"))
+    api.kubectl("delete", "crd", "widgets.example.com")
+    st, _ = api.request("GET", WIDGETS)
+    assert st == 404
+    st, groups = api.request("GET", "/apis")
+    assert "example.com" not in [g["name"] for g in groups["groups"]]
+    # a new definition starts empty
+    make_crd(api)
+    st, l = api.request("GET", WIDGETS)
+    assert st == 200 and l["items"] == []
+
+
 def test_schema_violations_are_422_naming_the_field(api):
     make_crd(api)
     bad = widget("w2", size=9, mode="medium", name="ABC")
