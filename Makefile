@@ -2,7 +2,8 @@
 #
 #   make deps    install every Debian and npm package the project uses (idempotent)
 #   make         build binaries into build/bin and libraries into build/lib
-#   make test    deps, script tests, build, unit tests, a short fuzzing run, then the e2e suite
+#   make test    deps, script tests, build, unit tests (plain, then under ASan+UBSan),
+#                a short fuzzing run, then the e2e suite
 #   make script-tests  tests of scripts/ (the dependency installer), no root or network
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -36,7 +37,7 @@ TEST_LDLIBS := -lcmocka
 # the libraries in reverse of this order, so a component may use any library
 # listed before it.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
-LIB_ORDER := common lake safekeeper pageserver compute proxy controller devcluster
+LIB_ORDER := common token lake safekeeper pageserver compute proxy controller devcluster
 COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
 libname = $(if $(filter common,$(1)),lakebase,$(1))
 LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
@@ -44,6 +45,7 @@ ALL_LIBS := $(foreach c,$(call reverse,$(COMPONENTS)),$(call LIB_PATH,$(c)))
 LIBLAKEBASE := $(call LIB_PATH,common)
 
 # Binary names where they differ from the folder.
+BIN_token      := lakebase-token
 BIN_compute    := compute-ctl
 BIN_proxy      := lakebase-proxy
 BIN_controller := lakebase-controller
@@ -122,6 +124,7 @@ test: deps
 	@$(MAKE) --no-print-directory script-tests
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz LB_FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory e2e
 

@@ -35,11 +35,13 @@
 
 #include <curl/curl.h>
 
+#include "auth.h"
 #include "errors.h"
 #include "log.h"
 
 struct lb_http_client {
     CURL *curl;
+    lb_auth_token *token; /* not owned; NULL: no Authorization header */
     lb_http_options opts;
     unsigned int seed; /* jitter */
     char curl_err[CURL_ERROR_SIZE];
@@ -103,6 +105,13 @@ lb_http_client_free(lb_http_client *c)
         return;
     curl_easy_cleanup(c->curl);
     free(c);
+}
+
+void
+lb_http_client_set_token(lb_http_client *c, lb_auth_token *token)
+{
+    assert(c);
+    c->token = token;
 }
 
 const char *
@@ -492,6 +501,23 @@ lb_http_do(lb_http_client *c, const lb_http_call *req, lb_http_result *resp)
             return -ENOMEM;
         }
         headers = n;
+    }
+    /* The client's credential, read now so that a reloaded token is used
+     * from the next request on; a caller's own Authorization line wins. */
+    bool has_authorization = false;
+    for (size_t i = 0; i < req->nheaders; i++)
+        has_authorization |= strncasecmp(req->headers[i], "Authorization:", 14) == 0;
+    if (c->token && !has_authorization) {
+        char line[LB_AUTH_HEADER_MAX];
+        struct curl_slist *a = lb_auth_header_line(c->token, line, sizeof(line)) == 0
+                                   ? curl_slist_append(headers, line)
+                                   : NULL;
+        explicit_bzero(line, sizeof(line));
+        if (!a) {
+            curl_slist_free_all(headers);
+            return -ENOMEM;
+        }
+        headers = a;
     }
     /* No "Expect: 100-continue" round trip: our peers answer at once. */
     struct curl_slist *n = curl_slist_append(headers, "Expect:");

@@ -103,6 +103,12 @@ typedef struct lb_http_result {
  * cannot be initialized. *out is owned by the caller (lb_http_client_free). */
 int lb_http_client_new(const lb_http_options *opts, lb_http_client **out);
 void lb_http_client_free(lb_http_client *c);
+/* Send "Authorization: Bearer <token>" on every request from now on (the
+ * token is read at each request, so a reload takes effect at once). token
+ * is not owned and must outlive the client; NULL stops sending one. A
+ * request whose own headers carry Authorization keeps its own. */
+struct lb_auth_token;
+void lb_http_client_set_token(lb_http_client *c, struct lb_auth_token *token);
 
 /* Run req, retrying as described above. Returns 0 once a response arrived
  * (any status: check resp->status), LB_ETIMEOUT if the last attempt timed

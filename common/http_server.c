@@ -24,6 +24,7 @@
  * each side closes its own descriptor.
  */
 #include "http_server.h"
+#include "auth.h"
 #include "errors.h"
 #include "log.h"
 
@@ -60,6 +61,7 @@ typedef struct route {
     size_t nsegments;
     lb_http_handler fn;
     void *arg;
+    lb_http_access access;
 } route;
 
 typedef struct header {
@@ -75,6 +77,7 @@ struct lb_http_server {
     size_t nroutes;
     int (*health)(void *arg);
     void *health_arg;
+    lb_auth_keys *auth; /* not owned; NULL: no credentials required */
 
     pthread_mutex_t lock; /* start/stop */
     struct MHD_Daemon *daemon;
@@ -105,6 +108,8 @@ struct lb_http_request {
     bool responded;
     int status;
     struct timespec started;
+    bool has_claims;
+    lb_auth_claims claims;
 };
 
 /* ---- helpers ---- */
@@ -133,6 +138,10 @@ lb_http_status_for_error(int err)
         return 409;
     case LB_ETOOBIG:
         return 413;
+    case LB_EAUTH:
+        return 401;
+    case LB_EFORBIDDEN:
+        return 403;
     case LB_EUNSUPPORTED:
         return 501;
     case LB_ETIMEOUT:
@@ -154,7 +163,7 @@ free_route(route *r)
 /* ---- setup ---- */
 
 static int route_add(lb_http_server *s, const char *method, const char *pattern, lb_http_handler fn,
-                     void *arg);
+                     void *arg, const lb_http_access *access);
 static int serve_healthz(lb_http_request *req, void *arg);
 static int serve_metrics(lb_http_request *req, void *arg);
 
@@ -204,8 +213,9 @@ lb_http_server_new(const lb_http_server_config *config, lb_http_server **out)
                                "HTTP requests being read, handled or answered.", NULL,
                                &s->requests_in_flight)) != 0)
         goto fail;
-    if ((rc = route_add(s, "GET", "/healthz", serve_healthz, s)) != 0 ||
-        (rc = route_add(s, "GET", "/metrics", serve_metrics, s)) != 0)
+    static const lb_http_access open = {.open = true};
+    if ((rc = route_add(s, "GET", "/healthz", serve_healthz, s, &open)) != 0 ||
+        (rc = route_add(s, "GET", "/metrics", serve_metrics, s, &open)) != 0)
         goto fail;
     *out = s;
     return 0;
@@ -264,11 +274,13 @@ parse_pattern(route *r, const char *pattern)
 }
 
 static int
-route_add(lb_http_server *s, const char *method, const char *pattern, lb_http_handler fn, void *arg)
+route_add(lb_http_server *s, const char *method, const char *pattern, lb_http_handler fn, void *arg,
+          const lb_http_access *access)
 {
     if (!valid_token(method) || !pattern || !fn)
         return -EINVAL;
-    route r = {.fn = fn, .arg = arg};
+    static const lb_http_access management_only = {.roles = LB_AUTH_MANAGEMENT};
+    route r = {.fn = fn, .arg = arg, .access = access ? *access : management_only};
     int rc = parse_pattern(&r, pattern);
     if (rc == 0 && (!(r.method = strdup(method)) || !(r.pattern = strdup(pattern))))
         rc = -ENOMEM;
@@ -292,9 +304,16 @@ int
 lb_http_server_route(lb_http_server *s, const char *method, const char *pattern, lb_http_handler fn,
                      void *arg)
 {
+    return lb_http_server_route_access(s, method, pattern, fn, arg, NULL);
+}
+
+int
+lb_http_server_route_access(lb_http_server *s, const char *method, const char *pattern,
+                            lb_http_handler fn, void *arg, const lb_http_access *access)
+{
     assert(s);
     pthread_mutex_lock(&s->lock);
-    int rc = s->daemon ? -EBUSY : route_add(s, method, pattern, fn, arg);
+    int rc = s->daemon ? -EBUSY : route_add(s, method, pattern, fn, arg, access);
     pthread_mutex_unlock(&s->lock);
     if (rc != 0)
         lb_warn("could not add route \"%s %s\": %s", method ? method : "(null)",
@@ -312,6 +331,18 @@ lb_http_server_set_health(lb_http_server *s, int (*check)(void *arg), void *arg)
         s->health = check;
         s->health_arg = arg;
     }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+int
+lb_http_server_set_auth(lb_http_server *s, lb_auth_keys *keys)
+{
+    assert(s);
+    pthread_mutex_lock(&s->lock);
+    int rc = s->daemon ? -EBUSY : 0;
+    if (rc == 0)
+        s->auth = keys;
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -471,6 +502,12 @@ lb_http_body(const lb_http_request *req, size_t *len)
     if (len)
         *len = req->body.len;
     return req->body.data ? req->body.data : "";
+}
+
+const lb_auth_claims *
+lb_http_claims(const lb_http_request *req)
+{
+    return req->has_claims ? &req->claims : NULL;
 }
 
 bool
@@ -749,6 +786,39 @@ free_request(lb_http_request *req)
     free(req);
 }
 
+/* The route's credential check, before any body is read or handler runs:
+ * false once the request has been answered 401 or 403. */
+static bool
+check_credential(lb_http_request *req)
+{
+    const route *r = req->route;
+    const char *authorization = lb_http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *token = lb_auth_bearer(authorization);
+    const char *why = "no bearer token";
+    if (token && lb_auth_verify(req->server->auth, token, 0, &req->claims, &why) == 0) {
+        req->has_claims = true;
+        const char *tenant = r->access.own_scope ? NULL : lb_http_param(req, "tenant_id");
+        const char *timeline = r->access.own_scope ? NULL : lb_http_param(req, "timeline_id");
+        bool role_ok =
+            req->claims.role == LB_AUTH_MANAGEMENT || (req->claims.role & r->access.roles);
+        if (r->access.own_scope ? role_ok
+                                : lb_auth_allows(&req->claims, r->access.roles, tenant, timeline))
+            return true;
+        lb_info("http request refused method=%s route=\"%s\" role=%s sub=\"%s\" status=403",
+                req->method, r->pattern, lb_auth_role_name(req->claims.role), req->claims.sub);
+        lb_http_respond_error(req, 403, "token of role \"%s\" may not call %s %s",
+                              lb_auth_role_name(req->claims.role), req->method, r->pattern);
+        return false;
+    }
+    lb_info("http request refused method=%s route=\"%s\" status=401 reason=\"%s\"", req->method,
+            r->pattern, why);
+    lb_http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                       token ? "Bearer realm=\"lakebase\", error=\"invalid_token\""
+                             : "Bearer realm=\"lakebase\"");
+    lb_http_respond_error(req, 401, "credential required: %s", why);
+    return false;
+}
+
 /* The first call: headers are in. Returns false to drop the connection. */
 static bool
 begin_request(lb_http_request *req, const char *url)
@@ -773,6 +843,8 @@ begin_request(lb_http_request *req, const char *url)
         return rc == 0;
     }
     lb_buf_free(&allow);
+    if (s->auth && !req->route->access.open && !check_credential(req))
+        return req->responded;
     const char *cl =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "auth.h"
 #include "metrics.h"
 
 typedef struct lb_http_server lb_http_server;
@@ -69,6 +70,32 @@ int lb_http_server_new(const lb_http_server_config *config, lb_http_server **out
 int lb_http_server_route(lb_http_server *s, const char *method, const char *pattern,
                          lb_http_handler fn, void *arg);
 
+/* Credentials. Once a server has keys (lb_http_server_set_auth), every
+ * route but the open ones needs "Authorization: Bearer <token>" verified by
+ * them: without one, or with one that does not verify, the client gets 401
+ * and WWW-Authenticate: Bearer; with a valid token whose role or scope does
+ * not fit, 403. Both are answered before the body is read and before the
+ * handler runs. /healthz and /metrics are open. A route added with
+ * lb_http_server_route() takes management tokens only; others declare who
+ * may call them: */
+typedef struct lb_http_access {
+    unsigned roles; /* lb_auth_role bits that may call; management always may */
+    bool open;      /* no credential needed */
+    /* false: the token's tenant/timeline scope must cover the route's
+     * {tenant_id} and {timeline_id} parameters (a route without them is
+     * for unscoped tokens only). true: only the role is checked here; the
+     * handler checks the scope itself with lb_http_claims(). */
+    bool own_scope;
+} lb_http_access;
+
+/* Route with declared access (NULL: management only). Same codes as
+ * lb_http_server_route. */
+int lb_http_server_route_access(lb_http_server *s, const char *method, const char *pattern,
+                                lb_http_handler fn, void *arg, const lb_http_access *access);
+/* Require credentials verified by keys (not owned; must outlive the server;
+ * NULL: none required). Only before start. 0, -EBUSY. */
+int lb_http_server_set_auth(lb_http_server *s, lb_auth_keys *keys);
+
 /* /healthz answers 200 "ok" while check(arg) returns 0, else 503 with the
  * error's message. Without a check it always answers 200. Only before start. */
 int lb_http_server_set_health(lb_http_server *s, int (*check)(void *arg), void *arg);
@@ -98,6 +125,9 @@ const char *lb_http_param(const lb_http_request *req, const char *name);
 const char *lb_http_query(const lb_http_request *req, const char *name);
 /* A request header (name case-insensitive); NULL if absent. */
 const char *lb_http_header(const lb_http_request *req, const char *name);
+/* The verified claims of the request's token; NULL when the server needs
+ * no credentials or the route is open. */
+const lb_auth_claims *lb_http_claims(const lb_http_request *req);
 /* The body (NUL-terminated past len; never NULL, "" when empty). Owned by req. */
 const char *lb_http_body(const lb_http_request *req, size_t *len);
 
@@ -144,6 +174,7 @@ bool lb_http_responded(const lb_http_request *req);
 
 /* The status the server answers with when a handler returns err without
  * responding: LB_EPARSE, -EINVAL -> 400; LB_ENOTFOUND, -ENOENT -> 404;
+ * LB_EAUTH -> 401; LB_EFORBIDDEN -> 403;
  * LB_ECONFLICT, LB_EEXIST, LB_ESTALETERM -> 409; LB_ETOOBIG -> 413;
  * LB_EUNSUPPORTED -> 501; LB_ETIMEOUT -> 504; anything else -> 500. */
 int lb_http_status_for_error(int err);

@@ -18,10 +18,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "compute.h"
 #include "errors.h"
 #include "fileio.h"
@@ -38,6 +42,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgauth.h"
 #include "pgproc.h"
 #include "walproxy.h"
 
@@ -59,6 +64,10 @@ typedef struct cc_compute {
     pid_t pg_pid;
     cc_wal_sources wal;
     bool wal_ready;
+
+    /* Bumped by the log reader (any thread) at each cancelled
+     * synchronous-replication wait PostgreSQL logs. */
+    atomic_uint sync_cancels;
 } cc_compute;
 
 /* The pageserver's view of the timeline. */
@@ -78,14 +87,6 @@ cc_state_name(cc_state state)
                                         "starting", "replaying", "promoting",
                                         "ready",    "failed",    "stopping"};
     return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
-}
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -406,7 +407,7 @@ elect(cc_compute *c, sk_elect_result *r)
 {
     sk_elect_params p;
     elect_params(c->spec, &p);
-    int64_t deadline = now_ms() + ELECT_TIMEOUT_MS;
+    int64_t deadline = lb_mono_ms() + ELECT_TIMEOUT_MS;
     char err[512] = "";
     for (;;) {
         int rc = sk_elect(&p, r, err, sizeof(err));
@@ -414,7 +415,7 @@ elect(cc_compute *c, sk_elect_result *r)
             break;
         if (*c->stop)
             return -EINTR;
-        if (now_ms() > deadline)
+        if (lb_mono_ms() > deadline)
             return fail(c, "election failed: %s", err);
         lb_warn("election failed, retrying: %s", err);
         sleep_ms(1000);
@@ -505,6 +506,28 @@ check_datadir(cc_compute *c)
     return 0;
 }
 
+/* pg_hba.conf and pg_ident.conf (pgauth.h): the basebackup's are replaced. */
+static int
+write_auth_files(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    struct passwd *pw = getpwuid(geteuid());
+    lb_buf hba = LB_BUF_INIT, ident = LB_BUF_INIT;
+    int rc = cc_hba_render(s, &hba);
+    if (rc == 0)
+        rc = cc_ident_render(s, pw ? pw->pw_name : NULL, &ident);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/pg_hba.conf", s->data_dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, hba.data, hba.len);
+    snprintf(path, sizeof(path), "%s/pg_ident.conf", s->data_dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, ident.data, ident.len);
+    lb_buf_free(&hba);
+    lb_buf_free(&ident);
+    return rc;
+}
+
 static int
 prepare_datadir(cc_compute *c)
 {
@@ -555,6 +578,8 @@ prepare_datadir(cc_compute *c)
     if (rc == 0)
         rc = lb_write_file_atomic(path, conf.data, conf.len);
     lb_buf_free(&conf);
+    if (rc == 0)
+        rc = write_auth_files(c);
     const char *signal_file = s->mode == CC_MODE_REPLICA ? "standby.signal" : "recovery.signal";
     snprintf(path, sizeof(path), "%s/%s", s->data_dir, signal_file);
     if (rc == 0)
@@ -568,13 +593,97 @@ prepare_datadir(cc_compute *c)
 
 /* ---- PostgreSQL -------------------------------------------------------------------- */
 
+/* The log reader: PostgreSQL's stderr, copied to ours line by line. It
+ * owns its fd and itself, and ends when every PostgreSQL process has
+ * closed the pipe (EOF), so nobody waits for it. */
+typedef struct log_reader {
+    cc_compute *c;
+    int fd;
+} log_reader;
+
+/* The WARNINGs of syncrep.c when a backend stops waiting for the quorum
+ * after its commit is already in the local WAL: the query was cancelled
+ * ("canceling wait for synchronous replication due to user request") or
+ * the backend terminated ("canceling the wait for synchronous replication
+ * and terminating connection due to administrator command"). lc_messages
+ * is C, so the text is English. */
+bool
+cc_log_line_is_sync_cancel(const char *line)
+{
+    const char *w = strstr(line, "WARNING:  canceling ");
+    return w && strstr(w, "wait for synchronous replication") != NULL;
+}
+
+static void *
+log_reader_main(void *arg)
+{
+    log_reader *lr = arg;
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+        ssize_t r = read(lr->fd, buf + have, sizeof(buf) - 1 - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *line = buf;
+        char *nl;
+        while ((nl = strchr(line, '\n')) != NULL || (line == buf && have == sizeof(buf) - 1)) {
+            if (!nl) /* a line longer than the buffer: pass on what we have */
+                nl = buf + have - 1;
+            *nl = '\0';
+            if (cc_log_line_is_sync_cancel(line)) {
+                atomic_fetch_add(&lr->c->sync_cancels, 1);
+                lb_error("postgres cancelled a wait for synchronous replication: a commit is "
+                         "visible that a quorum of safekeepers may not have");
+            }
+            fprintf(stderr, "%s\n", line);
+            line = nl + 1;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+    }
+    if (have)
+        fprintf(stderr, "%.*s\n", (int)have, buf);
+    close(lr->fd);
+    free(lr);
+    return NULL;
+}
+
 static int
 start_pg(cc_compute *c)
 {
     const char *args[] = {"-D", c->spec->data_dir, NULL};
-    pid_t pid = cc_pg_spawn(c->spec, "postgres", args, -1);
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return fail(c, "could not start postgres: %s", strerror(errno));
+    pid_t pid = cc_pg_spawn(c->spec, "postgres", args, pipefd[1]);
+    close(pipefd[1]);
+    log_reader *lr = pid < 0 ? NULL : malloc(sizeof(*lr));
+    pthread_t thread;
+    if (lr) {
+        lr->c = c;
+        lr->fd = pipefd[0];
+        if (pthread_create(&thread, NULL, log_reader_main, lr) == 0) {
+            pthread_detach(thread);
+        } else {
+            free(lr);
+            lr = NULL;
+        }
+    }
+    if (!lr) {
+        close(pipefd[0]);
+        if (pid > 0) {
+            kill(pid, SIGQUIT);
+            waitpid(pid, NULL, 0);
+        }
+    }
     if (pid < 0)
         return fail(c, "could not start postgres: %s", lb_strerror(pid));
+    if (!lr)
+        return fail(c, "could not start postgres: no thread to read its log");
     pthread_mutex_lock(&c->lock);
     c->pg_pid = pid;
     pthread_mutex_unlock(&c->lock);
@@ -613,15 +722,15 @@ stop_pg(cc_compute *c, int sig, int timeout_ms)
     PQfinish(c->conn);
     c->conn = NULL;
     kill(c->pg_pid, sig);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = lb_mono_ms() + timeout_ms;
     int escalation = 0; /* 1: SIGQUIT sent; 2: SIGKILL sent */
     while (!pg_exited(c)) {
-        if (now_ms() > deadline && escalation < 2) {
+        if (lb_mono_ms() > deadline && escalation < 2) {
             escalation++;
             lb_warn("postgres did not stop in time, sending %s pid=%d",
                     escalation == 1 ? "SIGQUIT" : "SIGKILL", (int)c->pg_pid);
             kill(c->pg_pid, escalation == 1 ? SIGQUIT : SIGKILL);
-            deadline = now_ms() + 10000;
+            deadline = lb_mono_ms() + 10000;
         }
         sleep_ms(50);
     }
@@ -637,7 +746,9 @@ pg_connect(cc_compute *c)
     snprintf(port, sizeof(port), "%d", c->spec->pg_port);
     const char *keys[] = {"host", "port", "user", "dbname", "connect_timeout", "application_name",
                           NULL};
-    const char *vals[] = {"127.0.0.1", port, "postgres", "postgres", "3", "compute-ctl", NULL};
+    /* The superuser, over the unix socket in the data directory (pgauth.h). */
+    const char *vals[] = {c->spec->data_dir, port, CC_SUPERUSER, "postgres", "3",
+                          "compute-ctl",     NULL};
     c->conn = PQconnectdbParams(keys, vals, 0);
     if (PQstatus(c->conn) == CONNECTION_OK)
         return true;
@@ -761,10 +872,11 @@ announce(cc_compute *c, const sk_elect_result *r)
     sk_elect_params p;
     elect_params(s, &p);
     char conninfo[600];
-    snprintf(conninfo, sizeof(conninfo), "host=%s port=%d user=postgres dbname=postgres",
-             s->announce_host, s->pg_port);
+    snprintf(conninfo, sizeof(conninfo),
+             "host=%s port=%d user=" CC_SAFEKEEPER_ROLE " dbname=postgres", s->announce_host,
+             s->pg_port);
     int quorum = s->nsafekeepers / 2 + 1;
-    int64_t deadline = now_ms() + ELECT_TIMEOUT_MS;
+    int64_t deadline = lb_mono_ms() + ELECT_TIMEOUT_MS;
     for (;;) {
         int acked = 0;
         int rc = sk_announce(&p, r, conninfo, &acked);
@@ -775,7 +887,7 @@ announce(cc_compute *c, const sk_elect_result *r)
         }
         if (*c->stop)
             return -EINTR;
-        if (now_ms() > deadline)
+        if (lb_mono_ms() > deadline)
             return fail(c, "only %d of %d safekeepers stream from this compute (need %d): %s",
                         acked, s->nsafekeepers, quorum, lb_strerror(rc));
         lb_warn("announce reached %d of %d safekeepers, retrying", acked, s->nsafekeepers);
@@ -809,6 +921,71 @@ pageserver_ingest(cc_compute *c)
                 s->nsafekeepers);
 }
 
+/*
+ * The roles (pgauth.h), made on every start of a primary, right after
+ * promotion and before the safekeepers are told to connect.
+ *
+ * The chicken and the egg: the safekeepers connect as lakebase_safekeeper,
+ * whose verifier is in the catalog; putting it there is a commit, and
+ * every commit of a primary waits for 2 of 3 safekeepers. So this one
+ * transaction commits with synchronous_commit = local, in compute-ctl's own
+ * session (a user cannot: it is SET LOCAL inside compute-ctl's
+ * transaction, and the global value stays on). Why that is sound:
+ *   - what it writes is made again, identically, on every start of every
+ *     primary: if the commit is lost with this compute, the next primary
+ *     writes it again, so nothing depends on its durability;
+ *   - the safekeepers stream the new term's WAL from its start, so any
+ *     later commit that is acknowledged has this one before it in the
+ *     WAL, on the same quorum;
+ *   - it only changes who may log in, never data a user can read.
+ * The alternatives are worse: starting without synchronous_standby_names
+ * and setting it after the safekeepers connect opens a window in which
+ * user commits are acknowledged locally; a password in the conninfo
+ * given to the safekeepers would be stored in their state and shown in
+ * their /status.
+ */
+static int
+make_roles(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    char secret[CC_SECRET_MAX], err[PATH_MAX + 128];
+    char user_v[CC_SCRAM_VERIFIER_MAX], sk_v[CC_SCRAM_VERIFIER_MAX];
+    int rc = cc_secret_read(s->password_file, secret, sizeof(secret), err, sizeof(err));
+    if (rc == 0)
+        rc = cc_scram_verifier(secret, NULL, 0, user_v, sizeof(user_v));
+    if (rc == 0)
+        rc = cc_secret_read(s->safekeeper_password_file, secret, sizeof(secret), err, sizeof(err));
+    if (rc == 0)
+        rc = cc_scram_verifier(secret, NULL, 0, sk_v, sizeof(sk_v));
+    memset(secret, 0, sizeof(secret));
+    if (rc)
+        return fail(c, "%s", rc == -EIO ? "could not compute a SCRAM verifier" : err);
+    lb_buf sql = LB_BUF_INIT;
+    rc = lb_buf_append_str(&sql, "BEGIN;\nSET LOCAL synchronous_commit = local;\n");
+    if (rc == 0)
+        rc = cc_roles_sql(s, user_v, sk_v, &sql);
+    if (rc == 0)
+        rc = lb_buf_append_str(&sql, "COMMIT;\n");
+    if (rc || !pg_connect(c)) {
+        lb_buf_free(&sql);
+        return fail(c, "could not connect to postgres to make its roles");
+    }
+    PGresult *r = PQexec(c->conn, sql.data);
+    memset(sql.data, 0, sql.len);
+    lb_buf_free(&sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQclear(PQexec(c->conn, "ROLLBACK"));
+        return fail(c, "could not make the roles %s and " CC_SAFEKEEPER_ROLE ": %s", s->user, msg);
+    }
+    PQclear(r);
+    lb_info("roles made user=%s safekeepers=" CC_SAFEKEEPER_ROLE, s->user);
+    return 0;
+}
+
 static int
 run_primary(cc_compute *c, const tl_meta *m)
 {
@@ -840,6 +1017,8 @@ run_primary(cc_compute *c, const tl_meta *m)
     uint32_t tli = (uint32_t)strtoul(v, NULL, 16);
     if (tli != r.tli)
         return fail(c, "postgres promoted to timeline %u but the election chose %u", tli, r.tli);
+    if ((rc = make_roles(c)) != 0)
+        return rc;
     if ((rc = announce(c, &r)) != 0)
         return rc;
     pageserver_ingest(c);
@@ -871,7 +1050,7 @@ pick_stream_source(const cc_spec *s)
 static int
 wait_ingested(cc_compute *c, lb_lsn lsn)
 {
-    int64_t deadline = now_ms() + INGEST_WAIT_MS;
+    int64_t deadline = lb_mono_ms() + INGEST_WAIT_MS;
     char want[LB_LSN_STRLEN], have[LB_LSN_STRLEN];
     for (;;) {
         tl_meta m = {0};
@@ -882,7 +1061,7 @@ wait_ingested(cc_compute *c, lb_lsn lsn)
             return 0;
         if (*c->stop)
             return -EINTR;
-        if (now_ms() > deadline)
+        if (lb_mono_ms() > deadline)
             return fail(c, "the pageserver has not ingested timeline %s up to %s (it is at %s)",
                         c->spec->timeline_id, lb_lsn_format(lsn, want),
                         lb_lsn_format(m.last_record_lsn, have));
@@ -913,6 +1092,139 @@ run_standby(cc_compute *c, const tl_meta *m)
     return rc;
 }
 
+/* ---- watching a running compute ------------------------------------------------ */
+
+/* What the watch decided. */
+typedef enum watch_outcome {
+    WATCH_STOP,       /* SIGTERM */
+    WATCH_PG_DIED,    /* PostgreSQL exited on its own */
+    WATCH_RESTART,    /* durability at risk: start again from the quorum */
+    WATCH_SUPERSEDED, /* a newer term exists */
+} watch_outcome;
+
+/* A primary's settings durability rests on, as PostgreSQL has them now
+ * (spec.h, cc_guard_query). A superuser could change them (ALTER SYSTEM
+ * and a reload, ALTER ROLE ... SET); the user role can change none but
+ * its own synchronous_commit default, which this also sees. true if one
+ * departs, with what in why. */
+static bool
+settings_departed(cc_compute *c, const char *query, char *why, size_t cap)
+{
+    if (!pg_connect(c))
+        return false;
+    PGresult *r = PQexec(c->conn, query);
+    bool departed = false;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+        snprintf(why, cap, "%s", PQgetvalue(r, 0, 0));
+        departed = true;
+    } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        lb_warn("could not check the settings: %s", PQerrorMessage(c->conn));
+        if (PQstatus(c->conn) != CONNECTION_OK) {
+            PQfinish(c->conn);
+            c->conn = NULL;
+        }
+    }
+    PQclear(r);
+    return departed;
+}
+
+/* The highest term any safekeeper reports for the timeline (0: none
+ * answered). Each is asked with a short timeout: a dead one must not hold
+ * up the watch. */
+static uint64_t
+safekeepers_term(cc_compute *c, char *who, size_t cap)
+{
+    const cc_spec *s = c->spec;
+    uint64_t best = 0;
+    lb_http_options opts = {.timeout_ms = 2000, .max_attempts = 1};
+    lb_http_client *http;
+    if (lb_http_client_new(&opts, &http) != 0)
+        return 0;
+    for (int i = 0; i < s->nsafekeepers; i++) {
+        char url[600];
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
+                 s->tenant_id, s->timeline_id);
+        lb_buf out = LB_BUF_INIT;
+        lb_http_call call = {.method = "GET", .url = url, .response_body = &out};
+        lb_http_result res = LB_HTTP_RESULT_INIT;
+        if (lb_http_do(http, &call, &res) == 0 && res.status == 200) {
+            json_t *j = json_loadb(out.data ? out.data : "", out.len, 0, NULL);
+            json_t *t = j ? json_object_get(j, "term") : NULL;
+            if (json_is_integer(t) && (uint64_t)json_integer_value(t) > best) {
+                best = (uint64_t)json_integer_value(t);
+                snprintf(who, cap, "%s", s->safekeepers[i].name);
+            }
+            json_decref(j);
+        }
+        lb_buf_free(&out);
+        lb_http_result_free(&res);
+    }
+    lb_http_client_free(http);
+    return best;
+}
+
+#define WATCH_SETTINGS_MS 1000
+#define WATCH_TERM_MS 2000
+
+/* Watch a ready compute until something ends it. */
+static watch_outcome
+watch(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    bool primary = s->mode == CC_MODE_PRIMARY;
+    unsigned cancels = atomic_load(&c->sync_cancels);
+    lb_buf guard = LB_BUF_INIT;
+    if (primary && cc_guard_query(s, &guard) != 0) {
+        fail(c, "out of memory");
+        return WATCH_RESTART;
+    }
+    int64_t next_activity = 0, next_term = 0;
+    watch_outcome out = WATCH_STOP;
+    char why[600];
+    while (!*c->stop) {
+        if (pg_exited(c)) {
+            fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is restarted");
+            out = WATCH_PG_DIED;
+            break;
+        }
+        if (primary && atomic_load(&c->sync_cancels) != cancels) {
+            fail(c, "postgres cancelled a wait for synchronous replication, leaving a commit "
+                    "visible that a quorum of safekeepers may not have; restarting from the "
+                    "quorum");
+            out = WATCH_RESTART;
+            break;
+        }
+        if (lb_mono_ms() >= next_activity) {
+            refresh_activity(c);
+            if (primary && settings_departed(c, guard.data, why, sizeof(why))) {
+                fail(c,
+                     "a setting durability rests on was changed: %s; restarting from the "
+                     "quorum",
+                     why);
+                out = WATCH_RESTART;
+                break;
+            }
+            next_activity = lb_mono_ms() + WATCH_SETTINGS_MS;
+        }
+        if (primary && lb_mono_ms() >= next_term) {
+            char who[64] = "";
+            uint64_t term = safekeepers_term(c, who, sizeof(who));
+            if (term > c->term) {
+                fail(c,
+                     "safekeeper %s is at term %" PRIu64 ", newer than this primary's %" PRIu64
+                     ": another compute is primary; stopping",
+                     who, term, c->term);
+                out = WATCH_SUPERSEDED;
+                break;
+            }
+            next_term = lb_mono_ms() + WATCH_TERM_MS;
+        }
+        sleep_ms(50);
+    }
+    lb_buf_free(&guard);
+    return out;
+}
+
 int
 cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
 {
@@ -923,41 +1235,50 @@ cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
     c->stop = stop;
     pthread_mutex_init(&c->lock, NULL);
     int rc = start_http(c);
-    tl_meta m = {0};
-    if (rc == 0)
-        rc = check_datadir(c);
-    if (rc == 0)
-        rc = pageserver_meta(c, &m);
-    if (rc == 0 && spec->mode == CC_MODE_REPLICA)
-        spec->stream_from = pick_stream_source(spec);
-    if (rc == 0)
-        rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
     int code = CC_EXIT_OK;
-    if (rc == 0) {
-        c->last_activity_ms = now_ms();
+    for (;;) {
+        tl_meta m = {0};
+        if (rc == 0)
+            rc = check_datadir(c);
+        if (rc == 0)
+            rc = pageserver_meta(c, &m);
+        if (rc == 0 && spec->mode == CC_MODE_REPLICA)
+            spec->stream_from = pick_stream_source(spec);
+        if (rc == 0)
+            rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
+        if (rc == -EINTR) {
+            code = CC_EXIT_OK;
+            break;
+        }
+        if (rc) {
+            code = rc == CC_EXIT_PG_DIED ? CC_EXIT_PG_DIED : CC_EXIT_FAILED;
+            break;
+        }
+        pthread_mutex_lock(&c->lock);
+        c->last_activity_ms = lb_now_ms();
+        c->error[0] = '\0';
+        pthread_mutex_unlock(&c->lock);
         refresh_activity(c);
         set_state(c, CC_STATE_READY);
         char lsn[LB_LSN_STRLEN];
         lb_info("compute ready mode=%s timeline=%s tli=%u lsn=%s", cc_mode_name(spec->mode),
                 spec->timeline_id, c->tli, lb_lsn_format(c->lsn, lsn));
-        int64_t next = 0;
-        while (!*stop) {
-            if (pg_exited(c)) {
-                fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is "
-                        "restarted");
-                code = CC_EXIT_PG_DIED;
-                break;
-            }
-            if (now_ms() >= next) {
-                refresh_activity(c);
-                next = now_ms() + 1000;
-            }
-            sleep_ms(50);
+        watch_outcome w = watch(c);
+        if (w == WATCH_STOP) {
+            code = CC_EXIT_OK;
+            break;
         }
-    } else if (rc == -EINTR) {
-        code = CC_EXIT_OK;
-    } else {
-        code = rc == CC_EXIT_PG_DIED ? CC_EXIT_PG_DIED : CC_EXIT_FAILED;
+        if (w == WATCH_PG_DIED) {
+            code = CC_EXIT_PG_DIED;
+            break;
+        }
+        /* Immediate shutdown: nobody reads on from this PostgreSQL. */
+        stop_pg(c, SIGQUIT, 10000);
+        if (w == WATCH_SUPERSEDED) {
+            code = CC_EXIT_SUPERSEDED;
+            break;
+        }
+        lb_warn("starting the compute again from the quorum timeline=%s", spec->timeline_id);
     }
     if (code == CC_EXIT_OK) {
         set_state(c, CC_STATE_STOPPING);

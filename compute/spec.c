@@ -220,8 +220,23 @@ cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t ca
 /* ---- the spec ---------------------------------------------------------------------- */
 
 static const char *const top_fields[] = {
-    "tenant_id", "timeline_id", "mode",       "lsn",     "pageserver", "safekeepers",   "pg_port",
-    "listen",    "data_dir",    "pg_bin_dir", "pg_user", "settings",   "announce_host", NULL,
+    "tenant_id",
+    "timeline_id",
+    "mode",
+    "lsn",
+    "pageserver",
+    "safekeepers",
+    "pg_port",
+    "listen",
+    "data_dir",
+    "pg_bin_dir",
+    "pg_user",
+    "settings",
+    "announce_host",
+    "user",
+    "password_file",
+    "safekeeper_password_file",
+    NULL,
 };
 
 static bool
@@ -437,6 +452,34 @@ parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
     return 0;
 }
 
+/* user, password_file and safekeeper_password_file: a primary makes the
+ * roles (pgauth.h), so it needs all three. */
+static int
+parse_roles(const json_t *root, cc_spec *spec, char *err, size_t cap)
+{
+    bool need = spec->mode == CC_MODE_PRIMARY;
+    int rc;
+    if ((rc = get_str(root, "user", "", spec->user, sizeof(spec->user), need, err, cap)) < 0)
+        return rc;
+    if (rc == 1) {
+        bool ok = islower((unsigned char)spec->user[0]) || spec->user[0] == '_';
+        for (const char *p = spec->user; ok && *p; p++)
+            ok = islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_';
+        if (!ok)
+            return bad(err, cap,
+                       "spec: field \"user\" must be a lowercase identifier (a-z, 0-9, _)");
+        if (strncmp(spec->user, "pg_", 3) == 0 || strcmp(spec->user, "postgres") == 0 ||
+            strcmp(spec->user, "lakebase_safekeeper") == 0 || strcmp(spec->user, "public") == 0)
+            return bad(err, cap, "spec: field \"user\": \"%s\" is reserved", spec->user);
+    }
+    if ((rc = get_str(root, "password_file", "", spec->password_file, sizeof(spec->password_file),
+                      need, err, cap)) < 0 ||
+        (rc = get_str(root, "safekeeper_password_file", "", spec->safekeeper_password_file,
+                      sizeof(spec->safekeeper_password_file), need, err, cap)) < 0)
+        return rc;
+    return 0;
+}
+
 static int
 parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
 {
@@ -532,6 +575,12 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         return bad(err, cap, "spec: field \"data_dir\" must be an absolute path");
     if (strcmp(spec->data_dir, "/") == 0)
         return bad(err, cap, "spec: field \"data_dir\" must not be \"/\"");
+    /* It holds the unix socket, ".s.PGSQL.<port>": sun_path has 108 bytes. */
+    if (strlen(spec->data_dir) > CC_DATA_DIR_MAX)
+        return bad(err, cap,
+                   "spec: field \"data_dir\" is longer than %d characters (it holds "
+                   "PostgreSQL's unix socket)",
+                   CC_DATA_DIR_MAX);
 
     if ((rc = get_str(root, "pg_bin_dir", "", spec->pg_bin_dir, sizeof(spec->pg_bin_dir), false,
                       err, cap)) < 0)
@@ -543,6 +592,8 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         0)
         return rc;
 
+    if ((rc = parse_roles(root, spec, err, cap)) < 0)
+        return rc;
     if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
         return rc;
     return cc_settings_check(spec, err, cap);
@@ -627,6 +678,16 @@ static const char *const owned[] = {
     "hba_file",
     "ident_file",
     "hot_standby",
+    /* what the unix socket, peer authentication and the log watch rest on */
+    "unix_socket_directories",
+    "unix_socket_permissions",
+    "unix_socket_group",
+    "logging_collector",
+    "log_destination",
+    "lc_messages",
+    "restart_after_crash",
+    "data_sync_retry",
+    "allow_in_place_tablespaces",
     NULL,
 };
 
@@ -681,6 +742,103 @@ user_setting(const cc_spec *spec, const char *name)
     return NULL;
 }
 
+const cc_guarded_setting cc_guarded_settings[] = {
+    {"synchronous_standby_names", NULL},
+    {"fsync", "on"},
+    {"full_page_writes", "on"},
+    {"synchronous_commit", "on,remote_apply"},
+    {"wal_level", "replica,logical"},
+    {"restart_after_crash", "off"},
+    {"data_sync_retry", "off"},
+    {"ignore_checksum_failure", "off"},
+    {"zero_damaged_pages", "off"},
+    {"allow_in_place_tablespaces", "off"},
+    {"logging_collector", "off"},
+    {"log_destination", "stderr"},
+    {"lc_messages", "C"},
+    {"log_min_messages", "debug5,debug4,debug3,debug2,debug1,info,notice,warning"},
+    {NULL, NULL},
+};
+
+static const char *
+guarded(const char *name)
+{
+    for (int i = 0; cc_guarded_settings[i].name; i++)
+        if (strcmp(cc_guarded_settings[i].name, name) == 0)
+            return cc_guarded_settings[i].allowed;
+    return NULL;
+}
+
+/* v (any case) is one of the comma-separated values in list. */
+static bool
+allowed(const char *v, const char *list)
+{
+    size_t n = strlen(v);
+    for (const char *p = list; p && *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == n && strncasecmp(p, v, n) == 0)
+            return true;
+        p += l + (p[l] == ',');
+    }
+    return false;
+}
+
+/* "name = 'x' and setting not in ('a', 'b')" for setting s. */
+static int
+guard_condition(const cc_spec *spec, const cc_guarded_setting *g, lb_buf *out)
+{
+    char names[1024];
+    int rc = lb_buf_append_str(out, "(name = ");
+    rc |= cc_sql_quote(g->name, out);
+    rc |= lb_buf_append_str(out, " and setting not in (");
+    if (!g->allowed) {
+        if (spec->mode == CC_MODE_PRIMARY)
+            cc_sync_standby_names(spec, names, sizeof(names));
+        else
+            names[0] = '\0';
+        rc |= cc_sql_quote(names, out);
+    }
+    for (const char *p = g->allowed; p && *p;) {
+        size_t l = strcspn(p, ",");
+        char v[64];
+        snprintf(v, sizeof(v), "%.*s", (int)l, p);
+        rc |= lb_buf_append_str(out, p == g->allowed ? "" : ", ");
+        rc |= cc_sql_quote(v, out);
+        p += l + (p[l] == ',');
+    }
+    return rc | lb_buf_append_str(out, "))");
+}
+
+int
+cc_guard_query(const cc_spec *spec, lb_buf *out)
+{
+    int rc = lb_buf_append_str(out, "select format('%s = %s (in force)', name, setting) "
+                                    "from pg_settings where ");
+    for (int i = 0; cc_guarded_settings[i].name; i++) {
+        rc |= lb_buf_append_str(out, i ? " or " : "");
+        rc |= guard_condition(spec, &cc_guarded_settings[i], out);
+    }
+    rc |= lb_buf_append_str(out, " union all select format('%s = %s (in \"%s\" line %s, "
+                                 "for the next reload)', name, setting, sourcefile, "
+                                 "sourceline) from pg_file_settings where applied and (");
+    for (int i = 0; cc_guarded_settings[i].name; i++) {
+        rc |= lb_buf_append_str(out, i ? " or " : "");
+        rc |= guard_condition(spec, &cc_guarded_settings[i], out);
+    }
+    rc |= lb_buf_append_str(out, ") union all select format('%s (set for role %s in "
+                                 "database %s)', kv, coalesce((select rolname from pg_roles "
+                                 "where oid = setrole), 'all'), coalesce((select datname from "
+                                 "pg_database where oid = setdatabase), 'all')) from "
+                                 "pg_db_role_setting, unnest(setconfig) kv where "
+                                 "lower(split_part(kv, '=', 1)) in (");
+    for (int i = 0; cc_guarded_settings[i].name; i++) {
+        rc |= lb_buf_append_str(out, i ? ", " : "");
+        rc |= cc_sql_quote(cc_guarded_settings[i].name, out);
+    }
+    rc |= lb_buf_append_str(out, ")");
+    return rc ? -ENOMEM : 0;
+}
+
 int
 cc_settings_check(const cc_spec *spec, char *err, size_t cap)
 {
@@ -728,6 +886,12 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
                            "spec: setting \"max_wal_senders\" = \"%s\" is refused: "
                            "it must be at least %d (one per safekeeper plus 5)",
                            v, spec->nsafekeepers + 5);
+        } else if (strcmp(name, "log_min_messages") == 0) {
+            if (!allowed(v, guarded("log_min_messages")))
+                return bad(err, cap,
+                           "spec: setting \"log_min_messages\" = \"%s\" is refused: "
+                           "compute-ctl watches the log for warnings (allowed: %s)",
+                           v, guarded("log_min_messages"));
         } else if (strcmp(name, "ignore_checksum_failure") == 0 ||
                    strcmp(name, "zero_damaged_pages") == 0) {
             if (pg_bool(v, &b) != 0 || b)
@@ -738,6 +902,15 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
         }
     }
     return 0;
+}
+
+int
+cc_sql_quote(const char *value, lb_buf *out)
+{
+    int rc = lb_buf_append_str(out, "'");
+    for (const char *p = value; rc == 0 && *p; p++)
+        rc = *p == '\'' ? lb_buf_append_str(out, "''") : lb_buf_append(out, p, 1);
+    return rc ? rc : lb_buf_append_str(out, "'");
 }
 
 int
@@ -842,8 +1015,9 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
     /* Defaults a user may change. */
     if (!user_setting(spec, "listen_addresses"))
         rc |= put(out, "listen_addresses", "127.0.0.1");
-    if (!user_setting(spec, "unix_socket_directories"))
-        rc |= put(out, "unix_socket_directories", "");
+    /* compute-ctl's superuser connection (pgauth.h). */
+    rc |= put(out, "unix_socket_directories", spec->data_dir);
+    rc |= put(out, "unix_socket_permissions", "0700");
     if (!user_setting(spec, "wal_level"))
         rc |= put(out, "wal_level", "replica");
     if (!user_setting(spec, "max_wal_senders")) {
@@ -856,9 +1030,18 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
         snprintf(buf, sizeof(buf), "%dMB", CC_MAX_WAL_SIZE_MB);
         rc |= put(out, "max_wal_size", buf);
     }
-    if (!user_setting(spec, "logging_collector"))
-        rc |= put(out, "logging_collector", "off");
-    /* What durability rests on (a user value was checked to agree). */
+    /* PostgreSQL logs to compute-ctl's pipe, in English: it watches for
+     * a cancelled synchronous-replication wait (compute.c). */
+    rc |= put(out, "logging_collector", "off");
+    rc |= put(out, "log_destination", "stderr");
+    rc |= put(out, "lc_messages", "C");
+    /* What durability rests on (a user value was checked to agree).
+     * After a backend crash, PostgreSQL would recover from its local WAL,
+     * which may hold commits no quorum has: compute-ctl restarts from the
+     * quorum instead. A failed fsync is never retried. */
+    rc |= put(out, "restart_after_crash", "off");
+    rc |= put(out, "data_sync_retry", "off");
+    rc |= put(out, "allow_in_place_tablespaces", "off");
     rc |= put(out, "fsync", "on");
     rc |= put(out, "full_page_writes", "on");
     if (!user_setting(spec, "synchronous_commit"))

@@ -17,13 +17,20 @@
  *     data_dir: /var/lib/lakebase/compute/pgdata   rebuilt on every start
  *     pg_bin_dir: /usr/lib/postgresql/15/bin       default: pg_config --bindir
  *     pg_user: postgres       PostgreSQL runs as this user when we are root
+ *     user: app               the role users connect as (SCRAM; not superuser)
+ *     password_file: /etc/lakebase/user-password      its password, first line
+ *     safekeeper_password_file: /etc/lakebase/sk-password
+ *                             the password of role lakebase_safekeeper, as
+ *                             which the safekeepers connect (pgauth.h)
  *     settings:               PostgreSQL settings
  *       shared_buffers: 128MB
  *
  * Parsing refuses anything unknown, missing or ill-formed with a message
  * naming the field. Settings that lakebase relies on are enforced, and a
  * user setting that would break durability or that compute-ctl owns is
- * refused (cc_settings_check).
+ * refused (cc_settings_check). A primary needs user, password_file and
+ * safekeeper_password_file; replicas and static computes use the roles as
+ * the primary made them (their catalog is read-only).
  *
  * Callers: main.c (load), compute.c (render the configuration).
  */
@@ -37,6 +44,9 @@
 #include "json.h"
 #include "lsn.h"
 #include "safekeeper/election.h"
+
+/* The longest data_dir: it holds the unix socket ".s.PGSQL.65535". */
+#define CC_DATA_DIR_MAX 90
 
 typedef enum cc_mode {
     CC_MODE_PRIMARY,
@@ -71,7 +81,10 @@ typedef struct cc_spec {
     char data_dir[PATH_MAX];
     char pg_bin_dir[PATH_MAX];
     char pg_user[64];
-    cc_setting *settings; /* owned */
+    char user[64];                           /* a plain lowercase identifier */
+    char password_file[PATH_MAX];            /* "" if not given */
+    char safekeeper_password_file[PATH_MAX]; /* "" if not given */
+    cc_setting *settings;                    /* owned */
     size_t nsettings;
     int stream_from; /* replica: the safekeeper primary_conninfo names; chosen at start
                         (the first one that answers), not read from the file */
@@ -123,8 +136,28 @@ int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_p
 /* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
 void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);
 
+/* A SQL string literal ('it''s'; standard_conforming_strings), appended to out. */
+int cc_sql_quote(const char *value, lb_buf *out);
+
 /* A value quoted for postgresql.conf: 'it''s' (backslashes doubled). */
 int cc_conf_quote(const char *value, lb_buf *out);
+
+/* The settings durability rests on, which compute-ctl watches while a
+ * primary runs (compute.c): the values PostgreSQL may show in pg_settings,
+ * comma-separated (NULL: synchronous_standby_names, computed from the
+ * spec). NULL-terminated. */
+typedef struct cc_guarded_setting {
+    const char *name;
+    const char *allowed;
+} cc_guarded_setting;
+extern const cc_guarded_setting cc_guarded_settings[];
+
+/* One query that returns a row describing each way the running PostgreSQL
+ * departs from cc_guarded_settings: a value in force (pg_settings), one
+ * waiting in a configuration file for the next reload (pg_file_settings,
+ * e.g. ALTER SYSTEM), or a per-role or per-database value
+ * (pg_db_role_setting). Needs a superuser. Appended to out. 0 or -ENOMEM. */
+int cc_guard_query(const cc_spec *spec, lb_buf *out);
 
 /* The max_wal_size compute-ctl sets, and the most a user may set (MB). */
 #define CC_MAX_WAL_SIZE_MB 1024

@@ -26,6 +26,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "patch.h"
+#include "protobuf.h"
 #include "buf.h"
 #include "selector.h"
 #include "yamljson.h"
@@ -224,11 +225,21 @@ decode_body(dc_ctx *c)
     char err[512] = "";
     json_t *obj = NULL;
     if (ct && strncasecmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0) {
-        dc_api_respond_status(c, 415, "UnsupportedMediaType",
-                              "the body of the request was in an unknown format - accepted media "
-                              "types include: application/json, application/yaml",
-                              NULL);
-        return NULL;
+        int rc = dc_protobuf_decode(body, len, &obj, err, sizeof err);
+        if (rc == LB_EUNSUPPORTED) {
+            char msg[700];
+            snprintf(msg, sizeof msg,
+                     "the body of the request was in an unknown format - accepted media types "
+                     "include: application/json, application/yaml (%s)",
+                     err);
+            dc_api_respond_status(c, 415, "UnsupportedMediaType", msg, NULL);
+            return NULL;
+        }
+        if (rc != 0) {
+            respond_bad_request(c, err);
+            return NULL;
+        }
+        return obj;
     }
     if (ct && (strncasecmp(ct, "application/yaml", 16) == 0 ||
                strncasecmp(ct, "application/apply-patch+yaml", 28) == 0)) {
@@ -1585,13 +1596,25 @@ read_delete_options(dc_ctx *c, delete_opts *o)
     const char *body = dc_req_body(c->req, &len);
     if (len > 0) {
         json_error_t e;
-        json_t *opts = json_loadb(body, len, 0, &e);
-        if (!json_is_object(opts)) {
-            json_decref(opts);
-            char msg[400];
-            snprintf(msg, sizeof msg, "couldn't get version/kind; json parse error: %s", e.text);
-            respond_bad_request(c, msg);
-            return false;
+        json_t *opts = NULL;
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        char msg[700];
+        if (ct && strncasecmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0) {
+            char err[512];
+            if (dc_protobuf_decode(body, len, &opts, err, sizeof err) != 0) {
+                snprintf(msg, sizeof msg, "%s", err);
+                respond_bad_request(c, msg);
+                return false;
+            }
+        } else {
+            opts = json_loadb(body, len, 0, &e);
+            if (!json_is_object(opts)) {
+                json_decref(opts);
+                snprintf(msg, sizeof msg, "couldn't get version/kind; json parse error: %s",
+                         e.text);
+                respond_bad_request(c, msg);
+                return false;
+            }
         }
         const char *p = json_string_value(json_object_get(opts, "propagationPolicy"));
         if (p)

@@ -197,9 +197,10 @@ openapi_gv(const char *group, const char *version)
             continue;
         any = true;
         char base[800], item[1200];
-        snprintf(base, sizeof base, "/%s%s%s/%s%s", group[0] ? "apis/" : "api", group,
-                 group[0] ? "/" : "", version, r->namespaced ? "/namespaces/{namespace}" : "");
-        if (!group[0])
+        if (group[0])
+            snprintf(base, sizeof base, "/apis/%s/%s%s", group, version,
+                     r->namespaced ? "/namespaces/{namespace}" : "");
+        else
             snprintf(base, sizeof base, "/api/%s%s", version,
                      r->namespaced ? "/namespaces/{namespace}" : "");
         char coll[1200];

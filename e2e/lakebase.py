@@ -4,23 +4,31 @@ Every process is started by the test, in the test's own temporary
 directory, on free ports, and stopped by its pid. PostgreSQL runs as the
 postgres user when the tests run as root.
 """
+import copy
 import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+
+import psycopg
 
 ROOT = os.environ.get("LB_PROJECT_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
+CTL = os.path.join(BIN, "compute-ctl")
+# The role users connect to a compute as (SCRAM; not a superuser).
+USER = "app"
 
 
 def free_port():
@@ -43,11 +51,14 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     raise TimeoutError(f"timed out waiting for {what}" + (f": {last}" if last else ""))
 
 
-def http(method, url, body=None, timeout=10):
-    """JSON over HTTP; returns (status, parsed body or raw bytes)."""
+def http(method, url, body=None, timeout=10, token=None):
+    """JSON over HTTP; returns (status, parsed body or raw bytes). token: a
+    bearer token sent as Authorization (None: none)."""
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw, status = r.read(), r.status
@@ -59,6 +70,53 @@ def http(method, url, body=None, timeout=10):
         return status, raw
 
 
+class Auth:
+    """Credentials for one test: an Ed25519 key pair made in the test's own
+    directory (keys/auth.key private, keys/auth.pem public), and tokens
+    minted with it by lakebase-token, as management would. A daemon gets
+    auth_public_keys=self.keys_dir and its own token file."""
+
+    def __init__(self, workdir, name="auth"):
+        self.dir = os.path.join(workdir, "auth")
+        self.keys_dir = os.path.join(self.dir, "keys")
+        self.name = name
+        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
+                        "--name", name], check=True, capture_output=True)
+        self.private_key = os.path.join(self.keys_dir, f"{name}.key")
+        self.public_key = os.path.join(self.keys_dir, f"{name}.pem")
+        self.management = self.mint("management", sub="test-management")
+
+    def mint(self, role, tenant=None, timeline=None, sub=None, endpoint=None, ttl=None,
+             key=None):
+        argv = [os.path.join(BIN, "lakebase-token"), "mint", "--key", key or self.private_key,
+                "--role", role]
+        for flag, v in (("--tenant", tenant), ("--timeline", timeline), ("--sub", sub),
+                        ("--endpoint", endpoint), ("--ttl", ttl)):
+            if v is not None:
+                argv += [flag, str(v)]
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def token_file(self, name, token):
+        """Write token to auth/tokens/<name> (mode 0600); returns the path."""
+        d = os.path.join(self.dir, "tokens")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return path
+
+    def other_key(self, workdir, name="other"):
+        """A second, unrelated key pair (not among the daemons' keys): tokens
+        signed with it must be refused."""
+        d = os.path.join(workdir, "auth-other")
+        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", d, "--name", name],
+                       check=True, capture_output=True)
+        return os.path.join(d, f"{name}.key")
+
+
 def chown_pg(path):
     if AS_ROOT:
         pw = pwd.getpwnam("postgres")
@@ -66,6 +124,16 @@ def chown_pg(path):
             os.chown(dirpath, pw.pw_uid, pw.pw_gid)
             for f in filenames:
                 os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
+
+
+def secret_file(path):
+    """A password in path (made if missing, mode 0600); returns it."""
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    with open(path) as f:
+        return f.readline().strip()
 
 
 def as_pg(cmd):
@@ -105,8 +173,9 @@ class Proc:
 
 
 class Safekeeper:
-    def __init__(self, workdir, name, peers=None, extra_args=None):
+    def __init__(self, workdir, name, peers=None, extra_args=None, env=None):
         self.name = name
+        self.env = env
         self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -127,7 +196,8 @@ class Safekeeper:
         if self.peers:
             argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers)]
         argv += self.extra_args
-        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
+        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
+                         env=dict(os.environ, **self.env) if self.env else None)
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what=f"{self.name} to listen")
         return self
@@ -270,7 +340,20 @@ class Cluster:
     def __init__(self, workdir, n=3, sk_args=None):
         import uuid
         self.workdir = workdir
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args) for i in range(n)]
+        # Computes' secrets: the password of role lakebase_safekeeper, as
+        # which the safekeepers connect to a compute's PostgreSQL (libpq
+        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # that `make run` keeps its passwords across runs.
+        self.sk_password_file = os.path.join(workdir, "safekeeper.password")
+        self.sk_password = secret_file(self.sk_password_file)
+        pgpass = os.path.join(workdir, "safekeeper.pgpass")
+        with open(pgpass, "w") as f:
+            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
+        os.chmod(pgpass, 0o600)
+        self.user_password_file = os.path.join(workdir, "user.password")
+        self.user_password = secret_file(self.user_password_file)
+        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
+                               env={"PGPASSFILE": pgpass}) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
         self.tenant = uuid.uuid4().hex
@@ -469,3 +552,256 @@ rm -f "$2.part"; exit 1
         chown_pg(target_dir)
         os.chmod(target_dir, 0o700)
         return headers, len(data)
+
+
+# Shared by the compute, pageserver and fault tests, the benchmarks and
+# scripts/run.py.
+
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
+
+
+class ComputeCtl:
+    """One compute-ctl process and its spec, in workdir/name."""
+
+    def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
+                 settings=None, sks=None, tenant=None, workdir=None, port=None, http_port=None):
+        self.dir = os.path.join(workdir or cluster.workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        # The user's role and password are the tenant's: every compute of
+        # the cluster (primary, replica, static) takes them from one file.
+        self.user = USER
+        self.password = cluster.user_password
+        self.port = port or free_port()
+        self.http_port = http_port or free_port()
+        self.spec = {
+            "tenant_id": tenant or cluster.tenant,
+            "timeline_id": timeline or cluster.timeline,
+            "mode": mode,
+            "pageserver": ps.url,
+            "safekeepers": [{"name": sk.name, "http": sk.url, "pg": f"127.0.0.1:{sk.pg_port}"}
+                            for sk in (sks or cluster.sks)],
+            "pg_port": self.port,
+            "listen": f"127.0.0.1:{self.http_port}",
+            "data_dir": os.path.join(self.dir, "pgdata"),
+            "settings": settings or {"shared_buffers": "32MB"},
+            "user": self.user,
+            "password_file": cluster.user_password_file,
+            "safekeeper_password_file": cluster.sk_password_file,
+        }
+        if lsn:
+            self.spec["lsn"] = lsn
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_spec(self, yaml=False):
+        path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
+        with open(path, "w") as f:
+            if yaml:
+                f.write(to_yaml(self.spec))
+            else:
+                json.dump(self.spec, f)
+        return path
+
+    def start(self, wait=True, yaml=True):
+        spec = self.write_spec(yaml)
+        self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", spec],
+                         os.path.join(self.dir, "compute-ctl.log"))
+        if wait:
+            self.wait_ready()
+        return self
+
+    def status(self):
+        st, body = http("GET", self.url + "/status")
+        assert st == 200, body
+        return body
+
+    def ready(self):
+        """True when compute-ctl answers that its PostgreSQL is ready."""
+        try:
+            st, body = http("GET", self.url + "/status", timeout=2)
+        except OSError:
+            return False
+        return st == 200 and body.get("state") == "ready"
+
+    def wait_ready(self, timeout=120, stop=lambda: False):
+        """Until ready; raises if compute-ctl exits, the time runs out or
+        stop() says so."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and not stop():
+            if not self.proc.alive():
+                raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
+                                     + self.log_tail())
+            try:
+                st, body = http("GET", self.url + "/status")
+            except OSError:
+                st, body = None, None
+            if st == 200 and body["state"] == "ready":
+                return body
+            time.sleep(0.2)
+        raise AssertionError("not ready: " + self.log_tail())
+
+    def psql_string(self):
+        return f'psql "{self.dsn()}"'
+
+    def log_tail(self, n=40):
+        with open(self.proc.log, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+
+    def dsn(self, **kw):
+        """The user's connection: its role and password, over TCP."""
+        d = dict(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                 dbname="postgres")
+        d.update(kw)
+        return " ".join(f"{k}={v}" for k, v in d.items())
+
+    def sql(self, query, *args):
+        with psycopg.connect(self.dsn(), autocommit=True) as c:
+            cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def superuser_dsn(self):
+        """compute-ctl's own way in: the unix socket in the data directory,
+        peer authentication (the tests run as root or as the PostgreSQL user)."""
+        return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
+
+    def superuser_sql(self, query):
+        import psycopg
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
+            cur = c.execute(query)
+            return cur.fetchall() if cur.description else None
+
+    def pg_pid(self):
+        try:
+            with open(os.path.join(self.spec["data_dir"], "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def wait_exit(self, timeout=60):
+        try:
+            return self.proc.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("compute-ctl did not exit: " + self.log_tail())
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc and self.proc.alive():
+            os.kill(self.proc.pid, signal.SIGTERM)
+            code = self.wait_exit()
+        else:
+            code = self.proc.p.returncode if self.proc else None
+        return code
+
+    def cleanup(self):
+        """Whatever happened: no compute-ctl and no postgres left behind."""
+        if self.proc:
+            if self.proc.alive():
+                self.proc.kill(signal.SIGKILL)
+            self.proc.logf.close()
+        pid = self.pg_pid()
+        if pid and os.path.exists(f"/proc/{pid}"):
+            try:
+                os.kill(pid, signal.SIGQUIT)
+                wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
+            except (OSError, TimeoutError):
+                pass
+
+
+def to_yaml(v, indent=0):
+    """Enough YAML for a spec: nested mappings, lists of mappings, scalars."""
+    pad = " " * indent
+    out = ""
+    for k, x in v.items():
+        if isinstance(x, dict):
+            out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
+        elif isinstance(x, list) and not x:
+            out += f"{pad}{k}: []\n"
+        elif isinstance(x, list):
+            out += f"{pad}{k}:\n"
+            for item in x:
+                lines = to_yaml(item, indent + 4).splitlines()
+                out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
+        elif isinstance(x, str):
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+        else:
+            out += f"{pad}{k}: {json.dumps(x)}\n"
+    return out
+
+
+def table_hashes(pg):
+    """Every user table: row count and a hash of its rows in a fixed order."""
+    out = {}
+    for schema, name in pg.sql("select schemaname, tablename from pg_tables where schemaname "
+                               "not in ('pg_catalog', 'information_schema') order by 1, 2"):
+        q = (f'select count(*), md5(coalesce(string_agg(x::text, chr(10) order by x::text), \'\')) '
+             f'from "{schema}"."{name}" x')
+        out[f"{schema}.{name}"] = tuple(pg.sql(q)[0])
+    return out
+
+
+def timeline_view(cluster, timeline):
+    """The same safekeepers, another timeline on them."""
+    v = copy.copy(cluster)
+    v.timeline = timeline
+    return v
+
+
+def start_compute(view, ps, name, meta):
+    """A primary on a pageserver timeline: the timeline on the safekeepers
+    (starting where the pageserver's does), an election, a basebackup,
+    recovery from the pageserver's WAL endpoint, promotion; then the
+    pageserver ingests what the safekeepers commit."""
+    t, l = view.tenant, view.timeline
+    st, sk_status = http("GET", view.sks[0].tl(t, l))
+    if st == 404:
+        view.create_timeline(int(meta["system_id"]), lsn_int(meta["start_lsn"]),
+                             pg_tli=meta["pg_tli"], seg_size=meta["wal_seg_size"])
+    election = view.elect()
+    pg = Postgres(view.workdir, name)
+    ps.basebackup(t, l, pg.datadir)
+    pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
+            wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
+    view.track(pg)
+    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
+    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
+    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
+    assert st == 200, body
+    return pg, election
+
+
+def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):
+    """Until the pageserver has replayed the timeline up to target (an LSN)."""
+    wait_for(lambda: lsn_int(http("GET", ps.tl(tenant, timeline))[1]["last_record_lsn"])
+             >= target, timeout, what=what)
+
+
+def ids(pg):
+    return [r[0] for r in pg.sql("select id from t order by id")]
+
+
+def insert_lsn(pg):
+    """Everything committed so far is before this LSN (a record boundary)."""
+    return pg.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+
+
+def tli(pg):
+    return int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])

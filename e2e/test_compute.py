@@ -4,7 +4,6 @@ takes durable writes; a second primary (new term) has every committed row;
 PostgreSQL dying makes compute-ctl exit non-zero; SIGTERM stops it cleanly;
 a replica follows; a static compute shows exactly the data before its LSN;
 a branch starts; bad specs are refused with the field named."""
-import json
 import os
 import signal
 import subprocess
@@ -15,165 +14,7 @@ import uuid
 import psycopg
 import pytest
 
-from lakebase import BIN, Pageserver, Proc, free_port, http, lsn_int, wait_for
-
-CTL = os.path.join(BIN, "compute-ctl")
-
-
-class BlockedCommit(threading.Thread):
-    """Runs one statement in its own connection; records whether it returned."""
-
-    def __init__(self, dsn, sql):
-        super().__init__(daemon=True)
-        self.dsn, self.sql = dsn, sql
-        self.done = threading.Event()
-        self.error = None
-
-    def run(self):
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as c:
-                c.execute(self.sql)
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            self.error = e
-        self.done.set()
-
-
-class ComputeCtl:
-    """One compute-ctl process and its spec, in workdir/name."""
-
-    def __init__(self, cluster, ps, name, mode="primary", timeline=None, lsn=None,
-                 settings=None, sks=None):
-        self.dir = os.path.join(cluster.workdir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
-        self.http_port = free_port()
-        self.spec = {
-            "tenant_id": cluster.tenant,
-            "timeline_id": timeline or cluster.timeline,
-            "mode": mode,
-            "pageserver": ps.url,
-            "safekeepers": [{"name": sk.name, "http": sk.url, "pg": f"127.0.0.1:{sk.pg_port}"}
-                            for sk in (sks or cluster.sks)],
-            "pg_port": self.port,
-            "listen": f"127.0.0.1:{self.http_port}",
-            "data_dir": os.path.join(self.dir, "pgdata"),
-            "settings": settings or {"shared_buffers": "32MB"},
-        }
-        if lsn:
-            self.spec["lsn"] = lsn
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def write_spec(self, yaml=False):
-        path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
-        with open(path, "w") as f:
-            if yaml:
-                f.write(to_yaml(self.spec))
-            else:
-                json.dump(self.spec, f)
-        return path
-
-    def start(self, wait=True, yaml=True):
-        self.proc = Proc([CTL, "--spec", self.write_spec(yaml)],
-                         os.path.join(self.dir, "compute-ctl.log"))
-        if wait:
-            self.wait_ready()
-        return self
-
-    def status(self):
-        st, body = http("GET", self.url + "/status")
-        assert st == 200, body
-        return body
-
-    def wait_ready(self, timeout=120):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if not self.proc.alive():
-                raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
-                                     + self.log_tail())
-            try:
-                st, body = http("GET", self.url + "/status")
-            except OSError:
-                st, body = None, None
-            if st == 200 and body["state"] == "ready":
-                return body
-            time.sleep(0.2)
-        raise AssertionError("not ready: " + self.log_tail())
-
-    def log_tail(self, n=40):
-        with open(self.proc.log, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-
-    def dsn(self, **kw):
-        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
-        d.update(kw)
-        return " ".join(f"{k}={v}" for k, v in d.items())
-
-    def sql(self, query, *args):
-        with psycopg.connect(self.dsn(), autocommit=True) as c:
-            cur = c.execute(query, args or None)
-            return cur.fetchall() if cur.description else None
-
-    def pg_pid(self):
-        try:
-            with open(os.path.join(self.spec["data_dir"], "postmaster.pid")) as f:
-                return int(f.readline())
-        except (OSError, ValueError):
-            return None
-
-    def wait_exit(self, timeout=60):
-        try:
-            return self.proc.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("compute-ctl did not exit: " + self.log_tail())
-
-    def stop(self):
-        """SIGTERM; returns the exit code."""
-        if self.proc and self.proc.alive():
-            os.kill(self.proc.pid, signal.SIGTERM)
-            code = self.wait_exit()
-        else:
-            code = self.proc.p.returncode if self.proc else None
-        return code
-
-    def cleanup(self):
-        """Whatever happened: no compute-ctl and no postgres left behind."""
-        if self.proc:
-            if self.proc.alive():
-                self.proc.kill(signal.SIGKILL)
-            self.proc.logf.close()
-        pid = self.pg_pid()
-        if pid and os.path.exists(f"/proc/{pid}"):
-            try:
-                os.kill(pid, signal.SIGQUIT)
-                wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10)
-            except (OSError, TimeoutError):
-                pass
-
-
-def to_yaml(v, indent=0):
-    """Enough YAML for a spec: nested mappings, lists of mappings, scalars."""
-    pad = " " * indent
-    out = ""
-    for k, x in v.items():
-        if isinstance(x, dict):
-            out += f"{pad}{k}:\n" + to_yaml(x, indent + 2)
-        elif isinstance(x, list) and not x:
-            out += f"{pad}{k}: []\n"
-        elif isinstance(x, list):
-            out += f"{pad}{k}:\n"
-            for item in x:
-                lines = to_yaml(item, indent + 4).splitlines()
-                out += f"{pad}  - {lines[0].strip()}\n" + "".join(l + "\n" for l in lines[1:])
-        elif isinstance(x, str):
-            out += f"{pad}{k}: {json.dumps(x)}\n"
-        else:
-            out += f"{pad}{k}: {json.dumps(x)}\n"
-    return out
+from lakebase import BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, lsn_int, to_yaml, wait_for
 
 
 @pytest.fixture
@@ -350,6 +191,14 @@ BAD_SPECS = [
      '"synchronous_standby_names" is managed by compute-ctl'),
     (lambda s: s["settings"].update(restore_command="cp"), '"restore_command" is managed'),
     (lambda s: s["settings"].update(max_wal_size="10GB"), '"max_wal_size" = "10GB" is refused'),
+    (lambda s: s.pop("user"), 'missing field "user"'),
+    (lambda s: s.update(user="postgres"), '"user": "postgres" is reserved'),
+    (lambda s: s.update(user="App"), '"user" must be a lowercase identifier'),
+    (lambda s: s.pop("safekeeper_password_file"), 'missing field "safekeeper_password_file"'),
+    (lambda s: s["settings"].update(restart_after_crash="on"), '"restart_after_crash" is managed'),
+    (lambda s: s["settings"].update(logging_collector="on"), '"logging_collector" is managed'),
+    (lambda s: s["settings"].update(log_min_messages="error"),
+     '"log_min_messages" = "error" is refused'),
 ]
 
 
@@ -390,3 +239,120 @@ def test_sigterm_while_electing_and_no_quorum(env):
     os.kill(c.proc.pid, signal.SIGTERM)
     assert c.wait_exit(20) == 0
     assert c.pg_pid() is None  # it never got as far as starting PostgreSQL
+
+
+def pg_gone(pid):
+    return pid and not os.path.exists(f"/proc/{pid}")
+
+
+def test_users_connect_with_scram_and_are_not_superuser(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    # The user: SCRAM with its password, not a superuser, no replication.
+    assert c.sql("select rolsuper, rolreplication, rolcreaterole, rolcreatedb from pg_roles "
+                 "where rolname = current_user") == [(False, False, False, True)]
+    c.sql("create table t (id int primary key)")
+    c.sql("insert into t values (1)")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(c.dsn(password="wrong"))
+    # Nobody else over TCP: not the superuser (trust before), not the
+    # safekeepers' role outside replication.
+    for user, password in (("postgres", ""), ("postgres", c.password),
+                           ("lakebase_safekeeper", cluster.sk_password)):
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(c.dsn(user=user, password=password or "x"))
+    # The safekeepers stream as lakebase_safekeeper, with SCRAM.
+    rows = c.superuser_sql("select usename, application_name from pg_stat_replication "
+                           "order by application_name")
+    assert rows == [("lakebase_safekeeper", sk.name) for sk in cluster.sks], rows
+    verifier = c.superuser_sql("select rolpassword from pg_authid where rolname in "
+                               "('app', 'lakebase_safekeeper')")
+    assert all(v[0].startswith("SCRAM-SHA-256$4096:") for v in verifier), verifier
+    # What only a superuser may do, the user may not: settings durability
+    # rests on, server files, tablespaces (the pageserver copies only the
+    # data directory).
+    for stmt in ("alter system set synchronous_standby_names = ''",
+                 "alter system set fsync = off",
+                 "select pg_read_file('postgresql.auto.conf')",
+                 "copy t to program 'true'",
+                 "create tablespace ts location '/tmp'",
+                 "set allow_in_place_tablespaces = on",
+                 "create role other superuser"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.sql(stmt)
+    assert c.superuser_sql("select count(*) from pg_tablespace")[0][0] == 2
+    # The superuser is compute-ctl's, over the unix socket in the data directory.
+    assert c.superuser_sql("select rolsuper from pg_roles where rolname = current_user") == \
+        [(True,)]
+    assert oct(os.stat(c.spec["data_dir"]).st_mode & 0o777) == "0o700"
+
+
+def test_changed_durability_settings_restart_from_the_quorum(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int primary key)")
+    c.sql("insert into t values (1)")
+    term, pid = c.status()["term"], c.pg_pid()
+    # A superuser turns the quorum off: compute-ctl stops that PostgreSQL
+    # and starts the compute again from the quorum, with its own settings.
+    c.superuser_sql("alter system set synchronous_standby_names = ''")
+    c.superuser_sql("select pg_reload_conf()")
+    wait_for(lambda: pg_gone(pid), 30, what="compute-ctl to stop the tampered postgres")
+    assert c.proc.alive()
+    st = c.wait_ready()
+    assert st["term"] > term and c.pg_pid() != pid
+    assert c.sql("show synchronous_standby_names")[0][0] == 'ANY 2 ("sk-0", "sk-1", "sk-2")'
+    assert "synchronous_standby_names =  (in force)" in open(c.proc.log).read()
+    assert ids(c) == [1]
+    # The user sets its own default of synchronous_commit (it may: ALTER
+    # ROLE on itself): the same; the next start removes the default.
+    term, pid = st["term"], c.pg_pid()
+    c.sql("alter role app set synchronous_commit = off")
+    wait_for(lambda: pg_gone(pid), 30, what="compute-ctl to stop postgres")
+    st = c.wait_ready()
+    assert st["term"] > term
+    assert c.superuser_sql("select count(*) from pg_db_role_setting, unnest(setconfig) kv "
+                           "where kv like 'synchronous_commit=%'")[0][0] == 0
+    assert c.sql("show synchronous_commit")[0][0] == "on"
+    c.sql("insert into t values (2)")
+    assert ids(c) == [1, 2]
+
+
+def test_cancelled_sync_wait_restarts_from_the_quorum(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int primary key)")
+    wait_for(lambda: all(sk.status(cluster.tenant, cluster.timeline)["streaming"]
+                         for sk in cluster.sks), 20, what="all safekeepers streaming")
+    term, pid = c.status()["term"], c.pg_pid()
+    cluster.sks[1].kill()
+    cluster.sks[2].kill()
+    blocked = BlockedCommit(c.dsn(), "insert into t values (1)")
+    blocked.start()
+    waiter = wait_for(lambda: sync_rep_waiters(c), 10, what="a backend waiting in SyncRep")[0][0]
+    # Cancelling the wait leaves the commit visible locally, though no
+    # quorum has it: compute-ctl must stop serving it.
+    c.sql("select pg_cancel_backend(%s)", waiter)
+    assert blocked.done.wait(10)
+    wait_for(lambda: pg_gone(pid), 30, what="compute-ctl to stop postgres")
+    assert c.proc.alive()
+    assert "cancelled a wait for synchronous replication" in open(c.proc.log).read()
+    cluster.sks[1].start()
+    cluster.sks[2].start()
+    st = c.wait_ready()
+    assert st["term"] > term
+    c.sql("insert into t values (2) on conflict do nothing")
+    assert 2 in ids(c)
+
+
+def test_superseded_primary_stops(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int primary key)")
+    pid = c.pg_pid()
+    # Another proposer wins a newer term on the safekeepers.
+    election = cluster.elect()
+    assert election["term"] > c.status()["term"]
+    assert c.wait_exit(30) == 4
+    assert pg_gone(pid)
+    assert "another compute is primary" in c.log_tail()

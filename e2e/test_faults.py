@@ -28,10 +28,8 @@ import time
 import psycopg
 import pytest
 
-from lakebase import Pageserver, Postgres, chown_pg, http, lsn_int, wait_for
-from test_compute import ComputeCtl
-from test_pageserver import table_hashes
-from test_pageserver_branch import wait_ingested, insert_lsn
+from lakebase import (ComputeCtl, Pageserver, Postgres, chown_pg, http, insert_lsn, lsn_int, table_hashes,
+                      wait_for, wait_ingested)
 
 SECONDS = float(os.environ.get("LB_FAULT_SECONDS", "150"))
 ACCOUNTS = 100
@@ -118,7 +116,11 @@ class Workload:
 
 def test_no_acknowledged_commit_is_lost_under_faults(cluster):
     workdir = cluster.workdir
-    rnd = random.Random(int(os.environ.get("LB_FAULT_SEED", "0")) or None)
+    # The seed is printed, so that LB_FAULT_SEED=<seed> replays a run's
+    # choice and order of faults (their timing still varies).
+    seed = int(os.environ.get("LB_FAULT_SEED", "0")) or random.SystemRandom().randrange(1, 2**31)
+    print(f"fault suite: LB_FAULT_SEED={seed}")
+    rnd = random.Random(seed)
     ps = Pageserver(workdir).start()
     faults = {"compute_postgres_kill9": 0, "compute_ctl_kill9": 0, "safekeeper_kill9": 0,
               "safekeeper_sigstop": 0, "pageserver_kill9": 0, "pageserver_wipe": 0}

@@ -4,7 +4,7 @@ import os
 import shutil
 import uuid
 
-from lakebase import PGBIN, Pageserver, Postgres, http, lsn_int, wait_for
+from lakebase import PGBIN, Pageserver, Postgres, http, lsn_int, table_hashes, wait_for
 
 
 def start_from_basebackup(ps, workdir, name, tenant, timeline, lsn=None):
@@ -13,17 +13,6 @@ def start_from_basebackup(ps, workdir, name, tenant, timeline, lsn=None):
     pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir)
     pg.start()
     return pg, headers, size
-
-
-def table_hashes(pg):
-    """Every user table: row count and a hash of its rows in a fixed order."""
-    out = {}
-    for schema, name in pg.sql("select schemaname, tablename from pg_tables where schemaname "
-                               "not in ('pg_catalog', 'information_schema') order by 1, 2"):
-        q = (f'select count(*), md5(coalesce(string_agg(x::text, chr(10) order by x::text), \'\')) '
-             f'from "{schema}"."{name}" x')
-        out[f"{schema}.{name}"] = tuple(pg.sql(q)[0])
-    return out
 
 
 def test_bootstrap_basebackup_and_reload(workdir):

@@ -3,61 +3,12 @@ the second, takes writes on a new PostgreSQL timeline, and is isolated from
 its parent both ways; a branch of a branch works. Every compute here starts
 from the pageserver's basebackup and replays WAL from the pageserver's WAL
 endpoint, which serves the ancestors' WAL cut at the branch points."""
-import copy
 import time
 import os
 import uuid
 
-from lakebase import Pageserver, Postgres, http, lsn_int, lsn_str, wait_for
-
-
-def timeline_view(cluster, timeline):
-    """The same safekeepers, another timeline on them."""
-    v = copy.copy(cluster)
-    v.timeline = timeline
-    return v
-
-
-def start_compute(view, ps, name, meta):
-    """A primary on a pageserver timeline: the timeline on the safekeepers
-    (starting where the pageserver's does), an election, a basebackup,
-    recovery from the pageserver's WAL endpoint, promotion; then the
-    pageserver ingests what the safekeepers commit."""
-    t, l = view.tenant, view.timeline
-    st, sk_status = http("GET", view.sks[0].tl(t, l))
-    if st == 404:
-        view.create_timeline(int(meta["system_id"]), lsn_int(meta["start_lsn"]),
-                             pg_tli=meta["pg_tli"], seg_size=meta["wal_seg_size"])
-    election = view.elect()
-    pg = Postgres(view.workdir, name)
-    ps.basebackup(t, l, pg.datadir)
-    pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
-            wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
-    view.track(pg)
-    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
-    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
-    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
-    assert st == 200, body
-    return pg, election
-
-
-def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):
-    """Until the pageserver has replayed the timeline up to target (an LSN)."""
-    wait_for(lambda: lsn_int(http("GET", ps.tl(tenant, timeline))[1]["last_record_lsn"])
-             >= target, timeout, what=what)
-
-
-def ids(pg):
-    return [r[0] for r in pg.sql("select id from t order by id")]
-
-
-def insert_lsn(pg):
-    """Everything committed so far is before this LSN (a record boundary)."""
-    return pg.sql("select pg_current_wal_insert_lsn()::text")[0][0]
-
-
-def tli(pg):
-    return int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
+from lakebase import (Pageserver, http, ids, insert_lsn, lsn_int, lsn_str, start_compute,
+                      timeline_view, tli, wait_for, wait_ingested)
 
 
 def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):

@@ -5,8 +5,8 @@ import os
 import time
 import uuid
 
-from lakebase import Pageserver, http, lsn_int, wait_for
-from test_pageserver_branch import wait_ingested, ids, insert_lsn, start_compute, timeline_view
+from lakebase import (Pageserver, http, ids, insert_lsn, lsn_int, start_compute, timeline_view, wait_for,
+                      wait_ingested)
 
 RETENTION_S = 2
 ROUNDS = 36

@@ -20,8 +20,7 @@ ps_daemon_init(ps_daemon *d)
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->ingest_lock, NULL);
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
-        lb_error("could not create data directory \"%s\": %s", d->conf.data_dir,
-                 lb_strerror(rc));
+        lb_error("could not create data directory \"%s\": %s", d->conf.data_dir, lb_strerror(rc));
         return rc;
     }
     char tmp[PATH_MAX + 8];
@@ -45,18 +44,21 @@ ps_daemon_init(ps_daemon *d)
         free(d->conf.remote_storage);
         d->conf.remote_storage = strdup(url);
     }
-    if ((rc = lb_objstore_open(d->conf.remote_storage, NULL, &d->store)) != 0) {
+    pthread_mutex_init(&d->stores.lock, NULL);
+    lb_objstore *store;
+    if ((rc = ps_store_acquire(d, &store)) != 0) {
         lb_error("could not open remote storage \"%s\": %s", d->conf.remote_storage,
                  lb_strerror(rc));
         return rc;
     }
+    ps_store_release(d, store);
     if ((rc = lb_metrics_new(&d->metrics)) != 0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_storage_bytes_total",
-                                 "Bytes uploaded to object storage.", NULL,
-                                 &d->storage_bytes)) != 0 ||
+                                 "Bytes uploaded to object storage.", NULL, &d->storage_bytes)) !=
+            0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_storage_errors_total",
-                                 "Failed object storage operations.", NULL,
-                                 &d->storage_errors)) != 0 ||
+                                 "Failed object storage operations.", NULL, &d->storage_errors)) !=
+            0 ||
         (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_seconds",
                                    "Duration of a snapshot, replay paused.", NULL,
                                    (const double[]){0.1, 0.5, 1, 2, 5, 10, 30, 60}, 8,
@@ -64,10 +66,9 @@ ps_daemon_init(ps_daemon *d)
         (rc = lb_metrics_counter(d->metrics, "pageserver_gc_snapshots_deleted_total",
                                  "Snapshots (and their layers) deleted by gc.", NULL,
                                  &d->gc_deleted)) != 0 ||
-        (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_bytes",
-                                   "Size of a snapshot's layer file.", NULL,
-                                   (const double[]){1e5, 1e6, 1e7, 1e8, 1e9, 1e10}, 6,
-                                   &d->snapshot_bytes)) != 0 ||
+        (rc = lb_metrics_histogram(
+             d->metrics, "pageserver_snapshot_bytes", "Size of a snapshot's layer file.", NULL,
+             (const double[]){1e5, 1e6, 1e7, 1e8, 1e9, 1e10}, 6, &d->snapshot_bytes)) != 0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_snapshot_pages_total",
                                  "Main-fork pages written into layers.", NULL,
                                  &d->snapshot_pages)) != 0 ||
@@ -97,11 +98,28 @@ ps_daemon_init(ps_daemon *d)
     }
     if ((rc = ps_gc_start(d, &d->gc)) != 0)
         return rc;
-    for (int i = 0; i < d->ntimelines; i++)
-        if (d->timelines[i]->nsafekeepers)
-            ps_ingest_start(d, d->timelines[i]->tenant_id, d->timelines[i]->timeline_id);
+    /* The ids first, under the lock: HTTP already runs and may change the
+     * registry. */
+    pthread_mutex_lock(&d->lock);
+    int n = 0;
+    char(*ids)[2][PS_ID_LEN + 1] = calloc(d->ntimelines ? (size_t)d->ntimelines : 1, sizeof(*ids));
+    for (int i = 0; ids && i < d->ntimelines; i++)
+        if (d->timelines[i]->meta.nsafekeepers) {
+            memcpy(ids[n][0], d->timelines[i]->meta.tenant_id, PS_ID_LEN + 1);
+            memcpy(ids[n][1], d->timelines[i]->meta.timeline_id, PS_ID_LEN + 1);
+            n++;
+        }
+    int ntimelines = d->ntimelines;
+    pthread_mutex_unlock(&d->lock);
+    if (!ids)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++)
+        if ((rc = ps_ingest_start(d, ids[i][0], ids[i][1])) != 0)
+            lb_error("could not start ingest tenant=%s timeline=%s: %s", ids[i][0], ids[i][1],
+                     lb_strerror(rc));
+    free(ids);
     lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
-            lb_http_server_port(d->http), d->conf.remote_storage, d->ntimelines);
+            lb_http_server_port(d->http), d->conf.remote_storage, ntimelines);
     return 0;
 }
 
@@ -113,10 +131,40 @@ ps_daemon_shutdown(ps_daemon *d)
     ps_gc_stop(d->gc);
     ps_ingest_stop_all(d);
     for (int i = 0; i < d->ntimelines; i++) {
-        ps_tlmeta_free(d->timelines[i]);
+        ps_tlmeta_free(&d->timelines[i]->meta);
+        pthread_mutex_destroy(&d->timelines[i]->save_lock);
         free(d->timelines[i]);
     }
     d->ntimelines = 0;
-    lb_objstore_close(d->store);
+    for (int i = 0; i < d->stores.nfree; i++)
+        lb_objstore_close(d->stores.free[i]);
+    d->stores.nfree = 0;
     lb_metrics_free(d->metrics);
+}
+
+int
+ps_store_acquire(ps_daemon *d, lb_objstore **out)
+{
+    pthread_mutex_lock(&d->stores.lock);
+    lb_objstore *s = d->stores.nfree ? d->stores.free[--d->stores.nfree] : NULL;
+    pthread_mutex_unlock(&d->stores.lock);
+    if (s) {
+        *out = s;
+        return 0;
+    }
+    return lb_objstore_open(d->conf.remote_storage, NULL, out);
+}
+
+void
+ps_store_release(ps_daemon *d, lb_objstore *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&d->stores.lock);
+    if (d->stores.nfree < (int)(sizeof(d->stores.free) / sizeof(d->stores.free[0]))) {
+        d->stores.free[d->stores.nfree++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&d->stores.lock);
+    lb_objstore_close(s); /* beyond the pool's size */
 }

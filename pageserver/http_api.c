@@ -44,11 +44,13 @@ parse_timestamp(const char *s, int64_t *out)
 {
     struct tm tm = {0};
     int n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n != 19)
         return LB_EPARSE;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
         return LB_EPARSE;
     const char *p = s + n;
     int64_t us = 0;
@@ -132,19 +134,20 @@ h_create(lb_http_request *req, void *arg)
     lb_json_req_id(body, "timeline_id", timeline, &e);
     lb_json_opt_str(body, "ancestor_timeline_id", NULL, &ancestor, &e);
     if (!e.failed && ancestor && !lb_json_is_id(ancestor))
-        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timeline_id\" must be 32 lowercase hex "
-                                    "characters");
+        lb_json_fail(&e, LB_EPARSE,
+                     "field \"ancestor_timeline_id\" must be 32 lowercase hex "
+                     "characters");
     const char *when = NULL;
     int64_t when_us = 0;
     lb_json_opt_str(body, "ancestor_timestamp", NULL, &when, &e);
     if (!e.failed && when && !ancestor)
         lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" needs \"ancestor_timeline_id\"");
     if (!e.failed && when && json_object_get(body, "ancestor_lsn"))
-        lb_json_fail(&e, LB_EPARSE,
-                     "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
+        lb_json_fail(&e, LB_EPARSE, "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
     if (!e.failed && when && parse_timestamp(when, &when_us) != 0)
-        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" must be an RFC 3339 time "
-                                    "like \"2026-01-02T03:04:05.123456Z\"");
+        lb_json_fail(&e, LB_EPARSE,
+                     "field \"ancestor_timestamp\" must be an RFC 3339 time "
+                     "like \"2026-01-02T03:04:05.123456Z\"");
     if (ancestor && !when)
         lb_json_req_lsn(body, "ancestor_lsn", &lsn, &e);
     if (e.failed) {
@@ -159,9 +162,8 @@ h_create(lb_http_request *req, void *arg)
                                          sizeof(err));
         if (rc) {
             json_decref(body);
-            return lb_http_respond_error(req, rc == LB_ENOTFOUND ? 409
-                                                                 : lb_http_status_for_error(rc),
-                                         "%s", err);
+            return lb_http_respond_error(
+                req, rc == LB_ENOTFOUND ? 409 : lb_http_status_for_error(rc), "%s", err);
         }
     }
     ps_tlmeta m;
@@ -184,8 +186,8 @@ h_list(lb_http_request *req, void *arg)
     json_t *arr = json_array();
     pthread_mutex_lock(&d->lock);
     for (int i = 0; i < d->ntimelines; i++)
-        if (strcmp(d->timelines[i]->tenant_id, tenant) == 0)
-            json_array_append_new(arr, ps_tlmeta_to_json(d->timelines[i]));
+        if (strcmp(d->timelines[i]->meta.tenant_id, tenant) == 0 && !d->timelines[i]->deleting)
+            json_array_append_new(arr, ps_tlmeta_to_json(&d->timelines[i]->meta));
     pthread_mutex_unlock(&d->lock);
     return lb_json_respond(req, 200, arr);
 }
@@ -205,6 +207,9 @@ h_status(lb_http_request *req, void *arg)
     ps_tlmeta_free(&m);
     const char *state = ps_ingest_state(d, tenant, timeline);
     json_object_set_new(j, "ingest", state ? json_string(state) : json_null());
+    char why[400];
+    if (ps_ingest_snapshot_error(d, tenant, timeline, why, sizeof(why)) == 0 && why[0])
+        json_object_set_new(j, "snapshot_error", json_string(why));
     return lb_json_respond(req, 200, j);
 }
 
@@ -374,11 +379,12 @@ h_snapshot(lb_http_request *req, void *arg)
     int rc;
     if (!timeline_ids(req, tenant, timeline, &rc))
         return rc;
-    char err[300] = "";
+    char err[500] = "";
     bool taken;
     rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
-    if (rc)
-        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    if (rc) /* unsupported: the data directory's state, not this server's lack */
+        return lb_http_respond_error(
+            req, rc == LB_EUNSUPPORTED ? 409 : lb_http_status_for_error(rc), "%s", err);
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline not found");
@@ -401,9 +407,8 @@ h_wal(lb_http_request *req, void *arg)
     uint32_t tli;
     uint64_t segno;
     if (!name || ps_wal_name_parse(name, LB_WAL_SEG_SIZE_MIN, &history, &tli, &segno) != 0)
-        return lb_http_respond_error(req, 400,
-                                     "\"%.40s\" is not a WAL segment or history file name",
-                                     name ? name : "");
+        return lb_http_respond_error(
+            req, 400, "\"%.40s\" is not a WAL segment or history file name", name ? name : "");
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s/tmp", d->conf.data_dir);
     int fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -436,8 +441,9 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
     if (parse_timestamp(when, &t) != 0)
-        return lb_http_respond_error(req, 400, "query \"timestamp\" must be an RFC 3339 time "
-                                               "like \"2026-01-02T03:04:05.123456Z\"");
+        return lb_http_respond_error(req, 400,
+                                     "query \"timestamp\" must be an RFC 3339 time "
+                                     "like \"2026-01-02T03:04:05.123456Z\"");
     lb_lsn lsn;
     int64_t ts;
     uint32_t xid;
@@ -447,9 +453,9 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
         return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
     char when_s[48];
     format_timestamp(ts, when_s, sizeof(when_s));
-    return lb_json_respond(req, 200, json_pack("{s:o, s:s, s:I}", "lsn", lb_json_lsn(lsn),
-                                               "commit_timestamp", when_s, "xid",
-                                               (json_int_t)xid));
+    return lb_json_respond(req, 200,
+                           json_pack("{s:o, s:s, s:I}", "lsn", lb_json_lsn(lsn), "commit_timestamp",
+                                     when_s, "xid", (json_int_t)xid));
 }
 
 static int
@@ -484,8 +490,8 @@ ps_http_routes(ps_daemon *d)
          h_lsn_by_timestamp},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,
-                                      d);
+        int rc =
+            lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn, d);
         if (rc)
             return rc;
     }

@@ -35,18 +35,25 @@ static const lb_config_setting settings[] = {
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
                      "threads serving HTTP", 1, 64),
     LB_SETTING_RANGE("snapshot_interval", LB_CONFIG_DURATION, ps_config, snapshot_interval_ms,
-                     "30s", "how often a timeline's redo standby is snapshotted (when it has "
-                     "replayed a checkpoint since the last)", 100, 86400000),
+                     "30s",
+                     "how often a timeline's redo standby is snapshotted (when it has "
+                     "replayed a checkpoint since the last)",
+                     100, 86400000),
     LB_SETTING_RANGE("gc_retention", LB_CONFIG_DURATION, ps_config, gc_retention_ms, "7d",
                      "point-in-time restore window: snapshots younger than this are kept", 0,
                      INT64_C(3153600000000)),
     LB_SETTING_RANGE("gc_interval", LB_CONFIG_DURATION, ps_config, gc_interval_ms, "1m",
                      "how often snapshots past the window are deleted", 100, 86400000),
-    LB_SETTING_RANGE("ingest_idle_timeout", LB_CONFIG_DURATION, ps_config,
-                     ingest_idle_timeout_ms, "5m",
+    LB_SETTING_RANGE("ingest_idle_timeout", LB_CONFIG_DURATION, ps_config, ingest_idle_timeout_ms,
+                     "5m",
                      "stop a timeline's redo standby after replaying nothing this long (0: "
                      "never); it starts again when the safekeepers have new WAL",
                      0, 86400000),
+    LB_SETTING_RANGE("deleted_retention", LB_CONFIG_DURATION, ps_config, deleted_retention_ms, "1d",
+                     "a deleted timeline's layers and indexes stay in object storage this "
+                     "long (until then, removing its index/deleted.json brings it back); its "
+                     "offloaded WAL (wal/, the safekeepers') is never purged by the pageserver",
+                     0, INT64_C(3153600000000)),
     LB_CONFIG_END,
 };
 
@@ -74,8 +81,7 @@ main(int argc, char **argv)
         return 0;
     }
     if (rc || res.npositional) {
-        fprintf(stderr, "pageserver: %s\n",
-                rc ? res.error : "unexpected argument");
+        fprintf(stderr, "pageserver: %s\n", rc ? res.error : "unexpected argument");
         lb_config_result_free(&res);
         return 2;
     }

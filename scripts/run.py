@@ -28,7 +28,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "e2e"))
 os.environ.setdefault("LB_PROJECT_ROOT", ROOT)
-from lakebase import BIN, Cluster, Pageserver, Proc, chown_pg, http, wait_for  # noqa: E402
+from lakebase import Cluster, ComputeCtl, Pageserver, chown_pg, http  # noqa: E402
 
 DATA = os.path.abspath(os.environ.get("LB_DATA", os.path.join(ROOT, "data")))
 PG_PORT = int(os.environ.get("LB_PG_PORT", "55432"))
@@ -66,55 +66,33 @@ def ps_url():
     return f"http://127.0.0.1:{PS_PORT}"
 
 
-def sk_specs():
-    return [{"name": f"sk-{i}", "http": f"http://127.0.0.1:{SK_HTTP + i}",
-             "pg": f"127.0.0.1:{SK_PG + i}"} for i in range(3)]
+def new_compute(cluster, ps, state, branch, port, http_port):
+    """compute-ctl for one branch, its spec and log under data/computes/BRANCH."""
+    c = ComputeCtl(cluster, ps, branch, timeline=state["branches"][branch], tenant=state["tenant"],
+                   workdir=os.path.join(DATA, "computes"), port=port, http_port=http_port,
+                   settings={"shared_buffers": "128MB"})
+    chown_pg(c.dir)
+    return c
 
 
-class Compute:
-    """compute-ctl for one branch, its spec and log under data/computes/NAME."""
-
-    def __init__(self, state, branch, port, http_port):
-        self.dir = os.path.join(DATA, "computes", branch)
-        os.makedirs(self.dir, exist_ok=True)
-        os.chmod(self.dir, 0o755)
-        self.port, self.http_port = port, http_port
-        self.spec = {"tenant_id": state["tenant"], "timeline_id": state["branches"][branch],
-                     "mode": "primary", "pageserver": ps_url(), "safekeepers": sk_specs(),
-                     "pg_port": port, "listen": f"127.0.0.1:{http_port}",
-                     "data_dir": os.path.join(self.dir, "pgdata"),
-                     "settings": {"shared_buffers": "128MB"}}
-        self.proc = None
-
-    def start(self):
-        path = os.path.join(self.dir, "spec.json")
-        with open(path, "w") as f:
-            json.dump(self.spec, f, indent=1)
-        chown_pg(self.dir)
-        self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", path],
-                         os.path.join(self.dir, "compute-ctl.log"))
-        return self
-
-    def ready(self):
-        try:
-            st, body = http("GET", f"http://127.0.0.1:{self.http_port}/status", timeout=2)
-        except OSError:
-            return False
-        return st == 200 and body.get("state") == "ready"
-
-    def wait_ready(self, timeout=300):
-        deadline = time.time() + timeout
-        while time.time() < deadline and not stopping:
-            if not self.proc.alive():
-                return False
-            if self.ready():
-                return True
-            time.sleep(0.2)
+def start_compute(c):
+    """Start c; True once it is ready, False if it exits or we are stopping."""
+    c.start(wait=False, yaml=False)
+    try:
+        c.wait_ready(timeout=300, stop=lambda: stopping)
+    except AssertionError:
         return False
+    return not stopping
 
-    def stop(self):
-        if self.proc:
-            self.proc.stop()
+
+def stack_handles():
+    """The Cluster and Pageserver of the stack, on the stack's fixed ports."""
+    c = Cluster(DATA, sk_args=["--remote_storage", STORE])
+    for i, sk in enumerate(c.sks):
+        sk.http_port, sk.pg_port = SK_HTTP + i, SK_PG + i
+    ps = Pageserver(DATA, remote=STORE)
+    ps.port = PS_PORT
+    return c, ps
 
 
 def stack():
@@ -124,11 +102,7 @@ def stack():
     if state and "branches" not in state:
         raise SystemExit(f"lakebase: {DATA} holds data of an older lakebase without a "
                          "pageserver; move it away to start afresh")
-    c = Cluster(DATA, sk_args=["--remote_storage", STORE])
-    for i, sk in enumerate(c.sks):
-        sk.http_port, sk.pg_port = SK_HTTP + i, SK_PG + i
-    ps = Pageserver(DATA, remote=STORE)
-    ps.port = PS_PORT
+    c, ps = stack_handles()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     compute = None
@@ -143,12 +117,12 @@ def stack():
             if st != 201:
                 raise SystemExit(f"lakebase: could not bootstrap: {body}")
             save_state(state)
-        compute = Compute(state, "main", PG_PORT, CTL_PORT).start()
-        if not compute.wait_ready():
+        compute = new_compute(c, ps, state, "main", PG_PORT, CTL_PORT)
+        if not start_compute(compute):
             raise SystemExit("lakebase: the compute did not start; see "
                              + os.path.join(compute.dir, "compute-ctl.log"))
         say("ready. Every commit is durable on 2 of 3 safekeepers.\n"
-            f'  psql "host=127.0.0.1 port={PG_PORT} user=postgres dbname=postgres"\n'
+            f"  {compute.psql_string()}\n"
             f"  data in {DATA}; Ctrl-C stops everything")
         while not stopping:
             time.sleep(0.5)
@@ -161,8 +135,7 @@ def stack():
                 ps.start()
             if not compute.proc.alive() and not stopping:
                 say(f"compute exited ({compute.proc.p.returncode}); starting a new one")
-                compute.start()
-                if compute.wait_ready():
+                if start_compute(compute):
                     say("compute ready again")
     finally:
         say("stopping")
@@ -206,13 +179,14 @@ def compute(args):
         raise SystemExit(f"lakebase: no branch {args.name}")
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    c = Compute(state, args.name, args.port, args.port + 1000).start()
+    cluster, ps = stack_handles()
+    c = new_compute(cluster, ps, state, args.name, args.port, args.port + 1000)
     try:
-        if not c.wait_ready():
+        if not start_compute(c):
             raise SystemExit("lakebase: the compute did not start; see "
                              + os.path.join(c.dir, "compute-ctl.log"))
         say(f"compute on branch {args.name} ready:\n"
-            f'  psql "host=127.0.0.1 port={args.port} user=postgres dbname=postgres"\n'
+            f"  {c.psql_string()}\n"
             "  Ctrl-C stops it")
         while not stopping and c.proc.alive():
             time.sleep(0.5)
