@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "controllers.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "kclient.h"
@@ -501,8 +502,10 @@ create_pod(dc_kubelet *k, kl_pod *p, json_t *pod)
         snprintf(dir, sizeof(dir), "%s/hosts", k->node_dir);
         dc_mkdirs(dir, 0755);
         FILE *f = fopen(hosts, "a");
-        if (f)
+        if (f) {
+            fputs(dc_dns_header(), f);
             fclose(f);
+        }
     }
     dc_argv args = {0};
     rc = rc ? rc : dc_podman_pod_args(&ctx, pod, &args, &err);
