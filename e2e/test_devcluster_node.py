@@ -115,12 +115,28 @@ def dc():
     assert leftover == [], f"devcluster down left containers {leftover}"
 
 
+def public_key():
+    """An Ed25519 public key in PEM: the safekeeper refuses to start without
+    auth_public_keys (docs/auth.md)."""
+    private = subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519"], capture_output=True,
+                             check=True).stdout
+    return subprocess.run(["openssl", "pkey", "-pubout"], input=private, capture_output=True,
+                          check=True).stdout.decode()
+
+
+def keys(dc, ns):
+    """The public key as a ConfigMap, mounted by the safekeepers at /keys."""
+    dc.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "auth-keys", "namespace": ns},
+        "data": {"signing.pem": public_key()}}))
+
+
 def safekeeper_set(image, ns, replicas=3):
     # Each start appends to /data/boots on the claim and prints the count,
     # so the logs tell whether the data survived.
     script = ('echo boot >> /data/boots; echo "boots=$(wc -l < /data/boots) host=$(hostname)"; '
               'exec /usr/local/bin/safekeeper --id "$POD_NAME" --data_dir /data '
-              '--listen_http 0.0.0.0:7676 --listen_pg 0.0.0.0:5454')
+              '--listen_http 0.0.0.0:7676 --listen_pg 0.0.0.0:5454 --auth_public_keys /keys')
     return f"""
 apiVersion: v1
 kind: Service
@@ -152,7 +168,8 @@ spec:
         livenessProbe: {{tcpSocket: {{port: 5454}}, periodSeconds: 5}}
         securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
         resources: {{limits: {{memory: 256Mi, cpu: 500m}}}}
-        volumeMounts: [{{name: data, mountPath: /data}}]
+        volumeMounts: [{{name: data, mountPath: /data}}, {{name: keys, mountPath: /keys}}]
+      volumes: [{{name: keys, configMap: {{name: auth-keys}}}}]
   volumeClaimTemplates:
   - metadata: {{name: data}}
     spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}
@@ -169,6 +186,7 @@ def boots(dc, ns, pod):
 def test_statefulset_of_safekeepers(dc):
     ns = "sk"
     dc.namespace(ns)
+    keys(dc, ns)
     dc.kubectl("apply", "-f", "-", input=safekeeper_set(dc.image, ns))
 
     # Ordered start: whenever sk-N exists, sk-0..N-1 are ready.
@@ -249,7 +267,8 @@ def test_statefulset_of_safekeepers(dc):
     dc.kubectl("-n", ns, "delete", "pod", "sk-0", "--wait=true", "--timeout=120s")
     new = wait_for(lambda: (lambda p: p if p and p["metadata"]["uid"] != old_uid and ready(p) else None)(
         dc.get(ns, "pod/sk-0")), what="sk-0 recreated")
-    assert new["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "data-sk-0"
+    vols = {v["name"]: v for v in new["spec"]["volumes"]}
+    assert vols["data"]["persistentVolumeClaim"]["claimName"] == "data-sk-0"
     assert boots(dc, ns, "sk-0") == 2
 
     # Deleting the StatefulSet removes its pods (and their containers);
@@ -278,11 +297,12 @@ spec:
       containers:
       - name: sk
         image: {image}
-        args: ["--listen_http", "0.0.0.0:7676", "--listen_pg", "0.0.0.0:5454", "--data_dir", "/scratch"]
+        args: ["--listen_http", "0.0.0.0:7676", "--listen_pg", "0.0.0.0:5454", "--data_dir", "/scratch",
+               "--auth_public_keys", "/keys"]
         env: [{{name: VERSION, value: "{version}"}}]
         readinessProbe: {{exec: {{command: ["sh", "-c", "test -d /scratch"]}}, periodSeconds: 1}}
-        volumeMounts: [{{name: scratch, mountPath: /scratch}}]
-      volumes: [{{name: scratch, emptyDir: {{}}}}]
+        volumeMounts: [{{name: scratch, mountPath: /scratch}}, {{name: keys, mountPath: /keys}}]
+      volumes: [{{name: scratch, emptyDir: {{}}}}, {{name: keys, configMap: {{name: auth-keys}}}}]
 ---
 apiVersion: v1
 kind: Service
@@ -297,6 +317,7 @@ spec:
 def test_deployment_rolls_out_and_node_port_reaches_it(dc):
     ns = "web"
     dc.namespace(ns)
+    keys(dc, ns)
     dc.kubectl("apply", "-f", "-", input=web(dc.image, ns, "1"))
     dc.kubectl("-n", ns, "rollout", "status", "deployment/web", "--timeout=180s")
     first = {p["metadata"]["name"] for p in dc.pods(ns, "app=web")}
@@ -366,6 +387,7 @@ def test_bad_pods_wait_with_reasons(dc):
 def test_down_stops_every_container_and_up_finds_them(dc):
     ns = "again"
     dc.namespace(ns)
+    keys(dc, ns)
     dc.kubectl("apply", "-f", "-", input=safekeeper_set(dc.image, ns, replicas=1))
     wait_for(lambda: (lambda p: p and ready(p))(dc.get(ns, "pod/sk-0")), what="sk-0 ready")
     assert boots(dc, ns, "sk-0") == 1
