@@ -18,7 +18,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "http_server.h"
-#include "pgproc.h"
+#include "compute/pgproc.h" /* not common/pgproc.h */
 #include "tar.h"
 
 typedef struct fake_ps {
