@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "config.h"
 #include "errors.h"
 #include "fileio.h"
@@ -78,11 +79,25 @@ cc_mode_name(cc_mode mode)
 /* ---- the spec ---------------------------------------------------------------------- */
 
 static const char *const top_fields[] = {
-    "tenant_id",        "timeline_id", "mode",          "lsn",
-    "pageserver",       "safekeepers", "pg_port",       "listen",
-    "data_dir",         "pg_bin_dir",  "pg_user",       "settings",
-    "announce_host",    "user",        "password_file", "safekeeper_password_file",
-    "auth_public_keys", NULL,
+    "tenant_id",
+    "timeline_id",
+    "mode",
+    "lsn",
+    "pageserver",
+    "safekeepers",
+    "pg_port",
+    "listen",
+    "data_dir",
+    "pg_bin_dir",
+    "pg_user",
+    "settings",
+    "announce_host",
+    "user",
+    "password_file",
+    "safekeeper_password_file",
+    "auth_token_file",
+    "auth_public_keys",
+    NULL,
 };
 
 static bool
@@ -406,6 +421,15 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
 
     if ((rc = parse_roles(root, spec, err, cap)) < 0)
         return rc;
+
+    char token_file[PATH_MAX];
+    if ((rc = get_str(root, "auth_token_file", "", token_file, sizeof(token_file), false, err,
+                      cap)) < 0)
+        return rc;
+    if (rc > 0 && lb_auth_token_load(token_file, &spec->auth_token) != 0)
+        return bad(err, cap, "spec: field \"auth_token_file\": could not read a token from \"%s\"",
+                   token_file);
+
     /* compute-ctl's HTTP API is never open (AUTH_DESIGN, compute.c). */
     if ((rc = get_str(root, "auth_public_keys", "", spec->auth_public_keys,
                       sizeof(spec->auth_public_keys), true, err, cap)) < 0)
@@ -469,6 +493,8 @@ cc_spec_free(cc_spec *spec)
     free(spec->settings);
     spec->settings = NULL;
     spec->nsettings = 0;
+    lb_auth_token_free(spec->auth_token);
+    spec->auth_token = NULL;
 }
 
 /* ---- settings ---------------------------------------------------------------------- */
@@ -813,7 +839,7 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
 {
     char restore_header[PATH_MAX + 64];
     cc_restore_header_path(spec, restore_header, sizeof(restore_header));
-    char buf[PATH_MAX + 1024], rbuf[32];
+    char buf[LB_AUTH_TOKEN_MAX + PATH_MAX + 1024], rbuf[32];
     int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
     for (size_t i = 0; i < NMINIMUMS; i++) {
         const char *name = minimum_fields[i].setting;
@@ -896,10 +922,16 @@ render_replica(const cc_spec *spec, lb_buf *out, char *buf, size_t cap)
     int i =
         spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers ? spec->stream_from : 0;
     const cc_safekeeper *sk = &spec->safekeepers[i];
+    /* The safekeeper takes this compute's token as the password. */
+    char token[LB_AUTH_TOKEN_MAX + 1] = "";
+    if (spec->auth_token)
+        lb_auth_token_get(spec->auth_token, token, sizeof(token));
     snprintf(buf, cap,
              "host=%s port=%d user=postgres application_name=compute-replica "
-             "options='-c tenant_id=%s -c timeline_id=%s'",
-             sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id);
+             "options='-c tenant_id=%s -c timeline_id=%s'%s%s",
+             sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id,
+             token[0] ? " password=" : "", token);
+    explicit_bzero(token, sizeof(token));
     return put(out, "primary_conninfo", buf);
 }
 

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg
@@ -51,11 +52,19 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     raise TimeoutError(f"timed out waiting for {what}" + (f": {last}" if last else ""))
 
 
+# The token http() sends when a call names none: the management token of
+# the test's keys (Auth sets it), as the operator's tooling would send.
+# token="" sends none.
+DEFAULT_TOKEN = None
+
+
 def http(method, url, body=None, timeout=10, token=None):
     """JSON over HTTP; returns (status, parsed body or raw bytes). token: a
-    bearer token sent as Authorization (None: none)."""
+    bearer token sent as Authorization (None: DEFAULT_TOKEN; "": none)."""
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
     headers = {"Content-Type": "application/json"}
+    if token is None:
+        token = DEFAULT_TOKEN
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -72,20 +81,38 @@ def http(method, url, body=None, timeout=10, token=None):
 
 class Auth:
     """Credentials for one test: an Ed25519 key pair made in the test's own
-    directory (keys/auth.key private, keys/auth.pem public), and tokens
-    minted with it by lakebase-token, as management would. A daemon gets
-    auth_public_keys=self.keys_dir and its own token file."""
+    directory (auth/private/auth.key private, auth/keys/auth.pem public),
+    and tokens minted with it by lakebase-token, as management would. A
+    daemon gets auth_public_keys=self.keys_dir and its own token file.
+    Auth.of(workdir) is the one every helper of that test shares."""
+
+    _by_workdir = {}
+
+    @classmethod
+    def of(cls, workdir):
+        a = cls._by_workdir.get(workdir)
+        if a is None or not os.path.exists(a.public_key):
+            a = cls._by_workdir[workdir] = cls(workdir)
+        global DEFAULT_TOKEN
+        DEFAULT_TOKEN = a.management
+        return a
 
     def __init__(self, workdir, name="auth"):
         self.dir = os.path.join(workdir, "auth")
         self.keys_dir = os.path.join(self.dir, "keys")
+        private_dir = os.path.join(self.dir, "private")
         self.name = name
-        self.private_key = os.path.join(self.keys_dir, f"{name}.key")
-        if not os.path.exists(self.private_key):  # `make run` keeps its keys
-            subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
-                            "--name", name], check=True, capture_output=True)
+        self.private_key = os.path.join(private_dir, f"{name}.key")
         self.public_key = os.path.join(self.keys_dir, f"{name}.pem")
+        if not (os.path.exists(self.private_key) and os.path.exists(self.public_key)):
+            # (a data directory that already has its keys, as make run's
+            # on a later run, keeps them)
+            subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", private_dir,
+                            "--name", name], check=True, capture_output=True)
+            os.makedirs(self.keys_dir, exist_ok=True)
+            os.replace(os.path.join(private_dir, f"{name}.pem"), self.public_key)
         self.management = self.mint("management", sub="test-management")
+        self._files = {}
 
     def mint(self, role, tenant=None, timeline=None, sub=None, endpoint=None, ttl=None,
              key=None):
@@ -98,6 +125,16 @@ class Auth:
         r = subprocess.run(argv, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()
+
+    def token_file_for(self, name, role, **claims):
+        """A token file for a daemon or compute (minted once per name)."""
+        if name not in self._files:
+            self._files[name] = self.token_file(name, self.mint(role, **claims))
+        return self._files[name]
+
+    def compute_token(self, tenant, timeline, endpoint=None):
+        return self.mint("compute", tenant=tenant, timeline=timeline, sub="compute",
+                         endpoint=endpoint)
 
     def token_file(self, name, token):
         """Write token to auth/tokens/<name> (mode 0600); returns the path."""
@@ -175,6 +212,7 @@ class Proc:
 
 class Safekeeper:
     def __init__(self, workdir, name, peers=None, extra_args=None, env=None):
+        self.auth = Auth.of(workdir)
         self.name = name
         self.env = env
         self.extra_args = list(extra_args or [])
@@ -195,7 +233,12 @@ class Safekeeper:
                 "--listen_http", f"127.0.0.1:{self.http_port}",
                 "--listen_pg", f"127.0.0.1:{self.pg_port}"]
         if self.peers:
-            argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers)]
+            argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers),
+                     "--peers_http", ",".join(f"{p.name}=127.0.0.1:{p.http_port}"
+                                              for p in self.peers)]
+        argv += ["--auth_public_keys", self.auth.keys_dir,
+                 "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
+                                                               sub=self.name)]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
@@ -361,6 +404,19 @@ class Cluster:
             sk.peers = [p for p in self.sks if p is not sk]
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
+        self.auth = Auth.of(workdir)
+
+    def compute_token_file(self, endpoint=None):
+        """A compute token of this timeline (with endpoint: the compute's
+        host:port, the address safekeepers will stream from)."""
+        key = f"compute-{self.tenant}-{self.timeline}-{endpoint or ''}".replace(":", "_")
+        return self.auth.token_file_for(key, "compute", tenant=self.tenant,
+                                        timeline=self.timeline, sub="compute",
+                                        endpoint=endpoint)
+
+    def compute_token(self, endpoint=None):
+        with open(self.compute_token_file(endpoint)) as f:
+            return f.read().strip()
 
     def start(self):
         for sk in self.sks:
@@ -382,7 +438,8 @@ class Cluster:
     def elect(self, sks=None, check=True):
         urls = ",".join(sk.url for sk in (sks or self.sks))
         r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "--tenant", self.tenant,
-                            "--timeline", self.timeline, "--safekeepers", urls],
+                            "--timeline", self.timeline, "--safekeepers", urls,
+                            "--token_file", self.compute_token_file()],
                            capture_output=True, text=True)
         if check:
             assert r.returncode == 0, r.stderr
@@ -390,10 +447,11 @@ class Cluster:
 
     def announce(self, election, pg, sks=None):
         urls = ",".join(sk.url for sk in (sks or self.sks))
+        endpoint = f"127.0.0.1:{pg.port}"
         r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "announce", "--tenant",
                             self.tenant, "--timeline", self.timeline, "--safekeepers", urls,
-                            "--election", json.dumps(election),
-                            "--compute", pg.dsn(dbname="postgres")],
+                            "--election", json.dumps(election), "--compute", endpoint,
+                            "--token_file", self.compute_token_file(endpoint)],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr + r.stdout
         return json.loads(r.stdout)
@@ -402,12 +460,16 @@ class Cluster:
         """A restore_command that fetches WAL and history files from the safekeepers."""
         path = os.path.join(pg.dir, "restore.sh")
         urls = " ".join(sk.url for sk in (sks or self.sks))
+        header = os.path.join(pg.dir, "restore.auth")
+        with open(header, "w") as f:
+            f.write(f"Authorization: Bearer {self.compute_token()}\n")
+        os.chmod(header, 0o600)
         with open(path, "w") as f:
             f.write(f"""#!/bin/sh
 f="$1"; p="$2"
 case "$f" in *.history) kind=history ;; *) kind=segment ;; esac
 for u in {urls}; do
-    if curl -sf --max-time 20 -o "$p.part" "$u/v1/tenant/{self.tenant}/timeline/{self.timeline}/$kind/$f"; then
+    if curl -sf --max-time 20 -H @{header} -o "$p.part" "$u/v1/tenant/{self.tenant}/timeline/{self.timeline}/$kind/$f"; then
         mv "$p.part" "$p"; exit 0
     fi
 done
@@ -452,7 +514,7 @@ rm -f "$p.part"; exit 1
         pg = self.new_compute(name)
         script = self.restore_script(pg)
         pg.conf(primary_conninfo=f"host=127.0.0.1 port={sk.pg_port} user=postgres "
-                f"application_name={name} "
+                f"application_name={name} password={self.compute_token()} "
                 f"options='-c tenant_id={self.tenant} -c timeline_id={self.timeline}'",
                 restore_command=f"{script} %f %p", recovery_target_timeline="latest",
                 hot_standby="on")
@@ -472,13 +534,139 @@ rm -f "$p.part"; exit 1
         return pg
 
 
+class S3rver:
+    """An S3 server (s3rver, from npm) with one bucket, in dir, on a free
+    port; requests go unsigned."""
+    BUCKET = "lakebase"
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.port = free_port()
+        os.makedirs(os.path.join(dir, "data"), exist_ok=True)
+        script = os.path.join(ROOT, "node_modules", "s3rver", "bin", "s3rver.js")
+        # The legacy provider: s3rver makes its continuation tokens with DES.
+        self.proc = Proc(["node", "--openssl-legacy-provider", script, "-d",
+                          os.path.join(dir, "data"), "-a", "127.0.0.1", "-p", str(self.port),
+                          "--configure-bucket", self.BUCKET, "-s"],
+                         os.path.join(dir, "s3rver.log"))
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 30, what="s3rver to listen")
+
+    def url(self, prefix):
+        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://127.0.0.1:{self.port}"
+                f"&region=us-east-1&addressing=path")
+
+    def stop(self):
+        self.proc.stop()
+
+
+# One S3 server per test directory, when LB_REMOTE_STORAGE=s3 (make tsan);
+# conftest's workdir fixture stops it.
+_s3rvers = {}
+
+
+def s3rver_for(workdir):
+    if workdir not in _s3rvers:
+        _s3rvers[workdir] = S3rver(os.path.join(workdir, "s3rver"))
+    return _s3rvers[workdir]
+
+
+def stop_s3rvers(workdir):
+    s = _s3rvers.pop(workdir, None)
+    if s:
+        s.stop()
+
+
+def default_remote(workdir):
+    """The object store a test's pageserver uses: a directory, or with
+    LB_REMOTE_STORAGE=s3 a bucket on an s3rver of the test's own."""
+    if os.environ.get("LB_REMOTE_STORAGE") == "s3":
+        return s3rver_for(workdir).url("pageserver")
+    return f"file://{os.path.join(workdir, 'remote-storage')}"
+
+
+class RemoteStore:
+    """What tests see of a pageserver's object store, file:// or s3://
+    (path style, unsigned): keys relative to the store's prefix."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def _s3(self):
+        from urllib.parse import urlparse, parse_qs
+        u = urlparse(self.url)
+        endpoint = parse_qs(u.query)["endpoint"][0]
+        return f"{endpoint}/{u.netloc}", u.path.strip("/")
+
+    def _path(self, key):
+        return os.path.join(self.url[len("file://"):], key)
+
+    def list(self, prefix):
+        """{key: size} of every object under prefix."""
+        if self.url.startswith("file://"):
+            root = self._path(prefix)
+            out = {}
+            for d, _, files in os.walk(root):
+                for f in files:
+                    if not f.startswith(".lbtmp-"):
+                        full = os.path.join(d, f)
+                        out[os.path.relpath(full, self._path(""))] = os.path.getsize(full)
+            return out
+        import xml.etree.ElementTree as ET
+        base, pfx = self._s3()
+        out, token = {}, None
+        while True:
+            q = f"?list-type=2&prefix={pfx}/{prefix}" + \
+                (f"&continuation-token={urllib.parse.quote(token)}" if token else "")
+            with urllib.request.urlopen(base + q, timeout=30) as r:
+                root = ET.fromstring(r.read())
+            ns = {"s": root.tag.split("}")[0].strip("{")}
+            for c in root.findall("s:Contents", ns):
+                out[c.find("s:Key", ns).text[len(pfx) + 1:]] = int(c.find("s:Size", ns).text)
+            if root.findtext("s:IsTruncated", "false", ns) != "true":
+                return out
+            token = root.findtext("s:NextContinuationToken", None, ns)
+
+    def exists(self, key):
+        if self.url.startswith("file://"):
+            return os.path.isfile(self._path(key))
+        return key in self.list(key)
+
+    def get(self, key):
+        if self.url.startswith("file://"):
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        base, pfx = self._s3()
+        with urllib.request.urlopen(f"{base}/{pfx}/{key}", timeout=30) as r:
+            return r.read()
+
+    def put(self, key, data):
+        if self.url.startswith("file://"):
+            os.makedirs(os.path.dirname(self._path(key)), exist_ok=True)
+            with open(self._path(key), "wb") as f:
+                f.write(data)
+            return
+        base, pfx = self._s3()
+        req = urllib.request.Request(f"{base}/{pfx}/{key}", data=data, method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+
+
 class Pageserver:
     def __init__(self, workdir, name="pageserver", remote=None, extra_args=None):
+        self.auth = Auth.of(workdir)
+        self.name = name
         self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.data = os.path.join(self.dir, "data")
-        self.remote = remote or f"file://{os.path.join(workdir, 'remote-storage')}"
+        self.remote = remote or default_remote(workdir)
+        self.store = RemoteStore(self.remote)
         self.port = free_port()
         self.proc = None
 
@@ -489,7 +677,9 @@ class Pageserver:
     def start(self):
         self.proc = Proc([os.path.join(BIN, "pageserver"), "--data_dir", self.data,
                           "--listen_http", f"127.0.0.1:{self.port}",
-                          "--remote_storage", self.remote] + self.extra_args,
+                          "--remote_storage", self.remote,
+                          "--auth_token_file", self.auth.token_file_for(
+                              self.name, "pageserver", sub=self.name)] + self.extra_args,
                          os.path.join(self.dir, "pageserver.log"))
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what="the pageserver to listen")
@@ -497,7 +687,20 @@ class Pageserver:
 
     def stop(self):
         if self.proc:
+            was_alive = self.proc.alive()
             self.proc.stop()
+            self.check_sanitizer()
+            # SIGTERM stops it cleanly (exit 0): a lost signal shows as the
+            # SIGKILL Proc.stop falls back to.
+            rc = self.proc.p.returncode
+            assert not was_alive or rc == 0, f"the pageserver exited with {rc} on SIGTERM"
+
+    def check_sanitizer(self):
+        """A ThreadSanitizer build (make tsan) reports races in its log."""
+        with open(os.path.join(self.dir, "pageserver.log"), errors="replace") as f:
+            log = f.read()
+        i = log.find("WARNING: ThreadSanitizer")
+        assert i < 0, "ThreadSanitizer report in the pageserver's log:\n" + log[i:i + 6000]
 
     def kill(self, with_standbys=False):
         """kill -9 the pageserver; with_standbys: its redo standbys too, as
@@ -606,6 +809,14 @@ class ComputeCtl:
             "user": self.user,
             "password_file": cluster.user_password_file,
             "safekeeper_password_file": cluster.sk_password_file,
+            # its token towards the safekeepers: its own timeline, and the
+            # address they stream from
+            "auth_token_file": cluster.auth.token_file_for(
+                f"{name}-{self.port}-{tenant or cluster.tenant}-{timeline or cluster.timeline}"
+                .replace("/", "_"),
+                "compute", tenant=tenant or cluster.tenant,
+                timeline=timeline or cluster.timeline, sub=name,
+                endpoint=f"127.0.0.1:{self.port}"),
             "auth_public_keys": cluster.auth.keys_dir,
         }
         # Callers of compute-ctl's HTTP API: the tests act as management.

@@ -20,11 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "timelines.h"
+#include "walserve.h"
+#include "auth.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "fileio.h"
@@ -46,7 +51,7 @@ struct ps_indexer {
     pthread_mutex_t lock; /* the index: the thread feeds, queries read */
     ps_walindex *ix;
     lb_objstore *store; /* this thread's own handle (from the daemon's pool) */
-    volatile bool stop;
+    atomic_bool stop;   /* set by ps_indexer_stop, read by the thread */
     int sk_index;
     lb_lsn feed_lsn; /* where the next byte fed to the index belongs */
     char **uploaded; /* names of sealed files known to be in object storage */
@@ -141,7 +146,7 @@ housekeeping(ps_indexer *x, const ps_tlmeta *m)
     ps_walindex_sealed_files(x->ix, upload_one, x);
     pthread_mutex_unlock(&x->lock);
     if (lb_mono_ms() - x->last_report_ms >= REPORT_MS) {
-        ps_report_consumer(m, CONSUMER, pos);
+        ps_report_consumer(x->d, m, CONSUMER, pos);
         x->last_report_ms = lb_mono_ms();
     }
 }
@@ -157,11 +162,15 @@ connect_sk(ps_indexer *x, const ps_tlmeta *m)
         return NULL;
     *colon = '\0';
     snprintf(opts, sizeof(opts), "-c tenant_id=%s -c timeline_id=%s", x->tenant, x->timeline);
+    char token[LB_AUTH_TOKEN_MAX + 1] = ""; /* the safekeeper's password */
+    if (x->d->token)
+        lb_auth_token_get(x->d->token, token, sizeof(token));
     const char *keys[] = {
-        "host", "port", "user", "replication", "application_name", "options", "connect_timeout",
-        NULL};
-    const char *vals[] = {host, colon + 1, "postgres", "true", CONSUMER, opts, "5", NULL};
+        "host",     "port", "user", "replication", "application_name", "options", "connect_timeout",
+        "password", NULL};
+    const char *vals[] = {host, colon + 1, "postgres", "true", CONSUMER, opts, "5", token, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 0);
+    explicit_bzero(token, sizeof(token));
     if (PQstatus(c) != CONNECTION_OK) {
         lb_debug("WAL index of %s/%s: could not connect to %s: %s", x->tenant, x->timeline, sk->pg,
                  PQerrorMessage(c));
@@ -199,11 +208,10 @@ stream(ps_indexer *x, const ps_tlmeta *m)
         char *buf = NULL;
         int n = PQgetCopyData(c, &buf, 1);
         if (n == 0) {
-            fd_set rfds;
-            FD_ZERO(&rfds);
-            FD_SET(PQsocket(c), &rfds);
-            struct timeval tv = {0, 200000};
-            select(PQsocket(c) + 1, &rfds, NULL, NULL, &tv);
+            /* poll, not select: a descriptor above FD_SETSIZE is fine. */
+            struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+            if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+                break;
             if (!PQconsumeInput(c))
                 break;
         } else if (n < 0) {
@@ -321,6 +329,7 @@ ps_indexer_start(ps_daemon *d, const char *tenant, const char *timeline, ps_inde
         return rc;
     }
     x->feed_lsn = ps_walindex_resume_lsn(x->ix);
+    atomic_init(&x->stop, false);
     if (pthread_create(&x->thread, NULL, run, x) != 0) {
         ps_walindex_close(x->ix);
         free(x);
@@ -335,7 +344,7 @@ ps_indexer_stop(ps_indexer *x)
 {
     if (!x)
         return;
-    x->stop = true;
+    atomic_store(&x->stop, true);
     pthread_join(x->thread, NULL);
     ps_walindex_close(x->ix);
     for (size_t i = 0; i < x->nuploaded; i++)

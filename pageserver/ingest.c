@@ -39,6 +39,11 @@
 #include <fcntl.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
+#include "auth.h"
 #include "errors.h"
 #include "fileio.h"
 #include "http_client.h"
@@ -71,6 +76,7 @@ struct ps_ingest {
     /* What /status shows, readable without in->lock (which a snapshot
      * holds for seconds): "starting", "running" or "idle". */
     _Atomic(const char *) state;
+    int refs;                   /* callers using it outside d->ingest_lock (under it) */
     pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
     char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
     lb_lsn last_replay;
@@ -158,10 +164,15 @@ primary_conninfo(ps_ingest *in, const ps_tlmeta *m, char *out, size_t cap)
     snprintf(host, sizeof(host), "%s", sk->pg);
     char *colon = strrchr(host, ':');
     *colon = '\0';
+    /* The safekeeper takes the pageserver's token as the password. */
+    char token[LB_AUTH_TOKEN_MAX + 1] = "";
+    if (in->d->token)
+        lb_auth_token_get(in->d->token, token, sizeof(token));
     snprintf(out, cap,
              "host=%s port=%s user=postgres application_name=pageserver "
-             "options=''-c tenant_id=%s -c timeline_id=%s''",
-             host, colon + 1, in->tenant, in->timeline);
+             "options=''-c tenant_id=%s -c timeline_id=%s''%s%s",
+             host, colon + 1, in->tenant, in->timeline, token[0] ? " password=" : "", token);
+    explicit_bzero(token, sizeof(token));
 }
 
 static void
@@ -198,7 +209,7 @@ prepare_standby(ps_ingest *in)
                  in->timeline, err);
     }
     if (rc == 0) {
-        char conf[2 * PATH_MAX], pc[600], restore[2 * PATH_MAX];
+        char conf[2 * PATH_MAX], pc[LB_AUTH_TOKEN_MAX + 600], restore[2 * PATH_MAX];
         primary_conninfo(in, &m, pc, sizeof(pc));
         /* Segments and history files come from this pageserver's WAL
          * endpoint: the timeline's own WAL from its safekeepers, an
@@ -253,7 +264,7 @@ write_restore_script(ps_ingest *in)
              "curl -sf --max-time 60 -o \"$2.part\" "
              "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
              "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
-             host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
+             host, in->d->http_port, in->tenant, in->timeline);
     snprintf(tmp, sizeof(tmp), "%s.XXXXXX", restore);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
@@ -439,7 +450,7 @@ report_position(ps_ingest *in)
     if (get_meta(in, &m) != 0)
         return;
     if (m.nsnapshots)
-        ps_report_consumer(&m, "pageserver", m.snapshots[m.nsnapshots - 1].redo_lsn);
+        ps_report_consumer(in->d, &m, "pageserver", m.snapshots[m.nsnapshots - 1].redo_lsn);
     ps_tlmeta_free(&m);
 }
 
@@ -465,7 +476,7 @@ check_receiver(ps_ingest *in)
         return;
     }
     in->sk_index = (in->sk_index + 1) % (int)m.nsafekeepers;
-    char pc[600], sql[800];
+    char pc[LB_AUTH_TOKEN_MAX + 600], sql[LB_AUTH_TOKEN_MAX + 800];
     primary_conninfo(in, &m, pc, sizeof(pc));
     snprintf(sql, sizeof(sql), "alter system set primary_conninfo = '%s'", pc);
     if (exec_ok(in->conn, sql) && exec_ok(in->conn, "select pg_reload_conf()"))
@@ -671,10 +682,37 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
     return 0;
 }
 
+/* A reference for use outside d->ingest_lock: the entry is not freed
+ * until it is dropped (ps_ingest_stop waits for that). */
+static ps_ingest *
+ingest_ref(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    if (in)
+        in->refs++;
+    pthread_mutex_unlock(&d->ingest_lock);
+    return in;
+}
+
 static void
-stop_and_free(ps_ingest *in)
+ingest_unref(ps_daemon *d, ps_ingest *in)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    if (--in->refs == 0)
+        pthread_cond_broadcast(&d->ingest_cond);
+    pthread_mutex_unlock(&d->ingest_lock);
+}
+
+/* in is out of the table already. */
+static void
+stop_and_free(ps_daemon *d, ps_ingest *in)
 {
     atomic_store(&in->stop, true);
+    pthread_mutex_lock(&d->ingest_lock);
+    while (in->refs > 0)
+        pthread_cond_wait(&d->ingest_cond, &d->ingest_lock);
+    pthread_mutex_unlock(&d->ingest_lock);
     pthread_join(in->thread, NULL);
     ps_indexer_stop(in->indexer);
     pthread_mutex_destroy(&in->lock);
@@ -695,7 +733,7 @@ ps_ingest_stop(ps_daemon *d, const char *tenant, const char *timeline)
     pthread_mutex_unlock(&d->ingest_lock);
     /* Out of the table first: nothing finds it while it stops. */
     if (in) {
-        stop_and_free(in);
+        stop_and_free(d, in);
         lb_info("ingest stopped tenant=%s timeline=%s", tenant, timeline);
     }
 }
@@ -704,12 +742,19 @@ void
 ps_ingest_stop_all(ps_daemon *d)
 {
     pthread_mutex_lock(&d->ingest_lock);
-    for (int i = 0; i < d->ningests; i++)
-        atomic_store(&d->ingests[i]->stop, true);
-    for (int i = 0; i < d->ningests; i++)
-        stop_and_free(d->ingests[i]);
-    d->ningests = 0;
+    int n = d->ningests;
+    ps_ingest **all = malloc((n ? (size_t)n : 1) * sizeof(*all));
+    for (int i = 0; i < n; i++) {
+        atomic_store(&d->ingests[i]->stop, true); /* all stop at once */
+        if (all)
+            all[i] = d->ingests[i];
+    }
+    if (all)
+        d->ningests = 0;
     pthread_mutex_unlock(&d->ingest_lock);
+    for (int i = 0; all && i < n; i++)
+        stop_and_free(d, all[i]);
+    free(all);
 }
 
 int
@@ -717,15 +762,14 @@ ps_ingest_snapshot_error(ps_daemon *d, const char *tenant, const char *timeline,
                          size_t cap)
 {
     out[0] = '\0';
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
-    if (in) {
-        pthread_mutex_lock(&in->error_lock);
-        snprintf(out, cap, "%s", in->snapshot_error);
-        pthread_mutex_unlock(&in->error_lock);
-    }
-    pthread_mutex_unlock(&d->ingest_lock);
-    return in ? 0 : LB_ENOTFOUND;
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
+    if (!in)
+        return LB_ENOTFOUND;
+    pthread_mutex_lock(&in->error_lock);
+    snprintf(out, cap, "%s", in->snapshot_error);
+    pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
+    return 0;
 }
 
 const char *
@@ -744,8 +788,7 @@ int
 ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, int64_t t_unix_us,
                         lb_lsn *end_lsn, int64_t *ts, uint32_t *xid, char *err, size_t errcap)
 {
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
     int rc;
     if (!in || !in->indexer) {
         snprintf(err, errcap, "timeline %s/%s has no WAL index (it is not ingesting)", tenant,
@@ -754,7 +797,8 @@ ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, 
     } else {
         rc = ps_indexer_commit_before(in->indexer, t_unix_us, end_lsn, ts, xid, err, errcap);
     }
-    pthread_mutex_unlock(&d->ingest_lock);
+    if (in)
+        ingest_unref(d, in);
     return rc;
 }
 
@@ -762,9 +806,7 @@ int
 ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
                        char *err, size_t errcap)
 {
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
-    pthread_mutex_unlock(&d->ingest_lock);
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
     *taken = false;
     if (!in) {
         snprintf(err, errcap, "timeline %s/%s is not ingesting (no safekeepers set)", tenant,
@@ -784,5 +826,6 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
     else if (rc)
         snprintf(err, errcap, "snapshot failed: %s", lb_strerror(rc));
     pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
     return rc;
 }

@@ -18,7 +18,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "http_server.h"
-#include "compute/pgproc.h" /* not common/pgproc.h */
+#include "compute/pgproc.h" /* not common/pgproc.h, which it builds on */
 #include "tar.h"
 
 typedef struct fake_ps {
