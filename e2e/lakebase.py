@@ -222,6 +222,8 @@ class Safekeeper:
         self.pg_port = free_port()
         self.peers = peers or []
         self.proc = None
+        # the password of role lakebase_safekeeper on the computes (Cluster sets it)
+        self.compute_password_file = None
 
     @property
     def url(self):
@@ -239,6 +241,8 @@ class Safekeeper:
         argv += ["--auth_public_keys", self.auth.keys_dir,
                  "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
                                                                sub=self.name)]
+        if self.compute_password_file:
+            argv += ["--compute_password_file", self.compute_password_file]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
@@ -399,6 +403,7 @@ class Cluster:
                                + list(sk_args or [])) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
+            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)
