@@ -7,6 +7,7 @@
 #   make script-tests  tests of scripts/ (the dependency installer), no root or network
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan    the pageserver's e2e tests under ThreadSanitizer, against s3rver
 #   make run     start lakebase on this machine
 #   make images  build the container images in images/ with podman (cached: see images/build.sh)
 #   make clean   remove build/
@@ -75,7 +76,7 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-.PHONY: all deps test unit e2e asan run clean fuzz bench script-tests pkgcheck images
+.PHONY: all deps test unit e2e asan tsan run clean fuzz bench script-tests pkgcheck images
 SHELL := /bin/bash
 all: $(ALL_LIBS) $(BINS)
 
@@ -131,6 +132,17 @@ test: deps
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
+
+# ThreadSanitizer: the binaries in build/tsan/bin, then the pageserver's
+# e2e tests against them with an S3 store (s3rver), so that every thread's
+# object-store traffic is checked too. LB_TSAN_TESTS narrows the tests.
+LB_TSAN_TESTS ?= e2e/test_pageserver*.py
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    EXTRA_CFLAGS="-fsanitize=thread" all
+	@LB_PROJECT_ROOT=$$PWD LB_BIN_DIR=$$PWD/build/tsan/bin LB_REMOTE_STORAGE=s3 \
+	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$$PWD/scripts/tsan.supp" \
+	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(LB_TSAN_TESTS)
 
 # libFuzzer targets: <component>/fuzz/fuzz_*.c, built with clang against a
 # sanitizer-instrumented library (their component's and common's), each run

@@ -26,6 +26,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "patch.h"
+#include "protobuf.h"
 #include "buf.h"
 #include "selector.h"
 #include "yamljson.h"
@@ -224,11 +225,21 @@ decode_body(dc_ctx *c)
     char err[512] = "";
     json_t *obj = NULL;
     if (ct && strncasecmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0) {
-        dc_api_respond_status(c, 415, "UnsupportedMediaType",
-                              "the body of the request was in an unknown format - accepted media "
-                              "types include: application/json, application/yaml",
-                              NULL);
-        return NULL;
+        int rc = dc_protobuf_decode(body, len, &obj, err, sizeof err);
+        if (rc == LB_EUNSUPPORTED) {
+            char msg[700];
+            snprintf(msg, sizeof msg,
+                     "the body of the request was in an unknown format - accepted media types "
+                     "include: application/json, application/yaml (%s)",
+                     err);
+            dc_api_respond_status(c, 415, "UnsupportedMediaType", msg, NULL);
+            return NULL;
+        }
+        if (rc != 0) {
+            respond_bad_request(c, err);
+            return NULL;
+        }
+        return obj;
     }
     if (ct && (strncasecmp(ct, "application/yaml", 16) == 0 ||
                strncasecmp(ct, "application/apply-patch+yaml", 28) == 0)) {
@@ -821,16 +832,14 @@ has_string(json_t *arr, const char *s)
     return false;
 }
 
-typedef struct cr_cleanup {
-    dc_apiserver *a;
-    char key[260];
-} cr_cleanup;
-
+/* Collects objects; writes happen after the listing statement is done. */
 static int
-delete_cr(void *arg, const char *ns, const char *name, json_t *obj)
+collect_victim(void *arg, const char *ns, const char *name, json_t *obj)
 {
-    cr_cleanup *cc = arg;
-    return dc_store_delete(cc->a->store, cc->key, ns, name, obj) == 0 ? 0 : 0;
+    (void)ns;
+    (void)name;
+    json_array_append((json_t *)arg, obj);
+    return 0;
 }
 
 int
@@ -915,12 +924,20 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         if (strcmp(r->plural, "customresourcedefinitions") == 0) {
             /* the custom resources go with their definition */
             json_t *spec = json_object_get(obj, "spec");
-            cr_cleanup cc = {.a = a};
-            snprintf(cc.key, sizeof cc.key, "%s/%s",
-                     json_string_value(json_object_get(spec, "group")) ?: "",
-                     json_string_value(json_object_get(json_object_get(spec, "names"), "plural"))
-                         ?: "");
-            dc_store_list(a->store, cc.key, NULL, NULL, NULL, delete_cr, &cc);
+            char key[600];
+            snprintf(
+                key, sizeof key, "%s/%s", json_string_value(json_object_get(spec, "group")) ?: "",
+                json_string_value(json_object_get(json_object_get(spec, "names"), "plural")) ?: "");
+            json_t *victims = json_array();
+            dc_store_list(a->store, key, NULL, NULL, NULL, collect_victim, victims);
+            size_t i;
+            json_t *v;
+            json_array_foreach(victims, i, v)
+            {
+                dc_store_delete(a->store, key, dc_api_meta_str(v, "namespace") ?: "",
+                                dc_api_meta_str(v, "name"), v);
+            }
+            json_decref(victims);
         }
         after_write(a, r);
     }
@@ -1585,13 +1602,25 @@ read_delete_options(dc_ctx *c, delete_opts *o)
     const char *body = dc_req_body(c->req, &len);
     if (len > 0) {
         json_error_t e;
-        json_t *opts = json_loadb(body, len, 0, &e);
-        if (!json_is_object(opts)) {
-            json_decref(opts);
-            char msg[400];
-            snprintf(msg, sizeof msg, "couldn't get version/kind; json parse error: %s", e.text);
-            respond_bad_request(c, msg);
-            return false;
+        json_t *opts = NULL;
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        char msg[700];
+        if (ct && strncasecmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0) {
+            char err[512];
+            if (dc_protobuf_decode(body, len, &opts, err, sizeof err) != 0) {
+                snprintf(msg, sizeof msg, "%s", err);
+                respond_bad_request(c, msg);
+                return false;
+            }
+        } else {
+            opts = json_loadb(body, len, 0, &e);
+            if (!json_is_object(opts)) {
+                json_decref(opts);
+                snprintf(msg, sizeof msg, "couldn't get version/kind; json parse error: %s",
+                         e.text);
+                respond_bad_request(c, msg);
+                return false;
+            }
         }
         const char *p = json_string_value(json_object_get(opts, "propagationPolicy"));
         if (p)
@@ -1799,6 +1828,48 @@ dc_apiserver_issue_token(dc_apiserver *a, const char *ns, const char *name, char
     return rc;
 }
 
+/* ---- authorization.k8s.io SelfSubjectAccessReview (kubectl auth can-i) ---- */
+
+static void
+do_access_review(dc_ctx *c)
+{
+    json_t *review = decode_body(c);
+    if (!review)
+        return;
+    if (!check_type(c, review)) {
+        json_decref(review);
+        return;
+    }
+    json_t *spec = json_object_get(review, "spec");
+    json_t *ra = json_object_get(spec, "resourceAttributes");
+    json_t *nra = json_object_get(spec, "nonResourceAttributes");
+    bool allowed = c->admin;
+    if (!c->admin && json_is_object(ra)) {
+        const char *res = json_string_value(json_object_get(ra, "resource")) ?: "";
+        const char *sub = json_string_value(json_object_get(ra, "subresource"));
+        char resource[300];
+        if (sub && *sub)
+            snprintf(resource, sizeof resource, "%s/%s", res, sub);
+        else
+            snprintf(resource, sizeof resource, "%s", res);
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(ra, "verb")) ?: "",
+                                 json_string_value(json_object_get(ra, "group")) ?: "", resource,
+                                 json_string_value(json_object_get(ra, "namespace")) ?: "",
+                                 json_string_value(json_object_get(ra, "name")) ?: "", NULL);
+    } else if (!c->admin && json_is_object(nra)) {
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(nra, "verb")) ?: "", "", "", "",
+                                 "", json_string_value(json_object_get(nra, "path")) ?: "");
+    }
+    json_object_set_new(review, "status",
+                        allowed ? json_pack("{s:b, s:s}", "allowed", 1, "reason",
+                                            c->admin ? "the admin token is cluster-admin"
+                                                     : "allowed by a role binding")
+                                : json_pack("{s:b}", "allowed", 0));
+    dc_api_respond_json(c, 201, review);
+}
+
 /* ---- routing ---- */
 
 /* Split path into segments (in place); returns how many. */
@@ -1888,6 +1959,22 @@ authenticate(dc_ctx *c)
         CRYPTO_memcmp(token, c->api->pki.admin_token, strlen(token)) == 0) {
         c->admin = true;
         snprintf(c->user, sizeof c->user, "admin");
+        /* the admin may act as another user (kubectl --as), to test roles */
+        const char *as = dc_req_header(c->req, "Impersonate-User");
+        if (as && *as) {
+            c->admin = false;
+            c->impersonated = true;
+            snprintf(c->user, sizeof c->user, "%s", as);
+            const char *prefix = "system:serviceaccount:";
+            if (strncmp(as, prefix, strlen(prefix)) == 0) {
+                const char *rest = as + strlen(prefix);
+                const char *colon = strchr(rest, ':');
+                if (colon) {
+                    snprintf(c->sa_ns, sizeof c->sa_ns, "%.*s", (int)(colon - rest), rest);
+                    snprintf(c->sa_name, sizeof c->sa_name, "%s", colon + 1);
+                }
+            }
+        }
         return true;
     }
     char *ns = NULL, *name = NULL, *uid = NULL;
@@ -1956,6 +2043,16 @@ dispatch(dc_ctx *c)
     }
     if (dc_rbac_authorize(c) < 0)
         return;
+    if (c->res->create_only) {
+        if (strcmp(c->verb, "create") == 0 && !c->name[0])
+            do_access_review(c);
+        else
+            dc_api_respond_status(c, 405, "MethodNotAllowed",
+                                  "the server does not allow this method on the requested "
+                                  "resource",
+                                  NULL);
+        return;
+    }
     if (c->res->namespaced && !c->namespaced_path &&
         (c->name[0] || strcmp(c->verb, "create") == 0 ||
          strcmp(c->verb, "deletecollection") == 0)) {
@@ -1984,6 +2081,12 @@ dispatch(dc_ctx *c)
     if (dc_store_get(c->api->store, c->res->key, ns, c->name, &obj) != 0) {
         if (strcmp(c->verb, "update") == 0 && strcmp(c->plural, "leases") == 0) {
             do_create(c); /* leases are created by PUT, as the real registry allows */
+            return;
+        }
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        if (strcmp(c->verb, "patch") == 0 && ct &&
+            strncasecmp(ct, "application/apply-patch+yaml", 28) == 0) {
+            do_create(c); /* server-side apply creates what is not there */
             return;
         }
         dc_api_respond_not_found(c, c->res, c->name);

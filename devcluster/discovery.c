@@ -29,7 +29,8 @@ static const char *const all_category[] = {"pods", "services", "deployments", "s
 static json_t *
 verbs_for(const dc_resource *r)
 {
-    (void)r;
+    if (r->create_only)
+        return json_pack("[s]", "create");
     return json_pack("[s,s,s,s,s,s,s,s]", "create", "delete", "deletecollection", "get", "list",
                      "patch", "update", "watch");
 }
@@ -197,9 +198,10 @@ openapi_gv(const char *group, const char *version)
             continue;
         any = true;
         char base[800], item[1200];
-        snprintf(base, sizeof base, "/%s%s%s/%s%s", group[0] ? "apis/" : "api", group,
-                 group[0] ? "/" : "", version, r->namespaced ? "/namespaces/{namespace}" : "");
-        if (!group[0])
+        if (group[0])
+            snprintf(base, sizeof base, "/apis/%s/%s%s", group, version,
+                     r->namespaced ? "/namespaces/{namespace}" : "");
+        else
             snprintf(base, sizeof base, "/api/%s%s", version,
                      r->namespaced ? "/namespaces/{namespace}" : "");
         char coll[1200];

@@ -41,6 +41,7 @@
 #define MAX_HEADER_BYTES (64 * 1024)
 #define MAX_HEADERS 100
 #define IDLE_TIMEOUT_S 300
+#define DISCARD_LIMIT (64LL * 1024 * 1024)
 
 struct dc_https {
     dc_https_config config;
@@ -188,14 +189,22 @@ url_decode(char *s, bool form)
     *w = '\0';
 }
 
+/* A metav1.Status answer for what fails before a handler runs. */
 static void
 send_simple(conn *c, int status, const char *message)
 {
-    char head[512];
+    char body[512], head[1024];
+    const char *reason = status == 413   ? "RequestEntityTooLarge"
+                         : status == 431 ? "RequestHeaderFieldsTooLarge"
+                                         : "BadRequest";
+    snprintf(body, sizeof body,
+             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
+             "\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
+             message, reason, status);
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, status_text(status), strlen(message), message);
+                     status, status_text(status), strlen(body), body);
     (void)conn_write(c, head, (size_t)n);
 }
 
@@ -204,6 +213,7 @@ req_clear(dc_req *r)
 {
     free(r->target);
     free(r->path);
+    free(r->rawquery);
     for (int i = 0; i < r->nheaders; i++) {
         free(r->header_names[i]);
         free(r->header_values[i]);
@@ -291,8 +301,21 @@ read_request(conn *c, dc_req *r)
     url_decode(r->path, false);
 
     size_t max_body = c->server->config.max_body;
-    if (content_length > (long long)max_body)
+    if (content_length > (long long)max_body) {
+        /* read (and drop) a body of sane size first, so that the client,
+         * still sending, sees the answer instead of a reset */
+        long long left = content_length - (long long)c->in.len;
+        lb_buf_reset(&c->in);
+        while (left > 0 && content_length <= DISCARD_LIMIT) {
+            char sink[16384];
+            int n = SSL_read(c->ssl, sink,
+                             left > (long long)sizeof sink ? (int)sizeof sink : (int)left);
+            if (n <= 0)
+                break;
+            left -= n;
+        }
         return 413;
+    }
     const char *expect = dc_req_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -364,7 +387,9 @@ conn_main(void *arg)
             int rc = read_request(c, &r);
             if (rc != 0) {
                 if (rc > 0)
-                    send_simple(c, rc, rc == 413 ? "request entity too large" : "bad request");
+                    send_simple(c, rc,
+                                rc == 413 ? "the server has received a request that is too large"
+                                          : "bad request");
                 req_clear(&r);
                 break;
             }

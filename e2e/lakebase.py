@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg
@@ -221,6 +222,8 @@ class Safekeeper:
         self.pg_port = free_port()
         self.peers = peers or []
         self.proc = None
+        # the password of role lakebase_safekeeper on the computes (Cluster sets it)
+        self.compute_password_file = None
 
     @property
     def url(self):
@@ -238,6 +241,8 @@ class Safekeeper:
         argv += ["--auth_public_keys", self.auth.keys_dir,
                  "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
                                                                sub=self.name)]
+        if self.compute_password_file:
+            argv += ["--compute_password_file", self.compute_password_file]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
@@ -384,21 +389,21 @@ class Cluster:
         import uuid
         self.workdir = workdir
         # Computes' secrets: the password of role lakebase_safekeeper, as
-        # which the safekeepers connect to a compute's PostgreSQL (libpq
-        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # which the safekeepers connect to a compute's PostgreSQL (their
+        # compute_password_file), and the user's. Kept if they exist, so
         # that `make run` keeps its passwords across runs.
         self.sk_password_file = os.path.join(workdir, "safekeeper.password")
         self.sk_password = secret_file(self.sk_password_file)
-        pgpass = os.path.join(workdir, "safekeeper.pgpass")
-        with open(pgpass, "w") as f:
-            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
-        os.chmod(pgpass, 0o600)
+        # Management's key pair: daemons verify tokens with its public key.
+        self.auth = Auth(workdir)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
-                               env={"PGPASSFILE": pgpass}) for i in range(n)]
+        self.sks = [Safekeeper(workdir, f"sk-{i}",
+                               extra_args=["--compute_password_file", self.sk_password_file]
+                               + list(sk_args or [])) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
+            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)
@@ -531,6 +536,129 @@ rm -f "$p.part"; exit 1
         return pg
 
 
+class S3rver:
+    """An S3 server (s3rver, from npm) with one bucket, in dir, on a free
+    port; requests go unsigned."""
+    BUCKET = "lakebase"
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.port = free_port()
+        os.makedirs(os.path.join(dir, "data"), exist_ok=True)
+        script = os.path.join(ROOT, "node_modules", "s3rver", "bin", "s3rver.js")
+        # The legacy provider: s3rver makes its continuation tokens with DES.
+        self.proc = Proc(["node", "--openssl-legacy-provider", script, "-d",
+                          os.path.join(dir, "data"), "-a", "127.0.0.1", "-p", str(self.port),
+                          "--configure-bucket", self.BUCKET, "-s"],
+                         os.path.join(dir, "s3rver.log"))
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 30, what="s3rver to listen")
+
+    def url(self, prefix):
+        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://127.0.0.1:{self.port}"
+                f"&region=us-east-1&addressing=path")
+
+    def stop(self):
+        self.proc.stop()
+
+
+# One S3 server per test directory, when LB_REMOTE_STORAGE=s3 (make tsan);
+# conftest's workdir fixture stops it.
+_s3rvers = {}
+
+
+def s3rver_for(workdir):
+    if workdir not in _s3rvers:
+        _s3rvers[workdir] = S3rver(os.path.join(workdir, "s3rver"))
+    return _s3rvers[workdir]
+
+
+def stop_s3rvers(workdir):
+    s = _s3rvers.pop(workdir, None)
+    if s:
+        s.stop()
+
+
+def default_remote(workdir):
+    """The object store a test's pageserver uses: a directory, or with
+    LB_REMOTE_STORAGE=s3 a bucket on an s3rver of the test's own."""
+    if os.environ.get("LB_REMOTE_STORAGE") == "s3":
+        return s3rver_for(workdir).url("pageserver")
+    return f"file://{os.path.join(workdir, 'remote-storage')}"
+
+
+class RemoteStore:
+    """What tests see of a pageserver's object store, file:// or s3://
+    (path style, unsigned): keys relative to the store's prefix."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def _s3(self):
+        from urllib.parse import urlparse, parse_qs
+        u = urlparse(self.url)
+        endpoint = parse_qs(u.query)["endpoint"][0]
+        return f"{endpoint}/{u.netloc}", u.path.strip("/")
+
+    def _path(self, key):
+        return os.path.join(self.url[len("file://"):], key)
+
+    def list(self, prefix):
+        """{key: size} of every object under prefix."""
+        if self.url.startswith("file://"):
+            root = self._path(prefix)
+            out = {}
+            for d, _, files in os.walk(root):
+                for f in files:
+                    if not f.startswith(".lbtmp-"):
+                        full = os.path.join(d, f)
+                        out[os.path.relpath(full, self._path(""))] = os.path.getsize(full)
+            return out
+        import xml.etree.ElementTree as ET
+        base, pfx = self._s3()
+        out, token = {}, None
+        while True:
+            q = f"?list-type=2&prefix={pfx}/{prefix}" + \
+                (f"&continuation-token={urllib.parse.quote(token)}" if token else "")
+            with urllib.request.urlopen(base + q, timeout=30) as r:
+                root = ET.fromstring(r.read())
+            ns = {"s": root.tag.split("}")[0].strip("{")}
+            for c in root.findall("s:Contents", ns):
+                out[c.find("s:Key", ns).text[len(pfx) + 1:]] = int(c.find("s:Size", ns).text)
+            if root.findtext("s:IsTruncated", "false", ns) != "true":
+                return out
+            token = root.findtext("s:NextContinuationToken", None, ns)
+
+    def exists(self, key):
+        if self.url.startswith("file://"):
+            return os.path.isfile(self._path(key))
+        return key in self.list(key)
+
+    def get(self, key):
+        if self.url.startswith("file://"):
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        base, pfx = self._s3()
+        with urllib.request.urlopen(f"{base}/{pfx}/{key}", timeout=30) as r:
+            return r.read()
+
+    def put(self, key, data):
+        if self.url.startswith("file://"):
+            os.makedirs(os.path.dirname(self._path(key)), exist_ok=True)
+            with open(self._path(key), "wb") as f:
+                f.write(data)
+            return
+        base, pfx = self._s3()
+        req = urllib.request.Request(f"{base}/{pfx}/{key}", data=data, method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+
+
 class Pageserver:
     def __init__(self, workdir, name="pageserver", remote=None, extra_args=None):
         self.auth = Auth.of(workdir)
@@ -539,7 +667,8 @@ class Pageserver:
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.data = os.path.join(self.dir, "data")
-        self.remote = remote or f"file://{os.path.join(workdir, 'remote-storage')}"
+        self.remote = remote or default_remote(workdir)
+        self.store = RemoteStore(self.remote)
         self.port = free_port()
         self.proc = None
 
@@ -560,7 +689,20 @@ class Pageserver:
 
     def stop(self):
         if self.proc:
+            was_alive = self.proc.alive()
             self.proc.stop()
+            self.check_sanitizer()
+            # SIGTERM stops it cleanly (exit 0): a lost signal shows as the
+            # SIGKILL Proc.stop falls back to.
+            rc = self.proc.p.returncode
+            assert not was_alive or rc == 0, f"the pageserver exited with {rc} on SIGTERM"
+
+    def check_sanitizer(self):
+        """A ThreadSanitizer build (make tsan) reports races in its log."""
+        with open(os.path.join(self.dir, "pageserver.log"), errors="replace") as f:
+            log = f.read()
+        i = log.find("WARNING: ThreadSanitizer")
+        assert i < 0, "ThreadSanitizer report in the pageserver's log:\n" + log[i:i + 6000]
 
     def kill(self, with_standbys=False):
         """kill -9 the pageserver; with_standbys: its redo standbys too, as
@@ -677,7 +819,10 @@ class ComputeCtl:
                 "compute", tenant=tenant or cluster.tenant,
                 timeline=timeline or cluster.timeline, sub=name,
                 endpoint=f"127.0.0.1:{self.port}"),
+            "auth_public_keys": cluster.auth.keys_dir,
         }
+        # Callers of compute-ctl's HTTP API: the tests act as management.
+        self.token = cluster.auth.management
         if lsn:
             self.spec["lsn"] = lsn
         self.proc = None
@@ -704,14 +849,14 @@ class ComputeCtl:
         return self
 
     def status(self):
-        st, body = http("GET", self.url + "/status")
+        st, body = http("GET", self.url + "/status", token=self.token)
         assert st == 200, body
         return body
 
     def ready(self):
         """True when compute-ctl answers that its PostgreSQL is ready."""
         try:
-            st, body = http("GET", self.url + "/status", timeout=2)
+            st, body = http("GET", self.url + "/status", timeout=2, token=self.token)
         except OSError:
             return False
         return st == 200 and body.get("state") == "ready"
@@ -725,7 +870,7 @@ class ComputeCtl:
                 raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
                                      + self.log_tail())
             try:
-                st, body = http("GET", self.url + "/status")
+                st, body = http("GET", self.url + "/status", token=self.token)
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
@@ -758,7 +903,6 @@ class ComputeCtl:
         return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
 
     def superuser_sql(self, query):
-        import psycopg
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
             cur = c.execute(query)
             return cur.fetchall() if cur.description else None

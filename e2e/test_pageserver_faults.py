@@ -11,10 +11,6 @@ import uuid
 from lakebase import Pageserver, free_port, http, wait_for
 
 
-def remote_dir(workdir):
-    return os.path.join(workdir, "remote-storage")
-
-
 def standby_pid(ps, tenant, timeline):
     path = os.path.join(ps.data, "standby", f"{tenant}-{timeline}", "pgdata", "postmaster.pid")
     try:
@@ -51,12 +47,10 @@ def test_delete_stops_ingest_and_keeps_what_is_not_the_pageservers(workdir):
                  what="the redo standby to start")
         pid = standby_pid(ps, tenant, timeline)
         # The safekeepers offload WAL under the timeline's prefix.
-        wal = os.path.join(remote_dir(workdir), tenant, timeline, "wal")
-        os.makedirs(wal, exist_ok=True)
-        with open(os.path.join(wal, "000000010000000000000001"), "wb") as f:
-            f.write(b"\1" * 8192)
-        layers = os.path.join(remote_dir(workdir), tenant, timeline, "layers")
-        assert os.listdir(layers)
+        wal = f"{tenant}/{timeline}/wal/000000010000000000000001"
+        ps.store.put(wal, b"\1" * 8192)
+        layers = f"{tenant}/{timeline}/layers/"
+        assert ps.store.list(layers)
 
         st, body = http("DELETE", ps.tl(tenant, timeline))
         assert st == 200, body
@@ -65,8 +59,8 @@ def test_delete_stops_ingest_and_keeps_what_is_not_the_pageservers(workdir):
         assert http("GET", ps.tl(tenant, timeline))[0] == 404
         assert http("GET", ps.tl(tenant))[1] == []
         # Softly: the layers stay until the purge, the WAL stays for good.
-        assert os.listdir(layers)
-        assert os.path.exists(os.path.join(wal, "000000010000000000000001"))
+        assert ps.store.list(layers)
+        assert ps.store.exists(wal)
         # Its id is not taken again while the purge is pending.
         assert ps.create(tenant, timeline)[0] == 409
         # A restart does not bring it back.
@@ -80,10 +74,9 @@ def test_delete_stops_ingest_and_keeps_what_is_not_the_pageservers(workdir):
         ps.extra_args = ["--deleted_retention", "0"]
         ps.start()
         assert http("POST", ps.url + "/v1/gc")[0] == 200
-        assert not os.path.exists(layers) or not os.listdir(layers)
-        assert not os.path.exists(os.path.join(remote_dir(workdir), tenant, timeline, "index",
-                                               "index.json"))
-        assert os.path.exists(os.path.join(wal, "000000010000000000000001"))
+        assert ps.store.list(layers) == {}
+        assert ps.store.list(f"{tenant}/{timeline}/index/") == {}
+        assert ps.store.exists(wal)
         # The id is free again.
         assert ps.create(tenant, timeline)[0] == 201
     finally:
@@ -114,11 +107,9 @@ def test_concurrent_index_saves_leave_one_whole_index(workdir):
         st, status = http("GET", ps.tl(tenant, timeline))
         assert st == 200
         local = os.path.join(ps.data, "tenants", tenant, timeline, "index.json")
-        remote = os.path.join(remote_dir(workdir), tenant, timeline, "index", "index.json")
         with open(local) as f:
             local_doc = json.load(f)
-        with open(remote) as f:
-            remote_doc = json.load(f)
+        remote_doc = json.loads(ps.store.get(f"{tenant}/{timeline}/index/index.json"))
         # The last state, everywhere: what was uploaded is what was written.
         assert local_doc == remote_doc
         assert local_doc["safekeepers"] == status["safekeepers"]

@@ -2,6 +2,10 @@
  * daemon.c: pageserver start-up and shut-down.
  */
 #include "daemon.h"
+#include "gc.h"
+#include "http_api.h"
+#include "ingest.h"
+#include "timelines.h"
 #include "auth.h"
 
 #include <errno.h>
@@ -13,6 +17,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "pgbin.h"
 
 int
 ps_daemon_init(ps_daemon *d)
@@ -23,6 +28,7 @@ ps_daemon_init(ps_daemon *d)
     if (d->conf.auth_token_file && d->conf.auth_token_file[0] &&
         (rc = lb_auth_token_load(d->conf.auth_token_file, &d->token)) != 0)
         return rc;
+    pthread_cond_init(&d->ingest_cond, NULL);
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
         lb_error("could not create data directory \"%s\": %s", d->conf.data_dir, lb_strerror(rc));
         return rc;
@@ -36,18 +42,17 @@ ps_daemon_init(ps_daemon *d)
     if (!d->conf.pg_bin_dir || !d->conf.pg_bin_dir[0]) {
         free(d->conf.pg_bin_dir);
         char bindir[PATH_MAX];
-        lb_config_pg_bindir(bindir, sizeof(bindir));
+        lb_pg_bindir(bindir, sizeof(bindir));
         d->conf.pg_bin_dir = strdup(bindir);
     }
-    if (!d->conf.remote_storage || !d->conf.remote_storage[0]) {
-        char url[PATH_MAX + 16];
-        char abs[PATH_MAX];
-        if (!realpath(d->conf.data_dir, abs))
-            return -errno;
-        snprintf(url, sizeof(url), "file://%s/remote", abs);
-        free(d->conf.remote_storage);
-        d->conf.remote_storage = strdup(url);
+    if (d->conf.auth_public_keys && d->conf.auth_public_keys[0] &&
+        (rc = lb_auth_keys_load(d->conf.auth_public_keys, &d->keys)) != 0) {
+        lb_error("could not load auth_public_keys \"%s\": %s", d->conf.auth_public_keys,
+                 lb_strerror(rc));
+        return rc;
     }
+    if (!d->keys)
+        lb_warn("no auth_public_keys: the HTTP API checks no credentials");
     pthread_mutex_init(&d->stores.lock, NULL);
     lb_objstore *store;
     if ((rc = ps_store_acquire(d, &store)) != 0) {
@@ -94,12 +99,14 @@ ps_daemon_init(ps_daemon *d)
         .threads = (unsigned)d->conf.http_threads,
         .metrics = d->metrics,
     };
-    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0)
+    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0 ||
+        (rc = lb_http_server_set_auth(d->http, d->keys)) != 0)
         return rc;
     if ((rc = lb_http_server_start(d->http)) != 0) {
         lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
         return rc;
     }
+    d->http_port = lb_http_server_port(d->http);
     if ((rc = ps_gc_start(d, &d->gc)) != 0)
         return rc;
     /* The ids first, under the lock: HTTP already runs and may change the
@@ -123,7 +130,7 @@ ps_daemon_init(ps_daemon *d)
                      lb_strerror(rc));
     free(ids);
     lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
-            lb_http_server_port(d->http), d->conf.remote_storage, ntimelines);
+            d->http_port, d->conf.remote_storage, ntimelines);
     return 0;
 }
 
@@ -146,6 +153,8 @@ ps_daemon_shutdown(ps_daemon *d)
     lb_auth_token_free(d->token);
     d->token = NULL;
     lb_metrics_free(d->metrics);
+    lb_auth_keys_free(d->keys);
+    d->keys = NULL;
 }
 
 int

@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "timelines.h"
 #include "errors.h"
 #include "log.h"
 

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "daemon.h"
+#include "gc.h"
+#include "http_api.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
@@ -100,6 +107,9 @@ format_timestamp(int64_t us, char *out, size_t cap)
 
 /* The ids in the path. false after answering 400 (its status in *rc) when
  * one is malformed. */
+static bool scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
+                         const char *timeline, int *rc);
+
 static bool
 timeline_ids(lb_http_request *req, char *tenant, char *timeline, int *rc)
 {
@@ -198,7 +208,8 @@ h_status(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
@@ -235,8 +246,8 @@ typedef struct bb_job {
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     lb_lsn lsn, snap_lsn, redo_lsn;
     ps_basebackup_plan *plan;
-    int fd; /* write end */
-    int rc;
+    int fd;        /* write end */
+    atomic_int rc; /* the writer's result: set before it closes fd, read after EOF */
     char err[300];
     pthread_t thread;
     int read_fd;
@@ -255,9 +266,11 @@ bb_run(void *arg)
     bb_job *j = arg;
     lb_tar_writer tar;
     lb_tar_writer_init(&tar, pipe_sink, &j->fd);
-    j->rc = ps_basebackup_write(j->plan, &tar);
-    if (j->rc)
-        lb_error("basebackup of %s/%s failed: %s", j->tenant, j->timeline, lb_strerror(j->rc));
+    int rc = ps_basebackup_write(j->plan, &tar);
+    atomic_store(&j->rc, rc);
+    if (rc)
+        lb_error("basebackup failed tenant=%s timeline=%s: %s", j->tenant, j->timeline,
+                 lb_strerror(rc));
     close(j->fd); /* a failure shows as a truncated tar */
     return NULL;
 }
@@ -270,7 +283,7 @@ bb_produce(void *arg, uint64_t offset, char *buf, size_t cap)
     for (;;) {
         ssize_t r = read(j->read_fd, buf, cap);
         if (r >= 0)
-            return r > 0 ? r : (j->rc ? -EIO : 0);
+            return r > 0 ? r : (atomic_load(&j->rc) ? -EIO : 0);
         if (errno != EINTR)
             return -errno;
     }
@@ -299,6 +312,11 @@ h_basebackup(lb_http_request *req, void *arg)
     lb_json_param_id(req, "tenant_id", j->tenant, &e);
     lb_json_param_id(req, "timeline_id", j->timeline, &e);
     const char *lsn = lb_http_query(req, "lsn");
+    int arc;
+    if (!e.failed && !scope_allows(d, req, LB_AUTH_COMPUTE, j->tenant, j->timeline, &arc)) {
+        free(j);
+        return arc;
+    }
     if (e.failed || (lsn && lb_lsn_parse(lsn, &j->lsn) != 0)) {
         free(j);
         if (!e.failed)
@@ -400,7 +418,8 @@ h_wal(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER, tenant, timeline, &rc))
         return rc;
     const char *name = lb_http_param(req, "name");
     bool history;
@@ -436,7 +455,8 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
@@ -470,28 +490,54 @@ h_gc(lb_http_request *req, void *arg)
     return lb_json_respond(req, 200, json_pack("{s:I}", "snapshots_deleted", (json_int_t)deleted));
 }
 
+/* Who may call the routes whose scope the handler checks (own_scope):
+ * management, a token scoped to the request's tenant and timeline, or a
+ * compute token of a branch of it (a compute reads its ancestors' WAL and
+ * snapshots). 0, or 403 answered (*rc its status). */
+static bool
+scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
+             const char *timeline, int *rc)
+{
+    const lb_auth_claims *who = lb_http_claims(req);
+    if (!who || lb_auth_allows(who, roles, tenant, timeline))
+        return true;
+    if (who->role == LB_AUTH_COMPUTE && (roles & LB_AUTH_COMPUTE) && who->timeline[0] &&
+        strcmp(who->tenant, tenant) == 0 && ps_is_ancestor(d, tenant, timeline, who->timeline))
+        return true;
+    *rc = lb_http_respond_error(req, 403, "the token (role %s) does not cover timeline %s/%s",
+                                lb_auth_role_name(who->role), tenant, timeline);
+    return false;
+}
+
+/* The route table: who may call what (AUTH_DESIGN). Management may do
+ * everything; a compute token reads its own timeline (and ancestors);
+ * the pageserver's own token reads WAL (its redo standbys' restore
+ * script). /metrics and /healthz are the HTTP server's, open. */
 int
 ps_http_routes(ps_daemon *d)
 {
+    enum { MGMT = 0, COMPUTE = LB_AUTH_COMPUTE, PS = LB_AUTH_PAGESERVER };
     static const struct {
         const char *method, *pattern;
         lb_http_handler fn;
+        unsigned roles; /* besides management; checked by the handler (own_scope) */
     } routes[] = {
-        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create},
-        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
-        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup},
-        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal},
-        {"POST", "/v1/gc", h_gc},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status, COMPUTE},
+        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup, COMPUTE},
+        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
+        {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
-         h_lsn_by_timestamp},
+         h_lsn_by_timestamp, COMPUTE},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc =
-            lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn, d);
+        lb_http_access access = {.roles = routes[i].roles, .own_scope = routes[i].roles != 0};
+        int rc = lb_http_server_route_access(d->http, routes[i].method, routes[i].pattern,
+                                             routes[i].fn, d, &access);
         if (rc)
             return rc;
     }

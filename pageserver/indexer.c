@@ -20,11 +20,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "auth.h"
 #include "errors.h"
 #include "event_loop.h"
@@ -47,7 +51,7 @@ struct ps_indexer {
     pthread_mutex_t lock; /* the index: the thread feeds, queries read */
     ps_walindex *ix;
     lb_objstore *store; /* this thread's own handle (from the daemon's pool) */
-    volatile bool stop;
+    atomic_bool stop;   /* set by ps_indexer_stop, read by the thread */
     int sk_index;
     lb_lsn feed_lsn; /* where the next byte fed to the index belongs */
     char **uploaded; /* names of sealed files known to be in object storage */
@@ -204,11 +208,10 @@ stream(ps_indexer *x, const ps_tlmeta *m)
         char *buf = NULL;
         int n = PQgetCopyData(c, &buf, 1);
         if (n == 0) {
-            fd_set rfds;
-            FD_ZERO(&rfds);
-            FD_SET(PQsocket(c), &rfds);
-            struct timeval tv = {0, 200000};
-            select(PQsocket(c) + 1, &rfds, NULL, NULL, &tv);
+            /* poll, not select: a descriptor above FD_SETSIZE is fine. */
+            struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+            if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+                break;
             if (!PQconsumeInput(c))
                 break;
         } else if (n < 0) {
@@ -326,6 +329,7 @@ ps_indexer_start(ps_daemon *d, const char *tenant, const char *timeline, ps_inde
         return rc;
     }
     x->feed_lsn = ps_walindex_resume_lsn(x->ix);
+    atomic_init(&x->stop, false);
     if (pthread_create(&x->thread, NULL, run, x) != 0) {
         ps_walindex_close(x->ix);
         free(x);
@@ -340,7 +344,7 @@ ps_indexer_stop(ps_indexer *x)
 {
     if (!x)
         return;
-    x->stop = true;
+    atomic_store(&x->stop, true);
     pthread_join(x->thread, NULL);
     ps_walindex_close(x->ix);
     for (size_t i = 0; i < x->nuploaded; i++)

@@ -39,6 +39,10 @@
 #include <fcntl.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "auth.h"
 #include "errors.h"
 #include "fileio.h"
@@ -72,6 +76,7 @@ struct ps_ingest {
     /* What /status shows, readable without in->lock (which a snapshot
      * holds for seconds): "starting", "running" or "idle". */
     _Atomic(const char *) state;
+    int refs;                   /* callers using it outside d->ingest_lock (under it) */
     pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
     char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
     lb_lsn last_replay;
@@ -259,7 +264,7 @@ write_restore_script(ps_ingest *in)
              "curl -sf --max-time 60 -o \"$2.part\" "
              "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
              "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
-             host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
+             host, in->d->http_port, in->tenant, in->timeline);
     snprintf(tmp, sizeof(tmp), "%s.XXXXXX", restore);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
@@ -677,10 +682,37 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
     return 0;
 }
 
+/* A reference for use outside d->ingest_lock: the entry is not freed
+ * until it is dropped (ps_ingest_stop waits for that). */
+static ps_ingest *
+ingest_ref(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    if (in)
+        in->refs++;
+    pthread_mutex_unlock(&d->ingest_lock);
+    return in;
+}
+
 static void
-stop_and_free(ps_ingest *in)
+ingest_unref(ps_daemon *d, ps_ingest *in)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    if (--in->refs == 0)
+        pthread_cond_broadcast(&d->ingest_cond);
+    pthread_mutex_unlock(&d->ingest_lock);
+}
+
+/* in is out of the table already. */
+static void
+stop_and_free(ps_daemon *d, ps_ingest *in)
 {
     atomic_store(&in->stop, true);
+    pthread_mutex_lock(&d->ingest_lock);
+    while (in->refs > 0)
+        pthread_cond_wait(&d->ingest_cond, &d->ingest_lock);
+    pthread_mutex_unlock(&d->ingest_lock);
     pthread_join(in->thread, NULL);
     ps_indexer_stop(in->indexer);
     pthread_mutex_destroy(&in->lock);
@@ -701,7 +733,7 @@ ps_ingest_stop(ps_daemon *d, const char *tenant, const char *timeline)
     pthread_mutex_unlock(&d->ingest_lock);
     /* Out of the table first: nothing finds it while it stops. */
     if (in) {
-        stop_and_free(in);
+        stop_and_free(d, in);
         lb_info("ingest stopped tenant=%s timeline=%s", tenant, timeline);
     }
 }
@@ -710,12 +742,19 @@ void
 ps_ingest_stop_all(ps_daemon *d)
 {
     pthread_mutex_lock(&d->ingest_lock);
-    for (int i = 0; i < d->ningests; i++)
-        atomic_store(&d->ingests[i]->stop, true);
-    for (int i = 0; i < d->ningests; i++)
-        stop_and_free(d->ingests[i]);
-    d->ningests = 0;
+    int n = d->ningests;
+    ps_ingest **all = malloc((n ? (size_t)n : 1) * sizeof(*all));
+    for (int i = 0; i < n; i++) {
+        atomic_store(&d->ingests[i]->stop, true); /* all stop at once */
+        if (all)
+            all[i] = d->ingests[i];
+    }
+    if (all)
+        d->ningests = 0;
     pthread_mutex_unlock(&d->ingest_lock);
+    for (int i = 0; all && i < n; i++)
+        stop_and_free(d, all[i]);
+    free(all);
 }
 
 int
@@ -723,15 +762,14 @@ ps_ingest_snapshot_error(ps_daemon *d, const char *tenant, const char *timeline,
                          size_t cap)
 {
     out[0] = '\0';
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
-    if (in) {
-        pthread_mutex_lock(&in->error_lock);
-        snprintf(out, cap, "%s", in->snapshot_error);
-        pthread_mutex_unlock(&in->error_lock);
-    }
-    pthread_mutex_unlock(&d->ingest_lock);
-    return in ? 0 : LB_ENOTFOUND;
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
+    if (!in)
+        return LB_ENOTFOUND;
+    pthread_mutex_lock(&in->error_lock);
+    snprintf(out, cap, "%s", in->snapshot_error);
+    pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
+    return 0;
 }
 
 const char *
@@ -750,8 +788,7 @@ int
 ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, int64_t t_unix_us,
                         lb_lsn *end_lsn, int64_t *ts, uint32_t *xid, char *err, size_t errcap)
 {
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
     int rc;
     if (!in || !in->indexer) {
         snprintf(err, errcap, "timeline %s/%s has no WAL index (it is not ingesting)", tenant,
@@ -760,7 +797,8 @@ ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, 
     } else {
         rc = ps_indexer_commit_before(in->indexer, t_unix_us, end_lsn, ts, xid, err, errcap);
     }
-    pthread_mutex_unlock(&d->ingest_lock);
+    if (in)
+        ingest_unref(d, in);
     return rc;
 }
 
@@ -768,9 +806,7 @@ int
 ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
                        char *err, size_t errcap)
 {
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
-    pthread_mutex_unlock(&d->ingest_lock);
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
     *taken = false;
     if (!in) {
         snprintf(err, errcap, "timeline %s/%s is not ingesting (no safekeepers set)", tenant,
@@ -790,5 +826,6 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
     else if (rc)
         snprintf(err, errcap, "snapshot failed: %s", lb_strerror(rc));
     pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
     return rc;
 }

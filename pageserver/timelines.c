@@ -23,6 +23,10 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
@@ -34,6 +38,7 @@
 
 #define MAX_CHAIN 64
 
+static int catalog_add(ps_daemon *d, const char *tenant, const char *timeline);
 static int refuse_if_deleted(ps_daemon *d, const char *tenant, const char *timeline, char *err,
                              size_t errcap);
 
@@ -429,6 +434,8 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
         rc = ps_tlmeta_add_snapshot(&m, &snap);
     if (rc == 0)
         rc = write_index(d, &m); /* not registered yet: nobody else saves it */
+    if (rc == 0)
+        rc = catalog_add(d, tenant, timeline); /* last: a listed timeline has its index */
     lb_rm_rf(boot);
     if (rc == 0) {
         pthread_mutex_lock(&d->lock);
@@ -504,18 +511,18 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
     } else if (!anc) {
         snprintf(err, errcap, "ancestor timeline %s/%s not found", tenant, ancestor);
         rc = LB_ENOTFOUND;
+    } else if (lsn < anc->start_lsn || lsn > anc->last_record_lsn || !tli) {
+        char s0[LB_LSN_STRLEN], e[LB_LSN_STRLEN], l[LB_LSN_STRLEN];
+        snprintf(err, errcap, "branch LSN %s is outside the ancestor's WAL %s-%s",
+                 lb_lsn_format(lsn, l), lb_lsn_format(anc->start_lsn, s0),
+                 lb_lsn_format(anc->last_record_lsn, e));
+        rc = LB_ECONFLICT;
     } else if (snapshot_at_locked(d, tenant, ancestor, lsn, &base) != 0) {
         char l[LB_LSN_STRLEN];
         snprintf(err, errcap,
                  "branch LSN %s is older than every snapshot of the ancestor that gc kept "
                  "(gc_retention)",
                  lb_lsn_format(lsn, l));
-        rc = LB_ECONFLICT;
-    } else if (lsn < anc->start_lsn || lsn > anc->last_record_lsn || !tli) {
-        char s0[LB_LSN_STRLEN], e[LB_LSN_STRLEN], l[LB_LSN_STRLEN];
-        snprintf(err, errcap, "branch LSN %s is outside the ancestor's WAL %s-%s",
-                 lb_lsn_format(lsn, l), lb_lsn_format(anc->start_lsn, s0),
-                 lb_lsn_format(anc->last_record_lsn, e));
         rc = LB_ECONFLICT;
     } else {
         snprintf(m.tenant_id, sizeof(m.tenant_id), "%s", tenant);
@@ -531,6 +538,8 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
     if (rc)
         return rc;
     rc = save_timeline(d, tenant, timeline);
+    if (rc == 0)
+        rc = catalog_add(d, tenant, timeline);
     if (rc) {
         snprintf(err, errcap, "could not store the branch: %s", lb_strerror(rc));
         return rc;
@@ -539,6 +548,24 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
             ancestor, LB_LSN_ARGS(lsn));
     *out = m;
     return 0;
+}
+
+bool
+ps_is_ancestor(ps_daemon *d, const char *tenant, const char *ancestor, const char *timeline)
+{
+    char cur[PS_ID_LEN + 1];
+    snprintf(cur, sizeof(cur), "%s", timeline);
+    bool found = false;
+    pthread_mutex_lock(&d->lock);
+    for (int depth = 0; depth < MAX_CHAIN && cur[0] && !found; depth++) {
+        ps_tlmeta *m = find_locked(d, tenant, cur);
+        if (!m)
+            break;
+        found = strcmp(m->ancestor_id, ancestor) == 0;
+        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return found;
 }
 
 int
@@ -551,10 +578,45 @@ ps_get_timeline(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmet
     return rc;
 }
 
+/* Object storage layout besides <tenant>/<timeline>/: one empty object
+ * per timeline, catalog/<tenant>/<timeline>, so that start-up finds every
+ * timeline with one listing of a prefix, without delimiters (and without
+ * walking the layers); deleted/<tenant>/<timeline> marks a soft-deleted
+ * one, with its deletion time. */
+#define CATALOG_PREFIX "catalog/"
+#define DELETED_PREFIX "deleted/"
+
+/* "<tenant>/<timeline>" (the rest of a catalog or marker key) into ids. */
+static bool
+catalog_ids(const char *rest, char *tenant, char *timeline)
+{
+    if (strlen(rest) != 2 * PS_ID_LEN + 1 || rest[PS_ID_LEN] != '/')
+        return false;
+    memcpy(tenant, rest, PS_ID_LEN);
+    tenant[PS_ID_LEN] = '\0';
+    memcpy(timeline, rest + PS_ID_LEN + 1, PS_ID_LEN);
+    timeline[PS_ID_LEN] = '\0';
+    return lb_json_is_id(tenant) && lb_json_is_id(timeline);
+}
+
+static int
+catalog_add(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    char key[128];
+    snprintf(key, sizeof(key), CATALOG_PREFIX "%.32s/%.32s", tenant, timeline);
+    lb_objstore *store = NULL;
+    int rc = ps_store_acquire(d, &store);
+    if (rc == 0 && (rc = lb_objstore_put(store, key, "", 0)) != 0) {
+        lb_counter_inc(d->storage_errors);
+        lb_error("could not upload \"%s\": %s", key, lb_objstore_error(store));
+    }
+    ps_store_release(d, store);
+    return rc;
+}
+
 /* The marker of a soft-deleted timeline. Its objects stay until
  * ps_purge_deleted: a DELETE sent by mistake loses nothing for
  * deleted_retention (remove the marker to bring the timeline back). */
-#define DELETED_MARKER "index/deleted.json"
 
 int
 ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char *err, size_t errcap)
@@ -589,7 +651,7 @@ ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char 
     ps_ingest_stop(d, tenant, timeline);
 
     char key[256], body[96];
-    snprintf(key, sizeof(key), "%s/%s/" DELETED_MARKER, tenant, timeline);
+    snprintf(key, sizeof(key), DELETED_PREFIX "%s/%s", tenant, timeline);
     snprintf(body, sizeof(body), "{\"deleted_ms\": %lld}\n", (long long)now_ms());
     lb_objstore *store = NULL;
     rc = ps_store_acquire(d, &store);
@@ -641,7 +703,7 @@ static int
 deleted_marker(lb_objstore *store, const char *tenant, const char *timeline, int64_t *deleted_ms)
 {
     char key[256];
-    snprintf(key, sizeof(key), "%.32s/%.32s/" DELETED_MARKER, tenant, timeline);
+    snprintf(key, sizeof(key), DELETED_PREFIX "%.32s/%.32s", tenant, timeline);
     lb_buf body = LB_BUF_INIT;
     int rc = lb_objstore_get(store, key, &body);
     *deleted_ms = 0;
@@ -703,8 +765,11 @@ purge_one(ps_daemon *d, lb_objstore *store, const char *tenant, const char *time
     snprintf(key, sizeof(key), "%.32s/%.32s/index/index.json", tenant, timeline);
     if (rc == 0)
         rc = lb_objstore_delete(store, key);
+    snprintf(key, sizeof(key), CATALOG_PREFIX "%.32s/%.32s", tenant, timeline);
+    if (rc == 0)
+        rc = lb_objstore_delete(store, key);
     /* The marker last: a purge cut short is taken up again next time. */
-    snprintf(key, sizeof(key), "%.32s/%.32s/" DELETED_MARKER, tenant, timeline);
+    snprintf(key, sizeof(key), DELETED_PREFIX "%.32s/%.32s", tenant, timeline);
     if (rc == 0)
         rc = lb_objstore_delete(store, key);
     if (rc) {
@@ -723,38 +788,35 @@ ps_purge_deleted(ps_daemon *d, size_t *purged)
     *purged = 0;
     lb_objstore *store = NULL;
     int rc = ps_store_acquire(d, &store);
-    lb_objstore_listing tenants = {0};
+    lb_objstore_listing list = {0};
     if (rc == 0)
-        rc = lb_objstore_list(store, "", "/", &tenants);
+        rc = lb_objstore_list(store, DELETED_PREFIX, NULL, &list);
     int64_t now = now_ms();
-    for (size_t i = 0; rc == 0 && i < tenants.nprefixes; i++) {
-        lb_objstore_listing tls;
-        if ((rc = lb_objstore_list(store, tenants.prefixes[i], "/", &tls)) != 0)
-            break;
-        for (size_t j = 0; rc == 0 && j < tls.nprefixes; j++) {
-            char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
-            if (sscanf(tls.prefixes[j], "%32[0-9a-f]/%32[0-9a-f]/", tenant, timeline) != 2)
-                continue;
-            int64_t when;
-            int mrc = deleted_marker(store, tenant, timeline, &when);
-            if (mrc == LB_ENOTFOUND || (mrc == 0 && now - when < d->conf.deleted_retention_ms))
-                continue;
-            if (mrc) {
-                rc = mrc;
-                break;
-            }
-            pthread_mutex_lock(&d->lock);
-            bool live = ps__find_locked(d, tenant, timeline) != NULL; /* created again */
-            pthread_mutex_unlock(&d->lock);
-            if (!live && purge_one(d, store, tenant, timeline) == 0)
-                (*purged)++;
+    for (size_t i = 0; rc == 0 && i < list.nobjects; i++) {
+        char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
+        if (!catalog_ids(list.objects[i].key + strlen(DELETED_PREFIX), tenant, timeline)) {
+            lb_warn("skipped \"%s\" in remote storage: not a deleted timeline's marker",
+                    list.objects[i].key);
+            continue;
         }
-        lb_objstore_list_free(&tls);
+        int64_t when;
+        int mrc = deleted_marker(store, tenant, timeline, &when);
+        if (mrc == LB_ENOTFOUND || (mrc == 0 && now - when < d->conf.deleted_retention_ms))
+            continue;
+        if (mrc) {
+            rc = mrc;
+            break;
+        }
+        pthread_mutex_lock(&d->lock);
+        bool live = ps__find_locked(d, tenant, timeline) != NULL;
+        pthread_mutex_unlock(&d->lock);
+        if (!live && purge_one(d, store, tenant, timeline) == 0)
+            (*purged)++;
     }
     if (rc)
         lb_warn("could not look for deleted timelines to purge: %s",
                 store ? lb_objstore_error(store) : lb_strerror(rc));
-    lb_objstore_list_free(&tenants);
+    lb_objstore_list_free(&list);
     ps_store_release(d, store);
     return rc;
 }
@@ -1160,101 +1222,84 @@ load_local(ps_daemon *d, lb_objstore *store)
     return rc;
 }
 
-/* Timelines in object storage that the local disk does not have. */
+/* Timelines in object storage that the local disk does not have: those
+ * of the catalog. */
 static int
 load_remote(ps_daemon *d, lb_objstore *store)
 {
-    lb_objstore_listing tenants;
-    int rc = lb_objstore_list(store, "", "/", &tenants);
+    lb_objstore_listing list;
+    int rc = lb_objstore_list(store, CATALOG_PREFIX, NULL, &list);
     if (rc) {
         lb_error("could not list remote storage: %s", lb_objstore_error(store));
         return rc;
     }
-    for (size_t i = 0; rc == 0 && i < tenants.nprefixes; i++) {
-        lb_objstore_listing tls;
-        if ((rc = lb_objstore_list(store, tenants.prefixes[i], "/", &tls)) != 0) {
-            lb_error("could not list \"%s\" in remote storage: %s", tenants.prefixes[i],
-                     lb_objstore_error(store));
+    for (size_t i = 0; rc == 0 && i < list.nobjects; i++) {
+        char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1], key[300];
+        if (!catalog_ids(list.objects[i].key + strlen(CATALOG_PREFIX), tenant, timeline)) {
+            lb_warn("skipped \"%s\" in remote storage: not a timeline's catalog entry",
+                    list.objects[i].key);
+            continue;
+        }
+        pthread_mutex_lock(&d->lock);
+        bool have = ps__find_locked(d, tenant, timeline) != NULL;
+        pthread_mutex_unlock(&d->lock);
+        if (have)
+            continue;
+        int64_t when;
+        int mrc = deleted_marker(store, tenant, timeline, &when);
+        if (mrc == 0) {
+            lb_info("skipped deleted timeline tenant=%s timeline=%s (purge pending)", tenant,
+                    timeline);
+            continue;
+        }
+        if (mrc != LB_ENOTFOUND) {
+            lb_error("could not read the deletion marker of tenant=%s timeline=%s: %s", tenant,
+                     timeline, lb_objstore_error(store));
+            rc = mrc;
             break;
         }
-        for (size_t j = 0; rc == 0 && j < tls.nprefixes; j++) {
-            char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1], key[300];
-            int end = 0;
-            if (sscanf(tls.prefixes[j], "%32[0-9a-f]/%32[0-9a-f]/%n", tenant, timeline, &end) !=
-                    2 ||
-                !end || !lb_json_is_id(tenant) || !lb_json_is_id(timeline)) {
-                lb_warn("skipped \"%s\" in remote storage: not a tenant/timeline prefix",
-                        tls.prefixes[j]);
-                continue;
-            }
-            pthread_mutex_lock(&d->lock);
-            bool have = ps__find_locked(d, tenant, timeline) != NULL;
-            pthread_mutex_unlock(&d->lock);
-            if (have)
-                continue;
-            int64_t when;
-            int mrc = deleted_marker(store, tenant, timeline, &when);
-            if (mrc == 0) {
-                lb_info("skipped deleted timeline tenant=%s timeline=%s (purge pending)", tenant,
-                        timeline);
-                continue;
-            }
-            if (mrc != LB_ENOTFOUND) {
-                lb_error("could not read \"%s\": %s", tls.prefixes[j], lb_objstore_error(store));
-                rc = mrc;
-                break;
-            }
-            snprintf(key, sizeof(key), "%sindex/index.json", tls.prefixes[j]);
-            lb_buf body = LB_BUF_INIT;
-            int grc = lb_objstore_get(store, key, &body);
-            if (grc == LB_ENOTFOUND) {
-                /* The safekeepers offload WAL of timelines this pageserver
-                 * may never have been given. */
-                lb_info("skipped \"%s\" in remote storage: no index (not a pageserver timeline)",
-                        tls.prefixes[j]);
-                lb_buf_free(&body);
-                continue;
-            }
-            if (grc) {
-                lb_error("could not read \"%s\": %s", key, lb_objstore_error(store));
-                lb_buf_free(&body);
-                rc = grc;
-                break;
-            }
-            json_error_t je;
-            json_t *doc = json_loadb(body.data ? body.data : "", body.len, 0, &je);
+        snprintf(key, sizeof(key), "%s/%s/index/index.json", tenant, timeline);
+        lb_buf body = LB_BUF_INIT;
+        rc = lb_objstore_get(store, key, &body);
+        if (rc) {
+            /* The catalog entry is written after the index: a missing
+             * index is damage, not a timeline being created. */
+            lb_error("could not read \"%s\": %s", key, lb_objstore_error(store));
             lb_buf_free(&body);
-            ps_tlmeta m;
-            char msg[200] = "";
-            rc = doc ? ps_tlmeta_from_json(doc, &m, msg, sizeof(msg)) : LB_EPARSE;
-            json_decref(doc);
-            if (rc) {
-                lb_error("remote index \"%s\" is invalid: %s", key, doc ? msg : je.text);
-                break;
-            }
-            if (strcmp(m.tenant_id, tenant) != 0 || strcmp(m.timeline_id, timeline) != 0) {
-                lb_error("remote index \"%s\" names timeline tenant=%s timeline=%s", key,
-                         m.tenant_id, m.timeline_id);
-                ps_tlmeta_free(&m);
-                rc = LB_EPARSE;
-                break;
-            }
-            char dir[PATH_MAX], path[PATH_MAX + 16];
-            ps_timeline_dir(d, m.tenant_id, m.timeline_id, dir, sizeof(dir));
-            snprintf(path, sizeof(path), "%s/index.json", dir);
-            if ((rc = lb_mkdir_p(dir, 0700)) != 0 || (rc = ps_tlmeta_save(path, &m)) != 0)
-                lb_error("could not write \"%s\": %s", path, lb_strerror(rc));
-            else if ((rc = load_one(d, &m)) != 0)
-                lb_error("could not register timeline tenant=%s timeline=%s: %s", m.tenant_id,
-                         m.timeline_id, lb_strerror(rc));
-            else
-                lb_info("timeline restored from remote storage tenant=%s timeline=%s", m.tenant_id,
-                        m.timeline_id);
-            ps_tlmeta_free(&m);
+            break;
         }
-        lb_objstore_list_free(&tls);
+        json_error_t je;
+        json_t *doc = json_loadb(body.data ? body.data : "", body.len, 0, &je);
+        lb_buf_free(&body);
+        ps_tlmeta m;
+        char msg[200] = "";
+        rc = doc ? ps_tlmeta_from_json(doc, &m, msg, sizeof(msg)) : LB_EPARSE;
+        json_decref(doc);
+        if (rc) {
+            lb_error("remote index \"%s\" is invalid: %s", key, doc ? msg : je.text);
+            break;
+        }
+        if (strcmp(m.tenant_id, tenant) != 0 || strcmp(m.timeline_id, timeline) != 0) {
+            lb_error("remote index \"%s\" names timeline tenant=%s timeline=%s", key, m.tenant_id,
+                     m.timeline_id);
+            ps_tlmeta_free(&m);
+            rc = LB_EPARSE;
+            break;
+        }
+        char dir[PATH_MAX], path[PATH_MAX + 16];
+        ps_timeline_dir(d, m.tenant_id, m.timeline_id, dir, sizeof(dir));
+        snprintf(path, sizeof(path), "%s/index.json", dir);
+        if ((rc = lb_mkdir_p(dir, 0700)) != 0 || (rc = ps_tlmeta_save(path, &m)) != 0)
+            lb_error("could not write \"%s\": %s", path, lb_strerror(rc));
+        else if ((rc = load_one(d, &m)) != 0)
+            lb_error("could not register timeline tenant=%s timeline=%s: %s", m.tenant_id,
+                     m.timeline_id, lb_strerror(rc));
+        else
+            lb_info("timeline restored from remote storage tenant=%s timeline=%s", m.tenant_id,
+                    m.timeline_id);
+        ps_tlmeta_free(&m);
     }
-    lb_objstore_list_free(&tenants);
+    lb_objstore_list_free(&list);
     return rc;
 }
 

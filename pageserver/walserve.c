@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "auth.h"
 #include "errors.h"
 #include "fileio.h"

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "timelines.h"
 #include "testutil.h"
 
 #define THREADS 6
