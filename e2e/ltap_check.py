@@ -335,7 +335,10 @@ def dirty_blocks_since(pri, since, upto, path):
 def dirty_blocks(pri, since, upto, path, scan_from=None):
     """Write to path the blocks dirty in (since, upto]: changed by a record in
     that range, or touched by a transaction (or one of its subtransactions)
-    whose commit or abort record is in that range. Read from the primary's
+    whose commit or abort record is in that range. Records that only set
+    hint bits (XLOG FPI_FOR_HINT, which checksums make every first hint
+    after a checkpoint write) or visibility-map bits (Heap2 VISIBLE) change
+    no row and do not count. Read from the primary's
     WAL with pg_waldump, from its first segment (the transactions that end
     in the range may have started long before it)."""
     wal = os.path.join(pri.datadir, "pg_wal")
@@ -351,8 +354,12 @@ def dirty_blocks(pri, since, upto, path, scan_from=None):
         if not m:
             continue
         xid, lsn, kind, rest = int(m.group(1)), lsn_int(m.group(2)), m.group(3), m.group(4)
-        blocks = {(int(a), int(b), int(c), int(blk)) for a, b, c, fork, blk in BLKREF.findall(line)
-                  if fork in ("", "main")}
+        # records that only set hint bits or visibility-map bits change no row
+        hint_only = ("rmgr: XLOG" in line and kind == "FPI_FOR_HINT") or \
+            ("rmgr: Heap2" in line and kind == "VISIBLE")
+        blocks = set() if hint_only else \
+            {(int(a), int(b), int(c), int(blk)) for a, b, c, fork, blk in BLKREF.findall(line)
+             if fork in ("", "main")}
         if xid:
             by_xid.setdefault(xid, set()).update(blocks)
         if s < lsn <= u:

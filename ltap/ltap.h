@@ -9,7 +9,12 @@
  *     cost is that ingest waits for the materialization);
  *   - a dirty-chunk test for (S, P], from its WAL block index: a chunk is
  *     dirty if one of its blocks changed in (S, P], or was touched by a
- *     transaction that committed or aborted in (S, P]; NULL means "all";
+ *     transaction that committed or aborted in (S, P]; NULL means "all".
+ *     Records that only set hint bits (XLOG_FPI_FOR_HINT: with checksums,
+ *     the first hint on a page after a checkpoint logs the page) or
+ *     visibility-map bits (XLOG_HEAP2_VISIBLE) change no row and should not
+ *     count: a scan after a checkpoint would otherwise make every block of
+ *     the table dirty;
  *   - the lake store and a key prefix (the timeline's).
  *
  * All PostgreSQL knowledge of the transcoding lives here (ltap/); lake/
