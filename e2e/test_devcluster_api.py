@@ -734,6 +734,67 @@ def test_table_output_with_printer_columns_over_http(api):
     assert t["rows"][0]["object"]["metadata"]["name"] == "w1"
 
 
+def test_concurrent_clients_and_watchers_see_every_change_in_order(api):
+    """Writers race on shared objects (409s retried as a controller would);
+    two watchers must each see every change of the collection, in
+    resourceVersion order, ending in the state a list returns."""
+    st, start = api.request("GET", CMS)
+    rv0 = start["metadata"]["resourceVersion"]
+    watchers = [api.watch(CMS + "?watch=true&resourceVersion=" + rv0) for _ in range(2)]
+    errors = []
+
+    def writer(w):
+        for i in range(15):
+            name = f"w{w}-{i}"
+            st, obj = api.request("POST", CMS, cm(name))
+            if st != 201:
+                errors.append((name, st))
+            # everyone bumps one shared counter: read, modify, write, retry on conflict
+            while True:
+                st, shared = api.request("GET", CMS + "/shared")
+                if st == 404:
+                    st, _ = api.request("POST", CMS, cm("shared", {"n": "0"}))
+                    if st in (201, 409):
+                        continue
+                shared["data"]["n"] = str(int(shared["data"]["n"]) + 1)
+                st, _ = api.request("PUT", CMS + "/shared", shared)
+                if st == 200:
+                    break
+                if st != 409:
+                    errors.append(("shared", st))
+                    break
+            if i % 3 == 0:
+                api.request("DELETE", CMS + "/" + name)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    st, final = api.request("GET", CMS)
+    final_rv = int(final["metadata"]["resourceVersion"])
+    state = {i["metadata"]["name"]: i for i in final["items"]}
+    assert state["shared"]["data"]["n"] == str(4 * 15), "no lost update"
+    for c, r in watchers:
+        seen, last = {i["metadata"]["name"]: i for i in start["items"]}, int(rv0)
+        while last < final_rv:
+            e = next_event(r)
+            assert e is not None
+            rv = int(e["object"]["metadata"]["resourceVersion"])
+            assert rv > last, "events in resourceVersion order"
+            last = rv
+            name = e["object"]["metadata"]["name"]
+            if e["type"] == "DELETED":
+                seen.pop(name, None)
+            else:
+                seen[name] = e["object"]
+        c.close()
+        assert set(seen) == set(state)
+        assert all(seen[n]["metadata"]["resourceVersion"] == state[n]["metadata"]["resourceVersion"]
+                   for n in state)
+
+
 def test_kill_9_mid_write_loses_no_acknowledged_write(workdir):
     api = Api(workdir)
     acked = []
