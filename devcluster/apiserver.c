@@ -581,37 +581,34 @@ prepare_pod_spec(json_t *spec)
                 json_string(json_string_value(json_object_get(spec, "serviceAccountName"))));
     size_t i;
     json_t *ctr;
-    json_array_foreach(json_object_get(spec, "containers"), i, ctr)
+    json_t *all = json_array();
+    json_array_extend(all, json_object_get(spec, "initContainers"));
+    json_array_extend(all, json_object_get(spec, "containers"));
+    json_array_foreach(all, i, ctr)
     {
+        size_t k;
+        json_t *port;
+        json_array_foreach(json_object_get(ctr, "ports"), k, port)
+            set_default(port, "protocol", json_string("TCP"));
         set_default(ctr, "imagePullPolicy", json_string("IfNotPresent"));
         set_default(ctr, "terminationMessagePath", json_string("/dev/termination-log"));
         set_default(ctr, "terminationMessagePolicy", json_string("File"));
         set_default(ctr, "resources", json_object());
     }
+    json_decref(all);
 }
 
+/* The defaults a real server applies whenever it decodes an object (on
+ * create and on every update), for the kinds devcluster's controllers and
+ * clients read. */
 static void
-prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
+apply_defaults(const dc_resource *r, json_t *obj)
 {
     const char *p = r->plural;
-    if (r->has_status && strcmp(p, "namespaces") != 0 && strcmp(p, "nodes") != 0)
-        json_object_del(obj, "status");
-    if (strcmp(p, "namespaces") == 0) {
-        json_t *spec = child(obj, "spec");
-        json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
-        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
-        json_t *labels = child(meta_of(obj), "labels");
-        json_object_set_new(labels, "kubernetes.io/metadata.name",
-                            json_string(dc_api_meta_str(obj, "name")));
-    } else if (strcmp(p, "pods") == 0) {
+    if (r->custom)
+        return;
+    if (strcmp(p, "pods") == 0) {
         prepare_pod_spec(child(obj, "spec"));
-        json_object_set_new(obj, "status",
-                            json_pack("{s:s, s:s}", "phase", "Pending", "qosClass", "BestEffort"));
-    } else if (strcmp(p, "services") == 0) {
-        prepare_service(a, obj, NULL);
-        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
-    } else if (strcmp(p, "secrets") == 0) {
-        prepare_secret(obj);
     } else if (strcmp(p, "deployments") == 0) {
         json_t *spec = child(obj, "spec");
         set_default(spec, "replicas", json_integer(1));
@@ -637,8 +634,32 @@ prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
         set_default(spec, "replicas", json_integer(1));
         prepare_pod_spec(child(child(spec, "template"), "spec"));
     } else if (strcmp(p, "persistentvolumeclaims") == 0) {
+        set_default(child(obj, "spec"), "volumeMode", json_string("Filesystem"));
+    }
+}
+
+static void
+prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
+{
+    const char *p = r->plural;
+    if (r->has_status && strcmp(p, "namespaces") != 0 && strcmp(p, "nodes") != 0)
+        json_object_del(obj, "status");
+    if (strcmp(p, "namespaces") == 0) {
         json_t *spec = child(obj, "spec");
-        set_default(spec, "volumeMode", json_string("Filesystem"));
+        json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
+        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
+        json_t *labels = child(meta_of(obj), "labels");
+        json_object_set_new(labels, "kubernetes.io/metadata.name",
+                            json_string(dc_api_meta_str(obj, "name")));
+    } else if (strcmp(p, "pods") == 0) {
+        json_object_set_new(obj, "status",
+                            json_pack("{s:s, s:s}", "phase", "Pending", "qosClass", "BestEffort"));
+    } else if (strcmp(p, "services") == 0) {
+        prepare_service(a, obj, NULL);
+        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
+    } else if (strcmp(p, "secrets") == 0) {
+        prepare_secret(obj);
+    } else if (strcmp(p, "persistentvolumeclaims") == 0) {
         json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Pending"));
     } else if (strcmp(p, "customresourcedefinitions") == 0) {
         json_t *spec = json_object_get(obj, "spec");
@@ -1098,6 +1119,7 @@ create_object(dc_ctx *c, json_t *obj, int *status_out)
     else
         json_object_del(meta, "generation");
     prepare_create(c->api, r, obj);
+    apply_defaults(r, obj);
     if (!validate(c, obj, namecopy))
         return -EINVAL;
     if (!dry_run(c)) {
@@ -1235,6 +1257,7 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
             prepare_service(c->api, result, old);
         else if (strcmp(r->plural, "secrets") == 0 && !r->group[0])
             prepare_secret(result);
+        apply_defaults(r, result);
         if (!validate(c, result, c->name)) {
             json_decref(result);
             return;

@@ -398,6 +398,28 @@ def test_server_side_apply_creates_then_updates(api):
     assert json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {"a": "2"}
 
 
+def test_defaults_apply_on_create_and_on_every_update(api):
+    api.kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    st, d = api.request("GET", "/apis/apps/v1/namespaces/default/deployments/web")
+    web = d["spec"]["template"]["spec"]["containers"][0]
+    assert web["ports"][0]["protocol"] == "TCP" and web["imagePullPolicy"] == "IfNotPresent"
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate"
+    # a PUT of a manifest without them gets them again, and that is no spec change
+    bare = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": d["metadata"]["resourceVersion"]},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "example/web:1",
+                                         "env": [{"name": "A", "value": "1"}],
+                                         "ports": [{"containerPort": 80}]},
+                                        {"name": "sidecar", "image": "example/sidecar:1"}]}}}}
+    st, d2 = api.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web", bare)
+    assert st == 200
+    assert d2["spec"]["replicas"] == 1 and d2["metadata"]["generation"] == 2
+    web = d2["spec"]["template"]["spec"]["containers"][0]
+    assert web["ports"][0]["protocol"] == "TCP" and web["imagePullPolicy"] == "IfNotPresent"
+
+
 def test_helm_install_upgrade_list_uninstall(api, workdir):
     chart = os.path.join(workdir, "chart")
     os.makedirs(os.path.join(chart, "templates"))
