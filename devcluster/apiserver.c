@@ -614,9 +614,14 @@ apply_defaults(const dc_resource *r, json_t *obj)
         set_default(spec, "replicas", json_integer(1));
         set_default(spec, "revisionHistoryLimit", json_integer(10));
         set_default(spec, "progressDeadlineSeconds", json_integer(600));
-        set_default(spec, "strategy",
-                    json_pack("{s:s, s:{s:s, s:s}}", "type", "RollingUpdate", "rollingUpdate",
-                              "maxUnavailable", "25%", "maxSurge", "25%"));
+        json_t *strategy = child(spec, "strategy");
+        set_default(strategy, "type", json_string("RollingUpdate"));
+        const char *stype = json_string_value(json_object_get(strategy, "type"));
+        if (stype && strcmp(stype, "RollingUpdate") == 0) {
+            json_t *ru = child(strategy, "rollingUpdate");
+            set_default(ru, "maxUnavailable", json_string("25%"));
+            set_default(ru, "maxSurge", json_string("25%"));
+        }
         prepare_pod_spec(child(child(spec, "template"), "spec"));
     } else if (strcmp(p, "statefulsets") == 0) {
         json_t *spec = child(obj, "spec");
