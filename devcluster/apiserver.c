@@ -870,7 +870,8 @@ collect_victim(void *arg, const char *ns, const char *name, json_t *obj)
 
 int
 dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,
-                     json_t *obj, const char *propagation, bool *deleted, json_t **result)
+                     json_t *obj, const char *propagation, bool grace_zero, bool *deleted,
+                     json_t **result)
 {
     json_t *meta = meta_of(obj);
     *deleted = false;
@@ -899,7 +900,7 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
     if (json_object_get(meta, "deletionTimestamp")) {
         /* already being deleted: only a new propagation finalizer or a pod's
          * grace period of 0 changes anything */
-        if (is_pod && propagation && strcmp(propagation, "grace0") == 0) {
+        if (is_pod && grace_zero) {
             json_object_set_new(meta, "deletionGracePeriodSeconds", json_integer(0));
             json_object_set_new(meta, "finalizers", newfins);
             int rc = dc_api_store_update(a, r, ns, name, obj);
@@ -917,7 +918,7 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         *result = json_incref(obj);
         return 0;
     }
-    if (propagation && strcmp(propagation, "grace0") == 0)
+    if (grace_zero)
         graceful_pod = false;
     if (json_array_size(newfins) > 0 || is_ns || graceful_pod) {
         char now[32];
@@ -1683,8 +1684,6 @@ read_delete_options(dc_ctx *c, delete_opts *o)
         return false;
     }
     o->propagation = o->prop_buf[0] ? o->prop_buf : NULL;
-    if (o->grace == 0 && !o->propagation)
-        o->propagation = "grace0";
     return true;
 }
 
@@ -1713,13 +1712,10 @@ do_delete(dc_ctx *c, json_t *obj)
         dc_api_respond_json(c, 200, json_incref(obj));
         return;
     }
-    const char *prop = o.propagation;
-    if (o.grace == 0 && strcmp(c->res->plural, "pods") == 0)
-        prop = prop && strcmp(prop, "grace0") != 0 ? prop : "grace0";
     bool deleted;
     json_t *result;
     int rc = dc_api_delete_object(c->api, c->res, c->res->namespaced ? c->ns : "", c->name, obj,
-                                  prop, &deleted, &result);
+                                  o.propagation, o.grace == 0, &deleted, &result);
     if (rc < 0) {
         json_decref(result);
         dc_api_respond_status(c, 500, "InternalError", "could not delete the object", NULL);
@@ -1770,8 +1766,8 @@ do_deletecollection(dc_ctx *c)
             bool deleted;
             json_t *result;
             dc_api_delete_object(c->api, c->res, dc_api_meta_str(obj, "namespace") ?: "",
-                                 dc_api_meta_str(obj, "name"), obj, o.propagation, &deleted,
-                                 &result);
+                                 dc_api_meta_str(obj, "name"), obj, o.propagation, o.grace == 0,
+                                 &deleted, &result);
             json_decref(result);
         }
         char av[256];

@@ -671,6 +671,28 @@ def test_garbage_collection_background_foreground_orphan(api):
     assert st == 200 and "ownerReferences" not in d["metadata"]
 
 
+def test_pod_deletion_is_graceful_once_bound_to_a_node(api):
+    pods = "/api/v1/namespaces/default/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    st, p = api.request("POST", pods, pod)
+    assert st == 201 and p["status"]["phase"] == "Pending"
+    assert api.request("DELETE", pods + "/p")[0] == 200
+    assert api.request("GET", pods + "/p")[0] == 404, "an unbound pod goes at once"
+    pod["spec"]["nodeName"] = "node-1"
+    st, p = api.request("POST", pods, pod)
+    st, body = api.request("DELETE", pods + "/p")
+    assert st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 30
+    st, p2 = api.request("GET", pods + "/p")
+    assert st == 200 and p2["metadata"]["deletionTimestamp"], "waits for its node"
+    # the node agent's final delete: grace 0, with a propagation policy and a uid precondition
+    st, _ = api.request("DELETE", pods + "/p", {"gracePeriodSeconds": 0,
+                                                "propagationPolicy": "Background",
+                                                "preconditions": {"uid": p["metadata"]["uid"]}})
+    assert st == 200
+    assert api.request("GET", pods + "/p")[0] == 404
+
+
 def test_namespace_deletion_removes_its_objects(api):
     api.kubectl("create", "namespace", "doomed")
     api.kubectl("create", "configmap", "x", "-n", "doomed", "--from-literal=a=b")
