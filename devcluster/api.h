@@ -55,6 +55,7 @@ typedef struct dc_ctx {
     /* the answer, sent after the store lock is released */
     int out_status;
     json_t *out_body;
+    const char *out_content_type; /* static; NULL: application/json */
 } dc_ctx;
 
 /* ---- responses ---- */

@@ -2178,7 +2178,8 @@ handle(dc_req *req, void *arg)
     }
     char *text = json_dumps(c.out_body, JSON_COMPACT);
     if (text)
-        dc_respond(req, c.out_status, "application/json", text, strlen(text));
+        dc_respond(req, c.out_status, c.out_content_type ? c.out_content_type : "application/json",
+                   text, strlen(text));
     else
         dc_respond(req, 500, "text/plain", "out of memory", 13);
     if (c.out_status >= 400 || getenv("DEVCLUSTER_LOG_REQUESTS"))

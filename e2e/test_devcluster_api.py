@@ -219,6 +219,29 @@ def test_kubectl_get_namespaces(api):
     assert json.loads(v)["serverVersion"]["minor"] == "32"
 
 
+def test_aggregated_discovery_lists_builtins_and_crds(api):
+    make_crd(api)
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json")
+    c = api.conn()
+    c.request("GET", "/apis", headers={"Authorization": "Bearer " + api.token, "Accept": accept})
+    r = c.getresponse()
+    doc = json.loads(r.read())
+    c.close()
+    assert r.getheader("Content-Type") == \
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    groups = {g["metadata"]["name"]: g for g in doc["items"]}
+    apps = {res["resource"]: res for res in groups["apps"]["versions"][0]["resources"]}
+    assert {s["subresource"] for s in apps["deployments"]["subresources"]} == {"status", "scale"}
+    assert apps["deployments"]["scope"] == "Namespaced"
+    w = groups["example.com"]["versions"][0]["resources"][0]
+    assert w["resource"] == "widgets" and w["shortNames"] == ["wd"]
+    assert w["responseKind"] == {"group": "example.com", "version": "v1", "kind": "Widget"}
+    # the legacy form is still what a plain Accept gets
+    st, legacy = api.request("GET", "/apis")
+    assert legacy["kind"] == "APIGroupList"
+
+
 def test_crd_then_custom_resource_table_yaml(api):
     make_crd(api)
     api.kubectl("apply", "-f", "-", input=json.dumps(widget("w1", size=3)))
