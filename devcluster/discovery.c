@@ -298,8 +298,7 @@ aggregated(bool core)
                                           json_pack("{s:s, s:o, s:O}", "subresource", slash + 1,
                                                     "responseKind", kind, "verbs",
                                                     json_object_get(e, "verbs")));
-                    if (!res)
-                        json_decref(kind);
+                    /* (a parent always comes first; without one the entry is dropped) */
                 }
             }
             json_decref(by_name);
