@@ -2122,7 +2122,10 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->sub, "token") == 0 && strcmp(c->verb, "create") == 0) {
         do_token(c, obj);
     } else if (strcmp(c->sub, "log") == 0) {
+        /* reading container logs runs podman: nobody waits on the store meanwhile */
+        dc_store_unlock(c->api->store);
         serve_pod_log(c);
+        dc_store_lock(c->api->store);
     } else if (strcmp(c->verb, "get") == 0) {
         if (dc_table_wanted(dc_req_header(c->req, "Accept"))) {
             char rv[32];
