@@ -72,9 +72,6 @@ sorted(json_t *arr)
     return out;
 }
 
-json_t *dc_endpoints_subsets(json_t *svc, json_t *pods);
-
-/* The subsets of svc's Endpoints given every pod of the cluster. New ref. */
 json_t *
 dc_endpoints_subsets(json_t *svc, json_t *pods)
 {

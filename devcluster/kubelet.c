@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "controllers.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "kclient.h"
@@ -501,8 +502,10 @@ create_pod(dc_kubelet *k, kl_pod *p, json_t *pod)
         snprintf(dir, sizeof(dir), "%s/hosts", k->node_dir);
         dc_mkdirs(dir, 0755);
         FILE *f = fopen(hosts, "a");
-        if (f)
+        if (f) {
+            fputs(dc_dns_header(), f);
             fclose(f);
+        }
     }
     dc_argv args = {0};
     rc = rc ? rc : dc_podman_pod_args(&ctx, pod, &args, &err);
@@ -1320,6 +1323,46 @@ dc_kubelet_sync(dc_kubelet *k)
     json_decref(pods);
 }
 
+/* The node is going down with its containers: every pod it ran is no longer
+ * ready (what the node lifecycle controller of a real cluster reports for a
+ * node that stopped), so nobody waits on a stale Ready. */
+static void
+mark_not_ready(dc_kubelet *k)
+{
+    for (kl_pod *p = k->pods; p; p = p->next) {
+        if (p->terminating)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", p->ns, p->name);
+        long code = 0;
+        json_t *pod = NULL;
+        if (dc_kclient_do(k->api, "GET", path, NULL, NULL, &code, &pod) != 0 || code != 200) {
+            json_decref(pod);
+            continue;
+        }
+        json_t *status = json_deep_copy(json_object_get(pod, "status"));
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(status, "conditions"), i, c)
+        {
+            const char *t = jstr(c, "type");
+            if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "ContainersReady") == 0)) {
+                json_object_set_new(c, "status", json_string("False"));
+                json_object_set_new(c, "reason", json_string("NodeShutdown"));
+            }
+        }
+        json_array_foreach(json_object_get(status, "containerStatuses"), i, c)
+        {
+            json_object_set_new(c, "ready", json_false());
+            json_object_set_new(c, "started", json_false());
+        }
+        if (status)
+            write_status(k, p, pod, status);
+        json_decref(status);
+        json_decref(pod);
+    }
+}
+
 int
 dc_kubelet_new(const dc_kubelet_config *config, dc_kubelet **out)
 {
@@ -1365,8 +1408,11 @@ dc_kubelet_free(dc_kubelet *k, bool remove_pods)
             break;
         usleep(100000);
     }
-    if (remove_pods && k->cluster_id)
+    if (remove_pods && k->cluster_id) {
         dc_kubelet_remove_all(k->cluster_id);
+        if (k->api)
+            mark_not_ready(k);
+    }
     while (k->pods) {
         kl_pod *p = k->pods;
         k->pods = p->next;

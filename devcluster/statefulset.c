@@ -71,8 +71,8 @@ ensure_claims(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *sts, int ordinal)
     return created;
 }
 
-static json_t *
-new_pod(json_t *sts, int ordinal, const char *revision)
+json_t *
+dc_statefulset_pod(json_t *sts, int ordinal, const char *revision)
 {
     const char *ns = dc_ctl_meta(sts, "namespace"), *name = dc_ctl_meta(sts, "name");
     json_t *spec = json_object_get(sts, "spec"), *tpl = json_object_get(spec, "template");
@@ -195,7 +195,7 @@ sync_one(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *sts)
             if (!all_ready_below && !parallel)
                 break;
             ensure_claims(ctl, s, sts, o);
-            json_t *np = new_pod(sts, o, revision);
+            json_t *np = dc_statefulset_pod(sts, o, revision);
             if (dc_ctl_create(ctl, pods_path, np) == 0)
                 lb_info("pod created namespace=%s pod=%s-%d statefulset=%s", ns, name, o, name);
             json_decref(np);
