@@ -1553,6 +1553,7 @@ do_list(dc_ctx *c)
     const char *limit = dc_req_query(c->req, "limit");
     ls.limit = limit ? atol(limit) : 0;
     const char *cont = dc_req_query(c->req, "continue");
+    int64_t list_rv = 0;
     char after_ns[256] = "", after_name[256] = "";
     bool has_after = false;
     if (cont && *cont) {
@@ -1572,13 +1573,31 @@ do_list(dc_ctx *c)
         snprintf(after_ns, sizeof after_ns, "%s", tn);
         snprintf(after_name, sizeof after_name, "%s", tname);
         has_after = true;
+        list_rv = atoll(json_string_value(json_object_get(tok, "rv")) ?: "0");
         json_decref(tok);
+        /* Every page carries the first page's resourceVersion: a watch from
+         * it then delivers whatever changed while the pages were read (the
+         * pages themselves read the current state). That needs the window
+         * to still reach back to it, as etcd's compaction does. */
+        int64_t floor = dc_store_window_floor(c->api->store);
+        if (list_rv < floor) {
+            dc_api_respond_status(
+                c, 410, "Expired",
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter, or use "
+                "the continue token in this response to retrieve the remainder of the "
+                "results. Continuing with the provided token results in an inconsistent "
+                "list - objects that were created, modified, or deleted between the time "
+                "the first chunk was returned and now may show up in the list.",
+                NULL);
+            goto out;
+        }
     }
     const char *ns = (c->res->namespaced && c->namespaced_path) ? c->ns : NULL;
     dc_store_list(c->api->store, c->res->key, ns, has_after ? after_ns : NULL,
                   has_after ? after_name : NULL, list_visit, &ls);
     char rv[32];
-    snprintf(rv, sizeof rv, "%lld", (long long)dc_store_rv(c->api->store));
+    snprintf(rv, sizeof rv, "%lld", (long long)(has_after ? list_rv : dc_store_rv(c->api->store)));
     char token[1200] = "";
     if (ls.more) {
         json_t *tok =

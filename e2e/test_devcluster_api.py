@@ -580,6 +580,8 @@ def test_watch_past_the_window_is_410_expired(workdir):
     try:
         st, a = api.request("POST", CMS, cm("a"))
         old = a["metadata"]["resourceVersion"]
+        st, page = api.request("GET", CMS + "?limit=1")
+        assert page["metadata"].get("continue")
         for i in range(8):
             api.request("PUT", CMS + "/a", dict(a, data={"k": str(i)}, metadata=dict(
                 a["metadata"], resourceVersion=None)))
@@ -588,6 +590,9 @@ def test_watch_past_the_window_is_410_expired(workdir):
         c.close()
         assert e["type"] == "ERROR"
         assert e["object"]["code"] == 410 and e["object"]["reason"] == "Expired"
+        # so is continuing a list whose first page is that old
+        st, body = api.request("GET", CMS + "?limit=1&continue=" + page["metadata"]["continue"])
+        assert st == 410 and body["reason"] == "Expired"
         # a recent one still works
         st, now = api.request("GET", CMS + "/a")
         c, r = api.watch(CMS + "?watch=true&resourceVersion=" + now["metadata"]["resourceVersion"])
@@ -655,6 +660,19 @@ def test_list_limit_and_continue(api):
             break
     assert names == sorted(names) and set(names) >= {f"c{i}" for i in range(7)}
     assert len(names) == len(set(names)) and pages >= 3
+    # a change behind the cursor is not on the pages, but every page carries the
+    # first page's resourceVersion, so a watch from it delivers the change
+    st, first = api.request("GET", CMS + "?limit=3")
+    api.request("POST", CMS, cm("a-behind"))
+    st, second = api.request("GET", CMS + "?limit=3&continue=" + first["metadata"]["continue"])
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert "a-behind" not in [i["metadata"]["name"] for i in second["items"]]
+    c, r = api.watch(CMS + "?watch=true&resourceVersion=" + first["metadata"]["resourceVersion"])
+    e = next_event(r)
+    c.close()
+    assert e["type"] == "ADDED" and e["object"]["metadata"]["name"] == "a-behind"
+    st, body = api.request("GET", CMS + "?limit=3&continue=bm90IGpzb24=")
+    assert st == 400
 
 
 def owned(name, owner, **extra):
