@@ -25,6 +25,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "fields.h"
 #include "patch.h"
 #include "protobuf.h"
 #include "buf.h"
@@ -1028,10 +1029,12 @@ validate(dc_ctx *c, json_t *obj, const char *name)
     json_t *causes = json_array();
     json_t *unknown = json_array();
     validate_labels(json_object_get(obj, "metadata"), causes);
-    if (c->res->schema)
+    if (c->res->schema) {
         dc_schema_validate(c->res->schema, obj, causes, unknown);
-    else
+    } else {
         validate_builtin(c->res, obj, causes);
+        dc_fields_check(c->res->kind, obj, unknown);
+    }
     const char *fv = dc_req_query(c->req, "fieldValidation");
     if (json_array_size(unknown) > 0 && fv && strcmp(fv, "Strict") == 0) {
         lb_buf msg = LB_BUF_INIT;
@@ -1047,6 +1050,20 @@ validate(dc_ctx *c, json_t *obj, const char *name)
         json_decref(causes);
         json_decref(unknown);
         return false;
+    }
+    /* otherwise (helm, controllers) a warning, as the real server's Warn
+     * mode gives; a custom resource's unknown fields were pruned, a built-in
+     * object's are kept (see README) */
+    size_t i;
+    json_t *u;
+    bool quiet = fv && strcmp(fv, "Ignore") == 0;
+    json_array_foreach(quiet ? NULL : unknown, i, u)
+    {
+        char warning[1200];
+        snprintf(warning, sizeof warning, "299 - \"unknown field \\\"%s\\\"\"",
+                 json_string_value(u));
+        if (i < 20)
+            dc_req_add_header(c->req, "Warning", warning);
     }
     json_decref(unknown);
     if (json_array_size(causes) > 0) {

@@ -444,6 +444,26 @@ def test_server_side_apply_creates_then_updates(api):
     assert json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {"a": "2"}
 
 
+def test_unknown_fields_of_builtin_kinds(api):
+    # a typo is refused with kubectl's default validation (fieldValidation=Strict)
+    typo = DEPLOYMENT.replace("replicas: 2", "replica: 2").replace("image: example/web:1",
+                                                                   "imagee: example/web:1")
+    r = api.kubectl("apply", "-f", "-", input=typo, check=False)
+    assert r.returncode != 0
+    assert "strict decoding error: " in r.stderr
+    assert 'unknown field "spec.template.spec.containers[0].imagee"' in r.stderr
+    assert 'unknown field "spec.replica"' in r.stderr
+    # without it (helm, controllers) the object is taken, with a warning
+    r = api.kubectl("apply", "--validate=warn", "-f", "-", input=typo)
+    assert 'Warning: unknown field "spec.replica"' in r.stderr
+    # a realistic set of manifests (probes, projected volumes, affinity, claim
+    # templates, a PDB, a NetworkPolicy, a CronJob, an Ingress) has no false alarm
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "devcluster_manifests.yaml")) as f:
+        r = api.kubectl("apply", "-f", "-", input=f.read())
+    assert "Warning" not in r.stderr, r.stderr
+
+
 def test_defaults_apply_on_create_and_on_every_update(api):
     api.kubectl("apply", "-f", "-", input=DEPLOYMENT)
     st, d = api.request("GET", "/apis/apps/v1/namespaces/default/deployments/web")
