@@ -171,6 +171,10 @@ builtin_columns(const dc_resource *r, json_t *cols)
         json_array_append_new(cols, coldef("Ready", "string", "", 0));
         json_array_append_new(cols, coldef("Status", "string", "", 0));
         json_array_append_new(cols, coldef("Restarts", "string", "", 0));
+        json_array_append_new(cols, coldef("Age", "string", "", 0));
+        json_array_append_new(cols, coldef("IP", "string", "", 1));
+        json_array_append_new(cols, coldef("Node", "string", "", 1));
+        return;
     } else if (strcmp(p, "services") == 0) {
         json_array_append_new(cols, coldef("Type", "string", "", 0));
         json_array_append_new(cols, coldef("Cluster-IP", "string", "", 0));
@@ -297,11 +301,19 @@ builtin_cells(const dc_resource *r, json_t *obj, json_t *cells)
         json_array_append_new(cells, str(reason ? reason : phase));
         snprintf(buf, sizeof buf, "%lld", restarts);
         json_array_append_new(cells, json_string(buf));
+        json_array_append_new(cells, age_cell(obj));
+        const char *ip = json_string_value(jsonpath(obj, ".status.podIP"));
+        const char *node = json_string_value(jsonpath(obj, ".spec.nodeName"));
+        json_array_append_new(cells, str(ip ? ip : "<none>"));
+        json_array_append_new(cells, str(node ? node : "<none>"));
+        return;
     } else if (strcmp(p, "services") == 0) {
         json_array_append_new(cells, str(json_string_value(jsonpath(obj, ".spec.type"))));
         json_array_append_new(cells, str(json_string_value(jsonpath(obj, ".spec.clusterIP"))));
         const char *ext = json_string_value(jsonpath(obj, ".status.loadBalancer.ingress[0].ip"));
-        json_array_append_new(cells, str(ext ? ext : "<none>"));
+        const char *stype = json_string_value(jsonpath(obj, ".spec.type"));
+        bool lb = stype && strcmp(stype, "LoadBalancer") == 0;
+        json_array_append_new(cells, str(ext ? ext : lb ? "<pending>" : "<none>"));
         lb_buf ports = LB_BUF_INIT;
         size_t i;
         json_t *port;
