@@ -80,7 +80,8 @@ void dc_watch_serve(dc_ctx *c);
 
 /* ---- table.c ---- */
 /* A metav1.Table of the given objects (borrowed), or of one for a watch
- * event. include_object: add PartialObjectMetadata rows' object. */
+ * event; each row carries the object's metadata (PartialObjectMetadata).
+ * include_headers: the column definitions (a watch sends them once). */
 json_t *dc_table_build(const dc_resource *r, json_t *const *objs, size_t n, const char *rv,
                        const char *cont, bool include_headers);
 bool dc_table_wanted(const char *accept);

@@ -1196,11 +1196,11 @@ do_create(dc_ctx *c)
 
 /* The common path of PUT and PATCH: new (borrowed) replaces old. */
 static void
-update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
+update_object(dc_ctx *c, json_t *old, json_t *obj)
 {
     const dc_resource *r = c->res;
     const char *ns = r->namespaced ? c->ns : "";
-    json_t *meta = meta_of(obj);
+    meta_of(obj); /* a body without metadata gets an empty one */
     json_t *old_meta = meta_of(old);
     const char *name = dc_api_meta_str(obj, "name");
     if (name && *name && strcmp(name, c->name) != 0) {
@@ -1223,7 +1223,6 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
         respond_conflict(c, r, c->name);
         return;
     }
-    (void)rv_required_match;
     json_t *result;
     if (strcmp(c->sub, "status") == 0) {
         /* only the status changes through /status */
@@ -1291,7 +1290,6 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
                                 json_integer((json_is_integer(g) ? json_integer_value(g) : 0) + 1));
         }
     }
-    (void)meta;
     json_object_set_new(meta_of(result), "resourceVersion", json_string(old_rv ? old_rv : ""));
     if (same_object(old, result) || dry_run(c)) {
         dc_api_respond_json(c, 200, result);
@@ -1510,7 +1508,7 @@ do_patch(dc_ctx *c, json_t *old)
         json_decref(patched);
         return;
     }
-    update_object(c, old, patched, false);
+    update_object(c, old, patched);
     json_decref(patched);
 }
 
@@ -2173,7 +2171,7 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->verb, "update") == 0) {
         json_t *body = decode_body(c);
         if (body && check_type(c, body))
-            update_object(c, obj, body, true);
+            update_object(c, obj, body);
         json_decref(body);
     } else if (strcmp(c->verb, "patch") == 0) {
         do_patch(c, obj);
