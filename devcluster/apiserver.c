@@ -2185,6 +2185,36 @@ dispatch(dc_ctx *c)
     json_decref(obj);
 }
 
+/* apiserver_request_total and _duration_seconds, as the real server names
+ * them (watches count when they end, in watch.c's gauge meanwhile). */
+static void
+count_request(dc_ctx *c, const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+    const char *verb = c->verb[0] ? c->verb : "get";
+    char code[8];
+    snprintf(code, sizeof code, "%d", c->out_status);
+    lb_counter *series = NULL;
+    if (lb_counter_labels(c->api->requests, &series, verb, c->res ? c->res->plural : "", code,
+                          NULL) == 0)
+        lb_counter_inc(series);
+    lb_histogram *h = NULL;
+    if (lb_histogram_labels(c->api->latency, &h, verb, NULL) == 0)
+        lb_histogram_observe(h, secs);
+}
+
+static double
+read_rv(void *arg)
+{
+    dc_apiserver *a = arg;
+    dc_store_lock(a->store);
+    double rv = (double)dc_store_rv(a->store);
+    dc_store_unlock(a->store);
+    return rv;
+}
+
 static void
 handle(dc_req *req, void *arg)
 {
@@ -2198,6 +2228,15 @@ handle(dc_req *req, void *arg)
         dc_respond(req, 200, "text/plain; charset=utf-8", "ok", 2);
         return;
     }
+    if (strcmp(path, "/metrics") == 0) { /* open, as every lakebase daemon's */
+        lb_buf text = LB_BUF_INIT;
+        lb_metrics_render(c.api->metrics, &text);
+        dc_respond(req, 200, LB_METRICS_CONTENT_TYPE, text.data ? text.data : "", text.len);
+        lb_buf_free(&text);
+        return;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     dc_store_lock(c.api->store);
     if (!authenticate(&c)) {
         dc_api_respond_status(&c, 401, "Unauthorized", "Unauthorized", NULL);
@@ -2213,6 +2252,7 @@ handle(dc_req *req, void *arg)
         dc_respond(req, 500, "text/plain", "no response", 11);
         return;
     }
+    count_request(&c, &t0);
     char *text = json_dumps(c.out_body, JSON_COMPACT);
     if (text)
         dc_respond(req, c.out_status, c.out_content_type ? c.out_content_type : "application/json",
@@ -2315,7 +2355,29 @@ dc_apiserver_start(const dc_apiserver_config *config, dc_apiserver **out)
     if (!a->config.gc_interval_ms)
         a->config.gc_interval_ms = 1000;
     pthread_mutex_init(&a->ip_lock, NULL);
-    int rc = dc_pki_load(a->data_dir, config->sans, &a->pki);
+    static const double buckets[] = {LB_METRICS_LATENCY_BUCKETS};
+    int rc = lb_metrics_new(&a->metrics);
+    if (rc == 0)
+        rc = lb_metrics_counter(a->metrics, "apiserver_request_total",
+                                "Requests answered, by verb, resource and HTTP code.",
+                                "verb,resource,code", &a->requests);
+    if (rc == 0)
+        rc = lb_metrics_histogram(a->metrics, "apiserver_request_duration_seconds",
+                                  "Time to answer a request (watches excluded), by verb.", "verb",
+                                  buckets, sizeof buckets / sizeof buckets[0], &a->latency);
+    if (rc == 0)
+        rc = lb_metrics_gauge(a->metrics, "apiserver_longrunning_requests", "Open watches.", NULL,
+                              &a->watches);
+    if (rc == 0)
+        rc = lb_metrics_gauge_fn(a->metrics, "devcluster_resource_version",
+                                 "The last resourceVersion handed out.", read_rv, a);
+    if (rc < 0) {
+        lb_metrics_free(a->metrics);
+        free(a->data_dir);
+        free(a);
+        return rc;
+    }
+    rc = dc_pki_load(a->data_dir, config->sans, &a->pki);
     if (rc < 0) {
         lb_error("could not prepare certificates dir=\"%s\": %s", a->data_dir, strerror(-rc));
         goto fail;
@@ -2367,6 +2429,7 @@ fail:
     a->https = NULL;
     dc_store_close(a->store);
     dc_pki_free(&a->pki);
+    lb_metrics_free(a->metrics);
     free(a->data_dir);
     free(a);
     return rc < 0 ? rc : -EIO;
@@ -2414,6 +2477,7 @@ dc_apiserver_stop(dc_apiserver *a)
     dc_store_unlock(a->store);
     dc_store_close(a->store);
     dc_pki_free(&a->pki);
+    lb_metrics_free(a->metrics);
     free(a->data_dir);
     free(a);
 }

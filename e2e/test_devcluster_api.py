@@ -242,6 +242,18 @@ def test_aggregated_discovery_lists_builtins_and_crds(api):
     assert legacy["kind"] == "APIGroupList"
 
 
+def test_metrics_and_health_answer_without_a_token(api):
+    api.request("GET", CMS)
+    api.request("GET", CMS + "/nope")
+    assert api.request("GET", "/healthz", token=None)[0] == 200
+    st, text = api.request("GET", "/metrics", token=None)
+    assert st == 200
+    text = text.decode()
+    assert 'apiserver_request_total{verb="list",resource="configmaps",code="200"}' in text
+    assert 'apiserver_request_total{verb="get",resource="configmaps",code="404"}' in text
+    assert "devcluster_resource_version " in text
+
+
 def test_crd_then_custom_resource_table_yaml(api):
     make_crd(api)
     api.kubectl("apply", "-f", "-", input=json.dumps(widget("w1", size=3)))
