@@ -28,6 +28,7 @@
 #include "fields.h"
 #include "patch.h"
 #include "protobuf.h"
+#include "schema.h"
 #include "buf.h"
 #include "selector.h"
 #include "yamljson.h"
@@ -733,6 +734,14 @@ validate_builtin(const dc_resource *r, json_t *obj, json_t *causes)
             add_cause(causes, "FieldValueInvalid", "spec.versions",
                       "Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must "
                       "have exactly one version marked as storage version");
+        json_t *ver;
+        json_array_foreach(json_object_get(spec, "versions"), i, ver)
+        {
+            char path[64];
+            snprintf(path, sizeof path, "spec.versions[%zu].schema.openAPIV3Schema", i);
+            dc_schema_check_patterns(
+                json_object_get(json_object_get(ver, "schema"), "openAPIV3Schema"), path, causes);
+        }
     } else if (strcmp(r->plural, "deployments") == 0 || strcmp(r->plural, "statefulsets") == 0 ||
                strcmp(r->plural, "replicasets") == 0) {
         json_t *spec = json_object_get(obj, "spec");

@@ -309,6 +309,12 @@ def test_schema_violations_are_422_naming_the_field(api):
     assert st == 201 and "bogus" not in body["spec"] and body["spec"]["extra"] == {"free": {"x": 1}}
     r = api.kubectl("apply", "-f", "-", input=json.dumps(widget("w5", bogus=1)), check=False)
     assert r.returncode != 0 and 'unknown field "spec.bogus"' in r.stderr
+    # a pattern Go's regexp refuses (and that would cost glibc gigabytes) refuses the CRD
+    bad = CRD.replace("widgets", "gadgets").replace("Widget", "Gadget").replace(
+        "widget", "gadget").replace("shortNames: [wd]", "shortNames: [gd]").replace(
+        "'^[a-z]+$'", "'^(k++)+$'")
+    r = api.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert r.returncode != 0 and "must be a valid regular expression" in r.stderr, r.stderr
 
 
 def test_kubectl_get_watch_sees_changes(api):
