@@ -526,6 +526,12 @@ def test_helm_install_upgrade_list_uninstall(api, workdir):
     secrets = json.loads(api.kubectl("get", "secrets", "-l", "owner=helm", "-o", "json").stdout)
     assert sorted(s["metadata"]["name"] for s in secrets["items"]) == \
         ["sh.helm.release.v1.r1.v1", "sh.helm.release.v1.r1.v2"]
+    api.helm("rollback", "r1", "1")
+    assert json.loads(api.kubectl("get", "cm", "r1-cfg", "-o", "json").stdout)["data"] == \
+        {"greeting": "hello"}
+    history = json.loads(api.helm("history", "r1", "-o", "json").stdout)
+    assert [(h["revision"], h["status"]) for h in history] == \
+        [(1, "superseded"), (2, "superseded"), (3, "deployed")]
     api.helm("uninstall", "r1")
     assert json.loads(api.helm("list", "-o", "json").stdout) == []
     assert api.kubectl("get", "cm", "r1-cfg", check=False).returncode != 0
