@@ -72,6 +72,7 @@ typedef struct kl_container {
     int restart_count;
     int64_t retry_at_ms; /* create retry or restart back-off */
     int64_t running_since_ms;
+    int64_t kill_at_ms; /* liveness failed: SIGTERM sent, SIGKILL due then */
     bool ready;
     bool seen_running;
     char reason[64];
@@ -835,6 +836,14 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
     json_t *entry = json_object_get(ps, c->id);
     const char *state = jstr(entry, "State");
     if (state && strcmp(state, "running") == 0) {
+        if (c->kill_at_ms && now >= c->kill_at_ms) {
+            const char *kill[] = {"kill", "--signal=KILL", c->id, NULL};
+            podman(NULL, NULL, 60000, kill);
+            c->kill_at_ms = 0;
+            return;
+        }
+        if (c->kill_at_ms)
+            return; /* stopping after a failed liveness probe */
         c->seen_running = true;
         if (c->running_since_ms == 0)
             c->running_since_ms = now;
@@ -855,13 +864,14 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
                 lb_info(
                     "liveness probe failed, stopping container namespace=%s pod=%s container=%s",
                     p->ns, p->name, c->name);
-                char grace[32];
+                /* SIGTERM now, SIGKILL at the end of the grace period (a
+                 * later pass), so a slow stop never holds up this pass */
                 json_t *g =
                     json_object_get(json_object_get(pod, "spec"), "terminationGracePeriodSeconds");
-                snprintf(grace, sizeof(grace), "--time=%lld",
-                         json_is_integer(g) ? (long long)json_integer_value(g) : 30LL);
-                const char *stop[] = {"stop", grace, c->id, NULL};
-                podman(NULL, NULL, 120000, stop);
+                long long grace = json_is_integer(g) ? (long long)json_integer_value(g) : 30LL;
+                const char *term[] = {"kill", "--signal=TERM", c->id, NULL};
+                podman(NULL, NULL, 60000, term);
+                c->kill_at_ms = now + grace * 1000;
                 c->live = (kl_probe_state){0};
                 c->ready = false;
             }
@@ -872,6 +882,7 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
     }
     /* exited, created but never started, stopped */
     c->ready = false;
+    c->kill_at_ms = 0;
     int exit_code = (int)json_integer_value(json_object_get(entry, "ExitCode"));
     long long started = json_integer_value(json_object_get(entry, "StartedAt"));
     long long finished = json_integer_value(json_object_get(entry, "ExitedAt"));

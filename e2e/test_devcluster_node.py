@@ -384,6 +384,28 @@ def test_bad_pods_wait_with_reasons(dc):
     dc.kubectl("delete", "namespace", ns, "--wait=false")
 
 
+def test_liveness_failure_restarts_the_container(dc):
+    ns = "live"
+    dc.namespace(ns)
+    # alive for a few seconds, then the probe's file goes; the shell is PID 1
+    # and ignores SIGTERM, so the stop ends with SIGKILL after the grace period
+    script = "touch /tmp/alive; sleep 3; rm /tmp/alive; while true; do sleep 1; done"
+    dc.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "flaky", "namespace": ns},
+        "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+            "name": "c", "image": "docker.io/library/debian:bookworm-slim", "command": ["sh", "-c", script],
+            "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1,
+                              "failureThreshold": 2}}]}}))
+
+    def restarted():
+        st = ((dc.get(ns, "pod/flaky") or {}).get("status", {}).get("containerStatuses") or [{}])[0]
+        return st if st.get("restartCount", 0) >= 1 and st.get("lastState", {}).get("terminated") else None
+
+    st = wait_for(restarted, what="the container restarted by its liveness probe")
+    assert st["lastState"]["terminated"]["exitCode"] == 137
+    dc.kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def test_down_stops_every_container_and_up_finds_them(dc):
     ns = "again"
     dc.namespace(ns)
