@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 ROOT = os.environ.get("LB_PROJECT_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "build", "bin", "devcluster")
+BIN = os.environ.get("LB_DEVCLUSTER_BIN") or os.path.join(ROOT, "build", "bin", "devcluster")
 KUBECTL = shutil.which("kubectl") or os.path.join(ROOT, "build", "tools", "kubectl")
 PODMAN_DIR = os.environ.get("LB_PODMAN_DIR", "/var/lib/lakebase/podman")
 
