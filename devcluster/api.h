@@ -38,6 +38,7 @@ typedef struct dc_ctx {
     dc_req *req;
     /* who */
     bool admin;
+    bool impersonated; /* the admin acting as user (Impersonate-User) */
     char user[512];
     char sa_ns[256];
     char sa_name[256];

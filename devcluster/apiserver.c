@@ -581,45 +581,47 @@ prepare_pod_spec(json_t *spec)
                 json_string(json_string_value(json_object_get(spec, "serviceAccountName"))));
     size_t i;
     json_t *ctr;
-    json_array_foreach(json_object_get(spec, "containers"), i, ctr)
+    json_t *all = json_array();
+    json_array_extend(all, json_object_get(spec, "initContainers"));
+    json_array_extend(all, json_object_get(spec, "containers"));
+    json_array_foreach(all, i, ctr)
     {
+        size_t k;
+        json_t *port;
+        json_array_foreach(json_object_get(ctr, "ports"), k, port)
+            set_default(port, "protocol", json_string("TCP"));
         set_default(ctr, "imagePullPolicy", json_string("IfNotPresent"));
         set_default(ctr, "terminationMessagePath", json_string("/dev/termination-log"));
         set_default(ctr, "terminationMessagePolicy", json_string("File"));
         set_default(ctr, "resources", json_object());
     }
+    json_decref(all);
 }
 
+/* The defaults a real server applies whenever it decodes an object (on
+ * create and on every update), for the kinds devcluster's controllers and
+ * clients read. */
 static void
-prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
+apply_defaults(const dc_resource *r, json_t *obj)
 {
     const char *p = r->plural;
-    if (r->has_status && strcmp(p, "namespaces") != 0 && strcmp(p, "nodes") != 0)
-        json_object_del(obj, "status");
-    if (strcmp(p, "namespaces") == 0) {
-        json_t *spec = child(obj, "spec");
-        json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
-        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
-        json_t *labels = child(meta_of(obj), "labels");
-        json_object_set_new(labels, "kubernetes.io/metadata.name",
-                            json_string(dc_api_meta_str(obj, "name")));
-    } else if (strcmp(p, "pods") == 0) {
+    if (r->custom)
+        return;
+    if (strcmp(p, "pods") == 0) {
         prepare_pod_spec(child(obj, "spec"));
-        json_object_set_new(obj, "status",
-                            json_pack("{s:s, s:s}", "phase", "Pending", "qosClass", "BestEffort"));
-    } else if (strcmp(p, "services") == 0) {
-        prepare_service(a, obj, NULL);
-        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
-    } else if (strcmp(p, "secrets") == 0) {
-        prepare_secret(obj);
     } else if (strcmp(p, "deployments") == 0) {
         json_t *spec = child(obj, "spec");
         set_default(spec, "replicas", json_integer(1));
         set_default(spec, "revisionHistoryLimit", json_integer(10));
         set_default(spec, "progressDeadlineSeconds", json_integer(600));
-        set_default(spec, "strategy",
-                    json_pack("{s:s, s:{s:s, s:s}}", "type", "RollingUpdate", "rollingUpdate",
-                              "maxUnavailable", "25%", "maxSurge", "25%"));
+        json_t *strategy = child(spec, "strategy");
+        set_default(strategy, "type", json_string("RollingUpdate"));
+        const char *stype = json_string_value(json_object_get(strategy, "type"));
+        if (stype && strcmp(stype, "RollingUpdate") == 0) {
+            json_t *ru = child(strategy, "rollingUpdate");
+            set_default(ru, "maxUnavailable", json_string("25%"));
+            set_default(ru, "maxSurge", json_string("25%"));
+        }
         prepare_pod_spec(child(child(spec, "template"), "spec"));
     } else if (strcmp(p, "statefulsets") == 0) {
         json_t *spec = child(obj, "spec");
@@ -637,8 +639,32 @@ prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
         set_default(spec, "replicas", json_integer(1));
         prepare_pod_spec(child(child(spec, "template"), "spec"));
     } else if (strcmp(p, "persistentvolumeclaims") == 0) {
+        set_default(child(obj, "spec"), "volumeMode", json_string("Filesystem"));
+    }
+}
+
+static void
+prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
+{
+    const char *p = r->plural;
+    if (r->has_status && strcmp(p, "namespaces") != 0 && strcmp(p, "nodes") != 0)
+        json_object_del(obj, "status");
+    if (strcmp(p, "namespaces") == 0) {
         json_t *spec = child(obj, "spec");
-        set_default(spec, "volumeMode", json_string("Filesystem"));
+        json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
+        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
+        json_t *labels = child(meta_of(obj), "labels");
+        json_object_set_new(labels, "kubernetes.io/metadata.name",
+                            json_string(dc_api_meta_str(obj, "name")));
+    } else if (strcmp(p, "pods") == 0) {
+        json_object_set_new(obj, "status",
+                            json_pack("{s:s, s:s}", "phase", "Pending", "qosClass", "BestEffort"));
+    } else if (strcmp(p, "services") == 0) {
+        prepare_service(a, obj, NULL);
+        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
+    } else if (strcmp(p, "secrets") == 0) {
+        prepare_secret(obj);
+    } else if (strcmp(p, "persistentvolumeclaims") == 0) {
         json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Pending"));
     } else if (strcmp(p, "customresourcedefinitions") == 0) {
         json_t *spec = json_object_get(obj, "spec");
@@ -832,16 +858,14 @@ has_string(json_t *arr, const char *s)
     return false;
 }
 
-typedef struct cr_cleanup {
-    dc_apiserver *a;
-    char key[260];
-} cr_cleanup;
-
+/* Collects objects; writes happen after the listing statement is done. */
 static int
-delete_cr(void *arg, const char *ns, const char *name, json_t *obj)
+collect_victim(void *arg, const char *ns, const char *name, json_t *obj)
 {
-    cr_cleanup *cc = arg;
-    return dc_store_delete(cc->a->store, cc->key, ns, name, obj) == 0 ? 0 : 0;
+    (void)ns;
+    (void)name;
+    json_array_append((json_t *)arg, obj);
+    return 0;
 }
 
 int
@@ -926,12 +950,20 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         if (strcmp(r->plural, "customresourcedefinitions") == 0) {
             /* the custom resources go with their definition */
             json_t *spec = json_object_get(obj, "spec");
-            cr_cleanup cc = {.a = a};
-            snprintf(cc.key, sizeof cc.key, "%s/%s",
-                     json_string_value(json_object_get(spec, "group")) ?: "",
-                     json_string_value(json_object_get(json_object_get(spec, "names"), "plural"))
-                         ?: "");
-            dc_store_list(a->store, cc.key, NULL, NULL, NULL, delete_cr, &cc);
+            char key[600];
+            snprintf(
+                key, sizeof key, "%s/%s", json_string_value(json_object_get(spec, "group")) ?: "",
+                json_string_value(json_object_get(json_object_get(spec, "names"), "plural")) ?: "");
+            json_t *victims = json_array();
+            dc_store_list(a->store, key, NULL, NULL, NULL, collect_victim, victims);
+            size_t i;
+            json_t *v;
+            json_array_foreach(victims, i, v)
+            {
+                dc_store_delete(a->store, key, dc_api_meta_str(v, "namespace") ?: "",
+                                dc_api_meta_str(v, "name"), v);
+            }
+            json_decref(victims);
         }
         after_write(a, r);
     }
@@ -1092,6 +1124,7 @@ create_object(dc_ctx *c, json_t *obj, int *status_out)
     else
         json_object_del(meta, "generation");
     prepare_create(c->api, r, obj);
+    apply_defaults(r, obj);
     if (!validate(c, obj, namecopy))
         return -EINVAL;
     if (!dry_run(c)) {
@@ -1229,6 +1262,7 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
             prepare_service(c->api, result, old);
         else if (strcmp(r->plural, "secrets") == 0 && !r->group[0])
             prepare_secret(result);
+        apply_defaults(r, result);
         if (!validate(c, result, c->name)) {
             json_decref(result);
             return;
@@ -1822,6 +1856,48 @@ dc_apiserver_issue_token(dc_apiserver *a, const char *ns, const char *name, char
     return rc;
 }
 
+/* ---- authorization.k8s.io SelfSubjectAccessReview (kubectl auth can-i) ---- */
+
+static void
+do_access_review(dc_ctx *c)
+{
+    json_t *review = decode_body(c);
+    if (!review)
+        return;
+    if (!check_type(c, review)) {
+        json_decref(review);
+        return;
+    }
+    json_t *spec = json_object_get(review, "spec");
+    json_t *ra = json_object_get(spec, "resourceAttributes");
+    json_t *nra = json_object_get(spec, "nonResourceAttributes");
+    bool allowed = c->admin;
+    if (!c->admin && json_is_object(ra)) {
+        const char *res = json_string_value(json_object_get(ra, "resource")) ?: "";
+        const char *sub = json_string_value(json_object_get(ra, "subresource"));
+        char resource[300];
+        if (sub && *sub)
+            snprintf(resource, sizeof resource, "%s/%s", res, sub);
+        else
+            snprintf(resource, sizeof resource, "%s", res);
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(ra, "verb")) ?: "",
+                                 json_string_value(json_object_get(ra, "group")) ?: "", resource,
+                                 json_string_value(json_object_get(ra, "namespace")) ?: "",
+                                 json_string_value(json_object_get(ra, "name")) ?: "", NULL);
+    } else if (!c->admin && json_is_object(nra)) {
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(nra, "verb")) ?: "", "", "", "",
+                                 "", json_string_value(json_object_get(nra, "path")) ?: "");
+    }
+    json_object_set_new(review, "status",
+                        allowed ? json_pack("{s:b, s:s}", "allowed", 1, "reason",
+                                            c->admin ? "the admin token is cluster-admin"
+                                                     : "allowed by a role binding")
+                                : json_pack("{s:b}", "allowed", 0));
+    dc_api_respond_json(c, 201, review);
+}
+
 /* ---- routing ---- */
 
 /* Split path into segments (in place); returns how many. */
@@ -1911,6 +1987,22 @@ authenticate(dc_ctx *c)
         CRYPTO_memcmp(token, c->api->pki.admin_token, strlen(token)) == 0) {
         c->admin = true;
         snprintf(c->user, sizeof c->user, "admin");
+        /* the admin may act as another user (kubectl --as), to test roles */
+        const char *as = dc_req_header(c->req, "Impersonate-User");
+        if (as && *as) {
+            c->admin = false;
+            c->impersonated = true;
+            snprintf(c->user, sizeof c->user, "%s", as);
+            const char *prefix = "system:serviceaccount:";
+            if (strncmp(as, prefix, strlen(prefix)) == 0) {
+                const char *rest = as + strlen(prefix);
+                const char *colon = strchr(rest, ':');
+                if (colon) {
+                    snprintf(c->sa_ns, sizeof c->sa_ns, "%.*s", (int)(colon - rest), rest);
+                    snprintf(c->sa_name, sizeof c->sa_name, "%s", colon + 1);
+                }
+            }
+        }
         return true;
     }
     char *ns = NULL, *name = NULL, *uid = NULL;
@@ -1979,6 +2071,16 @@ dispatch(dc_ctx *c)
     }
     if (dc_rbac_authorize(c) < 0)
         return;
+    if (c->res->create_only) {
+        if (strcmp(c->verb, "create") == 0 && !c->name[0])
+            do_access_review(c);
+        else
+            dc_api_respond_status(c, 405, "MethodNotAllowed",
+                                  "the server does not allow this method on the requested "
+                                  "resource",
+                                  NULL);
+        return;
+    }
     if (c->res->namespaced && !c->namespaced_path &&
         (c->name[0] || strcmp(c->verb, "create") == 0 ||
          strcmp(c->verb, "deletecollection") == 0)) {
@@ -2007,6 +2109,12 @@ dispatch(dc_ctx *c)
     if (dc_store_get(c->api->store, c->res->key, ns, c->name, &obj) != 0) {
         if (strcmp(c->verb, "update") == 0 && strcmp(c->plural, "leases") == 0) {
             do_create(c); /* leases are created by PUT, as the real registry allows */
+            return;
+        }
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        if (strcmp(c->verb, "patch") == 0 && ct &&
+            strncasecmp(ct, "application/apply-patch+yaml", 28) == 0) {
+            do_create(c); /* server-side apply creates what is not there */
             return;
         }
         dc_api_respond_not_found(c, c->res, c->name);

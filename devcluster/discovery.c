@@ -29,7 +29,8 @@ static const char *const all_category[] = {"pods", "services", "deployments", "s
 static json_t *
 verbs_for(const dc_resource *r)
 {
-    (void)r;
+    if (r->create_only)
+        return json_pack("[s]", "create");
     return json_pack("[s,s,s,s,s,s,s,s]", "create", "delete", "deletecollection", "get", "list",
                      "patch", "update", "watch");
 }

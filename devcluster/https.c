@@ -213,6 +213,7 @@ req_clear(dc_req *r)
 {
     free(r->target);
     free(r->path);
+    free(r->rawquery);
     for (int i = 0; i < r->nheaders; i++) {
         free(r->header_names[i]);
         free(r->header_values[i]);

@@ -233,6 +233,20 @@ def test_crd_then_custom_resource_table_yaml(api):
     assert "mode: fast" in api.kubectl("get", "wd", "w1", "-o", "yaml").stdout
 
 
+def test_deleting_a_crd_removes_its_objects_and_its_api(api):
+    make_crd(api)
+    api.request("POST", WIDGETS, widget("w1"))
+    api.kubectl("delete", "crd", "widgets.example.com")
+    st, _ = api.request("GET", WIDGETS)
+    assert st == 404
+    st, groups = api.request("GET", "/apis")
+    assert "example.com" not in [g["name"] for g in groups["groups"]]
+    # a new definition starts empty
+    make_crd(api)
+    st, l = api.request("GET", WIDGETS)
+    assert st == 200 and l["items"] == []
+
+
 def test_schema_violations_are_422_naming_the_field(api):
     make_crd(api)
     bad = widget("w2", size=9, mode="medium", name="ABC")
@@ -375,6 +389,58 @@ def test_kubectl_apply_changed_deployment_strategic_merge(api):
     api.kubectl("scale", "deployment", "web", "--replicas=5")
     d = json.loads(api.kubectl("get", "deploy", "web", "-o", "json").stdout)
     assert d["spec"]["replicas"] == 5 and d["metadata"]["generation"] == 4
+
+
+def test_kubectl_create_commands_send_protobuf(api):
+    """kubectl's typed create commands send protobuf bodies (client-go 1.32)."""
+    api.kubectl("create", "deployment", "d1", "--image=example/app:1", "--port=80",
+                "--replicas=2")
+    d = json.loads(api.kubectl("get", "deploy", "d1", "-o", "json").stdout)
+    assert d["spec"]["replicas"] == 2 and d["metadata"]["labels"] == {"app": "d1"}
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "example/app:1" and c["ports"][0]["containerPort"] == 80
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate" and "stdin" not in c
+    api.kubectl("create", "secret", "generic", "s1", "--from-literal=pw=hunter2")
+    s = json.loads(api.kubectl("get", "secret", "s1", "-o", "json").stdout)
+    assert s["data"] == {"pw": "aHVudGVyMg=="} and s["type"] == "Opaque"
+    api.kubectl("create", "namespace", "n1")
+    api.kubectl("create", "serviceaccount", "sa1", "-n", "n1")
+    api.kubectl("create", "service", "clusterip", "svc1", "--tcp=80:8080")
+    svc = json.loads(api.kubectl("get", "svc", "svc1", "-o", "json").stdout)
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["clusterIP"]
+    # a kind this server does not decode from protobuf is refused, never half-stored
+    r = api.kubectl("create", "job", "j1", "--image=x", check=False)
+    assert r.returncode != 0 and "send" in r.stderr and "JSON" in r.stderr
+    assert api.request("GET", "/apis/batch/v1/namespaces/default/jobs/j1")[0] == 404
+
+
+def test_server_side_apply_creates_then_updates(api):
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
+    api.kubectl("apply", "--server-side", "-f", "-", input=manifest)
+    api.kubectl("apply", "--server-side", "-f", "-", input=manifest.replace("'1'", "'2'"))
+    assert json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {"a": "2"}
+
+
+def test_defaults_apply_on_create_and_on_every_update(api):
+    api.kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    st, d = api.request("GET", "/apis/apps/v1/namespaces/default/deployments/web")
+    web = d["spec"]["template"]["spec"]["containers"][0]
+    assert web["ports"][0]["protocol"] == "TCP" and web["imagePullPolicy"] == "IfNotPresent"
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate"
+    # a PUT of a manifest without them gets them again, and that is no spec change
+    bare = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": d["metadata"]["resourceVersion"]},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "example/web:1",
+                                         "env": [{"name": "A", "value": "1"}],
+                                         "ports": [{"containerPort": 80}]},
+                                        {"name": "sidecar", "image": "example/sidecar:1"}]}}}}
+    st, d2 = api.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web", bare)
+    assert st == 200
+    assert d2["spec"]["replicas"] == 1 and d2["metadata"]["generation"] == 2
+    web = d2["spec"]["template"]["spec"]["containers"][0]
+    assert web["ports"][0]["protocol"] == "TCP" and web["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_helm_install_upgrade_list_uninstall(api, workdir):
@@ -651,6 +717,18 @@ def test_rbac_service_account_gets_403_outside_its_role(api):
     assert st == 403 and 'configmaps "kube-root-ca.crt" is forbidden' in body["message"]
     # discovery stays readable
     assert api.request("GET", "/api/v1", token=token)[0] == 200
+    # kubectl auth can-i, as the account (impersonated by the admin) and as itself
+    sa = "--as=system:serviceaccount:default:bot"
+    assert api.kubectl("auth", "can-i", "list", "configmaps", sa).stdout.strip() == "yes"
+    r = api.kubectl("auth", "can-i", "list", "secrets", sa, check=False)
+    assert r.returncode != 0 and r.stdout.strip() == "no"
+    assert api.kubectl("auth", "can-i", "watch", "configmaps", "--token=" + token).stdout.strip() \
+        == "yes"
+    r = api.kubectl("get", "secrets", sa, check=False)
+    assert r.returncode != 0 and "cannot list resource" in r.stderr
+    # only the admin may impersonate
+    r = api.kubectl("get", "cm", "--token=" + token, "--as=alice", check=False)
+    assert r.returncode != 0 and "cannot impersonate" in r.stderr
     # a deleted account's token stops working
     api.kubectl("delete", "serviceaccount", "bot")
     assert api.request("GET", CMS, token=token)[0] == 401
@@ -699,6 +777,67 @@ def test_table_output_with_printer_columns_over_http(api):
     assert [c["name"] for c in t["columnDefinitions"]] == ["Name", "Size", "Ready", "Age"]
     assert t["rows"][0]["cells"][:2] == ["w1", 4]
     assert t["rows"][0]["object"]["metadata"]["name"] == "w1"
+
+
+def test_concurrent_clients_and_watchers_see_every_change_in_order(api):
+    """Writers race on shared objects (409s retried as a controller would);
+    two watchers must each see every change of the collection, in
+    resourceVersion order, ending in the state a list returns."""
+    st, start = api.request("GET", CMS)
+    rv0 = start["metadata"]["resourceVersion"]
+    watchers = [api.watch(CMS + "?watch=true&resourceVersion=" + rv0) for _ in range(2)]
+    errors = []
+
+    def writer(w):
+        for i in range(15):
+            name = f"w{w}-{i}"
+            st, obj = api.request("POST", CMS, cm(name))
+            if st != 201:
+                errors.append((name, st))
+            # everyone bumps one shared counter: read, modify, write, retry on conflict
+            while True:
+                st, shared = api.request("GET", CMS + "/shared")
+                if st == 404:
+                    st, _ = api.request("POST", CMS, cm("shared", {"n": "0"}))
+                    if st in (201, 409):
+                        continue
+                shared["data"]["n"] = str(int(shared["data"]["n"]) + 1)
+                st, _ = api.request("PUT", CMS + "/shared", shared)
+                if st == 200:
+                    break
+                if st != 409:
+                    errors.append(("shared", st))
+                    break
+            if i % 3 == 0:
+                api.request("DELETE", CMS + "/" + name)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    st, final = api.request("GET", CMS)
+    final_rv = int(final["metadata"]["resourceVersion"])
+    state = {i["metadata"]["name"]: i for i in final["items"]}
+    assert state["shared"]["data"]["n"] == str(4 * 15), "no lost update"
+    for c, r in watchers:
+        seen, last = {i["metadata"]["name"]: i for i in start["items"]}, int(rv0)
+        while last < final_rv:
+            e = next_event(r)
+            assert e is not None
+            rv = int(e["object"]["metadata"]["resourceVersion"])
+            assert rv > last, "events in resourceVersion order"
+            last = rv
+            name = e["object"]["metadata"]["name"]
+            if e["type"] == "DELETED":
+                seen.pop(name, None)
+            else:
+                seen[name] = e["object"]
+        c.close()
+        assert set(seen) == set(state)
+        assert all(seen[n]["metadata"]["resourceVersion"] == state[n]["metadata"]["resourceVersion"]
+                   for n in state)
 
 
 def test_kill_9_mid_write_loses_no_acknowledged_write(workdir):

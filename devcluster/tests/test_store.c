@@ -124,6 +124,36 @@ test_event_window_and_floor(void **state)
     dc_store_close(s);
 }
 
+static void
+test_event_window_by_weight(void **state)
+{
+    (void)state;
+    dc_store *s;
+    assert_int_equal(dc_store_open(path, 1000, &s), 0);
+    dc_store_set_max_bytes(s, 3000);
+    dc_store_lock(s);
+    int64_t start = dc_store_rv(s);
+    char big[1001];
+    memset(big, 'x', 1000);
+    big[1000] = '\0';
+    for (int i = 0; i < 5; i++) {
+        json_t *o = obj("big", "u");
+        json_object_set_new(o, "data", json_pack("{s:s}", "k", big));
+        assert_int_equal(dc_store_put(s, "/configmaps", "ns", "big", o, DC_MODIFIED), 0);
+        json_decref(o);
+    }
+    /* each change weighs a little over 1000 bytes: only 2 fit in 3000 */
+    assert_int_equal(dc_store_window_floor(s), start + 3);
+    dc_event ev[8];
+    assert_int_equal(dc_store_events_since(s, start + 2, ev, 8), -ESTALE);
+    int n = dc_store_events_since(s, start + 3, ev, 8);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++)
+        dc_event_clear(&ev[i]);
+    dc_store_unlock(s);
+    dc_store_close(s);
+}
+
 typedef struct seen {
     char names[16][32];
     int n;
@@ -202,6 +232,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rv_rises_and_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_window_and_floor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_window_by_weight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_after_key_and_gc_candidates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_a_corrupt_file, setup, teardown),
     };
