@@ -21,6 +21,7 @@
 
 #include "controllers.h"
 #include "event_loop.h"
+#include "kubelet.h"
 #include "log.h"
 #include "podman.h"
 #include "volumes.h"
@@ -95,8 +96,8 @@ dc_endpoints_subsets(json_t *svc, json_t *pods)
         if (!first)
             first = pod;
         json_t *addr = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "ip", ip, "nodeName",
-                                 "devcluster", "targetRef", "kind", "Pod", "namespace", pns, "name",
-                                 dc_ctl_meta(pod, "name"), "uid", dc_ctl_meta(pod, "uid"));
+                                 DC_KUBELET_NODE_NAME, "targetRef", "kind", "Pod", "namespace", pns,
+                                 "name", dc_ctl_meta(pod, "name"), "uid", dc_ctl_meta(pod, "uid"));
         json_t *pspec = json_object_get(pod, "spec");
         const char *hostname = dc_ctl_str(pspec, "hostname"), *sub = dc_ctl_str(pspec, "subdomain");
         if (hostname && sub && strcmp(sub, name) == 0)

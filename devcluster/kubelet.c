@@ -419,7 +419,7 @@ fill_ctx(dc_kubelet *k, kl_pod *p, dc_pod_ctx *ctx, char *vol, char *pvc, char *
     memset(ctx, 0, sizeof(*ctx));
     ctx->cluster_id = k->cluster_id;
     ctx->pod_ip = p->ip;
-    ctx->node_name = "devcluster";
+    ctx->node_name = DC_KUBELET_NODE_NAME;
     ctx->volume_root = vol;
     ctx->pvc_root = pvc;
     ctx->hosts_file = hosts;
@@ -1213,6 +1213,24 @@ sync_pod(dc_kubelet *k, json_t *pod, json_t *ps)
     p->seen = true;
     if (p->terminating)
         return;
+    /* No scheduler: this node binds every pod to itself, as the scheduler's
+     * binding would, so that deleting it is graceful (the API server marks
+     * a bound pod and waits for the node to stop it). */
+    const char *node = jstr(json_object_get(pod, "spec"), "nodeName");
+    if ((!node || !*node) && !jstr(meta, "deletionTimestamp")) {
+        char path[1024];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", p->ns, p->name);
+        json_t *patch = json_pack("{s:{s:s}}", "spec", "nodeName", DC_KUBELET_NODE_NAME);
+        long code = 0;
+        json_t *resp = NULL;
+        if (dc_kclient_do(k->api, "PATCH", path, patch, "application/merge-patch+json", &code,
+                          &resp) != 0 ||
+            code >= 300)
+            lb_warn("could not bind pod namespace=%s pod=%s error=\"%s\"", p->ns, p->name,
+                    dc_kclient_error(k->api));
+        json_decref(resp);
+        json_decref(patch);
+    }
     if (jstr(meta, "deletionTimestamp")) {
         start_termination(k, p, pod);
         return;
