@@ -242,6 +242,10 @@ dc_node_stop(dc_node *n, bool remove_pods)
 int
 dc_node_down(const char *data_dir)
 {
+    char marker[4096];
+    snprintf(marker, sizeof(marker), "%s/node/cluster-id", data_dir);
+    if (access(marker, F_OK) != 0)
+        return 0; /* no node ever ran here */
     char id[32];
     int rc = dc_node_cluster_id(data_dir, id, sizeof(id));
     if (rc)

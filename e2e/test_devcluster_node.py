@@ -421,3 +421,17 @@ def test_down_stops_every_container_and_up_finds_them(dc):
     p = wait_for(lambda: (lambda p: p if p and ready(p) else None)(dc.get(ns, "pod/sk-0")), what="sk-0 back")
     assert p["metadata"]["uid"] == uid  # the same object, found again
     assert boots(dc, ns, "sk-0") == 2  # and the same claim
+
+
+def test_down_after_kill_9_removes_the_containers(dc):
+    ns = "again"  # sk-0 of the test above runs here
+    wait_for(lambda: (lambda p: p and ready(p))(dc.get(ns, "pod/sk-0")), what="sk-0 ready")
+    with open(os.path.join(dc.dir, "devcluster.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, 9)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+             what="devcluster to die")
+    assert dc.containers(), "the containers should outlive a kill -9"
+    dc.run("down")
+    assert dc.containers() == []
+    dc.run("up")  # for the module's teardown
