@@ -362,9 +362,11 @@ def test_bad_pods_wait_with_reasons(dc):
         {"name": "no-image", "image": "localhost/lakebase/does-not-exist:1", "want": "ErrImageNeverPull"},
         {"name": "root", "image": "docker.io/library/debian:bookworm-slim",
          "securityContext": {"runAsNonRoot": True}, "want": "CreateContainerConfigError"},
+        {"name": "crash", "image": "docker.io/library/debian:bookworm-slim", "command": ["false"],
+         "want": "CrashLoopBackOff"},
     ]
     for p in pods:
-        c = {"name": "c", "image": p["image"], "command": ["sleep", "600"]}
+        c = {"name": "c", "image": p["image"], "command": p.get("command", ["sleep", "600"])}
         for k in ("env", "securityContext"):
             if k in p:
                 c[k] = p[k]
@@ -376,6 +378,8 @@ def test_bad_pods_wait_with_reasons(dc):
             st = (dc.get(ns, f"pod/{p['name']}") or {}).get("status", {}).get("containerStatuses") or [{}]
             return st[0].get("state", {}).get("waiting", {}).get("reason") == p["want"]
         wait_for(reason, what=f"{p['name']} waiting with {p['want']}")
+    crash = dc.get(ns, "pod/crash")["status"]["containerStatuses"][0]
+    assert crash["restartCount"] >= 1 and crash["lastState"]["terminated"]["exitCode"] == 1
     # A missing secret that appears later is picked up.
     dc.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "missing", "namespace": ns},
