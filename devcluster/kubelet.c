@@ -94,6 +94,7 @@ typedef struct kl_pod {
     bool seen;
     bool failed_init;
     bool terminating;
+    bool sandbox_stopped; /* a finished pod's infra container was stopped */
     int64_t retry_at_ms;
     char reason[64], message[512];
     struct kl_pod *next;
@@ -1252,6 +1253,13 @@ sync_pod(dc_kubelet *k, json_t *pod, json_t *ps)
             json_decref(status);
             return;
         }
+    }
+    if (terminal && !p->sandbox_stopped) {
+        /* a finished pod keeps its containers (for logs) but not its network
+         * namespace, as a kubelet tears down a finished pod's sandbox */
+        const char *stop[] = {"pod", "stop", "--time=2", p->pod_id, NULL};
+        podman(NULL, NULL, 60000, stop);
+        p->sandbox_stopped = true;
     }
     if (!terminal) {
         /* init containers one at a time, in order, each to completion */
