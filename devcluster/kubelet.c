@@ -460,6 +460,13 @@ check_claims(dc_kubelet *k, kl_pod *p, json_t *pod, lb_buf *err)
                           strerror(-rc));
             return rc;
         }
+        json_t *fsgroup = json_object_get(
+            json_object_get(json_object_get(pod, "spec"), "securityContext"), "fsGroup");
+        if (json_is_integer(fsgroup) &&
+            (rc = dc_volumes_apply_fsgroup(path, (long)json_integer_value(fsgroup), true)) != 0) {
+            lb_buf_printf(err, "could not apply fsGroup to claim \"%s\": %s", claim, strerror(-rc));
+            return rc;
+        }
     }
     return 0;
 }

@@ -156,7 +156,7 @@ spec:
   template:
     metadata: {{labels: {{app: sk}}}}
     spec:
-      securityContext: {{runAsNonRoot: true}}
+      securityContext: {{runAsNonRoot: true, fsGroup: 65532}}
       containers:
       - name: safekeeper
         image: {image}
