@@ -394,6 +394,8 @@ class Cluster:
         with open(pgpass, "w") as f:
             f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
         os.chmod(pgpass, 0o600)
+        # Management's key pair: daemons verify tokens with its public key.
+        self.auth = Auth(workdir)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
         self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
@@ -815,7 +817,10 @@ class ComputeCtl:
                 "compute", tenant=tenant or cluster.tenant,
                 timeline=timeline or cluster.timeline, sub=name,
                 endpoint=f"127.0.0.1:{self.port}"),
+            "auth_public_keys": cluster.auth.keys_dir,
         }
+        # Callers of compute-ctl's HTTP API: the tests act as management.
+        self.token = cluster.auth.management
         if lsn:
             self.spec["lsn"] = lsn
         self.proc = None
@@ -842,14 +847,14 @@ class ComputeCtl:
         return self
 
     def status(self):
-        st, body = http("GET", self.url + "/status")
+        st, body = http("GET", self.url + "/status", token=self.token)
         assert st == 200, body
         return body
 
     def ready(self):
         """True when compute-ctl answers that its PostgreSQL is ready."""
         try:
-            st, body = http("GET", self.url + "/status", timeout=2)
+            st, body = http("GET", self.url + "/status", timeout=2, token=self.token)
         except OSError:
             return False
         return st == 200 and body.get("state") == "ready"
@@ -863,7 +868,7 @@ class ComputeCtl:
                 raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
                                      + self.log_tail())
             try:
-                st, body = http("GET", self.url + "/status")
+                st, body = http("GET", self.url + "/status", token=self.token)
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
@@ -896,7 +901,6 @@ class ComputeCtl:
         return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
 
     def superuser_sql(self, query):
-        import psycopg
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
             cur = c.execute(query)
             return cur.fetchall() if cur.description else None
