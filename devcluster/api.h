@@ -55,6 +55,7 @@ typedef struct dc_ctx {
     /* the answer, sent after the store lock is released */
     int out_status;
     json_t *out_body;
+    const char *out_content_type; /* static; NULL: application/json */
 } dc_ctx;
 
 /* ---- responses ---- */
@@ -108,9 +109,13 @@ int dc_schema_validate(const json_t *schema, json_t *obj, json_t *causes, json_t
 void *dc_gc_main(void *arg);
 /* Delete an object now or mark it (finalizers): the shared delete path of
  * the API and the collector (lock held). propagation: "Background",
- * "Foreground" or "Orphan". *deleted tells which happened. */
+ * "Foreground", "Orphan" or NULL. grace_zero: gracePeriodSeconds=0 (a pod
+ * bound to a node goes at once; the node agent's final delete). *deleted
+ * tells which happened; *result (a new reference) is the object's last
+ * state. */
 int dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,
-                         json_t *obj, const char *propagation, bool *deleted, json_t **result);
+                         json_t *obj, const char *propagation, bool grace_zero, bool *deleted,
+                         json_t **result);
 /* Store obj as an update that removes the object once it is marked for
  * deletion and its finalizers are gone (lock held). */
 int dc_api_store_update(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,

@@ -25,6 +25,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "fields.h"
 #include "patch.h"
 #include "protobuf.h"
 #include "buf.h"
@@ -870,7 +871,8 @@ collect_victim(void *arg, const char *ns, const char *name, json_t *obj)
 
 int
 dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,
-                     json_t *obj, const char *propagation, bool *deleted, json_t **result)
+                     json_t *obj, const char *propagation, bool grace_zero, bool *deleted,
+                     json_t **result)
 {
     json_t *meta = meta_of(obj);
     *deleted = false;
@@ -899,7 +901,7 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
     if (json_object_get(meta, "deletionTimestamp")) {
         /* already being deleted: only a new propagation finalizer or a pod's
          * grace period of 0 changes anything */
-        if (is_pod && propagation && strcmp(propagation, "grace0") == 0) {
+        if (is_pod && grace_zero) {
             json_object_set_new(meta, "deletionGracePeriodSeconds", json_integer(0));
             json_object_set_new(meta, "finalizers", newfins);
             int rc = dc_api_store_update(a, r, ns, name, obj);
@@ -917,7 +919,7 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         *result = json_incref(obj);
         return 0;
     }
-    if (propagation && strcmp(propagation, "grace0") == 0)
+    if (grace_zero)
         graceful_pod = false;
     if (json_array_size(newfins) > 0 || is_ns || graceful_pod) {
         char now[32];
@@ -1027,10 +1029,12 @@ validate(dc_ctx *c, json_t *obj, const char *name)
     json_t *causes = json_array();
     json_t *unknown = json_array();
     validate_labels(json_object_get(obj, "metadata"), causes);
-    if (c->res->schema)
+    if (c->res->schema) {
         dc_schema_validate(c->res->schema, obj, causes, unknown);
-    else
+    } else {
         validate_builtin(c->res, obj, causes);
+        dc_fields_check(c->res->kind, obj, unknown);
+    }
     const char *fv = dc_req_query(c->req, "fieldValidation");
     if (json_array_size(unknown) > 0 && fv && strcmp(fv, "Strict") == 0) {
         lb_buf msg = LB_BUF_INIT;
@@ -1046,6 +1050,20 @@ validate(dc_ctx *c, json_t *obj, const char *name)
         json_decref(causes);
         json_decref(unknown);
         return false;
+    }
+    /* otherwise (helm, controllers) a warning, as the real server's Warn
+     * mode gives; a custom resource's unknown fields were pruned, a built-in
+     * object's are kept (see README) */
+    size_t i;
+    json_t *u;
+    bool quiet = fv && strcmp(fv, "Ignore") == 0;
+    json_array_foreach(quiet ? NULL : unknown, i, u)
+    {
+        char warning[1200];
+        snprintf(warning, sizeof warning, "299 - \"unknown field \\\"%s\\\"\"",
+                 json_string_value(u));
+        if (i < 20)
+            dc_req_add_header(c->req, "Warning", warning);
     }
     json_decref(unknown);
     if (json_array_size(causes) > 0) {
@@ -1552,6 +1570,7 @@ do_list(dc_ctx *c)
     const char *limit = dc_req_query(c->req, "limit");
     ls.limit = limit ? atol(limit) : 0;
     const char *cont = dc_req_query(c->req, "continue");
+    int64_t list_rv = 0;
     char after_ns[256] = "", after_name[256] = "";
     bool has_after = false;
     if (cont && *cont) {
@@ -1571,13 +1590,31 @@ do_list(dc_ctx *c)
         snprintf(after_ns, sizeof after_ns, "%s", tn);
         snprintf(after_name, sizeof after_name, "%s", tname);
         has_after = true;
+        list_rv = atoll(json_string_value(json_object_get(tok, "rv")) ?: "0");
         json_decref(tok);
+        /* Every page carries the first page's resourceVersion: a watch from
+         * it then delivers whatever changed while the pages were read (the
+         * pages themselves read the current state). That needs the window
+         * to still reach back to it, as etcd's compaction does. */
+        int64_t floor = dc_store_window_floor(c->api->store);
+        if (list_rv < floor) {
+            dc_api_respond_status(
+                c, 410, "Expired",
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter, or use "
+                "the continue token in this response to retrieve the remainder of the "
+                "results. Continuing with the provided token results in an inconsistent "
+                "list - objects that were created, modified, or deleted between the time "
+                "the first chunk was returned and now may show up in the list.",
+                NULL);
+            goto out;
+        }
     }
     const char *ns = (c->res->namespaced && c->namespaced_path) ? c->ns : NULL;
     dc_store_list(c->api->store, c->res->key, ns, has_after ? after_ns : NULL,
                   has_after ? after_name : NULL, list_visit, &ls);
     char rv[32];
-    snprintf(rv, sizeof rv, "%lld", (long long)dc_store_rv(c->api->store));
+    snprintf(rv, sizeof rv, "%lld", (long long)(has_after ? list_rv : dc_store_rv(c->api->store)));
     char token[1200] = "";
     if (ls.more) {
         json_t *tok =
@@ -1683,8 +1720,6 @@ read_delete_options(dc_ctx *c, delete_opts *o)
         return false;
     }
     o->propagation = o->prop_buf[0] ? o->prop_buf : NULL;
-    if (o->grace == 0 && !o->propagation)
-        o->propagation = "grace0";
     return true;
 }
 
@@ -1713,13 +1748,10 @@ do_delete(dc_ctx *c, json_t *obj)
         dc_api_respond_json(c, 200, json_incref(obj));
         return;
     }
-    const char *prop = o.propagation;
-    if (o.grace == 0 && strcmp(c->res->plural, "pods") == 0)
-        prop = prop && strcmp(prop, "grace0") != 0 ? prop : "grace0";
     bool deleted;
     json_t *result;
     int rc = dc_api_delete_object(c->api, c->res, c->res->namespaced ? c->ns : "", c->name, obj,
-                                  prop, &deleted, &result);
+                                  o.propagation, o.grace == 0, &deleted, &result);
     if (rc < 0) {
         json_decref(result);
         dc_api_respond_status(c, 500, "InternalError", "could not delete the object", NULL);
@@ -1770,8 +1802,8 @@ do_deletecollection(dc_ctx *c)
             bool deleted;
             json_t *result;
             dc_api_delete_object(c->api, c->res, dc_api_meta_str(obj, "namespace") ?: "",
-                                 dc_api_meta_str(obj, "name"), obj, o.propagation, &deleted,
-                                 &result);
+                                 dc_api_meta_str(obj, "name"), obj, o.propagation, o.grace == 0,
+                                 &deleted, &result);
             json_decref(result);
         }
         char av[256];
@@ -2126,7 +2158,10 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->sub, "token") == 0 && strcmp(c->verb, "create") == 0) {
         do_token(c, obj);
     } else if (strcmp(c->sub, "log") == 0) {
+        /* reading container logs runs podman: nobody waits on the store meanwhile */
+        dc_store_unlock(c->api->store);
         serve_pod_log(c);
+        dc_store_lock(c->api->store);
     } else if (strcmp(c->verb, "get") == 0) {
         if (dc_table_wanted(dc_req_header(c->req, "Accept"))) {
             char rv[32];
@@ -2182,7 +2217,8 @@ handle(dc_req *req, void *arg)
     }
     char *text = json_dumps(c.out_body, JSON_COMPACT);
     if (text)
-        dc_respond(req, c.out_status, "application/json", text, strlen(text));
+        dc_respond(req, c.out_status, c.out_content_type ? c.out_content_type : "application/json",
+                   text, strlen(text));
     else
         dc_respond(req, 500, "text/plain", "out of memory", 13);
     if (c.out_status >= 400 || getenv("DEVCLUSTER_LOG_REQUESTS"))

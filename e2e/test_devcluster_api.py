@@ -219,6 +219,29 @@ def test_kubectl_get_namespaces(api):
     assert json.loads(v)["serverVersion"]["minor"] == "32"
 
 
+def test_aggregated_discovery_lists_builtins_and_crds(api):
+    make_crd(api)
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json")
+    c = api.conn()
+    c.request("GET", "/apis", headers={"Authorization": "Bearer " + api.token, "Accept": accept})
+    r = c.getresponse()
+    doc = json.loads(r.read())
+    c.close()
+    assert r.getheader("Content-Type") == \
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    groups = {g["metadata"]["name"]: g for g in doc["items"]}
+    apps = {res["resource"]: res for res in groups["apps"]["versions"][0]["resources"]}
+    assert {s["subresource"] for s in apps["deployments"]["subresources"]} == {"status", "scale"}
+    assert apps["deployments"]["scope"] == "Namespaced"
+    w = groups["example.com"]["versions"][0]["resources"][0]
+    assert w["resource"] == "widgets" and w["shortNames"] == ["wd"]
+    assert w["responseKind"] == {"group": "example.com", "version": "v1", "kind": "Widget"}
+    # the legacy form is still what a plain Accept gets
+    st, legacy = api.request("GET", "/apis")
+    assert legacy["kind"] == "APIGroupList"
+
+
 def test_crd_then_custom_resource_table_yaml(api):
     make_crd(api)
     api.kubectl("apply", "-f", "-", input=json.dumps(widget("w1", size=3)))
@@ -421,6 +444,26 @@ def test_server_side_apply_creates_then_updates(api):
     assert json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {"a": "2"}
 
 
+def test_unknown_fields_of_builtin_kinds(api):
+    # a typo is refused with kubectl's default validation (fieldValidation=Strict)
+    typo = DEPLOYMENT.replace("replicas: 2", "replica: 2").replace("image: example/web:1",
+                                                                   "imagee: example/web:1")
+    r = api.kubectl("apply", "-f", "-", input=typo, check=False)
+    assert r.returncode != 0
+    assert "strict decoding error: " in r.stderr
+    assert 'unknown field "spec.template.spec.containers[0].imagee"' in r.stderr
+    assert 'unknown field "spec.replica"' in r.stderr
+    # without it (helm, controllers) the object is taken, with a warning
+    r = api.kubectl("apply", "--validate=warn", "-f", "-", input=typo)
+    assert 'Warning: unknown field "spec.replica"' in r.stderr
+    # a realistic set of manifests (probes, projected volumes, affinity, claim
+    # templates, a PDB, a NetworkPolicy, a CronJob, an Ingress) has no false alarm
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "devcluster_manifests.yaml")) as f:
+        r = api.kubectl("apply", "-f", "-", input=f.read())
+    assert "Warning" not in r.stderr, r.stderr
+
+
 def test_defaults_apply_on_create_and_on_every_update(api):
     api.kubectl("apply", "-f", "-", input=DEPLOYMENT)
     st, d = api.request("GET", "/apis/apps/v1/namespaces/default/deployments/web")
@@ -557,6 +600,8 @@ def test_watch_past_the_window_is_410_expired(workdir):
     try:
         st, a = api.request("POST", CMS, cm("a"))
         old = a["metadata"]["resourceVersion"]
+        st, page = api.request("GET", CMS + "?limit=1")
+        assert page["metadata"].get("continue")
         for i in range(8):
             api.request("PUT", CMS + "/a", dict(a, data={"k": str(i)}, metadata=dict(
                 a["metadata"], resourceVersion=None)))
@@ -565,6 +610,9 @@ def test_watch_past_the_window_is_410_expired(workdir):
         c.close()
         assert e["type"] == "ERROR"
         assert e["object"]["code"] == 410 and e["object"]["reason"] == "Expired"
+        # so is continuing a list whose first page is that old
+        st, body = api.request("GET", CMS + "?limit=1&continue=" + page["metadata"]["continue"])
+        assert st == 410 and body["reason"] == "Expired"
         # a recent one still works
         st, now = api.request("GET", CMS + "/a")
         c, r = api.watch(CMS + "?watch=true&resourceVersion=" + now["metadata"]["resourceVersion"])
@@ -632,6 +680,19 @@ def test_list_limit_and_continue(api):
             break
     assert names == sorted(names) and set(names) >= {f"c{i}" for i in range(7)}
     assert len(names) == len(set(names)) and pages >= 3
+    # a change behind the cursor is not on the pages, but every page carries the
+    # first page's resourceVersion, so a watch from it delivers the change
+    st, first = api.request("GET", CMS + "?limit=3")
+    api.request("POST", CMS, cm("a-behind"))
+    st, second = api.request("GET", CMS + "?limit=3&continue=" + first["metadata"]["continue"])
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert "a-behind" not in [i["metadata"]["name"] for i in second["items"]]
+    c, r = api.watch(CMS + "?watch=true&resourceVersion=" + first["metadata"]["resourceVersion"])
+    e = next_event(r)
+    c.close()
+    assert e["type"] == "ADDED" and e["object"]["metadata"]["name"] == "a-behind"
+    st, body = api.request("GET", CMS + "?limit=3&continue=bm90IGpzb24=")
+    assert st == 400
 
 
 def owned(name, owner, **extra):
@@ -669,6 +730,28 @@ def test_garbage_collection_background_foreground_orphan(api):
     wait_for(lambda: gone("owner3"), what="orphaning owner deleted")
     st, d = api.request("GET", CMS + "/dep3")
     assert st == 200 and "ownerReferences" not in d["metadata"]
+
+
+def test_pod_deletion_is_graceful_once_bound_to_a_node(api):
+    pods = "/api/v1/namespaces/default/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    st, p = api.request("POST", pods, pod)
+    assert st == 201 and p["status"]["phase"] == "Pending"
+    assert api.request("DELETE", pods + "/p")[0] == 200
+    assert api.request("GET", pods + "/p")[0] == 404, "an unbound pod goes at once"
+    pod["spec"]["nodeName"] = "node-1"
+    st, p = api.request("POST", pods, pod)
+    st, body = api.request("DELETE", pods + "/p")
+    assert st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 30
+    st, p2 = api.request("GET", pods + "/p")
+    assert st == 200 and p2["metadata"]["deletionTimestamp"], "waits for its node"
+    # the node agent's final delete: grace 0, with a propagation policy and a uid precondition
+    st, _ = api.request("DELETE", pods + "/p", {"gracePeriodSeconds": 0,
+                                                "propagationPolicy": "Background",
+                                                "preconditions": {"uid": p["metadata"]["uid"]}})
+    assert st == 200
+    assert api.request("GET", pods + "/p")[0] == 404
 
 
 def test_namespace_deletion_removes_its_objects(api):
