@@ -216,9 +216,18 @@ def test_statefulset_of_safekeepers(dc):
     assert sorted(c["metadata"]["name"] for c in claims) == ["data-sk-0", "data-sk-1", "data-sk-2"]
     assert all(c["status"]["phase"] == "Bound" for c in claims)
 
-    # kubectl logs: the container's own output.
+    # kubectl logs: the container's own output; -f streams it (until kubectl
+    # is stopped: the log never ends while the safekeeper runs).
     assert boots(dc, ns, "sk-0") == 1
     assert "safekeeper started id=sk-0" in dc.kubectl("-n", ns, "logs", "sk-0")
+    follow = subprocess.Popen([KUBECTL, "-n", ns, "logs", "-f", "sk-0"], env=dc.env, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        first = follow.stdout.readline()
+        assert first.startswith("boots=1"), first
+    finally:
+        follow.kill()
+        follow.wait()
 
     # Every safekeeper by its DNS name from another pod, plus the Service
     # name and the API server (KUBERNETES_SERVICE_HOST/PORT, token, ca.crt).
