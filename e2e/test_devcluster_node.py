@@ -11,9 +11,11 @@ generous bound (the machine is shared and slow).
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -257,6 +259,29 @@ def test_statefulset_of_safekeepers(dc):
     assert "api: reachable" in out and f"namespace: {ns}" in out, out
     assert "ca: 1" in out and "token: present" in out, out
     assert dc.get(ns, "pod/client")["status"]["phase"] == "Succeeded"
+
+    # What a pod's client library does with those files: TLS to
+    # KUBERNETES_SERVICE_HOST:PORT verified with ca.crt (the certificate names
+    # the bridge address), and the service-account token is accepted (200, or
+    # 403 from RBAC; never 401).
+    uid = dc.get(ns, "pod/sk-1")["metadata"]["uid"]
+    sa = os.path.join(dc.dir, "node", "pods", uid, "sa")
+    env = {e["name"]: e["value"] for e in dc.get(ns, "pod/sk-1")["spec"]["containers"][0].get("env", [])
+           if "value" in e}
+    assert "KUBERNETES_SERVICE_HOST" not in env  # set by the node, not in the spec
+    with open(os.path.join(dc.dir, "port")) as f:
+        port = int(f.read().strip())
+    with open(os.path.join(sa, "token")) as f:
+        token = f.read().strip()
+    ctx = ssl.create_default_context(cafile=os.path.join(sa, "ca.crt"))
+    req = urllib.request.Request(f"https://10.88.0.1:{port}/api/v1/namespaces/{ns}/pods",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            code = r.status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    assert code in (200, 403), code
 
     # A killed container is restarted, and its restartCount grows.
     before = dc.get(ns, "pod/sk-1")
