@@ -222,6 +222,8 @@ class Safekeeper:
         self.pg_port = free_port()
         self.peers = peers or []
         self.proc = None
+        # the password of role lakebase_safekeeper on the computes (Cluster sets it)
+        self.compute_password_file = None
 
     @property
     def url(self):
@@ -239,6 +241,8 @@ class Safekeeper:
         argv += ["--auth_public_keys", self.auth.keys_dir,
                  "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
                                                                sub=self.name)]
+        if self.compute_password_file:
+            argv += ["--compute_password_file", self.compute_password_file]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
@@ -385,23 +389,21 @@ class Cluster:
         import uuid
         self.workdir = workdir
         # Computes' secrets: the password of role lakebase_safekeeper, as
-        # which the safekeepers connect to a compute's PostgreSQL (libpq
-        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # which the safekeepers connect to a compute's PostgreSQL (their
+        # compute_password_file), and the user's. Kept if they exist, so
         # that `make run` keeps its passwords across runs.
         self.sk_password_file = os.path.join(workdir, "safekeeper.password")
         self.sk_password = secret_file(self.sk_password_file)
-        pgpass = os.path.join(workdir, "safekeeper.pgpass")
-        with open(pgpass, "w") as f:
-            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
-        os.chmod(pgpass, 0o600)
         # Management's key pair: daemons verify tokens with its public key.
         self.auth = Auth(workdir)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
-                               env={"PGPASSFILE": pgpass}) for i in range(n)]
+        self.sks = [Safekeeper(workdir, f"sk-{i}",
+                               extra_args=["--compute_password_file", self.sk_password_file]
+                               + list(sk_args or [])) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
+            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)
