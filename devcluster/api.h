@@ -16,6 +16,7 @@
 
 #include "apiserver.h"
 #include "https.h"
+#include "metrics.h"
 #include "pki.h"
 #include "resources.h"
 #include "store.h"
@@ -31,6 +32,10 @@ struct dc_apiserver {
     pthread_t gc_thread;
     atomic_bool stopping;
     pthread_mutex_t ip_lock; /* ClusterIP and NodePort allocation happen under the store lock */
+    lb_metrics *metrics;     /* served at /metrics */
+    lb_counter *requests;    /* apiserver_request_total{verb,resource,code} */
+    lb_histogram *latency;   /* apiserver_request_duration_seconds{verb} */
+    lb_gauge *watches;       /* apiserver_longrunning_requests */
 };
 
 typedef struct dc_ctx {
@@ -80,7 +85,8 @@ void dc_watch_serve(dc_ctx *c);
 
 /* ---- table.c ---- */
 /* A metav1.Table of the given objects (borrowed), or of one for a watch
- * event. include_object: add PartialObjectMetadata rows' object. */
+ * event; each row carries the object's metadata (PartialObjectMetadata).
+ * include_headers: the column definitions (a watch sends them once). */
 json_t *dc_table_build(const dc_resource *r, json_t *const *objs, size_t n, const char *rv,
                        const char *cont, bool include_headers);
 bool dc_table_wanted(const char *accept);

@@ -28,6 +28,7 @@
 #include "fields.h"
 #include "patch.h"
 #include "protobuf.h"
+#include "schema.h"
 #include "buf.h"
 #include "selector.h"
 #include "yamljson.h"
@@ -733,6 +734,14 @@ validate_builtin(const dc_resource *r, json_t *obj, json_t *causes)
             add_cause(causes, "FieldValueInvalid", "spec.versions",
                       "Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must "
                       "have exactly one version marked as storage version");
+        json_t *ver;
+        json_array_foreach(json_object_get(spec, "versions"), i, ver)
+        {
+            char path[64];
+            snprintf(path, sizeof path, "spec.versions[%zu].schema.openAPIV3Schema", i);
+            dc_schema_check_patterns(
+                json_object_get(json_object_get(ver, "schema"), "openAPIV3Schema"), path, causes);
+        }
     } else if (strcmp(r->plural, "deployments") == 0 || strcmp(r->plural, "statefulsets") == 0 ||
                strcmp(r->plural, "replicasets") == 0) {
         json_t *spec = json_object_get(obj, "spec");
@@ -1196,11 +1205,11 @@ do_create(dc_ctx *c)
 
 /* The common path of PUT and PATCH: new (borrowed) replaces old. */
 static void
-update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
+update_object(dc_ctx *c, json_t *old, json_t *obj)
 {
     const dc_resource *r = c->res;
     const char *ns = r->namespaced ? c->ns : "";
-    json_t *meta = meta_of(obj);
+    meta_of(obj); /* a body without metadata gets an empty one */
     json_t *old_meta = meta_of(old);
     const char *name = dc_api_meta_str(obj, "name");
     if (name && *name && strcmp(name, c->name) != 0) {
@@ -1223,7 +1232,6 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
         respond_conflict(c, r, c->name);
         return;
     }
-    (void)rv_required_match;
     json_t *result;
     if (strcmp(c->sub, "status") == 0) {
         /* only the status changes through /status */
@@ -1291,7 +1299,6 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
                                 json_integer((json_is_integer(g) ? json_integer_value(g) : 0) + 1));
         }
     }
-    (void)meta;
     json_object_set_new(meta_of(result), "resourceVersion", json_string(old_rv ? old_rv : ""));
     if (same_object(old, result) || dry_run(c)) {
         dc_api_respond_json(c, 200, result);
@@ -1510,7 +1517,7 @@ do_patch(dc_ctx *c, json_t *old)
         json_decref(patched);
         return;
     }
-    update_object(c, old, patched, false);
+    update_object(c, old, patched);
     json_decref(patched);
 }
 
@@ -2199,7 +2206,7 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->verb, "update") == 0) {
         json_t *body = decode_body(c);
         if (body && check_type(c, body))
-            update_object(c, obj, body, true);
+            update_object(c, obj, body);
         json_decref(body);
     } else if (strcmp(c->verb, "patch") == 0) {
         do_patch(c, obj);
@@ -2211,6 +2218,36 @@ dispatch(dc_ctx *c)
                               NULL);
     }
     json_decref(obj);
+}
+
+/* apiserver_request_total and _duration_seconds, as the real server names
+ * them (watches count when they end, in watch.c's gauge meanwhile). */
+static void
+count_request(dc_ctx *c, const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+    const char *verb = c->verb[0] ? c->verb : "get";
+    char code[8];
+    snprintf(code, sizeof code, "%d", c->out_status);
+    lb_counter *series = NULL;
+    if (lb_counter_labels(c->api->requests, &series, verb, c->res ? c->res->plural : "", code,
+                          NULL) == 0)
+        lb_counter_inc(series);
+    lb_histogram *h = NULL;
+    if (lb_histogram_labels(c->api->latency, &h, verb, NULL) == 0)
+        lb_histogram_observe(h, secs);
+}
+
+static double
+read_rv(void *arg)
+{
+    dc_apiserver *a = arg;
+    dc_store_lock(a->store);
+    double rv = (double)dc_store_rv(a->store);
+    dc_store_unlock(a->store);
+    return rv;
 }
 
 static void
@@ -2226,6 +2263,15 @@ handle(dc_req *req, void *arg)
         dc_respond(req, 200, "text/plain; charset=utf-8", "ok", 2);
         return;
     }
+    if (strcmp(path, "/metrics") == 0) { /* open, as every lakebase daemon's */
+        lb_buf text = LB_BUF_INIT;
+        lb_metrics_render(c.api->metrics, &text);
+        dc_respond(req, 200, LB_METRICS_CONTENT_TYPE, text.data ? text.data : "", text.len);
+        lb_buf_free(&text);
+        return;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     dc_store_lock(c.api->store);
     if (!authenticate(&c)) {
         dc_api_respond_status(&c, 401, "Unauthorized", "Unauthorized", NULL);
@@ -2241,6 +2287,7 @@ handle(dc_req *req, void *arg)
         dc_respond(req, 500, "text/plain", "no response", 11);
         return;
     }
+    count_request(&c, &t0);
     char *text = json_dumps(c.out_body, JSON_COMPACT);
     if (text)
         dc_respond(req, c.out_status, c.out_content_type ? c.out_content_type : "application/json",
@@ -2343,7 +2390,29 @@ dc_apiserver_start(const dc_apiserver_config *config, dc_apiserver **out)
     if (!a->config.gc_interval_ms)
         a->config.gc_interval_ms = 1000;
     pthread_mutex_init(&a->ip_lock, NULL);
-    int rc = dc_pki_load(a->data_dir, config->sans, &a->pki);
+    static const double buckets[] = {LB_METRICS_LATENCY_BUCKETS};
+    int rc = lb_metrics_new(&a->metrics);
+    if (rc == 0)
+        rc = lb_metrics_counter(a->metrics, "apiserver_request_total",
+                                "Requests answered, by verb, resource and HTTP code.",
+                                "verb,resource,code", &a->requests);
+    if (rc == 0)
+        rc = lb_metrics_histogram(a->metrics, "apiserver_request_duration_seconds",
+                                  "Time to answer a request (watches excluded), by verb.", "verb",
+                                  buckets, sizeof buckets / sizeof buckets[0], &a->latency);
+    if (rc == 0)
+        rc = lb_metrics_gauge(a->metrics, "apiserver_longrunning_requests", "Open watches.", NULL,
+                              &a->watches);
+    if (rc == 0)
+        rc = lb_metrics_gauge_fn(a->metrics, "devcluster_resource_version",
+                                 "The last resourceVersion handed out.", read_rv, a);
+    if (rc < 0) {
+        lb_metrics_free(a->metrics);
+        free(a->data_dir);
+        free(a);
+        return rc;
+    }
+    rc = dc_pki_load(a->data_dir, config->sans, &a->pki);
     if (rc < 0) {
         lb_error("could not prepare certificates dir=\"%s\": %s", a->data_dir, strerror(-rc));
         goto fail;
@@ -2395,6 +2464,7 @@ fail:
     a->https = NULL;
     dc_store_close(a->store);
     dc_pki_free(&a->pki);
+    lb_metrics_free(a->metrics);
     free(a->data_dir);
     free(a);
     return rc < 0 ? rc : -EIO;
@@ -2442,6 +2512,7 @@ dc_apiserver_stop(dc_apiserver *a)
     dc_store_unlock(a->store);
     dc_store_close(a->store);
     dc_pki_free(&a->pki);
+    lb_metrics_free(a->metrics);
     free(a->data_dir);
     free(a);
 }

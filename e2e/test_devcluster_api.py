@@ -242,6 +242,18 @@ def test_aggregated_discovery_lists_builtins_and_crds(api):
     assert legacy["kind"] == "APIGroupList"
 
 
+def test_metrics_and_health_answer_without_a_token(api):
+    api.request("GET", CMS)
+    api.request("GET", CMS + "/nope")
+    assert api.request("GET", "/healthz", token=None)[0] == 200
+    st, text = api.request("GET", "/metrics", token=None)
+    assert st == 200
+    text = text.decode()
+    assert 'apiserver_request_total{verb="list",resource="configmaps",code="200"}' in text
+    assert 'apiserver_request_total{verb="get",resource="configmaps",code="404"}' in text
+    assert "devcluster_resource_version " in text
+
+
 def test_crd_then_custom_resource_table_yaml(api):
     make_crd(api)
     api.kubectl("apply", "-f", "-", input=json.dumps(widget("w1", size=3)))
@@ -297,6 +309,12 @@ def test_schema_violations_are_422_naming_the_field(api):
     assert st == 201 and "bogus" not in body["spec"] and body["spec"]["extra"] == {"free": {"x": 1}}
     r = api.kubectl("apply", "-f", "-", input=json.dumps(widget("w5", bogus=1)), check=False)
     assert r.returncode != 0 and 'unknown field "spec.bogus"' in r.stderr
+    # a pattern Go's regexp refuses (and that would cost glibc gigabytes) refuses the CRD
+    bad = CRD.replace("widgets", "gadgets").replace("Widget", "Gadget").replace(
+        "widget", "gadget").replace("shortNames: [wd]", "shortNames: [gd]").replace(
+        "'^[a-z]+$'", "'^(k++)+$'")
+    r = api.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert r.returncode != 0 and "must be a valid regular expression" in r.stderr, r.stderr
 
 
 def test_kubectl_get_watch_sees_changes(api):
@@ -508,6 +526,12 @@ def test_helm_install_upgrade_list_uninstall(api, workdir):
     secrets = json.loads(api.kubectl("get", "secrets", "-l", "owner=helm", "-o", "json").stdout)
     assert sorted(s["metadata"]["name"] for s in secrets["items"]) == \
         ["sh.helm.release.v1.r1.v1", "sh.helm.release.v1.r1.v2"]
+    api.helm("rollback", "r1", "1")
+    assert json.loads(api.kubectl("get", "cm", "r1-cfg", "-o", "json").stdout)["data"] == \
+        {"greeting": "hello"}
+    history = json.loads(api.helm("history", "r1", "-o", "json").stdout)
+    assert [(h["revision"], h["status"]) for h in history] == \
+        [(1, "superseded"), (2, "superseded"), (3, "deployed")]
     api.helm("uninstall", "r1")
     assert json.loads(api.helm("list", "-o", "json").stdout) == []
     assert api.kubectl("get", "cm", "r1-cfg", check=False).returncode != 0
