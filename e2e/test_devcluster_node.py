@@ -422,6 +422,42 @@ def test_bad_pods_wait_with_reasons(dc):
     dc.kubectl("delete", "namespace", ns, "--wait=false")
 
 
+def test_init_containers_run_first_and_share_volumes(dc):
+    ns = "init"
+    dc.namespace(ns)
+    image = "docker.io/library/debian:bookworm-slim"
+    dc.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "staged", "namespace": ns,
+                                                        "labels": {"tier": "db"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "work", "emptyDir": {}},
+                        {"name": "info", "downwardAPI": {"items": [
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}],
+            "initContainers": [
+                {"name": "first", "image": image, "command": ["sh", "-c", "echo one > /work/steps"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                {"name": "second", "image": image, "command": ["sh", "-c", "echo two >> /work/steps"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [
+                {"name": "main", "image": image,
+                 "command": ["sh", "-c", "cat /work/steps /info/labels; echo; echo ip=$POD_IP"],
+                 "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                 "securityContext": {"readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"},
+                                  {"name": "info", "mountPath": "/info"}]}]}}))
+    p = wait_for(lambda: (lambda p: p if p and p["status"].get("phase") in ("Succeeded", "Failed") else None)(
+        dc.get(ns, "pod/staged")), what="the pod to finish")
+    assert p["status"]["phase"] == "Succeeded", p["status"]
+    conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+    assert conds["Initialized"] == "True"
+    assert [s["state"]["terminated"]["exitCode"] for s in p["status"]["initContainerStatuses"]] == [0, 0]
+    out = dc.kubectl("-n", ns, "logs", "staged", "-c", "main")
+    assert "one\ntwo\n" in out and 'tier="db"' in out, out
+    assert f"ip={p['status']['podIP']}" in out, out
+    dc.kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def test_liveness_failure_restarts_the_container(dc):
     ns = "live"
     dc.namespace(ns)
