@@ -133,7 +133,7 @@ def keys(dc, ns):
         "data": {"signing.pem": public_key()}}))
 
 
-def safekeeper_set(image, ns, replicas=3):
+def safekeeper_set(image, ns, replicas=3, version="1"):
     # Each start appends to /data/boots on the claim and prints the count,
     # so the logs tell whether the data survived.
     script = ('echo boot >> /data/boots; echo "boots=$(wc -l < /data/boots) host=$(hostname)"; '
@@ -166,6 +166,7 @@ spec:
         env:
         - name: POD_NAME
           valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        - {{name: VERSION, value: "{version}"}}
         readinessProbe: {{httpGet: {{path: /healthz, port: 7676}}, periodSeconds: 1}}
         livenessProbe: {{tcpSocket: {{port: 5454}}, periodSeconds: 5}}
         securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
@@ -346,6 +347,29 @@ spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: 7676}}]
 """
+
+
+def test_statefulset_rolling_update(dc):
+    ns = "roll"
+    dc.namespace(ns)
+    keys(dc, ns)
+    dc.kubectl("apply", "-f", "-", input=safekeeper_set(dc.image, ns, replicas=2))
+    dc.kubectl("-n", ns, "rollout", "status", "statefulset/sk", "--timeout=180s")
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in dc.pods(ns, "app=sk")}
+    dc.kubectl("apply", "-f", "-", input=safekeeper_set(dc.image, ns, replicas=2, version="2"))
+    dc.kubectl("-n", ns, "rollout", "status", "statefulset/sk", "--timeout=180s")
+    sts = dc.get(ns, "statefulset/sk")
+    assert sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+    pods = {p["metadata"]["name"]: p for p in dc.pods(ns, "app=sk")}
+    assert sorted(pods) == ["sk-0", "sk-1"]
+    for name, p in pods.items():
+        assert p["metadata"]["uid"] != before[name]  # replaced
+        assert p["metadata"]["labels"]["controller-revision-hash"] == sts["status"]["updateRevision"]
+        assert {"name": "VERSION", "value": "2"} in p["spec"]["containers"][0]["env"]
+    # highest ordinal first
+    assert pods["sk-1"]["metadata"]["creationTimestamp"] <= pods["sk-0"]["metadata"]["creationTimestamp"]
+    assert boots(dc, ns, "sk-0") == 2  # same claim across the update
+    dc.kubectl("delete", "namespace", ns, "--wait=false")
 
 
 def test_deployment_rolls_out_and_node_port_reaches_it(dc):
