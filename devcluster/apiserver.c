@@ -1830,11 +1830,37 @@ do_deletecollection(dc_ctx *c)
 
 /* ---- pods/log: from the node agent (node.h), which reads podman's logs ---- */
 
+static int
+log_chunk(void *arg, const char *bytes, size_t n)
+{
+    return dc_stream_write(arg, bytes, n) == 0 ? 0 : -1;
+}
+
+static bool
+log_client_here(void *arg)
+{
+    return !dc_req_client_gone(arg, 0);
+}
+
 static void
 serve_pod_log(dc_ctx *c)
 {
     const char *tail = dc_req_query(c->req, "tailLines");
     const char *ts = dc_req_query(c->req, "timestamps");
+    const char *follow = dc_req_query(c->req, "follow");
+    if (follow && strcmp(follow, "true") == 0) {
+        char cid[128];
+        int frc = dc_node_log_container(c->api->data_dir, c->ns, c->name,
+                                        dc_req_query(c->req, "container"), cid, sizeof cid);
+        if (frc == 0) {
+            dc_stream_begin(c->req, 200, "text/plain");
+            dc_node_container_logs_follow(cid, tail ? atol(tail) : -1,
+                                          ts && strcmp(ts, "true") == 0, log_chunk, log_client_here,
+                                          c->req);
+            dc_stream_end(c->req);
+            return;
+        }
+    }
     lb_buf out = LB_BUF_INIT;
     int rc = dc_node_pod_logs(c->api->data_dir, c->ns, c->name, dc_req_query(c->req, "container"),
                               tail ? atol(tail) : -1, ts && strcmp(ts, "true") == 0, &out);
