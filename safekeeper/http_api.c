@@ -160,6 +160,11 @@ job_create(sk_daemon *sk, void *arg)
                             c->lsn_a, (uint32_t)c->term};
     sk_timeline *tl;
     int rc = sk_timeline_create(sk->conf.data_dir, &p, &tl);
+    if (rc == LB_ECONFLICT)
+        return refuse(c, LB_ECONFLICT,
+                      "timeline %s/%s has files on this safekeeper but no state that loads; "
+                      "it is not initialized again (see the safekeeper's log)",
+                      c->tenant, c->timeline);
     if (rc)
         return rc;
     rc = sk_add_timeline(sk, tl);
@@ -271,6 +276,12 @@ job_vote(sk_daemon *sk, void *arg)
     sk_tl_entry *e = need(c);
     if (!e)
         return 0;
+    uint64_t promised = sk_timeline_state(e->tl)->term;
+    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
+                            " (at most %u more)",
+                            c->term, promised, SK_TERM_MAX_STEP);
     int rc = sk_timeline_vote(e->tl, c->term, &c->granted);
     if (rc)
         return rc;
@@ -340,6 +351,12 @@ job_accept(sk_daemon *sk, void *arg)
     /* Checked before anything changes: a history the state file could not
      * be loaded with, or a term starting where no record can, would be
      * persisted and lose the timeline on the next start. */
+    uint64_t promised = sk_timeline_state(e->tl)->term;
+    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
+                            " (at most %u more)",
+                            c->term, promised, SK_TERM_MAX_STEP);
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     if (c->history[0].start_lsn < first)
         return lb_json_fail(&c->err, LB_EPARSE,

@@ -16,6 +16,7 @@
  */
 #include "timeline.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -200,7 +201,8 @@ find_end_of_wal(sk_timeline *tl)
     if (!buf)
         return -ENOMEM;
     lb_lsn pos = from;
-    /* After an fsync failure only WAL up to the last durable LSN counts. */
+    /* After an fsync failure only WAL up to the last durable LSN counts;
+     * inside an accept, only WAL up to where the logs agree. */
     lb_lsn cap = tl->st.fsync_failed_lsn ? tl->st.fsync_failed_lsn : UINT64_MAX;
     for (;;) {
         uint32_t tli = sk_timeline_tli_at(tl, pos);
@@ -245,8 +247,8 @@ find_end_of_wal(sk_timeline *tl)
             return rc;
     }
     if (tl->st.fsync_failed_lsn) {
-        lb_warn("WAL after %X/%X was not known durable after an fsync failure: cut back to "
-                "%X/%X",
+        lb_warn("WAL after %X/%X was not trusted (an fsync failure, or an accept cut short): "
+                "cut back to %X/%X",
                 LB_LSN_ARGS(tl->st.fsync_failed_lsn), LB_LSN_ARGS(tl->end_lsn));
         tl->st.fsync_failed_lsn = 0;
         rc = save_state(tl);
@@ -254,6 +256,21 @@ find_end_of_wal(sk_timeline *tl)
             return rc;
     }
     return reset_decoder(tl, tl->end_lsn);
+}
+
+/* Whether dir exists and holds anything. */
+static bool
+has_any_file(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno != ENOENT; /* unreadable: assume it holds something */
+    struct dirent *e;
+    bool any = false;
+    while (!any && (e = readdir(d)) != NULL)
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return any;
 }
 
 static int
@@ -312,14 +329,29 @@ sk_timeline_create(const char *root, const sk_timeline_params *p, sk_timeline **
     int rc = timeline_new(dir, &tl);
     if (rc)
         return rc;
-    if (sk_acceptor_load(tl->state_path, &tl->st) == 0) {
+    int lrc = sk_acceptor_load(tl->state_path, &tl->st);
+    if (lrc == 0) {
         bool same = tl->st.system_id == p->system_id && tl->st.wal_seg_size == p->wal_seg_size;
         free(tl);
         if (!same)
             return LB_EEXIST;
         return sk_timeline_open(dir, out);
     }
-    rc = lb_mkdir_p(dir, 0700);
+    /* Only a timeline that never existed here is initialized. A state
+     * file that exists but does not load (CRC, parse or I/O error), or WAL
+     * without a state file, is what is left of a timeline whose votes and
+     * WAL others may count on: starting it afresh would forget promises
+     * and acknowledged WAL. */
+    if (lrc != -ENOENT || has_any_file(dir)) {
+        lb_error("refusing to initialize timeline \"%s\": %s", dir,
+                 lrc != -ENOENT ? "its state file exists but could not be loaded"
+                                : "it holds files but no state file");
+        lb_error("detail: state file \"%s\": %s. Repair or remove the directory by hand.",
+                 tl->state_path, lb_strerror(lrc));
+        free(tl);
+        return LB_ECONFLICT;
+    }
+    rc = lb_mkdir_p_durable(dir, 0700);
     if (rc) {
         free(tl);
         return rc;
@@ -488,6 +520,8 @@ sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
         return LB_EFSYNC;
     if (term <= tl->st.term)
         return 0;
+    if (!SK_TERM_REACHABLE(tl->st.term, term))
+        return -ERANGE;
     /* Everything received is made durable (or dropped) before answering:
      * the end_lsn in our answer must be WAL we really hold. */
     int rc = sk_timeline_sync(tl);
@@ -519,6 +553,8 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
     if (n == 0 || history[n - 1].term != term || history[n - 1].start_lsn != end ||
         n > SK_MAX_TERM_HISTORY)
         return -EINVAL;
+    if (!SK_TERM_REACHABLE(tl->st.term, term))
+        return -ERANGE;
     if (sk_last_log_term(&tl->st) == term)
         return 0; /* accepted already (a retried request) */
     int rc = sk_timeline_sync(tl);
@@ -533,26 +569,56 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         common = tl->start_lsn;
     if (common > tl->end_lsn)
         common = tl->end_lsn;
-    if (common < tl->end_lsn) {
-        uint32_t tli = sk_timeline_tli_at(tl, common);
+    /* The order makes a crash at any step safe:
+     *   1. state: the term, the proposer's history, the end hint at
+     *      `common`, and "no WAL past `common` counts" (untrusted_lsn, the
+     *      same cap an fsync failure sets) -- durable before any byte is
+     *      cut, so a restart never claims WAL that is about to be zeroed;
+     *   2. truncate past `common` (durable);
+     *   3. fetch the donor's bytes, check them record by record (CRC), write,
+     *      fsync;
+     *   4. state: the new term's entry, the end at `end`, the cap lifted.
+     * A restart after 1, 2 or 3 finds the end at or below `common` and
+     * clears what lies past it; the proposer retries. */
+    uint64_t old_term = tl->st.term;
+    size_t old_n = tl->st.nhistory;
+    sk_term_entry *old_history = malloc(sizeof(tl->st.history));
+    if (!old_history)
+        return -ENOMEM;
+    memcpy(old_history, tl->st.history, sizeof(tl->st.history));
+    tl->st.term = term;
+    memcpy(tl->st.history, history, (n - 1) * sizeof(*history));
+    tl->st.nhistory = n - 1;
+    lb_lsn old_end = tl->end_lsn;
+    tl->write_lsn = tl->flush_lsn = tl->end_lsn = common;
+    if (tl->commit_lsn > common)
+        tl->commit_lsn = common;
+    tl->st.fsync_failed_lsn = common; /* untrusted past here until step 4 */
+    rc = save_state(tl);
+    if (rc) {
+        /* nothing changed on disk: keep the old state in memory too */
+        tl->st.term = old_term;
+        tl->st.nhistory = old_n;
+        memcpy(tl->st.history, old_history, sizeof(tl->st.history));
+        tl->write_lsn = tl->flush_lsn = tl->end_lsn = old_end;
+        tl->st.fsync_failed_lsn = 0;
+        free(old_history);
+        return rc;
+    }
+    free(old_history);
+    if (common < old_end) {
+        uint32_t tli = sk_history_tli_at(history, n - 1, common);
+        if (!tli)
+            tli = tl->st.start_tli;
         lb_info("truncating divergent WAL tenant=%s timeline=%s from=%X/%X to=%X/%X",
-                tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(common),
-                LB_LSN_ARGS(tl->end_lsn));
+                tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(common), LB_LSN_ARGS(old_end));
         rc = sk_wal_store_truncate(tl->wal, tli, common);
         if (rc)
             return rc;
     }
-    /* Promise the term and adopt the history before fetching, so the WAL
-     * we fetch is stored under the proposer's timelines. The new term's
-     * entry is added once the WAL up to `end` is here. */
-    tl->st.term = term;
-    memcpy(tl->st.history, history, (n - 1) * sizeof(*history));
-    tl->st.nhistory = n - 1;
-    tl->write_lsn = tl->flush_lsn = tl->end_lsn = common;
-    if (tl->commit_lsn > common)
-        tl->commit_lsn = common;
-    rc = save_state(tl);
-    if (rc)
+    /* Donor bytes are decoded as they arrive: every record whole and its
+     * CRC right, and `end` a record boundary, or nothing is adopted. */
+    if ((rc = reset_decoder(tl, common)) != 0)
         return rc;
 
     char *buf = NULL;
@@ -573,6 +639,8 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         if (!tli)
             tli = tl->st.start_tli;
         rc = fetch(fetch_arg, pos, pos + want, tli, buf);
+        if (rc == 0 && (rc = decode(tl, buf, want)) != 0)
+            lb_error("donor sent WAL that does not decode at %X/%X", LB_LSN_ARGS(pos));
         if (rc == 0)
             rc = sk_wal_store_write(tl->wal, tli, pos, buf, want);
         if (rc)
@@ -580,6 +648,11 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         pos += want;
     }
     free(buf);
+    if (rc == 0 && common < end && tl->pending_end != end) {
+        lb_error("donor's WAL ends at %X/%X with a partial record, not at %X/%X",
+                 LB_LSN_ARGS(tl->pending_end), LB_LSN_ARGS(end));
+        rc = LB_EPROTO;
+    }
     if (rc == 0)
         rc = sk_wal_store_sync(tl->wal);
     if (rc) {
@@ -592,6 +665,7 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
     }
     tl->st.history[tl->st.nhistory++] = history[n - 1];
     tl->write_lsn = tl->flush_lsn = tl->end_lsn = end;
+    tl->st.fsync_failed_lsn = 0;
     rc = save_state(tl);
     if (rc)
         return rc;
