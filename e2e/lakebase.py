@@ -50,6 +50,9 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
 # the test's keys (Auth sets it), as the operator's tooling would send.
 # token="" sends none.
 DEFAULT_TOKEN = None
+# Per daemon: its base URL -> the management token of the keys it trusts,
+# so that tests with several key sets (module fixtures) send the right one.
+TOKEN_BY_BASE = {}
 
 
 def http(method, url, body=None, timeout=10, token=None):
@@ -58,7 +61,8 @@ def http(method, url, body=None, timeout=10, token=None):
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
     headers = {"Content-Type": "application/json"}
     if token is None:
-        token = DEFAULT_TOKEN
+        base = "/".join(url.split("/", 3)[:3])
+        token = TOKEN_BY_BASE.get(base, DEFAULT_TOKEN)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -223,6 +227,7 @@ class Safekeeper:
                  "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
                                                                sub=self.name)]
         argv += self.extra_args
+        TOKEN_BY_BASE[self.url] = self.auth.management
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what=f"{self.name} to listen")

@@ -555,6 +555,37 @@ def test_bad_term_start_is_refused_before_anything_is_stored(live):
     assert_error(http("DELETE", tl), (404,), "not found")
 
 
+def test_out_of_range_terms_donors_and_addresses_are_refused(live):
+    """A term no proposer could go above, an accept reaching far past the
+    WAL held here, a donor that is not a configured peer, and a compute
+    token without an address: each refused, nothing changes."""
+    c = live
+    sk = c.sks[0]
+    before = protocol_state(sk, c)
+    tl = sk.tl(c.tenant, c.timeline)
+    term = before["term"]
+    for t in (2 ** 63 - 1, term + (1 << 20) + 1):
+        assert_error(http("POST", tl + "/vote", {"term": t}), (400,), "too far above")
+    end = lsn_int(sk.status(c.tenant, c.timeline)["end_lsn"])
+    far = lsn_str(((end + (32 << 30)) // SEG) * SEG + 40)
+    hist = before["term_history"] + [{"term": term + 1, "lsn": far, "tli": 9}]
+    assert_error(http("POST", tl + "/accept", {"term": term + 1, "end_lsn": far,
+                                               "term_history": hist}),
+                 (400,), "max_accept_bytes")
+    start = before["term_history"][-1]["lsn"]
+    hist = before["term_history"][:-1] + [{"term": term + 1, "lsn": start, "tli": 9}]
+    for donor in ("http://127.0.0.1:1", "http://169.254.169.254", f"{c.sks[1].url}/x"):
+        assert_error(http("POST", tl + "/accept", {"term": term + 1, "end_lsn": start,
+                                                   "term_history": hist, "donor": donor}),
+                     (403,), "not a configured peer")
+    # a compute token names its own address; without one, no stream
+    no_endpoint = c.auth.mint("compute", tenant=c.tenant, timeline=c.timeline)
+    assert_error(http("POST", tl + "/elected", {"term": term, "compute": "127.0.0.1:1"},
+                      token=no_endpoint), (403,), "endpoint")
+    assert protocol_state(sk, c) == before
+    assert_serving(c, c.primary)
+
+
 # ---- the replication port ------------------------------------------------------------
 
 

@@ -139,6 +139,7 @@ sk_add_timeline(sk_daemon *sk, sk_timeline *tl)
     strcpy(e->tenant_id, st->tenant_id);
     strcpy(e->timeline_id, st->timeline_id);
     sk_timeline_set_quorum(tl, sk->npeers + 1);
+    sk_timeline_set_consumer_ttl(tl, sk->conf.consumer_ttl_ms);
     int rc = sk_receiver_new(sk->loop, tl, sk->conf.id, &e->recv);
     if (rc)
         return rc;

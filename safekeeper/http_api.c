@@ -322,7 +322,8 @@ fetch_from_donor(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void *buf)
     snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/wal?from=%X/%X&to=%X/%X", f->donor,
              f->tenant, f->timeline, LB_LSN_ARGS(from), LB_LSN_ARGS(to));
     lb_buf body = LB_BUF_INIT;
-    lb_http_call call = {.method = "GET", .url = url, .response_body = &body};
+    lb_http_call call = {
+        .method = "GET", .url = url, .response_body = &body, .max_response = to - from};
     lb_http_result res = LB_HTTP_RESULT_INIT;
     int rc = lb_http_do(f->http, &call, &res);
     if (rc == 0 && res.status != 200) {
@@ -363,6 +364,14 @@ job_accept(sk_daemon *sk, void *arg)
                             "field \"term_history\" starts at %X/%X, before the timeline's "
                             "start %X/%X",
                             LB_LSN_ARGS(c->history[0].start_lsn), LB_LSN_ARGS(first));
+    /* What this accept may have to copy: up to end_lsn from the WAL held
+     * here (from where the logs first differ, at worst the end). */
+    lb_lsn held = sk_timeline_end_lsn(e->tl);
+    if (c->lsn_a > held && c->lsn_a - held > sk->conf.max_accept_bytes)
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"end_lsn\" %X/%X is more than max_accept_bytes (%" PRIu64
+                            ") past the WAL held here (%X/%X)",
+                            LB_LSN_ARGS(c->lsn_a), sk->conf.max_accept_bytes, LB_LSN_ARGS(held));
     if (!record_start_ok(c->lsn_a, sk_timeline_state(e->tl)->wal_seg_size))
         return lb_json_fail(&c->err, LB_EPARSE,
                             "field \"end_lsn\" %X/%X is not where a WAL record can start",

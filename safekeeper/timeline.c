@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "event_loop.h"
 #include "fileio.h"
 #include "log.h"
 #include "wal.h"
@@ -53,6 +54,10 @@ struct sk_timeline {
     bool broken;
     int quorum_members;
     peer_pos peers[MAX_PEERS];
+    /* when each consumer last reported (monotonic ms; set at open), and
+     * how long one that stops reporting holds WAL back */
+    int64_t consumer_seen_ms[SK_MAX_CONSUMERS];
+    int64_t consumer_ttl_ms;
 };
 
 const sk_acceptor_state *
@@ -282,6 +287,10 @@ timeline_new(const char *dir, sk_timeline **out)
     snprintf(tl->dir, sizeof(tl->dir), "%s", dir);
     snprintf(tl->state_path, sizeof(tl->state_path), "%s/%s", dir, STATE_FILE);
     tl->quorum_members = 3;
+    tl->consumer_ttl_ms = SK_CONSUMER_TTL_DEFAULT_MS;
+    int64_t now = lb_now_ms();
+    for (size_t i = 0; i < SK_MAX_CONSUMERS; i++)
+        tl->consumer_seen_ms[i] = now; /* loaded ones get a full ttl from now */
     *out = tl;
     return 0;
 }
@@ -872,14 +881,48 @@ sk_timeline_offload_range(const sk_timeline *tl, uint64_t *from, uint64_t *to)
         *to = *from;
 }
 
+void
+sk_timeline_set_consumer_ttl(sk_timeline *tl, int64_t ttl_ms)
+{
+    tl->consumer_ttl_ms = ttl_ms > 0 ? ttl_ms : SK_CONSUMER_TTL_DEFAULT_MS;
+}
+
+static bool
+consumer_expired(const sk_timeline *tl, size_t i, int64_t now)
+{
+    return now - tl->consumer_seen_ms[i] > tl->consumer_ttl_ms;
+}
+
 lb_lsn
 sk_timeline_removal_horizon(const sk_timeline *tl)
 {
     lb_lsn h = tl->st.offloaded_lsn;
+    int64_t now = lb_now_ms();
     for (size_t i = 0; i < tl->st.nconsumers; i++)
-        if (tl->st.consumers[i].lsn < h)
+        if (tl->st.consumers[i].lsn < h && !consumer_expired(tl, i, now))
             h = tl->st.consumers[i].lsn;
     return h;
+}
+
+/* Forget consumers that stopped reporting; true if any went. */
+static bool
+expire_consumers(sk_timeline *tl)
+{
+    int64_t now = lb_now_ms();
+    size_t kept = 0;
+    for (size_t i = 0; i < tl->st.nconsumers; i++) {
+        if (consumer_expired(tl, i, now)) {
+            lb_info("consumer expired tenant=%s timeline=%s name=\"%s\" lsn=%X/%X",
+                    tl->st.tenant_id, tl->st.timeline_id, tl->st.consumers[i].name,
+                    LB_LSN_ARGS(tl->st.consumers[i].lsn));
+            continue;
+        }
+        tl->st.consumers[kept] = tl->st.consumers[i];
+        tl->consumer_seen_ms[kept++] = tl->consumer_seen_ms[i];
+    }
+    bool any = kept != tl->st.nconsumers;
+    tl->st.nconsumers = kept;
+    return any;
 }
 
 static int
@@ -913,6 +956,7 @@ int
 sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
 {
     size_t i;
+    expire_consumers(tl);
     for (i = 0; i < tl->st.nconsumers; i++)
         if (strcmp(tl->st.consumers[i].name, name) == 0)
             break;
@@ -925,6 +969,7 @@ sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
         tl->st.nconsumers++;
     }
     tl->st.consumers[i].lsn = applied;
+    tl->consumer_seen_ms[i] = lb_now_ms();
     int rc = save_state(tl);
     return rc ? rc : remove_unneeded(tl);
 }

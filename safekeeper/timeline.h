@@ -127,6 +127,11 @@ int sk_timeline_offloaded(sk_timeline *tl, uint64_t segno);
 int sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied);
 /* Local WAL below this LSN may be removed. */
 lb_lsn sk_timeline_removal_horizon(const sk_timeline *tl);
+/* A consumer that has not reported for ttl_ms no longer holds WAL back,
+ * and its slot is reused (a pageserver that went away must not pin the
+ * WAL, nor the slots, for good). */
+#define SK_CONSUMER_TTL_DEFAULT_MS (24 * 3600 * 1000LL)
+void sk_timeline_set_consumer_ttl(sk_timeline *tl, int64_t ttl_ms);
 
 /* ---- serving (walsender, HTTP) ------------------------------------------ */
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -726,6 +727,33 @@ test_create_fsyncs_new_directories_into_their_parents(void **state)
     tu_rmdir(root);
 }
 
+static void
+test_consumers_that_stop_reporting_expire(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    /* every slot taken by consumers that then go away */
+    for (int i = 0; i < SK_MAX_CONSUMERS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "gone-%d", i);
+        assert_int_equal(sk_timeline_consumer(tl, name, wal_start), 0);
+    }
+    assert_int_equal(sk_timeline_consumer(tl, "new", wal_start), LB_ETOOBIG);
+    assert_true(sk_timeline_removal_horizon(tl) <= wal_start);
+    /* past their ttl they hold nothing back and their slots are free */
+    sk_timeline_set_consumer_ttl(tl, 1);
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    assert_true(sk_timeline_removal_horizon(tl) == sk_timeline_state(tl)->offloaded_lsn);
+    assert_int_equal(sk_timeline_consumer(tl, "new", wal_start + 8), 0);
+    assert_int_equal(sk_timeline_state(tl)->nconsumers, 1);
+    assert_string_equal(sk_timeline_state(tl)->consumers[0].name, "new");
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
 int
 main(void)
 {
@@ -741,6 +769,7 @@ main(void)
         cmocka_unit_test(test_crash_at_any_step_of_accept_never_claims_zeroed_wal),
         cmocka_unit_test(test_accept_checks_donor_bytes_before_adopting_them),
         cmocka_unit_test(test_create_fsyncs_new_directories_into_their_parents),
+        cmocka_unit_test(test_consumers_that_stop_reporting_expire),
     };
     return cmocka_run_group_tests(tests, make_wal, drop_wal);
 }
