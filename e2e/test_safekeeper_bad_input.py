@@ -1148,3 +1148,63 @@ def test_stalled_or_failed_fsync_is_never_acknowledged(workdir):
     finally:
         set_fsync(ctl, "ok")
         stop_cluster(c)
+
+
+# ---- the loop never waits on a donor --------------------------------------------------
+
+
+def test_a_stuck_donor_does_not_stop_the_loop(workdir):
+    """An /accept whose donor never answers: while its fetch waits (on an
+    HTTP thread), requests that need the safekeeper's loop are still
+    answered. The donor stays stuck until they have been."""
+    c = start_cluster(workdir)
+    sk, donor = c.sks[0], c.sks[1]
+    sk.start()  # donor is never started: a silent server takes its HTTP port
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", donor.http_port))
+    silent.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def hold():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])  # read nothing, answer nothing
+            except socket.timeout:
+                pass
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    try:
+        start = 0x1000000 + 40
+        st, body = http("POST", f"{sk.url}/v1/tenant/{c.tenant}/timeline",
+                        {"timeline_id": c.timeline, "system_id": "7",
+                         "start_lsn": lsn_str(start)})
+        assert st == 200, body
+        end = start + 4096
+        accept = {}
+
+        def do_accept():
+            accept["r"] = http("POST", sk.tl(c.tenant, c.timeline, "/accept"),
+                               {"term": 1, "end_lsn": lsn_str(end), "donor": donor.url,
+                                "term_history": [{"term": 1, "lsn": lsn_str(end), "tli": 1}]},
+                               timeout=300)
+
+        a = threading.Thread(target=do_accept, daemon=True)
+        a.start()
+        wait_for(lambda: held, 30, what="the accept to reach the donor")
+        # The fetch is waiting on the donor. The loop still answers.
+        for _ in range(3):
+            st, body = http("GET", sk.tl(c.tenant, c.timeline), timeout=30)
+            assert st == 200, body
+        assert a.is_alive(), "the accept finished: the donor was not stuck"
+        assert not accept
+    finally:
+        stop.set()
+        t.join()
+        for s in held:
+            s.close()
+        silent.close()
+        stop_cluster(c)

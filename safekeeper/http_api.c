@@ -32,10 +32,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -376,27 +379,88 @@ job_accept(sk_daemon *sk, void *arg)
         return lb_json_fail(&c->err, LB_EPARSE,
                             "field \"end_lsn\" %X/%X is not where a WAL record can start",
                             LB_LSN_ARGS(c->lsn_a));
-    fetch_ctx f = {.tenant = c->tenant, .timeline = c->timeline};
-    if (c->text) {
-        /* the address comes from our configuration, not from the request */
-        const sk_peer *peer = &sk->peers[c->num];
-        snprintf(f.donor, sizeof(f.donor),
-                 strchr(peer->http.host, ':') ? "http://[%s]:%d" : "http://%s:%d", peer->http.host,
-                 peer->http.port);
-    }
-    lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
-    if (c->text && lb_http_client_new(&opts, &f.http) != 0)
-        return -ENOMEM;
-    if (f.http)
-        lb_http_client_set_token(f.http, sk->token);
-    int rc = sk_timeline_accept(e->tl, c->term, c->history, c->nhistory, c->lsn_a,
-                                c->text ? fetch_from_donor : NULL, &f);
-    lb_http_client_free(f.http);
+    /* Truncation and the new history happen here, on the loop; the donor's
+     * WAL is fetched by the HTTP thread (h_accept) and written by
+     * job_accept_write, so the loop never waits on a donor. */
+    lb_lsn from;
+    int rc = sk_timeline_accept_begin(e->tl, c->term, c->history, c->nhistory, c->lsn_a, &from);
+    sk_timeline_changed(sk, e);
+    if (rc < 0)
+        return rc;
+    c->granted = rc == 1; /* accepted already */
+    c->lsn_b = from;
+    if (c->granted)
+        c->reply = positions(e->tl);
+    return 0;
+}
+
+typedef struct accept_step {
+    api_ctx *c;
+    lb_lsn pos;
+    const void *buf;
+    size_t n;
+} accept_step;
+
+static int
+job_accept_write(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    accept_step *a = arg;
+    sk_tl_entry *e = need(a->c);
+    return e ? sk_timeline_accept_write(e->tl, a->c->term, a->pos, a->buf, a->n) : 0;
+}
+
+static int
+job_accept_finish(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    int rc = sk_timeline_accept_finish(e->tl, c->term);
     sk_timeline_changed(sk, e);
     if (rc)
         return rc;
     c->reply = positions(e->tl);
     return 0;
+}
+
+/* HTTP thread: the donor's WAL [from, end), a chunk at a time, each
+ * written on the loop; then the accept is finished there. */
+static int
+accept_fetch(api_ctx *c)
+{
+    lb_lsn end = c->lsn_a, pos = c->lsn_b;
+    fetch_ctx f = {.tenant = c->tenant, .timeline = c->timeline};
+    int rc = 0;
+    char *buf = NULL;
+    if (pos < end && c->text) {
+        /* the address comes from our configuration, not from the request */
+        const sk_peer *peer = &c->sk->peers[c->num];
+        snprintf(f.donor, sizeof(f.donor),
+                 strchr(peer->http.host, ':') ? "http://[%s]:%d" : "http://%s:%d", peer->http.host,
+                 peer->http.port);
+        lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
+        if (lb_http_client_new(&opts, &f.http) != 0 || !(buf = malloc(SK_ACCEPT_CHUNK)))
+            rc = -ENOMEM;
+        else
+            lb_http_client_set_token(f.http, c->sk->token);
+        while (rc == 0 && pos < end && !c->err.failed) {
+            size_t want = SK_ACCEPT_CHUNK - (size_t)(pos % SK_ACCEPT_CHUNK);
+            if (want > end - pos)
+                want = (size_t)(end - pos);
+            rc = fetch_from_donor(&f, pos, pos + want, 0, buf);
+            accept_step a = {c, pos, buf, want};
+            if (rc == 0)
+                rc = sk_run_on_loop(c->sk, job_accept_write, &a);
+            pos += want;
+        }
+    }
+    free(buf);
+    lb_http_client_free(f.http);
+    if (rc == 0 && !c->err.failed)
+        rc = sk_run_on_loop(c->sk, job_accept_finish, c);
+    return rc;
 }
 
 static int
@@ -431,6 +495,8 @@ h_accept(lb_http_request *req, void *arg)
     }
     c.term = (uint64_t)term;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_accept, &c);
+    if (rc == 0 && !c.err.failed && !c.granted)
+        rc = accept_fetch(&c);
     return finish(req, &c, rc);
 }
 
@@ -450,7 +516,10 @@ job_elected(sk_daemon *sk, void *arg)
 }
 
 /* The compute's address as this safekeeper will store and dial it:
- * "host=H port=P", from a host:port endpoint. false if it is not one. */
+ * "host=H port=P", from a host:port endpoint, plus hostaddr=IP when H is a
+ * name: it is resolved here, on an HTTP thread, so that the loop's
+ * non-blocking connect never waits on DNS. false if it is not host:port or
+ * the name does not resolve. */
 static bool
 compute_conninfo(const char *endpoint, char *out, size_t cap)
 {
@@ -458,7 +527,19 @@ compute_conninfo(const char *endpoint, char *out, size_t cap)
     if (!endpoint || lb_config_parse_addr(endpoint, &a) != 0 || a.port == 0 ||
         strpbrk(a.host, " '\\=") || !a.host[0])
         return false;
-    return snprintf(out, cap, "host=%s port=%d", a.host, a.port) < (int)cap;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
+    if (getaddrinfo(a.host, NULL, &hints, &ai) == 0) {
+        freeaddrinfo(ai);
+        return snprintf(out, cap, "host=%s port=%d", a.host, a.port) < (int)cap;
+    }
+    hints.ai_flags = 0;
+    char ip[INET6_ADDRSTRLEN];
+    if (getaddrinfo(a.host, NULL, &hints, &ai) != 0)
+        return false;
+    int grc = getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof(ip), NULL, 0, NI_NUMERICHOST);
+    freeaddrinfo(ai);
+    return grc == 0 &&
+           snprintf(out, cap, "host=%s hostaddr=%s port=%d", a.host, ip, a.port) < (int)cap;
 }
 
 static int
@@ -480,7 +561,8 @@ h_elected(lb_http_request *req, void *arg)
     if (!c.err.failed && who && who->role == LB_AUTH_COMPUTE && !who->endpoint[0])
         refuse(&c, LB_EFORBIDDEN, "the compute's token has no \"endpoint\" to stream from");
     else if (!c.err.failed && endpoint && !compute_conninfo(endpoint, conninfo, sizeof(conninfo)))
-        lb_json_fail(&c.err, LB_EPARSE, "the compute's address \"%.100s\" is not host:port",
+        lb_json_fail(&c.err, LB_EPARSE,
+                     "the compute's address \"%.100s\" is not host:port, or does not resolve",
                      endpoint);
     else if (!c.err.failed && endpoint)
         c.text = conninfo;

@@ -58,6 +58,11 @@ struct sk_timeline {
      * how long one that stops reporting holds WAL back */
     int64_t consumer_seen_ms[SK_MAX_CONSUMERS];
     int64_t consumer_ttl_ms;
+    /* an accept between accept_begin and accept_finish: its term (0: none),
+     * the next LSN accept_write takes, and the term's history entry */
+    uint64_t accepting;
+    lb_lsn accept_pos;
+    sk_term_entry accept_last;
 };
 
 const sk_acceptor_state *
@@ -552,9 +557,11 @@ sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
 }
 
 int
-sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
-                   lb_lsn end, sk_fetch_fn fetch, void *fetch_arg)
+sk_timeline_accept_begin(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
+                         lb_lsn end, lb_lsn *from)
 {
+    *from = end;
+    tl->accepting = 0;
     if (tl->broken)
         return LB_EFSYNC;
     if (term < tl->st.term)
@@ -565,7 +572,7 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
     if (!SK_TERM_REACHABLE(tl->st.term, term))
         return -ERANGE;
     if (sk_last_log_term(&tl->st) == term)
-        return 0; /* accepted already (a retried request) */
+        return 1; /* accepted already (a retried request) */
     int rc = sk_timeline_sync(tl);
     if (rc)
         return rc;
@@ -580,13 +587,14 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         common = tl->end_lsn;
     /* The order makes a crash at any step safe:
      *   1. state: the term, the proposer's history, the end hint at
-     *      `common`, and "no WAL past `common` counts" (untrusted_lsn, the
-     *      same cap an fsync failure sets) -- durable before any byte is
-     *      cut, so a restart never claims WAL that is about to be zeroed;
+     *      `common`, and "no WAL past `common` counts" (the cap an fsync
+     *      failure sets too) -- durable before any byte is cut, so a
+     *      restart never claims WAL that is about to be zeroed;
      *   2. truncate past `common` (durable);
-     *   3. fetch the donor's bytes, check them record by record (CRC), write,
-     *      fsync;
-     *   4. state: the new term's entry, the end at `end`, the cap lifted.
+     *   3. (accept_write) the donor's bytes, checked record by record
+     *      (CRC), written;
+     *   4. (accept_finish) fsync; state: the new term's entry, the end at
+     *      `end`, the cap lifted.
      * A restart after 1, 2 or 3 finds the end at or below `common` and
      * clears what lies past it; the proposer retries. */
     uint64_t old_term = tl->st.term;
@@ -629,35 +637,52 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
      * CRC right, and `end` a record boundary, or nothing is adopted. */
     if ((rc = reset_decoder(tl, common)) != 0)
         return rc;
+    tl->accepting = term;
+    tl->accept_pos = common;
+    tl->accept_last = history[n - 1];
+    *from = common;
+    return 0;
+}
 
-    char *buf = NULL;
-    lb_lsn pos = common;
-    while (pos < end) {
-        if (!fetch) {
-            rc = LB_ENOTFOUND;
-            break;
-        }
-        if (!buf && !(buf = malloc(READ_CHUNK))) {
-            rc = -ENOMEM;
-            break;
-        }
-        size_t want = READ_CHUNK - (size_t)(pos % READ_CHUNK);
-        if (want > end - pos)
-            want = (size_t)(end - pos);
-        uint32_t tli = sk_history_tli_at(history, n - 1, pos);
-        if (!tli)
-            tli = tl->st.start_tli;
-        rc = fetch(fetch_arg, pos, pos + want, tli, buf);
-        if (rc == 0 && (rc = decode(tl, buf, want)) != 0)
-            lb_error("donor sent WAL that does not decode at %X/%X", LB_LSN_ARGS(pos));
-        if (rc == 0)
-            rc = sk_wal_store_write(tl->wal, tli, pos, buf, want);
-        if (rc)
-            break;
-        pos += want;
+int
+sk_timeline_accept_write(sk_timeline *tl, uint64_t term, lb_lsn pos, const void *buf, size_t n)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (tl->accepting != term || tl->st.term != term)
+        return LB_ESTALETERM; /* a newer vote came in between */
+    lb_lsn end = tl->accept_last.start_lsn;
+    if (pos != tl->accept_pos || n > end - pos)
+        return -EINVAL;
+    uint32_t tli = sk_history_tli_at(tl->st.history, tl->st.nhistory, pos);
+    if (!tli)
+        tli = tl->st.start_tli;
+    int rc = decode(tl, buf, n);
+    if (rc)
+        lb_error("donor sent WAL that does not decode at %X/%X", LB_LSN_ARGS(pos));
+    if (rc == 0)
+        rc = sk_wal_store_write(tl->wal, tli, pos, buf, n);
+    if (rc) {
+        tl->accepting = 0; /* the proposer starts over */
+        return rc;
     }
-    free(buf);
-    if (rc == 0 && common < end && tl->pending_end != end) {
+    tl->accept_pos += n;
+    return 0;
+}
+
+int
+sk_timeline_accept_finish(sk_timeline *tl, uint64_t term)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (tl->accepting != term || tl->st.term != term)
+        return LB_ESTALETERM;
+    tl->accepting = 0;
+    lb_lsn end = tl->accept_last.start_lsn;
+    int rc = 0;
+    if (tl->accept_pos != end)
+        rc = LB_ENOTFOUND; /* the WAL up to end never came */
+    else if (tl->end_lsn < end && tl->pending_end != end) {
         lb_error("donor's WAL ends at %X/%X with a partial record, not at %X/%X",
                  LB_LSN_ARGS(tl->pending_end), LB_LSN_ARGS(end));
         rc = LB_EPROTO;
@@ -666,13 +691,15 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         rc = sk_wal_store_sync(tl->wal);
     if (rc) {
         lb_error("could not take WAL from the donor tenant=%s timeline=%s at=%X/%X: %s",
-                 tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(pos), lb_strerror(rc));
+                 tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(tl->accept_pos),
+                 lb_strerror(rc));
         if (rc == LB_EFSYNC)
             tl->broken = true;
-        /* Keep what was fetched durably; the proposer may retry. */
+        /* Keep what was fetched; the cap keeps it out of the end until the
+         * proposer retries. */
         return rc;
     }
-    tl->st.history[tl->st.nhistory++] = history[n - 1];
+    tl->st.history[tl->st.nhistory++] = tl->accept_last;
     tl->write_lsn = tl->flush_lsn = tl->end_lsn = end;
     tl->st.fsync_failed_lsn = 0;
     rc = save_state(tl);
@@ -680,8 +707,45 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         return rc;
     lb_info("accepted term tenant=%s timeline=%s term=%llu start_lsn=%X/%X tli=%u",
             tl->st.tenant_id, tl->st.timeline_id, (unsigned long long)term, LB_LSN_ARGS(end),
-            history[n - 1].tli);
+            tl->accept_last.tli);
     return reset_decoder(tl, end);
+}
+
+int
+sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
+                   lb_lsn end, sk_fetch_fn fetch, void *fetch_arg)
+{
+    lb_lsn pos;
+    int rc = sk_timeline_accept_begin(tl, term, history, n, end, &pos);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    char *buf = NULL;
+    while (pos < end && rc == 0) {
+        if (!fetch) {
+            rc = LB_ENOTFOUND;
+            break;
+        }
+        if (!buf && !(buf = malloc(SK_ACCEPT_CHUNK))) {
+            rc = -ENOMEM;
+            break;
+        }
+        size_t want = SK_ACCEPT_CHUNK - (size_t)(pos % SK_ACCEPT_CHUNK);
+        if (want > end - pos)
+            want = (size_t)(end - pos);
+        uint32_t tli = sk_history_tli_at(history, n - 1, pos);
+        rc = fetch(fetch_arg, pos, pos + want, tli ? tli : tl->st.start_tli, buf);
+        if (rc == 0)
+            rc = sk_timeline_accept_write(tl, term, pos, buf, want);
+        pos += want;
+    }
+    free(buf);
+    if (rc) {
+        lb_error("could not take WAL from the donor tenant=%s timeline=%s: %s", tl->st.tenant_id,
+                 tl->st.timeline_id, lb_strerror(rc));
+        tl->accepting = 0;
+        return rc;
+    }
+    return sk_timeline_accept_finish(tl, term);
 }
 
 int
