@@ -7,7 +7,9 @@
 #   make script-tests  tests of scripts/ (the dependency installer), no root or network
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan    the pageserver's e2e tests under ThreadSanitizer, against s3rver
 #   make run     start lakebase on this machine
+#   make images  build the container images in images/ with podman (cached: see images/build.sh)
 #   make clean   remove build/
 #
 # Every component folder is a flat set of .c/.h files plus tests/test_*.c; new
@@ -18,7 +20,7 @@
 
 BUILD    ?= build
 CC       ?= gcc
-PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq
+PKGS     := libcurl jansson yaml-0.1 libmicrohttpd openssl libprotobuf-c libzstd liblz4 zlib libpq sqlite3
 PG_INC   := $(shell pg_config --includedir-server 2>/dev/null || echo /usr/include/postgresql/15/server)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
@@ -36,7 +38,7 @@ TEST_LDLIBS := -lcmocka
 # the libraries in reverse of this order, so a component may use any library
 # listed before it.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
-LIB_ORDER := common token lake safekeeper pageserver compute proxy controller devcluster
+LIB_ORDER := common token lake ltap safekeeper pageserver compute proxy controller devcluster
 COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
 libname = $(if $(filter common,$(1)),lakebase,$(1))
 LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
@@ -74,12 +76,17 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-.PHONY: all deps test unit e2e asan run clean fuzz bench script-tests pkgcheck
+.PHONY: all deps test unit e2e asan tsan run clean fuzz bench script-tests pkgcheck images
 SHELL := /bin/bash
 all: $(ALL_LIBS) $(BINS)
 
 deps:
 	@./scripts/deps.sh
+
+# Container images (podman build), skipped when the image for the current
+# source hash exists; the first run on a machine also builds the Debian base.
+images:
+	@./images/build.sh
 
 # Stop with the names of missing libraries, not with a compile error later.
 pkgcheck:
@@ -126,6 +133,17 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
 
+# ThreadSanitizer: the binaries in build/tsan/bin, then the pageserver's
+# e2e tests against them with an S3 store (s3rver), so that every thread's
+# object-store traffic is checked too. LB_TSAN_TESTS narrows the tests.
+LB_TSAN_TESTS ?= e2e/test_pageserver*.py
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    EXTRA_CFLAGS="-fsanitize=thread" all
+	@LB_PROJECT_ROOT=$$PWD LB_BIN_DIR=$$PWD/build/tsan/bin LB_REMOTE_STORAGE=s3 \
+	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$$PWD/scripts/tsan.supp" \
+	    /usr/bin/python3 -m pytest -q -p no:cacheprovider $(LB_TSAN_TESTS)
+
 # libFuzzer targets: <component>/fuzz/fuzz_*.c, built with clang against a
 # sanitizer-instrumented library (their component's and common's), each run
 # for LB_FUZZ_SECONDS.
@@ -148,6 +166,14 @@ fuzz: deps
 	        build/fuzz/corpus/$$name 2>&1 | { grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || true; } ; \
 	    test $${PIPESTATUS[0]} -eq 0; \
 	done
+
+# Tools: <component>/tools/NAME.c -> build/tools/NAME, linked like the
+# binaries (small command-line fronts to a component, used by e2e and bench).
+TOOL_BIN := $(foreach f,$(wildcard */tools/*.c),$(BUILD)/tools/$(basename $(notdir $(f))))
+all: $(TOOL_BIN)
+$(BUILD)/tools/%: $$(BUILD)/obj/$$(firstword $$(foreach c,$$(COMPONENTS),$$(if $$(wildcard $$(c)/tools/$$*.c),$$(c))))/tools/$$*.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
 # Benchmark drivers: bench/NAME.c -> build/bench/NAME, linked like the
 # binaries. Not part of all; the scripts in bench/ run them.

@@ -68,14 +68,14 @@ static const char *const statuses[8] = {
 
 /* No commas, quotes or spaces: CSV needs no quoting. */
 static const char *const words[] = {
-    "alpha",   "bravo",    "charlie", "delta",   "echo",    "foxtrot", "golf",     "hotel",
-    "india",   "juliet",   "kilo",    "lima",    "mike",    "november", "oscar",   "papa",
-    "quebec",  "romeo",    "sierra",  "tango",   "uniform", "victor",  "whiskey",  "xray",
-    "yankee",  "zulu",     "order",   "invoice", "customer", "package", "warehouse", "express",
-    "standard", "priority", "fragile", "return", "exchange", "gift",   "wrapped",  "north",
-    "south",   "east",     "west",    "central", "urgent",  "delayed", "on-time",  "early",
-    "blue",    "green",    "red",     "yellow",  "large",   "small",   "medium",   "bulk",
-    "retail",  "online",   "store",   "partner", "promo",   "coupon",  "loyalty",  "member",
+    "alpha",    "bravo",    "charlie", "delta",   "echo",     "foxtrot",  "golf",      "hotel",
+    "india",    "juliet",   "kilo",    "lima",    "mike",     "november", "oscar",     "papa",
+    "quebec",   "romeo",    "sierra",  "tango",   "uniform",  "victor",   "whiskey",   "xray",
+    "yankee",   "zulu",     "order",   "invoice", "customer", "package",  "warehouse", "express",
+    "standard", "priority", "fragile", "return",  "exchange", "gift",     "wrapped",   "north",
+    "south",    "east",     "west",    "central", "urgent",   "delayed",  "on-time",   "early",
+    "blue",     "green",    "red",     "yellow",  "large",    "small",    "medium",    "bulk",
+    "retail",   "online",   "store",   "partner", "promo",    "coupon",   "loyalty",   "member",
 };
 _Static_assert(sizeof(words) / sizeof(words[0]) == 64, "a word is picked by 6 random bits");
 
@@ -135,8 +135,8 @@ make_row(uint64_t i, bench_row *r)
     }
     r->comment[len] = '\0';
     r->comment_len = len;
-    return 8 + 4 + 8 + 8 + 4 + 8 + strlen(r->status) + r->comment_len +
-           (r->has_discount ? 4 : 0) + 1;
+    return 8 + 4 + 8 + 8 + 4 + 8 + strlen(r->status) + r->comment_len + (r->has_discount ? 4 : 0) +
+           1;
 }
 
 /* ---- CSV ------------------------------------------------------------------ */
@@ -186,9 +186,9 @@ write_csv(uint64_t nrows, const char *path)
         civil_from_days(tday, &ty, &tmo, &td);
         fprintf(out, "%" PRId64 ",%" PRId32 ",%.17g,", r.id, r.customer, r.price);
         put_decimal2(out, r.amount_cents);
-        fprintf(out, ",%04d-%02d-%02d,%04d-%02d-%02d %02d:%02d:%02d.%06d,%s,%s,", y, mo, d, ty,
-                tmo, td, (int)(tsec / 3600), (int)(tsec / 60 % 60), (int)(tsec % 60), (int)us,
-                r.status, r.comment);
+        fprintf(out, ",%04d-%02d-%02d,%04d-%02d-%02d %02d:%02d:%02d.%06d,%s,%s,", y, mo, d, ty, tmo,
+                td, (int)(tsec / 3600), (int)(tsec / 60 % 60), (int)(tsec % 60), (int)us, r.status,
+                r.comment);
         if (r.has_discount)
             fprintf(out, "%" PRId32, r.discount);
         fprintf(out, ",%s\n", r.flag ? "true" : "false");
@@ -210,8 +210,12 @@ build_schema(lake_schema **out)
         {.name = "id", .field_id = 1, .type = LAKE_TYPE_INT64, .required = true},
         {.name = "customer", .field_id = 2, .type = LAKE_TYPE_INT32, .required = true},
         {.name = "price", .field_id = 3, .type = LAKE_TYPE_DOUBLE, .required = true},
-        {.name = "amount", .field_id = 4, .type = LAKE_TYPE_DECIMAL, .required = true,
-         .precision = 18, .scale = 2},
+        {.name = "amount",
+         .field_id = 4,
+         .type = LAKE_TYPE_DECIMAL,
+         .required = true,
+         .precision = 18,
+         .scale = 2},
         {.name = "day", .field_id = 5, .type = LAKE_TYPE_DATE, .required = true},
         {.name = "ts", .field_id = 6, .type = LAKE_TYPE_TIMESTAMP, .required = true},
         {.name = "status", .field_id = 7, .type = LAKE_TYPE_STRING, .required = true},
@@ -304,11 +308,11 @@ write_parquet(uint64_t nrows, const char *path)
     stopwatch sw = {0};
     stopwatch_start(&sw);
     lake_parquet_writer *w;
-    const char *err;
+    lb_err err = {0};
     int rc = lake_parquet_writer_new_fd(schema, &opts, fd, &w, &err);
     stopwatch_stop(&sw);
     if (rc) {
-        fprintf(stderr, "lake_write: %s\n", err);
+        fprintf(stderr, "lake_write: %s\n", err.message);
         close(fd);
         lake_schema_free(schema);
         return 1;

@@ -60,14 +60,6 @@ struct lb_loop {
     bool stop;
 };
 
-int64_t
-lb_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 grow_fds(lb_loop *loop, int fd)
 {
@@ -180,7 +172,7 @@ lb_loop_add_timer(lb_loop *loop, int64_t delay_ms, lb_timer_cb cb, void *arg, ui
     }
     timer *t = &loop->timers[loop->ntimers++];
     t->id = loop->next_timer_id++;
-    t->when_ms = lb_now_ms() + (delay_ms > 0 ? delay_ms : 0);
+    t->when_ms = lb_mono_ms() + (delay_ms > 0 ? delay_ms : 0);
     t->cb = cb;
     t->arg = arg;
     if (id)
@@ -260,7 +252,7 @@ next_timeout(lb_loop *loop, int timeout_ms)
     for (size_t i = 1; i < loop->ntimers; i++)
         if (loop->timers[i].when_ms < first)
             first = loop->timers[i].when_ms;
-    int64_t wait = first - lb_now_ms();
+    int64_t wait = first - lb_mono_ms();
     if (wait < 0)
         wait = 0;
     if (timeout_ms >= 0 && wait > timeout_ms)
@@ -284,7 +276,7 @@ run_timers(lb_loop *loop)
      * again: callbacks may add and delete timers, and a timer that re-arms
      * itself with delay 0 waits for the next round instead of starving the
      * file events. */
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     uint64_t due[64];
     size_t ndue = 0;
     for (size_t i = 0; i < loop->ntimers && ndue < 64; i++)
@@ -302,7 +294,7 @@ run_timers(lb_loop *loop)
         if (again < 0)
             loop->timers[i] = loop->timers[--loop->ntimers];
         else
-            loop->timers[i].when_ms = lb_now_ms() + again;
+            loop->timers[i].when_ms = lb_mono_ms() + again;
     }
 }
 

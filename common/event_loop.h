@@ -13,6 +13,8 @@
 #ifndef LB_EVENT_LOOP_H
 #define LB_EVENT_LOOP_H
 
+#include "clock.h"
+
 #include <stdint.h>
 
 typedef struct lb_loop lb_loop;
@@ -57,7 +59,6 @@ int lb_loop_run(lb_loop *loop);
 int lb_loop_run_once(lb_loop *loop, int timeout_ms);
 void lb_loop_stop(lb_loop *loop);
 
-/* Monotonic clock in milliseconds, as the loop sees it. */
-int64_t lb_now_ms(void);
+/* The loop's timers run on lb_mono_ms() (clock.h). */
 
 #endif

@@ -2,26 +2,60 @@
  * compute.c: one compute, from spec to ready, and its HTTP endpoints.
  *
  * The main thread runs the steps of the compute's mode one after the other
- * (compute.h), then watches PostgreSQL: its exit (waitpid), the stop flag
- * (SIGTERM), and once a second its activity (pg_stat_activity) for
- * /status. HTTP handlers run on the server's threads and only read the
- * status under c->lock, or fetch WAL for the restore_command.
+ * (compute.h), then watches PostgreSQL (watch()): its exit (waitpid), the
+ * stop flag (SIGTERM), and once a second its activity (pg_stat_activity)
+ * for /status. HTTP handlers run on the server's threads and only read the
+ * status under c->lock, or fetch WAL for the restore_command. A detached
+ * thread copies PostgreSQL's stderr to ours and counts cancelled
+ * synchronous-replication waits.
  *
  * Invariants:
  *   - the data directory is rebuilt from a basebackup on every start: a
  *     compute's disk is a cache, never a source of truth;
  *   - a primary's PostgreSQL has the quorum synchronous_standby_names from
  *     its first start, so no commit is acknowledged without 2 of 3
- *     safekeepers;
+ *     safekeepers (the one exception, compute-ctl's own role transaction,
+ *     is explained at make_roles());
  *   - a primary is ready only once its PostgreSQL timeline is the elected
- *     one and a quorum of safekeepers streams from it.
+ *     one and a quorum of safekeepers streams from it;
+ *   - the superuser is compute-ctl's (pgauth.h); users cannot change the
+ *     settings durability rests on, and while a primary runs compute-ctl
+ *     checks that nobody has (cc_guarded_settings: pg_settings,
+ *     pg_file_settings, pg_db_role_setting): a change stops PostgreSQL at
+ *     once and the compute starts again from the quorum;
+ *   - a primary that sees a newer term on any safekeeper stops serving
+ *     (exit 4): another compute won an election, and this one's commits
+ *     can no longer reach a quorum.
+ *
+ * What vanilla PostgreSQL 15 leaves open, and what compute-ctl does:
+ *   - a cancelled synchronous-replication wait (pg_cancel_backend, a
+ *     statement_timeout, a terminated backend) returns with a WARNING
+ *     while the commit is already in the local WAL and visible to every
+ *     other session, though no quorum may have it. compute-ctl reads the
+ *     WARNING from PostgreSQL's stderr (logging_collector off, lc_messages
+ *     C, log_min_messages at most warning: all guarded) and stops
+ *     PostgreSQL, then starts the compute again from the quorum, where
+ *     that commit exists only if a quorum had it. Between the WARNING and
+ *     the stop (well under a second) other sessions can read it: that
+ *     window remains, and closing it needs a patched PostgreSQL;
+ *   - a session may SET synchronous_commit = local (or off) for itself:
+ *     it is PGC_USERSET, and no role attribute prevents it. It changes
+ *     only that session's own commits, which it asked not to wait for;
+ *     ALTER ROLE ... SET of it is seen by the watch;
+ *   - a user can forge the WARNING with RAISE WARNING: that only restarts
+ *     the user's own compute.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +64,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "clock.h"
 #include "compute.h"
 #include "errors.h"
 #include "fileio.h"
@@ -38,7 +74,9 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgauth.h"
 #include "pgproc.h"
+#include "wal.h"
 #include "walproxy.h"
 
 typedef struct cc_compute {
@@ -59,6 +97,16 @@ typedef struct cc_compute {
     pid_t pg_pid;
     cc_wal_sources wal;
     bool wal_ready;
+
+    /* HTTP credentials: callers' tokens are verified with keys; the
+     * restore_command presents restore_secret (pgauth.h, spec.h). Both
+     * set before the server starts, read-only after. */
+    lb_auth_keys *keys;
+    char restore_secret[65];
+
+    /* Bumped by the log reader (any thread) at each cancelled
+     * synchronous-replication wait PostgreSQL logs. */
+    atomic_uint sync_cancels;
 } cc_compute;
 
 /* The pageserver's view of the timeline. */
@@ -78,14 +126,6 @@ cc_state_name(cc_state state)
                                         "starting", "replaying", "promoting",
                                         "ready",    "failed",    "stopping"};
     return (unsigned)state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
-}
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -135,7 +175,7 @@ status_json(cc_compute *c)
         snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(c->last_activity_ms % 1000));
         json_object_set_new(j, "last_activity", json_string(when));
     }
-    if (j && s->mode == CC_MODE_STATIC)
+    if (j && cc_mode_of(s->mode)->at_lsn)
         json_object_set_new(j, "target_lsn", lb_json_lsn(s->lsn));
     if (j && c->error[0])
         json_object_set_new(j, "error", json_string(c->error));
@@ -143,19 +183,69 @@ status_json(cc_compute *c)
     return j;
 }
 
+/* The token's tenant and timeline must be this compute's (the server
+ * checked the signature and the role: routes without {tenant_id} leave the
+ * scope to the handler). */
+static int
+check_scope(lb_http_request *req, const cc_compute *c)
+{
+    const lb_auth_claims *cl = lb_http_claims(req);
+    if (cl && !lb_auth_allows(cl, LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE, c->spec->tenant_id,
+                              c->spec->timeline_id))
+        return lb_http_respond_error(req, 403,
+                                     "a %s token for tenant \"%s\" may not act on this compute",
+                                     lb_auth_role_name(cl->role), cl->tenant[0] ? cl->tenant : "*");
+    return 1;
+}
+
 static int
 h_status(lb_http_request *req, void *arg)
 {
+    int rc = check_scope(req, arg);
+    if (rc != 1)
+        return rc;
     return lb_json_respond(req, 200, status_json(arg));
+}
+
+/* /wal is open at the server: PostgreSQL's restore_command presents the
+ * restore secret, which is no token. Anything else must be a token that
+ * verifies and covers this compute. 1 to go on, or the answer sent. */
+static int
+check_wal_caller(lb_http_request *req, const cc_compute *c)
+{
+    const char *token = lb_auth_bearer(lb_http_header(req, "Authorization"));
+    if (!token) {
+        lb_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return lb_http_respond_error(req, 401, "a credential is required");
+    }
+    size_t n = strlen(token);
+    if (n == strlen(c->restore_secret) && CRYPTO_memcmp(token, c->restore_secret, n) == 0)
+        return 1;
+    lb_auth_claims cl;
+    const char *why = NULL;
+    if (lb_auth_verify(c->keys, token, 0, &cl, &why) != 0) {
+        lb_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return lb_http_respond_error(req, 401, "credential refused: %s", why ? why : "invalid");
+    }
+    if (!lb_auth_allows(&cl, LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE, c->spec->tenant_id,
+                        c->spec->timeline_id))
+        return lb_http_respond_error(req, 403,
+                                     "a %s token for tenant \"%s\" may not act on this compute",
+                                     lb_auth_role_name(cl.role), cl.tenant[0] ? cl.tenant : "*");
+    return 1;
 }
 
 static int
 h_wal(lb_http_request *req, void *arg)
 {
     cc_compute *c = arg;
+    int allowed = check_wal_caller(req, c);
+    if (allowed != 1)
+        return allowed;
     const char *name = lb_http_param(req, "name");
     uint32_t tli;
-    if (cc_wal_name_parse(name, &tli) == CC_WAL_BAD)
+    /* Checked again with the timeline's segment size by cc_wal_fetch(). */
+    if (lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, &tli, NULL) == LB_WAL_FILE_BAD)
         return lb_http_respond_error(req, 400,
                                      "\"%.64s\" is not a WAL segment or history "
                                      "file name",
@@ -238,12 +328,29 @@ static int
 start_http(cc_compute *c)
 {
     const cc_spec *s = c->spec;
+    /* Every route but /metrics and /healthz needs a credential: the
+     * controller's management token, or this compute's own compute token
+     * (its tenant and timeline); /wal also takes the restore secret. */
+    int rc = lb_auth_keys_load(s->auth_public_keys, &c->keys);
+    if (rc)
+        return fail(c, "could not load auth_public_keys \"%s\": %s", s->auth_public_keys,
+                    lb_strerror(rc));
+    unsigned char secret[32];
+    if (RAND_bytes(secret, sizeof(secret)) != 1)
+        return fail(c, "could not make the restore secret");
+    for (size_t i = 0; i < sizeof(secret); i++)
+        snprintf(c->restore_secret + 2 * i, 3, "%02x", secret[i]);
     lb_http_server_config hc = {.address = s->listen_host, .port = s->listen_port, .threads = 4};
-    int rc = lb_http_server_new(&hc, &c->http);
+    rc = lb_http_server_new(&hc, &c->http);
+    static const lb_http_access status_access = {.roles = LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE,
+                                                 .own_scope = true};
+    static const lb_http_access wal_access = {.open = true};
     if (rc == 0)
-        rc = lb_http_server_route(c->http, "GET", "/status", h_status, c);
+        rc = lb_http_server_set_auth(c->http, c->keys);
     if (rc == 0)
-        rc = lb_http_server_route(c->http, "GET", "/wal/{name}", h_wal, c);
+        rc = lb_http_server_route_access(c->http, "GET", "/status", h_status, c, &status_access);
+    if (rc == 0)
+        rc = lb_http_server_route_access(c->http, "GET", "/wal/{name}", h_wal, c, &wal_access);
     lb_metrics *m = lb_metrics_default();
     lb_metrics_gauge_fn(m, "compute_ready", "1 when the compute is ready", m_ready, c);
     lb_metrics_gauge_fn(m, "compute_connections", "client connections to PostgreSQL", m_connections,
@@ -409,7 +516,7 @@ elect(cc_compute *c, sk_elect_result *r)
 {
     sk_elect_params p;
     elect_params(c->spec, &p);
-    int64_t deadline = now_ms() + ELECT_TIMEOUT_MS;
+    int64_t deadline = lb_mono_ms() + ELECT_TIMEOUT_MS;
     char err[512] = "";
     for (;;) {
         int rc = sk_elect(&p, r, err, sizeof(err));
@@ -417,7 +524,7 @@ elect(cc_compute *c, sk_elect_result *r)
             break;
         if (*c->stop)
             return -EINTR;
-        if (now_ms() > deadline)
+        if (lb_mono_ms() > deadline)
             return fail(c, "election failed: %s", err);
         lb_warn("election failed, retrying: %s", err);
         sleep_ms(1000);
@@ -442,6 +549,7 @@ set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
     w.pg_tli = m->pg_tli;
     w.has_ancestor = m->has_ancestor;
     w.token = s->auth_token;
+    w.seg_size = m->wal_seg_size;
     if (r) {
         /* Only those holding the term's WAL up to its start, the donor first. */
         snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",
@@ -509,6 +617,37 @@ check_datadir(cc_compute *c)
     return 0;
 }
 
+/* pg_hba.conf and pg_ident.conf (pgauth.h): the basebackup's are replaced. */
+static int
+write_auth_files(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    struct passwd *pw = getpwuid(geteuid());
+    lb_buf hba = LB_BUF_INIT, ident = LB_BUF_INIT;
+    int rc = cc_hba_render(s, &hba);
+    if (rc == 0)
+        rc = cc_ident_render(s, pw ? pw->pw_name : NULL, &ident);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/pg_hba.conf", s->data_dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, hba.data, hba.len);
+    snprintf(path, sizeof(path), "%s/pg_ident.conf", s->data_dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, ident.data, ident.len);
+    /* The restore_command's credential (spec.h): 0600, and chowned to the
+     * PostgreSQL user with the rest of the data directory. */
+    char header[128];
+    int n = snprintf(header, sizeof(header), "Authorization: Bearer %s\n", c->restore_secret);
+    cc_restore_header_path(s, path, sizeof(path));
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, header, (size_t)n);
+    if (rc == 0 && chmod(path, 0600) != 0)
+        rc = -errno;
+    lb_buf_free(&hba);
+    lb_buf_free(&ident);
+    return rc;
+}
+
 static int
 prepare_datadir(cc_compute *c)
 {
@@ -525,7 +664,7 @@ prepare_datadir(cc_compute *c)
     }
     lb_lsn snap = 0;
     char err[700];
-    int rc = cc_basebackup(s, s->mode == CC_MODE_STATIC ? s->lsn : 0, &snap, err, sizeof(err));
+    int rc = cc_basebackup(s, cc_mode_of(s->mode)->at_lsn ? s->lsn : 0, &snap, err, sizeof(err));
     if (rc)
         return fail(c, "%s", err);
     char lsn[LB_LSN_STRLEN];
@@ -559,7 +698,9 @@ prepare_datadir(cc_compute *c)
     if (rc == 0)
         rc = lb_write_file_atomic(path, conf.data, conf.len);
     lb_buf_free(&conf);
-    const char *signal_file = s->mode == CC_MODE_REPLICA ? "standby.signal" : "recovery.signal";
+    if (rc == 0)
+        rc = write_auth_files(c);
+    const char *signal_file = cc_mode_of(s->mode)->streams ? "standby.signal" : "recovery.signal";
     snprintf(path, sizeof(path), "%s/%s", s->data_dir, signal_file);
     if (rc == 0)
         rc = lb_write_file_atomic(path, "", 0);
@@ -572,13 +713,97 @@ prepare_datadir(cc_compute *c)
 
 /* ---- PostgreSQL -------------------------------------------------------------------- */
 
+/* The log reader: PostgreSQL's stderr, copied to ours line by line. It
+ * owns its fd and itself, and ends when every PostgreSQL process has
+ * closed the pipe (EOF), so nobody waits for it. */
+typedef struct log_reader {
+    cc_compute *c;
+    int fd;
+} log_reader;
+
+/* The WARNINGs of syncrep.c when a backend stops waiting for the quorum
+ * after its commit is already in the local WAL: the query was cancelled
+ * ("canceling wait for synchronous replication due to user request") or
+ * the backend terminated ("canceling the wait for synchronous replication
+ * and terminating connection due to administrator command"). lc_messages
+ * is C, so the text is English. */
+bool
+cc_log_line_is_sync_cancel(const char *line)
+{
+    const char *w = strstr(line, "WARNING:  canceling ");
+    return w && strstr(w, "wait for synchronous replication") != NULL;
+}
+
+static void *
+log_reader_main(void *arg)
+{
+    log_reader *lr = arg;
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+        ssize_t r = read(lr->fd, buf + have, sizeof(buf) - 1 - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *line = buf;
+        char *nl;
+        while ((nl = strchr(line, '\n')) != NULL || (line == buf && have == sizeof(buf) - 1)) {
+            if (!nl) /* a line longer than the buffer: pass on what we have */
+                nl = buf + have - 1;
+            *nl = '\0';
+            if (cc_log_line_is_sync_cancel(line)) {
+                atomic_fetch_add(&lr->c->sync_cancels, 1);
+                lb_error("postgres cancelled a wait for synchronous replication: a commit is "
+                         "visible that a quorum of safekeepers may not have");
+            }
+            fprintf(stderr, "%s\n", line);
+            line = nl + 1;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+    }
+    if (have)
+        fprintf(stderr, "%.*s\n", (int)have, buf);
+    close(lr->fd);
+    free(lr);
+    return NULL;
+}
+
 static int
 start_pg(cc_compute *c)
 {
     const char *args[] = {"-D", c->spec->data_dir, NULL};
-    pid_t pid = cc_pg_spawn(c->spec, "postgres", args, -1);
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return fail(c, "could not start postgres: %s", strerror(errno));
+    pid_t pid = cc_pg_spawn(c->spec, "postgres", args, pipefd[1]);
+    close(pipefd[1]);
+    log_reader *lr = pid < 0 ? NULL : malloc(sizeof(*lr));
+    pthread_t thread;
+    if (lr) {
+        lr->c = c;
+        lr->fd = pipefd[0];
+        if (pthread_create(&thread, NULL, log_reader_main, lr) == 0) {
+            pthread_detach(thread);
+        } else {
+            free(lr);
+            lr = NULL;
+        }
+    }
+    if (!lr) {
+        close(pipefd[0]);
+        if (pid > 0) {
+            kill(pid, SIGQUIT);
+            waitpid(pid, NULL, 0);
+        }
+    }
     if (pid < 0)
         return fail(c, "could not start postgres: %s", lb_strerror(pid));
+    if (!lr)
+        return fail(c, "could not start postgres: no thread to read its log");
     pthread_mutex_lock(&c->lock);
     c->pg_pid = pid;
     pthread_mutex_unlock(&c->lock);
@@ -617,15 +842,15 @@ stop_pg(cc_compute *c, int sig, int timeout_ms)
     PQfinish(c->conn);
     c->conn = NULL;
     kill(c->pg_pid, sig);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = lb_mono_ms() + timeout_ms;
     int escalation = 0; /* 1: SIGQUIT sent; 2: SIGKILL sent */
     while (!pg_exited(c)) {
-        if (now_ms() > deadline && escalation < 2) {
+        if (lb_mono_ms() > deadline && escalation < 2) {
             escalation++;
             lb_warn("postgres did not stop in time, sending %s pid=%d",
                     escalation == 1 ? "SIGQUIT" : "SIGKILL", (int)c->pg_pid);
             kill(c->pg_pid, escalation == 1 ? SIGQUIT : SIGKILL);
-            deadline = now_ms() + 10000;
+            deadline = lb_mono_ms() + 10000;
         }
         sleep_ms(50);
     }
@@ -641,7 +866,9 @@ pg_connect(cc_compute *c)
     snprintf(port, sizeof(port), "%d", c->spec->pg_port);
     const char *keys[] = {"host", "port", "user", "dbname", "connect_timeout", "application_name",
                           NULL};
-    const char *vals[] = {"127.0.0.1", port, "postgres", "postgres", "3", "compute-ctl", NULL};
+    /* The superuser, over the unix socket in the data directory (pgauth.h). */
+    const char *vals[] = {c->spec->data_dir, port, CC_SUPERUSER, "postgres", "3",
+                          "compute-ctl",     NULL};
     c->conn = PQconnectdbParams(keys, vals, 0);
     if (PQstatus(c->conn) == CONNECTION_OK)
         return true;
@@ -765,10 +992,11 @@ announce(cc_compute *c, const sk_elect_result *r)
     sk_elect_params p;
     elect_params(s, &p);
     char conninfo[600];
-    snprintf(conninfo, sizeof(conninfo), "host=%s port=%d user=postgres dbname=postgres",
-             s->announce_host, s->pg_port);
+    snprintf(conninfo, sizeof(conninfo),
+             "host=%s port=%d user=" CC_SAFEKEEPER_ROLE " dbname=postgres", s->announce_host,
+             s->pg_port);
     int quorum = s->nsafekeepers / 2 + 1;
-    int64_t deadline = now_ms() + ELECT_TIMEOUT_MS;
+    int64_t deadline = lb_mono_ms() + ELECT_TIMEOUT_MS;
     for (;;) {
         int acked = 0;
         int rc = sk_announce(&p, r, conninfo, &acked);
@@ -779,7 +1007,7 @@ announce(cc_compute *c, const sk_elect_result *r)
         }
         if (*c->stop)
             return -EINTR;
-        if (now_ms() > deadline)
+        if (lb_mono_ms() > deadline)
             return fail(c, "only %d of %d safekeepers stream from this compute (need %d): %s",
                         acked, s->nsafekeepers, quorum, lb_strerror(rc));
         lb_warn("announce reached %d of %d safekeepers, retrying", acked, s->nsafekeepers);
@@ -813,6 +1041,71 @@ pageserver_ingest(cc_compute *c)
                 s->nsafekeepers);
 }
 
+/*
+ * The roles (pgauth.h), made on every start of a primary, right after
+ * promotion and before the safekeepers are told to connect.
+ *
+ * The chicken and the egg: the safekeepers connect as lakebase_safekeeper,
+ * whose verifier is in the catalog; putting it there is a commit, and
+ * every commit of a primary waits for 2 of 3 safekeepers. So this one
+ * transaction commits with synchronous_commit = local, in compute-ctl's own
+ * session (a user cannot: it is SET LOCAL inside compute-ctl's
+ * transaction, and the global value stays on). Why that is sound:
+ *   - what it writes is made again, identically, on every start of every
+ *     primary: if the commit is lost with this compute, the next primary
+ *     writes it again, so nothing depends on its durability;
+ *   - the safekeepers stream the new term's WAL from its start, so any
+ *     later commit that is acknowledged has this one before it in the
+ *     WAL, on the same quorum;
+ *   - it only changes who may log in, never data a user can read.
+ * The alternatives are worse: starting without synchronous_standby_names
+ * and setting it after the safekeepers connect opens a window in which
+ * user commits are acknowledged locally; a password in the conninfo
+ * given to the safekeepers would be stored in their state and shown in
+ * their /status.
+ */
+static int
+make_roles(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    char secret[CC_SECRET_MAX], err[PATH_MAX + 128];
+    char user_v[CC_SCRAM_VERIFIER_MAX], sk_v[CC_SCRAM_VERIFIER_MAX];
+    int rc = cc_secret_read(s->password_file, secret, sizeof(secret), err, sizeof(err));
+    if (rc == 0)
+        rc = cc_scram_verifier(secret, NULL, 0, user_v, sizeof(user_v));
+    if (rc == 0)
+        rc = cc_secret_read(s->safekeeper_password_file, secret, sizeof(secret), err, sizeof(err));
+    if (rc == 0)
+        rc = cc_scram_verifier(secret, NULL, 0, sk_v, sizeof(sk_v));
+    memset(secret, 0, sizeof(secret));
+    if (rc)
+        return fail(c, "%s", rc == -EIO ? "could not compute a SCRAM verifier" : err);
+    lb_buf sql = LB_BUF_INIT;
+    rc = lb_buf_append_str(&sql, "BEGIN;\nSET LOCAL synchronous_commit = local;\n");
+    if (rc == 0)
+        rc = cc_roles_sql(s, user_v, sk_v, &sql);
+    if (rc == 0)
+        rc = lb_buf_append_str(&sql, "COMMIT;\n");
+    if (rc || !pg_connect(c)) {
+        lb_buf_free(&sql);
+        return fail(c, "could not connect to postgres to make its roles");
+    }
+    PGresult *r = PQexec(c->conn, sql.data);
+    memset(sql.data, 0, sql.len);
+    lb_buf_free(&sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        PQclear(PQexec(c->conn, "ROLLBACK"));
+        return fail(c, "could not make the roles %s and " CC_SAFEKEEPER_ROLE ": %s", s->user, msg);
+    }
+    PQclear(r);
+    lb_info("roles made user=%s safekeepers=" CC_SAFEKEEPER_ROLE, s->user);
+    return 0;
+}
+
 static int
 run_primary(cc_compute *c, const tl_meta *m)
 {
@@ -844,6 +1137,8 @@ run_primary(cc_compute *c, const tl_meta *m)
     uint32_t tli = (uint32_t)strtoul(v, NULL, 16);
     if (tli != r.tli)
         return fail(c, "postgres promoted to timeline %u but the election chose %u", tli, r.tli);
+    if ((rc = make_roles(c)) != 0)
+        return rc;
     if ((rc = announce(c, &r)) != 0)
         return rc;
     pageserver_ingest(c);
@@ -875,7 +1170,7 @@ pick_stream_source(const cc_spec *s)
 static int
 wait_ingested(cc_compute *c, lb_lsn lsn)
 {
-    int64_t deadline = now_ms() + INGEST_WAIT_MS;
+    int64_t deadline = lb_mono_ms() + INGEST_WAIT_MS;
     char want[LB_LSN_STRLEN], have[LB_LSN_STRLEN];
     for (;;) {
         tl_meta m = {0};
@@ -886,7 +1181,7 @@ wait_ingested(cc_compute *c, lb_lsn lsn)
             return 0;
         if (*c->stop)
             return -EINTR;
-        if (now_ms() > deadline)
+        if (lb_mono_ms() > deadline)
             return fail(c, "the pageserver has not ingested timeline %s up to %s (it is at %s)",
                         c->spec->timeline_id, lb_lsn_format(lsn, want),
                         lb_lsn_format(m.last_record_lsn, have));
@@ -900,7 +1195,7 @@ run_standby(cc_compute *c, const tl_meta *m)
     set_wal_sources(c, m, NULL);
     set_state(c, CC_STATE_RESTORING);
     int rc;
-    if (c->spec->mode == CC_MODE_STATIC && (rc = wait_ingested(c, c->spec->lsn)) != 0)
+    if (cc_mode_of(c->spec->mode)->at_lsn && (rc = wait_ingested(c, c->spec->lsn)) != 0)
         return rc;
     if ((rc = prepare_datadir(c)) != 0)
         return rc;
@@ -910,11 +1205,145 @@ run_standby(cc_compute *c, const tl_meta *m)
     if ((rc = wait_until(c, cond_connected)) != 0)
         return rc;
     set_state(c, CC_STATE_REPLAYING);
-    if (c->spec->mode == CC_MODE_STATIC)
+    if (cc_mode_of(c->spec->mode)->at_lsn)
         rc = wait_until(c, cond_target_reached);
     else
         rc = wait_until(c, cond_standby);
     return rc;
+}
+
+/* ---- watching a running compute ------------------------------------------------ */
+
+/* What the watch decided. */
+typedef enum watch_outcome {
+    WATCH_STOP,       /* SIGTERM */
+    WATCH_PG_DIED,    /* PostgreSQL exited on its own */
+    WATCH_RESTART,    /* durability at risk: start again from the quorum */
+    WATCH_SUPERSEDED, /* a newer term exists */
+} watch_outcome;
+
+/* A primary's settings durability rests on, as PostgreSQL has them now
+ * (spec.h, cc_guard_query). A superuser could change them (ALTER SYSTEM
+ * and a reload, ALTER ROLE ... SET); the user role can change none but
+ * its own synchronous_commit default, which this also sees. true if one
+ * departs, with what in why. */
+static bool
+settings_departed(cc_compute *c, const char *query, char *why, size_t cap)
+{
+    if (!pg_connect(c))
+        return false;
+    PGresult *r = PQexec(c->conn, query);
+    bool departed = false;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+        snprintf(why, cap, "%s", PQgetvalue(r, 0, 0));
+        departed = true;
+    } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        lb_warn("could not check the settings: %s", PQerrorMessage(c->conn));
+        if (PQstatus(c->conn) != CONNECTION_OK) {
+            PQfinish(c->conn);
+            c->conn = NULL;
+        }
+    }
+    PQclear(r);
+    return departed;
+}
+
+/* The highest term any safekeeper reports for the timeline (0: none
+ * answered). Each is asked with a short timeout: a dead one must not hold
+ * up the watch. */
+static uint64_t
+safekeepers_term(cc_compute *c, char *who, size_t cap)
+{
+    const cc_spec *s = c->spec;
+    uint64_t best = 0;
+    lb_http_options opts = {.timeout_ms = 2000, .max_attempts = 1};
+    lb_http_client *http;
+    if (lb_http_client_new(&opts, &http) != 0)
+        return 0;
+    lb_http_client_set_token(http, s->auth_token); /* the safekeepers want its token */
+    for (int i = 0; i < s->nsafekeepers; i++) {
+        char url[600];
+        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
+                 s->tenant_id, s->timeline_id);
+        lb_buf out = LB_BUF_INIT;
+        lb_http_call call = {.method = "GET", .url = url, .response_body = &out};
+        lb_http_result res = LB_HTTP_RESULT_INIT;
+        if (lb_http_do(http, &call, &res) == 0 && res.status == 200) {
+            json_t *j = json_loadb(out.data ? out.data : "", out.len, 0, NULL);
+            json_t *t = j ? json_object_get(j, "term") : NULL;
+            if (json_is_integer(t) && (uint64_t)json_integer_value(t) > best) {
+                best = (uint64_t)json_integer_value(t);
+                snprintf(who, cap, "%s", s->safekeepers[i].name);
+            }
+            json_decref(j);
+        }
+        lb_buf_free(&out);
+        lb_http_result_free(&res);
+    }
+    lb_http_client_free(http);
+    return best;
+}
+
+#define WATCH_SETTINGS_MS 1000
+#define WATCH_TERM_MS 2000
+
+/* Watch a ready compute until something ends it. */
+static watch_outcome
+watch(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    bool primary = cc_mode_of(s->mode)->elects;
+    unsigned cancels = atomic_load(&c->sync_cancels);
+    lb_buf guard = LB_BUF_INIT;
+    if (primary && cc_guard_query(s, &guard) != 0) {
+        fail(c, "out of memory");
+        return WATCH_RESTART;
+    }
+    int64_t next_activity = 0, next_term = 0;
+    watch_outcome out = WATCH_STOP;
+    char why[600];
+    while (!*c->stop) {
+        if (pg_exited(c)) {
+            fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is restarted");
+            out = WATCH_PG_DIED;
+            break;
+        }
+        if (primary && atomic_load(&c->sync_cancels) != cancels) {
+            fail(c, "postgres cancelled a wait for synchronous replication, leaving a commit "
+                    "visible that a quorum of safekeepers may not have; restarting from the "
+                    "quorum");
+            out = WATCH_RESTART;
+            break;
+        }
+        if (lb_mono_ms() >= next_activity) {
+            refresh_activity(c);
+            if (primary && settings_departed(c, guard.data, why, sizeof(why))) {
+                fail(c,
+                     "a setting durability rests on was changed: %s; restarting from the "
+                     "quorum",
+                     why);
+                out = WATCH_RESTART;
+                break;
+            }
+            next_activity = lb_mono_ms() + WATCH_SETTINGS_MS;
+        }
+        if (primary && lb_mono_ms() >= next_term) {
+            char who[64] = "";
+            uint64_t term = safekeepers_term(c, who, sizeof(who));
+            if (term > c->term) {
+                fail(c,
+                     "safekeeper %s is at term %" PRIu64 ", newer than this primary's %" PRIu64
+                     ": another compute is primary; stopping",
+                     who, term, c->term);
+                out = WATCH_SUPERSEDED;
+                break;
+            }
+            next_term = lb_mono_ms() + WATCH_TERM_MS;
+        }
+        sleep_ms(50);
+    }
+    lb_buf_free(&guard);
+    return out;
 }
 
 int
@@ -927,41 +1356,50 @@ cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
     c->stop = stop;
     pthread_mutex_init(&c->lock, NULL);
     int rc = start_http(c);
-    tl_meta m = {0};
-    if (rc == 0)
-        rc = check_datadir(c);
-    if (rc == 0)
-        rc = pageserver_meta(c, &m);
-    if (rc == 0 && spec->mode == CC_MODE_REPLICA)
-        spec->stream_from = pick_stream_source(spec);
-    if (rc == 0)
-        rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
     int code = CC_EXIT_OK;
-    if (rc == 0) {
-        c->last_activity_ms = now_ms();
+    for (;;) {
+        tl_meta m = {0};
+        if (rc == 0)
+            rc = check_datadir(c);
+        if (rc == 0)
+            rc = pageserver_meta(c, &m);
+        if (rc == 0 && cc_mode_of(spec->mode)->streams)
+            spec->stream_from = pick_stream_source(spec);
+        if (rc == 0)
+            rc = cc_mode_of(spec->mode)->elects ? run_primary(c, &m) : run_standby(c, &m);
+        if (rc == -EINTR) {
+            code = CC_EXIT_OK;
+            break;
+        }
+        if (rc) {
+            code = rc == CC_EXIT_PG_DIED ? CC_EXIT_PG_DIED : CC_EXIT_FAILED;
+            break;
+        }
+        pthread_mutex_lock(&c->lock);
+        c->last_activity_ms = lb_now_ms();
+        c->error[0] = '\0';
+        pthread_mutex_unlock(&c->lock);
         refresh_activity(c);
         set_state(c, CC_STATE_READY);
         char lsn[LB_LSN_STRLEN];
         lb_info("compute ready mode=%s timeline=%s tli=%u lsn=%s", cc_mode_name(spec->mode),
                 spec->timeline_id, c->tli, lb_lsn_format(c->lsn, lsn));
-        int64_t next = 0;
-        while (!*stop) {
-            if (pg_exited(c)) {
-                fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is "
-                        "restarted");
-                code = CC_EXIT_PG_DIED;
-                break;
-            }
-            if (now_ms() >= next) {
-                refresh_activity(c);
-                next = now_ms() + 1000;
-            }
-            sleep_ms(50);
+        watch_outcome w = watch(c);
+        if (w == WATCH_STOP) {
+            code = CC_EXIT_OK;
+            break;
         }
-    } else if (rc == -EINTR) {
-        code = CC_EXIT_OK;
-    } else {
-        code = rc == CC_EXIT_PG_DIED ? CC_EXIT_PG_DIED : CC_EXIT_FAILED;
+        if (w == WATCH_PG_DIED) {
+            code = CC_EXIT_PG_DIED;
+            break;
+        }
+        /* Immediate shutdown: nobody reads on from this PostgreSQL. */
+        stop_pg(c, SIGQUIT, 10000);
+        if (w == WATCH_SUPERSEDED) {
+            code = CC_EXIT_SUPERSEDED;
+            break;
+        }
+        lb_warn("starting the compute again from the quorum timeline=%s", spec->timeline_id);
     }
     if (code == CC_EXIT_OK) {
         set_state(c, CC_STATE_STOPPING);

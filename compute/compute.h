@@ -15,9 +15,18 @@
  * States (GET /status): init, electing, restoring, starting, replaying,
  * promoting, ready, failed, stopping.
  *
+ * While a primary runs, compute-ctl stops PostgreSQL at once (immediate
+ * shutdown) and starts the compute again from the quorum (a new election,
+ * a new basebackup) when a setting durability rests on departs from what
+ * it wrote, or when PostgreSQL logs a cancelled synchronous-replication
+ * wait; it stops PostgreSQL and exits when a safekeeper reports a newer
+ * term than its own.
+ *
  * It returns the process exit code: 0 after a stop request (*stop set, by
  * SIGTERM) and a clean PostgreSQL shutdown; 1 when the compute could not
- * be started; 3 when PostgreSQL died on its own.
+ * be started; 3 when PostgreSQL died on its own; 4 when its term was
+ * superseded (a supervisor must not simply restart it: that would take
+ * the timeline back from the newer primary).
  *
  * Callers: main.c.
  */
@@ -25,6 +34,7 @@
 #define CC_COMPUTE_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "spec.h"
 
@@ -32,6 +42,7 @@
 #define CC_EXIT_FAILED 1
 #define CC_EXIT_BADSPEC 2
 #define CC_EXIT_PG_DIED 3
+#define CC_EXIT_SUPERSEDED 4 /* a newer term exists: another compute is primary */
 
 typedef enum cc_state {
     CC_STATE_INIT,
@@ -46,6 +57,10 @@ typedef enum cc_state {
 } cc_state;
 
 const char *cc_state_name(cc_state state);
+
+/* A line of PostgreSQL's log that says a backend stopped waiting for the
+ * quorum after committing locally (syncrep.c's two WARNINGs). */
+bool cc_log_line_is_sync_cancel(const char *line);
 
 /* spec->stream_from is set here (replica). */
 int cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop);

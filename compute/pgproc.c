@@ -24,106 +24,34 @@
 #include "pgproc.h"
 #include "tar.h"
 
-static int
-pg_ids(const cc_spec *spec, uid_t *uid, gid_t *gid)
+#include "common/pgproc.h"
+
+/* The running itself is common/pgproc.c's, shared with the pageserver. */
+static lb_pg_env
+pg_env(const cc_spec *spec)
 {
-    struct passwd *pw = getpwnam(spec->pg_user);
-    if (!pw)
-        return -ENOENT;
-    *uid = pw->pw_uid;
-    *gid = pw->pw_gid;
-    return 0;
+    return (lb_pg_env){.bin_dir = spec->pg_bin_dir, .user = spec->pg_user};
 }
 
 pid_t
 cc_pg_spawn(const cc_spec *spec, const char *tool, const char *const args[], int out_fd)
 {
-    char bin[PATH_MAX + 64];
-    snprintf(bin, sizeof(bin), "%s/%s", spec->pg_bin_dir, tool);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    bool drop = geteuid() == 0;
-    if (drop && pg_ids(spec, &uid, &gid) != 0)
-        return -ENOENT;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        if (out_fd >= 0) {
-            dup2(out_fd, 1);
-            dup2(out_fd, 2);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGPIPE, SIG_DFL);
-        if (drop && (setgid(gid) != 0 || initgroups(spec->pg_user, gid) != 0 || setuid(uid) != 0))
-            _exit(126);
-        /* After the credentials change, which clears it. */
-        prctl(PR_SET_PDEATHSIG, SIGQUIT);
-        if (getppid() != parent)
-            _exit(126);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
+    lb_pg_env env = pg_env(spec);
+    return lb_pg_spawn(&env, tool, args, out_fd);
 }
 
 int
 cc_pg_run(const cc_spec *spec, const char *tool, const char *const args[], lb_buf *out)
 {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) != 0)
-        return -errno;
-    pid_t pid = cc_pg_spawn(spec, tool, args, pipefd[1]);
-    close(pipefd[1]);
-    if (pid < 0) {
-        close(pipefd[0]);
-        return pid;
-    }
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(pipefd[0], buf, sizeof(buf))) > 0 || (r < 0 && errno == EINTR))
-        if (r > 0 && out)
-            lb_buf_append(out, buf, (size_t)r);
-    close(pipefd[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int
-chown_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return lchown(path, chown_uid, chown_gid) == 0 ? 0 : -1;
+    lb_pg_env env = pg_env(spec);
+    return lb_pg_run(&env, tool, args, out);
 }
 
 int
 cc_pg_chown_tree(const cc_spec *spec, const char *path)
 {
-    if (geteuid() != 0)
-        return 0;
-    int rc = pg_ids(spec, &chown_uid, &chown_gid);
-    if (rc)
-        return rc;
-    return nftw(path, chown_one, 32, FTW_PHYS) == 0 ? 0 : -errno;
+    lb_pg_env env = pg_env(spec);
+    return lb_pg_chown_tree(&env, path);
 }
 
 /* ---- basebackup ------------------------------------------------------------------- */
@@ -163,9 +91,15 @@ on_entry(void *arg, const lb_tar_entry *e)
     case LB_TAR_DIR:
         return lb_mkdir_p(path, 0700);
     case LB_TAR_SYMLINK:
-        return symlink(e->linkname, path) == 0 ? 0 : -errno;
+        /* A data directory from the pageserver has none (no tablespaces,
+         * pg_wal in place); one in the archive could point a later entry
+         * anywhere compute-ctl (root) may write. */
+        snprintf(u->err, sizeof(u->err), "entry \"%.100s\" is a symbolic link to \"%.100s\"",
+                 e->name, e->linkname ? e->linkname : "");
+        return LB_EPARSE;
     case LB_TAR_FILE:
-        u->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        /* Never through a symbolic link, whatever put one there. */
+        u->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (u->fd < 0)
             return -errno;
         if (e->size == 0) {
@@ -248,7 +182,9 @@ cc_basebackup(const cc_spec *spec, lb_lsn lsn, lb_lsn *snapshot_lsn, char *err, 
     lb_http_result res = LB_HTTP_RESULT_INIT;
     if (rc == 0)
         rc = lb_http_do(http, &call, &res);
-    if (rc) {
+    if (rc && u.err[0]) {
+        snprintf(err, cap, "refused basebackup \"%s\": %s", url, u.err);
+    } else if (rc) {
         snprintf(err, cap, "could not fetch basebackup \"%s\": %s", url,
                  http && lb_http_client_error(http)[0] ? lb_http_client_error(http)
                                                        : lb_strerror(rc));
@@ -283,23 +219,5 @@ cc_basebackup(const cc_spec *spec, lb_lsn lsn, lb_lsn *snapshot_lsn, char *err, 
 int
 cc_controldata_field(const char *text, const char *field, char *out, size_t cap)
 {
-    const char *p = text;
-    size_t fl = strlen(field);
-    while (p && *p) {
-        if (strncmp(p, field, fl) == 0 && p[fl] == ':') {
-            p += fl + 1;
-            while (*p == ' ')
-                p++;
-            size_t n = strcspn(p, "\n");
-            if (n >= cap)
-                return -ENAMETOOLONG;
-            memcpy(out, p, n);
-            out[n] = '\0';
-            return 0;
-        }
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return LB_ENOTFOUND;
+    return lb_pg_controldata_field(text, field, out, cap);
 }

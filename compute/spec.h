@@ -17,13 +17,22 @@
  *     data_dir: /var/lib/lakebase/compute/pgdata   rebuilt on every start
  *     pg_bin_dir: /usr/lib/postgresql/15/bin       default: pg_config --bindir
  *     pg_user: postgres       PostgreSQL runs as this user when we are root
+ *     user: app               the role users connect as (SCRAM; not superuser)
+ *     password_file: /etc/lakebase/user-password      its password, first line
+ *     safekeeper_password_file: /etc/lakebase/sk-password
+ *                             the password of role lakebase_safekeeper, as
+ *                             which the safekeepers connect (pgauth.h)
+ *     auth_public_keys: /etc/lakebase/keys   PEM file or directory: tokens to
+ *                             compute-ctl's HTTP API are verified with these
  *     settings:               PostgreSQL settings
  *       shared_buffers: 128MB
  *
  * Parsing refuses anything unknown, missing or ill-formed with a message
  * naming the field. Settings that lakebase relies on are enforced, and a
  * user setting that would break durability or that compute-ctl owns is
- * refused (cc_settings_check).
+ * refused (cc_settings_check). A primary needs user, password_file and
+ * safekeeper_password_file; replicas and static computes use the roles as
+ * the primary made them (their catalog is read-only).
  *
  * Callers: main.c (load), compute.c (render the configuration).
  */
@@ -31,12 +40,16 @@
 #define CC_SPEC_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
 #include "json.h"
 #include "lsn.h"
 #include "safekeeper/election.h"
+
+/* The longest data_dir: it holds the unix socket ".s.PGSQL.65535". */
+#define CC_DATA_DIR_MAX 90
 
 typedef enum cc_mode {
     CC_MODE_PRIMARY,
@@ -71,7 +84,11 @@ typedef struct cc_spec {
     char data_dir[PATH_MAX];
     char pg_bin_dir[PATH_MAX];
     char pg_user[64];
-    cc_setting *settings; /* owned */
+    char user[64];                           /* a plain lowercase identifier */
+    char password_file[PATH_MAX];            /* "" if not given */
+    char safekeeper_password_file[PATH_MAX]; /* "" if not given */
+    char auth_public_keys[PATH_MAX];         /* verify callers of compute-ctl's HTTP API */
+    cc_setting *settings;                    /* owned */
     size_t nsettings;
     int stream_from; /* replica: the safekeeper primary_conninfo names; chosen at start
                         (the first one that answers), not read from the file */
@@ -89,13 +106,24 @@ int cc_spec_parse(const char *text, size_t len, cc_spec *spec, char *err, size_t
 int cc_spec_load(const char *path, cc_spec *spec, char *err, size_t cap);
 void cc_spec_free(cc_spec *spec);
 
-const char *cc_mode_name(cc_mode mode);
+/* What a mode is, in one table (spec.c, cc_modes): to add a mode, add an
+ * enum value above and a row there; compute.c and the settings follow the
+ * row, never the enum. */
+typedef struct cc_mode_info {
+    const char *name;        /* the spec's "mode" */
+    bool elects;             /* primary: elects, writes, makes the roles, is watched */
+    bool streams;            /* follows a safekeeper (primary_conninfo, standby.signal) */
+    bool at_lsn;             /* needs the spec's "lsn": basebackup and replay up to it, pause */
+    int restore_unsure_exit; /* restore_command's exit when a WAL source could not be
+                                asked: 127 (fatal) unless stopping short is harmless */
+    /* The mode's own lines of postgresql.auto.conf, appended to out (buf
+     * is scratch space of cap bytes). 0 or -ENOMEM. */
+    int (*render)(const cc_spec *spec, lb_buf *out, char *buf, size_t cap);
+} cc_mode_info;
 
-/* YAML text as JSON: mappings become objects (duplicate keys refused),
- * sequences arrays, plain scalars integers, reals, booleans or null where
- * they read as such, everything else strings. *out: a new reference.
- * 0 or LB_EPARSE (err gives the line). */
-int cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap);
+/* The row of mode (never NULL for a parsed spec). */
+const cc_mode_info *cc_mode_of(cc_mode mode);
+const char *cc_mode_name(cc_mode mode);
 
 /* ---- compute: the settings ---- */
 
@@ -122,11 +150,40 @@ void cc_pg_minimums_parse(const char *controldata, cc_pg_minimums *min);
  * be NULL. Appended to out. 0 or -ENOMEM. */
 int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out);
 
+/* The file holding the restore_command's credential for compute-ctl's
+ * /wal ("Authorization: Bearer <secret>", a curl header file): in the data
+ * directory, mode 0600, owned by the PostgreSQL user. PostgreSQL's
+ * restore_command reads it; SQL users cannot (pg_read_file and COPY FROM a
+ * file need a superuser or pg_read_server_files, which they are not and do
+ * not have). */
+#define CC_RESTORE_HEADER "compute_ctl_restore.header"
+void cc_restore_header_path(const cc_spec *spec, char *out, size_t cap);
+
 /* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
 void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);
 
+/* A SQL string literal ('it''s'; standard_conforming_strings), appended to out. */
+int cc_sql_quote(const char *value, lb_buf *out);
+
 /* A value quoted for postgresql.conf: 'it''s' (backslashes doubled). */
 int cc_conf_quote(const char *value, lb_buf *out);
+
+/* The settings durability rests on, which compute-ctl watches while a
+ * primary runs (compute.c): the values PostgreSQL may show in pg_settings,
+ * comma-separated (NULL: synchronous_standby_names, computed from the
+ * spec). NULL-terminated. */
+typedef struct cc_guarded_setting {
+    const char *name;
+    const char *allowed;
+} cc_guarded_setting;
+extern const cc_guarded_setting cc_guarded_settings[];
+
+/* One query that returns a row describing each way the running PostgreSQL
+ * departs from cc_guarded_settings: a value in force (pg_settings), one
+ * waiting in a configuration file for the next reload (pg_file_settings,
+ * e.g. ALTER SYSTEM), or a per-role or per-database value
+ * (pg_db_role_setting). Needs a superuser. Appended to out. 0 or -ENOMEM. */
+int cc_guard_query(const cc_spec *spec, lb_buf *out);
 
 /* The max_wal_size compute-ctl sets, and the most a user may set (MB). */
 #define CC_MAX_WAL_SIZE_MB 1024

@@ -6,7 +6,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lakebase import Cluster  # noqa: E402
+from lakebase import Cluster, stop_s3rvers  # noqa: E402
 
 
 @pytest.fixture
@@ -16,6 +16,7 @@ def workdir(request):
     d = tempfile.mkdtemp(prefix="lb-e2e-")
     os.chmod(d, 0o755)
     yield d
+    stop_s3rvers(d)
     failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
     if failed or os.environ.get("LB_KEEP_TMP"):
         print(f"\nkept {d}")

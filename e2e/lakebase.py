@@ -9,12 +9,15 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg
@@ -24,6 +27,9 @@ BIN = os.environ.get("LB_BIN_DIR") or os.path.join(ROOT, "build", "bin")
 PGBIN = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() \
     or "/usr/lib/postgresql/15/bin"
 AS_ROOT = os.geteuid() == 0
+CTL = os.path.join(BIN, "compute-ctl")
+# The role users connect to a compute as (SCRAM; not a superuser).
+USER = "app"
 
 
 def free_port():
@@ -162,6 +168,16 @@ def chown_pg(path):
                 os.chown(os.path.join(dirpath, f), pw.pw_uid, pw.pw_gid)
 
 
+def secret_file(path):
+    """A password in path (made if missing, mode 0600); returns it."""
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    with open(path) as f:
+        return f.readline().strip()
+
+
 def as_pg(cmd):
     return (["runuser", "-u", "postgres", "--"] if AS_ROOT else []) + cmd
 
@@ -199,9 +215,10 @@ class Proc:
 
 
 class Safekeeper:
-    def __init__(self, workdir, name, peers=None, extra_args=None):
+    def __init__(self, workdir, name, peers=None, extra_args=None, env=None):
         self.auth = Auth.of(workdir)
         self.name = name
+        self.env = env
         self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -209,6 +226,8 @@ class Safekeeper:
         self.pg_port = free_port()
         self.peers = peers or []
         self.proc = None
+        # the password of role lakebase_safekeeper on the computes (Cluster sets it)
+        self.compute_password_file = None
 
     @property
     def url(self):
@@ -226,9 +245,12 @@ class Safekeeper:
         argv += ["--auth_public_keys", self.auth.keys_dir,
                  "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
                                                                sub=self.name)]
+        if self.compute_password_file:
+            argv += ["--compute_password_file", self.compute_password_file]
         argv += self.extra_args
         TOKEN_BY_BASE[self.url] = self.auth.management
-        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"))
+        self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
+                         env=dict(os.environ, **self.env) if self.env else None)
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what=f"{self.name} to listen")
         return self
@@ -371,9 +393,23 @@ class Cluster:
     def __init__(self, workdir, n=3, sk_args=None):
         import uuid
         self.workdir = workdir
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args) for i in range(n)]
+        # Computes' secrets: the password of role lakebase_safekeeper, as
+        # which the safekeepers connect to a compute's PostgreSQL (libpq
+        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # that `make run` keeps its passwords across runs.
+        self.sk_password_file = os.path.join(workdir, "safekeeper.password")
+        self.sk_password = secret_file(self.sk_password_file)
+        pgpass = os.path.join(workdir, "safekeeper.pgpass")
+        with open(pgpass, "w") as f:
+            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
+        os.chmod(pgpass, 0o600)
+        self.user_password_file = os.path.join(workdir, "user.password")
+        self.user_password = secret_file(self.user_password_file)
+        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
+                               env={"PGPASSFILE": pgpass}) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
+            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)
@@ -466,8 +502,16 @@ rm -f "$p.part"; exit 1
                  what="the compute to promote")
         tli = int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
         assert tli == election["tli"], (tli, election)
+        self.safekeeper_role(pg)
         self.announce(election, pg, sks)
         return pg
+
+    def safekeeper_role(self, pg):
+        """The role the safekeepers connect as, on a vanilla compute (compute-ctl
+        makes its own): committed locally, as no safekeeper streams yet."""
+        pg.sql("set synchronous_commit = local; do $$ begin "
+               "if not exists (select from pg_roles where rolname = 'lakebase_safekeeper') "
+               "then create role lakebase_safekeeper login replication; end if; end $$")
 
     def bootstrap(self, pg_name="pg0", initdb_args=()):
         """initdb a cluster (kept as self.base, the base backup every later
@@ -506,6 +550,129 @@ rm -f "$p.part"; exit 1
         return pg
 
 
+class S3rver:
+    """An S3 server (s3rver, from npm) with one bucket, in dir, on a free
+    port; requests go unsigned."""
+    BUCKET = "lakebase"
+
+    def __init__(self, dir):
+        self.dir = dir
+        self.port = free_port()
+        os.makedirs(os.path.join(dir, "data"), exist_ok=True)
+        script = os.path.join(ROOT, "node_modules", "s3rver", "bin", "s3rver.js")
+        # The legacy provider: s3rver makes its continuation tokens with DES.
+        self.proc = Proc(["node", "--openssl-legacy-provider", script, "-d",
+                          os.path.join(dir, "data"), "-a", "127.0.0.1", "-p", str(self.port),
+                          "--configure-bucket", self.BUCKET, "-s"],
+                         os.path.join(dir, "s3rver.log"))
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 30, what="s3rver to listen")
+
+    def url(self, prefix):
+        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://127.0.0.1:{self.port}"
+                f"&region=us-east-1&addressing=path")
+
+    def stop(self):
+        self.proc.stop()
+
+
+# One S3 server per test directory, when LB_REMOTE_STORAGE=s3 (make tsan);
+# conftest's workdir fixture stops it.
+_s3rvers = {}
+
+
+def s3rver_for(workdir):
+    if workdir not in _s3rvers:
+        _s3rvers[workdir] = S3rver(os.path.join(workdir, "s3rver"))
+    return _s3rvers[workdir]
+
+
+def stop_s3rvers(workdir):
+    s = _s3rvers.pop(workdir, None)
+    if s:
+        s.stop()
+
+
+def default_remote(workdir):
+    """The object store a test's pageserver uses: a directory, or with
+    LB_REMOTE_STORAGE=s3 a bucket on an s3rver of the test's own."""
+    if os.environ.get("LB_REMOTE_STORAGE") == "s3":
+        return s3rver_for(workdir).url("pageserver")
+    return f"file://{os.path.join(workdir, 'remote-storage')}"
+
+
+class RemoteStore:
+    """What tests see of a pageserver's object store, file:// or s3://
+    (path style, unsigned): keys relative to the store's prefix."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def _s3(self):
+        from urllib.parse import urlparse, parse_qs
+        u = urlparse(self.url)
+        endpoint = parse_qs(u.query)["endpoint"][0]
+        return f"{endpoint}/{u.netloc}", u.path.strip("/")
+
+    def _path(self, key):
+        return os.path.join(self.url[len("file://"):], key)
+
+    def list(self, prefix):
+        """{key: size} of every object under prefix."""
+        if self.url.startswith("file://"):
+            root = self._path(prefix)
+            out = {}
+            for d, _, files in os.walk(root):
+                for f in files:
+                    if not f.startswith(".lbtmp-"):
+                        full = os.path.join(d, f)
+                        out[os.path.relpath(full, self._path(""))] = os.path.getsize(full)
+            return out
+        import xml.etree.ElementTree as ET
+        base, pfx = self._s3()
+        out, token = {}, None
+        while True:
+            q = f"?list-type=2&prefix={pfx}/{prefix}" + \
+                (f"&continuation-token={urllib.parse.quote(token)}" if token else "")
+            with urllib.request.urlopen(base + q, timeout=30) as r:
+                root = ET.fromstring(r.read())
+            ns = {"s": root.tag.split("}")[0].strip("{")}
+            for c in root.findall("s:Contents", ns):
+                out[c.find("s:Key", ns).text[len(pfx) + 1:]] = int(c.find("s:Size", ns).text)
+            if root.findtext("s:IsTruncated", "false", ns) != "true":
+                return out
+            token = root.findtext("s:NextContinuationToken", None, ns)
+
+    def exists(self, key):
+        if self.url.startswith("file://"):
+            return os.path.isfile(self._path(key))
+        return key in self.list(key)
+
+    def get(self, key):
+        if self.url.startswith("file://"):
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        base, pfx = self._s3()
+        with urllib.request.urlopen(f"{base}/{pfx}/{key}", timeout=30) as r:
+            return r.read()
+
+    def put(self, key, data):
+        if self.url.startswith("file://"):
+            os.makedirs(os.path.dirname(self._path(key)), exist_ok=True)
+            with open(self._path(key), "wb") as f:
+                f.write(data)
+            return
+        base, pfx = self._s3()
+        req = urllib.request.Request(f"{base}/{pfx}/{key}", data=data, method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+
+
 class Pageserver:
     def __init__(self, workdir, name="pageserver", remote=None, extra_args=None):
         self.auth = Auth.of(workdir)
@@ -514,7 +681,8 @@ class Pageserver:
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.data = os.path.join(self.dir, "data")
-        self.remote = remote or f"file://{os.path.join(workdir, 'remote-storage')}"
+        self.remote = remote or default_remote(workdir)
+        self.store = RemoteStore(self.remote)
         self.port = free_port()
         self.proc = None
 
@@ -535,7 +703,20 @@ class Pageserver:
 
     def stop(self):
         if self.proc:
+            was_alive = self.proc.alive()
             self.proc.stop()
+            self.check_sanitizer()
+            # SIGTERM stops it cleanly (exit 0): a lost signal shows as the
+            # SIGKILL Proc.stop falls back to.
+            rc = self.proc.p.returncode
+            assert not was_alive or rc == 0, f"the pageserver exited with {rc} on SIGTERM"
+
+    def check_sanitizer(self):
+        """A ThreadSanitizer build (make tsan) reports races in its log."""
+        with open(os.path.join(self.dir, "pageserver.log"), errors="replace") as f:
+            log = f.read()
+        i = log.find("WARNING: ThreadSanitizer")
+        assert i < 0, "ThreadSanitizer report in the pageserver's log:\n" + log[i:i + 6000]
 
     def kill(self, with_standbys=False):
         """kill -9 the pageserver; with_standbys: its redo standbys too, as
@@ -598,6 +779,24 @@ rm -f "$2.part"; exit 1
 # Shared by the compute, pageserver and fault tests, the benchmarks and
 # scripts/run.py.
 
+class BlockedCommit(threading.Thread):
+    """Runs one statement in its own connection; records whether it returned."""
+
+    def __init__(self, dsn, sql):
+        super().__init__(daemon=True)
+        self.dsn, self.sql = dsn, sql
+        self.done = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as c:
+                c.execute(self.sql)
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+        self.done.set()
+
+
 class ComputeCtl:
     """One compute-ctl process and its spec, in workdir/name."""
 
@@ -606,6 +805,10 @@ class ComputeCtl:
         self.dir = os.path.join(workdir or cluster.workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
+        # The user's role and password are the tenant's: every compute of
+        # the cluster (primary, replica, static) takes them from one file.
+        self.user = USER
+        self.password = cluster.user_password
         self.port = port or free_port()
         self.http_port = http_port or free_port()
         self.spec = {
@@ -619,6 +822,9 @@ class ComputeCtl:
             "listen": f"127.0.0.1:{self.http_port}",
             "data_dir": os.path.join(self.dir, "pgdata"),
             "settings": settings or {"shared_buffers": "32MB"},
+            "user": self.user,
+            "password_file": cluster.user_password_file,
+            "safekeeper_password_file": cluster.sk_password_file,
             # its token towards the safekeepers: its own timeline, and the
             # address they stream from
             "auth_token_file": cluster.auth.token_file_for(
@@ -627,7 +833,10 @@ class ComputeCtl:
                 "compute", tenant=tenant or cluster.tenant,
                 timeline=timeline or cluster.timeline, sub=name,
                 endpoint=f"127.0.0.1:{self.port}"),
+            "auth_public_keys": cluster.auth.keys_dir,
         }
+        # Callers of compute-ctl's HTTP API: the tests act as management.
+        self.token = cluster.auth.management
         if lsn:
             self.spec["lsn"] = lsn
         self.proc = None
@@ -654,14 +863,14 @@ class ComputeCtl:
         return self
 
     def status(self):
-        st, body = http("GET", self.url + "/status")
+        st, body = http("GET", self.url + "/status", token=self.token)
         assert st == 200, body
         return body
 
     def ready(self):
         """True when compute-ctl answers that its PostgreSQL is ready."""
         try:
-            st, body = http("GET", self.url + "/status", timeout=2)
+            st, body = http("GET", self.url + "/status", timeout=2, token=self.token)
         except OSError:
             return False
         return st == 200 and body.get("state") == "ready"
@@ -675,7 +884,7 @@ class ComputeCtl:
                 raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
                                      + self.log_tail())
             try:
-                st, body = http("GET", self.url + "/status")
+                st, body = http("GET", self.url + "/status", token=self.token)
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
@@ -691,13 +900,25 @@ class ComputeCtl:
             return "".join(f.readlines()[-n:])
 
     def dsn(self, **kw):
-        d = dict(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        """The user's connection: its role and password, over TCP."""
+        d = dict(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                 dbname="postgres")
         d.update(kw)
         return " ".join(f"{k}={v}" for k, v in d.items())
 
     def sql(self, query, *args):
         with psycopg.connect(self.dsn(), autocommit=True) as c:
             cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def superuser_dsn(self):
+        """compute-ctl's own way in: the unix socket in the data directory,
+        peer authentication (the tests run as root or as the PostgreSQL user)."""
+        return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
+
+    def superuser_sql(self, query):
+        with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
+            cur = c.execute(query)
             return cur.fetchall() if cur.description else None
 
     def pg_pid(self):

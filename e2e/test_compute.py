@@ -14,27 +14,7 @@ import uuid
 import psycopg
 import pytest
 
-from lakebase import BIN, ComputeCtl, Pageserver, http, lsn_int, wait_for
-
-CTL = os.path.join(BIN, "compute-ctl")
-
-
-class BlockedCommit(threading.Thread):
-    """Runs one statement in its own connection; records whether it returned."""
-
-    def __init__(self, dsn, sql):
-        super().__init__(daemon=True)
-        self.dsn, self.sql = dsn, sql
-        self.done = threading.Event()
-        self.error = None
-
-    def run(self):
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as c:
-                c.execute(self.sql)
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            self.error = e
-        self.done.set()
+from lakebase import BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, lsn_int, to_yaml, wait_for
 
 
 @pytest.fixture
@@ -211,6 +191,15 @@ BAD_SPECS = [
      '"synchronous_standby_names" is managed by compute-ctl'),
     (lambda s: s["settings"].update(restore_command="cp"), '"restore_command" is managed'),
     (lambda s: s["settings"].update(max_wal_size="10GB"), '"max_wal_size" = "10GB" is refused'),
+    (lambda s: s.pop("user"), 'missing field "user"'),
+    (lambda s: s.update(user="postgres"), '"user": "postgres" is reserved'),
+    (lambda s: s.update(user="App"), '"user" must be a lowercase identifier'),
+    (lambda s: s.pop("safekeeper_password_file"), 'missing field "safekeeper_password_file"'),
+    (lambda s: s.pop("auth_public_keys"), 'missing field "auth_public_keys"'),
+    (lambda s: s["settings"].update(restart_after_crash="on"), '"restart_after_crash" is managed'),
+    (lambda s: s["settings"].update(logging_collector="on"), '"logging_collector" is managed'),
+    (lambda s: s["settings"].update(log_min_messages="error"),
+     '"log_min_messages" = "error" is refused'),
 ]
 
 
@@ -251,3 +240,162 @@ def test_sigterm_while_electing_and_no_quorum(env):
     os.kill(c.proc.pid, signal.SIGTERM)
     assert c.wait_exit(20) == 0
     assert c.pg_pid() is None  # it never got as far as starting PostgreSQL
+
+
+def pg_gone(pid):
+    return pid and not os.path.exists(f"/proc/{pid}")
+
+
+def test_users_connect_with_scram_and_are_not_superuser(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    # The user: SCRAM with its password, not a superuser, no replication.
+    assert c.sql("select rolsuper, rolreplication, rolcreaterole, rolcreatedb from pg_roles "
+                 "where rolname = current_user") == [(False, False, False, True)]
+    c.sql("create table t (id int primary key)")
+    c.sql("insert into t values (1)")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(c.dsn(password="wrong"))
+    # Nobody else over TCP: not the superuser (trust before), not the
+    # safekeepers' role outside replication.
+    for user, password in (("postgres", ""), ("postgres", c.password),
+                           ("lakebase_safekeeper", cluster.sk_password)):
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(c.dsn(user=user, password=password or "x"))
+    # The safekeepers stream as lakebase_safekeeper, with SCRAM.
+    rows = c.superuser_sql("select usename, application_name from pg_stat_replication "
+                           "order by application_name")
+    assert rows == [("lakebase_safekeeper", sk.name) for sk in cluster.sks], rows
+    verifier = c.superuser_sql("select rolpassword from pg_authid where rolname in "
+                               "('app', 'lakebase_safekeeper')")
+    assert all(v[0].startswith("SCRAM-SHA-256$4096:") for v in verifier), verifier
+    # What only a superuser may do, the user may not: settings durability
+    # rests on, server files, tablespaces (the pageserver copies only the
+    # data directory).
+    for stmt in ("alter system set synchronous_standby_names = ''",
+                 "alter system set fsync = off",
+                 "select pg_read_file('postgresql.auto.conf')",
+                 "copy t to program 'true'",
+                 "create tablespace ts location '/tmp'",
+                 "set allow_in_place_tablespaces = on",
+                 "create role other superuser"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.sql(stmt)
+    assert c.superuser_sql("select count(*) from pg_tablespace")[0][0] == 2
+    # The superuser is compute-ctl's, over the unix socket in the data directory.
+    assert c.superuser_sql("select rolsuper from pg_roles where rolname = current_user") == \
+        [(True,)]
+    assert oct(os.stat(c.spec["data_dir"]).st_mode & 0o777) == "0o700"
+
+
+def test_changed_durability_settings_restart_from_the_quorum(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int primary key)")
+    c.sql("insert into t values (1)")
+    term, pid = c.status()["term"], c.pg_pid()
+    # A superuser turns the quorum off: compute-ctl stops that PostgreSQL
+    # and starts the compute again from the quorum, with its own settings.
+    c.superuser_sql("alter system set synchronous_standby_names = ''")
+    c.superuser_sql("select pg_reload_conf()")
+    wait_for(lambda: pg_gone(pid), 30, what="compute-ctl to stop the tampered postgres")
+    assert c.proc.alive()
+    st = c.wait_ready()
+    assert st["term"] > term and c.pg_pid() != pid
+    assert c.sql("show synchronous_standby_names")[0][0] == 'ANY 2 ("sk-0", "sk-1", "sk-2")'
+    assert "synchronous_standby_names =  (in force)" in open(c.proc.log).read()
+    assert ids(c) == [1]
+    # The user sets its own default of synchronous_commit (it may: ALTER
+    # ROLE on itself): the same; the next start removes the default.
+    term, pid = st["term"], c.pg_pid()
+    c.sql("alter role app set synchronous_commit = off")
+    wait_for(lambda: pg_gone(pid), 30, what="compute-ctl to stop postgres")
+    st = c.wait_ready()
+    assert st["term"] > term
+    assert c.superuser_sql("select count(*) from pg_db_role_setting, unnest(setconfig) kv "
+                           "where kv like 'synchronous_commit=%'")[0][0] == 0
+    assert c.sql("show synchronous_commit")[0][0] == "on"
+    c.sql("insert into t values (2)")
+    assert ids(c) == [1, 2]
+
+
+def test_cancelled_sync_wait_restarts_from_the_quorum(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int primary key)")
+    wait_for(lambda: all(sk.status(cluster.tenant, cluster.timeline)["streaming"]
+                         for sk in cluster.sks), 20, what="all safekeepers streaming")
+    term, pid = c.status()["term"], c.pg_pid()
+    cluster.sks[1].kill()
+    cluster.sks[2].kill()
+    blocked = BlockedCommit(c.dsn(), "insert into t values (1)")
+    blocked.start()
+    waiter = wait_for(lambda: sync_rep_waiters(c), 10, what="a backend waiting in SyncRep")[0][0]
+    # Cancelling the wait leaves the commit visible locally, though no
+    # quorum has it: compute-ctl must stop serving it.
+    c.sql("select pg_cancel_backend(%s)", waiter)
+    assert blocked.done.wait(10)
+    wait_for(lambda: pg_gone(pid), 30, what="compute-ctl to stop postgres")
+    assert c.proc.alive()
+    assert "cancelled a wait for synchronous replication" in open(c.proc.log).read()
+    cluster.sks[1].start()
+    cluster.sks[2].start()
+    st = c.wait_ready()
+    assert st["term"] > term
+    c.sql("insert into t values (2) on conflict do nothing")
+    assert 2 in ids(c)
+
+
+def test_superseded_primary_stops(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int primary key)")
+    pid = c.pg_pid()
+    # Another proposer wins a newer term on the safekeepers.
+    election = cluster.elect()
+    assert election["term"] > c.status()["term"]
+    assert c.wait_exit(30) == 4
+    assert pg_gone(pid)
+    assert "another compute is primary" in c.log_tail()
+
+
+def test_http_api_needs_a_credential(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    auth = cluster.auth
+    t, tl = cluster.tenant, cluster.timeline
+    other_tenant, other_tl = uuid.uuid4().hex, uuid.uuid4().hex
+    refused = {
+        "": 401,  # no token
+        "not-a-token": 401,
+        auth.mint("management", key=auth.other_key(cluster.workdir)): 401,  # unknown key
+        auth.mint("compute", tenant=other_tenant, timeline=other_tl): 403,  # another tenant's
+        auth.mint("compute", tenant=t, timeline=other_tl): 403,  # another timeline's
+        auth.mint("pageserver", tenant=t): 403,  # a role that has no business here
+        auth.mint("safekeeper", sub="sk-0"): 403,
+    }
+    allowed = [auth.management, auth.mint("compute", tenant=t, timeline=tl)]
+    pid = c.pg_pid()
+    listing = sorted(os.listdir(c.spec["data_dir"]))
+    for route in ("/status", "/wal/000000010000000000000001", "/wal/00000002.history"):
+        for token, want in refused.items():
+            st, body = http("GET", c.url + route, token=token)
+            assert st == want, (route, token, st, body)
+        for token in allowed:
+            st, body = http("GET", c.url + route, token=token)
+            assert st not in (401, 403), (route, st, body)
+    for route in ("/metrics", "/healthz"):
+        assert http("GET", c.url + route)[0] == 200
+    # The restore_command's credential: a file only the PostgreSQL user
+    # (and root) can read; SQL users cannot.
+    header = os.path.join(c.spec["data_dir"], "compute_ctl_restore.header")
+    assert oct(os.stat(header).st_mode & 0o777) == "0o600"
+    secret = open(header).read().split("Bearer ", 1)[1].strip()
+    st, _ = http("GET", c.url + "/wal/000000010000000000000001", token=secret)
+    assert st not in (401, 403)
+    assert http("GET", c.url + "/status", token=secret)[0] == 401  # /wal only
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        c.sql("select pg_read_file('compute_ctl_restore.header')")
+    # Nothing changed: the same PostgreSQL, the same files.
+    assert c.pg_pid() == pid and c.status()["state"] == "ready"
+    assert sorted(os.listdir(c.spec["data_dir"])) == listing

@@ -109,12 +109,10 @@ def test_corrupt_layer_is_a_clear_error(workdir):
         assert st == 201
         layer = body["snapshots"][0]["layer"]
         # Corrupt the layer in object storage and drop the local copy.
-        remote = os.path.join(workdir, "remote-storage", tenant, timeline, "layers", layer)
-        with open(remote, "r+b") as f:
-            f.seek(os.path.getsize(remote) - 80)
-            b = f.read(1)
-            f.seek(-1, 1)
-            f.write(bytes([b[0] ^ 0xFF]))
+        key = f"{tenant}/{timeline}/layers/{layer}"
+        data = bytearray(ps.store.get(key))
+        data[len(data) - 80] ^= 0xFF
+        ps.store.put(key, bytes(data))
         os.remove(os.path.join(ps.data, "tenants", tenant, timeline, "layers", layer))
         # The layer's checksums catch it before any byte is sent: a clear error.
         st, e = http("GET", ps.tl(tenant, timeline, "/basebackup"))

@@ -12,10 +12,9 @@ RETENTION_S = 2
 ROUNDS = 36
 
 
-def layer_files(workdir, tenant, timeline):
-    d = os.path.join(workdir, "remote-storage", tenant, timeline, "layers")
-    return {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)} if os.path.isdir(d) \
-        else {}
+def layer_files(ps, tenant, timeline):
+    prefix = f"{tenant}/{timeline}/layers/"
+    return {k[len(prefix):]: size for k, size in ps.store.list(prefix).items()}
 
 
 def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
@@ -55,7 +54,7 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
                 branch = uuid.uuid4().hex
                 st, bmeta = ps.create(t, branch, ancestor=root, lsn=branch_point)
                 assert st == 201, bmeta
-            counts.append(sum(layer_files(workdir, t, root).values()))
+            counts.append(sum(layer_files(ps, t, root).values()))
             time.sleep(0.2)
         # One more gc pass, then look.
         st, g = http("POST", ps.url + "/v1/gc")
@@ -63,7 +62,7 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
         _, meta = http("GET", ps.tl(t, root))
         now_ms = time.time() * 1000
         listed = {s["layer"] for s in meta["snapshots"]}
-        files = layer_files(workdir, t, root)
+        files = layer_files(ps, t, root)
 
         # Full snapshots were taken, and gc deleted what nothing needs.
         assert sum(1 for s in taken if s["full"]) >= 2, taken

@@ -53,8 +53,6 @@
 #define MAX_DECODE_DEPTH 200
 #define DATUM_BUDGET (256u << 20) /* bytes of decoded values per datum */
 
-static _Thread_local char static_error[512];
-
 /* ---- schema ------------------------------------------------------------- */
 
 typedef struct avro_field {
@@ -86,6 +84,7 @@ typedef struct parse_ctx {
     size_t nids, capids;
     int depth;
     int prim[LAKE_AVRO_STRING + 1]; /* index of each primitive type, -1 until used */
+    lb_err *err;                    /* the caller's, may be NULL */
 } parse_ctx;
 
 const char *
@@ -105,18 +104,6 @@ lake_avro_unwrap(const lake_avro_value *v)
     while (v && v->kind == LAKE_AVRO_UNION)
         v = v->u.uni.value;
     return v;
-}
-
-static int schema_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int
-schema_error(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(static_error, sizeof(static_error), fmt, ap);
-    va_end(ap);
-    return code;
 }
 
 static int
@@ -194,14 +181,14 @@ find_named(const lake_avro_schema *s, const char *fullname)
 
 /* Full name of a named type: its own dotted name, or namespace.name. */
 static int
-full_name(json_t *obj, const char *ns, char **out, char **ns_out)
+full_name(json_t *obj, const char *ns, char **out, char **ns_out, lb_err *err)
 {
     const char *name = json_string_value(json_object_get(obj, "name"));
     json_t *jns = json_object_get(obj, "namespace");
     if (!name)
-        return schema_error(LB_ESCHEMA, "named type without a \"name\"");
+        return lb_err_set(err, LB_ESCHEMA, "named type without a \"name\"");
     if (jns && !json_is_string(jns) && !json_is_null(jns))
-        return schema_error(LB_ESCHEMA, "namespace of \"%s\" is not a string", name);
+        return lb_err_set(err, LB_ESCHEMA, "namespace of \"%s\" is not a string", name);
     const char *space = strchr(name, '.')            ? ""
                         : jns && json_is_string(jns) ? json_string_value(jns)
                                                      : ns;
@@ -213,7 +200,7 @@ full_name(json_t *obj, const char *ns, char **out, char **ns_out)
         return -ENOMEM;
     }
     if (!valid_fullname(full)) {
-        int rc = schema_error(LB_ESCHEMA, "invalid name \"%s\"", full);
+        int rc = lb_err_set(err, LB_ESCHEMA, "invalid name \"%s\"", full);
         free(full);
         return rc;
     }
@@ -234,12 +221,12 @@ add_id(parse_ctx *c, json_t *holder, const char *attr, const char *where)
     if (!id)
         return 0;
     if (!json_is_integer(id))
-        return schema_error(LB_ESCHEMA, "%s of %s is not an integer", attr, where);
+        return lb_err_set(c->err, LB_ESCHEMA, "%s of %s is not an integer", attr, where);
     int64_t v = json_integer_value(id);
     for (size_t i = 0; i < c->nids; i++)
         if (c->ids[i] == v)
-            return schema_error(LB_ESCHEMA, "field id %lld is used twice (again as %s of %s)",
-                                (long long)v, attr, where);
+            return lb_err_set(c->err, LB_ESCHEMA, "field id %lld is used twice (again as %s of %s)",
+                              (long long)v, attr, where);
     if (c->nids == c->capids) {
         size_t cap = c->capids ? 2 * c->capids : 32;
         int64_t *ids = realloc(c->ids, cap * sizeof(*ids));
@@ -258,16 +245,16 @@ static int
 parse_record(parse_ctx *c, json_t *j, const char *ns, int *out)
 {
     char *name = NULL, *space = NULL;
-    int rc = full_name(j, ns, &name, &space);
+    int rc = full_name(j, ns, &name, &space, c->err);
     if (rc)
         return rc;
     if (find_named(c->s, name) >= 0) {
-        rc = schema_error(LB_ESCHEMA, "type \"%s\" is defined twice", name);
+        rc = lb_err_set(c->err, LB_ESCHEMA, "type \"%s\" is defined twice", name);
         goto done;
     }
     json_t *fields = json_object_get(j, "fields");
     if (!json_is_array(fields)) {
-        rc = schema_error(LB_ESCHEMA, "record \"%s\" has no \"fields\" array", name);
+        rc = lb_err_set(c->err, LB_ESCHEMA, "record \"%s\" has no \"fields\" array", name);
         goto done;
     }
     int t = new_type(c->s, LAKE_AVRO_RECORD);
@@ -289,12 +276,14 @@ parse_record(parse_ctx *c, json_t *j, const char *ns, int *out)
         json_t *f = json_array_get(fields, i);
         const char *fname = json_string_value(json_object_get(f, "name"));
         if (!json_is_object(f) || !fname || !valid_name(fname)) {
-            rc = schema_error(LB_ESCHEMA, "field %zu of record \"%s\" has no valid name", i, rname);
+            rc = lb_err_set(c->err, LB_ESCHEMA, "field %zu of record \"%s\" has no valid name", i,
+                            rname);
             goto done;
         }
         for (size_t k = 0; k < i; k++)
             if (strcmp(c->s->types[t].fields[k].name, fname) == 0) {
-                rc = schema_error(LB_ESCHEMA, "record \"%s\" has two fields \"%s\"", rname, fname);
+                rc = lb_err_set(c->err, LB_ESCHEMA, "record \"%s\" has two fields \"%s\"", rname,
+                                fname);
                 goto done;
             }
         char where[300];
@@ -303,7 +292,7 @@ parse_record(parse_ctx *c, json_t *j, const char *ns, int *out)
             goto done;
         json_t *ft = json_object_get(f, "type");
         if (!ft) {
-            rc = schema_error(LB_ESCHEMA, "%s has no type", where);
+            rc = lb_err_set(c->err, LB_ESCHEMA, "%s has no type", where);
             goto done;
         }
         int ti;
@@ -331,19 +320,20 @@ parse_object(parse_ctx *c, json_t *j, const char *ns, int *out)
 {
     json_t *jt = json_object_get(j, "type");
     if (!jt)
-        return schema_error(LB_ESCHEMA, "schema object without \"type\"");
+        return lb_err_set(c->err, LB_ESCHEMA, "schema object without \"type\"");
     if (!json_is_string(jt))
         return parse_type(c, jt, ns, out);
     const char *type = json_string_value(jt);
     if (strcmp(type, "record") == 0 || strcmp(type, "error") == 0)
         return parse_record(c, j, ns, out);
     if (strcmp(type, "enum") == 0)
-        return schema_error(LB_EUNSUPPORTED, "enum types are not supported");
+        return lb_err_set(c->err, LB_EUNSUPPORTED, "enum types are not supported");
     if (strcmp(type, "array") == 0 || strcmp(type, "map") == 0) {
         bool array = type[0] == 'a';
         json_t *items = json_object_get(j, array ? "items" : "values");
         if (!items)
-            return schema_error(LB_ESCHEMA, "%s without \"%s\"", type, array ? "items" : "values");
+            return lb_err_set(c->err, LB_ESCHEMA, "%s without \"%s\"", type,
+                              array ? "items" : "values");
         int rc;
         if (array)
             rc = add_id(c, j, "element-id", "an array");
@@ -363,19 +353,19 @@ parse_object(parse_ctx *c, json_t *j, const char *ns, int *out)
     }
     if (strcmp(type, "fixed") == 0) {
         char *name = NULL, *space = NULL;
-        int rc = full_name(j, ns, &name, &space);
+        int rc = full_name(j, ns, &name, &space, c->err);
         if (rc)
             return rc;
         free(space);
         json_t *size = json_object_get(j, "size");
         if (!json_is_integer(size) || json_integer_value(size) < 0 ||
             json_integer_value(size) > INT32_MAX) {
-            rc = schema_error(LB_ESCHEMA, "fixed \"%s\" has no valid size", name);
+            rc = lb_err_set(c->err, LB_ESCHEMA, "fixed \"%s\" has no valid size", name);
             free(name);
             return rc;
         }
         if (find_named(c->s, name) >= 0) {
-            rc = schema_error(LB_ESCHEMA, "type \"%s\" is defined twice", name);
+            rc = lb_err_set(c->err, LB_ESCHEMA, "type \"%s\" is defined twice", name);
             free(name);
             return rc;
         }
@@ -392,7 +382,7 @@ parse_object(parse_ctx *c, json_t *j, const char *ns, int *out)
     int k = primitive_kind(type);
     if (k >= 0)
         return parse_type(c, jt, ns, out);
-    return schema_error(LB_ESCHEMA, "unknown type \"%s\"", type);
+    return lb_err_set(c->err, LB_ESCHEMA, "unknown type \"%s\"", type);
 }
 
 static int
@@ -400,7 +390,7 @@ parse_union(parse_ctx *c, json_t *j, const char *ns, int *out)
 {
     size_t n = json_array_size(j);
     if (n == 0)
-        return schema_error(LB_ESCHEMA, "empty union");
+        return lb_err_set(c->err, LB_ESCHEMA, "empty union");
     int *br = calloc(n, sizeof(int));
     if (!br)
         return -ENOMEM;
@@ -410,7 +400,7 @@ parse_union(parse_ctx *c, json_t *j, const char *ns, int *out)
             break;
         const avro_type *bt = &c->s->types[br[i]];
         if (bt->kind == LAKE_AVRO_UNION) {
-            rc = schema_error(LB_ESCHEMA, "a union cannot hold a union directly");
+            rc = lb_err_set(c->err, LB_ESCHEMA, "a union cannot hold a union directly");
             break;
         }
         for (size_t k = 0; k < i; k++) {
@@ -418,9 +408,9 @@ parse_union(parse_ctx *c, json_t *j, const char *ns, int *out)
             if (ot->kind != bt->kind)
                 continue;
             if (!bt->name || (ot->name && strcmp(ot->name, bt->name) == 0)) {
-                rc = bt->name ? schema_error(LB_ESCHEMA, "union holds \"%s\" twice", bt->name)
-                              : schema_error(LB_ESCHEMA, "union holds %s twice",
-                                             lake_avro_kind_name(bt->kind));
+                rc = bt->name ? lb_err_set(c->err, LB_ESCHEMA, "union holds \"%s\" twice", bt->name)
+                              : lb_err_set(c->err, LB_ESCHEMA, "union holds %s twice",
+                                           lake_avro_kind_name(bt->kind));
                 break;
             }
         }
@@ -445,7 +435,7 @@ parse_type(parse_ctx *c, json_t *j, const char *ns, int *out)
 {
     if (++c->depth > MAX_JSON_DEPTH) {
         c->depth--;
-        return schema_error(LB_ESCHEMA, "schema nested deeper than %d", MAX_JSON_DEPTH);
+        return lb_err_set(c->err, LB_ESCHEMA, "schema nested deeper than %d", MAX_JSON_DEPTH);
     }
     int rc;
     if (json_is_string(j)) {
@@ -471,7 +461,7 @@ parse_type(parse_ctx *c, json_t *j, const char *ns, int *out)
             }
             if (t < 0)
                 t = find_named(c->s, name);
-            rc = t < 0 ? schema_error(LB_ESCHEMA, "unknown type \"%s\"", name) : 0;
+            rc = t < 0 ? lb_err_set(c->err, LB_ESCHEMA, "unknown type \"%s\"", name) : 0;
             *out = t;
         }
     } else if (json_is_array(j)) {
@@ -479,7 +469,7 @@ parse_type(parse_ctx *c, json_t *j, const char *ns, int *out)
     } else if (json_is_object(j)) {
         rc = parse_object(c, j, ns, out);
     } else {
-        rc = schema_error(LB_ESCHEMA, "a type must be a string, an object or an array");
+        rc = lb_err_set(c->err, LB_ESCHEMA, "a type must be a string, an object or an array");
     }
     c->depth--;
     return rc;
@@ -504,21 +494,18 @@ lake_avro_schema_free(lake_avro_schema *s)
 }
 
 int
-lake_avro_schema_parse(const char *json, size_t len, lake_avro_schema **out, const char **error_out)
+lake_avro_schema_parse(const char *json, size_t len, lake_avro_schema **out, lb_err *err)
 {
-    static_error[0] = 0;
-    if (error_out)
-        *error_out = static_error;
     json_error_t jerr;
     json_t *doc = json_loadb(json, len, JSON_DECODE_ANY, &jerr);
     if (!doc)
-        return schema_error(LB_EPARSE, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
+        return lb_err_set(err, LB_EPARSE, "schema is not JSON: %s (line %d)", jerr.text, jerr.line);
     lake_avro_schema *s = calloc(1, sizeof(*s));
     if (!s) {
         json_decref(doc);
         return -ENOMEM;
     }
-    parse_ctx c = {.s = s};
+    parse_ctx c = {.s = s, .err = err};
     for (size_t k = 0; k < sizeof(c.prim) / sizeof(c.prim[0]); k++)
         c.prim[k] = -1;
     int rc = parse_type(&c, doc, "", &s->root);
@@ -668,23 +655,19 @@ random_bytes(uint8_t *p, size_t n)
 
 int
 lake_avro_writer_new(const lake_avro_schema *schema, const lake_avro_options *opts,
-                     lake_avro_sink_fn sink, void *sink_arg, lake_avro_writer **out,
-                     const char **error_out)
+                     lake_avro_sink_fn sink, void *sink_arg, lake_avro_writer **out, lb_err *err)
 {
-    static_error[0] = 0;
-    if (error_out)
-        *error_out = static_error;
     lake_avro_options o;
     if (opts)
         o = *opts;
     else
         lake_avro_options_init(&o);
     if (!schema || !sink || !out)
-        return schema_error(-EINVAL, "schema, sink and out are required");
+        return lb_err_set(err, -EINVAL, "schema, sink and out are required");
     if (o.codec != LAKE_AVRO_CODEC_NULL && o.codec != LAKE_AVRO_CODEC_DEFLATE)
-        return schema_error(LB_EBADCONFIG, "unknown codec %d", (int)o.codec);
+        return lb_err_set(err, LB_EBADCONFIG, "unknown codec %d", (int)o.codec);
     if (o.deflate_level < -1 || o.deflate_level > 9)
-        return schema_error(LB_EBADCONFIG, "deflate level %d is not in -1..9", o.deflate_level);
+        return lb_err_set(err, LB_EBADCONFIG, "deflate level %d is not in -1..9", o.deflate_level);
     if (o.block_bytes == 0)
         o.block_bytes = 64 * 1024;
     lake_avro_writer *w = calloc(1, sizeof(*w));
@@ -1149,7 +1132,7 @@ rd_error(lake_avro_reader *r, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r ? r->error : static_error, r ? sizeof(r->error) : sizeof(static_error), fmt, ap);
+    vsnprintf(r->error, sizeof(r->error), fmt, ap);
     va_end(ap);
     return code;
 }
@@ -1398,13 +1381,10 @@ lake_avro_reader_free(lake_avro_reader *r)
 }
 
 int
-lake_avro_reader_open(const void *bytes, size_t len, lake_avro_reader **out, const char **error_out)
+lake_avro_reader_open(const void *bytes, size_t len, lake_avro_reader **out, lb_err *err)
 {
-    static_error[0] = 0;
-    if (error_out)
-        *error_out = static_error;
     if (len < 4 || memcmp(bytes, AVRO_MAGIC, 4) != 0)
-        return rd_error(NULL, LB_EPARSE, "not an Avro container file (bad magic)");
+        return lb_err_set(err, LB_EPARSE, "not an Avro container file (bad magic)");
     lake_avro_reader *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
@@ -1464,7 +1444,7 @@ lake_avro_reader_open(const void *bytes, size_t len, lake_avro_reader **out, con
         rc = LB_ETRUNCATED;
     if (rc) {
         lake_avro_reader_free(r);
-        return rd_error(NULL, rc, "bad Avro header: %s", lb_strerror(rc));
+        return lb_err_set(err, rc, "bad Avro header: %s", lb_strerror(rc));
     }
     memcpy(r->sync, c.p + c.pos, SYNC_BYTES);
     r->pos = c.pos + SYNC_BYTES;
@@ -1473,19 +1453,20 @@ lake_avro_reader_open(const void *bytes, size_t len, lake_avro_reader **out, con
     const char *codec = lake_avro_reader_meta(r, "avro.codec", &clen);
     if (!sj) {
         lake_avro_reader_free(r);
-        return rd_error(NULL, LB_EPARSE, "Avro header has no avro.schema");
+        return lb_err_set(err, LB_EPARSE, "Avro header has no avro.schema");
     }
     if (codec && strcmp(codec, "deflate") == 0) {
         r->deflate = true;
     } else if (codec && strcmp(codec, "null") != 0) {
-        rd_error(NULL, LB_EUNSUPPORTED, "Avro codec \"%.40s\" is not supported", codec);
+        lb_err_set(err, LB_EUNSUPPORTED, "Avro codec \"%.40s\" is not supported", codec);
         lake_avro_reader_free(r);
         return LB_EUNSUPPORTED;
     }
-    const char *serr;
-    if ((rc = lake_avro_schema_parse(sj, slen, &r->schema, &serr))) {
+    if ((rc = lake_avro_schema_parse(sj, slen, &r->schema, err))) {
         lake_avro_reader_free(r);
-        return rc == -ENOMEM ? rc : LB_EPARSE; /* static_error already says why */
+        if (rc != -ENOMEM && err)
+            err->code = LB_EPARSE; /* the message says what the schema lacks */
+        return rc == -ENOMEM ? rc : LB_EPARSE;
     }
     *out = r;
     return 0;

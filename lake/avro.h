@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "errors.h"
+
 /* Kinds of schema types and of values. */
 typedef enum lake_avro_kind {
     LAKE_AVRO_NULL = 0,
@@ -231,11 +233,9 @@ typedef struct lake_avro_schema lake_avro_schema;
 /* Parse an Avro schema (JSON text of len bytes). 0, LB_EPARSE (not JSON),
  * LB_ESCHEMA (not a valid schema: unknown type or reference, bad or
  * duplicate name, union inside a union, duplicate field id, ...),
- * LB_EUNSUPPORTED (enum) or -ENOMEM; *error_out (if not NULL) receives a
- * message (static buffer per thread). The caller frees *out with
- * lake_avro_schema_free(). */
-int lake_avro_schema_parse(const char *json, size_t len, lake_avro_schema **out,
-                           const char **error_out);
+ * LB_EUNSUPPORTED (enum) or -ENOMEM, with a message in err (may be NULL).
+ * The caller frees *out with lake_avro_schema_free(). */
+int lake_avro_schema_parse(const char *json, size_t len, lake_avro_schema **out, lb_err *err);
 void lake_avro_schema_free(lake_avro_schema *s);
 
 /* The schema as compact JSON, attributes kept: what goes to avro.schema.
@@ -274,11 +274,11 @@ void lake_avro_options_init(lake_avro_options *o);
 /* Start a file. The schema must outlive the writer; opts may be NULL for
  * the defaults and is copied. Nothing is written until the first block or
  * close, so metadata can be added first. 0, LB_EBADCONFIG (bad options,
- * message in *error_out, static per thread) or -ENOMEM. The caller frees
- * *out with lake_avro_writer_free(). */
+ * message in err, may be NULL) or -ENOMEM. The caller frees *out with
+ * lake_avro_writer_free(). */
 int lake_avro_writer_new(const lake_avro_schema *schema, const lake_avro_options *opts,
                          lake_avro_sink_fn sink, void *sink_arg, lake_avro_writer **out,
-                         const char **error_out);
+                         lb_err *err);
 
 /* Add a pair to the header's metadata (copied; a later pair with the same
  * key replaces it). Keys starting with "avro." are the format's own:
@@ -312,10 +312,9 @@ typedef struct lake_avro_reader lake_avro_reader;
 /* Open a container file held in memory (borrowed: it must outlive the
  * reader). Reads the header and parses the schema. 0, LB_EPARSE (not an
  * Avro file, bad header or schema), LB_ETRUNCATED, LB_EUNSUPPORTED (a codec
- * other than null and deflate) or -ENOMEM; *error_out as for the writer.
- * The caller frees *out with lake_avro_reader_free(). */
-int lake_avro_reader_open(const void *bytes, size_t len, lake_avro_reader **out,
-                          const char **error_out);
+ * other than null and deflate) or -ENOMEM, with a message in err (may be
+ * NULL). The caller frees *out with lake_avro_reader_free(). */
+int lake_avro_reader_open(const void *bytes, size_t len, lake_avro_reader **out, lb_err *err);
 
 /* The next datum: 1 and *datum set (valid until the next call or free), 0
  * at the end of the file, or LB_EPARSE / LB_ETRUNCATED / LB_ETOOBIG (a

@@ -41,39 +41,22 @@
 #define LOG_DIR "_delta_log/"
 
 struct lake_delta_table {
-    lake_store *store;
-    char *prefix;
-    lake_schema *schema;
-    lake__leaves leaves;
+    lake__table_core core; /* store, prefix, schema, leaves, live set */
     char *schema_string;
     bool ntz;
     int64_t version;
-    char **live; /* sorted, owned */
-    size_t nlive, caplive;
-    char error[512];
+    json_t *summary; /* commitInfo.lakebase of the newest version, or NULL */
+    lb_err *err;     /* the current call's, never NULL during a call */
 };
 
-static _Thread_local char static_error[512];
-
-static int terr(lake_delta_table *t, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-terr(lake_delta_table *t, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t ? t->error : static_error, t ? sizeof(t->error) : sizeof(static_error), fmt, ap);
-    va_end(ap);
-    return code;
-}
+/* Set the current call's error. */
+#define terr(t, ...) lb_err_set((t)->err, __VA_ARGS__)
 
 /* ---- schema --------------------------------------------------------------- */
 
 static json_t *
-delta_type(const lake_schema *s, int id, bool *ntz, const char **why)
+delta_primitive(const lake__node *n, void *arg)
 {
-    const lake__node *n = lake__schema_node(s, id);
     char buf[64];
     switch (n->type) {
     case LAKE_TYPE_BOOLEAN:
@@ -97,7 +80,7 @@ delta_type(const lake_schema *s, int id, bool *ntz, const char **why)
     case LAKE_TYPE_DATE:
         return json_string("date");
     case LAKE_TYPE_TIMESTAMP:
-        *ntz = true;
+        *(bool *)arg = true;
         return json_string("timestamp_ntz");
     case LAKE_TYPE_TIMESTAMPTZ:
         return json_string("timestamp");
@@ -108,52 +91,54 @@ delta_type(const lake_schema *s, int id, bool *ntz, const char **why)
     case LAKE_TYPE_BINARY:
     case LAKE_TYPE_FIXED:
         return json_string("binary");
-    case LAKE_TYPE_LIST: {
-        const lake__node *el = lake__schema_node(s, n->children[0]);
-        json_t *et = delta_type(s, n->children[0], ntz, why);
-        if (!et)
-            return NULL;
-        return json_pack("{s:s, s:o, s:b}", "type", "array", "elementType", et, "containsNull",
-                         !el->required);
+    default:
+        return NULL;
     }
-    case LAKE_TYPE_STRUCT: {
-        json_t *fields = json_array();
-        for (int i = 0; fields && i < n->nchildren; i++) {
-            const lake__node *c = lake__schema_node(s, n->children[i]);
-            json_t *ct = delta_type(s, n->children[i], ntz, why);
-            if (!ct) {
-                json_decref(fields);
-                return NULL;
-            }
-            json_array_append_new(fields,
-                                  json_pack("{s:s, s:o, s:b, s:{}}", "name", c->name, "type", ct,
-                                            "nullable", !c->required, "metadata"));
-        }
-        if (!fields)
-            return NULL;
-        return json_pack("{s:s, s:o}", "type", "struct", "fields", fields);
-    }
-    }
-    *why = "unknown column type";
-    return NULL;
 }
 
-char *
-lake_delta_schema_string(const lake_schema *schema, const char **error_out)
+static json_t *
+delta_list(const lake__node *list, const lake__node *el, json_t *et, void *arg)
 {
-    static_error[0] = 0;
-    if (error_out)
-        *error_out = static_error;
-    bool ntz = false;
-    const char *why = "out of memory";
-    json_t *j = delta_type(schema, LAKE_SCHEMA_ROOT, &ntz, &why);
+    (void)list, (void)arg;
+    return json_pack("{s:s, s:o, s:b}", "type", "array", "elementType", et, "containsNull",
+                     !el->required);
+}
+
+static json_t *
+delta_field(const lake__node *f, json_t *type, void *arg)
+{
+    (void)arg;
+    return json_pack("{s:s, s:o, s:b, s:{}}", "name", f->name, "type", type, "nullable",
+                     !f->required, "metadata");
+}
+
+static const lake__schema_dialect delta_dialect = {
+    .ids_required = false,
+    .primitive = delta_primitive,
+    .list = delta_list,
+    .field = delta_field,
+};
+
+/* *ntz: whether a column is a timestamp without time zone. */
+static char *
+schema_string(const lake_schema *schema, bool *ntz, lb_err *err)
+{
+    *ntz = false;
+    json_t *j = lake__schema_json(schema, &delta_dialect, ntz, NULL, err);
     if (!j) {
-        terr(NULL, LB_ESCHEMA, "schema has no Delta form: %s", why);
+        lb_err_prefix(err, "schema has no Delta form");
         return NULL;
     }
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return s;
+}
+
+char *
+lake_delta_schema_string(const lake_schema *schema, lb_err *err)
+{
+    bool ntz;
+    return schema_string(schema, &ntz, err);
 }
 
 /* ---- stats ------------------------------------------------------------------ */
@@ -393,64 +378,12 @@ uri_decode(const char *p)
     return out;
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static ssize_t
-live_find(const lake_delta_table *t, const char *path)
-{
-    if (t->nlive == 0)
-        return -1;
-    char **hit = bsearch(&path, t->live, t->nlive, sizeof(char *), cmp_str);
-    return hit ? hit - t->live : -1;
-}
-
-/* The live set stays sorted: insert and remove in place. */
-static int
-live_add(lake_delta_table *t, const char *path)
-{
-    if (t->nlive == t->caplive) {
-        size_t cap = t->caplive ? 2 * t->caplive : 64;
-        char **l = realloc(t->live, cap * sizeof(char *));
-        if (!l)
-            return -ENOMEM;
-        t->live = l;
-        t->caplive = cap;
-    }
-    char *copy = strdup(path);
-    if (!copy)
-        return -ENOMEM;
-    size_t lo = 0, hi = t->nlive;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (strcmp(t->live[mid], path) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    memmove(&t->live[lo + 1], &t->live[lo], (t->nlive - lo) * sizeof(char *));
-    t->live[lo] = copy;
-    t->nlive++;
-    return 0;
-}
-
-static void
-live_remove(lake_delta_table *t, size_t i)
-{
-    free(t->live[i]);
-    memmove(&t->live[i], &t->live[i + 1], (t->nlive - i - 1) * sizeof(char *));
-    t->nlive--;
-}
-
 /* ---- open and replay ------------------------------------------------------------ */
 
 static void
 log_key(const lake_delta_table *t, int64_t version, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/" LOG_DIR "%020" PRId64 ".json", t->prefix, version);
+    snprintf(out, cap, "%s/" LOG_DIR "%020" PRId64 ".json", t->core.prefix, version);
 }
 
 static int
@@ -496,7 +429,10 @@ replay_entry(lake_delta_table *t, int64_t v, const char *text, size_t len)
             }
             int rc = 0;
             json_t *x;
-            if ((x = json_object_get(a, "protocol"))) {
+            if ((x = json_object_get(a, "commitInfo"))) {
+                json_decref(t->summary);
+                t->summary = json_incref(json_object_get(x, "lakebase"));
+            } else if ((x = json_object_get(a, "protocol"))) {
                 rc = check_protocol(t, x, v);
             } else if ((x = json_object_get(a, "metaData"))) {
                 const char *ss = json_string_value(json_object_get(x, "schemaString"));
@@ -523,11 +459,11 @@ replay_entry(lake_delta_table *t, int64_t v, const char *text, size_t len)
                          !json_is_null(json_object_get(x, "deletionVector")))
                     rc = terr(t, LB_EUNSUPPORTED, "deletion vectors are not supported");
                 if (rc == 0) {
-                    ssize_t i = live_find(t, raw);
+                    ssize_t i = lake__live_find(&t->core, raw);
                     if (add && i < 0)
-                        rc = live_add(t, raw);
+                        rc = lake__live_add(&t->core, raw);
                     else if (!add && i >= 0)
-                        live_remove(t, (size_t)i);
+                        lake__live_remove(&t->core, (size_t)i);
                 }
                 free(raw);
             }
@@ -544,12 +480,12 @@ static int
 load_log(lake_delta_table *t)
 {
     char dir[2048];
-    snprintf(dir, sizeof(dir), "%s/" LOG_DIR, t->prefix);
+    snprintf(dir, sizeof(dir), "%s/" LOG_DIR, t->core.prefix);
     lb_objstore_listing l;
     memset(&l, 0, sizeof(l));
-    int rc = lake_store_list(t->store, dir, &l);
+    int rc = lake_store_list(t->core.store, dir, &l);
     if (rc)
-        return terr(t, rc, "%s", lake_store_error(t->store));
+        return terr(t, rc, "%s", lake_store_error(t->core.store));
     int64_t expect = 0;
     bool checkpoint = false;
     for (size_t i = 0; i < l.nobjects && rc == 0; i++) {
@@ -569,9 +505,9 @@ load_log(lake_delta_table *t)
             break;
         }
         lb_buf body = LB_BUF_INIT;
-        rc = lake_store_get(t->store, l.objects[i].key, &body);
+        rc = lake_store_get(t->core.store, l.objects[i].key, &body);
         if (rc)
-            terr(t, rc, "%s", lake_store_error(t->store));
+            terr(t, rc, "%s", lake_store_error(t->core.store));
         else
             rc = replay_entry(t, v, body.data ? body.data : "", body.len);
         lb_buf_free(&body);
@@ -653,12 +589,12 @@ create_table(lake_delta_table *t, const lake_delta_options *opts)
     char key[2100];
     log_key(t, 0, key, sizeof(key));
     if (rc == 0) {
-        rc = lake_store_put_new(t->store, key, b.data, b.len);
+        rc = lake_store_put_new(t->core.store, key, b.data, b.len);
         if (rc == LB_ECONFLICT)
             terr(t, rc, "another writer created the table first (\"%s\" exists); open it again",
                  key);
         else if (rc)
-            terr(t, rc, "%s", lake_store_error(t->store));
+            terr(t, rc, "%s", lake_store_error(t->core.store));
     }
     lb_buf_free(&b);
     if (rc == 0)
@@ -671,99 +607,63 @@ lake_delta_close(lake_delta_table *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < t->nlive; i++)
-        free(t->live[i]);
-    free(t->live);
-    free(t->prefix);
+    lake__core_free(&t->core);
     free(t->schema_string);
-    lake__leaves_free(&t->leaves);
+    json_decref(t->summary);
     free(t);
 }
 
 int
 lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
-                const lake_delta_options *opts, lake_delta_table **out, const char **error_out)
+                const lake_delta_options *opts, lake_delta_table **out, lb_err *err)
 {
-    static_error[0] = 0;
-    if (error_out)
-        *error_out = static_error;
-    if (!store || !prefix || !*prefix || !schema || !out)
-        return terr(NULL, -EINVAL, "store, prefix, schema and out are required");
-    int rc = lake_schema_validate(schema);
-    if (rc)
-        return terr(NULL, rc, "invalid schema: %s", lake_schema_error(schema));
+    lb_err local;
+    if (!err)
+        err = &local;
+    err->code = 0, err->message[0] = 0;
+    if (!out)
+        return lb_err_set(err, -EINVAL, "delta table: out is required");
     lake_delta_table *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
-    t->store = store;
-    t->schema = schema;
+    t->err = err;
     t->version = -1;
-    const char *why;
-    if (!(t->prefix = strdup(prefix))) {
-        rc = -ENOMEM;
-    } else if (!(t->schema_string = lake_delta_schema_string(schema, &why))) {
-        rc = LB_ESCHEMA; /* static_error (why) says what */
-    } else if ((rc = lake__leaves_of(schema, &t->leaves)) == 0) {
-        size_t n = t->prefix ? strlen(t->prefix) : 0;
-        while (n > 0 && t->prefix[n - 1] == '/')
-            t->prefix[--n] = 0;
-        t->ntz = strstr(t->schema_string, "\"timestamp_ntz\"") != NULL;
+    int rc = lake__core_init(&t->core, "delta", store, prefix, schema, err);
+    if (rc == 0 && !(t->schema_string = schema_string(schema, &t->ntz, err)))
+        rc = err->code;
+    if (rc == 0)
         rc = load_log(t);
-        if (rc == 0 && t->version < 0)
-            rc = create_table(t, opts);
-    }
+    if (rc == 0 && t->version < 0)
+        rc = create_table(t, opts);
     if (rc) {
-        if (t->error[0])
-            snprintf(static_error, sizeof(static_error), "delta table \"%.150s\": %.300s", prefix,
-                     t->error);
+        if (rc != -ENOMEM && strncmp(err->message, "delta table", 11) != 0)
+            lb_err_prefix(err, "delta table \"%.150s\"", prefix);
         lake_delta_close(t);
         return rc;
     }
+    t->err = NULL;
     *out = t;
     return 0;
 }
 
 /* ---- commit ------------------------------------------------------------------- */
 
-int
-lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
-                  const char *const *removes, size_t nremoves, int64_t *version_out)
+static int
+delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int64_t *version_out)
 {
-    t->error[0] = 0;
-    if (nadds + nremoves == 0)
-        return terr(t, -EINVAL, "nothing to commit");
-    if ((nadds && !adds) || (nremoves && !removes))
-        return terr(t, -EINVAL, "adds or removes missing");
-    for (size_t i = 0; i < nadds; i++) {
-        int rc = lake__check_data_file(t->schema, &t->leaves, &adds[i], t->error, sizeof(t->error));
-        if (rc)
-            return rc;
-        if (live_find(t, adds[i].path) >= 0)
-            return terr(t, LB_EVALUE, "data file \"%s\" is already in the table", adds[i].path);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(adds[k].path, adds[i].path) == 0)
-                return terr(t, LB_EVALUE, "data file \"%s\" is added twice", adds[i].path);
-    }
-    for (size_t i = 0; i < nremoves; i++) {
-        if (!removes[i])
-            return terr(t, -EINVAL, "remove %zu has no path", i);
-        if (live_find(t, removes[i]) < 0)
-            return terr(t, LB_ENOTFOUND,
-                        "cannot remove \"%s\": it is not a live file of the "
-                        "table at version %lld",
-                        removes[i], (long long)t->version);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(removes[k], removes[i]) == 0)
-                return terr(t, LB_EVALUE, "data file \"%s\" is removed twice", removes[i]);
-        for (size_t k = 0; k < nadds; k++)
-            if (strcmp(adds[k].path, removes[i]) == 0)
-                return terr(t, LB_EVALUE, "data file \"%s\" is both removed and added", removes[i]);
-    }
+    const lake_data_file *adds = c->adds;
+    const char *const *removes = c->removes;
+    size_t nadds = c->nadds, nremoves = c->nremoves;
+    char at[48];
+    snprintf(at, sizeof(at), "version %lld", (long long)t->version);
+    int rc = lake__check_commit(&t->core, c, at, allow_no_stats, t->err);
+    if (rc)
+        return rc;
 
     int64_t now = lake__now_ms(), version = t->version + 1;
     long long rows = 0;
     for (size_t i = 0; i < nadds; i++)
-        rows += adds[i].stats->num_rows;
+        rows += adds[i].stats ? adds[i].stats->num_rows : 0;
     char txn[37];
     lake__uuid4(txn);
     const char *op = nremoves == 0 ? "WRITE" : nadds == 0 ? "DELETE" : "UPDATE";
@@ -777,6 +677,12 @@ lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
                   "numOutputRows", "", "engineInfo", "lakebase", "txnId", txn);
     if (!info)
         return -ENOMEM;
+    if (c->summary) {
+        json_t *lb = json_object();
+        for (size_t i = 0; lb && c->summary[i]; i += 2)
+            json_object_set_new(lb, c->summary[i], json_string(c->summary[i + 1]));
+        json_object_set_new(info, "lakebase", lb);
+    }
     char num[32];
     json_t *metrics = json_object_get(info, "operationMetrics");
     snprintf(num, sizeof(num), "%zu", nadds);
@@ -787,7 +693,8 @@ lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
     json_object_set_new(metrics, "numOutputRows", json_string(num));
 
     lb_buf b = LB_BUF_INIT;
-    int rc = append_action(&b, "commitInfo", info);
+    json_incref(info);
+    rc = append_action(&b, "commitInfo", info);
     for (size_t i = 0; i < nremoves && rc == 0; i++) {
         char *path = uri_encode(removes[i]);
         json_t *r = path ? json_pack("{s:s, s:I, s:b, s:b, s:{}}", "path", path,
@@ -799,14 +706,17 @@ lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
     }
     for (size_t i = 0; i < nadds && rc == 0; i++) {
         char *path = uri_encode(adds[i].path);
-        char *stats = stats_json(t->schema, adds[i].stats);
+        /* a file without statistics (a table brought level) gets no add.stats */
+        char *stats = adds[i].stats ? stats_json(t->core.schema, adds[i].stats) : NULL;
         int64_t mtime = adds[i].modification_ms ? adds[i].modification_ms : now;
-        json_t *a =
-            path && stats
-                ? json_pack("{s:s, s:{}, s:I, s:I, s:b, s:s}", "path", path, "partitionValues",
-                            "size", (json_int_t)adds[i].stats->file_bytes, "modificationTime",
-                            (json_int_t)mtime, "dataChange", 1, "stats", stats)
-                : NULL;
+        int64_t size = adds[i].stats ? (int64_t)adds[i].stats->file_bytes : adds[i].file_bytes;
+        json_t *a = path && (stats || !adds[i].stats)
+                        ? json_pack("{s:s, s:{}, s:I, s:I, s:b}", "path", path, "partitionValues",
+                                    "size", (json_int_t)size, "modificationTime", (json_int_t)mtime,
+                                    "dataChange", 1)
+                        : NULL;
+        if (a && stats)
+            json_object_set_new(a, "stats", json_string(stats));
         free(path);
         free(stats);
         rc = a ? append_action(&b, "add", a) : -ENOMEM;
@@ -814,7 +724,7 @@ lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
     char key[2100];
     log_key(t, version, key, sizeof(key));
     if (rc == 0) {
-        rc = lake_store_put_new(t->store, key, b.data, b.len);
+        rc = lake_store_put_new(t->core.store, key, b.data, b.len);
         if (rc == LB_ECONFLICT)
             terr(t, rc,
                  "version %lld of the table was committed by another writer; reopen the "
@@ -822,24 +732,35 @@ lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
                  (long long)version);
         else if (rc)
             terr(t, rc, "could not write version %lld: %s", (long long)version,
-                 lake_store_error(t->store));
+                 lake_store_error(t->core.store));
     }
     lb_buf_free(&b);
-    if (rc)
+    if (rc) {
+        json_decref(info);
         return rc;
+    }
 
     /* The entry is durable: now the handle follows it. */
-    for (size_t i = 0; i < nremoves; i++) {
-        ssize_t k = live_find(t, removes[i]);
-        if (k >= 0)
-            live_remove(t, (size_t)k);
-    }
-    for (size_t i = 0; i < nadds; i++)
-        if ((rc = live_add(t, adds[i].path)))
-            break;
+    rc = lake__live_apply(&t->core, c);
+    json_decref(t->summary);
+    t->summary = json_incref(json_object_get(info, "lakebase"));
+    json_decref(info);
     t->version = version;
     if (version_out)
         *version_out = version;
+    return rc;
+}
+
+int
+lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
+                  const char *const *removes, size_t nremoves, int64_t *version_out, lb_err *err)
+{
+    lb_err local;
+    t->err = err ? err : &local;
+    t->err->code = 0, t->err->message[0] = 0;
+    lake_commit c = {.adds = adds, .nadds = nadds, .removes = removes, .nremoves = nremoves};
+    int rc = delta_commit(t, &c, false, version_out);
+    t->err = NULL;
     return rc;
 }
 
@@ -852,17 +773,72 @@ lake_delta_version(const lake_delta_table *t)
 size_t
 lake_delta_live_count(const lake_delta_table *t)
 {
-    return t->nlive;
+    return t->core.nlive;
 }
 
 const char *
 lake_delta_live_path(const lake_delta_table *t, size_t i)
 {
-    return i < t->nlive ? t->live[i] : NULL;
+    return i < t->core.nlive ? t->core.live[i] : NULL;
 }
 
-const char *
-lake_delta_error(const lake_delta_table *t)
+/* ---- the format ------------------------------------------------------------- */
+
+static int
+fmt_open(lake_store *store, const char *prefix, lake_schema *schema, const lake_table_options *opts,
+         void **state, lb_err *err)
 {
-    return t->error;
+    lake_delta_options o = {0};
+    if (opts)
+        o = (lake_delta_options){.name = opts->name,
+                                 .description = opts->description,
+                                 .configuration = opts->properties};
+    return lake_delta_open(store, prefix, schema, &o, (lake_delta_table **)state, err);
 }
+
+static int
+fmt_commit(void *state, const lake_commit *c, lb_err *err)
+{
+    lake_delta_table *t = state;
+    lb_err local;
+    t->err = err ? err : &local;
+    t->err->code = 0, t->err->message[0] = 0;
+    int rc = delta_commit(t, c, true, NULL);
+    t->err = NULL;
+    return rc;
+}
+
+static size_t
+fmt_live_count(const void *state)
+{
+    return lake_delta_live_count(state);
+}
+
+static const char *
+fmt_live_path(const void *state, size_t i)
+{
+    return lake_delta_live_path(state, i);
+}
+
+static const char *
+fmt_summary_value(const void *state, const char *key)
+{
+    const lake_delta_table *t = state;
+    return json_string_value(json_object_get(t->summary, key));
+}
+
+static void
+fmt_close(void *state)
+{
+    lake_delta_close(state);
+}
+
+const lake_table_format lake_delta_format = {
+    .name = "delta",
+    .open = fmt_open,
+    .commit = fmt_commit,
+    .live_count = fmt_live_count,
+    .live_path = fmt_live_path,
+    .summary_value = fmt_summary_value,
+    .close = fmt_close,
+};

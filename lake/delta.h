@@ -56,11 +56,12 @@ typedef struct lake_delta_options {
  * created version 0 first; open again), LB_ESCHEMA (the schema cannot be
  * mapped, or differs from the table's), LB_EPARSE (a log entry is not valid
  * JSON or lacks required fields), LB_EUNSUPPORTED (checkpoints only, reader
- * or writer features we do not know), or a store error. *error_out (if not
- * NULL) gets a message (static per thread). The caller closes *out.
+ * or writer features we do not know), or a store error, with a message in
+ * err (may be NULL). The caller closes *out. The table model (table.h)
+ * uses this format through lake_delta_format.
  */
 int lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
-                    const lake_delta_options *opts, lake_delta_table **out, const char **error_out);
+                    const lake_delta_options *opts, lake_delta_table **out, lb_err *err);
 
 /*
  * Commit one version: remove the live files named in removes, add the
@@ -70,10 +71,11 @@ int lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
  * remove of a file that is not live; -EINVAL for an empty commit.
  * LB_ECONFLICT if the version exists (another writer committed first): the
  * handle is unchanged but stale, so reopen and retry. *version_out (may be
- * NULL) gets the new version.
+ * NULL) gets the new version. Messages go to err (may be NULL).
  */
 int lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
-                      const char *const *removes, size_t nremoves, int64_t *version_out);
+                      const char *const *removes, size_t nremoves, int64_t *version_out,
+                      lb_err *err);
 
 /* The last version read or written. */
 int64_t lake_delta_version(const lake_delta_table *t);
@@ -84,11 +86,8 @@ size_t lake_delta_live_count(const lake_delta_table *t);
 const char *lake_delta_live_path(const lake_delta_table *t, size_t i);
 
 /* metaData.schemaString for a schema; the caller frees it. NULL and a
- * message in *error_out for a schema Delta cannot take. */
-char *lake_delta_schema_string(const lake_schema *schema, const char **error_out);
-
-/* The message of the last failure. Owned by the table. */
-const char *lake_delta_error(const lake_delta_table *t);
+ * message in err (may be NULL) for a schema Delta cannot take. */
+char *lake_delta_schema_string(const lake_schema *schema, lb_err *err);
 
 void lake_delta_close(lake_delta_table *t);
 

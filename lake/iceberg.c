@@ -161,44 +161,28 @@ typedef struct live_file {
 } live_file;
 
 struct lake_iceberg_table {
-    lake_store *store;
-    char *prefix;   /* key prefix */
-    char *location; /* absolute URI of the table */
-    lake_schema *schema;
-    lake__leaves leaves;
-    char *schema_json; /* Iceberg JSON of the schema (schema-id 0) */
-    json_t *meta;      /* current metadata */
-    int64_t version;   /* N of vN.metadata.json */
+    lake__table_core core; /* store, prefix, schema, leaves; live paths (= live[].path) */
+    char *location;        /* absolute URI of the table */
+    char *schema_json;     /* Iceberg JSON of the schema (schema-id 0) */
+    json_t *meta;          /* current metadata */
+    int64_t version;       /* N of vN.metadata.json */
     lake_avro_schema *manifest_schema, *list_schema;
     manifest *manifests;
     size_t nmanifests;
     live_file *live; /* sorted by path */
     size_t nlive;
-    char error[512];
+    lb_err *err; /* the current call's, never NULL during a call */
 };
 
-static _Thread_local char static_error[512];
-static _Thread_local char why_buf[256]; /* what ice_type() found wrong */
-
-static int terr(lake_iceberg_table *t, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-terr(lake_iceberg_table *t, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t ? t->error : static_error, t ? sizeof(t->error) : sizeof(static_error), fmt, ap);
-    va_end(ap);
-    return code;
-}
+/* Set the current call's error. */
+#define terr(t, ...) lb_err_set((t)->err, __VA_ARGS__)
 
 /* ---- schema ------------------------------------------------------------ */
 
 static json_t *
-ice_type(const lake_schema *s, int id, int32_t *max_id, const char **why)
+ice_primitive(const lake__node *n, void *arg)
 {
-    const lake__node *n = lake__schema_node(s, id);
+    (void)arg;
     char buf[64];
     switch (n->type) {
     case LAKE_TYPE_BOOLEAN:
@@ -234,74 +218,52 @@ ice_type(const lake_schema *s, int id, int32_t *max_id, const char **why)
     case LAKE_TYPE_FIXED:
         snprintf(buf, sizeof(buf), "fixed[%d]", n->length);
         return json_string(buf);
-    case LAKE_TYPE_LIST: {
-        const lake__node *el = lake__schema_node(s, n->children[0]);
-        if (el->field_id <= 0) {
-            snprintf(why_buf, sizeof(why_buf), "the element of list \"%s\" has no field id",
-                     n->name);
-            *why = why_buf;
-            return NULL;
-        }
-        if (el->field_id > *max_id)
-            *max_id = el->field_id;
-        json_t *et = ice_type(s, n->children[0], max_id, why);
-        if (!et)
-            return NULL;
-        return json_pack("{s:s, s:i, s:o, s:b}", "type", "list", "element-id", (int)el->field_id,
-                         "element", et, "element-required", el->required);
+    default:
+        return NULL;
     }
-    case LAKE_TYPE_STRUCT: {
-        json_t *fields = json_array();
-        for (int i = 0; fields && i < n->nchildren; i++) {
-            const lake__node *c = lake__schema_node(s, n->children[i]);
-            if (c->field_id <= 0) {
-                snprintf(why_buf, sizeof(why_buf), "field \"%s\" has no field id", c->name);
-                *why = why_buf;
-                json_decref(fields);
-                return NULL;
-            }
-            if (c->field_id > *max_id)
-                *max_id = c->field_id;
-            json_t *ct = ice_type(s, n->children[i], max_id, why);
-            if (!ct) {
-                json_decref(fields);
-                return NULL;
-            }
-            json_array_append_new(fields,
-                                  json_pack("{s:i, s:s, s:b, s:o}", "id", (int)c->field_id, "name",
-                                            c->name, "required", c->required, "type", ct));
-        }
-        if (!fields)
-            return NULL;
-        return json_pack("{s:s, s:o}", "type", "struct", "fields", fields);
-    }
-    }
-    *why = "unknown column type";
-    return NULL;
 }
 
 static json_t *
-schema_object(const lake_schema *s, int32_t *max_id, const char **why)
+ice_list(const lake__node *list, const lake__node *el, json_t *et, void *arg)
 {
-    *max_id = 0;
-    json_t *j = ice_type(s, LAKE_SCHEMA_ROOT, max_id, why);
+    (void)list, (void)arg;
+    return json_pack("{s:s, s:i, s:o, s:b}", "type", "list", "element-id", (int)el->field_id,
+                     "element", et, "element-required", el->required);
+}
+
+static json_t *
+ice_field(const lake__node *f, json_t *type, void *arg)
+{
+    (void)arg;
+    return json_pack("{s:i, s:s, s:b, s:o}", "id", (int)f->field_id, "name", f->name, "required",
+                     f->required, "type", type);
+}
+
+static const lake__schema_dialect ice_dialect = {
+    .ids_required = true,
+    .primitive = ice_primitive,
+    .list = ice_list,
+    .field = ice_field,
+};
+
+static json_t *
+schema_object(const lake_schema *s, int32_t *max_id, lb_err *err)
+{
+    json_t *j = lake__schema_json(s, &ice_dialect, NULL, max_id, err);
     if (j)
         json_object_set_new(j, "schema-id", json_integer(0));
+    else
+        lb_err_prefix(err, "schema has no Iceberg form");
     return j;
 }
 
 char *
-lake_iceberg_schema_json(const lake_schema *schema, const char **error_out)
+lake_iceberg_schema_json(const lake_schema *schema, lb_err *err)
 {
-    if (error_out)
-        *error_out = static_error;
     int32_t max_id;
-    const char *why = "out of memory";
-    json_t *j = schema_object(schema, &max_id, &why);
-    if (!j) {
-        snprintf(static_error, sizeof(static_error), "%s", why);
+    json_t *j = schema_object(schema, &max_id, err);
+    if (!j)
         return NULL;
-    }
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return text;
@@ -313,7 +275,7 @@ static char *
 key_of(const lake_iceberg_table *t, const char *rel)
 {
     char *k = NULL;
-    if (asprintf(&k, "%s/%s", t->prefix, rel) < 0)
+    if (asprintf(&k, "%s/%s", t->core.prefix, rel) < 0)
         return NULL;
     return k;
 }
@@ -345,16 +307,6 @@ cmp_live(const void *a, const void *b)
     return strcmp(((const live_file *)a)->path, ((const live_file *)b)->path);
 }
 
-static ssize_t
-live_find(const lake_iceberg_table *t, const char *path)
-{
-    live_file key = {.path = (char *)path};
-    if (t->nlive == 0)
-        return -1;
-    live_file *hit = bsearch(&key, t->live, t->nlive, sizeof(live_file), cmp_live);
-    return hit ? hit - t->live : -1;
-}
-
 static void
 free_state(manifest *m, size_t nm, live_file *l, size_t nl)
 {
@@ -364,6 +316,21 @@ free_state(manifest *m, size_t nm, live_file *l, size_t nl)
     for (size_t i = 0; i < nl; i++)
         free(l[i].path);
     free(l);
+}
+
+/* The core's live set mirrors live[] (both sorted by path). */
+static int
+sync_core(lake_iceberg_table *t)
+{
+    for (size_t i = 0; i < t->core.nlive; i++)
+        free(t->core.live[i]);
+    t->core.nlive = 0;
+    for (size_t i = 0; i < t->nlive; i++) {
+        int rc = lake__live_append(&t->core, t->live[i].path);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- reading manifests ------------------------------------------------------- */
@@ -389,9 +356,9 @@ get_object(lake_iceberg_table *t, const char *uri, lb_buf *out)
     char *key = key_of(t, rel);
     if (!key)
         return -ENOMEM;
-    int rc = lake_store_get(t->store, key, out);
+    int rc = lake_store_get(t->core.store, key, out);
     if (rc)
-        terr(t, rc, "%s", lake_store_error(t->store));
+        terr(t, rc, "%s", lake_store_error(t->core.store));
     free(key);
     return rc;
 }
@@ -401,10 +368,9 @@ static int
 open_avro(lake_iceberg_table *t, const lb_buf *bytes, const lake_avro_schema *want,
           const char *what, lake_avro_reader **r)
 {
-    const char *err;
-    int rc = lake_avro_reader_open(bytes->data, bytes->len, r, &err);
+    int rc = lake_avro_reader_open(bytes->data, bytes->len, r, t->err);
     if (rc)
-        return terr(t, rc, "%s: %s", what, err);
+        return lb_err_prefix(t->err, "%s", what);
     if (strcmp(lake_avro_schema_json(lake_avro_reader_schema(*r)), lake_avro_schema_json(want))) {
         lake_avro_reader_free(*r);
         *r = NULL;
@@ -454,7 +420,7 @@ load_manifest_list(lake_iceberg_table *t, const char *uri, manifest **out, size_
         m->existing_rows = fld(v, 11)->u.l;
         m->deleted_rows = fld(v, 12)->u.l;
     }
-    if (rc < 0 && r && !t->error[0])
+    if (rc < 0 && r && !t->err->message[0])
         terr(t, rc, "manifest list: %s", lake_avro_reader_error(r));
     lake_avro_reader_free(r);
     lb_buf_free(&bytes);
@@ -517,7 +483,7 @@ load_manifest(lake_iceberg_table *t, const manifest *m, size_t mi, live_file **l
         l->records = fld(df, DF_RECORDS)->u.l;
         l->bytes = fld(df, DF_SIZE)->u.l;
     }
-    if (rc < 0 && r && !t->error[0])
+    if (rc < 0 && r && !t->err->message[0])
         terr(t, rc, "manifest \"%s\": %s", m->path, lake_avro_reader_error(r));
     lake_avro_reader_free(r);
     lb_buf_free(&bytes);
@@ -577,7 +543,7 @@ load_snapshot(lake_iceberg_table *t)
     t->nmanifests = nm;
     t->live = live;
     t->nlive = nlive;
-    return 0;
+    return sync_core(t);
 }
 
 /* ---- open --------------------------------------------------------------------- */
@@ -596,7 +562,7 @@ put_hint(lake_iceberg_table *t, int64_t version)
     char *key = key_of(t, "metadata/version-hint.text");
     char text[32];
     int n = snprintf(text, sizeof(text), "%" PRId64, version);
-    int rc = key ? lake_store_put(t->store, key, text, (size_t)n) : -ENOMEM;
+    int rc = key ? lake_store_put(t->core.store, key, text, (size_t)n) : -ENOMEM;
     free(key);
     return rc;
 }
@@ -607,14 +573,14 @@ put_metadata(lake_iceberg_table *t, json_t *meta, int64_t version)
 {
     char *text = json_dumps(meta, JSON_INDENT(2));
     char *key = metadata_key(t, version);
-    int rc = text && key ? lake_store_put_new(t->store, key, text, strlen(text)) : -ENOMEM;
+    int rc = text && key ? lake_store_put_new(t->core.store, key, text, strlen(text)) : -ENOMEM;
     if (rc == LB_ECONFLICT)
         terr(t, rc,
              "metadata version %lld was written by another writer; reopen the table and "
              "retry",
              (long long)version);
     else if (rc && rc != -ENOMEM)
-        terr(t, rc, "%s", lake_store_error(t->store));
+        terr(t, rc, "%s", lake_store_error(t->core.store));
     free(text);
     free(key);
     return rc;
@@ -660,10 +626,10 @@ load_table(lake_iceberg_table *t, const char *schema_json)
     char *dir = key_of(t, "metadata/");
     lb_objstore_listing l;
     memset(&l, 0, sizeof(l));
-    int rc = dir ? lake_store_list(t->store, dir, &l) : -ENOMEM;
+    int rc = dir ? lake_store_list(t->core.store, dir, &l) : -ENOMEM;
     if (rc) {
         free(dir);
-        return terr(t, rc, "%s", lake_store_error(t->store));
+        return terr(t, rc, "%s", lake_store_error(t->core.store));
     }
     int64_t newest = 0;
     for (size_t i = 0; i < l.nobjects; i++) {
@@ -680,11 +646,11 @@ load_table(lake_iceberg_table *t, const char *schema_json)
         return 0;
     char *key = metadata_key(t, newest);
     lb_buf body = LB_BUF_INIT;
-    rc = key ? lake_store_get(t->store, key, &body) : -ENOMEM;
+    rc = key ? lake_store_get(t->core.store, key, &body) : -ENOMEM;
     free(key);
     if (rc) {
         lb_buf_free(&body);
-        return terr(t, rc, "%s", lake_store_error(t->store));
+        return terr(t, rc, "%s", lake_store_error(t->core.store));
     }
     json_error_t jerr;
     json_t *meta = json_loadb(body.data, body.len, 0, &jerr);
@@ -739,68 +705,54 @@ lake_iceberg_close(lake_iceberg_table *t)
     lake_avro_schema_free(t->manifest_schema);
     lake_avro_schema_free(t->list_schema);
     json_decref(t->meta);
-    free(t->prefix);
     free(t->location);
     free(t->schema_json);
-    lake__leaves_free(&t->leaves);
+    lake__core_free(&t->core);
     free(t);
 }
 
 int
 lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema,
-                  const lake_iceberg_options *opts, lake_iceberg_table **out,
-                  const char **error_out)
+                  const lake_iceberg_options *opts, lake_iceberg_table **out, lb_err *err)
 {
-    static_error[0] = 0;
-    if (error_out)
-        *error_out = static_error;
-    if (!store || !prefix || !*prefix || !schema || !out)
-        return terr(NULL, -EINVAL, "store, prefix, schema and out are required");
-    int rc = lake_schema_validate(schema);
-    if (rc)
-        return terr(NULL, rc, "invalid schema: %s", lake_schema_error(schema));
-    int32_t max_id;
-    const char *why = "out of memory";
-    json_t *sobj = schema_object(schema, &max_id, &why);
-    if (!sobj)
-        return terr(NULL, LB_ESCHEMA, "schema has no Iceberg form: %s", why);
+    lb_err local;
+    if (!err)
+        err = &local;
+    err->code = 0, err->message[0] = 0;
+    if (!out)
+        return lb_err_set(err, -EINVAL, "iceberg table: out is required");
     lake_iceberg_table *t = calloc(1, sizeof(*t));
-    if (!t) {
-        json_decref(sobj);
+    if (!t)
         return -ENOMEM;
-    }
-    t->store = store;
-    t->schema = schema;
-    t->schema_json = json_dumps(sobj, JSON_COMPACT);
-    const char *serr;
-    if (!(t->prefix = strdup(prefix)) || !t->schema_json) {
+    t->err = err;
+    int32_t max_id = 0;
+    json_t *sobj = NULL;
+    int rc = lake__core_init(&t->core, "iceberg", store, prefix, schema, err);
+    if (rc == 0 && !(sobj = schema_object(schema, &max_id, err)))
+        rc = err->code;
+    if (rc == 0 && !(t->schema_json = json_dumps(sobj, JSON_COMPACT)))
         rc = -ENOMEM;
-    } else if ((rc = lake_avro_schema_parse(MANIFEST_SCHEMA, strlen(MANIFEST_SCHEMA),
-                                            &t->manifest_schema, &serr)) ||
-               (rc = lake_avro_schema_parse(MANIFEST_LIST_SCHEMA, strlen(MANIFEST_LIST_SCHEMA),
-                                            &t->list_schema, &serr))) {
-        terr(t, rc, "internal schema: %s", serr);
-    } else if ((rc = lake__leaves_of(schema, &t->leaves)) == 0) {
-        size_t n = strlen(t->prefix);
-        while (n > 0 && t->prefix[n - 1] == '/')
-            t->prefix[--n] = 0;
-        if (asprintf(&t->location, "%s/%s", lake_store_url(store), t->prefix) < 0) {
-            t->location = NULL;
-            rc = -ENOMEM;
-        } else {
-            rc = load_table(t, t->schema_json);
-            if (rc == 0 && !t->meta)
-                rc = create_table(t, opts, sobj, max_id); /* "O": takes its own reference */
-        }
+    if (rc == 0 && ((rc = lake_avro_schema_parse(MANIFEST_SCHEMA, strlen(MANIFEST_SCHEMA),
+                                                 &t->manifest_schema, err)) ||
+                    (rc = lake_avro_schema_parse(MANIFEST_LIST_SCHEMA, strlen(MANIFEST_LIST_SCHEMA),
+                                                 &t->list_schema, err))))
+        lb_err_prefix(err, "internal schema");
+    if (rc == 0 && asprintf(&t->location, "%s/%s", lake_store_url(store), t->core.prefix) < 0) {
+        t->location = NULL;
+        rc = -ENOMEM;
     }
+    if (rc == 0)
+        rc = load_table(t, t->schema_json);
+    if (rc == 0 && !t->meta)
+        rc = create_table(t, opts, sobj, max_id); /* "O": takes its own reference */
     json_decref(sobj);
     if (rc) {
-        if (t->error[0])
-            snprintf(static_error, sizeof(static_error), "iceberg table \"%.150s\": %.300s", prefix,
-                     t->error);
+        if (rc != -ENOMEM && strncmp(err->message, "iceberg table", 13) != 0)
+            lb_err_prefix(err, "iceberg table \"%.150s\"", prefix);
         lake_iceberg_close(t);
         return rc;
     }
+    t->err = NULL;
     *out = t;
     return 0;
 }
@@ -856,7 +808,7 @@ build_data_file(lake_iceberg_table *t, const lake_data_file *f, df_scratch *d, l
     size_t count[6] = {0};
     for (size_t i = 0; i < n; i++) {
         const lake_column_stats *c = &st->columns[i];
-        const lake__node *node = lake__schema_node(t->schema, t->leaves.node[i]);
+        const lake__node *node = lake__schema_node(t->core.schema, t->core.leaves.node[i]);
         int32_t id = c->field_id;
         int64_t longs[4] = {c->compressed_bytes, c->num_values, c->null_count, c->nan_count};
         for (int m = 0; m < 4; m++) {
@@ -868,7 +820,7 @@ build_data_file(lake_iceberg_table *t, const lake_data_file *f, df_scratch *d, l
             d->recs[(size_t)m * n + count[m]] = lake_avro_record(kv, 2);
             count[m]++;
         }
-        if (!c->has_bounds || t->leaves.in_list[i])
+        if (!c->has_bounds || t->core.leaves.in_list[i])
             continue;
         const uint8_t *lo = c->min, *hi = c->max;
         size_t lo_len = c->min_len, hi_len = c->max_len;
@@ -931,11 +883,10 @@ static int
 manifest_begin(lake_iceberg_table *t, new_manifest *nm)
 {
     memset(nm, 0, sizeof(*nm));
-    const char *err;
     int rc = lake_avro_writer_new(t->manifest_schema, NULL, lake_avro_buf_sink, &nm->bytes, &nm->w,
-                                  &err);
+                                  t->err);
     if (rc)
-        return terr(t, rc, "%s", err);
+        return rc;
     if ((rc = lake_avro_set_meta_str(nm->w, "schema", t->schema_json)) ||
         (rc = lake_avro_set_meta_str(nm->w, "schema-id", "0")) ||
         (rc = lake_avro_set_meta_str(nm->w, "partition-spec", "[]")) ||
@@ -995,10 +946,10 @@ manifest_finish(lake_iceberg_table *t, new_manifest *nm, const char *uuid, int k
         free(key);
         return -ENOMEM;
     }
-    rc = lake_store_put_new(t->store, key, nm->bytes.data, nm->bytes.len);
+    rc = lake_store_put_new(t->core.store, key, nm->bytes.data, nm->bytes.len);
     free(key);
     if (rc)
-        return terr(t, rc, "%s", lake_store_error(t->store));
+        return terr(t, rc, "%s", lake_store_error(t->core.store));
     nm->m.length = (int64_t)nm->bytes.len;
     nm->m.seq = seq;
     if (nm->m.min_seq == INT64_MAX)
@@ -1053,7 +1004,7 @@ rewrite_manifest(lake_iceberg_table *t, const manifest *old, const char *const *
                             removed ? snapshot_id : added_by, true, dseq, fseq, df,
                             fld(df, DF_RECORDS)->u.l, seq);
     }
-    if (rc < 0 && r && !t->error[0])
+    if (rc < 0 && r && !t->err->message[0])
         terr(t, rc, "manifest \"%s\": %s", old->path, lake_avro_reader_error(r));
     lake_avro_reader_free(r);
     lb_buf_free(&bytes);
@@ -1066,10 +1017,9 @@ write_manifest_list(lake_iceberg_table *t, const manifest *ms, size_t n, int64_t
 {
     lb_buf bytes = LB_BUF_INIT;
     lake_avro_writer *w = NULL;
-    const char *err;
-    int rc = lake_avro_writer_new(t->list_schema, NULL, lake_avro_buf_sink, &bytes, &w, &err);
+    int rc = lake_avro_writer_new(t->list_schema, NULL, lake_avro_buf_sink, &bytes, &w, t->err);
     if (rc)
-        return terr(t, rc, "%s", err);
+        return rc;
     char num[32];
     snprintf(num, sizeof(num), "%" PRId64, snapshot_id);
     rc = lake_avro_set_meta_str(w, "snapshot-id", num);
@@ -1116,50 +1066,14 @@ write_manifest_list(lake_iceberg_table *t, const manifest *ms, size_t n, int64_t
     *uri_out = uri_of(t, rel);
     if (rc == 0 && (!key || !*uri_out))
         rc = -ENOMEM;
-    if (rc == 0 && (rc = lake_store_put_new(t->store, key, bytes.data, bytes.len)))
-        terr(t, rc, "%s", lake_store_error(t->store));
+    if (rc == 0 && (rc = lake_store_put_new(t->core.store, key, bytes.data, bytes.len)))
+        terr(t, rc, "%s", lake_store_error(t->core.store));
     free(key);
     lb_buf_free(&bytes);
     return rc;
 }
 
 /* ---- commit -------------------------------------------------------------------- */
-
-static int
-validate(lake_iceberg_table *t, const lake_data_file *adds, size_t nadds,
-         const char *const *removes, size_t nremoves)
-{
-    if (nadds + nremoves == 0)
-        return terr(t, -EINVAL, "nothing to commit");
-    if ((nadds && !adds) || (nremoves && !removes))
-        return terr(t, -EINVAL, "adds or removes missing");
-    for (size_t i = 0; i < nadds; i++) {
-        int rc = lake__check_data_file(t->schema, &t->leaves, &adds[i], t->error, sizeof(t->error));
-        if (rc)
-            return rc;
-        if (live_find(t, adds[i].path) >= 0)
-            return terr(t, LB_EVALUE, "data file \"%s\" is already in the table", adds[i].path);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(adds[k].path, adds[i].path) == 0)
-                return terr(t, LB_EVALUE, "data file \"%s\" is added twice", adds[i].path);
-    }
-    for (size_t i = 0; i < nremoves; i++) {
-        if (!removes[i])
-            return terr(t, -EINVAL, "remove %zu has no path", i);
-        if (live_find(t, removes[i]) < 0)
-            return terr(t, LB_ENOTFOUND,
-                        "cannot remove \"%s\": it is not a live file of "
-                        "snapshot %lld",
-                        removes[i], (long long)lake_iceberg_snapshot_id(t));
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(removes[k], removes[i]) == 0)
-                return terr(t, LB_EVALUE, "data file \"%s\" is removed twice", removes[i]);
-        for (size_t k = 0; k < nadds; k++)
-            if (strcmp(adds[k].path, removes[i]) == 0)
-                return terr(t, LB_EVALUE, "data file \"%s\" is both removed and added", removes[i]);
-    }
-    return 0;
-}
 
 static void
 summary_set(json_t *sum, const char *key, long long v)
@@ -1169,12 +1083,15 @@ summary_set(json_t *sum, const char *key, long long v)
     json_object_set_new(sum, key, json_string(num));
 }
 
-int
-lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t nadds,
-                    const char *const *removes, size_t nremoves, int64_t *snapshot_id_out)
+static int
+ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out)
 {
-    t->error[0] = 0;
-    int rc = validate(t, adds, nadds, removes, nremoves);
+    const lake_data_file *adds = c->adds;
+    const char *const *removes = c->removes;
+    size_t nadds = c->nadds, nremoves = c->nremoves;
+    char at[48];
+    snprintf(at, sizeof(at), "snapshot %lld", (long long)lake_iceberg_snapshot_id(t));
+    int rc = lake__check_commit(&t->core, c, at, false, t->err);
     if (rc)
         return rc;
 
@@ -1213,7 +1130,7 @@ lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t na
     }
     long long removed_rows = 0, removed_bytes = 0, added_rows = 0, added_bytes = 0;
     for (size_t i = 0; i < nremoves; i++) {
-        const live_file *l = &t->live[live_find(t, removes[i])];
+        const live_file *l = &t->live[lake__live_find(&t->core, removes[i])];
         touched[l->manifest] = true;
         removed_rows += l->records;
         removed_bytes += l->bytes;
@@ -1308,6 +1225,8 @@ lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t na
     summary_set(sum, "total-delete-files", 0);
     summary_set(sum, "total-position-deletes", 0);
     summary_set(sum, "total-equality-deletes", 0);
+    for (size_t i = 0; c->summary && c->summary[i]; i += 2)
+        json_object_set_new(sum, c->summary[i], json_string(c->summary[i + 1]));
     json_t *snap =
         json_pack("{s:I, s:I, s:I, s:o, s:s, s:i}", "snapshot-id", (json_int_t)snapshot_id,
                   "sequence-number", (json_int_t)seq, "timestamp-ms", (json_int_t)now, "summary",
@@ -1401,6 +1320,7 @@ lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t na
         t->nmanifests = nnext;
         next = NULL;
         nnext = 0;
+        rc = sync_core(t);
     }
     if (snapshot_id_out)
         *snapshot_id_out = snapshot_id;
@@ -1452,8 +1372,74 @@ lake_iceberg_live_path(const lake_iceberg_table *t, size_t i)
     return i < t->nlive ? t->live[i].path : NULL;
 }
 
-const char *
-lake_iceberg_error(const lake_iceberg_table *t)
+int
+lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t nadds,
+                    const char *const *removes, size_t nremoves, int64_t *snapshot_id_out,
+                    lb_err *err)
 {
-    return t->error;
+    lb_err local;
+    t->err = err ? err : &local;
+    t->err->code = 0, t->err->message[0] = 0;
+    lake_commit c = {.adds = adds, .nadds = nadds, .removes = removes, .nremoves = nremoves};
+    int rc = ice_commit(t, &c, snapshot_id_out);
+    t->err = NULL;
+    return rc;
 }
+
+/* ---- the format ------------------------------------------------------------- */
+
+static int
+fmt_open(lake_store *store, const char *prefix, lake_schema *schema, const lake_table_options *opts,
+         void **state, lb_err *err)
+{
+    lake_iceberg_options o = {.properties = opts ? opts->properties : NULL};
+    return lake_iceberg_open(store, prefix, schema, &o, (lake_iceberg_table **)state, err);
+}
+
+static int
+fmt_commit(void *state, const lake_commit *c, lb_err *err)
+{
+    lake_iceberg_table *t = state;
+    lb_err local;
+    t->err = err ? err : &local;
+    t->err->code = 0, t->err->message[0] = 0;
+    int rc = ice_commit(t, c, NULL);
+    t->err = NULL;
+    return rc;
+}
+
+static size_t
+fmt_live_count(const void *state)
+{
+    return lake_iceberg_live_count(state);
+}
+
+static const char *
+fmt_live_path(const void *state, size_t i)
+{
+    return lake_iceberg_live_path(state, i);
+}
+
+static const char *
+fmt_summary_value(const void *state, const char *key)
+{
+    const lake_iceberg_table *t = state;
+    json_t *snap = current_snapshot(t->meta);
+    return json_string_value(json_object_get(json_object_get(snap, "summary"), key));
+}
+
+static void
+fmt_close(void *state)
+{
+    lake_iceberg_close(state);
+}
+
+const lake_table_format lake_iceberg_format = {
+    .name = "iceberg",
+    .open = fmt_open,
+    .commit = fmt_commit,
+    .live_count = fmt_live_count,
+    .live_path = fmt_live_path,
+    .summary_value = fmt_summary_value,
+    .close = fmt_close,
+};

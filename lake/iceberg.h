@@ -59,12 +59,12 @@ typedef struct lake_iceberg_options {
  * schema cannot be mapped: a field without an id; or it differs from the
  * table's), LB_EPARSE (metadata or manifests are not what this writer
  * writes), LB_EUNSUPPORTED (partitioned tables, delete files, other format
- * versions), or a store error; *error_out (if not NULL) gets a message
- * (static per thread). The caller closes *out.
+ * versions), or a store error, with a message in err (may be NULL). The
+ * caller closes *out. The table model (table.h) uses this format through
+ * lake_iceberg_format.
  */
 int lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema,
-                      const lake_iceberg_options *opts, lake_iceberg_table **out,
-                      const char **error_out);
+                      const lake_iceberg_options *opts, lake_iceberg_table **out, lb_err *err);
 
 /*
  * Commit one snapshot that removes the live files named in removes (paths
@@ -75,10 +75,11 @@ int lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema
  * exists (another writer committed first): the handle is unchanged but
  * stale; reopen and retry. The manifests and manifest list written before
  * the conflict stay behind as unreferenced files. *snapshot_id (may be
- * NULL) gets the new snapshot's id.
+ * NULL) gets the new snapshot's id. Messages go to err (may be NULL).
  */
 int lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_t nadds,
-                        const char *const *removes, size_t nremoves, int64_t *snapshot_id);
+                        const char *const *removes, size_t nremoves, int64_t *snapshot_id,
+                        lb_err *err);
 
 /* The metadata version (N of vN.metadata.json) of the handle's state, the
  * current snapshot id (-1 if none) and the last sequence number. */
@@ -92,11 +93,9 @@ size_t lake_iceberg_live_count(const lake_iceberg_table *t);
 const char *lake_iceberg_live_path(const lake_iceberg_table *t, size_t i);
 
 /* The Iceberg JSON of a schema (schema-id 0), e.g. for the Parquet footer's
- * "iceberg.schema" key. The caller frees it. NULL and a message in
- * *error_out for a schema Iceberg cannot take. */
-char *lake_iceberg_schema_json(const lake_schema *schema, const char **error_out);
-
-const char *lake_iceberg_error(const lake_iceberg_table *t);
+ * "iceberg.schema" key. The caller frees it. NULL and a message in err
+ * (may be NULL) for a schema Iceberg cannot take. */
+char *lake_iceberg_schema_json(const lake_schema *schema, lb_err *err);
 void lake_iceberg_close(lake_iceberg_table *t);
 
 #endif

@@ -92,10 +92,27 @@
 #define PAGE_MAX_LEVELS (1u << 20)
 
 /* Parquet enums (parquet.thrift). */
-enum { PT_BOOLEAN = 0, PT_INT32 = 1, PT_INT64 = 2, PT_FLOAT = 4, PT_DOUBLE = 5, PT_BYTE_ARRAY = 6,
-       PT_FIXED = 7 };
-enum { CT_NONE = -1, CT_UTF8 = 0, CT_LIST = 3, CT_DECIMAL = 5, CT_DATE = 6, CT_TIME_MICROS = 8,
-       CT_TIMESTAMP_MICROS = 10, CT_INT_8 = 15, CT_INT_16 = 16, CT_JSON = 19 };
+enum {
+    PT_BOOLEAN = 0,
+    PT_INT32 = 1,
+    PT_INT64 = 2,
+    PT_FLOAT = 4,
+    PT_DOUBLE = 5,
+    PT_BYTE_ARRAY = 6,
+    PT_FIXED = 7
+};
+enum {
+    CT_NONE = -1,
+    CT_UTF8 = 0,
+    CT_LIST = 3,
+    CT_DECIMAL = 5,
+    CT_DATE = 6,
+    CT_TIME_MICROS = 8,
+    CT_TIMESTAMP_MICROS = 10,
+    CT_INT_8 = 15,
+    CT_INT_16 = 16,
+    CT_JSON = 19
+};
 enum { REP_REQUIRED = 0, REP_OPTIONAL = 1, REP_REPEATED = 2 };
 enum { ENC_PLAIN = 0, ENC_RLE = 3, ENC_RLE_DICTIONARY = 8 };
 enum { PAGE_DATA = 0, PAGE_DICTIONARY = 2, PAGE_DATA_V2 = 3 };
@@ -114,7 +131,7 @@ typedef struct col_stats {
     int64_t num_values; /* level entries */
     int64_t null_count; /* entries without a value */
     int64_t nan_count;
-    bool has;           /* min/max set: at least one non-null, non-NaN value */
+    bool has; /* min/max set: at least one non-null, non-NaN value */
     int64_t imin, imax;
     double dmin, dmax;
     lake_int128 qmin, qmax;
@@ -159,27 +176,27 @@ typedef struct chunk_buf {
 } chunk_buf;
 
 typedef struct column {
-    int node; /* schema node of the leaf */
-    char *path;          /* dotted Parquet path */
-    char **parts;        /* path_in_schema components; borrowed from node names or static */
+    int node;     /* schema node of the leaf */
+    char *path;   /* dotted Parquet path */
+    char **parts; /* path_in_schema components; borrowed from node names or static */
     int nparts;
     int max_def, max_rep;
     lake_type type;
     int physical;
-    int32_t width;       /* PLAIN byte width of fixed-size values; 0 for BYTE_ARRAY, BOOLEAN */
+    int32_t width; /* PLAIN byte width of fixed-size values; 0 for BYTE_ARRAY, BOOLEAN */
     order_kind order;
 
     /* The page being filled. */
     uint16_t *defs, *reps; /* only when max_def / max_rep > 0 */
     size_t nlevels, levels_cap;
-    size_t page_values;    /* entries with a value */
-    size_t page_rows;      /* entries starting a row (rep == 0) */
-    int64_t row_starts;    /* all rep == 0 entries: one per row, always */
-    lb_buf values;         /* PLAIN values (plain mode; BOOLEAN bit-packed) */
-    uint32_t *indices;     /* dictionary mode */
+    size_t page_values; /* entries with a value */
+    size_t page_rows;   /* entries starting a row (rep == 0) */
+    int64_t row_starts; /* all rep == 0 entries: one per row, always */
+    lb_buf values;      /* PLAIN values (plain mode; BOOLEAN bit-packed) */
+    uint32_t *indices;  /* dictionary mode */
     size_t nindices, indices_cap;
 
-    bool use_dict; /* the current chunk is still dictionary-encoded */
+    bool use_dict;  /* the current chunk is still dictionary-encoded */
     int zstd_level; /* of the chunk's data pages; 0 until its first page chose */
     dict dict;
 
@@ -195,10 +212,10 @@ typedef struct column {
 } column;
 
 typedef struct node_info {
-    const lake__node *node; /* the schema's, which cannot change while held */
-    int first_col, ncols;   /* leaves under the node */
-    int list_rep;           /* LIST: repetition level of its repeated group */
-    char *path;             /* dotted field path, for messages */
+    const lake__node *node;    /* the schema's, which cannot change while held */
+    int first_col, ncols;      /* leaves under the node */
+    int list_rep;              /* LIST: repetition level of its repeated group */
+    char *path;                /* dotted field path, for messages */
     lake_int128 decimal_limit; /* DECIMAL: 10^precision, which values stay below */
 } node_info;
 
@@ -219,7 +236,7 @@ struct lake_parquet_writer {
 
     lake__compressor *comp;
     lb_buf page, levels, header, packed, trial; /* scratch for assembling pages */
-    uint32_t *u32;                       /* scratch for levels as uint32 */
+    uint32_t *u32;                              /* scratch for levels as uint32 */
     size_t u32_cap;
 
     lb_buf row_groups; /* serialized RowGroup structs, for the footer */
@@ -234,10 +251,7 @@ struct lake_parquet_writer {
     char error[512];
 };
 
-static _Thread_local char new_error[512];
-
-static int
-set_error(lake_parquet_writer *w, int rc, const char *fmt, ...)
+static int set_error(lake_parquet_writer *w, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -591,8 +605,7 @@ check_value(lake_parquet_writer *w, int id, const lake_value *v, int depth)
         if (v->u.bytes.len && !v->u.bytes.ptr)
             return set_error(w, LB_EVALUE, "value for column \"%s\" has no bytes", path);
         size_t bad;
-        if (n->type != LAKE_TYPE_BINARY &&
-            !lake__utf8_valid(v->u.bytes.ptr, v->u.bytes.len, &bad))
+        if (n->type != LAKE_TYPE_BINARY && !lake__utf8_valid(v->u.bytes.ptr, v->u.bytes.len, &bad))
             return set_error(w, LB_EVALUE, "invalid UTF-8 at byte %zu of a value for column \"%s\"",
                              bad, path);
         return 0;
@@ -661,7 +674,7 @@ stats_add(const column *c, col_stats *s, const lake_value *v, const uint8_t *p, 
     switch (c->order) {
     case ORD_BOOL:
     case ORD_INT: {
-        int64_t x = c->order == ORD_BOOL     ? v->u.b
+        int64_t x = c->order == ORD_BOOL      ? v->u.b
                     : v->kind == LAKE_DECIMAL ? (int64_t)v->u.dec
                                               : v->u.i;
         if (!s->has || x < s->imin)
@@ -738,10 +751,12 @@ stats_merge(const column *c, col_stats *into, const col_stats *from)
             into->qmax = from->qmax;
         break;
     case ORD_BYTES:
-        if (first || bytes_cmp(from->bmin.data, from->bmin.len, into->bmin.data, into->bmin.len) < 0)
+        if (first ||
+            bytes_cmp(from->bmin.data, from->bmin.len, into->bmin.data, into->bmin.len) < 0)
             if (set_bytes(&into->bmin, from->bmin.data, from->bmin.len))
                 return -ENOMEM;
-        if (first || bytes_cmp(from->bmax.data, from->bmax.len, into->bmax.data, into->bmax.len) > 0)
+        if (first ||
+            bytes_cmp(from->bmax.data, from->bmax.len, into->bmax.data, into->bmax.len) > 0)
             if (set_bytes(&into->bmax, from->bmax.data, from->bmax.len))
                 return -ENOMEM;
         break;
@@ -789,7 +804,10 @@ utf8_upper_bound(const uint8_t *s, size_t n, lb_buf *out)
             start--;
         uint8_t lead = s[start];
         size_t len = n - start;
-        uint32_t cp = len == 1 ? lead : len == 2 ? lead & 0x1f : len == 3 ? lead & 0x0f : lead & 0x07;
+        uint32_t cp = len == 1   ? lead
+                      : len == 2 ? lead & 0x1f
+                      : len == 3 ? lead & 0x0f
+                                 : lead & 0x07;
         for (size_t k = 1; k < len; k++)
             cp = cp << 6 | (s[start + k] & 0x3f);
         if (cp < 0x10ffff) {
@@ -799,7 +817,8 @@ utf8_upper_bound(const uint8_t *s, size_t n, lb_buf *out)
             if (cp < 0x80) {
                 enc[0] = (uint8_t)cp, elen = 1;
             } else if (cp < 0x800) {
-                enc[0] = (uint8_t)(0xc0 | cp >> 6), enc[1] = (uint8_t)(0x80 | (cp & 0x3f)), elen = 2;
+                enc[0] = (uint8_t)(0xc0 | cp >> 6), enc[1] = (uint8_t)(0x80 | (cp & 0x3f)),
+                elen = 2;
             } else if (cp < 0x10000) {
                 enc[0] = (uint8_t)(0xe0 | cp >> 12), enc[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
                 enc[2] = (uint8_t)(0x80 | (cp & 0x3f)), elen = 3;
@@ -1163,8 +1182,8 @@ put_fixed(lake_parquet_writer *w, column *c, const uint8_t *plain, size_t nvals)
             if (k + PREFETCH_AHEAD < nvals)
                 __builtin_prefetch(&d->slots[keys[k + PREFETCH_AHEAD] & (d->nslots - 1)]);
             uint32_t index;
-            rc = dict_find(d, w->opts.dictionary_bytes, 0, exact, keys[k], plain + k * width,
-                           width, &index);
+            rc = dict_find(d, w->opts.dictionary_bytes, 0, exact, keys[k], plain + k * width, width,
+                           &index);
             if (rc < 0)
                 return rc;
             if (rc > 0)
@@ -1193,7 +1212,8 @@ put_bytes(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
         dict *d = &c->dict;
         uint32_t keys[RUN_VALUES];
         for (size_t j = 0; j < n; j++)
-            keys[j] = v[j].kind == LAKE_NULL ? 0 : dict_key(v[j].u.bytes.ptr, v[j].u.bytes.len, false);
+            keys[j] =
+                v[j].kind == LAKE_NULL ? 0 : dict_key(v[j].u.bytes.ptr, v[j].u.bytes.len, false);
         for (; k < n; k++) {
             if (k + PREFETCH_AHEAD < n)
                 __builtin_prefetch(&d->slots[keys[k + PREFETCH_AHEAD] & (d->nslots - 1)]);
@@ -1468,8 +1488,8 @@ append_values(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
             if (direct && lb_buf_reserve(&c->values, m * width))
                 return -ENOMEM;
             uint8_t *out = direct ? (uint8_t *)c->values.data + c->values.len : plain;
-            size_t got = ints ? gather_ints(c, s, v + done, m, out)
-                              : gather_floats(c, s, v + done, m, out);
+            size_t got =
+                ints ? gather_ints(c, s, v + done, m, out) : gather_floats(c, s, v + done, m, out);
             c->page_values += got;
             if (direct) {
                 c->values.len += got * width;
@@ -1582,8 +1602,8 @@ shred(lake_parquet_writer *w, int id, const lake_value *v, int def, int rep)
             return 0;
         }
         for (size_t i = 0; i < v->u.list.count; i++) {
-            int rc = shred(w, n->children[0], &v->u.list.items[i], def + 1,
-                           i == 0 ? rep : ni->list_rep);
+            int rc =
+                shred(w, n->children[0], &v->u.list.items[i], def + 1, i == 0 ? rep : ni->list_rep);
             if (rc)
                 return rc;
         }
@@ -2394,7 +2414,7 @@ write_footer(lake_parquet_writer *w)
     lake__thrift_field_string(&t, 6, w->created_by);
     lake__thrift_field_list(&t, 7, LAKE__TT_STRUCT, (size_t)w->ncols);
     for (int i = 0; i < w->ncols; i++) {
-        lake__thrift_struct_begin(&t); /* ColumnOrder union */
+        lake__thrift_struct_begin(&t);          /* ColumnOrder union */
         lake__thrift_field_empty_struct(&t, 1); /* TYPE_ORDER */
         lake__thrift_struct_end(&t);
     }
@@ -2514,24 +2534,20 @@ free_writer(lake_parquet_writer *w)
 /* Both constructors: sink NULL means "write to fd". */
 static int
 writer_open(lake_schema *schema, const lake_parquet_options *opts, lake_sink_fn sink,
-            void *sink_arg, int fd, lake_parquet_writer **out, const char **error_out)
+            void *sink_arg, int fd, lake_parquet_writer **out, lb_err *err)
 {
     assert(schema && out);
-    new_error[0] = '\0';
-    if (error_out)
-        *error_out = new_error;
     int rc = lake_schema_validate(schema);
-    if (rc) {
-        snprintf(new_error, sizeof(new_error), "%s", lake_schema_error(schema));
-        return rc;
-    }
+    if (rc)
+        return lb_err_set(err, rc, "%s", lake_schema_error(schema));
     lake_parquet_options o;
     if (opts)
         o = *opts;
     else
         lake_parquet_options_init(&o);
-    if ((rc = check_options(&o, new_error, sizeof(new_error))) != 0)
-        return rc;
+    char why[256];
+    if ((rc = check_options(&o, why, sizeof(why))) != 0)
+        return lb_err_set(err, rc, "%s", why);
 
     lake_parquet_writer *w = calloc(1, sizeof(*w));
     if (!w)
@@ -2561,7 +2577,7 @@ writer_open(lake_schema *schema, const lake_parquet_options *opts, lake_sink_fn 
     if (rc == 0 && (rc = sink_write(w, PARQUET_MAGIC, 4)) != 0)
         set_error(w, rc, "could not write parquet file: %s", lb_strerror(rc));
     if (rc) {
-        snprintf(new_error, sizeof(new_error), "%s", w->error);
+        lb_err_set(err, rc, "%s", w->error);
         free_writer(w);
         return rc;
     }
@@ -2572,18 +2588,18 @@ writer_open(lake_schema *schema, const lake_parquet_options *opts, lake_sink_fn 
 
 int
 lake_parquet_writer_new(lake_schema *schema, const lake_parquet_options *opts, lake_sink_fn sink,
-                        void *sink_arg, lake_parquet_writer **out, const char **error_out)
+                        void *sink_arg, lake_parquet_writer **out, lb_err *err)
 {
     assert(sink);
-    return writer_open(schema, opts, sink, sink_arg, -1, out, error_out);
+    return writer_open(schema, opts, sink, sink_arg, -1, out, err);
 }
 
 int
 lake_parquet_writer_new_fd(lake_schema *schema, const lake_parquet_options *opts, int fd,
-                           lake_parquet_writer **out, const char **error_out)
+                           lake_parquet_writer **out, lb_err *err)
 {
     assert(fd >= 0);
-    return writer_open(schema, opts, NULL, NULL, fd, out, error_out);
+    return writer_open(schema, opts, NULL, NULL, fd, out, err);
 }
 
 static int
@@ -2631,8 +2647,8 @@ lake_parquet_write_columns(lake_parquet_writer *w, const lake_value *const *colu
         return rc;
     const lake__node *root = lake__schema_node(w->schema, LAKE_SCHEMA_ROOT);
     if (ncolumns != (size_t)root->nchildren || (ncolumns && !columns))
-        return set_error(w, LB_EVALUE, "rows have %zu columns, the schema has %d fields",
-                         ncolumns, root->nchildren);
+        return set_error(w, LB_EVALUE, "rows have %zu columns, the schema has %d fields", ncolumns,
+                         root->nchildren);
     for (size_t k = 0; k < ncolumns; k++)
         if (nrows && !columns[k])
             return set_error(w, LB_EVALUE, "column \"%s\" has no values",

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "errors.h"
 #include "schema.h"
 #include "value.h"
 
@@ -66,25 +67,25 @@ typedef struct lake_parquet_writer lake_parquet_writer;
  * a length prefix (little-endian ints and floats, big-endian decimals in
  * FIXED_LEN_BYTE_ARRAY, raw bytes for strings). */
 typedef struct lake_column_stats {
-    char *path;              /* dotted Parquet path, e.g. "tags.list.element" */
-    int32_t field_id;        /* of the leaf field (0 if none) */
+    char *path;       /* dotted Parquet path, e.g. "tags.list.element" */
+    int32_t field_id; /* of the leaf field (0 if none) */
     lake_type type;
-    int64_t num_values;      /* entries including nulls (Parquet num_values) */
-    int64_t null_count;      /* entries without a value (null, or an empty or null list) */
-    int64_t nan_count;       /* FLOAT and DOUBLE only */
-    int64_t compressed_bytes;   /* of the column chunks, page headers included */
+    int64_t num_values;       /* entries including nulls (Parquet num_values) */
+    int64_t null_count;       /* entries without a value (null, or an empty or null list) */
+    int64_t nan_count;        /* FLOAT and DOUBLE only */
+    int64_t compressed_bytes; /* of the column chunks, page headers included */
     int64_t uncompressed_bytes;
-    bool has_bounds;         /* min/max known (not for all-null or all-NaN columns) */
-    bool min_exact, max_exact;  /* false when a long byte string was truncated */
-    uint8_t *min, *max;      /* owned by the stats; NULL unless has_bounds */
+    bool has_bounds;           /* min/max known (not for all-null or all-NaN columns) */
+    bool min_exact, max_exact; /* false when a long byte string was truncated */
+    uint8_t *min, *max;        /* owned by the stats; NULL unless has_bounds */
     size_t min_len, max_len;
 } lake_column_stats;
 
 typedef struct lake_parquet_file_stats {
     int64_t num_rows;
     int64_t num_row_groups;
-    uint64_t file_bytes;     /* size of the whole file */
-    size_t ncolumns;         /* leaf columns, in schema order */
+    uint64_t file_bytes; /* size of the whole file */
+    size_t ncolumns;     /* leaf columns, in schema order */
     lake_column_stats *columns;
 } lake_parquet_file_stats;
 
@@ -96,16 +97,15 @@ void lake_parquet_options_init(lake_parquet_options *o);
 /* Start a file: validates the schema and options, writes the leading magic.
  * The schema must outlive the writer and cannot change while it is used;
  * opts may be NULL for the defaults and is copied. 0, LB_ESCHEMA,
- * LB_EBADCONFIG, -ENOMEM or the sink's error; *error_out (if not NULL)
- * receives a message for LB_ESCHEMA/LB_EBADCONFIG (static buffer per
- * thread). On success the caller frees *out with lake_parquet_writer_free(). */
+ * LB_EBADCONFIG, -ENOMEM or the sink's error, with a message in err (may
+ * be NULL). On success the caller frees *out with lake_parquet_writer_free(). */
 int lake_parquet_writer_new(lake_schema *schema, const lake_parquet_options *opts,
                             lake_sink_fn sink, void *sink_arg, lake_parquet_writer **out,
-                            const char **error_out);
+                            lb_err *err);
 
 /* The same, writing to fd (which stays open and is not fsynced). */
 int lake_parquet_writer_new_fd(lake_schema *schema, const lake_parquet_options *opts, int fd,
-                               lake_parquet_writer **out, const char **error_out);
+                               lake_parquet_writer **out, lb_err *err);
 
 /* Append one row: nfields values, one per top-level field in schema order.
  * 0; LB_EVALUE if the row does not fit (nothing written, the writer stays

@@ -39,7 +39,6 @@ struct lake_store {
     char error[512];
 };
 
-static _Thread_local char open_error[512];
 static atomic_ulong temp_seq;
 
 static int store_error(lake_store *s, int code, const char *fmt, ...)
@@ -56,19 +55,14 @@ store_error(lake_store *s, int code, const char *fmt, ...)
 }
 
 int
-lake_store_open(const char *url, const lb_objstore_options *opts, lake_store **out,
-                const char **error_out)
+lake_store_open(const char *url, const lb_objstore_options *opts, lake_store **out, lb_err *err)
 {
-    open_error[0] = 0;
-    if (error_out)
-        *error_out = open_error;
     lake_store *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     int rc = lb_objstore_open(url, opts, &s->os);
     if (rc) {
-        snprintf(open_error, sizeof(open_error), "could not open store \"%s\": %s", url,
-                 lb_strerror(rc));
+        lb_err_set(err, rc, "could not open store \"%s\": %s", url, lb_strerror(rc));
         free(s);
         return rc;
     }

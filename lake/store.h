@@ -31,15 +31,16 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "errors.h"
 #include "objstore.h"
 
 typedef struct lake_store lake_store;
 
 /* Open the store named by url (see objstore.h); opts may be NULL. 0,
- * LB_EBADCONFIG, -ENOMEM or the object store's error; a message goes to
- * *error_out (static per thread) if not NULL. The caller closes *out. */
+ * LB_EBADCONFIG, -ENOMEM or the object store's error, with a message in
+ * err (may be NULL). The caller closes *out. */
 int lake_store_open(const char *url, const lb_objstore_options *opts, lake_store **out,
-                    const char **error_out);
+                    lb_err *err);
 void lake_store_close(lake_store *s);
 
 /* The URL the store was opened with, without a trailing '/'. Tables write

@@ -2,6 +2,10 @@
  * daemon.c: pageserver start-up and shut-down.
  */
 #include "daemon.h"
+#include "gc.h"
+#include "http_api.h"
+#include "ingest.h"
+#include "timelines.h"
 #include "auth.h"
 
 #include <errno.h>
@@ -13,6 +17,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "pgbin.h"
 
 int
 ps_daemon_init(ps_daemon *d)
@@ -23,9 +28,9 @@ ps_daemon_init(ps_daemon *d)
     if (d->conf.auth_token_file && d->conf.auth_token_file[0] &&
         (rc = lb_auth_token_load(d->conf.auth_token_file, &d->token)) != 0)
         return rc;
+    pthread_cond_init(&d->ingest_cond, NULL);
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
-        lb_error("could not create data directory \"%s\": %s", d->conf.data_dir,
-                 lb_strerror(rc));
+        lb_error("could not create data directory \"%s\": %s", d->conf.data_dir, lb_strerror(rc));
         return rc;
     }
     char tmp[PATH_MAX + 8];
@@ -37,30 +42,32 @@ ps_daemon_init(ps_daemon *d)
     if (!d->conf.pg_bin_dir || !d->conf.pg_bin_dir[0]) {
         free(d->conf.pg_bin_dir);
         char bindir[PATH_MAX];
-        lb_config_pg_bindir(bindir, sizeof(bindir));
+        lb_pg_bindir(bindir, sizeof(bindir));
         d->conf.pg_bin_dir = strdup(bindir);
     }
-    if (!d->conf.remote_storage || !d->conf.remote_storage[0]) {
-        char url[PATH_MAX + 16];
-        char abs[PATH_MAX];
-        if (!realpath(d->conf.data_dir, abs))
-            return -errno;
-        snprintf(url, sizeof(url), "file://%s/remote", abs);
-        free(d->conf.remote_storage);
-        d->conf.remote_storage = strdup(url);
+    if (d->conf.auth_public_keys && d->conf.auth_public_keys[0] &&
+        (rc = lb_auth_keys_load(d->conf.auth_public_keys, &d->keys)) != 0) {
+        lb_error("could not load auth_public_keys \"%s\": %s", d->conf.auth_public_keys,
+                 lb_strerror(rc));
+        return rc;
     }
-    if ((rc = lb_objstore_open(d->conf.remote_storage, NULL, &d->store)) != 0) {
+    if (!d->keys)
+        lb_warn("no auth_public_keys: the HTTP API checks no credentials");
+    pthread_mutex_init(&d->stores.lock, NULL);
+    lb_objstore *store;
+    if ((rc = ps_store_acquire(d, &store)) != 0) {
         lb_error("could not open remote storage \"%s\": %s", d->conf.remote_storage,
                  lb_strerror(rc));
         return rc;
     }
+    ps_store_release(d, store);
     if ((rc = lb_metrics_new(&d->metrics)) != 0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_storage_bytes_total",
-                                 "Bytes uploaded to object storage.", NULL,
-                                 &d->storage_bytes)) != 0 ||
+                                 "Bytes uploaded to object storage.", NULL, &d->storage_bytes)) !=
+            0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_storage_errors_total",
-                                 "Failed object storage operations.", NULL,
-                                 &d->storage_errors)) != 0 ||
+                                 "Failed object storage operations.", NULL, &d->storage_errors)) !=
+            0 ||
         (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_seconds",
                                    "Duration of a snapshot, replay paused.", NULL,
                                    (const double[]){0.1, 0.5, 1, 2, 5, 10, 30, 60}, 8,
@@ -68,10 +75,9 @@ ps_daemon_init(ps_daemon *d)
         (rc = lb_metrics_counter(d->metrics, "pageserver_gc_snapshots_deleted_total",
                                  "Snapshots (and their layers) deleted by gc.", NULL,
                                  &d->gc_deleted)) != 0 ||
-        (rc = lb_metrics_histogram(d->metrics, "pageserver_snapshot_bytes",
-                                   "Size of a snapshot's layer file.", NULL,
-                                   (const double[]){1e5, 1e6, 1e7, 1e8, 1e9, 1e10}, 6,
-                                   &d->snapshot_bytes)) != 0 ||
+        (rc = lb_metrics_histogram(
+             d->metrics, "pageserver_snapshot_bytes", "Size of a snapshot's layer file.", NULL,
+             (const double[]){1e5, 1e6, 1e7, 1e8, 1e9, 1e10}, 6, &d->snapshot_bytes)) != 0 ||
         (rc = lb_metrics_counter(d->metrics, "pageserver_snapshot_pages_total",
                                  "Main-fork pages written into layers.", NULL,
                                  &d->snapshot_pages)) != 0 ||
@@ -93,19 +99,38 @@ ps_daemon_init(ps_daemon *d)
         .threads = (unsigned)d->conf.http_threads,
         .metrics = d->metrics,
     };
-    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0)
+    if ((rc = lb_http_server_new(&hc, &d->http)) != 0 || (rc = ps_http_routes(d)) != 0 ||
+        (rc = lb_http_server_set_auth(d->http, d->keys)) != 0)
         return rc;
     if ((rc = lb_http_server_start(d->http)) != 0) {
         lb_error("could not listen on %s:%d: %s", hc.address, hc.port, lb_strerror(rc));
         return rc;
     }
+    d->http_port = lb_http_server_port(d->http);
     if ((rc = ps_gc_start(d, &d->gc)) != 0)
         return rc;
-    for (int i = 0; i < d->ntimelines; i++)
-        if (d->timelines[i]->nsafekeepers)
-            ps_ingest_start(d, d->timelines[i]->tenant_id, d->timelines[i]->timeline_id);
+    /* The ids first, under the lock: HTTP already runs and may change the
+     * registry. */
+    pthread_mutex_lock(&d->lock);
+    int n = 0;
+    char(*ids)[2][PS_ID_LEN + 1] = calloc(d->ntimelines ? (size_t)d->ntimelines : 1, sizeof(*ids));
+    for (int i = 0; ids && i < d->ntimelines; i++)
+        if (d->timelines[i]->meta.nsafekeepers) {
+            memcpy(ids[n][0], d->timelines[i]->meta.tenant_id, PS_ID_LEN + 1);
+            memcpy(ids[n][1], d->timelines[i]->meta.timeline_id, PS_ID_LEN + 1);
+            n++;
+        }
+    int ntimelines = d->ntimelines;
+    pthread_mutex_unlock(&d->lock);
+    if (!ids)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++)
+        if ((rc = ps_ingest_start(d, ids[i][0], ids[i][1])) != 0)
+            lb_error("could not start ingest tenant=%s timeline=%s: %s", ids[i][0], ids[i][1],
+                     lb_strerror(rc));
+    free(ids);
     lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
-            lb_http_server_port(d->http), d->conf.remote_storage, d->ntimelines);
+            d->http_port, d->conf.remote_storage, ntimelines);
     return 0;
 }
 
@@ -117,12 +142,44 @@ ps_daemon_shutdown(ps_daemon *d)
     ps_gc_stop(d->gc);
     ps_ingest_stop_all(d);
     for (int i = 0; i < d->ntimelines; i++) {
-        ps_tlmeta_free(d->timelines[i]);
+        ps_tlmeta_free(&d->timelines[i]->meta);
+        pthread_mutex_destroy(&d->timelines[i]->save_lock);
         free(d->timelines[i]);
     }
     d->ntimelines = 0;
-    lb_objstore_close(d->store);
+    for (int i = 0; i < d->stores.nfree; i++)
+        lb_objstore_close(d->stores.free[i]);
+    d->stores.nfree = 0;
     lb_auth_token_free(d->token);
     d->token = NULL;
     lb_metrics_free(d->metrics);
+    lb_auth_keys_free(d->keys);
+    d->keys = NULL;
+}
+
+int
+ps_store_acquire(ps_daemon *d, lb_objstore **out)
+{
+    pthread_mutex_lock(&d->stores.lock);
+    lb_objstore *s = d->stores.nfree ? d->stores.free[--d->stores.nfree] : NULL;
+    pthread_mutex_unlock(&d->stores.lock);
+    if (s) {
+        *out = s;
+        return 0;
+    }
+    return lb_objstore_open(d->conf.remote_storage, NULL, out);
+}
+
+void
+ps_store_release(ps_daemon *d, lb_objstore *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&d->stores.lock);
+    if (d->stores.nfree < (int)(sizeof(d->stores.free) / sizeof(d->stores.free[0]))) {
+        d->stores.free[d->stores.nfree++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&d->stores.lock);
+    lb_objstore_close(s); /* beyond the pool's size */
 }

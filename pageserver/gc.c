@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "timelines.h"
 #include "errors.h"
 #include "log.h"
 
@@ -87,56 +89,6 @@ ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch, int6
     free(anchor);
 }
 
-/* One timeline: drop the snapshots its plan does not keep. */
-static int
-gc_timeline(ps_daemon *d, const char *tenant, const char *timeline, int64_t horizon_ms,
-            size_t *deleted)
-{
-    *deleted = 0;
-    ps_tlmeta m;
-    int rc = ps_get_timeline(d, tenant, timeline, &m);
-    if (rc)
-        return rc;
-    lb_lsn *points = NULL;
-    size_t npoints = 0;
-    pthread_mutex_lock(&d->lock);
-    for (int i = 0; i < d->ntimelines; i++) {
-        const ps_tlmeta *c = d->timelines[i];
-        if (strcmp(c->tenant_id, tenant) == 0 && strcmp(c->ancestor_id, timeline) == 0) {
-            lb_lsn *p = realloc(points, (npoints + 1) * sizeof(*p));
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            points = p;
-            points[npoints++] = c->ancestor_lsn;
-        }
-    }
-    pthread_mutex_unlock(&d->lock);
-    bool *keep = rc ? NULL : calloc(m.nsnapshots ? m.nsnapshots : 1, sizeof(*keep));
-    if (!rc && !keep)
-        rc = -ENOMEM;
-    if (rc == 0) {
-        ps_gc_plan(&m, points, npoints, horizon_ms, keep);
-        size_t ndrop = 0;
-        char (*drop)[64] = calloc(m.nsnapshots ? m.nsnapshots : 1, sizeof(*drop));
-        if (!drop)
-            rc = -ENOMEM;
-        for (size_t i = 0; rc == 0 && i < m.nsnapshots; i++)
-            if (!keep[i])
-                memcpy(drop[ndrop++], m.snapshots[i].layer, sizeof(drop[0]));
-        if (rc == 0 && ndrop)
-            rc = ps_drop_snapshots(d, tenant, timeline, (const char (*)[64])drop, ndrop);
-        if (rc == 0)
-            *deleted = ndrop;
-        free(drop);
-    }
-    free(keep);
-    free(points);
-    ps_tlmeta_free(&m);
-    return rc;
-}
-
 int
 ps_gc_once(ps_daemon *d, size_t *deleted)
 {
@@ -146,19 +98,19 @@ ps_gc_once(ps_daemon *d, size_t *deleted)
     /* Ids first: the registry may change while we work. */
     pthread_mutex_lock(&d->lock);
     int n = d->ntimelines;
-    char (*ids)[2][PS_ID_LEN + 1] = calloc(n ? (size_t)n : 1, sizeof(*ids));
+    char(*ids)[2][PS_ID_LEN + 1] = calloc(n ? (size_t)n : 1, sizeof(*ids));
     for (int i = 0; ids && i < n; i++) {
-        memcpy(ids[i][0], d->timelines[i]->tenant_id, PS_ID_LEN + 1);
-        memcpy(ids[i][1], d->timelines[i]->timeline_id, PS_ID_LEN + 1);
+        memcpy(ids[i][0], d->timelines[i]->meta.tenant_id, PS_ID_LEN + 1);
+        memcpy(ids[i][1], d->timelines[i]->meta.timeline_id, PS_ID_LEN + 1);
     }
     pthread_mutex_unlock(&d->lock);
     if (!ids)
         return -ENOMEM;
     for (int i = 0; i < n; i++) {
         size_t k = 0;
-        int rc = gc_timeline(d, ids[i][0], ids[i][1], horizon, &k);
+        int rc = ps_gc_timeline(d, ids[i][0], ids[i][1], horizon, &k);
         if (rc && rc != LB_ENOTFOUND) {
-            lb_warn("gc of %s/%s failed: %s", ids[i][0], ids[i][1], lb_strerror(rc));
+            lb_warn("gc failed tenant=%s timeline=%s: %s", ids[i][0], ids[i][1], lb_strerror(rc));
             if (!first_rc)
                 first_rc = rc;
         }
@@ -167,6 +119,10 @@ ps_gc_once(ps_daemon *d, size_t *deleted)
         total += k;
     }
     free(ids);
+    size_t purged = 0;
+    int prc = ps_purge_deleted(d, &purged);
+    if (prc && !first_rc)
+        first_rc = prc;
     if (deleted)
         *deleted = total;
     return first_rc;

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "daemon.h"
+#include "gc.h"
+#include "http_api.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
@@ -44,11 +51,13 @@ parse_timestamp(const char *s, int64_t *out)
 {
     struct tm tm = {0};
     int n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n != 19)
         return LB_EPARSE;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
         return LB_EPARSE;
     const char *p = s + n;
     int64_t us = 0;
@@ -98,6 +107,9 @@ format_timestamp(int64_t us, char *out, size_t cap)
 
 /* The ids in the path. false after answering 400 (its status in *rc) when
  * one is malformed. */
+static bool scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
+                         const char *timeline, int *rc);
+
 static bool
 timeline_ids(lb_http_request *req, char *tenant, char *timeline, int *rc)
 {
@@ -132,19 +144,20 @@ h_create(lb_http_request *req, void *arg)
     lb_json_req_id(body, "timeline_id", timeline, &e);
     lb_json_opt_str(body, "ancestor_timeline_id", NULL, &ancestor, &e);
     if (!e.failed && ancestor && !lb_json_is_id(ancestor))
-        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timeline_id\" must be 32 lowercase hex "
-                                    "characters");
+        lb_json_fail(&e, LB_EPARSE,
+                     "field \"ancestor_timeline_id\" must be 32 lowercase hex "
+                     "characters");
     const char *when = NULL;
     int64_t when_us = 0;
     lb_json_opt_str(body, "ancestor_timestamp", NULL, &when, &e);
     if (!e.failed && when && !ancestor)
         lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" needs \"ancestor_timeline_id\"");
     if (!e.failed && when && json_object_get(body, "ancestor_lsn"))
-        lb_json_fail(&e, LB_EPARSE,
-                     "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
+        lb_json_fail(&e, LB_EPARSE, "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
     if (!e.failed && when && parse_timestamp(when, &when_us) != 0)
-        lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" must be an RFC 3339 time "
-                                    "like \"2026-01-02T03:04:05.123456Z\"");
+        lb_json_fail(&e, LB_EPARSE,
+                     "field \"ancestor_timestamp\" must be an RFC 3339 time "
+                     "like \"2026-01-02T03:04:05.123456Z\"");
     if (ancestor && !when)
         lb_json_req_lsn(body, "ancestor_lsn", &lsn, &e);
     if (e.failed) {
@@ -159,9 +172,8 @@ h_create(lb_http_request *req, void *arg)
                                          sizeof(err));
         if (rc) {
             json_decref(body);
-            return lb_http_respond_error(req, rc == LB_ENOTFOUND ? 409
-                                                                 : lb_http_status_for_error(rc),
-                                         "%s", err);
+            return lb_http_respond_error(
+                req, rc == LB_ENOTFOUND ? 409 : lb_http_status_for_error(rc), "%s", err);
         }
     }
     ps_tlmeta m;
@@ -184,8 +196,8 @@ h_list(lb_http_request *req, void *arg)
     json_t *arr = json_array();
     pthread_mutex_lock(&d->lock);
     for (int i = 0; i < d->ntimelines; i++)
-        if (strcmp(d->timelines[i]->tenant_id, tenant) == 0)
-            json_array_append_new(arr, ps_tlmeta_to_json(d->timelines[i]));
+        if (strcmp(d->timelines[i]->meta.tenant_id, tenant) == 0 && !d->timelines[i]->deleting)
+            json_array_append_new(arr, ps_tlmeta_to_json(&d->timelines[i]->meta));
     pthread_mutex_unlock(&d->lock);
     return lb_json_respond(req, 200, arr);
 }
@@ -196,7 +208,8 @@ h_status(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
@@ -205,6 +218,9 @@ h_status(lb_http_request *req, void *arg)
     ps_tlmeta_free(&m);
     const char *state = ps_ingest_state(d, tenant, timeline);
     json_object_set_new(j, "ingest", state ? json_string(state) : json_null());
+    char why[400];
+    if (ps_ingest_snapshot_error(d, tenant, timeline, why, sizeof(why)) == 0 && why[0])
+        json_object_set_new(j, "snapshot_error", json_string(why));
     return lb_json_respond(req, 200, j);
 }
 
@@ -230,8 +246,8 @@ typedef struct bb_job {
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     lb_lsn lsn, snap_lsn, redo_lsn;
     ps_basebackup_plan *plan;
-    int fd; /* write end */
-    int rc;
+    int fd;        /* write end */
+    atomic_int rc; /* the writer's result: set before it closes fd, read after EOF */
     char err[300];
     pthread_t thread;
     int read_fd;
@@ -250,9 +266,11 @@ bb_run(void *arg)
     bb_job *j = arg;
     lb_tar_writer tar;
     lb_tar_writer_init(&tar, pipe_sink, &j->fd);
-    j->rc = ps_basebackup_write(j->plan, &tar);
-    if (j->rc)
-        lb_error("basebackup of %s/%s failed: %s", j->tenant, j->timeline, lb_strerror(j->rc));
+    int rc = ps_basebackup_write(j->plan, &tar);
+    atomic_store(&j->rc, rc);
+    if (rc)
+        lb_error("basebackup failed tenant=%s timeline=%s: %s", j->tenant, j->timeline,
+                 lb_strerror(rc));
     close(j->fd); /* a failure shows as a truncated tar */
     return NULL;
 }
@@ -265,7 +283,7 @@ bb_produce(void *arg, uint64_t offset, char *buf, size_t cap)
     for (;;) {
         ssize_t r = read(j->read_fd, buf, cap);
         if (r >= 0)
-            return r > 0 ? r : (j->rc ? -EIO : 0);
+            return r > 0 ? r : (atomic_load(&j->rc) ? -EIO : 0);
         if (errno != EINTR)
             return -errno;
     }
@@ -294,6 +312,11 @@ h_basebackup(lb_http_request *req, void *arg)
     lb_json_param_id(req, "tenant_id", j->tenant, &e);
     lb_json_param_id(req, "timeline_id", j->timeline, &e);
     const char *lsn = lb_http_query(req, "lsn");
+    int arc;
+    if (!e.failed && !scope_allows(d, req, LB_AUTH_COMPUTE, j->tenant, j->timeline, &arc)) {
+        free(j);
+        return arc;
+    }
     if (e.failed || (lsn && lb_lsn_parse(lsn, &j->lsn) != 0)) {
         free(j);
         if (!e.failed)
@@ -374,11 +397,12 @@ h_snapshot(lb_http_request *req, void *arg)
     int rc;
     if (!timeline_ids(req, tenant, timeline, &rc))
         return rc;
-    char err[300] = "";
+    char err[500] = "";
     bool taken;
     rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
-    if (rc)
-        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
+    if (rc) /* unsupported: the data directory's state, not this server's lack */
+        return lb_http_respond_error(
+            req, rc == LB_EUNSUPPORTED ? 409 : lb_http_status_for_error(rc), "%s", err);
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline not found");
@@ -394,16 +418,16 @@ h_wal(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER, tenant, timeline, &rc))
         return rc;
     const char *name = lb_http_param(req, "name");
     bool history;
     uint32_t tli;
     uint64_t segno;
     if (!name || ps_wal_name_parse(name, LB_WAL_SEG_SIZE_MIN, &history, &tli, &segno) != 0)
-        return lb_http_respond_error(req, 400,
-                                     "\"%.40s\" is not a WAL segment or history file name",
-                                     name ? name : "");
+        return lb_http_respond_error(
+            req, 400, "\"%.40s\" is not a WAL segment or history file name", name ? name : "");
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof(tmp), "%s/tmp", d->conf.data_dir);
     int fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -431,13 +455,15 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
     if (parse_timestamp(when, &t) != 0)
-        return lb_http_respond_error(req, 400, "query \"timestamp\" must be an RFC 3339 time "
-                                               "like \"2026-01-02T03:04:05.123456Z\"");
+        return lb_http_respond_error(req, 400,
+                                     "query \"timestamp\" must be an RFC 3339 time "
+                                     "like \"2026-01-02T03:04:05.123456Z\"");
     lb_lsn lsn;
     int64_t ts;
     uint32_t xid;
@@ -447,9 +473,9 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
         return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
     char when_s[48];
     format_timestamp(ts, when_s, sizeof(when_s));
-    return lb_json_respond(req, 200, json_pack("{s:o, s:s, s:I}", "lsn", lb_json_lsn(lsn),
-                                               "commit_timestamp", when_s, "xid",
-                                               (json_int_t)xid));
+    return lb_json_respond(req, 200,
+                           json_pack("{s:o, s:s, s:I}", "lsn", lb_json_lsn(lsn), "commit_timestamp",
+                                     when_s, "xid", (json_int_t)xid));
 }
 
 static int
@@ -464,28 +490,54 @@ h_gc(lb_http_request *req, void *arg)
     return lb_json_respond(req, 200, json_pack("{s:I}", "snapshots_deleted", (json_int_t)deleted));
 }
 
+/* Who may call the routes whose scope the handler checks (own_scope):
+ * management, a token scoped to the request's tenant and timeline, or a
+ * compute token of a branch of it (a compute reads its ancestors' WAL and
+ * snapshots). 0, or 403 answered (*rc its status). */
+static bool
+scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
+             const char *timeline, int *rc)
+{
+    const lb_auth_claims *who = lb_http_claims(req);
+    if (!who || lb_auth_allows(who, roles, tenant, timeline))
+        return true;
+    if (who->role == LB_AUTH_COMPUTE && (roles & LB_AUTH_COMPUTE) && who->timeline[0] &&
+        strcmp(who->tenant, tenant) == 0 && ps_is_ancestor(d, tenant, timeline, who->timeline))
+        return true;
+    *rc = lb_http_respond_error(req, 403, "the token (role %s) does not cover timeline %s/%s",
+                                lb_auth_role_name(who->role), tenant, timeline);
+    return false;
+}
+
+/* The route table: who may call what (AUTH_DESIGN). Management may do
+ * everything; a compute token reads its own timeline (and ancestors);
+ * the pageserver's own token reads WAL (its redo standbys' restore
+ * script). /metrics and /healthz are the HTTP server's, open. */
 int
 ps_http_routes(ps_daemon *d)
 {
+    enum { MGMT = 0, COMPUTE = LB_AUTH_COMPUTE, PS = LB_AUTH_PAGESERVER };
     static const struct {
         const char *method, *pattern;
         lb_http_handler fn;
+        unsigned roles; /* besides management; checked by the handler (own_scope) */
     } routes[] = {
-        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create},
-        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
-        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup},
-        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal},
-        {"POST", "/v1/gc", h_gc},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline", h_list, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status, COMPUTE},
+        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/basebackup", h_basebackup, COMPUTE},
+        {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
+        {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
-         h_lsn_by_timestamp},
+         h_lsn_by_timestamp, COMPUTE},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = lb_http_server_route(d->http, routes[i].method, routes[i].pattern, routes[i].fn,
-                                      d);
+        lb_http_access access = {.roles = routes[i].roles, .own_scope = routes[i].roles != 0};
+        int rc = lb_http_server_route_access(d->http, routes[i].method, routes[i].pattern,
+                                             routes[i].fn, d, &access);
         if (rc)
             return rc;
     }

@@ -20,11 +20,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "indexer.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "auth.h"
 #include "errors.h"
 #include "event_loop.h"
@@ -46,7 +50,8 @@ struct ps_indexer {
     pthread_t thread;
     pthread_mutex_t lock; /* the index: the thread feeds, queries read */
     ps_walindex *ix;
-    volatile bool stop;
+    lb_objstore *store; /* this thread's own handle (from the daemon's pool) */
+    atomic_bool stop;   /* set by ps_indexer_stop, read by the thread */
     int sk_index;
     lb_lsn feed_lsn; /* where the next byte fed to the index belongs */
     char **uploaded; /* names of sealed files known to be in object storage */
@@ -92,11 +97,11 @@ upload_one(void *arg, const ps_walindex_file *f)
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    int rc = lb_objstore_put_fd(x->d->store, key, fd);
+    int rc = lb_objstore_put_fd(x->store, key, fd);
     close(fd);
     if (rc) {
         lb_counter_inc(x->d->storage_errors);
-        lb_warn("could not upload \"%s\": %s", key, lb_objstore_error(x->d->store));
+        lb_warn("could not upload \"%s\": %s", key, lb_objstore_error(x->store));
         return 0; /* tried again next time */
     }
     lb_counter_add(x->d->storage_bytes, (double)f->size);
@@ -112,22 +117,21 @@ download_index(ps_indexer *x)
     char prefix[128];
     snprintf(prefix, sizeof(prefix), "%s/%s/walindex/", x->tenant, x->timeline);
     lb_objstore_listing list;
-    if (lb_objstore_list(x->d->store, prefix, NULL, &list) != 0) {
-        lb_warn("could not list \"%s\": %s", prefix, lb_objstore_error(x->d->store));
+    if (lb_objstore_list(x->store, prefix, NULL, &list) != 0) {
+        lb_warn("could not list \"%s\": %s", prefix, lb_objstore_error(x->store));
         return;
     }
     for (size_t i = 0; i < list.nobjects; i++) { /* names sort in segment order */
         const char *name = list.objects[i].key + strlen(prefix);
         lb_buf body = LB_BUF_INIT;
-        int rc = lb_objstore_get(x->d->store, list.objects[i].key, &body);
+        int rc = lb_objstore_get(x->store, list.objects[i].key, &body);
         if (rc == 0)
             rc = ps_walindex_install(x->ix, name, body.data, body.len);
         if (rc == 0)
             mark_uploaded(x, name);
         else if (rc != LB_ECONFLICT)
             lb_warn("could not install WAL index file \"%s\": %s", list.objects[i].key,
-                    rc == LB_ECRC || rc == LB_EPARSE ? ps_walindex_errmsg(x->ix)
-                                                     : lb_strerror(rc));
+                    rc == LB_ECRC || rc == LB_EPARSE ? ps_walindex_errmsg(x->ix) : lb_strerror(rc));
         lb_buf_free(&body);
     }
     lb_objstore_list_free(&list);
@@ -141,9 +145,9 @@ housekeeping(ps_indexer *x, const ps_tlmeta *m)
     lb_lsn pos = ps_walindex_resume_lsn(x->ix);
     ps_walindex_sealed_files(x->ix, upload_one, x);
     pthread_mutex_unlock(&x->lock);
-    if (lb_now_ms() - x->last_report_ms >= REPORT_MS) {
+    if (lb_mono_ms() - x->last_report_ms >= REPORT_MS) {
         ps_report_consumer(x->d, m, CONSUMER, pos);
-        x->last_report_ms = lb_now_ms();
+        x->last_report_ms = lb_mono_ms();
     }
 }
 
@@ -168,8 +172,8 @@ connect_sk(ps_indexer *x, const ps_tlmeta *m)
     PGconn *c = PQconnectdbParams(keys, vals, 0);
     explicit_bzero(token, sizeof(token));
     if (PQstatus(c) != CONNECTION_OK) {
-        lb_debug("WAL index of %s/%s: could not connect to %s: %s", x->tenant, x->timeline,
-                 sk->pg, PQerrorMessage(c));
+        lb_debug("WAL index of %s/%s: could not connect to %s: %s", x->tenant, x->timeline, sk->pg,
+                 PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
@@ -199,16 +203,15 @@ stream(ps_indexer *x, const ps_tlmeta *m)
         return;
     }
     PQclear(r);
-    int64_t last_house = lb_now_ms();
+    int64_t last_house = lb_mono_ms();
     while (!x->stop) {
         char *buf = NULL;
         int n = PQgetCopyData(c, &buf, 1);
         if (n == 0) {
-            fd_set rfds;
-            FD_ZERO(&rfds);
-            FD_SET(PQsocket(c), &rfds);
-            struct timeval tv = {0, 200000};
-            select(PQsocket(c) + 1, &rfds, NULL, NULL, &tv);
+            /* poll, not select: a descriptor above FD_SETSIZE is fine. */
+            struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+            if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+                break;
             if (!PQconsumeInput(c))
                 break;
         } else if (n < 0) {
@@ -237,8 +240,8 @@ stream(ps_indexer *x, const ps_tlmeta *m)
                     if (rc == 0) {
                         x->feed_lsn += len;
                     } else {
-                        lb_error("WAL index of %s/%s stopped at %X/%X: %s", x->tenant,
-                                 x->timeline, LB_LSN_ARGS(ps_walindex_resume_lsn(x->ix)),
+                        lb_error("WAL index of %s/%s stopped at %X/%X: %s", x->tenant, x->timeline,
+                                 LB_LSN_ARGS(ps_walindex_resume_lsn(x->ix)),
                                  ps_walindex_errmsg(x->ix));
                         x->feed_lsn = ps_walindex_resume_lsn(x->ix);
                     }
@@ -258,9 +261,9 @@ stream(ps_indexer *x, const ps_tlmeta *m)
             if (rc)
                 break; /* reconnect from the last record indexed */
         }
-        if (lb_now_ms() - last_house >= HOUSEKEEPING_MS) {
+        if (lb_mono_ms() - last_house >= HOUSEKEEPING_MS) {
             housekeeping(x, m);
-            last_house = lb_now_ms();
+            last_house = lb_mono_ms();
         }
     }
     PQfinish(c);
@@ -271,6 +274,12 @@ static void *
 run(void *arg)
 {
     ps_indexer *x = arg;
+    int src = ps_store_acquire(x->d, &x->store);
+    if (src) {
+        lb_error("WAL index of %s/%s stopped: could not open object storage: %s", x->tenant,
+                 x->timeline, lb_strerror(src));
+        return NULL;
+    }
     download_index(x);
     while (!x->stop) {
         ps_tlmeta m;
@@ -287,6 +296,8 @@ run(void *arg)
     pthread_mutex_lock(&x->lock);
     ps_walindex_sync(x->ix);
     pthread_mutex_unlock(&x->lock);
+    ps_store_release(x->d, x->store);
+    x->store = NULL;
     return NULL;
 }
 
@@ -318,6 +329,7 @@ ps_indexer_start(ps_daemon *d, const char *tenant, const char *timeline, ps_inde
         return rc;
     }
     x->feed_lsn = ps_walindex_resume_lsn(x->ix);
+    atomic_init(&x->stop, false);
     if (pthread_create(&x->thread, NULL, run, x) != 0) {
         ps_walindex_close(x->ix);
         free(x);
@@ -332,7 +344,7 @@ ps_indexer_stop(ps_indexer *x)
 {
     if (!x)
         return;
-    x->stop = true;
+    atomic_store(&x->stop, true);
     pthread_join(x->thread, NULL);
     ps_walindex_close(x->ix);
     for (size_t i = 0; i < x->nuploaded; i++)

@@ -31,11 +31,18 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include "daemon.h"
+#include "indexer.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "auth.h"
 #include "errors.h"
 #include "fileio.h"
@@ -51,13 +58,13 @@
 struct ps_ingest {
     ps_daemon *d;
     char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
-    char root[PATH_MAX];   /* <data_dir>/standby/<tenant>-<timeline> */
+    char root[PATH_MAX]; /* <data_dir>/standby/<tenant>-<timeline> */
     char pgdata[PATH_MAX];
     char sockdir[PATH_MAX];
     int port;
     pthread_t thread;
     pthread_mutex_t lock; /* one snapshot at a time; conn use */
-    bool stop;
+    atomic_bool stop;     /* set by ps_ingest_stop*, read by the thread without the lock */
     PGconn *conn;
     int sk_index;
     int64_t not_streaming_since;
@@ -66,6 +73,12 @@ struct ps_ingest {
     ps_indexer *indexer; /* the WAL block index of the timeline's own WAL */
     bool started;        /* the first start was tried */
     bool running;        /* the redo standby is up (else idle: stopped until new WAL) */
+    /* What /status shows, readable without in->lock (which a snapshot
+     * holds for seconds): "starting", "running" or "idle". */
+    _Atomic(const char *) state;
+    int refs;                   /* callers using it outside d->ingest_lock (under it) */
+    pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
+    char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
     lb_lsn last_replay;
     int64_t last_progress_ms;
     int64_t last_wake_check_ms;
@@ -162,6 +175,13 @@ primary_conninfo(ps_ingest *in, const ps_tlmeta *m, char *out, size_t cap)
     explicit_bzero(token, sizeof(token));
 }
 
+static void
+restore_script_path(const ps_ingest *in, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.4000s/standby/%.32s-%.32s.restore.sh", in->d->conf.data_dir, in->tenant,
+             in->timeline);
+}
+
 /* Build the standby's data directory from the newest snapshot. */
 static int
 prepare_standby(ps_ingest *in)
@@ -171,7 +191,7 @@ prepare_standby(ps_ingest *in)
     snprintf(marker, sizeof(marker), "%s/PG_VERSION", in->pgdata);
     if (stat(marker, &st) == 0)
         return 0; /* exists: it goes on from where it was */
-    ps_tlmeta m;
+    ps_tlmeta m = {0};
     int rc = get_meta(in, &m);
     if (rc)
         return rc;
@@ -194,7 +214,7 @@ prepare_standby(ps_ingest *in)
         /* Segments and history files come from this pageserver's WAL
          * endpoint: the timeline's own WAL from its safekeepers, an
          * ancestor's up to the branch point. */
-        snprintf(restore, sizeof(restore), "%s/restore.sh", in->root);
+        restore_script_path(in, restore, sizeof(restore));
         snprintf(conf, sizeof(conf), "%s/postgresql.auto.conf", in->pgdata);
         lb_buf c = LB_BUF_INIT;
         lb_buf_printf(&c,
@@ -216,23 +236,26 @@ prepare_standby(ps_ingest *in)
     }
     ps_tlmeta_free(&m);
     if (rc == 0) {
-        char cmd[5 * PATH_MAX];
-        snprintf(cmd, sizeof(cmd), "chown -R %s: '%s' '%s'", in->d->conf.pg_user, in->root,
-                 in->pgdata);
-        if (geteuid() == 0 && system(cmd) != 0)
-            rc = -EPERM;
+        rc = ps_chown_to_pg(in->d, in->root);
+        if (rc)
+            lb_error("could not give \"%s\" to the PostgreSQL user: %s", in->root, lb_strerror(rc));
         chmod(in->pgdata, 0700);
     }
     return rc;
 }
 
 /* The standby's restore_command: this pageserver's WAL endpoint, at its
- * address of this run (rewritten at every start). */
+ * address of this run (rewritten at every start). It lives next to the
+ * standby's directory, in <data_dir>/standby, which belongs to the
+ * pageserver's user: the PostgreSQL user owns the standby's own directory
+ * and could otherwise plant a link where a root pageserver writes. A
+ * temporary file of a unique name (mkostemp: O_EXCL, never through a
+ * link), fchmod on the descriptor, then rename over the script. */
 static int
 write_restore_script(ps_ingest *in)
 {
-    char restore[2 * PATH_MAX], script[2048];
-    snprintf(restore, sizeof(restore), "%s/restore.sh", in->root);
+    char restore[PATH_MAX], tmp[PATH_MAX + 16], script[2048];
+    restore_script_path(in, restore, sizeof(restore));
     const char *host = in->d->conf.listen_http.host;
     if (!host[0] || strcmp(host, "0.0.0.0") == 0)
         host = "127.0.0.1";
@@ -241,10 +264,21 @@ write_restore_script(ps_ingest *in)
              "curl -sf --max-time 60 -o \"$2.part\" "
              "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
              "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
-             host, lb_http_server_port(in->d->http), in->tenant, in->timeline);
-    int rc = lb_write_file_atomic(restore, script, strlen(script));
-    if (rc == 0 && chmod(restore, 0755) != 0)
+             host, in->d->http_port, in->tenant, in->timeline);
+    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", restore);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fchmod(fd, 0755) == 0 ? 0 : -errno;
+    if (rc == 0)
+        rc = lb_write_all(fd, script, strlen(script));
+    if (rc == 0)
+        rc = lb_fsync(fd);
+    close(fd);
+    if (rc == 0 && rename(tmp, restore) != 0)
         rc = -errno;
+    if (rc)
+        unlink(tmp);
     return rc;
 }
 
@@ -267,17 +301,20 @@ start_standby(ps_ingest *in)
         lb_info("stopped a redo standby left running on \"%s\"", in->pgdata);
     char log[2 * PATH_MAX];
     snprintf(log, sizeof(log), "%s/postgres.log", in->root);
-    /* The port of this run: the data directory may be from an earlier one. */
-    char opts[32];
-    snprintf(opts, sizeof(opts), "-p %d", in->port);
+    /* The port and restore script of this run: the data directory may be
+     * from an earlier one (and command-line settings win over its
+     * postgresql.auto.conf). */
+    char opts[PATH_MAX + 64], restore[PATH_MAX];
+    restore_script_path(in, restore, sizeof(restore));
+    snprintf(opts, sizeof(opts), "-p %d -c \"restore_command=%s %%f %%p\"", in->port, restore);
     /* Not waiting: a standby that needs WAL from a source that is down
      * (this pageserver stopping, say) does not accept connections for a
      * long time; the ingest loop connects when it does. */
     const char *args[] = {"-D", in->pgdata, "-l", log, "-o", opts, "-W", "start", NULL};
     int st = ps_run_pg(in->d, NULL, "pg_ctl", args);
     if (st != 0) {
-        lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant,
-                 in->timeline, log);
+        lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant, in->timeline,
+                 log);
         return LB_EUNSUPPORTED;
     }
     return 0;
@@ -336,7 +373,7 @@ take_snapshot(ps_ingest *in, bool *taken)
         rc = LB_EPROTO;
     if (rc == 0 && r_after > r_before) {
         /* A restartpoint happened while paused: the files are exact at P. */
-        ps_tlmeta m;
+        ps_tlmeta m = {0};
         rc = get_meta(in, &m);
         if (rc == 0 && m.nsnapshots && p <= m.snapshots[m.nsnapshots - 1].lsn)
             rc = -EALREADY;
@@ -349,8 +386,8 @@ take_snapshot(ps_ingest *in, bool *taken)
             prev = 0;
         else if (rc == 0 && m.nsnapshots)
             prev = m.snapshots[m.nsnapshots - 1].lsn;
-        else if (rc == 0 && ps_snapshot_lsn_at(in->d, in->tenant, in->timeline, m.start_lsn,
-                                               &prev) != 0)
+        else if (rc == 0 &&
+                 ps_snapshot_lsn_at(in->d, in->tenant, in->timeline, m.start_lsn, &prev) != 0)
             prev = 0;
         if (rc == 0) {
             ps_snapshot_meta snap = {
@@ -368,6 +405,18 @@ take_snapshot(ps_ingest *in, bool *taken)
             ps_snapshot_stats stats;
             rc = ps_snapshot_take(in->pgdata, &info, m.wal_seg_size, lpath, &stats);
             snap.bytes = stats.bytes;
+            /* Replay resumes below whatever happened: a snapshot that
+             * cannot be taken never stops ingest. Its reason stays for
+             * /status and the next POST .../snapshot. */
+            if (rc == LB_EUNSUPPORTED) {
+                pthread_mutex_lock(&in->error_lock);
+                snprintf(in->snapshot_error, sizeof(in->snapshot_error), "%s", stats.unsupported);
+                pthread_mutex_unlock(&in->error_lock);
+            } else if (rc == 0) {
+                pthread_mutex_lock(&in->error_lock);
+                in->snapshot_error[0] = '\0';
+                pthread_mutex_unlock(&in->error_lock);
+            }
             if (rc == 0)
                 rc = ps_add_snapshot(in->d, in->tenant, in->timeline, &snap, lpath);
             if (rc == 0) {
@@ -379,8 +428,8 @@ take_snapshot(ps_ingest *in, bool *taken)
                         "pages=%llu/%llu bytes=%llu ms=%lld",
                         in->tenant, in->timeline, LB_LSN_ARGS(p), LB_LSN_ARGS(r_after), full,
                         (unsigned long long)stats.main_pages_written,
-                        (unsigned long long)stats.main_pages_seen,
-                        (unsigned long long)stats.bytes, (long long)(now_ms() - t0));
+                        (unsigned long long)stats.main_pages_seen, (unsigned long long)stats.bytes,
+                        (long long)(now_ms() - t0));
             }
         }
         if (rc == -EALREADY)
@@ -397,7 +446,7 @@ take_snapshot(ps_ingest *in, bool *taken)
 static void
 report_position(ps_ingest *in)
 {
-    ps_tlmeta m;
+    ps_tlmeta m = {0};
     if (get_meta(in, &m) != 0)
         return;
     if (m.nsnapshots)
@@ -421,7 +470,7 @@ check_receiver(ps_ingest *in)
     }
     if (now_ms() - in->not_streaming_since < FAILOVER_AFTER_MS)
         return;
-    ps_tlmeta m;
+    ps_tlmeta m = {0};
     if (get_meta(in, &m) != 0 || m.nsafekeepers < 2) {
         ps_tlmeta_free(&m);
         return;
@@ -446,6 +495,7 @@ wake(ps_ingest *in)
     int rc = start_standby(in);
     if (rc == 0) {
         in->running = true;
+        atomic_store(&in->state, "running");
         in->last_progress_ms = now_ms();
         lb_info("redo standby of %s/%s started: new WAL", in->tenant, in->timeline);
     }
@@ -463,15 +513,16 @@ sleep_standby(ps_ingest *in)
     in->conn = NULL;
     stop_standby(in);
     in->running = false;
-    lb_info("redo standby of %s/%s stopped: nothing replayed for %lld ms", in->tenant,
-            in->timeline, (long long)in->d->conf.ingest_idle_timeout_ms);
+    atomic_store(&in->state, "idle");
+    lb_info("redo standby of %s/%s stopped: nothing replayed for %lld ms", in->tenant, in->timeline,
+            (long long)in->d->conf.ingest_idle_timeout_ms);
 }
 
 /* While idle: whether the safekeepers hold WAL past what was replayed. */
 static bool
 new_wal(ps_ingest *in)
 {
-    ps_tlmeta m;
+    ps_tlmeta m = {0};
     if (get_meta(in, &m) != 0)
         return false;
     lb_lsn committed = 0;
@@ -497,6 +548,8 @@ run(void *arg)
     if (rc == 0)
         rc = wake(in);
     in->started = true;
+    if (!in->running)
+        atomic_store(&in->state, "idle");
     pthread_mutex_unlock(&in->lock);
     if (rc) {
         lb_error("ingest of %s/%s not running: %s", in->tenant, in->timeline, lb_strerror(rc));
@@ -520,12 +573,12 @@ run(void *arg)
                 }
                 ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
                 lb_gauge *g;
-                if (lb_gauge_labels(in->d->last_record_lsn, &g, in->tenant, in->timeline,
-                                    NULL) == 0)
+                if (lb_gauge_labels(in->d->last_record_lsn, &g, in->tenant, in->timeline, NULL) ==
+                    0)
                     lb_gauge_set(g, (double)replay);
                 if (lsn_query(in->conn, "select pg_last_wal_receive_lsn()", &received) &&
-                    lb_gauge_labels(in->d->ingest_lag_bytes, &g, in->tenant, in->timeline,
-                                    NULL) == 0)
+                    lb_gauge_labels(in->d->ingest_lag_bytes, &g, in->tenant, in->timeline, NULL) ==
+                        0)
                     lb_gauge_set(g, received > replay ? (double)(received - replay) : 0);
             }
             check_receiver(in);
@@ -569,6 +622,17 @@ int
 ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
 {
     pthread_mutex_lock(&d->ingest_lock);
+    /* Lock order: ingest_lock, then d->lock (never the other way). A
+     * timeline being deleted gets no new ingest: its DELETE marked it
+     * before stopping the old one under ingest_lock. */
+    pthread_mutex_lock(&d->lock);
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    bool gone = !tl || tl->deleting;
+    pthread_mutex_unlock(&d->lock);
+    if (gone) {
+        pthread_mutex_unlock(&d->ingest_lock);
+        return LB_ENOTFOUND;
+    }
     if (find_ingest(d, tenant, timeline) || d->ningests == PS_MAX_TIMELINES) {
         pthread_mutex_unlock(&d->ingest_lock);
         return 0;
@@ -582,7 +646,8 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
     snprintf(in->tenant, sizeof(in->tenant), "%s", tenant);
     snprintf(in->timeline, sizeof(in->timeline), "%s", timeline);
     char base[PATH_MAX];
-    if ((size_t)snprintf(base, sizeof(base), "%s/standby", d->conf.data_dir) >= sizeof(base) - 100) {
+    if ((size_t)snprintf(base, sizeof(base), "%s/standby", d->conf.data_dir) >=
+        sizeof(base) - 100) {
         pthread_mutex_unlock(&d->ingest_lock);
         free(in);
         return -ENAMETOOLONG;
@@ -598,6 +663,9 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
      * data directory could pass the 107-byte limit); any free port. */
     in->port = free_port();
     pthread_mutex_init(&in->lock, NULL);
+    pthread_mutex_init(&in->error_lock, NULL);
+    atomic_init(&in->stop, false);
+    atomic_init(&in->state, "starting");
     in->last_snapshot_ms = now_ms();
     int rc = ps_indexer_start(d, tenant, timeline, &in->indexer);
     if (rc)
@@ -614,19 +682,94 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
     return 0;
 }
 
+/* A reference for use outside d->ingest_lock: the entry is not freed
+ * until it is dropped (ps_ingest_stop waits for that). */
+static ps_ingest *
+ingest_ref(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    if (in)
+        in->refs++;
+    pthread_mutex_unlock(&d->ingest_lock);
+    return in;
+}
+
+static void
+ingest_unref(ps_daemon *d, ps_ingest *in)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    if (--in->refs == 0)
+        pthread_cond_broadcast(&d->ingest_cond);
+    pthread_mutex_unlock(&d->ingest_lock);
+}
+
+/* in is out of the table already. */
+static void
+stop_and_free(ps_daemon *d, ps_ingest *in)
+{
+    atomic_store(&in->stop, true);
+    pthread_mutex_lock(&d->ingest_lock);
+    while (in->refs > 0)
+        pthread_cond_wait(&d->ingest_cond, &d->ingest_lock);
+    pthread_mutex_unlock(&d->ingest_lock);
+    pthread_join(in->thread, NULL);
+    ps_indexer_stop(in->indexer);
+    pthread_mutex_destroy(&in->lock);
+    pthread_mutex_destroy(&in->error_lock);
+    free(in);
+}
+
+void
+ps_ingest_stop(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->ingest_lock);
+    ps_ingest *in = find_ingest(d, tenant, timeline);
+    for (int i = 0; in && i < d->ningests; i++)
+        if (d->ingests[i] == in) {
+            d->ingests[i] = d->ingests[--d->ningests];
+            break;
+        }
+    pthread_mutex_unlock(&d->ingest_lock);
+    /* Out of the table first: nothing finds it while it stops. */
+    if (in) {
+        stop_and_free(d, in);
+        lb_info("ingest stopped tenant=%s timeline=%s", tenant, timeline);
+    }
+}
+
 void
 ps_ingest_stop_all(ps_daemon *d)
 {
     pthread_mutex_lock(&d->ingest_lock);
-    for (int i = 0; i < d->ningests; i++)
-        d->ingests[i]->stop = true;
-    for (int i = 0; i < d->ningests; i++) {
-        pthread_join(d->ingests[i]->thread, NULL);
-        ps_indexer_stop(d->ingests[i]->indexer);
-        free(d->ingests[i]);
+    int n = d->ningests;
+    ps_ingest **all = malloc((n ? (size_t)n : 1) * sizeof(*all));
+    for (int i = 0; i < n; i++) {
+        atomic_store(&d->ingests[i]->stop, true); /* all stop at once */
+        if (all)
+            all[i] = d->ingests[i];
     }
-    d->ningests = 0;
+    if (all)
+        d->ningests = 0;
     pthread_mutex_unlock(&d->ingest_lock);
+    for (int i = 0; all && i < n; i++)
+        stop_and_free(d, all[i]);
+    free(all);
+}
+
+int
+ps_ingest_snapshot_error(ps_daemon *d, const char *tenant, const char *timeline, char *out,
+                         size_t cap)
+{
+    out[0] = '\0';
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
+    if (!in)
+        return LB_ENOTFOUND;
+    pthread_mutex_lock(&in->error_lock);
+    snprintf(out, cap, "%s", in->snapshot_error);
+    pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
+    return 0;
 }
 
 const char *
@@ -635,11 +778,8 @@ ps_ingest_state(ps_daemon *d, const char *tenant, const char *timeline)
     pthread_mutex_lock(&d->ingest_lock);
     ps_ingest *in = find_ingest(d, tenant, timeline);
     const char *state = NULL;
-    if (in) {
-        pthread_mutex_lock(&in->lock);
-        state = !in->started ? "starting" : in->running ? "running" : "idle";
-        pthread_mutex_unlock(&in->lock);
-    }
+    if (in)
+        state = atomic_load(&in->state);
     pthread_mutex_unlock(&d->ingest_lock);
     return state;
 }
@@ -648,8 +788,7 @@ int
 ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, int64_t t_unix_us,
                         lb_lsn *end_lsn, int64_t *ts, uint32_t *xid, char *err, size_t errcap)
 {
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
     int rc;
     if (!in || !in->indexer) {
         snprintf(err, errcap, "timeline %s/%s has no WAL index (it is not ingesting)", tenant,
@@ -658,7 +797,8 @@ ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, 
     } else {
         rc = ps_indexer_commit_before(in->indexer, t_unix_us, end_lsn, ts, xid, err, errcap);
     }
-    pthread_mutex_unlock(&d->ingest_lock);
+    if (in)
+        ingest_unref(d, in);
     return rc;
 }
 
@@ -666,9 +806,7 @@ int
 ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
                        char *err, size_t errcap)
 {
-    pthread_mutex_lock(&d->ingest_lock);
-    ps_ingest *in = find_ingest(d, tenant, timeline);
-    pthread_mutex_unlock(&d->ingest_lock);
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
     *taken = false;
     if (!in) {
         snprintf(err, errcap, "timeline %s/%s is not ingesting (no safekeepers set)", tenant,
@@ -682,7 +820,12 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
     if (rc == 0 && *taken)
         in->last_snapshot_ms = now_ms();
     pthread_mutex_unlock(&in->lock);
-    if (rc)
+    pthread_mutex_lock(&in->error_lock);
+    if (rc == LB_EUNSUPPORTED && in->snapshot_error[0])
+        snprintf(err, errcap, "snapshot failed: %s", in->snapshot_error);
+    else if (rc)
         snprintf(err, errcap, "snapshot failed: %s", lb_strerror(rc));
+    pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
     return rc;
 }

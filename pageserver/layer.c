@@ -469,7 +469,8 @@ ps_layer_open(const char *path, ps_layer **out)
     uint64_t index_off = get64(f), npages = get64(f + 8), manifest_off = get64(f + 16),
              nsizes = get64(f + 24), files_off = get64(f + 32), nfiles = get64(f + 40);
     uint64_t meta_end = l->size - FOOTER_SIZE;
-    if (index_off < HEADER_SIZE || index_off > meta_end || npages > (meta_end - index_off) / INDEX_ENTRY ||
+    if (index_off < HEADER_SIZE || index_off > meta_end ||
+        npages > (meta_end - index_off) / INDEX_ENTRY ||
         manifest_off != index_off + npages * INDEX_ENTRY ||
         nsizes > (meta_end - manifest_off) / MANIFEST_ENTRY ||
         files_off != manifest_off + nsizes * MANIFEST_ENTRY || files_off > meta_end ||

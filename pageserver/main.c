@@ -3,8 +3,10 @@
  *
  *   pageserver [-c FILE] [--data_dir DIR] [--listen_http H:P] [--remote_storage URL] ...
  *
- * It keeps timelines' snapshots as layers in object storage (a directory
- * by default) and serves basebackups; see daemon.h for the threading rule.
+ * It keeps timelines' snapshots as layers in object storage (remote_storage,
+ * required) and serves basebackups; see daemon.h for the threading rule.
+ * The main thread runs an event loop for signals only: SIGTERM and SIGINT
+ * stop the pageserver, SIGHUP re-reads the public keys.
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,7 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "daemon.h"
+#include "event_loop.h"
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
@@ -24,8 +28,12 @@ static const lb_config_setting settings[] = {
                "local cache of layers and timeline indexes"),
     LB_SETTING("listen_http", LB_CONFIG_ADDR, ps_config, listen_http, "127.0.0.1:9898",
                "HTTP API: timelines, basebackups, /metrics"),
-    LB_SETTING("remote_storage", LB_CONFIG_STRING, ps_config, remote_storage, "",
-               "object store (file:// or s3://); empty: file://<data_dir>/remote"),
+    LB_SETTING_REQUIRED("remote_storage", LB_CONFIG_STRING, ps_config, remote_storage,
+                        "object store (file:// or s3://), the durable home of every timeline; "
+                        "the pageserver's disk is only a cache"),
+    LB_SETTING("auth_public_keys", LB_CONFIG_STRING, ps_config, auth_public_keys, "",
+               "Ed25519 public key (PEM file, or a directory of *.pem) that every request's "
+               "token must verify with; re-read on SIGHUP. Empty: no credentials checked"),
     LB_SETTING("pg_bin_dir", LB_CONFIG_STRING, ps_config, pg_bin_dir, "",
                "PostgreSQL 15 binaries; empty: pg_config --bindir"),
     LB_SETTING("pg_user", LB_CONFIG_STRING, ps_config, pg_user, "postgres",
@@ -51,16 +59,38 @@ static const lb_config_setting settings[] = {
                      "stop a timeline's redo standby after replaying nothing this long (0: "
                      "never); it starts again when the safekeepers have new WAL",
                      0, 86400000),
+    LB_SETTING_RANGE("deleted_retention", LB_CONFIG_DURATION, ps_config, deleted_retention_ms, "1d",
+                     "a deleted timeline's layers and indexes stay in object storage this "
+                     "long (until then, removing deleted/<tenant>/<timeline> brings it back); its "
+                     "offloaded WAL (wal/, the safekeepers') is never purged by the pageserver",
+                     0, INT64_C(3153600000000)),
     LB_CONFIG_END,
 };
 
-static volatile sig_atomic_t stop;
+/* Signals arrive as loop events (signalfd): none is lost between a check
+ * and a wait, and handlers run as ordinary code. */
+static void
+on_stop(lb_loop *loop, int signo, void *arg)
+{
+    (void)arg;
+    lb_info("pageserver stopping signal=%d", signo);
+    lb_loop_stop(loop);
+}
 
 static void
-on_signal(int signo)
+on_reload(lb_loop *loop, int signo, void *arg)
 {
+    (void)loop;
     (void)signo;
-    stop = 1; /* handlers only set flags */
+    ps_daemon *d = arg;
+    if (d->keys) {
+        int rc = lb_auth_keys_reload(d->keys);
+        if (rc)
+            lb_error("could not reload auth_public_keys \"%s\": %s (the old keys stay)",
+                     d->conf.auth_public_keys, lb_strerror(rc));
+        else
+            lb_info("auth_public_keys reloaded keys=%zu", lb_auth_keys_count(d->keys));
+    }
 }
 
 int
@@ -78,8 +108,7 @@ main(int argc, char **argv)
         return 0;
     }
     if (rc || res.npositional) {
-        fprintf(stderr, "pageserver: %s\n",
-                rc ? res.error : "unexpected argument");
+        fprintf(stderr, "pageserver: %s\n", rc ? res.error : "unexpected argument");
         lb_config_result_free(&res);
         return 2;
     }
@@ -92,14 +121,21 @@ main(int argc, char **argv)
     }
     lb_log_init("pageserver", level);
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* The signals are the loop's before any other thread starts, so that
+     * every thread inherits them blocked. */
+    lb_loop *loop = NULL;
+    rc = lb_loop_new(&loop);
+    if (rc == 0 && ((rc = lb_loop_watch_signal(loop, SIGTERM, on_stop, &d)) != 0 ||
+                    (rc = lb_loop_watch_signal(loop, SIGINT, on_stop, &d)) != 0 ||
+                    (rc = lb_loop_watch_signal(loop, SIGHUP, on_reload, &d)) != 0))
+        lb_error("could not set up signals: %s", lb_strerror(rc));
     d.snapshot_interval_ms = d.conf.snapshot_interval_ms;
-    rc = ps_daemon_init(&d);
-    while (rc == 0 && !stop)
-        pause();
+    if (rc == 0)
+        rc = ps_daemon_init(&d);
+    if (rc == 0)
+        rc = lb_loop_run(loop);
     ps_daemon_shutdown(&d);
+    lb_loop_free(loop);
     lb_config_free(settings, &d.conf);
     if (rc) {
         lb_error("pageserver stopped: %s", lb_strerror(rc));

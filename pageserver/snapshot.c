@@ -30,13 +30,14 @@
 /* Directories whose contents a base backup leaves out (the directory
  * itself is kept), as pg_basebackup does. */
 static const char *const skip_contents[] = {
-    "pg_wal", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial",
+    "pg_wal",       "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial",
     "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL,
 };
 /* Files left out wherever they are. */
 static const char *const skip_files[] = {
-    "postmaster.pid", "postmaster.opts", "pg_internal.init", "standby.signal",
-    "recovery.signal", "backup_label", "backup_manifest", "current_logfiles", NULL,
+    "postmaster.pid",  "postmaster.opts",  "pg_internal.init",
+    "standby.signal",  "recovery.signal",  "backup_label",
+    "backup_manifest", "current_logfiles", NULL,
 };
 
 static bool
@@ -319,9 +320,17 @@ walk(take_ctx *c, const char *rel_dir)
             break;
         }
         if (S_ISLNK(st.st_mode)) {
-            lb_error("\"%s\" is a symbolic link: tablespaces and linked directories are not "
-                     "supported",
-                     rel);
+            /* A tablespace outside the data directory: its files are not
+             * the standby's to copy (the compute refuses CREATE
+             * TABLESPACE; in-place ones are directories and are taken). */
+            char target[256] = "";
+            ssize_t tn = readlink(path, target, sizeof(target) - 1);
+            target[tn > 0 ? tn : 0] = '\0';
+            snprintf(c->stats->unsupported, sizeof(c->stats->unsupported),
+                     "\"%.60s\" is a link to \"%.200s\": a tablespace outside the data "
+                     "directory cannot be snapshotted",
+                     rel, target);
+            lb_error("%s", c->stats->unsupported);
             rc = LB_EUNSUPPORTED;
         } else if (S_ISDIR(st.st_mode)) {
             char name[PATH_MAX + 2];

@@ -35,6 +35,9 @@ typedef struct ps_snapshot_stats {
     uint64_t other_pages;        /* FSM / VM / init fork pages */
     uint64_t files;              /* non-relation files */
     uint64_t bytes;              /* size of the layer file */
+    /* Why the data directory cannot be snapshotted, on LB_EUNSUPPORTED
+     * (a tablespace's link, say). */
+    char unsupported[400];
 } ps_snapshot_stats;
 
 /* Write layer_path from datadir. info->prev_lsn selects the pages; the

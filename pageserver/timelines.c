@@ -23,19 +23,27 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "ingest.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
 #include "layer.h"
 #include "log.h"
+#include "pgproc.h"
 #include "snapshot.h"
 #include "wal.h"
 
 #define MAX_CHAIN 64
 
+static int catalog_add(ps_daemon *d, const char *tenant, const char *timeline);
+static int refuse_if_deleted(ps_daemon *d, const char *tenant, const char *timeline, char *err,
+                             size_t errcap);
+
 void
-ps_timeline_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out,
-                size_t cap)
+ps_timeline_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/tenants/%.32s/%.32s", d->conf.data_dir, tenant, timeline);
 }
@@ -49,14 +57,21 @@ now_ms(void)
 }
 
 /* Registry lookups: caller holds d->lock. */
+ps_timeline *
+ps__find_locked(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    for (int i = 0; i < d->ntimelines; i++)
+        if (strcmp(d->timelines[i]->meta.tenant_id, tenant) == 0 &&
+            strcmp(d->timelines[i]->meta.timeline_id, timeline) == 0)
+            return d->timelines[i];
+    return NULL;
+}
+
 static ps_tlmeta *
 find_locked(ps_daemon *d, const char *tenant, const char *timeline)
 {
-    for (int i = 0; i < d->ntimelines; i++)
-        if (strcmp(d->timelines[i]->tenant_id, tenant) == 0 &&
-            strcmp(d->timelines[i]->timeline_id, timeline) == 0)
-            return d->timelines[i];
-    return NULL;
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    return tl ? &tl->meta : NULL;
 }
 
 static int
@@ -73,24 +88,104 @@ copy_meta(const ps_tlmeta *src, ps_tlmeta *dst)
     return 0;
 }
 
-/* Insert (taking ownership of m's snapshots) unless it exists. */
+/* Insert a copy of m (m stays the caller's) unless the id exists. */
 static int
 register_locked(ps_daemon *d, const ps_tlmeta *m)
 {
-    if (find_locked(d, m->tenant_id, m->timeline_id))
+    if (ps__find_locked(d, m->tenant_id, m->timeline_id))
         return LB_EEXIST;
     if (d->ntimelines == PS_MAX_TIMELINES)
         return -ENOSPC;
-    ps_tlmeta *copy = malloc(sizeof(*copy));
-    if (!copy || copy_meta(m, copy) != 0) {
-        free(copy);
+    ps_timeline *tl = calloc(1, sizeof(*tl));
+    if (!tl || copy_meta(m, &tl->meta) != 0) {
+        free(tl);
         return -ENOMEM;
     }
-    d->timelines[d->ntimelines++] = copy;
+    pthread_mutex_init(&tl->save_lock, NULL);
+    tl->generation = 1;
+    d->timelines[d->ntimelines++] = tl;
     return 0;
 }
 
+static void
+free_timeline(ps_timeline *tl)
+{
+    ps_tlmeta_free(&tl->meta);
+    pthread_mutex_destroy(&tl->save_lock);
+    free(tl);
+}
+
+/* A reference to a registered timeline, for use outside d->lock. */
+static ps_timeline *
+tl_ref(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&d->lock);
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    if (tl)
+        tl->refs++;
+    pthread_mutex_unlock(&d->lock);
+    return tl;
+}
+
+static void
+tl_unref(ps_daemon *d, ps_timeline *tl)
+{
+    pthread_mutex_lock(&d->lock);
+    bool registered = false;
+    for (int i = 0; i < d->ntimelines && !registered; i++)
+        registered = d->timelines[i] == tl;
+    bool last = --tl->refs == 0 && !registered;
+    pthread_mutex_unlock(&d->lock);
+    if (last)
+        free_timeline(tl);
+}
+
+/* P of the snapshot a basebackup at lsn starts from, walking ancestors;
+ * LB_ENOTFOUND if none. The caller holds d->lock. */
+static int
+snapshot_at_locked(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
+                   lb_lsn *snap_lsn)
+{
+    char cur[PS_ID_LEN + 1];
+    snprintf(cur, sizeof(cur), "%s", timeline);
+    for (int depth = 0; depth < MAX_CHAIN && cur[0]; depth++) {
+        ps_tlmeta *m = find_locked(d, tenant, cur);
+        if (!m)
+            break;
+        const ps_snapshot_meta *s = ps_tlmeta_snapshot_at(m, lsn);
+        if (s) {
+            *snap_lsn = s->lsn;
+            return 0;
+        }
+        if (m->ancestor_id[0] && m->ancestor_lsn < lsn)
+            lsn = m->ancestor_lsn;
+        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
+    }
+    return LB_ENOTFOUND;
+}
+
 /* ---- storage ------------------------------------------------------------------- */
+
+static int
+upload_fd(ps_daemon *d, const char *key, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    lb_objstore *store = NULL;
+    int rc = ps_store_acquire(d, &store);
+    if (rc == 0)
+        rc = lb_objstore_put_fd(store, key, fd);
+    if (rc) {
+        lb_counter_inc(d->storage_errors);
+        lb_error("could not upload \"%s\": %s", key,
+                 store ? lb_objstore_error(store) : lb_strerror(rc));
+    } else {
+        lb_counter_add(d->storage_bytes, (double)st.st_size);
+    }
+    ps_store_release(d, store);
+    return rc;
+}
 
 static int
 upload_file(ps_daemon *d, const char *key, const char *path)
@@ -98,33 +193,69 @@ upload_file(ps_daemon *d, const char *key, const char *path)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    struct stat st;
-    fstat(fd, &st);
-    int rc = lb_objstore_put_fd(d->store, key, fd);
+    int rc = upload_fd(d, key, fd);
     close(fd);
-    if (rc) {
-        lb_counter_inc(d->storage_errors);
-        lb_error("could not upload \"%s\": %s", key, lb_objstore_error(d->store));
-    } else {
-        lb_counter_add(d->storage_bytes, (double)st.st_size);
-    }
     return rc;
 }
 
+/* The index of m: serialized once; those bytes go to object storage, then
+ * to the local copy (a unique temporary file renamed over index.json), so
+ * what is uploaded is what was written. Callers order their saves
+ * (save_timeline), or own m alone (a timeline not registered yet). */
 static int
-save_meta(ps_daemon *d, const ps_tlmeta *m)
+write_index(ps_daemon *d, const ps_tlmeta *m)
 {
     char dir[PATH_MAX], path[PATH_MAX + 16], key[256];
     ps_timeline_dir(d, m->tenant_id, m->timeline_id, dir, sizeof(dir));
     int rc = lb_mkdir_p(dir, 0700);
     if (rc)
         return rc;
-    snprintf(path, sizeof(path), "%s/index.json", dir);
-    rc = ps_tlmeta_save(path, m);
-    if (rc)
-        return rc;
+    json_t *j = ps_tlmeta_to_json(m);
+    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(j);
+    if (!text)
+        return -ENOMEM;
+    size_t len = strlen(text);
     snprintf(key, sizeof(key), "%s/%s/index/index.json", m->tenant_id, m->timeline_id);
-    return upload_file(d, key, path);
+    lb_objstore *store = NULL;
+    rc = ps_store_acquire(d, &store);
+    if (rc == 0 && (rc = lb_objstore_put(store, key, text, len)) != 0) {
+        lb_counter_inc(d->storage_errors);
+        lb_error("could not upload \"%s\": %s", key, lb_objstore_error(store));
+    } else if (rc == 0) {
+        lb_counter_add(d->storage_bytes, (double)len);
+    }
+    ps_store_release(d, store);
+    snprintf(path, sizeof(path), "%s/index.json", dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, text, len);
+    free(text);
+    return rc;
+}
+
+/* Save the registry's current state of a timeline, ordered with every
+ * other save of it (see ps_timeline). LB_ENOTFOUND once it is gone. */
+static int
+save_timeline(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    ps_timeline *tl = tl_ref(d, tenant, timeline);
+    if (!tl)
+        return LB_ENOTFOUND;
+    pthread_mutex_lock(&tl->save_lock);
+    ps_tlmeta copy;
+    pthread_mutex_lock(&d->lock);
+    uint64_t gen = tl->generation;
+    int rc = copy_meta(&tl->meta, &copy);
+    pthread_mutex_unlock(&d->lock);
+    if (rc == 0 && gen > tl->saved_generation) {
+        rc = write_index(d, &copy);
+        if (rc == 0)
+            tl->saved_generation = gen;
+    }
+    ps_tlmeta_free(&copy);
+    pthread_mutex_unlock(&tl->save_lock);
+    tl_unref(d, tl);
+    return rc;
 }
 
 typedef struct dl {
@@ -137,10 +268,12 @@ dl_write(void *arg, const char *bytes, size_t n)
     return lb_write_all(((dl *)arg)->fd, bytes, n);
 }
 
-/* Open a layer, downloading it into the local cache if needed. */
+/* Open a layer, downloading it into the local cache if needed. Each
+ * download has a temporary file of its own: two readers of a missing
+ * layer both download it, and the second rename replaces the first's
+ * identical file. */
 static int
-open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *name,
-           ps_layer **out)
+open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *name, ps_layer **out)
 {
     char dir[PATH_MAX], path[PATH_MAX + 128];
     ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
@@ -150,11 +283,14 @@ open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *n
         snprintf(ldir, sizeof(ldir), "%s/layers", dir);
         lb_mkdir_p(ldir, 0700);
         snprintf(key, sizeof(key), "%.32s/%.32s/layers/%.63s", tenant, timeline, name);
-        snprintf(tmp, sizeof(tmp), "%s.download", path);
-        dl ctx = {open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+        snprintf(tmp, sizeof(tmp), "%s.download.XXXXXX", path);
+        dl ctx = {mkostemp(tmp, O_CLOEXEC)};
         if (ctx.fd < 0)
             return -errno;
-        int rc = lb_objstore_get_stream(d->store, key, dl_write, &ctx);
+        lb_objstore *store = NULL;
+        int rc = ps_store_acquire(d, &store);
+        if (rc == 0)
+            rc = lb_objstore_get_stream(store, key, dl_write, &ctx);
         if (rc == 0)
             rc = lb_fsync(ctx.fd);
         struct stat st;
@@ -166,86 +302,32 @@ open_layer(ps_daemon *d, const char *tenant, const char *timeline, const char *n
         if (rc) {
             unlink(tmp);
             lb_counter_inc(d->storage_errors);
-            lb_error("could not download layer \"%s\": %s", key, lb_strerror(rc));
-            return rc;
+            lb_error("could not download layer \"%s\": %s", key,
+                     store && rc != -ENOMEM ? lb_objstore_error(store) : lb_strerror(rc));
         }
+        ps_store_release(d, store);
+        if (rc)
+            return rc;
     }
     return ps_layer_open(path, out);
 }
 
 /* ---- running PostgreSQL tools --------------------------------------------------- */
 
-/* Run a PostgreSQL binary (as conf.pg_user when we are root), output into
- * out (may be NULL). Returns the exit status, or -errno. */
+/* PostgreSQL programs run through common/pgproc.c, as conf.pg_user when
+ * the pageserver is root. */
 int
 ps_run_pg(ps_daemon *d, lb_buf *out, const char *tool, const char *const args[])
 {
-    char bin[PATH_MAX];
-    snprintf(bin, sizeof(bin), "%s/%s", d->conf.pg_bin_dir, tool);
-    const char *argv[32];
-    int n = 0;
-    if (geteuid() == 0) {
-        argv[n++] = "runuser";
-        argv[n++] = "-u";
-        argv[n++] = d->conf.pg_user;
-        argv[n++] = "--";
-    }
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    int pipefd[2];
-    if (pipe(pipefd) != 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        dup2(pipefd[1], 2);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(pipefd[0], buf, sizeof(buf))) > 0)
-        if (out)
-            lb_buf_append(out, buf, (size_t)r);
-    close(pipefd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    lb_pg_env env = {.bin_dir = d->conf.pg_bin_dir, .user = d->conf.pg_user};
+    return lb_pg_run(&env, tool, args, out);
 }
 
 int
 ps_chown_to_pg(ps_daemon *d, const char *path)
 {
-    if (geteuid() != 0)
-        return 0;
-    struct passwd *pw = getpwnam(d->conf.pg_user);
-    if (!pw)
-        return LB_EBADCONFIG;
-    return chown(path, pw->pw_uid, pw->pw_gid) == 0 ? 0 : -errno;
-}
-
-static const char *
-control_field(const char *text, const char *field, char *out, size_t cap)
-{
-    const char *p = strstr(text, field);
-    if (!p || !(p = strchr(p, ':')))
-        return NULL;
-    p++;
-    while (*p == ' ')
-        p++;
-    size_t n = strcspn(p, "\n");
-    if (n >= cap)
-        return NULL;
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return out;
+    lb_pg_env env = {.bin_dir = d->conf.pg_bin_dir, .user = d->conf.pg_user};
+    return lb_pg_chown_tree(&env, path);
 }
 
 /* ---- create ---------------------------------------------------------------------- */
@@ -261,6 +343,9 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
         snprintf(err, errcap, "timeline %s/%s already exists", tenant, timeline);
         return LB_EEXIST;
     }
+    int drc = refuse_if_deleted(d, tenant, timeline, err, errcap);
+    if (drc)
+        return drc;
     char dir[PATH_MAX], boot[PATH_MAX + 96], pgdata[PATH_MAX + 128], ldir[PATH_MAX + 16];
     char boot_root[PATH_MAX + 16];
     ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
@@ -284,7 +369,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
         return rc;
     }
     lb_buf text = LB_BUF_INIT;
-    const char *initdb[] = {"-k", "-A", "trust", "-U", "postgres", "--no-instructions",
+    const char *initdb[] = {"-k", "-A",   "trust", "-U", "postgres", "--no-instructions",
                             "-D", pgdata, NULL};
     int st = ps_run_pg(d, &text, "initdb", initdb);
     if (st != 0) {
@@ -303,11 +388,15 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     ps_tlmeta m = {0};
     lb_lsn ckpt = 0;
     ps_snapshot_meta snap = {0};
-    if (st != 0 || !control_field(text.data, "Database system identifier", v_sysid, sizeof(v_sysid)) ||
-        !control_field(text.data, "Latest checkpoint location", v_ckpt, sizeof(v_ckpt)) ||
-        !control_field(text.data, "Latest checkpoint's REDO location", v_redo, sizeof(v_redo)) ||
-        !control_field(text.data, "Bytes per WAL segment", v_seg, sizeof(v_seg)) ||
-        !control_field(text.data, "Latest checkpoint's TimeLineID", v_tli, sizeof(v_tli)) ||
+    if (st != 0 ||
+        lb_pg_controldata_field(text.data, "Database system identifier", v_sysid,
+                                sizeof(v_sysid)) ||
+        lb_pg_controldata_field(text.data, "Latest checkpoint location", v_ckpt, sizeof(v_ckpt)) ||
+        lb_pg_controldata_field(text.data, "Latest checkpoint's REDO location", v_redo,
+                                sizeof(v_redo)) ||
+        lb_pg_controldata_field(text.data, "Bytes per WAL segment", v_seg, sizeof(v_seg)) ||
+        lb_pg_controldata_field(text.data, "Latest checkpoint's TimeLineID", v_tli,
+                                sizeof(v_tli)) ||
         lb_lsn_parse(v_ckpt, &ckpt) || lb_lsn_parse(v_redo, &snap.redo_lsn)) {
         snprintf(err, errcap, "could not read the new cluster's control data");
         lb_buf_free(&text);
@@ -333,8 +422,8 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
 
     char lpath[PATH_MAX + 100], key[256];
     snprintf(lpath, sizeof(lpath), "%s/%s", ldir, snap.layer);
-    ps_layer_info info = {.lsn = snap.lsn, .redo_lsn = snap.redo_lsn,
-                          .created_unix_ms = (uint64_t)snap.created_ms};
+    ps_layer_info info = {
+        .lsn = snap.lsn, .redo_lsn = snap.redo_lsn, .created_unix_ms = (uint64_t)snap.created_ms};
     ps_snapshot_stats stats;
     rc = ps_snapshot_take(pgdata, &info, m.wal_seg_size, lpath, &stats);
     snap.bytes = stats.bytes;
@@ -344,7 +433,9 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     if (rc == 0)
         rc = ps_tlmeta_add_snapshot(&m, &snap);
     if (rc == 0)
-        rc = save_meta(d, &m);
+        rc = write_index(d, &m); /* not registered yet: nobody else saves it */
+    if (rc == 0)
+        rc = catalog_add(d, tenant, timeline); /* last: a listed timeline has its index */
     lb_rm_rf(boot);
     if (rc == 0) {
         pthread_mutex_lock(&d->lock);
@@ -380,7 +471,10 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
      * and its commit LSN; a branch point that is committed but not yet
      * ingested is waited for, a little. */
     ps_tlmeta a;
-    int rc = ps_get_timeline(d, tenant, ancestor, &a);
+    int rc = refuse_if_deleted(d, tenant, timeline, err, errcap);
+    if (rc)
+        return rc;
+    rc = ps_get_timeline(d, tenant, ancestor, &a);
     if (rc)
         return branch_gone(err, errcap, tenant, ancestor);
     uint32_t tli = 0;
@@ -389,9 +483,8 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
         rc = ps_tli_at(d, &a, lsn, &tli, &commit, err, errcap);
         if (rc == 0 && lsn > commit)
             tli = 0; /* refused below */
-        for (int64_t waited = 0; rc == 0 && tli && lsn > a.last_record_lsn &&
-                                 waited < BRANCH_WAIT_MS;
-             waited += 50) {
+        for (int64_t waited = 0;
+             rc == 0 && tli && lsn > a.last_record_lsn && waited < BRANCH_WAIT_MS; waited += 50) {
             ps_tlmeta_free(&a);
             usleep(50000);
             if (ps_get_timeline(d, tenant, ancestor, &a) != 0)
@@ -404,8 +497,14 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
 
     ps_tlmeta m = {0};
     rc = 0;
+    /* One critical section with gc (which plans and applies under the same
+     * lock): a branch registered here is a branch point for every later gc
+     * pass, and one at an LSN whose snapshots gc already dropped is
+     * refused. */
     pthread_mutex_lock(&d->lock);
-    ps_tlmeta *anc = find_locked(d, tenant, ancestor);
+    ps_timeline *anc_tl = ps__find_locked(d, tenant, ancestor);
+    ps_tlmeta *anc = anc_tl && !anc_tl->deleting ? &anc_tl->meta : NULL;
+    lb_lsn base;
     if (find_locked(d, tenant, timeline)) {
         snprintf(err, errcap, "timeline %s/%s already exists", tenant, timeline);
         rc = LB_EEXIST;
@@ -417,6 +516,13 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
         snprintf(err, errcap, "branch LSN %s is outside the ancestor's WAL %s-%s",
                  lb_lsn_format(lsn, l), lb_lsn_format(anc->start_lsn, s0),
                  lb_lsn_format(anc->last_record_lsn, e));
+        rc = LB_ECONFLICT;
+    } else if (snapshot_at_locked(d, tenant, ancestor, lsn, &base) != 0) {
+        char l[LB_LSN_STRLEN];
+        snprintf(err, errcap,
+                 "branch LSN %s is older than every snapshot of the ancestor that gc kept "
+                 "(gc_retention)",
+                 lb_lsn_format(lsn, l));
         rc = LB_ECONFLICT;
     } else {
         snprintf(m.tenant_id, sizeof(m.tenant_id), "%s", tenant);
@@ -431,7 +537,9 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
     pthread_mutex_unlock(&d->lock);
     if (rc)
         return rc;
-    rc = save_meta(d, &m);
+    rc = save_timeline(d, tenant, timeline);
+    if (rc == 0)
+        rc = catalog_add(d, tenant, timeline);
     if (rc) {
         snprintf(err, errcap, "could not store the branch: %s", lb_strerror(rc));
         return rc;
@@ -440,6 +548,24 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
             ancestor, LB_LSN_ARGS(lsn));
     *out = m;
     return 0;
+}
+
+bool
+ps_is_ancestor(ps_daemon *d, const char *tenant, const char *ancestor, const char *timeline)
+{
+    char cur[PS_ID_LEN + 1];
+    snprintf(cur, sizeof(cur), "%s", timeline);
+    bool found = false;
+    pthread_mutex_lock(&d->lock);
+    for (int depth = 0; depth < MAX_CHAIN && cur[0] && !found; depth++) {
+        ps_tlmeta *m = find_locked(d, tenant, cur);
+        if (!m)
+            break;
+        found = strcmp(m->ancestor_id, ancestor) == 0;
+        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return found;
 }
 
 int
@@ -452,52 +578,246 @@ ps_get_timeline(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmet
     return rc;
 }
 
-int
-ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char *err,
-                   size_t errcap)
+/* Object storage layout besides <tenant>/<timeline>/: one empty object
+ * per timeline, catalog/<tenant>/<timeline>, so that start-up finds every
+ * timeline with one listing of a prefix, without delimiters (and without
+ * walking the layers); deleted/<tenant>/<timeline> marks a soft-deleted
+ * one, with its deletion time. */
+#define CATALOG_PREFIX "catalog/"
+#define DELETED_PREFIX "deleted/"
+
+/* "<tenant>/<timeline>" (the rest of a catalog or marker key) into ids. */
+static bool
+catalog_ids(const char *rest, char *tenant, char *timeline)
 {
+    if (strlen(rest) != 2 * PS_ID_LEN + 1 || rest[PS_ID_LEN] != '/')
+        return false;
+    memcpy(tenant, rest, PS_ID_LEN);
+    tenant[PS_ID_LEN] = '\0';
+    memcpy(timeline, rest + PS_ID_LEN + 1, PS_ID_LEN);
+    timeline[PS_ID_LEN] = '\0';
+    return lb_json_is_id(tenant) && lb_json_is_id(timeline);
+}
+
+static int
+catalog_add(ps_daemon *d, const char *tenant, const char *timeline)
+{
+    char key[128];
+    snprintf(key, sizeof(key), CATALOG_PREFIX "%.32s/%.32s", tenant, timeline);
+    lb_objstore *store = NULL;
+    int rc = ps_store_acquire(d, &store);
+    if (rc == 0 && (rc = lb_objstore_put(store, key, "", 0)) != 0) {
+        lb_counter_inc(d->storage_errors);
+        lb_error("could not upload \"%s\": %s", key, lb_objstore_error(store));
+    }
+    ps_store_release(d, store);
+    return rc;
+}
+
+/* The marker of a soft-deleted timeline. Its objects stay until
+ * ps_purge_deleted: a DELETE sent by mistake loses nothing for
+ * deleted_retention (remove the marker to bring the timeline back). */
+
+int
+ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char *err, size_t errcap)
+{
+    /* Checked and marked in one critical section with branch creation:
+     * no branch of it can appear until it is gone. */
     pthread_mutex_lock(&d->lock);
-    int idx = -1;
-    for (int i = 0; i < d->ntimelines; i++) {
-        ps_tlmeta *m = d->timelines[i];
-        if (strcmp(m->tenant_id, tenant) != 0)
-            continue;
-        if (strcmp(m->timeline_id, timeline) == 0)
-            idx = i;
-        else if (strcmp(m->ancestor_id, timeline) == 0) {
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    int rc = 0;
+    if (!tl || tl->deleting) {
+        snprintf(err, errcap, "timeline %s/%s not found", tenant, timeline);
+        rc = LB_ENOTFOUND;
+    }
+    for (int i = 0; rc == 0 && i < d->ntimelines; i++) {
+        ps_tlmeta *m = &d->timelines[i]->meta;
+        if (strcmp(m->tenant_id, tenant) == 0 && strcmp(m->ancestor_id, timeline) == 0) {
             snprintf(err, errcap, "timeline %s has branch %s: delete the branch first", timeline,
                      m->timeline_id);
-            pthread_mutex_unlock(&d->lock);
-            return LB_ECONFLICT;
+            rc = LB_ECONFLICT;
         }
     }
-    if (idx < 0) {
-        pthread_mutex_unlock(&d->lock);
-        snprintf(err, errcap, "timeline %s/%s not found", tenant, timeline);
-        return LB_ENOTFOUND;
+    if (rc == 0) {
+        tl->deleting = true;
+        tl->refs++;
     }
-    ps_tlmeta *m = d->timelines[idx];
-    d->timelines[idx] = d->timelines[--d->ntimelines];
     pthread_mutex_unlock(&d->lock);
-    /* Remote first (index before layers), then the local cache. */
-    char prefix[128];
-    snprintf(prefix, sizeof(prefix), "%s/%s/", tenant, timeline);
-    char key[256];
-    snprintf(key, sizeof(key), "%sindex/index.json", prefix);
-    int rc = lb_objstore_delete(d->store, key);
-    lb_objstore_listing list;
-    if (rc == 0 && (rc = lb_objstore_list(d->store, prefix, NULL, &list)) == 0) {
-        for (size_t i = 0; i < list.nobjects && rc == 0; i++)
-            rc = lb_objstore_delete(d->store, list.objects[i].key);
-        lb_objstore_list_free(&list);
+    if (rc)
+        return rc;
+
+    /* Nothing may still write the timeline: its ingest (snapshots,
+     * consumer reports), WAL index and redo standby stop first. */
+    ps_ingest_stop(d, tenant, timeline);
+
+    char key[256], body[96];
+    snprintf(key, sizeof(key), DELETED_PREFIX "%s/%s", tenant, timeline);
+    snprintf(body, sizeof(body), "{\"deleted_ms\": %lld}\n", (long long)now_ms());
+    lb_objstore *store = NULL;
+    rc = ps_store_acquire(d, &store);
+    if (rc == 0 && (rc = lb_objstore_put(store, key, body, strlen(body))) != 0) {
+        lb_counter_inc(d->storage_errors);
+        snprintf(err, errcap, "could not mark the timeline deleted in object storage: %s",
+                 lb_objstore_error(store));
+    } else if (rc) {
+        snprintf(err, errcap, "could not open object storage: %s", lb_strerror(rc));
     }
-    char dir[PATH_MAX];
+    ps_store_release(d, store);
+
+    pthread_mutex_lock(&d->lock);
+    if (rc) {
+        tl->deleting = false; /* still whole: it goes on, without its ingest */
+    } else {
+        for (int i = 0; i < d->ntimelines; i++)
+            if (d->timelines[i] == tl) {
+                d->timelines[i] = d->timelines[--d->ntimelines];
+                break;
+            }
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (rc) {
+        tl_unref(d, tl);
+        if (tl->meta.nsafekeepers)
+            ps_ingest_start(d, tenant, timeline);
+        return rc;
+    }
+    /* Every save in flight has finished (it holds save_lock) before the
+     * local directory goes. */
+    pthread_mutex_lock(&tl->save_lock);
+    char dir[PATH_MAX], standby[PATH_MAX];
     ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
     lb_rm_rf(dir);
-    ps_tlmeta_free(m);
-    free(m);
+    snprintf(standby, sizeof(standby), "%.4000s/standby/%.32s-%.32s", d->conf.data_dir, tenant,
+             timeline);
+    lb_rm_rf(standby);
+    pthread_mutex_unlock(&tl->save_lock);
+    tl_unref(d, tl);
+    lb_info("timeline deleted tenant=%s timeline=%s purge_after_ms=%lld", tenant, timeline,
+            (long long)d->conf.deleted_retention_ms);
+    return 0;
+}
+
+/* Whether the timeline's prefix has the deletion marker; *deleted_ms gets
+ * its time. 0, LB_ENOTFOUND (not deleted), or a storage error. */
+static int
+deleted_marker(lb_objstore *store, const char *tenant, const char *timeline, int64_t *deleted_ms)
+{
+    char key[256];
+    snprintf(key, sizeof(key), DELETED_PREFIX "%.32s/%.32s", tenant, timeline);
+    lb_buf body = LB_BUF_INIT;
+    int rc = lb_objstore_get(store, key, &body);
+    *deleted_ms = 0;
+    if (rc == 0) {
+        json_t *j = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+        json_t *v = json_object_get(j, "deleted_ms");
+        *deleted_ms = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+        json_decref(j);
+    }
+    lb_buf_free(&body);
+    return rc;
+}
+
+/* A new timeline may not take the id of one whose purge is pending: its
+ * old layers and index are still under that prefix. */
+static int
+refuse_if_deleted(ps_daemon *d, const char *tenant, const char *timeline, char *err, size_t errcap)
+{
+    lb_objstore *store = NULL;
+    int64_t when;
+    int rc = ps_store_acquire(d, &store);
+    if (rc == 0)
+        rc = deleted_marker(store, tenant, timeline, &when);
+    if (rc == 0) {
+        snprintf(err, errcap,
+                 "timeline %s/%s was deleted and its objects are not purged yet: choose another "
+                 "id",
+                 tenant, timeline);
+        rc = LB_EEXIST;
+    } else if (rc == LB_ENOTFOUND) {
+        rc = 0;
+    } else {
+        snprintf(err, errcap, "could not read object storage: %s",
+                 store ? lb_objstore_error(store) : lb_strerror(rc));
+    }
+    ps_store_release(d, store);
+    return rc;
+}
+
+/* The prefixes under a timeline that the pageserver writes; wal/ is the
+ * safekeepers' and is never touched here. */
+static const char *const owned_prefixes[] = {"layers/", "walindex/", NULL};
+
+static int
+purge_one(ps_daemon *d, lb_objstore *store, const char *tenant, const char *timeline)
+{
+    int rc = 0;
+    for (int p = 0; owned_prefixes[p] && rc == 0; p++) {
+        char prefix[256];
+        snprintf(prefix, sizeof(prefix), "%.32s/%.32s/%s", tenant, timeline, owned_prefixes[p]);
+        lb_objstore_listing list;
+        if ((rc = lb_objstore_list(store, prefix, NULL, &list)) != 0)
+            break;
+        for (size_t i = 0; i < list.nobjects && rc == 0; i++)
+            rc = lb_objstore_delete(store, list.objects[i].key);
+        lb_objstore_list_free(&list);
+    }
+    char key[256];
+    snprintf(key, sizeof(key), "%.32s/%.32s/index/index.json", tenant, timeline);
+    if (rc == 0)
+        rc = lb_objstore_delete(store, key);
+    snprintf(key, sizeof(key), CATALOG_PREFIX "%.32s/%.32s", tenant, timeline);
+    if (rc == 0)
+        rc = lb_objstore_delete(store, key);
+    /* The marker last: a purge cut short is taken up again next time. */
+    snprintf(key, sizeof(key), DELETED_PREFIX "%.32s/%.32s", tenant, timeline);
+    if (rc == 0)
+        rc = lb_objstore_delete(store, key);
+    if (rc) {
+        lb_counter_inc(d->storage_errors);
+        lb_warn("could not purge deleted timeline tenant=%s timeline=%s: %s", tenant, timeline,
+                lb_objstore_error(store));
+    } else {
+        lb_info("deleted timeline purged tenant=%s timeline=%s", tenant, timeline);
+    }
+    return rc;
+}
+
+int
+ps_purge_deleted(ps_daemon *d, size_t *purged)
+{
+    *purged = 0;
+    lb_objstore *store = NULL;
+    int rc = ps_store_acquire(d, &store);
+    lb_objstore_listing list = {0};
+    if (rc == 0)
+        rc = lb_objstore_list(store, DELETED_PREFIX, NULL, &list);
+    int64_t now = now_ms();
+    for (size_t i = 0; rc == 0 && i < list.nobjects; i++) {
+        char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
+        if (!catalog_ids(list.objects[i].key + strlen(DELETED_PREFIX), tenant, timeline)) {
+            lb_warn("skipped \"%s\" in remote storage: not a deleted timeline's marker",
+                    list.objects[i].key);
+            continue;
+        }
+        int64_t when;
+        int mrc = deleted_marker(store, tenant, timeline, &when);
+        if (mrc == LB_ENOTFOUND || (mrc == 0 && now - when < d->conf.deleted_retention_ms))
+            continue;
+        if (mrc) {
+            rc = mrc;
+            break;
+        }
+        pthread_mutex_lock(&d->lock);
+        bool live = ps__find_locked(d, tenant, timeline) != NULL;
+        pthread_mutex_unlock(&d->lock);
+        if (!live && purge_one(d, store, tenant, timeline) == 0)
+            (*purged)++;
+    }
     if (rc)
-        snprintf(err, errcap, "could not delete remote objects: %s", lb_strerror(rc));
+        lb_warn("could not look for deleted timelines to purge: %s",
+                store ? lb_objstore_error(store) : lb_strerror(rc));
+    lb_objstore_list_free(&list);
+    ps_store_release(d, store);
     return rc;
 }
 
@@ -538,18 +858,17 @@ ps_set_safekeepers(ps_daemon *d, const char *tenant, const char *timeline,
                    const json_t *safekeepers, char *err, size_t errcap)
 {
     pthread_mutex_lock(&d->lock);
-    ps_tlmeta *m = find_locked(d, tenant, timeline);
-    ps_tlmeta copy;
-    int rc = m ? ps_tlmeta_set_safekeepers(m, safekeepers, err, errcap) : LB_ENOTFOUND;
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    int rc = tl && !tl->deleting ? ps_tlmeta_set_safekeepers(&tl->meta, safekeepers, err, errcap)
+                                 : LB_ENOTFOUND;
     if (rc == LB_ENOTFOUND)
         snprintf(err, errcap, "timeline %s/%s not found", tenant, timeline);
     if (rc == 0)
-        rc = copy_meta(m, &copy);
+        tl->generation++;
     pthread_mutex_unlock(&d->lock);
     if (rc)
         return rc;
-    rc = save_meta(d, &copy);
-    ps_tlmeta_free(&copy);
+    rc = save_timeline(d, tenant, timeline);
     if (rc)
         snprintf(err, errcap, "could not store the timeline: %s", lb_strerror(rc));
     return rc;
@@ -565,64 +884,93 @@ ps_add_snapshot(ps_daemon *d, const char *tenant, const char *timeline,
     if (rc)
         return rc;
     pthread_mutex_lock(&d->lock);
-    ps_tlmeta *m = find_locked(d, tenant, timeline);
-    ps_tlmeta copy;
-    rc = m ? ps_tlmeta_add_snapshot(m, snap) : LB_ENOTFOUND;
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    rc = tl && !tl->deleting ? ps_tlmeta_add_snapshot(&tl->meta, snap) : LB_ENOTFOUND;
     if (rc == 0)
-        rc = copy_meta(m, &copy);
+        tl->generation++;
     pthread_mutex_unlock(&d->lock);
     if (rc)
         return rc;
-    rc = save_meta(d, &copy);
-    ps_tlmeta_free(&copy);
-    return rc;
+    return save_timeline(d, tenant, timeline);
 }
 
 int
-ps_drop_snapshots(ps_daemon *d, const char *tenant, const char *timeline,
-                  const char (*layers)[64], size_t n)
+ps_gc_timeline(ps_daemon *d, const char *tenant, const char *timeline, int64_t horizon_ms,
+               size_t *deleted)
 {
+    *deleted = 0;
+    /* Plan and drop from the index in one critical section: the branch
+     * points are those of every branch that exists when the index changes
+     * (branch creation registers under the same lock). */
+    lb_lsn *points = NULL;
+    size_t npoints = 0, ndrop = 0;
+    bool *keep = NULL;
+    char(*drop)[64] = NULL;
+    int rc = 0;
     pthread_mutex_lock(&d->lock);
-    ps_tlmeta *m = find_locked(d, tenant, timeline);
-    ps_tlmeta copy;
-    int rc = m ? 0 : LB_ENOTFOUND;
-    size_t kept = 0;
-    for (size_t i = 0; rc == 0 && i < m->nsnapshots; i++) {
-        bool drop = i + 1 < m->nsnapshots; /* never the newest */
-        if (drop) {
-            drop = false;
-            for (size_t k = 0; k < n && !drop; k++)
-                drop = strcmp(m->snapshots[i].layer, layers[k]) == 0;
+    ps_timeline *tl = ps__find_locked(d, tenant, timeline);
+    ps_tlmeta *m = tl && !tl->deleting ? &tl->meta : NULL;
+    if (!m)
+        rc = LB_ENOTFOUND;
+    for (int i = 0; rc == 0 && i < d->ntimelines; i++) {
+        const ps_tlmeta *c = &d->timelines[i]->meta;
+        if (strcmp(c->tenant_id, tenant) == 0 && strcmp(c->ancestor_id, timeline) == 0) {
+            lb_lsn *p = realloc(points, (npoints + 1) * sizeof(*p));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            points = p;
+            points[npoints++] = c->ancestor_lsn;
         }
-        if (!drop)
-            m->snapshots[kept++] = m->snapshots[i];
     }
+    size_t n = m ? m->nsnapshots : 0;
+    if (rc == 0 &&
+        (!(keep = calloc(n ? n : 1, sizeof(*keep))) || !(drop = calloc(n ? n : 1, sizeof(*drop)))))
+        rc = -ENOMEM;
     if (rc == 0) {
+        ps_gc_plan(m, points, npoints, horizon_ms, keep);
+        keep[n ? n - 1 : 0] = true; /* never the newest */
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (keep[i])
+                m->snapshots[kept++] = m->snapshots[i];
+            else
+                memcpy(drop[ndrop++], m->snapshots[i].layer, sizeof(drop[0]));
+        }
         m->nsnapshots = kept;
-        rc = copy_meta(m, &copy);
+        if (ndrop)
+            tl->generation++;
     }
     pthread_mutex_unlock(&d->lock);
-    if (rc)
+    free(points);
+    free(keep);
+    if (rc == 0 && ndrop)
+        rc = save_timeline(d, tenant, timeline); /* the index no longer names them */
+    if (rc || !ndrop) {
+        free(drop);
         return rc;
-    rc = save_meta(d, &copy); /* the index no longer names them */
-    ps_tlmeta_free(&copy);
-    if (rc)
-        return rc;
+    }
     char dir[PATH_MAX];
     ps_timeline_dir(d, tenant, timeline, dir, sizeof(dir));
-    for (size_t k = 0; k < n; k++) {
+    lb_objstore *store = NULL;
+    rc = ps_store_acquire(d, &store);
+    for (size_t k = 0; rc == 0 && k < ndrop; k++) {
         char key[256], path[PATH_MAX + 128];
-        snprintf(key, sizeof(key), "%.32s/%.32s/layers/%.63s", tenant, timeline, layers[k]);
-        int drc = lb_objstore_delete(d->store, key);
+        snprintf(key, sizeof(key), "%.32s/%.32s/layers/%.63s", tenant, timeline, drop[k]);
+        int drc = lb_objstore_delete(store, key);
         if (drc && drc != LB_ENOTFOUND) {
             lb_counter_inc(d->storage_errors);
-            lb_warn("could not delete \"%s\": %s", key, lb_objstore_error(d->store));
+            lb_warn("could not delete \"%s\": %s", key, lb_objstore_error(store));
             rc = rc ? rc : drc;
         }
-        snprintf(path, sizeof(path), "%s/layers/%s", dir, layers[k]);
+        snprintf(path, sizeof(path), "%s/layers/%s", dir, drop[k]);
         unlink(path);
     }
-    lb_counter_add(d->gc_deleted, (double)n);
+    ps_store_release(d, store);
+    free(drop);
+    lb_counter_add(d->gc_deleted, (double)ndrop);
+    *deleted = ndrop;
     return rc;
 }
 
@@ -672,23 +1020,8 @@ int
 ps_snapshot_lsn_at(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn lsn,
                    lb_lsn *snap_lsn)
 {
-    int rc = LB_ENOTFOUND;
-    char cur[PS_ID_LEN + 1];
-    snprintf(cur, sizeof(cur), "%s", timeline);
     pthread_mutex_lock(&d->lock);
-    for (int depth = 0; depth < MAX_CHAIN && cur[0] && rc == LB_ENOTFOUND; depth++) {
-        ps_tlmeta *m = find_locked(d, tenant, cur);
-        if (!m)
-            break;
-        const ps_snapshot_meta *s = ps_tlmeta_snapshot_at(m, lsn);
-        if (s) {
-            *snap_lsn = s->lsn;
-            rc = 0;
-        }
-        if (m->ancestor_id[0] && m->ancestor_lsn < lsn)
-            lsn = m->ancestor_lsn;
-        snprintf(cur, sizeof(cur), "%s", m->ancestor_id);
-    }
+    int rc = snapshot_at_locked(d, tenant, timeline, lsn, snap_lsn);
     pthread_mutex_unlock(&d->lock);
     return rc;
 }
@@ -805,82 +1138,183 @@ load_one(ps_daemon *d, const ps_tlmeta *m)
     return rc == LB_EEXIST ? 0 : rc;
 }
 
-int
-ps_load_timelines(ps_daemon *d)
+/* The timelines on the local disk. Every entry skipped is logged with its
+ * reason; anything but a missing file fails start-up. */
+static int
+load_local(ps_daemon *d, lb_objstore *store)
 {
-    /* Local disk. */
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/tenants", d->conf.data_dir);
     DIR *td = opendir(root);
+    if (!td) {
+        if (errno == ENOENT)
+            return 0;
+        lb_error("could not open \"%s\": %s", root, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
     struct dirent *t;
-    while (td && (t = readdir(td))) {
-        if (!lb_json_is_id(t->d_name))
+    while (rc == 0 && (t = readdir(td))) {
+        if (t->d_name[0] == '.')
             continue;
+        if (!lb_json_is_id(t->d_name)) {
+            lb_warn("skipped \"%s/%s\": not a tenant id", root, t->d_name);
+            continue;
+        }
         char tdir[PATH_MAX + 300];
         snprintf(tdir, sizeof(tdir), "%s/%s", root, t->d_name);
         DIR *ld = opendir(tdir);
-        struct dirent *l;
-        while (ld && (l = readdir(ld))) {
-            if (!lb_json_is_id(l->d_name))
-                continue;
-            char path[PATH_MAX + 600];
-            snprintf(path, sizeof(path), "%s/%s/index.json", tdir, l->d_name);
-            ps_tlmeta m;
-            if (ps_tlmeta_load(path, &m) == 0) {
-                load_one(d, &m);
-                ps_tlmeta_free(&m);
-            }
+        if (!ld) {
+            rc = -errno;
+            lb_error("could not open \"%s\": %s", tdir, lb_strerror(rc));
+            break;
         }
-        if (ld)
-            closedir(ld);
+        struct dirent *l;
+        while (rc == 0 && (l = readdir(ld))) {
+            if (l->d_name[0] == '.')
+                continue;
+            char path[PATH_MAX + 620], dir[PATH_MAX + 600];
+            snprintf(dir, sizeof(dir), "%s/%s", tdir, l->d_name);
+            if (!lb_json_is_id(l->d_name)) {
+                lb_warn("skipped \"%s\": not a timeline id", dir);
+                continue;
+            }
+            snprintf(path, sizeof(path), "%s/index.json", dir);
+            ps_tlmeta m;
+            int lrc = ps_tlmeta_load(path, &m);
+            if (lrc == -ENOENT) {
+                lb_warn("skipped \"%s\": no index.json (object storage is searched next)", dir);
+                continue;
+            }
+            if (lrc) {
+                lb_error("could not load timeline tenant=%s timeline=%s from \"%s\": %s", t->d_name,
+                         l->d_name, path, lb_strerror(lrc));
+                rc = lrc;
+                break;
+            }
+            if (strcmp(m.tenant_id, t->d_name) != 0 || strcmp(m.timeline_id, l->d_name) != 0) {
+                lb_error("\"%s\" names timeline tenant=%s timeline=%s, not its directory's", path,
+                         m.tenant_id, m.timeline_id);
+                ps_tlmeta_free(&m);
+                rc = LB_EPARSE;
+                break;
+            }
+            int64_t when;
+            int mrc = deleted_marker(store, m.tenant_id, m.timeline_id, &when);
+            if (mrc == 0) {
+                lb_info("skipped deleted timeline tenant=%s timeline=%s (purge pending); its "
+                        "local copy is removed",
+                        m.tenant_id, m.timeline_id);
+                lb_rm_rf(dir);
+            } else if (mrc != LB_ENOTFOUND) {
+                lb_error("could not check timeline tenant=%s timeline=%s in object storage: %s",
+                         m.tenant_id, m.timeline_id, lb_objstore_error(store));
+                rc = mrc;
+            } else if ((rc = load_one(d, &m)) != 0) {
+                lb_error("could not register timeline tenant=%s timeline=%s: %s", m.tenant_id,
+                         m.timeline_id, lb_strerror(rc));
+            }
+            ps_tlmeta_free(&m);
+        }
+        closedir(ld);
     }
-    if (td)
-        closedir(td);
+    closedir(td);
+    return rc;
+}
 
-    /* Object storage: timelines this disk does not have. */
-    lb_objstore_listing tenants;
-    int rc = lb_objstore_list(d->store, "", "/", &tenants);
+/* Timelines in object storage that the local disk does not have: those
+ * of the catalog. */
+static int
+load_remote(ps_daemon *d, lb_objstore *store)
+{
+    lb_objstore_listing list;
+    int rc = lb_objstore_list(store, CATALOG_PREFIX, NULL, &list);
     if (rc) {
-        lb_error("could not list remote storage: %s", lb_objstore_error(d->store));
+        lb_error("could not list remote storage: %s", lb_objstore_error(store));
         return rc;
     }
-    for (size_t i = 0; i < tenants.nprefixes; i++) {
-        lb_objstore_listing tls;
-        if (lb_objstore_list(d->store, tenants.prefixes[i], "/", &tls) != 0)
+    for (size_t i = 0; rc == 0 && i < list.nobjects; i++) {
+        char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1], key[300];
+        if (!catalog_ids(list.objects[i].key + strlen(CATALOG_PREFIX), tenant, timeline)) {
+            lb_warn("skipped \"%s\" in remote storage: not a timeline's catalog entry",
+                    list.objects[i].key);
             continue;
-        for (size_t j = 0; j < tls.nprefixes; j++) {
-            char key[300];
-            snprintf(key, sizeof(key), "%sindex/index.json", tls.prefixes[j]);
-            lb_buf body = LB_BUF_INIT;
-            if (lb_objstore_get(d->store, key, &body) == 0) {
-                json_error_t je;
-                json_t *doc = json_loadb(body.data, body.len, 0, &je);
-                ps_tlmeta m;
-                char msg[200];
-                if (doc && ps_tlmeta_from_json(doc, &m, msg, sizeof(msg)) == 0) {
-                    pthread_mutex_lock(&d->lock);
-                    bool have = find_locked(d, m.tenant_id, m.timeline_id) != NULL;
-                    pthread_mutex_unlock(&d->lock);
-                    if (!have) {
-                        char dir[PATH_MAX], path[PATH_MAX + 16];
-                        ps_timeline_dir(d, m.tenant_id, m.timeline_id, dir, sizeof(dir));
-                        lb_mkdir_p(dir, 0700);
-                        snprintf(path, sizeof(path), "%s/index.json", dir);
-                        ps_tlmeta_save(path, &m);
-                        load_one(d, &m);
-                        lb_info("timeline restored from remote storage tenant=%s timeline=%s",
-                                m.tenant_id, m.timeline_id);
-                    }
-                    ps_tlmeta_free(&m);
-                } else {
-                    lb_error("remote index \"%s\" is invalid", key);
-                }
-                json_decref(doc);
-            }
-            lb_buf_free(&body);
         }
-        lb_objstore_list_free(&tls);
+        pthread_mutex_lock(&d->lock);
+        bool have = ps__find_locked(d, tenant, timeline) != NULL;
+        pthread_mutex_unlock(&d->lock);
+        if (have)
+            continue;
+        int64_t when;
+        int mrc = deleted_marker(store, tenant, timeline, &when);
+        if (mrc == 0) {
+            lb_info("skipped deleted timeline tenant=%s timeline=%s (purge pending)", tenant,
+                    timeline);
+            continue;
+        }
+        if (mrc != LB_ENOTFOUND) {
+            lb_error("could not read the deletion marker of tenant=%s timeline=%s: %s", tenant,
+                     timeline, lb_objstore_error(store));
+            rc = mrc;
+            break;
+        }
+        snprintf(key, sizeof(key), "%s/%s/index/index.json", tenant, timeline);
+        lb_buf body = LB_BUF_INIT;
+        rc = lb_objstore_get(store, key, &body);
+        if (rc) {
+            /* The catalog entry is written after the index: a missing
+             * index is damage, not a timeline being created. */
+            lb_error("could not read \"%s\": %s", key, lb_objstore_error(store));
+            lb_buf_free(&body);
+            break;
+        }
+        json_error_t je;
+        json_t *doc = json_loadb(body.data ? body.data : "", body.len, 0, &je);
+        lb_buf_free(&body);
+        ps_tlmeta m;
+        char msg[200] = "";
+        rc = doc ? ps_tlmeta_from_json(doc, &m, msg, sizeof(msg)) : LB_EPARSE;
+        json_decref(doc);
+        if (rc) {
+            lb_error("remote index \"%s\" is invalid: %s", key, doc ? msg : je.text);
+            break;
+        }
+        if (strcmp(m.tenant_id, tenant) != 0 || strcmp(m.timeline_id, timeline) != 0) {
+            lb_error("remote index \"%s\" names timeline tenant=%s timeline=%s", key, m.tenant_id,
+                     m.timeline_id);
+            ps_tlmeta_free(&m);
+            rc = LB_EPARSE;
+            break;
+        }
+        char dir[PATH_MAX], path[PATH_MAX + 16];
+        ps_timeline_dir(d, m.tenant_id, m.timeline_id, dir, sizeof(dir));
+        snprintf(path, sizeof(path), "%s/index.json", dir);
+        if ((rc = lb_mkdir_p(dir, 0700)) != 0 || (rc = ps_tlmeta_save(path, &m)) != 0)
+            lb_error("could not write \"%s\": %s", path, lb_strerror(rc));
+        else if ((rc = load_one(d, &m)) != 0)
+            lb_error("could not register timeline tenant=%s timeline=%s: %s", m.tenant_id,
+                     m.timeline_id, lb_strerror(rc));
+        else
+            lb_info("timeline restored from remote storage tenant=%s timeline=%s", m.tenant_id,
+                    m.timeline_id);
+        ps_tlmeta_free(&m);
     }
-    lb_objstore_list_free(&tenants);
-    return 0;
+    lb_objstore_list_free(&list);
+    return rc;
+}
+
+int
+ps_load_timelines(ps_daemon *d)
+{
+    lb_objstore *store = NULL;
+    int rc = ps_store_acquire(d, &store);
+    if (rc) {
+        lb_error("could not open remote storage: %s", lb_strerror(rc));
+        return rc;
+    }
+    rc = load_local(d, store);
+    if (rc == 0)
+        rc = load_remote(d, store);
+    ps_store_release(d, store);
+    return rc;
 }

@@ -31,11 +31,11 @@ ps_tlmeta_to_json(const ps_tlmeta *m)
     json_t *snaps = json_array();
     for (size_t i = 0; i < m->nsnapshots; i++) {
         const ps_snapshot_meta *s = &m->snapshots[i];
-        json_array_append_new(snaps, json_pack("{s:o, s:o, s:s, s:I, s:I, s:b}", "lsn",
-                                               lb_json_lsn(s->lsn), "redo_lsn",
-                                               lb_json_lsn(s->redo_lsn), "layer", s->layer, "bytes",
-                                               (json_int_t)s->bytes, "created_ms",
-                                               (json_int_t)s->created_ms, "full", s->full));
+        json_array_append_new(snaps,
+                              json_pack("{s:o, s:o, s:s, s:I, s:I, s:b}", "lsn",
+                                        lb_json_lsn(s->lsn), "redo_lsn", lb_json_lsn(s->redo_lsn),
+                                        "layer", s->layer, "bytes", (json_int_t)s->bytes,
+                                        "created_ms", (json_int_t)s->created_ms, "full", s->full));
     }
     json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "version", 1,
                           "tenant_id", m->tenant_id, "timeline_id", m->timeline_id, "system_id",
@@ -99,7 +99,8 @@ ps_tlmeta_from_json(const json_t *j, ps_tlmeta *m, char *msg, size_t cap)
     m->pg_tli = (uint32_t)tli;
     size_t i;
     json_t *s;
-    json_array_foreach(snaps, i, s) {
+    json_array_foreach(snaps, i, s)
+    {
         ps_snapshot_meta sm = {0};
         const char *layer = NULL;
         int64_t bytes = 0, created = 0;
@@ -199,7 +200,8 @@ ps_tlmeta_set_safekeepers(ps_tlmeta *m, const json_t *arr, char *msg, size_t cap
     }
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         const char *pg = json_string_value(json_object_get(e, "pg"));
         const char *http = json_string_value(json_object_get(e, "http"));
         const char *colon = pg ? strrchr(pg, ':') : NULL;
@@ -208,12 +210,12 @@ ps_tlmeta_set_safekeepers(ps_tlmeta *m, const json_t *arr, char *msg, size_t cap
             strlen(http) >= sizeof(m->safekeepers[0].http) || strncmp(http, "http://", 7) != 0 ||
             strpbrk(pg, " '\\")) {
             snprintf(msg, cap,
-                     "safekeeper %zu must be {\"pg\": \"host:port\", \"http\": \"http://...\"}",
-                     i);
+                     "safekeeper %zu must be {\"pg\": \"host:port\", \"http\": \"http://...\"}", i);
             return LB_EPARSE;
         }
     }
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         snprintf(m->safekeepers[i].pg, sizeof(m->safekeepers[i].pg), "%s",
                  json_string_value(json_object_get(e, "pg")));
         snprintf(m->safekeepers[i].http, sizeof(m->safekeepers[i].http), "%s",

@@ -6,7 +6,8 @@
  * of its snapshots, each (P, R, layer file). The same JSON document is
  * kept on local disk and in object storage as <tenant>/<timeline>/index/
  * index.json, next to the layers in <tenant>/<timeline>/layers/; a
- * pageserver that lost its disk reloads a timeline from it.
+ * pageserver that lost its disk reloads a timeline from it, finding it
+ * through its catalog entry catalog/<tenant>/<timeline> (timelines.c).
  *
  * Invariants: snapshots sorted by P, strictly increasing; a branch's
  * snapshots all have P >= ancestor_lsn; a layer is never rewritten.

@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "timelines.h"
+#include "walserve.h"
 #include "auth.h"
 #include "errors.h"
 #include "fileio.h"
@@ -132,14 +134,18 @@ fetch_own(ps_daemon *d, const ps_tlmeta *m, const char *name, bool history, int 
         snprintf(key, sizeof(key), "%s/%s/wal/%s", m->tenant_id, m->timeline_id, name);
         if ((rc = sink_reset(&s)) != 0)
             return rc;
-        rc = lb_objstore_get_stream(d->store, key, sink_write, &s);
+        lb_objstore *store = NULL;
+        rc = ps_store_acquire(d, &store);
         if (rc == 0)
-            return 0;
-        if (rc != LB_ENOTFOUND) {
+            rc = lb_objstore_get_stream(store, key, sink_write, &s);
+        if (rc && rc != LB_ENOTFOUND) {
             lb_counter_inc(d->storage_errors);
-            snprintf(err, errcap, "object storage: %s", lb_objstore_error(d->store));
-            return rc;
+            snprintf(err, errcap, "object storage: %s",
+                     store ? lb_objstore_error(store) : lb_strerror(rc));
         }
+        ps_store_release(d, store);
+        if (rc != LB_ENOTFOUND)
+            return rc;
     }
     if (unreachable)
         return LB_EHTTP; /* err says which safekeeper */
@@ -213,8 +219,8 @@ complete_history(ps_daemon *d, const ps_tlmeta *m, int fd, int depth, char *err,
         rc = -errno;
     snprintf(name, sizeof(name), "%08X.history", m->pg_tli);
     if (rc == 0) {
-        rc = resolve(d, m->tenant_id, m->ancestor_id, name, UINT64_MAX, afd, depth + 1, err,
-                     errcap);
+        rc =
+            resolve(d, m->tenant_id, m->ancestor_id, name, UINT64_MAX, afd, depth + 1, err, errcap);
         if (rc == LB_ENOTFOUND)
             rc = 0; /* pg_tli is the first TLI there is: nothing before it */
         else if (rc == 0)
@@ -373,8 +379,12 @@ ps_report_consumer(ps_daemon *d, const ps_tlmeta *m, const char *name, lb_lsn ap
     for (size_t i = 0; i < m->nsafekeepers; i++) {
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/consumer", m->safekeepers[i].http,
                  m->tenant_id, m->timeline_id);
-        lb_http_call call = {.method = "POST", .url = url, .headers = hdr, .nheaders = 1,
-                             .body = body, .body_len = strlen(body),
+        lb_http_call call = {.method = "POST",
+                             .url = url,
+                             .headers = hdr,
+                             .nheaders = 1,
+                             .body = body,
+                             .body_len = strlen(body),
                              .retry_non_idempotent = true};
         lb_http_result res = LB_HTTP_RESULT_INIT;
         lb_http_do(http, &call, &res); /* best effort: the next report comes soon */

@@ -92,7 +92,7 @@ conn_down(peer_conn *c, const char *why)
     c->state = P_DOWN;
     lb_buf_reset(&c->out);
     lb_buf_reset(&c->in);
-    c->retry_at_ms = lb_now_ms() + RETRY_MS;
+    c->retry_at_ms = lb_mono_ms() + RETRY_MS;
     if (why && !c->warned)
         lb_warn("peer \"%s\" (%s:%d): %s; retrying every %d ms", sk->peers[c->index].name,
                 sk->peers[c->index].addr.host, sk->peers[c->index].addr.port, why, RETRY_MS);
@@ -338,7 +338,7 @@ tick(lb_loop *loop, uint64_t id, void *arg)
     (void)loop;
     (void)id;
     sk_peers *p = arg;
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (int i = 0; i < p->sk->npeers; i++) {
         peer_conn *c = &p->conns[i];
         if (c->state == P_DOWN && now >= c->retry_at_ms) {

@@ -115,7 +115,7 @@ disconnect(sk_receiver *r, const char *why)
     }
     r->state = R_IDLE;
     r->stats.streaming = false;
-    r->retry_at_ms = lb_now_ms() + r->backoff_ms;
+    r->retry_at_ms = lb_mono_ms() + r->backoff_ms;
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
@@ -378,7 +378,7 @@ sk_receiver_poke(sk_receiver *r)
             disconnect(r, target ? "compute changed" : "term moved on");
         return;
     }
-    if (!target || sk_timeline_broken(r->tl) || lb_now_ms() < r->retry_at_ms)
+    if (!target || sk_timeline_broken(r->tl) || lb_mono_ms() < r->retry_at_ms)
         return;
     start_connect(r, target);
 }
@@ -402,7 +402,7 @@ sk_receiver_report(sk_receiver *r)
         return;
     }
     lb_lsn flush = sk_timeline_flush_lsn(r->tl);
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     if (flush == r->reported_flush && !r->reply_requested &&
         now - r->last_status_ms < STATUS_INTERVAL_MS)
         return;

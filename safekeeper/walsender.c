@@ -510,7 +510,7 @@ pump(wconn *c)
         c->ended_stream = true;
         return;
     }
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     if (now - c->last_keepalive_ms >= KEEPALIVE_MS) {
         lb_pq_put_keepalive(&c->out, limit, lb_pq_now(), false);
         c->last_keepalive_ms = now;

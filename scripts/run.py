@@ -127,7 +127,7 @@ def stack():
             raise SystemExit("lakebase: the compute did not start; see "
                              + os.path.join(compute.dir, "compute-ctl.log"))
         say("ready. Every commit is durable on 2 of 3 safekeepers.\n"
-            f'  psql "host=127.0.0.1 port={PG_PORT} user=postgres dbname=postgres"\n'
+            f"  {compute.psql_string()}\n"
             f"  data in {DATA}; Ctrl-C stops everything")
         while not stopping:
             time.sleep(0.5)
@@ -138,7 +138,12 @@ def stack():
             if not ps.proc.alive() and not stopping:
                 say("pageserver exited; restarting")
                 ps.start()
-            if not compute.proc.alive() and not stopping:
+            if not compute.proc.alive() and not stopping and compute.proc.p.returncode == 4:
+                # Superseded: another compute won a newer term on the
+                # safekeepers; starting this one again would take it back.
+                say("another compute is primary on main now; not restarting ours")
+                compute.proc = None
+            if compute.proc and not compute.proc.alive() and not stopping:
                 say(f"compute exited ({compute.proc.p.returncode}); starting a new one")
                 if start_compute(compute):
                     say("compute ready again")
@@ -191,7 +196,7 @@ def compute(args):
             raise SystemExit("lakebase: the compute did not start; see "
                              + os.path.join(c.dir, "compute-ctl.log"))
         say(f"compute on branch {args.name} ready:\n"
-            f'  psql "host=127.0.0.1 port={args.port} user=postgres dbname=postgres"\n'
+            f"  {c.psql_string()}\n"
             "  Ctrl-C stops it")
         while not stopping and c.proc.alive():
             time.sleep(0.5)

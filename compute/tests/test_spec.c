@@ -38,6 +38,10 @@ static const char *const yaml_spec =
     "data_dir: /var/lib/lakebase/compute/pgdata\n"
     "pg_bin_dir: /usr/lib/postgresql/15/bin\n"
     "pg_user: pguser\n"
+    "user: app\n"
+    "password_file: /etc/lakebase/user-password\n"
+    "safekeeper_password_file: /etc/lakebase/sk-password\n"
+    "auth_public_keys: /etc/lakebase/keys\n"
     "settings:\n"
     "  shared_buffers: 128MB\n"
     "  Work_Mem: 4096\n"
@@ -55,6 +59,9 @@ static const char *const json_spec =
     " \"pg_port\": 55432, \"listen\": \"0.0.0.0:3080\", \"announce_host\": "
     "\"compute-0.lakebase\", \"data_dir\": \"/var/lib/lakebase/compute/pgdata\","
     " \"pg_bin_dir\": \"/usr/lib/postgresql/15/bin\", \"pg_user\": \"pguser\","
+    " \"user\": \"app\", \"password_file\": \"/etc/lakebase/user-password\","
+    " \"safekeeper_password_file\": \"/etc/lakebase/sk-password\","
+    " \"auth_public_keys\": \"/etc/lakebase/keys\","
     " \"settings\": {\"shared_buffers\": \"128MB\", \"Work_Mem\": 4096, \"jit\": false,"
     " \"random_page_cost\": 1.5, \"search_path\": \"it's, public\"}}";
 
@@ -88,6 +95,10 @@ check_full_spec(const cc_spec *s)
     assert_string_equal(s->data_dir, "/var/lib/lakebase/compute/pgdata");
     assert_string_equal(s->pg_bin_dir, "/usr/lib/postgresql/15/bin");
     assert_string_equal(s->pg_user, "pguser");
+    assert_string_equal(s->user, "app");
+    assert_string_equal(s->password_file, "/etc/lakebase/user-password");
+    assert_string_equal(s->safekeeper_password_file, "/etc/lakebase/sk-password");
+    assert_string_equal(s->auth_public_keys, "/etc/lakebase/keys");
     assert_int_equal(s->nsettings, 5);
     assert_string_equal(setting(s, "shared_buffers"), "128MB");
     assert_string_equal(setting(s, "work_mem"), "4096"); /* names are lowercased */
@@ -119,7 +130,7 @@ test_defaults(void **state)
     const char *text = "tenant_id: " TENANT "\ntimeline_id: " TIMELINE "\nmode: replica\n"
                        "pageserver: http://ps:9898\n"
                        "safekeepers: [{name: a, http: 'http://a:1', pg: 'a:2'}]\n"
-                       "pg_port: 5432\ndata_dir: /d/pgdata\n";
+                       "pg_port: 5432\ndata_dir: /d/pgdata\nauth_public_keys: /k\n";
     cc_spec s;
     char err[512];
     assert_int_equal(cc_spec_parse(text, strlen(text), &s, err, sizeof(err)), 0);
@@ -136,7 +147,7 @@ test_defaults(void **state)
                      " \"mode\": \"static\", \"lsn\": \"0/3000028\", \"pageserver\": "
                      "\"http://ps\", \"safekeepers\": [{\"name\": \"a\", \"http\": "
                      "\"http://a\", \"pg\": \"a:1\"}], \"pg_port\": 1, \"listen\": 8080,"
-                     " \"data_dir\": \"/x\"}";
+                     " \"data_dir\": \"/x\", \"auth_public_keys\": \"/k\"}";
     assert_int_equal(cc_spec_parse(st, strlen(st), &s, err, sizeof(err)), 0);
     assert_int_equal(s.mode, CC_MODE_STATIC);
     assert_true(s.lsn == 0x3000028);
@@ -147,7 +158,9 @@ test_defaults(void **state)
     const char *digits = "tenant_id: 01234567890123456789012345678901\ntimeline_id: "
                          "12345678901234567890123456789012\nmode: primary\n"
                          "pageserver: http://ps\nsafekeepers: [{name: a, http: 'http://a', "
-                         "pg: 'a:1'}]\npg_port: 1\ndata_dir: /x\n";
+                         "pg: 'a:1'}]\npg_port: 1\ndata_dir: /x\nuser: u\n"
+                         "password_file: /p\nsafekeeper_password_file: /s\n"
+                         "auth_public_keys: /k\n";
     assert_int_equal(cc_spec_parse(digits, strlen(digits), &s, err, sizeof(err)), 0);
     assert_string_equal(s.tenant_id, "01234567890123456789012345678901");
     assert_string_equal(s.timeline_id, "12345678901234567890123456789012");
@@ -216,6 +229,21 @@ test_every_field_refused_by_name(void **state)
         {"tenant_id", "tenant_id: 0123456789ABCDEF0123456789ABCDEF",
          "\"tenant_id\" must be 32 lowercase hex"},
         {"timeline_id", NULL, "missing field \"timeline_id\""},
+        {"user", NULL, "missing field \"user\""},
+        {"user", "user: postgres", "\"user\": \"postgres\" is reserved"},
+        {"user", "user: lakebase_safekeeper", "\"user\": \"lakebase_safekeeper\" is reserved"},
+        {"user", "user: pg_monitor", "\"user\": \"pg_monitor\" is reserved"},
+        {"user", "user: App", "\"user\" must be a lowercase identifier"},
+        {"user", "user: '1a'", "\"user\" must be a lowercase identifier"},
+        {"user", "user: 'a\"; drop'", "\"user\" must be a lowercase identifier"},
+        {"user", "user: 12", "\"user\" must be a string"},
+        {"password_file", NULL, "missing field \"password_file\""},
+        {"safekeeper_password_file", NULL, "missing field \"safekeeper_password_file\""},
+        {"auth_public_keys", NULL, "missing field \"auth_public_keys\""},
+        {"data_dir",
+         "data_dir: /a/very/long/path/that/leaves/no/room/for/the/unix/socket/of/postgresql/"
+         "in/its/sun/path/which/has/108/bytes",
+         "\"data_dir\" is longer than 90 characters"},
         {"timeline_id", "timeline_id: [1]", "\"timeline_id\" must be a string"},
         {"mode", NULL, "missing field \"mode\""},
         {"mode", "mode: leader", "\"mode\" must be primary, replica or static"},
@@ -296,6 +324,15 @@ test_settings_refused(void **state)
         {"  primary_conninfo: x", "\"primary_conninfo\" is managed by compute-ctl"},
         {"  PORT: 1", "\"port\" is managed by compute-ctl"},
         {"  zero_damaged_pages: on", "\"zero_damaged_pages\" = \"on\" is refused"},
+        {"  restart_after_crash: on", "\"restart_after_crash\" is managed by compute-ctl"},
+        {"  data_sync_retry: on", "\"data_sync_retry\" is managed by compute-ctl"},
+        {"  logging_collector: on", "\"logging_collector\" is managed by compute-ctl"},
+        {"  log_destination: csvlog", "\"log_destination\" is managed by compute-ctl"},
+        {"  lc_messages: de_DE", "\"lc_messages\" is managed by compute-ctl"},
+        {"  unix_socket_directories: /tmp", "\"unix_socket_directories\" is managed"},
+        {"  allow_in_place_tablespaces: on", "\"allow_in_place_tablespaces\" is managed"},
+        {"  log_min_messages: error", "\"log_min_messages\" = \"error\" is refused"},
+        {"  log_min_messages: panic", "\"log_min_messages\" = \"panic\" is refused"},
         {"  temp_buffers: [1]", "\"settings.temp_buffers\" must be a string, number or boolean"},
         {"  'bad name': 1", "\"settings.bad name\": not a setting name"},
     };
@@ -310,7 +347,9 @@ test_settings_refused(void **state)
                         "  wal_level: logical",
                         "  max_wal_size: 512MB",
                         "  max_wal_senders: 20",
-                        "  fsync: true"};
+                        "  fsync: true",
+                        "  log_min_messages: debug1",
+                        "  log_min_messages: WARNING"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char text[4096], err[512];
         snprintf(text, sizeof(text), "%s%s\n", yaml_spec, ok[i]);
@@ -372,10 +411,21 @@ test_render_enforces(void **state)
     assert_string_equal(conf_value(conf, "max_wal_size", v, sizeof(v)), "'1024MB'");
     assert_string_equal(conf_value(conf, "port", v, sizeof(v)), "'55432'");
     assert_string_equal(conf_value(conf, "archive_mode", v, sizeof(v)), "'off'");
+    assert_string_equal(conf_value(conf, "restart_after_crash", v, sizeof(v)), "'off'");
+    assert_string_equal(conf_value(conf, "data_sync_retry", v, sizeof(v)), "'off'");
+    assert_string_equal(conf_value(conf, "logging_collector", v, sizeof(v)), "'off'");
+    assert_string_equal(conf_value(conf, "log_destination", v, sizeof(v)), "'stderr'");
+    assert_string_equal(conf_value(conf, "lc_messages", v, sizeof(v)), "'C'");
+    assert_string_equal(conf_value(conf, "allow_in_place_tablespaces", v, sizeof(v)), "'off'");
+    assert_string_equal(conf_value(conf, "unix_socket_directories", v, sizeof(v)),
+                        "'/var/lib/lakebase/compute/pgdata'");
+    assert_string_equal(conf_value(conf, "unix_socket_permissions", v, sizeof(v)), "'0700'");
     assert_string_equal(conf_value(conf, "search_path", v, sizeof(v)), "'it''s, public'");
     assert_non_null(
         strstr(conf_value(conf, "restore_command", v, sizeof(v)), "http://127.0.0.1:4242/wal/%f"));
     assert_non_null(strstr(v, "exit 127")); /* a primary never promotes on an unsure answer */
+    /* its credential for /wal comes from a file, never the command line */
+    assert_non_null(strstr(v, "-H @/var/lib/lakebase/compute/pgdata/compute_ctl_restore.header"));
     assert_null(conf_value(conf, "primary_conninfo", v, sizeof(v)));
     free(conf);
 
@@ -417,6 +467,36 @@ test_render_enforces(void **state)
 }
 
 static void
+test_guard_query(void **state)
+{
+    (void)state;
+    char err[512];
+    cc_spec s;
+    assert_int_equal(cc_spec_parse(yaml_spec, strlen(yaml_spec), &s, err, sizeof(err)), 0);
+    lb_buf q = LB_BUF_INIT;
+    assert_int_equal(cc_guard_query(&s, &q), 0);
+    /* Every guarded setting, in force, pending a reload, and per role or
+     * database; the quorum as the spec makes it. */
+    assert_non_null(strstr(q.data, "from pg_settings where "));
+    assert_non_null(strstr(q.data, "from pg_file_settings where applied and ("));
+    assert_non_null(strstr(q.data, "from pg_db_role_setting"));
+    assert_non_null(strstr(q.data, "(name = 'synchronous_standby_names' and setting not in "
+                                   "('ANY 2 (\"sk-0\", \"sk-1\", \"sk-2\")'))"));
+    assert_non_null(
+        strstr(q.data, "(name = 'synchronous_commit' and setting not in ('on', 'remote_apply'))"));
+    assert_non_null(strstr(q.data, "(name = 'restart_after_crash' and setting not in ('off'))"));
+    for (int i = 0; cc_guarded_settings[i].name; i++) {
+        char needle[128];
+        snprintf(needle, sizeof(needle), "'%s'", cc_guarded_settings[i].name);
+        const char *first = strstr(q.data, needle);
+        assert_non_null(first);
+        assert_non_null(strstr(first + 1, needle));
+    }
+    lb_buf_free(&q);
+    cc_spec_free(&s);
+}
+
+static void
 test_quote(void **state)
 {
     (void)state;
@@ -424,6 +504,38 @@ test_quote(void **state)
     assert_int_equal(cc_conf_quote("a'b\\c", &b), 0);
     assert_string_equal(b.data, "'a''b\\\\c'");
     lb_buf_free(&b);
+}
+
+/* Every mode is one row: a name the spec accepts, settings of its own. */
+static void
+test_mode_table(void **state)
+{
+    (void)state;
+    int n = 0;
+    for (cc_mode m = 0; cc_mode_of(m); m++, n++) {
+        const cc_mode_info *info = cc_mode_of(m);
+        assert_non_null(info->name);
+        assert_non_null(info->render);
+        assert_string_equal(cc_mode_name(m), info->name);
+        assert_true(info->restore_unsure_exit == 1 || info->restore_unsure_exit == 127);
+        for (cc_mode o = 0; o < m; o++)
+            assert_string_not_equal(cc_mode_of(o)->name, info->name);
+        /* The spec takes the row's name. */
+        char *text = yaml_with("mode", NULL);
+        char full[4096], err[512];
+        snprintf(full, sizeof(full), "mode: %s\n%s%s", info->name, text,
+                 info->at_lsn ? "lsn: 0/3000028\n" : "");
+        free(text);
+        cc_spec s;
+        int rc = cc_spec_parse(full, strlen(full), &s, err, sizeof(err));
+        if (rc)
+            fail_msg("mode %s: %s", info->name, err);
+        assert_int_equal(s.mode, m);
+        cc_spec_free(&s);
+    }
+    assert_int_equal(n, 3);
+    assert_null(cc_mode_of((cc_mode)99));
+    assert_string_equal(cc_mode_name((cc_mode)99), "?");
 }
 
 int
@@ -436,6 +548,8 @@ main(void)
         cmocka_unit_test(test_settings_refused),
         cmocka_unit_test(test_render_enforces),
         cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_guard_query),
+        cmocka_unit_test(test_mode_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,7 @@
 //   protocol  the last protocol action; metaData the last metaData action
 //             with schemaString parsed into "schema"
 //   live      the live files after replay, sorted by path: {path, size,
-//             stats (parsed)}; a remove of a path that is not live, an
+//             stats (parsed, or null: the protocol makes them optional)}; a remove of a path that is not live, an
 //             add of a path already live, two actions on one path in a
 //             version, or an action missing a required field is an error
 //   rows      every row of the live files, read by DuckDB read_parquet,
@@ -40,6 +40,7 @@ const names = fs.readdirSync(logDir).filter((n) => /^\d{20}\.json$/.test(n)).sor
 if (names.length === 0) fail('no log entries');
 const live = new Map();
 let protocol = null, metaData = null;
+const out_commits = [];
 names.forEach((name, i) => {
     const version = Number(name.slice(0, 20));
     if (version !== i) fail(`log entry ${name} where version ${i} was expected`);
@@ -81,8 +82,9 @@ names.forEach((name, i) => {
             need(a, 'size', 'number', where);
             need(a, 'modificationTime', 'number', where);
             need(a, 'dataChange', 'boolean', where);
-            const stats = JSON.parse(need(a, 'stats', 'string', where));
-            need(stats, 'numRecords', 'number', where + '.stats');
+            // stats are optional in the protocol; when present they must be complete
+            const stats = 'stats' in a ? JSON.parse(need(a, 'stats', 'string', where)) : null;
+            if (stats) need(stats, 'numRecords', 'number', where + '.stats');
             if (seen.has('add:' + p)) fail(`${where}: "${p}" added twice in one version`);
             seen.add('add:' + p);
             if (live.has(decodeURI(p))) fail(`${where}: "${p}" is already live`);
@@ -102,6 +104,7 @@ names.forEach((name, i) => {
             commitInfos++;
             need(a, 'timestamp', 'number', where);
             need(a, 'operation', 'string', where);
+            out_commits.push(a);
             break;
         default:
             fail(`${where}: unexpected action`);
@@ -113,7 +116,8 @@ names.forEach((name, i) => {
 });
 
 const files = [...live.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
-const out = { version: names.length - 1, protocol, metaData, live: files, rows: [], checked: [] };
+const out = { version: names.length - 1, protocol, metaData, live: files, rows: [], checked: [],
+              lastCommit: out_commits[out_commits.length - 1] };
 
 const instance = await DuckDBInstance.create(':memory:');
 const con = await instance.connect();
@@ -122,8 +126,9 @@ const json = (v) => JSON.stringify(v, (k, x) => (typeof x === 'bigint' ? x.toStr
 for (const f of files) {
     const file = path.join(dir, f.path);
     const rows = (await con.runAndReadAll(`SELECT * FROM read_parquet(${lit(file)})`)).getRowsJson();
-    if (rows.length !== f.stats.numRecords) fail(`${f.path}: ${rows.length} rows, stats say ${f.stats.numRecords}`);
     for (const r of rows) out.rows.push(json(r));
+    if (!f.stats) continue;
+    if (rows.length !== f.stats.numRecords) fail(`${f.path}: ${rows.length} rows, stats say ${f.stats.numRecords}`);
     for (const col of Object.keys(f.stats.minValues || {})) {
         if (typeof f.stats.minValues[col] === 'object') continue; // structs: nested
         const q = `SELECT min("${col}")::VARCHAR AS mn, max("${col}")::VARCHAR AS mx, count(*) - count("${col}") AS nulls FROM read_parquet(${lit(file)})`;

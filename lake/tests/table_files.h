@@ -82,9 +82,9 @@ tf_write(const char *root, const char *prefix, lake_schema *s, bool local_ts, co
     int fd = open(full, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     lake_parquet_writer *w = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     if (lake_parquet_writer_new_fd(s, NULL, fd, &w, &err))
-        fail_msg("parquet writer: %s", err);
+        fail_msg("parquet writer: %s", err.message);
     for (int64_t k = first; k <= last; k++) {
         char nm[32], b[16], tag0[16];
         snprintf(nm, sizeof(nm), "row %lld", (long long)k);

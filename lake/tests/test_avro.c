@@ -31,7 +31,8 @@
 #include "fileio.h"
 #include "testutil.h"
 
-static char *g_dir;
+#include "lake_test.h"
+
 static int g_seq;
 
 /* ---- canonical rendering from the schema JSON -------------------------- */
@@ -191,10 +192,10 @@ static lake_avro_schema *
 parse_schema(const char *json)
 {
     lake_avro_schema *s = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_avro_schema_parse(json, strlen(json), &s, &err);
     if (rc)
-        fail_msg("schema refused: %s (%s)", err, lb_strerror(rc));
+        fail_msg("schema refused: %s (%s)", err.message, lb_strerror(rc));
     return s;
 }
 
@@ -204,10 +205,10 @@ tf_open(tfile *f, const char *schema_json, const lake_avro_options *o, const cha
     memset(f, 0, sizeof(*f));
     snprintf(f->path, sizeof(f->path), "%s/%02d-%s.avro", g_dir, ++g_seq, name);
     f->schema = parse_schema(schema_json);
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_avro_writer_new(f->schema, o, lake_avro_buf_sink, &f->bytes, &f->w, &err);
     if (rc)
-        fail_msg("writer: %s", err);
+        fail_msg("writer: %s", err.message);
     f->expected = json_array();
 }
 
@@ -288,10 +289,10 @@ static void
 check_own_reader(const tfile *f)
 {
     lake_avro_reader *r = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_avro_reader_open(f->bytes.data, f->bytes.len, &r, &err);
     if (rc)
-        fail_msg("reader: %s", err);
+        fail_msg("reader: %s", err.message);
     assert_string_equal(lake_avro_schema_json(lake_avro_reader_schema(r)),
                         lake_avro_schema_json(f->schema));
     json_t *got = json_array();
@@ -605,14 +606,14 @@ static void
 expect_schema_error(const char *json, int code, const char *fragment)
 {
     lake_avro_schema *s = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_avro_schema_parse(json, strlen(json), &s, &err);
     if (rc != code)
-        fail_msg("schema %s: got %s (%s), want %s", json, lb_err_name(rc), err ? err : "",
+        fail_msg("schema %s: got %s (%s), want %s", json, lb_err_name(rc), err.message,
                  lb_err_name(code));
     assert_null(s);
-    if (!strstr(err, fragment))
-        fail_msg("schema %s: message \"%s\" does not mention \"%s\"", json, err, fragment);
+    if (!strstr(err.message, fragment))
+        fail_msg("schema %s: message \"%s\" does not mention \"%s\"", json, err.message, fragment);
 }
 
 static void
@@ -776,13 +777,13 @@ test_metadata_rules(void **state)
 
     lake_avro_schema *sch = parse_schema("\"int\"");
     lake_avro_writer *w = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     lake_avro_options_init(&o);
     o.deflate_level = 12;
     lb_buf sink = LB_BUF_INIT;
     assert_int_equal(lake_avro_writer_new(sch, &o, lake_avro_buf_sink, &sink, &w, &err),
                      LB_EBADCONFIG);
-    assert_non_null(strstr(err, "deflate level"));
+    assert_non_null(strstr(err.message, "deflate level"));
     lake_avro_schema_free(sch);
 }
 
@@ -892,25 +893,6 @@ test_reader_bad_input(void **state)
     lb_buf_free(&b);
 }
 
-static int
-setup(void **state)
-{
-    (void)state;
-    g_dir = tu_tempdir("lake-avro");
-    return g_dir ? 0 : -1;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    if (getenv("LAKE_KEEP_FILES"))
-        fprintf(stderr, "files kept in %s\n", g_dir);
-    else
-        tu_rmdir(g_dir);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -925,5 +907,5 @@ main(void)
         cmocka_unit_test(test_sink_failure),
         cmocka_unit_test(test_reader_bad_input),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return lake_test_run("lake-avro", tests);
 }

@@ -28,30 +28,21 @@
 #include "store.h"
 #include "testutil.h"
 
+#include "lake_test.h"
+
 #include "table_files.h"
 
-static char *g_dir;
-
-static lake_store *
-open_store(const char *root)
-{
-    char url[PATH_MAX + 16];
-    snprintf(url, sizeof(url), "file://%s", root);
-    lake_store *st = NULL;
-    const char *err = NULL;
-    if (lake_store_open(url, NULL, &st, &err))
-        fail_msg("store: %s", err);
-    return st;
-}
+/* The message of the last failed call. */
+static lb_err g_err;
 
 static lake_delta_table *
 open_table(lake_store *st, const char *prefix, lake_schema *s)
 {
     lake_delta_table *t = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_delta_open(st, prefix, s, NULL, &t, &err);
     if (rc)
-        fail_msg("open: %s (%s)", err, lb_strerror(rc));
+        fail_msg("open: %s (%s)", err.message, lb_strerror(rc));
     return t;
 }
 
@@ -63,9 +54,9 @@ commit(lake_delta_table *t, tf_file *const *adds, size_t nadds, const char *cons
     for (size_t i = 0; i < nadds; i++)
         df[i] = tf_data_file(adds[i]);
     int64_t v = -1;
-    int rc = lake_delta_commit(t, df, nadds, removes, nremoves, &v);
+    int rc = lake_delta_commit(t, df, nadds, removes, nremoves, &v, &g_err);
     if (rc)
-        fail_msg("commit: %s (%s)", lake_delta_error(t), lb_strerror(rc));
+        fail_msg("commit: %s (%s)", g_err.message, lb_strerror(rc));
     assert_int_equal(v, want_version);
 }
 
@@ -178,7 +169,7 @@ test_commits_adds_and_removes(void **state)
     for (int local = 0; local < 2; local++) {
         char root[PATH_MAX];
         snprintf(root, sizeof(root), "%s/store%d", g_dir, local);
-        lake_store *st = open_store(root);
+        lake_store *st = lt_open_store(root);
         char *prefix = NULL;
         assert_int_equal(
             lake_table_prefix("db", "public", local ? "events" : "Orders/2024", &prefix), 0);
@@ -267,7 +258,7 @@ test_refused_input_writes_nothing(void **state)
     (void)state;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/refused", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/s/t";
     lake_schema *s = tf_schema(false);
     lake_delta_table *t = open_table(st, prefix, s);
@@ -278,53 +269,53 @@ test_refused_input_writes_nothing(void **state)
 
     /* remove of a file that is not live */
     const char *rm[] = {"data/nope.parquet"};
-    assert_int_equal(lake_delta_commit(t, NULL, 0, rm, 1, NULL), LB_ENOTFOUND);
-    assert_non_null(strstr(lake_delta_error(t), "not a live file"));
+    assert_int_equal(lake_delta_commit(t, NULL, 0, rm, 1, NULL, &g_err), LB_ENOTFOUND);
+    assert_non_null(strstr(g_err.message, "not a live file"));
     /* removing twice */
     const char *rm2[] = {a.path, a.path};
-    assert_int_equal(lake_delta_commit(t, NULL, 0, rm2, 2, NULL), LB_EVALUE);
+    assert_int_equal(lake_delta_commit(t, NULL, 0, rm2, 2, NULL, &g_err), LB_EVALUE);
     /* adding a file already live */
     lake_data_file df = tf_data_file(&a);
-    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
-    assert_non_null(strstr(lake_delta_error(t), "already in the table"));
+    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
+    assert_non_null(strstr(g_err.message, "already in the table"));
 
     /* statistics of a file with another schema */
     lake_schema *s2 = tf_schema(true);
     tf_write(root, prefix, s2, true, "other", 0, 3, &other);
     df = tf_data_file(&other);
-    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
-    assert_non_null(strstr(lake_delta_error(t), "columns"));
+    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
+    assert_non_null(strstr(g_err.message, "columns"));
     /* same column count, but a field id moved */
     lake_parquet_file_stats *st2 = a.stats;
     int32_t saved = st2->columns[3].field_id;
     st2->columns[3].field_id = 99;
     df = tf_data_file(&a);
     df.path = "data/renamed.parquet";
-    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
-    assert_non_null(strstr(lake_delta_error(t), "field id 99"));
+    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
+    assert_non_null(strstr(g_err.message, "field id 99"));
     st2->columns[3].field_id = saved;
     /* a bound of the wrong width */
     size_t saved_len = st2->columns[0].min_len;
     st2->columns[0].min_len = 3;
-    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
+    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
     st2->columns[0].min_len = saved_len;
     /* bad paths */
     const char *bad[] = {"../escape.parquet", "/abs.parquet", "data//x.parquet", ""};
     for (size_t i = 0; i < 4; i++) {
         df.path = bad[i];
-        assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
+        assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
     }
     /* empty commit */
-    assert_int_equal(lake_delta_commit(t, NULL, 0, NULL, 0, NULL), -EINVAL);
+    assert_int_equal(lake_delta_commit(t, NULL, 0, NULL, 0, NULL, &g_err), -EINVAL);
 
     assert_int_equal(count_log_entries(root, prefix), 2); /* versions 0 and 1 only */
     assert_int_equal(lake_delta_version(t), 1);
 
     /* another schema at reopen */
     lake_delta_table *t2 = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     assert_int_equal(lake_delta_open(st, prefix, s2, NULL, &t2, &err), LB_ESCHEMA);
-    assert_non_null(strstr(err, "differs"));
+    assert_non_null(strstr(err.message, "differs"));
 
     json_t *got = read_table(root, prefix);
     tf_file *live[] = {&a};
@@ -345,7 +336,7 @@ test_version_conflict(void **state)
     (void)state;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/conflict", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/s/c";
     lake_schema *s = tf_schema(false);
     lake_delta_table *t1 = open_table(st, prefix, s);
@@ -363,8 +354,8 @@ test_version_conflict(void **state)
     fclose(fp);
 
     lake_data_file df = tf_data_file(&b);
-    assert_int_equal(lake_delta_commit(t2, &df, 1, NULL, 0, NULL), LB_ECONFLICT);
-    assert_non_null(strstr(lake_delta_error(t2), "another writer"));
+    assert_int_equal(lake_delta_commit(t2, &df, 1, NULL, 0, NULL, &g_err), LB_ECONFLICT);
+    assert_non_null(strstr(g_err.message, "another writer"));
     assert_int_equal(lake_delta_version(t2), 0);
     char after[8192];
     fp = fopen(key, "r");
@@ -378,7 +369,7 @@ test_version_conflict(void **state)
     t2 = open_table(st, prefix, s);
     assert_int_equal(lake_delta_version(t2), 1);
     int64_t v;
-    assert_int_equal(lake_delta_commit(t2, &df, 1, NULL, 0, &v), 0);
+    assert_int_equal(lake_delta_commit(t2, &df, 1, NULL, 0, &v, &g_err), 0);
     assert_int_equal(v, 2);
     json_t *got = read_table(root, prefix);
     tf_file *live[] = {&a, &b};
@@ -461,7 +452,7 @@ test_failed_fsync_leaves_no_entry(void **state)
     (void)state;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/fsync", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/s/f";
     lake_schema *s = tf_schema(false);
     lake_delta_table *t = open_table(st, prefix, s);
@@ -472,7 +463,7 @@ test_failed_fsync_leaves_no_entry(void **state)
     lb_io_ops broken = lb_io_default;
     broken.fsync = failing_fsync;
     lb_io = &broken;
-    int rc = lake_delta_commit(t, &df, 1, NULL, 0, NULL);
+    int rc = lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err);
     lb_io = &lb_io_default;
     assert_int_equal(rc, -EIO);
     assert_int_equal(lake_delta_version(t), 0);
@@ -480,7 +471,7 @@ test_failed_fsync_leaves_no_entry(void **state)
     assert_int_equal(count_log_entries(root, prefix), 1);
 
     int64_t v;
-    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, &v), 0);
+    assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, &v, &g_err), 0);
     assert_int_equal(v, 1);
     json_t *got = read_table(root, prefix);
     tf_file *live[] = {&a};
@@ -508,25 +499,6 @@ test_table_prefix(void **state)
     assert_int_equal(lake_table_prefix("db", "", "t", &p), -EINVAL);
 }
 
-static int
-setup(void **state)
-{
-    (void)state;
-    g_dir = tu_tempdir("lake-delta");
-    return g_dir ? 0 : -1;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    if (getenv("LAKE_KEEP_FILES"))
-        fprintf(stderr, "files kept in %s\n", g_dir);
-    else
-        tu_rmdir(g_dir);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -538,5 +510,5 @@ main(void)
         cmocka_unit_test(test_failed_fsync_leaves_no_entry),
         cmocka_unit_test(test_table_prefix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return lake_test_run("lake-delta", tests);
 }

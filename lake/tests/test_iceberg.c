@@ -28,34 +28,25 @@
 #include "store.h"
 #include "testutil.h"
 
+#include "lake_test.h"
+
 #include "table_files.h"
+
+/* The message of the last failed call. */
+static lb_err g_err;
 
 /* Paths here are short temp paths; a truncated message or name would only
  * make a test fail, never pass. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-static char *g_dir;
-
-static lake_store *
-open_store(const char *root)
-{
-    char url[PATH_MAX + 16];
-    snprintf(url, sizeof(url), "file://%s", root);
-    lake_store *st = NULL;
-    const char *err = NULL;
-    if (lake_store_open(url, NULL, &st, &err))
-        fail_msg("store: %s", err);
-    return st;
-}
-
 static lake_iceberg_table *
 open_table(lake_store *st, const char *prefix, lake_schema *s)
 {
     lake_iceberg_table *t = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_iceberg_open(st, prefix, s, NULL, &t, &err);
     if (rc)
-        fail_msg("open: %s (%s)", err, lb_strerror(rc));
+        fail_msg("open: %s (%s)", err.message, lb_strerror(rc));
     return t;
 }
 
@@ -67,9 +58,9 @@ commit(lake_iceberg_table *t, tf_file *const *adds, size_t nadds, const char *co
     for (size_t i = 0; i < nadds; i++)
         df[i] = tf_data_file(adds[i]);
     int64_t id = -1;
-    int rc = lake_iceberg_commit(t, df, nadds, removes, nremoves, &id);
+    int rc = lake_iceberg_commit(t, df, nadds, removes, nremoves, &id, &g_err);
     if (rc)
-        fail_msg("commit: %s (%s)", lake_iceberg_error(t), lb_strerror(rc));
+        fail_msg("commit: %s (%s)", g_err.message, lb_strerror(rc));
     assert_true(id > 0);
     assert_int_equal(lake_iceberg_snapshot_id(t), id);
     return id;
@@ -184,7 +175,7 @@ test_commits_adds_and_removes(void **state)
     (void)state;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/store", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/public/events";
     lake_schema *s = tf_schema(true);
     lake_iceberg_table *t = open_table(st, prefix, s);
@@ -275,8 +266,8 @@ test_commits_adds_and_removes(void **state)
 
     /* the old handle is stale: its next version exists */
     const char *r7[] = {f[3].path};
-    assert_int_equal(lake_iceberg_commit(t, NULL, 0, r7, 1, NULL), LB_ECONFLICT);
-    assert_non_null(strstr(lake_iceberg_error(t), "another writer"));
+    assert_int_equal(lake_iceberg_commit(t, NULL, 0, r7, 1, NULL, &g_err), LB_ECONFLICT);
+    assert_non_null(strstr(g_err.message, "another writer"));
     got = read_table(root, prefix);
     check_table(got, live6, 2); /* unchanged */
     assert_int_equal(json_integer_value(json_object_get(got, "version")), 7);
@@ -320,7 +311,7 @@ test_manifest_fields_by_id(void **state)
     (void)state;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/fields", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/s/fields";
     lake_schema *s = tf_schema(false);
     lake_iceberg_table *t = open_table(st, prefix, s);
@@ -477,7 +468,7 @@ test_reference_structure(void **state)
     }
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/ref", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/s/ref";
     lake_schema *s = tf_schema(false);
     lake_iceberg_table *t = open_table(st, prefix, s);
@@ -591,7 +582,7 @@ test_refused_input_writes_nothing(void **state)
     (void)state;
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/refused", g_dir);
-    lake_store *st = open_store(root);
+    lake_store *st = lt_open_store(root);
     const char *prefix = "lake/db/s/r";
     lake_schema *s = tf_schema(false);
     lake_iceberg_table *t = open_table(st, prefix, s);
@@ -601,39 +592,39 @@ test_refused_input_writes_nothing(void **state)
     commit(t, c, 1, NULL, 0);
 
     const char *rm[] = {"data/nope.parquet"};
-    assert_int_equal(lake_iceberg_commit(t, NULL, 0, rm, 1, NULL), LB_ENOTFOUND);
-    assert_non_null(strstr(lake_iceberg_error(t), "not a live file"));
+    assert_int_equal(lake_iceberg_commit(t, NULL, 0, rm, 1, NULL, &g_err), LB_ENOTFOUND);
+    assert_non_null(strstr(g_err.message, "not a live file"));
     lake_data_file df = tf_data_file(&a);
-    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
+    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
     lake_schema *s2 = tf_schema(true);
     tf_write(root, prefix, s2, true, "other", 0, 3, &other);
     df = tf_data_file(&other);
-    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
-    assert_non_null(strstr(lake_iceberg_error(t), "columns"));
+    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
+    assert_non_null(strstr(g_err.message, "columns"));
     df = tf_data_file(&a);
     df.path = "data/b.parquet";
     a.stats->columns[2].type = LAKE_TYPE_INT64;
-    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
-    assert_non_null(strstr(lake_iceberg_error(t), "is int64, the table schema has decimal"));
+    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
+    assert_non_null(strstr(g_err.message, "is int64, the table schema has decimal"));
     a.stats->columns[2].type = LAKE_TYPE_DECIMAL;
     a.stats->columns[1].null_count = a.stats->columns[1].num_values + 1;
-    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL), LB_EVALUE);
-    assert_non_null(strstr(lake_iceberg_error(t), "inconsistent counts"));
-    assert_int_equal(lake_iceberg_commit(t, NULL, 0, NULL, 0, NULL), -EINVAL);
+    assert_int_equal(lake_iceberg_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
+    assert_non_null(strstr(g_err.message, "inconsistent counts"));
+    assert_int_equal(lake_iceberg_commit(t, NULL, 0, NULL, 0, NULL, &g_err), -EINVAL);
     assert_int_equal(count_metadata(root, prefix), 2);
     assert_int_equal(lake_iceberg_version(t), 2);
 
     /* another schema at reopen; a schema without field ids */
     lake_iceberg_table *t2 = NULL;
-    const char *err = NULL;
+    lb_err err = {0};
     assert_int_equal(lake_iceberg_open(st, prefix, s2, NULL, &t2, &err), LB_ESCHEMA);
-    assert_non_null(strstr(err, "differs"));
+    assert_non_null(strstr(err.message, "differs"));
     lake_schema *noid = NULL;
     assert_int_equal(lake_schema_new(&noid), 0);
     lake_field f = {.name = "x", .field_id = 0, .type = LAKE_TYPE_INT32};
     assert_int_equal(lake_schema_add(noid, 0, &f, NULL), 0);
     assert_int_equal(lake_iceberg_open(st, "lake/db/s/noid", noid, NULL, &t2, &err), LB_ESCHEMA);
-    assert_non_null(strstr(err, "field \"x\" has no field id"));
+    assert_non_null(strstr(err.message, "field \"x\" has no field id"));
     lake_schema_free(noid);
     /* duplicate field ids never reach a table: the schema refuses them */
     lake_schema *dup = NULL;
@@ -661,7 +652,7 @@ test_schema_json(void **state)
 {
     (void)state;
     lake_schema *s = tf_schema(true);
-    const char *err = NULL;
+    lb_err err = {0};
     char *j = lake_iceberg_schema_json(s, &err);
     assert_non_null(j);
     json_t *doc = json_loads(j, 0, NULL);
@@ -681,25 +672,6 @@ test_schema_json(void **state)
     lake_schema_free(s);
 }
 
-static int
-setup(void **state)
-{
-    (void)state;
-    g_dir = tu_tempdir("lake-iceberg");
-    return g_dir ? 0 : -1;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    if (getenv("LAKE_KEEP_FILES"))
-        fprintf(stderr, "files kept in %s\n", g_dir);
-    else
-        tu_rmdir(g_dir);
-    return 0;
-}
-
 int
 main(void)
 {
@@ -710,5 +682,5 @@ main(void)
         cmocka_unit_test(test_refused_input_writes_nothing),
         cmocka_unit_test(test_schema_json),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return lake_test_run("lake-iceberg", tests);
 }

@@ -37,9 +37,10 @@
 #include "parquet.h"
 #include "schema.h"
 #include "testutil.h"
+
+#include "lake_test.h"
 #include "value.h"
 
-static char *g_dir;
 static int g_seq;
 
 /* ---- schema helpers --------------------------------------------------- */
@@ -58,8 +59,12 @@ add_field(lake_schema *s, int parent, const char *name, int32_t id, lake_type ty
 static int
 add_decimal(lake_schema *s, int parent, const char *name, int32_t id, int p, int sc, bool required)
 {
-    lake_field f = {.name = name, .field_id = id, .type = LAKE_TYPE_DECIMAL, .required = required,
-                    .precision = p, .scale = sc};
+    lake_field f = {.name = name,
+                    .field_id = id,
+                    .type = LAKE_TYPE_DECIMAL,
+                    .required = required,
+                    .precision = p,
+                    .scale = sc};
     int node = -1;
     if (lake_schema_add(s, parent, &f, &node))
         fail_msg("adding \"%s\": %s", name, lake_schema_error(s));
@@ -69,8 +74,8 @@ add_decimal(lake_schema *s, int parent, const char *name, int32_t id, int p, int
 static int
 add_fixed(lake_schema *s, int parent, const char *name, int32_t id, int len, bool required)
 {
-    lake_field f = {.name = name, .field_id = id, .type = LAKE_TYPE_FIXED, .required = required,
-                    .length = len};
+    lake_field f = {
+        .name = name, .field_id = id, .type = LAKE_TYPE_FIXED, .required = required, .length = len};
     int node = -1;
     if (lake_schema_add(s, parent, &f, &node))
         fail_msg("adding \"%s\": %s", name, lake_schema_error(s));
@@ -229,10 +234,10 @@ tf_open(tfile *f, lake_schema *s, const lake_parquet_options *o, const char *nam
     f->fd = open(f->path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(f->fd >= 0);
     f->schema = s;
-    const char *err = NULL;
+    lb_err err = {0};
     int rc = lake_parquet_writer_new_fd(s, o, f->fd, &f->w, &err);
     if (rc)
-        fail_msg("writer for %s: %s (%s)", name, err, lb_strerror(rc));
+        fail_msg("writer for %s: %s (%s)", name, err.message, lb_strerror(rc));
 }
 
 static void
@@ -240,7 +245,8 @@ tf_row(tfile *f, const lake_value *vals, size_t n)
 {
     int rc = lake_parquet_write_row(f->w, vals, n);
     if (rc)
-        fail_msg("row %lld of %s: %s", (long long)f->rows, f->path, lake_parquet_writer_error(f->w));
+        fail_msg("row %lld of %s: %s", (long long)f->rows, f->path,
+                 lake_parquet_writer_error(f->w));
     const lake__node *root = lake__schema_node(f->schema, LAKE_SCHEMA_ROOT);
     for (size_t i = 0; i < n; i++) {
         if (i)
@@ -425,10 +431,10 @@ typedef struct type_case {
     const char *name;
     lake_type type;
     int precision, scale, length;
-    const char *duck;   /* DuckDB's type */
-    const char *arrow;  /* Arrow's type from parquet-wasm */
-    const char *ptype;  /* Parquet physical type */
-    const char *conv;   /* converted type, or NULL */
+    const char *duck;    /* DuckDB's type */
+    const char *arrow;   /* Arrow's type from parquet-wasm */
+    const char *ptype;   /* Parquet physical type */
+    const char *conv;    /* converted type, or NULL */
     const char *logical; /* substring of DuckDB's logical_type, or NULL */
 } type_case;
 
@@ -477,20 +483,22 @@ static const char *const strings[] = {
     "z",
     "\xf4\x8f\xbf\xbf max code point",
 };
-static const char *const jsons[] = {"{}", "[1,2,3]", "{\"a\": \"\xc3\xbc\", \"b\": [null, true]}",
-                                    "null", "\"text\"", "-1.5e10"};
+static const char *const jsons[] = {
+    "{}", "[1,2,3]", "{\"a\": \"\xc3\xbc\", \"b\": [null, true]}", "null", "\"text\"", "-1.5e10"};
 static const uint8_t uuids[][16] = {
     {0},
-    {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-    {0xa0, 0xec, 0x12, 0x34, 0x56, 0x78, 0x90, 0xab, 0xcd, 0xef, 0x12, 0x34, 0x56, 0x78, 0x90, 0xab},
+    {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+     0xff},
+    {0xa0, 0xec, 0x12, 0x34, 0x56, 0x78, 0x90, 0xab, 0xcd, 0xef, 0x12, 0x34, 0x56, 0x78, 0x90,
+     0xab},
 };
 static const char *const binaries[] = {"", "\x00\xff\x10", "\x80", "plain ascii"};
 static const size_t binary_lens[] = {0, 3, 1, 11};
 static const char *const fixeds[] = {"\0\0\0\0\0", "\xff\xff\xff\xff\xff", "abcde"};
 
 /* PostgreSQL's range ends as Unix days and microseconds. */
-#define PG_MIN_DATE INT64_C(-2440588)     /* 4713-11-24 BC */
-#define PG_MAX_DATE INT64_C(2145042905)   /* 5874897-12-31 */
+#define PG_MIN_DATE INT64_C(-2440588)   /* 4713-11-24 BC */
+#define PG_MAX_DATE INT64_C(2145042905) /* 5874897-12-31 */
 #define PG_MIN_TS INT64_C(-210866803200000000)
 
 /* The k-th sample of a type (cycling); byte values point at static data. */
@@ -517,13 +525,13 @@ sample(const type_case *tc, unsigned k)
         return lake_int(v[k % 5]);
     }
     case LAKE_TYPE_FLOAT: {
-        const float v[] = {0.0f, -0.0f, NAN, INFINITY, -INFINITY, FLT_MAX, -FLT_MAX,
-                           FLT_MIN, 1e-45f, 1.5f};
+        const float v[] = {0.0f,    -0.0f,    NAN,     INFINITY, -INFINITY,
+                           FLT_MAX, -FLT_MAX, FLT_MIN, 1e-45f,   1.5f};
         return lake_float(v[k % 10]);
     }
     case LAKE_TYPE_DOUBLE: {
-        const double v[] = {0.0, -0.0, NAN, INFINITY, -INFINITY, DBL_MAX, -DBL_MAX,
-                            DBL_MIN, 4.9e-324, 67890.12345};
+        const double v[] = {0.0,     -0.0,     NAN,     INFINITY, -INFINITY,
+                            DBL_MAX, -DBL_MAX, DBL_MIN, 4.9e-324, 67890.12345};
         return lake_double(v[k % 10]);
     }
     case LAKE_TYPE_DECIMAL: {
@@ -704,8 +712,8 @@ test_lists_and_structs(void **state)
         tfile f;
         tf_open(&f, s, &o, version == 1 ? "nested-v1" : "nested-v2");
         for (unsigned r = 0; r < 700; r++) {
-            lake_value items[8], strs[6], pfields[3], ifields[1], rowsv[4][5], cells[4],
-                recv[3], recfields[3][2], dates[3][4], tagl[3];
+            lake_value items[8], strs[6], pfields[3], ifields[1], rowsv[4][5], cells[4], recv[3],
+                recfields[3][2], dates[3][4], tagl[3];
             lake_value vals[6];
             vals[0] = lake_int(r);
             /* ints: null, empty, [null], [1, null, 3], ... */
@@ -729,7 +737,8 @@ test_lists_and_structs(void **state)
             for (unsigned i = 0; i < gr; i++) {
                 unsigned gc = (r + i) % 4;
                 for (unsigned k = 0; k < gc; k++)
-                    rowsv[i][k] = (k + i) % 3 == 2 ? lake_null() : lake_int((int64_t)r * 1000 + i * 10 + k);
+                    rowsv[i][k] =
+                        (k + i) % 3 == 2 ? lake_null() : lake_int((int64_t)r * 1000 + i * 10 + k);
                 cells[i] = (r + i) % 6 == 5 ? lake_null() : lake_list(rowsv[i], gc);
             }
             vals[4] = r % 9 == 4 ? lake_null() : lake_list(cells, gr);
@@ -793,8 +802,8 @@ simple_schema(void)
     return s;
 }
 
-static const char *const cities[] = {"Amsterdam", "Berlin", "Cork", "D\xc3\xbcsseldorf",
-                                     "Espoo", "Faro"};
+static const char *const cities[] = {"Amsterdam",         "Berlin", "Cork",
+                                     "D\xc3\xbcsseldorf", "Espoo",  "Faro"};
 
 static void
 simple_row(unsigned r, lake_value *vals, lake_value *tags, char *buf, size_t bufsz)
@@ -897,7 +906,7 @@ test_many_row_groups(void **state)
     assert_true(cs.fd >= 0);
     f.fd = cs.fd;
     f.schema = s;
-    const char *err;
+    lb_err err = {0};
     assert_int_equal(lake_parquet_writer_new(s, &o, counting_write, &cs, &f.w, &err), 0);
     size_t heap_early = 0, heap_late = 0;
     uint64_t bytes_at_half = 0;
@@ -1006,11 +1015,10 @@ test_dictionary_and_fallback(void **state)
             /* repetitive at first (the dictionary pays), then distinct */
             char high[64];
             snprintf(high, sizeof(high), "unique value number %u", r < 1000 ? r % 50 : r);
-            lake_value vals[5] = {lake_str(cities[r % 6]),
-                                  r % 10 == 0 ? lake_null() : lake_str(high),
-                                  lake_int((int64_t)(r % 7) - 3),
-                                  lake_decimal((lake_int128)(r % 5) * 1000000007 - 2),
-                                  lake_int((int64_t)r * 1000003)};
+            lake_value vals[5] = {
+                lake_str(cities[r % 6]), r % 10 == 0 ? lake_null() : lake_str(high),
+                lake_int((int64_t)(r % 7) - 3), lake_decimal((lake_int128)(r % 5) * 1000000007 - 2),
+                lake_int((int64_t)r * 1000003)};
             tf_row(&f, vals, 5);
         }
         tf_close(&f, NULL);
@@ -1066,7 +1074,9 @@ test_long_strings(void **state)
             n = 4;
         }
         while (n < sizes[r]) {
-            const char *piece = (n / 3) % 3 == 0 ? "\xc3\xbc" : (n / 3) % 3 == 1 ? "x" : "\xe6\x97\xa5";
+            const char *piece = (n / 3) % 3 == 0   ? "\xc3\xbc"
+                                : (n / 3) % 3 == 1 ? "x"
+                                                   : "\xe6\x97\xa5";
             size_t pl = strlen(piece);
             memcpy(texts[r] + n, piece, pl);
             n += pl;
@@ -1158,8 +1168,8 @@ check_stats_against_data(const char *path)
         if (!tmin) {
             /* No non-null (non-NaN) values: no bounds. */
             if (smin || smax)
-                fail_msg("%s rg %lld: bounds %s..%s for a column without values", name, rg,
-                         smin, smax);
+                fail_msg("%s rg %lld: bounds %s..%s for a column without values", name, rg, smin,
+                         smax);
             continue;
         }
         bool is_float = strcmp(ptype, "FLOAT") == 0 || strcmp(ptype, "DOUBLE") == 0;
@@ -1311,11 +1321,11 @@ test_bad_schemas(void **state)
     expect_schema_error(s, LAKE_SCHEMA_ROOT, &f, "precision 39");
     f = (lake_field){.name = "d", .field_id = 9, .type = LAKE_TYPE_DECIMAL, .precision = 0};
     expect_schema_error(s, LAKE_SCHEMA_ROOT, &f, "precision 0");
-    f = (lake_field){.name = "d", .field_id = 9, .type = LAKE_TYPE_DECIMAL, .precision = 5,
-                     .scale = 6};
+    f = (lake_field){
+        .name = "d", .field_id = 9, .type = LAKE_TYPE_DECIMAL, .precision = 5, .scale = 6};
     expect_schema_error(s, LAKE_SCHEMA_ROOT, &f, "scale 6");
-    f = (lake_field){.name = "d", .field_id = 9, .type = LAKE_TYPE_DECIMAL, .precision = 5,
-                     .scale = -1};
+    f = (lake_field){
+        .name = "d", .field_id = 9, .type = LAKE_TYPE_DECIMAL, .precision = 5, .scale = -1};
     expect_schema_error(s, LAKE_SCHEMA_ROOT, &f, "scale -1");
     f = (lake_field){.name = "fx", .field_id = 9, .type = LAKE_TYPE_FIXED};
     expect_schema_error(s, LAKE_SCHEMA_ROOT, &f, "fixed field \"fx\" has length 0");
@@ -1332,28 +1342,28 @@ test_bad_schemas(void **state)
     expect_schema_error(s, 42, &f, "parent 42");
     int l = add_field(s, LAKE_SCHEMA_ROOT, "l", 10, LAKE_TYPE_LIST, true);
     /* A list without its element is caught when the schema is used. */
-    const char *err;
+    lb_err err = {0};
     lake_parquet_writer *w;
     int fd = open("/dev/null", O_WRONLY);
     assert_int_equal(lake_parquet_writer_new_fd(s, NULL, fd, &w, &err), LB_ESCHEMA);
-    assert_string_equal(err, "list \"l\" has no element");
+    assert_string_equal(err.message, "list \"l\" has no element");
     add_field(s, l, NULL, 11, LAKE_TYPE_INT32, true);
     f = (lake_field){.name = "e2", .field_id = 12, .type = LAKE_TYPE_INT32};
     expect_schema_error(s, l, &f, "already has its element");
     int st = add_field(s, LAKE_SCHEMA_ROOT, "st", 13, LAKE_TYPE_STRUCT, false);
     assert_int_equal(lake_parquet_writer_new_fd(s, NULL, fd, &w, &err), LB_ESCHEMA);
-    assert_string_equal(err, "struct \"st\" has no fields");
+    assert_string_equal(err.message, "struct \"st\" has no fields");
     add_field(s, st, "x", 14, LAKE_TYPE_INT32, false);
     /* Bad options. */
     lake_parquet_options o;
     lake_parquet_options_init(&o);
     o.page_version = 3;
     assert_int_equal(lake_parquet_writer_new_fd(s, &o, fd, &w, &err), LB_EBADCONFIG);
-    assert_true(contains(err, "version 3"));
+    assert_true(contains(err.message, "version 3"));
     lake_parquet_options_init(&o);
     o.codec = (lake_codec)2;
     assert_int_equal(lake_parquet_writer_new_fd(s, &o, fd, &w, &err), LB_EBADCONFIG);
-    assert_true(contains(err, "codec 2"));
+    assert_true(contains(err.message, "codec 2"));
     /* A schema in use cannot change. */
     assert_int_equal(lake_parquet_writer_new_fd(s, NULL, fd, &w, &err), 0);
     f = (lake_field){.name = "late", .field_id = 99, .type = LAKE_TYPE_INT32};
@@ -1397,9 +1407,14 @@ test_bad_values(void **state)
     tf_open(&f, s, NULL, "bad-values");
     lake_value items[2] = {lake_int(1), lake_int(2)};
     lake_value sfields[1] = {lake_int(5)};
-    lake_value good[10] = {lake_int(1),         lake_int(-128),   lake_decimal(99999),
-                           lake_str("ok"),      lake_bytes(uuids[2], 16), lake_list(items, 2),
-                           lake_struct(sfields, 1), lake_decimal(pow10_i128(38) - 1)};
+    lake_value good[10] = {lake_int(1),
+                           lake_int(-128),
+                           lake_decimal(99999),
+                           lake_str("ok"),
+                           lake_bytes(uuids[2], 16),
+                           lake_list(items, 2),
+                           lake_struct(sfields, 1),
+                           lake_decimal(pow10_i128(38) - 1)};
     tf_row(&f, good, 8);
 
     lake_value bad[8];
@@ -1486,10 +1501,10 @@ test_sink_failure(void **state)
     o.row_group_bytes = 4096;
     size_t budget = 0;
     lake_parquet_writer *w;
-    const char *err;
+    lb_err err = {0};
     /* Not even the magic fits. */
     assert_int_equal(lake_parquet_writer_new(s, &o, failing_sink, &budget, &w, &err), -ENOSPC);
-    assert_true(contains(err, "No space left"));
+    assert_true(contains(err.message, "No space left"));
     budget = 10000;
     assert_int_equal(lake_parquet_writer_new(s, &o, failing_sink, &budget, &w, &err), 0);
     int rc = 0;
@@ -1621,21 +1636,32 @@ test_reference_structure(void **state)
     tf_open(&f, s, NULL, "like-reference");
     lake_value arr[3] = {lake_int(10), lake_int(20), lake_int(30)};
     lake_value sf[2] = {lake_str("Example"), lake_int(5)};
-    lake_value vals[17] = {
-        lake_int(1), lake_str("Example text"), lake_decimal(10050), lake_list(arr, 3),
-        lake_bool(true), lake_int(19844), lake_int(1714545000000000), lake_struct(sf, 2),
-        lake_int(999999999999999999), lake_decimal(789012345678), lake_float(23456.7890625f),
-        lake_bytes(uuids[2], 16), lake_float(12.345f), lake_int(12345), lake_double(67890.12345),
-        lake_str("C"), lake_str("Another variable length string")};
+    lake_value vals[17] = {lake_int(1),
+                           lake_str("Example text"),
+                           lake_decimal(10050),
+                           lake_list(arr, 3),
+                           lake_bool(true),
+                           lake_int(19844),
+                           lake_int(1714545000000000),
+                           lake_struct(sf, 2),
+                           lake_int(999999999999999999),
+                           lake_decimal(789012345678),
+                           lake_float(23456.7890625f),
+                           lake_bytes(uuids[2], 16),
+                           lake_float(12.345f),
+                           lake_int(12345),
+                           lake_double(67890.12345),
+                           lake_str("C"),
+                           lake_str("Another variable length string")};
     tf_row(&f, vals, 17);
     tf_close(&f, NULL);
     check_rows(&f);
 
     json_t *theirs = duck_meta(ref);
     json_t *ours = duck_meta(f.path);
-    static const char *const keys[] = {"type", "type_length", "repetition_type", "num_children",
-                                       "converted_type", "scale", "precision", "field_id",
-                                       "logical_type"};
+    static const char *const keys[] = {"type",         "type_length",    "repetition_type",
+                                       "num_children", "converted_type", "scale",
+                                       "precision",    "field_id",       "logical_type"};
     json_t *ts = json_object_get(theirs, "schema"), *os = json_object_get(ours, "schema");
     assert_int_equal(json_array_size(ts), json_array_size(os));
     int differences = 0;
@@ -1829,9 +1855,9 @@ test_write_columns_bad_values(void **state)
     lake_value *columns[4] = {id, small, name, amount};
     const lake_value *batch[4] = {id, small, name, amount};
 
-    small[6] = lake_int(300);             /* out of range at row 6 */
-    name[4] = lake_bytes("\xc3\x28", 2);  /* bad UTF-8 at row 4 */
-    amount[4] = lake_decimal(100000);     /* also row 4, a later column */
+    small[6] = lake_int(300);            /* out of range at row 6 */
+    name[4] = lake_bytes("\xc3\x28", 2); /* bad UTF-8 at row 4 */
+    amount[4] = lake_decimal(100000);    /* also row 4, a later column */
     assert_int_equal(lake_parquet_write_columns(f.w, batch, 4, N), LB_EVALUE);
     const char *msg = lake_parquet_writer_error(f.w);
     if (!strstr(msg, "invalid UTF-8 at byte 0 of a value for column \"name\""))
@@ -1868,7 +1894,7 @@ test_write_speed(void **state)
     lake_schema *s = simple_schema();
     int fd = open("/dev/null", O_WRONLY);
     lake_parquet_writer *w;
-    const char *err;
+    lb_err err = {0};
     assert_int_equal(lake_parquet_writer_new_fd(s, NULL, fd, &w, &err), 0);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1883,32 +1909,14 @@ test_write_speed(void **state)
     assert_int_equal(lake_parquet_writer_close(w, &st), 0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    fprintf(stderr, "note: %u rows (4 columns, zstd, dictionary) in %.3f s: %.0f rows/s, %.1f MB "
-                    "written\n",
+    fprintf(stderr,
+            "note: %u rows (4 columns, zstd, dictionary) in %.3f s: %.0f rows/s, %.1f MB "
+            "written\n",
             nrows, secs, nrows / secs, (double)st->file_bytes / 1e6);
     lake_parquet_file_stats_free(st);
     lake_parquet_writer_free(w);
     close(fd);
     lake_schema_free(s);
-}
-
-static int
-setup(void **state)
-{
-    (void)state;
-    g_dir = tu_tempdir("lake-parquet");
-    return g_dir ? 0 : -1;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    if (getenv("LAKE_KEEP_FILES"))
-        fprintf(stderr, "files kept in %s\n", g_dir);
-    else
-        tu_rmdir(g_dir);
-    return 0;
 }
 
 int
@@ -1933,5 +1941,5 @@ main(void)
         cmocka_unit_test(test_write_columns_bad_values),
         cmocka_unit_test(test_write_speed),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return lake_test_run("lake-parquet", tests);
 }

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "gc.h"
+#include "timelines.h"
 
 /* Snapshots at LSN 100*i created at 10*i ms; full where the mask says. */
 static ps_tlmeta

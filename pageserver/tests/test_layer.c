@@ -43,7 +43,9 @@ static const ps_relkey REL_B = {1663, 5, 16390, 0};
 static void
 write_sample(const char *path)
 {
-    ps_layer_info info = {.lsn = 0x3000028, .redo_lsn = 0x2FFF000, .prev_lsn = 0x1000000,
+    ps_layer_info info = {.lsn = 0x3000028,
+                          .redo_lsn = 0x2FFF000,
+                          .prev_lsn = 0x1000000,
                           .created_unix_ms = 1700000000000ULL};
     ps_layer_writer *w;
     uint8_t page[PS_PAGE_SIZE];

@@ -65,13 +65,14 @@ test_incremental_snapshots_rebuild_the_cluster(void **state)
     tu_pg pg;
     assert_int_equal(tu_pg_init(&pg, dir, NULL), 0);
     assert_int_equal(tu_pg_start(&pg), 0);
-    assert_int_equal(tu_pg_sql(&pg,
-                               "create extension amcheck;"
-                               "create table t (id int primary key, v text);"
-                               "insert into t select g, md5(g::text) from generate_series(1, 200000) g;"
-                               "vacuum t; checkpoint;",
-                               NULL),
-                     0);
+    assert_int_equal(
+        tu_pg_sql(&pg,
+                  "create extension amcheck;"
+                  "create table t (id int primary key, v text);"
+                  "insert into t select g, md5(g::text) from generate_series(1, 200000) g;"
+                  "vacuum t; checkpoint;",
+                  NULL),
+        0);
     assert_int_equal(tu_pg_stop(&pg, false), 0);
 
     char l1[PATH_MAX], l2[PATH_MAX], rebuilt[PATH_MAX];
@@ -91,9 +92,8 @@ test_incremental_snapshots_rebuild_the_cluster(void **state)
 
     /* Touch about 1 % of the table: a contiguous range of ids. */
     assert_int_equal(tu_pg_start(&pg), 0);
-    assert_int_equal(tu_pg_sql(&pg, "update t set v = 'changed' where id <= 2000; checkpoint;",
-                               NULL),
-                     0);
+    assert_int_equal(
+        tu_pg_sql(&pg, "update t set v = 'changed' where id <= 2000; checkpoint;", NULL), 0);
     char *want = table_digest(&pg);
     assert_int_equal(tu_pg_stop(&pg, false), 0);
     ps_layer_info i2 = {.redo_lsn = control_lsn(pg.datadir, "Latest checkpoint's REDO location"),
@@ -107,8 +107,8 @@ test_incremental_snapshots_rebuild_the_cluster(void **state)
     print_message("full: %llu main pages, %llu bytes; incremental: %llu of %llu main pages, "
                   "%llu bytes\n",
                   (unsigned long long)s1.main_pages_written, (unsigned long long)s1.bytes,
-                  (unsigned long long)s2.main_pages_written,
-                  (unsigned long long)s2.main_pages_seen, (unsigned long long)s2.bytes);
+                  (unsigned long long)s2.main_pages_written, (unsigned long long)s2.main_pages_seen,
+                  (unsigned long long)s2.bytes);
     /* ~1 % of the heap (2000 of 200000 rows, updated into new pages) plus
      * the index pages and catalog pages it touched: far below the table. */
     assert_true(s2.main_pages_written > 20);
@@ -175,9 +175,10 @@ test_relpaths(void **state)
     assert_true(k.spc == 1664 && k.db == 0 && k.fork == LB_FORK_FSM);
     assert_int_equal(ps_relpath(&k, 0, out, sizeof(out)), 0);
     assert_string_equal(out, "global/1262_fsm");
-    const char *not_rel[] = {"base/5/PG_VERSION", "base/5/pg_filenode.map", "global/pg_control",
-                             "base/5/t3_16384", "base/x/1", "base/5/16384.0", "base/5/16384_xx",
-                             "pg_xact/0000", "base/5/0"};
+    const char *not_rel[] = {
+        "base/5/PG_VERSION", "base/5/pg_filenode.map", "global/pg_control", "base/5/t3_16384",
+        "base/x/1",          "base/5/16384.0",         "base/5/16384_xx",   "pg_xact/0000",
+        "base/5/0"};
     for (size_t i = 0; i < sizeof(not_rel) / sizeof(not_rel[0]); i++)
         assert_int_equal(ps_parse_relpath(not_rel[i], &k, &seg), LB_ENOTFOUND);
 }

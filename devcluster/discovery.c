@@ -1,0 +1,297 @@
+/*
+ * discovery.c: /version, /api, /apis, /api/v1, /apis/GROUP[/VERSION],
+ * and /openapi/v3.
+ *
+ * Discovery is the legacy (unaggregated) form. kubectl 1.32 asks for the
+ * aggregated form first (Accept: ...as=APIGroupDiscoveryList) and, given a
+ * plain application/json answer, reads the legacy documents instead.
+ *
+ * /openapi/v3 serves, per group-version, a document whose PATCH
+ * operations carry x-kubernetes-group-version-kind and the fieldValidation
+ * query parameter. That is what kubectl's validation looks for: finding
+ * the parameter, it leaves validation to the server and sends
+ * ?fieldValidation=Strict. The documents carry no component schemas, so
+ * `kubectl explain` has nothing to show, and kubectl apply builds its
+ * strategic merge patches from its compiled-in types (as it does against
+ * any server whose OpenAPI lacks a kind). /openapi/v2 is 404, which
+ * kubectl tolerates.
+ */
+#include "api.h"
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const all_category[] = {"pods", "services", "deployments", "statefulsets",
+                                           "replicasets"};
+
+static json_t *
+verbs_for(const dc_resource *r)
+{
+    if (r->create_only)
+        return json_pack("[s]", "create");
+    return json_pack("[s,s,s,s,s,s,s,s]", "create", "delete", "deletecollection", "get", "list",
+                     "patch", "update", "watch");
+}
+
+static json_t *
+resource_list(const char *group, const char *version)
+{
+    char gv[256];
+    snprintf(gv, sizeof gv, "%s%s%s", group, group[0] ? "/" : "", version);
+    json_t *list = json_pack("{s:s, s:s, s:s, s:[]}", "kind", "APIResourceList", "apiVersion", "v1",
+                             "groupVersion", gv, "resources");
+    json_t *items = json_object_get(list, "resources");
+    bool any = false;
+    for (int i = 0; i < dc_resources_count(); i++) {
+        const dc_resource *r = dc_resources_at(i);
+        if (strcmp(r->group, group) != 0 || strcmp(r->version, version) != 0)
+            continue;
+        any = true;
+        json_t *e =
+            json_pack("{s:s, s:s, s:b, s:s, s:o}", "name", r->plural, "singularName", r->singular,
+                      "namespaced", r->namespaced, "kind", r->kind, "verbs", verbs_for(r));
+        json_t *shorts = json_array();
+        for (int k = 0; k < 6 && r->short_names[k]; k++)
+            json_array_append_new(shorts, json_string(r->short_names[k]));
+        if (r->crd_short_names && *r->crd_short_names) {
+            char buf[1024];
+            snprintf(buf, sizeof buf, "%s", r->crd_short_names);
+            char *save = NULL;
+            for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save))
+                json_array_append_new(shorts, json_string(s));
+        }
+        if (json_array_size(shorts))
+            json_object_set_new(e, "shortNames", shorts);
+        else
+            json_decref(shorts);
+        json_t *cats = json_array();
+        for (size_t k = 0; k < sizeof all_category / sizeof all_category[0]; k++)
+            if (!r->custom && strcmp(r->plural, all_category[k]) == 0)
+                json_array_append_new(cats, json_string("all"));
+        if (r->crd_categories && *r->crd_categories) {
+            char buf[1024];
+            snprintf(buf, sizeof buf, "%s", r->crd_categories);
+            char *save = NULL;
+            for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save))
+                json_array_append_new(cats, json_string(s));
+        }
+        if (json_array_size(cats))
+            json_object_set_new(e, "categories", cats);
+        else
+            json_decref(cats);
+        json_array_append_new(items, e);
+        char sub[300];
+        if (r->has_status) {
+            snprintf(sub, sizeof sub, "%s/status", r->plural);
+            json_array_append_new(items,
+                                  json_pack("{s:s, s:s, s:b, s:s, s:[s,s,s]}", "name", sub,
+                                            "singularName", "", "namespaced", r->namespaced, "kind",
+                                            r->kind, "verbs", "get", "patch", "update"));
+        }
+        if (r->has_scale) {
+            snprintf(sub, sizeof sub, "%s/scale", r->plural);
+            json_array_append_new(items,
+                                  json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:[s,s,s]}", "name",
+                                            sub, "singularName", "", "group", "autoscaling",
+                                            "namespaced", r->namespaced, "version", "v1", "kind",
+                                            "Scale", "verbs", "get", "patch", "update"));
+        }
+        for (int k = 0; k < 4 && r->subresources[k]; k++) {
+            snprintf(sub, sizeof sub, "%s/%s", r->plural, r->subresources[k]);
+            bool is_token = strcmp(r->subresources[k], "token") == 0;
+            json_t *e2 =
+                json_pack("{s:s, s:s, s:b, s:s, s:[s]}", "name", sub, "singularName", "",
+                          "namespaced", r->namespaced, "kind", is_token ? "TokenRequest" : r->kind,
+                          "verbs", is_token ? "create" : "get");
+            if (is_token) {
+                json_object_set_new(e2, "group", json_string("authentication.k8s.io"));
+                json_object_set_new(e2, "version", json_string("v1"));
+            }
+            json_array_append_new(items, e2);
+        }
+    }
+    if (!any) {
+        json_decref(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* Groups in first-seen order, with their versions. */
+static json_t *
+group_list(void)
+{
+    json_t *groups = json_array();
+    json_t *seen = json_object();
+    for (int i = 0; i < dc_resources_count(); i++) {
+        const dc_resource *r = dc_resources_at(i);
+        if (!r->group[0])
+            continue;
+        json_t *g = json_object_get(seen, r->group);
+        if (!g) {
+            g = json_pack("{s:s, s:s, s:s, s:[]}", "kind", "APIGroup", "apiVersion", "v1", "name",
+                          r->group, "versions");
+            json_object_set_new(seen, r->group, g);
+            json_array_append(groups, g);
+        }
+        json_t *versions = json_object_get(g, "versions");
+        bool have = false;
+        size_t k;
+        json_t *v;
+        json_array_foreach(versions, k,
+                           v) if (strcmp(json_string_value(json_object_get(v, "version")),
+                                         r->version) == 0) have = true;
+        char gv[300];
+        snprintf(gv, sizeof gv, "%s/%s", r->group, r->version);
+        if (!have)
+            json_array_append_new(
+                versions, json_pack("{s:s, s:s}", "groupVersion", gv, "version", r->version));
+        if (r->storage_version || !json_object_get(g, "preferredVersion"))
+            json_object_set_new(g, "preferredVersion",
+                                json_pack("{s:s, s:s}", "groupVersion", gv, "version", r->version));
+    }
+    json_decref(seen);
+    return groups;
+}
+
+static json_t *
+openapi_root(dc_ctx *c)
+{
+    json_t *paths = json_object();
+    char hash[32];
+    snprintf(hash, sizeof hash, "%016llX", (long long)dc_store_rv(c->api->store));
+    for (int i = 0; i < dc_resources_count(); i++) {
+        const dc_resource *r = dc_resources_at(i);
+        char key[300], url[400];
+        if (r->group[0])
+            snprintf(key, sizeof key, "apis/%s/%s", r->group, r->version);
+        else
+            snprintf(key, sizeof key, "api/%s", r->version);
+        snprintf(url, sizeof url, "/openapi/v3/%s?hash=%s", key, hash);
+        json_object_set_new(paths, key, json_pack("{s:s}", "serverRelativeURL", url));
+    }
+    return json_pack("{s:o}", "paths", paths);
+}
+
+static json_t *
+operation(const dc_resource *r, const char *action)
+{
+    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:[{s:s, s:s, s:{s:s}, s:s}], s:{s:{s:s}}}",
+                     "x-kubernetes-action", action, "x-kubernetes-group-version-kind", "group",
+                     r->group, "version", r->version, "kind", r->kind, "parameters", "name",
+                     "fieldValidation", "in", "query", "schema", "type", "string", "description",
+                     "fieldValidation instructs the server on how to handle objects in the "
+                     "request containing unknown or duplicate fields.",
+                     "responses", "200", "description", "OK");
+}
+
+static json_t *
+openapi_gv(const char *group, const char *version)
+{
+    json_t *paths = json_object();
+    bool any = false;
+    for (int i = 0; i < dc_resources_count(); i++) {
+        const dc_resource *r = dc_resources_at(i);
+        if (strcmp(r->group, group) != 0 || strcmp(r->version, version) != 0)
+            continue;
+        any = true;
+        char base[800], item[1200];
+        if (group[0])
+            snprintf(base, sizeof base, "/apis/%s/%s%s", group, version,
+                     r->namespaced ? "/namespaces/{namespace}" : "");
+        else
+            snprintf(base, sizeof base, "/api/%s%s", version,
+                     r->namespaced ? "/namespaces/{namespace}" : "");
+        char coll[1200];
+        snprintf(coll, sizeof coll, "%s/%s", base, r->plural);
+        snprintf(item, sizeof item, "%s/%s/{name}", base, r->plural);
+        json_object_set_new(paths, coll, json_pack("{s:o}", "post", operation(r, "post")));
+        json_object_set_new(
+            paths, item,
+            json_pack("{s:o, s:o}", "patch", operation(r, "patch"), "put", operation(r, "put")));
+    }
+    if (!any) {
+        json_decref(paths);
+        return NULL;
+    }
+    return json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{}}}", "openapi", "3.0.0", "info", "title",
+                     "Kubernetes", "version", "v1.32.3", "paths", paths, "components", "schemas");
+}
+
+bool
+dc_discovery_serve(dc_ctx *c)
+{
+    const char *path = dc_req_path(c->req);
+    const char *m = dc_req_method(c->req);
+    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+        return false;
+    snprintf(c->verb, sizeof c->verb, "get");
+    if (dc_rbac_authorize(c) < 0)
+        return true;
+    if (strcmp(path, "/version") == 0 || strcmp(path, "/version/") == 0) {
+        dc_api_respond_json(c, 200,
+                            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "major", "1",
+                                      "minor", "32", "gitVersion", "v1.32.3-devcluster",
+                                      "gitCommit", "", "gitTreeState", "clean", "buildDate",
+                                      "2026-01-01T00:00:00Z", "goVersion", "go1.23", "compiler",
+                                      "gc", "platform", "linux/amd64"));
+        return true;
+    }
+    if (strcmp(path, "/api") == 0 || strcmp(path, "/api/") == 0) {
+        char addr[64];
+        snprintf(addr, sizeof addr, "%s", c->api->url + 8);
+        dc_api_respond_json(c, 200,
+                            json_pack("{s:s, s:[s], s:[{s:s, s:s}]}", "kind", "APIVersions",
+                                      "versions", "v1", "serverAddressByClientCIDRs", "clientCIDR",
+                                      "0.0.0.0/0", "serverAddress", addr));
+        return true;
+    }
+    if (strcmp(path, "/apis") == 0 || strcmp(path, "/apis/") == 0) {
+        dc_api_respond_json(c, 200,
+                            json_pack("{s:s, s:s, s:o}", "kind", "APIGroupList", "apiVersion", "v1",
+                                      "groups", group_list()));
+        return true;
+    }
+    if (strcmp(path, "/api/v1") == 0 || strcmp(path, "/api/v1/") == 0) {
+        dc_api_respond_json(c, 200, resource_list("", "v1"));
+        return true;
+    }
+    char group[128], version[64];
+    if (sscanf(path, "/apis/%127[^/]/%63[^/]", group, version) == 2) {
+        json_t *l = resource_list(group, version);
+        if (!l)
+            return false;
+        dc_api_respond_json(c, 200, l);
+        return true;
+    }
+    if (sscanf(path, "/apis/%127[^/]", group) == 1) {
+        json_t *groups = group_list();
+        size_t i;
+        json_t *g;
+        json_array_foreach(groups, i, g)
+        {
+            if (strcmp(json_string_value(json_object_get(g, "name")), group) == 0) {
+                dc_api_respond_json(c, 200, json_incref(g));
+                json_decref(groups);
+                return true;
+            }
+        }
+        json_decref(groups);
+        return false;
+    }
+    if (strcmp(path, "/openapi/v3") == 0 || strcmp(path, "/openapi/v3/") == 0) {
+        dc_api_respond_json(c, 200, openapi_root(c));
+        return true;
+    }
+    if (sscanf(path, "/openapi/v3/apis/%127[^/]/%63[^/]", group, version) == 2 ||
+        (group[0] = '\0', sscanf(path, "/openapi/v3/api/%63[^/]", version) == 1)) {
+        json_t *doc = openapi_gv(group, version);
+        if (!doc)
+            return false;
+        dc_api_respond_json(c, 200, doc);
+        return true;
+    }
+    return false;
+}

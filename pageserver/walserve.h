@@ -1,0 +1,32 @@
+/*
+ * walserve.h: WAL for a server restoring a timeline, across its
+ * ancestors, and the pageserver's calls to a timeline's safekeepers.
+ *
+ * Callers: http_api.c (GET .../wal/{name}), timelines.c (branch points),
+ * ingest.c and indexer.c (consumer reports, new WAL).
+ */
+#ifndef PS_WALSERVE_H
+#define PS_WALSERVE_H
+
+#include "daemon.h"
+
+/* Write WAL segment or history file `name` of the timeline, as a server
+ * restoring it must see it, into fd (an empty file; left at offset 0).
+ * LB_ENOTFOUND when the timeline's history has no such file; LB_EPARSE for
+ * a name that is neither; LB_EHTTP when a safekeeper that may hold it did
+ * not answer. err says which. */
+int ps_wal_fetch(ps_daemon *d, const char *tenant, const char *timeline, const char *name, int fd,
+                 char *err, size_t errcap);
+/* The PostgreSQL timeline of the timeline's WAL just before lsn, from its
+ * safekeepers' term history, and their commit LSN (m->pg_tli and
+ * m->last_record_lsn for a timeline without safekeepers). */
+int ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *commit_lsn,
+              char *err, size_t errcap);
+/* Tell the timeline's safekeepers that consumer `name` needs no WAL before
+ * applied (their WAL removal waits for every consumer). Best effort. */
+void ps_report_consumer(ps_daemon *d, const ps_tlmeta *m, const char *name, lb_lsn applied);
+/* A segment ("TTTTTTTTXXXXXXXXYYYYYYYY") or history ("TTTTTTTT.history") name. */
+int ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
+                      uint64_t *segno);
+
+#endif
