@@ -1249,18 +1249,19 @@ settings_departed(cc_compute *c, const char *query, char *why, size_t cap)
 }
 
 /* The highest term any safekeeper reports for the timeline (0: none
- * answered). Each is asked with a short timeout: a dead one must not hold
- * up the watch. */
+ * answered; *answered says how many did). Each is asked with a short
+ * timeout: a dead one must not hold up the watch. */
 static uint64_t
-safekeepers_term(cc_compute *c, char *who, size_t cap)
+safekeepers_term(cc_compute *c, char *who, size_t cap, int *answered)
 {
+    *answered = 0;
     const cc_spec *s = c->spec;
     uint64_t best = 0;
     lb_http_options opts = {.timeout_ms = 2000, .max_attempts = 1};
     lb_http_client *http;
     if (lb_http_client_new(&opts, &http) != 0)
         return 0;
-    lb_http_client_set_token(http, s->auth_token); /* the safekeepers want its token */
+    lb_http_client_set_token(http, s->auth_token); /* its compute token */
     for (int i = 0; i < s->nsafekeepers; i++) {
         char url[600];
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
@@ -1271,6 +1272,7 @@ safekeepers_term(cc_compute *c, char *who, size_t cap)
         if (lb_http_do(http, &call, &res) == 0 && res.status == 200) {
             json_t *j = json_loadb(out.data ? out.data : "", out.len, 0, NULL);
             json_t *t = j ? json_object_get(j, "term") : NULL;
+            *answered += json_is_integer(t);
             if (json_is_integer(t) && (uint64_t)json_integer_value(t) > best) {
                 best = (uint64_t)json_integer_value(t);
                 snprintf(who, cap, "%s", s->safekeepers[i].name);
@@ -1299,7 +1301,7 @@ watch(cc_compute *c)
         fail(c, "out of memory");
         return WATCH_RESTART;
     }
-    int64_t next_activity = 0, next_term = 0;
+    int64_t next_activity = 0, next_term = 0, next_blind_warning = 0;
     watch_outcome out = WATCH_STOP;
     char why[600];
     while (!*c->stop) {
@@ -1329,7 +1331,13 @@ watch(cc_compute *c)
         }
         if (primary && lb_mono_ms() >= next_term) {
             char who[64] = "";
-            uint64_t term = safekeepers_term(c, who, sizeof(who));
+            int answered;
+            uint64_t term = safekeepers_term(c, who, sizeof(who), &answered);
+            /* Blind (all down, or refusing our token): say so, once a minute. */
+            if (answered == 0 && lb_mono_ms() >= next_blind_warning) {
+                lb_warn("no safekeeper told its term: a newer primary would go unnoticed");
+                next_blind_warning = lb_mono_ms() + 60000;
+            }
             if (term > c->term) {
                 fail(c,
                      "safekeeper %s is at term %" PRIu64 ", newer than this primary's %" PRIu64

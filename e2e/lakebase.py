@@ -394,22 +394,18 @@ class Cluster:
         import uuid
         self.workdir = workdir
         # Computes' secrets: the password of role lakebase_safekeeper, as
-        # which the safekeepers connect to a compute's PostgreSQL (libpq
-        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # which the safekeepers connect to a compute's PostgreSQL (their
+        # compute_password_file), and the user's. Kept if they exist, so
         # that `make run` keeps its passwords across runs.
         self.sk_password_file = os.path.join(workdir, "safekeeper.password")
         self.sk_password = secret_file(self.sk_password_file)
-        pgpass = os.path.join(workdir, "safekeeper.pgpass")
-        with open(pgpass, "w") as f:
-            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
-        os.chmod(pgpass, 0o600)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
-                               env={"PGPASSFILE": pgpass}) for i in range(n)]
+        self.sks = [Safekeeper(workdir, f"sk-{i}",
+                               extra_args=["--compute_password_file", self.sk_password_file]
+                               + list(sk_args or [])) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
-            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)

@@ -366,7 +366,7 @@ def test_http_api_needs_a_credential(env):
     t, tl = cluster.tenant, cluster.timeline
     other_tenant, other_tl = uuid.uuid4().hex, uuid.uuid4().hex
     refused = {
-        "": 401,  # no token
+        "": 401,  # none (http() sends the harness's default token for None)
         "not-a-token": 401,
         auth.mint("management", key=auth.other_key(cluster.workdir)): 401,  # unknown key
         auth.mint("compute", tenant=other_tenant, timeline=other_tl): 403,  # another tenant's
@@ -385,7 +385,7 @@ def test_http_api_needs_a_credential(env):
             st, body = http("GET", c.url + route, token=token)
             assert st not in (401, 403), (route, st, body)
     for route in ("/metrics", "/healthz"):
-        assert http("GET", c.url + route)[0] == 200
+        assert http("GET", c.url + route, token="")[0] == 200
     # The restore_command's credential: a file only the PostgreSQL user
     # (and root) can read; SQL users cannot.
     header = os.path.join(c.spec["data_dir"], "compute_ctl_restore.header")
