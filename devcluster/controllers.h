@@ -35,7 +35,8 @@ typedef struct dc_ctl {
     const char *node_dir; /* hosts/ and pvc/ live here */
     const char *api_host; /* kubernetes.default.svc resolves to it */
     dc_hostports *hostports;
-    json_t *pvc_missing; /* "<ns>/<claim>" -> ms since first seen without its claim */
+    json_t *pvc_missing;  /* "<ns>/<claim>" -> ms since first seen without its claim */
+    bool node_registered; /* the Node object exists and says Ready */
 } dc_ctl;
 
 void dc_ctl_sync(dc_ctl *ctl);

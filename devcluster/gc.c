@@ -110,7 +110,7 @@ delete_now(dc_apiserver *a, const char *resource, const char *ns, const char *na
     if (!dc_api_meta_str(obj, "deletionTimestamp")) {
         bool deleted;
         json_t *result = NULL;
-        dc_api_delete_object(a, r, ns, name, obj, propagation, &deleted, &result);
+        dc_api_delete_object(a, r, ns, name, obj, propagation, false, &deleted, &result);
         lb_debug("garbage collected resource=%s namespace=%s name=%s deleted=%d", resource, ns,
                  name, deleted);
         json_decref(result);

@@ -78,6 +78,7 @@ struct dc_req {
     bool streaming;
     bool keep_alive;
     bool broken;
+    lb_buf extra_headers; /* "Name: value\r\n" lines for the response */
 };
 
 static const char *
@@ -219,6 +220,7 @@ req_clear(dc_req *r)
         free(r->header_values[i]);
     }
     lb_buf_free(&r->body);
+    lb_buf_free(&r->extra_headers);
     memset(r, 0, sizeof *r);
 }
 
@@ -665,6 +667,15 @@ dc_req_body(const dc_req *r, size_t *len)
     return r->body.data ? r->body.data : "";
 }
 
+int
+dc_req_add_header(dc_req *r, const char *name, const char *value)
+{
+    for (const char *p = value; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            return -EINVAL;
+    return lb_buf_printf(&r->extra_headers, "%s: %s\r\n", name, value);
+}
+
 bool
 dc_req_responded(const dc_req *r)
 {
@@ -683,6 +694,8 @@ dc_respond(dc_req *r, int status, const char *content_type, const char *body, si
     lb_buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
     if (content_type)
         lb_buf_printf(&out, "Content-Type: %s\r\n", content_type);
+    if (r->extra_headers.data)
+        lb_buf_append(&out, r->extra_headers.data, r->extra_headers.len);
     lb_buf_printf(&out, "Cache-Control: no-cache, private\r\nContent-Length: %zu\r\n%s\r\n", len,
                   r->keep_alive ? "" : "Connection: close\r\n");
     if (strcmp(r->method, "HEAD") != 0)

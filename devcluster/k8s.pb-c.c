@@ -124,6 +124,44 @@ dck8s__int_or_string__free_unpacked(Dck8s__IntOrString *message, ProtobufCAlloca
     protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
 }
 void
+dck8s__quantity__init(Dck8s__Quantity *message)
+{
+    static const Dck8s__Quantity init_value = DCK8S__QUANTITY__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__quantity__get_packed_size(const Dck8s__Quantity *message)
+{
+    assert(message->base.descriptor == &dck8s__quantity__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__quantity__pack(const Dck8s__Quantity *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__quantity__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__quantity__pack_to_buffer(const Dck8s__Quantity *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__quantity__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__Quantity *
+dck8s__quantity__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__Quantity *)protobuf_c_message_unpack(&dck8s__quantity__descriptor, allocator,
+                                                        len, data);
+}
+void
+dck8s__quantity__free_unpacked(Dck8s__Quantity *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__quantity__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
 dck8s__time__init(Dck8s__Time *message)
 {
     static const Dck8s__Time init_value = DCK8S__TIME__INIT;
@@ -1941,6 +1979,458 @@ dck8s__self_subject_access_review__free_unpacked(Dck8s__SelfSubjectAccessReview 
     assert(message->base.descriptor == &dck8s__self_subject_access_review__descriptor);
     protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
 }
+void
+dck8s__container_port__init(Dck8s__ContainerPort *message)
+{
+    static const Dck8s__ContainerPort init_value = DCK8S__CONTAINER_PORT__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__container_port__get_packed_size(const Dck8s__ContainerPort *message)
+{
+    assert(message->base.descriptor == &dck8s__container_port__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__container_port__pack(const Dck8s__ContainerPort *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__container_port__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__container_port__pack_to_buffer(const Dck8s__ContainerPort *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__container_port__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__ContainerPort *
+dck8s__container_port__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__ContainerPort *)protobuf_c_message_unpack(&dck8s__container_port__descriptor,
+                                                             allocator, len, data);
+}
+void
+dck8s__container_port__free_unpacked(Dck8s__ContainerPort *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__container_port__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__env_var__init(Dck8s__EnvVar *message)
+{
+    static const Dck8s__EnvVar init_value = DCK8S__ENV_VAR__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__env_var__get_packed_size(const Dck8s__EnvVar *message)
+{
+    assert(message->base.descriptor == &dck8s__env_var__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__env_var__pack(const Dck8s__EnvVar *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__env_var__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__env_var__pack_to_buffer(const Dck8s__EnvVar *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__env_var__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__EnvVar *
+dck8s__env_var__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__EnvVar *)protobuf_c_message_unpack(&dck8s__env_var__descriptor, allocator, len,
+                                                      data);
+}
+void
+dck8s__env_var__free_unpacked(Dck8s__EnvVar *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__env_var__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__resource_requirements__limits_entry__init(Dck8s__ResourceRequirements__LimitsEntry *message)
+{
+    static const Dck8s__ResourceRequirements__LimitsEntry init_value =
+        DCK8S__RESOURCE_REQUIREMENTS__LIMITS_ENTRY__INIT;
+    *message = init_value;
+}
+void
+dck8s__resource_requirements__requests_entry__init(
+    Dck8s__ResourceRequirements__RequestsEntry *message)
+{
+    static const Dck8s__ResourceRequirements__RequestsEntry init_value =
+        DCK8S__RESOURCE_REQUIREMENTS__REQUESTS_ENTRY__INIT;
+    *message = init_value;
+}
+void
+dck8s__resource_requirements__init(Dck8s__ResourceRequirements *message)
+{
+    static const Dck8s__ResourceRequirements init_value = DCK8S__RESOURCE_REQUIREMENTS__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__resource_requirements__get_packed_size(const Dck8s__ResourceRequirements *message)
+{
+    assert(message->base.descriptor == &dck8s__resource_requirements__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__resource_requirements__pack(const Dck8s__ResourceRequirements *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__resource_requirements__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__resource_requirements__pack_to_buffer(const Dck8s__ResourceRequirements *message,
+                                             ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__resource_requirements__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__ResourceRequirements *
+dck8s__resource_requirements__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__ResourceRequirements *)protobuf_c_message_unpack(
+        &dck8s__resource_requirements__descriptor, allocator, len, data);
+}
+void
+dck8s__resource_requirements__free_unpacked(Dck8s__ResourceRequirements *message,
+                                            ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__resource_requirements__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__container__init(Dck8s__Container *message)
+{
+    static const Dck8s__Container init_value = DCK8S__CONTAINER__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__container__get_packed_size(const Dck8s__Container *message)
+{
+    assert(message->base.descriptor == &dck8s__container__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__container__pack(const Dck8s__Container *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__container__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__container__pack_to_buffer(const Dck8s__Container *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__container__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__Container *
+dck8s__container__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__Container *)protobuf_c_message_unpack(&dck8s__container__descriptor, allocator,
+                                                         len, data);
+}
+void
+dck8s__container__free_unpacked(Dck8s__Container *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__container__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__pod_spec__node_selector_entry__init(Dck8s__PodSpec__NodeSelectorEntry *message)
+{
+    static const Dck8s__PodSpec__NodeSelectorEntry init_value =
+        DCK8S__POD_SPEC__NODE_SELECTOR_ENTRY__INIT;
+    *message = init_value;
+}
+void
+dck8s__pod_spec__init(Dck8s__PodSpec *message)
+{
+    static const Dck8s__PodSpec init_value = DCK8S__POD_SPEC__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__pod_spec__get_packed_size(const Dck8s__PodSpec *message)
+{
+    assert(message->base.descriptor == &dck8s__pod_spec__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__pod_spec__pack(const Dck8s__PodSpec *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__pod_spec__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__pod_spec__pack_to_buffer(const Dck8s__PodSpec *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__pod_spec__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__PodSpec *
+dck8s__pod_spec__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__PodSpec *)protobuf_c_message_unpack(&dck8s__pod_spec__descriptor, allocator, len,
+                                                       data);
+}
+void
+dck8s__pod_spec__free_unpacked(Dck8s__PodSpec *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__pod_spec__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__pod_template_spec__init(Dck8s__PodTemplateSpec *message)
+{
+    static const Dck8s__PodTemplateSpec init_value = DCK8S__POD_TEMPLATE_SPEC__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__pod_template_spec__get_packed_size(const Dck8s__PodTemplateSpec *message)
+{
+    assert(message->base.descriptor == &dck8s__pod_template_spec__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__pod_template_spec__pack(const Dck8s__PodTemplateSpec *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__pod_template_spec__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__pod_template_spec__pack_to_buffer(const Dck8s__PodTemplateSpec *message,
+                                         ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__pod_template_spec__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__PodTemplateSpec *
+dck8s__pod_template_spec__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__PodTemplateSpec *)protobuf_c_message_unpack(
+        &dck8s__pod_template_spec__descriptor, allocator, len, data);
+}
+void
+dck8s__pod_template_spec__free_unpacked(Dck8s__PodTemplateSpec *message,
+                                        ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__pod_template_spec__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__rolling_update_deployment__init(Dck8s__RollingUpdateDeployment *message)
+{
+    static const Dck8s__RollingUpdateDeployment init_value = DCK8S__ROLLING_UPDATE_DEPLOYMENT__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__rolling_update_deployment__get_packed_size(const Dck8s__RollingUpdateDeployment *message)
+{
+    assert(message->base.descriptor == &dck8s__rolling_update_deployment__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__rolling_update_deployment__pack(const Dck8s__RollingUpdateDeployment *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__rolling_update_deployment__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__rolling_update_deployment__pack_to_buffer(const Dck8s__RollingUpdateDeployment *message,
+                                                 ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__rolling_update_deployment__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__RollingUpdateDeployment *
+dck8s__rolling_update_deployment__unpack(ProtobufCAllocator *allocator, size_t len,
+                                         const uint8_t *data)
+{
+    return (Dck8s__RollingUpdateDeployment *)protobuf_c_message_unpack(
+        &dck8s__rolling_update_deployment__descriptor, allocator, len, data);
+}
+void
+dck8s__rolling_update_deployment__free_unpacked(Dck8s__RollingUpdateDeployment *message,
+                                                ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__rolling_update_deployment__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__deployment_strategy__init(Dck8s__DeploymentStrategy *message)
+{
+    static const Dck8s__DeploymentStrategy init_value = DCK8S__DEPLOYMENT_STRATEGY__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__deployment_strategy__get_packed_size(const Dck8s__DeploymentStrategy *message)
+{
+    assert(message->base.descriptor == &dck8s__deployment_strategy__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__deployment_strategy__pack(const Dck8s__DeploymentStrategy *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__deployment_strategy__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__deployment_strategy__pack_to_buffer(const Dck8s__DeploymentStrategy *message,
+                                           ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__deployment_strategy__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__DeploymentStrategy *
+dck8s__deployment_strategy__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__DeploymentStrategy *)protobuf_c_message_unpack(
+        &dck8s__deployment_strategy__descriptor, allocator, len, data);
+}
+void
+dck8s__deployment_strategy__free_unpacked(Dck8s__DeploymentStrategy *message,
+                                          ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__deployment_strategy__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__deployment_spec__init(Dck8s__DeploymentSpec *message)
+{
+    static const Dck8s__DeploymentSpec init_value = DCK8S__DEPLOYMENT_SPEC__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__deployment_spec__get_packed_size(const Dck8s__DeploymentSpec *message)
+{
+    assert(message->base.descriptor == &dck8s__deployment_spec__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__deployment_spec__pack(const Dck8s__DeploymentSpec *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__deployment_spec__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__deployment_spec__pack_to_buffer(const Dck8s__DeploymentSpec *message,
+                                       ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__deployment_spec__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__DeploymentSpec *
+dck8s__deployment_spec__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__DeploymentSpec *)protobuf_c_message_unpack(&dck8s__deployment_spec__descriptor,
+                                                              allocator, len, data);
+}
+void
+dck8s__deployment_spec__free_unpacked(Dck8s__DeploymentSpec *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__deployment_spec__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__deployment_status__init(Dck8s__DeploymentStatus *message)
+{
+    static const Dck8s__DeploymentStatus init_value = DCK8S__DEPLOYMENT_STATUS__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__deployment_status__get_packed_size(const Dck8s__DeploymentStatus *message)
+{
+    assert(message->base.descriptor == &dck8s__deployment_status__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__deployment_status__pack(const Dck8s__DeploymentStatus *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__deployment_status__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__deployment_status__pack_to_buffer(const Dck8s__DeploymentStatus *message,
+                                         ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__deployment_status__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__DeploymentStatus *
+dck8s__deployment_status__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__DeploymentStatus *)protobuf_c_message_unpack(
+        &dck8s__deployment_status__descriptor, allocator, len, data);
+}
+void
+dck8s__deployment_status__free_unpacked(Dck8s__DeploymentStatus *message,
+                                        ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__deployment_status__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
+void
+dck8s__deployment__init(Dck8s__Deployment *message)
+{
+    static const Dck8s__Deployment init_value = DCK8S__DEPLOYMENT__INIT;
+    *message = init_value;
+}
+size_t
+dck8s__deployment__get_packed_size(const Dck8s__Deployment *message)
+{
+    assert(message->base.descriptor == &dck8s__deployment__descriptor);
+    return protobuf_c_message_get_packed_size((const ProtobufCMessage *)(message));
+}
+size_t
+dck8s__deployment__pack(const Dck8s__Deployment *message, uint8_t *out)
+{
+    assert(message->base.descriptor == &dck8s__deployment__descriptor);
+    return protobuf_c_message_pack((const ProtobufCMessage *)message, out);
+}
+size_t
+dck8s__deployment__pack_to_buffer(const Dck8s__Deployment *message, ProtobufCBuffer *buffer)
+{
+    assert(message->base.descriptor == &dck8s__deployment__descriptor);
+    return protobuf_c_message_pack_to_buffer((const ProtobufCMessage *)message, buffer);
+}
+Dck8s__Deployment *
+dck8s__deployment__unpack(ProtobufCAllocator *allocator, size_t len, const uint8_t *data)
+{
+    return (Dck8s__Deployment *)protobuf_c_message_unpack(&dck8s__deployment__descriptor, allocator,
+                                                          len, data);
+}
+void
+dck8s__deployment__free_unpacked(Dck8s__Deployment *message, ProtobufCAllocator *allocator)
+{
+    if (!message)
+        return;
+    assert(message->base.descriptor == &dck8s__deployment__descriptor);
+    protobuf_c_message_free_unpacked((ProtobufCMessage *)message, allocator);
+}
 static const ProtobufCFieldDescriptor dck8s__runtime_type_meta__field_descriptors[2] = {
     {
         "apiVersion", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
@@ -2064,6 +2554,34 @@ const ProtobufCMessageDescriptor dck8s__int_or_string__descriptor = {
     1,
     dck8s__int_or_string__number_ranges,
     (ProtobufCMessageInit)dck8s__int_or_string__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__quantity__field_descriptors[1] = {
+    {
+        "string", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__Quantity, string), NULL, NULL, 0,                  /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__quantity__field_indices_by_name[] = {
+    0, /* field[0] = string */
+};
+static const ProtobufCIntRange dck8s__quantity__number_ranges[1 + 1] = {{1, 0}, {0, 1}};
+const ProtobufCMessageDescriptor dck8s__quantity__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.Quantity",
+    "Quantity",
+    "Dck8s__Quantity",
+    "dck8s",
+    sizeof(Dck8s__Quantity),
+    1,
+    dck8s__quantity__field_descriptors,
+    dck8s__quantity__field_indices_by_name,
+    1,
+    dck8s__quantity__number_ranges,
+    (ProtobufCMessageInit)dck8s__quantity__init,
     NULL,
     NULL,
     NULL /* reserved[123] */
@@ -4568,6 +5086,906 @@ const ProtobufCMessageDescriptor dck8s__self_subject_access_review__descriptor =
     1,
     dck8s__self_subject_access_review__number_ranges,
     (ProtobufCMessageInit)dck8s__self_subject_access_review__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__container_port__field_descriptors[5] = {
+    {
+        "name", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ContainerPort, name), NULL, NULL, 0,             /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "hostPort", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__ContainerPort, has_hostport), offsetof(Dck8s__ContainerPort, hostport),
+        NULL, NULL, 0, /* flags */
+        0, NULL, NULL  /* reserved1,reserved2, etc */
+    },
+    {
+        "containerPort", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__ContainerPort, has_containerport),
+        offsetof(Dck8s__ContainerPort, containerport), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                                 /* reserved1,reserved2, etc */
+    },
+    {
+        "protocol", 4, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ContainerPort, protocol), NULL, NULL, 0,             /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "hostIP", 5, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__ContainerPort, hostip), NULL, NULL, 0,             /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__container_port__field_indices_by_name[] = {
+    2, /* field[2] = containerPort */
+    4, /* field[4] = hostIP */
+    1, /* field[1] = hostPort */
+    0, /* field[0] = name */
+    3, /* field[3] = protocol */
+};
+static const ProtobufCIntRange dck8s__container_port__number_ranges[1 + 1] = {{1, 0}, {0, 5}};
+const ProtobufCMessageDescriptor dck8s__container_port__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.ContainerPort",
+    "ContainerPort",
+    "Dck8s__ContainerPort",
+    "dck8s",
+    sizeof(Dck8s__ContainerPort),
+    5,
+    dck8s__container_port__field_descriptors,
+    dck8s__container_port__field_indices_by_name,
+    1,
+    dck8s__container_port__number_ranges,
+    (ProtobufCMessageInit)dck8s__container_port__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__env_var__field_descriptors[2] = {
+    {
+        "name", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__EnvVar, name), NULL, NULL, 0,                    /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "value", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__EnvVar, value), NULL, NULL, 0,                    /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__env_var__field_indices_by_name[] = {
+    0, /* field[0] = name */
+    1, /* field[1] = value */
+};
+static const ProtobufCIntRange dck8s__env_var__number_ranges[1 + 1] = {{1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__env_var__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.EnvVar",
+    "EnvVar",
+    "Dck8s__EnvVar",
+    "dck8s",
+    sizeof(Dck8s__EnvVar),
+    2,
+    dck8s__env_var__field_descriptors,
+    dck8s__env_var__field_indices_by_name,
+    1,
+    dck8s__env_var__number_ranges,
+    (ProtobufCMessageInit)dck8s__env_var__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor
+    dck8s__resource_requirements__limits_entry__field_descriptors[2] = {
+        {
+            "key", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+            offsetof(Dck8s__ResourceRequirements__LimitsEntry, key), NULL, NULL, 0, /* flags */
+            0, NULL, NULL /* reserved1,reserved2, etc */
+        },
+        {
+            "value", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+            0, /* quantifier_offset */
+            offsetof(Dck8s__ResourceRequirements__LimitsEntry, value), &dck8s__quantity__descriptor,
+            NULL, 0,      /* flags */
+            0, NULL, NULL /* reserved1,reserved2, etc */
+        },
+};
+static const unsigned dck8s__resource_requirements__limits_entry__field_indices_by_name[] = {
+    0, /* field[0] = key */
+    1, /* field[1] = value */
+};
+static const ProtobufCIntRange dck8s__resource_requirements__limits_entry__number_ranges[1 + 1] = {
+    {1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__resource_requirements__limits_entry__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.ResourceRequirements.LimitsEntry",
+    "LimitsEntry",
+    "Dck8s__ResourceRequirements__LimitsEntry",
+    "dck8s",
+    sizeof(Dck8s__ResourceRequirements__LimitsEntry),
+    2,
+    dck8s__resource_requirements__limits_entry__field_descriptors,
+    dck8s__resource_requirements__limits_entry__field_indices_by_name,
+    1,
+    dck8s__resource_requirements__limits_entry__number_ranges,
+    (ProtobufCMessageInit)dck8s__resource_requirements__limits_entry__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor
+    dck8s__resource_requirements__requests_entry__field_descriptors[2] = {
+        {
+            "key", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+            offsetof(Dck8s__ResourceRequirements__RequestsEntry, key), NULL, NULL, 0, /* flags */
+            0, NULL, NULL /* reserved1,reserved2, etc */
+        },
+        {
+            "value", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+            0, /* quantifier_offset */
+            offsetof(Dck8s__ResourceRequirements__RequestsEntry, value),
+            &dck8s__quantity__descriptor, NULL, 0, /* flags */
+            0, NULL, NULL                          /* reserved1,reserved2, etc */
+        },
+};
+static const unsigned dck8s__resource_requirements__requests_entry__field_indices_by_name[] = {
+    0, /* field[0] = key */
+    1, /* field[1] = value */
+};
+static const ProtobufCIntRange dck8s__resource_requirements__requests_entry__number_ranges[1 + 1] =
+    {{1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__resource_requirements__requests_entry__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.ResourceRequirements.RequestsEntry",
+    "RequestsEntry",
+    "Dck8s__ResourceRequirements__RequestsEntry",
+    "dck8s",
+    sizeof(Dck8s__ResourceRequirements__RequestsEntry),
+    2,
+    dck8s__resource_requirements__requests_entry__field_descriptors,
+    dck8s__resource_requirements__requests_entry__field_indices_by_name,
+    1,
+    dck8s__resource_requirements__requests_entry__number_ranges,
+    (ProtobufCMessageInit)dck8s__resource_requirements__requests_entry__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__resource_requirements__field_descriptors[2] = {
+    {
+        "limits", 1, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__ResourceRequirements, n_limits),
+        offsetof(Dck8s__ResourceRequirements, limits),
+        &dck8s__resource_requirements__limits_entry__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "requests", 2, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__ResourceRequirements, n_requests),
+        offsetof(Dck8s__ResourceRequirements, requests),
+        &dck8s__resource_requirements__requests_entry__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__resource_requirements__field_indices_by_name[] = {
+    0, /* field[0] = limits */
+    1, /* field[1] = requests */
+};
+static const ProtobufCIntRange dck8s__resource_requirements__number_ranges[1 + 1] = {{1, 0},
+                                                                                     {0, 2}};
+const ProtobufCMessageDescriptor dck8s__resource_requirements__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.ResourceRequirements",
+    "ResourceRequirements",
+    "Dck8s__ResourceRequirements",
+    "dck8s",
+    sizeof(Dck8s__ResourceRequirements),
+    2,
+    dck8s__resource_requirements__field_descriptors,
+    dck8s__resource_requirements__field_indices_by_name,
+    1,
+    dck8s__resource_requirements__number_ranges,
+    (ProtobufCMessageInit)dck8s__resource_requirements__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__container__field_descriptors[15] = {
+    {
+        "name", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__Container, name), NULL, NULL, 0,                 /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "image", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__Container, image), NULL, NULL, 0,                 /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "command", 3, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_STRING,
+        offsetof(Dck8s__Container, n_command), offsetof(Dck8s__Container, command), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "args", 4, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_STRING,
+        offsetof(Dck8s__Container, n_args), offsetof(Dck8s__Container, args), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "workingDir", 5, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                     /* quantifier_offset */
+        offsetof(Dck8s__Container, workingdir), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                          /* reserved1,reserved2, etc */
+    },
+    {
+        "ports", 6, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__Container, n_ports), offsetof(Dck8s__Container, ports),
+        &dck8s__container_port__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                                /* reserved1,reserved2, etc */
+    },
+    {
+        "env", 7, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__Container, n_env), offsetof(Dck8s__Container, env),
+        &dck8s__env_var__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                         /* reserved1,reserved2, etc */
+    },
+    {
+        "resources", 8, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__Container, resources), &dck8s__resource_requirements__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "terminationMessagePath", 13, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                                 /* quantifier_offset */
+        offsetof(Dck8s__Container, terminationmessagepath), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "imagePullPolicy", 14, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                          /* quantifier_offset */
+        offsetof(Dck8s__Container, imagepullpolicy), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                               /* reserved1,reserved2, etc */
+    },
+    {
+        "stdin", 16, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__Container, has_stdin), offsetof(Dck8s__Container, stdin), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "stdinOnce", 17, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__Container, has_stdinonce), offsetof(Dck8s__Container, stdinonce), NULL,
+        NULL, 0,      /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "tty", 18, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__Container, has_tty), offsetof(Dck8s__Container, tty), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "terminationMessagePolicy", 20, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                                   /* quantifier_offset */
+        offsetof(Dck8s__Container, terminationmessagepolicy), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "restartPolicy", 24, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                        /* quantifier_offset */
+        offsetof(Dck8s__Container, restartpolicy), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                             /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__container__field_indices_by_name[] = {
+    3,  /* field[3] = args */
+    2,  /* field[2] = command */
+    6,  /* field[6] = env */
+    1,  /* field[1] = image */
+    9,  /* field[9] = imagePullPolicy */
+    0,  /* field[0] = name */
+    5,  /* field[5] = ports */
+    7,  /* field[7] = resources */
+    14, /* field[14] = restartPolicy */
+    10, /* field[10] = stdin */
+    11, /* field[11] = stdinOnce */
+    8,  /* field[8] = terminationMessagePath */
+    13, /* field[13] = terminationMessagePolicy */
+    12, /* field[12] = tty */
+    4,  /* field[4] = workingDir */
+};
+static const ProtobufCIntRange dck8s__container__number_ranges[5 + 1] = {
+    {1, 0}, {13, 8}, {16, 10}, {20, 13}, {24, 14}, {0, 15}};
+const ProtobufCMessageDescriptor dck8s__container__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.Container",
+    "Container",
+    "Dck8s__Container",
+    "dck8s",
+    sizeof(Dck8s__Container),
+    15,
+    dck8s__container__field_descriptors,
+    dck8s__container__field_indices_by_name,
+    5,
+    dck8s__container__number_ranges,
+    (ProtobufCMessageInit)dck8s__container__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__pod_spec__node_selector_entry__field_descriptors[2] = {
+    {
+        "key", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0,  /* quantifier_offset */
+        offsetof(Dck8s__PodSpec__NodeSelectorEntry, key), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "value", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0,  /* quantifier_offset */
+        offsetof(Dck8s__PodSpec__NodeSelectorEntry, value), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__pod_spec__node_selector_entry__field_indices_by_name[] = {
+    0, /* field[0] = key */
+    1, /* field[1] = value */
+};
+static const ProtobufCIntRange dck8s__pod_spec__node_selector_entry__number_ranges[1 + 1] = {
+    {1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__pod_spec__node_selector_entry__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.PodSpec.NodeSelectorEntry",
+    "NodeSelectorEntry",
+    "Dck8s__PodSpec__NodeSelectorEntry",
+    "dck8s",
+    sizeof(Dck8s__PodSpec__NodeSelectorEntry),
+    2,
+    dck8s__pod_spec__node_selector_entry__field_descriptors,
+    dck8s__pod_spec__node_selector_entry__field_indices_by_name,
+    1,
+    dck8s__pod_spec__node_selector_entry__number_ranges,
+    (ProtobufCMessageInit)dck8s__pod_spec__node_selector_entry__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__pod_spec__field_descriptors[28] = {
+    {
+        "containers", 2, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__PodSpec, n_containers), offsetof(Dck8s__PodSpec, containers),
+        &dck8s__container__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                           /* reserved1,reserved2, etc */
+    },
+    {
+        "restartPolicy", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                      /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, restartpolicy), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                           /* reserved1,reserved2, etc */
+    },
+    {
+        "terminationGracePeriodSeconds", 4, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT64,
+        offsetof(Dck8s__PodSpec, has_terminationgraceperiodseconds),
+        offsetof(Dck8s__PodSpec, terminationgraceperiodseconds), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "activeDeadlineSeconds", 5, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT64,
+        offsetof(Dck8s__PodSpec, has_activedeadlineseconds),
+        offsetof(Dck8s__PodSpec, activedeadlineseconds), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "dnsPolicy", 6, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                  /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, dnspolicy), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                       /* reserved1,reserved2, etc */
+    },
+    {
+        "nodeSelector", 7, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__PodSpec, n_nodeselector), offsetof(Dck8s__PodSpec, nodeselector),
+        &dck8s__pod_spec__node_selector_entry__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                                               /* reserved1,reserved2, etc */
+    },
+    {
+        "serviceAccountName", 8, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                           /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, serviceaccountname), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                                /* reserved1,reserved2, etc */
+    },
+    {
+        "serviceAccount", 9, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                       /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, serviceaccount), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                            /* reserved1,reserved2, etc */
+    },
+    {
+        "nodeName", 10, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                 /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, nodename), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                      /* reserved1,reserved2, etc */
+    },
+    {
+        "hostNetwork", 11, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_hostnetwork), offsetof(Dck8s__PodSpec, hostnetwork), NULL,
+        NULL, 0,      /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "hostPID", 12, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_hostpid), offsetof(Dck8s__PodSpec, hostpid), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "hostIPC", 13, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_hostipc), offsetof(Dck8s__PodSpec, hostipc), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "imagePullSecrets", 15, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__PodSpec, n_imagepullsecrets), offsetof(Dck8s__PodSpec, imagepullsecrets),
+        &dck8s__local_object_reference__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                                        /* reserved1,reserved2, etc */
+    },
+    {
+        "hostname", 16, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                 /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, hostname), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                      /* reserved1,reserved2, etc */
+    },
+    {
+        "subdomain", 17, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                  /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, subdomain), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                       /* reserved1,reserved2, etc */
+    },
+    {
+        "schedulerName", 19, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                      /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, schedulername), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                           /* reserved1,reserved2, etc */
+    },
+    {
+        "initContainers", 20, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+        offsetof(Dck8s__PodSpec, n_initcontainers), offsetof(Dck8s__PodSpec, initcontainers),
+        &dck8s__container__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                           /* reserved1,reserved2, etc */
+    },
+    {
+        "automountServiceAccountToken", 21, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_automountserviceaccounttoken),
+        offsetof(Dck8s__PodSpec, automountserviceaccounttoken), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "priorityClassName", 24, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                          /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, priorityclassname), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                               /* reserved1,reserved2, etc */
+    },
+    {
+        "priority", 25, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__PodSpec, has_priority), offsetof(Dck8s__PodSpec, priority), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "shareProcessNamespace", 27, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_shareprocessnamespace),
+        offsetof(Dck8s__PodSpec, shareprocessnamespace), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "runtimeClassName", 29, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                         /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, runtimeclassname), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                              /* reserved1,reserved2, etc */
+    },
+    {
+        "enableServiceLinks", 30, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_enableservicelinks),
+        offsetof(Dck8s__PodSpec, enableservicelinks), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                                /* reserved1,reserved2, etc */
+    },
+    {
+        "preemptionPolicy", 31, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                         /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, preemptionpolicy), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                              /* reserved1,reserved2, etc */
+    },
+    {
+        "setHostnameAsFQDN", 35, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_sethostnameasfqdn),
+        offsetof(Dck8s__PodSpec, sethostnameasfqdn), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                               /* reserved1,reserved2, etc */
+    },
+    {
+        "hostUsers", 37, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__PodSpec, has_hostusers), offsetof(Dck8s__PodSpec, hostusers), NULL, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "resources", 40, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, resources), &dck8s__resource_requirements__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "hostnameOverride", 41, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING,
+        0,                                                         /* quantifier_offset */
+        offsetof(Dck8s__PodSpec, hostnameoverride), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                              /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__pod_spec__field_indices_by_name[] = {
+    3,  /* field[3] = activeDeadlineSeconds */
+    17, /* field[17] = automountServiceAccountToken */
+    0,  /* field[0] = containers */
+    4,  /* field[4] = dnsPolicy */
+    22, /* field[22] = enableServiceLinks */
+    11, /* field[11] = hostIPC */
+    9,  /* field[9] = hostNetwork */
+    10, /* field[10] = hostPID */
+    25, /* field[25] = hostUsers */
+    13, /* field[13] = hostname */
+    27, /* field[27] = hostnameOverride */
+    12, /* field[12] = imagePullSecrets */
+    16, /* field[16] = initContainers */
+    8,  /* field[8] = nodeName */
+    5,  /* field[5] = nodeSelector */
+    23, /* field[23] = preemptionPolicy */
+    19, /* field[19] = priority */
+    18, /* field[18] = priorityClassName */
+    26, /* field[26] = resources */
+    1,  /* field[1] = restartPolicy */
+    21, /* field[21] = runtimeClassName */
+    15, /* field[15] = schedulerName */
+    7,  /* field[7] = serviceAccount */
+    6,  /* field[6] = serviceAccountName */
+    24, /* field[24] = setHostnameAsFQDN */
+    20, /* field[20] = shareProcessNamespace */
+    14, /* field[14] = subdomain */
+    2,  /* field[2] = terminationGracePeriodSeconds */
+};
+static const ProtobufCIntRange dck8s__pod_spec__number_ranges[9 + 1] = {
+    {2, 0},   {15, 12}, {19, 15}, {24, 18}, {27, 20},
+    {29, 21}, {35, 24}, {37, 25}, {40, 26}, {0, 28}};
+const ProtobufCMessageDescriptor dck8s__pod_spec__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.PodSpec",
+    "PodSpec",
+    "Dck8s__PodSpec",
+    "dck8s",
+    sizeof(Dck8s__PodSpec),
+    28,
+    dck8s__pod_spec__field_descriptors,
+    dck8s__pod_spec__field_indices_by_name,
+    9,
+    dck8s__pod_spec__number_ranges,
+    (ProtobufCMessageInit)dck8s__pod_spec__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__pod_template_spec__field_descriptors[2] = {
+    {
+        "metadata", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__PodTemplateSpec, metadata), &dck8s__object_meta__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "spec", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE, 0, /* quantifier_offset */
+        offsetof(Dck8s__PodTemplateSpec, spec), &dck8s__pod_spec__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__pod_template_spec__field_indices_by_name[] = {
+    0, /* field[0] = metadata */
+    1, /* field[1] = spec */
+};
+static const ProtobufCIntRange dck8s__pod_template_spec__number_ranges[1 + 1] = {{1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__pod_template_spec__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.PodTemplateSpec",
+    "PodTemplateSpec",
+    "Dck8s__PodTemplateSpec",
+    "dck8s",
+    sizeof(Dck8s__PodTemplateSpec),
+    2,
+    dck8s__pod_template_spec__field_descriptors,
+    dck8s__pod_template_spec__field_indices_by_name,
+    1,
+    dck8s__pod_template_spec__number_ranges,
+    (ProtobufCMessageInit)dck8s__pod_template_spec__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__rolling_update_deployment__field_descriptors[2] = {
+    {
+        "maxUnavailable", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__RollingUpdateDeployment, maxunavailable), &dck8s__int_or_string__descriptor,
+        NULL, 0,      /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "maxSurge", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__RollingUpdateDeployment, maxsurge), &dck8s__int_or_string__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__rolling_update_deployment__field_indices_by_name[] = {
+    1, /* field[1] = maxSurge */
+    0, /* field[0] = maxUnavailable */
+};
+static const ProtobufCIntRange dck8s__rolling_update_deployment__number_ranges[1 + 1] = {{1, 0},
+                                                                                         {0, 2}};
+const ProtobufCMessageDescriptor dck8s__rolling_update_deployment__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.RollingUpdateDeployment",
+    "RollingUpdateDeployment",
+    "Dck8s__RollingUpdateDeployment",
+    "dck8s",
+    sizeof(Dck8s__RollingUpdateDeployment),
+    2,
+    dck8s__rolling_update_deployment__field_descriptors,
+    dck8s__rolling_update_deployment__field_indices_by_name,
+    1,
+    dck8s__rolling_update_deployment__number_ranges,
+    (ProtobufCMessageInit)dck8s__rolling_update_deployment__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__deployment_strategy__field_descriptors[2] = {
+    {
+        "type", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_STRING, 0, /* quantifier_offset */
+        offsetof(Dck8s__DeploymentStrategy, type), NULL, NULL, 0,        /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "rollingUpdate", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__DeploymentStrategy, rollingupdate),
+        &dck8s__rolling_update_deployment__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL                                           /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__deployment_strategy__field_indices_by_name[] = {
+    1, /* field[1] = rollingUpdate */
+    0, /* field[0] = type */
+};
+static const ProtobufCIntRange dck8s__deployment_strategy__number_ranges[1 + 1] = {{1, 0}, {0, 2}};
+const ProtobufCMessageDescriptor dck8s__deployment_strategy__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.DeploymentStrategy",
+    "DeploymentStrategy",
+    "Dck8s__DeploymentStrategy",
+    "dck8s",
+    sizeof(Dck8s__DeploymentStrategy),
+    2,
+    dck8s__deployment_strategy__field_descriptors,
+    dck8s__deployment_strategy__field_indices_by_name,
+    1,
+    dck8s__deployment_strategy__number_ranges,
+    (ProtobufCMessageInit)dck8s__deployment_strategy__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__deployment_spec__field_descriptors[8] = {
+    {
+        "replicas", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentSpec, has_replicas), offsetof(Dck8s__DeploymentSpec, replicas),
+        NULL, NULL, 0, /* flags */
+        0, NULL, NULL  /* reserved1,reserved2, etc */
+    },
+    {
+        "selector", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__DeploymentSpec, selector), &dck8s__label_selector__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "template", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__DeploymentSpec, template_), &dck8s__pod_template_spec__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "strategy", 4, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__DeploymentSpec, strategy), &dck8s__deployment_strategy__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "minReadySeconds", 5, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentSpec, has_minreadyseconds),
+        offsetof(Dck8s__DeploymentSpec, minreadyseconds), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "revisionHistoryLimit", 6, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentSpec, has_revisionhistorylimit),
+        offsetof(Dck8s__DeploymentSpec, revisionhistorylimit), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "paused", 7, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_BOOL,
+        offsetof(Dck8s__DeploymentSpec, has_paused), offsetof(Dck8s__DeploymentSpec, paused), NULL,
+        NULL, 0,      /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "progressDeadlineSeconds", 9, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentSpec, has_progressdeadlineseconds),
+        offsetof(Dck8s__DeploymentSpec, progressdeadlineseconds), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__deployment_spec__field_indices_by_name[] = {
+    4, /* field[4] = minReadySeconds */
+    6, /* field[6] = paused */
+    7, /* field[7] = progressDeadlineSeconds */
+    0, /* field[0] = replicas */
+    5, /* field[5] = revisionHistoryLimit */
+    1, /* field[1] = selector */
+    3, /* field[3] = strategy */
+    2, /* field[2] = template */
+};
+static const ProtobufCIntRange dck8s__deployment_spec__number_ranges[2 + 1] = {
+    {1, 0}, {9, 7}, {0, 8}};
+const ProtobufCMessageDescriptor dck8s__deployment_spec__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.DeploymentSpec",
+    "DeploymentSpec",
+    "Dck8s__DeploymentSpec",
+    "dck8s",
+    sizeof(Dck8s__DeploymentSpec),
+    8,
+    dck8s__deployment_spec__field_descriptors,
+    dck8s__deployment_spec__field_indices_by_name,
+    2,
+    dck8s__deployment_spec__number_ranges,
+    (ProtobufCMessageInit)dck8s__deployment_spec__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__deployment_status__field_descriptors[8] = {
+    {
+        "observedGeneration", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT64,
+        offsetof(Dck8s__DeploymentStatus, has_observedgeneration),
+        offsetof(Dck8s__DeploymentStatus, observedgeneration), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "replicas", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_replicas),
+        offsetof(Dck8s__DeploymentStatus, replicas), NULL, NULL, 0, /* flags */
+        0, NULL, NULL                                               /* reserved1,reserved2, etc */
+    },
+    {
+        "updatedReplicas", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_updatedreplicas),
+        offsetof(Dck8s__DeploymentStatus, updatedreplicas), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "availableReplicas", 4, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_availablereplicas),
+        offsetof(Dck8s__DeploymentStatus, availablereplicas), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "unavailableReplicas", 5, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_unavailablereplicas),
+        offsetof(Dck8s__DeploymentStatus, unavailablereplicas), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "readyReplicas", 7, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_readyreplicas),
+        offsetof(Dck8s__DeploymentStatus, readyreplicas), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "collisionCount", 8, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_collisioncount),
+        offsetof(Dck8s__DeploymentStatus, collisioncount), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "terminatingReplicas", 9, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_INT32,
+        offsetof(Dck8s__DeploymentStatus, has_terminatingreplicas),
+        offsetof(Dck8s__DeploymentStatus, terminatingreplicas), NULL, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__deployment_status__field_indices_by_name[] = {
+    3, /* field[3] = availableReplicas */
+    6, /* field[6] = collisionCount */
+    0, /* field[0] = observedGeneration */
+    5, /* field[5] = readyReplicas */
+    1, /* field[1] = replicas */
+    7, /* field[7] = terminatingReplicas */
+    4, /* field[4] = unavailableReplicas */
+    2, /* field[2] = updatedReplicas */
+};
+static const ProtobufCIntRange dck8s__deployment_status__number_ranges[2 + 1] = {
+    {1, 0}, {7, 5}, {0, 8}};
+const ProtobufCMessageDescriptor dck8s__deployment_status__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.DeploymentStatus",
+    "DeploymentStatus",
+    "Dck8s__DeploymentStatus",
+    "dck8s",
+    sizeof(Dck8s__DeploymentStatus),
+    8,
+    dck8s__deployment_status__field_descriptors,
+    dck8s__deployment_status__field_indices_by_name,
+    2,
+    dck8s__deployment_status__number_ranges,
+    (ProtobufCMessageInit)dck8s__deployment_status__init,
+    NULL,
+    NULL,
+    NULL /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor dck8s__deployment__field_descriptors[3] = {
+    {
+        "metadata", 1, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE,
+        0, /* quantifier_offset */
+        offsetof(Dck8s__Deployment, metadata), &dck8s__object_meta__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "spec", 2, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE, 0, /* quantifier_offset */
+        offsetof(Dck8s__Deployment, spec), &dck8s__deployment_spec__descriptor, NULL, 0, /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+    {
+        "status", 3, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_MESSAGE, 0, /* quantifier_offset */
+        offsetof(Dck8s__Deployment, status), &dck8s__deployment_status__descriptor, NULL,
+        0,            /* flags */
+        0, NULL, NULL /* reserved1,reserved2, etc */
+    },
+};
+static const unsigned dck8s__deployment__field_indices_by_name[] = {
+    0, /* field[0] = metadata */
+    1, /* field[1] = spec */
+    2, /* field[2] = status */
+};
+static const ProtobufCIntRange dck8s__deployment__number_ranges[1 + 1] = {{1, 0}, {0, 3}};
+const ProtobufCMessageDescriptor dck8s__deployment__descriptor = {
+    PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    "dck8s.Deployment",
+    "Deployment",
+    "Dck8s__Deployment",
+    "dck8s",
+    sizeof(Dck8s__Deployment),
+    3,
+    dck8s__deployment__field_descriptors,
+    dck8s__deployment__field_indices_by_name,
+    1,
+    dck8s__deployment__number_ranges,
+    (ProtobufCMessageInit)dck8s__deployment__init,
     NULL,
     NULL,
     NULL /* reserved[123] */

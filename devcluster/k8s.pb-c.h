@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Dck8s__RuntimeTypeMeta Dck8s__RuntimeTypeMeta;
 typedef struct Dck8s__Unknown Dck8s__Unknown;
 typedef struct Dck8s__IntOrString Dck8s__IntOrString;
+typedef struct Dck8s__Quantity Dck8s__Quantity;
 typedef struct Dck8s__Time Dck8s__Time;
 typedef struct Dck8s__FieldsV1 Dck8s__FieldsV1;
 typedef struct Dck8s__ManagedFieldsEntry Dck8s__ManagedFieldsEntry;
@@ -70,6 +71,21 @@ typedef struct Dck8s__NonResourceAttributes Dck8s__NonResourceAttributes;
 typedef struct Dck8s__SelfSubjectAccessReviewSpec Dck8s__SelfSubjectAccessReviewSpec;
 typedef struct Dck8s__SubjectAccessReviewStatus Dck8s__SubjectAccessReviewStatus;
 typedef struct Dck8s__SelfSubjectAccessReview Dck8s__SelfSubjectAccessReview;
+typedef struct Dck8s__ContainerPort Dck8s__ContainerPort;
+typedef struct Dck8s__EnvVar Dck8s__EnvVar;
+typedef struct Dck8s__ResourceRequirements Dck8s__ResourceRequirements;
+typedef struct Dck8s__ResourceRequirements__LimitsEntry Dck8s__ResourceRequirements__LimitsEntry;
+typedef struct Dck8s__ResourceRequirements__RequestsEntry
+    Dck8s__ResourceRequirements__RequestsEntry;
+typedef struct Dck8s__Container Dck8s__Container;
+typedef struct Dck8s__PodSpec Dck8s__PodSpec;
+typedef struct Dck8s__PodSpec__NodeSelectorEntry Dck8s__PodSpec__NodeSelectorEntry;
+typedef struct Dck8s__PodTemplateSpec Dck8s__PodTemplateSpec;
+typedef struct Dck8s__RollingUpdateDeployment Dck8s__RollingUpdateDeployment;
+typedef struct Dck8s__DeploymentStrategy Dck8s__DeploymentStrategy;
+typedef struct Dck8s__DeploymentSpec Dck8s__DeploymentSpec;
+typedef struct Dck8s__DeploymentStatus Dck8s__DeploymentStatus;
+typedef struct Dck8s__Deployment Dck8s__Deployment;
 
 /* --- enums --- */
 
@@ -118,6 +134,19 @@ struct Dck8s__IntOrString {
     {                                                                                              \
         PROTOBUF_C_MESSAGE_INIT(&dck8s__int_or_string__descriptor)                                 \
         , 0, 0, 0, 0, NULL                                                                         \
+    }
+
+/*
+ * ---- k8s.io/apimachinery/pkg/api/resource ----
+ */
+struct Dck8s__Quantity {
+    ProtobufCMessage base;
+    char *string;
+};
+#define DCK8S__QUANTITY__INIT                                                                      \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__quantity__descriptor)                                      \
+        , NULL                                                                                     \
     }
 
 /*
@@ -879,6 +908,265 @@ struct Dck8s__SelfSubjectAccessReview {
         , NULL, NULL, NULL                                                                         \
     }
 
+/*
+ * ---- k8s.io/api/core/v1: the pod template (kubectl create deployment).
+ * Only scalar fields and the messages below; a body using any other field
+ * (volumes, probes, security contexts, ...) is refused rather than cut.
+ */
+struct Dck8s__ContainerPort {
+    ProtobufCMessage base;
+    char *name;
+    protobuf_c_boolean has_hostport;
+    int32_t hostport;
+    protobuf_c_boolean has_containerport;
+    int32_t containerport;
+    char *protocol;
+    char *hostip;
+};
+#define DCK8S__CONTAINER_PORT__INIT                                                                \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__container_port__descriptor)                                \
+        , NULL, 0, 0, 0, 0, NULL, NULL                                                             \
+    }
+
+struct Dck8s__EnvVar {
+    ProtobufCMessage base;
+    char *name;
+    char *value;
+};
+#define DCK8S__ENV_VAR__INIT                                                                       \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__env_var__descriptor)                                       \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__ResourceRequirements__LimitsEntry {
+    ProtobufCMessage base;
+    char *key;
+    Dck8s__Quantity *value;
+};
+#define DCK8S__RESOURCE_REQUIREMENTS__LIMITS_ENTRY__INIT                                           \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__resource_requirements__limits_entry__descriptor)           \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__ResourceRequirements__RequestsEntry {
+    ProtobufCMessage base;
+    char *key;
+    Dck8s__Quantity *value;
+};
+#define DCK8S__RESOURCE_REQUIREMENTS__REQUESTS_ENTRY__INIT                                         \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__resource_requirements__requests_entry__descriptor)         \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__ResourceRequirements {
+    ProtobufCMessage base;
+    size_t n_limits;
+    Dck8s__ResourceRequirements__LimitsEntry **limits;
+    size_t n_requests;
+    Dck8s__ResourceRequirements__RequestsEntry **requests;
+};
+#define DCK8S__RESOURCE_REQUIREMENTS__INIT                                                         \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__resource_requirements__descriptor)                         \
+        , 0, NULL, 0, NULL                                                                         \
+    }
+
+struct Dck8s__Container {
+    ProtobufCMessage base;
+    char *name;
+    char *image;
+    size_t n_command;
+    char **command;
+    size_t n_args;
+    char **args;
+    char *workingdir;
+    size_t n_ports;
+    Dck8s__ContainerPort **ports;
+    size_t n_env;
+    Dck8s__EnvVar **env;
+    Dck8s__ResourceRequirements *resources;
+    char *restartpolicy;
+    char *terminationmessagepath;
+    char *terminationmessagepolicy;
+    char *imagepullpolicy;
+    protobuf_c_boolean has_stdin;
+    protobuf_c_boolean stdin;
+    protobuf_c_boolean has_stdinonce;
+    protobuf_c_boolean stdinonce;
+    protobuf_c_boolean has_tty;
+    protobuf_c_boolean tty;
+};
+#define DCK8S__CONTAINER__INIT                                                                     \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__container__descriptor)                                     \
+        , NULL, NULL, 0, NULL, 0, NULL, NULL, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0,   \
+            0, 0, 0, 0, 0                                                                          \
+    }
+
+struct Dck8s__PodSpec__NodeSelectorEntry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+#define DCK8S__POD_SPEC__NODE_SELECTOR_ENTRY__INIT                                                 \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__pod_spec__node_selector_entry__descriptor)                 \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__PodSpec {
+    ProtobufCMessage base;
+    size_t n_initcontainers;
+    Dck8s__Container **initcontainers;
+    size_t n_containers;
+    Dck8s__Container **containers;
+    char *restartpolicy;
+    protobuf_c_boolean has_terminationgraceperiodseconds;
+    int64_t terminationgraceperiodseconds;
+    protobuf_c_boolean has_activedeadlineseconds;
+    int64_t activedeadlineseconds;
+    char *dnspolicy;
+    size_t n_nodeselector;
+    Dck8s__PodSpec__NodeSelectorEntry **nodeselector;
+    char *serviceaccountname;
+    char *serviceaccount;
+    protobuf_c_boolean has_automountserviceaccounttoken;
+    protobuf_c_boolean automountserviceaccounttoken;
+    char *nodename;
+    protobuf_c_boolean has_hostnetwork;
+    protobuf_c_boolean hostnetwork;
+    protobuf_c_boolean has_hostpid;
+    protobuf_c_boolean hostpid;
+    protobuf_c_boolean has_hostipc;
+    protobuf_c_boolean hostipc;
+    protobuf_c_boolean has_shareprocessnamespace;
+    protobuf_c_boolean shareprocessnamespace;
+    size_t n_imagepullsecrets;
+    Dck8s__LocalObjectReference **imagepullsecrets;
+    char *hostname;
+    char *subdomain;
+    char *schedulername;
+    char *priorityclassname;
+    protobuf_c_boolean has_priority;
+    int32_t priority;
+    char *runtimeclassname;
+    protobuf_c_boolean has_enableservicelinks;
+    protobuf_c_boolean enableservicelinks;
+    char *preemptionpolicy;
+    protobuf_c_boolean has_sethostnameasfqdn;
+    protobuf_c_boolean sethostnameasfqdn;
+    protobuf_c_boolean has_hostusers;
+    protobuf_c_boolean hostusers;
+    Dck8s__ResourceRequirements *resources;
+    char *hostnameoverride;
+};
+#define DCK8S__POD_SPEC__INIT                                                                      \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__pod_spec__descriptor)                                      \
+        , 0, NULL, 0, NULL, NULL, 0, 0, 0, 0, NULL, 0, NULL, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0,   \
+            0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, 0, 0, NULL, \
+            NULL                                                                                   \
+    }
+
+struct Dck8s__PodTemplateSpec {
+    ProtobufCMessage base;
+    Dck8s__ObjectMeta *metadata;
+    Dck8s__PodSpec *spec;
+};
+#define DCK8S__POD_TEMPLATE_SPEC__INIT                                                             \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__pod_template_spec__descriptor)                             \
+        , NULL, NULL                                                                               \
+    }
+
+/*
+ * ---- k8s.io/api/apps/v1 ----
+ */
+struct Dck8s__RollingUpdateDeployment {
+    ProtobufCMessage base;
+    Dck8s__IntOrString *maxunavailable;
+    Dck8s__IntOrString *maxsurge;
+};
+#define DCK8S__ROLLING_UPDATE_DEPLOYMENT__INIT                                                     \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__rolling_update_deployment__descriptor)                     \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__DeploymentStrategy {
+    ProtobufCMessage base;
+    char *type;
+    Dck8s__RollingUpdateDeployment *rollingupdate;
+};
+#define DCK8S__DEPLOYMENT_STRATEGY__INIT                                                           \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__deployment_strategy__descriptor)                           \
+        , NULL, NULL                                                                               \
+    }
+
+struct Dck8s__DeploymentSpec {
+    ProtobufCMessage base;
+    protobuf_c_boolean has_replicas;
+    int32_t replicas;
+    Dck8s__LabelSelector *selector;
+    Dck8s__PodTemplateSpec *template_;
+    Dck8s__DeploymentStrategy *strategy;
+    protobuf_c_boolean has_minreadyseconds;
+    int32_t minreadyseconds;
+    protobuf_c_boolean has_revisionhistorylimit;
+    int32_t revisionhistorylimit;
+    protobuf_c_boolean has_paused;
+    protobuf_c_boolean paused;
+    protobuf_c_boolean has_progressdeadlineseconds;
+    int32_t progressdeadlineseconds;
+};
+#define DCK8S__DEPLOYMENT_SPEC__INIT                                                               \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__deployment_spec__descriptor)                               \
+        , 0, 0, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0                                           \
+    }
+
+struct Dck8s__DeploymentStatus {
+    ProtobufCMessage base;
+    protobuf_c_boolean has_observedgeneration;
+    int64_t observedgeneration;
+    protobuf_c_boolean has_replicas;
+    int32_t replicas;
+    protobuf_c_boolean has_updatedreplicas;
+    int32_t updatedreplicas;
+    protobuf_c_boolean has_readyreplicas;
+    int32_t readyreplicas;
+    protobuf_c_boolean has_availablereplicas;
+    int32_t availablereplicas;
+    protobuf_c_boolean has_unavailablereplicas;
+    int32_t unavailablereplicas;
+    protobuf_c_boolean has_terminatingreplicas;
+    int32_t terminatingreplicas;
+    protobuf_c_boolean has_collisioncount;
+    int32_t collisioncount;
+};
+#define DCK8S__DEPLOYMENT_STATUS__INIT                                                             \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__deployment_status__descriptor)                             \
+        , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0                                           \
+    }
+
+struct Dck8s__Deployment {
+    ProtobufCMessage base;
+    Dck8s__ObjectMeta *metadata;
+    Dck8s__DeploymentSpec *spec;
+    Dck8s__DeploymentStatus *status;
+};
+#define DCK8S__DEPLOYMENT__INIT                                                                    \
+    {                                                                                              \
+        PROTOBUF_C_MESSAGE_INIT(&dck8s__deployment__descriptor)                                    \
+        , NULL, NULL, NULL                                                                         \
+    }
+
 /* Dck8s__RuntimeTypeMeta methods */
 void dck8s__runtime_type_meta__init(Dck8s__RuntimeTypeMeta *message);
 size_t dck8s__runtime_type_meta__get_packed_size(const Dck8s__RuntimeTypeMeta *message);
@@ -907,6 +1195,14 @@ Dck8s__IntOrString *dck8s__int_or_string__unpack(ProtobufCAllocator *allocator, 
                                                  const uint8_t *data);
 void dck8s__int_or_string__free_unpacked(Dck8s__IntOrString *message,
                                          ProtobufCAllocator *allocator);
+/* Dck8s__Quantity methods */
+void dck8s__quantity__init(Dck8s__Quantity *message);
+size_t dck8s__quantity__get_packed_size(const Dck8s__Quantity *message);
+size_t dck8s__quantity__pack(const Dck8s__Quantity *message, uint8_t *out);
+size_t dck8s__quantity__pack_to_buffer(const Dck8s__Quantity *message, ProtobufCBuffer *buffer);
+Dck8s__Quantity *dck8s__quantity__unpack(ProtobufCAllocator *allocator, size_t len,
+                                         const uint8_t *data);
+void dck8s__quantity__free_unpacked(Dck8s__Quantity *message, ProtobufCAllocator *allocator);
 /* Dck8s__Time methods */
 void dck8s__time__init(Dck8s__Time *message);
 size_t dck8s__time__get_packed_size(const Dck8s__Time *message);
@@ -1368,12 +1664,127 @@ dck8s__self_subject_access_review__unpack(ProtobufCAllocator *allocator, size_t 
                                           const uint8_t *data);
 void dck8s__self_subject_access_review__free_unpacked(Dck8s__SelfSubjectAccessReview *message,
                                                       ProtobufCAllocator *allocator);
+/* Dck8s__ContainerPort methods */
+void dck8s__container_port__init(Dck8s__ContainerPort *message);
+size_t dck8s__container_port__get_packed_size(const Dck8s__ContainerPort *message);
+size_t dck8s__container_port__pack(const Dck8s__ContainerPort *message, uint8_t *out);
+size_t dck8s__container_port__pack_to_buffer(const Dck8s__ContainerPort *message,
+                                             ProtobufCBuffer *buffer);
+Dck8s__ContainerPort *dck8s__container_port__unpack(ProtobufCAllocator *allocator, size_t len,
+                                                    const uint8_t *data);
+void dck8s__container_port__free_unpacked(Dck8s__ContainerPort *message,
+                                          ProtobufCAllocator *allocator);
+/* Dck8s__EnvVar methods */
+void dck8s__env_var__init(Dck8s__EnvVar *message);
+size_t dck8s__env_var__get_packed_size(const Dck8s__EnvVar *message);
+size_t dck8s__env_var__pack(const Dck8s__EnvVar *message, uint8_t *out);
+size_t dck8s__env_var__pack_to_buffer(const Dck8s__EnvVar *message, ProtobufCBuffer *buffer);
+Dck8s__EnvVar *dck8s__env_var__unpack(ProtobufCAllocator *allocator, size_t len,
+                                      const uint8_t *data);
+void dck8s__env_var__free_unpacked(Dck8s__EnvVar *message, ProtobufCAllocator *allocator);
+/* Dck8s__ResourceRequirements__LimitsEntry methods */
+void
+dck8s__resource_requirements__limits_entry__init(Dck8s__ResourceRequirements__LimitsEntry *message);
+/* Dck8s__ResourceRequirements__RequestsEntry methods */
+void dck8s__resource_requirements__requests_entry__init(
+    Dck8s__ResourceRequirements__RequestsEntry *message);
+/* Dck8s__ResourceRequirements methods */
+void dck8s__resource_requirements__init(Dck8s__ResourceRequirements *message);
+size_t dck8s__resource_requirements__get_packed_size(const Dck8s__ResourceRequirements *message);
+size_t dck8s__resource_requirements__pack(const Dck8s__ResourceRequirements *message, uint8_t *out);
+size_t dck8s__resource_requirements__pack_to_buffer(const Dck8s__ResourceRequirements *message,
+                                                    ProtobufCBuffer *buffer);
+Dck8s__ResourceRequirements *dck8s__resource_requirements__unpack(ProtobufCAllocator *allocator,
+                                                                  size_t len, const uint8_t *data);
+void dck8s__resource_requirements__free_unpacked(Dck8s__ResourceRequirements *message,
+                                                 ProtobufCAllocator *allocator);
+/* Dck8s__Container methods */
+void dck8s__container__init(Dck8s__Container *message);
+size_t dck8s__container__get_packed_size(const Dck8s__Container *message);
+size_t dck8s__container__pack(const Dck8s__Container *message, uint8_t *out);
+size_t dck8s__container__pack_to_buffer(const Dck8s__Container *message, ProtobufCBuffer *buffer);
+Dck8s__Container *dck8s__container__unpack(ProtobufCAllocator *allocator, size_t len,
+                                           const uint8_t *data);
+void dck8s__container__free_unpacked(Dck8s__Container *message, ProtobufCAllocator *allocator);
+/* Dck8s__PodSpec__NodeSelectorEntry methods */
+void dck8s__pod_spec__node_selector_entry__init(Dck8s__PodSpec__NodeSelectorEntry *message);
+/* Dck8s__PodSpec methods */
+void dck8s__pod_spec__init(Dck8s__PodSpec *message);
+size_t dck8s__pod_spec__get_packed_size(const Dck8s__PodSpec *message);
+size_t dck8s__pod_spec__pack(const Dck8s__PodSpec *message, uint8_t *out);
+size_t dck8s__pod_spec__pack_to_buffer(const Dck8s__PodSpec *message, ProtobufCBuffer *buffer);
+Dck8s__PodSpec *dck8s__pod_spec__unpack(ProtobufCAllocator *allocator, size_t len,
+                                        const uint8_t *data);
+void dck8s__pod_spec__free_unpacked(Dck8s__PodSpec *message, ProtobufCAllocator *allocator);
+/* Dck8s__PodTemplateSpec methods */
+void dck8s__pod_template_spec__init(Dck8s__PodTemplateSpec *message);
+size_t dck8s__pod_template_spec__get_packed_size(const Dck8s__PodTemplateSpec *message);
+size_t dck8s__pod_template_spec__pack(const Dck8s__PodTemplateSpec *message, uint8_t *out);
+size_t dck8s__pod_template_spec__pack_to_buffer(const Dck8s__PodTemplateSpec *message,
+                                                ProtobufCBuffer *buffer);
+Dck8s__PodTemplateSpec *dck8s__pod_template_spec__unpack(ProtobufCAllocator *allocator, size_t len,
+                                                         const uint8_t *data);
+void dck8s__pod_template_spec__free_unpacked(Dck8s__PodTemplateSpec *message,
+                                             ProtobufCAllocator *allocator);
+/* Dck8s__RollingUpdateDeployment methods */
+void dck8s__rolling_update_deployment__init(Dck8s__RollingUpdateDeployment *message);
+size_t
+dck8s__rolling_update_deployment__get_packed_size(const Dck8s__RollingUpdateDeployment *message);
+size_t dck8s__rolling_update_deployment__pack(const Dck8s__RollingUpdateDeployment *message,
+                                              uint8_t *out);
+size_t
+dck8s__rolling_update_deployment__pack_to_buffer(const Dck8s__RollingUpdateDeployment *message,
+                                                 ProtobufCBuffer *buffer);
+Dck8s__RollingUpdateDeployment *
+dck8s__rolling_update_deployment__unpack(ProtobufCAllocator *allocator, size_t len,
+                                         const uint8_t *data);
+void dck8s__rolling_update_deployment__free_unpacked(Dck8s__RollingUpdateDeployment *message,
+                                                     ProtobufCAllocator *allocator);
+/* Dck8s__DeploymentStrategy methods */
+void dck8s__deployment_strategy__init(Dck8s__DeploymentStrategy *message);
+size_t dck8s__deployment_strategy__get_packed_size(const Dck8s__DeploymentStrategy *message);
+size_t dck8s__deployment_strategy__pack(const Dck8s__DeploymentStrategy *message, uint8_t *out);
+size_t dck8s__deployment_strategy__pack_to_buffer(const Dck8s__DeploymentStrategy *message,
+                                                  ProtobufCBuffer *buffer);
+Dck8s__DeploymentStrategy *dck8s__deployment_strategy__unpack(ProtobufCAllocator *allocator,
+                                                              size_t len, const uint8_t *data);
+void dck8s__deployment_strategy__free_unpacked(Dck8s__DeploymentStrategy *message,
+                                               ProtobufCAllocator *allocator);
+/* Dck8s__DeploymentSpec methods */
+void dck8s__deployment_spec__init(Dck8s__DeploymentSpec *message);
+size_t dck8s__deployment_spec__get_packed_size(const Dck8s__DeploymentSpec *message);
+size_t dck8s__deployment_spec__pack(const Dck8s__DeploymentSpec *message, uint8_t *out);
+size_t dck8s__deployment_spec__pack_to_buffer(const Dck8s__DeploymentSpec *message,
+                                              ProtobufCBuffer *buffer);
+Dck8s__DeploymentSpec *dck8s__deployment_spec__unpack(ProtobufCAllocator *allocator, size_t len,
+                                                      const uint8_t *data);
+void dck8s__deployment_spec__free_unpacked(Dck8s__DeploymentSpec *message,
+                                           ProtobufCAllocator *allocator);
+/* Dck8s__DeploymentStatus methods */
+void dck8s__deployment_status__init(Dck8s__DeploymentStatus *message);
+size_t dck8s__deployment_status__get_packed_size(const Dck8s__DeploymentStatus *message);
+size_t dck8s__deployment_status__pack(const Dck8s__DeploymentStatus *message, uint8_t *out);
+size_t dck8s__deployment_status__pack_to_buffer(const Dck8s__DeploymentStatus *message,
+                                                ProtobufCBuffer *buffer);
+Dck8s__DeploymentStatus *dck8s__deployment_status__unpack(ProtobufCAllocator *allocator, size_t len,
+                                                          const uint8_t *data);
+void dck8s__deployment_status__free_unpacked(Dck8s__DeploymentStatus *message,
+                                             ProtobufCAllocator *allocator);
+/* Dck8s__Deployment methods */
+void dck8s__deployment__init(Dck8s__Deployment *message);
+size_t dck8s__deployment__get_packed_size(const Dck8s__Deployment *message);
+size_t dck8s__deployment__pack(const Dck8s__Deployment *message, uint8_t *out);
+size_t dck8s__deployment__pack_to_buffer(const Dck8s__Deployment *message, ProtobufCBuffer *buffer);
+Dck8s__Deployment *dck8s__deployment__unpack(ProtobufCAllocator *allocator, size_t len,
+                                             const uint8_t *data);
+void dck8s__deployment__free_unpacked(Dck8s__Deployment *message, ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Dck8s__RuntimeTypeMeta_Closure)(const Dck8s__RuntimeTypeMeta *message,
                                                void *closure_data);
 typedef void (*Dck8s__Unknown_Closure)(const Dck8s__Unknown *message, void *closure_data);
 typedef void (*Dck8s__IntOrString_Closure)(const Dck8s__IntOrString *message, void *closure_data);
+typedef void (*Dck8s__Quantity_Closure)(const Dck8s__Quantity *message, void *closure_data);
 typedef void (*Dck8s__Time_Closure)(const Dck8s__Time *message, void *closure_data);
 typedef void (*Dck8s__FieldsV1_Closure)(const Dck8s__FieldsV1 *message, void *closure_data);
 typedef void (*Dck8s__ManagedFieldsEntry_Closure)(const Dck8s__ManagedFieldsEntry *message,
@@ -1462,6 +1873,30 @@ typedef void (*Dck8s__SubjectAccessReviewStatus_Closure)(
     const Dck8s__SubjectAccessReviewStatus *message, void *closure_data);
 typedef void (*Dck8s__SelfSubjectAccessReview_Closure)(
     const Dck8s__SelfSubjectAccessReview *message, void *closure_data);
+typedef void (*Dck8s__ContainerPort_Closure)(const Dck8s__ContainerPort *message,
+                                             void *closure_data);
+typedef void (*Dck8s__EnvVar_Closure)(const Dck8s__EnvVar *message, void *closure_data);
+typedef void (*Dck8s__ResourceRequirements__LimitsEntry_Closure)(
+    const Dck8s__ResourceRequirements__LimitsEntry *message, void *closure_data);
+typedef void (*Dck8s__ResourceRequirements__RequestsEntry_Closure)(
+    const Dck8s__ResourceRequirements__RequestsEntry *message, void *closure_data);
+typedef void (*Dck8s__ResourceRequirements_Closure)(const Dck8s__ResourceRequirements *message,
+                                                    void *closure_data);
+typedef void (*Dck8s__Container_Closure)(const Dck8s__Container *message, void *closure_data);
+typedef void (*Dck8s__PodSpec__NodeSelectorEntry_Closure)(
+    const Dck8s__PodSpec__NodeSelectorEntry *message, void *closure_data);
+typedef void (*Dck8s__PodSpec_Closure)(const Dck8s__PodSpec *message, void *closure_data);
+typedef void (*Dck8s__PodTemplateSpec_Closure)(const Dck8s__PodTemplateSpec *message,
+                                               void *closure_data);
+typedef void (*Dck8s__RollingUpdateDeployment_Closure)(
+    const Dck8s__RollingUpdateDeployment *message, void *closure_data);
+typedef void (*Dck8s__DeploymentStrategy_Closure)(const Dck8s__DeploymentStrategy *message,
+                                                  void *closure_data);
+typedef void (*Dck8s__DeploymentSpec_Closure)(const Dck8s__DeploymentSpec *message,
+                                              void *closure_data);
+typedef void (*Dck8s__DeploymentStatus_Closure)(const Dck8s__DeploymentStatus *message,
+                                                void *closure_data);
+typedef void (*Dck8s__Deployment_Closure)(const Dck8s__Deployment *message, void *closure_data);
 
 /* --- services --- */
 
@@ -1470,6 +1905,7 @@ typedef void (*Dck8s__SelfSubjectAccessReview_Closure)(
 extern const ProtobufCMessageDescriptor dck8s__runtime_type_meta__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__unknown__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__int_or_string__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__quantity__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__time__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__fields_v1__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__managed_fields_entry__descriptor;
@@ -1523,6 +1959,20 @@ extern const ProtobufCMessageDescriptor dck8s__non_resource_attributes__descript
 extern const ProtobufCMessageDescriptor dck8s__self_subject_access_review_spec__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__subject_access_review_status__descriptor;
 extern const ProtobufCMessageDescriptor dck8s__self_subject_access_review__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__container_port__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__env_var__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__resource_requirements__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__resource_requirements__limits_entry__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__resource_requirements__requests_entry__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__container__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__pod_spec__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__pod_spec__node_selector_entry__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__pod_template_spec__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__rolling_update_deployment__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__deployment_strategy__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__deployment_spec__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__deployment_status__descriptor;
+extern const ProtobufCMessageDescriptor dck8s__deployment__descriptor;
 
 PROTOBUF_C__END_DECLS
 

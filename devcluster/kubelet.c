@@ -72,6 +72,7 @@ typedef struct kl_container {
     int restart_count;
     int64_t retry_at_ms; /* create retry or restart back-off */
     int64_t running_since_ms;
+    int64_t kill_at_ms; /* liveness failed: SIGTERM sent, SIGKILL due then */
     bool ready;
     bool seen_running;
     char reason[64];
@@ -93,6 +94,7 @@ typedef struct kl_pod {
     bool seen;
     bool failed_init;
     bool terminating;
+    bool sandbox_stopped; /* a finished pod's infra container was stopped */
     int64_t retry_at_ms;
     char reason[64], message[512];
     struct kl_pod *next;
@@ -418,7 +420,7 @@ fill_ctx(dc_kubelet *k, kl_pod *p, dc_pod_ctx *ctx, char *vol, char *pvc, char *
     memset(ctx, 0, sizeof(*ctx));
     ctx->cluster_id = k->cluster_id;
     ctx->pod_ip = p->ip;
-    ctx->node_name = "devcluster";
+    ctx->node_name = DC_KUBELET_NODE_NAME;
     ctx->volume_root = vol;
     ctx->pvc_root = pvc;
     ctx->hosts_file = hosts;
@@ -456,6 +458,13 @@ check_claims(dc_kubelet *k, kl_pod *p, json_t *pod, lb_buf *err)
         if ((rc = dc_mkdirs(path, 0777)) != 0) {
             lb_buf_printf(err, "could not create the directory of claim \"%s\": %s", claim,
                           strerror(-rc));
+            return rc;
+        }
+        json_t *fsgroup = json_object_get(
+            json_object_get(json_object_get(pod, "spec"), "securityContext"), "fsGroup");
+        if (json_is_integer(fsgroup) &&
+            (rc = dc_volumes_apply_fsgroup(path, (long)json_integer_value(fsgroup), true)) != 0) {
+            lb_buf_printf(err, "could not apply fsGroup to claim \"%s\": %s", claim, strerror(-rc));
             return rc;
         }
     }
@@ -835,6 +844,14 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
     json_t *entry = json_object_get(ps, c->id);
     const char *state = jstr(entry, "State");
     if (state && strcmp(state, "running") == 0) {
+        if (c->kill_at_ms && now >= c->kill_at_ms) {
+            const char *kill[] = {"kill", "--signal=KILL", c->id, NULL};
+            podman(NULL, NULL, 60000, kill);
+            c->kill_at_ms = 0;
+            return;
+        }
+        if (c->kill_at_ms)
+            return; /* stopping after a failed liveness probe */
         c->seen_running = true;
         if (c->running_since_ms == 0)
             c->running_since_ms = now;
@@ -855,13 +872,14 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
                 lb_info(
                     "liveness probe failed, stopping container namespace=%s pod=%s container=%s",
                     p->ns, p->name, c->name);
-                char grace[32];
+                /* SIGTERM now, SIGKILL at the end of the grace period (a
+                 * later pass), so a slow stop never holds up this pass */
                 json_t *g =
                     json_object_get(json_object_get(pod, "spec"), "terminationGracePeriodSeconds");
-                snprintf(grace, sizeof(grace), "--time=%lld",
-                         json_is_integer(g) ? (long long)json_integer_value(g) : 30LL);
-                const char *stop[] = {"stop", grace, c->id, NULL};
-                podman(NULL, NULL, 120000, stop);
+                long long grace = json_is_integer(g) ? (long long)json_integer_value(g) : 30LL;
+                const char *term[] = {"kill", "--signal=TERM", c->id, NULL};
+                podman(NULL, NULL, 60000, term);
+                c->kill_at_ms = now + grace * 1000;
                 c->live = (kl_probe_state){0};
                 c->ready = false;
             }
@@ -872,6 +890,7 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
     }
     /* exited, created but never started, stopped */
     c->ready = false;
+    c->kill_at_ms = 0;
     int exit_code = (int)json_integer_value(json_object_get(entry, "ExitCode"));
     long long started = json_integer_value(json_object_get(entry, "StartedAt"));
     long long finished = json_integer_value(json_object_get(entry, "ExitedAt"));
@@ -1202,6 +1221,24 @@ sync_pod(dc_kubelet *k, json_t *pod, json_t *ps)
     p->seen = true;
     if (p->terminating)
         return;
+    /* No scheduler: this node binds every pod to itself, as the scheduler's
+     * binding would, so that deleting it is graceful (the API server marks
+     * a bound pod and waits for the node to stop it). */
+    const char *node = jstr(json_object_get(pod, "spec"), "nodeName");
+    if ((!node || !*node) && !jstr(meta, "deletionTimestamp")) {
+        char path[1024];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", p->ns, p->name);
+        json_t *patch = json_pack("{s:{s:s}}", "spec", "nodeName", DC_KUBELET_NODE_NAME);
+        long code = 0;
+        json_t *resp = NULL;
+        if (dc_kclient_do(k->api, "PATCH", path, patch, "application/merge-patch+json", &code,
+                          &resp) != 0 ||
+            code >= 300)
+            lb_warn("could not bind pod namespace=%s pod=%s error=\"%s\"", p->ns, p->name,
+                    dc_kclient_error(k->api));
+        json_decref(resp);
+        json_decref(patch);
+    }
     if (jstr(meta, "deletionTimestamp")) {
         start_termination(k, p, pod);
         return;
@@ -1223,6 +1260,13 @@ sync_pod(dc_kubelet *k, json_t *pod, json_t *ps)
             json_decref(status);
             return;
         }
+    }
+    if (terminal && !p->sandbox_stopped) {
+        /* a finished pod keeps its containers (for logs) but not its network
+         * namespace, as a kubelet tears down a finished pod's sandbox */
+        const char *stop[] = {"pod", "stop", "--time=2", p->pod_id, NULL};
+        podman(NULL, NULL, 60000, stop);
+        p->sandbox_stopped = true;
     }
     if (!terminal) {
         /* init containers one at a time, in order, each to completion */

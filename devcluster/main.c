@@ -320,6 +320,11 @@ down(dc_config *c)
     pid_t pid = running_pid(c->data_dir);
     if (!pid) {
         fprintf(stderr, "devcluster: not running (data dir \"%s\")\n", c->data_dir);
+        /* a killed devcluster leaves its containers: stop them by id */
+        int n = dc_node_down(c->data_dir);
+        if (n > 0)
+            fprintf(stderr, "devcluster: removed %d containers of a devcluster that was killed\n",
+                    n);
         return 0;
     }
     kill(pid, SIGTERM);
@@ -332,6 +337,7 @@ down(dc_config *c)
     char pidfile[4096];
     snprintf(pidfile, sizeof pidfile, "%s/devcluster.pid", c->data_dir);
     unlink(pidfile);
+    dc_node_down(c->data_dir); /* none left unless it had to be killed */
     return 0;
 }
 

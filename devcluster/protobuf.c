@@ -37,6 +37,7 @@ static const struct {
     {"TokenRequest", &dck8s__token_request__descriptor},
     {"DeleteOptions", &dck8s__delete_options__descriptor},
     {"SelfSubjectAccessReview", &dck8s__self_subject_access_review__descriptor},
+    {"Deployment", &dck8s__deployment__descriptor},
 };
 
 static json_t *
@@ -72,8 +73,17 @@ value_json(const ProtobufCFieldDescriptor *f, const void *p, bool in_map, int de
         return *(const int64_t *)p || in_map ? json_integer(*(const int64_t *)p) : NULL;
     case PROTOBUF_C_TYPE_INT32:
         return *(const int32_t *)p || in_map ? json_integer(*(const int32_t *)p) : NULL;
-    case PROTOBUF_C_TYPE_BOOL:
-        return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_BOOL: {
+        /* Go's non-pointer bools are omitempty in JSON; pointer bools keep false */
+        static const char *const plain[] = {
+            "stdin",   "stdinOnce", "tty",    "hostNetwork",
+            "hostPID", "hostIPC",   "paused", "publishNotReadyAddresses"};
+        bool v = *(const protobuf_c_boolean *)p;
+        for (size_t i = 0; !v && !in_map && i < sizeof plain / sizeof plain[0]; i++)
+            if (strcmp(f->name, plain[i]) == 0)
+                return NULL;
+        return json_boolean(v);
+    }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)p;
         return sub ? message_json(sub, depth + 1) : NULL;
@@ -113,6 +123,10 @@ special(const ProtobufCMessage *m)
         if (v->type == 1)
             return json_string(v->strval ? v->strval : "");
         return json_integer(v->intval);
+    }
+    if (d == &dck8s__quantity__descriptor) {
+        const Dck8s__Quantity *q = (const Dck8s__Quantity *)m;
+        return json_string(q->string ? q->string : "0");
     }
     if (d == &dck8s__fields_v1__descriptor) {
         const Dck8s__FieldsV1 *v = (const Dck8s__FieldsV1 *)m;
@@ -191,6 +205,41 @@ message_json(const ProtobufCMessage *m, int depth)
     return obj;
 }
 
+/* The first field that k8s.proto does not declare, anywhere in m: such a
+ * body is refused (415) rather than stored without that field. */
+static const char *
+unknown_field(const ProtobufCMessage *m, uint32_t *tag, int depth)
+{
+    if (m->n_unknown_fields > 0) {
+        *tag = m->unknown_fields[0].tag;
+        return m->descriptor->name;
+    }
+    if (depth > 32)
+        return NULL;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++) {
+                const char *found = unknown_field(arr[k], tag, depth + 1);
+                if (found)
+                    return found;
+            }
+        } else {
+            const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+            const char *found = sub ? unknown_field(sub, tag, depth + 1) : NULL;
+            if (found)
+                return found;
+        }
+    }
+    return NULL;
+}
+
 int
 dc_protobuf_decode(const void *body, size_t len, json_t **out, char *err, size_t cap)
 {
@@ -223,6 +272,16 @@ dc_protobuf_decode(const void *body, size_t len, json_t **out, char *err, size_t
         snprintf(err, cap, "proto: malformed %s message", kind);
         dck8s__unknown__free_unpacked(u, NULL);
         return LB_EPARSE;
+    }
+    uint32_t tag = 0;
+    const char *where = unknown_field(m, &tag, 0);
+    if (where) {
+        snprintf(err, cap,
+                 "protobuf field %u of %s is not decoded by this server; send the %s as JSON", tag,
+                 where, kind);
+        protobuf_c_message_free_unpacked(m, NULL);
+        dck8s__unknown__free_unpacked(u, NULL);
+        return LB_EUNSUPPORTED;
     }
     json_t *obj = message_json(m, 0);
     if (*av)

@@ -53,9 +53,10 @@ ensure_claims(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *sts, int ordinal)
         if (find_by_name(s->pvcs, ns, claim))
             continue;
         json_t *pvc =
-            json_pack("{s:s,s:s,s:{s:s,s:s},s:O}", "apiVersion", "v1", "kind",
+            json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "v1", "kind",
                       "PersistentVolumeClaim", "metadata", "name", claim, "namespace", ns, "spec",
-                      json_object_get(tpl, "spec") ? json_object_get(tpl, "spec") : json_object());
+                      json_object_get(tpl, "spec") ? json_deep_copy(json_object_get(tpl, "spec"))
+                                                   : json_object());
         json_t *labels =
             json_deep_copy(json_object_get(json_object_get(spec, "selector"), "matchLabels"));
         json_object_set_new(json_object_get(pvc, "metadata"), "labels",

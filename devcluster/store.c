@@ -124,6 +124,21 @@ dc_store_set_max_bytes(dc_store *s, size_t bytes)
     s->max_bytes = bytes;
 }
 
+int
+dc_store_cap_pages(dc_store *s, int extra)
+{
+    sqlite3_stmt *st;
+    long long pages = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        pages = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count=%lld",
+             extra > 0 ? pages + extra : 1073741823LL);
+    return exec(s, sql);
+}
+
 void
 dc_store_lock(dc_store *s)
 {

@@ -51,6 +51,9 @@ int dc_store_open(const char *path, unsigned window, dc_store **out);
 void dc_store_close(dc_store *s);
 /* The window's weight limit in bytes of object JSON (default 64 MiB). */
 void dc_store_set_max_bytes(dc_store *s, size_t bytes);
+/* Cap the database at its current size plus extra pages (0: no cap), so that
+ * writes fail as on a full disk. For tests. 0 or -EIO. */
+int dc_store_cap_pages(dc_store *s, int extra);
 
 void dc_store_lock(dc_store *s);
 void dc_store_unlock(dc_store *s);

@@ -219,6 +219,41 @@ def test_kubectl_get_namespaces(api):
     assert json.loads(v)["serverVersion"]["minor"] == "32"
 
 
+def test_aggregated_discovery_lists_builtins_and_crds(api):
+    make_crd(api)
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json")
+    c = api.conn()
+    c.request("GET", "/apis", headers={"Authorization": "Bearer " + api.token, "Accept": accept})
+    r = c.getresponse()
+    doc = json.loads(r.read())
+    c.close()
+    assert r.getheader("Content-Type") == \
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    groups = {g["metadata"]["name"]: g for g in doc["items"]}
+    apps = {res["resource"]: res for res in groups["apps"]["versions"][0]["resources"]}
+    assert {s["subresource"] for s in apps["deployments"]["subresources"]} == {"status", "scale"}
+    assert apps["deployments"]["scope"] == "Namespaced"
+    w = groups["example.com"]["versions"][0]["resources"][0]
+    assert w["resource"] == "widgets" and w["shortNames"] == ["wd"]
+    assert w["responseKind"] == {"group": "example.com", "version": "v1", "kind": "Widget"}
+    # the legacy form is still what a plain Accept gets
+    st, legacy = api.request("GET", "/apis")
+    assert legacy["kind"] == "APIGroupList"
+
+
+def test_metrics_and_health_answer_without_a_token(api):
+    api.request("GET", CMS)
+    api.request("GET", CMS + "/nope")
+    assert api.request("GET", "/healthz", token=None)[0] == 200
+    st, text = api.request("GET", "/metrics", token=None)
+    assert st == 200
+    text = text.decode()
+    assert 'apiserver_request_total{verb="list",resource="configmaps",code="200"}' in text
+    assert 'apiserver_request_total{verb="get",resource="configmaps",code="404"}' in text
+    assert "devcluster_resource_version " in text
+
+
 def test_crd_then_custom_resource_table_yaml(api):
     make_crd(api)
     api.kubectl("apply", "-f", "-", input=json.dumps(widget("w1", size=3)))
@@ -274,6 +309,12 @@ def test_schema_violations_are_422_naming_the_field(api):
     assert st == 201 and "bogus" not in body["spec"] and body["spec"]["extra"] == {"free": {"x": 1}}
     r = api.kubectl("apply", "-f", "-", input=json.dumps(widget("w5", bogus=1)), check=False)
     assert r.returncode != 0 and 'unknown field "spec.bogus"' in r.stderr
+    # a pattern Go's regexp refuses (and that would cost glibc gigabytes) refuses the CRD
+    bad = CRD.replace("widgets", "gadgets").replace("Widget", "Gadget").replace(
+        "widget", "gadget").replace("shortNames: [wd]", "shortNames: [gd]").replace(
+        "'^[a-z]+$'", "'^(k++)+$'")
+    r = api.kubectl("apply", "-f", "-", input=bad, check=False)
+    assert r.returncode != 0 and "must be a valid regular expression" in r.stderr, r.stderr
 
 
 def test_kubectl_get_watch_sees_changes(api):
@@ -391,11 +432,76 @@ def test_kubectl_apply_changed_deployment_strategic_merge(api):
     assert d["spec"]["replicas"] == 5 and d["metadata"]["generation"] == 4
 
 
+def test_kubectl_create_commands_send_protobuf(api):
+    """kubectl's typed create commands send protobuf bodies (client-go 1.32)."""
+    api.kubectl("create", "deployment", "d1", "--image=example/app:1", "--port=80",
+                "--replicas=2")
+    d = json.loads(api.kubectl("get", "deploy", "d1", "-o", "json").stdout)
+    assert d["spec"]["replicas"] == 2 and d["metadata"]["labels"] == {"app": "d1"}
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "example/app:1" and c["ports"][0]["containerPort"] == 80
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate" and "stdin" not in c
+    api.kubectl("create", "secret", "generic", "s1", "--from-literal=pw=hunter2")
+    s = json.loads(api.kubectl("get", "secret", "s1", "-o", "json").stdout)
+    assert s["data"] == {"pw": "aHVudGVyMg=="} and s["type"] == "Opaque"
+    api.kubectl("create", "namespace", "n1")
+    api.kubectl("create", "serviceaccount", "sa1", "-n", "n1")
+    api.kubectl("create", "service", "clusterip", "svc1", "--tcp=80:8080")
+    svc = json.loads(api.kubectl("get", "svc", "svc1", "-o", "json").stdout)
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080 and svc["spec"]["clusterIP"]
+    # a kind this server does not decode from protobuf is refused, never half-stored
+    r = api.kubectl("create", "job", "j1", "--image=x", check=False)
+    assert r.returncode != 0 and "send" in r.stderr and "JSON" in r.stderr
+    assert api.request("GET", "/apis/batch/v1/namespaces/default/jobs/j1")[0] == 404
+
+
 def test_server_side_apply_creates_then_updates(api):
     manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: '1'}\n"
     api.kubectl("apply", "--server-side", "-f", "-", input=manifest)
     api.kubectl("apply", "--server-side", "-f", "-", input=manifest.replace("'1'", "'2'"))
     assert json.loads(api.kubectl("get", "cm", "ssa", "-o", "json").stdout)["data"] == {"a": "2"}
+
+
+def test_unknown_fields_of_builtin_kinds(api):
+    # a typo is refused with kubectl's default validation (fieldValidation=Strict)
+    typo = DEPLOYMENT.replace("replicas: 2", "replica: 2").replace("image: example/web:1",
+                                                                   "imagee: example/web:1")
+    r = api.kubectl("apply", "-f", "-", input=typo, check=False)
+    assert r.returncode != 0
+    assert "strict decoding error: " in r.stderr
+    assert 'unknown field "spec.template.spec.containers[0].imagee"' in r.stderr
+    assert 'unknown field "spec.replica"' in r.stderr
+    # without it (helm, controllers) the object is taken, with a warning
+    r = api.kubectl("apply", "--validate=warn", "-f", "-", input=typo)
+    assert 'Warning: unknown field "spec.replica"' in r.stderr
+    # a realistic set of manifests (probes, projected volumes, affinity, claim
+    # templates, a PDB, a NetworkPolicy, a CronJob, an Ingress) has no false alarm
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "devcluster_manifests.yaml")) as f:
+        r = api.kubectl("apply", "-f", "-", input=f.read())
+    assert "Warning" not in r.stderr, r.stderr
+
+
+def test_defaults_apply_on_create_and_on_every_update(api):
+    api.kubectl("apply", "-f", "-", input=DEPLOYMENT)
+    st, d = api.request("GET", "/apis/apps/v1/namespaces/default/deployments/web")
+    web = d["spec"]["template"]["spec"]["containers"][0]
+    assert web["ports"][0]["protocol"] == "TCP" and web["imagePullPolicy"] == "IfNotPresent"
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate"
+    # a PUT of a manifest without them gets them again, and that is no spec change
+    bare = {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": d["metadata"]["resourceVersion"]},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "example/web:1",
+                                         "env": [{"name": "A", "value": "1"}],
+                                         "ports": [{"containerPort": 80}]},
+                                        {"name": "sidecar", "image": "example/sidecar:1"}]}}}}
+    st, d2 = api.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web", bare)
+    assert st == 200
+    assert d2["spec"]["replicas"] == 1 and d2["metadata"]["generation"] == 2
+    web = d2["spec"]["template"]["spec"]["containers"][0]
+    assert web["ports"][0]["protocol"] == "TCP" and web["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_helm_install_upgrade_list_uninstall(api, workdir):
@@ -420,6 +526,12 @@ def test_helm_install_upgrade_list_uninstall(api, workdir):
     secrets = json.loads(api.kubectl("get", "secrets", "-l", "owner=helm", "-o", "json").stdout)
     assert sorted(s["metadata"]["name"] for s in secrets["items"]) == \
         ["sh.helm.release.v1.r1.v1", "sh.helm.release.v1.r1.v2"]
+    api.helm("rollback", "r1", "1")
+    assert json.loads(api.kubectl("get", "cm", "r1-cfg", "-o", "json").stdout)["data"] == \
+        {"greeting": "hello"}
+    history = json.loads(api.helm("history", "r1", "-o", "json").stdout)
+    assert [(h["revision"], h["status"]) for h in history] == \
+        [(1, "superseded"), (2, "superseded"), (3, "deployed")]
     api.helm("uninstall", "r1")
     assert json.loads(api.helm("list", "-o", "json").stdout) == []
     assert api.kubectl("get", "cm", "r1-cfg", check=False).returncode != 0
@@ -512,6 +624,8 @@ def test_watch_past_the_window_is_410_expired(workdir):
     try:
         st, a = api.request("POST", CMS, cm("a"))
         old = a["metadata"]["resourceVersion"]
+        st, page = api.request("GET", CMS + "?limit=1")
+        assert page["metadata"].get("continue")
         for i in range(8):
             api.request("PUT", CMS + "/a", dict(a, data={"k": str(i)}, metadata=dict(
                 a["metadata"], resourceVersion=None)))
@@ -520,6 +634,9 @@ def test_watch_past_the_window_is_410_expired(workdir):
         c.close()
         assert e["type"] == "ERROR"
         assert e["object"]["code"] == 410 and e["object"]["reason"] == "Expired"
+        # so is continuing a list whose first page is that old
+        st, body = api.request("GET", CMS + "?limit=1&continue=" + page["metadata"]["continue"])
+        assert st == 410 and body["reason"] == "Expired"
         # a recent one still works
         st, now = api.request("GET", CMS + "/a")
         c, r = api.watch(CMS + "?watch=true&resourceVersion=" + now["metadata"]["resourceVersion"])
@@ -587,6 +704,19 @@ def test_list_limit_and_continue(api):
             break
     assert names == sorted(names) and set(names) >= {f"c{i}" for i in range(7)}
     assert len(names) == len(set(names)) and pages >= 3
+    # a change behind the cursor is not on the pages, but every page carries the
+    # first page's resourceVersion, so a watch from it delivers the change
+    st, first = api.request("GET", CMS + "?limit=3")
+    api.request("POST", CMS, cm("a-behind"))
+    st, second = api.request("GET", CMS + "?limit=3&continue=" + first["metadata"]["continue"])
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert "a-behind" not in [i["metadata"]["name"] for i in second["items"]]
+    c, r = api.watch(CMS + "?watch=true&resourceVersion=" + first["metadata"]["resourceVersion"])
+    e = next_event(r)
+    c.close()
+    assert e["type"] == "ADDED" and e["object"]["metadata"]["name"] == "a-behind"
+    st, body = api.request("GET", CMS + "?limit=3&continue=bm90IGpzb24=")
+    assert st == 400
 
 
 def owned(name, owner, **extra):
@@ -624,6 +754,28 @@ def test_garbage_collection_background_foreground_orphan(api):
     wait_for(lambda: gone("owner3"), what="orphaning owner deleted")
     st, d = api.request("GET", CMS + "/dep3")
     assert st == 200 and "ownerReferences" not in d["metadata"]
+
+
+def test_pod_deletion_is_graceful_once_bound_to_a_node(api):
+    pods = "/api/v1/namespaces/default/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    st, p = api.request("POST", pods, pod)
+    assert st == 201 and p["status"]["phase"] == "Pending"
+    assert api.request("DELETE", pods + "/p")[0] == 200
+    assert api.request("GET", pods + "/p")[0] == 404, "an unbound pod goes at once"
+    pod["spec"]["nodeName"] = "node-1"
+    st, p = api.request("POST", pods, pod)
+    st, body = api.request("DELETE", pods + "/p")
+    assert st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 30
+    st, p2 = api.request("GET", pods + "/p")
+    assert st == 200 and p2["metadata"]["deletionTimestamp"], "waits for its node"
+    # the node agent's final delete: grace 0, with a propagation policy and a uid precondition
+    st, _ = api.request("DELETE", pods + "/p", {"gracePeriodSeconds": 0,
+                                                "propagationPolicy": "Background",
+                                                "preconditions": {"uid": p["metadata"]["uid"]}})
+    assert st == 200
+    assert api.request("GET", pods + "/p")[0] == 404
 
 
 def test_namespace_deletion_removes_its_objects(api):
@@ -732,6 +884,67 @@ def test_table_output_with_printer_columns_over_http(api):
     assert [c["name"] for c in t["columnDefinitions"]] == ["Name", "Size", "Ready", "Age"]
     assert t["rows"][0]["cells"][:2] == ["w1", 4]
     assert t["rows"][0]["object"]["metadata"]["name"] == "w1"
+
+
+def test_concurrent_clients_and_watchers_see_every_change_in_order(api):
+    """Writers race on shared objects (409s retried as a controller would);
+    two watchers must each see every change of the collection, in
+    resourceVersion order, ending in the state a list returns."""
+    st, start = api.request("GET", CMS)
+    rv0 = start["metadata"]["resourceVersion"]
+    watchers = [api.watch(CMS + "?watch=true&resourceVersion=" + rv0) for _ in range(2)]
+    errors = []
+
+    def writer(w):
+        for i in range(15):
+            name = f"w{w}-{i}"
+            st, obj = api.request("POST", CMS, cm(name))
+            if st != 201:
+                errors.append((name, st))
+            # everyone bumps one shared counter: read, modify, write, retry on conflict
+            while True:
+                st, shared = api.request("GET", CMS + "/shared")
+                if st == 404:
+                    st, _ = api.request("POST", CMS, cm("shared", {"n": "0"}))
+                    if st in (201, 409):
+                        continue
+                shared["data"]["n"] = str(int(shared["data"]["n"]) + 1)
+                st, _ = api.request("PUT", CMS + "/shared", shared)
+                if st == 200:
+                    break
+                if st != 409:
+                    errors.append(("shared", st))
+                    break
+            if i % 3 == 0:
+                api.request("DELETE", CMS + "/" + name)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    st, final = api.request("GET", CMS)
+    final_rv = int(final["metadata"]["resourceVersion"])
+    state = {i["metadata"]["name"]: i for i in final["items"]}
+    assert state["shared"]["data"]["n"] == str(4 * 15), "no lost update"
+    for c, r in watchers:
+        seen, last = {i["metadata"]["name"]: i for i in start["items"]}, int(rv0)
+        while last < final_rv:
+            e = next_event(r)
+            assert e is not None
+            rv = int(e["object"]["metadata"]["resourceVersion"])
+            assert rv > last, "events in resourceVersion order"
+            last = rv
+            name = e["object"]["metadata"]["name"]
+            if e["type"] == "DELETED":
+                seen.pop(name, None)
+            else:
+                seen[name] = e["object"]
+        c.close()
+        assert set(seen) == set(state)
+        assert all(seen[n]["metadata"]["resourceVersion"] == state[n]["metadata"]["resourceVersion"]
+                   for n in state)
 
 
 def test_kill_9_mid_write_loses_no_acknowledged_write(workdir):

@@ -11,15 +11,17 @@ generous bound (the machine is shared and slow).
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 
 ROOT = os.environ.get("LB_PROJECT_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "build", "bin", "devcluster")
+BIN = os.environ.get("LB_DEVCLUSTER_BIN") or os.path.join(ROOT, "build", "bin", "devcluster")
 KUBECTL = shutil.which("kubectl") or os.path.join(ROOT, "build", "tools", "kubectl")
 PODMAN_DIR = os.environ.get("LB_PODMAN_DIR", "/var/lib/lakebase/podman")
 
@@ -131,7 +133,7 @@ def keys(dc, ns):
         "data": {"signing.pem": public_key()}}))
 
 
-def safekeeper_set(image, ns, replicas=3):
+def safekeeper_set(image, ns, replicas=3, version="1"):
     # Each start appends to /data/boots on the claim and prints the count,
     # so the logs tell whether the data survived.
     script = ('echo boot >> /data/boots; echo "boots=$(wc -l < /data/boots) host=$(hostname)"; '
@@ -156,7 +158,7 @@ spec:
   template:
     metadata: {{labels: {{app: sk}}}}
     spec:
-      securityContext: {{runAsNonRoot: true}}
+      securityContext: {{runAsNonRoot: true, fsGroup: 65532}}
       containers:
       - name: safekeeper
         image: {image}
@@ -164,6 +166,7 @@ spec:
         env:
         - name: POD_NAME
           valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        - {{name: VERSION, value: "{version}"}}
         readinessProbe: {{httpGet: {{path: /healthz, port: 7676}}, periodSeconds: 1}}
         livenessProbe: {{tcpSocket: {{port: 5454}}, periodSeconds: 5}}
         securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
@@ -216,9 +219,18 @@ def test_statefulset_of_safekeepers(dc):
     assert sorted(c["metadata"]["name"] for c in claims) == ["data-sk-0", "data-sk-1", "data-sk-2"]
     assert all(c["status"]["phase"] == "Bound" for c in claims)
 
-    # kubectl logs: the container's own output.
+    # kubectl logs: the container's own output; -f streams it (until kubectl
+    # is stopped: the log never ends while the safekeeper runs).
     assert boots(dc, ns, "sk-0") == 1
     assert "safekeeper started id=sk-0" in dc.kubectl("-n", ns, "logs", "sk-0")
+    follow = subprocess.Popen([KUBECTL, "-n", ns, "logs", "-f", "sk-0"], env=dc.env, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        first = follow.stdout.readline()
+        assert first.startswith("boots=1"), first
+    finally:
+        follow.kill()
+        follow.wait()
 
     # Every safekeeper by its DNS name from another pod, plus the Service
     # name and the API server (KUBERNETES_SERVICE_HOST/PORT, token, ca.crt).
@@ -248,6 +260,29 @@ def test_statefulset_of_safekeepers(dc):
     assert "api: reachable" in out and f"namespace: {ns}" in out, out
     assert "ca: 1" in out and "token: present" in out, out
     assert dc.get(ns, "pod/client")["status"]["phase"] == "Succeeded"
+
+    # What a pod's client library does with those files: TLS to
+    # KUBERNETES_SERVICE_HOST:PORT verified with ca.crt (the certificate names
+    # the bridge address), and the service-account token is accepted (200, or
+    # 403 from RBAC; never 401).
+    uid = dc.get(ns, "pod/sk-1")["metadata"]["uid"]
+    sa = os.path.join(dc.dir, "node", "pods", uid, "sa")
+    env = {e["name"]: e["value"] for e in dc.get(ns, "pod/sk-1")["spec"]["containers"][0].get("env", [])
+           if "value" in e}
+    assert "KUBERNETES_SERVICE_HOST" not in env  # set by the node, not in the spec
+    with open(os.path.join(dc.dir, "port")) as f:
+        port = int(f.read().strip())
+    with open(os.path.join(sa, "token")) as f:
+        token = f.read().strip()
+    ctx = ssl.create_default_context(cafile=os.path.join(sa, "ca.crt"))
+    req = urllib.request.Request(f"https://10.88.0.1:{port}/api/v1/namespaces/{ns}/pods",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            code = r.status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    assert code in (200, 403), code
 
     # A killed container is restarted, and its restartCount grows.
     before = dc.get(ns, "pod/sk-1")
@@ -314,6 +349,29 @@ spec:
 """
 
 
+def test_statefulset_rolling_update(dc):
+    ns = "roll"
+    dc.namespace(ns)
+    keys(dc, ns)
+    dc.kubectl("apply", "-f", "-", input=safekeeper_set(dc.image, ns, replicas=2))
+    dc.kubectl("-n", ns, "rollout", "status", "statefulset/sk", "--timeout=180s")
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in dc.pods(ns, "app=sk")}
+    dc.kubectl("apply", "-f", "-", input=safekeeper_set(dc.image, ns, replicas=2, version="2"))
+    dc.kubectl("-n", ns, "rollout", "status", "statefulset/sk", "--timeout=180s")
+    sts = dc.get(ns, "statefulset/sk")
+    assert sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+    pods = {p["metadata"]["name"]: p for p in dc.pods(ns, "app=sk")}
+    assert sorted(pods) == ["sk-0", "sk-1"]
+    for name, p in pods.items():
+        assert p["metadata"]["uid"] != before[name]  # replaced
+        assert p["metadata"]["labels"]["controller-revision-hash"] == sts["status"]["updateRevision"]
+        assert {"name": "VERSION", "value": "2"} in p["spec"]["containers"][0]["env"]
+    # highest ordinal first
+    assert pods["sk-1"]["metadata"]["creationTimestamp"] <= pods["sk-0"]["metadata"]["creationTimestamp"]
+    assert boots(dc, ns, "sk-0") == 2  # same claim across the update
+    dc.kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def test_deployment_rolls_out_and_node_port_reaches_it(dc):
     ns = "web"
     dc.namespace(ns)
@@ -362,9 +420,11 @@ def test_bad_pods_wait_with_reasons(dc):
         {"name": "no-image", "image": "localhost/lakebase/does-not-exist:1", "want": "ErrImageNeverPull"},
         {"name": "root", "image": "docker.io/library/debian:bookworm-slim",
          "securityContext": {"runAsNonRoot": True}, "want": "CreateContainerConfigError"},
+        {"name": "crash", "image": "docker.io/library/debian:bookworm-slim", "command": ["false"],
+         "want": "CrashLoopBackOff"},
     ]
     for p in pods:
-        c = {"name": "c", "image": p["image"], "command": ["sleep", "600"]}
+        c = {"name": "c", "image": p["image"], "command": p.get("command", ["sleep", "600"])}
         for k in ("env", "securityContext"):
             if k in p:
                 c[k] = p[k]
@@ -376,11 +436,71 @@ def test_bad_pods_wait_with_reasons(dc):
             st = (dc.get(ns, f"pod/{p['name']}") or {}).get("status", {}).get("containerStatuses") or [{}]
             return st[0].get("state", {}).get("waiting", {}).get("reason") == p["want"]
         wait_for(reason, what=f"{p['name']} waiting with {p['want']}")
+    crash = dc.get(ns, "pod/crash")["status"]["containerStatuses"][0]
+    assert crash["restartCount"] >= 1 and crash["lastState"]["terminated"]["exitCode"] == 1
     # A missing secret that appears later is picked up.
     dc.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "missing", "namespace": ns},
         "data": {"k": "dg=="}}))
     wait_for(lambda: ready(dc.get(ns, "pod/no-secret")), what="no-secret to start once its secret exists")
+    dc.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_init_containers_run_first_and_share_volumes(dc):
+    ns = "init"
+    dc.namespace(ns)
+    image = "docker.io/library/debian:bookworm-slim"
+    dc.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "staged", "namespace": ns,
+                                                        "labels": {"tier": "db"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [{"name": "work", "emptyDir": {}},
+                        {"name": "info", "downwardAPI": {"items": [
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}],
+            "initContainers": [
+                {"name": "first", "image": image, "command": ["sh", "-c", "echo one > /work/steps"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+                {"name": "second", "image": image, "command": ["sh", "-c", "echo two >> /work/steps"],
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [
+                {"name": "main", "image": image,
+                 "command": ["sh", "-c", "cat /work/steps /info/labels; echo; echo ip=$POD_IP"],
+                 "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                 "securityContext": {"readOnlyRootFilesystem": True},
+                 "volumeMounts": [{"name": "work", "mountPath": "/work"},
+                                  {"name": "info", "mountPath": "/info"}]}]}}))
+    p = wait_for(lambda: (lambda p: p if p and p["status"].get("phase") in ("Succeeded", "Failed") else None)(
+        dc.get(ns, "pod/staged")), what="the pod to finish")
+    assert p["status"]["phase"] == "Succeeded", p["status"]
+    conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+    assert conds["Initialized"] == "True"
+    assert [s["state"]["terminated"]["exitCode"] for s in p["status"]["initContainerStatuses"]] == [0, 0]
+    out = dc.kubectl("-n", ns, "logs", "staged", "-c", "main")
+    assert "one\ntwo\n" in out and 'tier="db"' in out, out
+    assert f"ip={p['status']['podIP']}" in out, out
+    dc.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_liveness_failure_restarts_the_container(dc):
+    ns = "live"
+    dc.namespace(ns)
+    # alive for a few seconds, then the probe's file goes; the shell is PID 1
+    # and ignores SIGTERM, so the stop ends with SIGKILL after the grace period
+    script = "touch /tmp/alive; sleep 3; rm /tmp/alive; while true; do sleep 1; done"
+    dc.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "flaky", "namespace": ns},
+        "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+            "name": "c", "image": "docker.io/library/debian:bookworm-slim", "command": ["sh", "-c", script],
+            "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1,
+                              "failureThreshold": 2}}]}}))
+
+    def restarted():
+        st = ((dc.get(ns, "pod/flaky") or {}).get("status", {}).get("containerStatuses") or [{}])[0]
+        return st if st.get("restartCount", 0) >= 1 and st.get("lastState", {}).get("terminated") else None
+
+    st = wait_for(restarted, what="the container restarted by its liveness probe")
+    assert st["lastState"]["terminated"]["exitCode"] == 137
     dc.kubectl("delete", "namespace", ns, "--wait=false")
 
 
@@ -399,3 +519,17 @@ def test_down_stops_every_container_and_up_finds_them(dc):
     p = wait_for(lambda: (lambda p: p if p and ready(p) else None)(dc.get(ns, "pod/sk-0")), what="sk-0 back")
     assert p["metadata"]["uid"] == uid  # the same object, found again
     assert boots(dc, ns, "sk-0") == 2  # and the same claim
+
+
+def test_down_after_kill_9_removes_the_containers(dc):
+    ns = "again"  # sk-0 of the test above runs here
+    wait_for(lambda: (lambda p: p and ready(p))(dc.get(ns, "pod/sk-0")), what="sk-0 ready")
+    with open(os.path.join(dc.dir, "devcluster.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, 9)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+             what="devcluster to die")
+    assert dc.containers(), "the containers should outlive a kill -9"
+    dc.run("down")
+    assert dc.containers() == []
+    dc.run("up")  # for the module's teardown

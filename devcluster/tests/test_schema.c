@@ -153,6 +153,39 @@ test_several_errors_are_all_reported(void **state)
     json_decref(causes);
 }
 
+static void
+test_patterns_go_would_refuse_are_refused(void **state)
+{
+    (void)state;
+    char why[128];
+    const char *good[] = {"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                          "^\\d+(ms|s|m|h)$",
+                          "^[0-9A-F]+/[0-9A-F]+$",
+                          "a+?",
+                          "(ab){2,5}",
+                          "[+*?{]+",
+                          "x{3}",
+                          "^(\\+|-)?[0-9]{1,3}$",
+                          ""};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (dc_schema_pattern_ok(good[i], why, sizeof why) != 0)
+            fail_msg("\"%s\" refused: %s", good[i], why);
+    const char *bad[] = {"a++", "a**", "x*{2}", "(a{1000}){1000}", "a{1001}", "a+??", "k++++++"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dc_schema_pattern_ok(bad[i], why, sizeof why) == 0)
+            fail_msg("\"%s\" accepted", bad[i]);
+    /* a schema carrying one gets a cause naming where */
+    json_t *sch =
+        json_pack("{s:{s:{s:s, s:s}}}", "properties", "name", "type", "string", "pattern", "a**");
+    json_t *causes = json_array();
+    assert_int_equal(
+        dc_schema_check_patterns(sch, "spec.versions[0].schema.openAPIV3Schema", causes), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(causes, 0), "field")),
+                        "spec.versions[0].schema.openAPIV3Schema.properties.name.pattern");
+    json_decref(causes);
+    json_decref(sch);
+}
+
 int
 main(void)
 {
@@ -160,6 +193,7 @@ main(void)
         cmocka_unit_test(test_each_keyword_refuses_with_the_real_message),
         cmocka_unit_test(test_valid_objects_pass_with_defaults_and_pruning),
         cmocka_unit_test(test_several_errors_are_all_reported),
+        cmocka_unit_test(test_patterns_go_would_refuse_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

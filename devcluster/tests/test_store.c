@@ -154,6 +154,53 @@ test_event_window_by_weight(void **state)
     dc_store_close(s);
 }
 
+/* A full disk: the write fails with an error, changes nothing (not the
+ * rv, not the stored objects, no event), and writes work again once there
+ * is room. */
+static void
+test_full_disk_fails_the_write_and_keeps_the_data(void **state)
+{
+    (void)state;
+    dc_store *s;
+    assert_int_equal(dc_store_open(path, 100, &s), 0);
+    dc_store_lock(s);
+    json_t *a = obj("a", "ua");
+    assert_int_equal(dc_store_put(s, "/configmaps", "ns", "a", a, DC_ADDED), 0);
+    int64_t rv = dc_store_rv(s);
+    assert_int_equal(dc_store_cap_pages(s, 1), 0);
+    char big[20000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    int failures = 0;
+    for (int i = 0; i < 20; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "big%d", i);
+        json_t *o = obj(name, name);
+        json_object_set_new(o, "data", json_pack("{s:s}", "k", big));
+        if (dc_store_put(s, "/configmaps", "ns", name, o, DC_ADDED) == -EIO)
+            failures++;
+        json_decref(o);
+    }
+    assert_true(failures > 0);
+    dc_event ev[32];
+    int n = dc_store_events_since(s, rv, ev, 32);
+    assert_int_equal(dc_store_rv(s), rv + (20 - failures)); /* only real writes count */
+    assert_int_equal(n, 20 - failures);
+    for (int i = 0; i < n; i++)
+        dc_event_clear(&ev[i]);
+    json_t *got = NULL;
+    assert_int_equal(dc_store_get(s, "/configmaps", "ns", "a", &got), 0);
+    assert_true(json_equal(got, a));
+    json_decref(got);
+    assert_int_equal(dc_store_cap_pages(s, 0), 0);
+    json_t *b = obj("b", "ub");
+    assert_int_equal(dc_store_put(s, "/configmaps", "ns", "b", b, DC_ADDED), 0);
+    dc_store_unlock(s);
+    dc_store_close(s);
+    json_decref(a);
+    json_decref(b);
+}
+
 typedef struct seen {
     char names[16][32];
     int n;
@@ -233,6 +280,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_rv_rises_and_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_window_and_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_window_by_weight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_fails_the_write_and_keeps_the_data, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_list_after_key_and_gc_candidates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_a_corrupt_file, setup, teardown),
     };

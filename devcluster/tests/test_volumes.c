@@ -183,6 +183,40 @@ test_service_account_dir(void **state)
     tu_rmdir(dir);
 }
 
+/* fsGroup: the group owns the volumes and may read what the owner may
+ * (a 0400 secret becomes 0440), and write an emptyDir. */
+static void
+test_fsgroup(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("dc-vol");
+    json_t *pod =
+        parse("{\"metadata\":{\"name\":\"p\"},\"spec\":{\"securityContext\":{\"fsGroup\":4242},"
+              "\"volumes\":[{\"name\":\"tok\",\"secret\":{\"secretName\":\"s\",\"defaultMode\":256,"
+              "\"items\":[{\"key\":\"pw\",\"path\":\"pw\"}]}},"
+              "{\"name\":\"scratch\",\"emptyDir\":{}}]}}");
+    json_t *r = refs();
+    lb_buf err = LB_BUF_INIT;
+    int rc = dc_volumes_prepare(pod, dir, r, NULL, NULL, &err);
+    if (rc)
+        fail_msg("prepare: %d %s", rc, err.data);
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/tok/pw", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_gid, 4242);
+    assert_int_equal(st.st_mode & 0777, 0440);
+    snprintf(path, sizeof(path), "%s/scratch", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_gid, 4242);
+    assert_true(st.st_mode & S_IWGRP);
+    assert_true(st.st_mode & S_ISGID);
+    lb_buf_free(&err);
+    json_decref(pod);
+    json_decref(r);
+    tu_rmdir(dir);
+}
+
 static void
 test_refs_needed(void **state)
 {
@@ -208,9 +242,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_file_volumes),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_service_account_dir),
+        cmocka_unit_test(test_file_volumes),        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_service_account_dir), cmocka_unit_test(test_fsgroup),
         cmocka_unit_test(test_refs_needed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
