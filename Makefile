@@ -5,6 +5,7 @@
 #   make test    deps, script tests, build, unit tests (plain, then under ASan+UBSan),
 #                a short fuzzing run, then the e2e suite
 #   make script-tests  tests of scripts/ (the dependency installer), no root or network
+#   make format  clang-format every C file; make format-check: fail on any that is not
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan    the pageserver's e2e tests under ThreadSanitizer, against s3rver
@@ -98,6 +99,14 @@ pkgcheck:
 script-tests:
 	@./scripts/tests/test_deps.sh
 
+# Every tracked C file as the root .clang-format lays it out.
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	@clang-format -i $(FORMAT_SRC)
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) || \
+	    { echo "make: files above are not formatted; run 'make format'" >&2; exit 1; }
+
 $(BUILD)/obj/%.o: %.c | pkgcheck
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -123,6 +132,7 @@ e2e: all
 
 test: deps
 	@$(MAKE) --no-print-directory script-tests
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory asan

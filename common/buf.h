@@ -17,7 +17,10 @@ typedef struct lb_buf {
     size_t cap;
 } lb_buf;
 
-#define LB_BUF_INIT {NULL, 0, 0}
+#define LB_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* All return 0 or -ENOMEM; on failure the buffer is unchanged. */
 int lb_buf_reserve(lb_buf *b, size_t extra);

@@ -47,9 +47,9 @@ lb_crc32c_update_sw(uint32_t crc, const void *bytes, size_t n)
         memcpy(&hi, p + 4, 4);
         lo ^= crc; /* little-endian word order, as on every platform we build for */
         crc = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^
-              crc_table[5][(lo >> 16) & 0xFF] ^ crc_table[4][lo >> 24] ^
-              crc_table[3][hi & 0xFF] ^ crc_table[2][(hi >> 8) & 0xFF] ^
-              crc_table[1][(hi >> 16) & 0xFF] ^ crc_table[0][hi >> 24];
+              crc_table[5][(lo >> 16) & 0xFF] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xFF] ^
+              crc_table[2][(hi >> 8) & 0xFF] ^ crc_table[1][(hi >> 16) & 0xFF] ^
+              crc_table[0][hi >> 24];
         p += 8;
         n -= 8;
     }

@@ -206,7 +206,7 @@ typedef struct xfer {
     uint64_t body_produced; /* by body_read, this attempt */
     int body_err;
     /* response body */
-    size_t buf_base; /* response_body->len before the first attempt */
+    size_t buf_base;    /* response_body->len before the first attempt */
     uint64_t delivered; /* to response_write since the last reset */
     int sink_err;
     bool body_seen; /* first body bytes of this attempt arrived */

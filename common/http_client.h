@@ -60,8 +60,8 @@ typedef int (*lb_http_rewind_fn)(void *arg);
 /* Named lb_http_call / lb_http_result (not request/response) because the
  * HTTP server's handlers see an lb_http_request, and daemons use both. */
 typedef struct lb_http_call {
-    const char *method; /* "GET", "PUT", ... */
-    const char *url;    /* http:// or https:// only */
+    const char *method;         /* "GET", "PUT", ... */
+    const char *url;            /* http:// or https:// only */
     const char *const *headers; /* "Name: value" lines (borrowed) */
     size_t nheaders;
 
@@ -97,7 +97,10 @@ typedef struct lb_http_result {
     lb_buf error_body; /* body of a non-2xx final response (truncated) */
 } lb_http_result;
 
-#define LB_HTTP_RESULT_INIT {0, 0, LB_BUF_INIT, LB_BUF_INIT}
+#define LB_HTTP_RESULT_INIT                                                                        \
+    {                                                                                              \
+        0, 0, LB_BUF_INIT, LB_BUF_INIT                                                             \
+    }
 
 /* --- Everyone --- */
 

@@ -53,8 +53,8 @@ typedef struct lb_objstore_options {
     /* Objects larger than this go up in parts [16 MiB]. A streamed put
      * holds up to max(threshold, part_size) bytes in memory. */
     size_t multipart_threshold;
-    size_t part_size;     /* 5 MiB to 5 GiB [16 MiB] */
-    int list_page_size;   /* max-keys per list request, 1..1000 [1000] */
+    size_t part_size;   /* 5 MiB to 5 GiB [16 MiB] */
+    int list_page_size; /* max-keys per list request, 1..1000 [1000] */
     /* Timeouts and retries. Unlike the HTTP client's defaults, a transfer
      * has no total timeout unless one is set, and an attempt is abandoned
      * after 30 s without progress. */

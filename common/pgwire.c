@@ -396,12 +396,12 @@ lb_pq_put_row_description(lb_buf *out, int ncols, const char *const names[], con
     TRY(lb_pq_put_i16(out, (int16_t)ncols));
     for (int i = 0; i < ncols; i++) {
         TRY(lb_pq_put_str(out, names[i]));
-        TRY(lb_pq_put_i32(out, 0));               /* table oid */
-        TRY(lb_pq_put_i16(out, 0));               /* column number */
+        TRY(lb_pq_put_i32(out, 0));                /* table oid */
+        TRY(lb_pq_put_i16(out, 0));                /* column number */
         TRY(lb_pq_put_i32(out, (int32_t)oids[i])); /* type oid */
-        TRY(lb_pq_put_i16(out, -1));              /* type length: variable */
-        TRY(lb_pq_put_i32(out, -1));              /* type modifier */
-        TRY(lb_pq_put_i16(out, 0));               /* text format */
+        TRY(lb_pq_put_i16(out, -1));               /* type length: variable */
+        TRY(lb_pq_put_i32(out, -1));               /* type modifier */
+        TRY(lb_pq_put_i16(out, 0));                /* text format */
     }
     lb_pq_end(out, start);
     return 0;
@@ -474,8 +474,8 @@ lb_pq_parse_repl(const void *bytes, size_t n, lb_pq_repl *rm)
         rm->wal_len = r.left;
         return 0;
     case 'k':
-        if (lb_pq_get_i64(&r, &a) || lb_pq_get_i64(&r, &rm->send_time) ||
-            lb_pq_get_u8(&r, &flag) || r.left != 0)
+        if (lb_pq_get_i64(&r, &a) || lb_pq_get_i64(&r, &rm->send_time) || lb_pq_get_u8(&r, &flag) ||
+            r.left != 0)
             return LB_EPROTO;
         rm->wal_end = (lb_lsn)a;
         rm->reply_requested = flag != 0;
@@ -490,9 +490,8 @@ lb_pq_parse_repl(const void *bytes, size_t n, lb_pq_repl *rm)
         rm->reply_requested = flag != 0;
         return 0;
     case 'h':
-        if (lb_pq_get_i64(&r, &rm->send_time) || lb_pq_get_i32(&r, &x) ||
-            lb_pq_get_i32(&r, &y) || lb_pq_get_i32(&r, &z) || lb_pq_get_i32(&r, &w) ||
-            r.left != 0)
+        if (lb_pq_get_i64(&r, &rm->send_time) || lb_pq_get_i32(&r, &x) || lb_pq_get_i32(&r, &y) ||
+            lb_pq_get_i32(&r, &z) || lb_pq_get_i32(&r, &w) || r.left != 0)
             return LB_EPROTO;
         rm->xmin = (uint32_t)x;
         rm->xmin_epoch = (uint32_t)y;

@@ -78,8 +78,8 @@ lb_sigv4_amz_date(time_t t, char out[17])
 static bool
 is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 int
@@ -286,7 +286,8 @@ canonical_headers(const lb_sigv4_request *req, lb_buf *creq, lb_buf *signed_head
             if (i > 0)
                 rc = lb_buf_append(creq, "\n", 1);
             if (rc == 0)
-                rc = lb_buf_printf(creq, "%s:%s", h[i].name, h[i].value.data ? h[i].value.data : "");
+                rc =
+                    lb_buf_printf(creq, "%s:%s", h[i].name, h[i].value.data ? h[i].value.data : "");
             if (rc == 0)
                 rc = lb_buf_printf(signed_headers, "%s%s", i ? ";" : "", h[i].name);
         }
@@ -302,16 +303,15 @@ canonical_headers(const lb_sigv4_request *req, lb_buf *creq, lb_buf *signed_head
 }
 
 int
-lb_sigv4_sign(const lb_sigv4_request *req, const lb_sigv4_credentials *cred,
-              const char *amz_date, lb_sigv4_result *out)
+lb_sigv4_sign(const lb_sigv4_request *req, const lb_sigv4_credentials *cred, const char *amz_date,
+              lb_sigv4_result *out)
 {
     assert(req && cred && out);
     lb_sigv4_result_free(out);
-    if (!req->method || !*req->method || !req->path || req->path[0] != '/' ||
-        !req->payload_hash || !*req->payload_hash || !valid_amz_date(amz_date) ||
-        !cred->access_key_id || !cred->secret_access_key || !cred->region || !*cred->region ||
-        !cred->service || !*cred->service || (req->nheaders > 0 && !req->headers) ||
-        (req->nquery > 0 && !req->query))
+    if (!req->method || !*req->method || !req->path || req->path[0] != '/' || !req->payload_hash ||
+        !*req->payload_hash || !valid_amz_date(amz_date) || !cred->access_key_id ||
+        !cred->secret_access_key || !cred->region || !*cred->region || !cred->service ||
+        !*cred->service || (req->nheaders > 0 && !req->headers) || (req->nquery > 0 && !req->query))
         return -EINVAL;
 
     lb_buf *creq = &out->canonical_request;

@@ -56,7 +56,13 @@ typedef struct lb_sigv4_result {
     char signature[65];    /* lowercase hex */
 } lb_sigv4_result;
 
-#define LB_SIGV4_RESULT_INIT {LB_BUF_INIT, LB_BUF_INIT, LB_BUF_INIT, LB_BUF_INIT, {0}}
+#define LB_SIGV4_RESULT_INIT                                                                       \
+    {                                                                                              \
+        LB_BUF_INIT, LB_BUF_INIT, LB_BUF_INIT, LB_BUF_INIT,                                        \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* --- For the S3 backend and tests --- */
 

@@ -36,10 +36,10 @@ typedef struct cc_wal_sources {
     char pageserver[256];
     char safekeepers[SK_ELECT_MAX][256]; /* in the order to ask */
     int nsafekeepers;
-    uint32_t pg_tli;   /* the timeline's first PostgreSQL TLI */
-    bool has_ancestor; /* a branch: WAL at or below pg_tli is the ancestor's */
+    uint32_t pg_tli;             /* the timeline's first PostgreSQL TLI */
+    bool has_ancestor;           /* a branch: WAL at or below pg_tli is the ancestor's */
     struct lb_auth_token *token; /* sent to every source; not owned; NULL: none */
-    uint32_t seg_size; /* names are checked with lb_wal_file_parse() (wal.h) */
+    uint32_t seg_size;           /* names are checked with lb_wal_file_parse() (wal.h) */
 } cc_wal_sources;
 
 /* Fetch name into out (appended). 0; LB_ENOTFOUND when every source said

@@ -55,9 +55,9 @@ sk_term_history_to_json(const sk_term_entry *h, size_t n)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:I, s:o, s:I}", "term", (json_int_t)h[i].term,
-                                             "lsn", lsn_json(h[i].start_lsn), "tli",
-                                             (json_int_t)h[i].tli));
+        json_array_append_new(arr,
+                              json_pack("{s:I, s:o, s:I}", "term", (json_int_t)h[i].term, "lsn",
+                                        lsn_json(h[i].start_lsn), "tli", (json_int_t)h[i].tli));
     return arr;
 }
 
@@ -66,28 +66,26 @@ sk_acceptor_to_json(const sk_acceptor_state *st)
 {
     char sysid[24];
     snprintf(sysid, sizeof(sysid), "%" PRIu64, st->system_id);
-    json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "version",
-                     STATE_VERSION, "tenant_id", st->tenant_id, "timeline_id", st->timeline_id,
-                     "system_id", sysid, "wal_seg_size", (json_int_t)st->wal_seg_size,
-                     "start_lsn", lsn_json(st->start_lsn), "start_tli",
-                     (json_int_t)st->start_tli, "term",
-                     (json_int_t)st->term, "term_history",
-                     sk_term_history_to_json(st->history, st->nhistory), "flush_lsn",
-                     lsn_json(st->flush_lsn), "commit_lsn", lsn_json(st->commit_lsn),
-                     "offloaded_lsn", lsn_json(st->offloaded_lsn));
+    json_t *j = json_pack(
+        "{s:i, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "version", STATE_VERSION,
+        "tenant_id", st->tenant_id, "timeline_id", st->timeline_id, "system_id", sysid,
+        "wal_seg_size", (json_int_t)st->wal_seg_size, "start_lsn", lsn_json(st->start_lsn),
+        "start_tli", (json_int_t)st->start_tli, "term", (json_int_t)st->term, "term_history",
+        sk_term_history_to_json(st->history, st->nhistory), "flush_lsn", lsn_json(st->flush_lsn),
+        "commit_lsn", lsn_json(st->commit_lsn), "offloaded_lsn", lsn_json(st->offloaded_lsn));
     if (j && st->fsync_failed_lsn)
         json_object_set_new(j, "fsync_failed_lsn", lsn_json(st->fsync_failed_lsn));
     if (j && st->nconsumers) {
         json_t *arr = json_array();
         for (size_t i = 0; i < st->nconsumers; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:o}", "name", st->consumers[i].name,
-                                                 "lsn", lsn_json(st->consumers[i].lsn)));
+            json_array_append_new(arr, json_pack("{s:s, s:o}", "name", st->consumers[i].name, "lsn",
+                                                 lsn_json(st->consumers[i].lsn)));
         json_object_set_new(j, "consumers", arr);
     }
     if (j && st->compute[0])
-        json_object_set_new(j, "compute", json_pack("{s:I, s:s}", "term",
-                                                    (json_int_t)st->compute_term, "conninfo",
-                                                    st->compute));
+        json_object_set_new(
+            j, "compute",
+            json_pack("{s:I, s:s}", "term", (json_int_t)st->compute_term, "conninfo", st->compute));
     return j;
 }
 
@@ -195,8 +193,7 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
         if (obj)
             lb_error("invalid state file \"%s\": not a JSON object", path);
         else
-            lb_error("could not parse state file \"%s\": %s (line %d)", path, jerr.text,
-                     jerr.line);
+            lb_error("could not parse state file \"%s\": %s (line %d)", path, jerr.text, jerr.line);
         json_decref(obj);
         return LB_EPARSE;
     }
@@ -222,8 +219,8 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
     json_t *hist = NULL;
     if (json_unpack(obj, "{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:o}", "version", &version,
                     "tenant_id", &tenant, "timeline_id", &timeline, "system_id", &sysid,
-                    "wal_seg_size", &seg, "start_tli", &start_tli, "term", &term,
-                    "term_history", &hist) != 0) {
+                    "wal_seg_size", &seg, "start_tli", &start_tli, "term", &term, "term_history",
+                    &hist) != 0) {
         snprintf(msg, sizeof(msg), "missing or ill-typed field");
         rc = LB_EPARSE;
         goto out;
@@ -296,7 +293,8 @@ sk_acceptor_load(const char *path, sk_acceptor_state *st)
             rc = LB_EPARSE;
             goto out;
         }
-        json_array_foreach(consumers, i, c) {
+        json_array_foreach(consumers, i, c)
+        {
             const char *name = json_string_value(json_object_get(c, "name"));
             if (!name || strlen(name) >= sizeof(st->consumers[0].name) ||
                 get_lsn(c, "lsn", &st->consumers[i].lsn) != 0) {

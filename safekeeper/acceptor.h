@@ -28,7 +28,7 @@
 
 #include "lsn.h"
 
-#define SK_ID_LEN 32           /* tenant and timeline ids: 32 lowercase hex chars */
+#define SK_ID_LEN 32 /* tenant and timeline ids: 32 lowercase hex chars */
 #define SK_MAX_TERM_HISTORY 1024
 #define SK_MAX_CONSUMERS 16
 /* A term may move up by at most this much at once, and never past
@@ -49,16 +49,16 @@ typedef struct sk_term_entry {
 typedef struct sk_acceptor_state {
     char tenant_id[SK_ID_LEN + 1];
     char timeline_id[SK_ID_LEN + 1];
-    uint64_t system_id;     /* PostgreSQL database system identifier (0: not yet known) */
+    uint64_t system_id; /* PostgreSQL database system identifier (0: not yet known) */
     uint32_t wal_seg_size;
-    lb_lsn start_lsn;       /* where the timeline's WAL on safekeepers begins */
-    uint32_t start_tli;     /* PostgreSQL timeline of the WAL at start_lsn */
-    uint64_t term;          /* highest term promised */
+    lb_lsn start_lsn;   /* where the timeline's WAL on safekeepers begins */
+    uint32_t start_tli; /* PostgreSQL timeline of the WAL at start_lsn */
+    uint64_t term;      /* highest term promised */
     size_t nhistory;
     sk_term_entry history[SK_MAX_TERM_HISTORY];
-    lb_lsn flush_lsn;       /* hint: re-derived from the WAL on start */
-    lb_lsn commit_lsn;      /* hint: re-learned from peers */
-    lb_lsn offloaded_lsn;   /* WAL before this is in object storage */
+    lb_lsn flush_lsn;     /* hint: re-derived from the WAL on start */
+    lb_lsn commit_lsn;    /* hint: re-learned from peers */
+    lb_lsn offloaded_lsn; /* WAL before this is in object storage */
     /* Set when an fsync of this WAL failed: the last LSN known durable.
      * Anything after it may exist only in a page cache that the kernel
      * has dropped or will drop, so on open the WAL is cut back to it. */
@@ -94,8 +94,8 @@ int sk_acceptor_load(const char *path, sk_acceptor_state *st);
 json_t *sk_acceptor_to_json(const sk_acceptor_state *st);
 json_t *sk_term_history_to_json(const sk_term_entry *h, size_t n);
 /* Parse a history array; validates ordering. 0 or LB_EPARSE with msg set. */
-int sk_term_history_from_json(const json_t *arr, sk_term_entry *h, size_t cap, size_t *n,
-                              char *msg, size_t msgcap);
+int sk_term_history_from_json(const json_t *arr, sk_term_entry *h, size_t cap, size_t *n, char *msg,
+                              size_t msgcap);
 
 /* ---- protocol rules (HTTP API, election) --------------------------------- */
 

@@ -92,8 +92,8 @@ publish(sk_daemon *sk)
             s->flush_gauge = s->commit_gauge = s->term_gauge = NULL;
             lb_gauge_labels(sk->flush_lsn_gauge, &s->flush_gauge, s->tenant_id, s->timeline_id,
                             NULL);
-            lb_gauge_labels(sk->commit_lsn_gauge, &s->commit_gauge, s->tenant_id,
-                            s->timeline_id, NULL);
+            lb_gauge_labels(sk->commit_lsn_gauge, &s->commit_gauge, s->tenant_id, s->timeline_id,
+                            NULL);
             lb_gauge_labels(sk->term_gauge, &s->term_gauge, s->tenant_id, s->timeline_id, NULL);
         }
         if (moved || s->term != st->term || s->last_log_term != sk_last_log_term(st) ||
@@ -452,8 +452,7 @@ sk_daemon_init(sk_daemon *sk)
     if ((rc = load_compute_password(sk)) != 0)
         return rc;
     if ((rc = lb_mkdir_p(sk->conf.data_dir, 0700)) != 0) {
-        lb_error("could not create data directory \"%s\": %s", sk->conf.data_dir,
-                 lb_strerror(rc));
+        lb_error("could not create data directory \"%s\": %s", sk->conf.data_dir, lb_strerror(rc));
         return rc;
     }
     if ((rc = lb_metrics_new(&sk->metrics)) != 0)

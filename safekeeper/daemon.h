@@ -30,18 +30,18 @@
 #define SK_MAX_PEERS 8
 
 typedef struct sk_config {
-    char *id;                   /* this safekeeper's name: application_name, e.g. "sk-0" */
+    char *id; /* this safekeeper's name: application_name, e.g. "sk-0" */
     char *data_dir;
     lb_config_addr listen_http; /* control API, /metrics, WAL over HTTP */
     lb_config_addr listen_pg;   /* walsender-compatible server */
     lb_config_list peers;       /* the other safekeepers: "name=host:port" (their listen_pg) */
     char *log_level;
     int64_t http_threads;
-    char *remote_storage;       /* object store URL for offloaded WAL; "" = no offload */
-    lb_config_list peers_http;  /* the other safekeepers' HTTP: "name=host:port"; the only
-                                   donors /accept fetches WAL from */
-    char *auth_public_keys;     /* PEM file or directory of *.pem verifying every token */
-    char *auth_token_file;      /* this safekeeper's own token (role safekeeper, sub = id) */
+    char *remote_storage;        /* object store URL for offloaded WAL; "" = no offload */
+    lb_config_list peers_http;   /* the other safekeepers' HTTP: "name=host:port"; the only
+                                    donors /accept fetches WAL from */
+    char *auth_public_keys;      /* PEM file or directory of *.pem verifying every token */
+    char *auth_token_file;       /* this safekeeper's own token (role safekeeper, sub = id) */
     char *compute_password_file; /* password of role lakebase_safekeeper on computes; "":
                                     connect as postgres (computes that still trust) */
     int64_t max_connections;     /* walsender connections at once */

@@ -168,8 +168,8 @@ sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errca
             term = seen + 1;
     }
     if (granted < need) {
-        snprintf(err, errcap, "term %" PRIu64 " got %d of %d votes, %d needed", term, granted,
-                 p->n, need);
+        snprintf(err, errcap, "term %" PRIu64 " got %d of %d votes, %d needed", term, granted, p->n,
+                 need);
         goto out;
     }
 
@@ -218,9 +218,9 @@ sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errca
         if (!views[i].granted || views[i].term != term)
             continue;
         tl_url(url, sizeof(url), p, i, "/accept");
-        json_t *body = json_pack("{s:I, s:O, s:s, s:s}", "term", (json_int_t)term,
-                                 "term_history", hist, "end_lsn", lb_lsn_format(out->start_lsn, e),
-                                 "donor", donor_url);
+        json_t *body =
+            json_pack("{s:I, s:O, s:s, s:s}", "term", (json_int_t)term, "term_history", hist,
+                      "end_lsn", lb_lsn_format(out->start_lsn, e), "donor", donor_url);
         if (call(http, "POST", url, body, &reply, &status) == 0 && status == 200) {
             out->accepted[i] = 1;
             out->acceptors++;
@@ -250,8 +250,8 @@ sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errca
         json_decref(reply);
     }
     rc = 0;
-    lb_info("elected term=%" PRIu64 " start_lsn=%X/%X tli=%u donor=%s voters=%d acceptors=%d",
-            term, LB_LSN_ARGS(out->start_lsn), out->tli, p->urls[donor], granted, out->acceptors);
+    lb_info("elected term=%" PRIu64 " start_lsn=%X/%X tli=%u donor=%s voters=%d acceptors=%d", term,
+            LB_LSN_ARGS(out->start_lsn), out->tli, p->urls[donor], granted, out->acceptors);
 out:
     free(views);
     lb_http_client_free(http);
@@ -285,8 +285,8 @@ sk_announce(const sk_elect_params *p, const sk_elect_result *r, const char *comp
         char url[512];
         long status = 0;
         tl_url(url, sizeof(url), p, i, "/elected");
-        if (post(http, url, json_pack("{s:I, s:s}", "term", (json_int_t)r->term, "compute",
-                                      compute),
+        if (post(http, url,
+                 json_pack("{s:I, s:s}", "term", (json_int_t)r->term, "compute", compute),
                  &status) != 0)
             continue; /* down: it joins the term on a later announce */
         if (status == 409) {
@@ -296,16 +296,16 @@ sk_announce(const sk_elect_params *p, const sk_elect_result *r, const char *comp
             tl_url(url, sizeof(url), p, i, "/accept");
             post(http, url,
                  json_pack("{s:I, s:o, s:s, s:s}", "term", (json_int_t)r->term, "term_history",
-                           sk_term_history_to_json(r->history, r->nhistory), "end_lsn", e,
-                           "donor", r->donor_url),
+                           sk_term_history_to_json(r->history, r->nhistory), "end_lsn", e, "donor",
+                           r->donor_url),
                  &status);
             if (status != 200) {
                 lb_warn("safekeeper \"%s\" could not join term %" PRIu64, p->urls[i], r->term);
                 continue;
             }
             tl_url(url, sizeof(url), p, i, "/elected");
-            post(http, url, json_pack("{s:I, s:s}", "term", (json_int_t)r->term, "compute", compute),
-                 &status);
+            post(http, url,
+                 json_pack("{s:I, s:s}", "term", (json_int_t)r->term, "compute", compute), &status);
         }
         if (status == 200)
             (*acked)++;
@@ -322,9 +322,9 @@ sk_elect_result_to_json(const sk_elect_params *p, const sk_elect_result *r)
     snprintf(sysid, sizeof(sysid), "%" PRIu64, r->system_id);
     return json_pack("{s:I, s:s, s:I, s:I, s:s, s:I, s:s, s:i, s:i, s:o}", "term",
                      (json_int_t)r->term, "start_lsn", lb_lsn_format(r->start_lsn, s), "tli",
-                     (json_int_t)r->tli, "prev_tli", (json_int_t)r->prev_tli, "donor",
-                     r->donor_url, "wal_seg_size", (json_int_t)r->wal_seg_size, "system_id",
-                     sysid, "voters", r->voters, "acceptors", r->acceptors, "term_history",
+                     (json_int_t)r->tli, "prev_tli", (json_int_t)r->prev_tli, "donor", r->donor_url,
+                     "wal_seg_size", (json_int_t)r->wal_seg_size, "system_id", sysid, "voters",
+                     r->voters, "acceptors", r->acceptors, "term_history",
                      sk_term_history_to_json(r->history, r->nhistory));
 }
 
@@ -334,8 +334,8 @@ sk_elect_result_from_json(const json_t *j, sk_elect_result *r, char *err, size_t
     json_int_t term = 0, tli = 0;
     const char *start = NULL, *donor = NULL;
     memset(r, 0, sizeof(*r));
-    if (json_unpack((json_t *)j, "{s:I, s:s, s:I, s:s}", "term", &term, "start_lsn", &start,
-                    "tli", &tli, "donor", &donor) != 0 ||
+    if (json_unpack((json_t *)j, "{s:I, s:s, s:I, s:s}", "term", &term, "start_lsn", &start, "tli",
+                    &tli, "donor", &donor) != 0 ||
         term <= 0 || lb_lsn_parse(start, &r->start_lsn) != 0 ||
         strlen(donor) >= sizeof(r->donor_url)) {
         snprintf(err, cap, "the election must have term, start_lsn, tli, donor, term_history");
@@ -403,8 +403,8 @@ sk_elect_main(int argc, char **argv)
     }
     lb_config_result_free(&res);
     lb_log_init("elect", LB_LOG_WARN);
-    sk_elect_params p = {.tenant_id = c.tenant, .timeline_id = c.timeline,
-                         .timeout_ms = c.timeout_ms};
+    sk_elect_params p = {
+        .tenant_id = c.tenant, .timeline_id = c.timeline, .timeout_ms = c.timeout_ms};
     for (size_t i = 0; i < c.safekeepers.count && p.n < SK_ELECT_MAX; i++)
         p.urls[p.n++] = c.safekeepers.items[i];
     lb_auth_token *token = NULL;
@@ -422,8 +422,9 @@ sk_elect_main(int argc, char **argv)
         json_error_t je;
         json_t *j = c.election ? json_loads(c.election, 0, &je) : NULL;
         if (!c.compute || !j || sk_elect_result_from_json(j, &r, err, sizeof(err)) != 0) {
-            fprintf(stderr, "safekeeper elect announce: --compute and a valid --election are "
-                            "required%s%s\n",
+            fprintf(stderr,
+                    "safekeeper elect announce: --compute and a valid --election are "
+                    "required%s%s\n",
                     err[0] ? ": " : "", err);
             status = 2;
         } else {

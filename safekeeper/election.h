@@ -33,24 +33,24 @@ typedef struct sk_elect_params {
     const char *timeline_id;
     const char *urls[SK_ELECT_MAX]; /* safekeepers' HTTP base URLs */
     int n;
-    long timeout_ms;                /* per request; 0: 5000 */
-    struct lb_auth_token *token;    /* the compute's token, sent with every request; not
-                                       owned; NULL: none */
+    long timeout_ms;             /* per request; 0: 5000 */
+    struct lb_auth_token *token; /* the compute's token, sent with every request; not
+                                    owned; NULL: none */
 } sk_elect_params;
 
 typedef struct sk_elect_result {
     uint64_t term;
-    lb_lsn start_lsn;               /* E: where the new term's WAL starts */
-    uint32_t tli;                   /* the new PostgreSQL timeline */
-    uint32_t prev_tli;              /* the timeline the compute restores along */
+    lb_lsn start_lsn;  /* E: where the new term's WAL starts */
+    uint32_t tli;      /* the new PostgreSQL timeline */
+    uint32_t prev_tli; /* the timeline the compute restores along */
     uint64_t system_id;
     uint32_t wal_seg_size;
-    int donor;                      /* index into urls */
+    int donor; /* index into urls */
     char donor_url[256];
     int voters, acceptors;
-    int accepted[SK_ELECT_MAX];     /* 1 for each safekeeper that accepted */
+    int accepted[SK_ELECT_MAX]; /* 1 for each safekeeper that accepted */
     sk_term_entry history[SK_MAX_TERM_HISTORY];
-    size_t nhistory;                /* ends with (term, start_lsn, tli) */
+    size_t nhistory; /* ends with (term, start_lsn, tli) */
 } sk_elect_result;
 
 /* Run an election. 0, or LB_ECONFLICT (no majority: err says why),

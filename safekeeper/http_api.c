@@ -107,8 +107,7 @@ finish(lb_http_request *req, api_ctx *c, int rc)
  * safekeeper does not hold, 409 for a conflict. A malformed request is
  * failed with lb_json_fail() instead and gets 400 ("missing field" is
  * LB_ENOTFOUND too, so the code alone cannot tell them apart). */
-static int refuse(api_ctx *c, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int refuse(api_ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int
 refuse(api_ctx *c, int code, const char *fmt, ...)
@@ -159,8 +158,8 @@ job_create(sk_daemon *sk, void *arg)
         c->reply = sk_timeline_status_json(e->tl);
         return 0;
     }
-    sk_timeline_params p = {c->tenant, c->timeline, (uint64_t)c->num, (uint32_t)c->lsn_b,
-                            c->lsn_a, (uint32_t)c->term};
+    sk_timeline_params p = {c->tenant,          c->timeline, (uint64_t)c->num,
+                            (uint32_t)c->lsn_b, c->lsn_a,    (uint32_t)c->term};
     sk_timeline *tl;
     int rc = sk_timeline_create(sk->conf.data_dir, &p, &tl);
     if (rc == LB_ECONFLICT)
@@ -478,8 +477,7 @@ h_accept(lb_http_request *req, void *arg)
         if (term <= 0)
             lb_json_fail(&c.err, LB_EPARSE, "field \"term\" must be > 0");
         else if (sk_term_history_from_json(json_object_get(c.body, "term_history"), c.history,
-                                           SK_MAX_TERM_HISTORY, &c.nhistory, msg,
-                                           sizeof(msg)) != 0)
+                                           SK_MAX_TERM_HISTORY, &c.nhistory, msg, sizeof(msg)) != 0)
             lb_json_fail(&c.err, LB_EPARSE, "field \"term_history\": %s", msg);
         else if (c.nhistory == 0 || c.history[c.nhistory - 1].term != (uint64_t)term ||
                  c.history[c.nhistory - 1].start_lsn != c.lsn_a)
@@ -645,9 +643,9 @@ h_wal(lb_http_request *req, void *arg)
     api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
     ids(req, &c, true);
     const char *from = lb_http_query(req, "from"), *to = lb_http_query(req, "to");
-    if (!c.err.failed && (!from || !to || lb_lsn_parse(from, &c.lsn_a) != 0 ||
-                          lb_lsn_parse(to, &c.lsn_b) != 0 || c.lsn_b < c.lsn_a ||
-                          c.lsn_b - c.lsn_a > WAL_RANGE_MAX))
+    if (!c.err.failed &&
+        (!from || !to || lb_lsn_parse(from, &c.lsn_a) != 0 || lb_lsn_parse(to, &c.lsn_b) != 0 ||
+         c.lsn_b < c.lsn_a || c.lsn_b - c.lsn_a > WAL_RANGE_MAX))
         lb_json_fail(&c.err, LB_EPARSE,
                      "query must have from=X/X and to=X/X, from <= to, at most %u bytes apart",
                      WAL_RANGE_MAX);

@@ -90,8 +90,9 @@ run_daemon(int argc, char **argv)
     lb_config_result_free(&res);
     lb_log_level level;
     if (lb_log_level_parse(sk.conf.log_level, &level) != 0) {
-        fprintf(stderr, "safekeeper: setting \"log_level\": \"%s\" is not error, warn, info or "
-                        "debug\n",
+        fprintf(stderr,
+                "safekeeper: setting \"log_level\": \"%s\" is not error, warn, info or "
+                "debug\n",
                 sk.conf.log_level);
         return 2;
     }

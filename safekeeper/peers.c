@@ -123,9 +123,8 @@ conn_pump(peer_conn *c)
             if (t->valid && t->term == now.term && t->last_log_term == now.last_log_term &&
                 t->flush_lsn == now.flush_lsn)
                 continue;
-            sk_peer_msg m = {.term = now.term,
-                             .last_log_term = now.last_log_term,
-                             .flush_lsn = now.flush_lsn};
+            sk_peer_msg m = {
+                .term = now.term, .last_log_term = now.last_log_term, .flush_lsn = now.flush_lsn};
             memcpy(m.tenant_id, st->tenant_id, sizeof(m.tenant_id));
             memcpy(m.timeline_id, st->timeline_id, sizeof(m.timeline_id));
             uint8_t body[SK_PEER_MSG_LEN];
@@ -200,8 +199,8 @@ conn_event(lb_loop *loop, int fd, int events, void *arg)
             return;
         }
         sk_daemon *sk = c->p->sk;
-        const char *params[] = {"user",        sk->conf.id, "application_name", sk->conf.id,
-                                "replication", "true",      NULL};
+        const char *params[] = {"user", sk->conf.id, "application_name", sk->conf.id, "replication",
+                                "true", NULL};
         lb_pq_put_startup(&c->out, params);
         /* The token answers the server's cleartext password request; sent
          * at once, as the server reads the messages in order. */

@@ -49,14 +49,14 @@ struct sk_receiver {
     char *app_name;
     rstate state;
     PGconn *conn;
-    int fd;              /* watched socket, -1 if none */
-    int watched;         /* LB_READABLE/LB_WRITABLE currently watched */
-    uint64_t term;       /* term of the compute we stream from */
-    char *target;        /* conninfo we connected with */
+    int fd;               /* watched socket, -1 if none */
+    int watched;          /* LB_READABLE/LB_WRITABLE currently watched */
+    uint64_t term;        /* term of the compute we stream from */
+    char *target;         /* conninfo we connected with */
     const char *password; /* lakebase_safekeeper's on the compute; not owned */
     int64_t retry_at_ms;
     int64_t backoff_ms;
-    bool dirty;          /* appended since last sync */
+    bool dirty; /* appended since last sync */
     bool reply_requested;
     bool identified; /* IDENTIFY_SYSTEM matched this term's compute */
     lb_lsn reported_flush;
@@ -107,8 +107,8 @@ disconnect(sk_receiver *r, const char *why)
     if (r->conn) {
         lb_info("stopped streaming from the compute tenant=%s timeline=%s term=%" PRIu64
                 " reason=\"%s\"",
-                sk_timeline_state(r->tl)->tenant_id, sk_timeline_state(r->tl)->timeline_id,
-                r->term, why);
+                sk_timeline_state(r->tl)->tenant_id, sk_timeline_state(r->tl)->timeline_id, r->term,
+                why);
         watch(r, 0);
         PQfinish(r->conn);
         r->conn = NULL;
@@ -320,7 +320,7 @@ drive(sk_receiver *r)
             return;
     }
     if (r->state == R_STREAMING) {
-        size_t batch = 0;   /* bytes of messages handled in this call */
+        size_t batch = 0; /* bytes of messages handled in this call */
         bool read_again = true;
         for (;;) {
             char *buf = NULL;

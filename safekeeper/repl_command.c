@@ -27,8 +27,7 @@ copy_id(char out[SK_ID_LEN + 1], const char *value)
 }
 
 void
-sk_repl_options_parse(const char *options, char tenant[SK_ID_LEN + 1],
-                      char timeline[SK_ID_LEN + 1])
+sk_repl_options_parse(const char *options, char tenant[SK_ID_LEN + 1], char timeline[SK_ID_LEN + 1])
 {
     tenant[0] = timeline[0] = '\0';
     char buf[512];
@@ -66,8 +65,8 @@ sk_repl_command_parse(const char *query, sk_repl_command *cmd)
      * PHYSICAL X/X TIMELINE n); an eighth is read so that words past a
      * valid command are seen and refused. */
     char w[8][64] = {{0}};
-    int nw = sscanf(text, "%63s %63s %63s %63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3],
-                    w[4], w[5], w[6], w[7]);
+    int nw = sscanf(text, "%63s %63s %63s %63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3], w[4],
+                    w[5], w[6], w[7]);
     if (nw <= 0) {
         cmd->kind = SK_REPL_EMPTY;
     } else if (strcasecmp(w[0], "IDENTIFY_SYSTEM") == 0 && nw == 1) {
@@ -102,8 +101,7 @@ sk_repl_command_parse(const char *query, sk_repl_command *cmd)
         if (i < nw) {
             char *end;
             if (strcasecmp(w[i], "TIMELINE") != 0 || i + 1 >= nw ||
-                (tli = strtoul(w[i + 1], &end, 10)) == 0 || *end || tli > UINT32_MAX ||
-                i + 2 != nw)
+                (tli = strtoul(w[i + 1], &end, 10)) == 0 || *end || tli > UINT32_MAX || i + 2 != nw)
                 return;
         }
         cmd->kind = SK_REPL_START_REPLICATION;
@@ -153,8 +151,7 @@ sk_peer_msg_parse(const void *bytes, size_t n, sk_peer_msg *m)
     m->term = get_u64(p + 1 + 2 * SK_ID_LEN);
     m->last_log_term = get_u64(p + 9 + 2 * SK_ID_LEN);
     m->flush_lsn = get_u64(p + 17 + 2 * SK_ID_LEN);
-    if (!sk_id_valid(m->tenant_id) || !sk_id_valid(m->timeline_id) ||
-        m->last_log_term > m->term) {
+    if (!sk_id_valid(m->tenant_id) || !sk_id_valid(m->timeline_id) || m->last_log_term > m->term) {
         memset(m, 0, sizeof(*m));
         return LB_EPARSE;
     }

@@ -25,7 +25,7 @@ void sk_repl_options_parse(const char *options, char tenant[SK_ID_LEN + 1],
                            char timeline[SK_ID_LEN + 1]);
 
 typedef enum sk_repl_kind {
-    SK_REPL_EMPTY,             /* nothing but spaces and semicolons */
+    SK_REPL_EMPTY, /* nothing but spaces and semicolons */
     SK_REPL_IDENTIFY_SYSTEM,
     SK_REPL_TIMELINE_HISTORY,  /* tli */
     SK_REPL_SHOW,              /* arg: the parameter's name */

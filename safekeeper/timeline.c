@@ -49,7 +49,7 @@ struct sk_timeline {
     lb_wal_decoder *dec; /* decodes appended WAL from end_lsn on */
     lb_lsn start_lsn;    /* first LSN of WAL on safekeepers */
     lb_lsn write_lsn, flush_lsn, end_lsn, commit_lsn;
-    lb_lsn pending_end;  /* decoder's valid end over written, unsynced bytes */
+    lb_lsn pending_end; /* decoder's valid end over written, unsynced bytes */
     lb_lsn hint_saved_at;
     bool broken;
     int quorum_members;
@@ -250,8 +250,8 @@ find_end_of_wal(sk_timeline *tl)
     /* Bytes past the end are garbage (a torn write): clear them so that
      * nothing past end_lsn can ever be served or decoded as WAL. */
     uint32_t tli = sk_timeline_tli_at(tl, tl->end_lsn);
-    if (tli && sk_wal_store_has_segment(tl->wal, tli,
-                                        lb_wal_segno(tl->end_lsn, tl->st.wal_seg_size))) {
+    if (tli &&
+        sk_wal_store_has_segment(tl->wal, tli, lb_wal_segno(tl->end_lsn, tl->st.wal_seg_size))) {
         rc = sk_wal_store_truncate(tl->wal, tli, tl->end_lsn);
         if (rc)
             return rc;
@@ -490,8 +490,7 @@ sk_timeline_append(sk_timeline *tl, uint64_t term, lb_lsn lsn, const void *bytes
     return 0;
 }
 
-static void
-update_commit(sk_timeline *tl);
+static void update_commit(sk_timeline *tl);
 
 int
 sk_timeline_sync(sk_timeline *tl)
@@ -579,8 +578,8 @@ sk_timeline_accept_begin(sk_timeline *tl, uint64_t term, const sk_term_entry *hi
 
     /* Where our log and the proposer's agree. The proposer's log ends at
      * `end`; what it had before its own new term is history[0..n-1). */
-    lb_lsn common = sk_history_common_end(tl->st.history, tl->st.nhistory, tl->end_lsn, history,
-                                          n - 1, end);
+    lb_lsn common =
+        sk_history_common_end(tl->st.history, tl->st.nhistory, tl->end_lsn, history, n - 1, end);
     if (common < tl->start_lsn)
         common = tl->start_lsn;
     if (common > tl->end_lsn)
@@ -870,8 +869,7 @@ sk_timeline_read(sk_timeline *tl, lb_lsn lsn, void *buf, size_t n, lb_lsn limit)
 json_t *
 sk_timeline_status_json(const sk_timeline *tl)
 {
-    char w[LB_LSN_STRLEN], f[LB_LSN_STRLEN], e[LB_LSN_STRLEN], c[LB_LSN_STRLEN],
-        s[LB_LSN_STRLEN];
+    char w[LB_LSN_STRLEN], f[LB_LSN_STRLEN], e[LB_LSN_STRLEN], c[LB_LSN_STRLEN], s[LB_LSN_STRLEN];
     json_t *st = sk_acceptor_to_json(&tl->st);
     json_object_del(st, "flush_lsn");
     json_object_del(st, "commit_lsn");

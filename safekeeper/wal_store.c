@@ -359,8 +359,8 @@ sk_wal_store_write(sk_wal_store *st, uint32_t tli, lb_lsn lsn, const void *bytes
         rc = lb_pwrite_all(s->fd, p, chunk, off);
         s->dirty = true; /* even a failed write may have reached the page cache */
         if (rc) {
-            lb_error("could not write segment of timeline %u at %X/%X: %s", tli,
-                     LB_LSN_ARGS(lsn), lb_strerror(rc));
+            lb_error("could not write segment of timeline %u at %X/%X: %s", tli, LB_LSN_ARGS(lsn),
+                     lb_strerror(rc));
             return rc;
         }
         p += chunk;

@@ -79,15 +79,15 @@ struct wconn {
     lb_buf in, out;
     char tenant[SK_ID_LEN + 1], timeline[SK_ID_LEN + 1];
     char app_name[64];
-    int peer; /* index of the peer safekeeper (C_PEER), else -1 */
+    int peer;            /* index of the peer safekeeper (C_PEER), else -1 */
     int64_t accepted_ms; /* C_STARTUP and C_AUTH must end by startup_timeout */
-    bool ended_stream; /* we ended a stream: the client's CopyDone and late
-                        * status updates may still come */
+    bool ended_stream;   /* we ended a stream: the client's CopyDone and late
+                          * status updates may still come */
     /* streaming */
     lb_lsn sent_lsn;
     uint32_t stream_tli;
-    lb_lsn stream_end;      /* switch point of a historic timeline; UINT64_MAX if current */
-    lb_lsn applied_lsn;     /* what the standby reports */
+    lb_lsn stream_end;  /* switch point of a historic timeline; UINT64_MAX if current */
+    lb_lsn applied_lsn; /* what the standby reports */
     int64_t last_keepalive_ms;
     wconn *next;
 };
@@ -147,8 +147,7 @@ conn_flush(wconn *c)
     return lb_loop_watch(c->ws->sk->loop, c->fd, events, conn_event, c);
 }
 
-static void
-send_error(wconn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
+static void send_error(wconn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -351,8 +350,8 @@ cmd_start_replication(wconn *c, sk_tl_entry *e, lb_lsn start, uint32_t tli)
                 end = st->history[i].start_lsn;
         }
         if (!known || end == UINT64_MAX) {
-            send_error(c, "ERROR", "58P01",
-                       "requested timeline %u is not in this server's history", tli);
+            send_error(c, "ERROR", "58P01", "requested timeline %u is not in this server's history",
+                       tli);
             return;
         }
         if (start > end) {
@@ -373,8 +372,7 @@ cmd_start_replication(wconn *c, sk_tl_entry *e, lb_lsn start, uint32_t tli)
     }
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     if (start < first - first % st->wal_seg_size) {
-        send_error(c, "ERROR", "58P01",
-                   "requested WAL segment for %X/%X has already been removed",
+        send_error(c, "ERROR", "58P01", "requested WAL segment for %X/%X has already been removed",
                    LB_LSN_ARGS(start));
         return;
     }

@@ -461,8 +461,8 @@ test_silent_server_times_out(void **state)
     assert_int_equal(rc, LB_ETIMEOUT);
     assert_int_equal(resp.attempts, 2);
     assert_int_equal(resp.status, 0);
-    assert_true(took >= 600);  /* two full attempts */
-    assert_true(took < 2500);  /* and no more */
+    assert_true(took >= 600); /* two full attempts */
+    assert_true(took < 2500); /* and no more */
     assert_non_null(strstr(lb_http_client_error(c), "after 2 attempts"));
     lb_buf_free(&body);
     lb_http_result_free(&resp);
@@ -559,8 +559,10 @@ test_streaming_download(void **state)
     srv_run(s);
     lb_http_client *c = new_client(10000, 2);
     sink k = {0};
-    lb_http_call req = {
-        .method = "GET", .url = srv_url(s, "/big"), .response_write = check_pattern, .response_arg = &k};
+    lb_http_call req = {.method = "GET",
+                        .url = srv_url(s, "/big"),
+                        .response_write = check_pattern,
+                        .response_arg = &k};
     lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 200);
@@ -659,11 +661,11 @@ test_streaming_upload(void **state)
         source src = {0, size, 0};
         lb_buf_reset(&body);
         lb_http_call req = {.method = "PUT",
-                               .url = srv_url(s, "/up"),
-                               .body_read = read_pattern,
-                               .body_arg = &src,
-                               .body_size = known ? (int64_t)size : -1,
-                               .response_body = &body};
+                            .url = srv_url(s, "/up"),
+                            .body_read = read_pattern,
+                            .body_arg = &src,
+                            .body_size = known ? (int64_t)size : -1,
+                            .response_body = &body};
         lb_http_result resp = LB_HTTP_RESULT_INIT;
         assert_int_equal(lb_http_do(c, &req, &resp), 0);
         assert_int_equal(resp.status, 200);
@@ -693,10 +695,10 @@ test_streamed_upload_retry_needs_rewind(void **state)
     uint64_t size = 200000;
     source src = {0, size, 0};
     lb_http_call req = {.method = "PUT",
-                           .url = srv_url(s, "/up"),
-                           .body_read = read_pattern,
-                           .body_arg = &src,
-                           .body_size = (int64_t)size};
+                        .url = srv_url(s, "/up"),
+                        .body_read = read_pattern,
+                        .body_arg = &src,
+                        .body_size = (int64_t)size};
     lb_http_result resp = LB_HTTP_RESULT_INIT;
     assert_int_equal(lb_http_do(c, &req, &resp), 0);
     assert_int_equal(resp.status, 503);

@@ -26,8 +26,8 @@ static void
 test_parse_refuses_garbage(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "/", "0/", "/0", "0/1G", "0x1/0", "1/2/3", "0/1 ", " 0/1",
-                         "123456789/0", "0/123456789", "-1/0", "0.1"};
+    const char *bad[] = {"",     "/",    "0/",          "/0",          "0/1G", "0x1/0", "1/2/3",
+                         "0/1 ", " 0/1", "123456789/0", "0/123456789", "-1/0", "0.1"};
     lb_lsn l = 42;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(lb_lsn_parse(bad[i], &l), LB_EPARSE);

@@ -154,9 +154,8 @@ test_error_response_roundtrip(void **state)
 {
     (void)state;
     lb_buf b = LB_BUF_INIT;
-    assert_int_equal(lb_pq_put_error(&b, "FATAL", "57P01", "terminating connection",
-                                     "The term is stale."),
-                     0);
+    assert_int_equal(
+        lb_pq_put_error(&b, "FATAL", "57P01", "terminating connection", "The term is stale."), 0);
     lb_pq_msg m;
     size_t used;
     lb_pq_error e;
@@ -213,7 +212,8 @@ test_replication_messages_roundtrip(void **state)
     lb_buf_free(&b);
 
     assert_int_equal(lb_pq_parse_repl("w", 1, &r), LB_EPROTO);
-    assert_int_equal(lb_pq_parse_repl("?xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 40, &r), LB_EPROTO);
+    assert_int_equal(lb_pq_parse_repl("?xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 40, &r),
+                     LB_EPROTO);
     assert_int_equal(lb_pq_parse_repl("", 0, &r), LB_EPROTO);
 }
 

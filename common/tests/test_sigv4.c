@@ -28,6 +28,9 @@
 
 #include "sigv4.h"
 
+/* The test vectors read as AWS publishes them, one case per block, not
+ * as clang-format would wrap them. */
+// clang-format off
 #define SUITE_DATE "20150830T123600Z"
 #define SUITE_PREFIX "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n"
 #define SUITE_CRED "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
@@ -203,6 +206,7 @@ static const vector suite[] = {
      SUITE_CRED "SignedHeaders=content-type;host;x-amz-date, "
                 "Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"},
 };
+// clang-format on
 
 /* Sign one vector and compare every step. */
 static void
@@ -267,16 +271,17 @@ test_aws_suite_form_parameters(void **state)
     lb_sigv4_request req = {"POST", "/", NULL, 0, h, 3, body_hash};
     lb_sigv4_result r = LB_SIGV4_RESULT_INIT;
     assert_int_equal(lb_sigv4_sign(&req, &suite_cred, SUITE_DATE, &r), 0);
-    assert_string_equal(r.canonical_request.data,
-                        "POST\n/\n\n"
-                        "content-type:application/x-www-form-urlencoded; charset=utf8\n" HOST_LINE
-                            DATE_LINE "\ncontent-type;host;x-amz-date\n"
-                        "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e");
+    assert_string_equal(
+        r.canonical_request.data,
+        "POST\n/\n\n"
+        "content-type:application/x-www-form-urlencoded; charset=utf8\n" HOST_LINE DATE_LINE
+        "\ncontent-type;host;x-amz-date\n"
+        "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e");
     assert_string_equal(strrchr(r.string_to_sign.data, '\n') + 1,
                         "2e1cf7ed91881a30569e46552437e4156c823447bf1781b921b5d486c568dd1c");
-    assert_string_equal(r.authorization.data,
-                        SUITE_CRED "SignedHeaders=content-type;host;x-amz-date, Signature="
-                                   "1a72ec8f64bd914b0e42e42607c7fbce7fb2c7465f63e3092b3b0d39fa77a6fe");
+    assert_string_equal(r.authorization.data, SUITE_CRED
+                        "SignedHeaders=content-type;host;x-amz-date, Signature="
+                        "1a72ec8f64bd914b0e42e42607c7fbce7fb2c7465f63e3092b3b0d39fa77a6fe");
     lb_sigv4_result_free(&r);
 }
 
@@ -285,9 +290,11 @@ static const lb_sigv4_credentials s3_cred = {
     "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1", "s3"};
 #define S3_DATE "20130524T000000Z"
 #define S3_HOST "examplebucket.s3.amazonaws.com"
-#define S3_CRED "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+#define S3_CRED                                                                                    \
+    "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
 #define WELCOME_SHA "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"
 
+// clang-format off
 static const vector s3_examples[] = {
     {"s3-get-object-range", "GET", "/test.txt", {{0}}, 0,
      {{"Range", "bytes=0-9"}, {"x-amz-content-sha256", EMPTY}, {"x-amz-date", S3_DATE}}, 3, EMPTY,
@@ -324,6 +331,7 @@ static const vector s3_examples[] = {
      S3_CRED "SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
              "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"},
 };
+// clang-format on
 
 static void
 test_s3_documentation_examples(void **state)
@@ -370,8 +378,11 @@ test_uri_encode_and_query(void **state)
     assert_int_equal(lb_sigv4_uri_encode(&b, "t/wal/0", 7, false), 0);
     assert_string_equal(b.data, "t%2Fwal%2F0");
     lb_buf_reset(&b);
-    lb_sigv4_pair q[] = {{"prefix", "a b/"}, {"list-type", "2"}, {"delimiter", "/"},
-                         {"continuation-token", "x+y=="}, {"uploads", NULL}};
+    lb_sigv4_pair q[] = {{"prefix", "a b/"},
+                         {"list-type", "2"},
+                         {"delimiter", "/"},
+                         {"continuation-token", "x+y=="},
+                         {"uploads", NULL}};
     assert_int_equal(lb_sigv4_canonical_query(&b, q, 5), 0);
     assert_string_equal(b.data, "continuation-token=x%2By%3D%3D&delimiter=%2F&list-type=2&"
                                 "prefix=a%20b%2F&uploads=");

@@ -215,7 +215,8 @@ test_we_read_what_gnu_tar_writes(void **state)
         assert_int_equal(read_all(&tar, 0, &s), 0);
         assert_non_null(strstr(s.listing.data, "F src/sub/f 5\n"));
         assert_non_null(strstr(s.listing.data, "L src/link -> sub/f\n"));
-        assert_non_null(strstr(s.listing.data, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb 4\n"));
+        assert_non_null(strstr(s.listing.data, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+                                               "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb 4\n"));
         assert_non_null(memmem(s.data.data, s.data.len, "hello", 5));
         assert_non_null(memmem(s.data.data, s.data.len, "long", 4));
         lb_buf_free(&s.listing);

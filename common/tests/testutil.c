@@ -206,8 +206,7 @@ tu_project_root(void)
 /* ---- throwaway PostgreSQL 15 clusters ---------------------------------- */
 
 /* Run a command built with printf-style arguments; its exit status. */
-static int
-tu_pg_cmd(lb_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int tu_pg_cmd(lb_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 tu_pg_cmd(lb_buf *out, const char *fmt, ...)
@@ -275,9 +274,9 @@ tu_pg_conf(const tu_pg *pg, const char *line)
 int
 tu_pg_start(const tu_pg *pg)
 {
-    int rc = tu_pg_cmd(NULL,
-                       "%s'%s/pg_ctl' start -w -t 60 -D '%s' -l '%s/postgres.log' >/dev/null 2>&1",
-                       tu_pg_as(), tu_pg_bindir(), pg->datadir, pg->rundir);
+    int rc =
+        tu_pg_cmd(NULL, "%s'%s/pg_ctl' start -w -t 60 -D '%s' -l '%s/postgres.log' >/dev/null 2>&1",
+                  tu_pg_as(), tu_pg_bindir(), pg->datadir, pg->rundir);
     return rc == 0 ? 0 : -1;
 }
 

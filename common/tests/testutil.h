@@ -42,7 +42,6 @@ void tu_pg_chown(const char *path);
 /* The project root (LB_PROJECT_ROOT, or found from the cwd upwards). */
 const char *tu_project_root(void);
 
-
 /* ---- throwaway PostgreSQL 15 clusters ------------------------------------
  * initdb into <dir>/pgdata, socket and server log in <dir>/pgrun, listening
  * on 127.0.0.1:<port> only. Run as the postgres user when root. Stop with

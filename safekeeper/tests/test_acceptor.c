@@ -26,8 +26,7 @@
 static void
 sample(sk_acceptor_state *st)
 {
-    sk_acceptor_init(st, TENANT, TIMELINE, 7301234567890123456ULL, 16 * 1024 * 1024, 0x1000028,
-                     1);
+    sk_acceptor_init(st, TENANT, TIMELINE, 7301234567890123456ULL, 16 * 1024 * 1024, 0x1000028, 1);
     st->term = 5;
     st->history[0] = (sk_term_entry){1, 0x1000028, 2};
     st->history[1] = (sk_term_entry){3, 0x3000100, 3};

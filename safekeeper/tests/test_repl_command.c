@@ -93,9 +93,8 @@ test_commands(void **state)
 static sk_peer_msg
 peer_msg(void)
 {
-    sk_peer_msg m = {.term = 0x0102030405060708ULL,
-                     .last_log_term = 7,
-                     .flush_lsn = 0xFFFFFFFF00000001ULL};
+    sk_peer_msg m = {
+        .term = 0x0102030405060708ULL, .last_log_term = 7, .flush_lsn = 0xFFFFFFFF00000001ULL};
     memcpy(m.tenant_id, TENANT, sizeof(TENANT));
     memcpy(m.timeline_id, TIMELINE, sizeof(TIMELINE));
     return m;
@@ -176,8 +175,9 @@ test_malformed(void **state)
     for (size_t i = 0; i < sizeof(bad_start) / sizeof(bad_start[0]); i++)
         assert_int_equal(parse(bad_start[i]).kind, SK_REPL_BAD_SYNTAX);
 
-    const char *unsupported[] = {"SELECT 1", "BASE_BACKUP", "IDENTIFY_SYSTEM now",
-                                 "TIMELINE_HISTORY", "SHOW", "SHOW a b", "\x01\x02"};
+    const char *unsupported[] = {"SELECT 1",         "BASE_BACKUP", "IDENTIFY_SYSTEM now",
+                                 "TIMELINE_HISTORY", "SHOW",        "SHOW a b",
+                                 "\x01\x02"};
     for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
         assert_int_equal(parse(unsupported[i]).kind, SK_REPL_UNSUPPORTED);
 }
@@ -203,10 +203,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_options),
-        cmocka_unit_test(test_commands),
-        cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_overlong),
+        cmocka_unit_test(test_options),   cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_malformed), cmocka_unit_test(test_overlong),
         cmocka_unit_test(test_peer_msg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

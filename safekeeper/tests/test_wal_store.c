@@ -260,8 +260,8 @@ test_begin_tli_copies_prefix(void **state)
     lb_lsn switch_at = 5 * SEG + 1000;
     assert_int_equal(sk_wal_store_begin_tli(st, 3, 2, switch_at), 0);
     assert_int_equal(sk_wal_store_read(st, 3, 5 * SEG, got, n), 0);
-    assert_memory_equal(got, old, 1000);  /* prefix copied from timeline 2 */
-    for (size_t i = 1000; i < n; i++)     /* nothing after the switch point */
+    assert_memory_equal(got, old, 1000); /* prefix copied from timeline 2 */
+    for (size_t i = 1000; i < n; i++)    /* nothing after the switch point */
         assert_int_equal(got[i], 0);
     free(old);
     free(got);
@@ -276,8 +276,8 @@ test_truncate_zeroes_tail_and_drops_later(void **state)
     size_t n = 2 * SEG;
     char *in = malloc(n), *out = malloc(n);
     fill(in, n, 6);
-    assert_int_equal(sk_wal_store_write(st, 2, SEG, in, n), 0);         /* segs 1, 2 */
-    assert_int_equal(sk_wal_store_write(st, 3, 4 * SEG, in, 100), 0);   /* later tli */
+    assert_int_equal(sk_wal_store_write(st, 2, SEG, in, n), 0);       /* segs 1, 2 */
+    assert_int_equal(sk_wal_store_write(st, 3, 4 * SEG, in, 100), 0); /* later tli */
     assert_int_equal(sk_wal_store_sync(st), 0);
     lb_lsn end = SEG + 777;
     assert_int_equal(sk_wal_store_truncate(st, 2, end), 0);
