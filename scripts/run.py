@@ -42,7 +42,9 @@ SK_PG = int(os.environ.get("LB_SK_PG_PORT", "5454"))
 PS_PORT = int(os.environ.get("LB_PS_PORT", "9898"))
 CTL_PORT = int(os.environ.get("LB_CTL_PORT", "9900"))
 STATE = os.path.join(DATA, "run.json")
-STORE = "file://" + os.path.join(DATA, "store")
+# The object store of the pageserver and the safekeepers' offload: a
+# directory under the data directory, or LB_STORE (e.g. an s3:// URL).
+STORE = os.environ.get("LB_STORE") or "file://" + os.path.join(DATA, "store")
 
 stopping = False
 
