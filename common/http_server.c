@@ -82,7 +82,6 @@ struct lb_http_server {
     pthread_mutex_t lock; /* start/stop */
     struct MHD_Daemon *daemon;
     int listen_fd;   /* ours */
-    int quiesced_fd; /* the library's copy, handed back by quiesce */
     atomic_int port; /* -1 while stopped */
     atomic_bool draining;
     atomic_int in_flight;
@@ -192,7 +191,6 @@ lb_http_server_new(const lb_http_server_config *config, lb_http_server **out)
     if (!s->config.metrics)
         s->config.metrics = lb_metrics_default();
     s->listen_fd = -1;
-    s->quiesced_fd = -1;
     atomic_init(&s->port, -1);
     pthread_mutex_init(&s->lock, NULL);
     atomic_init(&s->draining, false);
@@ -1099,8 +1097,12 @@ lb_http_server_stop(lb_http_server *s)
         pthread_mutex_unlock(&s->lock);
         return;
     }
+    /* No MHD_quiesce_daemon(): with a thread pool it races the workers
+     * that take the listening socket out of their epoll sets at the
+     * connection limit, and the library aborts ("Failed to remove listen
+     * FD from epoll set"). While draining, a new request gets 503 and its
+     * connection is closed instead. */
     atomic_store(&s->draining, true);
-    s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (atomic_load(&s->in_flight) > 0 &&
@@ -1113,9 +1115,6 @@ lb_http_server_stop(lb_http_server *s)
         lb_warn("HTTP server stopping with requests in flight count=%d", left);
     MHD_stop_daemon(s->daemon); /* joins its threads; completes what is left */
     s->daemon = NULL;
-    if (s->quiesced_fd >= 0)
-        close(s->quiesced_fd);
-    s->quiesced_fd = -1;
     close(s->listen_fd);
     s->listen_fd = -1;
     lb_info("HTTP server stopped port=%d", atomic_load(&s->port));
