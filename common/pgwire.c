@@ -338,6 +338,26 @@ lb_pq_put_auth_ok(lb_buf *out)
 }
 
 int
+lb_pq_put_auth_cleartext(lb_buf *out)
+{
+    size_t start;
+    TRY(lb_pq_begin(out, 'R', &start));
+    TRY(lb_pq_put_i32(out, 3));
+    lb_pq_end(out, start);
+    return 0;
+}
+
+int
+lb_pq_put_password(lb_buf *out, const char *password)
+{
+    size_t start;
+    TRY(lb_pq_begin(out, 'p', &start));
+    TRY(lb_pq_put_str(out, password));
+    lb_pq_end(out, start);
+    return 0;
+}
+
+int
 lb_pq_put_parameter_status(lb_buf *out, const char *name, const char *value)
 {
     size_t start;

@@ -114,6 +114,8 @@ void lb_pq_end(lb_buf *out, size_t start);
 int lb_pq_put_error(lb_buf *out, const char *severity, const char *sqlstate, const char *message,
                     const char *detail);
 int lb_pq_put_auth_ok(lb_buf *out);
+/* AuthenticationCleartextPassword: the client answers with a PasswordMessage. */
+int lb_pq_put_auth_cleartext(lb_buf *out);
 int lb_pq_put_parameter_status(lb_buf *out, const char *name, const char *value);
 int lb_pq_put_ready(lb_buf *out, char txn_status);
 int lb_pq_put_command_complete(lb_buf *out, const char *tag);
@@ -126,6 +128,8 @@ int lb_pq_put_data_row(lb_buf *out, int ncols, const char *const values[]);
 int lb_pq_put_copy_both(lb_buf *out);
 /* A client's startup packet (protocol 3.0) with NULL-terminated name/value pairs. */
 int lb_pq_put_startup(lb_buf *out, const char *const params[]);
+/* A client's PasswordMessage ('p'): the answer to AuthenticationCleartextPassword. */
+int lb_pq_put_password(lb_buf *out, const char *password);
 
 /* ---- streaming replication messages (inside CopyData) ------------------ */
 

@@ -266,15 +266,17 @@ start_http(cc_compute *c)
 
 /* ---- talking to the pageserver and safekeepers ------------------------------------- */
 
+/* s: whose token (auth_token_file) goes along. */
 static int
-http_json(const char *method, const char *url, json_t *body, json_t **reply, long *status,
-          char *err, size_t cap)
+http_json(const cc_spec *s, const char *method, const char *url, json_t *body, json_t **reply,
+          long *status, char *err, size_t cap)
 {
     lb_http_options opts = {.timeout_ms = 30000, .max_attempts = 3};
     lb_http_client *http;
     int rc = lb_http_client_new(&opts, &http);
     if (rc)
         return rc;
+    lb_http_client_set_token(http, s->auth_token);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     const char *hdr[] = {"Content-Type: application/json"};
     lb_buf out = LB_BUF_INIT;
@@ -318,7 +320,7 @@ pageserver_meta(cc_compute *c, tl_meta *m)
              s->timeline_id);
     json_t *j = NULL;
     long status = 0;
-    int rc = http_json("GET", url, NULL, &j, &status, err, sizeof(err));
+    int rc = http_json(s, "GET", url, NULL, &j, &status, err, sizeof(err));
     if (rc == 0 && status == 404)
         return fail(c, "timeline %s/%s does not exist on the pageserver", s->tenant_id,
                     s->timeline_id);
@@ -355,7 +357,7 @@ ensure_sk_timelines(cc_compute *c, const tl_meta *m)
         long status = 0;
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
                  s->tenant_id, s->timeline_id);
-        int rc = http_json("GET", url, NULL, NULL, &status, err, sizeof(err));
+        int rc = http_json(s, "GET", url, NULL, NULL, &status, err, sizeof(err));
         if (rc == 0 && status == 200)
             continue;
         if (rc || status != 404) {
@@ -370,7 +372,7 @@ ensure_sk_timelines(cc_compute *c, const tl_meta *m)
                       (int)m->pg_tli, "wal_seg_size", (json_int_t)m->wal_seg_size);
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline", s->safekeepers[i].http,
                  s->tenant_id);
-        rc = http_json("POST", url, body, NULL, &status, err, sizeof(err));
+        rc = http_json(s, "POST", url, body, NULL, &status, err, sizeof(err));
         json_decref(body);
         if (rc || status / 100 != 2)
             lb_warn("safekeeper %s: could not create the timeline: %s", s->safekeepers[i].name,
@@ -391,6 +393,7 @@ elect_params(const cc_spec *s, sk_elect_params *p)
         p->urls[i] = s->safekeepers[i].http;
     p->n = s->nsafekeepers;
     p->timeout_ms = 5000;
+    p->token = s->auth_token;
 }
 
 static void
@@ -439,6 +442,7 @@ set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
     snprintf(w.pageserver, sizeof(w.pageserver), "%s", s->pageserver);
     w.pg_tli = m->pg_tli;
     w.has_ancestor = m->has_ancestor;
+    w.token = s->auth_token;
     if (r) {
         /* Only those holding the term's WAL up to its start, the donor first. */
         snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",
@@ -912,7 +916,7 @@ pageserver_ingest(cc_compute *c)
     snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/safekeepers", s->pageserver,
              s->tenant_id, s->timeline_id);
     long status = 0;
-    int rc = http_json("PUT", url, body, NULL, &status, err, sizeof(err));
+    int rc = http_json(s, "PUT", url, body, NULL, &status, err, sizeof(err));
     json_decref(body);
     if (rc || status / 100 != 2)
         lb_warn("could not point the pageserver at the safekeepers: %s", err);
@@ -1034,7 +1038,7 @@ pick_stream_source(const cc_spec *s)
         long status = 0;
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
                  s->tenant_id, s->timeline_id);
-        if (http_json("GET", url, NULL, NULL, &status, err, sizeof(err)) == 0 && status == 200) {
+        if (http_json(s, "GET", url, NULL, NULL, &status, err, sizeof(err)) == 0 && status == 200) {
             lb_info("replica streams from safekeeper %s", s->safekeepers[i].name);
             return i;
         }

@@ -21,10 +21,12 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "auth.h"
 #include "config.h"
 #include "errors.h"
 #include "fileio.h"
 #include "spec.h"
+#include "auth.h"
 
 const char *
 cc_mode_name(cc_mode mode)
@@ -236,6 +238,7 @@ static const char *const top_fields[] = {
     "user",
     "password_file",
     "safekeeper_password_file",
+    "auth_token_file",
     NULL,
 };
 
@@ -594,6 +597,15 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
 
     if ((rc = parse_roles(root, spec, err, cap)) < 0)
         return rc;
+
+    char token_file[PATH_MAX];
+    if ((rc = get_str(root, "auth_token_file", "", token_file, sizeof(token_file), false, err,
+                      cap)) < 0)
+        return rc;
+    if (rc > 0 && lb_auth_token_load(token_file, &spec->auth_token) != 0)
+        return bad(err, cap, "spec: field \"auth_token_file\": could not read a token from \"%s\"",
+                   token_file);
+
     if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
         return rc;
     return cc_settings_check(spec, err, cap);
@@ -651,6 +663,8 @@ cc_spec_free(cc_spec *spec)
     free(spec->settings);
     spec->settings = NULL;
     spec->nsettings = 0;
+    lb_auth_token_free(spec->auth_token);
+    spec->auth_token = NULL;
 }
 
 /* ---- settings ---------------------------------------------------------------------- */
@@ -1002,7 +1016,7 @@ raised(const cc_pg_minimums *min, const char *name, const char *value, char *buf
 int
 cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out)
 {
-    char buf[1024], rbuf[32];
+    char buf[LB_AUTH_TOKEN_MAX + 1024], rbuf[32];
     int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
     for (size_t i = 0; i < NMINIMUMS; i++) {
         const char *name = minimum_fields[i].setting;
@@ -1072,10 +1086,16 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
         int i = spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers ? spec->stream_from
                                                                                  : 0;
         const cc_safekeeper *sk = &spec->safekeepers[i];
+        /* The safekeeper takes this compute's token as the password. */
+        char token[LB_AUTH_TOKEN_MAX + 1] = "";
+        if (spec->auth_token)
+            lb_auth_token_get(spec->auth_token, token, sizeof(token));
         snprintf(buf, sizeof(buf),
                  "host=%s port=%d user=postgres application_name=compute-replica "
-                 "options='-c tenant_id=%s -c timeline_id=%s'",
-                 sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id);
+                 "options='-c tenant_id=%s -c timeline_id=%s'%s%s",
+                 sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id,
+                 token[0] ? " password=" : "", token);
+        explicit_bzero(token, sizeof(token));
         rc |= put(out, "primary_conninfo", buf);
     } else {
         char lsn[LB_LSN_STRLEN];

@@ -88,6 +88,8 @@ typedef struct cc_spec {
     size_t nsettings;
     int stream_from; /* replica: the safekeeper primary_conninfo names; chosen at start
                         (the first one that answers), not read from the file */
+    struct lb_auth_token *auth_token; /* owned; from auth_token_file: this compute's token
+                                         towards safekeepers; NULL: none */
 } cc_spec;
 
 /* ---- main: loading ---- */

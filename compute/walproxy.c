@@ -80,6 +80,7 @@ cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *fro
     int rc = lb_http_client_new(&opts, &http);
     if (rc)
         return rc;
+    lb_http_client_set_token(http, src->token);
     char ps_url[512], sk_url[SK_ELECT_MAX][512];
     snprintf(ps_url, sizeof(ps_url), "%s/v1/tenant/%s/timeline/%s/wal/%s", src->pageserver,
              src->tenant_id, src->timeline_id, name);

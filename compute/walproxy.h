@@ -38,6 +38,7 @@ typedef struct cc_wal_sources {
     int nsafekeepers;
     uint32_t pg_tli;   /* the timeline's first PostgreSQL TLI */
     bool has_ancestor; /* a branch: WAL at or below pg_tli is the ancestor's */
+    struct lb_auth_token *token; /* sent to every source; not owned; NULL: none */
 } cc_wal_sources;
 
 /* The kind of file a restore_command asked for. */

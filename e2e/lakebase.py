@@ -52,11 +52,19 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
     raise TimeoutError(f"timed out waiting for {what}" + (f": {last}" if last else ""))
 
 
+# The token http() sends when a call names none: the management token of
+# the test's keys (Auth sets it), as the operator's tooling would send.
+# token="" sends none.
+DEFAULT_TOKEN = None
+
+
 def http(method, url, body=None, timeout=10, token=None):
     """JSON over HTTP; returns (status, parsed body or raw bytes). token: a
-    bearer token sent as Authorization (None: none)."""
+    bearer token sent as Authorization (None: DEFAULT_TOKEN; "": none)."""
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
     headers = {"Content-Type": "application/json"}
+    if token is None:
+        token = DEFAULT_TOKEN
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -73,19 +81,38 @@ def http(method, url, body=None, timeout=10, token=None):
 
 class Auth:
     """Credentials for one test: an Ed25519 key pair made in the test's own
-    directory (keys/auth.key private, keys/auth.pem public), and tokens
-    minted with it by lakebase-token, as management would. A daemon gets
-    auth_public_keys=self.keys_dir and its own token file."""
+    directory (auth/private/auth.key private, auth/keys/auth.pem public),
+    and tokens minted with it by lakebase-token, as management would. A
+    daemon gets auth_public_keys=self.keys_dir and its own token file.
+    Auth.of(workdir) is the one every helper of that test shares."""
+
+    _by_workdir = {}
+
+    @classmethod
+    def of(cls, workdir):
+        a = cls._by_workdir.get(workdir)
+        if a is None or not os.path.exists(a.public_key):
+            a = cls._by_workdir[workdir] = cls(workdir)
+        global DEFAULT_TOKEN
+        DEFAULT_TOKEN = a.management
+        return a
 
     def __init__(self, workdir, name="auth"):
         self.dir = os.path.join(workdir, "auth")
         self.keys_dir = os.path.join(self.dir, "keys")
+        private_dir = os.path.join(self.dir, "private")
         self.name = name
-        subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", self.keys_dir,
-                        "--name", name], check=True, capture_output=True)
-        self.private_key = os.path.join(self.keys_dir, f"{name}.key")
+        self.private_key = os.path.join(private_dir, f"{name}.key")
         self.public_key = os.path.join(self.keys_dir, f"{name}.pem")
+        if not (os.path.exists(self.private_key) and os.path.exists(self.public_key)):
+            # (a data directory that already has its keys, as make run's
+            # on a later run, keeps them)
+            subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", private_dir,
+                            "--name", name], check=True, capture_output=True)
+            os.makedirs(self.keys_dir, exist_ok=True)
+            os.replace(os.path.join(private_dir, f"{name}.pem"), self.public_key)
         self.management = self.mint("management", sub="test-management")
+        self._files = {}
 
     def mint(self, role, tenant=None, timeline=None, sub=None, endpoint=None, ttl=None,
              key=None):
@@ -98,6 +125,16 @@ class Auth:
         r = subprocess.run(argv, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()
+
+    def token_file_for(self, name, role, **claims):
+        """A token file for a daemon or compute (minted once per name)."""
+        if name not in self._files:
+            self._files[name] = self.token_file(name, self.mint(role, **claims))
+        return self._files[name]
+
+    def compute_token(self, tenant, timeline, endpoint=None):
+        return self.mint("compute", tenant=tenant, timeline=timeline, sub="compute",
+                         endpoint=endpoint)
 
     def token_file(self, name, token):
         """Write token to auth/tokens/<name> (mode 0600); returns the path."""
@@ -175,6 +212,7 @@ class Proc:
 
 class Safekeeper:
     def __init__(self, workdir, name, peers=None, extra_args=None, env=None):
+        self.auth = Auth.of(workdir)
         self.name = name
         self.env = env
         self.extra_args = list(extra_args or [])
@@ -195,7 +233,12 @@ class Safekeeper:
                 "--listen_http", f"127.0.0.1:{self.http_port}",
                 "--listen_pg", f"127.0.0.1:{self.pg_port}"]
         if self.peers:
-            argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers)]
+            argv += ["--peers", ",".join(f"{p.name}=127.0.0.1:{p.pg_port}" for p in self.peers),
+                     "--peers_http", ",".join(f"{p.name}=127.0.0.1:{p.http_port}"
+                                              for p in self.peers)]
+        argv += ["--auth_public_keys", self.auth.keys_dir,
+                 "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
+                                                               sub=self.name)]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
@@ -359,6 +402,19 @@ class Cluster:
             sk.peers = [p for p in self.sks if p is not sk]
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
+        self.auth = Auth.of(workdir)
+
+    def compute_token_file(self, endpoint=None):
+        """A compute token of this timeline (with endpoint: the compute's
+        host:port, the address safekeepers will stream from)."""
+        key = f"compute-{self.tenant}-{self.timeline}-{endpoint or ''}".replace(":", "_")
+        return self.auth.token_file_for(key, "compute", tenant=self.tenant,
+                                        timeline=self.timeline, sub="compute",
+                                        endpoint=endpoint)
+
+    def compute_token(self, endpoint=None):
+        with open(self.compute_token_file(endpoint)) as f:
+            return f.read().strip()
 
     def start(self):
         for sk in self.sks:
@@ -380,7 +436,8 @@ class Cluster:
     def elect(self, sks=None, check=True):
         urls = ",".join(sk.url for sk in (sks or self.sks))
         r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "--tenant", self.tenant,
-                            "--timeline", self.timeline, "--safekeepers", urls],
+                            "--timeline", self.timeline, "--safekeepers", urls,
+                            "--token_file", self.compute_token_file()],
                            capture_output=True, text=True)
         if check:
             assert r.returncode == 0, r.stderr
@@ -388,10 +445,11 @@ class Cluster:
 
     def announce(self, election, pg, sks=None):
         urls = ",".join(sk.url for sk in (sks or self.sks))
+        endpoint = f"127.0.0.1:{pg.port}"
         r = subprocess.run([os.path.join(BIN, "safekeeper"), "elect", "announce", "--tenant",
                             self.tenant, "--timeline", self.timeline, "--safekeepers", urls,
-                            "--election", json.dumps(election),
-                            "--compute", pg.dsn(dbname="postgres")],
+                            "--election", json.dumps(election), "--compute", endpoint,
+                            "--token_file", self.compute_token_file(endpoint)],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr + r.stdout
         return json.loads(r.stdout)
@@ -400,12 +458,16 @@ class Cluster:
         """A restore_command that fetches WAL and history files from the safekeepers."""
         path = os.path.join(pg.dir, "restore.sh")
         urls = " ".join(sk.url for sk in (sks or self.sks))
+        header = os.path.join(pg.dir, "restore.auth")
+        with open(header, "w") as f:
+            f.write(f"Authorization: Bearer {self.compute_token()}\n")
+        os.chmod(header, 0o600)
         with open(path, "w") as f:
             f.write(f"""#!/bin/sh
 f="$1"; p="$2"
 case "$f" in *.history) kind=history ;; *) kind=segment ;; esac
 for u in {urls}; do
-    if curl -sf --max-time 20 -o "$p.part" "$u/v1/tenant/{self.tenant}/timeline/{self.timeline}/$kind/$f"; then
+    if curl -sf --max-time 20 -H @{header} -o "$p.part" "$u/v1/tenant/{self.tenant}/timeline/{self.timeline}/$kind/$f"; then
         mv "$p.part" "$p"; exit 0
     fi
 done
@@ -450,7 +512,7 @@ rm -f "$p.part"; exit 1
         pg = self.new_compute(name)
         script = self.restore_script(pg)
         pg.conf(primary_conninfo=f"host=127.0.0.1 port={sk.pg_port} user=postgres "
-                f"application_name={name} "
+                f"application_name={name} password={self.compute_token()} "
                 f"options='-c tenant_id={self.tenant} -c timeline_id={self.timeline}'",
                 restore_command=f"{script} %f %p", recovery_target_timeline="latest",
                 hot_standby="on")
@@ -595,6 +657,8 @@ class RemoteStore:
 
 class Pageserver:
     def __init__(self, workdir, name="pageserver", remote=None, extra_args=None):
+        self.auth = Auth.of(workdir)
+        self.name = name
         self.extra_args = list(extra_args or [])
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -611,7 +675,10 @@ class Pageserver:
     def start(self):
         self.proc = Proc([os.path.join(BIN, "pageserver"), "--data_dir", self.data,
                           "--listen_http", f"127.0.0.1:{self.port}",
-                          "--remote_storage", self.remote] + self.extra_args,
+                          "--remote_storage", self.remote,
+                          "--auth_public_keys", self.auth.keys_dir,
+                          "--auth_token_file", self.auth.token_file_for(
+                              self.name, "pageserver", sub=self.name)] + self.extra_args,
                          os.path.join(self.dir, "pageserver.log"))
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
                  what="the pageserver to listen")
@@ -659,9 +726,15 @@ class Pageserver:
         """A restore_command that fetches WAL and history files from the
         pageserver's WAL endpoint (the timeline's own WAL and its ancestors')."""
         path = os.path.join(pg.dir, "restore.sh")
+        # A compute's token: its own timeline (the pageserver serves the
+        # ancestors' WAL under it).
+        header = os.path.join(pg.dir, "restore-pageserver.auth")
+        with open(header, "w") as f:
+            f.write(f"Authorization: Bearer {self.auth.compute_token(tenant, timeline)}\n")
+        os.chmod(header, 0o600)
         with open(path, "w") as f:
             f.write(f"""#!/bin/sh
-if curl -sf --max-time 60 -o "$2.part" "{self.tl(tenant, timeline)}/wal/$1"; then
+if curl -sf --max-time 60 -H @{header} -o "$2.part" "{self.tl(tenant, timeline)}/wal/$1"; then
     mv "$2.part" "$2"; exit 0
 fi
 rm -f "$2.part"; exit 1
@@ -681,7 +754,9 @@ rm -f "$2.part"; exit 1
         import tarfile
         import io
         url = self.tl(tenant, timeline, "/basebackup" + (f"?lsn={lsn}" if lsn else ""))
-        with urllib.request.urlopen(url, timeout=120) as r:
+        req = urllib.request.Request(url, headers={
+            "Authorization": f"Bearer {self.auth.compute_token(tenant, timeline)}"})
+        with urllib.request.urlopen(req, timeout=120) as r:
             data = r.read()
             headers = dict(r.headers)
         os.makedirs(target_dir, mode=0o700)
@@ -741,6 +816,14 @@ class ComputeCtl:
             "user": self.user,
             "password_file": cluster.user_password_file,
             "safekeeper_password_file": cluster.sk_password_file,
+            # its token towards the safekeepers: its own timeline, and the
+            # address they stream from
+            "auth_token_file": cluster.auth.token_file_for(
+                f"{name}-{self.port}-{tenant or cluster.tenant}-{timeline or cluster.timeline}"
+                .replace("/", "_"),
+                "compute", tenant=tenant or cluster.tenant,
+                timeline=timeline or cluster.timeline, sub=name,
+                endpoint=f"127.0.0.1:{self.port}"),
         }
         if lsn:
             self.spec["lsn"] = lsn

@@ -24,7 +24,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from lakebase import Cluster, http, lsn_int, lsn_str, wait_for
+import lakebase
+from lakebase import Auth, Cluster, http, lsn_int, lsn_str, wait_for
 
 SEG = 16 * 1024 * 1024
 
@@ -117,6 +118,12 @@ class Wire:
     def msg(kind, body):
         return kind + struct.pack("!I", len(body) + 4) + body
 
+    @staticmethod
+    def password(token):
+        """The PasswordMessage that answers the safekeeper's cleartext
+        password request: the token."""
+        return Wire.msg(b"p", token.encode() + b"\0")
+
     def _fill(self):
         try:
             chunk = self.s.recv(65536)
@@ -196,11 +203,12 @@ def expect_error_then_ready(msgs, sqlstate=None, words=()):
     return errs[0]
 
 
-def replication_conn(cluster, sk, **extra):
+def replication_conn(cluster, sk, token=None, **extra):
     w = Wire(sk.pg_port)
     w.send(Wire.startup_packet(user="postgres", replication="true", application_name="probe",
                                options=f"-c tenant_id={cluster.tenant} "
-                                       f"-c timeline_id={cluster.timeline}", **extra))
+                                       f"-c timeline_id={cluster.timeline}", **extra) +
+           Wire.password(token or cluster.compute_token()))
     msgs = w.until_ready()
     assert msgs and msgs[-1][0] == b"Z" and not errors_in(msgs), msgs
     return w
@@ -311,7 +319,7 @@ def test_malformed_bodies_get_a_clear_400(live):
                  (2 ** 64, "too big"), (1e300, "must be an integer"), (-1, "term"), (0, "term")]
     for term, words in bad_terms:
         assert_error(http("POST", tl + "/vote", {"term": term}), (400,), words)
-        assert_error(http("POST", tl + "/elected", {"term": term, "compute": "host=x"}),
+        assert_error(http("POST", tl + "/elected", {"term": term, "compute": "127.0.0.1:1"}),
                      (400,), words)
 
     start = before["term_history"][-1]["lsn"]
@@ -397,11 +405,14 @@ def test_malformed_bodies_get_a_clear_400(live):
     path = f"/v1/tenant/{c.tenant}/timeline/{c.timeline}/vote"
     big = b'{"term": 1, "pad": "' + b"x" * (2 << 20) + b'"}'
     head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {lakebase.DEFAULT_TOKEN}\r\n"
             f"Content-Length: {len(big)}\r\nConnection: close\r\n\r\n").encode()
     assert_error(raw_http(sk.http_port, head), (413,), "larger than")
     conn = httpclient.HTTPConnection("127.0.0.1", sk.http_port, timeout=20)
     conn.request("POST", path, body=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
-                 headers={"Content-Type": "application/json"}, encode_chunked=True)
+                 headers={"Content-Type": "application/json",
+                          "Authorization": f"Bearer {lakebase.DEFAULT_TOKEN}"},
+                 encode_chunked=True)
     r = conn.getresponse()
     assert_error((r.status, json.loads(r.read())), (413,), "larger than")
     conn.close()
@@ -497,8 +508,8 @@ def test_stale_terms_are_refused_and_change_nothing(live):
                           {"term": 1, "end_lsn": old_start,
                            "term_history": [{"term": 1, "lsn": old_start, "tli": 2}]}),
                      (409,), "stale term")
-        for body in ({"term": 1, "compute": "host=127.0.0.1 port=1"}, {"term": 1},
-                     {"term": 3, "compute": "host=127.0.0.1 port=1"}):
+        for body in ({"term": 1, "compute": "127.0.0.1:1"}, {"term": 1},
+                     {"term": 3, "compute": "127.0.0.1:1"}):
             assert_error(http("POST", tl + "/elected", body), (409,), "stale term")
         assert protocol_state(sk, c) == before
         assert lsn_int(sk.status(c.tenant, c.timeline)["end_lsn"]) >= end_before  # no truncation
@@ -528,7 +539,7 @@ def test_bad_term_start_is_refused_before_anything_is_stored(live):
                            "term_history": [{"term": 1, "lsn": bad, "tli": 1}]}),
                      (400,), "end_lsn")
     # No term was ever accepted: elected for any term is stale, never served.
-    assert_error(http("POST", tl + "/elected", {"term": 1, "compute": "host=x"}), (409,),
+    assert_error(http("POST", tl + "/elected", {"term": 1, "compute": "127.0.0.1:1"}), (409,),
                  "stale term")
     after = http("GET", tl)[1]
     for k in ("term", "term_history", "end_lsn", "flush_lsn", "commit_lsn", "streaming_from"):
@@ -603,7 +614,7 @@ def test_garbage_on_the_replication_port(live):
          ["does not exist"]),
     ]:
         w = Wire(port)
-        w.send(Wire.startup_packet(**params))
+        w.send(Wire.startup_packet(**params) + Wire.password(lakebase.DEFAULT_TOKEN))
         expect_fatal_then_close(w, state, words)
 
     # SSLRequest is declined and the startup goes on in clear; a cancel
@@ -611,7 +622,8 @@ def test_garbage_on_the_replication_port(live):
     w = Wire(port)
     w.send(struct.pack("!II", 8, 80877103))
     assert w.s.recv(1) == b"N"
-    w.send(Wire.startup_packet(user="postgres", replication="true", options=opts))
+    w.send(Wire.startup_packet(user="postgres", replication="true", options=opts) +
+           Wire.password(c.compute_token()))
     msgs = w.until_ready()
     assert msgs[-1][0] == b"Z" and not errors_in(msgs)
     w.close()
@@ -712,8 +724,11 @@ def peer_msg(tenant, timeline, term, last_log_term, flush):
 
 
 def peer_conn(sk, name, **extra):
+    """A peer's connection, with the token of safekeeper `name`."""
+    token = sk.auth.mint("safekeeper", sub=name)
     w = Wire(sk.pg_port)
-    w.send(Wire.startup_packet(user=name, replication="true", application_name=name, **extra))
+    w.send(Wire.startup_packet(user=name, replication="true", application_name=name, **extra) +
+           Wire.password(token))
     msgs = w.until_ready()
     assert msgs and msgs[-1][0] == b"Z" and not errors_in(msgs), msgs
     return w
@@ -732,8 +747,24 @@ def test_peer_position_stream_refuses_strangers_and_garbage(live):
 
     # A name that is not a peer, with no timeline: refused at startup.
     w = Wire(port)
-    w.send(Wire.startup_packet(user="x", replication="true", application_name="sk-9"))
+    w.send(Wire.startup_packet(user="x", replication="true", application_name="sk-9") +
+           Wire.password(sk.auth.mint("safekeeper", sub="sk-9")))
     expect_fatal_then_close(w, "28000", ["tenant_id"])
+    # A peer's name as application_name does not make a stranger a peer: the
+    # name is its token's, and tokens of other roles never stream positions.
+    for token in (sk.auth.mint("safekeeper", sub="sk-9"), lakebase.DEFAULT_TOKEN,
+                  c.compute_token(), sk.auth.mint("pageserver", sub="sk-1")):
+        w = Wire(port)
+        w.send(Wire.startup_packet(user="sk-1", replication="true", application_name="sk-1") +
+               Wire.password(token))
+        expect_fatal_then_close(w, "28000", ["tenant_id"])
+    # No token, or one that does not verify: 28P01 before anything else.
+    for token in ("", "x.y.z", sk.auth.mint("safekeeper", sub="sk-1",
+                                            key=sk.auth.other_key(c.workdir))):
+        w = Wire(port)
+        w.send(Wire.startup_packet(user="sk-1", replication="true", application_name="sk-1") +
+               Wire.password(token))
+        expect_fatal_then_close(w, "28P01", ["password authentication failed"])
     # A peer's name: nothing but the stream.
     w = peer_conn(sk, "sk-1")
     w.send(Wire.msg(b"Q", b"IDENTIFY_SYSTEM\0"))

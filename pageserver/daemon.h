@@ -69,6 +69,7 @@ typedef struct ps_config {
     int64_t gc_interval_ms;
     int64_t ingest_idle_timeout_ms; /* stop a redo standby that replayed nothing this long */
     int64_t deleted_retention_ms;   /* a deleted timeline's objects are purged this much later */
+    char *auth_token_file;          /* this pageserver's token towards the safekeepers; "": none */
 } ps_config;
 
 typedef struct ps_ingest ps_ingest;
@@ -101,6 +102,7 @@ typedef struct ps_gc ps_gc;
 
 typedef struct ps_daemon {
     ps_config conf;
+    struct lb_auth_token *token; /* from auth_token_file; NULL: none */
     lb_http_server *http;
     struct lb_auth_keys *keys; /* from auth_public_keys; re-read on SIGHUP */
     int http_port;             /* the bound port, set before any other thread starts */

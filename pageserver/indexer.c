@@ -29,6 +29,7 @@
 #include "indexer.h"
 #include "timelines.h"
 #include "walserve.h"
+#include "auth.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "fileio.h"
@@ -145,7 +146,7 @@ housekeeping(ps_indexer *x, const ps_tlmeta *m)
     ps_walindex_sealed_files(x->ix, upload_one, x);
     pthread_mutex_unlock(&x->lock);
     if (lb_mono_ms() - x->last_report_ms >= REPORT_MS) {
-        ps_report_consumer(m, CONSUMER, pos);
+        ps_report_consumer(x->d, m, CONSUMER, pos);
         x->last_report_ms = lb_mono_ms();
     }
 }
@@ -161,11 +162,15 @@ connect_sk(ps_indexer *x, const ps_tlmeta *m)
         return NULL;
     *colon = '\0';
     snprintf(opts, sizeof(opts), "-c tenant_id=%s -c timeline_id=%s", x->tenant, x->timeline);
+    char token[LB_AUTH_TOKEN_MAX + 1] = ""; /* the safekeeper's password */
+    if (x->d->token)
+        lb_auth_token_get(x->d->token, token, sizeof(token));
     const char *keys[] = {
-        "host", "port", "user", "replication", "application_name", "options", "connect_timeout",
-        NULL};
-    const char *vals[] = {host, colon + 1, "postgres", "true", CONSUMER, opts, "5", NULL};
+        "host",     "port", "user", "replication", "application_name", "options", "connect_timeout",
+        "password", NULL};
+    const char *vals[] = {host, colon + 1, "postgres", "true", CONSUMER, opts, "5", token, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 0);
+    explicit_bzero(token, sizeof(token));
     if (PQstatus(c) != CONNECTION_OK) {
         lb_debug("WAL index of %s/%s: could not connect to %s: %s", x->tenant, x->timeline, sk->pg,
                  PQerrorMessage(c));

@@ -34,6 +34,7 @@
 #include "daemon.h"
 #include "timelines.h"
 #include "walserve.h"
+#include "auth.h"
 #include "errors.h"
 #include "fileio.h"
 #include "http_client.h"
@@ -97,6 +98,8 @@ fetch_own(ps_daemon *d, const ps_tlmeta *m, const char *name, bool history, int 
     int rc = m->nsafekeepers ? lb_http_client_new(&opts, &http) : 0;
     if (rc)
         return rc;
+    if (http)
+        lb_http_client_set_token(http, d->token);
     for (size_t i = 0; i < m->nsafekeepers; i++) {
         char url[512];
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/%s/%s", m->safekeepers[i].http,
@@ -299,7 +302,6 @@ int
 ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *commit_lsn,
           char *err, size_t errcap)
 {
-    (void)d;
     *tli = m->pg_tli;
     *commit_lsn = m->last_record_lsn;
     if (m->nsafekeepers == 0)
@@ -309,6 +311,7 @@ ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *c
     int rc = lb_http_client_new(&opts, &http);
     if (rc)
         return rc;
+    lb_http_client_set_token(http, d->token);
     rc = LB_EHTTP;
     for (size_t i = 0; i < m->nsafekeepers && rc != 0; i++) {
         char url[512];
@@ -362,12 +365,13 @@ ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *c
 }
 
 void
-ps_report_consumer(const ps_tlmeta *m, const char *name, lb_lsn applied)
+ps_report_consumer(ps_daemon *d, const ps_tlmeta *m, const char *name, lb_lsn applied)
 {
     lb_http_options opts = {.connect_timeout_ms = 500, .timeout_ms = 2000, .max_attempts = 1};
     lb_http_client *http;
     if (lb_http_client_new(&opts, &http) != 0)
         return;
+    lb_http_client_set_token(http, d->token);
     char body[200], url[400], p[LB_LSN_STRLEN];
     snprintf(body, sizeof(body), "{\"name\":\"%s\",\"applied_lsn\":\"%s\"}", name,
              lb_lsn_format(applied, p));

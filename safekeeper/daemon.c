@@ -21,10 +21,15 @@
 #include "fileio.h"
 #include "log.h"
 
+/* How long an HTTP thread waits for the loop to take its job before it
+ * answers 503: a loop stuck in a long step must not pin every HTTP thread. */
+#define JOB_QUEUE_WAIT_MS 5000
+
 struct sk_job {
     int (*fn)(sk_daemon *sk, void *arg);
     void *arg;
     int rc;
+    bool started; /* the loop has taken it: it runs to the end */
     bool done;
     sk_job *next;
 };
@@ -35,6 +40,29 @@ sk_peer_index(const sk_daemon *sk, const char *name)
     for (int i = 0; i < sk->npeers; i++)
         if (strcmp(sk->peers[i].name, name) == 0)
             return i;
+    return -1;
+}
+
+int
+sk_peer_by_url(const sk_daemon *sk, const char *url)
+{
+    if (!url || strncmp(url, "http://", 7) != 0)
+        return -1;
+    char text[300];
+    snprintf(text, sizeof(text), "%s", url + 7);
+    size_t n = strlen(text);
+    if (n > 0 && text[n - 1] == '/')
+        text[--n] = '\0';
+    lb_config_addr a;
+    if (strchr(text, '/') || lb_config_parse_addr(text, &a) != 0)
+        return -1;
+    for (int i = 0; i < sk->npeers; i++)
+        if (sk->peers[i].http.port && sk->peers[i].http.port == a.port &&
+            strcmp(sk->peers[i].http.host, a.host) == 0)
+            return i;
+    int own = sk->http ? lb_http_server_port(sk->http) : sk->conf.listen_http.port;
+    if (a.port == own && strcmp(a.host, sk->conf.listen_http.host) == 0)
+        return SK_PEER_SELF;
     return -1;
 }
 
@@ -114,6 +142,7 @@ sk_add_timeline(sk_daemon *sk, sk_timeline *tl)
     int rc = sk_receiver_new(sk->loop, tl, sk->conf.id, &e->recv);
     if (rc)
         return rc;
+    sk_receiver_set_password(e->recv, sk->compute_password);
     sk->ntimelines++;
     if (sk->peer_sync)
         sk_peers_forget(sk->peer_sync);
@@ -205,6 +234,10 @@ run_jobs(lb_loop *loop, void *arg)
         rev = list;
         list = next;
     }
+    pthread_mutex_lock(&sk->jobs_lock);
+    for (sk_job *j = rev; j; j = j->next)
+        j->started = true;
+    pthread_mutex_unlock(&sk->jobs_lock);
     for (sk_job *j = rev; j;) {
         sk_job *next = j->next;
         int rc = j->fn(sk, j->arg);
@@ -230,11 +263,71 @@ sk_run_on_loop(sk_daemon *sk, int (*fn)(sk_daemon *sk, void *arg), void *arg)
     sk->jobs = &job;
     pthread_mutex_unlock(&sk->jobs_lock);
     lb_loop_wakeup(sk->loop);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += JOB_QUEUE_WAIT_MS / 1000;
     pthread_mutex_lock(&sk->jobs_lock);
-    while (!job.done)
-        pthread_cond_wait(&sk->jobs_done, &sk->jobs_lock);
+    while (!job.done) {
+        if (job.started) {
+            pthread_cond_wait(&sk->jobs_done, &sk->jobs_lock);
+            continue;
+        }
+        if (pthread_cond_timedwait(&sk->jobs_done, &sk->jobs_lock, &deadline) == ETIMEDOUT &&
+            !job.started && !job.done) {
+            /* Not taken yet: withdraw it (the loop never sees it) and say busy. */
+            for (sk_job **p = &sk->jobs; *p; p = &(*p)->next)
+                if (*p == &job) {
+                    *p = job.next;
+                    break;
+                }
+            pthread_mutex_unlock(&sk->jobs_lock);
+            lb_warn("event loop busy: request not taken within %d ms", JOB_QUEUE_WAIT_MS);
+            return -EBUSY;
+        }
+    }
     pthread_mutex_unlock(&sk->jobs_lock);
     return job.rc;
+}
+
+/* The compute password, read at start and on SIGHUP. 0 or -errno. */
+static int
+load_compute_password(sk_daemon *sk)
+{
+    if (!sk->conf.compute_password_file || !sk->conf.compute_password_file[0])
+        return 0;
+    lb_buf b = LB_BUF_INIT;
+    int rc = lb_read_file(sk->conf.compute_password_file, &b);
+    if (rc == 0) {
+        while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+            b.len--;
+        if (b.len == 0 || b.len >= sizeof(sk->compute_password) || memchr(b.data, 0, b.len))
+            rc = LB_EPARSE;
+        else {
+            memcpy(sk->compute_password, b.data, b.len);
+            sk->compute_password[b.len] = '\0';
+        }
+    }
+    if (b.data)
+        explicit_bzero(b.data, b.len);
+    lb_buf_free(&b);
+    if (rc)
+        lb_error("could not read compute_password_file \"%s\": %s", sk->conf.compute_password_file,
+                 lb_strerror(rc));
+    return rc;
+}
+
+/* SIGHUP: re-read keys and credentials; what fails to load keeps its old value. */
+static void
+on_reload_signal(lb_loop *loop, int signo, void *arg)
+{
+    (void)loop;
+    (void)signo;
+    sk_daemon *sk = arg;
+    lb_info("received SIGHUP, reloading keys and credentials");
+    lb_auth_keys_reload(sk->keys);
+    if (sk->token)
+        lb_auth_token_reload(sk->token);
+    load_compute_password(sk);
 }
 
 static void
@@ -312,6 +405,27 @@ parse_peers(sk_daemon *sk)
         }
         sk->peers[sk->npeers++] = p;
     }
+    for (size_t i = 0; i < sk->conf.peers_http.count; i++) {
+        const char *item = sk->conf.peers_http.items[i];
+        const char *eq = strchr(item, '=');
+        char name[64];
+        lb_config_addr a;
+        if (!eq || eq == item || (size_t)(eq - item) >= sizeof(name) ||
+            lb_config_parse_addr(eq + 1, &a) != 0 || a.port == 0) {
+            lb_error("invalid peers_http entry \"%s\": expected name=host:port, the peer's "
+                     "listen_http",
+                     item);
+            return LB_EBADCONFIG;
+        }
+        memcpy(name, item, (size_t)(eq - item));
+        name[eq - item] = '\0';
+        int idx = sk_peer_index(sk, name);
+        if (idx < 0) {
+            lb_error("peers_http names \"%s\", which is not in peers", name);
+            return LB_EBADCONFIG;
+        }
+        sk->peers[idx].http = a;
+    }
     return 0;
 }
 
@@ -323,6 +437,18 @@ sk_daemon_init(sk_daemon *sk)
     pthread_cond_init(&sk->jobs_done, NULL);
     pthread_mutex_init(&sk->snap_lock, NULL);
     if ((rc = parse_peers(sk)) != 0)
+        return rc;
+    if ((rc = lb_auth_keys_load(sk->conf.auth_public_keys, &sk->keys)) != 0) {
+        lb_error("could not load auth_public_keys \"%s\": %s", sk->conf.auth_public_keys,
+                 lb_strerror(rc));
+        return rc;
+    }
+    if (sk->conf.auth_token_file && sk->conf.auth_token_file[0] &&
+        (rc = lb_auth_token_load(sk->conf.auth_token_file, &sk->token)) != 0)
+        return rc;
+    if (!sk->token && sk->npeers > 0)
+        lb_warn("no auth_token_file: peers will refuse this safekeeper's position stream");
+    if ((rc = load_compute_password(sk)) != 0)
         return rc;
     if ((rc = lb_mkdir_p(sk->conf.data_dir, 0700)) != 0) {
         lb_error("could not create data directory \"%s\": %s", sk->conf.data_dir,
@@ -356,7 +482,8 @@ sk_daemon_init(sk_daemon *sk)
      * and the signals reach only the loop. */
     signal(SIGPIPE, SIG_IGN);
     if ((rc = lb_loop_watch_signal(sk->loop, SIGTERM, on_stop_signal, NULL)) != 0 ||
-        (rc = lb_loop_watch_signal(sk->loop, SIGINT, on_stop_signal, NULL)) != 0)
+        (rc = lb_loop_watch_signal(sk->loop, SIGINT, on_stop_signal, NULL)) != 0 ||
+        (rc = lb_loop_watch_signal(sk->loop, SIGHUP, on_reload_signal, sk)) != 0)
         return rc;
     lb_loop_set_before_sleep(sk->loop, before_sleep, sk);
     lb_loop_set_on_wakeup(sk->loop, run_jobs, sk);
@@ -372,7 +499,8 @@ sk_daemon_init(sk_daemon *sk)
         .max_body = 1 << 20,
         .metrics = sk->metrics,
     };
-    if ((rc = lb_http_server_new(&hc, &sk->http)) != 0 || (rc = sk_http_routes(sk)) != 0)
+    if ((rc = lb_http_server_new(&hc, &sk->http)) != 0 || (rc = sk_http_routes(sk)) != 0 ||
+        (rc = lb_http_server_set_auth(sk->http, sk->keys)) != 0)
         return rc;
     sk->loop_running = true;
     if ((rc = lb_http_server_start(sk->http)) != 0) {
@@ -421,4 +549,7 @@ sk_daemon_shutdown(sk_daemon *sk)
     sk->ntimelines = 0;
     lb_loop_free(sk->loop);
     lb_metrics_free(sk->metrics);
+    lb_auth_keys_free(sk->keys);
+    lb_auth_token_free(sk->token);
+    explicit_bzero(sk->compute_password, sizeof(sk->compute_password));
 }

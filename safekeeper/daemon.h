@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "config.h"
 #include "event_loop.h"
 #include "http_server.h"
@@ -37,11 +38,20 @@ typedef struct sk_config {
     char *log_level;
     int64_t http_threads;
     char *remote_storage;       /* object store URL for offloaded WAL; "" = no offload */
+    lb_config_list peers_http;  /* the other safekeepers' HTTP: "name=host:port"; the only
+                                   donors /accept fetches WAL from */
+    char *auth_public_keys;     /* PEM file or directory of *.pem verifying every token */
+    char *auth_token_file;      /* this safekeeper's own token (role safekeeper, sub = id) */
+    char *compute_password_file; /* password of role lakebase_safekeeper on computes; "":
+                                    connect as postgres (computes that still trust) */
+    int64_t max_connections;     /* walsender connections at once */
+    int64_t startup_timeout_ms;  /* a walsender connection must authenticate within this */
 } sk_config;
 
 typedef struct sk_peer {
     char name[64];
     lb_config_addr addr; /* its walsender port */
+    lb_config_addr http; /* its HTTP API (port 0: not configured) */
 } sk_peer;
 
 typedef struct sk_tl_entry {
@@ -75,6 +85,9 @@ typedef struct sk_daemon {
     sk_walsender *walsender;
     sk_peers *peer_sync;
     sk_offload *offload;
+    lb_auth_keys *keys;         /* verifies every request; reloaded on SIGHUP */
+    lb_auth_token *token;       /* ours, towards peers; reloaded on SIGHUP */
+    char compute_password[256]; /* loop thread; "" when not configured */
 
     /* loop thread only */
     sk_tl_entry timelines[SK_MAX_TIMELINES];
@@ -114,6 +127,11 @@ int sk_remove_timeline(sk_daemon *sk, const char *tenant_id, const char *timelin
 void sk_timeline_changed(sk_daemon *sk, sk_tl_entry *e);
 /* Index of a peer by name, -1 if unknown. */
 int sk_peer_index(const sk_daemon *sk, const char *name);
+/* Index of the peer whose HTTP address url ("http://host:port", an
+ * optional trailing "/") is, SK_PEER_SELF if it is this safekeeper's own,
+ * -1 if none. */
+#define SK_PEER_SELF (-2)
+int sk_peer_by_url(const sk_daemon *sk, const char *url);
 
 /* ---- http_api.c ----------------------------------------------------------- */
 int sk_http_routes(sk_daemon *sk);

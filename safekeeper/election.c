@@ -9,6 +9,7 @@
  * because such a commit was on a majority, and any two majorities meet.
  */
 #include "election.h"
+#include "auth.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -116,6 +117,7 @@ sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errca
         snprintf(err, errcap, "could not create an HTTP client");
         return -ENOMEM;
     }
+    lb_http_client_set_token(http, p->token);
     sk_view *views = calloc((size_t)p->n, sizeof(*views));
     int need = p->n / 2 + 1;
     int rc = LB_ECONFLICT;
@@ -274,6 +276,7 @@ sk_announce(const sk_elect_params *p, const sk_elect_result *r, const char *comp
     lb_http_client *http;
     if (lb_http_client_new(&opts, &http) != 0)
         return -ENOMEM;
+    lb_http_client_set_token(http, p->token);
     *acked = 0;
     char e[LB_LSN_STRLEN];
     lb_lsn_format(r->start_lsn, e);
@@ -352,6 +355,7 @@ typedef struct elect_conf {
     lb_config_list safekeepers;
     char *compute;
     char *election;
+    char *token_file;
     int64_t timeout_ms;
 } elect_conf;
 
@@ -364,8 +368,9 @@ static const lb_config_setting elect_settings[] = {
                "announce: conninfo of the promoted compute"),
     LB_SETTING("election", LB_CONFIG_STRING, elect_conf, election, NULL,
                "announce: the JSON that `safekeeper elect` printed"),
-    LB_SETTING("timeout", LB_CONFIG_DURATION, elect_conf, timeout_ms, "5s",
-               "per-request timeout"),
+    LB_SETTING("timeout", LB_CONFIG_DURATION, elect_conf, timeout_ms, "5s", "per-request timeout"),
+    LB_SETTING("token_file", LB_CONFIG_STRING, elect_conf, token_file, NULL,
+               "file with the token to send (a compute token of this timeline)"),
     LB_CONFIG_END,
 };
 
@@ -401,6 +406,13 @@ sk_elect_main(int argc, char **argv)
                          .timeout_ms = c.timeout_ms};
     for (size_t i = 0; i < c.safekeepers.count && p.n < SK_ELECT_MAX; i++)
         p.urls[p.n++] = c.safekeepers.items[i];
+    lb_auth_token *token = NULL;
+    if (c.token_file && lb_auth_token_load(c.token_file, &token) != 0) {
+        fprintf(stderr, "safekeeper elect: could not read a token from \"%s\"\n", c.token_file);
+        lb_config_free(elect_settings, &c);
+        return 2;
+    }
+    p.token = token;
     int status = 0;
     if (announce) {
         int acked = 0;
@@ -434,6 +446,7 @@ sk_elect_main(int argc, char **argv)
             json_decref(j);
         }
     }
+    lb_auth_token_free(token);
     lb_config_free(elect_settings, &c);
     return status;
 }

@@ -34,6 +34,8 @@ typedef struct sk_elect_params {
     const char *urls[SK_ELECT_MAX]; /* safekeepers' HTTP base URLs */
     int n;
     long timeout_ms;                /* per request; 0: 5000 */
+    struct lb_auth_token *token;    /* the compute's token, sent with every request; not
+                                       owned; NULL: none */
 } sk_elect_params;
 
 typedef struct sk_elect_result {
@@ -54,9 +56,10 @@ typedef struct sk_elect_result {
 /* Run an election. 0, or LB_ECONFLICT (no majority: err says why),
  * -EINVAL (bad parameters). err gets a one-line explanation. */
 int sk_elect(const sk_elect_params *p, sk_elect_result *out, char *err, size_t errcap);
-/* Tell every safekeeper to stream from compute (a libpq conninfo) in the
- * elected term. A safekeeper that missed the election (it was down) is
- * brought into the term first: vote, accept the term's history from the
+/* Tell every safekeeper to stream from the compute in the elected term. A
+ * safekeeper takes the compute's address from a compute token's
+ * "endpoint"; compute (host:port) counts only with a management token. A safekeeper that missed the
+ * election (it was down) is brought into the term first: vote, accept the term's history from the
  * donor, then stream. *acked: how many now stream for the term. */
 int sk_announce(const sk_elect_params *p, const sk_elect_result *r, const char *compute,
                 int *acked);

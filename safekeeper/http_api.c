@@ -12,6 +12,15 @@
  *   GET    .../segment/{name}                                    a WAL segment (restore_command)
  *   GET    .../history/{name}                                    a timeline history file
  *
+ * Every route but /healthz and /metrics needs a token (common/auth.h); the
+ * roles each takes are in the table at the end: a compute acts on its own
+ * timeline only (vote, accept, elected, reading WAL), a pageserver reads WAL
+ * and reports its position, a peer safekeeper fetches WAL ranges, and only
+ * management creates, deletes or lists. No request chooses an address this
+ * safekeeper connects to: /accept's donor must be a configured peer
+ * (peers_http), and the compute /elected streams from is the "endpoint" of
+ * the compute's token (or, from management, the body's "compute" host:port).
+ *
  * Handlers parse and validate on the HTTP thread, then run the operation
  * on the loop thread through sk_run_on_loop(). Every refusal is a 4xx with
  * a JSON error naming the problem: 400 for a malformed body, id or name,
@@ -84,7 +93,7 @@ finish(lb_http_request *req, api_ctx *c, int rc)
     if (rc) {
         json_decref(c->reply);
         int status = lb_http_status_for_error(rc);
-        if (rc == -ESHUTDOWN)
+        if (rc == -ESHUTDOWN || rc == -EBUSY)
             status = 503;
         return lb_http_respond_error(req, status, "%s", lb_strerror(rc));
     }
@@ -194,6 +203,13 @@ h_create(lb_http_request *req, void *arg)
     }
     c.lsn_b = (lb_lsn)seg;
     c.term = (uint64_t)tli;
+    /* compute-ctl creates its own timeline where it is missing; a compute
+     * token creates nothing else. */
+    const lb_auth_claims *who = lb_http_claims(req);
+    if (!c.err.failed && who && who->role != LB_AUTH_MANAGEMENT &&
+        !lb_auth_allows(who, LB_AUTH_COMPUTE, c.tenant, c.timeline))
+        refuse(&c, LB_EFORBIDDEN, "token of role \"%s\" may not create timeline %s/%s",
+               lb_auth_role_name(who->role), c.tenant, c.timeline);
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_create, &c);
     return finish(req, &c, rc);
 }
@@ -281,7 +297,7 @@ h_vote(lb_http_request *req, void *arg)
 
 /* Peer recovery: take [from, to) from the donor safekeeper over HTTP. */
 typedef struct fetch_ctx {
-    const char *donor;
+    char donor[300]; /* http://host:port of a configured peer */
     const char *tenant, *timeline;
     lb_http_client *http;
 } fetch_ctx;
@@ -334,12 +350,21 @@ job_accept(sk_daemon *sk, void *arg)
         return lb_json_fail(&c->err, LB_EPARSE,
                             "field \"end_lsn\" %X/%X is not where a WAL record can start",
                             LB_LSN_ARGS(c->lsn_a));
-    fetch_ctx f = {c->text, c->tenant, c->timeline, NULL};
+    fetch_ctx f = {.tenant = c->tenant, .timeline = c->timeline};
+    if (c->text) {
+        /* the address comes from our configuration, not from the request */
+        const sk_peer *peer = &sk->peers[c->num];
+        snprintf(f.donor, sizeof(f.donor),
+                 strchr(peer->http.host, ':') ? "http://[%s]:%d" : "http://%s:%d", peer->http.host,
+                 peer->http.port);
+    }
     lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
-    if (f.donor && lb_http_client_new(&opts, &f.http) != 0)
+    if (c->text && lb_http_client_new(&opts, &f.http) != 0)
         return -ENOMEM;
+    if (f.http)
+        lb_http_client_set_token(f.http, sk->token);
     int rc = sk_timeline_accept(e->tl, c->term, c->history, c->nhistory, c->lsn_a,
-                                f.donor ? fetch_from_donor : NULL, &f);
+                                c->text ? fetch_from_donor : NULL, &f);
     lb_http_client_free(f.http);
     sk_timeline_changed(sk, e);
     if (rc)
@@ -372,6 +397,11 @@ h_accept(lb_http_request *req, void *arg)
                          "field \"term_history\" must end with this term starting at end_lsn");
         else if (c.text && strncmp(c.text, "http://", 7) != 0)
             lb_json_fail(&c.err, LB_EPARSE, "field \"donor\" must be an http:// URL");
+        else if (c.text && (c.num = sk_peer_by_url(c.sk, c.text)) == SK_PEER_SELF)
+            c.text = NULL; /* the donor is this safekeeper: it has the WAL */
+        else if (c.text && c.num < 0)
+            refuse(&c, LB_EFORBIDDEN,
+                   "field \"donor\" \"%.200s\" is not a configured peer (peers_http)", c.text);
     }
     c.term = (uint64_t)term;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_accept, &c);
@@ -393,17 +423,41 @@ job_elected(sk_daemon *sk, void *arg)
     return 0;
 }
 
+/* The compute's address as this safekeeper will store and dial it:
+ * "host=H port=P", from a host:port endpoint. false if it is not one. */
+static bool
+compute_conninfo(const char *endpoint, char *out, size_t cap)
+{
+    lb_config_addr a;
+    if (!endpoint || lb_config_parse_addr(endpoint, &a) != 0 || a.port == 0 ||
+        strpbrk(a.host, " '\\=") || !a.host[0])
+        return false;
+    return snprintf(out, cap, "host=%s port=%d", a.host, a.port) < (int)cap;
+}
+
 static int
 h_elected(lb_http_request *req, void *arg)
 {
     api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
     int64_t term = 0;
+    char conninfo[300];
     ids(req, &c, true);
     lb_json_parse_request(req, &c.body, &c.err);
     lb_json_req_int64(c.body, "term", &term, &c.err);
     lb_json_opt_str(c.body, "compute", NULL, &c.text, &c.err);
     if (!c.err.failed && term <= 0)
         lb_json_fail(&c.err, LB_EPARSE, "field \"term\" must be > 0");
+    /* A compute's token names its own address; only management may name
+     * another (the body's "compute", host:port). */
+    const lb_auth_claims *who = lb_http_claims(req);
+    const char *endpoint = who && who->role == LB_AUTH_COMPUTE ? who->endpoint : c.text;
+    if (!c.err.failed && who && who->role == LB_AUTH_COMPUTE && !who->endpoint[0])
+        refuse(&c, LB_EFORBIDDEN, "the compute's token has no \"endpoint\" to stream from");
+    else if (!c.err.failed && endpoint && !compute_conninfo(endpoint, conninfo, sizeof(conninfo)))
+        lb_json_fail(&c.err, LB_EPARSE, "the compute's address \"%.100s\" is not host:port",
+                     endpoint);
+    else if (!c.err.failed && endpoint)
+        c.text = conninfo;
     c.term = (uint64_t)term;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_elected, &c);
     return finish(req, &c, rc);
@@ -436,6 +490,18 @@ h_consumer(lb_http_request *req, void *arg)
     lb_json_parse_request(req, &c.body, &c.err);
     lb_json_req_str(c.body, "name", &c.text, &c.err);
     lb_json_req_lsn(c.body, "applied_lsn", &c.lsn_a, &c.err);
+    /* A pageserver's positions are kept under its own name (its token's
+     * sub), so that one pageserver can never move another's. */
+    const lb_auth_claims *who = lb_http_claims(req);
+    char name[64];
+    if (!c.err.failed && who && who->role == LB_AUTH_PAGESERVER) {
+        if (!who->sub[0] || strchr(who->sub, '/'))
+            refuse(&c, LB_EFORBIDDEN, "a pageserver's token must name it (sub) to report");
+        else if (snprintf(name, sizeof(name), "%s/%s", who->sub, c.text) >= (int)sizeof(name))
+            lb_json_fail(&c.err, LB_EPARSE, "field \"name\" is too long");
+        else
+            c.text = name;
+    }
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_consumer, &c);
     return finish(req, &c, rc);
 }
@@ -640,25 +706,37 @@ h_list(lb_http_request *req, void *arg)
 int
 sk_http_routes(sk_daemon *sk)
 {
+    /* Who may call what (management always may). */
+    enum {
+        MGMT = LB_AUTH_MANAGEMENT,
+        CP = LB_AUTH_COMPUTE,
+        PS = LB_AUTH_PAGESERVER,
+        SK = LB_AUTH_SAFEKEEPER,
+    };
     static const struct {
         const char *method, *pattern;
         lb_http_handler fn;
+        unsigned roles;
     } routes[] = {
-        {"GET", "/v1/status", h_list},
-        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status},
-        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/vote", h_vote},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/accept", h_accept},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/elected", h_elected},
-        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/consumer", h_consumer},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal", h_wal},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/segment/{name}", h_segment},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/history/{name}", h_history},
+        {"GET", "/v1/status", h_list, MGMT},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, CP},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status, CP | PS | SK},
+        {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete, MGMT},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/vote", h_vote, CP},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/accept", h_accept, CP},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/elected", h_elected, CP},
+        {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/consumer", h_consumer, PS},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal", h_wal, SK},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/segment/{name}", h_segment,
+         CP | PS | SK},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/history/{name}", h_history,
+         CP | PS | SK},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = lb_http_server_route(sk->http, routes[i].method, routes[i].pattern, routes[i].fn,
-                                      sk);
+        /* create names its timeline in the body: h_create checks the scope */
+        lb_http_access access = {.roles = routes[i].roles, .own_scope = routes[i].fn == h_create};
+        int rc = lb_http_server_route_access(sk->http, routes[i].method, routes[i].pattern,
+                                             routes[i].fn, sk, &access);
         if (rc)
             return rc;
     }

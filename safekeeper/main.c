@@ -39,6 +39,22 @@ static const lb_config_setting settings[] = {
                "object store for completed WAL segments (file:// or s3://); empty: keep all WAL"),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, sk_config, http_threads, "4",
                      "threads serving HTTP", 1, 64),
+    LB_SETTING("peers_http", LB_CONFIG_LIST, sk_config, peers_http, "",
+               "the other safekeepers' HTTP addresses, as name=host:port; the only donors "
+               "/accept copies WAL from"),
+    LB_SETTING_REQUIRED("auth_public_keys", LB_CONFIG_STRING, sk_config, auth_public_keys,
+                        "Ed25519 public key (PEM file, or a directory of *.pem) that every "
+                        "token must verify with; re-read on SIGHUP"),
+    LB_SETTING("auth_token_file", LB_CONFIG_STRING, sk_config, auth_token_file, "",
+               "file with this safekeeper's token (role safekeeper, sub = id) for its peers; "
+               "re-read on SIGHUP"),
+    LB_SETTING("compute_password_file", LB_CONFIG_STRING, sk_config, compute_password_file, "",
+               "file with the password of role lakebase_safekeeper on the computes; empty: "
+               "connect as postgres"),
+    LB_SETTING_RANGE("max_connections", LB_CONFIG_INT, sk_config, max_connections, "512",
+                     "walsender connections at once", 1, 65536),
+    LB_SETTING_RANGE("startup_timeout", LB_CONFIG_DURATION, sk_config, startup_timeout_ms, "10s",
+                     "time a walsender connection has to authenticate", 100, 600000),
     LB_CONFIG_END,
 };
 

@@ -4,7 +4,8 @@
  * commit_lsn is the highest LSN flushed on a majority within the current
  * term, so each safekeeper needs its peers' flush positions. Each
  * safekeeper keeps one connection to every peer's walsender port, opened
- * with its own name as application_name and START_PEER_STREAM, and writes
+ * with its token (auth_token_file, role safekeeper, sub = its name) as the
+ * password, and START_PEER_STREAM, and writes
  * a small fixed-size message (repl_command.h) for every timeline whose
  * (term, last log term, flush LSN) changed.
  *
@@ -196,6 +197,13 @@ conn_event(lb_loop *loop, int fd, int events, void *arg)
         const char *params[] = {"user",        sk->conf.id, "application_name", sk->conf.id,
                                 "replication", "true",      NULL};
         lb_pq_put_startup(&c->out, params);
+        /* The token answers the server's cleartext password request; sent
+         * at once, as the server reads the messages in order. */
+        char token[LB_AUTH_TOKEN_MAX + 1] = "";
+        if (sk->token)
+            lb_auth_token_get(sk->token, token, sizeof(token));
+        lb_pq_put_password(&c->out, token);
+        explicit_bzero(token, sizeof(token));
         size_t start;
         lb_pq_begin(&c->out, 'Q', &start);
         lb_pq_put_str(&c->out, "START_PEER_STREAM");

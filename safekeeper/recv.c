@@ -53,6 +53,7 @@ struct sk_receiver {
     int watched;         /* LB_READABLE/LB_WRITABLE currently watched */
     uint64_t term;       /* term of the compute we stream from */
     char *target;        /* conninfo we connected with */
+    const char *password; /* lakebase_safekeeper's on the compute; not owned */
     int64_t retry_at_ms;
     int64_t backoff_ms;
     bool dirty;          /* appended since last sync */
@@ -119,6 +120,12 @@ disconnect(sk_receiver *r, const char *why)
 }
 
 void
+sk_receiver_set_password(sk_receiver *r, const char *password)
+{
+    r->password = password;
+}
+
+void
 sk_receiver_free(sk_receiver *r)
 {
     if (!r)
@@ -143,8 +150,19 @@ conn_error(PGconn *c)
 static void
 start_connect(sk_receiver *r, const char *target)
 {
-    const char *keys[] = {"dbname", "replication", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {target, "true", r->app_name, "5", NULL};
+    /* target is "host=H port=P", built by the safekeeper from a token's
+     * endpoint (http_api.c); who we are comes after it, so it cannot be
+     * overridden by it. */
+    bool has_password = r->password && r->password[0];
+    const char *keys[] = {"dbname",   "replication", "application_name", "connect_timeout", "user",
+                          "password", NULL};
+    const char *vals[] = {target,
+                          "true",
+                          r->app_name,
+                          "5",
+                          has_password ? "lakebase_safekeeper" : "postgres",
+                          has_password ? r->password : NULL,
+                          NULL};
     free(r->target);
     r->target = strdup(target);
     r->term = sk_timeline_compute_term(r->tl);

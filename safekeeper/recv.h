@@ -32,6 +32,11 @@ typedef struct sk_receiver_stats {
 
 /* app_name: this safekeeper's name, e.g. "sk-0" (copied). */
 int sk_receiver_new(lb_loop *loop, sk_timeline *tl, const char *app_name, sk_receiver **out);
+/* The password of role lakebase_safekeeper on the compute: password points
+ * at the daemon's copy (not owned; read at each connect, so a reload takes
+ * effect at the next one). "" or NULL: connect as postgres, for computes
+ * that still trust their local network. */
+void sk_receiver_set_password(sk_receiver *r, const char *password);
 /* Disconnects and frees; the timeline is not touched. */
 void sk_receiver_free(sk_receiver *r);
 

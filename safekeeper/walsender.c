@@ -10,22 +10,33 @@
  * Commands: IDENTIFY_SYSTEM, TIMELINE_HISTORY n, SHOW wal_segment_size,
  * START_REPLICATION [SLOT s] [PHYSICAL] X/X [TIMELINE n].
  *
+ * Authentication: after the startup packet the server asks for a cleartext
+ * password (AuthenticationCleartextPassword) and the client sends its
+ * token (common/auth.h) as the password; libpq clients put password=<token>
+ * in their conninfo. A token that does not verify gets FATAL 28P01; one
+ * whose role or scope does not cover the request, 28000. A timeline's
+ * stream takes compute (its own timeline), pageserver, safekeeper and
+ * management tokens. Until a connection has authenticated it can learn
+ * nothing (not even whether a timeline exists), and it must do so within
+ * startup_timeout; at most max_connections connections exist at once.
+ * Cleartext tokens on the wire are a known limit until TLS lands.
+ *
  * The other safekeepers of the set connect here too (peers.c): with no
- * timeline in the options and their name as application_name, they send
+ * timeline in the options and a safekeeper token, they send
  * START_PEER_STREAM and then one CopyData per position of a timeline,
- * which feeds the commit LSN. A name that is not a configured peer is
- * refused. A historic
+ * which feeds the commit LSN. The peer is the one its token names (sub):
+ * application_name is not trusted, and a token naming no configured peer
+ * is refused. A historic
  * timeline is streamed up to its switch point, then the stream ends with
  * the next timeline and its start, as PostgreSQL's walsender does.
- * Authentication is trust: the safekeeper listens on a cluster-internal
- * address, and the network policy is the boundary. The options and the
- * commands are parsed by repl_command.c.
+ * The options and the commands are parsed by repl_command.c.
  *
  * All connections live on the daemon's loop thread. Each has an output
  * buffer; WAL is read into it only while it holds less than OUT_HIGH
  * bytes, so a slow standby costs bounded memory.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -49,9 +60,11 @@
 #define WAL_CHUNK (128u * 1024)
 #define IN_MAX (1u << 20)
 #define KEEPALIVE_MS 2000
+#define ACCEPT_BACKOFF_MS 100 /* after EMFILE/ENFILE: stop accepting this long */
 
 typedef enum cstate {
     C_STARTUP,
+    C_AUTH, /* AuthenticationCleartextPassword sent; the token comes next */
     C_READY,
     C_STREAMING,
     C_PEER, /* a peer safekeeper's position stream */
@@ -67,6 +80,7 @@ struct wconn {
     char tenant[SK_ID_LEN + 1], timeline[SK_ID_LEN + 1];
     char app_name[64];
     int peer; /* index of the peer safekeeper (C_PEER), else -1 */
+    int64_t accepted_ms; /* C_STARTUP and C_AUTH must end by startup_timeout */
     bool ended_stream; /* we ended a stream: the client's CopyDone and late
                         * status updates may still come */
     /* streaming */
@@ -85,6 +99,8 @@ struct sk_walsender {
     wconn *conns;
     int32_t next_pid;
     uint64_t timer;
+    int nconns;
+    uint64_t accept_timer; /* while accepting is paused after EMFILE; 0 if not */
 };
 
 static void conn_event(lb_loop *loop, int fd, int events, void *arg);
@@ -108,6 +124,7 @@ conn_close(wconn *c)
         }
     lb_buf_free(&c->in);
     lb_buf_free(&c->out);
+    ws->nconns--;
     free(c);
 }
 
@@ -176,12 +193,52 @@ handle_startup(wconn *c, const lb_pq_startup *st)
     sk_repl_options_parse(lb_pq_startup_param(st, "options"), c->tenant, c->timeline);
     const char *app = lb_pq_startup_param(st, "application_name");
     snprintf(c->app_name, sizeof(c->app_name), "%s", app ? app : "");
+    /* Nothing about timelines is said before the client has authenticated. */
+    lb_pq_put_auth_cleartext(&c->out);
+    c->state = C_AUTH;
+}
+
+/* The PasswordMessage: the token. Then what the connection asked for. */
+static void
+handle_password(wconn *c, const lb_pq_msg *m)
+{
+    if (m->type != 'p' || m->len == 0 || m->body[m->len - 1] != '\0' ||
+        strlen((const char *)m->body) != m->len - 1) {
+        send_error(c, "FATAL", "08P01", "expected a password message");
+        return;
+    }
+    lb_auth_claims who;
+    const char *why = NULL;
+    if (lb_auth_verify(c->ws->sk->keys, (const char *)m->body, 0, &who, &why) != 0) {
+        lb_info("walsender connection refused app=\"%s\" reason=\"%s\"", c->app_name,
+                why ? why : "?");
+        send_error(c, "FATAL", "28P01", "password authentication failed: %s",
+                   why ? why : "invalid token");
+        return;
+    }
     bool no_timeline = !c->tenant[0] && !c->timeline[0];
-    if (no_timeline && sk_peer_index(c->ws->sk, c->app_name) >= 0) {
-        /* A peer safekeeper: its commands are checked in handle_query. */
+    if (no_timeline) {
+        /* A peer safekeeper, named by its token, never by application_name. */
+        int peer = who.role == LB_AUTH_SAFEKEEPER ? sk_peer_index(c->ws->sk, who.sub) : -1;
+        if (peer < 0) {
+            send_error(c, "FATAL", "28000",
+                       "options must name the timeline: -c tenant_id=<32 hex> -c "
+                       "timeline_id=<32 hex>");
+            return;
+        }
+        c->peer = peer;
+        snprintf(c->app_name, sizeof(c->app_name), "%s", who.sub);
     } else if (!sk_id_valid(c->tenant) || !sk_id_valid(c->timeline)) {
         send_error(c, "FATAL", "28000",
                    "options must name the timeline: -c tenant_id=<32 hex> -c timeline_id=<32 hex>");
+        return;
+    } else if (!lb_auth_allows(&who, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER | LB_AUTH_SAFEKEEPER,
+                               c->tenant, c->timeline)) {
+        lb_info("walsender connection refused app=\"%s\" role=%s sub=\"%s\" tenant=%s "
+                "timeline=%s",
+                c->app_name, lb_auth_role_name(who.role), who.sub, c->tenant, c->timeline);
+        send_error(c, "FATAL", "28000", "token of role \"%s\" may not read timeline %s/%s",
+                   lb_auth_role_name(who.role), c->tenant, c->timeline);
         return;
     } else if (!conn_timeline(c)) {
         send_error(c, "FATAL", "3D000", "timeline %s/%s does not exist on this safekeeper",
@@ -343,7 +400,7 @@ handle_query(wconn *c, const char *sql)
                        "a connection without a timeline only takes START_PEER_STREAM");
             return;
         }
-        c->peer = sk_peer_index(c->ws->sk, c->app_name);
+        assert(c->peer >= 0); /* set from the token at authentication */
         lb_pq_put_copy_both(&c->out);
         c->state = C_PEER;
         lb_info("peer \"%s\" streams its positions", c->app_name);
@@ -524,12 +581,19 @@ process_input(wconn *c)
             continue;
         }
         lb_pq_msg m;
-        int rc = lb_pq_parse_msg(c->in.data, c->in.len, IN_MAX, &m, &used);
+        /* before authentication, nothing longer than a token is read */
+        size_t max = c->state == C_AUTH ? LB_AUTH_TOKEN_MAX + 64 : IN_MAX;
+        int rc = lb_pq_parse_msg(c->in.data, c->in.len, max, &m, &used);
         if (rc == LB_ETRUNCATED)
             return;
         if (rc) {
             send_error(c, "FATAL", "08P01", "invalid message");
             return;
+        }
+        if (c->state == C_AUTH) {
+            handle_password(c, &m);
+            lb_buf_consume(&c->in, used);
+            continue;
         }
         if (m.type == 'X') {
             c->state = C_CLOSING;
@@ -567,7 +631,10 @@ conn_event(lb_loop *loop, int fd, int events, void *arg)
         for (;;) {
             ssize_t r = recv(fd, buf, sizeof(buf), 0);
             if (r > 0) {
-                if (c->in.len + (size_t)r > IN_MAX + 64 || lb_buf_append(&c->in, buf, (size_t)r)) {
+                size_t cap = c->state == C_STARTUP || c->state == C_AUTH
+                                 ? LB_PQ_MAX_STARTUP + LB_AUTH_TOKEN_MAX + 128
+                                 : IN_MAX + 64;
+                if (c->in.len + (size_t)r > cap || lb_buf_append(&c->in, buf, (size_t)r)) {
                     conn_close(c);
                     return;
                 }
@@ -588,6 +655,19 @@ conn_event(lb_loop *loop, int fd, int events, void *arg)
         conn_close(c);
 }
 
+static void on_accept(lb_loop *loop, int fd, int events, void *arg);
+
+static int64_t
+resume_accept(lb_loop *loop, uint64_t id, void *arg)
+{
+    (void)id;
+    sk_walsender *ws = arg;
+    ws->accept_timer = 0;
+    if (lb_loop_watch(loop, ws->listen_fd, LB_READABLE, on_accept, ws) != 0)
+        lb_error("could not watch the walsender listener again");
+    return -1;
+}
+
 static void
 on_accept(lb_loop *loop, int fd, int events, void *arg)
 {
@@ -595,8 +675,27 @@ on_accept(lb_loop *loop, int fd, int events, void *arg)
     sk_walsender *ws = arg;
     for (;;) {
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0)
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The listener stays readable: pause it instead of spinning. */
+                lb_warn("walsender could not accept, pausing for %d ms: %s", ACCEPT_BACKOFF_MS,
+                        strerror(errno));
+                lb_loop_unwatch(loop, fd);
+                if (!ws->accept_timer && lb_loop_add_timer(loop, ACCEPT_BACKOFF_MS, resume_accept,
+                                                           ws, &ws->accept_timer) != 0)
+                    resume_accept(loop, 0, ws);
+            }
             return;
+        }
+        if (ws->nconns >= ws->sk->conf.max_connections) {
+            lb_buf out = LB_BUF_INIT;
+            lb_pq_put_error(&out, "FATAL", "53300", "sorry, too many clients already", NULL);
+            ssize_t ignored = send(cfd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)ignored;
+            lb_buf_free(&out);
+            close(cfd);
+            continue;
+        }
         int one = 1;
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         wconn *c = calloc(1, sizeof(*c));
@@ -608,8 +707,10 @@ on_accept(lb_loop *loop, int fd, int events, void *arg)
         c->fd = cfd;
         c->peer = -1;
         c->stream_end = UINT64_MAX;
+        c->accepted_ms = lb_now_ms();
         c->next = ws->conns;
         ws->conns = c;
+        ws->nconns++;
         if (lb_loop_watch(loop, cfd, LB_READABLE, conn_event, c) != 0)
             conn_close(c);
     }
@@ -621,7 +722,19 @@ keepalive_tick(lb_loop *loop, uint64_t id, void *arg)
 {
     (void)loop;
     (void)id;
-    sk_walsender_notify(arg);
+    sk_walsender *ws = arg;
+    /* Connections that have not authenticated in time go. */
+    int64_t now = lb_now_ms();
+    for (wconn *c = ws->conns, *next; c; c = next) {
+        next = c->next;
+        if ((c->state == C_STARTUP || c->state == C_AUTH) &&
+            now - c->accepted_ms > ws->sk->conf.startup_timeout_ms) {
+            lb_info("walsender connection closed: no authentication within %" PRId64 " ms",
+                    ws->sk->conf.startup_timeout_ms);
+            conn_close(c);
+        }
+    }
+    sk_walsender_notify(ws);
     return KEEPALIVE_MS / 2;
 }
 
@@ -694,6 +807,8 @@ sk_walsender_stop(sk_walsender *ws)
     while (ws->conns)
         conn_close(ws->conns);
     lb_loop_del_timer(ws->sk->loop, ws->timer);
+    if (ws->accept_timer)
+        lb_loop_del_timer(ws->sk->loop, ws->accept_timer);
     lb_loop_unwatch(ws->sk->loop, ws->listen_fd);
     close(ws->listen_fd);
     free(ws);

@@ -16,6 +16,11 @@ WAL. The launcher supervises what it started: a process that dies is
 restarted. Ctrl-C stops everything.
 
 Branches are pageserver timelines; `branch` needs the stack running.
+
+Credentials: the launcher plays management. The first run makes an
+Ed25519 key pair under data/auth (private/auth.key stays with the
+launcher; keys/ holds the public key every daemon verifies with) and
+mints each component's token into data/auth/tokens (docs/auth.md).
 """
 import argparse
 import json
