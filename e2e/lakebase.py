@@ -827,11 +827,22 @@ class ComputeCtl:
         }
         if lsn:
             self.spec["lsn"] = lsn
+        self.ps = ps
         self.proc = None
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.http_port}"
+
+    def point_pageserver(self):
+        """Management tells the pageserver where the timeline's WAL is (the
+        PUT of safekeepers is management's: a compute token may not pick the
+        addresses a pageserver connects to), as the controller does for a
+        primary."""
+        sks = [{"pg": sk["pg"], "http": sk["http"]} for sk in self.spec["safekeepers"]]
+        st, body = http("PUT", f"{self.ps.url}/v1/tenant/{self.spec['tenant_id']}/timeline/"
+                        f"{self.spec['timeline_id']}/safekeepers", {"safekeepers": sks})
+        assert st == 200, (st, body)
 
     def write_spec(self, yaml=False):
         path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
@@ -876,6 +887,8 @@ class ComputeCtl:
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
+                if self.spec["mode"] == "primary":
+                    self.point_pageserver()
                 return body
             time.sleep(0.2)
         raise AssertionError("not ready: " + self.log_tail())
