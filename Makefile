@@ -38,7 +38,7 @@ TEST_LDLIBS := -lcmocka
 # the libraries in reverse of this order, so a component may use any library
 # listed before it.
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
-LIB_ORDER := common token lake safekeeper pageserver compute proxy controller devcluster
+LIB_ORDER := common token lake ltap safekeeper pageserver compute proxy controller devcluster
 COMPONENTS := $(foreach c,$(LIB_ORDER),$(if $(wildcard $(c)/*.c),$(c)))
 libname = $(if $(filter common,$(1)),lakebase,$(1))
 LIB_PATH = $(BUILD)/lib/lib$(call libname,$(1)).a
@@ -168,6 +168,14 @@ fuzz: deps
 	        build/fuzz/corpus/$$name 2>&1 | { grep -E "stat::number_of_executed_units|ERROR|SUMMARY" || true; } ; \
 	    test $${PIPESTATUS[0]} -eq 0; \
 	done
+
+# Tools: <component>/tools/NAME.c -> build/tools/NAME, linked like the
+# binaries (small command-line fronts to a component, used by e2e and bench).
+TOOL_BIN := $(foreach f,$(wildcard */tools/*.c),$(BUILD)/tools/$(basename $(notdir $(f))))
+all: $(TOOL_BIN)
+$(BUILD)/tools/%: $$(BUILD)/obj/$$(firstword $$(foreach c,$$(COMPONENTS),$$(if $$(wildcard $$(c)/tools/$$*.c),$$(c))))/tools/$$*.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
 # Benchmark drivers: bench/NAME.c -> build/bench/NAME, linked like the
 # binaries. Not part of all; the scripts in bench/ run them.

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "errors.h"
 #include "fileio.h"
+#include "json.h"
 #include "lsn.h"
 
 #include <assert.h>
@@ -115,47 +116,6 @@ lb_config_parse_duration(const char *text, int64_t *ms)
     return 0;
 }
 
-int
-lb_config_parse_addr(const char *text, lb_config_addr *addr)
-{
-    if (!text)
-        return LB_EPARSE;
-    const char *host = text, *host_end, *colon;
-    if (text[0] == '[') {
-        host = text + 1;
-        host_end = strchr(host, ']');
-        if (!host_end || host_end[1] != ':')
-            return LB_EPARSE;
-        colon = host_end + 1;
-    } else {
-        colon = strrchr(text, ':');
-        if (!colon || memchr(text, ':', (size_t)(colon - text)))
-            return LB_EPARSE; /* an IPv6 address needs brackets */
-        host_end = colon;
-    }
-    size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen >= sizeof(addr->host))
-        return LB_EPARSE;
-    for (size_t i = 0; i < hlen; i++)
-        if (isspace((unsigned char)host[i]) || host[i] == '/' || host[i] == '[' || host[i] == ']')
-            return LB_EPARSE;
-    const char *port = colon + 1;
-    if (!*port || strlen(port) > 5)
-        return LB_EPARSE;
-    long p = 0;
-    for (const char *c = port; *c; c++) {
-        if (!isdigit((unsigned char)*c))
-            return LB_EPARSE;
-        p = p * 10 + (*c - '0');
-    }
-    if (p > 65535)
-        return LB_EPARSE;
-    memcpy(addr->host, host, hlen);
-    addr->host[hlen] = '\0';
-    addr->port = (int)p;
-    return 0;
-}
-
 static void
 format_size(uint64_t v, char *out, size_t cap)
 {
@@ -183,22 +143,22 @@ format_duration(int64_t ms, char *out, size_t cap)
         snprintf(out, cap, "%" PRId64 "ms", ms);
 }
 
-static bool
-parse_bool(const char *text, bool *out)
+int
+lb_bool_parse(const char *text, bool *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
     static const char *const no[] = {"false", "no", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; text && i < 4; i++) {
         if (strcasecmp(text, yes[i]) == 0) {
             *out = true;
-            return true;
+            return 0;
         }
         if (strcasecmp(text, no[i]) == 0) {
             *out = false;
-            return true;
+            return 0;
         }
     }
-    return false;
+    return LB_EPARSE;
 }
 
 static bool
@@ -353,7 +313,7 @@ apply_text(const lb_config_setting *s, void *conf, const char *text, char *why, 
         return 0;
     }
     case LB_CONFIG_BOOL:
-        if (!parse_bool(text, (bool *)dst)) {
+        if (lb_bool_parse(text, (bool *)dst) != 0) {
             snprintf(why, cap, "must be true or false");
             return LB_EBADCONFIG;
         }
@@ -419,7 +379,7 @@ apply_text(const lb_config_setting *s, void *conf, const char *text, char *why, 
         return 0;
     }
     case LB_CONFIG_ADDR:
-        if (lb_config_parse_addr(text, (lb_config_addr *)dst) != 0) {
+        if (lb_hostport_parse(text, (lb_config_addr *)dst) != 0) {
             snprintf(why, cap, "must be an address like \"127.0.0.1:5432\" or \"[::1]:5432\"");
             return LB_EBADCONFIG;
         }
@@ -711,28 +671,32 @@ walk_mapping(loader *ld, const yaml_node_t *map, const char *prefix, int depth)
     return 0;
 }
 
+/* "line N: malformed YAML: why" into err. */
 static int
-malformed(loader *ld, const yaml_parser_t *parser)
+malformed(const yaml_parser_t *parser, char *err, size_t cap)
 {
-    return fail(ld, LB_EBADCONFIG, "config \"%s\" line %zu: malformed YAML: %s%s%s", ld->file,
-                parser->problem_mark.line + 1, parser->problem ? parser->problem : "error",
-                parser->context ? " " : "", parser->context ? parser->context : "");
+    snprintf(err, cap, "line %zu: malformed YAML: %s%s%s", parser->problem_mark.line + 1,
+             parser->problem ? parser->problem : "error", parser->context ? " " : "",
+             parser->context ? parser->context : "");
+    return LB_EPARSE;
 }
 
-/* libyaml's scanner takes time quadratic in the nesting depth, so a cheap
- * pass over the events refuses deep nesting before the document is built. */
+/* A cheap pass over the events before the document is built: libyaml's
+ * scanner takes time quadratic in the nesting depth, so deep nesting is
+ * refused first; and aliases are refused, since a node reached through
+ * many aliases would be walked (or converted) once per path to it. */
 static int
-check_depth(loader *ld, const unsigned char *text, size_t len)
+check_events(const unsigned char *text, size_t len, char *err, size_t cap)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
-        return fail(ld, -ENOMEM, "out of memory");
+        return -ENOMEM;
     yaml_parser_set_input_string(&parser, text, len);
     int depth = 0, rc = 0;
     for (;;) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            rc = malformed(ld, &parser);
+            rc = malformed(&parser, err, cap);
             break;
         }
         yaml_event_type_t type = ev.type;
@@ -740,17 +704,58 @@ check_depth(loader *ld, const unsigned char *text, size_t len)
         yaml_event_delete(&ev);
         if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
             if (++depth > MAX_YAML_DEPTH) {
-                rc = fail(ld, LB_EBADCONFIG, "config \"%s\" line %d: nested too deeply", ld->file,
-                          line);
+                snprintf(err, cap, "line %d: nested too deeply", line);
+                rc = LB_EPARSE;
                 break;
             }
         } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
             depth--;
+        } else if (type == YAML_ALIAS_EVENT) {
+            snprintf(err, cap, "line %d: aliases are not supported", line);
+            rc = LB_EPARSE;
+            break;
         } else if (type == YAML_STREAM_END_EVENT) {
             break;
         }
     }
     yaml_parser_delete(&parser);
+    return rc;
+}
+
+/* The one YAML reader: exactly one document (or none), nested at most
+ * MAX_YAML_DEPTH deep, no aliases. On 0, *doc is loaded (its root is NULL
+ * for an empty stream) and the caller deletes it; otherwise err says
+ * "line N: why". */
+static int
+yaml_load_one(const char *text, size_t len, yaml_document_t *doc, char *err, size_t cap)
+{
+    const unsigned char *bytes = (const unsigned char *)(text ? text : "");
+    int rc = check_events(bytes, len, err, cap);
+    if (rc)
+        return rc;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&parser, bytes, len);
+    if (!yaml_parser_load(&parser, doc)) {
+        rc = malformed(&parser, err, cap);
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    yaml_document_t next;
+    if (!yaml_parser_load(&parser, &next)) {
+        rc = malformed(&parser, err, cap);
+    } else {
+        yaml_node_t *extra = yaml_document_get_root_node(&next);
+        if (extra) {
+            snprintf(err, cap, "line %d: more than one YAML document", line_of(extra));
+            rc = LB_EPARSE;
+        }
+        yaml_document_delete(&next);
+    }
+    yaml_parser_delete(&parser);
+    if (rc)
+        yaml_document_delete(doc);
     return rc;
 }
 
@@ -764,27 +769,18 @@ load_yaml(loader *ld, const char *path)
         lb_buf_free(&text);
         return fail(ld, rc, "could not read config \"%s\": %s", path, lb_strerror(rc));
     }
-    const unsigned char *bytes = (const unsigned char *)(text.data ? text.data : "");
-    if ((rc = check_depth(ld, bytes, text.len)) != 0) {
-        lb_buf_free(&text);
-        return rc;
-    }
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        lb_buf_free(&text);
-        return fail(ld, -ENOMEM, "out of memory");
-    }
-    yaml_parser_set_input_string(&parser, bytes, text.len);
     yaml_document_t doc;
-    if (!yaml_parser_load(&parser, &doc)) {
-        rc = malformed(ld, &parser);
-        goto out;
-    }
+    char why[512];
+    rc = yaml_load_one(text.data, text.len, &doc, why, sizeof(why));
+    lb_buf_free(&text);
+    if (rc == -ENOMEM)
+        return fail(ld, rc, "out of memory");
+    if (rc)
+        return fail(ld, LB_EBADCONFIG, "config \"%s\" %s", path, why);
     ld->doc = &doc;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root && is_null_scalar(root)) {
+    if (root && is_null_scalar(root))
         root = NULL; /* a file of comments only */
-    }
     if (root && root->type != YAML_MAPPING_NODE)
         rc = fail(ld, LB_EBADCONFIG, "config \"%s\" line %d: expected a mapping of settings", path,
                   line_of(root));
@@ -792,23 +788,117 @@ load_yaml(loader *ld, const char *path)
         rc = walk_mapping(ld, root, NULL, 0);
     yaml_document_delete(&doc);
     ld->doc = NULL;
-    if (rc != 0)
-        goto out;
+    return rc;
+}
 
-    /* one document only */
-    yaml_document_t next;
-    if (!yaml_parser_load(&parser, &next)) {
-        rc = malformed(ld, &parser);
-        goto out;
+/* ---- YAML as JSON -------------------------------------------------------- */
+
+/* A plain scalar's type: null, an integer (no leading zeros, within
+ * int64), a real, a boolean (lb_bool_parse()'s words other than 1 and 0),
+ * else a string. Quoted scalars are strings. */
+static json_t *
+scalar_json(const yaml_node_t *node)
+{
+    const char *v = (const char *)node->data.scalar.value;
+    size_t n = node->data.scalar.length;
+    if (node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return json_stringn(v, n);
+    if (is_null_scalar(node))
+        return json_null();
+    const char *digits = v + (v[0] == '-' || v[0] == '+');
+    bool numeric = isdigit((unsigned char)digits[0]) ||
+                   (digits[0] == '.' && isdigit((unsigned char)digits[1]));
+    if (numeric && !(digits[0] == '0' && isdigit((unsigned char)digits[1]))) {
+        char *end;
+        errno = 0;
+        long long i = strtoll(v, &end, 10);
+        if (*end == '\0')
+            return errno == ERANGE ? json_stringn(v, n) : json_integer(i);
+        errno = 0;
+        double d = strtod(v, &end);
+        if (*end == '\0' && errno == 0 && d == d && d - d == 0)
+            return json_real(d);
     }
-    yaml_node_t *extra = yaml_document_get_root_node(&next);
-    if (extra)
-        rc = fail(ld, LB_EBADCONFIG, "config \"%s\" line %d: more than one YAML document", path,
-                  line_of(extra));
-    yaml_document_delete(&next);
-out:
-    yaml_parser_delete(&parser);
-    lb_buf_free(&text);
+    bool b;
+    if (!numeric && lb_bool_parse(v, &b) == 0)
+        return json_boolean(b);
+    return json_stringn(v, n);
+}
+
+static int
+node_json(yaml_document_t *doc, const yaml_node_t *node, json_t **out, char *err, size_t cap)
+{
+    *out = NULL;
+    if (node->type == YAML_SCALAR_NODE) {
+        if (strlen((const char *)node->data.scalar.value) != node->data.scalar.length) {
+            snprintf(err, cap, "line %d: a NUL character in a value", line_of(node));
+            return LB_EPARSE;
+        }
+        *out = scalar_json(node);
+        return *out ? 0 : -ENOMEM;
+    }
+    if (node->type == YAML_SEQUENCE_NODE) {
+        json_t *arr = json_array();
+        for (yaml_node_item_t *it = node->data.sequence.items.start;
+             arr && it < node->data.sequence.items.top; it++) {
+            json_t *v;
+            int rc = node_json(doc, yaml_document_get_node(doc, *it), &v, err, cap);
+            if (rc) {
+                json_decref(arr);
+                return rc;
+            }
+            json_array_append_new(arr, v);
+        }
+        *out = arr;
+        return arr ? 0 : -ENOMEM;
+    }
+    json_t *obj = json_object();
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start;
+         obj && p < node->data.mapping.pairs.top; p++) {
+        yaml_node_t *key = yaml_document_get_node(doc, p->key);
+        const char *k = key->type == YAML_SCALAR_NODE ? scalar_text(key) : NULL;
+        int rc = 0;
+        if (!k) {
+            snprintf(err, cap, "line %d: only plain keys are supported", line_of(key));
+            rc = LB_EPARSE;
+        } else if (json_object_get(obj, k)) {
+            snprintf(err, cap, "line %d: key \"%.64s\" is given twice", line_of(key), k);
+            rc = LB_EPARSE;
+        }
+        json_t *v = NULL;
+        if (rc == 0)
+            rc = node_json(doc, yaml_document_get_node(doc, p->value), &v, err, cap);
+        if (rc) {
+            json_decref(obj);
+            return rc;
+        }
+        json_object_set_new(obj, k, v);
+    }
+    *out = obj;
+    return obj ? 0 : -ENOMEM;
+}
+
+int
+lb_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap)
+{
+    *out = NULL;
+    err[0] = '\0';
+    yaml_document_t doc;
+    int rc = yaml_load_one(text, len, &doc, err, cap);
+    if (rc == -ENOMEM)
+        snprintf(err, cap, "out of memory");
+    if (rc)
+        return rc;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root)
+        *out = json_null();
+    else
+        rc = node_json(&doc, root, out, err, cap);
+    yaml_document_delete(&doc);
+    if (rc == 0 && !*out)
+        rc = -ENOMEM;
+    if (rc == -ENOMEM)
+        snprintf(err, cap, "out of memory");
     return rc;
 }
 
@@ -1027,18 +1117,4 @@ lb_config_help(const lb_config_setting *table, const char *program, const char *
             rc = lb_buf_append_str(out, "\n");
     }
     return rc;
-}
-
-void
-lb_config_pg_bindir(char *out, size_t cap)
-{
-    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
-    char buf[4096] = "";
-    if (f) {
-        if (!fgets(buf, sizeof(buf), f))
-            buf[0] = '\0';
-        pclose(f);
-    }
-    buf[strcspn(buf, "\n")] = '\0';
-    snprintf(out, cap, "%s", buf[0] ? buf : "/usr/lib/postgresql/15/bin");
 }

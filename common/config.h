@@ -52,7 +52,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "buf.h"
+#include "hostport.h"
 
 typedef enum lb_config_type {
     LB_CONFIG_STRING,
@@ -73,10 +76,7 @@ typedef struct lb_config_list {
 } lb_config_list;
 
 /* host without brackets; port 0 means "any free port". */
-typedef struct lb_config_addr {
-    char host[256];
-    int port;
-} lb_config_addr;
+typedef lb_hostport lb_config_addr; /* parsed by lb_hostport_parse() */
 
 /* flags */
 #define LB_CONFIG_REQUIRED 1u /* no default: must be set in the file or on the command line */
@@ -92,7 +92,10 @@ typedef struct lb_config_setting {
     unsigned flags;
 } lb_config_setting;
 
-#define LB_CONFIG_END {.name = NULL}
+#define LB_CONFIG_END                                                                              \
+    {                                                                                              \
+        .name = NULL                                                                               \
+    }
 
 /* Table entries, e.g.
  *     LB_SETTING("storage.url", LB_CONFIG_STRING, sk_config, storage_url, NULL, "where WAL goes"),
@@ -100,17 +103,25 @@ typedef struct lb_config_setting {
  *     LB_SETTING_ENUM("sync_mode", sk_config, sync_mode, "on", "how to sync", sync_modes),
  *     LB_SETTING_REQUIRED("tenant_id", LB_CONFIG_STRING, sk_config, tenant_id, "tenant"), */
 #define LB_SETTING(name_, type_, struct_, member_, def_, desc_)                                    \
-    {.name = (name_), .type = (type_), .offset = offsetof(struct_, member_), .def = (def_),        \
-     .description = (desc_)}
-#define LB_SETTING_RANGE(name_, type_, struct_, member_, def_, desc_, min_, max_)                   \
-    {.name = (name_), .type = (type_), .offset = offsetof(struct_, member_), .def = (def_),        \
-     .description = (desc_), .min = (min_), .max = (max_)}
+    {                                                                                              \
+        .name = (name_), .type = (type_), .offset = offsetof(struct_, member_), .def = (def_),     \
+        .description = (desc_)                                                                     \
+    }
+#define LB_SETTING_RANGE(name_, type_, struct_, member_, def_, desc_, min_, max_)                  \
+    {                                                                                              \
+        .name = (name_), .type = (type_), .offset = offsetof(struct_, member_), .def = (def_),     \
+        .description = (desc_), .min = (min_), .max = (max_)                                       \
+    }
 #define LB_SETTING_ENUM(name_, struct_, member_, def_, desc_, choices_)                            \
-    {.name = (name_), .type = LB_CONFIG_ENUM, .offset = offsetof(struct_, member_),                \
-     .def = (def_), .description = (desc_), .choices = (choices_)}
+    {                                                                                              \
+        .name = (name_), .type = LB_CONFIG_ENUM, .offset = offsetof(struct_, member_),             \
+        .def = (def_), .description = (desc_), .choices = (choices_)                               \
+    }
 #define LB_SETTING_REQUIRED(name_, type_, struct_, member_, desc_)                                 \
-    {.name = (name_), .type = (type_), .offset = offsetof(struct_, member_),                       \
-     .description = (desc_), .flags = LB_CONFIG_REQUIRED}
+    {                                                                                              \
+        .name = (name_), .type = (type_), .offset = offsetof(struct_, member_),                    \
+        .description = (desc_), .flags = LB_CONFIG_REQUIRED                                        \
+    }
 
 typedef struct lb_config_result {
     char error[512];         /* why loading failed; "" on success */
@@ -142,14 +153,23 @@ int lb_config_help(const lb_config_setting *table, const char *program, const ch
 
 /* ---- parsing single values (also for tests and other callers) ---- */
 
+/* The one boolean vocabulary: true/false, yes/no, on/off, 1/0, in any
+ * case. 0 or LB_EPARSE. */
+int lb_bool_parse(const char *text, bool *out);
 /* "64MiB" -> bytes. 0 or LB_EPARSE (also on overflow). */
 int lb_config_parse_size(const char *text, uint64_t *bytes);
 /* "1h30m" -> milliseconds. 0 or LB_EPARSE. */
 int lb_config_parse_duration(const char *text, int64_t *ms);
-/* "host:port", "[::1]:5432". 0 or LB_EPARSE. */
-int lb_config_parse_addr(const char *text, lb_config_addr *addr);
-/* The PostgreSQL binaries' directory, the default of a pg_bin_dir setting:
- * `pg_config --bindir`, else /usr/lib/postgresql/15/bin. */
-void lb_config_pg_bindir(char *out, size_t cap);
+
+/* ---- YAML as data (compute-ctl's spec) ---- */
+
+/* The reader lb_config_load() uses, for YAML that is not a settings file:
+ * one document, nested at most 32 deep, no aliases; mappings become
+ * objects (a key given twice is refused), sequences arrays, plain scalars
+ * null, integers, reals or booleans (lb_bool_parse()'s words but 1 and 0)
+ * where they read as such, everything else strings. An empty document is
+ * JSON null. *out: a new reference. 0, LB_EPARSE with err "line N: why",
+ * or -ENOMEM. */
+int lb_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap);
 
 #endif

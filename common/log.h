@@ -4,7 +4,7 @@
  * A line is "<UTC time> <level> <component>: <message> key=value ...". The
  * caller writes the key=value context into the message itself:
  *
- *     lb_info("segment offloaded timeline=%s lsn=%X/%X", tl, LSN_FMT_ARGS(lsn));
+ *     lb_info("segment offloaded timeline=%s lsn=" LB_LSN_FMT, tl, LB_LSN_ARGS(lsn));
  *
  * A line is written with a single write(2), so lines from threads and
  * processes sharing a file never interleave. Newlines in the message are

@@ -195,6 +195,28 @@ lb_wal_segment_parse(const char *name, uint32_t seg_size, uint32_t *tli, uint64_
     return 0;
 }
 
+int
+lb_wal_history_parse(const char *name, uint32_t *tli)
+{
+    uint32_t t;
+    if (!name || strlen(name) != 16 || strcmp(name + 8, ".history") != 0 || parse_hex8(name, &t) ||
+        t == 0)
+        return LB_EPARSE;
+    if (tli)
+        *tli = t;
+    return 0;
+}
+
+lb_wal_file_kind
+lb_wal_file_parse(const char *name, uint32_t seg_size, uint32_t *tli, uint64_t *segno)
+{
+    if (lb_wal_segment_parse(name, seg_size, tli, segno) == 0)
+        return LB_WAL_FILE_SEGMENT;
+    if (lb_wal_history_parse(name, tli) == 0)
+        return LB_WAL_FILE_HISTORY;
+    return LB_WAL_FILE_BAD;
+}
+
 /* ---- page headers ------------------------------------------------------- */
 
 /* Check the short header in p[0..LB_WAL_SHORT_PHD_SIZE): zeroed, magic,

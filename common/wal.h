@@ -128,6 +128,20 @@ int lb_wal_segment_name(char *name, uint32_t tli, uint64_t segno, uint32_t seg_s
 /* The reverse: exactly 24 upper-case hex digits, timeline not 0, segment
  * part below the number of segments per 4 GiB. Returns 0 or LB_EPARSE. */
 int lb_wal_segment_parse(const char *name, uint32_t seg_size, uint32_t *tli, uint64_t *segno);
+/* "TTTTTTTT.history": exactly 8 upper-case hex digits, timeline not 0
+ * (no sign, no space: "+0000001.history" is refused). 0 or LB_EPARSE. */
+int lb_wal_history_parse(const char *name, uint32_t *tli);
+
+/* A file a restore_command may ask for: a segment or a history file. */
+typedef enum lb_wal_file_kind {
+    LB_WAL_FILE_BAD = 0,
+    LB_WAL_FILE_SEGMENT,
+    LB_WAL_FILE_HISTORY,
+} lb_wal_file_kind;
+/* Either of the two above; *segno is set for a segment only (tli, segno
+ * may be NULL). */
+lb_wal_file_kind lb_wal_file_parse(const char *name, uint32_t seg_size, uint32_t *tli,
+                                   uint64_t *segno);
 
 /* ---- page headers (decoder, tools) -------------------------------------- */
 

@@ -2,25 +2,56 @@
  * compute.c: one compute, from spec to ready, and its HTTP endpoints.
  *
  * The main thread runs the steps of the compute's mode one after the other
- * (compute.h), then watches PostgreSQL: its exit (waitpid), the stop flag
- * (SIGTERM), and once a second its activity (pg_stat_activity) for
- * /status. HTTP handlers run on the server's threads and only read the
- * status under c->lock, or fetch WAL for the restore_command.
+ * (compute.h), then watches PostgreSQL (watch()): its exit (waitpid), the
+ * stop flag (SIGTERM), and once a second its activity (pg_stat_activity)
+ * for /status. HTTP handlers run on the server's threads and only read the
+ * status under c->lock, or fetch WAL for the restore_command. A detached
+ * thread copies PostgreSQL's stderr to ours and counts cancelled
+ * synchronous-replication waits.
  *
  * Invariants:
  *   - the data directory is rebuilt from a basebackup on every start: a
  *     compute's disk is a cache, never a source of truth;
  *   - a primary's PostgreSQL has the quorum synchronous_standby_names from
  *     its first start, so no commit is acknowledged without 2 of 3
- *     safekeepers;
+ *     safekeepers (the one exception, compute-ctl's own role transaction,
+ *     is explained at make_roles());
  *   - a primary is ready only once its PostgreSQL timeline is the elected
- *     one and a quorum of safekeepers streams from it.
+ *     one and a quorum of safekeepers streams from it;
+ *   - the superuser is compute-ctl's (pgauth.h); users cannot change the
+ *     settings durability rests on, and while a primary runs compute-ctl
+ *     checks that nobody has (cc_guarded_settings: pg_settings,
+ *     pg_file_settings, pg_db_role_setting): a change stops PostgreSQL at
+ *     once and the compute starts again from the quorum;
+ *   - a primary that sees a newer term on any safekeeper stops serving
+ *     (exit 4): another compute won an election, and this one's commits
+ *     can no longer reach a quorum.
+ *
+ * What vanilla PostgreSQL 15 leaves open, and what compute-ctl does:
+ *   - a cancelled synchronous-replication wait (pg_cancel_backend, a
+ *     statement_timeout, a terminated backend) returns with a WARNING
+ *     while the commit is already in the local WAL and visible to every
+ *     other session, though no quorum may have it. compute-ctl reads the
+ *     WARNING from PostgreSQL's stderr (logging_collector off, lc_messages
+ *     C, log_min_messages at most warning: all guarded) and stops
+ *     PostgreSQL, then starts the compute again from the quorum, where
+ *     that commit exists only if a quorum had it. Between the WARNING and
+ *     the stop (well under a second) other sessions can read it: that
+ *     window remains, and closing it needs a patched PostgreSQL;
+ *   - a session may SET synchronous_commit = local (or off) for itself:
+ *     it is PGC_USERSET, and no role attribute prevents it. It changes
+ *     only that session's own commits, which it asked not to wait for;
+ *     ALTER ROLE ... SET of it is seen by the watch;
+ *   - a user can forge the WARNING with RAISE WARNING: that only restarts
+ *     the user's own compute.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -33,6 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "compute.h"
 #include "errors.h"
@@ -44,6 +76,7 @@
 #include "metrics.h"
 #include "pgauth.h"
 #include "pgproc.h"
+#include "wal.h"
 #include "walproxy.h"
 
 typedef struct cc_compute {
@@ -64,6 +97,12 @@ typedef struct cc_compute {
     pid_t pg_pid;
     cc_wal_sources wal;
     bool wal_ready;
+
+    /* HTTP credentials: callers' tokens are verified with keys; the
+     * restore_command presents restore_secret (pgauth.h, spec.h). Both
+     * set before the server starts, read-only after. */
+    lb_auth_keys *keys;
+    char restore_secret[65];
 
     /* Bumped by the log reader (any thread) at each cancelled
      * synchronous-replication wait PostgreSQL logs. */
@@ -136,7 +175,7 @@ status_json(cc_compute *c)
         snprintf(when + n, sizeof(when) - n, ".%03dZ", (int)(c->last_activity_ms % 1000));
         json_object_set_new(j, "last_activity", json_string(when));
     }
-    if (j && s->mode == CC_MODE_STATIC)
+    if (j && cc_mode_of(s->mode)->at_lsn)
         json_object_set_new(j, "target_lsn", lb_json_lsn(s->lsn));
     if (j && c->error[0])
         json_object_set_new(j, "error", json_string(c->error));
@@ -144,19 +183,69 @@ status_json(cc_compute *c)
     return j;
 }
 
+/* The token's tenant and timeline must be this compute's (the server
+ * checked the signature and the role: routes without {tenant_id} leave the
+ * scope to the handler). */
+static int
+check_scope(lb_http_request *req, const cc_compute *c)
+{
+    const lb_auth_claims *cl = lb_http_claims(req);
+    if (cl && !lb_auth_allows(cl, LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE, c->spec->tenant_id,
+                              c->spec->timeline_id))
+        return lb_http_respond_error(req, 403,
+                                     "a %s token for tenant \"%s\" may not act on this compute",
+                                     lb_auth_role_name(cl->role), cl->tenant[0] ? cl->tenant : "*");
+    return 1;
+}
+
 static int
 h_status(lb_http_request *req, void *arg)
 {
+    int rc = check_scope(req, arg);
+    if (rc != 1)
+        return rc;
     return lb_json_respond(req, 200, status_json(arg));
+}
+
+/* /wal is open at the server: PostgreSQL's restore_command presents the
+ * restore secret, which is no token. Anything else must be a token that
+ * verifies and covers this compute. 1 to go on, or the answer sent. */
+static int
+check_wal_caller(lb_http_request *req, const cc_compute *c)
+{
+    const char *token = lb_auth_bearer(lb_http_header(req, "Authorization"));
+    if (!token) {
+        lb_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return lb_http_respond_error(req, 401, "a credential is required");
+    }
+    size_t n = strlen(token);
+    if (n == strlen(c->restore_secret) && CRYPTO_memcmp(token, c->restore_secret, n) == 0)
+        return 1;
+    lb_auth_claims cl;
+    const char *why = NULL;
+    if (lb_auth_verify(c->keys, token, 0, &cl, &why) != 0) {
+        lb_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return lb_http_respond_error(req, 401, "credential refused: %s", why ? why : "invalid");
+    }
+    if (!lb_auth_allows(&cl, LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE, c->spec->tenant_id,
+                        c->spec->timeline_id))
+        return lb_http_respond_error(req, 403,
+                                     "a %s token for tenant \"%s\" may not act on this compute",
+                                     lb_auth_role_name(cl.role), cl.tenant[0] ? cl.tenant : "*");
+    return 1;
 }
 
 static int
 h_wal(lb_http_request *req, void *arg)
 {
     cc_compute *c = arg;
+    int allowed = check_wal_caller(req, c);
+    if (allowed != 1)
+        return allowed;
     const char *name = lb_http_param(req, "name");
     uint32_t tli;
-    if (cc_wal_name_parse(name, &tli) == CC_WAL_BAD)
+    /* Checked again with the timeline's segment size by cc_wal_fetch(). */
+    if (lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, &tli, NULL) == LB_WAL_FILE_BAD)
         return lb_http_respond_error(req, 400,
                                      "\"%.64s\" is not a WAL segment or history "
                                      "file name",
@@ -239,12 +328,29 @@ static int
 start_http(cc_compute *c)
 {
     const cc_spec *s = c->spec;
+    /* Every route but /metrics and /healthz needs a credential: the
+     * controller's management token, or this compute's own compute token
+     * (its tenant and timeline); /wal also takes the restore secret. */
+    int rc = lb_auth_keys_load(s->auth_public_keys, &c->keys);
+    if (rc)
+        return fail(c, "could not load auth_public_keys \"%s\": %s", s->auth_public_keys,
+                    lb_strerror(rc));
+    unsigned char secret[32];
+    if (RAND_bytes(secret, sizeof(secret)) != 1)
+        return fail(c, "could not make the restore secret");
+    for (size_t i = 0; i < sizeof(secret); i++)
+        snprintf(c->restore_secret + 2 * i, 3, "%02x", secret[i]);
     lb_http_server_config hc = {.address = s->listen_host, .port = s->listen_port, .threads = 4};
-    int rc = lb_http_server_new(&hc, &c->http);
+    rc = lb_http_server_new(&hc, &c->http);
+    static const lb_http_access status_access = {.roles = LB_AUTH_MANAGEMENT | LB_AUTH_COMPUTE,
+                                                 .own_scope = true};
+    static const lb_http_access wal_access = {.open = true};
     if (rc == 0)
-        rc = lb_http_server_route(c->http, "GET", "/status", h_status, c);
+        rc = lb_http_server_set_auth(c->http, c->keys);
     if (rc == 0)
-        rc = lb_http_server_route(c->http, "GET", "/wal/{name}", h_wal, c);
+        rc = lb_http_server_route_access(c->http, "GET", "/status", h_status, c, &status_access);
+    if (rc == 0)
+        rc = lb_http_server_route_access(c->http, "GET", "/wal/{name}", h_wal, c, &wal_access);
     lb_metrics *m = lb_metrics_default();
     lb_metrics_gauge_fn(m, "compute_ready", "1 when the compute is ready", m_ready, c);
     lb_metrics_gauge_fn(m, "compute_connections", "client connections to PostgreSQL", m_connections,
@@ -443,6 +549,7 @@ set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
     w.pg_tli = m->pg_tli;
     w.has_ancestor = m->has_ancestor;
     w.token = s->auth_token;
+    w.seg_size = m->wal_seg_size;
     if (r) {
         /* Only those holding the term's WAL up to its start, the donor first. */
         snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",
@@ -527,6 +634,15 @@ write_auth_files(cc_compute *c)
     snprintf(path, sizeof(path), "%s/pg_ident.conf", s->data_dir);
     if (rc == 0)
         rc = lb_write_file_atomic(path, ident.data, ident.len);
+    /* The restore_command's credential (spec.h): 0600, and chowned to the
+     * PostgreSQL user with the rest of the data directory. */
+    char header[128];
+    int n = snprintf(header, sizeof(header), "Authorization: Bearer %s\n", c->restore_secret);
+    cc_restore_header_path(s, path, sizeof(path));
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, header, (size_t)n);
+    if (rc == 0 && chmod(path, 0600) != 0)
+        rc = -errno;
     lb_buf_free(&hba);
     lb_buf_free(&ident);
     return rc;
@@ -548,7 +664,7 @@ prepare_datadir(cc_compute *c)
     }
     lb_lsn snap = 0;
     char err[700];
-    int rc = cc_basebackup(s, s->mode == CC_MODE_STATIC ? s->lsn : 0, &snap, err, sizeof(err));
+    int rc = cc_basebackup(s, cc_mode_of(s->mode)->at_lsn ? s->lsn : 0, &snap, err, sizeof(err));
     if (rc)
         return fail(c, "%s", err);
     char lsn[LB_LSN_STRLEN];
@@ -584,7 +700,7 @@ prepare_datadir(cc_compute *c)
     lb_buf_free(&conf);
     if (rc == 0)
         rc = write_auth_files(c);
-    const char *signal_file = s->mode == CC_MODE_REPLICA ? "standby.signal" : "recovery.signal";
+    const char *signal_file = cc_mode_of(s->mode)->streams ? "standby.signal" : "recovery.signal";
     snprintf(path, sizeof(path), "%s/%s", s->data_dir, signal_file);
     if (rc == 0)
         rc = lb_write_file_atomic(path, "", 0);
@@ -1079,7 +1195,7 @@ run_standby(cc_compute *c, const tl_meta *m)
     set_wal_sources(c, m, NULL);
     set_state(c, CC_STATE_RESTORING);
     int rc;
-    if (c->spec->mode == CC_MODE_STATIC && (rc = wait_ingested(c, c->spec->lsn)) != 0)
+    if (cc_mode_of(c->spec->mode)->at_lsn && (rc = wait_ingested(c, c->spec->lsn)) != 0)
         return rc;
     if ((rc = prepare_datadir(c)) != 0)
         return rc;
@@ -1089,7 +1205,7 @@ run_standby(cc_compute *c, const tl_meta *m)
     if ((rc = wait_until(c, cond_connected)) != 0)
         return rc;
     set_state(c, CC_STATE_REPLAYING);
-    if (c->spec->mode == CC_MODE_STATIC)
+    if (cc_mode_of(c->spec->mode)->at_lsn)
         rc = wait_until(c, cond_target_reached);
     else
         rc = wait_until(c, cond_standby);
@@ -1133,17 +1249,19 @@ settings_departed(cc_compute *c, const char *query, char *why, size_t cap)
 }
 
 /* The highest term any safekeeper reports for the timeline (0: none
- * answered). Each is asked with a short timeout: a dead one must not hold
- * up the watch. */
+ * answered; *answered says how many did). Each is asked with a short
+ * timeout: a dead one must not hold up the watch. */
 static uint64_t
-safekeepers_term(cc_compute *c, char *who, size_t cap)
+safekeepers_term(cc_compute *c, char *who, size_t cap, int *answered)
 {
+    *answered = 0;
     const cc_spec *s = c->spec;
     uint64_t best = 0;
     lb_http_options opts = {.timeout_ms = 2000, .max_attempts = 1};
     lb_http_client *http;
     if (lb_http_client_new(&opts, &http) != 0)
         return 0;
+    lb_http_client_set_token(http, s->auth_token); /* its compute token */
     for (int i = 0; i < s->nsafekeepers; i++) {
         char url[600];
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
@@ -1154,6 +1272,7 @@ safekeepers_term(cc_compute *c, char *who, size_t cap)
         if (lb_http_do(http, &call, &res) == 0 && res.status == 200) {
             json_t *j = json_loadb(out.data ? out.data : "", out.len, 0, NULL);
             json_t *t = j ? json_object_get(j, "term") : NULL;
+            *answered += json_is_integer(t);
             if (json_is_integer(t) && (uint64_t)json_integer_value(t) > best) {
                 best = (uint64_t)json_integer_value(t);
                 snprintf(who, cap, "%s", s->safekeepers[i].name);
@@ -1175,14 +1294,14 @@ static watch_outcome
 watch(cc_compute *c)
 {
     const cc_spec *s = c->spec;
-    bool primary = s->mode == CC_MODE_PRIMARY;
+    bool primary = cc_mode_of(s->mode)->elects;
     unsigned cancels = atomic_load(&c->sync_cancels);
     lb_buf guard = LB_BUF_INIT;
     if (primary && cc_guard_query(s, &guard) != 0) {
         fail(c, "out of memory");
         return WATCH_RESTART;
     }
-    int64_t next_activity = 0, next_term = 0;
+    int64_t next_activity = 0, next_term = 0, next_blind_warning = 0;
     watch_outcome out = WATCH_STOP;
     char why[600];
     while (!*c->stop) {
@@ -1212,7 +1331,13 @@ watch(cc_compute *c)
         }
         if (primary && lb_mono_ms() >= next_term) {
             char who[64] = "";
-            uint64_t term = safekeepers_term(c, who, sizeof(who));
+            int answered;
+            uint64_t term = safekeepers_term(c, who, sizeof(who), &answered);
+            /* Blind (all down, or refusing our token): say so, once a minute. */
+            if (answered == 0 && lb_mono_ms() >= next_blind_warning) {
+                lb_warn("no safekeeper told its term: a newer primary would go unnoticed");
+                next_blind_warning = lb_mono_ms() + 60000;
+            }
             if (term > c->term) {
                 fail(c,
                      "safekeeper %s is at term %" PRIu64 ", newer than this primary's %" PRIu64
@@ -1246,10 +1371,10 @@ cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
             rc = check_datadir(c);
         if (rc == 0)
             rc = pageserver_meta(c, &m);
-        if (rc == 0 && spec->mode == CC_MODE_REPLICA)
+        if (rc == 0 && cc_mode_of(spec->mode)->streams)
             spec->stream_from = pick_stream_source(spec);
         if (rc == 0)
-            rc = spec->mode == CC_MODE_PRIMARY ? run_primary(c, &m) : run_standby(c, &m);
+            rc = cc_mode_of(spec->mode)->elects ? run_primary(c, &m) : run_standby(c, &m);
         if (rc == -EINTR) {
             code = CC_EXIT_OK;
             break;

@@ -91,9 +91,15 @@ on_entry(void *arg, const lb_tar_entry *e)
     case LB_TAR_DIR:
         return lb_mkdir_p(path, 0700);
     case LB_TAR_SYMLINK:
-        return symlink(e->linkname, path) == 0 ? 0 : -errno;
+        /* A data directory from the pageserver has none (no tablespaces,
+         * pg_wal in place); one in the archive could point a later entry
+         * anywhere compute-ctl (root) may write. */
+        snprintf(u->err, sizeof(u->err), "entry \"%.100s\" is a symbolic link to \"%.100s\"",
+                 e->name, e->linkname ? e->linkname : "");
+        return LB_EPARSE;
     case LB_TAR_FILE:
-        u->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        /* Never through a symbolic link, whatever put one there. */
+        u->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (u->fd < 0)
             return -errno;
         if (e->size == 0) {
@@ -178,7 +184,9 @@ cc_basebackup(const cc_spec *spec, lb_lsn lsn, lb_lsn *snapshot_lsn, char *err, 
     lb_http_result res = LB_HTTP_RESULT_INIT;
     if (rc == 0)
         rc = lb_http_do(http, &call, &res);
-    if (rc) {
+    if (rc && u.err[0]) {
+        snprintf(err, cap, "refused basebackup \"%s\": %s", url, u.err);
+    } else if (rc) {
         snprintf(err, cap, "could not fetch basebackup \"%s\": %s", url,
                  http && lb_http_client_error(http)[0] ? lb_http_client_error(http)
                                                        : lb_strerror(rc));

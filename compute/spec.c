@@ -1,9 +1,10 @@
 /*
  * spec.c: reading a compute's spec and deciding its PostgreSQL settings.
  *
- * A spec is parsed into a JSON tree first (YAML through libyaml's event
- * parser, JSON through jansson), so that both formats go through one
- * validator, which names the field in every refusal.
+ * A spec is parsed into a JSON tree first (YAML through common/config's
+ * reader, lb_yaml_to_json(), JSON through jansson), so that both formats
+ * go through one validator, which names the field in every refusal.
+ * Booleans, in YAML and in PostgreSQL settings, are lb_bool_parse()'s.
  *
  * Settings: lakebase's durability rests on PostgreSQL waiting for 2 of 3
  * safekeepers before it acknowledges a commit, on full-page writes and
@@ -19,204 +20,60 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <yaml.h>
 
 #include "auth.h"
 #include "config.h"
 #include "errors.h"
 #include "fileio.h"
+#include "hostport.h"
+#include "pgbin.h"
 #include "spec.h"
-#include "auth.h"
+
+/* The modes' own settings (the rest is shared, cc_settings_render()). */
+static int render_primary(const cc_spec *spec, lb_buf *out, char *buf, size_t cap);
+static int render_replica(const cc_spec *spec, lb_buf *out, char *buf, size_t cap);
+static int render_static(const cc_spec *spec, lb_buf *out, char *buf, size_t cap);
+
+static const cc_mode_info cc_modes[] = {
+    [CC_MODE_PRIMARY] = {.name = "primary",
+                         .elects = true,
+                         .restore_unsure_exit = 127, /* never promote short of the quorum */
+                         .render = render_primary},
+    [CC_MODE_REPLICA] = {.name = "replica",
+                         .streams = true,
+                         .restore_unsure_exit = 1, /* it goes on streaming */
+                         .render = render_replica},
+    [CC_MODE_STATIC] = {.name = "static",
+                        .at_lsn = true,
+                        .restore_unsure_exit = 127, /* never pause short of its LSN */
+                        .render = render_static},
+};
+#define NMODES (sizeof(cc_modes) / sizeof(cc_modes[0]))
+
+const cc_mode_info *
+cc_mode_of(cc_mode mode)
+{
+    return (unsigned)mode < NMODES ? &cc_modes[mode] : NULL;
+}
+
+/* "primary, replica or static", from the table. */
+static void
+mode_names(char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NMODES && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s%s",
+                              i == 0           ? ""
+                              : i + 1 < NMODES ? ", "
+                                               : " or ",
+                              cc_modes[i].name);
+}
 
 const char *
 cc_mode_name(cc_mode mode)
 {
-    switch (mode) {
-    case CC_MODE_PRIMARY:
-        return "primary";
-    case CC_MODE_REPLICA:
-        return "replica";
-    case CC_MODE_STATIC:
-        return "static";
-    }
-    return "?";
-}
-
-/* ---- YAML to JSON ------------------------------------------------------------------ */
-
-static json_t *
-yaml_scalar(const yaml_event_t *ev)
-{
-    const char *v = (const char *)ev->data.scalar.value;
-    size_t n = ev->data.scalar.length;
-    if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return json_stringn(v, n);
-    if (n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
-        strcmp(v, "NULL") == 0)
-        return json_null();
-    if (strcmp(v, "true") == 0 || strcmp(v, "True") == 0 || strcmp(v, "TRUE") == 0)
-        return json_true();
-    if (strcmp(v, "false") == 0 || strcmp(v, "False") == 0 || strcmp(v, "FALSE") == 0)
-        return json_false();
-    /* Numbers that would not survive as numbers (leading zeros, too many
-     * digits: ids made of digits only) stay strings. */
-    const char *digits = v + (v[0] == '-' || v[0] == '+');
-    if (digits[0] == '0' && isdigit((unsigned char)digits[1]))
-        return json_stringn(v, n);
-    char *end;
-    errno = 0;
-    long long i = strtoll(v, &end, 10);
-    if (errno == ERANGE && *end == '\0')
-        return json_stringn(v, n);
-    if (errno == 0 && *end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '+'))
-        return json_integer(i);
-    double d = strtod(v, &end);
-    if (*end == '\0' && (isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
-        return json_real(d);
-    return json_stringn(v, n);
-}
-
-#define YAML_MAX_DEPTH 32
-
-int
-cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap)
-{
-    yaml_parser_t parser;
-    *out = NULL;
-    if (!yaml_parser_initialize(&parser)) {
-        snprintf(err, cap, "out of memory");
-        return -ENOMEM;
-    }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    json_t *stack[YAML_MAX_DEPTH];
-    char *keys[YAML_MAX_DEPTH]; /* the pending key of each mapping on the stack */
-    int depth = 0;
-    json_t *root = NULL;
-    int rc = 0;
-    bool done = false;
-    while (!done && rc == 0) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&parser, &ev)) {
-            snprintf(err, cap, "line %zu: %s", parser.problem_mark.line + 1,
-                     parser.problem ? parser.problem : "malformed YAML");
-            rc = LB_EPARSE;
-            break;
-        }
-        json_t *value = NULL;
-        bool push = false;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = true;
-            break;
-        case YAML_ALIAS_EVENT:
-            snprintf(err, cap, "line %zu: aliases are not supported", ev.start_mark.line + 1);
-            rc = LB_EPARSE;
-            break;
-        case YAML_SCALAR_EVENT:
-            if (depth > 0 && json_is_object(stack[depth - 1]) && !keys[depth - 1]) {
-                keys[depth - 1] =
-                    strndup((const char *)ev.data.scalar.value, ev.data.scalar.length);
-                break;
-            }
-            value = yaml_scalar(&ev);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-            if (depth > 0 && json_is_object(stack[depth - 1]) && !keys[depth - 1]) {
-                snprintf(err, cap, "line %zu: only plain keys are supported",
-                         ev.start_mark.line + 1);
-                rc = LB_EPARSE;
-                break;
-            }
-            value = ev.type == YAML_SEQUENCE_START_EVENT ? json_array() : json_object();
-            push = true;
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            depth--;
-            free(keys[depth]);
-            value = stack[depth]; /* now attach it to its parent */
-            if (depth == 0) {
-                root = value;
-                value = NULL;
-            } else {
-                /* re-attach: the container was created detached, see below */
-                json_t *parent = stack[depth - 1];
-                if (json_is_array(parent)) {
-                    json_array_append_new(parent, value);
-                } else {
-                    char *k = keys[depth - 1];
-                    keys[depth - 1] = NULL;
-                    if (json_object_get(parent, k)) {
-                        snprintf(err, cap, "line %zu: key \"%s\" is given twice",
-                                 ev.start_mark.line + 1, k);
-                        rc = LB_EPARSE;
-                        json_decref(value);
-                    } else {
-                        json_object_set_new(parent, k, value);
-                    }
-                    free(k);
-                }
-                value = NULL;
-            }
-            break;
-        default:
-            break;
-        }
-        if (rc == 0 && value && push) {
-            if (depth >= YAML_MAX_DEPTH) {
-                snprintf(err, cap, "line %zu: nested too deeply", ev.start_mark.line + 1);
-                json_decref(value);
-                rc = LB_EPARSE;
-            } else {
-                if (depth == 0 && root) {
-                    snprintf(err, cap, "line %zu: more than one document", ev.start_mark.line + 1);
-                    json_decref(value);
-                    rc = LB_EPARSE;
-                } else {
-                    keys[depth] = NULL;
-                    stack[depth++] = value;
-                }
-            }
-        } else if (rc == 0 && value) {
-            if (depth == 0) {
-                if (root)
-                    json_decref(root);
-                root = value; /* a scalar document */
-            } else if (json_is_array(stack[depth - 1])) {
-                json_array_append_new(stack[depth - 1], value);
-            } else {
-                char *k = keys[depth - 1];
-                keys[depth - 1] = NULL;
-                if (json_object_get(stack[depth - 1], k)) {
-                    snprintf(err, cap, "line %zu: key \"%s\" is given twice",
-                             ev.start_mark.line + 1, k);
-                    rc = LB_EPARSE;
-                    json_decref(value);
-                } else {
-                    json_object_set_new(stack[depth - 1], k, value);
-                }
-                free(k);
-            }
-        }
-        yaml_event_delete(&ev);
-    }
-    while (depth > 0) {
-        depth--;
-        free(keys[depth]);
-        json_decref(stack[depth]);
-    }
-    yaml_parser_delete(&parser);
-    if (rc == 0 && !root) {
-        snprintf(err, cap, "the spec is empty");
-        rc = LB_EPARSE;
-    }
-    if (rc) {
-        json_decref(root);
-        return rc;
-    }
-    *out = root;
-    return 0;
+    return (unsigned)mode < NMODES ? cc_modes[mode].name : "?";
 }
 
 /* ---- the spec ---------------------------------------------------------------------- */
@@ -239,6 +96,7 @@ static const char *const top_fields[] = {
     "password_file",
     "safekeeper_password_file",
     "auth_token_file",
+    "auth_public_keys",
     NULL,
 };
 
@@ -291,45 +149,6 @@ http_url_ok(const char *s)
 }
 
 static int
-parse_port(const char *text, int *port)
-{
-    char *end;
-    errno = 0;
-    long p = strtol(text, &end, 10);
-    if (errno || *end || end == text || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
-/* "host:port" or "[v6]:port". */
-static int
-split_hostport(const char *s, char *host, size_t hcap, int *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hlen;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -1;
-        hlen = (size_t)(colon - s);
-    }
-    if (hlen == 0 || hlen >= hcap)
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    return parse_port(colon + 1, port);
-}
-
-static int
 parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
 {
     if (!arr || json_is_null(arr))
@@ -375,9 +194,11 @@ parse_safekeepers(const json_t *arr, cc_spec *spec, char *err, size_t cap)
         size_t l = strlen(sk->http);
         while (l > 0 && sk->http[l - 1] == '/')
             sk->http[--l] = '\0';
-        if (split_hostport(pg, sk->pg_host, sizeof(sk->pg_host), &sk->pg_port) != 0 ||
-            sk->pg_port == 0)
+        lb_hostport hp;
+        if (lb_hostport_parse(pg, &hp) != 0 || hp.port == 0)
             return bad(err, cap, "spec: field \"%spg\" must be host:port", where);
+        snprintf(sk->pg_host, sizeof(sk->pg_host), "%s", hp.host);
+        sk->pg_port = hp.port;
         for (size_t j = 0; j < i; j++)
             if (strcmp(spec->safekeepers[j].name, sk->name) == 0)
                 return bad(err, cap, "spec: field \"%sname\": \"%s\" is listed twice", where,
@@ -460,7 +281,7 @@ parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
 static int
 parse_roles(const json_t *root, cc_spec *spec, char *err, size_t cap)
 {
-    bool need = spec->mode == CC_MODE_PRIMARY;
+    bool need = cc_mode_of(spec->mode)->elects;
     int rc;
     if ((rc = get_str(root, "user", "", spec->user, sizeof(spec->user), need, err, cap)) < 0)
         return rc;
@@ -509,30 +330,31 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
 
     char mode[32];
     if ((rc = get_str(root, "mode", "", mode, sizeof(mode), true, err, cap)) < 0) {
-        if (strstr(err, "too long"))
-            return bad(err, cap, "spec: field \"mode\" must be primary, replica or static");
+        if (strstr(err, "too long")) {
+            char names[256];
+            mode_names(names, sizeof(names));
+            return bad(err, cap, "spec: field \"mode\" must be %s", names);
+        }
         return rc;
     }
-    if (strcmp(mode, "primary") == 0)
-        spec->mode = CC_MODE_PRIMARY;
-    else if (strcmp(mode, "replica") == 0)
-        spec->mode = CC_MODE_REPLICA;
-    else if (strcmp(mode, "static") == 0)
-        spec->mode = CC_MODE_STATIC;
-    else
-        return bad(err, cap,
-                   "spec: field \"mode\" must be primary, replica or static, not "
-                   "\"%s\"",
-                   mode);
+    size_t m = 0;
+    while (m < NMODES && strcmp(mode, cc_modes[m].name) != 0)
+        m++;
+    if (m == NMODES) {
+        char names[256];
+        mode_names(names, sizeof(names));
+        return bad(err, cap, "spec: field \"mode\" must be %s, not \"%s\"", names, mode);
+    }
+    spec->mode = (cc_mode)m;
+    bool at_lsn = cc_modes[m].at_lsn;
 
     char lsn[64] = "";
-    if ((rc = get_str(root, "lsn", "", lsn, sizeof(lsn), spec->mode == CC_MODE_STATIC, err, cap)) <
-        0) {
+    if ((rc = get_str(root, "lsn", "", lsn, sizeof(lsn), at_lsn, err, cap)) < 0) {
         if (strstr(err, "missing"))
             return bad(err, cap, "spec: missing field \"lsn\" (a static compute needs one)");
         return rc;
     }
-    if (rc == 1 && spec->mode != CC_MODE_STATIC)
+    if (rc == 1 && !at_lsn)
         return bad(err, cap, "spec: field \"lsn\" is only for mode static");
     if (rc == 1 && (lb_lsn_parse(lsn, &spec->lsn) != 0 || spec->lsn == 0))
         return bad(err, cap, "spec: field \"lsn\" must be an LSN like \"0/3000028\"");
@@ -562,9 +384,11 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         snprintf(listen, sizeof(listen), "127.0.0.1:%lld", (long long)json_integer_value(lv));
     else if ((rc = get_str(root, "listen", "", listen, sizeof(listen), false, err, cap)) < 0)
         return rc;
-    if (split_hostport(listen, spec->listen_host, sizeof(spec->listen_host), &spec->listen_port) !=
-        0)
+    lb_hostport hp;
+    if (lb_hostport_parse(listen, &hp) != 0)
         return bad(err, cap, "spec: field \"listen\" must be host:port (port 0: any free port)");
+    snprintf(spec->listen_host, sizeof(spec->listen_host), "%s", hp.host);
+    spec->listen_port = hp.port;
 
     strcpy(spec->announce_host, "127.0.0.1");
     if ((rc = get_str(root, "announce_host", "", spec->announce_host, sizeof(spec->announce_host),
@@ -589,7 +413,7 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
                       err, cap)) < 0)
         return rc;
     if (rc == 0)
-        lb_config_pg_bindir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
+        lb_pg_bindir(spec->pg_bin_dir, sizeof(spec->pg_bin_dir));
     strcpy(spec->pg_user, "postgres");
     if ((rc = get_str(root, "pg_user", "", spec->pg_user, sizeof(spec->pg_user), false, err, cap)) <
         0)
@@ -606,6 +430,10 @@ parse_tree(const json_t *root, cc_spec *spec, char *err, size_t cap)
         return bad(err, cap, "spec: field \"auth_token_file\": could not read a token from \"%s\"",
                    token_file);
 
+    /* compute-ctl's HTTP API is never open (AUTH_DESIGN, compute.c). */
+    if ((rc = get_str(root, "auth_public_keys", "", spec->auth_public_keys,
+                      sizeof(spec->auth_public_keys), true, err, cap)) < 0)
+        return rc;
     if ((rc = parse_settings(json_object_get(root, "settings"), spec, err, cap)) < 0)
         return rc;
     return cc_settings_check(spec, err, cap);
@@ -627,8 +455,10 @@ cc_spec_parse(const char *text, size_t len, cc_spec *spec, char *err, size_t cap
         if (!root)
             return bad(err, cap, "spec: malformed JSON at line %d column %d: %s", je.line,
                        je.column, je.text);
-    } else if (cc_yaml_to_json(text, len, &root, perr, sizeof(perr)) != 0) {
+    } else if (lb_yaml_to_json(text, len, &root, perr, sizeof(perr)) != 0) {
         return bad(err, cap, "spec: malformed YAML: %s", perr);
+    } else if (json_is_null(root)) {
+        return bad(err, cap, "spec: malformed YAML: the spec is empty");
     }
     int rc = parse_tree(root, spec, err, cap);
     json_decref(root);
@@ -704,21 +534,6 @@ static const char *const owned[] = {
     "allow_in_place_tablespaces",
     NULL,
 };
-
-/* PostgreSQL's boolean spellings (any unique prefix of on/off is not accepted here). */
-static int
-pg_bool(const char *v, bool *out)
-{
-    static const char *const t[] = {"on", "true", "yes", "1", "t", "y", NULL};
-    static const char *const f[] = {"off", "false", "no", "0", "f", "n", NULL};
-    for (int i = 0; t[i]; i++)
-        if (strcasecmp(v, t[i]) == 0)
-            return *out = true, 0;
-    for (int i = 0; f[i]; i++)
-        if (strcasecmp(v, f[i]) == 0)
-            return *out = false, 0;
-    return -1;
-}
 
 /* A size setting in MB (plain numbers are in unit_kb kilobytes); -1 if malformed. */
 static long long
@@ -806,7 +621,7 @@ guard_condition(const cc_spec *spec, const cc_guarded_setting *g, lb_buf *out)
     rc |= cc_sql_quote(g->name, out);
     rc |= lb_buf_append_str(out, " and setting not in (");
     if (!g->allowed) {
-        if (spec->mode == CC_MODE_PRIMARY)
+        if (cc_mode_of(spec->mode)->elects)
             cc_sync_standby_names(spec, names, sizeof(names));
         else
             names[0] = '\0';
@@ -865,13 +680,13 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
                        "set in the spec",
                        name);
         if (strcmp(name, "fsync") == 0 || strcmp(name, "full_page_writes") == 0) {
-            if (pg_bool(v, &b) != 0 || !b)
+            if (lb_bool_parse(v, &b) != 0 || !b)
                 return bad(err, cap,
                            "spec: setting \"%s\" = \"%s\" is refused: lakebase needs "
                            "%s = on for durability",
                            name, v, name);
         } else if (strcmp(name, "synchronous_commit") == 0) {
-            if (!(strcasecmp(v, "remote_apply") == 0 || (pg_bool(v, &b) == 0 && b)))
+            if (!(strcasecmp(v, "remote_apply") == 0 || (lb_bool_parse(v, &b) == 0 && b)))
                 return bad(err, cap,
                            "spec: setting \"synchronous_commit\" = \"%s\" is refused: "
                            "a commit must wait for a quorum of safekeepers (allowed: "
@@ -908,7 +723,7 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
                            v, guarded("log_min_messages"));
         } else if (strcmp(name, "ignore_checksum_failure") == 0 ||
                    strcmp(name, "zero_damaged_pages") == 0) {
-            if (pg_bool(v, &b) != 0 || b)
+            if (lb_bool_parse(v, &b) != 0 || b)
                 return bad(err, cap,
                            "spec: setting \"%s\" = \"%s\" is refused: damaged pages "
                            "must stop a compute, not be read",
@@ -916,6 +731,12 @@ cc_settings_check(const cc_spec *spec, char *err, size_t cap)
         }
     }
     return 0;
+}
+
+void
+cc_restore_header_path(const cc_spec *spec, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/" CC_RESTORE_HEADER, spec->data_dir);
 }
 
 int
@@ -1016,7 +837,9 @@ raised(const cc_pg_minimums *min, const char *name, const char *value, char *buf
 int
 cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out)
 {
-    char buf[LB_AUTH_TOKEN_MAX + 1024], rbuf[32];
+    char restore_header[PATH_MAX + 64];
+    cc_restore_header_path(spec, restore_header, sizeof(restore_header));
+    char buf[LB_AUTH_TOKEN_MAX + PATH_MAX + 1024], rbuf[32];
     int rc = lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n");
     for (size_t i = 0; i < NMINIMUMS; i++) {
         const char *name = minimum_fields[i].setting;
@@ -1070,42 +893,56 @@ cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port,
      * recovery short of the committed WAL, so it makes the failure fatal
      * (exit 127, which PostgreSQL treats like "command not found"). */
     snprintf(buf, sizeof(buf),
-             "c=$(curl -s --max-time 300 -o %%p -w '%%%%{http_code}' "
+             "c=$(curl -s --max-time 300 -H @%s -o %%p -w '%%%%{http_code}' "
              "http://127.0.0.1:%d/wal/%%f); [ \"$c\" = 200 ] && exit 0; rm -f %%p; "
              "[ \"$c\" = 404 ] && exit 1; exit %d",
-             ctl_port, spec->mode == CC_MODE_REPLICA ? 1 : 127);
+             restore_header, ctl_port, cc_mode_of(spec->mode)->restore_unsure_exit);
     rc |= put(out, "restore_command", buf);
     rc |= put(out, "recovery_target_timeline", "latest");
-    if (spec->mode == CC_MODE_PRIMARY) {
-        /* From the start, not after promotion: no commit is ever
-         * acknowledged without a quorum, not even in the moment between
-         * promotion and compute-ctl noticing it. */
-        cc_sync_standby_names(spec, buf, sizeof(buf));
-        rc |= put(out, "synchronous_standby_names", buf);
-    } else if (spec->mode == CC_MODE_REPLICA) {
-        int i = spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers ? spec->stream_from
-                                                                                 : 0;
-        const cc_safekeeper *sk = &spec->safekeepers[i];
-        /* The safekeeper takes this compute's token as the password. */
-        char token[LB_AUTH_TOKEN_MAX + 1] = "";
-        if (spec->auth_token)
-            lb_auth_token_get(spec->auth_token, token, sizeof(token));
-        snprintf(buf, sizeof(buf),
-                 "host=%s port=%d user=postgres application_name=compute-replica "
-                 "options='-c tenant_id=%s -c timeline_id=%s'%s%s",
-                 sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id,
-                 token[0] ? " password=" : "", token);
-        explicit_bzero(token, sizeof(token));
-        rc |= put(out, "primary_conninfo", buf);
-    } else {
-        char lsn[LB_LSN_STRLEN];
-        rc |= put(out, "recovery_target_lsn", lb_lsn_format(spec->lsn, lsn));
-        rc |= put(out, "recovery_target_action", "pause");
-        /* Stop before the first record that starts at or after lsn. */
-        rc |= put(out, "recovery_target_inclusive", "off");
-    }
+    rc |= cc_mode_of(spec->mode)->render(spec, out, buf, sizeof(buf));
     for (size_t i = 0; i < spec->nsettings; i++)
         rc |= put(out, spec->settings[i].name,
                   raised(min, spec->settings[i].name, spec->settings[i].value, rbuf, sizeof(rbuf)));
     return rc ? -ENOMEM : 0;
+}
+
+static int
+render_primary(const cc_spec *spec, lb_buf *out, char *buf, size_t cap)
+{
+    /* From the start, not after promotion: no commit is ever acknowledged
+     * without a quorum, not even in the moment between promotion and
+     * compute-ctl noticing it. */
+    cc_sync_standby_names(spec, buf, cap);
+    return put(out, "synchronous_standby_names", buf);
+}
+
+static int
+render_replica(const cc_spec *spec, lb_buf *out, char *buf, size_t cap)
+{
+    int i =
+        spec->stream_from >= 0 && spec->stream_from < spec->nsafekeepers ? spec->stream_from : 0;
+    const cc_safekeeper *sk = &spec->safekeepers[i];
+    /* The safekeeper takes this compute's token as the password. */
+    char token[LB_AUTH_TOKEN_MAX + 1] = "";
+    if (spec->auth_token)
+        lb_auth_token_get(spec->auth_token, token, sizeof(token));
+    snprintf(buf, cap,
+             "host=%s port=%d user=postgres application_name=compute-replica "
+             "options='-c tenant_id=%s -c timeline_id=%s'%s%s",
+             sk->pg_host, sk->pg_port, spec->tenant_id, spec->timeline_id,
+             token[0] ? " password=" : "", token);
+    explicit_bzero(token, sizeof(token));
+    return put(out, "primary_conninfo", buf);
+}
+
+static int
+render_static(const cc_spec *spec, lb_buf *out, char *buf, size_t cap)
+{
+    (void)buf;
+    (void)cap;
+    char lsn[LB_LSN_STRLEN];
+    int rc = put(out, "recovery_target_lsn", lb_lsn_format(spec->lsn, lsn));
+    rc |= put(out, "recovery_target_action", "pause");
+    /* Stop before the first record that starts at or after lsn. */
+    return rc | put(out, "recovery_target_inclusive", "off");
 }

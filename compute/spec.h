@@ -22,6 +22,8 @@
  *     safekeeper_password_file: /etc/lakebase/sk-password
  *                             the password of role lakebase_safekeeper, as
  *                             which the safekeepers connect (pgauth.h)
+ *     auth_public_keys: /etc/lakebase/keys   PEM file or directory: tokens to
+ *                             compute-ctl's HTTP API are verified with these
  *     settings:               PostgreSQL settings
  *       shared_buffers: 128MB
  *
@@ -38,6 +40,7 @@
 #define CC_SPEC_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -84,6 +87,7 @@ typedef struct cc_spec {
     char user[64];                           /* a plain lowercase identifier */
     char password_file[PATH_MAX];            /* "" if not given */
     char safekeeper_password_file[PATH_MAX]; /* "" if not given */
+    char auth_public_keys[PATH_MAX];         /* verify callers of compute-ctl's HTTP API */
     cc_setting *settings;                    /* owned */
     size_t nsettings;
     int stream_from; /* replica: the safekeeper primary_conninfo names; chosen at start
@@ -102,13 +106,24 @@ int cc_spec_parse(const char *text, size_t len, cc_spec *spec, char *err, size_t
 int cc_spec_load(const char *path, cc_spec *spec, char *err, size_t cap);
 void cc_spec_free(cc_spec *spec);
 
-const char *cc_mode_name(cc_mode mode);
+/* What a mode is, in one table (spec.c, cc_modes): to add a mode, add an
+ * enum value above and a row there; compute.c and the settings follow the
+ * row, never the enum. */
+typedef struct cc_mode_info {
+    const char *name;        /* the spec's "mode" */
+    bool elects;             /* primary: elects, writes, makes the roles, is watched */
+    bool streams;            /* follows a safekeeper (primary_conninfo, standby.signal) */
+    bool at_lsn;             /* needs the spec's "lsn": basebackup and replay up to it, pause */
+    int restore_unsure_exit; /* restore_command's exit when a WAL source could not be
+                                asked: 127 (fatal) unless stopping short is harmless */
+    /* The mode's own lines of postgresql.auto.conf, appended to out (buf
+     * is scratch space of cap bytes). 0 or -ENOMEM. */
+    int (*render)(const cc_spec *spec, lb_buf *out, char *buf, size_t cap);
+} cc_mode_info;
 
-/* YAML text as JSON: mappings become objects (duplicate keys refused),
- * sequences arrays, plain scalars integers, reals, booleans or null where
- * they read as such, everything else strings. *out: a new reference.
- * 0 or LB_EPARSE (err gives the line). */
-int cc_yaml_to_json(const char *text, size_t len, json_t **out, char *err, size_t cap);
+/* The row of mode (never NULL for a parsed spec). */
+const cc_mode_info *cc_mode_of(cc_mode mode);
+const char *cc_mode_name(cc_mode mode);
 
 /* ---- compute: the settings ---- */
 
@@ -134,6 +149,15 @@ void cc_pg_minimums_parse(const char *controldata, cc_pg_minimums *min);
  * restore_command fetching from http://127.0.0.1:<ctl_port>/wal/. min may
  * be NULL. Appended to out. 0 or -ENOMEM. */
 int cc_settings_render(const cc_spec *spec, const cc_pg_minimums *min, int ctl_port, lb_buf *out);
+
+/* The file holding the restore_command's credential for compute-ctl's
+ * /wal ("Authorization: Bearer <secret>", a curl header file): in the data
+ * directory, mode 0600, owned by the PostgreSQL user. PostgreSQL's
+ * restore_command reads it; SQL users cannot (pg_read_file and COPY FROM a
+ * file need a superuser or pg_read_server_files, which they are not and do
+ * not have). */
+#define CC_RESTORE_HEADER "compute_ctl_restore.header"
+void cc_restore_header_path(const cc_spec *spec, char *out, size_t cap);
 
 /* 'ANY 2 ("sk-0", "sk-1", "sk-2")' without the outer quotes, into out. */
 void cc_sync_standby_names(const cc_spec *spec, char *out, size_t cap);

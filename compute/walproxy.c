@@ -8,38 +8,8 @@
 #include "errors.h"
 #include "http_client.h"
 #include "log.h"
+#include "wal.h"
 #include "walproxy.h"
-
-static bool
-upper_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
-            return false;
-    return true;
-}
-
-cc_wal_kind
-cc_wal_name_parse(const char *name, uint32_t *tli)
-{
-    unsigned t = 0;
-    size_t n = strlen(name);
-    if (n == 24 && upper_hex(name, 24)) {
-        sscanf(name, "%8X", &t);
-        if (t == 0)
-            return CC_WAL_BAD;
-        *tli = t;
-        return CC_WAL_SEGMENT;
-    }
-    if (n == 16 && upper_hex(name, 8) && strcmp(name + 8, ".history") == 0) {
-        sscanf(name, "%8X", &t);
-        if (t < 1)
-            return CC_WAL_BAD;
-        *tli = t;
-        return CC_WAL_HISTORY;
-    }
-    return CC_WAL_BAD;
-}
 
 typedef enum answer { FOUND, MISSING, UNREACHABLE } answer;
 
@@ -69,11 +39,11 @@ int
 cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *from, size_t fromcap)
 {
     uint32_t tli = 0;
-    cc_wal_kind kind = cc_wal_name_parse(name, &tli);
+    lb_wal_file_kind kind = lb_wal_file_parse(name, src->seg_size, &tli, NULL);
     from[0] = '\0';
-    if (kind == CC_WAL_BAD)
+    if (kind == LB_WAL_FILE_BAD)
         return LB_EPARSE;
-    if (kind == CC_WAL_HISTORY && tli == 1)
+    if (kind == LB_WAL_FILE_HISTORY && tli == 1)
         return LB_ENOTFOUND; /* the first timeline has no history; PostgreSQL asks anyway */
     lb_http_options opts = {.connect_timeout_ms = 3000, .timeout_ms = 120000, .max_attempts = 3};
     lb_http_client *http;
@@ -87,17 +57,17 @@ cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *fro
     for (int i = 0; i < src->nsafekeepers; i++)
         snprintf(sk_url[i], sizeof(sk_url[i]), "%s/v1/tenant/%s/timeline/%s/%s/%s",
                  src->safekeepers[i], src->tenant_id, src->timeline_id,
-                 kind == CC_WAL_HISTORY ? "history" : "segment", name);
+                 kind == LB_WAL_FILE_HISTORY ? "history" : "segment", name);
 
     bool unsure = false;
     answer a = MISSING;
-    bool own = kind == CC_WAL_SEGMENT && tli > src->pg_tli;
+    bool own = kind == LB_WAL_FILE_SEGMENT && tli > src->pg_tli;
     if (!own) {
         a = ask(http, ps_url, out, from, fromcap);
         unsure = a == UNREACHABLE;
         /* The pageserver's no for an ancestor's segment is final: it cuts
          * the ancestor's WAL at the branch point. */
-        bool final_no = kind == CC_WAL_SEGMENT && src->has_ancestor && a == MISSING;
+        bool final_no = kind == LB_WAL_FILE_SEGMENT && src->has_ancestor && a == MISSING;
         for (int i = 0; a != FOUND && !final_no && i < src->nsafekeepers; i++) {
             a = ask(http, sk_url[i], out, from, fromcap);
             unsure |= a == UNREACHABLE;

@@ -39,23 +39,13 @@ typedef struct cc_wal_sources {
     uint32_t pg_tli;   /* the timeline's first PostgreSQL TLI */
     bool has_ancestor; /* a branch: WAL at or below pg_tli is the ancestor's */
     struct lb_auth_token *token; /* sent to every source; not owned; NULL: none */
+    uint32_t seg_size; /* names are checked with lb_wal_file_parse() (wal.h) */
 } cc_wal_sources;
-
-/* The kind of file a restore_command asked for. */
-typedef enum cc_wal_kind {
-    CC_WAL_BAD = 0,
-    CC_WAL_SEGMENT,
-    CC_WAL_HISTORY,
-} cc_wal_kind;
-
-/* "000000020000000000000003" (24 upper-case hex digits) or
- * "00000002.history"; TLI > 0. *tli gets the TLI. */
-cc_wal_kind cc_wal_name_parse(const char *name, uint32_t *tli);
 
 /* Fetch name into out (appended). 0; LB_ENOTFOUND when every source said
  * so; LB_EHTTP when some source could not be reached and none had it;
- * LB_EPARSE for a bad name. from (size fromcap) names the source used or
- * the last failure. Thread-safe (a client per call). */
+ * LB_EPARSE for a name that is neither a segment nor a history file. from (size fromcap) names the
+ * source used or the last failure. Thread-safe (a client per call). */
 int cc_wal_fetch(const cc_wal_sources *src, const char *name, lb_buf *out, char *from,
                  size_t fromcap);
 

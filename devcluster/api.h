@@ -16,6 +16,7 @@
 
 #include "apiserver.h"
 #include "https.h"
+#include "metrics.h"
 #include "pki.h"
 #include "resources.h"
 #include "store.h"
@@ -31,6 +32,10 @@ struct dc_apiserver {
     pthread_t gc_thread;
     atomic_bool stopping;
     pthread_mutex_t ip_lock; /* ClusterIP and NodePort allocation happen under the store lock */
+    lb_metrics *metrics;     /* served at /metrics */
+    lb_counter *requests;    /* apiserver_request_total{verb,resource,code} */
+    lb_histogram *latency;   /* apiserver_request_duration_seconds{verb} */
+    lb_gauge *watches;       /* apiserver_longrunning_requests */
 };
 
 typedef struct dc_ctx {
@@ -38,6 +43,7 @@ typedef struct dc_ctx {
     dc_req *req;
     /* who */
     bool admin;
+    bool impersonated; /* the admin acting as user (Impersonate-User) */
     char user[512];
     char sa_ns[256];
     char sa_name[256];
@@ -54,6 +60,7 @@ typedef struct dc_ctx {
     /* the answer, sent after the store lock is released */
     int out_status;
     json_t *out_body;
+    const char *out_content_type; /* static; NULL: application/json */
 } dc_ctx;
 
 /* ---- responses ---- */
@@ -78,7 +85,8 @@ void dc_watch_serve(dc_ctx *c);
 
 /* ---- table.c ---- */
 /* A metav1.Table of the given objects (borrowed), or of one for a watch
- * event. include_object: add PartialObjectMetadata rows' object. */
+ * event; each row carries the object's metadata (PartialObjectMetadata).
+ * include_headers: the column definitions (a watch sends them once). */
 json_t *dc_table_build(const dc_resource *r, json_t *const *objs, size_t n, const char *rv,
                        const char *cont, bool include_headers);
 bool dc_table_wanted(const char *accept);
@@ -107,9 +115,13 @@ int dc_schema_validate(const json_t *schema, json_t *obj, json_t *causes, json_t
 void *dc_gc_main(void *arg);
 /* Delete an object now or mark it (finalizers): the shared delete path of
  * the API and the collector (lock held). propagation: "Background",
- * "Foreground" or "Orphan". *deleted tells which happened. */
+ * "Foreground", "Orphan" or NULL. grace_zero: gracePeriodSeconds=0 (a pod
+ * bound to a node goes at once; the node agent's final delete). *deleted
+ * tells which happened; *result (a new reference) is the object's last
+ * state. */
 int dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,
-                         json_t *obj, const char *propagation, bool *deleted, json_t **result);
+                         json_t *obj, const char *propagation, bool grace_zero, bool *deleted,
+                         json_t **result);
 /* Store obj as an update that removes the object once it is marked for
  * deletion and its finalizers are gone (lock held). */
 int dc_api_store_update(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,

@@ -25,7 +25,10 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "fields.h"
 #include "patch.h"
+#include "protobuf.h"
+#include "schema.h"
 #include "buf.h"
 #include "selector.h"
 #include "yamljson.h"
@@ -224,11 +227,21 @@ decode_body(dc_ctx *c)
     char err[512] = "";
     json_t *obj = NULL;
     if (ct && strncasecmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0) {
-        dc_api_respond_status(c, 415, "UnsupportedMediaType",
-                              "the body of the request was in an unknown format - accepted media "
-                              "types include: application/json, application/yaml",
-                              NULL);
-        return NULL;
+        int rc = dc_protobuf_decode(body, len, &obj, err, sizeof err);
+        if (rc == LB_EUNSUPPORTED) {
+            char msg[700];
+            snprintf(msg, sizeof msg,
+                     "the body of the request was in an unknown format - accepted media types "
+                     "include: application/json, application/yaml (%s)",
+                     err);
+            dc_api_respond_status(c, 415, "UnsupportedMediaType", msg, NULL);
+            return NULL;
+        }
+        if (rc != 0) {
+            respond_bad_request(c, err);
+            return NULL;
+        }
+        return obj;
     }
     if (ct && (strncasecmp(ct, "application/yaml", 16) == 0 ||
                strncasecmp(ct, "application/apply-patch+yaml", 28) == 0)) {
@@ -570,45 +583,47 @@ prepare_pod_spec(json_t *spec)
                 json_string(json_string_value(json_object_get(spec, "serviceAccountName"))));
     size_t i;
     json_t *ctr;
-    json_array_foreach(json_object_get(spec, "containers"), i, ctr)
+    json_t *all = json_array();
+    json_array_extend(all, json_object_get(spec, "initContainers"));
+    json_array_extend(all, json_object_get(spec, "containers"));
+    json_array_foreach(all, i, ctr)
     {
+        size_t k;
+        json_t *port;
+        json_array_foreach(json_object_get(ctr, "ports"), k, port)
+            set_default(port, "protocol", json_string("TCP"));
         set_default(ctr, "imagePullPolicy", json_string("IfNotPresent"));
         set_default(ctr, "terminationMessagePath", json_string("/dev/termination-log"));
         set_default(ctr, "terminationMessagePolicy", json_string("File"));
         set_default(ctr, "resources", json_object());
     }
+    json_decref(all);
 }
 
+/* The defaults a real server applies whenever it decodes an object (on
+ * create and on every update), for the kinds devcluster's controllers and
+ * clients read. */
 static void
-prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
+apply_defaults(const dc_resource *r, json_t *obj)
 {
     const char *p = r->plural;
-    if (r->has_status && strcmp(p, "namespaces") != 0 && strcmp(p, "nodes") != 0)
-        json_object_del(obj, "status");
-    if (strcmp(p, "namespaces") == 0) {
-        json_t *spec = child(obj, "spec");
-        json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
-        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
-        json_t *labels = child(meta_of(obj), "labels");
-        json_object_set_new(labels, "kubernetes.io/metadata.name",
-                            json_string(dc_api_meta_str(obj, "name")));
-    } else if (strcmp(p, "pods") == 0) {
+    if (r->custom)
+        return;
+    if (strcmp(p, "pods") == 0) {
         prepare_pod_spec(child(obj, "spec"));
-        json_object_set_new(obj, "status",
-                            json_pack("{s:s, s:s}", "phase", "Pending", "qosClass", "BestEffort"));
-    } else if (strcmp(p, "services") == 0) {
-        prepare_service(a, obj, NULL);
-        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
-    } else if (strcmp(p, "secrets") == 0) {
-        prepare_secret(obj);
     } else if (strcmp(p, "deployments") == 0) {
         json_t *spec = child(obj, "spec");
         set_default(spec, "replicas", json_integer(1));
         set_default(spec, "revisionHistoryLimit", json_integer(10));
         set_default(spec, "progressDeadlineSeconds", json_integer(600));
-        set_default(spec, "strategy",
-                    json_pack("{s:s, s:{s:s, s:s}}", "type", "RollingUpdate", "rollingUpdate",
-                              "maxUnavailable", "25%", "maxSurge", "25%"));
+        json_t *strategy = child(spec, "strategy");
+        set_default(strategy, "type", json_string("RollingUpdate"));
+        const char *stype = json_string_value(json_object_get(strategy, "type"));
+        if (stype && strcmp(stype, "RollingUpdate") == 0) {
+            json_t *ru = child(strategy, "rollingUpdate");
+            set_default(ru, "maxUnavailable", json_string("25%"));
+            set_default(ru, "maxSurge", json_string("25%"));
+        }
         prepare_pod_spec(child(child(spec, "template"), "spec"));
     } else if (strcmp(p, "statefulsets") == 0) {
         json_t *spec = child(obj, "spec");
@@ -626,8 +641,32 @@ prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
         set_default(spec, "replicas", json_integer(1));
         prepare_pod_spec(child(child(spec, "template"), "spec"));
     } else if (strcmp(p, "persistentvolumeclaims") == 0) {
+        set_default(child(obj, "spec"), "volumeMode", json_string("Filesystem"));
+    }
+}
+
+static void
+prepare_create(dc_apiserver *a, const dc_resource *r, json_t *obj)
+{
+    const char *p = r->plural;
+    if (r->has_status && strcmp(p, "namespaces") != 0 && strcmp(p, "nodes") != 0)
+        json_object_del(obj, "status");
+    if (strcmp(p, "namespaces") == 0) {
         json_t *spec = child(obj, "spec");
-        set_default(spec, "volumeMode", json_string("Filesystem"));
+        json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
+        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
+        json_t *labels = child(meta_of(obj), "labels");
+        json_object_set_new(labels, "kubernetes.io/metadata.name",
+                            json_string(dc_api_meta_str(obj, "name")));
+    } else if (strcmp(p, "pods") == 0) {
+        json_object_set_new(obj, "status",
+                            json_pack("{s:s, s:s}", "phase", "Pending", "qosClass", "BestEffort"));
+    } else if (strcmp(p, "services") == 0) {
+        prepare_service(a, obj, NULL);
+        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
+    } else if (strcmp(p, "secrets") == 0) {
+        prepare_secret(obj);
+    } else if (strcmp(p, "persistentvolumeclaims") == 0) {
         json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Pending"));
     } else if (strcmp(p, "customresourcedefinitions") == 0) {
         json_t *spec = json_object_get(obj, "spec");
@@ -695,6 +734,14 @@ validate_builtin(const dc_resource *r, json_t *obj, json_t *causes)
             add_cause(causes, "FieldValueInvalid", "spec.versions",
                       "Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must "
                       "have exactly one version marked as storage version");
+        json_t *ver;
+        json_array_foreach(json_object_get(spec, "versions"), i, ver)
+        {
+            char path[64];
+            snprintf(path, sizeof path, "spec.versions[%zu].schema.openAPIV3Schema", i);
+            dc_schema_check_patterns(
+                json_object_get(json_object_get(ver, "schema"), "openAPIV3Schema"), path, causes);
+        }
     } else if (strcmp(r->plural, "deployments") == 0 || strcmp(r->plural, "statefulsets") == 0 ||
                strcmp(r->plural, "replicasets") == 0) {
         json_t *spec = json_object_get(obj, "spec");
@@ -821,21 +868,20 @@ has_string(json_t *arr, const char *s)
     return false;
 }
 
-typedef struct cr_cleanup {
-    dc_apiserver *a;
-    char key[260];
-} cr_cleanup;
-
+/* Collects objects; writes happen after the listing statement is done. */
 static int
-delete_cr(void *arg, const char *ns, const char *name, json_t *obj)
+collect_victim(void *arg, const char *ns, const char *name, json_t *obj)
 {
-    cr_cleanup *cc = arg;
-    return dc_store_delete(cc->a->store, cc->key, ns, name, obj) == 0 ? 0 : 0;
+    (void)ns;
+    (void)name;
+    json_array_append((json_t *)arg, obj);
+    return 0;
 }
 
 int
 dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, const char *name,
-                     json_t *obj, const char *propagation, bool *deleted, json_t **result)
+                     json_t *obj, const char *propagation, bool grace_zero, bool *deleted,
+                     json_t **result)
 {
     json_t *meta = meta_of(obj);
     *deleted = false;
@@ -864,7 +910,7 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
     if (json_object_get(meta, "deletionTimestamp")) {
         /* already being deleted: only a new propagation finalizer or a pod's
          * grace period of 0 changes anything */
-        if (is_pod && propagation && strcmp(propagation, "grace0") == 0) {
+        if (is_pod && grace_zero) {
             json_object_set_new(meta, "deletionGracePeriodSeconds", json_integer(0));
             json_object_set_new(meta, "finalizers", newfins);
             int rc = dc_api_store_update(a, r, ns, name, obj);
@@ -882,7 +928,7 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         *result = json_incref(obj);
         return 0;
     }
-    if (propagation && strcmp(propagation, "grace0") == 0)
+    if (grace_zero)
         graceful_pod = false;
     if (json_array_size(newfins) > 0 || is_ns || graceful_pod) {
         char now[32];
@@ -915,12 +961,20 @@ dc_api_delete_object(dc_apiserver *a, const dc_resource *r, const char *ns, cons
         if (strcmp(r->plural, "customresourcedefinitions") == 0) {
             /* the custom resources go with their definition */
             json_t *spec = json_object_get(obj, "spec");
-            cr_cleanup cc = {.a = a};
-            snprintf(cc.key, sizeof cc.key, "%s/%s",
-                     json_string_value(json_object_get(spec, "group")) ?: "",
-                     json_string_value(json_object_get(json_object_get(spec, "names"), "plural"))
-                         ?: "");
-            dc_store_list(a->store, cc.key, NULL, NULL, NULL, delete_cr, &cc);
+            char key[600];
+            snprintf(
+                key, sizeof key, "%s/%s", json_string_value(json_object_get(spec, "group")) ?: "",
+                json_string_value(json_object_get(json_object_get(spec, "names"), "plural")) ?: "");
+            json_t *victims = json_array();
+            dc_store_list(a->store, key, NULL, NULL, NULL, collect_victim, victims);
+            size_t i;
+            json_t *v;
+            json_array_foreach(victims, i, v)
+            {
+                dc_store_delete(a->store, key, dc_api_meta_str(v, "namespace") ?: "",
+                                dc_api_meta_str(v, "name"), v);
+            }
+            json_decref(victims);
         }
         after_write(a, r);
     }
@@ -984,10 +1038,12 @@ validate(dc_ctx *c, json_t *obj, const char *name)
     json_t *causes = json_array();
     json_t *unknown = json_array();
     validate_labels(json_object_get(obj, "metadata"), causes);
-    if (c->res->schema)
+    if (c->res->schema) {
         dc_schema_validate(c->res->schema, obj, causes, unknown);
-    else
+    } else {
         validate_builtin(c->res, obj, causes);
+        dc_fields_check(c->res->kind, obj, unknown);
+    }
     const char *fv = dc_req_query(c->req, "fieldValidation");
     if (json_array_size(unknown) > 0 && fv && strcmp(fv, "Strict") == 0) {
         lb_buf msg = LB_BUF_INIT;
@@ -1003,6 +1059,20 @@ validate(dc_ctx *c, json_t *obj, const char *name)
         json_decref(causes);
         json_decref(unknown);
         return false;
+    }
+    /* otherwise (helm, controllers) a warning, as the real server's Warn
+     * mode gives; a custom resource's unknown fields were pruned, a built-in
+     * object's are kept (see README) */
+    size_t i;
+    json_t *u;
+    bool quiet = fv && strcmp(fv, "Ignore") == 0;
+    json_array_foreach(quiet ? NULL : unknown, i, u)
+    {
+        char warning[1200];
+        snprintf(warning, sizeof warning, "299 - \"unknown field \\\"%s\\\"\"",
+                 json_string_value(u));
+        if (i < 20)
+            dc_req_add_header(c->req, "Warning", warning);
     }
     json_decref(unknown);
     if (json_array_size(causes) > 0) {
@@ -1081,6 +1151,7 @@ create_object(dc_ctx *c, json_t *obj, int *status_out)
     else
         json_object_del(meta, "generation");
     prepare_create(c->api, r, obj);
+    apply_defaults(r, obj);
     if (!validate(c, obj, namecopy))
         return -EINVAL;
     if (!dry_run(c)) {
@@ -1134,11 +1205,11 @@ do_create(dc_ctx *c)
 
 /* The common path of PUT and PATCH: new (borrowed) replaces old. */
 static void
-update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
+update_object(dc_ctx *c, json_t *old, json_t *obj)
 {
     const dc_resource *r = c->res;
     const char *ns = r->namespaced ? c->ns : "";
-    json_t *meta = meta_of(obj);
+    meta_of(obj); /* a body without metadata gets an empty one */
     json_t *old_meta = meta_of(old);
     const char *name = dc_api_meta_str(obj, "name");
     if (name && *name && strcmp(name, c->name) != 0) {
@@ -1161,7 +1232,6 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
         respond_conflict(c, r, c->name);
         return;
     }
-    (void)rv_required_match;
     json_t *result;
     if (strcmp(c->sub, "status") == 0) {
         /* only the status changes through /status */
@@ -1218,6 +1288,7 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
             prepare_service(c->api, result, old);
         else if (strcmp(r->plural, "secrets") == 0 && !r->group[0])
             prepare_secret(result);
+        apply_defaults(r, result);
         if (!validate(c, result, c->name)) {
             json_decref(result);
             return;
@@ -1228,7 +1299,6 @@ update_object(dc_ctx *c, json_t *old, json_t *obj, bool rv_required_match)
                                 json_integer((json_is_integer(g) ? json_integer_value(g) : 0) + 1));
         }
     }
-    (void)meta;
     json_object_set_new(meta_of(result), "resourceVersion", json_string(old_rv ? old_rv : ""));
     if (same_object(old, result) || dry_run(c)) {
         dc_api_respond_json(c, 200, result);
@@ -1447,7 +1517,7 @@ do_patch(dc_ctx *c, json_t *old)
         json_decref(patched);
         return;
     }
-    update_object(c, old, patched, false);
+    update_object(c, old, patched);
     json_decref(patched);
 }
 
@@ -1507,6 +1577,7 @@ do_list(dc_ctx *c)
     const char *limit = dc_req_query(c->req, "limit");
     ls.limit = limit ? atol(limit) : 0;
     const char *cont = dc_req_query(c->req, "continue");
+    int64_t list_rv = 0;
     char after_ns[256] = "", after_name[256] = "";
     bool has_after = false;
     if (cont && *cont) {
@@ -1526,13 +1597,31 @@ do_list(dc_ctx *c)
         snprintf(after_ns, sizeof after_ns, "%s", tn);
         snprintf(after_name, sizeof after_name, "%s", tname);
         has_after = true;
+        list_rv = atoll(json_string_value(json_object_get(tok, "rv")) ?: "0");
         json_decref(tok);
+        /* Every page carries the first page's resourceVersion: a watch from
+         * it then delivers whatever changed while the pages were read (the
+         * pages themselves read the current state). That needs the window
+         * to still reach back to it, as etcd's compaction does. */
+        int64_t floor = dc_store_window_floor(c->api->store);
+        if (list_rv < floor) {
+            dc_api_respond_status(
+                c, 410, "Expired",
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter, or use "
+                "the continue token in this response to retrieve the remainder of the "
+                "results. Continuing with the provided token results in an inconsistent "
+                "list - objects that were created, modified, or deleted between the time "
+                "the first chunk was returned and now may show up in the list.",
+                NULL);
+            goto out;
+        }
     }
     const char *ns = (c->res->namespaced && c->namespaced_path) ? c->ns : NULL;
     dc_store_list(c->api->store, c->res->key, ns, has_after ? after_ns : NULL,
                   has_after ? after_name : NULL, list_visit, &ls);
     char rv[32];
-    snprintf(rv, sizeof rv, "%lld", (long long)dc_store_rv(c->api->store));
+    snprintf(rv, sizeof rv, "%lld", (long long)(has_after ? list_rv : dc_store_rv(c->api->store)));
     char token[1200] = "";
     if (ls.more) {
         json_t *tok =
@@ -1585,13 +1674,25 @@ read_delete_options(dc_ctx *c, delete_opts *o)
     const char *body = dc_req_body(c->req, &len);
     if (len > 0) {
         json_error_t e;
-        json_t *opts = json_loadb(body, len, 0, &e);
-        if (!json_is_object(opts)) {
-            json_decref(opts);
-            char msg[400];
-            snprintf(msg, sizeof msg, "couldn't get version/kind; json parse error: %s", e.text);
-            respond_bad_request(c, msg);
-            return false;
+        json_t *opts = NULL;
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        char msg[700];
+        if (ct && strncasecmp(ct, "application/vnd.kubernetes.protobuf", 35) == 0) {
+            char err[512];
+            if (dc_protobuf_decode(body, len, &opts, err, sizeof err) != 0) {
+                snprintf(msg, sizeof msg, "%s", err);
+                respond_bad_request(c, msg);
+                return false;
+            }
+        } else {
+            opts = json_loadb(body, len, 0, &e);
+            if (!json_is_object(opts)) {
+                json_decref(opts);
+                snprintf(msg, sizeof msg, "couldn't get version/kind; json parse error: %s",
+                         e.text);
+                respond_bad_request(c, msg);
+                return false;
+            }
         }
         const char *p = json_string_value(json_object_get(opts, "propagationPolicy"));
         if (p)
@@ -1626,8 +1727,6 @@ read_delete_options(dc_ctx *c, delete_opts *o)
         return false;
     }
     o->propagation = o->prop_buf[0] ? o->prop_buf : NULL;
-    if (o->grace == 0 && !o->propagation)
-        o->propagation = "grace0";
     return true;
 }
 
@@ -1656,13 +1755,10 @@ do_delete(dc_ctx *c, json_t *obj)
         dc_api_respond_json(c, 200, json_incref(obj));
         return;
     }
-    const char *prop = o.propagation;
-    if (o.grace == 0 && strcmp(c->res->plural, "pods") == 0)
-        prop = prop && strcmp(prop, "grace0") != 0 ? prop : "grace0";
     bool deleted;
     json_t *result;
     int rc = dc_api_delete_object(c->api, c->res, c->res->namespaced ? c->ns : "", c->name, obj,
-                                  prop, &deleted, &result);
+                                  o.propagation, o.grace == 0, &deleted, &result);
     if (rc < 0) {
         json_decref(result);
         dc_api_respond_status(c, 500, "InternalError", "could not delete the object", NULL);
@@ -1713,8 +1809,8 @@ do_deletecollection(dc_ctx *c)
             bool deleted;
             json_t *result;
             dc_api_delete_object(c->api, c->res, dc_api_meta_str(obj, "namespace") ?: "",
-                                 dc_api_meta_str(obj, "name"), obj, o.propagation, &deleted,
-                                 &result);
+                                 dc_api_meta_str(obj, "name"), obj, o.propagation, o.grace == 0,
+                                 &deleted, &result);
             json_decref(result);
         }
         char av[256];
@@ -1734,11 +1830,37 @@ do_deletecollection(dc_ctx *c)
 
 /* ---- pods/log: from the node agent (node.h), which reads podman's logs ---- */
 
+static int
+log_chunk(void *arg, const char *bytes, size_t n)
+{
+    return dc_stream_write(arg, bytes, n) == 0 ? 0 : -1;
+}
+
+static bool
+log_client_here(void *arg)
+{
+    return !dc_req_client_gone(arg, 0);
+}
+
 static void
 serve_pod_log(dc_ctx *c)
 {
     const char *tail = dc_req_query(c->req, "tailLines");
     const char *ts = dc_req_query(c->req, "timestamps");
+    const char *follow = dc_req_query(c->req, "follow");
+    if (follow && strcmp(follow, "true") == 0) {
+        char cid[128];
+        int frc = dc_node_log_container(c->api->data_dir, c->ns, c->name,
+                                        dc_req_query(c->req, "container"), cid, sizeof cid);
+        if (frc == 0) {
+            dc_stream_begin(c->req, 200, "text/plain");
+            dc_node_container_logs_follow(cid, tail ? atol(tail) : -1,
+                                          ts && strcmp(ts, "true") == 0, log_chunk, log_client_here,
+                                          c->req);
+            dc_stream_end(c->req);
+            return;
+        }
+    }
     lb_buf out = LB_BUF_INIT;
     int rc = dc_node_pod_logs(c->api->data_dir, c->ns, c->name, dc_req_query(c->req, "container"),
                               tail ? atol(tail) : -1, ts && strcmp(ts, "true") == 0, &out);
@@ -1797,6 +1919,48 @@ dc_apiserver_issue_token(dc_apiserver *a, const char *ns, const char *name, char
     json_decref(sa);
     dc_store_unlock(a->store);
     return rc;
+}
+
+/* ---- authorization.k8s.io SelfSubjectAccessReview (kubectl auth can-i) ---- */
+
+static void
+do_access_review(dc_ctx *c)
+{
+    json_t *review = decode_body(c);
+    if (!review)
+        return;
+    if (!check_type(c, review)) {
+        json_decref(review);
+        return;
+    }
+    json_t *spec = json_object_get(review, "spec");
+    json_t *ra = json_object_get(spec, "resourceAttributes");
+    json_t *nra = json_object_get(spec, "nonResourceAttributes");
+    bool allowed = c->admin;
+    if (!c->admin && json_is_object(ra)) {
+        const char *res = json_string_value(json_object_get(ra, "resource")) ?: "";
+        const char *sub = json_string_value(json_object_get(ra, "subresource"));
+        char resource[300];
+        if (sub && *sub)
+            snprintf(resource, sizeof resource, "%s/%s", res, sub);
+        else
+            snprintf(resource, sizeof resource, "%s", res);
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(ra, "verb")) ?: "",
+                                 json_string_value(json_object_get(ra, "group")) ?: "", resource,
+                                 json_string_value(json_object_get(ra, "namespace")) ?: "",
+                                 json_string_value(json_object_get(ra, "name")) ?: "", NULL);
+    } else if (!c->admin && json_is_object(nra)) {
+        allowed = dc_rbac_allows(c->api->store, c->user, c->sa_ns,
+                                 json_string_value(json_object_get(nra, "verb")) ?: "", "", "", "",
+                                 "", json_string_value(json_object_get(nra, "path")) ?: "");
+    }
+    json_object_set_new(review, "status",
+                        allowed ? json_pack("{s:b, s:s}", "allowed", 1, "reason",
+                                            c->admin ? "the admin token is cluster-admin"
+                                                     : "allowed by a role binding")
+                                : json_pack("{s:b}", "allowed", 0));
+    dc_api_respond_json(c, 201, review);
 }
 
 /* ---- routing ---- */
@@ -1888,6 +2052,22 @@ authenticate(dc_ctx *c)
         CRYPTO_memcmp(token, c->api->pki.admin_token, strlen(token)) == 0) {
         c->admin = true;
         snprintf(c->user, sizeof c->user, "admin");
+        /* the admin may act as another user (kubectl --as), to test roles */
+        const char *as = dc_req_header(c->req, "Impersonate-User");
+        if (as && *as) {
+            c->admin = false;
+            c->impersonated = true;
+            snprintf(c->user, sizeof c->user, "%s", as);
+            const char *prefix = "system:serviceaccount:";
+            if (strncmp(as, prefix, strlen(prefix)) == 0) {
+                const char *rest = as + strlen(prefix);
+                const char *colon = strchr(rest, ':');
+                if (colon) {
+                    snprintf(c->sa_ns, sizeof c->sa_ns, "%.*s", (int)(colon - rest), rest);
+                    snprintf(c->sa_name, sizeof c->sa_name, "%s", colon + 1);
+                }
+            }
+        }
         return true;
     }
     char *ns = NULL, *name = NULL, *uid = NULL;
@@ -1956,6 +2136,16 @@ dispatch(dc_ctx *c)
     }
     if (dc_rbac_authorize(c) < 0)
         return;
+    if (c->res->create_only) {
+        if (strcmp(c->verb, "create") == 0 && !c->name[0])
+            do_access_review(c);
+        else
+            dc_api_respond_status(c, 405, "MethodNotAllowed",
+                                  "the server does not allow this method on the requested "
+                                  "resource",
+                                  NULL);
+        return;
+    }
     if (c->res->namespaced && !c->namespaced_path &&
         (c->name[0] || strcmp(c->verb, "create") == 0 ||
          strcmp(c->verb, "deletecollection") == 0)) {
@@ -1986,6 +2176,12 @@ dispatch(dc_ctx *c)
             do_create(c); /* leases are created by PUT, as the real registry allows */
             return;
         }
+        const char *ct = dc_req_header(c->req, "Content-Type");
+        if (strcmp(c->verb, "patch") == 0 && ct &&
+            strncasecmp(ct, "application/apply-patch+yaml", 28) == 0) {
+            do_create(c); /* server-side apply creates what is not there */
+            return;
+        }
         dc_api_respond_not_found(c, c->res, c->name);
         return;
     }
@@ -1995,7 +2191,10 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->sub, "token") == 0 && strcmp(c->verb, "create") == 0) {
         do_token(c, obj);
     } else if (strcmp(c->sub, "log") == 0) {
+        /* reading container logs runs podman: nobody waits on the store meanwhile */
+        dc_store_unlock(c->api->store);
         serve_pod_log(c);
+        dc_store_lock(c->api->store);
     } else if (strcmp(c->verb, "get") == 0) {
         if (dc_table_wanted(dc_req_header(c->req, "Accept"))) {
             char rv[32];
@@ -2007,7 +2206,7 @@ dispatch(dc_ctx *c)
     } else if (strcmp(c->verb, "update") == 0) {
         json_t *body = decode_body(c);
         if (body && check_type(c, body))
-            update_object(c, obj, body, true);
+            update_object(c, obj, body);
         json_decref(body);
     } else if (strcmp(c->verb, "patch") == 0) {
         do_patch(c, obj);
@@ -2019,6 +2218,36 @@ dispatch(dc_ctx *c)
                               NULL);
     }
     json_decref(obj);
+}
+
+/* apiserver_request_total and _duration_seconds, as the real server names
+ * them (watches count when they end, in watch.c's gauge meanwhile). */
+static void
+count_request(dc_ctx *c, const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+    const char *verb = c->verb[0] ? c->verb : "get";
+    char code[8];
+    snprintf(code, sizeof code, "%d", c->out_status);
+    lb_counter *series = NULL;
+    if (lb_counter_labels(c->api->requests, &series, verb, c->res ? c->res->plural : "", code,
+                          NULL) == 0)
+        lb_counter_inc(series);
+    lb_histogram *h = NULL;
+    if (lb_histogram_labels(c->api->latency, &h, verb, NULL) == 0)
+        lb_histogram_observe(h, secs);
+}
+
+static double
+read_rv(void *arg)
+{
+    dc_apiserver *a = arg;
+    dc_store_lock(a->store);
+    double rv = (double)dc_store_rv(a->store);
+    dc_store_unlock(a->store);
+    return rv;
 }
 
 static void
@@ -2034,6 +2263,15 @@ handle(dc_req *req, void *arg)
         dc_respond(req, 200, "text/plain; charset=utf-8", "ok", 2);
         return;
     }
+    if (strcmp(path, "/metrics") == 0) { /* open, as every lakebase daemon's */
+        lb_buf text = LB_BUF_INIT;
+        lb_metrics_render(c.api->metrics, &text);
+        dc_respond(req, 200, LB_METRICS_CONTENT_TYPE, text.data ? text.data : "", text.len);
+        lb_buf_free(&text);
+        return;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     dc_store_lock(c.api->store);
     if (!authenticate(&c)) {
         dc_api_respond_status(&c, 401, "Unauthorized", "Unauthorized", NULL);
@@ -2049,9 +2287,11 @@ handle(dc_req *req, void *arg)
         dc_respond(req, 500, "text/plain", "no response", 11);
         return;
     }
+    count_request(&c, &t0);
     char *text = json_dumps(c.out_body, JSON_COMPACT);
     if (text)
-        dc_respond(req, c.out_status, "application/json", text, strlen(text));
+        dc_respond(req, c.out_status, c.out_content_type ? c.out_content_type : "application/json",
+                   text, strlen(text));
     else
         dc_respond(req, 500, "text/plain", "out of memory", 13);
     if (c.out_status >= 400 || getenv("DEVCLUSTER_LOG_REQUESTS"))
@@ -2150,7 +2390,29 @@ dc_apiserver_start(const dc_apiserver_config *config, dc_apiserver **out)
     if (!a->config.gc_interval_ms)
         a->config.gc_interval_ms = 1000;
     pthread_mutex_init(&a->ip_lock, NULL);
-    int rc = dc_pki_load(a->data_dir, config->sans, &a->pki);
+    static const double buckets[] = {LB_METRICS_LATENCY_BUCKETS};
+    int rc = lb_metrics_new(&a->metrics);
+    if (rc == 0)
+        rc = lb_metrics_counter(a->metrics, "apiserver_request_total",
+                                "Requests answered, by verb, resource and HTTP code.",
+                                "verb,resource,code", &a->requests);
+    if (rc == 0)
+        rc = lb_metrics_histogram(a->metrics, "apiserver_request_duration_seconds",
+                                  "Time to answer a request (watches excluded), by verb.", "verb",
+                                  buckets, sizeof buckets / sizeof buckets[0], &a->latency);
+    if (rc == 0)
+        rc = lb_metrics_gauge(a->metrics, "apiserver_longrunning_requests", "Open watches.", NULL,
+                              &a->watches);
+    if (rc == 0)
+        rc = lb_metrics_gauge_fn(a->metrics, "devcluster_resource_version",
+                                 "The last resourceVersion handed out.", read_rv, a);
+    if (rc < 0) {
+        lb_metrics_free(a->metrics);
+        free(a->data_dir);
+        free(a);
+        return rc;
+    }
+    rc = dc_pki_load(a->data_dir, config->sans, &a->pki);
     if (rc < 0) {
         lb_error("could not prepare certificates dir=\"%s\": %s", a->data_dir, strerror(-rc));
         goto fail;
@@ -2202,6 +2464,7 @@ fail:
     a->https = NULL;
     dc_store_close(a->store);
     dc_pki_free(&a->pki);
+    lb_metrics_free(a->metrics);
     free(a->data_dir);
     free(a);
     return rc < 0 ? rc : -EIO;
@@ -2249,6 +2512,7 @@ dc_apiserver_stop(dc_apiserver *a)
     dc_store_unlock(a->store);
     dc_store_close(a->store);
     dc_pki_free(&a->pki);
+    lb_metrics_free(a->metrics);
     free(a->data_dir);
     free(a);
 }

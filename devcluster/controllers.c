@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "errors.h"
+#include "kubelet.h"
 #include "log.h"
 
 const char *
@@ -169,9 +171,58 @@ list(dc_ctl *ctl, const char *path, bool *ok)
     return items;
 }
 
+/* The Node object of the one node, registered once per start with a Ready
+ * condition, as kubelet registers itself (`kubectl get nodes` shows it). */
+static void
+register_node(dc_ctl *ctl)
+{
+    const char *path = "/api/v1/nodes/" DC_KUBELET_NODE_NAME;
+    long code = 0;
+    json_t *node = NULL;
+    if (dc_kclient_do(ctl->api, "GET", path, NULL, NULL, &code, &node) != 0)
+        return;
+    if (code == 404) {
+        json_decref(node);
+        node = NULL;
+        json_t *obj =
+            json_pack("{s:s,s:s,s:{s:s,s:{s:s,s:s}}}", "apiVersion", "v1", "kind", "Node",
+                      "metadata", "name", DC_KUBELET_NODE_NAME, "labels", "kubernetes.io/hostname",
+                      DC_KUBELET_NODE_NAME, "kubernetes.io/os", "linux");
+        if (dc_kclient_do(ctl->api, "POST", "/api/v1/nodes", obj, NULL, &code, &node) != 0 ||
+            code >= 300) {
+            json_decref(obj);
+            json_decref(node);
+            return;
+        }
+        json_decref(obj);
+    } else if (code != 200) {
+        json_decref(node);
+        return;
+    }
+    char now[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *status =
+        json_pack("{s:[{s:s,s:s,s:s,s:s,s:s,s:s}],s:[{s:s,s:s},{s:s,s:s}],s:{s:s,s:s,s:s,s:s}}",
+                  "conditions", "type", "Ready", "status", "True", "reason", "KubeletReady",
+                  "message", "devcluster's node agent is running", "lastHeartbeatTime", now,
+                  "lastTransitionTime", now, "addresses", "type", "InternalIP", "address",
+                  ctl->api_host, "type", "Hostname", "address", DC_KUBELET_NODE_NAME, "nodeInfo",
+                  "kubeletVersion", "v1.32.3-devcluster", "containerRuntimeVersion", "podman://4",
+                  "operatingSystem", "linux", "architecture", "amd64");
+    if (dc_ctl_put_status(ctl, path, node, status) == 0)
+        ctl->node_registered = true;
+    json_decref(status);
+    json_decref(node);
+}
+
 void
 dc_ctl_sync(dc_ctl *ctl)
 {
+    if (!ctl->node_registered)
+        register_node(ctl);
     bool ok = true;
     dc_ctl_snapshot s = {
         .pods = list(ctl, "/api/v1/pods", &ok),

@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "buf.h"
 #include "kclient.h"
 
 typedef struct dc_hostports dc_hostports;
@@ -34,7 +35,8 @@ typedef struct dc_ctl {
     const char *node_dir; /* hosts/ and pvc/ live here */
     const char *api_host; /* kubernetes.default.svc resolves to it */
     dc_hostports *hostports;
-    json_t *pvc_missing; /* "<ns>/<claim>" -> ms since first seen without its claim */
+    json_t *pvc_missing;  /* "<ns>/<claim>" -> ms since first seen without its claim */
+    bool node_registered; /* the Node object exists and says Ready */
 } dc_ctl;
 
 void dc_ctl_sync(dc_ctl *ctl);
@@ -60,6 +62,16 @@ int dc_ctl_put(dc_ctl *ctl, const char *path, json_t *obj);
 int dc_ctl_delete(dc_ctl *ctl, const char *path, const char *uid);
 /* Write status (replacing obj's) through path + "/status" if it differs. */
 int dc_ctl_put_status(dc_ctl *ctl, const char *path, json_t *obj, json_t *status);
+
+/* The subsets of svc's Endpoints, from every pod of the cluster (new ref). */
+json_t *dc_endpoints_subsets(json_t *svc, json_t *pods);
+/* The hosts file of namespace file_ns (dns.c), appended to out. */
+void dc_dns_render(const char *file_ns, const char *api_host, dc_ctl_snapshot *s, lb_buf *out);
+/* Its first lines (localhost), which a new pod gets before the first pass. */
+const char *dc_dns_header(void);
+
+/* Pod <set>-<ordinal> of a StatefulSet at a template revision (new ref). */
+json_t *dc_statefulset_pod(json_t *sts, int ordinal, const char *revision);
 
 void dc_statefulset_sync(dc_ctl *ctl, dc_ctl_snapshot *s);
 void dc_deployment_sync(dc_ctl *ctl, dc_ctl_snapshot *s);

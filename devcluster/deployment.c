@@ -96,8 +96,8 @@ sync_rs(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *rs)
         if (json_object_get(tmeta, "annotations"))
             json_object_set(meta, "annotations", json_object_get(tmeta, "annotations"));
         json_t *spec = json_object_get(tpl, "spec");
-        json_t *np = json_pack("{s:s,s:s,s:o,s:O}", "apiVersion", "v1", "kind", "Pod", "metadata",
-                               meta, "spec", spec ? spec : json_object());
+        json_t *np = json_pack("{s:s,s:s,s:o,s:o}", "apiVersion", "v1", "kind", "Pod", "metadata",
+                               meta, "spec", spec ? json_deep_copy(spec) : json_object());
         if (dc_ctl_create(ctl, pods_path, np) == 0)
             lb_info("pod created namespace=%s pod=%s replicaset=%s", ns, pod_name, name);
         json_decref(np);

@@ -2,9 +2,10 @@
  * discovery.c: /version, /api, /apis, /api/v1, /apis/GROUP[/VERSION],
  * and /openapi/v3.
  *
- * Discovery is the legacy (unaggregated) form. kubectl 1.32 asks for the
- * aggregated form first (Accept: ...as=APIGroupDiscoveryList) and, given a
- * plain application/json answer, reads the legacy documents instead.
+ * Discovery comes in both forms: the aggregated one (apidiscovery.k8s.io/v2,
+ * one document each for /api and /apis, built from the legacy lists), which
+ * kubectl 1.32 asks for first (Accept: ...as=APIGroupDiscoveryList), and the
+ * legacy documents for everyone else.
  *
  * /openapi/v3 serves, per group-version, a document whose PATCH
  * operations carry x-kubernetes-group-version-kind and the fieldValidation
@@ -29,7 +30,8 @@ static const char *const all_category[] = {"pods", "services", "deployments", "s
 static json_t *
 verbs_for(const dc_resource *r)
 {
-    (void)r;
+    if (r->create_only)
+        return json_pack("[s]", "create");
     return json_pack("[s,s,s,s,s,s,s,s]", "create", "delete", "deletecollection", "get", "list",
                      "patch", "update", "watch");
 }
@@ -197,9 +199,10 @@ openapi_gv(const char *group, const char *version)
             continue;
         any = true;
         char base[800], item[1200];
-        snprintf(base, sizeof base, "/%s%s%s/%s%s", group[0] ? "apis/" : "api", group,
-                 group[0] ? "/" : "", version, r->namespaced ? "/namespaces/{namespace}" : "");
-        if (!group[0])
+        if (group[0])
+            snprintf(base, sizeof base, "/apis/%s/%s%s", group, version,
+                     r->namespaced ? "/namespaces/{namespace}" : "");
+        else
             snprintf(base, sizeof base, "/api/%s%s", version,
                      r->namespaced ? "/namespaces/{namespace}" : "");
         char coll[1200];
@@ -216,6 +219,108 @@ openapi_gv(const char *group, const char *version)
     }
     return json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{}}}", "openapi", "3.0.0", "info", "title",
                      "Kubernetes", "version", "v1.32.3", "paths", paths, "components", "schemas");
+}
+
+/* The aggregated form (apidiscovery.k8s.io/v2) of /api (core) or /apis:
+ * every group, version and resource in one document, built from the
+ * legacy lists. */
+static json_t *
+aggregated(bool core)
+{
+    json_t *groups;
+    if (core) {
+        groups = json_pack("[{s:s, s:[{s:s}]}]", "name", "", "versions", "version", "v1");
+    } else {
+        groups = group_list();
+        /* the preferred version first */
+        size_t i;
+        json_t *g;
+        json_array_foreach(groups, i, g)
+        {
+            json_t *pref = json_object_get(json_object_get(g, "preferredVersion"), "version");
+            json_t *versions = json_object_get(g, "versions");
+            size_t k;
+            json_t *v;
+            json_array_foreach(versions, k, v)
+            {
+                if (k > 0 && json_equal(json_object_get(v, "version"), pref)) {
+                    json_array_insert(versions, 0, v);
+                    json_array_remove(versions, k + 1);
+                    break;
+                }
+            }
+        }
+    }
+    json_t *items = json_array();
+    size_t i;
+    json_t *g;
+    json_array_foreach(groups, i, g)
+    {
+        const char *gname = json_string_value(json_object_get(g, "name"));
+        json_t *versions = json_array();
+        size_t k;
+        json_t *v;
+        json_array_foreach(json_object_get(g, "versions"), k, v)
+        {
+            const char *ver = json_string_value(json_object_get(v, "version"));
+            json_t *rl = resource_list(gname, ver);
+            json_t *resources = json_array();
+            json_t *by_name = json_object();
+            size_t r;
+            json_t *e;
+            json_array_foreach(json_object_get(rl, "resources"), r, e)
+            {
+                const char *name = json_string_value(json_object_get(e, "name"));
+                const char *slash = strchr(name, '/');
+                json_t *kind =
+                    json_pack("{s:s, s:s, s:O}", "group",
+                              json_string_value(json_object_get(e, "group")) ?: gname, "version",
+                              json_string_value(json_object_get(e, "version")) ?: ver, "kind",
+                              json_object_get(e, "kind"));
+                if (!slash) {
+                    json_t *res = json_pack(
+                        "{s:s, s:o, s:s, s:O, s:O, s:[]}", "resource", name, "responseKind", kind,
+                        "scope",
+                        json_is_true(json_object_get(e, "namespaced")) ? "Namespaced" : "Cluster",
+                        "singularResource", json_object_get(e, "singularName"), "verbs",
+                        json_object_get(e, "verbs"), "subresources");
+                    if (json_object_get(e, "shortNames"))
+                        json_object_set(res, "shortNames", json_object_get(e, "shortNames"));
+                    if (json_object_get(e, "categories"))
+                        json_object_set(res, "categories", json_object_get(e, "categories"));
+                    json_array_append_new(resources, res);
+                    json_object_set(by_name, name, res);
+                } else {
+                    char parent[256];
+                    snprintf(parent, sizeof parent, "%.*s", (int)(slash - name), name);
+                    json_t *res = json_object_get(by_name, parent);
+                    json_array_append_new(json_object_get(res, "subresources"),
+                                          json_pack("{s:s, s:o, s:O}", "subresource", slash + 1,
+                                                    "responseKind", kind, "verbs",
+                                                    json_object_get(e, "verbs")));
+                    /* (a parent always comes first; without one the entry is dropped) */
+                }
+            }
+            json_decref(by_name);
+            json_decref(rl);
+            json_array_append_new(versions,
+                                  json_pack("{s:s, s:o, s:s}", "version", ver, "resources",
+                                            resources, "freshness", "Current"));
+        }
+        json_array_append_new(
+            items, json_pack("{s:{s:s}, s:o}", "metadata", "name", gname, "versions", versions));
+    }
+    json_decref(groups);
+    return json_pack("{s:s, s:s, s:{}, s:o}", "kind", "APIGroupDiscoveryList", "apiVersion",
+                     "apidiscovery.k8s.io/v2", "metadata", "items", items);
+}
+
+static bool
+wants_aggregated(dc_ctx *c)
+{
+    const char *accept = dc_req_header(c->req, "Accept");
+    return accept && strstr(accept, "as=APIGroupDiscoveryList") &&
+           strstr(accept, "g=apidiscovery.k8s.io;v=v2");
 }
 
 bool
@@ -235,6 +340,12 @@ dc_discovery_serve(dc_ctx *c)
                                       "gitCommit", "", "gitTreeState", "clean", "buildDate",
                                       "2026-01-01T00:00:00Z", "goVersion", "go1.23", "compiler",
                                       "gc", "platform", "linux/amd64"));
+        return true;
+    }
+    if ((strcmp(path, "/api") == 0 || strcmp(path, "/apis") == 0) && wants_aggregated(c)) {
+        c->out_content_type =
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+        dc_api_respond_json(c, 200, aggregated(path[4] == '\0'));
         return true;
     }
     if (strcmp(path, "/api") == 0 || strcmp(path, "/api/") == 0) {

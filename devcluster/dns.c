@@ -33,8 +33,6 @@
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-const char *dc_dns_header(void);
-
 const char *
 dc_dns_header(void)
 {
@@ -52,8 +50,6 @@ names(lb_buf *b, const char *ip, const char *name, const char *ns, const char *f
         lb_buf_printf(b, " %s", name);
     lb_buf_append_str(b, "\n");
 }
-
-void dc_dns_render(const char *file_ns, const char *api_host, dc_ctl_snapshot *s, lb_buf *b);
 
 void
 dc_dns_render(const char *file_ns, const char *api_host, dc_ctl_snapshot *s, lb_buf *b)

@@ -21,6 +21,7 @@
 
 #include "controllers.h"
 #include "event_loop.h"
+#include "kubelet.h"
 #include "log.h"
 #include "podman.h"
 #include "volumes.h"
@@ -72,9 +73,6 @@ sorted(json_t *arr)
     return out;
 }
 
-json_t *dc_endpoints_subsets(json_t *svc, json_t *pods);
-
-/* The subsets of svc's Endpoints given every pod of the cluster. New ref. */
 json_t *
 dc_endpoints_subsets(json_t *svc, json_t *pods)
 {
@@ -98,8 +96,8 @@ dc_endpoints_subsets(json_t *svc, json_t *pods)
         if (!first)
             first = pod;
         json_t *addr = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "ip", ip, "nodeName",
-                                 "devcluster", "targetRef", "kind", "Pod", "namespace", pns, "name",
-                                 dc_ctl_meta(pod, "name"), "uid", dc_ctl_meta(pod, "uid"));
+                                 DC_KUBELET_NODE_NAME, "targetRef", "kind", "Pod", "namespace", pns,
+                                 "name", dc_ctl_meta(pod, "name"), "uid", dc_ctl_meta(pod, "uid"));
         json_t *pspec = json_object_get(pod, "spec");
         const char *hostname = dc_ctl_str(pspec, "hostname"), *sub = dc_ctl_str(pspec, "subdomain");
         if (hostname && sub && strcmp(sub, name) == 0)
@@ -159,9 +157,10 @@ dc_endpoints_sync(dc_ctl *ctl, dc_ctl_snapshot *s)
         char path[1200];
         if (!existing) {
             json_t *labels = json_object_get(json_object_get(svc, "metadata"), "labels");
-            json_t *obj = json_pack("{s:s,s:s,s:{s:s,s:s,s:O},s:O}", "apiVersion", "v1", "kind",
-                                    "Endpoints", "metadata", "name", name, "namespace", ns,
-                                    "labels", labels ? labels : json_object(), "subsets", subsets);
+            json_t *obj =
+                json_pack("{s:s,s:s,s:{s:s,s:s,s:o},s:O}", "apiVersion", "v1", "kind", "Endpoints",
+                          "metadata", "name", name, "namespace", ns, "labels",
+                          labels ? json_incref(labels) : json_object(), "subsets", subsets);
             snprintf(path, sizeof(path), "/api/v1/namespaces/%s/endpoints", ns);
             dc_ctl_create(ctl, path, obj);
             json_decref(obj);
@@ -201,9 +200,10 @@ dc_pvc_sync(dc_ctl *ctl, dc_ctl_snapshot *s)
         json_t *storage = json_object_get(
             json_object_get(json_object_get(spec, "resources"), "requests"), "storage");
         json_t *modes = json_object_get(spec, "accessModes");
-        json_t *status = json_pack("{s:s,s:O,s:{s:O}}", "phase", "Bound", "accessModes",
-                                   modes ? modes : json_pack("[s]", "ReadWriteOnce"), "capacity",
-                                   "storage", storage ? storage : json_string("1Gi"));
+        json_t *status =
+            json_pack("{s:s,s:o,s:{s:o}}", "phase", "Bound", "accessModes",
+                      modes ? json_incref(modes) : json_pack("[s]", "ReadWriteOnce"), "capacity",
+                      "storage", storage ? json_incref(storage) : json_string("1Gi"));
         char path[1200];
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/persistentvolumeclaims/%s", ns, name);
         if (dc_ctl_put_status(ctl, path, pvc, status) == 0)

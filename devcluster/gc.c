@@ -110,7 +110,7 @@ delete_now(dc_apiserver *a, const char *resource, const char *ns, const char *na
     if (!dc_api_meta_str(obj, "deletionTimestamp")) {
         bool deleted;
         json_t *result = NULL;
-        dc_api_delete_object(a, r, ns, name, obj, propagation, &deleted, &result);
+        dc_api_delete_object(a, r, ns, name, obj, propagation, false, &deleted, &result);
         lb_debug("garbage collected resource=%s namespace=%s name=%s deleted=%d", resource, ns,
                  name, deleted);
         json_decref(result);
@@ -187,18 +187,13 @@ collect_owners(pass *p)
     json_decref(has_dependents);
 }
 
-typedef struct ns_sweep {
-    dc_apiserver *a;
-    size_t remaining;
-} ns_sweep;
-
+/* Collects what a namespace holds; deleting happens after the listing. */
 static int
 sweep_object(void *arg, const char *resource, const char *ns, const char *name, json_t *obj)
 {
-    ns_sweep *sw = arg;
     (void)obj;
-    sw->remaining++;
-    delete_now(sw->a, resource, ns, name, "Background");
+    json_array_append_new(
+        (json_t *)arg, json_pack("{s:s, s:s, s:s}", "resource", resource, "ns", ns, "name", name));
     return 0;
 }
 
@@ -223,10 +218,19 @@ finalize_namespaces(pass *p)
         if (!dc_api_meta_str(obj, "deletionTimestamp"))
             continue;
         const char *name = dc_api_meta_str(obj, "name");
-        ns_sweep sw = {.a = p->a};
-        dc_store_list_namespace(p->a->store, name, sweep_object, &sw);
-        if (sw.remaining == 0)
+        json_t *held = json_array();
+        dc_store_list_namespace(p->a->store, name, sweep_object, held);
+        size_t k;
+        json_t *h;
+        json_array_foreach(held, k, h)
+        {
+            delete_now(p->a, json_string_value(json_object_get(h, "resource")),
+                       json_string_value(json_object_get(h, "ns")),
+                       json_string_value(json_object_get(h, "name")), "Background");
+        }
+        if (json_array_size(held) == 0)
             update(p->a, "/namespaces", "", name, drop_ns_finalizer, NULL);
+        json_decref(held);
     }
 }
 

@@ -41,6 +41,7 @@
 #define MAX_HEADER_BYTES (64 * 1024)
 #define MAX_HEADERS 100
 #define IDLE_TIMEOUT_S 300
+#define DISCARD_LIMIT (64LL * 1024 * 1024)
 
 struct dc_https {
     dc_https_config config;
@@ -77,6 +78,7 @@ struct dc_req {
     bool streaming;
     bool keep_alive;
     bool broken;
+    lb_buf extra_headers; /* "Name: value\r\n" lines for the response */
 };
 
 static const char *
@@ -188,14 +190,22 @@ url_decode(char *s, bool form)
     *w = '\0';
 }
 
+/* A metav1.Status answer for what fails before a handler runs. */
 static void
 send_simple(conn *c, int status, const char *message)
 {
-    char head[512];
+    char body[512], head[1024];
+    const char *reason = status == 413   ? "RequestEntityTooLarge"
+                         : status == 431 ? "RequestHeaderFieldsTooLarge"
+                                         : "BadRequest";
+    snprintf(body, sizeof body,
+             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
+             "\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}",
+             message, reason, status);
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, status_text(status), strlen(message), message);
+                     status, status_text(status), strlen(body), body);
     (void)conn_write(c, head, (size_t)n);
 }
 
@@ -204,11 +214,13 @@ req_clear(dc_req *r)
 {
     free(r->target);
     free(r->path);
+    free(r->rawquery);
     for (int i = 0; i < r->nheaders; i++) {
         free(r->header_names[i]);
         free(r->header_values[i]);
     }
     lb_buf_free(&r->body);
+    lb_buf_free(&r->extra_headers);
     memset(r, 0, sizeof *r);
 }
 
@@ -291,8 +303,21 @@ read_request(conn *c, dc_req *r)
     url_decode(r->path, false);
 
     size_t max_body = c->server->config.max_body;
-    if (content_length > (long long)max_body)
+    if (content_length > (long long)max_body) {
+        /* read (and drop) a body of sane size first, so that the client,
+         * still sending, sees the answer instead of a reset */
+        long long left = content_length - (long long)c->in.len;
+        lb_buf_reset(&c->in);
+        while (left > 0 && content_length <= DISCARD_LIMIT) {
+            char sink[16384];
+            int n = SSL_read(c->ssl, sink,
+                             left > (long long)sizeof sink ? (int)sizeof sink : (int)left);
+            if (n <= 0)
+                break;
+            left -= n;
+        }
         return 413;
+    }
     const char *expect = dc_req_header(r, "Expect");
     if (expect && strcasecmp(expect, "100-continue") == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -364,7 +389,9 @@ conn_main(void *arg)
             int rc = read_request(c, &r);
             if (rc != 0) {
                 if (rc > 0)
-                    send_simple(c, rc, rc == 413 ? "request entity too large" : "bad request");
+                    send_simple(c, rc,
+                                rc == 413 ? "the server has received a request that is too large"
+                                          : "bad request");
                 req_clear(&r);
                 break;
             }
@@ -640,6 +667,15 @@ dc_req_body(const dc_req *r, size_t *len)
     return r->body.data ? r->body.data : "";
 }
 
+int
+dc_req_add_header(dc_req *r, const char *name, const char *value)
+{
+    for (const char *p = value; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            return -EINVAL;
+    return lb_buf_printf(&r->extra_headers, "%s: %s\r\n", name, value);
+}
+
 bool
 dc_req_responded(const dc_req *r)
 {
@@ -658,6 +694,8 @@ dc_respond(dc_req *r, int status, const char *content_type, const char *body, si
     lb_buf_printf(&out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
     if (content_type)
         lb_buf_printf(&out, "Content-Type: %s\r\n", content_type);
+    if (r->extra_headers.data)
+        lb_buf_append(&out, r->extra_headers.data, r->extra_headers.len);
     lb_buf_printf(&out, "Cache-Control: no-cache, private\r\nContent-Length: %zu\r\n%s\r\n", len,
                   r->keep_alive ? "" : "Connection: close\r\n");
     if (strcmp(r->method, "HEAD") != 0)

@@ -57,6 +57,8 @@ const char *dc_req_header(const dc_req *r, const char *name);
 const char *dc_req_body(const dc_req *r, size_t *len);
 
 /* ---- handlers: the response ---- */
+/* A header for the response to come (dc_respond); value without CR/LF. */
+int dc_req_add_header(dc_req *r, const char *name, const char *value);
 int dc_respond(dc_req *r, int status, const char *content_type, const char *body, size_t len);
 int dc_stream_begin(dc_req *r, int status, const char *content_type);
 /* One chunk; -EPIPE once the client is gone. */

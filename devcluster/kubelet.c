@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "controllers.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "kclient.h"
@@ -71,6 +72,7 @@ typedef struct kl_container {
     int restart_count;
     int64_t retry_at_ms; /* create retry or restart back-off */
     int64_t running_since_ms;
+    int64_t kill_at_ms; /* liveness failed: SIGTERM sent, SIGKILL due then */
     bool ready;
     bool seen_running;
     char reason[64];
@@ -92,6 +94,7 @@ typedef struct kl_pod {
     bool seen;
     bool failed_init;
     bool terminating;
+    bool sandbox_stopped; /* a finished pod's infra container was stopped */
     int64_t retry_at_ms;
     char reason[64], message[512];
     struct kl_pod *next;
@@ -417,7 +420,7 @@ fill_ctx(dc_kubelet *k, kl_pod *p, dc_pod_ctx *ctx, char *vol, char *pvc, char *
     memset(ctx, 0, sizeof(*ctx));
     ctx->cluster_id = k->cluster_id;
     ctx->pod_ip = p->ip;
-    ctx->node_name = "devcluster";
+    ctx->node_name = DC_KUBELET_NODE_NAME;
     ctx->volume_root = vol;
     ctx->pvc_root = pvc;
     ctx->hosts_file = hosts;
@@ -455,6 +458,13 @@ check_claims(dc_kubelet *k, kl_pod *p, json_t *pod, lb_buf *err)
         if ((rc = dc_mkdirs(path, 0777)) != 0) {
             lb_buf_printf(err, "could not create the directory of claim \"%s\": %s", claim,
                           strerror(-rc));
+            return rc;
+        }
+        json_t *fsgroup = json_object_get(
+            json_object_get(json_object_get(pod, "spec"), "securityContext"), "fsGroup");
+        if (json_is_integer(fsgroup) &&
+            (rc = dc_volumes_apply_fsgroup(path, (long)json_integer_value(fsgroup), true)) != 0) {
+            lb_buf_printf(err, "could not apply fsGroup to claim \"%s\": %s", claim, strerror(-rc));
             return rc;
         }
     }
@@ -501,8 +511,10 @@ create_pod(dc_kubelet *k, kl_pod *p, json_t *pod)
         snprintf(dir, sizeof(dir), "%s/hosts", k->node_dir);
         dc_mkdirs(dir, 0755);
         FILE *f = fopen(hosts, "a");
-        if (f)
+        if (f) {
+            fputs(dc_dns_header(), f);
             fclose(f);
+        }
     }
     dc_argv args = {0};
     rc = rc ? rc : dc_podman_pod_args(&ctx, pod, &args, &err);
@@ -832,6 +844,14 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
     json_t *entry = json_object_get(ps, c->id);
     const char *state = jstr(entry, "State");
     if (state && strcmp(state, "running") == 0) {
+        if (c->kill_at_ms && now >= c->kill_at_ms) {
+            const char *kill[] = {"kill", "--signal=KILL", c->id, NULL};
+            podman(NULL, NULL, 60000, kill);
+            c->kill_at_ms = 0;
+            return;
+        }
+        if (c->kill_at_ms)
+            return; /* stopping after a failed liveness probe */
         c->seen_running = true;
         if (c->running_since_ms == 0)
             c->running_since_ms = now;
@@ -852,13 +872,14 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
                 lb_info(
                     "liveness probe failed, stopping container namespace=%s pod=%s container=%s",
                     p->ns, p->name, c->name);
-                char grace[32];
+                /* SIGTERM now, SIGKILL at the end of the grace period (a
+                 * later pass), so a slow stop never holds up this pass */
                 json_t *g =
                     json_object_get(json_object_get(pod, "spec"), "terminationGracePeriodSeconds");
-                snprintf(grace, sizeof(grace), "--time=%lld",
-                         json_is_integer(g) ? (long long)json_integer_value(g) : 30LL);
-                const char *stop[] = {"stop", grace, c->id, NULL};
-                podman(NULL, NULL, 120000, stop);
+                long long grace = json_is_integer(g) ? (long long)json_integer_value(g) : 30LL;
+                const char *term[] = {"kill", "--signal=TERM", c->id, NULL};
+                podman(NULL, NULL, 60000, term);
+                c->kill_at_ms = now + grace * 1000;
                 c->live = (kl_probe_state){0};
                 c->ready = false;
             }
@@ -869,6 +890,7 @@ sync_container(dc_kubelet *k, kl_pod *p, json_t *pod, kl_container *c, json_t *p
     }
     /* exited, created but never started, stopped */
     c->ready = false;
+    c->kill_at_ms = 0;
     int exit_code = (int)json_integer_value(json_object_get(entry, "ExitCode"));
     long long started = json_integer_value(json_object_get(entry, "StartedAt"));
     long long finished = json_integer_value(json_object_get(entry, "ExitedAt"));
@@ -1199,6 +1221,24 @@ sync_pod(dc_kubelet *k, json_t *pod, json_t *ps)
     p->seen = true;
     if (p->terminating)
         return;
+    /* No scheduler: this node binds every pod to itself, as the scheduler's
+     * binding would, so that deleting it is graceful (the API server marks
+     * a bound pod and waits for the node to stop it). */
+    const char *node = jstr(json_object_get(pod, "spec"), "nodeName");
+    if ((!node || !*node) && !jstr(meta, "deletionTimestamp")) {
+        char path[1024];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", p->ns, p->name);
+        json_t *patch = json_pack("{s:{s:s}}", "spec", "nodeName", DC_KUBELET_NODE_NAME);
+        long code = 0;
+        json_t *resp = NULL;
+        if (dc_kclient_do(k->api, "PATCH", path, patch, "application/merge-patch+json", &code,
+                          &resp) != 0 ||
+            code >= 300)
+            lb_warn("could not bind pod namespace=%s pod=%s error=\"%s\"", p->ns, p->name,
+                    dc_kclient_error(k->api));
+        json_decref(resp);
+        json_decref(patch);
+    }
     if (jstr(meta, "deletionTimestamp")) {
         start_termination(k, p, pod);
         return;
@@ -1220,6 +1260,13 @@ sync_pod(dc_kubelet *k, json_t *pod, json_t *ps)
             json_decref(status);
             return;
         }
+    }
+    if (terminal && !p->sandbox_stopped) {
+        /* a finished pod keeps its containers (for logs) but not its network
+         * namespace, as a kubelet tears down a finished pod's sandbox */
+        const char *stop[] = {"pod", "stop", "--time=2", p->pod_id, NULL};
+        podman(NULL, NULL, 60000, stop);
+        p->sandbox_stopped = true;
     }
     if (!terminal) {
         /* init containers one at a time, in order, each to completion */
@@ -1320,6 +1367,46 @@ dc_kubelet_sync(dc_kubelet *k)
     json_decref(pods);
 }
 
+/* The node is going down with its containers: every pod it ran is no longer
+ * ready (what the node lifecycle controller of a real cluster reports for a
+ * node that stopped), so nobody waits on a stale Ready. */
+static void
+mark_not_ready(dc_kubelet *k)
+{
+    for (kl_pod *p = k->pods; p; p = p->next) {
+        if (p->terminating)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", p->ns, p->name);
+        long code = 0;
+        json_t *pod = NULL;
+        if (dc_kclient_do(k->api, "GET", path, NULL, NULL, &code, &pod) != 0 || code != 200) {
+            json_decref(pod);
+            continue;
+        }
+        json_t *status = json_deep_copy(json_object_get(pod, "status"));
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(status, "conditions"), i, c)
+        {
+            const char *t = jstr(c, "type");
+            if (t && (strcmp(t, "Ready") == 0 || strcmp(t, "ContainersReady") == 0)) {
+                json_object_set_new(c, "status", json_string("False"));
+                json_object_set_new(c, "reason", json_string("NodeShutdown"));
+            }
+        }
+        json_array_foreach(json_object_get(status, "containerStatuses"), i, c)
+        {
+            json_object_set_new(c, "ready", json_false());
+            json_object_set_new(c, "started", json_false());
+        }
+        if (status)
+            write_status(k, p, pod, status);
+        json_decref(status);
+        json_decref(pod);
+    }
+}
+
 int
 dc_kubelet_new(const dc_kubelet_config *config, dc_kubelet **out)
 {
@@ -1365,8 +1452,11 @@ dc_kubelet_free(dc_kubelet *k, bool remove_pods)
             break;
         usleep(100000);
     }
-    if (remove_pods && k->cluster_id)
+    if (remove_pods && k->cluster_id) {
         dc_kubelet_remove_all(k->cluster_id);
+        if (k->api)
+            mark_not_ready(k);
+    }
     while (k->pods) {
         kl_pod *p = k->pods;
         k->pods = p->next;

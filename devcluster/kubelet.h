@@ -11,6 +11,10 @@
 
 #include <stdbool.h>
 
+/* The one node's name: Pods are bound to it (spec.nodeName), and the Node
+ * object of that name is the controllers' (controllers.c). */
+#define DC_KUBELET_NODE_NAME "devcluster"
+
 typedef struct dc_kubelet dc_kubelet;
 
 typedef struct dc_kubelet_config {

@@ -193,8 +193,11 @@ serve(dc_config *c)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    printf("%s\n", dc_apiserver_kubeconfig_path(api));
-    fflush(stdout);
+    if (!stop_requested) {
+        lb_info("devcluster ready kubeconfig=%s", dc_apiserver_kubeconfig_path(api));
+        printf("%s\n", dc_apiserver_kubeconfig_path(api));
+        fflush(stdout);
+    }
     while (!stop_requested)
         pause();
     lb_info("stopping");
@@ -241,11 +244,9 @@ up(dc_config *c, char *self)
     snprintf(bm, sizeof bm, "%lldms", (long long)c->bookmark_interval_ms);
     snprintf(gci, sizeof gci, "%lldms", (long long)c->gc_interval_ms);
     snprintf(body, sizeof body, "%llu", (unsigned long long)c->max_body);
-    /* the port file of the last start would make `up` answer too early */
-    char portfile[4096];
-    snprintf(portfile, sizeof portfile, "%s/port", c->data_dir);
-    int before = last_port(c->data_dir);
-    (void)before;
+    /* only what this start logs counts: the log keeps earlier starts */
+    struct stat st;
+    off_t log_start = stat(log, &st) == 0 ? st.st_size : 0;
     pid_t pid = fork();
     if (pid < 0)
         return 1;
@@ -291,7 +292,7 @@ up(dc_config *c, char *self)
     char pidtext[32];
     snprintf(pidtext, sizeof pidtext, "%d\n", (int)pid);
     lb_write_file_atomic(pidfile, pidtext, strlen(pidtext));
-    /* ready when the child's log says so or the kubeconfig is newer than its start */
+    /* ready when this start's part of the log says so (after every component started) */
     for (int i = 0; i < 600; i++) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -299,11 +300,9 @@ up(dc_config *c, char *self)
             return 1;
         }
         lb_buf b = LB_BUF_INIT;
-        bool ready = lb_read_file(log, &b) == 0 && b.data && strstr(b.data, "api server started") &&
+        bool ready = lb_read_file(log, &b) == 0 && b.data && (size_t)log_start <= b.len &&
+                     strstr(b.data + log_start, "devcluster ready") &&
                      running_pid(c->data_dir) == pid;
-        char needle[64];
-        snprintf(needle, sizeof needle, "started component=");
-        (void)needle;
         lb_buf_free(&b);
         if (ready) {
             printf("%s\n", kubeconfig);
@@ -321,6 +320,11 @@ down(dc_config *c)
     pid_t pid = running_pid(c->data_dir);
     if (!pid) {
         fprintf(stderr, "devcluster: not running (data dir \"%s\")\n", c->data_dir);
+        /* a killed devcluster leaves its containers: stop them by id */
+        int n = dc_node_down(c->data_dir);
+        if (n > 0)
+            fprintf(stderr, "devcluster: removed %d containers of a devcluster that was killed\n",
+                    n);
         return 0;
     }
     kill(pid, SIGTERM);
@@ -333,6 +337,7 @@ down(dc_config *c)
     char pidfile[4096];
     snprintf(pidfile, sizeof pidfile, "%s/devcluster.pid", c->data_dir);
     unlink(pidfile);
+    dc_node_down(c->data_dir); /* none left unless it had to be killed */
     return 0;
 }
 

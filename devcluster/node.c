@@ -242,6 +242,10 @@ dc_node_stop(dc_node *n, bool remove_pods)
 int
 dc_node_down(const char *data_dir)
 {
+    char marker[4096];
+    snprintf(marker, sizeof(marker), "%s/node/cluster-id", data_dir);
+    if (access(marker, F_OK) != 0)
+        return 0; /* no node ever ran here */
     char id[32];
     int rc = dc_node_cluster_id(data_dir, id, sizeof(id));
     if (rc)
@@ -252,8 +256,8 @@ dc_node_down(const char *data_dir)
 }
 
 int
-dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, const char *container,
-                 long tail_lines, bool timestamps, lb_buf *out)
+dc_node_log_container(const char *data_dir, const char *ns, const char *pod, const char *container,
+                      char *id_out, size_t cap)
 {
     char id[32];
     int rc = dc_node_cluster_id(data_dir, id, sizeof(id));
@@ -269,8 +273,10 @@ dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, const ch
     rc = dc_podman_run(ps, &listing, NULL, 60000);
     json_t *arr = rc == 0 && listing.data ? json_loads(listing.data, 0, NULL) : NULL;
     lb_buf_free(&listing);
-    if (rc != 0 && rc > 0)
-        rc = LB_EPROTO;
+    if (rc != 0) {
+        json_decref(arr);
+        return rc < 0 ? rc : LB_EPROTO;
+    }
     const char *cid = NULL;
     long long newest = -1;
     size_t i;
@@ -290,18 +296,53 @@ dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, const ch
             cid = json_string_value(json_object_get(c, "Id"));
         }
     }
-    if (!cid) {
-        json_decref(arr);
-        return LB_ENOTFOUND;
-    }
-    char tail[32];
-    snprintf(tail, sizeof(tail), "--tail=%ld", tail_lines < 0 ? -1L : tail_lines);
-    const char *logs[] = {"logs", tail, timestamps ? "--timestamps" : cid, timestamps ? cid : NULL,
-                          NULL};
+    rc = cid ? 0 : LB_ENOTFOUND;
+    if (cid)
+        snprintf(id_out, cap, "%s", cid);
+    json_decref(arr);
+    return rc;
+}
+
+static void
+logs_args(const char *cid, long tail_lines, bool timestamps, bool follow, char *tail, size_t cap,
+          const char **args)
+{
+    snprintf(tail, cap, "--tail=%ld", tail_lines < 0 ? -1L : tail_lines);
+    size_t n = 0;
+    args[n++] = "logs";
+    args[n++] = tail;
+    if (timestamps)
+        args[n++] = "--timestamps";
+    if (follow)
+        args[n++] = "--follow";
+    args[n++] = cid;
+    args[n] = NULL;
+}
+
+int
+dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, const char *container,
+                 long tail_lines, bool timestamps, lb_buf *out)
+{
+    char cid[128], tail[32];
+    int rc = dc_node_log_container(data_dir, ns, pod, container, cid, sizeof(cid));
+    if (rc)
+        return rc;
+    const char *args[8];
+    logs_args(cid, tail_lines, timestamps, false, tail, sizeof(tail), args);
     /* stdout and stderr of the container arrive on podman's two streams;
      * both go to out, as the API server serves them interleaved */
-    rc = dc_podman_run(logs, out, out, 60000);
-    json_decref(arr);
+    rc = dc_podman_run(args, out, out, 60000);
+    return rc == 0 ? 0 : (rc < 0 ? rc : LB_EPROTO);
+}
+
+int
+dc_node_container_logs_follow(const char *container_id, long tail_lines, bool timestamps,
+                              dc_podman_output_fn write, dc_podman_keep_fn keep, void *arg)
+{
+    char tail[32];
+    const char *args[8];
+    logs_args(container_id, tail_lines, timestamps, true, tail, sizeof(tail), args);
+    int rc = dc_podman_stream(args, write, keep, arg, 1000);
     return rc == 0 ? 0 : (rc < 0 ? rc : LB_EPROTO);
 }
 

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 
 #include "buf.h"
+#include "podman.h"
 
 #define DC_NODE_POD_API_HOST "10.88.0.1"
 #define DC_NODE_NAME "devcluster"
@@ -50,11 +51,20 @@ void dc_node_stop(dc_node *n, bool remove_pods);
  * data_dir, by id, with no node running. Number removed, or -errno. */
 int dc_node_down(const char *data_dir);
 
-/* Logs of a pod's container, oldest first, into out ("" for the first
+/* Logs of a pod's container, oldest first, into out ("" or NULL: the first
  * container). tail_lines < 0: all. 0, LB_ENOTFOUND (no such pod or
  * container on this node), or -errno. */
 int dc_node_pod_logs(const char *data_dir, const char *ns, const char *pod, const char *container,
                      long tail_lines, bool timestamps, lb_buf *out);
+
+/* For `kubectl logs -f`: the podman id of the container whose logs
+ * dc_node_pod_logs reads (0 or LB_ENOTFOUND), then its logs passed to write
+ * as they come, until the container stops, write returns non-zero, or keep
+ * (asked every second) returns false. */
+int dc_node_log_container(const char *data_dir, const char *ns, const char *pod,
+                          const char *container, char *id_out, size_t cap);
+int dc_node_container_logs_follow(const char *container_id, long tail_lines, bool timestamps,
+                                  dc_podman_output_fn write, dc_podman_keep_fn keep, void *arg);
 
 /* This cluster's id (labels its podman objects), from <data_dir>/node/cluster-id,
  * created on first use. 0 or -errno. */

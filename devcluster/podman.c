@@ -198,8 +198,10 @@ dc_podman_setup(void)
     return 0;
 }
 
-int
-dc_podman_run(const char *const *args, lb_buf *out, lb_buf *err, int timeout_ms)
+/* Start `podman ARGS...` with stdout and stderr on pipes (the read ends,
+ * close-on-exec, into out_fd / err_fd). 0 or -errno. */
+static int
+spawn_podman(const char *const *args, pid_t *pid, int *out_fd, int *err_fd)
 {
     dc_argv argv = {0};
     int rc = dc_argv_add(&argv, "podman");
@@ -232,8 +234,7 @@ dc_podman_run(const char *const *args, lb_buf *out, lb_buf *err, int timeout_ms)
     sigemptyset(&none);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    pid_t pid;
-    int sp = posix_spawnp(&pid, "podman", &fa, &attr, argv.v, environ);
+    int sp = posix_spawnp(pid, "podman", &fa, &attr, argv.v, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(po[1]);
@@ -244,9 +245,33 @@ dc_podman_run(const char *const *args, lb_buf *out, lb_buf *err, int timeout_ms)
         close(pe[0]);
         return -sp;
     }
+    *out_fd = po[0];
+    *err_fd = pe[0];
+    return 0;
+}
+
+static int
+reap(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int
+dc_podman_run(const char *const *args, lb_buf *out, lb_buf *err, int timeout_ms)
+{
+    pid_t pid;
+    int fo, fe;
+    int rc = spawn_podman(args, &pid, &fo, &fe);
+    if (rc)
+        return rc;
     int64_t deadline = timeout_ms > 0 ? lb_now_ms() + timeout_ms : 0;
     bool timed_out = false;
-    struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    struct pollfd fds[2] = {{fo, POLLIN, 0}, {fe, POLLIN, 0}};
     int open_fds = 2;
     char chunk[8192];
     while (open_fds > 0) {
@@ -285,14 +310,54 @@ dc_podman_run(const char *const *args, lb_buf *out, lb_buf *err, int timeout_ms)
     for (int i = 0; i < 2; i++)
         if (fds[i].fd >= 0)
             close(fds[i].fd);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (timed_out)
-        return LB_ETIMEOUT;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    int status = reap(pid);
+    return timed_out ? LB_ETIMEOUT : status;
+}
+
+int
+dc_podman_stream(const char *const *args, dc_podman_output_fn on_output, dc_podman_keep_fn keep,
+                 void *arg, int poll_ms)
+{
+    pid_t pid;
+    int fo, fe;
+    int rc = spawn_podman(args, &pid, &fo, &fe);
+    if (rc)
+        return rc;
+    struct pollfd fds[2] = {{fo, POLLIN, 0}, {fe, POLLIN, 0}};
+    int open_fds = 2;
+    bool stopped = false;
+    char chunk[8192];
+    while (open_fds > 0 && !stopped) {
+        int n = poll(fds, 2, poll_ms > 0 ? poll_ms : 1000);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        for (int i = 0; i < 2 && !stopped; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents)
+                continue;
+            ssize_t r = read(fds[i].fd, chunk, sizeof(chunk));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+                open_fds--;
+                continue;
+            }
+            if (on_output(arg, chunk, (size_t)r) != 0)
+                stopped = true;
+        }
+        if (!stopped && keep && !keep(arg))
+            stopped = true;
+    }
+    if (stopped)
+        kill(pid, SIGKILL);
+    for (int i = 0; i < 2; i++)
+        if (fds[i].fd >= 0)
+            close(fds[i].fd);
+    int status = reap(pid);
+    return stopped ? 0 : status;
 }
 
 /* ---- quantities and selectors ---- */

@@ -51,6 +51,15 @@ int dc_podman_setup(void);
  * it (SIGKILL) after that long and returns LB_ETIMEOUT. */
 int dc_podman_run(const char *const *args, lb_buf *out, lb_buf *err, int timeout_ms);
 
+/* Run podman, passing its stdout and stderr to on_output as they arrive,
+ * until podman exits, on_output returns non-zero, or keep (checked at least
+ * every poll_ms) returns false; then podman is killed. Returns podman's exit
+ * status, 0 when stopped early, or -errno if it could not run. */
+typedef int (*dc_podman_output_fn)(void *arg, const char *bytes, size_t n);
+typedef bool (*dc_podman_keep_fn)(void *arg);
+int dc_podman_stream(const char *const *args, dc_podman_output_fn on_output, dc_podman_keep_fn keep,
+                     void *arg, int poll_ms);
+
 /* ---- translation of a pod ---- */
 
 /* What translation needs beyond the Pod itself. All borrowed. */

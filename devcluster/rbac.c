@@ -65,8 +65,10 @@ subject_matches(json_t *binding, const subject_ctx *who, const char *binding_ns)
         } else if (strcmp(kind, "Group") == 0) {
             char g[300];
             snprintf(g, sizeof g, "system:serviceaccounts:%s", who->sa_ns);
-            if (strcmp(name, "system:serviceaccounts") == 0 ||
-                strcmp(name, "system:authenticated") == 0 || strcmp(name, g) == 0)
+            if (strcmp(name, "system:authenticated") == 0)
+                return true;
+            if (who->sa_ns[0] &&
+                (strcmp(name, "system:serviceaccounts") == 0 || strcmp(name, g) == 0))
                 return true;
         }
     }
@@ -196,6 +198,19 @@ dc_rbac_authorize(dc_ctx *c)
 {
     if (c->admin)
         return 0;
+    if (c->res && c->res->create_only)
+        return 0; /* every user may ask what it may do (system:basic-user) */
+    const char *as = dc_req_header(c->req, "Impersonate-User");
+    if (as && !c->impersonated) {
+        char msg[1200];
+        snprintf(msg, sizeof msg,
+                 "users \"%s\" is forbidden: User \"%s\" cannot impersonate resource \"users\" in "
+                 "API group \"\" at the cluster scope",
+                 as, c->user);
+        dc_api_respond_status(c, 403, "Forbidden", msg,
+                              json_pack("{s:s, s:s}", "name", as, "kind", "users"));
+        return -EACCES;
+    }
     char msg[4096];
     if (!c->res) {
         const char *path = dc_req_path(c->req);

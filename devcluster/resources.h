@@ -26,7 +26,8 @@ typedef struct dc_resource {
     bool has_scale;      /* a scale subresource */
     bool has_generation; /* metadata.generation counts spec changes */
     bool storage_version;
-    bool custom; /* from a CRD */
+    bool custom;      /* from a CRD */
+    bool create_only; /* a review: POST only, nothing stored */
     const char *short_names[6];
     const char *subresources[4]; /* beyond status and scale: "log", "token" */
     /* custom resources only (references owned by the registry) */

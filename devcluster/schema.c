@@ -147,9 +147,84 @@ posix_pattern(const char *ecma)
     return lb_buf_steal(&b, NULL);
 }
 
+int
+dc_schema_pattern_ok(const char *pattern, char *why, size_t cap)
+{
+    /* What Go's regexp (RE2) refuses and what makes glibc's regcomp build
+     * an automaton of gigabytes: a repetition of a repetition, counts over
+     * 1000, and very long patterns. */
+    size_t n = strlen(pattern);
+    if (n > 4096) {
+        snprintf(why, cap, "pattern longer than 4096 bytes");
+        return -1;
+    }
+    long counted = 1;
+    int state = 0; /* 0: after an atom, 1: after a quantifier, 2: after a lazy one */
+    for (size_t i = 0; i < n; i++) {
+        char ch = pattern[i];
+        if (ch == '\\' && i + 1 < n) {
+            i++;
+            state = 0;
+            continue;
+        }
+        if (ch == '[') { /* a class: skip to its end */
+            size_t j = i + 1;
+            if (j < n && pattern[j] == '^')
+                j++;
+            if (j < n && pattern[j] == ']')
+                j++;
+            while (j < n && pattern[j] != ']')
+                j += pattern[j] == '\\' ? 2 : 1;
+            i = j;
+            state = 0;
+            continue;
+        }
+        if (ch == '?') {
+            if (state == 2) {
+                snprintf(why, cap, "invalid nested repetition operator at offset %zu", i);
+                return -1;
+            }
+            state = state == 1 ? 2 : 1;
+            continue;
+        }
+        if (ch == '*' || ch == '+' || ch == '{') {
+            if (state != 0) {
+                snprintf(why, cap, "invalid nested repetition operator at offset %zu", i);
+                return -1;
+            }
+            state = 1;
+            if (ch == '{') {
+                char *end;
+                long lo = strtol(pattern + i + 1, &end, 10);
+                long hi = lo;
+                if (*end == ',')
+                    hi = end[1] == '}' ? lo : strtol(end + 1, &end, 10);
+                if (lo > 1000 || hi > 1000 || lo < 0 || hi < 0) {
+                    snprintf(why, cap, "invalid repeat count at offset %zu", i);
+                    return -1;
+                }
+                counted *= (hi > 0 ? hi : 1);
+                if (counted > 1000) {
+                    snprintf(why, cap, "repetitions over 1000 in total at offset %zu", i);
+                    return -1;
+                }
+                const char *close = strchr(pattern + i, '}');
+                if (close)
+                    i = (size_t)(close - pattern);
+            }
+            continue;
+        }
+        state = 0;
+    }
+    return 0;
+}
+
 static bool
 matches_pattern(const char *pattern, const char *s)
 {
+    char why[128];
+    if (dc_schema_pattern_ok(pattern, why, sizeof why) != 0)
+        return true; /* refused when the CRD was written; never run */
     char *posix = posix_pattern(pattern);
     regex_t re;
     bool ok = true;
@@ -341,6 +416,52 @@ validate(const json_t *schema, json_t *v, const char *path, json_t *causes, json
     }
     if (json_is_object(v))
         validate_object(schema, v, path, causes, unknown, depth);
+}
+
+/* Every pattern in a schema must be one dc_schema_pattern_ok accepts. */
+static void
+check_patterns(const json_t *schema, const char *path, json_t *causes, int depth)
+{
+    if (depth > 64)
+        return;
+    if (json_is_object(schema)) {
+        const char *pat = json_string_value(json_object_get(schema, "pattern"));
+        char why[128];
+        if (pat && dc_schema_pattern_ok(pat, why, sizeof why) != 0) {
+            char field[1100];
+            snprintf(field, sizeof field, "%.1000s.pattern", path);
+            cause(causes, "FieldValueInvalid", field,
+                  "Invalid value: \"%.200s\": must be a valid regular expression, but isn't: %s",
+                  pat, why);
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)schema, k, v)
+        {
+            if (json_is_object(v) || json_is_array(v)) {
+                char sub[1100];
+                snprintf(sub, sizeof sub, "%.900s.%.150s", path, k);
+                check_patterns(v, sub, causes, depth + 1);
+            }
+        }
+    } else if (json_is_array(schema)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach((json_t *)schema, i, v)
+        {
+            char sub[1100];
+            snprintf(sub, sizeof sub, "%.1000s[%zu]", path, i);
+            check_patterns(v, sub, causes, depth + 1);
+        }
+    }
+}
+
+int
+dc_schema_check_patterns(const json_t *schema, const char *path, json_t *causes)
+{
+    size_t before = json_array_size(causes);
+    check_patterns(schema, path, causes, 0);
+    return (int)(json_array_size(causes) - before);
 }
 
 int

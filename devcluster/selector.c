@@ -93,6 +93,13 @@ parse(const char *text, bool fields, dc_selector **out, char *err, size_t cap)
     *out = sel;
     if (!text)
         return 0;
+    size_t tlen = strlen(text);
+    while (tlen > 0 && isspace((unsigned char)text[tlen - 1]))
+        tlen--;
+    if (tlen > 0 && text[tlen - 1] == ',') {
+        snprintf(err, cap, "found '', expected: identifier after ','");
+        goto bad;
+    }
     const char *p = text;
     while (*p) {
         const char *start = p;

@@ -53,9 +53,10 @@ ensure_claims(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *sts, int ordinal)
         if (find_by_name(s->pvcs, ns, claim))
             continue;
         json_t *pvc =
-            json_pack("{s:s,s:s,s:{s:s,s:s},s:O}", "apiVersion", "v1", "kind",
+            json_pack("{s:s,s:s,s:{s:s,s:s},s:o}", "apiVersion", "v1", "kind",
                       "PersistentVolumeClaim", "metadata", "name", claim, "namespace", ns, "spec",
-                      json_object_get(tpl, "spec") ? json_object_get(tpl, "spec") : json_object());
+                      json_object_get(tpl, "spec") ? json_deep_copy(json_object_get(tpl, "spec"))
+                                                   : json_object());
         json_t *labels =
             json_deep_copy(json_object_get(json_object_get(spec, "selector"), "matchLabels"));
         json_object_set_new(json_object_get(pvc, "metadata"), "labels",
@@ -71,8 +72,8 @@ ensure_claims(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *sts, int ordinal)
     return created;
 }
 
-static json_t *
-new_pod(json_t *sts, int ordinal, const char *revision)
+json_t *
+dc_statefulset_pod(json_t *sts, int ordinal, const char *revision)
 {
     const char *ns = dc_ctl_meta(sts, "namespace"), *name = dc_ctl_meta(sts, "name");
     json_t *spec = json_object_get(sts, "spec"), *tpl = json_object_get(spec, "template");
@@ -195,7 +196,7 @@ sync_one(dc_ctl *ctl, dc_ctl_snapshot *s, json_t *sts)
             if (!all_ready_below && !parallel)
                 break;
             ensure_claims(ctl, s, sts, o);
-            json_t *np = new_pod(sts, o, revision);
+            json_t *np = dc_statefulset_pod(sts, o, revision);
             if (dc_ctl_create(ctl, pods_path, np) == 0)
                 lb_info("pod created namespace=%s pod=%s-%d statefulset=%s", ns, name, o, name);
             json_decref(np);

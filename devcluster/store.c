@@ -34,9 +34,11 @@ struct dc_store {
     int64_t rv;
     dc_event *ring; /* window slots; event i (in rv order) at ring[i % window] */
     unsigned window;
-    unsigned count; /* events in the ring */
-    unsigned head;  /* slot of the oldest */
-    int64_t floor;  /* a watch may resume from any rv >= floor */
+    unsigned count;   /* events in the ring */
+    size_t bytes;     /* their objects' JSON size */
+    size_t max_bytes; /* the window also ends where its events weigh this much */
+    unsigned head;    /* slot of the oldest */
+    int64_t floor;    /* a watch may resume from any rv >= floor */
 };
 
 static const char *const schema_sql =
@@ -68,6 +70,7 @@ dc_store_open(const char *path, unsigned window, dc_store **out)
     if (!s)
         return -ENOMEM;
     s->window = window ? window : 10000;
+    s->max_bytes = 64u * 1024 * 1024;
     s->ring = calloc(s->window, sizeof *s->ring);
     if (!s->ring) {
         free(s);
@@ -113,6 +116,27 @@ dc_store_close(dc_store *s)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->changed);
     free(s);
+}
+
+void
+dc_store_set_max_bytes(dc_store *s, size_t bytes)
+{
+    s->max_bytes = bytes;
+}
+
+int
+dc_store_cap_pages(dc_store *s, int extra)
+{
+    sqlite3_stmt *st;
+    long long pages = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA page_count", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        pages = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count=%lld",
+             extra > 0 ? pages + extra : 1073741823LL);
+    return exec(s, sql);
 }
 
 void
@@ -183,16 +207,23 @@ set_rv(json_t *obj, int64_t rv)
 }
 
 static void
-emit(dc_store *s, dc_event_type type, const char *resource, const char *ns, const char *name,
-     json_t *obj)
+drop_oldest(dc_store *s)
 {
-    if (s->count == s->window) {
-        dc_event *old = &s->ring[s->head];
-        s->floor = old->rv;
-        dc_event_clear(old);
-        s->head = (s->head + 1) % s->window;
-        s->count--;
-    }
+    dc_event *old = &s->ring[s->head];
+    s->floor = old->rv;
+    s->bytes -= old->size;
+    dc_event_clear(old);
+    s->head = (s->head + 1) % s->window;
+    s->count--;
+}
+
+/* size: the object's JSON length, what the event weighs in the window. */
+static void
+emit(dc_store *s, dc_event_type type, const char *resource, const char *ns, const char *name,
+     json_t *obj, size_t size)
+{
+    while (s->count > 0 && (s->count == s->window || s->bytes + size > s->max_bytes))
+        drop_oldest(s);
     dc_event *e = &s->ring[(s->head + s->count) % s->window];
     e->rv = s->rv;
     e->type = type;
@@ -200,6 +231,8 @@ emit(dc_store *s, dc_event_type type, const char *resource, const char *ns, cons
     e->ns = strdup(ns ? ns : "");
     e->name = strdup(name);
     e->object = json_deep_copy(obj);
+    e->size = size;
+    s->bytes += size;
     s->count++;
     pthread_cond_broadcast(&s->changed);
 }
@@ -233,6 +266,7 @@ dc_store_put(dc_store *s, const char *resource, const char *ns, const char *name
         return -EIO;
     set_rv(obj, s->rv + 1);
     char *body = json_dumps(obj, JSON_COMPACT);
+    size_t size = body ? strlen(body) : 0;
     json_t *uid = json_object_get(json_object_get(obj, "metadata"), "uid");
     int rc = body ? bump_rv(s) : -ENOMEM;
     if (rc == 0) {
@@ -266,7 +300,7 @@ dc_store_put(dc_store *s, const char *resource, const char *ns, const char *name
         return rc;
     }
     s->rv++;
-    emit(s, type, resource, ns, name, obj);
+    emit(s, type, resource, ns, name, obj, size);
     return 0;
 }
 
@@ -297,7 +331,7 @@ dc_store_delete(dc_store *s, const char *resource, const char *ns, const char *n
     }
     s->rv++;
     set_rv(obj, s->rv);
-    emit(s, DC_DELETED, resource, ns, name, obj);
+    emit(s, DC_DELETED, resource, ns, name, obj, json_dumpb(obj, NULL, 0, JSON_COMPACT));
     return 0;
 }
 
@@ -400,6 +434,7 @@ dc_store_events_since(dc_store *s, int64_t after, dc_event *out, int max)
             continue;
         out[n].rv = e->rv;
         out[n].type = e->type;
+        out[n].size = e->size;
         out[n].resource = strdup(e->resource);
         out[n].ns = strdup(e->ns);
         out[n].name = strdup(e->name);

@@ -14,8 +14,9 @@
  * kill -9.
  *
  * Events: every write appends (rv, type, resource, namespace, name,
- * object) to an in-memory ring of the last `window` changes and wakes the
- * watchers. A watch may resume from any rv >= dc_store_window_floor(); an
+ * object) to an in-memory ring of the last `window` changes (and at most
+ * 64 MiB of their objects' JSON: helm's release Secrets are large) and
+ * wakes the watchers. A watch may resume from any rv >= dc_store_window_floor(); an
  * older one gets 410 Expired, as after an etcd compaction. The window starts
  * empty at every start (its floor is the rv the store opened with).
  */
@@ -41,12 +42,18 @@ typedef struct dc_event {
     char *ns;
     char *name;
     json_t *object; /* read-only once in the ring; readers take a reference */
+    size_t size;    /* the object's JSON length */
 } dc_event;
 
 /* Open (create) the database at path; window: how many changes to keep for
  * watches (0: 10000). 0, -EIO (message logged). */
 int dc_store_open(const char *path, unsigned window, dc_store **out);
 void dc_store_close(dc_store *s);
+/* The window's weight limit in bytes of object JSON (default 64 MiB). */
+void dc_store_set_max_bytes(dc_store *s, size_t bytes);
+/* Cap the database at its current size plus extra pages (0: no cap), so that
+ * writes fail as on a full disk. For tests. 0 or -EIO. */
+int dc_store_cap_pages(dc_store *s, int extra);
 
 void dc_store_lock(dc_store *s);
 void dc_store_unlock(dc_store *s);

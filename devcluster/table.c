@@ -146,13 +146,35 @@ static void
 builtin_columns(const dc_resource *r, json_t *cols)
 {
     const char *p = r->plural;
+    if (strcmp(p, "events") == 0) {
+        json_array_append_new(cols, coldef("Last Seen", "string", "", 0));
+        json_array_append_new(cols, coldef("Type", "string", "", 0));
+        json_array_append_new(cols, coldef("Reason", "string", "", 0));
+        json_array_append_new(cols, coldef("Object", "string", "", 0));
+        json_array_append_new(cols, coldef("Message", "string", "", 0));
+        return;
+    }
     json_array_append_new(cols, coldef("Name", "string", "name", 0));
-    if (strcmp(p, "namespaces") == 0) {
+    if (strcmp(p, "serviceaccounts") == 0) {
+        json_array_append_new(cols, coldef("Secrets", "integer", "", 0));
+    } else if (strcmp(p, "nodes") == 0) {
+        json_array_append_new(cols, coldef("Status", "string", "", 0));
+        json_array_append_new(cols, coldef("Roles", "string", "", 0));
+    } else if (strcmp(p, "endpoints") == 0) {
+        json_array_append_new(cols, coldef("Endpoints", "string", "", 0));
+    } else if (strcmp(p, "jobs") == 0) {
+        json_array_append_new(cols, coldef("Status", "string", "", 0));
+        json_array_append_new(cols, coldef("Completions", "string", "", 0));
+    } else if (strcmp(p, "namespaces") == 0) {
         json_array_append_new(cols, coldef("Status", "string", "", 0));
     } else if (strcmp(p, "pods") == 0) {
         json_array_append_new(cols, coldef("Ready", "string", "", 0));
         json_array_append_new(cols, coldef("Status", "string", "", 0));
         json_array_append_new(cols, coldef("Restarts", "string", "", 0));
+        json_array_append_new(cols, coldef("Age", "string", "", 0));
+        json_array_append_new(cols, coldef("IP", "string", "", 1));
+        json_array_append_new(cols, coldef("Node", "string", "", 1));
+        return;
     } else if (strcmp(p, "services") == 0) {
         json_array_append_new(cols, coldef("Type", "string", "", 0));
         json_array_append_new(cols, coldef("Cluster-IP", "string", "", 0));
@@ -190,8 +212,67 @@ builtin_cells(const dc_resource *r, json_t *obj, json_t *cells)
 {
     const char *p = r->plural;
     char buf[512];
+    if (strcmp(p, "events") == 0) {
+        const char *last = json_string_value(json_object_get(obj, "lastTimestamp"));
+        if (!last)
+            last = json_string_value(json_object_get(obj, "eventTime"));
+        if (!last)
+            last = dc_api_meta_str(obj, "creationTimestamp");
+        char a[32];
+        age(last, a, sizeof a);
+        json_array_append_new(cells, json_string(a));
+        json_array_append_new(cells, str(json_string_value(json_object_get(obj, "type"))));
+        json_array_append_new(cells, str(json_string_value(json_object_get(obj, "reason"))));
+        const char *kind = json_string_value(jsonpath(obj, ".involvedObject.kind"));
+        const char *name = json_string_value(jsonpath(obj, ".involvedObject.name"));
+        snprintf(buf, sizeof buf, "%s%s%s", kind ? kind : "", kind ? "/" : "", name ? name : "");
+        for (char *q = buf; *q && *q != '/'; q++)
+            if (*q >= 'A' && *q <= 'Z')
+                *q = (char)(*q + 32);
+        json_array_append_new(cells, json_string(buf));
+        json_array_append_new(cells, str(json_string_value(json_object_get(obj, "message"))));
+        return;
+    }
     json_array_append_new(cells, str(dc_api_meta_str(obj, "name")));
-    if (strcmp(p, "namespaces") == 0) {
+    if (strcmp(p, "serviceaccounts") == 0) {
+        json_array_append_new(
+            cells, json_integer((json_int_t)json_array_size(json_object_get(obj, "secrets"))));
+    } else if (strcmp(p, "nodes") == 0) {
+        const char *ready =
+            json_string_value(jsonpath(obj, ".status.conditions[?(@.type==\"Ready\")].status"));
+        json_array_append_new(
+            cells, json_string(ready && strcmp(ready, "True") == 0 ? "Ready" : "NotReady"));
+        json_array_append_new(cells, json_string("<none>"));
+    } else if (strcmp(p, "endpoints") == 0) {
+        lb_buf eps = LB_BUF_INIT;
+        size_t i, k, n = 0;
+        json_t *sub, *addr, *port;
+        json_array_foreach(json_object_get(obj, "subsets"), i, sub)
+        {
+            json_array_foreach(json_object_get(sub, "addresses"), k, addr)
+            {
+                size_t pi;
+                json_array_foreach(json_object_get(sub, "ports"), pi, port)
+                {
+                    if (n++ < 3)
+                        lb_buf_printf(&eps, "%s%s:%lld", eps.len ? "," : "",
+                                      json_string_value(json_object_get(addr, "ip")) ?: "",
+                                      ival(port, ".port"));
+                }
+            }
+        }
+        if (n > 3)
+            lb_buf_printf(&eps, " + %zu more...", n - 3);
+        json_array_append_new(cells, str(eps.data ? eps.data : "<none>"));
+        lb_buf_free(&eps);
+    } else if (strcmp(p, "jobs") == 0) {
+        long long ok = ival(obj, ".status.succeeded");
+        json_t *want = jsonpath(obj, ".spec.completions");
+        long long total = json_is_integer(want) ? json_integer_value(want) : 1;
+        json_array_append_new(cells, json_string(ok >= total ? "Complete" : "Running"));
+        snprintf(buf, sizeof buf, "%lld/%lld", ok, total);
+        json_array_append_new(cells, json_string(buf));
+    } else if (strcmp(p, "namespaces") == 0) {
         json_array_append_new(cells, str(json_string_value(jsonpath(obj, ".status.phase"))));
     } else if (strcmp(p, "pods") == 0) {
         json_t *statuses = jsonpath(obj, ".status.containerStatuses");
@@ -220,11 +301,19 @@ builtin_cells(const dc_resource *r, json_t *obj, json_t *cells)
         json_array_append_new(cells, str(reason ? reason : phase));
         snprintf(buf, sizeof buf, "%lld", restarts);
         json_array_append_new(cells, json_string(buf));
+        json_array_append_new(cells, age_cell(obj));
+        const char *ip = json_string_value(jsonpath(obj, ".status.podIP"));
+        const char *node = json_string_value(jsonpath(obj, ".spec.nodeName"));
+        json_array_append_new(cells, str(ip ? ip : "<none>"));
+        json_array_append_new(cells, str(node ? node : "<none>"));
+        return;
     } else if (strcmp(p, "services") == 0) {
         json_array_append_new(cells, str(json_string_value(jsonpath(obj, ".spec.type"))));
         json_array_append_new(cells, str(json_string_value(jsonpath(obj, ".spec.clusterIP"))));
         const char *ext = json_string_value(jsonpath(obj, ".status.loadBalancer.ingress[0].ip"));
-        json_array_append_new(cells, str(ext ? ext : "<none>"));
+        const char *stype = json_string_value(jsonpath(obj, ".spec.type"));
+        bool lb = stype && strcmp(stype, "LoadBalancer") == 0;
+        json_array_append_new(cells, str(ext ? ext : lb ? "<pending>" : "<none>"));
         lb_buf ports = LB_BUF_INIT;
         size_t i;
         json_t *port;

@@ -61,6 +61,39 @@ rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
     return remove(path) == 0 || errno == ENOENT ? 0 : -1;
 }
 
+/* nftw passes no argument: the fsGroup walk's parameters, per thread. */
+static __thread gid_t fs_gid;
+static __thread bool fs_writable;
+
+static int
+fsgroup_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)flag;
+    (void)ftw;
+    if (S_ISLNK(st->st_mode))
+        return 0;
+    mode_t mode = st->st_mode & 07777;
+    if (S_ISDIR(st->st_mode))
+        mode |= S_IRGRP | S_IXGRP | (fs_writable ? S_IWGRP | S_ISGID : 0);
+    else if (mode & S_IRUSR)
+        mode |= S_IRGRP | (fs_writable && (mode & S_IWUSR) ? S_IWGRP : 0);
+    if (lchown(path, (uid_t)-1, fs_gid) != 0 || chmod(path, mode) != 0)
+        return -1;
+    return 0;
+}
+
+int
+dc_volumes_apply_fsgroup(const char *path, long gid, bool writable)
+{
+    if (gid < 0)
+        return -EINVAL;
+    fs_gid = (gid_t)gid;
+    fs_writable = writable;
+    if (nftw(path, fsgroup_one, 32, FTW_PHYS) != 0)
+        return errno ? -errno : -EIO;
+    return 0;
+}
+
 int
 dc_rmtree(const char *path)
 {
@@ -369,6 +402,24 @@ dc_volumes_prepare(json_t *pod, const char *volume_root, json_t *refs, const cha
                 lb_buf_printf(err, "volume \"%s\": %s", name,
                               strerror(rc < 0 && rc > -4096 ? -rc : EIO));
             return rc;
+        }
+    }
+    /* fsGroup: the pod's group owns its volumes, as the kubelet arranges */
+    json_t *fsgroup = json_object_get(json_object_get(spec, "securityContext"), "fsGroup");
+    if (json_is_integer(fsgroup)) {
+        json_array_foreach(json_object_get(spec, "volumes"), i, vol)
+        {
+            if (json_object_get(vol, "persistentVolumeClaim") || json_object_get(vol, "hostPath"))
+                continue; /* claims: the kubelet, when it mounts them; hostPath: never */
+            char dir[4096];
+            snprintf(dir, sizeof(dir), "%s/%s", volume_root, jstr(vol, "name"));
+            rc = dc_volumes_apply_fsgroup(dir, (long)json_integer_value(fsgroup),
+                                          json_object_get(vol, "emptyDir") != NULL);
+            if (rc) {
+                lb_buf_printf(err, "volume \"%s\": could not apply fsGroup: %s", jstr(vol, "name"),
+                              strerror(-rc));
+                return rc;
+            }
         }
     }
     return 0;

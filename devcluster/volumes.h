@@ -16,6 +16,7 @@
 #define DC_VOLUMES_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "buf.h"
 
@@ -33,6 +34,11 @@ int dc_volumes_write_sa(const char *sa_dir, const char *token, const char *ca_fi
 /* The names of the secrets and config maps pod refers to (env, envFrom,
  * volumes), as {"secret/NAME": true, ...} (new reference). */
 json_t *dc_volumes_refs_needed(json_t *pod);
+
+/* fsGroup: give gid group ownership of path and everything under it, with
+ * group read (and write and setgid directories when writable) wherever the
+ * owner has it, as the kubelet does for a pod's volumes. 0 or -errno. */
+int dc_volumes_apply_fsgroup(const char *path, long gid, bool writable);
 
 /* mkdir -p with mode for the last component (created ones only). 0 or -errno. */
 int dc_mkdirs(const char *path, unsigned mode);

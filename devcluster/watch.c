@@ -219,7 +219,8 @@ dc_watch_serve(dc_ctx *c)
         w.resumed = true;
     }
     dc_store_unlock(s);
-    if (dc_stream_begin(c->req, 200, w.table ? "application/json" : "application/json") < 0)
+    lb_gauge_add(c->api->watches, 1);
+    if (dc_stream_begin(c->req, 200, "application/json") < 0)
         goto relock;
     if (expired) {
         send_expired(&w, rv, floor);
@@ -275,6 +276,7 @@ dc_watch_serve(dc_ctx *c)
         }
     }
 relock:
+    lb_gauge_add(c->api->watches, -1);
     dc_store_lock(s);
 out:
     json_decref(initial_objs);

@@ -222,6 +222,8 @@ class Safekeeper:
         self.pg_port = free_port()
         self.peers = peers or []
         self.proc = None
+        # the password of role lakebase_safekeeper on the computes (Cluster sets it)
+        self.compute_password_file = None
 
     @property
     def url(self):
@@ -239,6 +241,8 @@ class Safekeeper:
         argv += ["--auth_public_keys", self.auth.keys_dir,
                  "--auth_token_file", self.auth.token_file_for(self.name, "safekeeper",
                                                                sub=self.name)]
+        if self.compute_password_file:
+            argv += ["--compute_password_file", self.compute_password_file]
         argv += self.extra_args
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
@@ -385,21 +389,21 @@ class Cluster:
         import uuid
         self.workdir = workdir
         # Computes' secrets: the password of role lakebase_safekeeper, as
-        # which the safekeepers connect to a compute's PostgreSQL (libpq
-        # reads it from PGPASSFILE), and the user's. Kept if they exist, so
+        # which the safekeepers connect to a compute's PostgreSQL (their
+        # compute_password_file), and the user's. Kept if they exist, so
         # that `make run` keeps its passwords across runs.
         self.sk_password_file = os.path.join(workdir, "safekeeper.password")
         self.sk_password = secret_file(self.sk_password_file)
-        pgpass = os.path.join(workdir, "safekeeper.pgpass")
-        with open(pgpass, "w") as f:
-            f.write(f"*:*:*:lakebase_safekeeper:{self.sk_password}\n")
-        os.chmod(pgpass, 0o600)
+        # Management's key pair: daemons verify tokens with its public key.
+        self.auth = Auth(workdir)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
-        self.sks = [Safekeeper(workdir, f"sk-{i}", extra_args=sk_args,
-                               env={"PGPASSFILE": pgpass}) for i in range(n)]
+        self.sks = [Safekeeper(workdir, f"sk-{i}",
+                               extra_args=["--compute_password_file", self.sk_password_file]
+                               + list(sk_args or [])) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
+            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)
@@ -824,7 +828,10 @@ class ComputeCtl:
                 "compute", tenant=tenant or cluster.tenant,
                 timeline=timeline or cluster.timeline, sub=name,
                 endpoint=f"127.0.0.1:{self.port}"),
+            "auth_public_keys": cluster.auth.keys_dir,
         }
+        # Callers of compute-ctl's HTTP API: the tests act as management.
+        self.token = cluster.auth.management
         if lsn:
             self.spec["lsn"] = lsn
         self.ps = ps
@@ -862,14 +869,14 @@ class ComputeCtl:
         return self
 
     def status(self):
-        st, body = http("GET", self.url + "/status")
+        st, body = http("GET", self.url + "/status", token=self.token)
         assert st == 200, body
         return body
 
     def ready(self):
         """True when compute-ctl answers that its PostgreSQL is ready."""
         try:
-            st, body = http("GET", self.url + "/status", timeout=2)
+            st, body = http("GET", self.url + "/status", timeout=2, token=self.token)
         except OSError:
             return False
         return st == 200 and body.get("state") == "ready"
@@ -883,7 +890,7 @@ class ComputeCtl:
                 raise AssertionError(f"compute-ctl exited {self.proc.p.returncode}: "
                                      + self.log_tail())
             try:
-                st, body = http("GET", self.url + "/status")
+                st, body = http("GET", self.url + "/status", token=self.token)
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
@@ -918,7 +925,6 @@ class ComputeCtl:
         return f"host={self.spec['data_dir']} port={self.port} user=postgres dbname=postgres"
 
     def superuser_sql(self, query):
-        import psycopg
         with psycopg.connect(self.superuser_dsn(), autocommit=True) as c:
             cur = c.execute(query)
             return cur.fetchall() if cur.description else None

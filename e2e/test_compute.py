@@ -195,6 +195,7 @@ BAD_SPECS = [
     (lambda s: s.update(user="postgres"), '"user": "postgres" is reserved'),
     (lambda s: s.update(user="App"), '"user" must be a lowercase identifier'),
     (lambda s: s.pop("safekeeper_password_file"), 'missing field "safekeeper_password_file"'),
+    (lambda s: s.pop("auth_public_keys"), 'missing field "auth_public_keys"'),
     (lambda s: s["settings"].update(restart_after_crash="on"), '"restart_after_crash" is managed'),
     (lambda s: s["settings"].update(logging_collector="on"), '"logging_collector" is managed'),
     (lambda s: s["settings"].update(log_min_messages="error"),
@@ -356,3 +357,45 @@ def test_superseded_primary_stops(env):
     assert c.wait_exit(30) == 4
     assert pg_gone(pid)
     assert "another compute is primary" in c.log_tail()
+
+
+def test_http_api_needs_a_credential(env):
+    cluster, ps, new = env
+    c = new("c").start()
+    auth = cluster.auth
+    t, tl = cluster.tenant, cluster.timeline
+    other_tenant, other_tl = uuid.uuid4().hex, uuid.uuid4().hex
+    refused = {
+        "": 401,  # none (http() sends the harness's default token for None)
+        "not-a-token": 401,
+        auth.mint("management", key=auth.other_key(cluster.workdir)): 401,  # unknown key
+        auth.mint("compute", tenant=other_tenant, timeline=other_tl): 403,  # another tenant's
+        auth.mint("compute", tenant=t, timeline=other_tl): 403,  # another timeline's
+        auth.mint("pageserver", tenant=t): 403,  # a role that has no business here
+        auth.mint("safekeeper", sub="sk-0"): 403,
+    }
+    allowed = [auth.management, auth.mint("compute", tenant=t, timeline=tl)]
+    pid = c.pg_pid()
+    listing = sorted(os.listdir(c.spec["data_dir"]))
+    for route in ("/status", "/wal/000000010000000000000001", "/wal/00000002.history"):
+        for token, want in refused.items():
+            st, body = http("GET", c.url + route, token=token)
+            assert st == want, (route, token, st, body)
+        for token in allowed:
+            st, body = http("GET", c.url + route, token=token)
+            assert st not in (401, 403), (route, st, body)
+    for route in ("/metrics", "/healthz"):
+        assert http("GET", c.url + route, token="")[0] == 200
+    # The restore_command's credential: a file only the PostgreSQL user
+    # (and root) can read; SQL users cannot.
+    header = os.path.join(c.spec["data_dir"], "compute_ctl_restore.header")
+    assert oct(os.stat(header).st_mode & 0o777) == "0o600"
+    secret = open(header).read().split("Bearer ", 1)[1].strip()
+    st, _ = http("GET", c.url + "/wal/000000010000000000000001", token=secret)
+    assert st not in (401, 403)
+    assert http("GET", c.url + "/status", token=secret)[0] == 401  # /wal only
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        c.sql("select pg_read_file('compute_ctl_restore.header')")
+    # Nothing changed: the same PostgreSQL, the same files.
+    assert c.pg_pid() == pid and c.status()["state"] == "ready"
+    assert sorted(os.listdir(c.spec["data_dir"])) == listing

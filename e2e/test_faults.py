@@ -202,7 +202,7 @@ def test_no_acknowledged_commit_is_lost_under_faults(cluster):
         assert total == (ACCOUNTS * START_BALANCE, ACCOUNTS), total
 
         # The pageserver's newest snapshot plus WAL gives the same tables.
-        primary.sql("checkpoint")
+        primary.superuser_sql("checkpoint")  # an operator's action, not a user's
         target = lsn_int(insert_lsn(primary))
         wait_ingested(ps, t, root, target, 120, "the pageserver to ingest everything")
         st, snap = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)

@@ -56,7 +56,7 @@ for name in "${names[@]}"; do
         echo "images: $ref is up to date"
     else
         lb_step "building image $name"
-        LB_HINT="check that Debian's mirror is reachable from a podman build"
+        LB_HINT="podman build's output above names the failed step (an apt-get step needs Debian's mirror)"
         ctx=$(mktemp -d)
         while read -r path; do
             [ -n "$path" ] || continue

@@ -30,8 +30,7 @@ struct lake__compressor {
 int
 lake__compressor_new(lake_codec codec, int level, lake__compressor **out)
 {
-    if (codec != LAKE_CODEC_UNCOMPRESSED && codec != LAKE_CODEC_SNAPPY &&
-        codec != LAKE_CODEC_ZSTD)
+    if (codec != LAKE_CODEC_UNCOMPRESSED && codec != LAKE_CODEC_SNAPPY && codec != LAKE_CODEC_ZSTD)
         return LB_EUNSUPPORTED;
     lake__compressor *c = calloc(1, sizeof(*c));
     if (!c)
@@ -95,11 +94,11 @@ lake__compress_at(lake__compressor *c, int level, const void *src, size_t n, lb_
         int rc = lb_buf_reserve(out, cap);
         if (rc)
             return rc;
-        size_t got = ZSTD_compressCCtx(c->zstd, out->data + out->len, cap, src, n,
-                                       level ? level : c->level);
+        size_t got =
+            ZSTD_compressCCtx(c->zstd, out->data + out->len, cap, src, n, level ? level : c->level);
         if (ZSTD_isError(got))
             return ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation ? -ENOMEM
-                                                                           : LB_EUNSUPPORTED;
+                                                                          : LB_EUNSUPPORTED;
         out->len += got;
         out->data[out->len] = '\0';
         return 0;

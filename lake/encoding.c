@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "thrift.h"
+#include "value.h"
 
 #define MAX_GROUPS_PER_RUN 63
 
@@ -227,4 +228,10 @@ lake__utf8_prefix(const uint8_t *s, size_t n, size_t limit)
     while (end > 0 && (s[end] & 0xc0) == 0x80)
         end--;
     return end;
+}
+
+bool
+lake_utf8_valid(const void *bytes, size_t n)
+{
+    return lake__utf8_valid(bytes, n, NULL);
 }

@@ -34,7 +34,7 @@ struct lake_schema {
     lake__node *nodes; /* owned, nnodes used */
     int nnodes;
     int cap;
-    int holders;       /* writers using the schema */
+    int holders; /* writers using the schema */
     char error[256];
 };
 
@@ -65,8 +65,7 @@ lake__type_is_group(lake_type t)
     return t == LAKE_TYPE_LIST || t == LAKE_TYPE_STRUCT;
 }
 
-static int
-fail(lake_schema *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(lake_schema *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int
 fail(lake_schema *s, int rc, const char *fmt, ...)

@@ -19,8 +19,8 @@
 
 typedef enum lake_type {
     LAKE_TYPE_BOOLEAN = 1,
-    LAKE_TYPE_INT8,        /* int32 with INTEGER(8, signed) */
-    LAKE_TYPE_INT16,       /* int32 with INTEGER(16, signed) */
+    LAKE_TYPE_INT8,  /* int32 with INTEGER(8, signed) */
+    LAKE_TYPE_INT16, /* int32 with INTEGER(16, signed) */
     LAKE_TYPE_INT32,
     LAKE_TYPE_INT64,
     LAKE_TYPE_FLOAT,
@@ -34,15 +34,15 @@ typedef enum lake_type {
     LAKE_TYPE_JSON,        /* UTF-8 JSON text */
     LAKE_TYPE_UUID,        /* 16 bytes, big-endian as printed */
     LAKE_TYPE_BINARY,
-    LAKE_TYPE_FIXED,       /* exactly `length` bytes */
-    LAKE_TYPE_LIST,        /* one child: the element */
-    LAKE_TYPE_STRUCT,      /* one or more children */
+    LAKE_TYPE_FIXED,  /* exactly `length` bytes */
+    LAKE_TYPE_LIST,   /* one child: the element */
+    LAKE_TYPE_STRUCT, /* one or more children */
 } lake_type;
 
 /* The description of one field, as given to lake_schema_add(). */
 typedef struct lake_field {
-    const char *name;  /* copied; ignored (NULL allowed) for a list's element */
-    int32_t field_id;  /* >= 1 and unique in the schema; 0 for none */
+    const char *name; /* copied; ignored (NULL allowed) for a list's element */
+    int32_t field_id; /* >= 1 and unique in the schema; 0 for none */
     lake_type type;
     bool required;     /* false: the field may be NULL */
     int32_t length;    /* LAKE_TYPE_FIXED only: byte length >= 1 */

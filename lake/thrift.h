@@ -35,9 +35,9 @@ enum {
 /* Serializer state; out is borrowed and appended to. */
 typedef struct lake__thrift {
     lb_buf *out;
-    int depth;                                /* open structs */
+    int depth;                               /* open structs */
     int16_t last_id[LAKE__THRIFT_MAX_DEPTH]; /* last field id per open struct */
-    int err;                                  /* first error, sticky */
+    int err;                                 /* first error, sticky */
 } lake__thrift;
 
 void lake__thrift_init(lake__thrift *t, lb_buf *out);

@@ -61,6 +61,10 @@ typedef struct lake_value {
     } u;
 } lake_value;
 
+/* Whether bytes are well-formed UTF-8, as STRING and JSON values must be
+ * (no overlongs, no surrogates, nothing past U+10FFFF). */
+bool lake_utf8_valid(const void *bytes, size_t n);
+
 static inline lake_value
 lake_null(void)
 {

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "pgbin.h"
 
 int
 ps_daemon_init(ps_daemon *d)
@@ -41,7 +42,7 @@ ps_daemon_init(ps_daemon *d)
     if (!d->conf.pg_bin_dir || !d->conf.pg_bin_dir[0]) {
         free(d->conf.pg_bin_dir);
         char bindir[PATH_MAX];
-        lb_config_pg_bindir(bindir, sizeof(bindir));
+        lb_pg_bindir(bindir, sizeof(bindir));
         d->conf.pg_bin_dir = strdup(bindir);
     }
     if ((rc = lb_auth_keys_load(d->conf.auth_public_keys, &d->keys)) != 0) {

@@ -15,8 +15,9 @@
  * on open and each page when it reads it: a corrupt layer gives LB_ECRC,
  * never a wrong page.
  *
- * Callers: snapshot.c (writes one per snapshot), basebackup.c and the page
- * lookup (read), storage sync (upload/download as opaque files).
+ * Callers: snapshot.c (writes one per snapshot, and reads them back for a
+ * basebackup); timelines.c (opens them for a basebackup, uploading and
+ * downloading them as opaque files); ingest.c.
  */
 #ifndef PS_LAYER_H
 #define PS_LAYER_H

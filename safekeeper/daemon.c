@@ -54,7 +54,7 @@ sk_peer_by_url(const sk_daemon *sk, const char *url)
     if (n > 0 && text[n - 1] == '/')
         text[--n] = '\0';
     lb_config_addr a;
-    if (strchr(text, '/') || lb_config_parse_addr(text, &a) != 0)
+    if (strchr(text, '/') || lb_hostport_parse(text, &a) != 0)
         return -1;
     for (int i = 0; i < sk->npeers; i++)
         if (sk->peers[i].http.port && sk->peers[i].http.port == a.port &&
@@ -386,7 +386,7 @@ parse_peers(sk_daemon *sk)
         sk_peer p;
         memset(&p, 0, sizeof(p));
         if (!eq || eq == item || (size_t)(eq - item) >= sizeof(p.name) ||
-            lb_config_parse_addr(eq + 1, &p.addr) != 0 || p.addr.port == 0) {
+            lb_hostport_parse(eq + 1, &p.addr) != 0 || p.addr.port == 0) {
             lb_error("invalid peer \"%s\": expected name=host:port, the peer's listen_pg", item);
             return LB_EBADCONFIG;
         }
@@ -411,7 +411,7 @@ parse_peers(sk_daemon *sk)
         char name[64];
         lb_config_addr a;
         if (!eq || eq == item || (size_t)(eq - item) >= sizeof(name) ||
-            lb_config_parse_addr(eq + 1, &a) != 0 || a.port == 0) {
+            lb_hostport_parse(eq + 1, &a) != 0 || a.port == 0) {
             lb_error("invalid peers_http entry \"%s\": expected name=host:port, the peer's "
                      "listen_http",
                      item);

@@ -429,7 +429,7 @@ static bool
 compute_conninfo(const char *endpoint, char *out, size_t cap)
 {
     lb_config_addr a;
-    if (!endpoint || lb_config_parse_addr(endpoint, &a) != 0 || a.port == 0 ||
+    if (!endpoint || lb_hostport_parse(endpoint, &a) != 0 || a.port == 0 ||
         strpbrk(a.host, " '\\=") || !a.host[0])
         return false;
     return snprintf(out, cap, "host=%s port=%d", a.host, a.port) < (int)cap;
@@ -667,10 +667,8 @@ h_history(lb_http_request *req, void *arg)
     api_ctx c = {.sk = arg, .err = LB_JSON_ERROR_INIT};
     ids(req, &c, true);
     c.text = lb_http_param(req, "name");
-    unsigned tli = 0;
-    int used = 0;
-    if (!c.err.failed && (strlen(c.text) != 16 || sscanf(c.text, "%8X.history%n", &tli, &used) != 1 ||
-                          used != 16 || tli == 0))
+    uint32_t tli = 0;
+    if (!c.err.failed && lb_wal_history_parse(c.text, &tli) != 0)
         lb_json_fail(&c.err, LB_EPARSE, "\"%.64s\" is not a timeline history file name", c.text);
     c.num = tli;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_history, &c);

@@ -23,7 +23,7 @@ DEBS=(
     libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev
     libzstd-dev libsnappy-dev liblz4-dev zlib1g-dev
     libcmocka-dev
-    python3 python3-pytest python3-psycopg
+    python3 python3-pytest python3-pytest-timeout python3-psycopg
     podman runc catatonit mmdebstrap containernetworking-plugins
     unzip ca-certificates curl procps iproute2
 )

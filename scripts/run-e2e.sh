@@ -13,4 +13,9 @@ if ! compgen -G "e2e/test_*.py" >/dev/null; then
     echo "e2e: no end-to-end tests yet (they arrive with the first daemon)"
     exit 0
 fi
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider e2e "$@"
+# A test that hangs (a commit waiting for a quorum that never comes) fails
+# after LB_E2E_TIMEOUT seconds instead of stalling the run; the slowest test
+# (the fault suite, or the devcluster tests building images on a fresh
+# machine) takes a few minutes.
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider -p timeout \
+    --timeout="${LB_E2E_TIMEOUT:-1200}" --timeout-method=signal e2e "$@"

@@ -138,7 +138,12 @@ def stack():
             if not ps.proc.alive() and not stopping:
                 say("pageserver exited; restarting")
                 ps.start()
-            if not compute.proc.alive() and not stopping:
+            if not compute.proc.alive() and not stopping and compute.proc.p.returncode == 4:
+                # Superseded: another compute won a newer term on the
+                # safekeepers; starting this one again would take it back.
+                say("another compute is primary on main now; not restarting ours")
+                compute.proc = None
+            if compute.proc and not compute.proc.alive() and not stopping:
                 say(f"compute exited ({compute.proc.p.returncode}); starting a new one")
                 if start_compute(compute):
                     say("compute ready again")

@@ -1829,11 +1829,60 @@ test_xact_records(void **state)
     lb_buf_free(&s.w);
 }
 
+/* One parser for what a restore_command asks: segments and history
+ * files, nothing that merely scans as hex. */
+static void
+test_file_names(void **state)
+{
+    (void)state;
+    uint32_t tli = 0;
+    uint64_t segno = 0;
+    const uint32_t sz = LB_WAL_SEG_SIZE_DEFAULT;
+    assert_int_equal(lb_wal_file_parse("000000020000000100000003", sz, &tli, &segno),
+                     LB_WAL_FILE_SEGMENT);
+    assert_int_equal(tli, 2);
+    assert_true(segno == 256 + 3);
+    assert_int_equal(lb_wal_file_parse("0000000A.history", sz, &tli, NULL), LB_WAL_FILE_HISTORY);
+    assert_int_equal(tli, 10);
+    assert_int_equal(lb_wal_history_parse("00000001.history", &tli), 0);
+    assert_int_equal(tli, 1);
+    const char *bad[] = {"",
+                         "zz",
+                         "+0000001.history", /* sscanf("%8X") took it */
+                         " 0000001.history",
+                         "-0000001.history",
+                         "0x000001.history",
+                         "0000000a.history",
+                         "00000000.history",
+                         "1.history",
+                         "00000002.histor",
+                         "00000002.historyx",
+                         "../00000002.history",
+                         "00000002000000000000000G",
+                         "0000000200000000000000003",
+                         "00000002000000000000000",
+                         "000000000000000000000003",
+                         "0000000a0000000000000003",
+                         "000000020000000000000100", /* segment part past 4 GiB / 16 MiB */
+                         "+00000020000000000000003",
+                         "000000020000000000000003.partial",
+                         "00000002000000000000000/",
+                         NULL};
+    for (int i = 0; bad[i]; i++) {
+        if (lb_wal_file_parse(bad[i], sz, &tli, &segno) != LB_WAL_FILE_BAD)
+            fail_msg("\"%s\" accepted", bad[i]);
+    }
+    assert_int_equal(lb_wal_history_parse("+0000001.history", &tli), LB_EPARSE);
+    assert_int_equal(lb_wal_history_parse(NULL, &tli), LB_EPARSE);
+    assert_int_equal(lb_wal_file_parse(NULL, sz, &tli, &segno), LB_WAL_FILE_BAD);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest units[] = {
         cmocka_unit_test(test_segment_names),
+        cmocka_unit_test(test_file_names),
         cmocka_unit_test(test_decoder_new_refuses_bad_arguments),
         cmocka_unit_test(test_page_header_parse),
         cmocka_unit_test(test_rmgr_names),

@@ -41,6 +41,7 @@ static const char *const yaml_spec =
     "user: app\n"
     "password_file: /etc/lakebase/user-password\n"
     "safekeeper_password_file: /etc/lakebase/sk-password\n"
+    "auth_public_keys: /etc/lakebase/keys\n"
     "settings:\n"
     "  shared_buffers: 128MB\n"
     "  Work_Mem: 4096\n"
@@ -60,6 +61,7 @@ static const char *const json_spec =
     " \"pg_bin_dir\": \"/usr/lib/postgresql/15/bin\", \"pg_user\": \"pguser\","
     " \"user\": \"app\", \"password_file\": \"/etc/lakebase/user-password\","
     " \"safekeeper_password_file\": \"/etc/lakebase/sk-password\","
+    " \"auth_public_keys\": \"/etc/lakebase/keys\","
     " \"settings\": {\"shared_buffers\": \"128MB\", \"Work_Mem\": 4096, \"jit\": false,"
     " \"random_page_cost\": 1.5, \"search_path\": \"it's, public\"}}";
 
@@ -96,6 +98,7 @@ check_full_spec(const cc_spec *s)
     assert_string_equal(s->user, "app");
     assert_string_equal(s->password_file, "/etc/lakebase/user-password");
     assert_string_equal(s->safekeeper_password_file, "/etc/lakebase/sk-password");
+    assert_string_equal(s->auth_public_keys, "/etc/lakebase/keys");
     assert_int_equal(s->nsettings, 5);
     assert_string_equal(setting(s, "shared_buffers"), "128MB");
     assert_string_equal(setting(s, "work_mem"), "4096"); /* names are lowercased */
@@ -127,7 +130,7 @@ test_defaults(void **state)
     const char *text = "tenant_id: " TENANT "\ntimeline_id: " TIMELINE "\nmode: replica\n"
                        "pageserver: http://ps:9898\n"
                        "safekeepers: [{name: a, http: 'http://a:1', pg: 'a:2'}]\n"
-                       "pg_port: 5432\ndata_dir: /d/pgdata\n";
+                       "pg_port: 5432\ndata_dir: /d/pgdata\nauth_public_keys: /k\n";
     cc_spec s;
     char err[512];
     assert_int_equal(cc_spec_parse(text, strlen(text), &s, err, sizeof(err)), 0);
@@ -144,7 +147,7 @@ test_defaults(void **state)
                      " \"mode\": \"static\", \"lsn\": \"0/3000028\", \"pageserver\": "
                      "\"http://ps\", \"safekeepers\": [{\"name\": \"a\", \"http\": "
                      "\"http://a\", \"pg\": \"a:1\"}], \"pg_port\": 1, \"listen\": 8080,"
-                     " \"data_dir\": \"/x\"}";
+                     " \"data_dir\": \"/x\", \"auth_public_keys\": \"/k\"}";
     assert_int_equal(cc_spec_parse(st, strlen(st), &s, err, sizeof(err)), 0);
     assert_int_equal(s.mode, CC_MODE_STATIC);
     assert_true(s.lsn == 0x3000028);
@@ -156,7 +159,8 @@ test_defaults(void **state)
                          "12345678901234567890123456789012\nmode: primary\n"
                          "pageserver: http://ps\nsafekeepers: [{name: a, http: 'http://a', "
                          "pg: 'a:1'}]\npg_port: 1\ndata_dir: /x\nuser: u\n"
-                         "password_file: /p\nsafekeeper_password_file: /s\n";
+                         "password_file: /p\nsafekeeper_password_file: /s\n"
+                         "auth_public_keys: /k\n";
     assert_int_equal(cc_spec_parse(digits, strlen(digits), &s, err, sizeof(err)), 0);
     assert_string_equal(s.tenant_id, "01234567890123456789012345678901");
     assert_string_equal(s.timeline_id, "12345678901234567890123456789012");
@@ -235,6 +239,7 @@ test_every_field_refused_by_name(void **state)
         {"user", "user: 12", "\"user\" must be a string"},
         {"password_file", NULL, "missing field \"password_file\""},
         {"safekeeper_password_file", NULL, "missing field \"safekeeper_password_file\""},
+        {"auth_public_keys", NULL, "missing field \"auth_public_keys\""},
         {"data_dir",
          "data_dir: /a/very/long/path/that/leaves/no/room/for/the/unix/socket/of/postgresql/"
          "in/its/sun/path/which/has/108/bytes",
@@ -419,6 +424,8 @@ test_render_enforces(void **state)
     assert_non_null(
         strstr(conf_value(conf, "restore_command", v, sizeof(v)), "http://127.0.0.1:4242/wal/%f"));
     assert_non_null(strstr(v, "exit 127")); /* a primary never promotes on an unsure answer */
+    /* its credential for /wal comes from a file, never the command line */
+    assert_non_null(strstr(v, "-H @/var/lib/lakebase/compute/pgdata/compute_ctl_restore.header"));
     assert_null(conf_value(conf, "primary_conninfo", v, sizeof(v)));
     free(conf);
 
@@ -499,6 +506,38 @@ test_quote(void **state)
     lb_buf_free(&b);
 }
 
+/* Every mode is one row: a name the spec accepts, settings of its own. */
+static void
+test_mode_table(void **state)
+{
+    (void)state;
+    int n = 0;
+    for (cc_mode m = 0; cc_mode_of(m); m++, n++) {
+        const cc_mode_info *info = cc_mode_of(m);
+        assert_non_null(info->name);
+        assert_non_null(info->render);
+        assert_string_equal(cc_mode_name(m), info->name);
+        assert_true(info->restore_unsure_exit == 1 || info->restore_unsure_exit == 127);
+        for (cc_mode o = 0; o < m; o++)
+            assert_string_not_equal(cc_mode_of(o)->name, info->name);
+        /* The spec takes the row's name. */
+        char *text = yaml_with("mode", NULL);
+        char full[4096], err[512];
+        snprintf(full, sizeof(full), "mode: %s\n%s%s", info->name, text,
+                 info->at_lsn ? "lsn: 0/3000028\n" : "");
+        free(text);
+        cc_spec s;
+        int rc = cc_spec_parse(full, strlen(full), &s, err, sizeof(err));
+        if (rc)
+            fail_msg("mode %s: %s", info->name, err);
+        assert_int_equal(s.mode, m);
+        cc_spec_free(&s);
+    }
+    assert_int_equal(n, 3);
+    assert_null(cc_mode_of((cc_mode)99));
+    assert_string_equal(cc_mode_name((cc_mode)99), "?");
+}
+
 int
 main(void)
 {
@@ -510,6 +549,7 @@ main(void)
         cmocka_unit_test(test_render_enforces),
         cmocka_unit_test(test_quote),
         cmocka_unit_test(test_guard_query),
+        cmocka_unit_test(test_mode_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

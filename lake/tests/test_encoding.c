@@ -98,8 +98,8 @@ test_thrift_compact(void **state)
     lake__thrift_field_bool(&t, 22, false); /* 0x12 */
     lake__thrift_field_binary(&t, 23, "ab", 2);
     lake__thrift_field_list(&t, 24, LAKE__TT_I32, 2);
-    lake__thrift_i32(&t, -64);              /* zigzag 127 */
-    lake__thrift_i32(&t, 64);               /* zigzag 128: 80 01 */
+    lake__thrift_i32(&t, -64); /* zigzag 127 */
+    lake__thrift_i32(&t, 64);  /* zigzag 128: 80 01 */
     lake__thrift_field_struct(&t, 25);
     lake__thrift_struct_begin(&t);
     lake__thrift_field_i8(&t, 1, -2);
@@ -111,10 +111,10 @@ test_thrift_compact(void **state)
     }
     lake__thrift_struct_end(&t);
     assert_int_equal(lake__thrift_error(&t), 0);
-    static const uint8_t want[] = {
-        0x15, 0x0a, 0x06, 0x28, 0x01, 0x11, 0x12, 0x18, 0x02, 'a', 'b', 0x19, 0x25, 0x7f,
-        0x80, 0x01, 0x1c, 0x13, 0xfe, 0x00, 0x19, 0xfc, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0,    0,    0,    0,    0,    0,    0x00};
+    static const uint8_t want[] = {0x15, 0x0a, 0x06, 0x28, 0x01, 0x11, 0x12, 0x18, 0x02, 'a',
+                                   'b',  0x19, 0x25, 0x7f, 0x80, 0x01, 0x1c, 0x13, 0xfe, 0x00,
+                                   0x19, 0xfc, 0x0f, 0,    0,    0,    0,    0,    0,    0,
+                                   0,    0,    0,    0,    0,    0,    0,    0,    0x00};
     expect_bytes(&b, want, sizeof(want));
     lb_buf_free(&b);
 }
@@ -125,14 +125,15 @@ test_utf8(void **state)
     (void)state;
     size_t bad = 99;
     assert_true(lake__utf8_valid((const uint8_t *)"", 0, &bad));
-    assert_true(lake__utf8_valid((const uint8_t *)"a\xc3\xa9\xe6\x97\xa5\xf0\x9f\x8e\x89", 10, &bad));
+    assert_true(
+        lake__utf8_valid((const uint8_t *)"a\xc3\xa9\xe6\x97\xa5\xf0\x9f\x8e\x89", 10, &bad));
     assert_true(lake__utf8_valid((const uint8_t *)"\xf4\x8f\xbf\xbf", 4, &bad)); /* U+10FFFF */
-    assert_false(lake__utf8_valid((const uint8_t *)"ab\xc0\xaf", 4, &bad)); /* overlong */
+    assert_false(lake__utf8_valid((const uint8_t *)"ab\xc0\xaf", 4, &bad));      /* overlong */
     assert_int_equal(bad, 2);
     assert_false(lake__utf8_valid((const uint8_t *)"\xed\xa0\x80", 3, &bad)); /* surrogate */
     assert_int_equal(bad, 0);
     assert_false(lake__utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4, &bad)); /* > U+10FFFF */
-    assert_false(lake__utf8_valid((const uint8_t *)"x\xe6\x97", 3, &bad)); /* truncated */
+    assert_false(lake__utf8_valid((const uint8_t *)"x\xe6\x97", 3, &bad));        /* truncated */
     assert_int_equal(bad, 1);
     assert_false(lake__utf8_valid((const uint8_t *)"\x80", 1, &bad)); /* stray continuation */
     /* In long strings (the ASCII fast paths take 32 and 8 bytes at a time,

@@ -1,0 +1,139 @@
+// Reads one lake table the way an engine would, for test_ltap*.py: the live
+// data files from the Iceberg metadata (newest vN.metadata.json -> current
+// snapshot -> manifest list -> manifests, with avsc) or from the Delta log
+// (replayed adds and removes), then every row of those files with
+// parquet-wasm into Apache Arrow.
+//
+//   node ltap_read.mjs iceberg|delta TABLE_DIR
+//
+// Prints one JSON object: files (sorted relative paths), summary (the
+// Iceberg snapshot summary, or the last Delta commitInfo), fields (name ->
+// Parquet field id) and rows, each an object by column name with exact
+// values: integers, dates, times and timestamps as decimal strings, floats
+// as their IEEE bits ("f:xxxxxxxx", "d:xxxxxxxxxxxxxxxx"), decimals as the
+// unscaled integer, strings as strings, binary as hex, lists as arrays,
+// structs as objects, NULL as null.
+import avro from 'avsc';
+import { tableFromIPC, Type } from 'apache-arrow';
+import fs from 'fs';
+import path from 'path';
+import { readParquet } from 'parquet-wasm';
+
+const [format, dir] = process.argv.slice(2);
+const fail = (m) => { throw new Error(m); };
+
+// longs as BigInt: snapshot ids pass 2^53
+const longType = avro.types.LongType.__with({
+    fromBuffer: (buf) => buf.readBigInt64LE(),
+    toBuffer: (n) => { const b = Buffer.alloc(8); b.writeBigInt64LE(BigInt(n)); return b; },
+    fromJSON: BigInt, toJSON: (n) => n.toString(),
+    isValid: (n) => typeof n === 'bigint', compare: (a, b) => (a < b ? -1 : a > b ? 1 : 0),
+});
+
+function readAvro(file) {
+    return new Promise((resolve, reject) => {
+        const recs = [];
+        avro.createFileDecoder(file, { parseHook: (s) => avro.Type.forSchema(s, { registry: { long: longType } }) }).on('data', (r) => recs.push(r)).on('error', reject).on('end', () => resolve(recs));
+    });
+}
+
+async function icebergFiles() {
+    const mdir = path.join(dir, 'metadata');
+    const versions = fs.readdirSync(mdir).map((n) => /^v(\d+)\.metadata\.json$/.exec(n)).filter(Boolean).map((m) => Number(m[1]));
+    if (!versions.length) fail('no metadata');
+    const md = JSON.parse(fs.readFileSync(path.join(mdir, `v${Math.max(...versions)}.metadata.json`), 'utf8'));
+    const snap = (md.snapshots || []).find((s) => s['snapshot-id'] === md['current-snapshot-id']);
+    if (!snap) return { files: [], summary: {} };
+    const local = (uri) => {
+        if (!uri.startsWith(md.location + '/')) fail(`${uri} is outside ${md.location}`);
+        return uri.slice(md.location.length + 1);
+    };
+    const files = [];
+    for (const mf of await readAvro(path.join(dir, local(snap['manifest-list'])))) {
+        for (const e of await readAvro(path.join(dir, local(mf.manifest_path)))) {
+            if (e.status !== 2) files.push(local(e.data_file.file_path));
+        }
+    }
+    return { files: files.sort(), summary: snap.summary };
+}
+
+function deltaFiles() {
+    const logDir = path.join(dir, '_delta_log');
+    const names = fs.readdirSync(logDir).filter((n) => /^\d{20}\.json$/.test(n)).sort();
+    const live = new Set();
+    let summary = {};
+    for (const n of names) {
+        for (const line of fs.readFileSync(path.join(logDir, n), 'utf8').split('\n')) {
+            if (!line) continue;
+            const a = JSON.parse(line);
+            if (a.add) live.add(decodeURI(a.add.path));
+            if (a.remove) live.delete(decodeURI(a.remove.path));
+            if (a.commitInfo) summary = a.commitInfo.lakebase || {};
+        }
+    }
+    return { files: [...live].sort(), summary };
+}
+
+function int128(words, at) {
+    let x = 0n;
+    for (let k = 3; k >= 0; k--) x = (x << 32n) | BigInt(words[at + k]);
+    return BigInt.asIntN(128, x);
+}
+
+function cell(data, i) {
+    if (!data.getValid(i)) return null;
+    const t = data.type;
+    const j = data.offset + i;
+    switch (t.typeId) {
+    case Type.Bool: return ((data.values[j >> 3] >> (j & 7)) & 1) === 1;
+    case Type.Int: case Type.Date: case Type.Time: case Type.Timestamp:
+        if (t.typeId === Type.Date && t.unit !== 0) fail('date in milliseconds');
+        return String(data.values[j]);
+    case Type.Float: {
+        const v = data.values;
+        if (t.precision === 1) return 'f:' + new Uint32Array(v.buffer, v.byteOffset, v.length)[j].toString(16).padStart(8, '0');
+        return 'd:' + new BigUint64Array(v.buffer, v.byteOffset, v.length)[j].toString(16).padStart(16, '0');
+    }
+    case Type.Decimal: return String(int128(data.values, j * 4));
+    case Type.Utf8: case Type.LargeUtf8: {
+        const o = data.valueOffsets;
+        return Buffer.from(data.values.subarray(Number(o[j]), Number(o[j + 1]))).toString('utf8');
+    }
+    case Type.Binary: case Type.LargeBinary: {
+        const o = data.valueOffsets;
+        return Buffer.from(data.values.subarray(Number(o[j]), Number(o[j + 1]))).toString('hex');
+    }
+    case Type.FixedSizeBinary:
+        return Buffer.from(data.values.subarray(j * t.byteWidth, (j + 1) * t.byteWidth)).toString('hex');
+    case Type.List: case Type.LargeList: {
+        const o = data.valueOffsets;
+        const items = [];
+        for (let k = Number(o[j]); k < Number(o[j + 1]); k++) items.push(cell(data.children[0], k));
+        return items;
+    }
+    case Type.Struct: {
+        const obj = {};
+        t.children.forEach((f, k) => { obj[f.name] = cell(data.children[k], i); });
+        return obj;
+    }
+    default:
+        fail(`unexpected arrow type ${t}`);
+    }
+}
+
+const { files, summary } = format === 'iceberg' ? await icebergFiles() : format === 'delta' ? deltaFiles() : fail('iceberg|delta');
+const out = { files, summary, fields: {}, rows: [] };
+for (const f of files) {
+    const table = tableFromIPC(readParquet(new Uint8Array(fs.readFileSync(path.join(dir, f)))).intoIPCStream());
+    for (const fld of table.schema.fields) out.fields[fld.name] = Number(fld.metadata.get('PARQUET:field_id'));
+    const names = table.schema.fields.map((x) => x.name);
+    for (const batch of table.batches) {
+        const cols = batch.data.children;
+        for (let i = 0; i < batch.numRows; i++) {
+            const row = {};
+            names.forEach((n, k) => { row[n] = cell(cols[k], i); });
+            out.rows.push(row);
+        }
+    }
+}
+process.stdout.write(JSON.stringify(out) + '\n');

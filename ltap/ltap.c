@@ -1,0 +1,777 @@
+/*
+ * ltap.c: materializing a timeline's tables into lake tables at an LSN P.
+ *
+ * What. Every ordinary table (relkind 'r', relpersistence 'p') of every
+ * database that accepts connections and is not a template, outside
+ * pg_catalog, information_schema, pg_toast and temp schemas. Leaf
+ * partitions are ordinary tables and are materialized like any other.
+ * Catalogs, temp and unlogged tables are not (unlogged tables have no WAL,
+ * so the standby has no rows for them). Each table is one lake table
+ * (lake/table.h: Iceberg + Delta) at <prefix>/lake/<db>/<schema>/<table>.
+ *
+ * Rows. From the standby at P, never from the compute: per database one
+ * REPEATABLE READ, READ ONLY transaction (one snapshot, which is P's since
+ * replay is paused), and per chunk of blocks one binary COPY of
+ * `SELECT ctid, <columns> FROM ONLY t WHERE ctid >= '(a,0)' AND ctid <
+ * '(b,0)'` (a TID range scan). So a lake snapshot holds exactly the rows a
+ * SELECT on a hot standby at P returns, each with its heap TID. TOASTed
+ * values arrive detoasted.
+ *
+ * Chunks and increments. A table is cut into chunks of chunk_blocks heap
+ * blocks; chunk k is one data file, data/c<k>-<P>-<random>.parquet (its
+ * number is in its name, so the chunk map is the lake table's live set and
+ * needs no other state). A run rewrites a chunk only when the dirty test
+ * (the caller's WAL block index) says a block of it changed since the
+ * table's lake LSN, and removes files of chunks past the table's end. A
+ * table whose relfilenode differs from the one its last snapshot records
+ * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) or whose columns
+ * changed is rewritten in full. One table's changes are one lake commit,
+ * with lakebase.lsn and lakebase.relfilenode in its summary.
+ *
+ * Drops. The list of materialized tables is kept at
+ * <prefix>/lake/_ltap_tables.json; a table in it that a complete run no
+ * longer finds is deleted from the store (its relation was dropped or
+ * renamed).
+ *
+ * Crashes. Data files are written before the commit that lists them, and
+ * a commit is atomic per format (lake/table.h), so a crash leaves at most
+ * unreferenced files; the next run with the same P skips tables already at
+ * P and redoes the rest.
+ */
+#include "ltap.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "buf.h"
+#include "log.h"
+#include "lake/parquet.h"
+#include "pgtype.h"
+#include "lake/table.h"
+
+#define BATCH_ROWS 4096
+#define TABLES_KEY "lake/_ltap_tables.json"
+
+typedef struct run {
+    const ltap_request *r;
+    uint32_t chunk_blocks;
+    uint32_t block_size;
+    ltap_result *res;
+    json_t *tables; /* the new list of tables */
+    lb_err *err;
+} run;
+
+/* ---- libpq helpers ---------------------------------------------------------- */
+
+static PGconn *
+connect_db(const char *conninfo, const char *dbname, lb_err *err)
+{
+    const char *keys[] = {"dbname", dbname ? "dbname" : NULL, NULL};
+    const char *vals[] = {conninfo, dbname, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c) {
+        lb_err_set(err, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        lb_err_set(err, LB_EPROTO, "could not connect to the standby (database \"%s\"): %s",
+                   dbname ? dbname : "", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+static PGresult *
+query(PGconn *c, const char *sql, int nparams, const char *const *params, lb_err *err)
+{
+    PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        lb_err_set(err, LB_EPROTO, "query on the standby failed: %s", PQerrorMessage(c));
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* A quoted identifier, appended to b. */
+static void
+quote_ident(lb_buf *b, const char *name)
+{
+    lb_buf_append(b, "\"", 1);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            lb_buf_append(b, "\"", 1);
+        lb_buf_append(b, p, 1);
+    }
+    lb_buf_append(b, "\"", 1);
+}
+
+/* ---- tables ---------------------------------------------------------------------- */
+
+typedef struct table_info {
+    char *oid, *schema, *name;
+    uint32_t relfilenode, spc, db;
+    uint64_t nblocks;
+    ltap_column *cols;
+    size_t ncols;
+} table_info;
+
+static void
+table_info_free(table_info *t)
+{
+    for (size_t i = 0; i < t->ncols; i++)
+        free(t->cols[i].name);
+    free(t->cols);
+    free(t->oid);
+    free(t->schema);
+    free(t->name);
+}
+
+static int
+load_columns(PGconn *c, table_info *t, lb_err *err)
+{
+    const char *params[] = {t->oid};
+    PGresult *res = query(
+        c,
+        "SELECT a.attnum, a.attname, "
+        "       CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END, "
+        "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END, "
+        "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, 0), "
+        "       coalesce(el.typtype, '') "
+        "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
+        "LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype "
+        "LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem) "
+        "      AND coalesce(bt.typlen, ty.typlen) = -1 "
+        "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        1, params, err);
+    if (!res)
+        return err->code;
+    int n = PQntuples(res);
+    t->cols = calloc((size_t)(n ? n : 1), sizeof(ltap_column));
+    if (!t->cols) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        ltap_column *col = &t->cols[i];
+        col->attnum = (int16_t)atoi(PQgetvalue(res, i, 0));
+        col->name = strdup(PQgetvalue(res, i, 1));
+        col->typid = (uint32_t)strtoul(PQgetvalue(res, i, 2), NULL, 10);
+        col->typmod = atoi(PQgetvalue(res, i, 3));
+        col->notnull = PQgetvalue(res, i, 4)[0] == 't';
+        t->ncols++;
+        if (!col->name) {
+            PQclear(res);
+            return -ENOMEM;
+        }
+        ltap__column_map(col, PQgetvalue(res, i, 5)[0],
+                         (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10),
+                         PQgetvalue(res, i, 7)[0]);
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* ---- writing one chunk ---------------------------------------------------------- */
+
+static int
+buf_sink(void *arg, const void *bytes, size_t n)
+{
+    return lb_buf_append(arg, bytes, n);
+}
+
+static inline uint32_t
+rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+typedef struct batch {
+    size_t nfields; /* top-level lake fields */
+    lake_value **columns;
+    size_t nrows;
+    char **msgs; /* COPY messages the values borrow from */
+    size_t nmsgs;
+    ltap_arena arena;
+    lake_value *ovf; /* scratch: one row's overflow entries */
+} batch;
+
+static int
+batch_flush(batch *b, lake_parquet_writer *w, lb_err *err)
+{
+    int rc = 0;
+    if (b->nrows && w) {
+        rc = lake_parquet_write_columns(w, (const lake_value *const *)b->columns, b->nfields,
+                                        b->nrows);
+        if (rc)
+            lb_err_set(err, rc, "%s", lake_parquet_writer_error(w));
+    }
+    for (size_t i = 0; i < b->nmsgs; i++)
+        PQfreemem(b->msgs[i]);
+    b->nmsgs = 0;
+    b->nrows = 0;
+    ltap__arena_reset(&b->arena);
+    return rc;
+}
+
+/* One COPY data row into the batch. */
+static int
+parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err)
+{
+    if (n < 2)
+        return lb_err_set(err, LB_EPROTO, "short COPY row");
+    int16_t nf = (int16_t)(p[0] << 8 | p[1]);
+    if (nf != (int16_t)(t->ncols + 1))
+        return lb_err_set(err, LB_EPROTO, "COPY row has %d fields, want %zu", nf, t->ncols + 1);
+    size_t pos = 2, r = b->nrows, field = 0;
+    /* ctid */
+    if (n - pos < 4 || rd32(p + pos) != 6 || n - pos < 10)
+        return lb_err_set(err, LB_EPROTO, "bad ctid in COPY row");
+    b->columns[field++][r] = lake_int(rd32(p + pos + 4));
+    b->columns[field++][r] = lake_int((uint16_t)(p[pos + 8] << 8 | p[pos + 9]));
+    pos += 10;
+    size_t novf = 0;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const ltap_column *c = &t->cols[i];
+        if (n - pos < 4)
+            return lb_err_set(err, LB_EPROTO, "COPY row ends early");
+        int32_t len = (int32_t)rd32(p + pos);
+        pos += 4;
+        lake_value v = lake_null();
+        if (len >= 0) {
+            if ((size_t)len > n - pos)
+                return lb_err_set(err, LB_EPROTO, "COPY field longer than its row");
+            int rc =
+                c->kind == LTAP_OVERFLOW ? 1 : ltap__decode(c, p + pos, (size_t)len, &b->arena, &v);
+            if (rc < 0)
+                return lb_err_set(err, rc, "column \"%s\": %s", c->name,
+                                  rc == LB_EPROTO ? "value is not of the column's type"
+                                                  : lb_strerror(rc));
+            if (rc == 1) {
+                lake_value *e = ltap__arena_alloc(&b->arena, 2 * sizeof(lake_value));
+                if (!e)
+                    return -ENOMEM;
+                e[0] = lake_int(c->attnum);
+                e[1] = lake_bytes(p + pos, (size_t)len);
+                b->ovf[novf++] = lake_struct(e, 2);
+            }
+            pos += (size_t)len;
+        }
+        if (c->kind != LTAP_OVERFLOW)
+            b->columns[field++][r] = v;
+    }
+    if (novf) {
+        lake_value *items = ltap__arena_alloc(&b->arena, novf * sizeof(lake_value));
+        if (!items)
+            return -ENOMEM;
+        memcpy(items, b->ovf, novf * sizeof(lake_value));
+        b->columns[field][r] = lake_list(items, novf);
+    } else {
+        b->columns[field][r] = lake_null();
+    }
+    b->nrows++;
+    return 0;
+}
+
+static void
+random_hex(char *out, size_t nbytes)
+{
+    uint8_t r[16];
+    if (nbytes > sizeof(r))
+        nbytes = sizeof(r);
+    if (getrandom(r, nbytes, 0) != (ssize_t)nbytes)
+        memset(r, 0, sizeof(r));
+    for (size_t i = 0; i < nbytes; i++)
+        sprintf(out + 2 * i, "%02x", r[i]);
+}
+
+/* Read chunk k of t and write its data file; *stats_out NULL if it has no
+ * rows (nothing written). path_out gets the file's path in the table. */
+static int
+write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const char *tprefix,
+            uint64_t k, char *path_out, size_t path_cap, lake_parquet_file_stats **stats_out)
+{
+    lb_err *err = ru->err;
+    *stats_out = NULL;
+    uint64_t from = k * ru->chunk_blocks, to = from + ru->chunk_blocks;
+    bool last = to >= t->nblocks;
+    lb_buf sql = LB_BUF_INIT;
+    lb_buf_printf(&sql, "COPY (SELECT ctid");
+    for (size_t i = 0; i < t->ncols; i++) {
+        lb_buf_append(&sql, ", ", 2);
+        quote_ident(&sql, t->cols[i].name);
+    }
+    lb_buf_printf(&sql, " FROM ONLY ");
+    quote_ident(&sql, t->schema);
+    lb_buf_append(&sql, ".", 1);
+    quote_ident(&sql, t->name);
+    lb_buf_printf(&sql, " WHERE ctid >= '(%" PRIu64 ",0)'::tid", from);
+    if (!last)
+        lb_buf_printf(&sql, " AND ctid < '(%" PRIu64 ",0)'::tid", to);
+    lb_buf_printf(&sql, ") TO STDOUT (FORMAT binary)");
+    lb_buf_append(&sql, "", 1);
+    if (!sql.data) {
+        lb_buf_free(&sql);
+        return -ENOMEM;
+    }
+    PGresult *res = PQexec(c, sql.data);
+    lb_buf_free(&sql);
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        lb_err_set(err, LB_EPROTO, "COPY of chunk %" PRIu64 " failed: %s", k, PQerrorMessage(c));
+        PQclear(res);
+        return LB_EPROTO;
+    }
+    PQclear(res);
+
+    batch b = {0};
+    size_t nnative = 0;
+    for (size_t i = 0; i < t->ncols; i++)
+        nnative += t->cols[i].kind != LTAP_OVERFLOW;
+    b.nfields = 2 + nnative + 1;
+    b.columns = calloc(b.nfields, sizeof(lake_value *));
+    b.msgs = calloc(BATCH_ROWS + 1, sizeof(char *));
+    b.ovf = calloc(t->ncols + 1, sizeof(lake_value));
+    int rc = b.columns && b.msgs && b.ovf ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < b.nfields; i++)
+        if (!(b.columns[i] = calloc(BATCH_ROWS, sizeof(lake_value))))
+            rc = -ENOMEM;
+    lb_buf file = LB_BUF_INIT;
+    lake_parquet_writer *w = NULL;
+    if (rc == 0)
+        rc = lake_parquet_writer_new(schema, NULL, buf_sink, &file, &w, err);
+    bool header = true, done = false;
+    while (!done) {
+        char *msg = NULL;
+        int n = PQgetCopyData(c, &msg, 0);
+        if (n == -1) {
+            done = true;
+            break;
+        }
+        if (n < 0) {
+            if (rc == 0)
+                rc = lb_err_set(err, LB_EPROTO, "COPY failed: %s", PQerrorMessage(c));
+            break;
+        }
+        if (rc) {
+            PQfreemem(msg);
+            continue; /* drain */
+        }
+        const uint8_t *p = (const uint8_t *)msg;
+        size_t len = (size_t)n;
+        if (header) {
+            /* signature (11), flags (4), extension length (4) + extension */
+            if (len < 19 || memcmp(p, "PGCOPY\n\377\r\n\0", 11) != 0) {
+                rc = lb_err_set(err, LB_EPROTO, "binary COPY without its signature");
+                PQfreemem(msg);
+                continue;
+            }
+            size_t ext = rd32(p + 15);
+            if (len < 19 + ext) {
+                rc = lb_err_set(err, LB_EPROTO, "binary COPY header split");
+                PQfreemem(msg);
+                continue;
+            }
+            p += 19 + ext;
+            len -= 19 + ext;
+            header = false;
+        }
+        if (len == 2 && p[0] == 0xff && p[1] == 0xff) {
+            PQfreemem(msg); /* trailer */
+            continue;
+        }
+        if (len == 0) {
+            PQfreemem(msg);
+            continue;
+        }
+        b.msgs[b.nmsgs++] = msg;
+        rc = parse_row(t, &b, p, len, err);
+        if (rc == 0 && b.nrows == BATCH_ROWS)
+            rc = batch_flush(&b, w, err);
+        if (rc)
+            lb_err_prefix(err, "chunk %" PRIu64, k);
+    }
+    PGresult *fin;
+    while ((fin = PQgetResult(c)) != NULL) {
+        if (rc == 0 && PQresultStatus(fin) != PGRES_COMMAND_OK)
+            rc = lb_err_set(err, LB_EPROTO, "COPY of chunk %" PRIu64 " failed: %s", k,
+                            PQerrorMessage(c));
+        PQclear(fin);
+    }
+    if (rc == 0) {
+        rc = batch_flush(&b, w, err);
+    } else {
+        b.nrows = 0; /* failed: drop the batch, release its messages */
+        batch_flush(&b, NULL, NULL);
+    }
+    lake_parquet_file_stats *stats = NULL;
+    int64_t rows = w ? lake_parquet_rows(w) : 0;
+    if (rc == 0 && rows > 0) {
+        char lsn[LB_LSN_STRLEN];
+        lb_lsn_format(ru->r->lsn, lsn);
+        lake_parquet_set_kv(w, "lakebase.lsn", lsn);
+        if ((rc = lake_parquet_writer_close(w, &stats)))
+            lb_err_set(err, rc, "%s", lake_parquet_writer_error(w));
+    }
+    if (rc == 0 && rows > 0) {
+        char rnd[17];
+        random_hex(rnd, 8);
+        snprintf(path_out, path_cap, "data/c%08" PRIu64 "-%016" PRIx64 "-%s.parquet", k,
+                 (uint64_t)ru->r->lsn, rnd);
+        char *key = NULL;
+        if (asprintf(&key, "%s/%s", tprefix, path_out) < 0)
+            rc = -ENOMEM;
+        else if ((rc = lake_store_put_new(ru->r->store, key, file.data, file.len)))
+            lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(ru->r->store));
+        free(key);
+        if (rc == 0) {
+            ru->res->lake_bytes_written += file.len;
+            ru->res->rows_written += (uint64_t)rows;
+            *stats_out = stats;
+            stats = NULL;
+        }
+    }
+    lake_parquet_file_stats_free(stats);
+    lake_parquet_writer_free(w);
+    lb_buf_free(&file);
+    for (size_t i = 0; b.columns && i < b.nfields; i++)
+        free(b.columns[i]);
+    free(b.columns);
+    free(b.msgs);
+    free(b.ovf);
+    ltap__arena_free(&b.arena);
+    return rc;
+}
+
+/* ---- one table ---------------------------------------------------------------- */
+
+/* Delete every object of the lake table under tprefix: logs and metadata
+ * first, so that no reader finds a table whose files are gone. */
+static int
+delete_table(lake_store *st, const char *tprefix, lb_err *err)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/", tprefix) < 0)
+        return -ENOMEM;
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(st, dir, &l);
+    for (int pass = 0; rc == 0 && pass < 2; pass++)
+        for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+            bool data = strncmp(l.objects[i].key + strlen(dir), "data/", 5) == 0;
+            if (data == (pass == 1))
+                rc = lake_store_delete(st, l.objects[i].key);
+        }
+    if (rc)
+        lb_err_set(err, rc, "could not delete lake table \"%s\": %s", tprefix,
+                   lake_store_error(st));
+    lb_objstore_list_free(&l);
+    free(dir);
+    return rc;
+}
+
+static long long
+chunk_of(const char *path)
+{
+    unsigned long long k;
+    if (sscanf(path, "data/c%8llu-", &k) != 1)
+        return -1;
+    return (long long)k;
+}
+
+static int
+materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
+{
+    lb_err *err = ru->err;
+    const ltap_request *r = ru->r;
+    lake_schema *schema = NULL;
+    char *rel = NULL, *tprefix = NULL;
+    lake_table *lt = NULL;
+    int rc = ltap__schema_build(t->cols, t->ncols, &schema, err);
+    if (rc == 0 && (rc = lake_table_prefix(dbname, t->schema, t->name, &rel)) == 0 &&
+        asprintf(&tprefix, "%s/%s", r->prefix, rel) < 0) {
+        tprefix = NULL;
+        rc = -ENOMEM;
+    }
+    bool full = false;
+    if (rc == 0) {
+        rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
+        if (rc == LB_ESCHEMA) {
+            /* the columns changed: the table is materialized again in full */
+            lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, t->schema, t->name);
+            full = true;
+            rc = delete_table(r->store, tprefix, err);
+            if (rc == 0)
+                rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
+        }
+    }
+    ltap_table_status *ts = NULL;
+    if (rc == 0) {
+        ltap_table_status *grown =
+            realloc(ru->res->tables, (ru->res->ntables + 1) * sizeof(ltap_table_status));
+        if (!grown)
+            rc = -ENOMEM;
+        else {
+            ru->res->tables = grown;
+            ts = &grown[ru->res->ntables++];
+            memset(ts, 0, sizeof(*ts));
+            snprintf(ts->database, sizeof(ts->database), "%s", dbname);
+            snprintf(ts->schema, sizeof(ts->schema), "%s", t->schema);
+            snprintf(ts->table, sizeof(ts->table), "%s", t->name);
+        }
+    }
+    const char *prev_lsn_s = rc == 0 ? lake_table_summary_value(lt, "lakebase.lsn") : NULL;
+    const char *prev_rfn_s = rc == 0 ? lake_table_summary_value(lt, "lakebase.relfilenode") : NULL;
+    lb_lsn since = 0;
+    if (!prev_lsn_s || lb_lsn_parse(prev_lsn_s, &since) != 0 || !prev_rfn_s ||
+        strtoul(prev_rfn_s, NULL, 10) != t->relfilenode)
+        full = true;
+    bool skip = rc == 0 && !full && since == r->lsn;
+
+    uint64_t nchunks = (t->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
+    size_t nlive = rc == 0 ? lake_table_live_count(lt) : 0;
+    lake_data_file *adds = calloc(nchunks + 1, sizeof(*adds));
+    char(*paths)[96] = calloc(nchunks + 1, 96);
+    const char **removes = calloc(nlive + 1, sizeof(char *));
+    size_t nadds = 0, nremoves = 0;
+    if (rc == 0 && (!adds || !paths || !removes))
+        rc = -ENOMEM;
+    for (uint64_t k = 0; rc == 0 && !skip && k < nchunks; k++) {
+        uint32_t first = (uint32_t)(k * ru->chunk_blocks);
+        uint64_t n64 =
+            t->nblocks - first < ru->chunk_blocks ? t->nblocks - first : ru->chunk_blocks;
+        if (!full && r->dirty &&
+            !r->dirty(r->dirty_arg, t->spc, t->db, t->relfilenode, first, (uint32_t)n64, since))
+            continue;
+        lake_parquet_file_stats *st = NULL;
+        rc = write_chunk(ru, c, t, schema, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
+        if (rc)
+            break;
+        ts->chunks_written++;
+        ts->heap_bytes_read += n64 * ru->block_size;
+        ru->res->heap_bytes_read += n64 * ru->block_size;
+        for (size_t i = 0; i < nlive; i++)
+            if (chunk_of(lake_table_live_path(lt, i)) == (long long)k)
+                removes[nremoves++] = lake_table_live_path(lt, i);
+        if (st)
+            adds[nadds] = (lake_data_file){.path = paths[nadds], .stats = st}, nadds++;
+    }
+    /* files of chunks past the end, and (full) files of no chunk */
+    for (size_t i = 0; rc == 0 && !skip && i < nlive; i++) {
+        long long k = chunk_of(lake_table_live_path(lt, i));
+        if (k < 0 || (uint64_t)k >= nchunks || (full && nchunks == 0))
+            removes[nremoves++] = lake_table_live_path(lt, i);
+    }
+    if (rc == 0 && !skip && nadds + nremoves > 0) {
+        char lsn[LB_LSN_STRLEN], rfn[16];
+        lb_lsn_format(r->lsn, lsn);
+        snprintf(rfn, sizeof(rfn), "%u", t->relfilenode);
+        const char *summary[] = {"lakebase.lsn", lsn, "lakebase.relfilenode", rfn, NULL};
+        lake_commit cm = {.adds = adds,
+                          .nadds = nadds,
+                          .removes = removes,
+                          .nremoves = nremoves,
+                          .summary = summary};
+        rc = lake_table_commit(lt, &cm, err);
+    }
+    if (rc == 0) {
+        const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
+        if (!lsn_s || lb_lsn_parse(lsn_s, &ts->lake_lsn) != 0 || nadds + nremoves == 0)
+            ts->lake_lsn = r->lsn; /* unchanged since its last snapshot: current at P */
+        ts->files = lake_table_live_count(lt);
+        const char *bytes = lake_table_summary_value(lt, "total-files-size");
+        const char *rows = lake_table_summary_value(lt, "total-records");
+        ts->bytes = bytes ? strtoull(bytes, NULL, 10) : 0;
+        ts->rows = rows ? strtoull(rows, NULL, 10) : 0;
+        ts->full = full;
+        json_array_append_new(ru->tables,
+                              json_pack("{s:s, s:s, s:s, s:s}", "database", dbname, "schema",
+                                        t->schema, "table", t->name, "prefix", tprefix));
+    }
+    if (rc && rc != -ENOMEM)
+        lb_err_prefix(err, "table \"%s\".\"%s\".\"%s\"", dbname, t->schema, t->name);
+    for (size_t i = 0; adds && i < nadds; i++)
+        lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
+    free(adds);
+    free(paths);
+    free(removes);
+    lake_table_close(lt);
+    lake_schema_free(schema);
+    free(rel);
+    free(tprefix);
+    return rc;
+}
+
+/* ---- one database ----------------------------------------------------------------- */
+
+static int
+materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_spc)
+{
+    lb_err *err = ru->err;
+    PGconn *c = connect_db(ru->r->conninfo, dbname, err);
+    if (!c)
+        return err->code;
+    PGresult *res = query(c, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL, err);
+    int rc = res ? 0 : err->code;
+    PQclear(res);
+    if (rc == 0) {
+        res = query(c,
+                    "SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.reltablespace, "
+                    "       pg_relation_size(c.oid, 'main') / current_setting('block_size')::int, "
+                    "       current_setting('block_size') "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
+                    "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' "
+                    "ORDER BY n.nspname, c.relname",
+                    0, NULL, err);
+        rc = res ? 0 : err->code;
+    }
+    int n = rc == 0 ? PQntuples(res) : 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        table_info t = {0};
+        t.oid = strdup(PQgetvalue(res, i, 0));
+        t.schema = strdup(PQgetvalue(res, i, 1));
+        t.name = strdup(PQgetvalue(res, i, 2));
+        t.relfilenode = (uint32_t)strtoul(PQgetvalue(res, i, 3), NULL, 10);
+        t.spc = (uint32_t)strtoul(PQgetvalue(res, i, 4), NULL, 10);
+        if (t.spc == 0)
+            t.spc = db_spc;
+        t.db = db_oid;
+        t.nblocks = strtoull(PQgetvalue(res, i, 5), NULL, 10);
+        ru->block_size = (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10);
+        if (!t.oid || !t.schema || !t.name)
+            rc = -ENOMEM;
+        if (rc == 0)
+            rc = load_columns(c, &t, err);
+        if (rc == 0)
+            rc = materialize_table(ru, c, dbname, &t);
+        table_info_free(&t);
+    }
+    PQclear(res);
+    PQfinish(c);
+    return rc;
+}
+
+/* ---- the run ------------------------------------------------------------------------ */
+
+static char *
+tables_key(const ltap_request *r)
+{
+    char *k = NULL;
+    if (asprintf(&k, "%s/%s", r->prefix, TABLES_KEY) < 0)
+        return NULL;
+    return k;
+}
+
+/* Delete the lake tables of the previous list that this run did not find. */
+static int
+drop_missing(run *ru, const char *key)
+{
+    lb_buf old = LB_BUF_INIT;
+    int rc = lake_store_get(ru->r->store, key, &old);
+    if (rc == LB_ENOTFOUND) {
+        lb_buf_free(&old);
+        return 0;
+    }
+    if (rc) {
+        lb_buf_free(&old);
+        return lb_err_set(ru->err, rc, "could not read \"%s\": %s", key,
+                          lake_store_error(ru->r->store));
+    }
+    json_t *j = json_loadb(old.data ? old.data : "", old.len, 0, NULL);
+    lb_buf_free(&old);
+    size_t i, k;
+    json_t *e, *f;
+    json_array_foreach(json_object_get(j, "tables"), i, e)
+    {
+        const char *p = json_string_value(json_object_get(e, "prefix"));
+        bool found = false;
+        json_array_foreach(ru->tables, k, f)
+        {
+            found |= p && strcmp(p, json_string_value(json_object_get(f, "prefix"))) == 0;
+        }
+        if (p && !found) {
+            lb_info("ltap: dropping lake table prefix=%s", p);
+            if ((rc = delete_table(ru->r->store, p, ru->err)))
+                break;
+            ru->res->dropped++;
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
+int
+ltap_materialize(const ltap_request *r, ltap_result *out, lb_err *err)
+{
+    lb_err local;
+    if (!err)
+        err = &local;
+    ltap_result res = {0};
+    run ru = {.r = r,
+              .chunk_blocks = r->chunk_blocks ? r->chunk_blocks : LTAP_CHUNK_BLOCKS,
+              .block_size = 8192,
+              .res = &res,
+              .tables = json_array(),
+              .err = err};
+    if (!r->conninfo || !r->store || !r->prefix)
+        return lb_err_set(err, -EINVAL, "ltap: conninfo, store and prefix are required");
+    PGconn *c = connect_db(r->conninfo, NULL, err);
+    int rc = c ? 0 : err->code;
+    PGresult *dbs = NULL;
+    if (rc == 0) {
+        dbs = query(c,
+                    "SELECT datname, oid, dattablespace FROM pg_database "
+                    "WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+                    0, NULL, err);
+        rc = dbs ? 0 : err->code;
+    }
+    if (c)
+        PQfinish(c);
+    int n = rc == 0 ? PQntuples(dbs) : 0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = materialize_database(&ru, PQgetvalue(dbs, i, 0),
+                                  (uint32_t)strtoul(PQgetvalue(dbs, i, 1), NULL, 10),
+                                  (uint32_t)strtoul(PQgetvalue(dbs, i, 2), NULL, 10));
+    PQclear(dbs);
+    char *key = tables_key(r);
+    if (rc == 0 && !key)
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = drop_missing(&ru, key);
+    if (rc == 0) {
+        char lsn[LB_LSN_STRLEN];
+        json_t *list =
+            json_pack("{s:s, s:O}", "lsn", lb_lsn_format(r->lsn, lsn), "tables", ru.tables);
+        char *text = list ? json_dumps(list, JSON_INDENT(1)) : NULL;
+        json_decref(list);
+        rc = text ? lake_store_put(r->store, key, text, strlen(text)) : -ENOMEM;
+        if (rc && rc != -ENOMEM)
+            lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(r->store));
+        free(text);
+    }
+    free(key);
+    json_decref(ru.tables);
+    if (rc == 0 && out)
+        *out = res;
+    else
+        ltap_result_free(&res);
+    return rc;
+}
+
+void
+ltap_result_free(ltap_result *res)
+{
+    if (!res)
+        return;
+    free(res->tables);
+    memset(res, 0, sizeof(*res));
+}

@@ -1,0 +1,632 @@
+/*
+ * pgtype.c: PostgreSQL's binary (typsend) values as lake values.
+ *
+ * Every decoder checks the length it is given against what the type's
+ * send function writes, so bytes that are not a value of the column's type
+ * (a catalog that changed under us, a protocol error) are refused with
+ * LB_EPROTO rather than misread. A value with no exact native counterpart
+ * returns 1 and goes to the row's overflow list untouched: the overflow
+ * list holds the typsend bytes themselves, so nothing is lost in either
+ * case.
+ *
+ * Epochs: PostgreSQL counts dates and timestamps from 2000-01-01, Parquet
+ * from 1970-01-01 (10957 days, 946684800000000 microseconds earlier).
+ * Infinite dates and timestamps, and finite ones that would overflow the
+ * Parquet representation after the shift, go to overflow.
+ */
+#include "pgtype.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EPOCH_DAYS 10957
+#define EPOCH_USECS INT64_C(946684800000000)
+
+/* PostgreSQL type ids (pg_type.dat). */
+enum {
+    BOOLOID = 16,
+    BYTEAOID = 17,
+    NAMEOID = 19,
+    INT8OID = 20,
+    INT2OID = 21,
+    INT4OID = 23,
+    REGPROCOID = 24,
+    TEXTOID = 25,
+    OIDOID = 26,
+    JSONOID = 114,
+    FLOAT4OID = 700,
+    FLOAT8OID = 701,
+    MONEYOID = 790,
+    BPCHAROID = 1042,
+    VARCHAROID = 1043,
+    DATEOID = 1082,
+    TIMEOID = 1083,
+    TIMESTAMPOID = 1114,
+    TIMESTAMPTZOID = 1184,
+    INTERVALOID = 1186,
+    NUMERICOID = 1700,
+    REGPROCEDUREOID = 2202,
+    REGOPEROID = 2203,
+    REGOPERATOROID = 2204,
+    REGCLASSOID = 2205,
+    REGTYPEOID = 2206,
+    UUIDOID = 2950,
+    REGCONFIGOID = 3734,
+    REGDICTIONARYOID = 3769,
+    JSONBOID = 3802,
+    REGNAMESPACEOID = 4089,
+    REGROLEOID = 4096,
+    REGCOLLATIONOID = 4191,
+};
+
+#define NUMERIC_POS 0x0000
+#define NUMERIC_NEG 0x4000
+
+static ltap_kind
+scalar_kind(uint32_t typid, char typtype)
+{
+    if (typtype == 'e')
+        return LTAP_TEXT; /* enum_send writes the label */
+    switch (typid) {
+    case BOOLOID:
+        return LTAP_BOOL;
+    case BYTEAOID:
+        return LTAP_BYTEA;
+    case NAMEOID:
+    case TEXTOID:
+    case BPCHAROID:
+    case VARCHAROID:
+        return LTAP_TEXT;
+    case INT2OID:
+        return LTAP_INT2;
+    case INT4OID:
+        return LTAP_INT4;
+    case INT8OID:
+        return LTAP_INT8;
+    case OIDOID:
+    case REGPROCOID:
+    case REGPROCEDUREOID:
+    case REGOPEROID:
+    case REGOPERATOROID:
+    case REGCLASSOID:
+    case REGTYPEOID:
+    case REGCONFIGOID:
+    case REGDICTIONARYOID:
+    case REGNAMESPACEOID:
+    case REGROLEOID:
+    case REGCOLLATIONOID:
+        return LTAP_OID;
+    case FLOAT4OID:
+        return LTAP_FLOAT4;
+    case FLOAT8OID:
+        return LTAP_FLOAT8;
+    case MONEYOID:
+        return LTAP_MONEY;
+    case NUMERICOID:
+        return LTAP_NUMERIC;
+    case UUIDOID:
+        return LTAP_UUID;
+    case DATEOID:
+        return LTAP_DATE;
+    case TIMEOID:
+        return LTAP_TIME;
+    case TIMESTAMPOID:
+        return LTAP_TIMESTAMP;
+    case TIMESTAMPTZOID:
+        return LTAP_TIMESTAMPTZ;
+    case JSONOID:
+        return LTAP_JSON;
+    case JSONBOID:
+        return LTAP_JSONB;
+    case INTERVALOID:
+        return LTAP_INTERVAL;
+    default:
+        return LTAP_OVERFLOW;
+    }
+}
+
+void
+ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_typtype)
+{
+    c->kind = scalar_kind(c->typid, typtype);
+    c->elem_kind = LTAP_OVERFLOW;
+    c->elem_typid = elem_typid;
+    if (c->kind == LTAP_NUMERIC && c->typmod >= 4) {
+        /* numeric(p, s): typmod = ((p << 16) | s) + VARHDRSZ */
+        int32_t t = c->typmod - 4;
+        int p = (t >> 16) & 0xffff, s = t & 0x7ff;
+        if (t & 0x400) /* negative scale (PG 15): scale is sign-extended 11 bits */
+            s = -((~t & 0x7ff) + 1);
+        if (p >= 1 && p <= LAKE_DECIMAL_MAX_PRECISION && s >= 0 && s <= p) {
+            c->kind = LTAP_DECIMAL;
+            c->precision = p;
+            c->scale = s;
+        }
+    }
+    if (c->kind == LTAP_OVERFLOW && elem_typid != 0 && typtype == 'b') {
+        ltap_kind ek = scalar_kind(elem_typid, elem_typtype);
+        /* arrays of unconstrained-typmod scalars only: numeric elements of
+         * a numeric(p,s)[] carry the typmod too, so keep them as text */
+        if (ek != LTAP_OVERFLOW && ek != LTAP_INTERVAL) {
+            c->kind = LTAP_ARRAY;
+            c->elem_kind = ek;
+        }
+    }
+}
+
+/* ---- schema ----------------------------------------------------------------- */
+
+static int
+add(lake_schema *s, int parent, const char *name, int32_t id, lake_type t, bool required, int *node,
+    lb_err *err)
+{
+    lake_field f = {.name = name, .field_id = id, .type = t, .required = required};
+    int rc = lake_schema_add(s, parent, &f, node);
+    if (rc)
+        return lb_err_set(err, rc, "%s", lake_schema_error(s));
+    return 0;
+}
+
+static lake_type
+lake_type_of(ltap_kind k)
+{
+    switch (k) {
+    case LTAP_BOOL:
+        return LAKE_TYPE_BOOLEAN;
+    case LTAP_INT2:
+        return LAKE_TYPE_INT16;
+    case LTAP_INT4:
+        return LAKE_TYPE_INT32;
+    case LTAP_INT8:
+    case LTAP_OID:
+    case LTAP_MONEY:
+        return LAKE_TYPE_INT64;
+    case LTAP_FLOAT4:
+        return LAKE_TYPE_FLOAT;
+    case LTAP_FLOAT8:
+        return LAKE_TYPE_DOUBLE;
+    case LTAP_DECIMAL:
+        return LAKE_TYPE_DECIMAL;
+    case LTAP_NUMERIC:
+    case LTAP_TEXT:
+        return LAKE_TYPE_STRING;
+    case LTAP_BYTEA:
+        return LAKE_TYPE_BINARY;
+    case LTAP_UUID:
+        return LAKE_TYPE_UUID;
+    case LTAP_DATE:
+        return LAKE_TYPE_DATE;
+    case LTAP_TIME:
+        return LAKE_TYPE_TIME;
+    case LTAP_TIMESTAMP:
+        return LAKE_TYPE_TIMESTAMP;
+    case LTAP_TIMESTAMPTZ:
+        return LAKE_TYPE_TIMESTAMPTZ;
+    case LTAP_JSON:
+    case LTAP_JSONB:
+        return LAKE_TYPE_JSON;
+    case LTAP_INTERVAL:
+        return LAKE_TYPE_STRUCT;
+    case LTAP_ARRAY:
+        return LAKE_TYPE_LIST;
+    default:
+        return 0;
+    }
+}
+
+static int
+add_interval(lake_schema *s, int node, int16_t attnum, int k0, lb_err *err)
+{
+    int rc;
+    if ((rc = add(s, node, "months", LTAP_FID_NESTED(attnum, k0), LAKE_TYPE_INT32, true, NULL,
+                  err)) ||
+        (rc = add(s, node, "days", LTAP_FID_NESTED(attnum, k0 + 1), LAKE_TYPE_INT32, true, NULL,
+                  err)) ||
+        (rc = add(s, node, "microseconds", LTAP_FID_NESTED(attnum, k0 + 2), LAKE_TYPE_INT64, true,
+                  NULL, err)))
+        return rc;
+    return 0;
+}
+
+int
+ltap__schema_build(const ltap_column *cols, size_t ncols, lake_schema **out, lb_err *err)
+{
+    lake_schema *s = NULL;
+    int rc = lake_schema_new(&s);
+    if (rc)
+        return rc;
+    int node;
+    rc = add(s, 0, LTAP_COL_TID_BLOCK, LTAP_FID_TID_BLOCK, LAKE_TYPE_INT64, true, NULL, err);
+    if (rc == 0)
+        rc = add(s, 0, LTAP_COL_TID_OFFSET, LTAP_FID_TID_OFFSET, LAKE_TYPE_INT32, true, NULL, err);
+    for (size_t i = 0; rc == 0 && i < ncols; i++) {
+        const ltap_column *c = &cols[i];
+        if (c->kind == LTAP_OVERFLOW)
+            continue;
+        lake_field f = {.name = c->name,
+                        .field_id = c->attnum,
+                        .type = lake_type_of(c->kind),
+                        .precision = c->precision,
+                        .scale = c->scale};
+        if ((rc = lake_schema_add(s, 0, &f, &node))) {
+            rc = lb_err_set(err, rc, "column \"%s\": %s", c->name, lake_schema_error(s));
+            break;
+        }
+        if (c->kind == LTAP_INTERVAL) {
+            rc = add_interval(s, node, c->attnum, 0, err);
+        } else if (c->kind == LTAP_ARRAY) {
+            int el;
+            lake_field e = {.field_id = LTAP_FID_NESTED(c->attnum, 0),
+                            .type = lake_type_of(c->elem_kind)};
+            if ((rc = lake_schema_add(s, node, &e, &el)))
+                rc = lb_err_set(err, rc, "column \"%s\": %s", c->name, lake_schema_error(s));
+        }
+    }
+    int list, elem;
+    if (rc == 0)
+        rc = add(s, 0, LTAP_COL_OVERFLOW, LTAP_FID_OVERFLOW, LAKE_TYPE_LIST, false, &list, err);
+    if (rc == 0)
+        rc = add(s, list, "element", LTAP_FID_OVERFLOW_ELEM, LAKE_TYPE_STRUCT, true, &elem, err);
+    if (rc == 0)
+        rc = add(s, elem, "attnum", LTAP_FID_OVERFLOW_ATTNUM, LAKE_TYPE_INT16, true, NULL, err);
+    if (rc == 0)
+        rc = add(s, elem, "send", LTAP_FID_OVERFLOW_SEND, LAKE_TYPE_BINARY, true, NULL, err);
+    if (rc) {
+        lake_schema_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ---- arena -------------------------------------------------------------------- */
+
+struct ltap_arena_block {
+    struct ltap_arena_block *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+void *
+ltap__arena_alloc(ltap_arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    struct ltap_arena_block *b = a->head;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        b = malloc(sizeof(*b) + cap);
+        if (!b)
+            return NULL;
+        b->next = a->head;
+        b->used = 0;
+        b->cap = cap;
+        a->head = b;
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+void
+ltap__arena_reset(ltap_arena *a)
+{
+    struct ltap_arena_block *b = a->head;
+    /* keep the newest block for the next batch */
+    if (b) {
+        struct ltap_arena_block *rest = b->next;
+        b->next = NULL;
+        b->used = 0;
+        while (rest) {
+            struct ltap_arena_block *n = rest->next;
+            free(rest);
+            rest = n;
+        }
+    }
+}
+
+void
+ltap__arena_free(ltap_arena *a)
+{
+    ltap__arena_reset(a);
+    free(a->head);
+    a->head = NULL;
+}
+
+/* ---- decoding ------------------------------------------------------------------- */
+
+static inline uint16_t
+be16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t
+be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t
+be64(const uint8_t *p)
+{
+    return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+#define WANT(n)                                                                                    \
+    do {                                                                                           \
+        if (len != (n))                                                                            \
+            return LB_EPROTO;                                                                      \
+    } while (0)
+
+/* numeric(p, s) as its unscaled integer; 1 if it has no exact one. */
+static int
+numeric_decimal(const uint8_t *p, size_t len, int precision, int scale, lake_int128 *out)
+{
+    if (len < 8)
+        return LB_EPROTO;
+    int ndigits = (int16_t)be16(p), weight = (int16_t)be16(p + 2);
+    uint16_t sign = be16(p + 4);
+    if (ndigits < 0 || len != 8 + 2 * (size_t)ndigits)
+        return LB_EPROTO;
+    if (sign != NUMERIC_POS && sign != NUMERIC_NEG)
+        return 1; /* NaN, Infinity, -Infinity */
+    lake_int128 limit = 1;
+    for (int i = 0; i < precision; i++)
+        limit *= 10;
+    lake_int128 v = 0;
+    for (int i = 0; i < ndigits; i++) {
+        int d = be16(p + 8 + 2 * i);
+        if (d > 9999)
+            return LB_EPROTO;
+        if (d == 0)
+            continue;
+        int exp10 = 4 * (weight - i) + scale; /* power of ten of this digit group */
+        if (exp10 < 0) {
+            int div = 1;
+            for (int k = 0; k < -exp10 && k < 5; k++)
+                div *= 10;
+            if (-exp10 >= 4 || d % div != 0) {
+                if (d != 0)
+                    return 1;
+                continue;
+            }
+            d /= div;
+            exp10 = 0;
+        }
+        lake_int128 term = d;
+        for (int k = 0; k < exp10; k++) {
+            term *= 10;
+            if (term >= limit)
+                return 1;
+        }
+        v += term;
+        if (v >= limit)
+            return 1;
+    }
+    *out = sign == NUMERIC_NEG ? -v : v;
+    return 0;
+}
+
+/* numeric as the text numeric_out writes. */
+static int
+numeric_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 8)
+        return LB_EPROTO;
+    int ndigits = (int16_t)be16(p), weight = (int16_t)be16(p + 2);
+    uint16_t sign = be16(p + 4);
+    int dscale = be16(p + 6);
+    if (ndigits < 0 || len != 8 + 2 * (size_t)ndigits || dscale > 0x3fff)
+        return LB_EPROTO;
+    if (sign == 0xC000 || sign == 0xD000 || sign == 0xF000)
+        return 1; /* NaN, Infinity, -Infinity: the column holds numbers only */
+    if (sign != NUMERIC_POS && sign != NUMERIC_NEG)
+        return LB_EPROTO;
+    size_t cap = (size_t)(weight > 0 ? weight + 1 : 1) * 4 + (size_t)dscale + 4;
+    char *s = ltap__arena_alloc(a, cap), *o = s;
+    if (!s)
+        return -ENOMEM;
+    if (sign == NUMERIC_NEG)
+        *o++ = '-';
+    if (weight < 0) {
+        *o++ = '0';
+    } else {
+        for (int i = 0; i <= weight; i++) {
+            int d = i < ndigits ? be16(p + 8 + 2 * i) : 0;
+            if (d > 9999)
+                return LB_EPROTO;
+            char g[5];
+            snprintf(g, sizeof(g), i == 0 ? "%d" : "%04d", d);
+            size_t gl = strlen(g);
+            memcpy(o, g, gl);
+            o += gl;
+        }
+    }
+    if (dscale > 0) {
+        *o++ = '.';
+        for (int k = 0; k < dscale; k++) {
+            /* fractional digit k lives in group weight + 1 + k / 4 */
+            int gi = weight + 1 + k / 4;
+            int d = gi >= 0 && gi < ndigits ? be16(p + 8 + 2 * gi) : 0;
+            static const int pow10[] = {1000, 100, 10, 1};
+            *o++ = (char)('0' + (d / pow10[k % 4]) % 10);
+        }
+    }
+    *out = lake_bytes(s, (size_t)(o - s));
+    return 0;
+}
+
+static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len,
+                       ltap_arena *a, lake_value *out);
+
+static int
+decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 12)
+        return LB_EPROTO;
+    int32_t ndim = (int32_t)be32(p);
+    uint32_t elem = be32(p + 8);
+    if (ndim < 0 || ndim > 6 || elem != c->elem_typid)
+        return LB_EPROTO;
+    if (ndim == 0) {
+        *out = lake_list(NULL, 0);
+        return 0;
+    }
+    if (ndim != 1 || len < 20)
+        return 1;
+    int32_t n = (int32_t)be32(p + 12), lb = (int32_t)be32(p + 16);
+    if (n < 0)
+        return LB_EPROTO;
+    if (lb != 1)
+        return 1;
+    lake_value *items = ltap__arena_alloc(a, sizeof(lake_value) * (size_t)(n ? n : 1));
+    if (!items)
+        return -ENOMEM;
+    size_t pos = 20;
+    for (int32_t i = 0; i < n; i++) {
+        if (len - pos < 4)
+            return LB_EPROTO;
+        int32_t el = (int32_t)be32(p + pos);
+        pos += 4;
+        if (el < 0) {
+            items[i] = lake_null();
+            continue;
+        }
+        if ((size_t)el > len - pos)
+            return LB_EPROTO;
+        int rc = decode_kind(c->elem_kind, c, p + pos, (size_t)el, a, &items[i]);
+        if (rc)
+            return rc; /* 1: an element without a native form sends the whole array over */
+        pos += (size_t)el;
+    }
+    if (pos != len)
+        return LB_EPROTO;
+    *out = lake_list(items, (size_t)n);
+    return 0;
+}
+
+static int
+decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a,
+            lake_value *out)
+{
+    switch (k) {
+    case LTAP_BOOL:
+        WANT(1);
+        *out = lake_bool(p[0] != 0);
+        return 0;
+    case LTAP_INT2:
+        WANT(2);
+        *out = lake_int((int16_t)be16(p));
+        return 0;
+    case LTAP_INT4:
+        WANT(4);
+        *out = lake_int((int32_t)be32(p));
+        return 0;
+    case LTAP_INT8:
+    case LTAP_MONEY:
+        WANT(8);
+        *out = lake_int((int64_t)be64(p));
+        return 0;
+    case LTAP_OID:
+        WANT(4);
+        *out = lake_int((int64_t)be32(p));
+        return 0;
+    case LTAP_FLOAT4: {
+        WANT(4);
+        uint32_t u = be32(p);
+        float f;
+        memcpy(&f, &u, 4);
+        *out = lake_float(f);
+        return 0;
+    }
+    case LTAP_FLOAT8: {
+        WANT(8);
+        uint64_t u = be64(p);
+        double d;
+        memcpy(&d, &u, 8);
+        *out = lake_double(d);
+        return 0;
+    }
+    case LTAP_DECIMAL: {
+        lake_int128 v;
+        int rc = numeric_decimal(p, len, c->precision, c->scale, &v);
+        if (rc == 0)
+            *out = lake_decimal(v);
+        return rc;
+    }
+    case LTAP_NUMERIC:
+        return numeric_text(p, len, a, out);
+    case LTAP_TEXT:
+        if (!lake_utf8_valid(p, len))
+            return 1;
+        *out = lake_bytes(p, len);
+        return 0;
+    case LTAP_JSON:
+        if (!lake_utf8_valid(p, len))
+            return 1;
+        *out = lake_bytes(p, len);
+        return 0;
+    case LTAP_JSONB:
+        if (len < 1 || p[0] != 1)
+            return LB_EPROTO;
+        if (!lake_utf8_valid(p + 1, len - 1))
+            return 1;
+        *out = lake_bytes(p + 1, len - 1);
+        return 0;
+    case LTAP_BYTEA:
+        *out = lake_bytes(p, len);
+        return 0;
+    case LTAP_UUID:
+        WANT(16);
+        *out = lake_bytes(p, 16);
+        return 0;
+    case LTAP_DATE: {
+        WANT(4);
+        int32_t d = (int32_t)be32(p), shifted;
+        if (d == INT32_MAX || d == INT32_MIN || __builtin_add_overflow(d, EPOCH_DAYS, &shifted))
+            return 1;
+        *out = lake_int(shifted);
+        return 0;
+    }
+    case LTAP_TIME:
+        WANT(8);
+        *out = lake_int((int64_t)be64(p));
+        return 0;
+    case LTAP_TIMESTAMP:
+    case LTAP_TIMESTAMPTZ: {
+        WANT(8);
+        int64_t t = (int64_t)be64(p), shifted;
+        if (t == INT64_MAX || t == INT64_MIN || __builtin_add_overflow(t, EPOCH_USECS, &shifted))
+            return 1;
+        *out = lake_int(shifted);
+        return 0;
+    }
+    case LTAP_INTERVAL: {
+        WANT(16);
+        lake_value *f = ltap__arena_alloc(a, 3 * sizeof(lake_value));
+        if (!f)
+            return -ENOMEM;
+        f[0] = lake_int((int32_t)be32(p + 12));
+        f[1] = lake_int((int32_t)be32(p + 8));
+        f[2] = lake_int((int64_t)be64(p));
+        *out = lake_struct(f, 3);
+        return 0;
+    }
+    case LTAP_ARRAY:
+        return decode_array(c, p, len, a, out);
+    default:
+        return 1;
+    }
+}
+
+int
+ltap__decode(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    *out = lake_null();
+    int rc = decode_kind(c->kind, c, p, len, a, out);
+    if (rc)
+        *out = lake_null();
+    return rc;
+}

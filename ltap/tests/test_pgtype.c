@@ -1,0 +1,200 @@
+/*
+ * test_pgtype.c: typsend bytes to lake values. Exact values decode
+ * natively; values with no exact native form (NaN and infinite numerics,
+ * infinite dates and timestamps, numerics beyond the column's DECIMAL,
+ * multi-dimensional arrays or lower bounds other than 1) return 1 for the
+ * overflow list; bytes that are not a value of the type are refused with
+ * LB_EPROTO; a user column named like a system column is refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "errors.h"
+#include "ltap/pgtype.h"
+
+static ltap_column
+col(uint32_t typid, int32_t typmod, char typtype, uint32_t elem)
+{
+    ltap_column c = {.attnum = 1, .name = "c", .typid = typid, .typmod = typmod};
+    ltap__column_map(&c, typtype, elem, 'b');
+    return c;
+}
+
+/* numeric_send bytes: ndigits, weight, sign, dscale, digits */
+static size_t
+numeric(uint8_t *out, int weight, uint16_t sign, int dscale, const int *digits, int n)
+{
+    uint8_t *p = out;
+    *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+    *p++ = (uint8_t)((uint16_t)weight >> 8), *p++ = (uint8_t)weight;
+    *p++ = (uint8_t)(sign >> 8), *p++ = (uint8_t)sign;
+    *p++ = (uint8_t)(dscale >> 8), *p++ = (uint8_t)dscale;
+    for (int i = 0; i < n; i++)
+        *p++ = (uint8_t)(digits[i] >> 8), *p++ = (uint8_t)digits[i];
+    return (size_t)(p - out);
+}
+
+static void
+test_numeric(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    uint8_t b[64];
+    ltap_column dec = col(1700, ((10 << 16) | 2) + 4, 'b', 0); /* numeric(10,2) */
+    assert_int_equal(dec.kind, LTAP_DECIMAL);
+    assert_int_equal(dec.precision, 10);
+    assert_int_equal(dec.scale, 2);
+    /* -1234.5 at scale 2: groups 1234 . 5000 -> -123450 */
+    size_t n = numeric(b, 0, 0x4000, 2, (const int[]){1234, 5000}, 2);
+    assert_int_equal(ltap__decode(&dec, b, n, &a, &v), 0);
+    assert_true(v.kind == LAKE_DECIMAL && v.u.dec == -123450);
+    /* NaN and Infinity have no DECIMAL */
+    n = numeric(b, 0, 0xC000, 0, NULL, 0);
+    assert_int_equal(ltap__decode(&dec, b, n, &a, &v), 1);
+    assert_int_equal(v.kind, LAKE_NULL);
+    n = numeric(b, 0, 0xD000, 0, NULL, 0);
+    assert_int_equal(ltap__decode(&dec, b, n, &a, &v), 1);
+    /* beyond the precision: 10^9 at scale 2 needs 12 digits */
+    n = numeric(b, 2, 0, 0, (const int[]){10}, 1);
+    assert_int_equal(ltap__decode(&dec, b, n, &a, &v), 1);
+    /* more fractional digits than the scale: not exact */
+    n = numeric(b, -1, 0, 4, (const int[]){1234}, 1);
+    assert_int_equal(ltap__decode(&dec, b, n, &a, &v), 1);
+    /* a length that does not match ndigits, a digit past 9999 */
+    assert_int_equal(ltap__decode(&dec, b, n - 1, &a, &v), LB_EPROTO);
+    n = numeric(b, 0, 0, 0, (const int[]){10000}, 1);
+    assert_int_equal(ltap__decode(&dec, b, n, &a, &v), LB_EPROTO);
+
+    /* unconstrained: the text numeric_out writes, dscale kept */
+    ltap_column txt = col(1700, -1, 'b', 0);
+    assert_int_equal(txt.kind, LTAP_NUMERIC);
+    n = numeric(b, 1, 0x4000, 5, (const int[]){12, 3456, 7800}, 3);
+    assert_int_equal(ltap__decode(&txt, b, n, &a, &v), 0);
+    assert_int_equal(v.u.bytes.len, strlen("-123456.78000"));
+    assert_memory_equal(v.u.bytes.ptr, "-123456.78000", v.u.bytes.len);
+    n = numeric(b, -2, 0, 6, (const int[]){1200}, 1); /* 0.000012: group 1200 at 10^-8 */
+    assert_int_equal(ltap__decode(&txt, b, n, &a, &v), 0);
+    assert_memory_equal(v.u.bytes.ptr, "0.000012", v.u.bytes.len);
+    n = numeric(b, 0, 0, 3, NULL, 0); /* 0.000 */
+    assert_int_equal(ltap__decode(&txt, b, n, &a, &v), 0);
+    assert_memory_equal(v.u.bytes.ptr, "0.000", v.u.bytes.len);
+    n = numeric(b, 0, 0xF000, 0, NULL, 0); /* -Infinity: overflow */
+    assert_int_equal(ltap__decode(&txt, b, n, &a, &v), 1);
+    ltap__arena_free(&a);
+}
+
+static void
+test_dates_and_times(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column date = col(1082, -1, 'b', 0);
+    const uint8_t zero[4] = {0, 0, 0, 0}, inf[4] = {0x7f, 0xff, 0xff, 0xff},
+                  ninf[4] = {0x80, 0, 0, 0};
+    assert_int_equal(ltap__decode(&date, zero, 4, &a, &v), 0);
+    assert_int_equal(v.u.i, 10957); /* 2000-01-01 */
+    assert_int_equal(ltap__decode(&date, inf, 4, &a, &v), 1);
+    assert_int_equal(ltap__decode(&date, ninf, 4, &a, &v), 1);
+    assert_int_equal(ltap__decode(&date, zero, 3, &a, &v), LB_EPROTO);
+    /* the largest finite date overflows int32 days after the epoch shift */
+    const uint8_t near_max[4] = {0x7f, 0xff, 0xff, 0xfe};
+    assert_int_equal(ltap__decode(&date, near_max, 4, &a, &v), 1);
+    ltap_column ts = col(1114, -1, 'b', 0);
+    const uint8_t t0[8] = {0}, tinf[8] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&ts, t0, 8, &a, &v), 0);
+    assert_true(v.u.i == INT64_C(946684800000000));
+    assert_int_equal(ltap__decode(&ts, tinf, 8, &a, &v), 1);
+    ltap_column iv = col(1186, -1, 'b', 0);
+    const uint8_t ivb[16] = {0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xfe};
+    assert_int_equal(ltap__decode(&iv, ivb, 16, &a, &v), 0);
+    assert_int_equal(v.kind, LAKE_STRUCT);
+    assert_int_equal(v.u.list.items[0].u.i, -2); /* months */
+    assert_int_equal(v.u.list.items[1].u.i, 3);  /* days */
+    assert_int_equal(v.u.list.items[2].u.i, 7);  /* microseconds */
+    ltap__arena_free(&a);
+}
+
+static void
+test_arrays(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column arr = col(1007, -1, 'b', 23); /* int4[] */
+    assert_int_equal(arr.kind, LTAP_ARRAY);
+    assert_int_equal(arr.elem_kind, LTAP_INT4);
+    /* {5,NULL}: ndim 1, hasnull 1, elem 23, dim 2 lb 1 */
+    const uint8_t one[] = {0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 23, 0,    0,    0,    2,
+                           0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 5,  0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&arr, one, sizeof(one), &a, &v), 0);
+    assert_int_equal(v.kind, LAKE_LIST);
+    assert_int_equal(v.u.list.count, 2);
+    assert_int_equal(v.u.list.items[0].u.i, 5);
+    assert_int_equal(v.u.list.items[1].kind, LAKE_NULL);
+    /* lower bound 0: overflow */
+    uint8_t lb0[sizeof(one)];
+    memcpy(lb0, one, sizeof(one));
+    lb0[19] = 0;
+    assert_int_equal(ltap__decode(&arr, lb0, sizeof(lb0), &a, &v), 1);
+    /* empty array */
+    const uint8_t empty[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23};
+    assert_int_equal(ltap__decode(&arr, empty, sizeof(empty), &a, &v), 0);
+    assert_int_equal(v.u.list.count, 0);
+    /* another element type, an element running past the end */
+    uint8_t other[sizeof(one)];
+    memcpy(other, one, sizeof(one));
+    other[11] = 20;
+    assert_int_equal(ltap__decode(&arr, other, sizeof(other), &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&arr, one, sizeof(one) - 6, &a, &v), LB_EPROTO);
+    ltap__arena_free(&a);
+}
+
+static void
+test_text_and_schema(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column text = col(25, -1, 'b', 0);
+    assert_int_equal(ltap__decode(&text, (const uint8_t *)"h\xc3\xa9", 3, &a, &v), 0);
+    /* not UTF-8 (a SQL_ASCII database): kept as bytes in the overflow list */
+    assert_int_equal(ltap__decode(&text, (const uint8_t *)"\xff", 1, &a, &v), 1);
+    ltap_column jsonb = col(3802, -1, 'b', 0);
+    assert_int_equal(ltap__decode(&jsonb, (const uint8_t *)"\x02{}", 3, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&jsonb, (const uint8_t *)"\x01{}", 3, &a, &v), 0);
+    assert_int_equal(v.u.bytes.len, 2);
+    ltap_column ext = col(16400, -1, 'b', 0); /* an extension type */
+    assert_int_equal(ext.kind, LTAP_OVERFLOW);
+    ltap_column en = col(16500, -1, 'e', 0); /* an enum */
+    assert_int_equal(en.kind, LTAP_TEXT);
+
+    ltap_column cols[2] = {col(23, -1, 'b', 0), col(16400, -1, 'b', 0)};
+    cols[1].attnum = 2;
+    lake_schema *s = NULL;
+    lb_err err = {0};
+    assert_int_equal(ltap__schema_build(cols, 2, &s, &err), 0);
+    lake_schema_free(s);
+    cols[0].name = LTAP_COL_TID_BLOCK;
+    assert_int_equal(ltap__schema_build(cols, 2, &s, &err), LB_ESCHEMA);
+    assert_non_null(strstr(err.message, LTAP_COL_TID_BLOCK));
+    ltap__arena_free(&a);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_numeric),
+        cmocka_unit_test(test_dates_and_times),
+        cmocka_unit_test(test_arrays),
+        cmocka_unit_test(test_text_and_schema),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
