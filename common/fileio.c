@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -197,6 +198,44 @@ lb_mkdir_p(const char *path, mode_t mode)
     }
     if (mkdir(p, mode) != 0 && errno != EEXIST)
         return -errno;
+    struct stat st;
+    if (stat(p, &st) != 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int
+lb_mkdir_p_durable(const char *path, mode_t mode)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(p))
+        return -ENAMETOOLONG;
+    memcpy(p, path, n + 1);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    /* each component from the top: made now? then it and its parent sync */
+    for (char *s = p + 1;; s++) {
+        bool last = *s == '\0';
+        if (!last && *s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, mode) == 0) {
+            char parent[PATH_MAX];
+            int rc = lb_dirname(p, parent, sizeof(parent));
+            if (rc == 0)
+                rc = lb_fsync_dir(p);
+            if (rc == 0)
+                rc = lb_fsync_dir(parent);
+            if (rc != 0)
+                return rc;
+        } else if (errno != EEXIST) {
+            return -errno;
+        }
+        if (last)
+            break;
+        *s = '/';
+    }
     struct stat st;
     if (stat(p, &st) != 0)
         return -errno;

@@ -47,6 +47,10 @@ int lb_write_file_atomic(const char *path, const void *bytes, size_t n);
 int lb_read_file(const char *path, lb_buf *out);
 /* mkdir -p; existing directories are fine. */
 int lb_mkdir_p(const char *path, mode_t mode);
+/* mkdir -p, durably: each directory made is fsynced, and so is its parent,
+ * so that the new entries survive a crash before anything inside them is
+ * acknowledged. 0 or -errno. */
+int lb_mkdir_p_durable(const char *path, mode_t mode);
 /* rm -rf; a missing path is fine. */
 int lb_rm_rf(const char *path);
 /* The directory part of path, written to out (size cap). 0 or -ENAMETOOLONG. */

@@ -270,6 +270,10 @@ on_body(char *bytes, size_t size, size_t nmemb, void *arg)
     }
     const lb_http_call *r = x->req;
     if (r->response_body) {
+        if (r->max_response && r->response_body->len - x->buf_base + n > r->max_response) {
+            x->sink_err = LB_ETOOBIG; /* a peer must not make us hold any size it likes */
+            return 0;
+        }
         if (lb_buf_append(r->response_body, bytes, n) != 0) {
             x->sink_err = -ENOMEM;
             return 0;

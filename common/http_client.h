@@ -77,6 +77,8 @@ typedef struct lb_http_call {
     /* 2xx response sink: response_body (appended; rolled back to its old
      * length on retry) or response_write; neither discards the body. */
     lb_buf *response_body;
+    size_t max_response; /* response_body: more bytes than this end the request with
+                            LB_ETOOBIG; 0: no bound */
     lb_http_write_fn response_write;
     lb_http_rewind_fn response_reset; /* optional; allows retry after delivery */
     void *response_arg;

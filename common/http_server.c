@@ -185,6 +185,8 @@ lb_http_server_new(const lb_http_server_config *config, lb_http_server **out)
         s->config.max_body = 1024 * 1024;
     if (!s->config.idle_timeout_s)
         s->config.idle_timeout_s = 60;
+    if (!s->config.max_connections)
+        s->config.max_connections = 1024;
     if (!s->config.shutdown_timeout_ms)
         s->config.shutdown_timeout_ms = 10000;
     if (!s->config.metrics)
@@ -1056,6 +1058,7 @@ lb_http_server_start(lb_http_server *s)
         (MHD_LogCallback)on_library_log, (void *)s, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lib_fd,
         MHD_OPTION_NOTIFY_COMPLETED, (MHD_RequestCompletedCallback)on_completed, (void *)s,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->config.idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->config.max_connections,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(s->config.threads > 1 ? s->config.threads : 0),
         MHD_OPTION_END);
     if (!s->daemon) {

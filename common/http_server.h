@@ -50,6 +50,8 @@ typedef struct lb_http_server_config {
     unsigned threads;             /* 0: 4 */
     size_t max_body;              /* bytes; 0: 1 MiB. Larger bodies get 413 */
     unsigned idle_timeout_s;      /* close a connection silent this long; 0: 60 */
+    unsigned max_connections;     /* connections at once, beyond which new ones are
+                                     closed at once; 0: 1024 */
     unsigned shutdown_timeout_ms; /* how long stop waits for requests in flight; 0: 10000 */
     lb_metrics *metrics;          /* served at /metrics, and where the lb_http_* request
                                      metrics go (shared by servers sharing a registry);

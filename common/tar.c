@@ -351,19 +351,25 @@ parse_number(const uint8_t *field, size_t width, uint64_t *out)
     return 0;
 }
 
-/* Parse "<len> key=value\n" records; keep path and linkpath. */
+/* Parse "<len> key=value\n" records; keep path and linkpath. <len> is
+ * decimal digits and nothing else (no white space or sign, which strtoul
+ * would skip), and the record it announces holds them, the space, a key,
+ * '=' and the newline: every pointer below stays inside the record. */
 static int
 apply_pax(lb_tar_reader *r)
 {
     size_t off = 0;
     while (off < r->ext_len) {
-        char *end;
-        errno = 0;
-        unsigned long len = strtoul(r->ext + off, &end, 10);
-        if (errno || end == r->ext + off || *end != ' ' || len == 0 || len > r->ext_len - off ||
-            r->ext[off + len - 1] != '\n')
+        const char *rec = r->ext + off;
+        size_t left = r->ext_len - off, digits = 0, len = 0;
+        while (digits < left && digits < 10 && rec[digits] >= '0' && rec[digits] <= '9')
+            len = len * 10 + (size_t)(rec[digits++] - '0');
+        if (digits == 0 || digits == left || rec[digits] != ' ' || len < digits + 4 || len > left ||
+            rec[len - 1] != '\n')
             return LB_EPARSE;
+        char *end = r->ext + off + digits;
         char *kv = end + 1;
+        assert(kv < r->ext + off + len - 1);
         char *eq = memchr(kv, '=', (size_t)(r->ext + off + len - 1 - kv));
         if (!eq)
             return LB_EPARSE;

@@ -56,6 +56,9 @@ def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
 # the test's keys (Auth sets it), as the operator's tooling would send.
 # token="" sends none.
 DEFAULT_TOKEN = None
+# Per daemon: its base URL -> the management token of the keys it trusts,
+# so that tests with several key sets (module fixtures) send the right one.
+TOKEN_BY_BASE = {}
 
 
 def http(method, url, body=None, timeout=10, token=None):
@@ -64,7 +67,8 @@ def http(method, url, body=None, timeout=10, token=None):
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
     headers = {"Content-Type": "application/json"}
     if token is None:
-        token = DEFAULT_TOKEN
+        base = "/".join(url.split("/", 3)[:3])
+        token = TOKEN_BY_BASE.get(base, DEFAULT_TOKEN)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -244,6 +248,7 @@ class Safekeeper:
         if self.compute_password_file:
             argv += ["--compute_password_file", self.compute_password_file]
         argv += self.extra_args
+        TOKEN_BY_BASE[self.url] = self.auth.management
         self.proc = Proc(argv, os.path.join(self.dir, "safekeeper.log"),
                          env=dict(os.environ, **self.env) if self.env else None)
         wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 15,
@@ -394,8 +399,6 @@ class Cluster:
         # that `make run` keeps its passwords across runs.
         self.sk_password_file = os.path.join(workdir, "safekeeper.password")
         self.sk_password = secret_file(self.sk_password_file)
-        # Management's key pair: daemons verify tokens with its public key.
-        self.auth = Auth(workdir)
         self.user_password_file = os.path.join(workdir, "user.password")
         self.user_password = secret_file(self.user_password_file)
         self.sks = [Safekeeper(workdir, f"sk-{i}",
@@ -403,7 +406,6 @@ class Cluster:
                                + list(sk_args or [])) for i in range(n)]
         for sk in self.sks:
             sk.peers = [p for p in self.sks if p is not sk]
-            sk.compute_password_file = self.sk_password_file
         self.tenant = uuid.uuid4().hex
         self.timeline = uuid.uuid4().hex
         self.auth = Auth.of(workdir)
@@ -496,8 +498,16 @@ rm -f "$p.part"; exit 1
                  what="the compute to promote")
         tli = int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
         assert tli == election["tli"], (tli, election)
+        self.safekeeper_role(pg)
         self.announce(election, pg, sks)
         return pg
+
+    def safekeeper_role(self, pg):
+        """The role the safekeepers connect as, on a vanilla compute (compute-ctl
+        makes its own): committed locally, as no safekeeper streams yet."""
+        pg.sql("set synchronous_commit = local; do $$ begin "
+               "if not exists (select from pg_roles where rolname = 'lakebase_safekeeper') "
+               "then create role lakebase_safekeeper login replication; end if; end $$")
 
     def bootstrap(self, pg_name="pg0", initdb_args=()):
         """initdb a cluster (kept as self.base, the base backup every later

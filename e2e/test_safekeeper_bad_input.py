@@ -555,6 +555,37 @@ def test_bad_term_start_is_refused_before_anything_is_stored(live):
     assert_error(http("DELETE", tl), (404,), "not found")
 
 
+def test_out_of_range_terms_donors_and_addresses_are_refused(live):
+    """A term no proposer could go above, an accept reaching far past the
+    WAL held here, a donor that is not a configured peer, and a compute
+    token without an address: each refused, nothing changes."""
+    c = live
+    sk = c.sks[0]
+    before = protocol_state(sk, c)
+    tl = sk.tl(c.tenant, c.timeline)
+    term = before["term"]
+    for t in (2 ** 63 - 1, term + (1 << 20) + 1):
+        assert_error(http("POST", tl + "/vote", {"term": t}), (400,), "too far above")
+    end = lsn_int(sk.status(c.tenant, c.timeline)["end_lsn"])
+    far = lsn_str(((end + (32 << 30)) // SEG) * SEG + 40)
+    hist = before["term_history"] + [{"term": term + 1, "lsn": far, "tli": 9}]
+    assert_error(http("POST", tl + "/accept", {"term": term + 1, "end_lsn": far,
+                                               "term_history": hist}),
+                 (400,), "max_accept_bytes")
+    start = before["term_history"][-1]["lsn"]
+    hist = before["term_history"][:-1] + [{"term": term + 1, "lsn": start, "tli": 9}]
+    for donor in ("http://127.0.0.1:1", "http://169.254.169.254", f"{c.sks[1].url}/x"):
+        assert_error(http("POST", tl + "/accept", {"term": term + 1, "end_lsn": start,
+                                                   "term_history": hist, "donor": donor}),
+                     (403,), "not a configured peer")
+    # a compute token names its own address; without one, no stream
+    no_endpoint = c.auth.mint("compute", tenant=c.tenant, timeline=c.timeline)
+    assert_error(http("POST", tl + "/elected", {"term": term, "compute": "127.0.0.1:1"},
+                      token=no_endpoint), (403,), "endpoint")
+    assert protocol_state(sk, c) == before
+    assert_serving(c, c.primary)
+
+
 # ---- the replication port ------------------------------------------------------------
 
 
@@ -568,8 +599,11 @@ def test_garbage_on_the_replication_port(live):
     rnd = random.Random(1234)
     for n in (1, 3, 7, 8, 9, 64, 1000, 70000):
         w = Wire(port)
-        w.send(bytes(rnd.getrandbits(8) for _ in range(n)))
-        w.s.shutdown(socket.SHUT_WR)
+        try:
+            w.send(bytes(rnd.getrandbits(8) for _ in range(n)))
+            w.s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # closed already: before authentication little is read
         rest = []
         while (m := w.read()) is not None:
             rest.append(m)
@@ -1116,4 +1150,64 @@ def test_stalled_or_failed_fsync_is_never_acknowledged(workdir):
         assert sk2.wal(t, l, start, end) == sk0.wal(t, l, start, end)
     finally:
         set_fsync(ctl, "ok")
+        stop_cluster(c)
+
+
+# ---- the loop never waits on a donor --------------------------------------------------
+
+
+def test_a_stuck_donor_does_not_stop_the_loop(workdir):
+    """An /accept whose donor never answers: while its fetch waits (on an
+    HTTP thread), requests that need the safekeeper's loop are still
+    answered. The donor stays stuck until they have been."""
+    c = start_cluster(workdir)
+    sk, donor = c.sks[0], c.sks[1]
+    sk.start()  # donor is never started: a silent server takes its HTTP port
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", donor.http_port))
+    silent.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def hold():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])  # read nothing, answer nothing
+            except socket.timeout:
+                pass
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    try:
+        start = 0x1000000 + 40
+        st, body = http("POST", f"{sk.url}/v1/tenant/{c.tenant}/timeline",
+                        {"timeline_id": c.timeline, "system_id": "7",
+                         "start_lsn": lsn_str(start)})
+        assert st == 200, body
+        end = start + 4096
+        accept = {}
+
+        def do_accept():
+            accept["r"] = http("POST", sk.tl(c.tenant, c.timeline, "/accept"),
+                               {"term": 1, "end_lsn": lsn_str(end), "donor": donor.url,
+                                "term_history": [{"term": 1, "lsn": lsn_str(end), "tli": 1}]},
+                               timeout=300)
+
+        a = threading.Thread(target=do_accept, daemon=True)
+        a.start()
+        wait_for(lambda: held, 30, what="the accept to reach the donor")
+        # The fetch is waiting on the donor. The loop still answers.
+        for _ in range(3):
+            st, body = http("GET", sk.tl(c.tenant, c.timeline), timeout=30)
+            assert st == 200, body
+        assert a.is_alive(), "the accept finished: the donor was not stuck"
+        assert not accept
+    finally:
+        stop.set()
+        t.join()
+        for s in held:
+            s.close()
+        silent.close()
         stop_cluster(c)

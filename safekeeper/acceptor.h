@@ -31,6 +31,14 @@
 #define SK_ID_LEN 32           /* tenant and timeline ids: 32 lowercase hex chars */
 #define SK_MAX_TERM_HISTORY 1024
 #define SK_MAX_CONSUMERS 16
+/* A term may move up by at most this much at once, and never past
+ * SK_TERM_MAX: a proposer always asks for the highest term + 1, and a
+ * request for INT64_MAX would otherwise leave no higher term for anyone. */
+#define SK_TERM_MAX_STEP (1u << 20)
+#define SK_TERM_MAX ((uint64_t)INT64_MAX - SK_TERM_MAX_STEP)
+/* Whether a timeline promised `current` may take `term`. */
+#define SK_TERM_REACHABLE(current, term)                                                           \
+    ((term) <= SK_TERM_MAX && (term) <= (current) + SK_TERM_MAX_STEP)
 
 typedef struct sk_term_entry {
     uint64_t term;

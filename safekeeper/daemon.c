@@ -139,6 +139,7 @@ sk_add_timeline(sk_daemon *sk, sk_timeline *tl)
     strcpy(e->tenant_id, st->tenant_id);
     strcpy(e->timeline_id, st->timeline_id);
     sk_timeline_set_quorum(tl, sk->npeers + 1);
+    sk_timeline_set_consumer_ttl(tl, sk->conf.consumer_ttl_ms);
     int rc = sk_receiver_new(sk->loop, tl, sk->conf.id, &e->recv);
     if (rc)
         return rc;
@@ -222,9 +223,13 @@ run_jobs(lb_loop *loop, void *arg)
 {
     (void)loop;
     sk_daemon *sk = arg;
+    /* Taken and marked started in one step: a waiter that gives up
+     * (sk_run_on_loop) withdraws only a job still in the queue. */
     pthread_mutex_lock(&sk->jobs_lock);
     sk_job *list = sk->jobs;
     sk->jobs = NULL;
+    for (sk_job *j = list; j; j = j->next)
+        j->started = true;
     pthread_mutex_unlock(&sk->jobs_lock);
     /* Run in submission order (the list is LIFO). */
     sk_job *rev = NULL;
@@ -234,10 +239,6 @@ run_jobs(lb_loop *loop, void *arg)
         rev = list;
         list = next;
     }
-    pthread_mutex_lock(&sk->jobs_lock);
-    for (sk_job *j = rev; j; j = j->next)
-        j->started = true;
-    pthread_mutex_unlock(&sk->jobs_lock);
     for (sk_job *j = rev; j;) {
         sk_job *next = j->next;
         int rc = j->fn(sk, j->arg);

@@ -46,6 +46,8 @@ typedef struct sk_config {
                                     connect as postgres (computes that still trust) */
     int64_t max_connections;     /* walsender connections at once */
     int64_t startup_timeout_ms;  /* a walsender connection must authenticate within this */
+    int64_t consumer_ttl_ms;     /* a consumer silent this long stops holding WAL */
+    uint64_t max_accept_bytes;   /* the most WAL one /accept may copy from a donor */
 } sk_config;
 
 typedef struct sk_peer {

@@ -52,6 +52,7 @@ call(lb_http_client *http, const char *method, const char *url, json_t *body, js
                       .body = text,
                       .body_len = text ? strlen(text) : 0,
                       .response_body = &out,
+                      .max_response = 1 << 20,       /* a status, a vote: never large */
                       .retry_non_idempotent = true}; /* vote/accept/elected are idempotent */
     lb_http_result res = LB_HTTP_RESULT_INIT;
     int rc = lb_http_do(http, &c, &res);

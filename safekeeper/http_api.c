@@ -32,10 +32,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -160,6 +163,11 @@ job_create(sk_daemon *sk, void *arg)
                             c->lsn_a, (uint32_t)c->term};
     sk_timeline *tl;
     int rc = sk_timeline_create(sk->conf.data_dir, &p, &tl);
+    if (rc == LB_ECONFLICT)
+        return refuse(c, LB_ECONFLICT,
+                      "timeline %s/%s has files on this safekeeper but no state that loads; "
+                      "it is not initialized again (see the safekeeper's log)",
+                      c->tenant, c->timeline);
     if (rc)
         return rc;
     rc = sk_add_timeline(sk, tl);
@@ -271,6 +279,12 @@ job_vote(sk_daemon *sk, void *arg)
     sk_tl_entry *e = need(c);
     if (!e)
         return 0;
+    uint64_t promised = sk_timeline_state(e->tl)->term;
+    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
+                            " (at most %u more)",
+                            c->term, promised, SK_TERM_MAX_STEP);
     int rc = sk_timeline_vote(e->tl, c->term, &c->granted);
     if (rc)
         return rc;
@@ -311,7 +325,8 @@ fetch_from_donor(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void *buf)
     snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/wal?from=%X/%X&to=%X/%X", f->donor,
              f->tenant, f->timeline, LB_LSN_ARGS(from), LB_LSN_ARGS(to));
     lb_buf body = LB_BUF_INIT;
-    lb_http_call call = {.method = "GET", .url = url, .response_body = &body};
+    lb_http_call call = {
+        .method = "GET", .url = url, .response_body = &body, .max_response = to - from};
     lb_http_result res = LB_HTTP_RESULT_INIT;
     int rc = lb_http_do(f->http, &call, &res);
     if (rc == 0 && res.status != 200) {
@@ -340,37 +355,112 @@ job_accept(sk_daemon *sk, void *arg)
     /* Checked before anything changes: a history the state file could not
      * be loaded with, or a term starting where no record can, would be
      * persisted and lose the timeline on the next start. */
+    uint64_t promised = sk_timeline_state(e->tl)->term;
+    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
+                            " (at most %u more)",
+                            c->term, promised, SK_TERM_MAX_STEP);
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     if (c->history[0].start_lsn < first)
         return lb_json_fail(&c->err, LB_EPARSE,
                             "field \"term_history\" starts at %X/%X, before the timeline's "
                             "start %X/%X",
                             LB_LSN_ARGS(c->history[0].start_lsn), LB_LSN_ARGS(first));
+    /* What this accept may have to copy: up to end_lsn from the WAL held
+     * here (from where the logs first differ, at worst the end). */
+    lb_lsn held = sk_timeline_end_lsn(e->tl);
+    if (c->lsn_a > held && c->lsn_a - held > sk->conf.max_accept_bytes)
+        return lb_json_fail(&c->err, LB_EPARSE,
+                            "field \"end_lsn\" %X/%X is more than max_accept_bytes (%" PRIu64
+                            ") past the WAL held here (%X/%X)",
+                            LB_LSN_ARGS(c->lsn_a), sk->conf.max_accept_bytes, LB_LSN_ARGS(held));
     if (!record_start_ok(c->lsn_a, sk_timeline_state(e->tl)->wal_seg_size))
         return lb_json_fail(&c->err, LB_EPARSE,
                             "field \"end_lsn\" %X/%X is not where a WAL record can start",
                             LB_LSN_ARGS(c->lsn_a));
-    fetch_ctx f = {.tenant = c->tenant, .timeline = c->timeline};
-    if (c->text) {
-        /* the address comes from our configuration, not from the request */
-        const sk_peer *peer = &sk->peers[c->num];
-        snprintf(f.donor, sizeof(f.donor),
-                 strchr(peer->http.host, ':') ? "http://[%s]:%d" : "http://%s:%d", peer->http.host,
-                 peer->http.port);
-    }
-    lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
-    if (c->text && lb_http_client_new(&opts, &f.http) != 0)
-        return -ENOMEM;
-    if (f.http)
-        lb_http_client_set_token(f.http, sk->token);
-    int rc = sk_timeline_accept(e->tl, c->term, c->history, c->nhistory, c->lsn_a,
-                                c->text ? fetch_from_donor : NULL, &f);
-    lb_http_client_free(f.http);
+    /* Truncation and the new history happen here, on the loop; the donor's
+     * WAL is fetched by the HTTP thread (h_accept) and written by
+     * job_accept_write, so the loop never waits on a donor. */
+    lb_lsn from;
+    int rc = sk_timeline_accept_begin(e->tl, c->term, c->history, c->nhistory, c->lsn_a, &from);
+    sk_timeline_changed(sk, e);
+    if (rc < 0)
+        return rc;
+    c->granted = rc == 1; /* accepted already */
+    c->lsn_b = from;
+    if (c->granted)
+        c->reply = positions(e->tl);
+    return 0;
+}
+
+typedef struct accept_step {
+    api_ctx *c;
+    lb_lsn pos;
+    const void *buf;
+    size_t n;
+} accept_step;
+
+static int
+job_accept_write(sk_daemon *sk, void *arg)
+{
+    (void)sk;
+    accept_step *a = arg;
+    sk_tl_entry *e = need(a->c);
+    return e ? sk_timeline_accept_write(e->tl, a->c->term, a->pos, a->buf, a->n) : 0;
+}
+
+static int
+job_accept_finish(sk_daemon *sk, void *arg)
+{
+    api_ctx *c = arg;
+    sk_tl_entry *e = need(c);
+    if (!e)
+        return 0;
+    int rc = sk_timeline_accept_finish(e->tl, c->term);
     sk_timeline_changed(sk, e);
     if (rc)
         return rc;
     c->reply = positions(e->tl);
     return 0;
+}
+
+/* HTTP thread: the donor's WAL [from, end), a chunk at a time, each
+ * written on the loop; then the accept is finished there. */
+static int
+accept_fetch(api_ctx *c)
+{
+    lb_lsn end = c->lsn_a, pos = c->lsn_b;
+    fetch_ctx f = {.tenant = c->tenant, .timeline = c->timeline};
+    int rc = 0;
+    char *buf = NULL;
+    if (pos < end && c->text) {
+        /* the address comes from our configuration, not from the request */
+        const sk_peer *peer = &c->sk->peers[c->num];
+        snprintf(f.donor, sizeof(f.donor),
+                 strchr(peer->http.host, ':') ? "http://[%s]:%d" : "http://%s:%d", peer->http.host,
+                 peer->http.port);
+        lb_http_options opts = {.connect_timeout_ms = 2000, .timeout_ms = 20000, .max_attempts = 3};
+        if (lb_http_client_new(&opts, &f.http) != 0 || !(buf = malloc(SK_ACCEPT_CHUNK)))
+            rc = -ENOMEM;
+        else
+            lb_http_client_set_token(f.http, c->sk->token);
+        while (rc == 0 && pos < end && !c->err.failed) {
+            size_t want = SK_ACCEPT_CHUNK - (size_t)(pos % SK_ACCEPT_CHUNK);
+            if (want > end - pos)
+                want = (size_t)(end - pos);
+            rc = fetch_from_donor(&f, pos, pos + want, 0, buf);
+            accept_step a = {c, pos, buf, want};
+            if (rc == 0)
+                rc = sk_run_on_loop(c->sk, job_accept_write, &a);
+            pos += want;
+        }
+    }
+    free(buf);
+    lb_http_client_free(f.http);
+    if (rc == 0 && !c->err.failed)
+        rc = sk_run_on_loop(c->sk, job_accept_finish, c);
+    return rc;
 }
 
 static int
@@ -405,6 +495,8 @@ h_accept(lb_http_request *req, void *arg)
     }
     c.term = (uint64_t)term;
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_accept, &c);
+    if (rc == 0 && !c.err.failed && !c.granted)
+        rc = accept_fetch(&c);
     return finish(req, &c, rc);
 }
 
@@ -424,7 +516,10 @@ job_elected(sk_daemon *sk, void *arg)
 }
 
 /* The compute's address as this safekeeper will store and dial it:
- * "host=H port=P", from a host:port endpoint. false if it is not one. */
+ * "host=H port=P", from a host:port endpoint, plus hostaddr=IP when H is a
+ * name: it is resolved here, on an HTTP thread, so that the loop's
+ * non-blocking connect never waits on DNS. false if it is not host:port or
+ * the name does not resolve. */
 static bool
 compute_conninfo(const char *endpoint, char *out, size_t cap)
 {
@@ -432,7 +527,19 @@ compute_conninfo(const char *endpoint, char *out, size_t cap)
     if (!endpoint || lb_hostport_parse(endpoint, &a) != 0 || a.port == 0 ||
         strpbrk(a.host, " '\\=") || !a.host[0])
         return false;
-    return snprintf(out, cap, "host=%s port=%d", a.host, a.port) < (int)cap;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai = NULL;
+    if (getaddrinfo(a.host, NULL, &hints, &ai) == 0) {
+        freeaddrinfo(ai);
+        return snprintf(out, cap, "host=%s port=%d", a.host, a.port) < (int)cap;
+    }
+    hints.ai_flags = 0;
+    char ip[INET6_ADDRSTRLEN];
+    if (getaddrinfo(a.host, NULL, &hints, &ai) != 0)
+        return false;
+    int grc = getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof(ip), NULL, 0, NI_NUMERICHOST);
+    freeaddrinfo(ai);
+    return grc == 0 &&
+           snprintf(out, cap, "host=%s hostaddr=%s port=%d", a.host, ip, a.port) < (int)cap;
 }
 
 static int
@@ -454,7 +561,8 @@ h_elected(lb_http_request *req, void *arg)
     if (!c.err.failed && who && who->role == LB_AUTH_COMPUTE && !who->endpoint[0])
         refuse(&c, LB_EFORBIDDEN, "the compute's token has no \"endpoint\" to stream from");
     else if (!c.err.failed && endpoint && !compute_conninfo(endpoint, conninfo, sizeof(conninfo)))
-        lb_json_fail(&c.err, LB_EPARSE, "the compute's address \"%.100s\" is not host:port",
+        lb_json_fail(&c.err, LB_EPARSE,
+                     "the compute's address \"%.100s\" is not host:port, or does not resolve",
                      endpoint);
     else if (!c.err.failed && endpoint)
         c.text = conninfo;

@@ -55,6 +55,11 @@ static const lb_config_setting settings[] = {
                      "walsender connections at once", 1, 65536),
     LB_SETTING_RANGE("startup_timeout", LB_CONFIG_DURATION, sk_config, startup_timeout_ms, "10s",
                      "time a walsender connection has to authenticate", 100, 600000),
+    LB_SETTING_RANGE("consumer_ttl", LB_CONFIG_DURATION, sk_config, consumer_ttl_ms, "24h",
+                     "a WAL consumer that has not reported for this long stops holding WAL", 1000,
+                     365LL * 24 * 3600 * 1000),
+    LB_SETTING_RANGE("max_accept_bytes", LB_CONFIG_SIZE, sk_config, max_accept_bytes, "16GiB",
+                     "the most WAL one /accept copies from a donor", 16LL << 20, 1LL << 50),
     LB_CONFIG_END,
 };
 

@@ -18,12 +18,13 @@
  * sent again, so a peer that lost them (a restart it did not notice as a
  * broken connection) learns them within that time.
  *
- * Peer names resolve with getaddrinfo() on the loop thread when a
- * connection is opened; give addresses or names the local resolver answers
- * at once (a cluster's DNS), never names that may hang.
+ * Peer names never block the loop: a numeric address is used as it is,
+ * and a name is resolved by getaddrinfo_a() in the resolver's own thread;
+ * the loop looks at the answer on its next tick (P_RESOLVING).
  */
 #include <errno.h>
 #include <netdb.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@
 
 typedef enum pstate {
     P_DOWN,       /* not connected; retry at retry_at_ms */
+    P_RESOLVING,  /* the peer's name is being resolved off the loop */
     P_CONNECTING, /* connect() in progress */
     P_STREAMING,  /* startup and START_PEER_STREAM sent; positions flow */
 } pstate;
@@ -64,6 +66,10 @@ typedef struct peer_conn {
     int64_t retry_at_ms;
     bool warned; /* a failure was logged; log the next success */
     told sent[SK_MAX_TIMELINES];
+    /* P_RESOLVING: the request getaddrinfo_a() works on */
+    struct gaicb gai;
+    struct addrinfo gai_hints;
+    char gai_port[16];
 } peer_conn;
 
 struct sk_peers {
@@ -250,19 +256,61 @@ conn_event(lb_loop *loop, int fd, int events, void *arg)
     conn_pump(c);
 }
 
+static void conn_connect(peer_conn *c, struct addrinfo *ai);
+
+/* Start connecting: a numeric address at once, a name once resolved. */
 static void
 conn_open(peer_conn *c)
 {
     sk_daemon *sk = c->p->sk;
     const sk_peer *peer = &sk->peers[c->index];
-    char port[16];
-    snprintf(port, sizeof(port), "%d", peer->addr.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    int grc = getaddrinfo(peer->addr.host, port, &hints, &ai);
+    snprintf(c->gai_port, sizeof(c->gai_port), "%d", peer->addr.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+                    *ai = NULL;
+    if (getaddrinfo(peer->addr.host, c->gai_port, &hints, &ai) == 0) {
+        conn_connect(c, ai); /* a numeric address: no resolver involved */
+        return;
+    }
+    c->gai_hints = (struct addrinfo){
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    c->gai = (struct gaicb){
+        .ar_name = peer->addr.host, .ar_service = c->gai_port, .ar_request = &c->gai_hints};
+    struct gaicb *list[1] = {&c->gai};
+    struct sigevent none = {.sigev_notify = SIGEV_NONE};
+    int grc = getaddrinfo_a(GAI_NOWAIT, list, 1, &none);
     if (grc != 0) {
         conn_down(c, gai_strerror(grc));
         return;
     }
+    c->state = P_RESOLVING;
+}
+
+/* P_RESOLVING, on the tick: connect once the answer is in. */
+static void
+conn_resolved(peer_conn *c)
+{
+    int grc = gai_error(&c->gai);
+    if (grc == EAI_INPROGRESS)
+        return;
+    struct addrinfo *ai = c->gai.ar_result;
+    c->gai.ar_result = NULL;
+    c->state = P_DOWN;
+    if (grc != 0) {
+        if (ai)
+            freeaddrinfo(ai);
+        conn_down(c, gai_strerror(grc));
+        return;
+    }
+    conn_connect(c, ai);
+}
+
+/* Connect to the first address of ai (freed here). */
+static void
+conn_connect(peer_conn *c, struct addrinfo *ai)
+{
+    sk_daemon *sk = c->p->sk;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         freeaddrinfo(ai);
@@ -295,6 +343,8 @@ tick(lb_loop *loop, uint64_t id, void *arg)
         peer_conn *c = &p->conns[i];
         if (c->state == P_DOWN && now >= c->retry_at_ms) {
             conn_open(c);
+        } else if (c->state == P_RESOLVING) {
+            conn_resolved(c);
         } else if (c->state == P_STREAMING) {
             forget_sent(c); /* heartbeat: everything again */
             conn_pump(c);
@@ -351,6 +401,16 @@ sk_peers_stop(sk_peers *p)
         lb_loop_del_timer(p->sk->loop, p->timer);
     for (int i = 0; i < SK_MAX_PEERS; i++) {
         peer_conn *c = &p->conns[i];
+        if (c->state == P_RESOLVING) {
+            /* the resolver thread must be done with c->gai before it goes */
+            if (gai_cancel(&c->gai) != EAI_CANCELED) {
+                const struct gaicb *list[1] = {&c->gai};
+                while (gai_error(&c->gai) == EAI_INPROGRESS)
+                    gai_suspend(list, 1, NULL);
+            }
+            if (c->gai.ar_result)
+                freeaddrinfo(c->gai.ar_result);
+        }
         if (c->fd >= 0) {
             lb_loop_unwatch(p->sk->loop, c->fd);
             close(c->fd);

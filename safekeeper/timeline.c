@@ -16,6 +16,7 @@
  */
 #include "timeline.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "event_loop.h"
 #include "fileio.h"
 #include "log.h"
 #include "wal.h"
@@ -52,6 +54,15 @@ struct sk_timeline {
     bool broken;
     int quorum_members;
     peer_pos peers[MAX_PEERS];
+    /* when each consumer last reported (monotonic ms; set at open), and
+     * how long one that stops reporting holds WAL back */
+    int64_t consumer_seen_ms[SK_MAX_CONSUMERS];
+    int64_t consumer_ttl_ms;
+    /* an accept between accept_begin and accept_finish: its term (0: none),
+     * the next LSN accept_write takes, and the term's history entry */
+    uint64_t accepting;
+    lb_lsn accept_pos;
+    sk_term_entry accept_last;
 };
 
 const sk_acceptor_state *
@@ -200,7 +211,8 @@ find_end_of_wal(sk_timeline *tl)
     if (!buf)
         return -ENOMEM;
     lb_lsn pos = from;
-    /* After an fsync failure only WAL up to the last durable LSN counts. */
+    /* After an fsync failure only WAL up to the last durable LSN counts;
+     * inside an accept, only WAL up to where the logs agree. */
     lb_lsn cap = tl->st.fsync_failed_lsn ? tl->st.fsync_failed_lsn : UINT64_MAX;
     for (;;) {
         uint32_t tli = sk_timeline_tli_at(tl, pos);
@@ -245,8 +257,8 @@ find_end_of_wal(sk_timeline *tl)
             return rc;
     }
     if (tl->st.fsync_failed_lsn) {
-        lb_warn("WAL after %X/%X was not known durable after an fsync failure: cut back to "
-                "%X/%X",
+        lb_warn("WAL after %X/%X was not trusted (an fsync failure, or an accept cut short): "
+                "cut back to %X/%X",
                 LB_LSN_ARGS(tl->st.fsync_failed_lsn), LB_LSN_ARGS(tl->end_lsn));
         tl->st.fsync_failed_lsn = 0;
         rc = save_state(tl);
@@ -254,6 +266,21 @@ find_end_of_wal(sk_timeline *tl)
             return rc;
     }
     return reset_decoder(tl, tl->end_lsn);
+}
+
+/* Whether dir exists and holds anything. */
+static bool
+has_any_file(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno != ENOENT; /* unreadable: assume it holds something */
+    struct dirent *e;
+    bool any = false;
+    while (!any && (e = readdir(d)) != NULL)
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return any;
 }
 
 static int
@@ -265,6 +292,10 @@ timeline_new(const char *dir, sk_timeline **out)
     snprintf(tl->dir, sizeof(tl->dir), "%s", dir);
     snprintf(tl->state_path, sizeof(tl->state_path), "%s/%s", dir, STATE_FILE);
     tl->quorum_members = 3;
+    tl->consumer_ttl_ms = SK_CONSUMER_TTL_DEFAULT_MS;
+    int64_t now = lb_now_ms();
+    for (size_t i = 0; i < SK_MAX_CONSUMERS; i++)
+        tl->consumer_seen_ms[i] = now; /* loaded ones get a full ttl from now */
     *out = tl;
     return 0;
 }
@@ -312,14 +343,29 @@ sk_timeline_create(const char *root, const sk_timeline_params *p, sk_timeline **
     int rc = timeline_new(dir, &tl);
     if (rc)
         return rc;
-    if (sk_acceptor_load(tl->state_path, &tl->st) == 0) {
+    int lrc = sk_acceptor_load(tl->state_path, &tl->st);
+    if (lrc == 0) {
         bool same = tl->st.system_id == p->system_id && tl->st.wal_seg_size == p->wal_seg_size;
         free(tl);
         if (!same)
             return LB_EEXIST;
         return sk_timeline_open(dir, out);
     }
-    rc = lb_mkdir_p(dir, 0700);
+    /* Only a timeline that never existed here is initialized. A state
+     * file that exists but does not load (CRC, parse or I/O error), or WAL
+     * without a state file, is what is left of a timeline whose votes and
+     * WAL others may count on: starting it afresh would forget promises
+     * and acknowledged WAL. */
+    if (lrc != -ENOENT || has_any_file(dir)) {
+        lb_error("refusing to initialize timeline \"%s\": %s", dir,
+                 lrc != -ENOENT ? "its state file exists but could not be loaded"
+                                : "it holds files but no state file");
+        lb_error("detail: state file \"%s\": %s. Repair or remove the directory by hand.",
+                 tl->state_path, lb_strerror(lrc));
+        free(tl);
+        return LB_ECONFLICT;
+    }
+    rc = lb_mkdir_p_durable(dir, 0700);
     if (rc) {
         free(tl);
         return rc;
@@ -488,6 +534,8 @@ sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
         return LB_EFSYNC;
     if (term <= tl->st.term)
         return 0;
+    if (!SK_TERM_REACHABLE(tl->st.term, term))
+        return -ERANGE;
     /* Everything received is made durable (or dropped) before answering:
      * the end_lsn in our answer must be WAL we really hold. */
     int rc = sk_timeline_sync(tl);
@@ -509,9 +557,11 @@ sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
 }
 
 int
-sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
-                   lb_lsn end, sk_fetch_fn fetch, void *fetch_arg)
+sk_timeline_accept_begin(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
+                         lb_lsn end, lb_lsn *from)
 {
+    *from = end;
+    tl->accepting = 0;
     if (tl->broken)
         return LB_EFSYNC;
     if (term < tl->st.term)
@@ -519,8 +569,10 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
     if (n == 0 || history[n - 1].term != term || history[n - 1].start_lsn != end ||
         n > SK_MAX_TERM_HISTORY)
         return -EINVAL;
+    if (!SK_TERM_REACHABLE(tl->st.term, term))
+        return -ERANGE;
     if (sk_last_log_term(&tl->st) == term)
-        return 0; /* accepted already (a retried request) */
+        return 1; /* accepted already (a retried request) */
     int rc = sk_timeline_sync(tl);
     if (rc)
         return rc;
@@ -533,72 +585,167 @@ sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history,
         common = tl->start_lsn;
     if (common > tl->end_lsn)
         common = tl->end_lsn;
-    if (common < tl->end_lsn) {
-        uint32_t tli = sk_timeline_tli_at(tl, common);
+    /* The order makes a crash at any step safe:
+     *   1. state: the term, the proposer's history, the end hint at
+     *      `common`, and "no WAL past `common` counts" (the cap an fsync
+     *      failure sets too) -- durable before any byte is cut, so a
+     *      restart never claims WAL that is about to be zeroed;
+     *   2. truncate past `common` (durable);
+     *   3. (accept_write) the donor's bytes, checked record by record
+     *      (CRC), written;
+     *   4. (accept_finish) fsync; state: the new term's entry, the end at
+     *      `end`, the cap lifted.
+     * A restart after 1, 2 or 3 finds the end at or below `common` and
+     * clears what lies past it; the proposer retries. */
+    uint64_t old_term = tl->st.term;
+    size_t old_n = tl->st.nhistory;
+    sk_term_entry *old_history = malloc(sizeof(tl->st.history));
+    if (!old_history)
+        return -ENOMEM;
+    memcpy(old_history, tl->st.history, sizeof(tl->st.history));
+    tl->st.term = term;
+    memcpy(tl->st.history, history, (n - 1) * sizeof(*history));
+    tl->st.nhistory = n - 1;
+    lb_lsn old_end = tl->end_lsn;
+    tl->write_lsn = tl->flush_lsn = tl->end_lsn = common;
+    if (tl->commit_lsn > common)
+        tl->commit_lsn = common;
+    tl->st.fsync_failed_lsn = common; /* untrusted past here until step 4 */
+    rc = save_state(tl);
+    if (rc) {
+        /* nothing changed on disk: keep the old state in memory too */
+        tl->st.term = old_term;
+        tl->st.nhistory = old_n;
+        memcpy(tl->st.history, old_history, sizeof(tl->st.history));
+        tl->write_lsn = tl->flush_lsn = tl->end_lsn = old_end;
+        tl->st.fsync_failed_lsn = 0;
+        free(old_history);
+        return rc;
+    }
+    free(old_history);
+    if (common < old_end) {
+        uint32_t tli = sk_history_tli_at(history, n - 1, common);
+        if (!tli)
+            tli = tl->st.start_tli;
         lb_info("truncating divergent WAL tenant=%s timeline=%s from=%X/%X to=%X/%X",
-                tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(common),
-                LB_LSN_ARGS(tl->end_lsn));
+                tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(common), LB_LSN_ARGS(old_end));
         rc = sk_wal_store_truncate(tl->wal, tli, common);
         if (rc)
             return rc;
     }
-    /* Promise the term and adopt the history before fetching, so the WAL
-     * we fetch is stored under the proposer's timelines. The new term's
-     * entry is added once the WAL up to `end` is here. */
-    tl->st.term = term;
-    memcpy(tl->st.history, history, (n - 1) * sizeof(*history));
-    tl->st.nhistory = n - 1;
-    tl->write_lsn = tl->flush_lsn = tl->end_lsn = common;
-    if (tl->commit_lsn > common)
-        tl->commit_lsn = common;
-    rc = save_state(tl);
-    if (rc)
+    /* Donor bytes are decoded as they arrive: every record whole and its
+     * CRC right, and `end` a record boundary, or nothing is adopted. */
+    if ((rc = reset_decoder(tl, common)) != 0)
         return rc;
+    tl->accepting = term;
+    tl->accept_pos = common;
+    tl->accept_last = history[n - 1];
+    *from = common;
+    return 0;
+}
 
-    char *buf = NULL;
-    lb_lsn pos = common;
-    while (pos < end) {
-        if (!fetch) {
-            rc = LB_ENOTFOUND;
-            break;
-        }
-        if (!buf && !(buf = malloc(READ_CHUNK))) {
-            rc = -ENOMEM;
-            break;
-        }
-        size_t want = READ_CHUNK - (size_t)(pos % READ_CHUNK);
-        if (want > end - pos)
-            want = (size_t)(end - pos);
-        uint32_t tli = sk_history_tli_at(history, n - 1, pos);
-        if (!tli)
-            tli = tl->st.start_tli;
-        rc = fetch(fetch_arg, pos, pos + want, tli, buf);
-        if (rc == 0)
-            rc = sk_wal_store_write(tl->wal, tli, pos, buf, want);
-        if (rc)
-            break;
-        pos += want;
+int
+sk_timeline_accept_write(sk_timeline *tl, uint64_t term, lb_lsn pos, const void *buf, size_t n)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (tl->accepting != term || tl->st.term != term)
+        return LB_ESTALETERM; /* a newer vote came in between */
+    lb_lsn end = tl->accept_last.start_lsn;
+    if (pos != tl->accept_pos || n > end - pos)
+        return -EINVAL;
+    uint32_t tli = sk_history_tli_at(tl->st.history, tl->st.nhistory, pos);
+    if (!tli)
+        tli = tl->st.start_tli;
+    int rc = decode(tl, buf, n);
+    if (rc)
+        lb_error("donor sent WAL that does not decode at %X/%X", LB_LSN_ARGS(pos));
+    if (rc == 0)
+        rc = sk_wal_store_write(tl->wal, tli, pos, buf, n);
+    if (rc) {
+        tl->accepting = 0; /* the proposer starts over */
+        return rc;
     }
-    free(buf);
+    tl->accept_pos += n;
+    return 0;
+}
+
+int
+sk_timeline_accept_finish(sk_timeline *tl, uint64_t term)
+{
+    if (tl->broken)
+        return LB_EFSYNC;
+    if (tl->accepting != term || tl->st.term != term)
+        return LB_ESTALETERM;
+    tl->accepting = 0;
+    lb_lsn end = tl->accept_last.start_lsn;
+    int rc = 0;
+    if (tl->accept_pos != end)
+        rc = LB_ENOTFOUND; /* the WAL up to end never came */
+    else if (tl->end_lsn < end && tl->pending_end != end) {
+        lb_error("donor's WAL ends at %X/%X with a partial record, not at %X/%X",
+                 LB_LSN_ARGS(tl->pending_end), LB_LSN_ARGS(end));
+        rc = LB_EPROTO;
+    }
     if (rc == 0)
         rc = sk_wal_store_sync(tl->wal);
     if (rc) {
         lb_error("could not take WAL from the donor tenant=%s timeline=%s at=%X/%X: %s",
-                 tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(pos), lb_strerror(rc));
+                 tl->st.tenant_id, tl->st.timeline_id, LB_LSN_ARGS(tl->accept_pos),
+                 lb_strerror(rc));
         if (rc == LB_EFSYNC)
             tl->broken = true;
-        /* Keep what was fetched durably; the proposer may retry. */
+        /* Keep what was fetched; the cap keeps it out of the end until the
+         * proposer retries. */
         return rc;
     }
-    tl->st.history[tl->st.nhistory++] = history[n - 1];
+    tl->st.history[tl->st.nhistory++] = tl->accept_last;
     tl->write_lsn = tl->flush_lsn = tl->end_lsn = end;
+    tl->st.fsync_failed_lsn = 0;
     rc = save_state(tl);
     if (rc)
         return rc;
     lb_info("accepted term tenant=%s timeline=%s term=%llu start_lsn=%X/%X tli=%u",
             tl->st.tenant_id, tl->st.timeline_id, (unsigned long long)term, LB_LSN_ARGS(end),
-            history[n - 1].tli);
+            tl->accept_last.tli);
     return reset_decoder(tl, end);
+}
+
+int
+sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
+                   lb_lsn end, sk_fetch_fn fetch, void *fetch_arg)
+{
+    lb_lsn pos;
+    int rc = sk_timeline_accept_begin(tl, term, history, n, end, &pos);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    char *buf = NULL;
+    while (pos < end && rc == 0) {
+        if (!fetch) {
+            rc = LB_ENOTFOUND;
+            break;
+        }
+        if (!buf && !(buf = malloc(SK_ACCEPT_CHUNK))) {
+            rc = -ENOMEM;
+            break;
+        }
+        size_t want = SK_ACCEPT_CHUNK - (size_t)(pos % SK_ACCEPT_CHUNK);
+        if (want > end - pos)
+            want = (size_t)(end - pos);
+        uint32_t tli = sk_history_tli_at(history, n - 1, pos);
+        rc = fetch(fetch_arg, pos, pos + want, tli ? tli : tl->st.start_tli, buf);
+        if (rc == 0)
+            rc = sk_timeline_accept_write(tl, term, pos, buf, want);
+        pos += want;
+    }
+    free(buf);
+    if (rc) {
+        lb_error("could not take WAL from the donor tenant=%s timeline=%s: %s", tl->st.tenant_id,
+                 tl->st.timeline_id, lb_strerror(rc));
+        tl->accepting = 0;
+        return rc;
+    }
+    return sk_timeline_accept_finish(tl, term);
 }
 
 int
@@ -798,14 +945,48 @@ sk_timeline_offload_range(const sk_timeline *tl, uint64_t *from, uint64_t *to)
         *to = *from;
 }
 
+void
+sk_timeline_set_consumer_ttl(sk_timeline *tl, int64_t ttl_ms)
+{
+    tl->consumer_ttl_ms = ttl_ms > 0 ? ttl_ms : SK_CONSUMER_TTL_DEFAULT_MS;
+}
+
+static bool
+consumer_expired(const sk_timeline *tl, size_t i, int64_t now)
+{
+    return now - tl->consumer_seen_ms[i] > tl->consumer_ttl_ms;
+}
+
 lb_lsn
 sk_timeline_removal_horizon(const sk_timeline *tl)
 {
     lb_lsn h = tl->st.offloaded_lsn;
+    int64_t now = lb_now_ms();
     for (size_t i = 0; i < tl->st.nconsumers; i++)
-        if (tl->st.consumers[i].lsn < h)
+        if (tl->st.consumers[i].lsn < h && !consumer_expired(tl, i, now))
             h = tl->st.consumers[i].lsn;
     return h;
+}
+
+/* Forget consumers that stopped reporting; true if any went. */
+static bool
+expire_consumers(sk_timeline *tl)
+{
+    int64_t now = lb_now_ms();
+    size_t kept = 0;
+    for (size_t i = 0; i < tl->st.nconsumers; i++) {
+        if (consumer_expired(tl, i, now)) {
+            lb_info("consumer expired tenant=%s timeline=%s name=\"%s\" lsn=%X/%X",
+                    tl->st.tenant_id, tl->st.timeline_id, tl->st.consumers[i].name,
+                    LB_LSN_ARGS(tl->st.consumers[i].lsn));
+            continue;
+        }
+        tl->st.consumers[kept] = tl->st.consumers[i];
+        tl->consumer_seen_ms[kept++] = tl->consumer_seen_ms[i];
+    }
+    bool any = kept != tl->st.nconsumers;
+    tl->st.nconsumers = kept;
+    return any;
 }
 
 static int
@@ -839,6 +1020,7 @@ int
 sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
 {
     size_t i;
+    expire_consumers(tl);
     for (i = 0; i < tl->st.nconsumers; i++)
         if (strcmp(tl->st.consumers[i].name, name) == 0)
             break;
@@ -851,6 +1033,7 @@ sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
         tl->st.nconsumers++;
     }
     tl->st.consumers[i].lsn = applied;
+    tl->consumer_seen_ms[i] = lb_now_ms();
     int rc = save_state(tl);
     return rc ? rc : remove_unneeded(tl);
 }

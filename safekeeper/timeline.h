@@ -101,6 +101,17 @@ int sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted);
 typedef int (*sk_fetch_fn)(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void *buf);
 int sk_timeline_accept(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
                        lb_lsn end, sk_fetch_fn fetch, void *fetch_arg);
+/* The same in three steps, so that the daemon fetches from the donor off
+ * its loop: begin truncates and adopts the history and sets *from, where
+ * the WAL to take starts (1: accepted already, nothing to do); write takes
+ * the next bytes (in order, checked record by record); finish makes them
+ * durable and adopts the term. write and finish fail with LB_ESTALETERM
+ * when another vote or accept came in between; the proposer retries. */
+#define SK_ACCEPT_CHUNK (256u * 1024)
+int sk_timeline_accept_begin(sk_timeline *tl, uint64_t term, const sk_term_entry *history, size_t n,
+                             lb_lsn end, lb_lsn *from);
+int sk_timeline_accept_write(sk_timeline *tl, uint64_t term, lb_lsn pos, const void *buf, size_t n);
+int sk_timeline_accept_finish(sk_timeline *tl, uint64_t term);
 
 /* The proposer of term has a majority holding WAL to the term's start, so
  * commit_lsn advances to it; with a compute (a libpq conninfo, persisted)
@@ -127,6 +138,11 @@ int sk_timeline_offloaded(sk_timeline *tl, uint64_t segno);
 int sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied);
 /* Local WAL below this LSN may be removed. */
 lb_lsn sk_timeline_removal_horizon(const sk_timeline *tl);
+/* A consumer that has not reported for ttl_ms no longer holds WAL back,
+ * and its slot is reused (a pageserver that went away must not pin the
+ * WAL, nor the slots, for good). */
+#define SK_CONSUMER_TTL_DEFAULT_MS (24 * 3600 * 1000LL)
+void sk_timeline_set_consumer_ttl(sk_timeline *tl, int64_t ttl_ms);
 
 /* ---- serving (walsender, HTTP) ------------------------------------------ */
 

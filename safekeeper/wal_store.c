@@ -6,6 +6,14 @@
  * too, because the rename that made it visible is only durable once the
  * directory is fsynced. Sync fsyncs dirty segments first and the directory
  * last, and only then may the caller report the WAL flushed.
+ *
+ * Creating a segment writes seg_size bytes of zeros and fsyncs them, too
+ * slow for the daemon's loop: as soon as WAL is written into segment N, a
+ * thread prepares N+1 under a temporary name (".prep.tmp"), and the write
+ * that reaches N+1 only renames it into place. If the thread is not done
+ * (or failed), that write waits for it, or creates the segment itself, as
+ * before. The thread touches nothing but its own file and the prep slot,
+ * under prep_lock; the store is otherwise the loop's alone.
  */
 #include "wal_store.h"
 
@@ -13,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +43,8 @@ typedef struct open_segment {
     uint64_t last_use;
 } open_segment;
 
+typedef enum prep_state { PREP_NONE, PREP_RUNNING, PREP_READY, PREP_FAILED } prep_state;
+
 struct sk_wal_store {
     char dir[PATH_MAX];
     uint32_t seg_size;
@@ -41,6 +52,14 @@ struct sk_wal_store {
     uint64_t clock;
     bool dir_dirty;
     bool poisoned;
+    /* the next segment, prepared off the loop */
+    pthread_mutex_t prep_lock;
+    prep_state prep;
+    bool prep_joinable;
+    pthread_t prep_thread;
+    uint32_t prep_tli;
+    uint64_t prep_segno;
+    char prep_path[PATH_MAX + 16]; /* the temporary file */
 };
 
 int
@@ -74,6 +93,7 @@ sk_wal_store_open(const char *dir, uint32_t seg_size, sk_wal_store **out)
         return rc;
     }
     st->seg_size = seg_size;
+    pthread_mutex_init(&st->prep_lock, NULL);
     for (int i = 0; i < OPEN_SEGMENTS; i++)
         st->open[i].fd = -1;
     /* Remove half-created segments left by a crash. */
@@ -133,11 +153,17 @@ close_slot(sk_wal_store *st, open_segment *s)
     return rc;
 }
 
+static void prep_settle(sk_wal_store *st);
+
 void
 sk_wal_store_close(sk_wal_store *st)
 {
     if (!st)
         return;
+    prep_settle(st);
+    if (st->prep == PREP_READY)
+        unlink(st->prep_path);
+    pthread_mutex_destroy(&st->prep_lock);
     for (int i = 0; i < OPEN_SEGMENTS; i++)
         close_slot(st, &st->open[i]);
     free(st);
@@ -182,6 +208,103 @@ create_segment(sk_wal_store *st, const char *path)
     return 0;
 }
 
+/* Write a zeroed, preallocated, fsynced file of seg_size bytes at tmp.
+ * 0 or -errno; the file is removed on failure. */
+static int
+write_zeroed(uint32_t seg_size, const char *tmp)
+{
+    static const char zeros[65536];
+    int fd = lb_io->open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (lb_io->fallocate(fd, 0, seg_size) != 0)
+        rc = -errno;
+    for (uint32_t off = 0; rc == 0 && off < seg_size; off += sizeof(zeros)) {
+        size_t n = seg_size - off < sizeof(zeros) ? seg_size - off : sizeof(zeros);
+        rc = lb_pwrite_all(fd, zeros, n, off);
+    }
+    if (rc == 0)
+        rc = lb_fsync(fd);
+    lb_io->close(fd);
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+static void *
+prep_main(void *arg)
+{
+    sk_wal_store *st = arg;
+    pthread_mutex_lock(&st->prep_lock);
+    char path[sizeof(st->prep_path)];
+    memcpy(path, st->prep_path, sizeof(path));
+    uint32_t size = st->seg_size;
+    pthread_mutex_unlock(&st->prep_lock);
+    int rc = write_zeroed(size, path);
+    pthread_mutex_lock(&st->prep_lock);
+    st->prep = rc == 0 ? PREP_READY : PREP_FAILED;
+    pthread_mutex_unlock(&st->prep_lock);
+    return NULL;
+}
+
+/* Wait for a running preparation (loop thread). */
+static void
+prep_settle(sk_wal_store *st)
+{
+    if (st->prep_joinable) {
+        pthread_join(st->prep_thread, NULL);
+        st->prep_joinable = false;
+    }
+}
+
+/* Start preparing (tli, segno) if nothing is being prepared and it does not exist. */
+static void
+prep_start(sk_wal_store *st, uint32_t tli, uint64_t segno)
+{
+    pthread_mutex_lock(&st->prep_lock);
+    prep_state state = st->prep;
+    pthread_mutex_unlock(&st->prep_lock);
+    if (state == PREP_RUNNING ||
+        (state == PREP_READY && st->prep_tli == tli && st->prep_segno == segno))
+        return;
+    prep_settle(st);
+    if (state == PREP_READY)
+        unlink(st->prep_path); /* prepared for a segment no longer wanted */
+    st->prep = PREP_NONE;
+    char path[PATH_MAX];
+    struct stat sb;
+    if (sk_wal_store_segment_path(st, tli, segno, path, sizeof(path)) != 0 || stat(path, &sb) == 0)
+        return;
+    snprintf(st->prep_path, sizeof(st->prep_path), "%s.prep.tmp", path);
+    st->prep_tli = tli;
+    st->prep_segno = segno;
+    st->prep = PREP_RUNNING;
+    if (pthread_create(&st->prep_thread, NULL, prep_main, st) != 0) {
+        st->prep = PREP_NONE;
+        return;
+    }
+    st->prep_joinable = true;
+}
+
+/* Take the prepared file for (tli, segno) at path, if there is one: true
+ * once it is in place (the directory then needs a sync). */
+static bool
+prep_take(sk_wal_store *st, uint32_t tli, uint64_t segno, const char *path)
+{
+    if (st->prep == PREP_NONE || st->prep_tli != tli || st->prep_segno != segno)
+        return false;
+    prep_settle(st); /* at worst the wait the old synchronous create had */
+    bool ready = st->prep == PREP_READY;
+    st->prep = PREP_NONE;
+    if (ready && lb_io->rename(st->prep_path, path) == 0) {
+        st->dir_dirty = true;
+        return true;
+    }
+    unlink(st->prep_path);
+    return false;
+}
+
 /* The cached fd of a segment, opening (and if create, creating) it. */
 static int
 segment_fd(sk_wal_store *st, uint32_t tli, uint64_t segno, bool create, open_segment **out)
@@ -203,8 +326,7 @@ segment_fd(sk_wal_store *st, uint32_t tli, uint64_t segno, bool create, open_seg
         return rc;
     int fd = lb_io->open(path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0 && errno == ENOENT && create) {
-        rc = create_segment(st, path);
-        if (rc)
+        if (!prep_take(st, tli, segno, path) && (rc = create_segment(st, path)) != 0)
             return rc;
         fd = lb_io->open(path, O_RDWR | O_CLOEXEC, 0);
     }
@@ -244,6 +366,8 @@ sk_wal_store_write(sk_wal_store *st, uint32_t tli, lb_lsn lsn, const void *bytes
         p += chunk;
         n -= chunk;
         lsn += chunk;
+        if (n == 0)
+            prep_start(st, tli, segno + 1); /* the next one, off the loop */
     }
     return 0;
 }

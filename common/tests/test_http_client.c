@@ -577,6 +577,39 @@ test_streaming_download(void **state)
     srv_stop(s);
 }
 
+static void
+test_response_body_bound(void **state)
+{
+    (void)state;
+    srv *s = srv_start(SRV_BIG);
+    s->big_size = 300 * 1000;
+    srv_run(s);
+    lb_http_client *c = new_client(10000, 3);
+    lb_buf body = LB_BUF_INIT;
+    lb_buf_append_str(&body, "keep");
+    /* more than the caller will hold: refused once, not retried, and the
+     * buffer is back to what it held */
+    lb_http_call req = {
+        .method = "GET", .url = srv_url(s, "/big"), .response_body = &body, .max_response = 1000};
+    lb_http_result resp = LB_HTTP_RESULT_INIT;
+    assert_int_equal(lb_http_do(c, &req, &resp), LB_ETOOBIG);
+    assert_int_equal(resp.attempts, 1);
+    assert_true(body.len <= 4 + 1000);
+    /* exactly the bound, or no bound: the whole body */
+    lb_buf_reset(&body);
+    req.max_response = s->big_size;
+    assert_int_equal(lb_http_do(c, &req, &resp), 0);
+    assert_int_equal(body.len, s->big_size);
+    lb_buf_reset(&body);
+    req.max_response = 0;
+    assert_int_equal(lb_http_do(c, &req, &resp), 0);
+    assert_int_equal(body.len, s->big_size);
+    lb_buf_free(&body);
+    lb_http_result_free(&resp);
+    lb_http_client_free(c);
+    srv_stop(s);
+}
+
 typedef struct source {
     uint64_t off, size;
     int rewinds;
@@ -749,6 +782,7 @@ main(void)
         cmocka_unit_test(test_closed_connection_is_a_clear_error),
         cmocka_unit_test(test_dead_peer_is_refused),
         cmocka_unit_test(test_streaming_download),
+        cmocka_unit_test(test_response_body_bound),
         cmocka_unit_test(test_streaming_upload),
         cmocka_unit_test(test_streamed_upload_retry_needs_rewind),
         cmocka_unit_test(test_connection_is_reused),

@@ -288,6 +288,68 @@ test_hostile_archives_refused(void **state)
     lb_buf_free(&tar);
 }
 
+/* One archive: a pax 'x' header whose data is ext, then file "f" holding "x". */
+static void
+pax_archive(const char *ext, size_t n, lb_buf *out)
+{
+    lb_buf file = LB_BUF_INIT;
+    lb_tar_writer w;
+    lb_tar_writer_init(&w, sink_buf, &file);
+    assert_int_equal(lb_tar_add_file(&w, "f", "x", 1, 0644, 0), 0);
+    assert_int_equal(lb_tar_finish(&w), 0);
+    char h[512];
+    memcpy(h, file.data, 512); /* a valid header to start from */
+    memset(h, 0, 100);
+    memcpy(h, "PaxHeaders/f", 12);
+    snprintf(h + 124, 12, "%011o", (unsigned)n);
+    h[156] = 'x';
+    uint32_t sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += (i >= 148 && i < 156) ? ' ' : (uint8_t)h[i];
+    snprintf(h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+    lb_buf_reset(out);
+    lb_buf_append(out, h, 512);
+    lb_buf_append(out, ext, n);
+    static const char zeros[512];
+    lb_buf_append(out, zeros, (512 - n % 512) % 512);
+    lb_buf_append(out, file.data, file.len);
+    lb_buf_free(&file);
+}
+
+static void
+test_pax_records_are_bounded_by_their_length(void **state)
+{
+    (void)state;
+    lb_buf tar = LB_BUF_INIT;
+    seen s = {LB_BUF_INIT, LB_BUF_INIT, 0};
+    /* A well-formed record names the file. */
+    const char good[] = "13 path=long\n";
+    pax_archive(good, strlen(good), &tar);
+    assert_int_equal(read_all(&tar, 512, &s), 0);
+    assert_string_equal(s.listing.data, "F long 1\n");
+    /* Leading white space before <len>: strtoul would skip it and find the
+     * key past the record's end (an over-read of the buffer). Refused. */
+    const char *bad[] = {
+        "\n\n2 x",          /* no '=' anywhere: the search ran off the buffer */
+        "\n\n\n\n\n5 a=\n", /* the first record's key lies in the next record */
+        " 13 path=evil\n",  /* a space before the length */
+        "+14 path=evil\n",  /* a sign */
+        "3 =\n",            /* too short for a key, '=' and a newline */
+        "99999999999999999999 path=x\n",
+        "14 path=long", /* no newline */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        lb_buf_reset(&s.listing);
+        pax_archive(bad[i], strlen(bad[i]), &tar);
+        assert_int_equal(read_all(&tar, 512, &s), LB_EPARSE);
+        assert_int_equal(s.listing.len, 0);
+    }
+    lb_buf_free(&s.listing);
+    lb_buf_free(&s.data);
+    lb_buf_free(&tar);
+}
+
 int
 main(void)
 {
@@ -296,6 +358,7 @@ main(void)
         cmocka_unit_test(test_reader_roundtrip_any_chunking),
         cmocka_unit_test(test_we_read_what_gnu_tar_writes),
         cmocka_unit_test(test_hostile_archives_refused),
+        cmocka_unit_test(test_pax_records_are_bounded_by_their_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

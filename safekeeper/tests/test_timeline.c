@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -165,7 +167,8 @@ test_end_is_a_record_boundary_and_survives_reopen(void **state)
     lb_wal_decoder *dec;
     lb_wal_record rec;
     assert_int_equal(lb_wal_decoder_new(end, SEG, &dec), 0);
-    assert_int_equal(lb_wal_decoder_feed(dec, wal + (end - wal_start), wal_len - (end - wal_start)), 0);
+    assert_int_equal(lb_wal_decoder_feed(dec, wal + (end - wal_start), wal_len - (end - wal_start)),
+                     0);
     assert_int_equal(lb_wal_decoder_next(dec, &rec), 0);
     assert_true(rec.lsn == end || rec.lsn == LB_WAL_MAXALIGN(end) ||
                 rec.lsn == end + LB_WAL_SHORT_PHD_SIZE);
@@ -437,6 +440,320 @@ test_create_validates_and_is_idempotent(void **state)
     tu_rmdir(root);
 }
 
+static void
+test_state_that_fails_to_load_is_never_reinitialized(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    feed(tl, 1, wal_start, wal_start + 200000, 50000);
+    assert_int_equal(sk_timeline_sync(tl), 0);
+    char dir[PATH_MAX], state_path[PATH_MAX + 32], seg[PATH_MAX + 64];
+    snprintf(dir, sizeof(dir), "%s", sk_timeline_dir(tl));
+    sk_timeline_close(tl);
+    snprintf(state_path, sizeof(state_path), "%s/safekeeper.state", dir);
+    char name[LB_WAL_SEG_NAME_LEN + 1];
+    lb_wal_segment_name(name, 1, lb_wal_segno(wal_start, SEG), SEG);
+    snprintf(seg, sizeof(seg), "%s/%s", dir, name);
+    lb_buf before = LB_BUF_INIT, after = LB_BUF_INIT, st = LB_BUF_INIT;
+    assert_int_equal(lb_read_file(seg, &before), 0);
+    assert_int_equal(lb_read_file(state_path, &st), 0);
+
+    /* A state file that does not load (a flipped byte: CRC, or garbage):
+     * create refuses, and neither the state file nor the WAL changes. */
+    st.data[st.len / 2] ^= 0x20;
+    assert_int_equal(lb_write_file_atomic(state_path, st.data, st.len), 0);
+    sk_timeline_params p = {TENANT, TLID, sysid, SEG, wal_start, 1};
+    tl = NULL;
+    assert_int_equal(sk_timeline_create(root, &p, &tl), LB_ECONFLICT);
+    assert_null(tl);
+    lb_buf now = LB_BUF_INIT;
+    assert_int_equal(lb_read_file(state_path, &now), 0);
+    assert_int_equal(now.len, st.len);
+    assert_memory_equal(now.data, st.data, st.len);
+    lb_buf_free(&now);
+    assert_int_equal(lb_read_file(seg, &after), 0);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.data, before.data, before.len);
+    lb_buf_reset(&after);
+
+    /* No state file at all, but WAL: refused too. */
+    assert_int_equal(unlink(state_path), 0);
+    assert_int_equal(sk_timeline_create(root, &p, &tl), LB_ECONFLICT);
+    assert_int_equal(access(state_path, F_OK), -1);
+    assert_int_equal(lb_read_file(seg, &after), 0);
+    assert_memory_equal(after.data, before.data, before.len);
+
+    /* An empty directory (made, never used) is a timeline that never was. */
+    assert_int_equal(lb_rm_rf(dir), 0);
+    assert_int_equal(lb_mkdir_p(dir, 0700), 0);
+    tl = new_timeline(root, wal_start);
+    sk_timeline_close(tl);
+    lb_buf_free(&before);
+    lb_buf_free(&after);
+    lb_buf_free(&st);
+    tu_rmdir(root);
+}
+
+static void
+test_vote_for_int64_max_does_not_lock_the_timeline(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    bool granted = true;
+    /* A term no proposer could ever go above: refused, nothing promised. */
+    assert_int_equal(sk_timeline_vote(tl, INT64_MAX, &granted), -ERANGE);
+    assert_false(granted);
+    assert_int_equal(sk_timeline_vote(tl, UINT64_MAX, &granted), -ERANGE);
+    assert_int_equal(sk_timeline_vote(tl, 1 + SK_TERM_MAX_STEP + 1, &granted), -ERANGE);
+    assert_int_equal(sk_timeline_state(tl)->term, 1);
+    sk_term_entry h[] = {{1, wal_start, 1}, {(uint64_t)INT64_MAX, wal_start, 2}};
+    assert_int_equal(sk_timeline_accept(tl, INT64_MAX, h, 2, wal_start, NULL, NULL), -ERANGE);
+    assert_int_equal(sk_timeline_state(tl)->term, 1);
+    /* The next proposer goes on as usual, and far but reachable terms too. */
+    assert_int_equal(sk_timeline_vote(tl, 2, &granted), 0);
+    assert_true(granted);
+    assert_int_equal(sk_timeline_vote(tl, 2 + SK_TERM_MAX_STEP, &granted), 0);
+    assert_true(granted);
+    assert_int_equal(sk_timeline_vote(tl, 3 + SK_TERM_MAX_STEP, &granted), 0);
+    assert_true(granted);
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
+/* Crash injection for accept: the Nth fsync or rename never happens, the
+ * process dies there. */
+static int crash_at, durable_ops;
+
+static void
+maybe_crash(void)
+{
+    if (++durable_ops == crash_at)
+        _exit(0);
+}
+
+static int
+crashing_fsync(int fd)
+{
+    maybe_crash();
+    return fsync(fd);
+}
+
+static int
+crashing_rename(const char *from, const char *to)
+{
+    maybe_crash();
+    return rename(from, to);
+}
+
+static void
+test_crash_at_any_step_of_accept_never_claims_zeroed_wal(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    char tmpl[PATH_MAX], work[PATH_MAX], cmd[4 * PATH_MAX];
+    snprintf(tmpl, sizeof(tmpl), "%s/tmpl", root);
+    snprintf(work, sizeof(work), "%s/work", root);
+    /* The template: 1.5 MiB of term-1 WAL, its state's end hint at the end
+     * (a clean close writes it), a vote for term 2. */
+    sk_timeline *a = new_timeline(tmpl, wal_start);
+    elect_first_term(a, wal_start);
+    feed(a, 1, wal_start, wal_start + SEG / 2, 40000);
+    assert_int_equal(sk_timeline_sync(a), 0);
+    lb_lsn e2 = sk_timeline_end_lsn(a);
+    feed(a, 1, wal_start + SEG / 2, wal_start + SEG + SEG / 2, 40000);
+    assert_int_equal(sk_timeline_sync(a), 0);
+    lb_lsn full = sk_timeline_end_lsn(a);
+    assert_true(full > e2 + SEG / 2);
+    bool granted;
+    assert_int_equal(sk_timeline_vote(a, 2, &granted), 0);
+    sk_timeline_close(a);
+    char dir[PATH_MAX + 100];
+    snprintf(dir, sizeof(dir), "%s/%s/%s", work, TENANT, TLID);
+    sk_term_entry h[] = {{1, wal_start, 1}, {2, e2, 2}};
+
+    int crashes = 0;
+    for (int k = 1;; k++) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -a '%s' '%s'", work, tmpl, work);
+        assert_int_equal(tu_run(cmd, NULL), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            sk_timeline *c;
+            if (sk_timeline_open(dir, &c) != 0)
+                _exit(2);
+            lb_io_ops io = lb_io_default;
+            io.fsync = crashing_fsync;
+            io.rename = crashing_rename;
+            crash_at = k;
+            durable_ops = 0;
+            lb_io = &io;
+            int rc = sk_timeline_accept(c, 2, h, 2, e2, NULL, NULL);
+            _exit(rc == 0 ? 1 : 3); /* no crash: every step has been tried */
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        int code = WEXITSTATUS(status);
+        assert_true(code == 0 || code == 1);
+        /* Whatever step it died at, the reopened timeline claims only WAL
+         * it holds: every byte up to its end is the real WAL (the old log
+         * before the truncation took effect, the agreed prefix after),
+         * never zeros or a missing segment. */
+        sk_timeline *r;
+        assert_int_equal(sk_timeline_open(dir, &r), 0);
+        lb_lsn end = sk_timeline_end_lsn(r);
+        assert_true(end >= e2 && end <= full);
+        size_t n = (size_t)(end - wal_start);
+        char *back = malloc(n);
+        int rrc = sk_timeline_read(r, wal_start, back, n, UINT64_MAX);
+        if (rrc != 0 || memcmp(back, wal, n) != 0)
+            fail_msg("crash at durable step %d: the timeline claims WAL up to %X/%X that it "
+                     "does not hold (truncated at %X/%X): %s",
+                     k, LB_LSN_ARGS(end), LB_LSN_ARGS(e2), rrc ? lb_strerror(rrc) : "bytes differ");
+        free(back);
+        /* and a retried accept finishes the job */
+        assert_int_equal(sk_timeline_accept(r, 2, h, 2, e2, NULL, NULL), 0);
+        assert_true(sk_timeline_end_lsn(r) == e2);
+        sk_timeline_close(r);
+        if (code == 1)
+            break;
+        crashes++;
+    }
+    assert_true(crashes >= 3); /* state, truncation and the final state at least */
+    tu_rmdir(root);
+}
+
+/* A donor whose bytes do not decode (a flipped byte: the CRC) is not adopted. */
+static int
+fetch_corrupt(void *arg, lb_lsn from, lb_lsn to, uint32_t tli, void *buf)
+{
+    (void)arg;
+    (void)tli;
+    memcpy(buf, wal + (from - wal_start), (size_t)(to - from));
+    if (to - from > 5000)
+        ((char *)buf)[(to - from) / 2] ^= 0x01;
+    return 0;
+}
+
+static void
+test_accept_checks_donor_bytes_before_adopting_them(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    lb_lsn e2 = wal_start + 400000;
+    /* a record boundary near e2: where a timeline fed that far ends */
+    sk_timeline *a = new_timeline(root, wal_start);
+    elect_first_term(a, wal_start);
+    feed(a, 1, wal_start, e2, 40000);
+    assert_int_equal(sk_timeline_sync(a), 0);
+    e2 = sk_timeline_end_lsn(a);
+    sk_timeline_close(a);
+    tu_rmdir(root);
+    root = tu_tempdir("tl");
+    sk_timeline *b = new_timeline(root, wal_start);
+    sk_term_entry h[] = {{1, wal_start, 1}, {2, e2, 2}};
+    assert_int_equal(sk_timeline_accept(b, 2, h, 2, e2, fetch_corrupt, NULL), LB_EPROTO);
+    assert_true(sk_timeline_end_lsn(b) == wal_start);
+    assert_int_equal(sk_timeline_state(b)->nhistory, 1); /* the new term not adopted */
+    /* a donor cut inside a record: refused too */
+    sk_term_entry h2[] = {{1, wal_start, 1}, {2, e2 - 8, 2}};
+    int calls = 0;
+    assert_int_equal(sk_timeline_accept(b, 2, h2, 2, e2 - 8, fetch_from_wal, &calls), LB_EPROTO);
+    assert_true(sk_timeline_end_lsn(b) == wal_start);
+    /* the true donor: adopted */
+    assert_int_equal(sk_timeline_accept(b, 2, h, 2, e2, fetch_from_wal, &calls), 0);
+    assert_true(sk_timeline_end_lsn(b) == e2);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", sk_timeline_dir(b));
+    sk_timeline_close(b);
+    assert_int_equal(sk_timeline_open(dir, &b), 0);
+    assert_true(sk_timeline_end_lsn(b) == e2);
+    sk_timeline_close(b);
+    tu_rmdir(root);
+}
+
+/* Directories fsynced while a timeline is created. */
+static char synced_dirs[16][PATH_MAX];
+static int nsynced;
+
+static int
+recording_fsync(int fd)
+{
+    char link[64], target[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    if (n > 0 && nsynced < 16) {
+        target[n] = '\0';
+        snprintf(synced_dirs[nsynced++], PATH_MAX, "%s", target);
+    }
+    return fsync(fd);
+}
+
+static bool
+was_synced(const char *path)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return false;
+    for (int i = 0; i < nsynced; i++)
+        if (strcmp(synced_dirs[i], real) == 0)
+            return true;
+    return false;
+}
+
+static void
+test_create_fsyncs_new_directories_into_their_parents(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    lb_io_ops io = lb_io_default;
+    io.fsync = recording_fsync;
+    nsynced = 0;
+    lb_io = &io;
+    sk_timeline *tl = new_timeline(root, wal_start);
+    lb_io = &lb_io_default;
+    char tenant_dir[PATH_MAX + 40];
+    snprintf(tenant_dir, sizeof(tenant_dir), "%s/%s", root, TENANT);
+    /* the tenant's directory entry in the data directory, and the
+     * timeline's in the tenant's, are durable before the create answers */
+    assert_true(was_synced(root));
+    assert_true(was_synced(tenant_dir));
+    assert_true(was_synced(sk_timeline_dir(tl)));
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
+static void
+test_consumers_that_stop_reporting_expire(void **state)
+{
+    (void)state;
+    char *root = tu_tempdir("tl");
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    /* every slot taken by consumers that then go away */
+    for (int i = 0; i < SK_MAX_CONSUMERS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "gone-%d", i);
+        assert_int_equal(sk_timeline_consumer(tl, name, wal_start), 0);
+    }
+    assert_int_equal(sk_timeline_consumer(tl, "new", wal_start), LB_ETOOBIG);
+    assert_true(sk_timeline_removal_horizon(tl) <= wal_start);
+    /* past their ttl they hold nothing back and their slots are free */
+    sk_timeline_set_consumer_ttl(tl, 1);
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    assert_true(sk_timeline_removal_horizon(tl) == sk_timeline_state(tl)->offloaded_lsn);
+    assert_int_equal(sk_timeline_consumer(tl, "new", wal_start + 8), 0);
+    assert_int_equal(sk_timeline_state(tl)->nconsumers, 1);
+    assert_string_equal(sk_timeline_state(tl)->consumers[0].name, "new");
+    sk_timeline_close(tl);
+    tu_rmdir(root);
+}
+
 int
 main(void)
 {
@@ -447,6 +764,12 @@ main(void)
         cmocka_unit_test(test_commit_follows_majority_and_limits_reads),
         cmocka_unit_test(test_fsync_failure_breaks_the_timeline),
         cmocka_unit_test(test_create_validates_and_is_idempotent),
+        cmocka_unit_test(test_state_that_fails_to_load_is_never_reinitialized),
+        cmocka_unit_test(test_vote_for_int64_max_does_not_lock_the_timeline),
+        cmocka_unit_test(test_crash_at_any_step_of_accept_never_claims_zeroed_wal),
+        cmocka_unit_test(test_accept_checks_donor_bytes_before_adopting_them),
+        cmocka_unit_test(test_create_fsyncs_new_directories_into_their_parents),
+        cmocka_unit_test(test_consumers_that_stop_reporting_expire),
     };
     return cmocka_run_group_tests(tests, make_wal, drop_wal);
 }

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -31,12 +33,16 @@
 
 #define SEG (1024 * 1024) /* 1 MiB segments keep the test small */
 
-static int fsync_fail, fallocate_fail, fsyncs;
+/* Counted on the test's own thread only: the store prepares the next
+ * segment on a thread of its own, whose I/O is not the loop's. */
+static atomic_int fsync_fail, fallocate_fail, fsyncs, loop_fallocates;
+static pthread_t test_thread;
 
 static int
 inj_fsync(int fd)
 {
-    fsyncs++;
+    if (pthread_equal(pthread_self(), test_thread))
+        fsyncs++;
     if (fsync_fail) {
         errno = EIO;
         return -1;
@@ -47,6 +53,8 @@ inj_fsync(int fd)
 static int
 inj_fallocate(int fd, off_t off, off_t len)
 {
+    if (pthread_equal(pthread_self(), test_thread))
+        loop_fallocates++;
     if (fallocate_fail) {
         errno = ENOSPC;
         return -1;
@@ -307,21 +315,54 @@ test_bad_segment_size_refused(void **state)
     assert_int_equal(sk_wal_store_open(*state, 4096, &st), -EINVAL);
 }
 
+static void
+test_next_segment_is_made_off_the_writing_thread(void **state)
+{
+    sk_wal_store *st;
+    assert_int_equal(sk_wal_store_open(*state, SEG, &st), 0);
+    char buf[512];
+    fill(buf, sizeof(buf), 4);
+    loop_fallocates = 0;
+    assert_int_equal(sk_wal_store_write(st, 1, 0, buf, sizeof(buf)), 0);
+    assert_int_equal(loop_fallocates, 1); /* the first segment: no one prepared it */
+    /* Into the next segment: prepared meanwhile by the store's thread, so
+     * the writer only renames it into place. */
+    assert_int_equal(sk_wal_store_write(st, 1, SEG + 100, buf, sizeof(buf)), 0);
+    assert_int_equal(loop_fallocates, 1);
+    assert_true(sk_wal_store_has_segment(st, 1, 1));
+    assert_int_equal(sk_wal_store_sync(st), 0);
+    char back[512];
+    assert_int_equal(sk_wal_store_read(st, 1, SEG + 100, back, sizeof(back)), 0);
+    assert_memory_equal(back, buf, sizeof(buf));
+    assert_int_equal(sk_wal_store_read(st, 1, SEG, back, 100), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(back[i], 0); /* a prepared segment is zeros */
+    sk_wal_store_close(st);
+    /* nothing prepared is left behind */
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "ls '%s' | grep -c prep", (char *)*state);
+    lb_buf out = LB_BUF_INIT;
+    tu_run(cmd, &out);
+    assert_true(out.data && atoi(out.data) == 0);
+    lb_buf_free(&out);
+}
+
 int
 main(void)
 {
+    test_thread = pthread_self();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_write_read_across_segments, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_new_segment_has_no_unwritten_extents, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_new_segment_has_no_unwritten_extents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_fsyncs_each_dirty_segment_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsync_failure_poisons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_fails_segment_creation_cleanly, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_begin_tli_copies_prefix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncate_zeroes_tail_and_drops_later, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_truncate_zeroes_tail_and_drops_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_segment_size_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_segment_is_made_off_the_writing_thread, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
