@@ -174,6 +174,8 @@ cc_basebackup(const cc_spec *spec, lb_lsn lsn, lb_lsn *snapshot_lsn, char *err, 
     lb_http_options opts = {.timeout_ms = -1, .stall_timeout_ms = 120000, .max_attempts = 4};
     lb_http_client *http = NULL;
     rc = lb_http_client_new(&opts, &http);
+    if (rc == 0)
+        lb_http_client_set_token(http, spec->auth_token); /* a compute token */
     lb_http_call call = {.method = "GET",
                          .url = url,
                          .response_write = feed,

@@ -690,6 +690,7 @@ class Pageserver:
         self.proc = Proc([os.path.join(BIN, "pageserver"), "--data_dir", self.data,
                           "--listen_http", f"127.0.0.1:{self.port}",
                           "--remote_storage", self.remote,
+                          "--auth_public_keys", self.auth.keys_dir,
                           "--auth_token_file", self.auth.token_file_for(
                               self.name, "pageserver", sub=self.name)] + self.extra_args,
                          os.path.join(self.dir, "pageserver.log"))
@@ -739,9 +740,15 @@ class Pageserver:
         """A restore_command that fetches WAL and history files from the
         pageserver's WAL endpoint (the timeline's own WAL and its ancestors')."""
         path = os.path.join(pg.dir, "restore.sh")
+        # A compute's token: its own timeline (the pageserver serves the
+        # ancestors' WAL under it).
+        header = os.path.join(pg.dir, "restore-pageserver.auth")
+        with open(header, "w") as f:
+            f.write(f"Authorization: Bearer {self.auth.compute_token(tenant, timeline)}\n")
+        os.chmod(header, 0o600)
         with open(path, "w") as f:
             f.write(f"""#!/bin/sh
-if curl -sf --max-time 60 -o "$2.part" "{self.tl(tenant, timeline)}/wal/$1"; then
+if curl -sf --max-time 60 -H @{header} -o "$2.part" "{self.tl(tenant, timeline)}/wal/$1"; then
     mv "$2.part" "$2"; exit 0
 fi
 rm -f "$2.part"; exit 1
@@ -761,7 +768,9 @@ rm -f "$2.part"; exit 1
         import tarfile
         import io
         url = self.tl(tenant, timeline, "/basebackup" + (f"?lsn={lsn}" if lsn else ""))
-        with urllib.request.urlopen(url, timeout=120) as r:
+        req = urllib.request.Request(url, headers={
+            "Authorization": f"Bearer {self.auth.compute_token(tenant, timeline)}"})
+        with urllib.request.urlopen(req, timeout=120) as r:
             data = r.read()
             headers = dict(r.headers)
         os.makedirs(target_dir, mode=0o700)
@@ -835,11 +844,22 @@ class ComputeCtl:
         self.token = cluster.auth.management
         if lsn:
             self.spec["lsn"] = lsn
+        self.ps = ps
         self.proc = None
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.http_port}"
+
+    def point_pageserver(self):
+        """Management tells the pageserver where the timeline's WAL is (the
+        PUT of safekeepers is management's: a compute token may not pick the
+        addresses a pageserver connects to), as the controller does for a
+        primary."""
+        sks = [{"pg": sk["pg"], "http": sk["http"]} for sk in self.spec["safekeepers"]]
+        st, body = http("PUT", f"{self.ps.url}/v1/tenant/{self.spec['tenant_id']}/timeline/"
+                        f"{self.spec['timeline_id']}/safekeepers", {"safekeepers": sks})
+        assert st == 200, (st, body)
 
     def write_spec(self, yaml=False):
         path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
@@ -884,6 +904,8 @@ class ComputeCtl:
             except OSError:
                 st, body = None, None
             if st == 200 and body["state"] == "ready":
+                if self.spec["mode"] == "primary":
+                    self.point_pageserver()
                 return body
             time.sleep(0.2)
         raise AssertionError("not ready: " + self.log_tail())

@@ -30,8 +30,8 @@ def tree_digest(*roots):
 
 
 def test_every_route_refuses_missing_wrong_and_foreign_credentials(workdir):
-    auth = Auth(workdir)
-    ps = Pageserver(workdir, extra_args=["--auth_public_keys", auth.keys_dir]).start()
+    auth = Auth.of(workdir)
+    ps = Pageserver(workdir).start()  # the harness gives it auth.keys_dir
     mgmt = auth.management
     try:
         tenant, root, branch = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex

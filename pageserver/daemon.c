@@ -25,10 +25,10 @@ ps_daemon_init(ps_daemon *d)
     int rc;
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->ingest_lock, NULL);
+    pthread_cond_init(&d->ingest_cond, NULL);
     if (d->conf.auth_token_file && d->conf.auth_token_file[0] &&
         (rc = lb_auth_token_load(d->conf.auth_token_file, &d->token)) != 0)
         return rc;
-    pthread_cond_init(&d->ingest_cond, NULL);
     if ((rc = lb_mkdir_p(d->conf.data_dir, 0700)) != 0) {
         lb_error("could not create data directory \"%s\": %s", d->conf.data_dir, lb_strerror(rc));
         return rc;
@@ -45,14 +45,11 @@ ps_daemon_init(ps_daemon *d)
         lb_pg_bindir(bindir, sizeof(bindir));
         d->conf.pg_bin_dir = strdup(bindir);
     }
-    if (d->conf.auth_public_keys && d->conf.auth_public_keys[0] &&
-        (rc = lb_auth_keys_load(d->conf.auth_public_keys, &d->keys)) != 0) {
+    if ((rc = lb_auth_keys_load(d->conf.auth_public_keys, &d->keys)) != 0) {
         lb_error("could not load auth_public_keys \"%s\": %s", d->conf.auth_public_keys,
                  lb_strerror(rc));
         return rc;
     }
-    if (!d->keys)
-        lb_warn("no auth_public_keys: the HTTP API checks no credentials");
     pthread_mutex_init(&d->stores.lock, NULL);
     lb_objstore *store;
     if ((rc = ps_store_acquire(d, &store)) != 0) {

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <pwd.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -251,34 +252,74 @@ prepare_standby(ps_ingest *in)
  * and could otherwise plant a link where a root pageserver writes. A
  * temporary file of a unique name (mkostemp: O_EXCL, never through a
  * link), fchmod on the descriptor, then rename over the script. */
+/* Write content to path as a new file of the given mode: a unique
+ * temporary file next to it, owned by us and (when we are root) by the
+ * PostgreSQL user's group, renamed over path. */
+static int
+publish_file(ps_ingest *in, const char *path, const char *content, mode_t mode)
+{
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (geteuid() == 0) {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwnam_r(in->d->conf.pg_user, &pw, buf, sizeof(buf), &res) != 0 || !res)
+            rc = LB_EBADCONFIG;
+        else if (fchown(fd, 0, pw.pw_gid) != 0)
+            rc = -errno;
+    } else {
+        mode &= 0700; /* the standby runs as we do */
+    }
+    if (rc == 0 && fchmod(fd, mode) != 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = lb_write_all(fd, content, strlen(content));
+    if (rc == 0)
+        rc = lb_fsync(fd);
+    close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
 static int
 write_restore_script(ps_ingest *in)
 {
-    char restore[PATH_MAX], tmp[PATH_MAX + 16], script[2048];
+    char restore[PATH_MAX], authfile[PATH_MAX + 8], header[LB_AUTH_TOKEN_MAX + 64];
+    char script[PATH_MAX + 1024], hopt[PATH_MAX + 16] = "";
     restore_script_path(in, restore, sizeof(restore));
+    int rc = 0;
+    /* The pageserver's own token, for its WAL endpoint: readable by the
+     * PostgreSQL user's group only, never written into the script. */
+    if (in->d->token) {
+        char token[LB_AUTH_TOKEN_MAX + 1];
+        snprintf(authfile, sizeof(authfile), "%.4000s.auth", restore);
+        rc = lb_auth_token_get(in->d->token, token, sizeof(token));
+        if (rc == 0) {
+            snprintf(header, sizeof(header), "Authorization: Bearer %s\n", token);
+            rc = publish_file(in, authfile, header, 0640);
+        }
+        explicit_bzero(token, sizeof(token));
+        explicit_bzero(header, sizeof(header));
+        snprintf(hopt, sizeof(hopt), "-H @'%s' ", authfile);
+    }
     const char *host = in->d->conf.listen_http.host;
     if (!host[0] || strcmp(host, "0.0.0.0") == 0)
         host = "127.0.0.1";
     snprintf(script, sizeof(script),
              "#!/bin/sh\n"
-             "curl -sf --max-time 60 -o \"$2.part\" "
+             "curl -sf --max-time 60 %s-o \"$2.part\" "
              "\"http://%s:%d/v1/tenant/%s/timeline/%s/wal/$1\" && mv \"$2.part\" \"$2\" "
              "&& exit 0\nrm -f \"$2.part\"; exit 1\n",
-             host, in->d->http_port, in->tenant, in->timeline);
-    snprintf(tmp, sizeof(tmp), "%s.XXXXXX", restore);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fchmod(fd, 0755) == 0 ? 0 : -errno;
+             hopt, host, in->d->http_port, in->tenant, in->timeline);
     if (rc == 0)
-        rc = lb_write_all(fd, script, strlen(script));
-    if (rc == 0)
-        rc = lb_fsync(fd);
-    close(fd);
-    if (rc == 0 && rename(tmp, restore) != 0)
-        rc = -errno;
-    if (rc)
-        unlink(tmp);
+        rc = publish_file(in, restore, script, 0750);
     return rc;
 }
 

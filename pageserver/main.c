@@ -31,9 +31,9 @@ static const lb_config_setting settings[] = {
     LB_SETTING_REQUIRED("remote_storage", LB_CONFIG_STRING, ps_config, remote_storage,
                         "object store (file:// or s3://), the durable home of every timeline; "
                         "the pageserver's disk is only a cache"),
-    LB_SETTING("auth_public_keys", LB_CONFIG_STRING, ps_config, auth_public_keys, "",
-               "Ed25519 public key (PEM file, or a directory of *.pem) that every request's "
-               "token must verify with; re-read on SIGHUP. Empty: no credentials checked"),
+    LB_SETTING_REQUIRED("auth_public_keys", LB_CONFIG_STRING, ps_config, auth_public_keys,
+                        "Ed25519 public key (PEM file, or a directory of *.pem) that every "
+                        "request's token must verify with; re-read on SIGHUP"),
     LB_SETTING("pg_bin_dir", LB_CONFIG_STRING, ps_config, pg_bin_dir, "",
                "PostgreSQL 15 binaries; empty: pg_config --bindir"),
     LB_SETTING("pg_user", LB_CONFIG_STRING, ps_config, pg_user, "postgres",
