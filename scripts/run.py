@@ -33,7 +33,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "e2e"))
 os.environ.setdefault("LB_PROJECT_ROOT", ROOT)
-from lakebase import Cluster, ComputeCtl, Pageserver, chown_pg, http  # noqa: E402
+from lakebase import Auth, Cluster, ComputeCtl, Pageserver, chown_pg, http  # noqa: E402
 
 DATA = os.path.abspath(os.environ.get("LB_DATA", os.path.join(ROOT, "data")))
 PG_PORT = int(os.environ.get("LB_PG_PORT", "55432"))
@@ -161,6 +161,7 @@ def branch(args):
     state = load_state()
     if not state:
         raise SystemExit("lakebase: no stack yet: run `make run` first")
+    Auth.of(DATA)  # the stack's keys: requests below go as management
     if args.name in state["branches"]:
         raise SystemExit(f"lakebase: branch {args.name} exists")
     parent = state["branches"].get(args.parent)
