@@ -1,23 +1,32 @@
 /*
  * pgbin.c: PostgreSQL's binary directory (pgbin.h). Not a configuration
  * concern: it asks the installed PostgreSQL, so it lives apart from the
- * generic settings loader.
+ * generic settings loader. pg_config runs through the project's process
+ * runner (pgproc.h): close-on-exec pipe, EINTR loops, and as the
+ * PostgreSQL user when the daemon is root.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "pgbin.h"
+#include "pgproc.h"
+
+#define PG_BINDIR_DEFAULT "/usr/lib/postgresql/15/bin"
 
 void
 lb_pg_bindir(char *out, size_t cap)
 {
-    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
-    char buf[4096] = "";
-    if (f) {
-        if (!fgets(buf, sizeof(buf), f))
-            buf[0] = '\0';
-        pclose(f);
+    /* Debian puts pg_config on PATH in /usr/bin. */
+    const lb_pg_env env = {.bin_dir = "/usr/bin", .user = "postgres"};
+    const char *const args[] = {"--bindir", NULL};
+    lb_buf answer = LB_BUF_INIT;
+    int rc = lb_pg_run(&env, "pg_config", args, &answer);
+    const char *dir = PG_BINDIR_DEFAULT;
+    if (rc == 0 && answer.len > 1 && answer.data[0] == '/') {
+        answer.data[strcspn(answer.data, "\n")] = '\0';
+        dir = answer.data;
     }
-    buf[strcspn(buf, "\n")] = '\0';
-    snprintf(out, cap, "%s", buf[0] ? buf : "/usr/lib/postgresql/15/bin");
+    snprintf(out, cap, "%s", dir);
+    lb_buf_free(&answer);
 }
