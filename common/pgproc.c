@@ -31,8 +31,14 @@
 
 #define MAX_ARGS 64
 
+#define MAX_GROUPS 64
+
+/* The user's ids and supplementary groups, looked up before the fork: in
+ * the child of a threaded process only async-signal-safe calls are safe,
+ * and initgroups() allocates and reads the group database through NSS,
+ * which can block for ever on a lock another thread held at the fork. */
 static int
-pg_ids(const lb_pg_env *env, uid_t *uid, gid_t *gid)
+pg_ids(const lb_pg_env *env, uid_t *uid, gid_t *gid, gid_t *groups, int *ngroups)
 {
     struct passwd pw, *res = NULL;
     char buf[4096];
@@ -40,6 +46,12 @@ pg_ids(const lb_pg_env *env, uid_t *uid, gid_t *gid)
         return -ENOENT;
     *uid = pw.pw_uid;
     *gid = pw.pw_gid;
+    if (!groups)
+        return 0;
+    int n = MAX_GROUPS;
+    if (getgrouplist(env->user, pw.pw_gid, groups, &n) < 0)
+        return -E2BIG;
+    *ngroups = n;
     return 0;
 }
 
@@ -60,9 +72,12 @@ lb_pg_spawn(const lb_pg_env *env, const char *tool, const char *const args[], in
     argv[n] = NULL;
     uid_t uid = 0;
     gid_t gid = 0;
+    gid_t groups[MAX_GROUPS];
+    int ngroups = 0;
     bool drop = geteuid() == 0;
-    if (drop && pg_ids(env, &uid, &gid) != 0)
-        return -ENOENT;
+    int rc = drop ? pg_ids(env, &uid, &gid, groups, &ngroups) : 0;
+    if (rc != 0)
+        return rc;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
@@ -79,7 +94,8 @@ lb_pg_spawn(const lb_pg_env *env, const char *tool, const char *const args[], in
         signal(SIGINT, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
-        if (drop && (setgid(gid) != 0 || initgroups(env->user, gid) != 0 || setuid(uid) != 0))
+        if (drop &&
+            (setgid(gid) != 0 || setgroups((size_t)ngroups, groups) != 0 || setuid(uid) != 0))
             _exit(126);
         /* After the credentials change, which clears it. */
         prctl(PR_SET_PDEATHSIG, SIGQUIT);
@@ -138,7 +154,7 @@ lb_pg_chown_tree(const lb_pg_env *env, const char *path)
         return 0;
     uid_t uid;
     gid_t gid;
-    int rc = pg_ids(env, &uid, &gid);
+    int rc = pg_ids(env, &uid, &gid, NULL, NULL);
     if (rc)
         return rc;
     pthread_mutex_lock(&chown_lock);

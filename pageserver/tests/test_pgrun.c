@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -120,6 +121,40 @@ test_chown_tree_stays_in_the_tree(void **state)
     assert_int_equal(st.st_uid, 0);
 }
 
+/* As root, a program runs as the PostgreSQL user with exactly that
+ * user's groups (looked up before the fork: see pgproc.c). */
+static void
+test_runs_with_the_users_ids_and_groups(void **state)
+{
+    (void)state;
+    struct passwd *pw = getpwnam("postgres");
+    if (geteuid() != 0 || !pw)
+        skip();
+    gid_t want[64];
+    int n = 64;
+    assert_true(getgrouplist("postgres", pw->pw_gid, want, &n) >= 0);
+    lb_buf out = LB_BUF_INIT;
+    const char *args[] = {NULL};
+    assert_int_equal(ps_run_pg(&daemon_, &out, "ids", args), 0);
+    assert_non_null(out.data);
+    unsigned uid = 0;
+    int off = 0;
+    assert_int_equal(sscanf(out.data, "%u%n", &uid, &off), 1);
+    assert_int_equal(uid, pw->pw_uid);
+    int got = 0;
+    unsigned g;
+    int len;
+    for (const char *p = out.data + off; sscanf(p, "%u%n", &g, &len) == 1; p += len) {
+        bool member = false;
+        for (int i = 0; i < n; i++)
+            member = member || want[i] == g;
+        assert_true(member);
+        got++;
+    }
+    assert_int_equal(got, n);
+    lb_buf_free(&out);
+}
+
 static int
 setup(void **state)
 {
@@ -133,6 +168,13 @@ setup(void **state)
     if (!f)
         return -1;
     fputs("#!/bin/sh\nfor f in /proc/$$/fd/*; do readlink \"$f\"; done\nexit 0\n", f);
+    fclose(f);
+    chmod(path, 0755);
+    snprintf(path, sizeof(path), "%s/ids", dir);
+    f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs("#!/bin/sh\nid -u\nid -G\n", f);
     fclose(f);
     chmod(path, 0755);
     for (int fd = 0; fd < 1024; fd++) {
@@ -163,6 +205,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_pipe_leaks_between_threads),
         cmocka_unit_test(test_chown_tree_stays_in_the_tree),
+        cmocka_unit_test(test_runs_with_the_users_ids_and_groups),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
