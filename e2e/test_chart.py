@@ -345,3 +345,69 @@ def test_rbac_with_watch_namespace_stays_in_it(api):
     assert not can_i(api, "list", "lakebaseclusters.lakebase.io", "default")
     assert can_i(api, "update", "leases.coordination.k8s.io", NS)
     assert not can_i(api, "update", "leases.coordination.k8s.io", "apps")
+
+
+def test_kubectl_explain_shows_the_crds_documented_fields(api):
+    api.kubectl("apply", "-f", os.path.join(CHART, "crds"))
+    out = api.kubectl("explain", "lakebasecluster.spec").stdout
+    assert "KIND:       LakebaseCluster" in out and "VERSION:    v1alpha1" in out
+    assert "objectStorage\t<Object> -required-" in out
+    assert "Where timelines live: exactly one of s3 or volume. Immutable." in out
+    for field in ("postgresVersion", "safekeepers", "pageservers", "compute", "proxy",
+                  "superuserSecret", "images"):
+        assert f"  {field}\t<" in out, f"{field} missing from explain:\n{out}"
+    out = api.kubectl("explain", "lbc.spec.safekeepers.replicas").stdout
+    assert "ENUM:\n    3\n    5" in out and "a commit waits for a majority" in out
+    out = api.kubectl("explain", "branch.spec.compute").stdout
+    words = " ".join(out.split())  # descriptions are wrapped at 80 columns
+    assert "replicas\t<integer>" in out and "kubectl scale branch NAME --replicas=0" in words
+    out = api.kubectl("explain", "br.status.conditions").stdout
+    assert "lastTransitionTime\t<string> -required-" in out
+    out = api.kubectl("explain", "branches", "--recursive").stdout
+    assert "metadata\t<ObjectMeta>" in out and "clusterRef\t<Object> -required-" in out
+    r = api.kubectl("explain", "lbc.spec.nosuchfield", check=False)
+    assert r.returncode != 0 and 'field "nosuchfield" does not exist' in r.stderr
+
+
+def test_cel_rules_of_the_crds_are_enforced(api, workdir):
+    api.kubectl("apply", "-f", os.path.join(CHART, "crds"))
+    api.kubectl("apply", "-f", EXAMPLES)
+    with open(os.path.join(EXAMPLES, "branch.yaml")) as f:
+        branch = f.read()
+    with open(os.path.join(EXAMPLES, "cluster.yaml")) as f:
+        cluster = f.read()
+
+    def refused(text, message):
+        r = api.kubectl("apply", "-f", "-", input=text, check=False)
+        assert r.returncode != 0, f"accepted:\n{text}"
+        assert message in r.stderr, r.stderr
+
+    # Immutable fields: the real server's format, field: Invalid value: "type": message.
+    refused(branch.replace("name: demo", "name: other"),
+            'The Branch "dev" is invalid: spec.clusterRef: Invalid value: "object": '
+            'clusterRef is immutable')
+    refused(branch.replace("parent: demo-main", "parent: before-migration"),
+            'spec.parent: Invalid value: "string": parent is immutable')
+    refused(branch.replace("  parent: demo-main\n", ""),
+            'spec: Invalid value: "object": parent is immutable')
+    refused(branch.replace("  ttl: 72h", "  lsn: 0/3000028"),
+            'spec: Invalid value: "object": the branch point (lsn, timestamp) is immutable')
+    refused(cluster.replace("    volume:\n      size: 10Gi", "    s3:\n      bucket: b"),
+            'spec.objectStorage: Invalid value: "object": objectStorage is immutable')
+    # One-of and at-most-one rules, also on create.
+    both = branch.replace("name: dev", "name: both").replace(
+        "  ttl: 72h", '  lsn: 0/3000028\n  timestamp: "2026-12-04T12:00:00Z"')
+    refused(both, 'spec: Invalid value: "object": at most one of lsn and timestamp may be set')
+    none = cluster.replace("name: demo", "name: nostore").replace(
+        "    volume:\n      size: 10Gi", "    {}")
+    refused(none, 'spec.objectStorage: Invalid value: "object": exactly one of s3 or volume '
+                  'must be set')
+    refused(branch.replace("    replicas: 1", "    replicas: 1\n    readReplicas: 16"),
+            'spec.compute: Invalid value: "object": readReplicas must be at most 15')
+    # What the rules allow still goes through: mutable fields change, the
+    # scale subresource suspends the compute.
+    api.kubectl("apply", "-f", "-", input=branch.replace("ttl: 72h", "ttl: 24h"))
+    api.kubectl("scale", "branch", "dev", "--replicas=0")
+    b = json.loads(api.kubectl("get", "branch", "dev", "-o", "json").stdout)
+    assert b["spec"]["compute"]["replicas"] == 0 and b["spec"]["ttl"] == "24h"
+    assert b["spec"]["clusterRef"] == {"name": "demo"}
