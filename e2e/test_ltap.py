@@ -390,12 +390,12 @@ def test_ltap_bad_input(workdir):
 # ---- the pageserver's lake: materialized at each snapshot ------------------------------
 
 
-def pageserver_with_ingest(cluster, store):
+def pageserver_with_ingest(cluster, store, extra_args=None):
     """A pageserver whose object store is the directory store, ingesting a
     primary through the safekeepers (as test_pageserver.py does)."""
     from lakebase import Pageserver, Postgres, http
     workdir = cluster.workdir
-    ps = Pageserver(workdir, remote="file://" + store).start()
+    ps = Pageserver(workdir, remote="file://" + store, extra_args=extra_args).start()
     t, l = cluster.tenant, cluster.timeline
     st, boot = ps.create(t, l)
     assert st == 201, boot
@@ -552,3 +552,34 @@ def _try_snapshot(ps, primary, t, l):
         return ps_snapshot(ps, primary, t, l)
     except Exception as e:  # the pageserver was killed under it
         return e
+
+
+def test_ltap_pageserver_expiry(cluster):
+    """A data file that a lake run replaced is kept while it is younger than
+    the timeline's GC retention (older snapshots stay readable) and deleted
+    by the first run after it has been out of the live set longer; the
+    current snapshot stays exact."""
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=["--gc_retention", "2s"])
+    prefix = f"{t}/{l}"
+    data = os.path.join(table_dir(store, prefix, "postgres", "public", "t"), "data")
+    try:
+        pri.sql("CREATE TABLE t (id int, v text)")
+        pri.sql("INSERT INTO t SELECT g, 'a' FROM generate_series(1, 1000) g")
+        ps_snapshot(ps, pri, t, l)
+        (f1,) = read_lake(store, prefix, "postgres", "public", "t")["files"]
+        pri.sql("UPDATE t SET v = 'b'")
+        ps_snapshot(ps, pri, t, l)
+        (f2,) = read_lake(store, prefix, "postgres", "public", "t")["files"]
+        assert f2 != f1 and os.path.exists(os.path.join(store, prefix, "lake", "postgres", "public",
+                                                        "t", f1)), "removed inside the retention"
+        time.sleep(2.5)
+        pri.sql("UPDATE t SET v = 'c'")
+        ps_snapshot(ps, pri, t, l)
+        (f3,) = read_lake(store, prefix, "postgres", "public", "t")["files"]
+        names = set(os.listdir(data))
+        assert os.path.basename(f1) not in names, "not deleted after the retention"
+        assert os.path.basename(f2) in names and os.path.basename(f3) in names
+        assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
+    finally:
+        ps.stop()

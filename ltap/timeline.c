@@ -25,6 +25,7 @@
 #include "lake/store.h"
 
 #define PENDING_KEY "lake/_ltap_pending.json"
+#define REMOVED_KEY "lake/_ltap_removed.json"
 #define DEFAULT_INDEX_WAIT_MS 20000
 #define XLOG_FPI_FOR_HINT 0xA0
 #define RM_HEAP2_ID 9
@@ -306,6 +307,64 @@ dirty_test(void *arg, uint32_t spc, uint32_t db, uint32_t rel, uint32_t first, u
            v[lo].block - first < n;
 }
 
+/* ---- expiry ------------------------------------------------------------------------------ */
+
+/* Note the files this run removed and delete those removed longer than the
+ * retention ago. *expired counts them. A file whose delete fails stays
+ * noted for the next run. */
+static int
+expire(lake_store *st, const char *key, const ltap_result *res, int64_t retention_ms,
+       uint64_t *expired, lb_err *err)
+{
+    *expired = 0;
+    lb_buf b = LB_BUF_INIT;
+    int rc = lake_store_get(st, key, &b);
+    if (rc && rc != LB_ENOTFOUND) {
+        lb_buf_free(&b);
+        return lb_err_set(err, rc, "could not read \"%s\": %s", key, lake_store_error(st));
+    }
+    if (rc == LB_ENOTFOUND && res->nremoved == 0) {
+        lb_buf_free(&b);
+        return 0;
+    }
+    json_t *old = rc == 0 ? json_loadb((const char *)b.data, b.len, 0, NULL) : NULL;
+    lb_buf_free(&b);
+    int64_t now = lb_now_ms();
+    json_t *keep = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(old, "files"), i, e)
+    {
+        const char *k = json_string_value(json_array_get(e, 0));
+        int64_t at = json_integer_value(json_array_get(e, 1));
+        if (!k)
+            continue;
+        if (retention_ms >= 0 && now - at >= retention_ms) {
+            int drc = lake_store_delete(st, k);
+            if (drc == 0 || drc == LB_ENOTFOUND || drc == -ENOENT) {
+                (*expired)++;
+                continue;
+            }
+            lb_warn("ltap: could not delete an expired file key=%s error=\"%s\"", k,
+                    lake_store_error(st));
+        }
+        json_array_append(keep, e);
+    }
+    json_decref(old);
+    for (i = 0; i < res->nremoved; i++)
+        json_array_append_new(keep, json_pack("[s, I]", res->removed[i], (json_int_t)now));
+    json_t *j = json_pack("{s:o}", "files", keep);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return lb_err_set(err, -ENOMEM, "out of memory");
+    rc = lake_store_put(st, key, text, strlen(text));
+    free(text);
+    if (rc)
+        return lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(st));
+    return 0;
+}
+
 /* ---- status ---------------------------------------------------------------------------- */
 
 typedef struct tl_status {
@@ -541,15 +600,21 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
     }
     if (rc == 0)
         rc = save_pending(st, key, &s, err);
+    uint64_t expired = 0;
+    if (rc == 0) {
+        char rkey[260];
+        snprintf(rkey, sizeof(rkey), "%s/%s", prefix, REMOVED_KEY);
+        rc = expire(st, rkey, &res, r->retention_ms, &expired, err);
+    }
     int64_t ms = lb_mono_ms() - t0;
     char lsn[LB_LSN_STRLEN];
     if (rc == 0)
         lb_info("lake tenant=%s timeline=%s lsn=%s tables=%zu dropped=%zu dirty_blocks=%zu "
                 "pending_blocks=%zu from=%X/%X heap_bytes=%" PRIu64 " lake_bytes=%" PRIu64
-                " ms=%lld",
+                " expired_files=%" PRIu64 " ms=%lld",
                 r->tenant, r->timeline, lb_lsn_format(r->lsn, lsn), res.ntables, res.dropped,
                 s.dirty.n, s.pending.n, LB_LSN_ARGS(s.from), res.heap_bytes_read,
-                res.lake_bytes_written, (long long)ms);
+                res.lake_bytes_written, expired, (long long)ms);
     else
         lb_warn("lake tenant=%s timeline=%s lsn=%s error=\"%s\"", r->tenant, r->timeline,
                 lb_lsn_format(r->lsn, lsn), err->message);

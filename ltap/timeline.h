@@ -26,6 +26,18 @@
  * scan starts at the index's beginning. The index lock is held only for
  * these scans, never while rows are read.
  *
+ * Expiry. Each data file a run removes from its table's live set is noted,
+ * with the time, in <prefix>/lake/_ltap_removed.json; a run deletes the
+ * noted files older than the retention (the timeline's GC window), so
+ * snapshots older than it can no longer be read. Their entries stay in
+ * the Iceberg metadata and the Delta log (as Delta's VACUUM leaves them):
+ * an engine reading the current snapshot, or one inside the window, finds
+ * every file. A dropped table is deleted at once.
+ *
+ * Branches. A branch's lake is its own, under <tenant>/<branch timeline>,
+ * and shares no file with its parent's: its first snapshot writes every
+ * table in full.
+ *
  * The index must have reached P before the run: the call waits for it a
  * while (the index and the standby stream from the same safekeepers) and
  * otherwise skips this snapshot's lake run (the next snapshot catches up;
@@ -78,6 +90,10 @@ typedef struct ltap_timeline_run {
     lb_metrics *metrics;   /* per-table gauges; may be NULL */
     int64_t index_wait_ms; /* how long to wait for the index to reach P; 0: 20 s */
     uint32_t chunk_blocks; /* 0: LTAP_CHUNK_BLOCKS */
+    /* Data files a commit removed are deleted from the store once they
+     * have been out of the live set this long (the timeline's GC
+     * retention); negative: never. */
+    int64_t retention_ms;
 } ltap_timeline_run;
 
 /* One lake run at r->lsn (see above). 0; LB_ETIMEOUT when the index did
