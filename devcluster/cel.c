@@ -309,7 +309,8 @@ known_function(const char *name)
 static bool
 known_method(const char *name)
 {
-    static const char *const fns[] = {"size", "startsWith", "endsWith", "contains", "matches"};
+    static const char *const fns[] = {"size",    "startsWith", "endsWith",  "contains",
+                                      "matches", "lowerAscii", "upperAscii"};
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
         if (strcmp(fns[i], name) == 0)
             return true;
@@ -464,7 +465,10 @@ parse_member(parser *p)
                 c->name = name;
                 c->a = n;
                 parse_args(p, c, ")");
-                int want = strcmp(name, "size") == 0 ? 0 : 1;
+                int want = strcmp(name, "size") == 0 || strcmp(name, "lowerAscii") == 0 ||
+                                   strcmp(name, "upperAscii") == 0
+                               ? 0
+                               : 1;
                 if (c->nargs != want)
                     fail(p, "%s() takes %d argument%s", name, want, want == 1 ? "" : "s");
                 n = c;
@@ -941,6 +945,20 @@ call(evaluator *e, const char *name, const json_t *target, json_t *const *args)
         if (json_is_boolean(target))
             return json_string(json_is_true(target) ? "true" : "false");
         return eval_error(e, "no such overload: string(%s)", cel_type(target));
+    }
+    if (strcmp(name, "lowerAscii") == 0 || strcmp(name, "upperAscii") == 0) {
+        if (!json_is_string(target))
+            return eval_error(e, "no such overload: %s.%s()", cel_type(target), name);
+        char *t = strdup(json_string_value(target));
+        if (!t)
+            return eval_error(e, "out of memory");
+        for (char *q = t; *q; q++)
+            if ((unsigned char)*q < 0x80)
+                *q = (char)(name[0] == 'l' ? tolower((unsigned char)*q)
+                                           : toupper((unsigned char)*q));
+        json_t *v = json_string(t);
+        free(t);
+        return v;
     }
     /* string methods */
     const json_t *arg = args ? args[0] : NULL;

@@ -11,7 +11,8 @@
  *                 && || (with CEL's commutative treatment of errors)
  *                 ?: in
  *   functions     size(x) and x.size(), x.startsWith(s), x.endsWith(s),
- *                 x.contains(s), x.matches(re), int(x), string(x),
+ *                 x.contains(s), x.matches(re), x.lowerAscii(), x.upperAscii(),
+ *                 int(x), double(x), string(x),
  *                 x.all(v, p), x.exists(v, p), x.exists_one(v, p)
  *
  * Anything else (timestamps, durations, quantities, map literals, type(),

@@ -114,6 +114,11 @@ test_has_size_and_functions(void **state)
     expect("self.x.startsWith('hé') && self.x.endsWith('llo') && self.x.contains('ll')", o, NULL,
            true);
     expect("self.x.matches('^h.*o$') && !self.x.matches('^x')", o, NULL, true);
+    expect("'FsYnc'.lowerAscii() == 'fsync' && 'ab'.upperAscii() == 'AB'", o, NULL, true);
+    expect("!self.exists(k, k.lowerAscii() in ['fsync', 'port'])", "{\"shared_buffers\":\"1\"}",
+           NULL, true);
+    expect("!self.exists(k, k.lowerAscii() in ['fsync', 'port'])", "{\"FSync\":\"off\"}", NULL,
+           false);
     expect("int('42') == 42 && string(7) == '7' && int(2.9) == 2 && double(1) == 1.0", o, NULL,
            true);
     expect("self.l.all(e, e > 0) && self.l.exists(e, e == 2) && self.l.exists_one(e, e > 1)", o,
