@@ -297,12 +297,13 @@ ALLOWED = [
     ("update", "branches.lakebase.io/finalizers"), ("update", "branches.lakebase.io/scale"),
     ("create", "secrets"), ("list", "secrets"), ("delete", "configmaps"), ("patch", "services"),
     ("create", "statefulsets.apps"), ("update", "deployments.apps"), ("watch", "pods"),
-    ("delete", "pods"), ("delete", "persistentvolumeclaims"), ("create", "events"),
+    ("delete", "pods"), ("delete", "persistentvolumeclaims"), ("create", "persistentvolumeclaims"),
+    ("update", "persistentvolumeclaims"), ("create", "events"),
     ("patch", "events"),
 ]
 DENIED = [
-    ("create", "pods"), ("update", "pods"), ("create", "persistentvolumeclaims"),
-    ("update", "persistentvolumeclaims"), ("get", "events"), ("delete", "events"),
+    ("create", "pods"), ("update", "pods"), ("patch", "persistentvolumeclaims"),
+    ("get", "events"), ("delete", "events"),
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("get", "nodes"), ("create", "namespaces"), ("delete", "namespaces"),
     ("create", "customresourcedefinitions.apiextensions.k8s.io"), ("create", "serviceaccounts"),

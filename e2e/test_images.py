@@ -53,6 +53,39 @@ def test_dockerfile_last_stage_runs_as_a_numeric_non_root_user(name):
     assert gid is None or (gid.isdigit() and int(gid) != 0), f"images/{name}: group {gid}"
 
 
+def folders_included(folder):
+    """Top-level folders whose headers folder's sources include ("lake/x.h")."""
+    found = set()
+    base = os.path.join(ROOT, folder)
+    for dirpath, dirnames, files in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d not in ("tests", "fuzz")]
+        for f in files:
+            if f.endswith((".c", ".h")):
+                with open(os.path.join(dirpath, f), errors="replace") as fh:
+                    for m in re.finditer(r'^#include "([a-z_]+)/', fh.read(), re.M):
+                        if os.path.isdir(os.path.join(ROOT, m.group(1))):
+                            found.add(m.group(1))
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sources_hold_every_folder_the_build_includes(name):
+    # The build context is only what sources lists: a component that starts
+    # including another's headers (the pageserver and ltap/) must bring it.
+    with open(os.path.join(IMAGES, name, "sources")) as f:
+        listed = {l.strip() for l in f if l.strip()}
+    folders = {p for p in listed if os.path.isdir(os.path.join(ROOT, p))}
+    if len(folders) != len(listed - {"Makefile"}):
+        pytest.skip(f"images/{name}: a path in sources is not in this tree")
+    todo, seen = list(folders), set(folders)
+    while todo:
+        for dep in folders_included(todo.pop()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    assert seen <= listed, f"images/{name}/sources lacks {sorted(seen - listed)}"
+
+
 def test_user_check_catches_root():
     # the same check on Dockerfiles that would run as root
     assert user_of(last_stage("FROM a AS b\nUSER 65532\nFROM c\nRUN x\n")) is None
