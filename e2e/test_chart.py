@@ -428,3 +428,65 @@ def test_cel_rules_of_the_crds_are_enforced(api, workdir):
     b = json.loads(api.kubectl("get", "branch", "dev", "-o", "json").stdout)
     assert b["spec"]["compute"]["replicas"] == 0 and b["spec"]["ttl"] == "24h"
     assert b["spec"]["clusterRef"] == {"name": "demo"}
+
+
+def test_chart_runs_the_controller_on_devcluster(workdir):
+    """The chart with the real controller image on devcluster with its node:
+    the pod passes its probes under the restricted securityContext, takes
+    the Lease, and with the chart's RBAC alone creates a cluster's objects
+    without one request refused. Needs controller/ (skipped before it lands)."""
+    if not os.path.isdir(os.path.join(ROOT, "controller")):
+        pytest.skip("controller/ is not in this tree yet")
+    r = subprocess.run([os.path.join(ROOT, "images", "build.sh")], capture_output=True, text=True,
+                       timeout=3600, cwd=ROOT)
+    assert r.returncode == 0, f"images/build.sh failed: {r.stdout}{r.stderr}"
+
+    def ref(name):
+        with open(os.path.join(ROOT, "build", "images", name + ".ref")) as f:
+            return f.read().strip()
+
+    from lakebase import BIN
+    home = os.path.join(workdir, "home")
+    os.makedirs(home)
+    env = dict(os.environ, DEVCLUSTER_DIR=os.path.join(workdir, "dc"), HOME=home,
+               KUBECONFIG=os.path.join(workdir, "dc", "kubeconfig"))
+
+    def run(*args, check=True, input=None, timeout=300):
+        p = subprocess.run(list(args), capture_output=True, text=True, env=env, input=input,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed: {p.stdout}{p.stderr}")
+        return p
+
+    kubectl = lambda *a, **k: run(KUBECTL, *a, **k)  # noqa: E731
+    run(os.path.join(BIN, "devcluster"), "up", timeout=120)
+    try:
+        repo, tag = ref("controller").rsplit(":", 1)
+        run(HELM, "install", RELEASE, CHART, "--namespace", NS, "--create-namespace",
+            "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
+            "--set", f"dataPlaneImages.safekeeper={ref('safekeeper')}",
+            "--set", f"dataPlaneImages.pageserver={ref('pageserver')}",
+            "--set", f"dataPlaneImages.compute={ref('compute')}")
+        kubectl("-n", NS, "rollout", "status", "deployment/lb-lakebase-controller",
+                "--timeout=300s", timeout=320)
+        pods = json.loads(kubectl("-n", NS, "get", "pods", "-o", "json").stdout)["items"]
+        assert len(pods) == 1
+        pod = pods[0]
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"])
+        lease = json.loads(kubectl("-n", NS, "get", "lease", "lakebase-controller", "-o", "json").stdout)
+        assert lease["spec"]["holderIdentity"].startswith(pod["metadata"]["name"])
+        kubectl("apply", "-f", os.path.join(EXAMPLES, "cluster.yaml"))
+
+        def created():
+            out = kubectl("get", "statefulsets,services,secrets,configmaps", "-l",
+                          "lakebase.io/cluster=demo", "-o", "name").stdout.split()
+            return ("statefulset.apps/demo-safekeeper" in out and "statefulset.apps/demo-pageserver"
+                    in out and any(o.startswith("secret/") for o in out)
+                    and any(o.startswith("configmap/") for o in out))
+
+        from lakebase import wait_for
+        wait_for(created, timeout=300, what="the controller to create the cluster's objects")
+        logs = kubectl("-n", NS, "logs", "deployment/lb-lakebase-controller").stdout
+        assert "forbidden" not in logs.lower() and " 403" not in logs, logs
+    finally:
+        run(os.path.join(BIN, "devcluster"), "down", check=False, timeout=300)
