@@ -62,8 +62,9 @@ LB_HINT="helm's message above says which object failed; kubectl -n $OPERATOR_NS 
     --set dataPlaneImages.safekeeper="$(ref safekeeper)" \
     --set dataPlaneImages.pageserver="$(ref pageserver)" \
     --set dataPlaneImages.compute="$(ref compute)" >/dev/null
-# helm does not upgrade CRDs: apply the chart's copies (a no-op when unchanged)
-"$KUBECTL" apply -f deploy/helm/lakebase/crds >/dev/null
+# helm installs CRDs but never upgrades them: replace them with the chart's
+# copies (they exist: helm made them on the first install)
+"$KUBECTL" replace -f deploy/helm/lakebase/crds >/dev/null
 "$KUBECTL" -n "$OPERATOR_NS" rollout status deployment/"$RELEASE"-controller --timeout=300s
 LB_HINT=
 
