@@ -6,6 +6,7 @@ Iceberg metadata or Delta log, then parquet-wasm + Arrow), turned back into
 PostgreSQL's binary COPY format and loaded with COPY FROM (FORMAT binary);
 rows compared as typsend bytes with what SELECT returns on the standby at P.
 """
+import ipaddress
 import json
 import os
 import re
@@ -209,6 +210,17 @@ def scalar_send(typid, typmod, typtype, v):
         return b"\x01" + v.encode()
     if typid == 1186:
         return struct.pack(">qii", int(v["microseconds"]), int(v["days"]), int(v["months"]))
+    if typid in (869, 650):  # inet, cidr: "<address>/<bits>"
+        addr, bits = v.rsplit("/", 1)
+        packed = ipaddress.ip_address(addr).packed
+        return struct.pack(">BBBB", 2 if len(packed) == 4 else 3, int(bits), typid == 650,
+                           len(packed)) + packed
+    if typid in (829, 774):  # macaddr, macaddr8
+        return bytes.fromhex(v.replace(":", ""))
+    if typid in (1560, 1562):  # bit, varbit: '0'/'1' text
+        n = len(v)
+        padded = v + "0" * ((-n) % 8)
+        return struct.pack(">i", n) + bytes(int(padded[i:i + 8], 2) for i in range(0, len(padded), 8))
     raise AssertionError(f"no encoder for type {typid}")
 
 

@@ -82,6 +82,12 @@ INSERT INTO every_type (id, n, n10_2, d, ts, tstz, f4, f8, a_i, t) VALUES
     (5, ('-' || repeat('1', 500) || '.' || repeat('0', 499) || '1')::numeric, NULL, '2000-01-01', '1970-01-01', '1970-01-01 00:00:00+00',
      '-1.4e-45', '-2.2250738585072014e-308', '{NULL}', 'x'),
     (6, '1e-1000'::numeric, NULL, '1999-12-31', '2000-01-01 00:00:00.000001', NULL, '0', '0', NULL, NULL);
+CREATE TABLE net_types (id int, i inet, c cidr, m8 macaddr8, ia inet[], ma macaddr[], vb varbit[]);
+INSERT INTO net_types VALUES
+    (1, '192.168.1.5/24', '192.168.0.0/16', '08:00:2b:01:02:03:04:05',
+     '{192.168.1.5/24, ::ffff:1.2.3.4, NULL, fe80::1/64}', '{08:00:2b:01:02:03}', '{101, "", NULL}'),
+    (2, '::ffff:10.0.0.1', '0.0.0.0/0', 'ff:ff:ff:ff:ff:ff:ff:ff', '{}', '{}', '{}'),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL);
 """
 
 
@@ -99,6 +105,10 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     res = materialize(sb, store, PREFIX, p)
     t = [x for x in res["tables"] if x["table"] == "every_type"]
     assert len(t) == 1 and t[0]["rows"] == 7 and t[0]["lake_lsn"] == p, res
+    assert_exact(sb, pri, store, PREFIX, "postgres", "public", "net_types")
+    net = {int(r["id"]): r for r in read_lake(store, PREFIX, "postgres", "public", "net_types")["rows"]}
+    assert net[1]["ia"] == ["192.168.1.5/24", "::ffff:1.2.3.4/128", None, "fe80::1/64"]
+    assert net[1]["vb"] == ["101", "", None] and not net[1]["_pg_overflow"]
     files = assert_exact(sb, pri, store, PREFIX, "postgres", "public", "every_type")
     assert files, "no data files"
     lake = read_lake(store, PREFIX, "postgres", "public", "every_type")
@@ -110,6 +120,10 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     assert rows[2]["iv"] == {"months": "2136000011", "days": "30", "microseconds": "86399999999"}
     assert rows[2]["a_i"] == ["1", None, "3"] and rows[1]["a_i"] == []
     assert rows[2]["a_2d"] is None  # lower bound 0: overflow
+    # network addresses, MAC addresses and bit strings are native strings
+    assert rows[2]["inet_"] == "2001:db8::1/128" and rows[1]["cidr_"] == "::/0"
+    assert rows[2]["cidr_"] == "10.0.0.0/8" and rows[2]["mac"] == "ff:ff:ff:ff:ff:ff"
+    assert rows[2]["bits"] == "1111" and rows[2]["vbits"] == "1010101010" and rows[1]["vbits"] == ""
     assert lake["fields"]["id"] == 1 and lake["fields"]["_pg_overflow"] == 10003
     # the summary records P in both formats
     assert lake["summary"]["lakebase.lsn"] == p

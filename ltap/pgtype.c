@@ -17,7 +17,9 @@
 #include "pgtype.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +38,11 @@ enum {
     TEXTOID = 25,
     OIDOID = 26,
     JSONOID = 114,
+    CIDROID = 650,
     FLOAT4OID = 700,
+    MACADDR8OID = 774,
+    MACADDROID = 829,
+    INETOID = 869,
     FLOAT8OID = 701,
     MONEYOID = 790,
     BPCHAROID = 1042,
@@ -46,6 +52,8 @@ enum {
     TIMESTAMPOID = 1114,
     TIMESTAMPTZOID = 1184,
     INTERVALOID = 1186,
+    BITOID = 1560,
+    VARBITOID = 1562,
     NUMERICOID = 1700,
     REGPROCEDUREOID = 2202,
     REGOPEROID = 2203,
@@ -122,6 +130,16 @@ scalar_kind(uint32_t typid, char typtype)
         return LTAP_JSONB;
     case INTERVALOID:
         return LTAP_INTERVAL;
+    case INETOID:
+        return LTAP_INET;
+    case CIDROID:
+        return LTAP_CIDR;
+    case MACADDROID:
+    case MACADDR8OID:
+        return LTAP_MACADDR;
+    case BITOID:
+    case VARBITOID:
+        return LTAP_BITS;
     default:
         return LTAP_OVERFLOW;
     }
@@ -191,6 +209,10 @@ lake_type_of(ltap_kind k)
         return LAKE_TYPE_DECIMAL;
     case LTAP_NUMERIC:
     case LTAP_TEXT:
+    case LTAP_INET:
+    case LTAP_CIDR:
+    case LTAP_MACADDR:
+    case LTAP_BITS:
         return LAKE_TYPE_STRING;
     case LTAP_BYTEA:
         return LAKE_TYPE_BINARY;
@@ -458,6 +480,69 @@ numeric_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
     return 0;
 }
 
+/* inet/cidr send: family (2: IPv4, 3: IPv6), bits, is_cidr, address
+ * length, address. As "<address>/<bits>", bits always written. A value
+ * whose is_cidr flag is not its type's goes to overflow. */
+static int
+network_text(bool cidr, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 4)
+        return LB_EPROTO;
+    int family = p[0] == 2 ? AF_INET : p[0] == 3 ? AF_INET6 : -1;
+    size_t nb = p[3];
+    unsigned maxbits = family == AF_INET ? 32 : 128;
+    if (family < 0 || nb != maxbits / 8 || len != 4 + nb || p[1] > maxbits || p[2] > 1)
+        return LB_EPROTO;
+    if ((p[2] == 1) != cidr)
+        return 1;
+    char addr[INET6_ADDRSTRLEN];
+    if (!inet_ntop(family, p + 4, addr, sizeof(addr)))
+        return LB_EPROTO;
+    char *t = ltap__arena_alloc(a, INET6_ADDRSTRLEN + 8);
+    if (!t)
+        return -ENOMEM;
+    int n = snprintf(t, INET6_ADDRSTRLEN + 8, "%s/%u", addr, p[1]);
+    *out = lake_bytes((const uint8_t *)t, (size_t)n);
+    return 0;
+}
+
+/* macaddr (6 bytes) and macaddr8 (8 bytes) as lowercase hex pairs. */
+static int
+mac_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len != 6 && len != 8)
+        return LB_EPROTO;
+    char *t = ltap__arena_alloc(a, 3 * len);
+    if (!t)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        snprintf(t + 3 * i, 4, "%02x%s", p[i], i + 1 < len ? ":" : "");
+    *out = lake_bytes((const uint8_t *)t, 3 * len - 1);
+    return 0;
+}
+
+/* bit/varbit send: int32 bit length, then the bits, most significant
+ * first, padded with zeros to a byte. Padding that is not zero cannot be
+ * written as '0'/'1' text: overflow. */
+static int
+bits_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 4)
+        return LB_EPROTO;
+    int32_t nbits = (int32_t)be32(p);
+    if (nbits < 0 || len != 4 + ((size_t)nbits + 7) / 8)
+        return LB_EPROTO;
+    if (nbits % 8 && (p[len - 1] & (0xFFu >> (nbits % 8))))
+        return 1;
+    char *t = ltap__arena_alloc(a, (size_t)nbits + 1);
+    if (!t)
+        return -ENOMEM;
+    for (int32_t i = 0; i < nbits; i++)
+        t[i] = (p[4 + i / 8] >> (7 - i % 8)) & 1 ? '1' : '0';
+    *out = lake_bytes((const uint8_t *)t, (size_t)nbits);
+    return 0;
+}
+
 static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len,
                        ltap_arena *a, lake_value *out);
 
@@ -616,6 +701,13 @@ decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len, lta
     }
     case LTAP_ARRAY:
         return decode_array(c, p, len, a, out);
+    case LTAP_INET:
+    case LTAP_CIDR:
+        return network_text(k == LTAP_CIDR, p, len, a, out);
+    case LTAP_MACADDR:
+        return mac_text(p, len, a, out);
+    case LTAP_BITS:
+        return bits_text(p, len, a, out);
     default:
         return 1;
     }

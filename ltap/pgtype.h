@@ -42,6 +42,10 @@ typedef enum ltap_kind {
     LTAP_INTERVAL, /* STRUCT<months int32, days int32, microseconds int64> */
     LTAP_MONEY,    /* int64 in the currency's minor units */
     LTAP_ARRAY,    /* one-dimensional, lower bound 1, native elements: LIST */
+    LTAP_INET,     /* inet: "<address>/<bits>" as STRING */
+    LTAP_CIDR,     /* cidr: the same */
+    LTAP_MACADDR,  /* macaddr, macaddr8: "xx:xx:..." as STRING */
+    LTAP_BITS,     /* bit(n), varbit: the bits as a STRING of '0' and '1' */
 } ltap_kind;
 
 typedef struct ltap_column {

@@ -121,6 +121,57 @@ test_dates_and_times(void **state)
     ltap__arena_free(&a);
 }
 
+/* v is a byte string equal to want. */
+static void
+assert_text(lake_value v, const char *want)
+{
+    assert_int_equal(v.kind, LAKE_BYTES);
+    assert_int_equal(v.u.bytes.len, strlen(want));
+    assert_memory_equal(v.u.bytes.ptr, want, strlen(want));
+}
+
+static void
+test_network_and_bits(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column inet = col(869, -1, 'b', 0), cidr = col(650, -1, 'b', 0);
+    const uint8_t v4[8] = {2, 24, 0, 4, 192, 168, 1, 5};
+    assert_int_equal(ltap__decode(&inet, v4, 8, &a, &v), 0);
+    assert_text(v, "192.168.1.5/24");
+    assert_int_equal(ltap__decode(&cidr, v4, 8, &a, &v), 1); /* is_cidr 0 in a cidr column */
+    const uint8_t v6[20] = {3, 128, 1, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0,
+                            0, 0,   0, 0,  0,    0,    0,    0,    0, 1};
+    assert_int_equal(ltap__decode(&cidr, v6, 20, &a, &v), 0);
+    assert_text(v, "2001:db8::1/128");
+    const uint8_t bad_family[8] = {9, 24, 0, 4, 1, 2, 3, 4},
+                  bad_bits[8] = {2, 33, 0, 4, 1, 2, 3, 4}, bad_len[8] = {2, 24, 0, 16, 1, 2, 3, 4};
+    assert_int_equal(ltap__decode(&inet, bad_family, 8, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&inet, bad_bits, 8, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&inet, bad_len, 8, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&inet, v4, 3, &a, &v), LB_EPROTO);
+
+    ltap_column mac = col(829, -1, 'b', 0), mac8 = col(774, -1, 'b', 0);
+    const uint8_t m[8] = {0x08, 0x00, 0x2b, 0x01, 0x02, 0xff, 0x04, 0x05};
+    assert_int_equal(ltap__decode(&mac, m, 6, &a, &v), 0);
+    assert_text(v, "08:00:2b:01:02:ff");
+    assert_int_equal(ltap__decode(&mac8, m, 8, &a, &v), 0);
+    assert_text(v, "08:00:2b:01:02:ff:04:05");
+    assert_int_equal(ltap__decode(&mac, m, 5, &a, &v), LB_EPROTO);
+
+    ltap_column bit = col(1560, 8, 'b', 0), varbit = col(1562, -1, 'b', 0);
+    const uint8_t b10[6] = {0, 0, 0, 10, 0xa5, 0x80}, empty[4] = {0, 0, 0, 0},
+                  pad[6] = {0, 0, 0, 10, 0xa5, 0x81}, short_[5] = {0, 0, 0, 10, 0xa5};
+    assert_int_equal(ltap__decode(&varbit, b10, 6, &a, &v), 0);
+    assert_text(v, "1010010110");
+    assert_int_equal(ltap__decode(&bit, empty, 4, &a, &v), 0);
+    assert_text(v, "");
+    assert_int_equal(ltap__decode(&varbit, pad, 6, &a, &v), 1); /* padding not zero */
+    assert_int_equal(ltap__decode(&varbit, short_, 5, &a, &v), LB_EPROTO);
+    ltap__arena_free(&a);
+}
+
 static void
 test_arrays(void **state)
 {
@@ -191,9 +242,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numeric),
-        cmocka_unit_test(test_dates_and_times),
-        cmocka_unit_test(test_arrays),
+        cmocka_unit_test(test_numeric),         cmocka_unit_test(test_dates_and_times),
+        cmocka_unit_test(test_arrays),          cmocka_unit_test(test_network_and_bits),
         cmocka_unit_test(test_text_and_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
