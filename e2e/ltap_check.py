@@ -80,18 +80,20 @@ def read_lake(store_dir, prefix, db, schema, table, fmt="iceberg"):
 # ---- PostgreSQL side --------------------------------------------------------------
 
 def columns(pg, db, schema, table):
-    """(attnum, name, typid, typmod, typtype, elem typid) of each live column,
+    """(attnum, name, typid, typmod, typtype, elem typid: an array's element
+    type or a range's subtype) of each live column,
     domains resolved to their base type, as ltap resolves them."""
     q = """
     SELECT a.attnum, a.attname,
            CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END,
            CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,
            coalesce(bt.typtype, ty.typtype)::text,
-           coalesce(el.oid, 0)::int
+           coalesce(el.oid, rg.rngsubtype, 0)::int
     FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
     LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
     LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem)
           AND coalesce(bt.typlen, ty.typlen) = -1
+    LEFT JOIN pg_range rg ON rg.rngtypid = coalesce(bt.oid, ty.oid)
     WHERE a.attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
       AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
     with pg.connect(dbname=db) as c:
@@ -224,8 +226,25 @@ def scalar_send(typid, typmod, typtype, v):
     raise AssertionError(f"no encoder for type {typid}")
 
 
+def range_send(subtype, v):
+    """A range STRUCT {empty, lower, upper, lower_inclusive, upper_inclusive}
+    (a NULL bound is an infinite one) back to range_send's bytes."""
+    if v["empty"]:
+        return b"\x01"
+    flags = (0x02 if v["lower_inclusive"] else 0) | (0x04 if v["upper_inclusive"] else 0) | \
+        (0x08 if v["lower"] is None else 0) | (0x10 if v["upper"] is None else 0)
+    out = bytes([flags])
+    for b in (v["lower"], v["upper"]):
+        if b is not None:
+            sb = scalar_send(subtype, -1, "b", b)
+            out += struct.pack(">i", len(sb)) + sb
+    return out
+
+
 def value_send(col, v):
     _, _, typid, typmod, typtype, elem = col
+    if typtype == "r":
+        return range_send(elem, v)
     if isinstance(v, list):
         assert elem, col
         if not v:

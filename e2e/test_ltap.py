@@ -120,6 +120,13 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     assert rows[2]["iv"] == {"months": "2136000011", "days": "30", "microseconds": "86399999999"}
     assert rows[2]["a_i"] == ["1", None, "3"] and rows[1]["a_i"] == []
     assert rows[2]["a_2d"] is None  # lower bound 0: overflow
+    # ranges are STRUCTs, an infinite bound NULL; one with an 'infinity' bound is in overflow
+    assert rows[1]["r"] == {"empty": True, "lower": None, "upper": None,
+                            "lower_inclusive": False, "upper_inclusive": False}
+    assert rows[2]["r"] == {"empty": False, "lower": "1", "upper": "10",
+                            "lower_inclusive": True, "upper_inclusive": False}
+    assert rows[1]["tr"]["lower"] is None and rows[1]["tr"]["upper"] is None
+    assert rows[2]["tr"] is None and any(int(e["attnum"]) == 37 for e in rows[2]["_pg_overflow"])
     # network addresses, MAC addresses and bit strings are native strings
     assert rows[2]["inet_"] == "2001:db8::1/128" and rows[1]["cidr_"] == "::/0"
     assert rows[2]["cidr_"] == "10.0.0.0/8" and rows[2]["mac"] == "ff:ff:ff:ff:ff:ff"

@@ -144,12 +144,14 @@ load_columns(PGconn *c, table_info *t, lb_err *err)
         "SELECT a.attnum, a.attname, "
         "       CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END, "
         "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END, "
-        "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, 0), "
-        "       coalesce(el.typtype, '') "
+        "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, rs.oid, 0), "
+        "       coalesce(el.typtype, rs.typtype, '') "
         "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
         "LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype "
         "LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem) "
         "      AND coalesce(bt.typlen, ty.typlen) = -1 "
+        "LEFT JOIN pg_range rg ON rg.rngtypid = coalesce(bt.oid, ty.oid) "
+        "LEFT JOIN pg_type rs ON rs.oid = rg.rngsubtype "
         "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         1, params, err);
     if (!res)

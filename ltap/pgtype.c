@@ -163,6 +163,14 @@ ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_ty
             c->scale = s;
         }
     }
+    if (c->kind == LTAP_OVERFLOW && elem_typid != 0 && typtype == 'r') {
+        /* a range of a scalar with a native form; its bounds decode as that */
+        ltap_kind sk = scalar_kind(elem_typid, elem_typtype);
+        if (sk != LTAP_OVERFLOW && sk != LTAP_INTERVAL) {
+            c->kind = LTAP_RANGE;
+            c->elem_kind = sk;
+        }
+    }
     if (c->kind == LTAP_OVERFLOW && elem_typid != 0 && typtype == 'b') {
         ltap_kind ek = scalar_kind(elem_typid, elem_typtype);
         /* arrays of unconstrained-typmod scalars only: numeric elements of
@@ -233,6 +241,8 @@ lake_type_of(ltap_kind k)
         return LAKE_TYPE_STRUCT;
     case LTAP_ARRAY:
         return LAKE_TYPE_LIST;
+    case LTAP_RANGE:
+        return LAKE_TYPE_STRUCT;
     default:
         return 0;
     }
@@ -278,6 +288,27 @@ ltap__schema_build(const ltap_column *cols, size_t ncols, lake_schema **out, lb_
         }
         if (c->kind == LTAP_INTERVAL) {
             rc = add_interval(s, node, c->attnum, 0, err);
+        } else if (c->kind == LTAP_RANGE) {
+            lake_field b = {.field_id = LTAP_FID_NESTED(c->attnum, 1),
+                            .type = lake_type_of(c->elem_kind)};
+            int el;
+            if ((rc = add(s, node, "empty", LTAP_FID_NESTED(c->attnum, 0), LAKE_TYPE_BOOLEAN, true,
+                          NULL, err)) == 0) {
+                b.name = "lower";
+                if ((rc = lake_schema_add(s, node, &b, &el)) == 0) {
+                    b.name = "upper";
+                    b.field_id = LTAP_FID_NESTED(c->attnum, 2);
+                    rc = lake_schema_add(s, node, &b, &el);
+                }
+                if (rc)
+                    rc = lb_err_set(err, rc, "column \"%s\": %s", c->name, lake_schema_error(s));
+            }
+            if (rc == 0)
+                rc = add(s, node, "lower_inclusive", LTAP_FID_NESTED(c->attnum, 3),
+                         LAKE_TYPE_BOOLEAN, true, NULL, err);
+            if (rc == 0)
+                rc = add(s, node, "upper_inclusive", LTAP_FID_NESTED(c->attnum, 4),
+                         LAKE_TYPE_BOOLEAN, true, NULL, err);
         } else if (c->kind == LTAP_ARRAY) {
             int el;
             lake_field e = {.field_id = LTAP_FID_NESTED(c->attnum, 0),
@@ -546,6 +577,51 @@ bits_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len,
                        ltap_arena *a, lake_value *out);
 
+/* range_send: a flags byte (empty 0x01, lower inclusive 0x02, upper
+ * inclusive 0x04, lower infinite 0x08, upper infinite 0x10), then each
+ * finite bound as int32 length and the subtype's send bytes. As
+ * {empty, lower, upper, lower_inclusive, upper_inclusive}, an infinite
+ * bound NULL. Other flag bits, or a bound with no native form (an
+ * 'infinity' timestamp), send the whole range to overflow. */
+static int
+decode_range(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 1)
+        return LB_EPROTO;
+    uint8_t flags = p[0];
+    if (flags & ~0x1Fu)
+        return 1;
+    bool empty = flags & 0x01;
+    if (empty && flags != 0x01)
+        return 1;
+    lake_value *f = ltap__arena_alloc(a, 5 * sizeof(lake_value));
+    if (!f)
+        return -ENOMEM;
+    f[0] = lake_bool(empty);
+    f[1] = f[2] = lake_null();
+    f[3] = lake_bool(flags & 0x02);
+    f[4] = lake_bool(flags & 0x04);
+    size_t off = 1;
+    for (int b = 0; b < 2 && !empty; b++) {
+        if (flags & (b == 0 ? 0x08 : 0x10))
+            continue;
+        if (len - off < 4)
+            return LB_EPROTO;
+        int32_t n = (int32_t)be32(p + off);
+        off += 4;
+        if (n < 0 || (size_t)n > len - off)
+            return LB_EPROTO;
+        int rc = decode_kind(c->elem_kind, c, p + off, (size_t)n, a, &f[1 + b]);
+        if (rc)
+            return rc;
+        off += (size_t)n;
+    }
+    if (off != len)
+        return LB_EPROTO;
+    *out = lake_struct(f, 5);
+    return 0;
+}
+
 static int
 decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 {
@@ -708,6 +784,8 @@ decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len, lta
         return mac_text(p, len, a, out);
     case LTAP_BITS:
         return bits_text(p, len, a, out);
+    case LTAP_RANGE:
+        return decode_range(c, p, len, a, out);
     default:
         return 1;
     }

@@ -46,6 +46,7 @@ typedef enum ltap_kind {
     LTAP_CIDR,     /* cidr: the same */
     LTAP_MACADDR,  /* macaddr, macaddr8: "xx:xx:..." as STRING */
     LTAP_BITS,     /* bit(n), varbit: the bits as a STRING of '0' and '1' */
+    LTAP_RANGE,    /* STRUCT<empty, lower, upper, lower_inclusive, upper_inclusive> */
 } ltap_kind;
 
 typedef struct ltap_column {
@@ -55,14 +56,15 @@ typedef struct ltap_column {
     int32_t typmod;
     bool notnull;
     ltap_kind kind;
-    ltap_kind elem_kind; /* LTAP_ARRAY: the element's */
+    ltap_kind elem_kind; /* LTAP_ARRAY: the element's; LTAP_RANGE: the subtype's */
     uint32_t elem_typid;
     int precision, scale; /* LTAP_DECIMAL */
 } ltap_column;
 
 /* What catalog facts a column's mapping needs: its (domain-resolved) type
  * id and typmod, the type's typtype ('b', 'e', 'd', ...) and, for arrays,
- * the element type and whether that element type is an enum. */
+ * the element type and whether that element type is an enum; for ranges,
+ * the subtype (and its typtype) in their place. */
 void ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_typtype);
 
 /* Field ids: a column's is its attnum; nested fields and the system

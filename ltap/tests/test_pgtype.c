@@ -173,6 +173,51 @@ test_network_and_bits(void **state)
 }
 
 static void
+test_ranges(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column r = {.attnum = 2, .name = "r", .typid = 3904, .typmod = -1};
+    ltap__column_map(&r, 'r', 23, 'b'); /* int4range */
+    assert_int_equal(r.kind, LTAP_RANGE);
+    const uint8_t closed[17] = {0x02, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 10}; /* [1,10) */
+    assert_int_equal(ltap__decode(&r, closed, 17, &a, &v), 0);
+    assert_int_equal(v.kind, LAKE_STRUCT);
+    assert_false(v.u.list.items[0].u.b);
+    assert_int_equal(v.u.list.items[1].u.i, 1);
+    assert_int_equal(v.u.list.items[2].u.i, 10);
+    assert_true(v.u.list.items[3].u.b);
+    assert_false(v.u.list.items[4].u.b);
+    const uint8_t unbounded[1] = {0x18}, empty[1] = {0x01}, odd_flags[1] = {0x21},
+                  empty_plus[1] = {0x03};
+    assert_int_equal(ltap__decode(&r, unbounded, 1, &a, &v), 0);
+    assert_int_equal(v.u.list.items[1].kind, LAKE_NULL);
+    assert_int_equal(v.u.list.items[2].kind, LAKE_NULL);
+    assert_int_equal(ltap__decode(&r, empty, 1, &a, &v), 0);
+    assert_true(v.u.list.items[0].u.b);
+    assert_int_equal(ltap__decode(&r, odd_flags, 1, &a, &v), 1);
+    assert_int_equal(ltap__decode(&r, empty_plus, 1, &a, &v), 1);
+    /* a bound cut short, trailing bytes, a negative length */
+    assert_int_equal(ltap__decode(&r, closed, 16, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&r, closed, 11, &a, &v), LB_EPROTO);
+    const uint8_t trailing[18] = {0x02, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 10, 0},
+                  neg[5] = {0x10, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&r, trailing, 18, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&r, neg, 5, &a, &v), LB_EPROTO);
+    /* a bound with no native form (an infinite date) sends the range to overflow */
+    ltap_column dr = {.attnum = 3, .name = "dr", .typid = 3912, .typmod = -1};
+    ltap__column_map(&dr, 'r', 1082, 'b'); /* daterange */
+    const uint8_t inf_bound[9] = {0x12, 0, 0, 0, 4, 0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&dr, inf_bound, 9, &a, &v), 1);
+    /* a range of a type with no native form is not mapped */
+    ltap_column pr = {.attnum = 4, .name = "pr", .typid = 99999, .typmod = -1};
+    ltap__column_map(&pr, 'r', 600, 'b'); /* a range of points */
+    assert_int_equal(pr.kind, LTAP_OVERFLOW);
+    ltap__arena_free(&a);
+}
+
+static void
 test_arrays(void **state)
 {
     (void)state;
@@ -242,9 +287,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numeric),         cmocka_unit_test(test_dates_and_times),
-        cmocka_unit_test(test_arrays),          cmocka_unit_test(test_network_and_bits),
-        cmocka_unit_test(test_text_and_schema),
+        cmocka_unit_test(test_numeric), cmocka_unit_test(test_dates_and_times),
+        cmocka_unit_test(test_arrays),  cmocka_unit_test(test_network_and_bits),
+        cmocka_unit_test(test_ranges),  cmocka_unit_test(test_text_and_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
