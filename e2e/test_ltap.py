@@ -445,8 +445,21 @@ def ps_snapshot(ps, primary, t, l):
     wait_for(lambda: lsn_int(http("GET", ps.tl(t, l))[1]["last_record_lsn"]) >= target, 120,
              what="the redo standby to replay the primary's WAL")
     st, snap = http("POST", ps.tl(t, l, "/snapshot"), timeout=600)
-    assert st == 200 and snap["snapshot_taken"], snap
-    return snap["snapshots"][-1]["lsn"]
+    assert st == 200, snap
+    if snap["snapshot_taken"]:
+        return snap["snapshots"][-1]["lsn"]
+    # the ingest's own tick took it first: its lake run follows
+    return wait_lake(ps, t, l, target)
+
+
+def wait_lake(ps, t, l, target):
+    """Wait until a lake run at or past target completed; its LSN."""
+    from lakebase import http
+
+    def ran():
+        _, body = http("GET", ps.tl(t, l, "/lake"))
+        return body.get("run_lsn") and lsn_int(body["run_lsn"]) >= target and body["run_lsn"]
+    return wait_for(ran, 300, what="a lake run past the primary's checkpoint")
 
 
 def lake_status(ps, t, l):
@@ -523,39 +536,54 @@ def test_ltap_pageserver_lake_at_each_snapshot(cluster):
         ps.stop()
 
 
-def test_ltap_pageserver_kill9_mid_materialization(cluster):
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
     """kill -9 of the pageserver while its lake run writes a table's chunks
     leaves the previous lake snapshot visible, unchanged, in both formats;
-    after a restart the next snapshot's run finishes the table, exactly."""
+    after a restart the next snapshot's run finishes the table, exactly.
+    SIGTERM stops the run before its next chunk (a clean exit, status 0,
+    without waiting for the table), with the same result."""
     import threading
     from lakebase import Pageserver
     store = os.path.join(cluster.workdir, "lake-store")
-    ps, pri, t, l = pageserver_with_ingest(cluster, store)
+    # SIGTERM: the snapshot comes from the ingest's own tick (an HTTP request
+    # in flight would hold the shutdown until it is answered).
+    tick = ["--snapshot_interval", "1s"] if how == "sigterm" else None
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=tick)
     prefix = f"{t}/{l}"
     try:
         pri.sql("CREATE TABLE t (id int, pad text)")
         pri.sql("INSERT INTO t SELECT g, repeat('y', 200) FROM generate_series(1, 2000) g")
         ps_snapshot(ps, pri, t, l)
-        before = {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
-                  for fmt in ("iceberg", "delta")}
         # A new relfilenode: the next run rewrites every chunk of the table.
         pri.sql("TRUNCATE t")
         pri.sql("INSERT INTO t SELECT g, repeat('z', 200) FROM generate_series(1, 400000) g")
         data = os.path.join(table_dir(store, prefix, "postgres", "public", "t"), "data")
         old_files = set(os.listdir(data))
         done = []
-        th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)), daemon=True)
-        th.start()
+        if how == "kill9":
+            th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)),
+                                  daemon=True)
+            th.start()
+        else:
+            pri.sql("checkpoint")  # the tick snapshots once the standby replays it
         wait_for(lambda: len(set(os.listdir(data)) - old_files) >= 2 or done, 300,
                  what="new data files of the lake run")
         assert not done, "the lake run finished before it could be killed"
-        ps.kill()
-        th.join(60)
+        # what readers see while the run writes chunks: the last commit
+        before = {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
+                  for fmt in ("iceberg", "delta")}
+        assert before["iceberg"]["files"] == before["delta"]["files"]
+        if how == "kill9":
+            ps.kill()
+            th.join(60)
+        else:
+            ps.stop()  # asserts exit status 0
         for fmt in ("iceberg", "delta"):
             after = read_lake(store, prefix, "postgres", "public", "t", fmt)
             assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
                 f"{fmt}: the killed run changed the visible snapshot"
-        ps2 = Pageserver(cluster.workdir, remote="file://" + store)
+        ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=tick)
         ps2.data, ps2.dir, ps2.port = ps.data, ps.dir, ps.port
         ps = ps2.start()
         pri.sql("INSERT INTO t VALUES (0, 'after the restart')")

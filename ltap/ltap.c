@@ -565,6 +565,10 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (!full && r->dirty &&
             !r->dirty(r->dirty_arg, t->spc, t->db, t->relfilenode, first, (uint32_t)n64, since))
             continue;
+        if (r->cancel && atomic_load(r->cancel)) {
+            rc = lb_err_set(err, -ECANCELED, "cancelled");
+            break;
+        }
         lake_parquet_file_stats *st = NULL;
         rc = write_chunk(ru, c, t, schema, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
         if (rc)

@@ -653,7 +653,8 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
                             .dirty_arg = d,
                             .store = st,
                             .prefix = prefix,
-                            .chunk_blocks = r->chunk_blocks};
+                            .chunk_blocks = r->chunk_blocks,
+                            .cancel = r->cancel};
         rc = ltap_materialize(&req, &res, err);
     }
     if (rc == 0)

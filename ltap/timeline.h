@@ -49,6 +49,7 @@
 #ifndef LTAP_TIMELINE_H
 #define LTAP_TIMELINE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -95,6 +96,10 @@ typedef struct ltap_timeline_run {
      * have been out of the live set this long (the timeline's GC
      * retention); negative: never. */
     int64_t retention_ms;
+    /* The owner's stop flag: when it turns true the run stops before its
+     * next chunk (-ECANCELED); the next snapshot's run goes on from there.
+     * May be NULL. */
+    const atomic_bool *cancel;
 } ltap_timeline_run;
 
 /* One lake run at r->lsn (see above). 0; LB_ETIMEOUT when the index did
