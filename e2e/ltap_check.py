@@ -81,7 +81,7 @@ def read_lake(store_dir, prefix, db, schema, table, fmt="iceberg"):
 
 def columns(pg, db, schema, table):
     """(attnum, name, typid, typmod, typtype, elem typid: an array's element
-    type or a range's subtype) of each live column,
+    type or a range's subtype, a composite's attributes) of each live column,
     domains resolved to their base type, as ltap resolves them."""
     q = """
     SELECT a.attnum, a.attname,
@@ -96,8 +96,20 @@ def columns(pg, db, schema, table):
     LEFT JOIN pg_range rg ON rg.rngtypid = coalesce(bt.oid, ty.oid)
     WHERE a.attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
       AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
+    fq = """
+    SELECT a.atttypid::int,
+           CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END::int,
+           CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,
+           coalesce(bt.typtype, ty.typtype)::text
+    FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+    LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
+    WHERE a.attrelid = (SELECT typrelid FROM pg_type WHERE oid = %s)
+      AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
     with pg.connect(dbname=db) as c:
-        return [tuple(r) for r in c.execute(q, (schema, table)).fetchall()]
+        cols = [tuple(r) for r in c.execute(q, (schema, table)).fetchall()]
+        # a composite's attributes: (declared type, base type, typmod, typtype)
+        return [col + ([tuple(f) for f in c.execute(fq, (col[2],)).fetchall()]
+                       if col[4] == "c" else None,) for col in cols]
 
 
 def parse_copy(data):
@@ -241,10 +253,27 @@ def range_send(subtype, v):
     return out
 
 
+def composite_send(fields, v):
+    """A composite STRUCT back to record_send's bytes: the count, then per
+    attribute its declared type, length and send bytes."""
+    vals = list(v.values())
+    assert len(vals) == len(fields), (fields, v)
+    out = struct.pack(">i", len(fields))
+    for (decl, base, typmod, typtype), x in zip(fields, vals):
+        if x is None:
+            out += struct.pack(">Ii", decl, -1)
+        else:
+            b = scalar_send(base, typmod, typtype, x)
+            out += struct.pack(">Ii", decl, len(b)) + b
+    return out
+
+
 def value_send(col, v):
-    _, _, typid, typmod, typtype, elem = col
+    _, _, typid, typmod, typtype, elem, fields = col
     if typtype == "r":
         return range_send(elem, v)
+    if typtype == "c":
+        return composite_send(fields, v)
     if isinstance(v, list):
         assert elem, col
         if not v:

@@ -38,6 +38,7 @@ CREATE EXTENSION citext;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 CREATE TYPE pair AS (a int, b text);
+CREATE TYPE posint_pair AS (a posint, b int8);
 CREATE TABLE every_type (
     id int PRIMARY KEY,
     b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
@@ -82,6 +83,14 @@ INSERT INTO every_type (id, n, n10_2, d, ts, tstz, f4, f8, a_i, t) VALUES
     (5, ('-' || repeat('1', 500) || '.' || repeat('0', 499) || '1')::numeric, NULL, '2000-01-01', '1970-01-01', '1970-01-01 00:00:00+00',
      '-1.4e-45', '-2.2250738585072014e-308', '{NULL}', 'x'),
     (6, '1e-1000'::numeric, NULL, '1999-12-31', '2000-01-01 00:00:00.000001', NULL, '0', '0', NULL, NULL);
+CREATE TYPE money_at AS (amount numeric(10,2), day date, note text, ok bool);
+CREATE TYPE nested AS (p pair, n int);
+CREATE TABLE composites (id int, m money_at, n nested, d posint_pair);
+INSERT INTO composites VALUES
+    (1, ROW(12.50, '2020-02-29', 'a "quoted" note', true), ROW(ROW(1, 'x'), 2), ROW(1, 2)),
+    (2, ROW(NULL, NULL, NULL, NULL), ROW(NULL, NULL), ROW(NULL, NULL)),
+    (3, ROW('NaN', 'infinity', '', false), NULL, NULL),
+    (4, NULL, ROW(NULL, 5), ROW(7, NULL));
 CREATE TABLE net_types (id int, i inet, c cidr, m8 macaddr8, ia inet[], ma macaddr[], vb varbit[]);
 INSERT INTO net_types VALUES
     (1, '192.168.1.5/24', '192.168.0.0/16', '08:00:2b:01:02:03:04:05',
@@ -106,6 +115,14 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     t = [x for x in res["tables"] if x["table"] == "every_type"]
     assert len(t) == 1 and t[0]["rows"] == 7 and t[0]["lake_lsn"] == p, res
     assert_exact(sb, pri, store, PREFIX, "postgres", "public", "net_types")
+    assert_exact(sb, pri, store, PREFIX, "postgres", "public", "composites")
+    comp = read_lake(store, PREFIX, "postgres", "public", "composites")
+    crow = {int(r["id"]): r for r in comp["rows"]}
+    assert crow[1]["m"] == {"amount": "1250", "day": "18321", "note": 'a "quoted" note', "ok": True}
+    assert crow[2]["m"] == {"amount": None, "day": None, "note": None, "ok": None}
+    assert crow[4]["m"] is None and crow[1]["d"] == {"a": "1", "b": "2"}
+    assert crow[3]["m"] is None and [int(e["attnum"]) for e in crow[3]["_pg_overflow"]] == [2]
+    assert "n" not in comp["fields"] and crow[1]["_pg_overflow"]  # a composite inside: overflow
     net = {int(r["id"]): r for r in read_lake(store, PREFIX, "postgres", "public", "net_types")["rows"]}
     assert net[1]["ia"] == ["192.168.1.5/24", "::ffff:1.2.3.4/128", None, "fe80::1/64"]
     assert net[1]["vb"] == ["101", "", None] and not net[1]["_pg_overflow"]
@@ -120,6 +137,7 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     assert rows[2]["iv"] == {"months": "2136000011", "days": "30", "microseconds": "86399999999"}
     assert rows[2]["a_i"] == ["1", None, "3"] and rows[1]["a_i"] == []
     assert rows[2]["a_2d"] is None  # lower bound 0: overflow
+    assert rows[2]["comp"] == {"a": "1", "b": "x"} and rows[1]["comp"] == {"a": None, "b": None}
     # ranges are STRUCTs, an infinite bound NULL; one with an 'infinity' bound is in overflow
     assert rows[1]["r"] == {"empty": True, "lower": None, "upper": None,
                             "lower_inclusive": False, "upper_inclusive": False}

@@ -182,6 +182,36 @@ ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_ty
     }
 }
 
+void
+ltap__column_free(ltap_column *c)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        ltap__column_free(&c->fields[i]);
+    free(c->fields);
+    free(c->name);
+    c->fields = NULL;
+    c->nfields = 0;
+    c->name = NULL;
+}
+
+static bool
+scalar(ltap_kind k)
+{
+    return k != LTAP_OVERFLOW && k != LTAP_INTERVAL && k != LTAP_ARRAY && k != LTAP_RANGE &&
+           k != LTAP_COMPOSITE;
+}
+
+void
+ltap__composite_map(ltap_column *c, ltap_column *fields, size_t nfields)
+{
+    c->fields = fields;
+    c->nfields = nfields;
+    bool native = nfields >= 1 && nfields <= LTAP_MAX_STRUCT_FIELDS;
+    for (size_t i = 0; native && i < nfields; i++)
+        native = scalar(fields[i].kind);
+    c->kind = native ? LTAP_COMPOSITE : LTAP_OVERFLOW;
+}
+
 /* ---- schema ----------------------------------------------------------------- */
 
 static int
@@ -242,6 +272,7 @@ lake_type_of(ltap_kind k)
     case LTAP_ARRAY:
         return LAKE_TYPE_LIST;
     case LTAP_RANGE:
+    case LTAP_COMPOSITE:
         return LAKE_TYPE_STRUCT;
     default:
         return 0;
@@ -288,6 +319,19 @@ ltap__schema_build(const ltap_column *cols, size_t ncols, lake_schema **out, lb_
         }
         if (c->kind == LTAP_INTERVAL) {
             rc = add_interval(s, node, c->attnum, 0, err);
+        } else if (c->kind == LTAP_COMPOSITE) {
+            for (size_t k = 0; rc == 0 && k < c->nfields; k++) {
+                const ltap_column *fc = &c->fields[k];
+                lake_field ff = {.name = fc->name,
+                                 .field_id = LTAP_FID_NESTED(c->attnum, (int)k),
+                                 .type = lake_type_of(fc->kind),
+                                 .precision = fc->precision,
+                                 .scale = fc->scale};
+                int fn;
+                if ((rc = lake_schema_add(s, node, &ff, &fn)))
+                    rc = lb_err_set(err, rc, "column \"%s\" field \"%s\": %s", c->name, fc->name,
+                                    lake_schema_error(s));
+            }
         } else if (c->kind == LTAP_RANGE) {
             lake_field b = {.field_id = LTAP_FID_NESTED(c->attnum, 1),
                             .type = lake_type_of(c->elem_kind)};
@@ -577,6 +621,44 @@ bits_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len,
                        ltap_arena *a, lake_value *out);
 
+/* record_send: int32 count of live attributes, then per attribute its
+ * declared type id, int32 length (-1: NULL) and send bytes. As a STRUCT,
+ * a NULL attribute NULL; an attribute with no native form sends the whole
+ * value to overflow. */
+static int
+decode_composite(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 4)
+        return LB_EPROTO;
+    if (be32(p) != c->nfields)
+        return LB_EPROTO;
+    lake_value *f = ltap__arena_alloc(a, c->nfields * sizeof(lake_value));
+    if (!f)
+        return -ENOMEM;
+    size_t off = 4;
+    for (size_t i = 0; i < c->nfields; i++) {
+        if (len - off < 8)
+            return LB_EPROTO;
+        if (be32(p + off) != c->fields[i].decl_typid)
+            return LB_EPROTO;
+        int32_t n = (int32_t)be32(p + off + 4);
+        off += 8;
+        f[i] = lake_null();
+        if (n == -1)
+            continue;
+        if (n < 0 || (size_t)n > len - off)
+            return LB_EPROTO;
+        int rc = decode_kind(c->fields[i].kind, &c->fields[i], p + off, (size_t)n, a, &f[i]);
+        if (rc)
+            return rc;
+        off += (size_t)n;
+    }
+    if (off != len)
+        return LB_EPROTO;
+    *out = lake_struct(f, c->nfields);
+    return 0;
+}
+
 /* range_send: a flags byte (empty 0x01, lower inclusive 0x02, upper
  * inclusive 0x04, lower infinite 0x08, upper infinite 0x10), then each
  * finite bound as int32 length and the subtype's send bytes. As
@@ -786,6 +868,8 @@ decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len, lta
         return bits_text(p, len, a, out);
     case LTAP_RANGE:
         return decode_range(c, p, len, a, out);
+    case LTAP_COMPOSITE:
+        return decode_composite(c, p, len, a, out);
     default:
         return 1;
     }

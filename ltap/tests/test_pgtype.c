@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
@@ -218,6 +219,60 @@ test_ranges(void **state)
 }
 
 static void
+test_composites(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column *f = calloc(2, sizeof(*f));
+    assert_non_null(f);
+    f[0] = col(23, -1, 'b', 0);
+    f[0].decl_typid = 23;
+    f[1] = col(1082, -1, 'b', 0);
+    f[1].decl_typid = 1082;
+    ltap_column c = {.attnum = 5, .name = "c", .typid = 70000, .typmod = -1};
+    ltap__composite_map(&c, f, 2);
+    assert_int_equal(c.kind, LTAP_COMPOSITE);
+    /* (7, NULL) */
+    const uint8_t ok[24] = {0, 0, 0, 2, 0, 0, 0, 23, 0,    0,    0,    4,
+                            0, 0, 0, 7, 0, 0, 4, 58, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&c, ok, 24, &a, &v), 0);
+    assert_int_equal(v.kind, LAKE_STRUCT);
+    assert_int_equal(v.u.list.items[0].u.i, 7);
+    assert_int_equal(v.u.list.items[1].kind, LAKE_NULL);
+    /* wrong count, wrong attribute type, cut short, trailing byte */
+    uint8_t bad[25];
+    memcpy(bad, ok, 24);
+    bad[3] = 3;
+    assert_int_equal(ltap__decode(&c, bad, 24, &a, &v), LB_EPROTO);
+    memcpy(bad, ok, 24);
+    bad[7] = 20;
+    assert_int_equal(ltap__decode(&c, bad, 24, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&c, ok, 23, &a, &v), LB_EPROTO);
+    memcpy(bad, ok, 24);
+    bad[24] = 0;
+    assert_int_equal(ltap__decode(&c, bad, 25, &a, &v), LB_EPROTO);
+    /* an infinite date in a field: the whole value to overflow */
+    const uint8_t inf[24] = {0, 0, 0, 2,  0, 0, 0, 23, 0xff, 0xff, 0xff, 0xff,
+                             0, 0, 4, 58, 0, 0, 0, 4,  0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&c, inf, 24, &a, &v), 1);
+    c.name = NULL; /* a literal */
+    for (size_t i = 0; i < c.nfields; i++)
+        c.fields[i].name = NULL;
+    ltap__column_free(&c);
+    /* a field without a native form keeps the column in overflow */
+    ltap_column *g = calloc(1, sizeof(*g));
+    assert_non_null(g);
+    g[0] = col(600, -1, 'b', 0); /* point */
+    ltap_column d = {.attnum = 6, .typid = 70001, .typmod = -1};
+    ltap__composite_map(&d, g, 1);
+    assert_int_equal(d.kind, LTAP_OVERFLOW);
+    g[0].name = NULL;
+    ltap__column_free(&d);
+    ltap__arena_free(&a);
+}
+
+static void
 test_arrays(void **state)
 {
     (void)state;
@@ -287,9 +342,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numeric), cmocka_unit_test(test_dates_and_times),
-        cmocka_unit_test(test_arrays),  cmocka_unit_test(test_network_and_bits),
-        cmocka_unit_test(test_ranges),  cmocka_unit_test(test_text_and_schema),
+        cmocka_unit_test(test_numeric),         cmocka_unit_test(test_dates_and_times),
+        cmocka_unit_test(test_arrays),          cmocka_unit_test(test_network_and_bits),
+        cmocka_unit_test(test_ranges),          cmocka_unit_test(test_composites),
+        cmocka_unit_test(test_text_and_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
