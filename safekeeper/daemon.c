@@ -497,6 +497,7 @@ sk_daemon_init(sk_daemon *sk)
         .port = sk->conf.listen_http.port,
         .threads = (unsigned)sk->conf.http_threads,
         .max_body = 1 << 20,
+        .max_connections = (unsigned)sk->conf.http_max_connections,
         .metrics = sk->metrics,
     };
     if ((rc = lb_http_server_new(&hc, &sk->http)) != 0 || (rc = sk_http_routes(sk)) != 0 ||
