@@ -82,6 +82,7 @@
 typedef struct cc_compute {
     const cc_spec *spec;
     volatile sig_atomic_t *stop;
+    volatile sig_atomic_t *reload; /* SIGHUP: re-read the keys and the token */
     lb_http_server *http;
     PGconn *conn;
 
@@ -100,7 +101,8 @@ typedef struct cc_compute {
 
     /* HTTP credentials: callers' tokens are verified with keys; the
      * restore_command presents restore_secret (pgauth.h, spec.h). Both
-     * set before the server starts, read-only after. */
+     * set before the server starts; keys is reloaded in place on SIGHUP
+     * (common/auth.h: HTTP threads may verify meanwhile). */
     lb_auth_keys *keys;
     char restore_secret[65];
 
@@ -108,6 +110,8 @@ typedef struct cc_compute {
      * synchronous-replication wait PostgreSQL logs. */
     atomic_uint sync_cancels;
 } cc_compute;
+
+static void reload_credentials(cc_compute *c);
 
 /* The pageserver's view of the timeline. */
 typedef struct tl_meta {
@@ -484,6 +488,7 @@ elect(cc_compute *c, sk_elect_result *r)
         int rc = sk_elect(&p, r, err, sizeof(err));
         if (rc == 0)
             break;
+        reload_credentials(c);
         if (*c->stop)
             return -EINTR;
         if (lb_mono_ms() > deadline)
@@ -857,10 +862,39 @@ query1(cc_compute *c, const char *sql, char *out, size_t cap)
     return ok;
 }
 
+/* On SIGHUP, the public keys (auth_public_keys) and this compute's own
+ * token (auth_token_file) are read again, as the daemons do (docs/auth.md):
+ * a reload that fails keeps what was loaded. Everything that sends the
+ * token reads it from the one handle at each request, so the next
+ * request carries the new one. Called from the main thread's waits. */
+static void
+reload_credentials(cc_compute *c)
+{
+    if (!c->reload || !*c->reload)
+        return;
+    *c->reload = 0;
+    const cc_spec *s = c->spec;
+    int rc;
+    if (c->keys) {
+        if ((rc = lb_auth_keys_reload(c->keys)) != 0)
+            lb_error("could not reload auth_public_keys \"%s\": %s (the old keys stay)",
+                     s->auth_public_keys, lb_strerror(rc));
+        else
+            lb_info("auth_public_keys reloaded keys=%zu", lb_auth_keys_count(c->keys));
+    }
+    if (s->auth_token) {
+        if ((rc = lb_auth_token_reload(s->auth_token)) != 0)
+            lb_error("could not reload auth_token_file: %s (the old token stays)", lb_strerror(rc));
+        else
+            lb_info("auth_token_file reloaded");
+    }
+}
+
 /* What the main loop checks while it waits: 0 to go on, or an exit code. */
 static int
 interrupted(cc_compute *c)
 {
+    reload_credentials(c);
     if (*c->stop)
         return -EINTR;
     if (pg_exited(c)) {
@@ -1237,6 +1271,7 @@ watch(cc_compute *c)
     watch_outcome out = WATCH_STOP;
     char why[600];
     while (!*c->stop) {
+        reload_credentials(c);
         if (pg_exited(c)) {
             fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is restarted");
             out = WATCH_PG_DIED;
@@ -1287,13 +1322,14 @@ watch(cc_compute *c)
 }
 
 int
-cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
+cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     cc_compute *c = calloc(1, sizeof(*c));
     if (!c)
         return CC_EXIT_FAILED;
     c->spec = spec;
     c->stop = stop;
+    c->reload = reload;
     pthread_mutex_init(&c->lock, NULL);
     int rc = start_http(c);
     int code = CC_EXIT_OK;
