@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "fileio.h"
@@ -293,7 +294,7 @@ timeline_new(const char *dir, sk_timeline **out)
     snprintf(tl->state_path, sizeof(tl->state_path), "%s/%s", dir, STATE_FILE);
     tl->quorum_members = 3;
     tl->consumer_ttl_ms = SK_CONSUMER_TTL_DEFAULT_MS;
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (size_t i = 0; i < SK_MAX_CONSUMERS; i++)
         tl->consumer_seen_ms[i] = now; /* loaded ones get a full ttl from now */
     *out = tl;
@@ -959,7 +960,7 @@ lb_lsn
 sk_timeline_removal_horizon(const sk_timeline *tl)
 {
     lb_lsn h = tl->st.offloaded_lsn;
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (size_t i = 0; i < tl->st.nconsumers; i++)
         if (tl->st.consumers[i].lsn < h && !consumer_expired(tl, i, now))
             h = tl->st.consumers[i].lsn;
@@ -970,7 +971,7 @@ sk_timeline_removal_horizon(const sk_timeline *tl)
 static bool
 expire_consumers(sk_timeline *tl)
 {
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     size_t kept = 0;
     for (size_t i = 0; i < tl->st.nconsumers; i++) {
         if (consumer_expired(tl, i, now)) {
@@ -1031,7 +1032,7 @@ sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
         tl->st.nconsumers++;
     }
     tl->st.consumers[i].lsn = applied;
-    tl->consumer_seen_ms[i] = lb_now_ms();
+    tl->consumer_seen_ms[i] = lb_mono_ms();
     int rc = save_state(tl);
     return rc ? rc : remove_unneeded(tl);
 }

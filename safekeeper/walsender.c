@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 #include "pgwire.h"
@@ -705,7 +706,7 @@ on_accept(lb_loop *loop, int fd, int events, void *arg)
         c->fd = cfd;
         c->peer = -1;
         c->stream_end = UINT64_MAX;
-        c->accepted_ms = lb_now_ms();
+        c->accepted_ms = lb_mono_ms();
         c->next = ws->conns;
         ws->conns = c;
         ws->nconns++;
@@ -722,7 +723,7 @@ keepalive_tick(lb_loop *loop, uint64_t id, void *arg)
     (void)id;
     sk_walsender *ws = arg;
     /* Connections that have not authenticated in time go. */
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (wconn *c = ws->conns, *next; c; c = next) {
         next = c->next;
         if ((c->state == C_STARTUP || c->state == C_AUTH) &&
