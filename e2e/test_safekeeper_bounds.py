@@ -39,12 +39,18 @@ def cpu_seconds(pid):
 
 
 def served(sk):
-    """A new walsender connection gets as far as the password request."""
-    w = Wire(sk.pg_port, timeout=20)
+    """A new walsender connection gets as far as the password request (a
+    refused one may be reset while the startup packet is on its way)."""
+    try:
+        w = Wire(sk.pg_port, timeout=20)
+    except OSError:
+        return False
     try:
         w.send(Wire.startup_packet(user="postgres", replication="true"))
         m = w.read()
         return m is not None and m[0] == b"R"
+    except OSError:
+        return False
     finally:
         w.close()
 
