@@ -133,19 +133,7 @@ conn_close(wconn *c)
 static int
 conn_flush(wconn *c)
 {
-    while (c->out.len > 0) {
-        ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            return -errno;
-        }
-        lb_buf_consume(&c->out, (size_t)w);
-    }
-    int events = LB_READABLE | (c->out.len ? LB_WRITABLE : 0);
-    return lb_loop_watch(c->ws->sk->loop, c->fd, events, conn_event, c);
+    return lb_loop_send_buf(c->ws->sk->loop, c->fd, &c->out, conn_event, c);
 }
 
 static void send_error(wconn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
