@@ -278,55 +278,22 @@ h_wal(lb_http_request *req, void *arg)
     return rc;
 }
 
-static double
-m_ready(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = c->state == CC_STATE_READY;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
+/* The gauges of /metrics: each reads one value under the lock. */
+#define LOCKED_GAUGE(name, value)                                                                  \
+    static double name(void *arg)                                                                  \
+    {                                                                                              \
+        cc_compute *c = arg;                                                                       \
+        pthread_mutex_lock(&c->lock);                                                              \
+        double v = (double)(value);                                                                \
+        pthread_mutex_unlock(&c->lock);                                                            \
+        return v;                                                                                  \
+    }
 
-static double
-m_connections(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = c->connections;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
-
-static double
-m_lsn(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = (double)c->lsn;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
-
-static double
-m_activity(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = (double)c->last_activity_ms / 1000.0;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
-
-static double
-m_term(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = (double)c->term;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
+LOCKED_GAUGE(m_ready, c->state == CC_STATE_READY)
+LOCKED_GAUGE(m_connections, c->connections)
+LOCKED_GAUGE(m_lsn, c->lsn)
+LOCKED_GAUGE(m_activity, c->last_activity_ms / 1000.0)
+LOCKED_GAUGE(m_term, c->term)
 
 static int
 start_http(cc_compute *c)
