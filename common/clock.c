@@ -61,3 +61,10 @@ lb_mono_deadline(int64_t after_ms)
     }
     return ts;
 }
+
+void
+lb_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}

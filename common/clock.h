@@ -28,6 +28,10 @@ int64_t lb_mono_ms(void);
 int64_t lb_now_ms(void);
 double lb_mono_s(void);
 
+/* Sleep ms milliseconds. A caught signal ends it early (callers that
+ * poll a stop flag see it at once); other wake-ups do not. */
+void lb_sleep_ms(int64_t ms);
+
 /* pthread_cond_init() whose timed waits measure CLOCK_MONOTONIC. 0 or an
  * error number. */
 int lb_cond_init_mono(pthread_cond_t *cond);

@@ -435,13 +435,6 @@ elect_params(const cc_spec *s, sk_elect_params *p)
     p->token = s->auth_token;
 }
 
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 #define ELECT_TIMEOUT_MS 60000
 
 static int
@@ -461,7 +454,7 @@ elect(cc_compute *c, sk_elect_result *r)
         if (lb_mono_ms() > deadline)
             return fail(c, "election failed: %s", err);
         lb_warn("election failed, retrying: %s", err);
-        sleep_ms(1000);
+        lb_sleep_ms(1000);
     }
     pthread_mutex_lock(&c->lock);
     c->term = r->term;
@@ -786,7 +779,7 @@ stop_pg(cc_compute *c, int sig, int timeout_ms)
             kill(c->pg_pid, escalation == 1 ? SIGQUIT : SIGKILL);
             deadline = lb_mono_ms() + 10000;
         }
-        sleep_ms(50);
+        lb_sleep_ms(50);
     }
 }
 
@@ -881,7 +874,7 @@ wait_until(cc_compute *c, bool (*cond)(cc_compute *c))
             return rc;
         if (cond(c))
             return 0;
-        sleep_ms(100);
+        lb_sleep_ms(100);
     }
 }
 
@@ -974,7 +967,7 @@ announce(cc_compute *c, const sk_elect_result *r)
             return fail(c, "only %d of %d safekeepers stream from this compute (need %d): %s",
                         acked, s->nsafekeepers, quorum, lb_strerror(rc));
         lb_warn("announce reached %d of %d safekeepers, retrying", acked, s->nsafekeepers);
-        sleep_ms(1000);
+        lb_sleep_ms(1000);
     }
 }
 
@@ -1118,7 +1111,7 @@ wait_ingested(cc_compute *c, lb_lsn lsn)
             return fail(c, "the pageserver has not ingested timeline %s up to %s (it is at %s)",
                         c->spec->timeline_id, lb_lsn_format(lsn, want),
                         lb_lsn_format(m.last_record_lsn, have));
-        sleep_ms(500);
+        lb_sleep_ms(500);
     }
 }
 
@@ -1282,7 +1275,7 @@ watch(cc_compute *c)
             }
             next_term = lb_mono_ms() + WATCH_TERM_MS;
         }
-        sleep_ms(50);
+        lb_sleep_ms(50);
     }
     lb_buf_free(&guard);
     return out;
