@@ -7,7 +7,7 @@
  * leave half a record behind. Decoding here checks each record's CRC, so a
  * corrupt stream is noticed before it is acknowledged.
  *
- * Durability order: WAL bytes are written, then fsynced in sync(); only
+ * Durability order: WAL bytes are written, then fsynced in sk_timeline_sync(); only
  * then do flush_lsn and end_lsn move. The acceptor state (term, history)
  * is written with an atomic replace before any answer that depends on it.
  * Position hints in the state file are refreshed lazily (at most every
@@ -549,7 +549,7 @@ sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
         return rc;
     }
     /* The stream of an older term's compute ends now: the receiver sees
-     * sk_timeline_compute() == NULL and disconnects, and append() refuses. */
+     * sk_timeline_compute() == NULL and disconnects, and sk_timeline_append() refuses. */
     *granted = true;
     lb_info("voted tenant=%s timeline=%s term=%llu end_lsn=%X/%X", tl->st.tenant_id,
             tl->st.timeline_id, (unsigned long long)term, LB_LSN_ARGS(tl->end_lsn));
