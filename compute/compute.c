@@ -1036,6 +1036,24 @@ make_roles(cc_compute *c)
     return 0;
 }
 
+/* Every mode (state restoring): the data directory from a basebackup,
+ * PostgreSQL started on it and accepting compute-ctl's connection; then
+ * it replays (state replaying). */
+static int
+start_from_basebackup(cc_compute *c)
+{
+    int rc;
+    if ((rc = prepare_datadir(c)) != 0)
+        return rc;
+    set_state(c, CC_STATE_STARTING);
+    if ((rc = start_pg(c)) != 0)
+        return rc;
+    if ((rc = wait_until(c, cond_connected)) != 0)
+        return rc;
+    set_state(c, CC_STATE_REPLAYING);
+    return 0;
+}
+
 static int
 run_primary(cc_compute *c, const tl_meta *m)
 {
@@ -1046,14 +1064,8 @@ run_primary(cc_compute *c, const tl_meta *m)
         return rc;
     set_wal_sources(c, m, &r);
     set_state(c, CC_STATE_RESTORING);
-    if ((rc = prepare_datadir(c)) != 0)
+    if ((rc = start_from_basebackup(c)) != 0)
         return rc;
-    set_state(c, CC_STATE_STARTING);
-    if ((rc = start_pg(c)) != 0)
-        return rc;
-    if ((rc = wait_until(c, cond_connected)) != 0)
-        return rc;
-    set_state(c, CC_STATE_REPLAYING);
     if ((rc = wait_until(c, cond_promoted)) != 0)
         return rc;
     set_state(c, CC_STATE_PROMOTING);
@@ -1123,14 +1135,8 @@ run_standby(cc_compute *c, const tl_meta *m)
     int rc;
     if (cc_mode_of(c->spec->mode)->at_lsn && (rc = wait_ingested(c, c->spec->lsn)) != 0)
         return rc;
-    if ((rc = prepare_datadir(c)) != 0)
+    if ((rc = start_from_basebackup(c)) != 0)
         return rc;
-    set_state(c, CC_STATE_STARTING);
-    if ((rc = start_pg(c)) != 0)
-        return rc;
-    if ((rc = wait_until(c, cond_connected)) != 0)
-        return rc;
-    set_state(c, CC_STATE_REPLAYING);
     if (cc_mode_of(c->spec->mode)->at_lsn)
         rc = wait_until(c, cond_target_reached);
     else
