@@ -4,20 +4,23 @@
  *   pageserver [-c FILE] [--data_dir DIR] [--listen_http H:P] [--remote_storage URL] ...
  *
  * It keeps timelines' snapshots as layers in object storage (remote_storage,
- * required) and serves basebackups; see daemon.h for the threading rule.
- * The main thread runs an event loop for signals only: SIGTERM and SIGINT
- * stop the pageserver, SIGHUP re-reads the public keys.
+ * required) and serves basebackups; see daemon.h for its threads. The
+ * main thread runs the pageserver's event loop: signals (SIGTERM and
+ * SIGINT stop the pageserver, SIGHUP re-reads the public keys and the
+ * token file), timers and the streams from the safekeepers.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "auth.h"
 #include "daemon.h"
+#include "ingest.h"
 #include "event_loop.h"
 #include "errors.h"
 #include "fileio.h"
@@ -44,6 +47,14 @@ static const lb_config_setting settings[] = {
                "error, warn, info or debug"),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
                      "threads serving HTTP", 1, 64),
+    LB_SETTING_RANGE("worker_threads", LB_CONFIG_INT, ps_config, worker_threads, "4",
+                     "threads for blocking work: redo standbys' ticks and snapshots, uploads, "
+                     "basebackups, initdb",
+                     1, 64),
+    LB_SETTING_RANGE("worker_queue", LB_CONFIG_INT, ps_config, worker_queue, "64",
+                     "jobs that may wait for a worker thread; a request that finds the queue "
+                     "full gets 503",
+                     1, 4096),
     LB_SETTING_RANGE("snapshot_interval", LB_CONFIG_DURATION, ps_config, snapshot_interval_ms,
                      "30s",
                      "how often a timeline's redo standby is snapshotted (when it has "
@@ -77,6 +88,10 @@ on_stop(lb_loop *loop, int signo, void *arg)
     lb_loop_stop(loop);
 }
 
+/* SIGHUP: the public keys and this pageserver's own token (docs/auth.md).
+ * A reload that fails keeps what was loaded. A new token reaches the
+ * calls that read it each time (HTTP to the safekeepers) at once, and
+ * the redo standbys at their next tick (ps_ingest_token_changed). */
 static void
 on_reload(lb_loop *loop, int signo, void *arg)
 {
@@ -90,6 +105,14 @@ on_reload(lb_loop *loop, int signo, void *arg)
                      d->conf.auth_public_keys, lb_strerror(rc));
         else
             lb_info("auth_public_keys reloaded keys=%zu", lb_auth_keys_count(d->keys));
+    }
+    if (d->token) {
+        int rc = lb_auth_token_reload(d->token);
+        if (rc)
+            lb_error("could not reload auth_token_file \"%s\": %s (the old token stays)",
+                     d->conf.auth_token_file, lb_strerror(rc));
+        else
+            ps_ingest_token_changed(d);
     }
 }
 
@@ -130,6 +153,8 @@ main(int argc, char **argv)
                     (rc = lb_loop_watch_signal(loop, SIGHUP, on_reload, &d)) != 0))
         lb_error("could not set up signals: %s", lb_strerror(rc));
     d.snapshot_interval_ms = d.conf.snapshot_interval_ms;
+    d.loop = loop;
+    d.loop_thread = pthread_self();
     if (rc == 0)
         rc = ps_daemon_init(&d);
     if (rc == 0)
