@@ -451,44 +451,6 @@ pageserver_meta(cc_compute *c, tl_meta *m)
     return 0;
 }
 
-/* Create the timeline on each safekeeper that does not have it, starting
- * where the pageserver's starts. An unreachable one is left to the
- * election (a majority suffices). */
-static void
-ensure_sk_timelines(cc_compute *c, const tl_meta *m)
-{
-    const cc_spec *s = c->spec;
-    for (int i = 0; i < s->nsafekeepers; i++) {
-        char url[600], err[600];
-        long status = 0;
-        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
-                 s->tenant_id, s->timeline_id);
-        int rc = http_json(s, "GET", url, NULL, NULL, &status, err, sizeof(err));
-        if (rc == 0 && status == 200)
-            continue;
-        if (rc || status != 404) {
-            lb_warn("safekeeper %s: could not read the timeline: %s", s->safekeepers[i].name, err);
-            continue;
-        }
-        char sysid[24], lsn[LB_LSN_STRLEN];
-        snprintf(sysid, sizeof(sysid), "%" PRIu64, m->system_id);
-        json_t *body =
-            json_pack("{s:s, s:s, s:s, s:i, s:I}", "timeline_id", s->timeline_id, "system_id",
-                      sysid, "start_lsn", lb_lsn_format(m->start_lsn, lsn), "pg_tli",
-                      (int)m->pg_tli, "wal_seg_size", (json_int_t)m->wal_seg_size);
-        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline", s->safekeepers[i].http,
-                 s->tenant_id);
-        rc = http_json(s, "POST", url, body, NULL, &status, err, sizeof(err));
-        json_decref(body);
-        if (rc || status / 100 != 2)
-            lb_warn("safekeeper %s: could not create the timeline: %s", s->safekeepers[i].name,
-                    err);
-        else
-            lb_info("created timeline on safekeeper %s start_lsn=%s pg_tli=%u",
-                    s->safekeepers[i].name, lsn, m->pg_tli);
-    }
-}
-
 static void
 elect_params(const cc_spec *s, sk_elect_params *p)
 {
@@ -1015,32 +977,6 @@ announce(cc_compute *c, const sk_elect_result *r)
     }
 }
 
-/* Have the pageserver ingest from the safekeepers. */
-static void
-pageserver_ingest(cc_compute *c)
-{
-    const cc_spec *s = c->spec;
-    json_t *arr = json_array();
-    for (int i = 0; i < s->nsafekeepers; i++) {
-        char pg[300];
-        snprintf(pg, sizeof(pg), "%s:%d", s->safekeepers[i].pg_host, s->safekeepers[i].pg_port);
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s}", "pg", pg, "http", s->safekeepers[i].http));
-    }
-    json_t *body = json_pack("{s:o}", "safekeepers", arr);
-    char url[600], err[600];
-    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/safekeepers", s->pageserver,
-             s->tenant_id, s->timeline_id);
-    long status = 0;
-    int rc = http_json(s, "PUT", url, body, NULL, &status, err, sizeof(err));
-    json_decref(body);
-    if (rc || status / 100 != 2)
-        lb_warn("could not point the pageserver at the safekeepers: %s", err);
-    else
-        lb_info("pageserver ingests timeline=%s from %d safekeepers", s->timeline_id,
-                s->nsafekeepers);
-}
-
 /*
  * The roles (pgauth.h), made on every start of a primary, right after
  * promotion and before the safekeepers are told to connect.
@@ -1109,7 +1045,6 @@ make_roles(cc_compute *c)
 static int
 run_primary(cc_compute *c, const tl_meta *m)
 {
-    ensure_sk_timelines(c, m);
     set_state(c, CC_STATE_ELECTING);
     sk_elect_result r;
     int rc = elect(c, &r);
@@ -1139,10 +1074,7 @@ run_primary(cc_compute *c, const tl_meta *m)
         return fail(c, "postgres promoted to timeline %u but the election chose %u", tli, r.tli);
     if ((rc = make_roles(c)) != 0)
         return rc;
-    if ((rc = announce(c, &r)) != 0)
-        return rc;
-    pageserver_ingest(c);
-    return 0;
+    return announce(c, &r);
 }
 
 /* The first safekeeper that knows the timeline: a replica streams from it. */

@@ -861,6 +861,27 @@ class ComputeCtl:
                         f"{self.spec['timeline_id']}/safekeepers", {"safekeepers": sks})
         assert st == 200, (st, body)
 
+    def create_sk_timelines(self):
+        """Management creates the timeline on each safekeeper that lacks it,
+        starting where the pageserver's does, as the controller does before
+        it starts a primary (a compute token may not create). A safekeeper
+        that does not answer is left to the election (a majority suffices);
+        a timeline the pageserver lacks is compute-ctl's to report."""
+        t, l = self.spec["tenant_id"], self.spec["timeline_id"]
+        st, meta = http("GET", f"{self.ps.url}/v1/tenant/{t}/timeline/{l}")
+        if st != 200:
+            return
+        body = {k: meta[k] for k in ("system_id", "start_lsn", "pg_tli", "wal_seg_size")}
+        body["timeline_id"] = l
+        for sk in self.spec["safekeepers"]:
+            try:
+                st, _ = http("GET", f"{sk['http']}/v1/tenant/{t}/timeline/{l}")
+                if st == 404:
+                    st, reply = http("POST", f"{sk['http']}/v1/tenant/{t}/timeline", body)
+                    assert st in (200, 201, 409), (sk["name"], st, reply)
+            except OSError:
+                pass
+
     def write_spec(self, yaml=False):
         path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
         with open(path, "w") as f:
@@ -872,6 +893,8 @@ class ComputeCtl:
 
     def start(self, wait=True, yaml=True):
         spec = self.write_spec(yaml)
+        if self.spec["mode"] == "primary":
+            self.create_sk_timelines()
         self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", spec],
                          os.path.join(self.dir, "compute-ctl.log"))
         if wait:

@@ -5,6 +5,7 @@ PostgreSQL dying makes compute-ctl exit non-zero; SIGTERM stops it cleanly;
 a replica follows; a static compute shows exactly the data before its LSN;
 a branch starts; bad specs are refused with the field named."""
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -357,6 +358,24 @@ def test_superseded_primary_stops(env):
     assert c.wait_exit(30) == 4
     assert pg_gone(pid)
     assert "another compute is primary" in c.log_tail()
+
+
+def test_primary_makes_no_request_its_token_is_refused(env):
+    """compute-ctl does what its compute token allows and nothing else: it
+    neither creates the timeline on the safekeepers nor tells the pageserver
+    which safekeepers to ingest from (management does both: docs/auth.md),
+    so none of its requests is refused, and the pageserver still ingests
+    the primary's commits."""
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int)")
+    c.sql("insert into t values (1)")
+    lsn = lsn_int(c.sql("select pg_current_wal_flush_lsn()::text")[0][0])
+    wait_for(lambda: lsn_int(http("GET", ps.tl(cluster.tenant, cluster.timeline))[1]
+                             ["last_record_lsn"]) >= lsn, 60, what="the pageserver to ingest")
+    with open(c.proc.log, errors="replace") as f:
+        refused = [line for line in f if re.search(r": 40[13] ", line)]
+    assert not refused, refused
 
 
 def test_http_api_needs_a_credential(env):

@@ -2,7 +2,9 @@
 
 Each HTTP route and each walsender command is called without a token, with
 a token whose signature does not verify (signed by a key the safekeeper
-does not hold), and with a valid token of another tenant: each gets 401 or
+does not hold), and with a valid token of another tenant, and the routes
+that create, delete, list or act for a pageserver or peer with the
+compute's own token: each gets 401 or
 403 (on the walsender port, FATAL 28P01 or 28000 before any command
 runs), and the data directory is byte for byte what it was. Then the same
 calls with the right credential get past authentication, so the refusals
@@ -144,6 +146,22 @@ def test_every_route_refuses_missing_bad_and_foreign_credentials(workdir):
             for role, token in foreign.items():
                 status, reply = http(method, url, body, token=token)
                 assert status == 403, (what, role, status, reply)
+        # A compute's own token (its tenant and timeline) creates, deletes
+        # and lists nothing, reports no consumer position and fetches no
+        # peer WAL range; nor may a compute token create the timeline it
+        # names (only management creates).
+        own_compute = c.compute_token("127.0.0.1:1")
+        for method, url, body, role in routes(c, sk, st):
+            if role == "management" or url.endswith("/consumer") or "/wal?" in url:
+                status, reply = http(method, url, body, token=own_compute)
+                assert status == 403, (method, url, status, reply)
+        new_tl = uuid.uuid4().hex
+        status, reply = http("POST", f"{sk.url}/v1/tenant/{c.tenant}/timeline",
+                             {"timeline_id": new_tl, "system_id": st["system_id"],
+                              "start_lsn": st["start_lsn"]},
+                             token=auth.mint("compute", tenant=c.tenant, timeline=new_tl,
+                                             endpoint="127.0.0.1:1"))
+        assert status == 403, (status, reply)
         # the 401s tell the client to bring a bearer token
         import urllib.request
         import urllib.error

@@ -486,6 +486,19 @@ chunk_of(const char *path)
     return (long long)k;
 }
 
+/* Remember a removed file's key for expiry (best effort: a file not noted
+ * stays in the store). */
+static void
+note_removed(ltap_result *res, const char *tprefix, const char *path)
+{
+    char **grown = realloc(res->removed, (res->nremoved + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    res->removed = grown;
+    if (asprintf(&grown[res->nremoved], "%s/%s", tprefix, path) >= 0)
+        res->nremoved++;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -579,7 +592,13 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
                           .removes = removes,
                           .nremoves = nremoves,
                           .summary = summary};
+        /* noted before the commit: the paths belong to the live set it replaces */
+        size_t noted = ru->res->nremoved;
+        for (size_t i = 0; i < nremoves; i++)
+            note_removed(ru->res, tprefix, removes[i]);
         rc = lake_table_commit(lt, &cm, err);
+        while (rc && ru->res->nremoved > noted)
+            free(ru->res->removed[--ru->res->nremoved]);
     }
     if (rc == 0) {
         const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
@@ -773,5 +792,8 @@ ltap_result_free(ltap_result *res)
     if (!res)
         return;
     free(res->tables);
+    for (size_t i = 0; i < res->nremoved; i++)
+        free(res->removed[i]);
+    free(res->removed);
     memset(res, 0, sizeof(*res));
 }

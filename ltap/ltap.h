@@ -70,6 +70,11 @@ typedef struct ltap_result {
     uint64_t heap_bytes_read; /* all tables */
     uint64_t lake_bytes_written;
     uint64_t rows_written;
+    /* Keys (from the store's root) of the data files this run's commits
+     * removed from their tables: no longer live, still in older snapshots
+     * until they expire. Owned. */
+    char **removed;
+    size_t nremoved;
 } ltap_result;
 
 /*

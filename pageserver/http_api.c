@@ -45,6 +45,7 @@
 #include "json.h"
 #include "log.h"
 #include "wal.h"
+#include "ltap/timeline.h"
 
 /* "2026-11-24T12:00:00.123456Z" or with an offset "+01:00": µs since the Unix epoch. */
 static int
@@ -256,6 +257,27 @@ h_status(lb_http_request *req, void *arg)
     char why[400];
     if (ps_ingest_snapshot_error(d, tenant, timeline, why, sizeof(why)) == 0 && why[0])
         json_object_set_new(j, "snapshot_error", json_string(why));
+    return lb_json_respond(req, 200, j);
+}
+
+/* The timeline's lake tables: LSN, lag behind the last replayed LSN, files
+ * and bytes per table (ltap/timeline.h). */
+static int
+h_lake(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
+        return rc;
+    ps_tlmeta m;
+    if (ps_get_timeline(d, tenant, timeline, &m) != 0)
+        return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
+    json_t *j = ltap_timeline_status(tenant, timeline, m.last_record_lsn);
+    ps_tlmeta_free(&m);
+    if (!j)
+        return lb_http_respond_error(req, 500, "out of memory");
     return lb_json_respond(req, 200, j);
 }
 
@@ -594,6 +616,7 @@ ps_http_routes(ps_daemon *d)
         {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lake", h_lake, COMPUTE},
         {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
          h_lsn_by_timestamp, COMPUTE},

@@ -588,3 +588,13 @@ ps_indexer_position(ps_indexer *x)
     pthread_mutex_unlock(&x->lock);
     return pos;
 }
+
+int
+ps_indexer_with_index(void *owner, int (*fn)(void *arg, ps_walindex *ix), void *arg)
+{
+    ps_indexer *x = owner;
+    pthread_mutex_lock(&x->lock);
+    int rc = fn(arg, x->ix);
+    pthread_mutex_unlock(&x->lock);
+    return rc;
+}

@@ -14,6 +14,7 @@
 #define PS_INDEXER_H
 
 #include "daemon.h"
+#include "walindex.h"
 
 int ps_indexer_open(ps_daemon *d, const char *tenant, const char *timeline, ps_indexer **out);
 int ps_indexer_attach(ps_indexer *x);
@@ -22,5 +23,9 @@ void ps_indexer_close(ps_indexer *x);
 int ps_indexer_commit_before(ps_indexer *x, int64_t t_unix_us, lb_lsn *end_lsn, int64_t *ts,
                              uint32_t *xid, char *err, size_t errcap);
 lb_lsn ps_indexer_position(ps_indexer *x);
+/* Call fn(arg, ix) with the index under the indexer's lock (the loop,
+ * which feeds it, waits meanwhile: keep fn short); returns what fn returned. owner is the
+ * ps_indexer. For LTAP's queries (ltap/timeline.h). */
+int ps_indexer_with_index(void *owner, int (*fn)(void *arg, ps_walindex *ix), void *arg);
 
 #endif

@@ -70,6 +70,7 @@
 #include "log.h"
 #include "snapshot.h"
 #include "wal.h"
+#include "ltap/timeline.h"
 
 #define TICK_MS 500
 #define FAILOVER_AFTER_MS 10000
@@ -394,6 +395,29 @@ connect_standby(ps_ingest *in)
     return PQstatus(in->conn) == CONNECTION_OK;
 }
 
+/* LTAP: the timeline's lake at P, read from the standby still paused at
+ * P (ltap/timeline.h). Its errors are logged and shown by GET .../lake;
+ * they never stop ingest. Ingest waits meanwhile: that is how P is held. */
+static void
+lake_after_snapshot(ps_ingest *in, lb_lsn p)
+{
+    ps_indexer *x = atomic_load(&in->indexer);
+    if (!x)
+        return;
+    char conninfo[96];
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
+             in->port);
+    ltap_timeline_run run = {.tenant = in->tenant,
+                             .timeline = in->timeline,
+                             .conninfo = conninfo,
+                             .lsn = p,
+                             .store_url = in->d->conf.remote_storage,
+                             .index = LTAP_PS_INDEX_ACCESS(x, ps_indexer_with_index),
+                             .metrics = in->d->metrics,
+                             .retention_ms = in->d->conf.gc_retention_ms};
+    ltap_timeline_materialize(&run, NULL);
+}
+
 /* The snapshot procedure; the caller holds in->lock. */
 static int
 take_snapshot(ps_ingest *in, bool *taken)
@@ -483,6 +507,7 @@ take_snapshot(ps_ingest *in, bool *taken)
                         (unsigned long long)stats.main_pages_written,
                         (unsigned long long)stats.main_pages_seen, (unsigned long long)stats.bytes,
                         (long long)(lb_mono_ms() - t0));
+                lake_after_snapshot(in, p);
             }
         }
         if (rc == -EALREADY)

@@ -35,7 +35,7 @@ typedef struct sk_config {
     lb_config_addr listen_http; /* control API, /metrics, WAL over HTTP */
     lb_config_addr listen_pg;   /* walsender-compatible server */
     lb_config_list peers;       /* the other safekeepers: "name=host:port" (their listen_pg) */
-    char *log_level;
+    int log_level;              /* lb_log_level */
     int64_t http_threads;
     char *remote_storage;        /* object store URL for offloaded WAL; "" = no offload */
     lb_config_list peers_http;   /* the other safekeepers' HTTP: "name=host:port"; the only

@@ -210,13 +210,6 @@ h_create(lb_http_request *req, void *arg)
     }
     c.lsn_b = (lb_lsn)seg;
     c.term = (uint64_t)tli;
-    /* compute-ctl creates its own timeline where it is missing; a compute
-     * token creates nothing else. */
-    const lb_auth_claims *who = lb_http_claims(req);
-    if (!c.err.failed && who && who->role != LB_AUTH_MANAGEMENT &&
-        !lb_auth_allows(who, LB_AUTH_COMPUTE, c.tenant, c.timeline))
-        refuse(&c, LB_EFORBIDDEN, "token of role \"%s\" may not create timeline %s/%s",
-               lb_auth_role_name(who->role), c.tenant, c.timeline);
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_create, &c);
     return finish(req, &c, rc);
 }
@@ -823,7 +816,7 @@ sk_http_routes(sk_daemon *sk)
         unsigned roles;
     } routes[] = {
         {"GET", "/v1/status", h_list, MGMT},
-        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, CP},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status, CP | PS | SK},
         {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete, MGMT},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/vote", h_vote, CP},
@@ -837,8 +830,7 @@ sk_http_routes(sk_daemon *sk)
          CP | PS | SK},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        /* create names its timeline in the body: h_create checks the scope */
-        lb_http_access access = {.roles = routes[i].roles, .own_scope = routes[i].fn == h_create};
+        lb_http_access access = {.roles = routes[i].roles};
         int rc = lb_http_server_route_access(sk->http, routes[i].method, routes[i].pattern,
                                              routes[i].fn, sk, &access);
         if (rc)

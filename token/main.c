@@ -29,74 +29,89 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "startup.h"
 
 static int
-usage(void)
+usage(FILE *out, int code)
 {
-    fprintf(stderr,
-            "usage: lakebase-token keygen DIR [--name NAME]\n"
-            "       lakebase-token mint --key PRIV --role ROLE [--tenant T] [--timeline L]\n"
-            "                           [--sub NAME] [--endpoint HOST:PORT] [--ttl SECONDS]\n"
-            "       lakebase-token verify --keys PUB TOKEN|-\n"
-            "roles: management, safekeeper, pageserver, compute\n");
-    return 2;
+    fprintf(out, "usage: lakebase-token keygen DIR [--name NAME]\n"
+                 "       lakebase-token mint --key PRIV --role ROLE [--tenant T] [--timeline L]\n"
+                 "                           [--sub NAME] [--endpoint HOST:PORT] [--ttl SECONDS]\n"
+                 "       lakebase-token verify --keys PUB TOKEN|-\n"
+                 "roles: management, safekeeper, pageserver, compute\n"
+                 "`lakebase-token COMMAND --help` describes a command's options.\n");
+    return code;
 }
 
-/* The value of --name in argv (either "--name v" or "--name=v"), or NULL. */
-static const char *
-opt(int argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], name, n) != 0)
-            continue;
-        if (argv[i][n] == '=')
-            return argv[i] + n + 1;
-        if (argv[i][n] == '\0' && i + 1 < argc)
-            return argv[i + 1];
-    }
-    return NULL;
-}
+typedef struct token_conf {
+    char *name, *key, *role, *tenant, *timeline, *sub, *endpoint, *keys;
+    int64_t ttl_s;
+} token_conf;
 
-/* Every argument is a known option with a value, or one of npos positionals. */
-static bool
-args_ok(int argc, char **argv, const char *const known[], int npos, const char **pos)
+static const lb_config_setting keygen_settings[] = {
+    LB_SETTING("name", LB_CONFIG_STRING, token_conf, name, "auth",
+               "the pair's file name: DIR/NAME.key and DIR/NAME.pem"),
+    LB_CONFIG_END,
+};
+
+static const lb_config_setting mint_settings[] = {
+    LB_SETTING_REQUIRED("key", LB_CONFIG_STRING, token_conf, key, "the private key (PEM)"),
+    LB_SETTING_REQUIRED("role", LB_CONFIG_STRING, token_conf, role,
+                        "management, safekeeper, pageserver or compute"),
+    LB_SETTING("tenant", LB_CONFIG_STRING, token_conf, tenant, NULL,
+               "32 lowercase hex, or * for all tenants"),
+    LB_SETTING("timeline", LB_CONFIG_STRING, token_conf, timeline, NULL, "32 lowercase hex"),
+    LB_SETTING("sub", LB_CONFIG_STRING, token_conf, sub, NULL, "the component's name"),
+    LB_SETTING("endpoint", LB_CONFIG_STRING, token_conf, endpoint, NULL,
+               "compute tokens: host:port of the compute's PostgreSQL"),
+    LB_SETTING_RANGE("ttl", LB_CONFIG_INT, token_conf, ttl_s, NULL,
+                     "seconds until the token expires; none: it does not", 1,
+                     100LL * 365 * 24 * 3600),
+    LB_CONFIG_END,
+};
+
+static const lb_config_setting verify_settings[] = {
+    LB_SETTING_REQUIRED("keys", LB_CONFIG_STRING, token_conf, keys,
+                        "public key (PEM), or a directory of *.pem"),
+    LB_CONFIG_END,
+};
+
+/* lb_startup() for one subcommand: -1 to go on, else the exit code. */
+static int
+start(const char *program, const char *usage_line, const lb_config_setting *table, token_conf *conf,
+      int npos, int argc, char **argv, lb_config_result *res)
 {
-    int seen = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) {
-            if (seen == npos)
-                return false;
-            pos[seen++] = argv[i];
-            continue;
-        }
-        bool ok = false;
-        for (int k = 0; known[k] && !ok; k++) {
-            size_t n = strlen(known[k]);
-            if (strncmp(argv[i], known[k], n) == 0 && argv[i][n] == '=')
-                ok = true;
-            else if (strcmp(argv[i], known[k]) == 0 && i + 1 < argc)
-                ok = true, i++;
-        }
-        if (!ok)
-            return false;
+    memset(conf, 0, sizeof(*conf));
+    const lb_startup_spec spec = {.program = program,
+                                  .usage = usage_line,
+                                  .settings = table,
+                                  .conf = conf,
+                                  .max_positional = npos,
+                                  .level = LB_LOG_WARN};
+    int code = lb_startup(&spec, argc, argv, res);
+    if (code < 0 && res->npositional < npos) {
+        fprintf(stderr, "%s: missing argument\n", program);
+        lb_config_result_free(res);
+        lb_config_free(table, conf);
+        return LB_STARTUP_EXIT_USAGE;
     }
-    return seen == npos;
+    return code;
 }
 
 static int
 cmd_keygen(int argc, char **argv)
 {
-    static const char *const known[] = {"--name", NULL};
-    const char *dir;
-    if (!args_ok(argc, argv, known, 1, &dir))
-        return usage();
-    const char *name = opt(argc, argv, "--name");
-    if (!name)
-        name = "auth";
+    token_conf conf;
+    lb_config_result res;
+    int code = start("lakebase-token keygen", "DIR [--name NAME]", keygen_settings, &conf, 1, argc,
+                     argv, &res);
+    if (code >= 0)
+        return code;
+    const char *dir = res.positional[0], *name = conf.name;
     if (!*name || strchr(name, '/')) {
         fprintf(stderr, "lakebase-token: --name must be a file name\n");
-        return 2;
+        code = 2;
+        goto out;
     }
     int rc = lb_mkdir_p(dir, 0755);
     char priv[4096], pub[4096];
@@ -107,25 +122,22 @@ cmd_keygen(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "lakebase-token: could not make key pair \"%s\": %s\n", priv,
                 lb_strerror(rc));
-        return 1;
+        code = 1;
+        goto out;
     }
     printf("private key: %s\npublic key: %s\n", priv, pub);
-    return 0;
+    code = 0;
+out:
+    lb_config_result_free(&res);
+    lb_config_free(keygen_settings, &conf);
+    return code;
 }
 
 static int
-cmd_mint(int argc, char **argv)
+mint(const token_conf *conf)
 {
-    static const char *const known[] = {"--key", "--role",     "--tenant", "--timeline",
-                                        "--sub", "--endpoint", "--ttl",    NULL};
-    if (!args_ok(argc, argv, known, 0, NULL))
-        return usage();
-    const char *key = opt(argc, argv, "--key"), *role = opt(argc, argv, "--role");
-    const char *tenant = opt(argc, argv, "--tenant"), *timeline = opt(argc, argv, "--timeline");
-    const char *sub = opt(argc, argv, "--sub"), *endpoint = opt(argc, argv, "--endpoint");
-    const char *ttl = opt(argc, argv, "--ttl");
-    if (!key || !role)
-        return usage();
+    const char *role = conf->role, *tenant = conf->tenant, *timeline = conf->timeline;
+    const char *sub = conf->sub, *endpoint = conf->endpoint;
     lb_auth_claims c = {.role = lb_auth_role_parse(role)};
     if (!c.role) {
         fprintf(stderr, "lakebase-token: unknown role \"%s\"\n", role);
@@ -142,20 +154,12 @@ cmd_mint(int argc, char **argv)
     snprintf(c.timeline, sizeof(c.timeline), "%s", timeline ? timeline : "");
     snprintf(c.endpoint, sizeof(c.endpoint), "%s", endpoint ? endpoint : "");
     c.iat = (int64_t)time(NULL);
-    if (ttl) {
-        char *end;
-        errno = 0;
-        long long s = strtoll(ttl, &end, 10);
-        if (errno || *end || end == ttl || s <= 0) {
-            fprintf(stderr, "lakebase-token: --ttl must be a number of seconds > 0\n");
-            return 2;
-        }
-        c.exp = c.iat + s;
-    }
+    if (conf->ttl_s)
+        c.exp = c.iat + conf->ttl_s;
     lb_auth_signer *signer;
-    int rc = lb_auth_signer_load(key, &signer);
+    int rc = lb_auth_signer_load(conf->key, &signer);
     if (rc != 0) {
-        fprintf(stderr, "lakebase-token: could not load private key \"%s\": %s\n", key,
+        fprintf(stderr, "lakebase-token: could not load private key \"%s\": %s\n", conf->key,
                 lb_strerror(rc));
         return 1;
     }
@@ -175,15 +179,23 @@ cmd_mint(int argc, char **argv)
 }
 
 static int
-cmd_verify(int argc, char **argv)
+cmd_mint(int argc, char **argv)
 {
-    static const char *const known[] = {"--keys", NULL};
-    const char *arg;
-    if (!args_ok(argc, argv, known, 1, &arg))
-        return usage();
-    const char *keys_path = opt(argc, argv, "--keys");
-    if (!keys_path)
-        return usage();
+    token_conf conf;
+    lb_config_result res;
+    int code = start("lakebase-token mint", "--key PRIV --role ROLE [options]", mint_settings,
+                     &conf, 0, argc, argv, &res);
+    if (code >= 0)
+        return code;
+    code = mint(&conf);
+    lb_config_result_free(&res);
+    lb_config_free(mint_settings, &conf);
+    return code;
+}
+
+static int
+verify(const char *keys_path, const char *arg)
+{
     char token[LB_AUTH_TOKEN_MAX + 2];
     if (strcmp(arg, "-") == 0) {
         size_t n = fread(token, 1, sizeof(token) - 1, stdin);
@@ -228,17 +240,33 @@ cmd_verify(int argc, char **argv)
     return 0;
 }
 
+static int
+cmd_verify(int argc, char **argv)
+{
+    token_conf conf;
+    lb_config_result res;
+    int code = start("lakebase-token verify", "--keys PUB TOKEN|-", verify_settings, &conf, 1, argc,
+                     argv, &res);
+    if (code >= 0)
+        return code;
+    code = verify(conf.keys, res.positional[0]);
+    lb_config_result_free(&res);
+    lb_config_free(verify_settings, &conf);
+    return code;
+}
+
 int
 main(int argc, char **argv)
 {
-    lb_log_set_level(LB_LOG_WARN);
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return usage(stdout, 0);
     if (argc < 2)
-        return usage();
+        return usage(stderr, 2);
     if (strcmp(argv[1], "keygen") == 0)
-        return cmd_keygen(argc - 2, argv + 2);
+        return cmd_keygen(argc - 1, argv + 1);
     if (strcmp(argv[1], "mint") == 0)
-        return cmd_mint(argc - 2, argv + 2);
+        return cmd_mint(argc - 1, argv + 1);
     if (strcmp(argv[1], "verify") == 0)
-        return cmd_verify(argc - 2, argv + 2);
-    return usage();
+        return cmd_verify(argc - 1, argv + 1);
+    return usage(stderr, 2);
 }
