@@ -82,7 +82,7 @@ typedef struct ps_config {
     char *auth_public_keys; /* PEM file or directory of *.pem: every token verifies with one */
     char *pg_bin_dir;       /* PostgreSQL 15 binaries; default from pg_config */
     char *pg_user;          /* run PostgreSQL as this user when started as root */
-    char *log_level;
+    int log_level;          /* lb_log_level */
     int64_t http_threads;
     int64_t snapshot_interval_ms;
     int64_t gc_retention_ms; /* snapshots this young are kept (PITR window) */

@@ -81,7 +81,6 @@ struct ps_ingest {
     char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
     char root[PATH_MAX]; /* <data_dir>/standby/<tenant>-<timeline> */
     char pgdata[PATH_MAX];
-    char sockdir[PATH_MAX];
     int port;
     atomic_bool stop; /* set by ps_ingest_stop*, read by the loop and the jobs */
     /* The loop's alone: */
@@ -219,7 +218,7 @@ prepare_standby(ps_ingest *in)
         rc = ps_basebackup_write_dir(plan, in->pgdata);
         ps_basebackup_free(plan);
     } else {
-        lb_error("no snapshot to start the redo standby of %s/%s from: %s", in->tenant,
+        lb_error("no snapshot to start the redo standby from tenant=%s timeline=%s: %s", in->tenant,
                  in->timeline, err);
     }
     if (rc == 0) {
@@ -341,8 +340,8 @@ start_standby(ps_ingest *in)
 {
     int wrc = write_restore_script(in);
     if (wrc) {
-        lb_error("could not write the restore script of %s/%s: %s", in->tenant, in->timeline,
-                 lb_strerror(wrc));
+        lb_error("could not write the restore script tenant=%s timeline=%s: %s", in->tenant,
+                 in->timeline, lb_strerror(wrc));
         return wrc;
     }
     /* A pageserver that was killed leaves its standbys running: stop one
@@ -367,8 +366,8 @@ start_standby(ps_ingest *in)
     const char *args[] = {"-D", in->pgdata, "-l", log, "-o", opts, "-W", "start", NULL};
     int st = ps_run_pg(in->d, NULL, "pg_ctl", args);
     if (st != 0) {
-        lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant, in->timeline,
-                 log);
+        lb_error("could not start the redo standby tenant=%s timeline=%s log=\"%s\"", in->tenant,
+                 in->timeline, log);
         return LB_EUNSUPPORTED;
     }
     return 0;
@@ -558,8 +557,8 @@ check_receiver(ps_ingest *in)
     primary_conninfo(in, &m, pc, sizeof(pc));
     snprintf(sql, sizeof(sql), "alter system set primary_conninfo = '%s'", pc);
     if (exec_ok(in->conn, sql) && exec_ok(in->conn, "select pg_reload_conf()"))
-        lb_info("redo standby of %s/%s now streams from %s", in->tenant, in->timeline,
-                m.safekeepers[in->sk_index].pg);
+        lb_info("redo standby switched safekeeper tenant=%s timeline=%s safekeeper=%s", in->tenant,
+                in->timeline, m.safekeepers[in->sk_index].pg);
     in->not_streaming_since = lb_mono_ms();
     ps_tlmeta_free(&m);
 }
@@ -603,7 +602,8 @@ wake(ps_ingest *in)
         in->running = true;
         atomic_store(&in->state, "running");
         in->last_progress_ms = lb_mono_ms();
-        lb_info("redo standby of %s/%s started: new WAL", in->tenant, in->timeline);
+        lb_info("redo standby started tenant=%s timeline=%s reason=\"new WAL\"", in->tenant,
+                in->timeline);
     }
     return rc;
 }
@@ -620,8 +620,8 @@ sleep_standby(ps_ingest *in)
     stop_standby(in);
     in->running = false;
     atomic_store(&in->state, "idle");
-    lb_info("redo standby of %s/%s stopped: nothing replayed for %lld ms", in->tenant, in->timeline,
-            (long long)in->d->conf.ingest_idle_timeout_ms);
+    lb_info("redo standby stopped tenant=%s timeline=%s reason=idle idle_ms=%lld", in->tenant,
+            in->timeline, (long long)in->d->conf.ingest_idle_timeout_ms);
 }
 
 /* While idle: whether the safekeepers hold WAL past what was replayed. */
@@ -808,7 +808,6 @@ ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
     snprintf(in->timeline, sizeof(in->timeline), "%s", timeline);
     snprintf(in->root, sizeof(in->root), "%.3900s/%.32s-%.32s", base, tenant, timeline);
     snprintf(in->pgdata, sizeof(in->pgdata), "%.3990s/pgdata", in->root);
-    snprintf(in->sockdir, sizeof(in->sockdir), "%.4000s", in->root);
     pthread_mutex_init(&in->lock, NULL);
     pthread_mutex_init(&in->error_lock, NULL);
     atomic_init(&in->stop, false);

@@ -25,6 +25,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "startup.h"
 
 static const lb_config_setting settings[] = {
     LB_SETTING("data_dir", LB_CONFIG_STRING, ps_config, data_dir, "./pageserver-data",
@@ -43,8 +44,7 @@ static const lb_config_setting settings[] = {
                "user that runs PostgreSQL tools when the pageserver runs as root"),
     LB_SETTING("auth_token_file", LB_CONFIG_STRING, ps_config, auth_token_file, "",
                "file with this pageserver's token (role pageserver) for the safekeepers"),
-    LB_SETTING("log_level", LB_CONFIG_STRING, ps_config, log_level, "info",
-               "error, warn, info or debug"),
+    LB_SETTING_LOG_LEVEL(ps_config, log_level),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
                      "threads serving HTTP", 1, 64),
     LB_SETTING_RANGE("worker_threads", LB_CONFIG_INT, ps_config, worker_threads, "4",
@@ -121,28 +121,12 @@ main(int argc, char **argv)
 {
     static ps_daemon d;
     lb_config_result res;
-    int rc = lb_config_load(settings, &d.conf, NULL, argc, argv, &res);
-    if (res.help) {
-        lb_buf help = LB_BUF_INIT;
-        lb_config_help(settings, "pageserver", "[options]", &help);
-        fputs(help.data, stdout);
-        lb_buf_free(&help);
-        lb_config_result_free(&res);
-        return 0;
-    }
-    if (rc || res.npositional) {
-        fprintf(stderr, "pageserver: %s\n", rc ? res.error : "unexpected argument");
-        lb_config_result_free(&res);
-        return 2;
-    }
+    const lb_startup_spec start = {
+        .program = "pageserver", .usage = "[options]", .settings = settings, .conf = &d.conf};
+    int rc = lb_startup(&start, argc, argv, &res);
+    if (rc >= 0)
+        return rc;
     lb_config_result_free(&res);
-    lb_log_level level;
-    if (lb_log_level_parse(d.conf.log_level, &level) != 0) {
-        fprintf(stderr, "pageserver: setting \"log_level\": \"%s\" is not a level\n",
-                d.conf.log_level);
-        return 2;
-    }
-    lb_log_init("pageserver", level);
     signal(SIGPIPE, SIG_IGN);
     /* The signals are the loop's before any other thread starts, so that
      * every thread inherits them blocked. */
