@@ -89,6 +89,22 @@ ps_loop_call(ps_daemon *d, ps_loop_fn fn, void *arg)
     return 0;
 }
 
+static double
+jobs_running(void *arg)
+{
+    int running, queued;
+    ps_workers_counts(arg, &running, &queued);
+    return running;
+}
+
+static double
+jobs_queued(void *arg)
+{
+    int running, queued;
+    ps_workers_counts(arg, &running, &queued);
+    return queued;
+}
+
 int
 ps_daemon_init(ps_daemon *d)
 {
@@ -162,7 +178,13 @@ ps_daemon_init(ps_daemon *d)
                                "tenant_id,timeline_id", &d->last_record_lsn)) != 0 ||
         (rc = lb_metrics_gauge(d->metrics, "pageserver_ingest_lag_bytes",
                                "WAL received by a timeline's redo standby but not replayed yet.",
-                               "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0)
+                               "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_running",
+                                  "Jobs the worker pool runs now (at most worker_threads).",
+                                  jobs_running, d->workers)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_queued",
+                                  "Jobs waiting for a worker (at most worker_queue; more get 503).",
+                                  jobs_queued, d->workers)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;

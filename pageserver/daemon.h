@@ -32,8 +32,8 @@
  *   for through its reference count.
  *
  * Locks. d->lock (the registry), d->ingest_lock (the table of ingests),
- * d->call_lock (the loop's call queue), the pool's lock, a gc's and an
- * indexer's small locks are leaf locks: held only to find, copy or change
+ * d->call_lock (the loop's call queue), the pool's lock, and a gc's
+ * small lock are leaf locks: held only to find, copy or change
  * entries in memory, never across I/O and never while waiting for another
  * lock. Entries used outside them are reference-counted (ps_timeline.refs,
  * an ingest's refs, which its queued jobs hold too), so removal never
@@ -43,11 +43,12 @@
  * only: a timeline's save_lock (an index save, with its upload), an
  * ingest's lock (a tick or a snapshot, on a worker; it takes save_lock
  * through ps_add_snapshot; a tick that finds it taken skips its turn
- * instead of waiting), an indexer's lock (its index: the loop feeds it,
- * uploads happen outside it). So /status, which takes leaf locks and reads
- * the ingest state atomically, never waits for a snapshot. Order where two
- * are held: ingest_lock before d->lock; an ingest's lock before save_lock
- * before d->lock.
+ * instead of waiting), an indexer's lock (its index, during a feed, a
+ * query or an fsync; uploads happen outside it, and the loop only
+ * trylocks it, so the loop never waits for it). So /status, which takes
+ * leaf locks and reads the ingest state atomically, never waits for a
+ * snapshot. Order where two are held: ingest_lock before d->lock; an
+ * ingest's lock before save_lock before d->lock.
  *
  * Layers are immutable, so readers need no lock once they hold a
  * timeline's snapshot list (copied under d->lock). Object store handles

@@ -15,12 +15,17 @@
  * RETRY_MS), CONNECTING (PQconnectPoll), STARTING (START_REPLICATION
  * sent), STREAMING (CopyBoth). A connection that is not streaming after
  * CONNECT_TIMEOUT_MS is dropped. Decoding and feeding the index happen on
- * the loop, under x->lock (the index is also read by HTTP queries). What
+ * the loop, under x->lock, which HTTP queries, LTAP (ps_indexer_with_index)
+ * and the housekeeping job also take: the loop only tries it, and when it
+ * is taken keeps the message, stops reading the socket and tries again
+ * 5 ms later, so it never waits for another thread's fsync or query. What
  * blocks runs on the worker pool, one job at a time (house_busy): opening
  * the index and installing files from object storage (ps_indexer_open, in
  * the ingest's start job), and every HOUSEKEEPING_MS an fsync of the
  * index, the uploads of its sealed files (outside x->lock) and the report
- * to the safekeepers.
+ * to the safekeepers. Only the loop's first connection step may block, on
+ * resolving the safekeeper's host name (libpq resolves it in
+ * PQconnectStartParams).
  *
  * A decoding error stops nothing else: it is logged, and streaming starts
  * again from the end of the last record indexed.
@@ -78,6 +83,11 @@ struct ps_indexer {
     int fd, watched;
     int sk_index;
     int64_t state_since_ms, retry_at_ms, last_house_ms;
+    lb_lsn resume_lsn; /* the index's, as of the last feed (for standby status replies) */
+    char *pending;     /* a message the index was too busy to take (PQfreemem) */
+    int pending_len;
+    bool retry_armed; /* retry_timer is set */
+    uint64_t retry_timer;
 };
 
 static bool
@@ -252,8 +262,21 @@ set_state(ps_indexer *x, xstate s)
 }
 
 static void
+drop_pending(ps_indexer *x)
+{
+    if (x->pending)
+        PQfreemem(x->pending);
+    x->pending = NULL;
+    x->pending_len = 0;
+}
+
+static void
 disconnect(ps_indexer *x, const char *why)
 {
+    drop_pending(x);
+    if (x->retry_armed)
+        lb_loop_del_timer(x->d->loop, x->retry_timer);
+    x->retry_armed = false;
     if (x->conn) {
         if (why)
             lb_debug("WAL index stream ended tenant=%s timeline=%s reason=\"%s\"", x->tenant,
@@ -316,14 +339,17 @@ start_connect(ps_indexer *x)
     watch(x, LB_WRITABLE); /* PQconnectPoll starts out writing */
 }
 
-static void
+/* Handle one message. false: the index is busy (an upload's fsync, a
+ * query of LTAP), and nothing was done: the loop never waits for x->lock,
+ * it keeps the message and tries again shortly (drive). */
+static bool
 handle_copy_data(ps_indexer *x, const char *buf, int n)
 {
     lb_pq_repl msg;
     int rc = lb_pq_parse_repl(buf, (size_t)n, &msg);
     if (rc) {
         disconnect(x, "malformed replication message");
-        return;
+        return true;
     }
     if (msg.kind == 'w') {
         /* Contiguous bytes only: skip what was fed already; a gap (which
@@ -334,13 +360,14 @@ handle_copy_data(ps_indexer *x, const char *buf, int n)
             lb_warn("WAL index stream jumped tenant=%s timeline=%s from=%X/%X to=%X/%X", x->tenant,
                     x->timeline, LB_LSN_ARGS(x->feed_lsn), LB_LSN_ARGS(msg.wal_start));
             disconnect(x, "stream jumped");
-            return;
+            return true;
         }
         if (msg.wal_start + len <= x->feed_lsn)
-            return;
+            return true;
         wal += x->feed_lsn - msg.wal_start;
         len -= (size_t)(x->feed_lsn - msg.wal_start);
-        pthread_mutex_lock(&x->lock);
+        if (pthread_mutex_trylock(&x->lock) != 0)
+            return false;
         rc = ps_walindex_feed(x->ix, wal, len);
         if (rc == 0) {
             x->feed_lsn += len;
@@ -350,14 +377,13 @@ handle_copy_data(ps_indexer *x, const char *buf, int n)
                      ps_walindex_errmsg(x->ix));
             x->feed_lsn = ps_walindex_resume_lsn(x->ix);
         }
+        x->resume_lsn = ps_walindex_resume_lsn(x->ix);
         pthread_mutex_unlock(&x->lock);
         if (rc)
             disconnect(x, "decoding error"); /* again from the last record indexed */
     } else if (msg.kind == 'k' && msg.reply_requested) {
         lb_buf out = LB_BUF_INIT;
-        pthread_mutex_lock(&x->lock);
-        lb_lsn at = ps_walindex_resume_lsn(x->ix);
-        pthread_mutex_unlock(&x->lock);
+        lb_lsn at = x->resume_lsn;
         /* lb_pq_put_* builds a whole 'd' message; libpq frames it itself. */
         if (lb_pq_put_standby_status(&out, at, at, at, lb_pq_now(), false) == 0 &&
             PQputCopyData(x->conn, out.data + 5, (int)(out.len - 5)) != 1)
@@ -366,6 +392,20 @@ handle_copy_data(ps_indexer *x, const char *buf, int n)
         if (rc)
             disconnect(x, conn_error(x->conn));
     }
+    return true;
+}
+
+static void drive(ps_indexer *x);
+
+static int64_t
+on_retry(lb_loop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    ps_indexer *x = arg;
+    x->retry_armed = false;
+    drive(x);
+    return -1; /* one shot */
 }
 
 static void
@@ -428,10 +468,23 @@ drive(ps_indexer *x)
             return;
     }
     for (;;) {
-        char *buf = NULL;
-        int n = PQgetCopyData(x->conn, &buf, 1);
+        char *buf = x->pending;
+        int n = x->pending_len;
+        x->pending = NULL;
+        if (!buf)
+            n = PQgetCopyData(x->conn, &buf, 1);
         if (n > 0) {
-            handle_copy_data(x, buf, n);
+            if (!handle_copy_data(x, buf, n)) {
+                /* The index is busy: stop reading (the socket's data
+                 * waits in the kernel) and try again in a moment. */
+                x->pending = buf;
+                x->pending_len = n;
+                watch(x, 0);
+                if (!x->retry_armed &&
+                    lb_loop_add_timer(x->d->loop, 5, on_retry, x, &x->retry_timer) == 0)
+                    x->retry_armed = true;
+                return;
+            }
             PQfreemem(buf);
             if (!x->conn)
                 return;
@@ -519,7 +572,7 @@ ps_indexer_open(ps_daemon *d, const char *tenant, const char *timeline, ps_index
     pthread_mutex_init(&x->lock, NULL);
     pthread_cond_init(&x->cond, NULL);
     download_index(x);
-    x->feed_lsn = ps_walindex_resume_lsn(x->ix);
+    x->feed_lsn = x->resume_lsn = ps_walindex_resume_lsn(x->ix);
     *out = x;
     return 0;
 }
@@ -555,6 +608,7 @@ ps_indexer_close(ps_indexer *x)
         pthread_cond_wait(&x->cond, &x->lock);
     ps_walindex_sync(x->ix);
     pthread_mutex_unlock(&x->lock);
+    drop_pending(x);
     if (x->conn) /* never attached after all, or the loop is gone */
         PQfinish(x->conn);
     ps_walindex_close(x->ix);

@@ -29,6 +29,7 @@ struct ps_workers {
     pthread_cond_t done; /* a waited-for job finished */
     ps_job *head, *tail;
     int queued, queue_max;
+    int running; /* jobs a worker runs now */
     bool stop;
     int nthreads;
     pthread_t *threads;
@@ -58,6 +59,7 @@ worker_main(void *arg)
         if (!w->head)
             w->tail = NULL;
         w->queued--;
+        w->running++;
         pthread_mutex_unlock(&w->lock);
         ps_work_fn fn = j->fn;
         void *jarg = j->arg;
@@ -66,6 +68,7 @@ worker_main(void *arg)
             free(j);
         fn(jarg);
         pthread_mutex_lock(&w->lock);
+        w->running--;
         if (waited) {
             j->done = true;
             pthread_cond_broadcast(&w->done);
@@ -162,4 +165,13 @@ ps_workers_run(ps_workers *w, ps_work_fn fn, void *arg)
         pthread_cond_wait(&w->done, &w->lock);
     pthread_mutex_unlock(&w->lock);
     return rc;
+}
+
+void
+ps_workers_counts(ps_workers *w, int *running, int *queued)
+{
+    pthread_mutex_lock(&w->lock);
+    *running = w->running;
+    *queued = w->queued;
+    pthread_mutex_unlock(&w->lock);
 }

@@ -34,6 +34,9 @@ int ps_workers_submit(ps_workers *w, ps_work_fn fn, void *arg);
  * -EBUSY as ps_workers_submit (then fn has not run). */
 int ps_workers_run(ps_workers *w, ps_work_fn fn, void *arg);
 
+/* Jobs running now, and waiting (for /metrics). */
+void ps_workers_counts(ps_workers *w, int *running, int *queued);
+
 /* Whether the calling thread is one of a pool's workers. */
 bool ps_workers_on_worker(void);
 
