@@ -49,6 +49,7 @@
 #include "errors.h"
 #include "http_client.h"
 #include "log.h"
+#include "lsn.h"
 #include "quantity.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation" /* names are bounded: see cluster.c */
@@ -105,11 +106,11 @@ patch_annotations(branch_pass *p, json_t *ann)
 
 /* One management call to pageserver-0. *status: HTTP status; *resp: JSON. */
 static int
-ps_call(branch_pass *p, const char *method, const char *suffix, json_t *body, long timeout_ms,
-        long *status, json_t **resp)
+tenant_call(branch_pass *p, const char *base, const char *method, const char *suffix, json_t *body,
+            long timeout_ms, long *status, json_t **resp)
 {
     char url[800];
-    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline%s", p->ps_url, p->tenant, suffix);
+    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline%s", base, p->tenant, suffix);
     lb_http_options o = {.timeout_ms = timeout_ms, .max_attempts = 2};
     lb_http_client *h = NULL;
     int rc = lb_http_client_new(&o, &h);
@@ -134,13 +135,68 @@ ps_call(branch_pass *p, const char *method, const char *suffix, json_t *body, lo
         const lb_buf *b = r.status / 100 == 2 ? &out : &r.error_body;
         *resp = b->len ? json_loadb(b->data, b->len, 0, NULL) : NULL;
     } else {
-        lb_warn("pageserver %s %s: %s", method, suffix, lb_http_client_error(h));
+        lb_warn("%s %s: %s", method, url, lb_http_client_error(h));
     }
     lb_buf_free(&out);
     lb_http_result_free(&r);
     free(payload);
     lb_http_client_free(h);
     return rc;
+}
+
+static int
+ps_call(branch_pass *p, const char *method, const char *suffix, json_t *body, long timeout_ms,
+        long *status, json_t **resp)
+{
+    return tenant_call(p, p->ps_url, method, suffix, body, timeout_ms, status, resp);
+}
+
+/* The newest commit LSN of timeline that the cluster's safekeepers report
+ * (management token; each safekeeper by its pod IP) into lsn; "" if none
+ * knows the timeline (it never had a compute). Branching "at the parent's
+ * current state" means at this LSN: the pageserver's last_record_lsn lags
+ * it while WAL is being ingested. */
+static int
+parent_commit_lsn(branch_pass *p, const char *timeline, char *lsn, size_t cap)
+{
+    lsn[0] = '\0';
+    lb_lsn best = 0;
+    int n = (int)json_integer_value(ctl_at(p->cluster, "spec.safekeepers.replicas"));
+    if (n != 5)
+        n = 3;
+    for (int i = 0; i < n; i++) {
+        char pod[320], path[1024], base[300];
+        snprintf(pod, sizeof(pod), "%s-safekeeper-%d", p->cluster_name, i);
+        ctl_kube_path(path, sizeof(path), "v1", p->ns, "pods", pod, NULL);
+        json_t *obj = NULL;
+        if (ctl_kube_get(p->k, path, &obj) != 0)
+            continue;
+        const char *ip = ctl_str_at(obj, "status.podIP");
+        if (ip && *ip)
+            snprintf(base, sizeof(base), strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip,
+                     CTL_SK_HTTP_PORT);
+        else
+            base[0] = '\0';
+        json_decref(obj);
+        if (!base[0])
+            continue;
+        char suffix[100];
+        snprintf(suffix, sizeof(suffix), "/%s", timeline);
+        long st = 0;
+        json_t *resp = NULL;
+        if (tenant_call(p, base, "GET", suffix, NULL, 5000, &st, &resp) == 0 && st == 200) {
+            lb_lsn l;
+            const char *c = json_string_value(json_object_get(resp, "commit_lsn"));
+            if (c && lb_lsn_parse(c, &l) == 0 && l > best)
+                best = l;
+        }
+        json_decref(resp);
+    }
+    if (best) {
+        char buf[LB_LSN_STRLEN];
+        snprintf(lsn, cap, "%s", lb_lsn_format(best, buf));
+    }
+    return 0;
 }
 
 static const char *
@@ -478,9 +534,12 @@ compute(branch_pass *p, const char *timeline, int replicas, json_t **sts_out)
     return rc;
 }
 
-/* Is the compute pod ready and running the timeline? */
+/* Is the compute pod ready and running the timeline? A pod of an older
+ * revision of the StatefulSet that is not ready is deleted: a StatefulSet's
+ * rolling update waits for a broken pod to become ready before replacing
+ * it, which a compute that fails on its old spec never does. */
 static bool
-compute_pod_ready(branch_pass *p, const char *timeline)
+compute_pod_ready(branch_pass *p, const char *timeline, const json_t *sts_obj)
 {
     char sts[300], pod[320], path[1024];
     compute_names(p, sts, sizeof(sts));
@@ -490,8 +549,17 @@ compute_pod_ready(branch_pass *p, const char *timeline)
     bool ok = false;
     if (ctl_kube_get(p->k, path, &obj) == 0) {
         const char *tl = annotation(obj, TIMELINE_ANNOTATION);
-        ok = !ctl_deleting(obj) && tl && strcmp(tl, timeline) == 0 &&
-             ctl_condition_true(ctl_at(obj, "status.conditions"), "Ready");
+        bool ready = ctl_condition_true(ctl_at(obj, "status.conditions"), "Ready");
+        ok = !ctl_deleting(obj) && tl && strcmp(tl, timeline) == 0 && ready;
+        const char *rev = json_string_value(
+            json_object_get(ctl_at(obj, "metadata.labels"), "controller-revision-hash"));
+        const char *want = ctl_str_at(sts_obj, "status.updateRevision");
+        if (!ready && !ctl_deleting(obj) && rev && want && strcmp(rev, want) != 0) {
+            lb_info("deleting pod=%s/%s: not ready on an old revision", p->ns, pod);
+            if (ctl_kube_delete(p->k, path) == 0)
+                ctl_event(p->c->events, p->k, p->obj, "Normal", "ComputeRestarted",
+                          "deleted pod %s, not ready on an old revision of its spec", pod);
+        }
     }
     json_decref(obj);
     return ok;
@@ -563,18 +631,25 @@ ensure_timeline(branch_pass *p, const char *timeline, const char *parent_tl, boo
         } else if (!at_parent_end && at_time) {
             json_object_set_new(body, "ancestor_timestamp", json_string(at_time));
         } else {
-            char psuffix[100];
-            snprintf(psuffix, sizeof(psuffix), "/%s", parent_tl);
-            rc = ps_call(p, "GET", psuffix, NULL, 30000, &st, &resp);
-            if (rc == 0 && st != 200)
-                rc = LB_EPROTO;
-            const char *last = json_string_value(json_object_get(resp, "last_record_lsn"));
-            if (rc == 0 && last)
-                json_object_set_new(body, "ancestor_lsn", json_string(last));
-            json_decref(resp);
-            if (rc || !last) {
-                json_decref(body);
-                return rc ? rc : LB_EPROTO;
+            char commit[LB_LSN_STRLEN];
+            parent_commit_lsn(p, parent_tl, commit, sizeof(commit));
+            if (commit[0]) {
+                json_object_set_new(body, "ancestor_lsn", json_string(commit));
+            } else {
+                /* no safekeeper knows it: all of it is on the pageserver */
+                char psuffix[100];
+                snprintf(psuffix, sizeof(psuffix), "/%s", parent_tl);
+                rc = ps_call(p, "GET", psuffix, NULL, 30000, &st, &resp);
+                if (rc == 0 && st != 200)
+                    rc = LB_EPROTO;
+                const char *last = json_string_value(json_object_get(resp, "last_record_lsn"));
+                if (rc == 0 && last)
+                    json_object_set_new(body, "ancestor_lsn", json_string(last));
+                json_decref(resp);
+                if (rc || !last) {
+                    json_decref(body);
+                    return rc ? rc : LB_EPROTO;
+                }
             }
         }
     }
@@ -594,7 +669,10 @@ ensure_timeline(branch_pass *p, const char *timeline, const char *parent_tl, boo
     if (st / 100 == 4) {
         snprintf(why, whycap, "the pageserver refused the timeline: %s", error_of(resp));
         json_decref(resp);
-        return 1;
+        /* 409: the branch point is not (yet) in the parent's committed and
+         * ingested WAL; it may be soon (ingest lags), or never (an LSN in
+         * the future): reported, and asked again */
+        return st == 409 ? 2 : 1;
     }
     lb_warn("pageserver could not create timeline=%s branch=%s/%s: %ld %s", timeline, p->ns,
             p->name, st, error_of(resp));
@@ -749,6 +827,7 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
         goto out;
     }
     const char *lsn = ctl_str_at(p.spec, "lsn"), *ts = ctl_str_at(p.spec, "timestamp");
+    bool has_point = lsn || ts; /* lsn and ts point into p.obj, which patches replace */
     char parent_buf[300] = "";
     if (ctl_str_at(p.spec, "parent"))
         snprintf(parent_buf, sizeof(parent_buf), "%s", ctl_str_at(p.spec, "parent"));
@@ -874,9 +953,12 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
     char branch_lsn[64] = "";
     rc = ensure_timeline(&p, timeline, parent ? parent_tl_buf : NULL, was_reset, branch_lsn,
                          sizeof(branch_lsn), why, sizeof(why));
-    if (rc == 1) {
-        rc = waiting(&p, "TimelineCreateFailed", why, "Failed", true);
-        res->requeue_ms = 60000;
+    if (rc == 1 || rc == 2) {
+        bool explicit_point = has_point && !was_reset;
+        bool retry_soon = rc == 2 && !explicit_point;
+        rc = waiting(&p, "TimelineCreateFailed", why, retry_soon ? "Creating" : "Failed",
+                     !retry_soon);
+        res->requeue_ms = retry_soon ? 2000 : 30000;
         goto out;
     }
     if (rc)
@@ -898,7 +980,7 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
         waiting(&p, "ReconcileFailed", why, NULL, true);
         goto out;
     }
-    bool ready = replicas == 1 && compute_pod_ready(&p, timeline);
+    bool ready = replicas == 1 && compute_pod_ready(&p, timeline, sts);
     if (ready && (rc = point_pageserver(&p, timeline)) != 0) {
         ready = false;
         rc = 0;

@@ -411,12 +411,14 @@ safekeepers(cluster_pass *p, json_t **sts)
         lb_buf_printf(&y,
                       "# written by lakebase-controller for %s-%d\n"
                       "data_dir: /data/safekeeper\n"
-                      "listen_http: 0.0.0.0:%d\n"
+                      "# its own DNS name, not 0.0.0.0: a compute names the donor of WAL by\n"
+                      "# this URL, and the safekeeper knows the URL as its own by this name\n"
+                      "listen_http: %s:%d\n"
                       "listen_pg: 0.0.0.0:%d\n"
                       "auth_public_keys: /etc/lakebase/keys\n"
                       "compute_password_file: /etc/lakebase/sk-password/password\n"
                       "peers:\n",
-                      svc, i, CTL_SK_HTTP_PORT, CTL_SK_PG_PORT);
+                      svc, i, p->sk_fqdn[i], CTL_SK_HTTP_PORT, CTL_SK_PG_PORT);
         for (int j = 0; j < p->sk_replicas; j++)
             if (j != i)
                 lb_buf_printf(&y, "  - %s-%d=%s:%d\n", svc, j, p->sk_fqdn[j], CTL_SK_PG_PORT);
@@ -452,18 +454,27 @@ safekeepers(cluster_pass *p, json_t **sts)
     if (rc)
         return rc;
 
+    /* listen_http is the pod's own DNS name, which must resolve before the
+     * safekeeper binds it: the kubelet writes it into /etc/hosts before the
+     * container starts, but a cluster DNS may take a moment */
+    static const char wait_for_own_name[] =
+        "for i in $(seq 600); do getent hosts \"$0\" >/dev/null && break; sleep 0.2; done; "
+        "exec /usr/local/bin/safekeeper \"$@\"";
+    char fqdn_arg[400];
+    snprintf(fqdn_arg, sizeof(fqdn_arg), "$(POD_NAME).%s.%s.svc.cluster.local", svc, p->ns);
     char sktok[300], skpw[300], keys[300];
     snprintf(sktok, sizeof(sktok), "%s-safekeeper-tokens", p->name);
     snprintf(skpw, sizeof(skpw), "%s-sk-password", p->name);
     snprintf(keys, sizeof(keys), "%s-auth-keys", p->name);
     json_t *container = json_pack(
-        "{s:s, s:s, s:[s], s:[s, s, s, s, s, s], s:[{s:s, s:{s:{s:s}}}], s:[{s:s, s:i}, {s:s, "
-        "s:i}], s:{s:{s:s, s:i}, s:i, s:i}, s:{s:{s:i}, s:i, s:i, s:i}, s:o, s:[o, o, o, o, o]}",
-        "name", "safekeeper", "image", image_of(p->c, p->spec, "safekeeper"), "command",
-        "/usr/local/bin/safekeeper", "args", "-c", "/etc/lakebase/config/$(POD_NAME).yaml", "--id",
-        "$(POD_NAME)", "--auth_token_file", "/etc/lakebase/tokens/$(POD_NAME)", "env", "name",
-        "POD_NAME", "valueFrom", "fieldRef", "fieldPath", "metadata.name", "ports", "name", "pg",
-        "containerPort", CTL_SK_PG_PORT, "name", "http", "containerPort", CTL_SK_HTTP_PORT,
+        "{s:s, s:s, s:[s, s, s], s:[s, s, s, s, s, s, s], s:[{s:s, s:{s:{s:s}}}], s:[{s:s, s:i}, "
+        "{s:s, s:i}], s:{s:{s:s, s:i}, s:i, s:i}, s:{s:{s:i}, s:i, s:i, s:i}, s:o, s:[o, o, o, o, "
+        "o]}",
+        "name", "safekeeper", "image", image_of(p->c, p->spec, "safekeeper"), "command", "/bin/sh",
+        "-c", wait_for_own_name, "args", fqdn_arg, "-c", "/etc/lakebase/config/$(POD_NAME).yaml",
+        "--id", "$(POD_NAME)", "--auth_token_file", "/etc/lakebase/tokens/$(POD_NAME)", "env",
+        "name", "POD_NAME", "valueFrom", "fieldRef", "fieldPath", "metadata.name", "ports", "name",
+        "pg", "containerPort", CTL_SK_PG_PORT, "name", "http", "containerPort", CTL_SK_HTTP_PORT,
         "readinessProbe", "httpGet", "path", "/healthz", "port", CTL_SK_HTTP_PORT, "periodSeconds",
         2, "failureThreshold", 3, "livenessProbe", "tcpSocket", "port", CTL_SK_PG_PORT,
         "periodSeconds", 10, "failureThreshold", 6, "initialDelaySeconds", 10, "securityContext",
