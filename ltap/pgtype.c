@@ -672,6 +672,29 @@ bits_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len,
                        ltap_arena *a, lake_value *out);
 
+/* The next length-prefixed value of a container's send bytes (an
+ * attribute, a range bound, an array element) at *off, decoded as kind k
+ * of column c into *out; a length of -1 is NULL when nulls, else bad.
+ * Advances *off. 0, 1 (no native form), LB_EPROTO, -ENOMEM. */
+static int
+decode_next(ltap_kind k, const ltap_column *c, bool nulls, const uint8_t *p, size_t len,
+            size_t *off, ltap_arena *a, lake_value *out)
+{
+    if (len - *off < 4)
+        return LB_EPROTO;
+    int32_t n = (int32_t)be32(p + *off);
+    *off += 4;
+    if (n == -1 && nulls) {
+        *out = lake_null();
+        return 0;
+    }
+    if (n < 0 || (size_t)n > len - *off)
+        return LB_EPROTO;
+    int rc = decode_kind(k, c, p + *off, (size_t)n, a, out);
+    *off += (size_t)n;
+    return rc;
+}
+
 /* record_send: int32 count of live attributes, then per attribute its
  * declared type id, int32 length (-1: NULL) and send bytes. As a STRUCT,
  * a NULL attribute NULL; an attribute with no native form sends the whole
@@ -692,17 +715,10 @@ decode_composite(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena 
             return LB_EPROTO;
         if (be32(p + off) != c->fields[i].decl_typid)
             return LB_EPROTO;
-        int32_t n = (int32_t)be32(p + off + 4);
-        off += 8;
-        f[i] = lake_null();
-        if (n == -1)
-            continue;
-        if (n < 0 || (size_t)n > len - off)
-            return LB_EPROTO;
-        int rc = decode_kind(c->fields[i].kind, &c->fields[i], p + off, (size_t)n, a, &f[i]);
+        off += 4;
+        int rc = decode_next(c->fields[i].kind, &c->fields[i], true, p, len, &off, a, &f[i]);
         if (rc)
             return rc;
-        off += (size_t)n;
     }
     if (off != len)
         return LB_EPROTO;
@@ -738,16 +754,9 @@ decode_range(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
     for (int b = 0; b < 2 && !empty; b++) {
         if (flags & (b == 0 ? 0x08 : 0x10))
             continue;
-        if (len - off < 4)
-            return LB_EPROTO;
-        int32_t n = (int32_t)be32(p + off);
-        off += 4;
-        if (n < 0 || (size_t)n > len - off)
-            return LB_EPROTO;
-        int rc = decode_kind(c->elem_kind, c, p + off, (size_t)n, a, &f[1 + b]);
+        int rc = decode_next(c->elem_kind, c, false, p, len, &off, a, &f[1 + b]);
         if (rc)
             return rc;
-        off += (size_t)n;
     }
     if (off != len)
         return LB_EPROTO;
@@ -780,20 +789,9 @@ decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
         return -ENOMEM;
     size_t pos = 20;
     for (int32_t i = 0; i < n; i++) {
-        if (len - pos < 4)
-            return LB_EPROTO;
-        int32_t el = (int32_t)be32(p + pos);
-        pos += 4;
-        if (el < 0) {
-            items[i] = lake_null();
-            continue;
-        }
-        if ((size_t)el > len - pos)
-            return LB_EPROTO;
-        int rc = decode_kind(c->elem_kind, c, p + pos, (size_t)el, a, &items[i]);
+        int rc = decode_next(c->elem_kind, c, true, p, len, &pos, a, &items[i]);
         if (rc)
             return rc; /* 1: an element without a native form sends the whole array over */
-        pos += (size_t)el;
     }
     if (pos != len)
         return LB_EPROTO;
