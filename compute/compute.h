@@ -67,7 +67,8 @@ const char *cc_state_name(cc_state state);
  * quorum after committing locally (syncrep.c's two WARNINGs). */
 bool cc_log_line_is_sync_cancel(const char *line);
 
-/* spec->stream_from is set here (replica). */
-int cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop);
+/* spec->stream_from is set here (replica). *reload (SIGHUP) makes it
+ * read auth_public_keys and auth_token_file again, and is cleared. */
+int cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 #endif

@@ -4,6 +4,8 @@
  *
  *     compute-ctl --spec /etc/lakebase/compute.yaml [--log_level info]
  *
+ * SIGHUP re-reads auth_public_keys and auth_token_file (docs/auth.md).
+ *
  * Exit codes: 0 stopped on SIGTERM/SIGINT; 1 the compute could not start;
  * 2 bad spec or options; 3 PostgreSQL died (a supervisor restarts us).
  */
@@ -33,13 +35,15 @@ static const lb_config_setting settings[] = {
 
 _Static_assert(CC_EXIT_BADSPEC == LB_STARTUP_EXIT_USAGE, "bad options exit as a bad spec");
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void
-on_stop(int sig)
+on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGHUP)
+        reload_requested = 1;
+    else
+        stop_requested = 1;
 }
 
 int
@@ -65,12 +69,13 @@ main(int argc, char **argv)
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
+    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int code = cc_compute_run(&spec, &stop_requested);
+    int code = cc_compute_run(&spec, &stop_requested, &reload_requested);
     cc_spec_free(&spec);
     lb_config_free(settings, &conf);
     lb_config_result_free(&res);

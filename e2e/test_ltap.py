@@ -38,6 +38,7 @@ CREATE EXTENSION citext;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 CREATE TYPE pair AS (a int, b text);
+CREATE TYPE posint_pair AS (a posint, b int8);
 CREATE TABLE every_type (
     id int PRIMARY KEY,
     b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
@@ -82,6 +83,20 @@ INSERT INTO every_type (id, n, n10_2, d, ts, tstz, f4, f8, a_i, t) VALUES
     (5, ('-' || repeat('1', 500) || '.' || repeat('0', 499) || '1')::numeric, NULL, '2000-01-01', '1970-01-01', '1970-01-01 00:00:00+00',
      '-1.4e-45', '-2.2250738585072014e-308', '{NULL}', 'x'),
     (6, '1e-1000'::numeric, NULL, '1999-12-31', '2000-01-01 00:00:00.000001', NULL, '0', '0', NULL, NULL);
+CREATE TYPE money_at AS (amount numeric(10,2), day date, note text, ok bool);
+CREATE TYPE nested AS (p pair, n int);
+CREATE TABLE composites (id int, m money_at, n nested, d posint_pair);
+INSERT INTO composites VALUES
+    (1, ROW(12.50, '2020-02-29', 'a "quoted" note', true), ROW(ROW(1, 'x'), 2), ROW(1, 2)),
+    (2, ROW(NULL, NULL, NULL, NULL), ROW(NULL, NULL), ROW(NULL, NULL)),
+    (3, ROW('NaN', 'infinity', '', false), NULL, NULL),
+    (4, NULL, ROW(NULL, 5), ROW(7, NULL));
+CREATE TABLE net_types (id int, i inet, c cidr, m8 macaddr8, ia inet[], ma macaddr[], vb varbit[]);
+INSERT INTO net_types VALUES
+    (1, '192.168.1.5/24', '192.168.0.0/16', '08:00:2b:01:02:03:04:05',
+     '{192.168.1.5/24, ::ffff:1.2.3.4, NULL, fe80::1/64}', '{08:00:2b:01:02:03}', '{101, "", NULL}'),
+    (2, '::ffff:10.0.0.1', '0.0.0.0/0', 'ff:ff:ff:ff:ff:ff:ff:ff', '{}', '{}', '{}'),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL);
 """
 
 
@@ -99,6 +114,18 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     res = materialize(sb, store, PREFIX, p)
     t = [x for x in res["tables"] if x["table"] == "every_type"]
     assert len(t) == 1 and t[0]["rows"] == 7 and t[0]["lake_lsn"] == p, res
+    assert_exact(sb, pri, store, PREFIX, "postgres", "public", "net_types")
+    assert_exact(sb, pri, store, PREFIX, "postgres", "public", "composites")
+    comp = read_lake(store, PREFIX, "postgres", "public", "composites")
+    crow = {int(r["id"]): r for r in comp["rows"]}
+    assert crow[1]["m"] == {"amount": "1250", "day": "18321", "note": 'a "quoted" note', "ok": True}
+    assert crow[2]["m"] == {"amount": None, "day": None, "note": None, "ok": None}
+    assert crow[4]["m"] is None and crow[1]["d"] == {"a": "1", "b": "2"}
+    assert crow[3]["m"] is None and [int(e["attnum"]) for e in crow[3]["_pg_overflow"]] == [2]
+    assert "n" not in comp["fields"] and crow[1]["_pg_overflow"]  # a composite inside: overflow
+    net = {int(r["id"]): r for r in read_lake(store, PREFIX, "postgres", "public", "net_types")["rows"]}
+    assert net[1]["ia"] == ["192.168.1.5/24", "::ffff:1.2.3.4/128", None, "fe80::1/64"]
+    assert net[1]["vb"] == ["101", "", None] and not net[1]["_pg_overflow"]
     files = assert_exact(sb, pri, store, PREFIX, "postgres", "public", "every_type")
     assert files, "no data files"
     lake = read_lake(store, PREFIX, "postgres", "public", "every_type")
@@ -110,6 +137,18 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     assert rows[2]["iv"] == {"months": "2136000011", "days": "30", "microseconds": "86399999999"}
     assert rows[2]["a_i"] == ["1", None, "3"] and rows[1]["a_i"] == []
     assert rows[2]["a_2d"] is None  # lower bound 0: overflow
+    assert rows[2]["comp"] == {"a": "1", "b": "x"} and rows[1]["comp"] == {"a": None, "b": None}
+    # ranges are STRUCTs, an infinite bound NULL; one with an 'infinity' bound is in overflow
+    assert rows[1]["r"] == {"empty": True, "lower": None, "upper": None,
+                            "lower_inclusive": False, "upper_inclusive": False}
+    assert rows[2]["r"] == {"empty": False, "lower": "1", "upper": "10",
+                            "lower_inclusive": True, "upper_inclusive": False}
+    assert rows[1]["tr"]["lower"] is None and rows[1]["tr"]["upper"] is None
+    assert rows[2]["tr"] is None and any(int(e["attnum"]) == 37 for e in rows[2]["_pg_overflow"])
+    # network addresses, MAC addresses and bit strings are native strings
+    assert rows[2]["inet_"] == "2001:db8::1/128" and rows[1]["cidr_"] == "::/0"
+    assert rows[2]["cidr_"] == "10.0.0.0/8" and rows[2]["mac"] == "ff:ff:ff:ff:ff:ff"
+    assert rows[2]["bits"] == "1111" and rows[2]["vbits"] == "1010101010" and rows[1]["vbits"] == ""
     assert lake["fields"]["id"] == 1 and lake["fields"]["_pg_overflow"] == 10003
     # the summary records P in both formats
     assert lake["summary"]["lakebase.lsn"] == p
@@ -424,8 +463,21 @@ def ps_snapshot(ps, primary, t, l):
     wait_for(lambda: lsn_int(http("GET", ps.tl(t, l))[1]["last_record_lsn"]) >= target, 120,
              what="the redo standby to replay the primary's WAL")
     st, snap = http("POST", ps.tl(t, l, "/snapshot"), timeout=600)
-    assert st == 200 and snap["snapshot_taken"], snap
-    return snap["snapshots"][-1]["lsn"]
+    assert st == 200, snap
+    if snap["snapshot_taken"]:
+        return snap["snapshots"][-1]["lsn"]
+    # the ingest's own tick took it first: its lake run follows
+    return wait_lake(ps, t, l, target)
+
+
+def wait_lake(ps, t, l, target):
+    """Wait until a lake run at or past target completed; its LSN."""
+    from lakebase import http
+
+    def ran():
+        _, body = http("GET", ps.tl(t, l, "/lake"))
+        return body.get("run_lsn") and lsn_int(body["run_lsn"]) >= target and body["run_lsn"]
+    return wait_for(ran, 300, what="a lake run past the primary's checkpoint")
 
 
 def lake_status(ps, t, l):
@@ -502,39 +554,54 @@ def test_ltap_pageserver_lake_at_each_snapshot(cluster):
         ps.stop()
 
 
-def test_ltap_pageserver_kill9_mid_materialization(cluster):
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
     """kill -9 of the pageserver while its lake run writes a table's chunks
     leaves the previous lake snapshot visible, unchanged, in both formats;
-    after a restart the next snapshot's run finishes the table, exactly."""
+    after a restart the next snapshot's run finishes the table, exactly.
+    SIGTERM stops the run before its next chunk (a clean exit, status 0,
+    without waiting for the table), with the same result."""
     import threading
     from lakebase import Pageserver
     store = os.path.join(cluster.workdir, "lake-store")
-    ps, pri, t, l = pageserver_with_ingest(cluster, store)
+    # SIGTERM: the snapshot comes from the ingest's own tick (an HTTP request
+    # in flight would hold the shutdown until it is answered).
+    tick = ["--snapshot_interval", "1s"] if how == "sigterm" else None
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=tick)
     prefix = f"{t}/{l}"
     try:
         pri.sql("CREATE TABLE t (id int, pad text)")
         pri.sql("INSERT INTO t SELECT g, repeat('y', 200) FROM generate_series(1, 2000) g")
         ps_snapshot(ps, pri, t, l)
-        before = {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
-                  for fmt in ("iceberg", "delta")}
         # A new relfilenode: the next run rewrites every chunk of the table.
         pri.sql("TRUNCATE t")
         pri.sql("INSERT INTO t SELECT g, repeat('z', 200) FROM generate_series(1, 400000) g")
         data = os.path.join(table_dir(store, prefix, "postgres", "public", "t"), "data")
         old_files = set(os.listdir(data))
         done = []
-        th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)), daemon=True)
-        th.start()
+        if how == "kill9":
+            th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)),
+                                  daemon=True)
+            th.start()
+        else:
+            pri.sql("checkpoint")  # the tick snapshots once the standby replays it
         wait_for(lambda: len(set(os.listdir(data)) - old_files) >= 2 or done, 300,
                  what="new data files of the lake run")
         assert not done, "the lake run finished before it could be killed"
-        ps.kill()
-        th.join(60)
+        # what readers see while the run writes chunks: the last commit
+        before = {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
+                  for fmt in ("iceberg", "delta")}
+        assert before["iceberg"]["files"] == before["delta"]["files"]
+        if how == "kill9":
+            ps.kill()
+            th.join(60)
+        else:
+            ps.stop()  # asserts exit status 0
         for fmt in ("iceberg", "delta"):
             after = read_lake(store, prefix, "postgres", "public", "t", fmt)
             assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
                 f"{fmt}: the killed run changed the visible snapshot"
-        ps2 = Pageserver(cluster.workdir, remote="file://" + store)
+        ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=tick)
         ps2.data, ps2.dir, ps2.port = ps.data, ps.dir, ps.port
         ps = ps2.start()
         pri.sql("INSERT INTO t VALUES (0, 'after the restart')")

@@ -24,6 +24,7 @@
 #ifndef LTAP_H
 #define LTAP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,9 @@ typedef struct ltap_request {
     const char *prefix;    /* key prefix, e.g. "tenants/T/timelines/L"; tables go under
                               <prefix>/lake/<database>/<schema>/<table> */
     uint32_t chunk_blocks; /* 0: LTAP_CHUNK_BLOCKS */
+    /* When set and true, the run stops before its next chunk with
+     * -ECANCELED (what it committed stays); may be NULL. */
+    const atomic_bool *cancel;
 } ltap_request;
 
 /* What one table's lake state is after a run. */

@@ -119,13 +119,14 @@ xid_ended(const vec *ended, uint32_t xid)
 
 /* ---- the scan of [L, P) ------------------------------------------------------------- */
 
-typedef struct scan {
+struct ltap_dirty {
     const ltap_index_access *ia;
     lb_lsn from, to;
     vec ended;   /* uint32_t: xids and subxids whose commit or abort is in [from, to) */
     vec dirty;   /* blk */
     vec pending; /* xblk: in: loaded; out: carried and new */
-} scan;
+};
+typedef struct ltap_dirty scan;
 
 static int
 on_xact(void *arg, const ps_walindex_xact *x)
@@ -287,12 +288,12 @@ save_pending(lake_store *st, const char *key, const scan *s, lb_err *err)
 
 /* The transcoder's dirty test: one of blocks [first, first + n) is in the
  * set. One set serves every table (timeline.h). */
-static int
-dirty_test(void *arg, uint32_t spc, uint32_t db, uint32_t rel, uint32_t first, uint32_t n,
-           lb_lsn since)
+int
+ltap_dirty_test(void *arg, uint32_t spc, uint32_t db, uint32_t rel, uint32_t first, uint32_t n,
+                lb_lsn since)
 {
     (void)since;
-    const vec *d = arg;
+    const vec *d = &((const ltap_dirty *)arg)->dirty;
     const blk *v = d->v;
     blk key = {spc, db, rel, first};
     size_t lo = 0, hi = d->n;
@@ -530,25 +531,104 @@ ltap_timeline_status(const char *tenant, const char *timeline, lb_lsn commit_lsn
 
 /* Wait until the index has everything before P; 0 or LB_ETIMEOUT. */
 static int
-wait_for_index(const ltap_timeline_run *r, lb_err *err)
+wait_for_index(const ltap_index_access *ia, lb_lsn p, int64_t wait_ms, lb_err *err)
 {
-    int64_t wait = r->index_wait_ms > 0 ? r->index_wait_ms : DEFAULT_INDEX_WAIT_MS;
-    int64_t deadline = lb_mono_ms() + wait;
-    scan s = {.ia = &r->index};
+    int64_t deadline = lb_mono_ms() + (wait_ms > 0 ? wait_ms : DEFAULT_INDEX_WAIT_MS);
+    scan s = {.ia = ia};
     for (;;) {
         s.to = 0;
-        r->index.with_index(r->index.owner, index_position, &s);
-        if (s.to >= r->lsn)
+        ia->with_index(ia->owner, index_position, &s);
+        if (s.to >= p)
             return 0;
         if (lb_mono_ms() > deadline) {
             char have[LB_LSN_STRLEN], want[LB_LSN_STRLEN];
             return lb_err_set(err, LB_ETIMEOUT,
                               "the WAL index is at %s, not yet at the snapshot's %s: lake run "
                               "skipped",
-                              lb_lsn_format(s.to, have), lb_lsn_format(r->lsn, want));
+                              lb_lsn_format(s.to, have), lb_lsn_format(p, want));
         }
         usleep(50000);
     }
+}
+
+int
+ltap_dirty_build(const ltap_index_access *ia, lake_store *st, const char *prefix, lb_lsn p,
+                 int64_t index_wait_ms, ltap_dirty **out, lb_err *err)
+{
+    *out = NULL;
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", prefix, PENDING_KEY);
+    scan *s = calloc(1, sizeof(*s));
+    if (!s)
+        return lb_err_set(err, -ENOMEM, "out of memory");
+    *s = (scan){.ia = ia,
+                .ended = {.size = sizeof(uint32_t)},
+                .dirty = {.size = sizeof(blk)},
+                .pending = {.size = sizeof(xblk)}};
+    int rc = wait_for_index(ia, p, index_wait_ms, err);
+    if (rc == 0)
+        rc = load_pending(st, key, s, err);
+    size_t nloaded = s->pending.n;
+    if (rc == 0 && s->from > p) {
+        s->from = 0; /* state from a later LSN (a restore): start over */
+        s->pending.n = nloaded = 0;
+    }
+    s->to = p;
+    if (rc == 0) {
+        rc = ia->with_index(ia->owner, scan_index, s);
+        if (rc && rc != -ENOMEM) {
+            errmsg_arg e = {.ia = ia};
+            ia->with_index(ia->owner, index_errmsg, &e);
+            lb_err_set(err, rc, "WAL index: %s", e.msg);
+        } else if (rc) {
+            lb_err_set(err, rc, "out of memory");
+        }
+    }
+    if (rc == 0 && (rc = settle_pending(s, nloaded)) != 0)
+        lb_err_set(err, rc, "out of memory");
+    if (rc) {
+        ltap_dirty_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int
+ltap_dirty_save(const ltap_dirty *d, lake_store *st, const char *prefix, lb_err *err)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", prefix, PENDING_KEY);
+    return save_pending(st, key, d, err);
+}
+
+lb_lsn
+ltap_dirty_from(const ltap_dirty *d)
+{
+    return d->from;
+}
+
+size_t
+ltap_dirty_blocks(const ltap_dirty *d)
+{
+    return d->dirty.n;
+}
+
+size_t
+ltap_dirty_pending(const ltap_dirty *d)
+{
+    return d->pending.n;
+}
+
+void
+ltap_dirty_free(ltap_dirty *d)
+{
+    if (!d)
+        return;
+    free(d->ended.v);
+    free(d->dirty.v);
+    free(d->pending.v);
+    free(d);
 }
 
 int
@@ -558,48 +638,27 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
     if (!err)
         err = &local;
     int64_t t0 = lb_mono_ms();
-    char prefix[200], key[260];
+    char prefix[200];
     snprintf(prefix, sizeof(prefix), "%s/%s", r->tenant, r->timeline);
-    snprintf(key, sizeof(key), "%s/%s", prefix, PENDING_KEY);
     lake_store *st = NULL;
-    scan s = {.ia = &r->index,
-              .ended = {.size = sizeof(uint32_t)},
-              .dirty = {.size = sizeof(blk)},
-              .pending = {.size = sizeof(xblk)}};
+    ltap_dirty *d = NULL;
     ltap_result res = {0};
-    int rc = wait_for_index(r, err);
+    int rc = lake_store_open(r->store_url, NULL, &st, err);
     if (rc == 0)
-        rc = lake_store_open(r->store_url, NULL, &st, err);
-    if (rc == 0)
-        rc = load_pending(st, key, &s, err);
-    size_t nloaded = s.pending.n;
-    if (rc == 0 && s.from > r->lsn)
-        s.from = 0; /* state from a later LSN (a restore): start over */
-    s.to = r->lsn;
-    if (rc == 0) {
-        rc = r->index.with_index(r->index.owner, scan_index, &s);
-        if (rc && rc != -ENOMEM) {
-            errmsg_arg e = {.ia = &r->index};
-            r->index.with_index(r->index.owner, index_errmsg, &e);
-            lb_err_set(err, rc, "WAL index: %s", e.msg);
-        } else if (rc) {
-            lb_err_set(err, rc, "out of memory");
-        }
-    }
-    if (rc == 0 && (rc = settle_pending(&s, nloaded)) != 0)
-        lb_err_set(err, rc, "out of memory");
+        rc = ltap_dirty_build(&r->index, st, prefix, r->lsn, r->index_wait_ms, &d, err);
     if (rc == 0) {
         ltap_request req = {.conninfo = r->conninfo,
                             .lsn = r->lsn,
-                            .dirty = dirty_test,
-                            .dirty_arg = &s.dirty,
+                            .dirty = ltap_dirty_test,
+                            .dirty_arg = d,
                             .store = st,
                             .prefix = prefix,
-                            .chunk_blocks = r->chunk_blocks};
+                            .chunk_blocks = r->chunk_blocks,
+                            .cancel = r->cancel};
         rc = ltap_materialize(&req, &res, err);
     }
     if (rc == 0)
-        rc = save_pending(st, key, &s, err);
+        rc = ltap_dirty_save(d, st, prefix, err);
     uint64_t expired = 0;
     if (rc == 0) {
         char rkey[260];
@@ -613,16 +672,14 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
                 "pending_blocks=%zu from=%X/%X heap_bytes=%" PRIu64 " lake_bytes=%" PRIu64
                 " expired_files=%" PRIu64 " ms=%lld",
                 r->tenant, r->timeline, lb_lsn_format(r->lsn, lsn), res.ntables, res.dropped,
-                s.dirty.n, s.pending.n, LB_LSN_ARGS(s.from), res.heap_bytes_read,
-                res.lake_bytes_written, expired, (long long)ms);
+                ltap_dirty_blocks(d), ltap_dirty_pending(d), LB_LSN_ARGS(ltap_dirty_from(d)),
+                res.heap_bytes_read, res.lake_bytes_written, expired, (long long)ms);
     else
         lb_warn("lake tenant=%s timeline=%s lsn=%s error=\"%s\"", r->tenant, r->timeline,
                 lb_lsn_format(r->lsn, lsn), err->message);
     record_run(r, &res, rc, err, ms);
     ltap_result_free(&res);
-    free(s.ended.v);
-    free(s.dirty.v);
-    free(s.pending.v);
+    ltap_dirty_free(d);
     lake_store_close(st);
     return rc;
 }

@@ -49,6 +49,7 @@
 #ifndef LTAP_TIMELINE_H
 #define LTAP_TIMELINE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -57,6 +58,7 @@
 #include "errors.h"
 #include "lsn.h"
 #include "metrics.h"
+#include "lake/store.h"
 #include "pageserver/walindex.h"
 
 /* How to reach a timeline's WAL block index. The pageserver fills this
@@ -94,6 +96,10 @@ typedef struct ltap_timeline_run {
      * have been out of the live set this long (the timeline's GC
      * retention); negative: never. */
     int64_t retention_ms;
+    /* The owner's stop flag: when it turns true the run stops before its
+     * next chunk (-ECANCELED); the next snapshot's run goes on from there.
+     * May be NULL. */
+    const atomic_bool *cancel;
 } ltap_timeline_run;
 
 /* One lake run at r->lsn (see above). 0; LB_ETIMEOUT when the index did
@@ -108,5 +114,26 @@ int ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err);
  * with "tables": [] when no run happened since the pageserver started.
  * NULL only when out of memory. */
 json_t *ltap_timeline_status(const char *tenant, const char *timeline, lb_lsn commit_lsn);
+
+/* ---- the dirty set of one run (ltap_timeline_materialize; tests) ------------ */
+
+typedef struct ltap_dirty ltap_dirty;
+
+/* Wait for the index to reach p (LB_ETIMEOUT after index_wait_ms, 0: 20 s),
+ * load the pending state under prefix (none, or unreadable: from the
+ * index's beginning), and scan the index over [L, p) under its lock. 0, or
+ * an error with its message in err (the index's own for its errors). The
+ * caller frees *out. */
+int ltap_dirty_build(const ltap_index_access *ia, lake_store *st, const char *prefix, lb_lsn p,
+                     int64_t index_wait_ms, ltap_dirty **out, lb_err *err);
+/* The transcoder's dirty test (ltap_dirty_fn) over a built set. */
+int ltap_dirty_test(void *d, uint32_t spc, uint32_t db, uint32_t rel, uint32_t first, uint32_t n,
+                    lb_lsn since);
+/* Store the pending state at p, for the next run: only after a complete run. */
+int ltap_dirty_save(const ltap_dirty *d, lake_store *st, const char *prefix, lb_err *err);
+lb_lsn ltap_dirty_from(const ltap_dirty *d); /* L: where the scan started */
+size_t ltap_dirty_blocks(const ltap_dirty *d);
+size_t ltap_dirty_pending(const ltap_dirty *d); /* (xid, block) pairs carried */
+void ltap_dirty_free(ltap_dirty *d);
 
 #endif

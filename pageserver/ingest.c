@@ -413,7 +413,8 @@ lake_after_snapshot(ps_ingest *in, lb_lsn p)
                              .store_url = in->d->conf.remote_storage,
                              .index = LTAP_PS_INDEX_ACCESS(x, ps_indexer_with_index),
                              .metrics = in->d->metrics,
-                             .retention_ms = in->d->conf.gc_retention_ms};
+                             .retention_ms = in->d->conf.gc_retention_ms,
+                             .cancel = &in->stop};
     ltap_timeline_materialize(&run, NULL);
 }
 

@@ -264,6 +264,21 @@ positions(const sk_timeline *tl)
     return j;
 }
 
+/* A term that far above the promised one could never be passed (the
+ * arithmetic of terms stays far from overflow): false, with c->err set. */
+static bool
+term_reachable(api_ctx *c, const sk_tl_entry *e)
+{
+    uint64_t promised = sk_timeline_state(e->tl)->term;
+    if (c->term <= promised || SK_TERM_REACHABLE(promised, c->term))
+        return true;
+    lb_json_fail(&c->err, LB_EPARSE,
+                 "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
+                 " (at most %u more)",
+                 c->term, promised, SK_TERM_MAX_STEP);
+    return false;
+}
+
 static int
 job_vote(sk_daemon *sk, void *arg)
 {
@@ -271,12 +286,8 @@ job_vote(sk_daemon *sk, void *arg)
     sk_tl_entry *e = need(c);
     if (!e)
         return 0;
-    uint64_t promised = sk_timeline_state(e->tl)->term;
-    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
-        return lb_json_fail(&c->err, LB_EPARSE,
-                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
-                            " (at most %u more)",
-                            c->term, promised, SK_TERM_MAX_STEP);
+    if (!term_reachable(c, e))
+        return LB_EPARSE;
     int rc = sk_timeline_vote(e->tl, c->term, &c->granted);
     if (rc)
         return rc;
@@ -347,12 +358,8 @@ job_accept(sk_daemon *sk, void *arg)
     /* Checked before anything changes: a history the state file could not
      * be loaded with, or a term starting where no record can, would be
      * persisted and lose the timeline on the next start. */
-    uint64_t promised = sk_timeline_state(e->tl)->term;
-    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
-        return lb_json_fail(&c->err, LB_EPARSE,
-                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
-                            " (at most %u more)",
-                            c->term, promised, SK_TERM_MAX_STEP);
+    if (!term_reachable(c, e))
+        return LB_EPARSE;
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     if (c->history[0].start_lsn < first)
         return lb_json_fail(&c->err, LB_EPARSE,

@@ -53,6 +53,8 @@ static const lb_config_setting settings[] = {
                "connect as postgres"),
     LB_SETTING_RANGE("max_connections", LB_CONFIG_INT, sk_config, max_connections, "512",
                      "walsender connections at once", 1, 65536),
+    LB_SETTING_RANGE("http_max_connections", LB_CONFIG_INT, sk_config, http_max_connections, "1024",
+                     "HTTP connections at once; more are refused until one closes", 1, 65536),
     LB_SETTING_RANGE("startup_timeout", LB_CONFIG_DURATION, sk_config, startup_timeout_ms, "10s",
                      "time a walsender connection has to authenticate", 100, 600000),
     LB_SETTING_RANGE("consumer_ttl", LB_CONFIG_DURATION, sk_config, consumer_ttl_ms, "24h",

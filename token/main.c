@@ -76,42 +76,13 @@ static const lb_config_setting verify_settings[] = {
     LB_CONFIG_END,
 };
 
-/* lb_startup() for one subcommand: -1 to go on, else the exit code. */
 static int
-start(const char *program, const char *usage_line, const lb_config_setting *table, token_conf *conf,
-      int npos, int argc, char **argv, lb_config_result *res)
+keygen(const token_conf *conf, char *const *args)
 {
-    memset(conf, 0, sizeof(*conf));
-    const lb_startup_spec spec = {.program = program,
-                                  .usage = usage_line,
-                                  .settings = table,
-                                  .conf = conf,
-                                  .max_positional = npos,
-                                  .level = LB_LOG_WARN};
-    int code = lb_startup(&spec, argc, argv, res);
-    if (code < 0 && res->npositional < npos) {
-        fprintf(stderr, "%s: missing argument\n", program);
-        lb_config_result_free(res);
-        lb_config_free(table, conf);
-        return LB_STARTUP_EXIT_USAGE;
-    }
-    return code;
-}
-
-static int
-cmd_keygen(int argc, char **argv)
-{
-    token_conf conf;
-    lb_config_result res;
-    int code = start("lakebase-token keygen", "DIR [--name NAME]", keygen_settings, &conf, 1, argc,
-                     argv, &res);
-    if (code >= 0)
-        return code;
-    const char *dir = res.positional[0], *name = conf.name;
+    const char *dir = args[0], *name = conf->name;
     if (!*name || strchr(name, '/')) {
         fprintf(stderr, "lakebase-token: --name must be a file name\n");
-        code = 2;
-        goto out;
+        return 2;
     }
     int rc = lb_mkdir_p(dir, 0755);
     char priv[4096], pub[4096];
@@ -122,20 +93,16 @@ cmd_keygen(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "lakebase-token: could not make key pair \"%s\": %s\n", priv,
                 lb_strerror(rc));
-        code = 1;
-        goto out;
+        return 1;
     }
     printf("private key: %s\npublic key: %s\n", priv, pub);
-    code = 0;
-out:
-    lb_config_result_free(&res);
-    lb_config_free(keygen_settings, &conf);
-    return code;
+    return 0;
 }
 
 static int
-mint(const token_conf *conf)
+mint(const token_conf *conf, char *const *args)
 {
+    (void)args;
     const char *role = conf->role, *tenant = conf->tenant, *timeline = conf->timeline;
     const char *sub = conf->sub, *endpoint = conf->endpoint;
     lb_auth_claims c = {.role = lb_auth_role_parse(role)};
@@ -179,23 +146,9 @@ mint(const token_conf *conf)
 }
 
 static int
-cmd_mint(int argc, char **argv)
+verify(const token_conf *conf, char *const *args)
 {
-    token_conf conf;
-    lb_config_result res;
-    int code = start("lakebase-token mint", "--key PRIV --role ROLE [options]", mint_settings,
-                     &conf, 0, argc, argv, &res);
-    if (code >= 0)
-        return code;
-    code = mint(&conf);
-    lb_config_result_free(&res);
-    lb_config_free(mint_settings, &conf);
-    return code;
-}
-
-static int
-verify(const char *keys_path, const char *arg)
-{
+    const char *keys_path = conf->keys, *arg = args[0];
     char token[LB_AUTH_TOKEN_MAX + 2];
     if (strcmp(arg, "-") == 0) {
         size_t n = fread(token, 1, sizeof(token) - 1, stdin);
@@ -240,18 +193,43 @@ verify(const char *keys_path, const char *arg)
     return 0;
 }
 
+/* The commands: each a settings table (common/startup.h) and what runs. */
+static const struct token_cmd {
+    const char *name, *usage;
+    const lb_config_setting *settings;
+    int npos; /* its positional arguments, all required */
+    int (*run)(const token_conf *conf, char *const *args);
+} commands[] = {
+    {"keygen", "DIR [--name NAME]", keygen_settings, 1, keygen},
+    {"mint", "--key PRIV --role ROLE [options]", mint_settings, 0, mint},
+    {"verify", "--keys PUB TOKEN|-", verify_settings, 1, verify},
+};
+
 static int
-cmd_verify(int argc, char **argv)
+run_command(const struct token_cmd *cmd, int argc, char **argv)
 {
+    char program[64];
+    snprintf(program, sizeof(program), "lakebase-token %s", cmd->name);
     token_conf conf;
+    memset(&conf, 0, sizeof(conf));
+    const lb_startup_spec spec = {.program = program,
+                                  .usage = cmd->usage,
+                                  .settings = cmd->settings,
+                                  .conf = &conf,
+                                  .max_positional = cmd->npos,
+                                  .level = LB_LOG_WARN};
     lb_config_result res;
-    int code = start("lakebase-token verify", "--keys PUB TOKEN|-", verify_settings, &conf, 1, argc,
-                     argv, &res);
+    int code = lb_startup(&spec, argc, argv, &res);
     if (code >= 0)
         return code;
-    code = verify(conf.keys, res.positional[0]);
+    if (res.npositional < cmd->npos) {
+        fprintf(stderr, "%s: missing argument\n", program);
+        code = LB_STARTUP_EXIT_USAGE;
+    } else {
+        code = cmd->run(&conf, res.positional);
+    }
     lb_config_result_free(&res);
-    lb_config_free(verify_settings, &conf);
+    lb_config_free(cmd->settings, &conf);
     return code;
 }
 
@@ -262,11 +240,8 @@ main(int argc, char **argv)
         return usage(stdout, 0);
     if (argc < 2)
         return usage(stderr, 2);
-    if (strcmp(argv[1], "keygen") == 0)
-        return cmd_keygen(argc - 1, argv + 1);
-    if (strcmp(argv[1], "mint") == 0)
-        return cmd_mint(argc - 1, argv + 1);
-    if (strcmp(argv[1], "verify") == 0)
-        return cmd_verify(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return run_command(&commands[i], argc - 1, argv + 1);
     return usage(stderr, 2);
 }
