@@ -9,7 +9,11 @@
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan    the pageserver's e2e tests under ThreadSanitizer, against s3rver
-#   make run     start lakebase on this machine
+#   make run     start lakebase on this machine (today: make run-local)
+#   make run-local       the process-level launcher (scripts/run.py), a developer tool
+#   make run-devcluster  lakebase as an operator on devcluster: images, helm install,
+#                examples/cluster.yaml, psql line (scripts/run-devcluster.sh)
+#   make chart-crds  copy crds/ (the API) into the Helm chart's crds/
 #   make images  build the container images in images/ with podman (cached: see images/build.sh)
 #   make clean   remove build/
 #
@@ -77,7 +81,7 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard */tests/test_*.c)
 UNIT_BIN   := $(patsubst %.c,$(BUILD)/tests/%,$(subst /tests/,_,$(UNIT_SRC)))
 
-.PHONY: all deps test unit e2e asan tsan run clean fuzz bench script-tests pkgcheck images
+.PHONY: all deps test unit e2e asan tsan run run-local run-devcluster chart-crds clean fuzz bench script-tests pkgcheck images
 SHELL := /bin/bash
 all: $(ALL_LIBS) $(BINS)
 
@@ -195,9 +199,25 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
-run: deps
+run: run-local
+
+# The process-level launcher: safekeepers, pageserver and compute as plain
+# processes on loopback (scripts/run.py), for working on the data plane.
+run-local: deps
 	@$(MAKE) --no-print-directory all
 	@./scripts/run.sh
+
+# The operator on devcluster (scripts/run-devcluster.sh); becomes make run
+# once the controller works.
+run-devcluster: deps
+	@$(MAKE) --no-print-directory all
+	@./scripts/run-devcluster.sh
+
+# The chart carries copies of the CRDs (helm installs crds/ first);
+# e2e/test_chart.py checks that they are byte-identical to crds/.
+chart-crds:
+	@test -d crds || { echo "make: crds/ is not in this tree" >&2; exit 1; }
+	cp crds/lakebase.io_*.yaml deploy/helm/lakebase/crds/
 
 clean:
 	rm -rf build

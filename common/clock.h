@@ -6,6 +6,13 @@
  *   lb_now_ms()   CLOCK_REALTIME: Unix time in milliseconds, for
  *                 timestamps that leave the process (logs, status, files).
  *                 Jumps when the system clock is set: never a deadline.
+ *   lb_mono_s()   the monotonic clock in seconds with its full resolution,
+ *                 for durations that go into histograms.
+ *
+ * A thread that waits on a condition variable with a deadline uses one
+ * made by lb_cond_init_mono() and a deadline from lb_mono_deadline(), so
+ * that setting the system clock neither ends the wait early nor
+ * stretches it.
  *
  * Callers: everything that asks the time; no other file calls
  * clock_gettime() for milliseconds.
@@ -13,9 +20,23 @@
 #ifndef LB_CLOCK_H
 #define LB_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 int64_t lb_mono_ms(void);
 int64_t lb_now_ms(void);
+double lb_mono_s(void);
+
+/* Sleep ms milliseconds. A caught signal ends it early (callers that
+ * poll a stop flag see it at once); other wake-ups do not. */
+void lb_sleep_ms(int64_t ms);
+
+/* pthread_cond_init() whose timed waits measure CLOCK_MONOTONIC. 0 or an
+ * error number. */
+int lb_cond_init_mono(pthread_cond_t *cond);
+/* The CLOCK_MONOTONIC time after_ms from now, for pthread_cond_timedwait()
+ * on a condition made by lb_cond_init_mono(). */
+struct timespec lb_mono_deadline(int64_t after_ms);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -369,4 +370,21 @@ lb_loop_run(lb_loop *loop)
             return rc;
     }
     return 0;
+}
+
+int
+lb_loop_send_buf(lb_loop *loop, int fd, lb_buf *out, lb_fd_cb cb, void *arg)
+{
+    while (out->len > 0) {
+        ssize_t w = send(fd, out->data, out->len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -errno;
+        }
+        lb_buf_consume(out, (size_t)w);
+    }
+    return lb_loop_watch(loop, fd, LB_READABLE | (out->len ? LB_WRITABLE : 0), cb, arg);
 }

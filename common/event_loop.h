@@ -13,6 +13,7 @@
 #ifndef LB_EVENT_LOOP_H
 #define LB_EVENT_LOOP_H
 
+#include "buf.h"
 #include "clock.h"
 
 #include <stdint.h>
@@ -38,6 +39,12 @@ void lb_loop_free(lb_loop *loop);
 int lb_loop_watch(lb_loop *loop, int fd, int events, lb_fd_cb cb, void *arg);
 /* Stop watching fd; safe to call from inside any callback, including fd's own. */
 void lb_loop_unwatch(lb_loop *loop, int fd);
+
+/* A connection's output: send as much of out as the non-blocking socket
+ * fd takes now (consumed from out), then watch fd for reading, and for
+ * writing while output remains, with cb. 0; -errno of a failed send (a
+ * dead peer: the caller closes fd); or the error of lb_loop_watch(). */
+int lb_loop_send_buf(lb_loop *loop, int fd, lb_buf *out, lb_fd_cb cb, void *arg);
 
 /* Timers: first run after delay_ms. *id (optional) identifies it for deletion. */
 int lb_loop_add_timer(lb_loop *loop, int64_t delay_ms, lb_timer_cb cb, void *arg, uint64_t *id);

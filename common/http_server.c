@@ -24,6 +24,7 @@
  * each side closes its own descriptor.
  */
 #include "http_server.h"
+#include "clock.h"
 #include "auth.h"
 #include "errors.h"
 #include "log.h"
@@ -106,20 +107,12 @@ struct lb_http_request {
     header *headers;
     bool responded;
     int status;
-    struct timespec started;
+    double started; /* lb_mono_s() */
     bool has_claims;
     lb_auth_claims claims;
 };
 
 /* ---- helpers ---- */
-
-static double
-seconds_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
 
 int
 lb_http_status_for_error(int err)
@@ -895,7 +888,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
         req->server = s;
         req->conn = conn;
         req->method = method;
-        clock_gettime(CLOCK_MONOTONIC, &req->started);
+        req->started = lb_mono_s();
         if (!(req->path = strdup(url)) || !(req->path_segments = strdup(url))) {
             free_request(req);
             return MHD_NO;
@@ -950,7 +943,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     assert(req->server == s);
     assert(atomic_load(&s->in_flight) > 0);
     *con_cls = NULL;
-    double elapsed = seconds_since(&req->started);
+    double elapsed = lb_mono_s() - req->started;
     const char *route_label = req->route ? req->route->pattern : "unmatched";
     if (req->responded) {
         char status[8];
@@ -1103,10 +1096,8 @@ lb_http_server_stop(lb_http_server *s)
      * FD from epoll set"). While draining, a new request gets 503 and its
      * connection is closed instead. */
     atomic_store(&s->draining, true);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (atomic_load(&s->in_flight) > 0 &&
-           seconds_since(&t0) * 1000 < s->config.shutdown_timeout_ms) {
+    int64_t deadline = lb_mono_ms() + s->config.shutdown_timeout_ms;
+    while (atomic_load(&s->in_flight) > 0 && lb_mono_ms() < deadline) {
         struct timespec nap = {0, 5 * 1000 * 1000};
         nanosleep(&nap, NULL);
     }

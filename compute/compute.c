@@ -82,6 +82,7 @@
 typedef struct cc_compute {
     const cc_spec *spec;
     volatile sig_atomic_t *stop;
+    volatile sig_atomic_t *reload; /* SIGHUP: re-read the keys and the token */
     lb_http_server *http;
     PGconn *conn;
 
@@ -100,7 +101,8 @@ typedef struct cc_compute {
 
     /* HTTP credentials: callers' tokens are verified with keys; the
      * restore_command presents restore_secret (pgauth.h, spec.h). Both
-     * set before the server starts, read-only after. */
+     * set before the server starts; keys is reloaded in place on SIGHUP
+     * (common/auth.h: HTTP threads may verify meanwhile). */
     lb_auth_keys *keys;
     char restore_secret[65];
 
@@ -108,6 +110,8 @@ typedef struct cc_compute {
      * synchronous-replication wait PostgreSQL logs. */
     atomic_uint sync_cancels;
 } cc_compute;
+
+static void reload_credentials(cc_compute *c);
 
 /* The pageserver's view of the timeline. */
 typedef struct tl_meta {
@@ -274,55 +278,22 @@ h_wal(lb_http_request *req, void *arg)
     return rc;
 }
 
-static double
-m_ready(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = c->state == CC_STATE_READY;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
+/* The gauges of /metrics: each reads one value under the lock. */
+#define LOCKED_GAUGE(name, value)                                                                  \
+    static double name(void *arg)                                                                  \
+    {                                                                                              \
+        cc_compute *c = arg;                                                                       \
+        pthread_mutex_lock(&c->lock);                                                              \
+        double v = (double)(value);                                                                \
+        pthread_mutex_unlock(&c->lock);                                                            \
+        return v;                                                                                  \
+    }
 
-static double
-m_connections(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = c->connections;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
-
-static double
-m_lsn(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = (double)c->lsn;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
-
-static double
-m_activity(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = (double)c->last_activity_ms / 1000.0;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
-
-static double
-m_term(void *arg)
-{
-    cc_compute *c = arg;
-    pthread_mutex_lock(&c->lock);
-    double v = (double)c->term;
-    pthread_mutex_unlock(&c->lock);
-    return v;
-}
+LOCKED_GAUGE(m_ready, c->state == CC_STATE_READY)
+LOCKED_GAUGE(m_connections, c->connections)
+LOCKED_GAUGE(m_lsn, c->lsn)
+LOCKED_GAUGE(m_activity, c->last_activity_ms / 1000.0)
+LOCKED_GAUGE(m_term, c->term)
 
 static int
 start_http(cc_compute *c)
@@ -451,44 +422,6 @@ pageserver_meta(cc_compute *c, tl_meta *m)
     return 0;
 }
 
-/* Create the timeline on each safekeeper that does not have it, starting
- * where the pageserver's starts. An unreachable one is left to the
- * election (a majority suffices). */
-static void
-ensure_sk_timelines(cc_compute *c, const tl_meta *m)
-{
-    const cc_spec *s = c->spec;
-    for (int i = 0; i < s->nsafekeepers; i++) {
-        char url[600], err[600];
-        long status = 0;
-        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", s->safekeepers[i].http,
-                 s->tenant_id, s->timeline_id);
-        int rc = http_json(s, "GET", url, NULL, NULL, &status, err, sizeof(err));
-        if (rc == 0 && status == 200)
-            continue;
-        if (rc || status != 404) {
-            lb_warn("safekeeper %s: could not read the timeline: %s", s->safekeepers[i].name, err);
-            continue;
-        }
-        char sysid[24], lsn[LB_LSN_STRLEN];
-        snprintf(sysid, sizeof(sysid), "%" PRIu64, m->system_id);
-        json_t *body =
-            json_pack("{s:s, s:s, s:s, s:i, s:I}", "timeline_id", s->timeline_id, "system_id",
-                      sysid, "start_lsn", lb_lsn_format(m->start_lsn, lsn), "pg_tli",
-                      (int)m->pg_tli, "wal_seg_size", (json_int_t)m->wal_seg_size);
-        snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline", s->safekeepers[i].http,
-                 s->tenant_id);
-        rc = http_json(s, "POST", url, body, NULL, &status, err, sizeof(err));
-        json_decref(body);
-        if (rc || status / 100 != 2)
-            lb_warn("safekeeper %s: could not create the timeline: %s", s->safekeepers[i].name,
-                    err);
-        else
-            lb_info("created timeline on safekeeper %s start_lsn=%s pg_tli=%u",
-                    s->safekeepers[i].name, lsn, m->pg_tli);
-    }
-}
-
 static void
 elect_params(const cc_spec *s, sk_elect_params *p)
 {
@@ -500,13 +433,6 @@ elect_params(const cc_spec *s, sk_elect_params *p)
     p->n = s->nsafekeepers;
     p->timeout_ms = 5000;
     p->token = s->auth_token;
-}
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 #define ELECT_TIMEOUT_MS 60000
@@ -522,12 +448,13 @@ elect(cc_compute *c, sk_elect_result *r)
         int rc = sk_elect(&p, r, err, sizeof(err));
         if (rc == 0)
             break;
+        reload_credentials(c);
         if (*c->stop)
             return -EINTR;
         if (lb_mono_ms() > deadline)
             return fail(c, "election failed: %s", err);
         lb_warn("election failed, retrying: %s", err);
-        sleep_ms(1000);
+        lb_sleep_ms(1000);
     }
     pthread_mutex_lock(&c->lock);
     c->term = r->term;
@@ -852,7 +779,7 @@ stop_pg(cc_compute *c, int sig, int timeout_ms)
             kill(c->pg_pid, escalation == 1 ? SIGQUIT : SIGKILL);
             deadline = lb_mono_ms() + 10000;
         }
-        sleep_ms(50);
+        lb_sleep_ms(50);
     }
 }
 
@@ -895,10 +822,39 @@ query1(cc_compute *c, const char *sql, char *out, size_t cap)
     return ok;
 }
 
+/* On SIGHUP, the public keys (auth_public_keys) and this compute's own
+ * token (auth_token_file) are read again, as the daemons do (docs/auth.md):
+ * a reload that fails keeps what was loaded. Everything that sends the
+ * token reads it from the one handle at each request, so the next
+ * request carries the new one. Called from the main thread's waits. */
+static void
+reload_credentials(cc_compute *c)
+{
+    if (!c->reload || !*c->reload)
+        return;
+    *c->reload = 0;
+    const cc_spec *s = c->spec;
+    int rc;
+    if (c->keys) {
+        if ((rc = lb_auth_keys_reload(c->keys)) != 0)
+            lb_error("could not reload auth_public_keys \"%s\": %s (the old keys stay)",
+                     s->auth_public_keys, lb_strerror(rc));
+        else
+            lb_info("auth_public_keys reloaded keys=%zu", lb_auth_keys_count(c->keys));
+    }
+    if (s->auth_token) {
+        if ((rc = lb_auth_token_reload(s->auth_token)) != 0)
+            lb_error("could not reload auth_token_file: %s (the old token stays)", lb_strerror(rc));
+        else
+            lb_info("auth_token_file reloaded");
+    }
+}
+
 /* What the main loop checks while it waits: 0 to go on, or an exit code. */
 static int
 interrupted(cc_compute *c)
 {
+    reload_credentials(c);
     if (*c->stop)
         return -EINTR;
     if (pg_exited(c)) {
@@ -918,7 +874,7 @@ wait_until(cc_compute *c, bool (*cond)(cc_compute *c))
             return rc;
         if (cond(c))
             return 0;
-        sleep_ms(100);
+        lb_sleep_ms(100);
     }
 }
 
@@ -1011,34 +967,8 @@ announce(cc_compute *c, const sk_elect_result *r)
             return fail(c, "only %d of %d safekeepers stream from this compute (need %d): %s",
                         acked, s->nsafekeepers, quorum, lb_strerror(rc));
         lb_warn("announce reached %d of %d safekeepers, retrying", acked, s->nsafekeepers);
-        sleep_ms(1000);
+        lb_sleep_ms(1000);
     }
-}
-
-/* Have the pageserver ingest from the safekeepers. */
-static void
-pageserver_ingest(cc_compute *c)
-{
-    const cc_spec *s = c->spec;
-    json_t *arr = json_array();
-    for (int i = 0; i < s->nsafekeepers; i++) {
-        char pg[300];
-        snprintf(pg, sizeof(pg), "%s:%d", s->safekeepers[i].pg_host, s->safekeepers[i].pg_port);
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s}", "pg", pg, "http", s->safekeepers[i].http));
-    }
-    json_t *body = json_pack("{s:o}", "safekeepers", arr);
-    char url[600], err[600];
-    snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s/safekeepers", s->pageserver,
-             s->tenant_id, s->timeline_id);
-    long status = 0;
-    int rc = http_json(s, "PUT", url, body, NULL, &status, err, sizeof(err));
-    json_decref(body);
-    if (rc || status / 100 != 2)
-        lb_warn("could not point the pageserver at the safekeepers: %s", err);
-    else
-        lb_info("pageserver ingests timeline=%s from %d safekeepers", s->timeline_id,
-                s->nsafekeepers);
 }
 
 /*
@@ -1106,17 +1036,13 @@ make_roles(cc_compute *c)
     return 0;
 }
 
+/* Every mode (state restoring): the data directory from a basebackup,
+ * PostgreSQL started on it and accepting compute-ctl's connection; then
+ * it replays (state replaying). */
 static int
-run_primary(cc_compute *c, const tl_meta *m)
+start_from_basebackup(cc_compute *c)
 {
-    ensure_sk_timelines(c, m);
-    set_state(c, CC_STATE_ELECTING);
-    sk_elect_result r;
-    int rc = elect(c, &r);
-    if (rc)
-        return rc;
-    set_wal_sources(c, m, &r);
-    set_state(c, CC_STATE_RESTORING);
+    int rc;
     if ((rc = prepare_datadir(c)) != 0)
         return rc;
     set_state(c, CC_STATE_STARTING);
@@ -1125,6 +1051,21 @@ run_primary(cc_compute *c, const tl_meta *m)
     if ((rc = wait_until(c, cond_connected)) != 0)
         return rc;
     set_state(c, CC_STATE_REPLAYING);
+    return 0;
+}
+
+static int
+run_primary(cc_compute *c, const tl_meta *m)
+{
+    set_state(c, CC_STATE_ELECTING);
+    sk_elect_result r;
+    int rc = elect(c, &r);
+    if (rc)
+        return rc;
+    set_wal_sources(c, m, &r);
+    set_state(c, CC_STATE_RESTORING);
+    if ((rc = start_from_basebackup(c)) != 0)
+        return rc;
     if ((rc = wait_until(c, cond_promoted)) != 0)
         return rc;
     set_state(c, CC_STATE_PROMOTING);
@@ -1139,10 +1080,7 @@ run_primary(cc_compute *c, const tl_meta *m)
         return fail(c, "postgres promoted to timeline %u but the election chose %u", tli, r.tli);
     if ((rc = make_roles(c)) != 0)
         return rc;
-    if ((rc = announce(c, &r)) != 0)
-        return rc;
-    pageserver_ingest(c);
-    return 0;
+    return announce(c, &r);
 }
 
 /* The first safekeeper that knows the timeline: a replica streams from it. */
@@ -1185,7 +1123,7 @@ wait_ingested(cc_compute *c, lb_lsn lsn)
             return fail(c, "the pageserver has not ingested timeline %s up to %s (it is at %s)",
                         c->spec->timeline_id, lb_lsn_format(lsn, want),
                         lb_lsn_format(m.last_record_lsn, have));
-        sleep_ms(500);
+        lb_sleep_ms(500);
     }
 }
 
@@ -1197,14 +1135,8 @@ run_standby(cc_compute *c, const tl_meta *m)
     int rc;
     if (cc_mode_of(c->spec->mode)->at_lsn && (rc = wait_ingested(c, c->spec->lsn)) != 0)
         return rc;
-    if ((rc = prepare_datadir(c)) != 0)
+    if ((rc = start_from_basebackup(c)) != 0)
         return rc;
-    set_state(c, CC_STATE_STARTING);
-    if ((rc = start_pg(c)) != 0)
-        return rc;
-    if ((rc = wait_until(c, cond_connected)) != 0)
-        return rc;
-    set_state(c, CC_STATE_REPLAYING);
     if (cc_mode_of(c->spec->mode)->at_lsn)
         rc = wait_until(c, cond_target_reached);
     else
@@ -1305,6 +1237,7 @@ watch(cc_compute *c)
     watch_outcome out = WATCH_STOP;
     char why[600];
     while (!*c->stop) {
+        reload_credentials(c);
         if (pg_exited(c)) {
             fail(c, "postgres exited unexpectedly; compute-ctl exits so that it is restarted");
             out = WATCH_PG_DIED;
@@ -1348,20 +1281,21 @@ watch(cc_compute *c)
             }
             next_term = lb_mono_ms() + WATCH_TERM_MS;
         }
-        sleep_ms(50);
+        lb_sleep_ms(50);
     }
     lb_buf_free(&guard);
     return out;
 }
 
 int
-cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop)
+cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     cc_compute *c = calloc(1, sizeof(*c));
     if (!c)
         return CC_EXIT_FAILED;
     c->spec = spec;
     c->stop = stop;
+    c->reload = reload;
     pthread_mutex_init(&c->lock, NULL);
     int rc = start_http(c);
     int code = CC_EXIT_OK;

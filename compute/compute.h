@@ -4,11 +4,10 @@
  * cc_compute_run() takes a compute from nothing to ready and keeps it
  * there:
  *
- *   primary  create the timeline on the safekeepers if they lack it, elect
- *            (safekeeper/election.h), basebackup, recovery.signal, start,
- *            replay to the end of committed WAL, promote, check the new
- *            PostgreSQL timeline is the elected one, announce to the
- *            safekeepers, tell the pageserver to ingest from them;
+ *   primary  elect (safekeeper/election.h), basebackup, recovery.signal,
+ *            start, replay to the end of committed WAL, promote, check the
+ *            new PostgreSQL timeline is the elected one, announce to the
+ *            safekeepers;
  *   replica  basebackup, standby.signal streaming from a safekeeper;
  *   static   basebackup at or before the LSN, replay to it and pause.
  *
@@ -27,6 +26,12 @@
  * be started; 3 when PostgreSQL died on its own; 4 when its term was
  * superseded (a supervisor must not simply restart it: that would take
  * the timeline back from the newer primary).
+ *
+ * What compute-ctl does not do, because its compute token may not:
+ * create the timeline on the safekeepers, or tell the pageserver which
+ * safekeepers to ingest from. Management (the controller; make run's
+ * launcher and the e2e harness) does both before and after starting a
+ * primary (docs/auth.md).
  *
  * Callers: main.c.
  */
@@ -62,7 +67,8 @@ const char *cc_state_name(cc_state state);
  * quorum after committing locally (syncrep.c's two WARNINGs). */
 bool cc_log_line_is_sync_cancel(const char *line);
 
-/* spec->stream_from is set here (replica). */
-int cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop);
+/* spec->stream_from is set here (replica). *reload (SIGHUP) makes it
+ * read auth_public_keys and auth_token_file again, and is cleared. */
+int cc_compute_run(cc_spec *spec, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 #endif

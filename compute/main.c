@@ -4,6 +4,8 @@
  *
  *     compute-ctl --spec /etc/lakebase/compute.yaml [--log_level info]
  *
+ * SIGHUP re-reads auth_public_keys and auth_token_file (docs/auth.md).
+ *
  * Exit codes: 0 stopped on SIGTERM/SIGINT; 1 the compute could not start;
  * 2 bad spec or options; 3 PostgreSQL died (a supervisor restarts us).
  */
@@ -17,61 +19,43 @@
 #include "errors.h"
 #include "log.h"
 #include "spec.h"
+#include "startup.h"
 
 typedef struct ctl_config {
     char *spec;
-    char *log_level;
+    int log_level; /* lb_log_level */
 } ctl_config;
 
 static const lb_config_setting settings[] = {
     LB_SETTING_REQUIRED("spec", LB_CONFIG_STRING, ctl_config, spec,
                         "the compute's spec, a YAML or JSON file"),
-    LB_SETTING("log_level", LB_CONFIG_STRING, ctl_config, log_level, "info",
-               "error, warn, info or debug"),
+    LB_SETTING_LOG_LEVEL(ctl_config, log_level),
     LB_CONFIG_END,
 };
 
-static volatile sig_atomic_t stop_requested;
+_Static_assert(CC_EXIT_BADSPEC == LB_STARTUP_EXIT_USAGE, "bad options exit as a bad spec");
+
+static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void
-on_stop(int sig)
+on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGHUP)
+        reload_requested = 1;
+    else
+        stop_requested = 1;
 }
 
 int
 main(int argc, char **argv)
 {
     ctl_config conf = {0};
-    lb_config_result res = {0};
-    lb_log_init("compute-ctl", LB_LOG_INFO);
-    int rc = lb_config_load(settings, &conf, NULL, argc, argv, &res);
-    if (res.help) {
-        lb_buf help = LB_BUF_INIT;
-        lb_config_help(settings, "compute-ctl", "--spec FILE", &help);
-        fputs(help.data ? help.data : "", stdout);
-        lb_buf_free(&help);
-        lb_config_free(settings, &conf);
-        lb_config_result_free(&res);
-        return 0;
-    }
-    lb_log_level level = LB_LOG_INFO;
-    if (rc == 0 && lb_log_level_parse(conf.log_level, &level) != 0) {
-        snprintf(res.error, sizeof(res.error), "--log_level must be error, warn, info or debug");
-        rc = LB_EBADCONFIG;
-    }
-    if (rc == 0 && res.npositional > 0) {
-        snprintf(res.error, sizeof(res.error), "unexpected argument \"%s\"", res.positional[0]);
-        rc = LB_EBADCONFIG;
-    }
-    if (rc) {
-        fprintf(stderr, "compute-ctl: %s\n", res.error);
-        lb_config_free(settings, &conf);
-        lb_config_result_free(&res);
-        return CC_EXIT_BADSPEC;
-    }
-    lb_log_set_level(level);
+    lb_config_result res;
+    const lb_startup_spec start = {
+        .program = "compute-ctl", .usage = "--spec FILE", .settings = settings, .conf = &conf};
+    int rc = lb_startup(&start, argc, argv, &res);
+    if (rc >= 0)
+        return rc;
     cc_spec spec;
     char err[600];
     rc = cc_spec_load(conf.spec, &spec, err, sizeof(err));
@@ -85,12 +69,13 @@ main(int argc, char **argv)
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
+    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int code = cc_compute_run(&spec, &stop_requested);
+    int code = cc_compute_run(&spec, &stop_requested, &reload_requested);
     cc_spec_free(&spec);
     lb_config_free(settings, &conf);
     lb_config_result_free(&res);

@@ -741,6 +741,10 @@ validate_builtin(const dc_resource *r, json_t *obj, json_t *causes)
             snprintf(path, sizeof path, "spec.versions[%zu].schema.openAPIV3Schema", i);
             dc_schema_check_patterns(
                 json_object_get(json_object_get(ver, "schema"), "openAPIV3Schema"), path, causes);
+            /* a real server accepts every rule that compiles; the ones
+             * outside cel.c's subset are accepted and logged, not enforced */
+            dc_schema_report_unsupported_rules(
+                json_object_get(json_object_get(ver, "schema"), "openAPIV3Schema"), name);
         }
     } else if (strcmp(r->plural, "deployments") == 0 || strcmp(r->plural, "statefulsets") == 0 ||
                strcmp(r->plural, "replicasets") == 0) {
@@ -1031,15 +1035,18 @@ random_suffix(char *out, size_t n)
     out[n] = '\0';
 }
 
-/* Apply CRD schema validation or built-in checks; 422 and false on errors. */
+/* Apply CRD schema validation (and its CEL rules; old is the stored
+ * object of an update, NULL on create) or built-in checks; 422 and false
+ * on errors. */
 static bool
-validate(dc_ctx *c, json_t *obj, const char *name)
+validate(dc_ctx *c, json_t *obj, const json_t *old, const char *name)
 {
     json_t *causes = json_array();
     json_t *unknown = json_array();
     validate_labels(json_object_get(obj, "metadata"), causes);
     if (c->res->schema) {
         dc_schema_validate(c->res->schema, obj, causes, unknown);
+        dc_schema_validate_rules(c->res->schema, obj, old, causes);
     } else {
         validate_builtin(c->res, obj, causes);
         dc_fields_check(c->res->kind, obj, unknown);
@@ -1152,7 +1159,7 @@ create_object(dc_ctx *c, json_t *obj, int *status_out)
         json_object_del(meta, "generation");
     prepare_create(c->api, r, obj);
     apply_defaults(r, obj);
-    if (!validate(c, obj, namecopy))
+    if (!validate(c, obj, NULL, namecopy))
         return -EINVAL;
     if (!dry_run(c)) {
         int rc = dc_store_put(c->api->store, r->key, r->namespaced ? c->ns : "", namecopy, obj,
@@ -1289,7 +1296,7 @@ update_object(dc_ctx *c, json_t *old, json_t *obj)
         else if (strcmp(r->plural, "secrets") == 0 && !r->group[0])
             prepare_secret(result);
         apply_defaults(r, result);
-        if (!validate(c, result, c->name)) {
+        if (!validate(c, result, old, c->name)) {
             json_decref(result);
             return;
         }

@@ -11,11 +11,18 @@
  * operations carry x-kubernetes-group-version-kind and the fieldValidation
  * query parameter. That is what kubectl's validation looks for: finding
  * the parameter, it leaves validation to the server and sends
- * ?fieldValidation=Strict. The documents carry no component schemas, so
- * `kubectl explain` has nothing to show, and kubectl apply builds its
- * strategic merge patches from its compiled-in types (as it does against
- * any server whose OpenAPI lacks a kind). /openapi/v2 is 404, which
- * kubectl tolerates.
+ * ?fieldValidation=Strict. Custom resources also get component schemas
+ * in the real server's shapes, which is what `kubectl explain` reads: it
+ * finds the kind's x-kubernetes-group-version-kind on an operation of the
+ * resource's path, then the component schema whose
+ * x-kubernetes-group-version-kind list holds the same {group, kind,
+ * version}, named like the real server's (io.lakebase.v1alpha1.Branch,
+ * its List, and the ObjectMeta/ListMeta they refer to). Built-in kinds
+ * have no component schemas, so explain shows nothing for them, and
+ * kubectl apply builds its strategic merge patches from its compiled-in
+ * types (as it does against any server whose OpenAPI lacks a kind; the
+ * PATCH operations declare no strategic-merge request body). /openapi/v2
+ * is 404, which kubectl tolerates.
  */
 #include "api.h"
 #include "buf.h"
@@ -188,9 +195,184 @@ operation(const dc_resource *r, const char *action)
                      "responses", "200", "description", "OK");
 }
 
+/* "lakebase.io" -> "io.lakebase": the real server's component names
+ * start with the reversed group. */
+static void
+reversed_group(const char *group, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t len = strlen(group), used = 0;
+    size_t end = len;
+    while (end > 0 && used + 1 < cap) {
+        size_t start = end;
+        while (start > 0 && group[start - 1] != '.')
+            start--;
+        int n = snprintf(out + used, cap - used, "%s%.*s", used ? "." : "", (int)(end - start),
+                         group + start);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+        end = start > 0 ? start - 1 : 0;
+    }
+}
+
+#define META_DOC                                                                                   \
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"
+
+static json_t *
+gvk_list(const dc_resource *r, const char *kind)
+{
+    return json_pack("[{s:s, s:s, s:s}]", "group", r->group, "kind", kind, "version", r->version);
+}
+
+/* The ObjectMeta and ListMeta components the kinds' metadata refer to
+ * (the fields users set and read; the real documents have them all). */
+typedef struct meta_field {
+    const char *name, *type, *format, *description;
+} meta_field;
+
+static const meta_field object_meta[] = {
+    {"name", "string", NULL, "Name must be unique within a namespace."},
+    {"namespace", "string", NULL,
+     "Namespace defines the space within which each name must be unique."},
+    {"generateName", "string", NULL,
+     "GenerateName is an optional prefix, used by the server, to generate a unique name ONLY IF "
+     "the Name field has not been provided."},
+    {"uid", "string", NULL, "UID is the unique in time and space value for this object."},
+    {"labels", "map", NULL,
+     "Map of string keys and values that can be used to organize and categorize (scope and "
+     "select) objects."},
+    {"annotations", "map", NULL,
+     "Annotations is an unstructured key value map stored with a resource."},
+    {"resourceVersion", "string", NULL,
+     "An opaque value that represents the internal version of this object."},
+    {"generation", "integer", "int64",
+     "A sequence number representing a specific generation of the desired state."},
+    {"creationTimestamp", "string", "date-time",
+     "CreationTimestamp is a timestamp representing the server time when this object was "
+     "created."},
+    {"deletionTimestamp", "string", "date-time",
+     "DeletionTimestamp is RFC 3339 date and time at which this resource will be deleted."},
+    {"deletionGracePeriodSeconds", "integer", "int64",
+     "Number of seconds allowed for this object to gracefully terminate."},
+    {"finalizers", "list", NULL, "Must be empty before the object is deleted from the registry."},
+    {"ownerReferences", "objects", NULL, "List of objects depended by this object."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const meta_field list_meta[] = {
+    {"continue", "string", NULL,
+     "continue may be set if the user set a limit on the number of items returned."},
+    {"resourceVersion", "string", NULL,
+     "String that identifies the server's internal version of this object."},
+    {"remainingItemCount", "integer", "int64",
+     "The number of subsequent items in the list which are not included in this list response."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static json_t *
+meta_schema(const char *description, const meta_field *fields)
+{
+    json_t *props = json_object();
+    for (const meta_field *f = fields; f->name; f++) {
+        json_t *p = json_pack("{s:s}", "description", f->description);
+        if (strcmp(f->type, "map") == 0) {
+            json_object_set_new(p, "type", json_string("object"));
+            json_object_set_new(p, "additionalProperties",
+                                json_pack("{s:s, s:s}", "type", "string", "default", ""));
+        } else if (strcmp(f->type, "list") == 0 || strcmp(f->type, "objects") == 0) {
+            json_object_set_new(p, "type", json_string("array"));
+            json_object_set_new(
+                p, "items", json_pack("{s:s}", "type", f->type[0] == 'l' ? "string" : "object"));
+        } else {
+            json_object_set_new(p, "type", json_string(f->type));
+        }
+        if (f->format)
+            json_object_set_new(p, "format", json_string(f->format));
+        json_object_set_new(props, f->name, p);
+    }
+    return json_pack("{s:s, s:s, s:o}", "description", description, "type", "object", "properties",
+                     props);
+}
+
+static void
+add_meta_components(json_t *schemas)
+{
+    if (json_object_get(schemas, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"))
+        return;
+    json_object_set_new(schemas, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+                        meta_schema("ObjectMeta is metadata that all persisted resources must "
+                                    "have, which includes all objects users must create.",
+                                    object_meta));
+    json_object_set_new(schemas, "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+                        meta_schema("ListMeta describes metadata that synthetic resources must "
+                                    "have, including lists and various status objects.",
+                                    list_meta));
+}
+
+/* A custom resource's component schemas: the kind (its openAPIV3Schema,
+ * with the standard apiVersion, kind and metadata) and its List. */
+static void
+add_custom_components(json_t *schemas, const dc_resource *r)
+{
+    char rg[160], name[500], list_name[520], ref[600];
+    reversed_group(r->group, rg, sizeof rg);
+    snprintf(name, sizeof name, "%s.%s.%s", rg, r->version, r->kind);
+    snprintf(list_name, sizeof list_name, "%s.%s.%s", rg, r->version, r->list_kind);
+    json_t *s = json_deep_copy(r->schema);
+    if (!json_is_object(s)) {
+        json_decref(s);
+        s = json_pack("{s:s, s:b}", "type", "object", "x-kubernetes-preserve-unknown-fields", 1);
+    }
+    json_t *props = json_object_get(s, "properties");
+    if (!json_is_object(props)) {
+        props = json_object();
+        json_object_set_new(s, "properties", props);
+    }
+    json_object_set_new(props, "apiVersion",
+                        json_pack("{s:s, s:s}", "description",
+                                  "APIVersion defines the versioned schema of this representation "
+                                  "of an object. Servers should convert recognized schemas to "
+                                  "the latest internal value, and may reject unrecognized "
+                                  "values. More info: " META_DOC "#resources",
+                                  "type", "string"));
+    json_object_set_new(props, "kind",
+                        json_pack("{s:s, s:s}", "description",
+                                  "Kind is a string value representing the REST resource this "
+                                  "object represents. Servers may infer this from the endpoint "
+                                  "the client submits requests to. Cannot be updated. In "
+                                  "CamelCase. More info: " META_DOC "#types-kinds",
+                                  "type", "string"));
+    json_object_set_new(
+        props, "metadata",
+        json_pack("{s:[{s:s}], s:s, s:{}}", "allOf", "$ref",
+                  "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+                  "description", "Standard object's metadata. More info: " META_DOC "#metadata",
+                  "default"));
+    json_object_set_new(s, "x-kubernetes-group-version-kind", gvk_list(r, r->kind));
+    json_object_set_new(schemas, name, s);
+    snprintf(ref, sizeof ref, "#/components/schemas/%s", name);
+    json_object_set_new(
+        schemas, list_name,
+        json_pack("{s:s, s:s, s:[s], s:{s:{s:s, s:s}, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:s}, "
+                  "s:{s:[{s:s}], s:s, s:{}}}, s:o}",
+                  "description", "List of custom resources.", "type", "object", "required", "items",
+                  "properties", "apiVersion", "description",
+                  "APIVersion defines the versioned schema of this representation of an object.",
+                  "type", "string", "items", "description",
+                  "List of objects. More info: " META_DOC "#resources", "type", "array", "items",
+                  "$ref", ref, "kind", "description",
+                  "Kind is a string value representing the REST resource this object represents.",
+                  "type", "string", "metadata", "allOf", "$ref",
+                  "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
+                  "description", "Standard list metadata. More info: " META_DOC "#types-kinds",
+                  "default", "x-kubernetes-group-version-kind", gvk_list(r, r->list_kind)));
+}
+
 static json_t *
 openapi_gv(const char *group, const char *version)
 {
+    json_t *schemas = json_object();
     json_t *paths = json_object();
     bool any = false;
     for (int i = 0; i < dc_resources_count(); i++) {
@@ -212,13 +394,19 @@ openapi_gv(const char *group, const char *version)
         json_object_set_new(
             paths, item,
             json_pack("{s:o, s:o}", "patch", operation(r, "patch"), "put", operation(r, "put")));
+        if (r->custom) {
+            add_meta_components(schemas);
+            add_custom_components(schemas, r);
+        }
     }
     if (!any) {
         json_decref(paths);
+        json_decref(schemas);
         return NULL;
     }
-    return json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{}}}", "openapi", "3.0.0", "info", "title",
-                     "Kubernetes", "version", "v1.32.3", "paths", paths, "components", "schemas");
+    return json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:o}}", "openapi", "3.0.0", "info", "title",
+                     "Kubernetes", "version", "v1.32.3", "paths", paths, "components", "schemas",
+                     schemas);
 }
 
 /* The aggregated form (apidiscovery.k8s.io/v2) of /api (core) or /apis:

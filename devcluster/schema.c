@@ -17,12 +17,25 @@
  * fields, x-kubernetes-int-or-string, x-kubernetes-embedded-resource.
  * Patterns are ECMA-262 in Kubernetes; here they run as POSIX extended
  * regular expressions after \d, \w and \s are rewritten, which covers the
- * patterns CRDs use in practice. CEL rules (x-kubernetes-validations) and
- * formats are not checked.
+ * patterns CRDs use in practice. Formats are not checked.
+ *
+ * CEL rules (x-kubernetes-validations) run after the schema, on the
+ * defaulted object, through cel.c's subset: each rule with self the value
+ * at its node (absent values are not checked), transition rules (those
+ * naming oldSelf) only on an update whose old object has a value there
+ * (correlated through properties, map keys and list-type=map keys, as the
+ * real server does). A failure reads as the real server's:
+ *
+ *   spec.clusterRef: Invalid value: "object": clusterRef is immutable
+ *
+ * A rule outside the subset is not enforced: a real server accepts the CRD,
+ * so this one does too and logs the rule when the CRD is written.
  */
 #include "schema.h"
 
 #include "buf.h"
+#include "cel.h"
+#include "log.h"
 
 #include <regex.h>
 #include <stdbool.h>
@@ -234,6 +247,24 @@ matches_pattern(const char *pattern, const char *s)
     }
     free(posix);
     return ok;
+}
+
+int
+dc_schema_regex_match(const char *pattern, const char *s)
+{
+    char why[128];
+    if (dc_schema_pattern_ok(pattern, why, sizeof why) != 0)
+        return -1;
+    char *posix = posix_pattern(pattern);
+    regex_t re;
+    if (!posix || regcomp(&re, posix, REG_EXTENDED | REG_NOSUB) != 0) {
+        free(posix);
+        return -1;
+    }
+    int m = regexec(&re, s, 0, NULL, 0) == 0;
+    regfree(&re);
+    free(posix);
+    return m;
 }
 
 static double
@@ -471,4 +502,192 @@ dc_schema_validate(const json_t *schema, json_t *obj, json_t *causes, json_t *un
     if (json_is_object(schema) && json_is_object(obj))
         validate_object(schema, obj, "", causes, unknown, 0);
     return (int)(json_array_size(causes) - before);
+}
+
+/* ---- CEL rules ---- */
+
+static void
+join_path(char *out, size_t cap, const char *path, const char *k)
+{
+    snprintf(out, cap, "%s%s%s", path, path[0] ? "." : "", k);
+}
+
+/* The element of old (a list-type=map list) with the same keys as e. */
+static const json_t *
+list_map_match(const json_t *keys, const json_t *old, const json_t *e)
+{
+    size_t i, j;
+    json_t *o, *k;
+    json_array_foreach((json_t *)old, i, o)
+    {
+        bool same = json_is_object(o) && json_array_size(keys) > 0;
+        json_array_foreach((json_t *)keys, j, k)
+        {
+            const char *key = json_string_value(k);
+            json_t *a = key ? json_object_get(e, key) : NULL;
+            json_t *b = key ? json_object_get(o, key) : NULL;
+            if (!(a == b || (a && b && json_equal(a, b))))
+                same = false;
+        }
+        if (same)
+            return o;
+    }
+    return NULL;
+}
+
+static void
+rule_failed(json_t *causes, const json_t *rule, const char *type, const char *path, const char *why)
+{
+    const char *text = json_string_value(json_object_get(rule, "rule"));
+    const char *msg = json_string_value(json_object_get(rule, "message"));
+    const char *reason = json_string_value(json_object_get(rule, "reason"));
+    const char *fp = json_string_value(json_object_get(rule, "fieldPath"));
+    char field[1100];
+    /* fieldPath is a JSON path relative to the rule's node (".spec.x");
+     * an evaluation error is reported at the node itself */
+    if (why)
+        fp = NULL;
+    snprintf(field, sizeof field, "%.900s%.190s", path,
+             fp ? (path[0] ? fp : fp + (*fp == '.')) : "");
+    char def[1200];
+    if (why) {
+        snprintf(def, sizeof def, "%s evaluating rule: %s", why, text ? text : "");
+        msg = def;
+    } else if (!msg || !*msg) {
+        snprintf(def, sizeof def, "failed rule: %s", text ? text : "");
+        msg = def;
+    }
+    if (!why && reason && strcmp(reason, "FieldValueForbidden") == 0)
+        cause(causes, reason, field, "Forbidden: %s", msg);
+    else if (!why && reason && strcmp(reason, "FieldValueRequired") == 0)
+        cause(causes, reason, field, "Required value: %s", msg);
+    else if (!why && reason && strcmp(reason, "FieldValueDuplicate") == 0)
+        cause(causes, reason, field, "Duplicate value: %s", msg);
+    else
+        cause(causes, "FieldValueInvalid", field, "Invalid value: \"%s\": %s", type, msg);
+}
+
+static void
+check_rules(const json_t *schema, const json_t *v, const json_t *old, const char *path,
+            json_t *causes, int depth)
+{
+    if (!json_is_object(schema) || !v || json_is_null(v) || depth > 64)
+        return;
+    if (json_is_null(old))
+        old = NULL;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    size_t i;
+    json_t *rule;
+    json_array_foreach(json_object_get(schema, "x-kubernetes-validations"), i, rule)
+    {
+        const char *text = json_string_value(json_object_get(rule, "rule"));
+        dc_cel_rule *r;
+        char err[300];
+        if (!text || dc_cel_parse(text, &r, err, sizeof err) != 0)
+            continue; /* not enforced; logged when the CRD was written */
+        if (dc_cel_uses_old_self(r) && !old) {
+            dc_cel_free(r);
+            continue;
+        }
+        bool ok = false;
+        int rc = dc_cel_eval(r, v, old, &ok, err, sizeof err);
+        dc_cel_free(r);
+        if (rc != 0)
+            rule_failed(causes, rule, type ? type : "", path, err);
+        else if (!ok)
+            rule_failed(causes, rule, type ? type : "", path, NULL);
+    }
+    char f[1024];
+    const char *k;
+    json_t *sub, *child;
+    if (json_is_object(v)) {
+        json_t *props = json_object_get(schema, "properties");
+        json_object_foreach(props, k, sub)
+        {
+            child = json_object_get(v, k);
+            if (!child)
+                continue;
+            join_path(f, sizeof f, path, k);
+            check_rules(sub, child, json_is_object(old) ? json_object_get(old, k) : NULL, f, causes,
+                        depth + 1);
+        }
+        json_t *addl = json_object_get(schema, "additionalProperties");
+        if (json_is_object(addl) && !props) {
+            json_object_foreach((json_t *)v, k, child)
+            {
+                join_path(f, sizeof f, path, k);
+                check_rules(addl, child, json_is_object(old) ? json_object_get(old, k) : NULL, f,
+                            causes, depth + 1);
+            }
+        }
+    }
+    if (json_is_array(v)) {
+        json_t *items = json_object_get(schema, "items");
+        const char *lt = json_string_value(json_object_get(schema, "x-kubernetes-list-type"));
+        json_t *keys = json_object_get(schema, "x-kubernetes-list-map-keys");
+        json_array_foreach((json_t *)v, i, child)
+        {
+            snprintf(f, sizeof f, "%s[%zu]", path, i);
+            const json_t *o = NULL;
+            if (lt && strcmp(lt, "map") == 0 && json_is_array(old))
+                o = list_map_match(keys, old, child);
+            check_rules(items, child, o, f, causes, depth + 1);
+        }
+    }
+}
+
+int
+dc_schema_validate_rules(const json_t *schema, const json_t *obj, const json_t *old, json_t *causes)
+{
+    size_t before = json_array_size(causes);
+    check_rules(schema, obj, old, "", causes, 0);
+    return (int)(json_array_size(causes) - before);
+}
+
+static void
+report_rules(const json_t *schema, const char *crd, const char *path, int *count, int depth)
+{
+    if (!json_is_object(schema) || depth > 64)
+        return;
+    size_t i;
+    json_t *rule;
+    json_array_foreach(json_object_get(schema, "x-kubernetes-validations"), i, rule)
+    {
+        const char *text = json_string_value(json_object_get(rule, "rule"));
+        dc_cel_rule *r;
+        char err[300];
+        if (text && dc_cel_parse(text, &r, err, sizeof err) == 0) {
+            dc_cel_free(r);
+            continue;
+        }
+        (*count)++;
+        lb_warn("cel rule not enforced crd=%s field=%s rule=\"%.300s\" reason=\"%s\"", crd,
+                path[0] ? path : "<root>", text ? text : "", text ? err : "no rule");
+    }
+    char f[1024];
+    const char *k;
+    json_t *sub;
+    json_object_foreach(json_object_get(schema, "properties"), k, sub)
+    {
+        join_path(f, sizeof f, path, k);
+        report_rules(sub, crd, f, count, depth + 1);
+    }
+    json_t *addl = json_object_get(schema, "additionalProperties");
+    if (json_is_object(addl)) {
+        snprintf(f, sizeof f, "%s[*]", path);
+        report_rules(addl, crd, f, count, depth + 1);
+    }
+    json_t *items = json_object_get(schema, "items");
+    if (json_is_object(items)) {
+        snprintf(f, sizeof f, "%s[*]", path);
+        report_rules(items, crd, f, count, depth + 1);
+    }
+}
+
+int
+dc_schema_report_unsupported_rules(const json_t *schema, const char *crd)
+{
+    int count = 0;
+    report_rules(schema, crd ? crd : "", "", &count, 0);
+    return count;
 }

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -283,6 +284,84 @@ class Safekeeper:
         st, body = http("GET", self.tl(tenant, timeline))
         assert st == 200, body
         return body
+
+
+class Wire:
+    """A hand-driven PostgreSQL protocol connection to a walsender port."""
+
+    def __init__(self, port, timeout=10):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def close(self):
+        self.s.close()
+
+    def send(self, b):
+        self.s.sendall(b)
+
+    @staticmethod
+    def startup_packet(**params):
+        body = struct.pack("!I", 196608)
+        for k, v in params.items():
+            body += k.encode() + b"\0" + v.encode() + b"\0"
+        body += b"\0"
+        return struct.pack("!I", len(body) + 4) + body
+
+    @staticmethod
+    def msg(kind, body):
+        return kind + struct.pack("!I", len(body) + 4) + body
+
+    @staticmethod
+    def password(token):
+        """The PasswordMessage that answers the safekeeper's cleartext
+        password request: the token."""
+        return Wire.msg(b"p", token.encode() + b"\0")
+
+    def _fill(self):
+        try:
+            chunk = self.s.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def read(self):
+        """Next message as (type, body); None at end of stream."""
+        while len(self.buf) < 5:
+            if not self._fill():
+                return None
+        n = struct.unpack("!I", self.buf[1:5])[0]
+        while len(self.buf) < 1 + n:
+            if not self._fill():
+                return None
+        m = (self.buf[:1], self.buf[5:1 + n])
+        self.buf = self.buf[1 + n:]
+        return m
+
+    def until_ready(self):
+        """Messages up to ReadyForQuery, or up to the end of the stream."""
+        out = []
+        while True:
+            m = self.read()
+            if m is None:
+                return out
+            out.append(m)
+            if m[0] == b"Z":
+                return out
+
+    def query(self, q):
+        self.send(self.msg(b"Q", q.encode() + b"\0"))
+        return self.until_ready()
+
+    @staticmethod
+    def error_fields(body):
+        fields = {}
+        for part in body.split(b"\0"):
+            if part:
+                fields[chr(part[0])] = part[1:].decode(errors="replace")
+        return fields
 
 
 def lsn_int(s):
@@ -861,6 +940,27 @@ class ComputeCtl:
                         f"{self.spec['timeline_id']}/safekeepers", {"safekeepers": sks})
         assert st == 200, (st, body)
 
+    def create_sk_timelines(self):
+        """Management creates the timeline on each safekeeper that lacks it,
+        starting where the pageserver's does, as the controller does before
+        it starts a primary (a compute token may not create). A safekeeper
+        that does not answer is left to the election (a majority suffices);
+        a timeline the pageserver lacks is compute-ctl's to report."""
+        t, l = self.spec["tenant_id"], self.spec["timeline_id"]
+        st, meta = http("GET", f"{self.ps.url}/v1/tenant/{t}/timeline/{l}")
+        if st != 200:
+            return
+        body = {k: meta[k] for k in ("system_id", "start_lsn", "pg_tli", "wal_seg_size")}
+        body["timeline_id"] = l
+        for sk in self.spec["safekeepers"]:
+            try:
+                st, _ = http("GET", f"{sk['http']}/v1/tenant/{t}/timeline/{l}")
+                if st == 404:
+                    st, reply = http("POST", f"{sk['http']}/v1/tenant/{t}/timeline", body)
+                    assert st in (200, 201, 409), (sk["name"], st, reply)
+            except OSError:
+                pass
+
     def write_spec(self, yaml=False):
         path = os.path.join(self.dir, "spec.yaml" if yaml else "spec.json")
         with open(path, "w") as f:
@@ -872,6 +972,8 @@ class ComputeCtl:
 
     def start(self, wait=True, yaml=True):
         spec = self.write_spec(yaml)
+        if self.spec["mode"] == "primary":
+            self.create_sk_timelines()
         self.proc = Proc([os.path.join(BIN, "compute-ctl"), "--spec", spec],
                          os.path.join(self.dir, "compute-ctl.log"))
         if wait:

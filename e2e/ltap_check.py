@@ -6,6 +6,7 @@ Iceberg metadata or Delta log, then parquet-wasm + Arrow), turned back into
 PostgreSQL's binary COPY format and loaded with COPY FROM (FORMAT binary);
 rows compared as typsend bytes with what SELECT returns on the standby at P.
 """
+import ipaddress
 import json
 import os
 import re
@@ -79,22 +80,36 @@ def read_lake(store_dir, prefix, db, schema, table, fmt="iceberg"):
 # ---- PostgreSQL side --------------------------------------------------------------
 
 def columns(pg, db, schema, table):
-    """(attnum, name, typid, typmod, typtype, elem typid) of each live column,
+    """(attnum, name, typid, typmod, typtype, elem typid: an array's element
+    type or a range's subtype, a composite's attributes) of each live column,
     domains resolved to their base type, as ltap resolves them."""
     q = """
     SELECT a.attnum, a.attname,
            CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END,
            CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,
            coalesce(bt.typtype, ty.typtype)::text,
-           coalesce(el.oid, 0)::int
+           coalesce(el.oid, rg.rngsubtype, 0)::int
     FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
     LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
     LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem)
           AND coalesce(bt.typlen, ty.typlen) = -1
+    LEFT JOIN pg_range rg ON rg.rngtypid = coalesce(bt.oid, ty.oid)
     WHERE a.attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
       AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
+    fq = """
+    SELECT a.atttypid::int,
+           CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END::int,
+           CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,
+           coalesce(bt.typtype, ty.typtype)::text
+    FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+    LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype
+    WHERE a.attrelid = (SELECT typrelid FROM pg_type WHERE oid = %s)
+      AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
     with pg.connect(dbname=db) as c:
-        return [tuple(r) for r in c.execute(q, (schema, table)).fetchall()]
+        cols = [tuple(r) for r in c.execute(q, (schema, table)).fetchall()]
+        # a composite's attributes: (declared type, base type, typmod, typtype)
+        return [col + ([tuple(f) for f in c.execute(fq, (col[2],)).fetchall()]
+                       if col[4] == "c" else None,) for col in cols]
 
 
 def parse_copy(data):
@@ -209,11 +224,56 @@ def scalar_send(typid, typmod, typtype, v):
         return b"\x01" + v.encode()
     if typid == 1186:
         return struct.pack(">qii", int(v["microseconds"]), int(v["days"]), int(v["months"]))
+    if typid in (869, 650):  # inet, cidr: "<address>/<bits>"
+        addr, bits = v.rsplit("/", 1)
+        packed = ipaddress.ip_address(addr).packed
+        return struct.pack(">BBBB", 2 if len(packed) == 4 else 3, int(bits), typid == 650,
+                           len(packed)) + packed
+    if typid in (829, 774):  # macaddr, macaddr8
+        return bytes.fromhex(v.replace(":", ""))
+    if typid in (1560, 1562):  # bit, varbit: '0'/'1' text
+        n = len(v)
+        padded = v + "0" * ((-n) % 8)
+        return struct.pack(">i", n) + bytes(int(padded[i:i + 8], 2) for i in range(0, len(padded), 8))
     raise AssertionError(f"no encoder for type {typid}")
 
 
+def range_send(subtype, v):
+    """A range STRUCT {empty, lower, upper, lower_inclusive, upper_inclusive}
+    (a NULL bound is an infinite one) back to range_send's bytes."""
+    if v["empty"]:
+        return b"\x01"
+    flags = (0x02 if v["lower_inclusive"] else 0) | (0x04 if v["upper_inclusive"] else 0) | \
+        (0x08 if v["lower"] is None else 0) | (0x10 if v["upper"] is None else 0)
+    out = bytes([flags])
+    for b in (v["lower"], v["upper"]):
+        if b is not None:
+            sb = scalar_send(subtype, -1, "b", b)
+            out += struct.pack(">i", len(sb)) + sb
+    return out
+
+
+def composite_send(fields, v):
+    """A composite STRUCT back to record_send's bytes: the count, then per
+    attribute its declared type, length and send bytes."""
+    vals = list(v.values())
+    assert len(vals) == len(fields), (fields, v)
+    out = struct.pack(">i", len(fields))
+    for (decl, base, typmod, typtype), x in zip(fields, vals):
+        if x is None:
+            out += struct.pack(">Ii", decl, -1)
+        else:
+            b = scalar_send(base, typmod, typtype, x)
+            out += struct.pack(">Ii", decl, len(b)) + b
+    return out
+
+
 def value_send(col, v):
-    _, _, typid, typmod, typtype, elem = col
+    _, _, typid, typmod, typtype, elem, fields = col
+    if typtype == "r":
+        return range_send(elem, v)
+    if typtype == "c":
+        return composite_send(fields, v)
     if isinstance(v, list):
         assert elem, col
         if not v:

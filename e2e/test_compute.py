@@ -5,6 +5,7 @@ PostgreSQL dying makes compute-ctl exit non-zero; SIGTERM stops it cleanly;
 a replica follows; a static compute shows exactly the data before its LSN;
 a branch starts; bad specs are refused with the field named."""
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -13,6 +14,8 @@ import uuid
 
 import psycopg
 import pytest
+
+import lakebase
 
 from lakebase import BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, lsn_int, to_yaml, wait_for
 
@@ -359,6 +362,24 @@ def test_superseded_primary_stops(env):
     assert "another compute is primary" in c.log_tail()
 
 
+def test_primary_makes_no_request_its_token_is_refused(env):
+    """compute-ctl does what its compute token allows and nothing else: it
+    neither creates the timeline on the safekeepers nor tells the pageserver
+    which safekeepers to ingest from (management does both: docs/auth.md),
+    so none of its requests is refused, and the pageserver still ingests
+    the primary's commits."""
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table t (id int)")
+    c.sql("insert into t values (1)")
+    lsn = lsn_int(c.sql("select pg_current_wal_flush_lsn()::text")[0][0])
+    wait_for(lambda: lsn_int(http("GET", ps.tl(cluster.tenant, cluster.timeline))[1]
+                             ["last_record_lsn"]) >= lsn, 60, what="the pageserver to ingest")
+    with open(c.proc.log, errors="replace") as f:
+        refused = [line for line in f if re.search(r": 40[13] ", line)]
+    assert not refused, refused
+
+
 def test_http_api_needs_a_credential(env):
     cluster, ps, new = env
     c = new("c").start()
@@ -399,3 +420,91 @@ def test_http_api_needs_a_credential(env):
     # Nothing changed: the same PostgreSQL, the same files.
     assert c.pg_pid() == pid and c.status()["state"] == "ready"
     assert sorted(os.listdir(c.spec["data_dir"])) == listing
+
+
+def test_key_rotation_keeps_the_compute_committing(env):
+    """Rotation as docs/auth.md gives it, on the safekeepers and a running
+    primary's compute-ctl, each told by SIGHUP: the new public key is
+    added; every token is minted again with the new private key; the old
+    public key is removed. Then tokens signed with the old key are refused
+    by the safekeepers and compute-ctl, the new ones are taken, compute-ctl's
+    own requests (its term watch) carry its new token, a safekeeper started
+    again joins with its new one, and the compute keeps committing."""
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table r (id int)")
+    c.sql("insert into r values (0)")
+    auth = cluster.auth
+    t, tl = cluster.tenant, cluster.timeline
+    old = {"management": auth.management,
+           "compute": auth.mint("compute", tenant=t, timeline=tl, endpoint=f"127.0.0.1:{c.port}")}
+
+    def hup():
+        for sk in cluster.sks:
+            os.kill(sk.proc.pid, signal.SIGHUP)
+        os.kill(c.proc.pid, signal.SIGHUP)
+
+    def status_code(url, token):
+        return http("GET", url, token=token)[0]
+
+    def everywhere(token, want):
+        """Every safekeeper and compute-ctl answer token with want."""
+        urls = [sk.tl(t, tl) for sk in cluster.sks] + [c.url + "/status"]
+        return all(status_code(u, token) == want for u in urls)
+
+    def log_count(text):
+        with open(c.proc.log, errors="replace") as f:
+            return f.read().count(text)
+
+    # 1. The new public key beside the old one: both verify.
+    private_dir = os.path.dirname(auth.private_key)
+    subprocess.run([os.path.join(BIN, "lakebase-token"), "keygen", private_dir, "--name", "new"],
+                   check=True, capture_output=True)
+    new_key = os.path.join(private_dir, "new.key")
+    os.replace(os.path.join(private_dir, "new.pem"), os.path.join(auth.keys_dir, "new.pem"))
+    hup()
+    new_mgmt = auth.mint("management", sub="test-management", key=new_key)
+    wait_for(lambda: everywhere(new_mgmt, 200), 30, what="the new key to verify everywhere")
+    assert everywhere(old["management"], 200)
+
+    # 2. Every component's token minted again with the new key.
+    for sk in cluster.sks:
+        auth.token_file(sk.name, auth.mint("safekeeper", sub=sk.name, key=new_key))
+    auth.token_file(os.path.basename(c.spec["auth_token_file"]),
+                    auth.mint("compute", tenant=t, timeline=tl, sub="c",
+                              endpoint=f"127.0.0.1:{c.port}", key=new_key))
+    reloads = log_count("auth_token_file reloaded")
+    hup()
+    wait_for(lambda: log_count("auth_token_file reloaded") > reloads, 30,
+             what="compute-ctl to read its new token")
+
+    # 3. The old public key goes: its tokens are refused from then on.
+    os.unlink(auth.public_key)
+    blind = log_count("no safekeeper told its term")
+    hup()
+    wait_for(lambda: everywhere(old["management"], 401), 30, what="the old key to be dropped")
+    for sk in cluster.sks:
+        assert status_code(sk.tl(t, tl), old["compute"]) == 401
+    assert everywhere(new_mgmt, 200)
+    lakebase.DEFAULT_TOKEN = auth.management = c.token = new_mgmt
+    for sk in cluster.sks:
+        lakebase.TOKEN_BY_BASE[sk.url] = new_mgmt
+
+    # compute-ctl's term watch (every 2 s) goes on being answered: its
+    # requests carry the new token.
+    c.sql("insert into r values (1)")
+    time.sleep(5)
+    assert log_count("no safekeeper told its term") == blind, c.log_tail()
+    # A safekeeper started again authenticates with its new token, and the
+    # compute keeps committing, with it in the quorum.
+    victim = cluster.sks[2]
+    victim.stop()
+    victim.start()
+    cluster.sks[0].stop()
+    try:
+        for i in range(2, 12):
+            c.sql("insert into r values (%s)", i)
+        assert [r[0] for r in c.sql("select id from r order by id")] == list(range(12))
+    finally:
+        cluster.sks[0].start()
+    assert c.status()["state"] == "ready"

@@ -1014,3 +1014,64 @@ def test_up_down_and_a_second_up_finds_the_same_objects(workdir):
         assert json.loads(out.stdout)["data"] == {"a": "b"}
     finally:
         subprocess.run([DEVCLUSTER, "down", "--data_dir", d], env=env, check=True, timeout=90)
+
+
+CEL_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "size(self.name) <= 5 && self.min <= self.max"
+              message: name too long or min above max
+            - rule: "self.started < timestamp('2030-01-01T00:00:00Z')"
+              message: started before 2030
+            properties:
+              name: {type: string, x-kubernetes-validations: [{rule: self == oldSelf}]}
+              min: {type: integer, default: 0}
+              max: {type: integer, default: 10}
+              started: {type: string}
+"""
+
+
+def test_cel_rules_enforced_and_unsupported_ones_accepted_and_logged(api, workdir):
+    # A rule outside the subset (timestamps) does not make the CRD fail:
+    # a real server accepts it; devcluster logs that it does not enforce it.
+    api.kubectl("apply", "-f", "-", input=CEL_CRD)
+    api.kubectl("wait", "--for=condition=established", "crd/gadgets.example.com", "--timeout=30s")
+    with open(os.path.join(workdir, "devcluster.log")) as f:
+        log = f.read()
+    assert "cel rule not enforced crd=gadgets.example.com field=spec" in log
+    assert "timestamp()" in log
+
+    def gadget(**spec):
+        return json.dumps({"apiVersion": "example.com/v1", "kind": "Gadget",
+                           "metadata": {"name": "g"}, "spec": spec})
+
+    # the unsupported rule is not run (2031 would fail it on a real server)
+    api.kubectl("apply", "-f", "-", input=gadget(name="abc", started="2031-01-01T00:00:00Z"))
+    r = api.kubectl("apply", "-f", "-", input=gadget(name="abc", min=11), check=False)
+    assert r.returncode != 0
+    assert 'spec: Invalid value: "object": name too long or min above max' in r.stderr, r.stderr
+    r = api.kubectl("apply", "-f", "-", input=gadget(name="abd"), check=False)
+    assert 'spec.name: Invalid value: "string": failed rule: self == oldSelf' in r.stderr, r.stderr
+    # the same through the API: 422 Invalid with the cause's field
+    st, body = api.request("PATCH", "/apis/example.com/v1/namespaces/default/gadgets/g",
+                           {"spec": {"name": "abcdef"}}, content_type="application/merge-patch+json")
+    assert st == 422 and body["reason"] == "Invalid"
+    fields = sorted(c["field"] for c in body["details"]["causes"])
+    assert fields == ["spec", "spec.name"], body

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lakebase import ROOT, wait_for
+from lakebase import ROOT, lsn_int, wait_for
 from ltap_check import (TOOLS, assert_exact, dirty_blocks, materialize, pause_at_primary_lsn,
                         primary_and_standby, read_lake, table_dir)
 
@@ -38,6 +38,7 @@ CREATE EXTENSION citext;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 CREATE TYPE pair AS (a int, b text);
+CREATE TYPE posint_pair AS (a posint, b int8);
 CREATE TABLE every_type (
     id int PRIMARY KEY,
     b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8,
@@ -82,6 +83,20 @@ INSERT INTO every_type (id, n, n10_2, d, ts, tstz, f4, f8, a_i, t) VALUES
     (5, ('-' || repeat('1', 500) || '.' || repeat('0', 499) || '1')::numeric, NULL, '2000-01-01', '1970-01-01', '1970-01-01 00:00:00+00',
      '-1.4e-45', '-2.2250738585072014e-308', '{NULL}', 'x'),
     (6, '1e-1000'::numeric, NULL, '1999-12-31', '2000-01-01 00:00:00.000001', NULL, '0', '0', NULL, NULL);
+CREATE TYPE money_at AS (amount numeric(10,2), day date, note text, ok bool);
+CREATE TYPE nested AS (p pair, n int);
+CREATE TABLE composites (id int, m money_at, n nested, d posint_pair);
+INSERT INTO composites VALUES
+    (1, ROW(12.50, '2020-02-29', 'a "quoted" note', true), ROW(ROW(1, 'x'), 2), ROW(1, 2)),
+    (2, ROW(NULL, NULL, NULL, NULL), ROW(NULL, NULL), ROW(NULL, NULL)),
+    (3, ROW('NaN', 'infinity', '', false), NULL, NULL),
+    (4, NULL, ROW(NULL, 5), ROW(7, NULL));
+CREATE TABLE net_types (id int, i inet, c cidr, m8 macaddr8, ia inet[], ma macaddr[], vb varbit[]);
+INSERT INTO net_types VALUES
+    (1, '192.168.1.5/24', '192.168.0.0/16', '08:00:2b:01:02:03:04:05',
+     '{192.168.1.5/24, ::ffff:1.2.3.4, NULL, fe80::1/64}', '{08:00:2b:01:02:03}', '{101, "", NULL}'),
+    (2, '::ffff:10.0.0.1', '0.0.0.0/0', 'ff:ff:ff:ff:ff:ff:ff:ff', '{}', '{}', '{}'),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL);
 """
 
 
@@ -99,6 +114,18 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     res = materialize(sb, store, PREFIX, p)
     t = [x for x in res["tables"] if x["table"] == "every_type"]
     assert len(t) == 1 and t[0]["rows"] == 7 and t[0]["lake_lsn"] == p, res
+    assert_exact(sb, pri, store, PREFIX, "postgres", "public", "net_types")
+    assert_exact(sb, pri, store, PREFIX, "postgres", "public", "composites")
+    comp = read_lake(store, PREFIX, "postgres", "public", "composites")
+    crow = {int(r["id"]): r for r in comp["rows"]}
+    assert crow[1]["m"] == {"amount": "1250", "day": "18321", "note": 'a "quoted" note', "ok": True}
+    assert crow[2]["m"] == {"amount": None, "day": None, "note": None, "ok": None}
+    assert crow[4]["m"] is None and crow[1]["d"] == {"a": "1", "b": "2"}
+    assert crow[3]["m"] is None and [int(e["attnum"]) for e in crow[3]["_pg_overflow"]] == [2]
+    assert "n" not in comp["fields"] and crow[1]["_pg_overflow"]  # a composite inside: overflow
+    net = {int(r["id"]): r for r in read_lake(store, PREFIX, "postgres", "public", "net_types")["rows"]}
+    assert net[1]["ia"] == ["192.168.1.5/24", "::ffff:1.2.3.4/128", None, "fe80::1/64"]
+    assert net[1]["vb"] == ["101", "", None] and not net[1]["_pg_overflow"]
     files = assert_exact(sb, pri, store, PREFIX, "postgres", "public", "every_type")
     assert files, "no data files"
     lake = read_lake(store, PREFIX, "postgres", "public", "every_type")
@@ -110,6 +137,18 @@ def test_ltap_adversarial_types_roundtrip(workdir, pgs):
     assert rows[2]["iv"] == {"months": "2136000011", "days": "30", "microseconds": "86399999999"}
     assert rows[2]["a_i"] == ["1", None, "3"] and rows[1]["a_i"] == []
     assert rows[2]["a_2d"] is None  # lower bound 0: overflow
+    assert rows[2]["comp"] == {"a": "1", "b": "x"} and rows[1]["comp"] == {"a": None, "b": None}
+    # ranges are STRUCTs, an infinite bound NULL; one with an 'infinity' bound is in overflow
+    assert rows[1]["r"] == {"empty": True, "lower": None, "upper": None,
+                            "lower_inclusive": False, "upper_inclusive": False}
+    assert rows[2]["r"] == {"empty": False, "lower": "1", "upper": "10",
+                            "lower_inclusive": True, "upper_inclusive": False}
+    assert rows[1]["tr"]["lower"] is None and rows[1]["tr"]["upper"] is None
+    assert rows[2]["tr"] is None and any(int(e["attnum"]) == 37 for e in rows[2]["_pg_overflow"])
+    # network addresses, MAC addresses and bit strings are native strings
+    assert rows[2]["inet_"] == "2001:db8::1/128" and rows[1]["cidr_"] == "::/0"
+    assert rows[2]["cidr_"] == "10.0.0.0/8" and rows[2]["mac"] == "ff:ff:ff:ff:ff:ff"
+    assert rows[2]["bits"] == "1111" and rows[2]["vbits"] == "1010101010" and rows[1]["vbits"] == ""
     assert lake["fields"]["id"] == 1 and lake["fields"]["_pg_overflow"] == 10003
     # the summary records P in both formats
     assert lake["summary"]["lakebase.lsn"] == p
@@ -385,3 +424,229 @@ def test_ltap_bad_input(workdir):
         p = subprocess.run(argv, capture_output=True, text=True)
         assert p.returncode == 1 and msg in p.stderr, (argv, p.returncode, p.stderr)
     assert not os.path.exists(os.path.join(store, "p"))
+
+
+# ---- the pageserver's lake: materialized at each snapshot ------------------------------
+
+
+def pageserver_with_ingest(cluster, store, extra_args=None):
+    """A pageserver whose object store is the directory store, ingesting a
+    primary through the safekeepers (as test_pageserver.py does)."""
+    from lakebase import Pageserver, Postgres, http
+    workdir = cluster.workdir
+    ps = Pageserver(workdir, remote="file://" + store, extra_args=extra_args).start()
+    t, l = cluster.tenant, cluster.timeline
+    st, boot = ps.create(t, l)
+    assert st == 201, boot
+    cluster.create_timeline(int(boot["system_id"]), lsn_int(boot["start_lsn"]),
+                            pg_tli=boot["pg_tli"], seg_size=boot["wal_seg_size"])
+    election = cluster.elect()
+    primary = Postgres(workdir, "primary")
+    ps.basebackup(t, l, primary.datadir)
+    primary.conf(port=primary.port, listen_addresses="127.0.0.1",
+                 unix_socket_directories=primary.sockdir, wal_level="replica",
+                 max_wal_senders=10, wal_keep_size="1GB")
+    cluster.track(primary)
+    cluster.start_primary(primary, election)
+    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks]
+    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
+    assert st == 200, body
+    return ps, primary, t, l
+
+
+def ps_snapshot(ps, primary, t, l):
+    """Checkpoint the primary, wait for the redo standby to replay it, take
+    a snapshot (the lake run happens inside it) and return its P."""
+    from lakebase import http
+    primary.sql("checkpoint")
+    target = lsn_int(primary.sql("select pg_current_wal_flush_lsn()::text")[0][0])
+    wait_for(lambda: lsn_int(http("GET", ps.tl(t, l))[1]["last_record_lsn"]) >= target, 120,
+             what="the redo standby to replay the primary's WAL")
+    st, snap = http("POST", ps.tl(t, l, "/snapshot"), timeout=600)
+    assert st == 200, snap
+    if snap["snapshot_taken"]:
+        return snap["snapshots"][-1]["lsn"]
+    # the ingest's own tick took it first: its lake run follows
+    return wait_lake(ps, t, l, target)
+
+
+def wait_lake(ps, t, l, target):
+    """Wait until a lake run at or past target completed; its LSN."""
+    from lakebase import http
+
+    def ran():
+        _, body = http("GET", ps.tl(t, l, "/lake"))
+        return body.get("run_lsn") and lsn_int(body["run_lsn"]) >= target and body["run_lsn"]
+    return wait_for(ran, 300, what="a lake run past the primary's checkpoint")
+
+
+def lake_status(ps, t, l):
+    from lakebase import http
+    st, body = http("GET", ps.tl(t, l, "/lake"))
+    assert st == 200, body
+    return body, {(x["database"], x["schema"], x["table"]): x for x in body["tables"]}
+
+
+def test_ltap_pageserver_lake_at_each_snapshot(cluster):
+    """With ingest, each pageserver snapshot at P materializes every table
+    into <tenant>/<timeline>/lake: DuckDB and the Iceberg and Delta readers
+    read rows that equal the primary's (quiesced, so at P) as typsend
+    bytes; a transaction open at the first snapshot that commits before the
+    second shows in the second although its commit touched no heap block
+    (the pending blocks carried by the WAL block index's scan); GET .../lake
+    and /metrics show each table's lake LSN, lag, files and bytes."""
+    import urllib.request
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, l = pageserver_with_ingest(cluster, store)
+    prefix = f"{t}/{l}"
+    try:
+        with pri.connect() as c:
+            c.execute("""
+                CREATE TABLE acct (id int PRIMARY KEY, owner text, balance numeric(12,2),
+                    opened date, tags text[]);
+                INSERT INTO acct SELECT g, 'owner ' || g, g * 1.5, DATE '2000-01-01' + g,
+                    ARRAY['t' || g, NULL] FROM generate_series(1, 20000) g;
+                DELETE FROM acct WHERE id % 11 = 0;
+                CREATE TABLE docs (id int, body text);
+                INSERT INTO docs SELECT g, repeat(md5(g::text), 400) FROM generate_series(1, 50) g;
+                CREATE UNLOGGED TABLE scratch (x int);
+                INSERT INTO scratch VALUES (1);""")
+        long = pri.connect()
+        long.execute("BEGIN")
+        long.execute("UPDATE acct SET owner = 'long-running' WHERE id <= 300")
+        long.execute("INSERT INTO docs VALUES (1000, 'from the long transaction')")
+        p1 = ps_snapshot(ps, pri, t, l)
+        body, tables = lake_status(ps, t, l)
+        assert body["run_lsn"] == p1 and "error" not in body, body
+        assert set(tables) == {("postgres", "public", "acct"), ("postgres", "public", "docs")}
+        for key in tables:
+            assert tables[key]["lake_lsn"] == p1 and tables[key]["files"] >= 1, tables[key]
+        assert tables[("postgres", "public", "acct")]["rows"] == 20000 - 20000 // 11
+        for table in ("acct", "docs"):
+            assert_exact(pri, pri, store, prefix, "postgres", "public", table)
+
+        long.execute("COMMIT")  # changes no heap block after P1
+        long.close()
+        pri.sql("UPDATE acct SET balance = -1 WHERE id = 20000")
+        p2 = ps_snapshot(ps, pri, t, l)
+        body, tables = lake_status(ps, t, l)
+        assert body["run_lsn"] == p2 and "error" not in body, body
+        for table in ("acct", "docs"):
+            assert_exact(pri, pri, store, prefix, "postgres", "public", table)
+        owners = pri.sql("SELECT count(*) FROM acct WHERE owner = 'long-running'")[0][0]
+        assert owners == 300 - 300 // 11
+        d = table_dir(store, prefix, "postgres", "public", "acct")
+        for fmt in ("iceberg", "delta"):
+            files = read_lake(store, prefix, "postgres", "public", "acct", fmt)["files"]
+            rows = duckdb_rows([os.path.join(d, f) for f in files])
+            assert sum(1 for r in rows if r["owner"] == "long-running") == owners, fmt
+            assert [r["balance"] for r in rows if int(r["id"]) == 20000] == ["-1.00"], fmt
+
+        text = urllib.request.urlopen(ps.url + "/metrics", timeout=10).read().decode()
+        labels = f'tenant_id="{t}",timeline_id="{l}",database="postgres",schema="public",table="acct"'
+        metrics = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                       if line and not line.startswith("#"))
+        assert float(metrics[f"pageserver_lake_lsn{{{labels}}}"]) == lsn_int(p2)
+        assert float(metrics[f"pageserver_lake_files{{{labels}}}"]) == tables[("postgres", "public", "acct")]["files"]
+        assert float(metrics[f"pageserver_lake_bytes{{{labels}}}"]) > 0
+        assert f"pageserver_lake_lag_bytes{{{labels}}}" in metrics
+    finally:
+        ps.stop()
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
+    """kill -9 of the pageserver while its lake run writes a table's chunks
+    leaves the previous lake snapshot visible, unchanged, in both formats;
+    after a restart the next snapshot's run finishes the table, exactly.
+    SIGTERM stops the run before its next chunk (a clean exit, status 0,
+    without waiting for the table), with the same result."""
+    import threading
+    from lakebase import Pageserver
+    store = os.path.join(cluster.workdir, "lake-store")
+    # SIGTERM: the snapshot comes from the ingest's own tick (an HTTP request
+    # in flight would hold the shutdown until it is answered).
+    tick = ["--snapshot_interval", "1s"] if how == "sigterm" else None
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=tick)
+    prefix = f"{t}/{l}"
+    try:
+        pri.sql("CREATE TABLE t (id int, pad text)")
+        pri.sql("INSERT INTO t SELECT g, repeat('y', 200) FROM generate_series(1, 2000) g")
+        ps_snapshot(ps, pri, t, l)
+        # A new relfilenode: the next run rewrites every chunk of the table.
+        pri.sql("TRUNCATE t")
+        pri.sql("INSERT INTO t SELECT g, repeat('z', 200) FROM generate_series(1, 400000) g")
+        data = os.path.join(table_dir(store, prefix, "postgres", "public", "t"), "data")
+        old_files = set(os.listdir(data))
+        done = []
+        if how == "kill9":
+            th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)),
+                                  daemon=True)
+            th.start()
+        else:
+            pri.sql("checkpoint")  # the tick snapshots once the standby replays it
+        wait_for(lambda: len(set(os.listdir(data)) - old_files) >= 2 or done, 300,
+                 what="new data files of the lake run")
+        assert not done, "the lake run finished before it could be killed"
+        # what readers see while the run writes chunks: the last commit
+        before = {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
+                  for fmt in ("iceberg", "delta")}
+        assert before["iceberg"]["files"] == before["delta"]["files"]
+        if how == "kill9":
+            ps.kill()
+            th.join(60)
+        else:
+            ps.stop()  # asserts exit status 0
+        for fmt in ("iceberg", "delta"):
+            after = read_lake(store, prefix, "postgres", "public", "t", fmt)
+            assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
+                f"{fmt}: the killed run changed the visible snapshot"
+        ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=tick)
+        ps2.data, ps2.dir, ps2.port = ps.data, ps.dir, ps.port
+        ps = ps2.start()
+        pri.sql("INSERT INTO t VALUES (0, 'after the restart')")
+        p = ps_snapshot(ps, pri, t, l)
+        _, tables = lake_status(ps, t, l)
+        assert tables[("postgres", "public", "t")]["lake_lsn"] == p
+        assert tables[("postgres", "public", "t")]["rows"] == 400001
+        assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
+    finally:
+        ps.stop()
+
+
+def _try_snapshot(ps, primary, t, l):
+    try:
+        return ps_snapshot(ps, primary, t, l)
+    except Exception as e:  # the pageserver was killed under it
+        return e
+
+
+def test_ltap_pageserver_expiry(cluster):
+    """A data file that a lake run replaced is kept while it is younger than
+    the timeline's GC retention (older snapshots stay readable) and deleted
+    by the first run after it has been out of the live set longer; the
+    current snapshot stays exact."""
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=["--gc_retention", "2s"])
+    prefix = f"{t}/{l}"
+    data = os.path.join(table_dir(store, prefix, "postgres", "public", "t"), "data")
+    try:
+        pri.sql("CREATE TABLE t (id int, v text)")
+        pri.sql("INSERT INTO t SELECT g, 'a' FROM generate_series(1, 1000) g")
+        ps_snapshot(ps, pri, t, l)
+        (f1,) = read_lake(store, prefix, "postgres", "public", "t")["files"]
+        pri.sql("UPDATE t SET v = 'b'")
+        ps_snapshot(ps, pri, t, l)
+        (f2,) = read_lake(store, prefix, "postgres", "public", "t")["files"]
+        assert f2 != f1 and os.path.exists(os.path.join(store, prefix, "lake", "postgres", "public",
+                                                        "t", f1)), "removed inside the retention"
+        time.sleep(2.5)
+        pri.sql("UPDATE t SET v = 'c'")
+        ps_snapshot(ps, pri, t, l)
+        (f3,) = read_lake(store, prefix, "postgres", "public", "t")["files"]
+        names = set(os.listdir(data))
+        assert os.path.basename(f1) not in names, "not deleted after the retention"
+        assert os.path.basename(f2) in names and os.path.basename(f3) in names
+        assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
+    finally:
+        ps.stop()

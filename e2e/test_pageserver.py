@@ -91,7 +91,18 @@ def test_bad_requests(workdir):
             ("GET", ps.tl(tenant, timeline, "/basebackup?lsn=zz"), None, 400),
             ("GET", ps.tl(tenant, timeline, "/basebackup?lsn=0/1"), None, 409),
             ("DELETE", ps.tl(tenant, uuid.uuid4().hex), None, 404),
+            # WAL file names: common's parser (no sign, upper-case hex only).
+            ("GET", ps.tl(tenant, timeline, "/wal/+0000001.history"), None, 400),
+            ("GET", ps.tl(tenant, timeline, "/wal/00000001.HISTORY"), None, 400),
+            ("GET", ps.tl(tenant, timeline, "/wal/00000000.history"), None, 400),
+            ("GET", ps.tl(tenant, timeline, "/wal/00000001000000000000000g"), None, 400),
         ]
+        # Safekeeper addresses: common's host:port parser (hostport.h): a
+        # port from 1 to 65535, an IPv6 address in brackets.
+        for pg in ["127.0.0.1", "127.0.0.1:", ":5432", "127.0.0.1:0", "127.0.0.1:65536",
+                   "::1:5432", "[::1]", "127.0.0.1:54x", "a b:5432", "h:5432 "]:
+            cases.append(("PUT", ps.tl(tenant, timeline, "/safekeepers"),
+                          {"safekeepers": [{"pg": pg, "http": "http://127.0.0.1:1"}]}, 400))
         for method, url, body, want in cases:
             st, resp = http(method, url, body)
             assert st == want, (method, url, body, st, resp)

@@ -101,3 +101,79 @@ def test_every_route_refuses_missing_wrong_and_foreign_credentials(workdir):
         assert http("GET", ps.url + "/metrics", token="")[0] == 200
     finally:
         ps.stop()
+
+
+def test_sighup_reloads_the_pageserver_token(workdir):
+    """docs/auth.md: daemons re-read auth_token_file on SIGHUP. The
+    pageserver's calls to a timeline's safekeepers (here, its WAL index's
+    consumer reports to a stand-in safekeeper HTTP API) carry the new token
+    after a SIGHUP, and a token file that no longer loads keeps the old."""
+    import http.server as httpserver
+    import signal
+    import threading
+
+    from lakebase import free_port, wait_for
+
+    seen = []
+    lock = threading.Lock()
+
+    class Safekeeper(httpserver.BaseHTTPRequestHandler):
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(n)
+            with lock:
+                seen.append((self.path, self.headers.get("Authorization", "")))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    sk = httpserver.ThreadingHTTPServer(("127.0.0.1", 0), Safekeeper)
+    threading.Thread(target=sk.serve_forever, daemon=True).start()
+    auth = Auth.of(workdir)
+    ps = Pageserver(workdir).start()
+    try:
+        tenant, tl = uuid.uuid4().hex, uuid.uuid4().hex
+        st, b = http("POST", ps.tl(tenant), {"timeline_id": tl}, timeout=120)
+        assert st == 201, b
+        sks = {"safekeepers": [{"pg": f"127.0.0.1:{free_port()}",
+                                "http": f"http://127.0.0.1:{sk.server_address[1]}"}]}
+        st, b = http("PUT", ps.tl(tenant, tl, "/safekeepers"), sks)
+        assert st == 200, b
+        token_file = auth.token_file_for(ps.name, "pageserver", sub=ps.name)
+        with open(token_file) as f:
+            old = f.read().strip()
+
+        def reported_with(token):
+            with lock:
+                return any(p.endswith("/consumer") and a == f"Bearer {token}" for p, a in seen)
+
+        wait_for(lambda: reported_with(old), 60, what="a consumer report with the first token")
+        new = auth.mint("pageserver", sub="pageserver-rotated")
+        assert new != old
+        with open(token_file, "w") as f:
+            f.write(new + "\n")
+        os.kill(ps.proc.pid, signal.SIGHUP)
+        wait_for(lambda: reported_with(new), 60, what="a consumer report with the new token")
+
+        # A file that does not hold a token: the pageserver keeps the one it has.
+        with open(token_file, "w") as f:
+            f.write("not a token\n")
+        os.kill(ps.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "could not reload auth_token_file" in open(
+            os.path.join(ps.dir, "pageserver.log"), errors="replace").read(), 30,
+            what="the failed reload in the log")
+        with lock:
+            seen.clear()
+        wait_for(lambda: reported_with(new), 60, what="a report with the kept token")
+        with lock:
+            assert all(a == f"Bearer {new}" for p, a in seen if p.endswith("/consumer")), seen
+        with open(token_file, "w") as f:
+            f.write(new + "\n")
+    finally:
+        ps.stop()
+        sk.shutdown()

@@ -266,7 +266,7 @@ def test_idle_redo_standby_stops_and_wakes_on_new_wal(cluster):
             wait_ingested(ps, t, root, target, 60, "the standby to wake and replay")
         assert quiet_checks >= 1
         log = open(os.path.join(ps.dir, "pageserver.log")).read()
-        assert log.count("stopped: nothing replayed") >= 3
-        assert log.count("started: new WAL") >= 3
+        assert log.count("reason=idle") >= 3
+        assert log.count("reason=\"new WAL\"") >= 3
     finally:
         ps.stop()

@@ -204,3 +204,62 @@ def test_tablespace_snapshot_is_a_clear_error_and_ingest_goes_on(cluster):
         assert "snapshot_error" not in http("GET", ps.tl(t, l))[1]
     finally:
         ps.stop()
+
+
+def test_full_worker_queue_gets_503_and_frees_up(workdir):
+    """Blocking work runs on a bounded worker pool (worker_threads,
+    worker_queue): with one worker held by a basebackup whose client reads
+    nothing and one more queued, a request that needs a worker gets 503 at
+    once, one that does not (status) is served, and once the clients go
+    the pool serves again. /metrics shows the pool's jobs."""
+    import re
+    import socket
+
+    ps = Pageserver(workdir, extra_args=["--worker_threads", "1", "--worker_queue", "1",
+                                         "--gc_interval", "24h"]).start()
+    conns = []
+
+    def gauge(name):
+        st, body = http("GET", ps.url + "/metrics", token="")
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+
+    def stalled_basebackup(tenant, timeline):
+        """A basebackup request whose client never reads: its tar (tens of
+        MB) fills the small buffers, and the job writing it waits."""
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", ps.port))
+        token = ps.auth.compute_token(tenant, timeline)
+        s.sendall(f"GET /v1/tenant/{tenant}/timeline/{timeline}/basebackup HTTP/1.1\r\n"
+                  f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        conns.append(s)
+
+    try:
+        tenant, tl = uuid.uuid4().hex, uuid.uuid4().hex
+        st, boot = http("POST", ps.tl(tenant), {"timeline_id": tl}, timeout=120)
+        assert st == 201, boot
+        assert gauge("pageserver_worker_jobs_running") == 0
+        stalled_basebackup(tenant, tl)
+        wait_for(lambda: gauge("pageserver_worker_jobs_running") == 1, 60,
+                 what="the first basebackup to hold the worker")
+        stalled_basebackup(tenant, tl)
+        wait_for(lambda: gauge("pageserver_worker_jobs_queued") == 1, 60,
+                 what="the second basebackup to wait in the queue")
+        st, body = http("POST", ps.url + "/v1/gc", timeout=30)
+        assert st == 503, (st, body)
+        st, body = http("POST", ps.tl(tenant), {"timeline_id": uuid.uuid4().hex}, timeout=30)
+        assert st == 503, (st, body)
+        assert http("GET", ps.tl(tenant, tl))[0] == 200
+        for s in conns:
+            s.close()
+        conns.clear()
+        wait_for(lambda: gauge("pageserver_worker_jobs_running") == 0 and
+                 gauge("pageserver_worker_jobs_queued") == 0, 120, what="the pool to drain")
+        st, body = http("POST", ps.url + "/v1/gc", timeout=120)
+        assert st == 200, (st, body)
+    finally:
+        for s in conns:
+            s.close()
+        ps.stop()

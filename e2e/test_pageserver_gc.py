@@ -99,3 +99,93 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
         assert len(ids(bpg)) == 40000
     finally:
         ps.stop()
+
+
+def test_gc_does_not_race_branch_creation(cluster):
+    """Branches created at an LSN while gc runs without pause (a retention
+    window of 0, so every snapshot but the newest and the branch points'
+    is deletable) and while a new snapshot makes the one under the branch
+    point deletable: each branch is either refused (409, its snapshots
+    gone) or created, and then keeps every layer it needs: its basebackup
+    is complete and starts from a snapshot at or before its branch point,
+    also after more gc passes. The assertion holds for every interleaving;
+    the concurrency only makes the bad ones likely."""
+    import io
+    import tarfile
+    import threading
+    import urllib.request
+
+    workdir = cluster.workdir
+    ps = Pageserver(workdir, extra_args=["--gc_retention", "0s", "--gc_interval", "100ms"]).start()
+    stop = threading.Event()
+    gc_errors = []
+
+    def hammer():
+        while not stop.is_set():
+            st, body = http("POST", ps.url + "/v1/gc", timeout=120)
+            if st != 200:
+                gc_errors.append((st, body))
+
+    def basebackup(tenant, timeline):
+        req = urllib.request.Request(ps.tl(tenant, timeline, "/basebackup"), headers={
+            "Authorization": f"Bearer {ps.auth.compute_token(tenant, timeline)}"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            data = r.read()
+            snap = r.headers["X-Lakebase-Snapshot-Lsn"]
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            names = set(tf.getnames())
+        return snap, names
+
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201, boot
+        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key, v int)")
+        primary.sql("insert into t select g, 0 from generate_series(1, 5000) g")
+        created, refused = [], 0
+        gc_thread = threading.Thread(target=hammer, daemon=True)
+        gc_thread.start()
+        for r in range(10):
+            primary.sql(f"update t set v = v + 1 where id % 10 = {r}")
+            primary.sql("checkpoint")
+            point = insert_lsn(primary)
+            wait_ingested(ps, t, root, lsn_int(point), 60, "ingest")
+            # The branch and the snapshot that makes the one under the
+            # branch point deletable, at the same time, gc running.
+            result = {}
+            branch = uuid.uuid4().hex
+
+            def make_branch():
+                result["st"], result["body"] = ps.create(t, branch, ancestor=root, lsn=point)
+
+            bt = threading.Thread(target=make_branch)
+            bt.start()
+            primary.sql(f"update t set v = v + 1 where id % 10 = {(r + 5) % 10}")
+            primary.sql("checkpoint")
+            wait_ingested(ps, t, root, lsn_int(insert_lsn(primary)), 60, "ingest")
+            st, body = http("POST", ps.tl(t, root, "/snapshot"), timeout=120)
+            assert st == 200, body
+            bt.join(120)
+            assert result["st"] in (201, 409), result
+            if result["st"] == 201:
+                created.append((branch, point))
+            else:
+                refused += 1
+                assert "gc_retention" in result["body"].get("error", str(result["body"])), result
+        stop.set()
+        gc_thread.join(120)
+        assert not gc_errors, gc_errors
+        assert created, f"no branch was created (refused={refused})"
+        for rounds in range(2):  # right after, and after more gc passes
+            for branch, point in created:
+                snap, names = basebackup(t, branch)
+                assert lsn_int(snap) <= lsn_int(point), (branch, snap, point)
+                assert "global/pg_control" in names and "PG_VERSION" in names, branch
+            for _ in range(3):
+                st, g = http("POST", ps.url + "/v1/gc", timeout=120)
+                assert st == 200, g
+        print(f"\nbranches created={len(created)} refused={refused}")
+    finally:
+        stop.set()
+        ps.stop()

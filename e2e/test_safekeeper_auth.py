@@ -2,7 +2,9 @@
 
 Each HTTP route and each walsender command is called without a token, with
 a token whose signature does not verify (signed by a key the safekeeper
-does not hold), and with a valid token of another tenant: each gets 401 or
+does not hold), and with a valid token of another tenant, and the routes
+that create, delete, list or act for a pageserver or peer with the
+compute's own token: each gets 401 or
 403 (on the walsender port, FATAL 28P01 or 28000 before any command
 runs), and the data directory is byte for byte what it was. Then the same
 calls with the right credential get past authentication, so the refusals
@@ -15,7 +17,7 @@ import struct
 import uuid
 
 import lakebase
-from lakebase import Cluster, http, lsn_str, wait_for
+from lakebase import Cluster, Wire, http, lsn_str, wait_for
 
 SEG = 16 * 1024 * 1024
 
@@ -62,20 +64,8 @@ def routes(c, sk, st):
     ]
 
 
-def wire_password(token):
-    return b"p" + struct.pack("!I", len(token) + 5) + token.encode() + b"\0"
-
-
-def startup(**params):
-    body = struct.pack("!I", 196608)
-    for k, v in params.items():
-        body += k.encode() + b"\0" + v.encode() + b"\0"
-    body += b"\0"
-    return struct.pack("!I", len(body) + 4) + body
-
-
-def query(q):
-    return b"Q" + struct.pack("!I", len(q) + 5) + q.encode() + b"\0"
+def q(text):
+    return Wire.msg(b"Q", text.encode() + b"\0")
 
 
 def walsender_exchange(port, data):
@@ -144,6 +134,22 @@ def test_every_route_refuses_missing_bad_and_foreign_credentials(workdir):
             for role, token in foreign.items():
                 status, reply = http(method, url, body, token=token)
                 assert status == 403, (what, role, status, reply)
+        # A compute's own token (its tenant and timeline) creates, deletes
+        # and lists nothing, reports no consumer position and fetches no
+        # peer WAL range; nor may a compute token create the timeline it
+        # names (only management creates).
+        own_compute = c.compute_token("127.0.0.1:1")
+        for method, url, body, role in routes(c, sk, st):
+            if role == "management" or url.endswith("/consumer") or "/wal?" in url:
+                status, reply = http(method, url, body, token=own_compute)
+                assert status == 403, (method, url, status, reply)
+        new_tl = uuid.uuid4().hex
+        status, reply = http("POST", f"{sk.url}/v1/tenant/{c.tenant}/timeline",
+                             {"timeline_id": new_tl, "system_id": st["system_id"],
+                              "start_lsn": st["start_lsn"]},
+                             token=auth.mint("compute", tenant=c.tenant, timeline=new_tl,
+                                             endpoint="127.0.0.1:1"))
+        assert status == 403, (status, reply)
         # the 401s tell the client to bring a bearer token
         import urllib.request
         import urllib.error
@@ -164,16 +170,18 @@ def test_every_route_refuses_missing_bad_and_foreign_credentials(workdir):
                 if cmd != "START_PEER_STREAM":
                     params["options"] = opts
                 msgs = walsender_exchange(sk.pg_port,
-                                          startup(**params) + wire_password(token) + query(cmd))
+                                          Wire.startup_packet(**params) + Wire.password(token) +
+                                          q(cmd))
                 errs = [fields(b) for t, b in msgs if t == b"E"]
                 assert errs and errs[-1]["S"] == "FATAL" and errs[-1]["C"] == state, (cmd, msgs)
                 # nothing but the password request and the error came back
                 assert [t for t, _ in msgs] == [b"R", b"E"], (cmd, msgs)
         # a peer's name in application_name with a non-peer token: no peer stream
-        msgs = walsender_exchange(sk.pg_port, startup(user="sk-1", replication="true",
+        msgs = walsender_exchange(sk.pg_port,
+                                  Wire.startup_packet(user="sk-1", replication="true",
                                                       application_name="sk-1") +
-                                  wire_password(auth.mint("safekeeper", sub="sk-9")) +
-                                  query("START_PEER_STREAM"))
+                                  Wire.password(auth.mint("safekeeper", sub="sk-9")) +
+                                  q("START_PEER_STREAM"))
         assert [fields(b)["C"] for t, b in msgs if t == b"E"] == ["28000"], msgs
 
         assert tree_hash(data) == before, "a refused request changed the data directory"
@@ -192,9 +200,10 @@ def test_every_route_refuses_missing_bad_and_foreign_credentials(workdir):
                "safekeeper": auth.mint("safekeeper", sub="sk-1"),
                "management": auth.management}
         for cmd in COMMANDS[:4]:
-            msgs = walsender_exchange(sk.pg_port, startup(user="postgres", replication="true",
+            msgs = walsender_exchange(sk.pg_port,
+                                      Wire.startup_packet(user="postgres", replication="true",
                                                           options=opts) +
-                                      wire_password(own["pageserver"]) + query(cmd) +
+                                      Wire.password(own["pageserver"]) + q(cmd) +
                                       b"X\0\0\0\4")
             assert b"Z" in [t for t, _ in msgs] and not [t for t, _ in msgs if t == b"E"], \
                 (cmd, msgs)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import pytest
 
 import lakebase
-from lakebase import Auth, Cluster, http, lsn_int, lsn_str, wait_for
+from lakebase import Auth, Cluster, Wire, http, lsn_int, lsn_str, wait_for
 
 SEG = 16 * 1024 * 1024
 
@@ -91,84 +91,6 @@ def raw_http(port, head, body=b"", read_timeout=10):
         return status, json.loads(data[head_end + 4:])
     except ValueError:
         return status, data[head_end + 4:]
-
-
-class Wire:
-    """A hand-driven PostgreSQL protocol connection to a walsender port."""
-
-    def __init__(self, port, timeout=10):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def close(self):
-        self.s.close()
-
-    def send(self, b):
-        self.s.sendall(b)
-
-    @staticmethod
-    def startup_packet(**params):
-        body = struct.pack("!I", 196608)
-        for k, v in params.items():
-            body += k.encode() + b"\0" + v.encode() + b"\0"
-        body += b"\0"
-        return struct.pack("!I", len(body) + 4) + body
-
-    @staticmethod
-    def msg(kind, body):
-        return kind + struct.pack("!I", len(body) + 4) + body
-
-    @staticmethod
-    def password(token):
-        """The PasswordMessage that answers the safekeeper's cleartext
-        password request: the token."""
-        return Wire.msg(b"p", token.encode() + b"\0")
-
-    def _fill(self):
-        try:
-            chunk = self.s.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            return False
-        self.buf += chunk
-        return True
-
-    def read(self):
-        """Next message as (type, body); None at end of stream."""
-        while len(self.buf) < 5:
-            if not self._fill():
-                return None
-        n = struct.unpack("!I", self.buf[1:5])[0]
-        while len(self.buf) < 1 + n:
-            if not self._fill():
-                return None
-        m = (self.buf[:1], self.buf[5:1 + n])
-        self.buf = self.buf[1 + n:]
-        return m
-
-    def until_ready(self):
-        """Messages up to ReadyForQuery, or up to the end of the stream."""
-        out = []
-        while True:
-            m = self.read()
-            if m is None:
-                return out
-            out.append(m)
-            if m[0] == b"Z":
-                return out
-
-    def query(self, q):
-        self.send(self.msg(b"Q", q.encode() + b"\0"))
-        return self.until_ready()
-
-    @staticmethod
-    def error_fields(body):
-        fields = {}
-        for part in body.split(b"\0"):
-            if part:
-                fields[chr(part[0])] = part[1:].decode(errors="replace")
-        return fields
 
 
 def errors_in(msgs):

@@ -128,56 +128,88 @@ static void
 table_info_free(table_info *t)
 {
     for (size_t i = 0; i < t->ncols; i++)
-        free(t->cols[i].name);
+        ltap__column_free(&t->cols[i]);
     free(t->cols);
     free(t->oid);
     free(t->schema);
     free(t->name);
 }
 
+/* The live attributes of relation relid (a table, or a composite type's
+ * relation) as mapped columns. A composite attribute of a table gets its
+ * own attributes as fields (one level: a composite inside a composite
+ * stays in overflow). */
 static int
-load_columns(PGconn *c, table_info *t, lb_err *err)
+load_attrs(PGconn *c, const char *relid, bool nested, ltap_column **out, size_t *nout, lb_err *err)
 {
-    const char *params[] = {t->oid};
+    *out = NULL;
+    *nout = 0;
+    const char *params[] = {relid};
     PGresult *res = query(
         c,
         "SELECT a.attnum, a.attname, "
         "       CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END, "
         "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END, "
-        "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, 0), "
-        "       coalesce(el.typtype, '') "
+        "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, rs.oid, 0), "
+        "       coalesce(el.typtype, rs.typtype, ''), a.atttypid, "
+        "       coalesce(bt.typrelid, ty.typrelid) "
         "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
         "LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype "
         "LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem) "
         "      AND coalesce(bt.typlen, ty.typlen) = -1 "
+        "LEFT JOIN pg_range rg ON rg.rngtypid = coalesce(bt.oid, ty.oid) "
+        "LEFT JOIN pg_type rs ON rs.oid = rg.rngsubtype "
         "WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         1, params, err);
     if (!res)
         return err->code;
     int n = PQntuples(res);
-    t->cols = calloc((size_t)(n ? n : 1), sizeof(ltap_column));
-    if (!t->cols) {
+    ltap_column *cols = calloc((size_t)(n ? n : 1), sizeof(ltap_column));
+    if (!cols) {
         PQclear(res);
         return -ENOMEM;
     }
-    for (int i = 0; i < n; i++) {
-        ltap_column *col = &t->cols[i];
+    int rc = 0;
+    size_t ncols = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        ltap_column *col = &cols[ncols++];
         col->attnum = (int16_t)atoi(PQgetvalue(res, i, 0));
         col->name = strdup(PQgetvalue(res, i, 1));
         col->typid = (uint32_t)strtoul(PQgetvalue(res, i, 2), NULL, 10);
         col->typmod = atoi(PQgetvalue(res, i, 3));
         col->notnull = PQgetvalue(res, i, 4)[0] == 't';
-        t->ncols++;
+        col->decl_typid = (uint32_t)strtoul(PQgetvalue(res, i, 8), NULL, 10);
         if (!col->name) {
-            PQclear(res);
-            return -ENOMEM;
+            rc = -ENOMEM;
+            break;
         }
-        ltap__column_map(col, PQgetvalue(res, i, 5)[0],
-                         (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10),
+        char typtype = PQgetvalue(res, i, 5)[0];
+        ltap__column_map(col, typtype, (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10),
                          PQgetvalue(res, i, 7)[0]);
+        if (typtype == 'c' && !nested) {
+            ltap_column *fields;
+            size_t nfields;
+            rc = load_attrs(c, PQgetvalue(res, i, 9), true, &fields, &nfields, err);
+            if (rc == 0)
+                ltap__composite_map(col, fields, nfields);
+        }
     }
     PQclear(res);
+    if (rc) {
+        for (size_t i = 0; i < ncols; i++)
+            ltap__column_free(&cols[i]);
+        free(cols);
+        return rc;
+    }
+    *out = cols;
+    *nout = ncols;
     return 0;
+}
+
+static int
+load_columns(PGconn *c, table_info *t, lb_err *err)
+{
+    return load_attrs(c, t->oid, false, &t->cols, &t->ncols, err);
 }
 
 /* ---- writing one chunk ---------------------------------------------------------- */
@@ -486,6 +518,19 @@ chunk_of(const char *path)
     return (long long)k;
 }
 
+/* Remember a removed file's key for expiry (best effort: a file not noted
+ * stays in the store). */
+static void
+note_removed(ltap_result *res, const char *tprefix, const char *path)
+{
+    char **grown = realloc(res->removed, (res->nremoved + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    res->removed = grown;
+    if (asprintf(&grown[res->nremoved], "%s/%s", tprefix, path) >= 0)
+        res->nremoved++;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -550,6 +595,10 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (!full && r->dirty &&
             !r->dirty(r->dirty_arg, t->spc, t->db, t->relfilenode, first, (uint32_t)n64, since))
             continue;
+        if (r->cancel && atomic_load(r->cancel)) {
+            rc = lb_err_set(err, -ECANCELED, "cancelled");
+            break;
+        }
         lake_parquet_file_stats *st = NULL;
         rc = write_chunk(ru, c, t, schema, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
         if (rc)
@@ -579,7 +628,13 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
                           .removes = removes,
                           .nremoves = nremoves,
                           .summary = summary};
+        /* noted before the commit: the paths belong to the live set it replaces */
+        size_t noted = ru->res->nremoved;
+        for (size_t i = 0; i < nremoves; i++)
+            note_removed(ru->res, tprefix, removes[i]);
         rc = lake_table_commit(lt, &cm, err);
+        while (rc && ru->res->nremoved > noted)
+            free(ru->res->removed[--ru->res->nremoved]);
     }
     if (rc == 0) {
         const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
@@ -773,5 +828,8 @@ ltap_result_free(ltap_result *res)
     if (!res)
         return;
     free(res->tables);
+    for (size_t i = 0; i < res->nremoved; i++)
+        free(res->removed[i]);
+    free(res->removed);
     memset(res, 0, sizeof(*res));
 }

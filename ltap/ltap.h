@@ -24,6 +24,7 @@
 #ifndef LTAP_H
 #define LTAP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,9 @@ typedef struct ltap_request {
     const char *prefix;    /* key prefix, e.g. "tenants/T/timelines/L"; tables go under
                               <prefix>/lake/<database>/<schema>/<table> */
     uint32_t chunk_blocks; /* 0: LTAP_CHUNK_BLOCKS */
+    /* When set and true, the run stops before its next chunk with
+     * -ECANCELED (what it committed stays); may be NULL. */
+    const atomic_bool *cancel;
 } ltap_request;
 
 /* What one table's lake state is after a run. */
@@ -70,6 +74,11 @@ typedef struct ltap_result {
     uint64_t heap_bytes_read; /* all tables */
     uint64_t lake_bytes_written;
     uint64_t rows_written;
+    /* Keys (from the store's root) of the data files this run's commits
+     * removed from their tables: no longer live, still in older snapshots
+     * until they expire. Owned. */
+    char **removed;
+    size_t nremoved;
 } ltap_result;
 
 /*

@@ -17,7 +17,9 @@
 #include "pgtype.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +38,11 @@ enum {
     TEXTOID = 25,
     OIDOID = 26,
     JSONOID = 114,
+    CIDROID = 650,
     FLOAT4OID = 700,
+    MACADDR8OID = 774,
+    MACADDROID = 829,
+    INETOID = 869,
     FLOAT8OID = 701,
     MONEYOID = 790,
     BPCHAROID = 1042,
@@ -46,6 +52,8 @@ enum {
     TIMESTAMPOID = 1114,
     TIMESTAMPTZOID = 1184,
     INTERVALOID = 1186,
+    BITOID = 1560,
+    VARBITOID = 1562,
     NUMERICOID = 1700,
     REGPROCEDUREOID = 2202,
     REGOPEROID = 2203,
@@ -122,6 +130,16 @@ scalar_kind(uint32_t typid, char typtype)
         return LTAP_JSONB;
     case INTERVALOID:
         return LTAP_INTERVAL;
+    case INETOID:
+        return LTAP_INET;
+    case CIDROID:
+        return LTAP_CIDR;
+    case MACADDROID:
+    case MACADDR8OID:
+        return LTAP_MACADDR;
+    case BITOID:
+    case VARBITOID:
+        return LTAP_BITS;
     default:
         return LTAP_OVERFLOW;
     }
@@ -145,6 +163,14 @@ ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_ty
             c->scale = s;
         }
     }
+    if (c->kind == LTAP_OVERFLOW && elem_typid != 0 && typtype == 'r') {
+        /* a range of a scalar with a native form; its bounds decode as that */
+        ltap_kind sk = scalar_kind(elem_typid, elem_typtype);
+        if (sk != LTAP_OVERFLOW && sk != LTAP_INTERVAL) {
+            c->kind = LTAP_RANGE;
+            c->elem_kind = sk;
+        }
+    }
     if (c->kind == LTAP_OVERFLOW && elem_typid != 0 && typtype == 'b') {
         ltap_kind ek = scalar_kind(elem_typid, elem_typtype);
         /* arrays of unconstrained-typmod scalars only: numeric elements of
@@ -154,6 +180,36 @@ ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_ty
             c->elem_kind = ek;
         }
     }
+}
+
+void
+ltap__column_free(ltap_column *c)
+{
+    for (size_t i = 0; i < c->nfields; i++)
+        ltap__column_free(&c->fields[i]);
+    free(c->fields);
+    free(c->name);
+    c->fields = NULL;
+    c->nfields = 0;
+    c->name = NULL;
+}
+
+static bool
+scalar(ltap_kind k)
+{
+    return k != LTAP_OVERFLOW && k != LTAP_INTERVAL && k != LTAP_ARRAY && k != LTAP_RANGE &&
+           k != LTAP_COMPOSITE;
+}
+
+void
+ltap__composite_map(ltap_column *c, ltap_column *fields, size_t nfields)
+{
+    c->fields = fields;
+    c->nfields = nfields;
+    bool native = nfields >= 1 && nfields <= LTAP_MAX_STRUCT_FIELDS;
+    for (size_t i = 0; native && i < nfields; i++)
+        native = scalar(fields[i].kind);
+    c->kind = native ? LTAP_COMPOSITE : LTAP_OVERFLOW;
 }
 
 /* ---- schema ----------------------------------------------------------------- */
@@ -191,6 +247,10 @@ lake_type_of(ltap_kind k)
         return LAKE_TYPE_DECIMAL;
     case LTAP_NUMERIC:
     case LTAP_TEXT:
+    case LTAP_INET:
+    case LTAP_CIDR:
+    case LTAP_MACADDR:
+    case LTAP_BITS:
         return LAKE_TYPE_STRING;
     case LTAP_BYTEA:
         return LAKE_TYPE_BINARY;
@@ -211,6 +271,9 @@ lake_type_of(ltap_kind k)
         return LAKE_TYPE_STRUCT;
     case LTAP_ARRAY:
         return LAKE_TYPE_LIST;
+    case LTAP_RANGE:
+    case LTAP_COMPOSITE:
+        return LAKE_TYPE_STRUCT;
     default:
         return 0;
     }
@@ -256,6 +319,40 @@ ltap__schema_build(const ltap_column *cols, size_t ncols, lake_schema **out, lb_
         }
         if (c->kind == LTAP_INTERVAL) {
             rc = add_interval(s, node, c->attnum, 0, err);
+        } else if (c->kind == LTAP_COMPOSITE) {
+            for (size_t k = 0; rc == 0 && k < c->nfields; k++) {
+                const ltap_column *fc = &c->fields[k];
+                lake_field ff = {.name = fc->name,
+                                 .field_id = LTAP_FID_NESTED(c->attnum, (int)k),
+                                 .type = lake_type_of(fc->kind),
+                                 .precision = fc->precision,
+                                 .scale = fc->scale};
+                int fn;
+                if ((rc = lake_schema_add(s, node, &ff, &fn)))
+                    rc = lb_err_set(err, rc, "column \"%s\" field \"%s\": %s", c->name, fc->name,
+                                    lake_schema_error(s));
+            }
+        } else if (c->kind == LTAP_RANGE) {
+            lake_field b = {.field_id = LTAP_FID_NESTED(c->attnum, 1),
+                            .type = lake_type_of(c->elem_kind)};
+            int el;
+            if ((rc = add(s, node, "empty", LTAP_FID_NESTED(c->attnum, 0), LAKE_TYPE_BOOLEAN, true,
+                          NULL, err)) == 0) {
+                b.name = "lower";
+                if ((rc = lake_schema_add(s, node, &b, &el)) == 0) {
+                    b.name = "upper";
+                    b.field_id = LTAP_FID_NESTED(c->attnum, 2);
+                    rc = lake_schema_add(s, node, &b, &el);
+                }
+                if (rc)
+                    rc = lb_err_set(err, rc, "column \"%s\": %s", c->name, lake_schema_error(s));
+            }
+            if (rc == 0)
+                rc = add(s, node, "lower_inclusive", LTAP_FID_NESTED(c->attnum, 3),
+                         LAKE_TYPE_BOOLEAN, true, NULL, err);
+            if (rc == 0)
+                rc = add(s, node, "upper_inclusive", LTAP_FID_NESTED(c->attnum, 4),
+                         LAKE_TYPE_BOOLEAN, true, NULL, err);
         } else if (c->kind == LTAP_ARRAY) {
             int el;
             lake_field e = {.field_id = LTAP_FID_NESTED(c->attnum, 0),
@@ -458,8 +555,154 @@ numeric_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
     return 0;
 }
 
+/* inet/cidr send: family (2: IPv4, 3: IPv6), bits, is_cidr, address
+ * length, address. As "<address>/<bits>", bits always written. A value
+ * whose is_cidr flag is not its type's goes to overflow. */
+static int
+network_text(bool cidr, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 4)
+        return LB_EPROTO;
+    int family = p[0] == 2 ? AF_INET : p[0] == 3 ? AF_INET6 : -1;
+    size_t nb = p[3];
+    unsigned maxbits = family == AF_INET ? 32 : 128;
+    if (family < 0 || nb != maxbits / 8 || len != 4 + nb || p[1] > maxbits || p[2] > 1)
+        return LB_EPROTO;
+    if ((p[2] == 1) != cidr)
+        return 1;
+    char addr[INET6_ADDRSTRLEN];
+    if (!inet_ntop(family, p + 4, addr, sizeof(addr)))
+        return LB_EPROTO;
+    char *t = ltap__arena_alloc(a, INET6_ADDRSTRLEN + 8);
+    if (!t)
+        return -ENOMEM;
+    int n = snprintf(t, INET6_ADDRSTRLEN + 8, "%s/%u", addr, p[1]);
+    *out = lake_bytes((const uint8_t *)t, (size_t)n);
+    return 0;
+}
+
+/* macaddr (6 bytes) and macaddr8 (8 bytes) as lowercase hex pairs. */
+static int
+mac_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len != 6 && len != 8)
+        return LB_EPROTO;
+    char *t = ltap__arena_alloc(a, 3 * len);
+    if (!t)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        snprintf(t + 3 * i, 4, "%02x%s", p[i], i + 1 < len ? ":" : "");
+    *out = lake_bytes((const uint8_t *)t, 3 * len - 1);
+    return 0;
+}
+
+/* bit/varbit send: int32 bit length, then the bits, most significant
+ * first, padded with zeros to a byte. Padding that is not zero cannot be
+ * written as '0'/'1' text: overflow. */
+static int
+bits_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 4)
+        return LB_EPROTO;
+    int32_t nbits = (int32_t)be32(p);
+    if (nbits < 0 || len != 4 + ((size_t)nbits + 7) / 8)
+        return LB_EPROTO;
+    if (nbits % 8 && (p[len - 1] & (0xFFu >> (nbits % 8))))
+        return 1;
+    char *t = ltap__arena_alloc(a, (size_t)nbits + 1);
+    if (!t)
+        return -ENOMEM;
+    for (int32_t i = 0; i < nbits; i++)
+        t[i] = (p[4 + i / 8] >> (7 - i % 8)) & 1 ? '1' : '0';
+    *out = lake_bytes((const uint8_t *)t, (size_t)nbits);
+    return 0;
+}
+
 static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len,
                        ltap_arena *a, lake_value *out);
+
+/* record_send: int32 count of live attributes, then per attribute its
+ * declared type id, int32 length (-1: NULL) and send bytes. As a STRUCT,
+ * a NULL attribute NULL; an attribute with no native form sends the whole
+ * value to overflow. */
+static int
+decode_composite(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 4)
+        return LB_EPROTO;
+    if (be32(p) != c->nfields)
+        return LB_EPROTO;
+    lake_value *f = ltap__arena_alloc(a, c->nfields * sizeof(lake_value));
+    if (!f)
+        return -ENOMEM;
+    size_t off = 4;
+    for (size_t i = 0; i < c->nfields; i++) {
+        if (len - off < 8)
+            return LB_EPROTO;
+        if (be32(p + off) != c->fields[i].decl_typid)
+            return LB_EPROTO;
+        int32_t n = (int32_t)be32(p + off + 4);
+        off += 8;
+        f[i] = lake_null();
+        if (n == -1)
+            continue;
+        if (n < 0 || (size_t)n > len - off)
+            return LB_EPROTO;
+        int rc = decode_kind(c->fields[i].kind, &c->fields[i], p + off, (size_t)n, a, &f[i]);
+        if (rc)
+            return rc;
+        off += (size_t)n;
+    }
+    if (off != len)
+        return LB_EPROTO;
+    *out = lake_struct(f, c->nfields);
+    return 0;
+}
+
+/* range_send: a flags byte (empty 0x01, lower inclusive 0x02, upper
+ * inclusive 0x04, lower infinite 0x08, upper infinite 0x10), then each
+ * finite bound as int32 length and the subtype's send bytes. As
+ * {empty, lower, upper, lower_inclusive, upper_inclusive}, an infinite
+ * bound NULL. Other flag bits, or a bound with no native form (an
+ * 'infinity' timestamp), send the whole range to overflow. */
+static int
+decode_range(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
+{
+    if (len < 1)
+        return LB_EPROTO;
+    uint8_t flags = p[0];
+    if (flags & ~0x1Fu)
+        return 1;
+    bool empty = flags & 0x01;
+    if (empty && flags != 0x01)
+        return 1;
+    lake_value *f = ltap__arena_alloc(a, 5 * sizeof(lake_value));
+    if (!f)
+        return -ENOMEM;
+    f[0] = lake_bool(empty);
+    f[1] = f[2] = lake_null();
+    f[3] = lake_bool(flags & 0x02);
+    f[4] = lake_bool(flags & 0x04);
+    size_t off = 1;
+    for (int b = 0; b < 2 && !empty; b++) {
+        if (flags & (b == 0 ? 0x08 : 0x10))
+            continue;
+        if (len - off < 4)
+            return LB_EPROTO;
+        int32_t n = (int32_t)be32(p + off);
+        off += 4;
+        if (n < 0 || (size_t)n > len - off)
+            return LB_EPROTO;
+        int rc = decode_kind(c->elem_kind, c, p + off, (size_t)n, a, &f[1 + b]);
+        if (rc)
+            return rc;
+        off += (size_t)n;
+    }
+    if (off != len)
+        return LB_EPROTO;
+    *out = lake_struct(f, 5);
+    return 0;
+}
 
 static int
 decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
@@ -616,6 +859,17 @@ decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len, lta
     }
     case LTAP_ARRAY:
         return decode_array(c, p, len, a, out);
+    case LTAP_INET:
+    case LTAP_CIDR:
+        return network_text(k == LTAP_CIDR, p, len, a, out);
+    case LTAP_MACADDR:
+        return mac_text(p, len, a, out);
+    case LTAP_BITS:
+        return bits_text(p, len, a, out);
+    case LTAP_RANGE:
+        return decode_range(c, p, len, a, out);
+    case LTAP_COMPOSITE:
+        return decode_composite(c, p, len, a, out);
     default:
         return 1;
     }

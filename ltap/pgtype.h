@@ -38,10 +38,16 @@ typedef enum ltap_kind {
     LTAP_TIMESTAMP,
     LTAP_TIMESTAMPTZ,
     LTAP_JSON,
-    LTAP_JSONB,    /* version byte 1, then the text */
-    LTAP_INTERVAL, /* STRUCT<months int32, days int32, microseconds int64> */
-    LTAP_MONEY,    /* int64 in the currency's minor units */
-    LTAP_ARRAY,    /* one-dimensional, lower bound 1, native elements: LIST */
+    LTAP_JSONB,     /* version byte 1, then the text */
+    LTAP_INTERVAL,  /* STRUCT<months int32, days int32, microseconds int64> */
+    LTAP_MONEY,     /* int64 in the currency's minor units */
+    LTAP_ARRAY,     /* one-dimensional, lower bound 1, native elements: LIST */
+    LTAP_INET,      /* inet: "<address>/<bits>" as STRING */
+    LTAP_CIDR,      /* cidr: the same */
+    LTAP_MACADDR,   /* macaddr, macaddr8: "xx:xx:..." as STRING */
+    LTAP_BITS,      /* bit(n), varbit: the bits as a STRING of '0' and '1' */
+    LTAP_RANGE,     /* STRUCT<empty, lower, upper, lower_inclusive, upper_inclusive> */
+    LTAP_COMPOSITE, /* STRUCT of its attributes, each a native scalar */
 } ltap_kind;
 
 typedef struct ltap_column {
@@ -51,14 +57,31 @@ typedef struct ltap_column {
     int32_t typmod;
     bool notnull;
     ltap_kind kind;
-    ltap_kind elem_kind; /* LTAP_ARRAY: the element's */
+    ltap_kind elem_kind; /* LTAP_ARRAY: the element's; LTAP_RANGE: the subtype's */
     uint32_t elem_typid;
     int precision, scale; /* LTAP_DECIMAL */
+    /* LTAP_COMPOSITE: its live attributes in order (owned; attnum is the
+     * position), and for each the declared type id record_send writes
+     * (a domain's own id) in decl_typid. */
+    struct ltap_column *fields;
+    size_t nfields;
+    uint32_t decl_typid;
 } ltap_column;
+
+/* Free what a column owns (name, fields). */
+void ltap__column_free(ltap_column *c);
+
+/* A composite column: map each attribute (already mapped with
+ * ltap__column_map, the array taken over) and make the column a STRUCT
+ * when every attribute is a native scalar and there are at most
+ * LTAP_MAX_STRUCT_FIELDS of them; otherwise it stays in overflow. */
+#define LTAP_MAX_STRUCT_FIELDS 8
+void ltap__composite_map(ltap_column *c, ltap_column *fields, size_t nfields);
 
 /* What catalog facts a column's mapping needs: its (domain-resolved) type
  * id and typmod, the type's typtype ('b', 'e', 'd', ...) and, for arrays,
- * the element type and whether that element type is an enum. */
+ * the element type and whether that element type is an enum; for ranges,
+ * the subtype (and its typtype) in their place. */
 void ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char elem_typtype);
 
 /* Field ids: a column's is its attnum; nested fields and the system

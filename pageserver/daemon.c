@@ -6,7 +6,9 @@
 #include "http_api.h"
 #include "ingest.h"
 #include "timelines.h"
+#include "workers.h"
 #include "auth.h"
+#include "event_loop.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +21,90 @@
 #include "log.h"
 #include "pgbin.h"
 
+struct ps_call {
+    ps_loop_fn fn;
+    void *arg;
+    bool done;
+    ps_call *next;
+};
+
+bool
+ps_on_loop(ps_daemon *d)
+{
+    return pthread_equal(pthread_self(), d->loop_thread) != 0;
+}
+
+/* The loop's side: take every queued call, run them, mark them done. */
+static void
+run_calls(ps_daemon *d)
+{
+    pthread_mutex_lock(&d->call_lock);
+    ps_call *list = d->calls;
+    d->calls = NULL;
+    pthread_mutex_unlock(&d->call_lock);
+    ps_call *rev = NULL; /* queued newest first: run oldest first */
+    while (list) {
+        ps_call *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+    }
+    for (ps_call *c = rev; c; c = c->next)
+        c->fn(d, c->arg);
+    pthread_mutex_lock(&d->call_lock);
+    for (ps_call *c = rev, *next; c; c = next) {
+        next = c->next; /* a waiter may return (and its c go) once done is set */
+        c->done = true;
+    }
+    pthread_cond_broadcast(&d->call_cond);
+    pthread_mutex_unlock(&d->call_lock);
+}
+
+static void
+on_wakeup(lb_loop *loop, void *arg)
+{
+    (void)loop;
+    run_calls(arg);
+}
+
+int
+ps_loop_call(ps_daemon *d, ps_loop_fn fn, void *arg)
+{
+    if (ps_on_loop(d)) {
+        fn(d, arg);
+        return 0;
+    }
+    ps_call c = {.fn = fn, .arg = arg};
+    pthread_mutex_lock(&d->call_lock);
+    if (d->loop_closed) {
+        pthread_mutex_unlock(&d->call_lock);
+        return -ECANCELED;
+    }
+    c.next = d->calls;
+    d->calls = &c;
+    lb_loop_wakeup(d->loop);
+    while (!c.done)
+        pthread_cond_wait(&d->call_cond, &d->call_lock);
+    pthread_mutex_unlock(&d->call_lock);
+    return 0;
+}
+
+static double
+jobs_running(void *arg)
+{
+    int running, queued;
+    ps_workers_counts(arg, &running, &queued);
+    return running;
+}
+
+static double
+jobs_queued(void *arg)
+{
+    int running, queued;
+    ps_workers_counts(arg, &running, &queued);
+    return queued;
+}
+
 int
 ps_daemon_init(ps_daemon *d)
 {
@@ -26,6 +112,12 @@ ps_daemon_init(ps_daemon *d)
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->ingest_lock, NULL);
     pthread_cond_init(&d->ingest_cond, NULL);
+    pthread_mutex_init(&d->call_lock, NULL);
+    pthread_cond_init(&d->call_cond, NULL);
+    lb_loop_set_on_wakeup(d->loop, on_wakeup, d);
+    if ((rc = ps_workers_new((int)d->conf.worker_threads, (int)d->conf.worker_queue,
+                             &d->workers)) != 0)
+        return rc;
     if (d->conf.auth_token_file && d->conf.auth_token_file[0] &&
         (rc = lb_auth_token_load(d->conf.auth_token_file, &d->token)) != 0)
         return rc;
@@ -86,7 +178,13 @@ ps_daemon_init(ps_daemon *d)
                                "tenant_id,timeline_id", &d->last_record_lsn)) != 0 ||
         (rc = lb_metrics_gauge(d->metrics, "pageserver_ingest_lag_bytes",
                                "WAL received by a timeline's redo standby but not replayed yet.",
-                               "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0)
+                               "tenant_id,timeline_id", &d->ingest_lag_bytes)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_running",
+                                  "Jobs the worker pool runs now (at most worker_threads).",
+                                  jobs_running, d->workers)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_queued",
+                                  "Jobs waiting for a worker (at most worker_queue; more get 503).",
+                                  jobs_queued, d->workers)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;
@@ -134,10 +232,19 @@ ps_daemon_init(ps_daemon *d)
 void
 ps_daemon_shutdown(ps_daemon *d)
 {
+    /* The loop has stopped: calls queued before now run here, on its
+     * thread; later ones are refused (an HTTP handler still running gets
+     * an error), and from here this thread owns the loop's timers. */
+    pthread_mutex_lock(&d->call_lock);
+    d->loop_closed = true;
+    pthread_mutex_unlock(&d->call_lock);
+    run_calls(d);
     if (d->http)
         lb_http_server_free(d->http);
     ps_gc_stop(d->gc);
     ps_ingest_stop_all(d);
+    ps_workers_free(d->workers); /* runs what is queued, joins */
+    d->workers = NULL;
     for (int i = 0; i < d->ntimelines; i++) {
         ps_tlmeta_free(&d->timelines[i]->meta);
         pthread_mutex_destroy(&d->timelines[i]->save_lock);

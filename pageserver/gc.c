@@ -28,24 +28,21 @@
 #include "daemon.h"
 #include "gc.h"
 #include "timelines.h"
+#include "workers.h"
+#include "clock.h"
+#include "event_loop.h"
 #include "errors.h"
 #include "log.h"
 
+/* The loop's timer queues a pass on the worker pool every gc_interval,
+ * unless the last one is still running (busy). */
 struct ps_gc {
     ps_daemon *d;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop;
+    uint64_t timer;       /* the loop's alone */
+    pthread_mutex_t lock; /* busy, stop */
+    pthread_cond_t cond;  /* busy went false */
+    bool busy, stop;
 };
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void
 ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch, int64_t horizon_ms,
@@ -92,7 +89,7 @@ ps_gc_plan(const ps_tlmeta *m, const lb_lsn *branch_points, size_t nbranch, int6
 int
 ps_gc_once(ps_daemon *d, size_t *deleted)
 {
-    int64_t horizon = wall_ms() - d->conf.gc_retention_ms;
+    int64_t horizon = lb_now_ms() - d->conf.gc_retention_ms;
     size_t total = 0;
     int first_rc = 0;
     /* Ids first: the registry may change while we work. */
@@ -128,28 +125,37 @@ ps_gc_once(ps_daemon *d, size_t *deleted)
     return first_rc;
 }
 
-static void *
-run(void *arg)
+static void
+pass_job(void *arg)
 {
     ps_gc *g = arg;
+    ps_gc_once(g->d, NULL);
     pthread_mutex_lock(&g->lock);
-    while (!g->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t ns = ts.tv_nsec + (g->d->conf.gc_interval_ms % 1000) * 1000000;
-        ts.tv_sec += g->d->conf.gc_interval_ms / 1000 + ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
-        if (g->stop)
-            break;
-        pthread_mutex_unlock(&g->lock);
-        ps_gc_once(g->d, NULL);
-        pthread_mutex_lock(&g->lock);
-    }
+    g->busy = false; /* the job's last access to g */
+    pthread_cond_broadcast(&g->cond);
     pthread_mutex_unlock(&g->lock);
-    return NULL;
 }
 
+static int64_t
+on_timer(lb_loop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    ps_gc *g = arg;
+    pthread_mutex_lock(&g->lock);
+    bool start = !g->busy && !g->stop;
+    if (start)
+        g->busy = true;
+    pthread_mutex_unlock(&g->lock);
+    if (start && ps_workers_submit(g->d->workers, pass_job, g) != 0) {
+        pthread_mutex_lock(&g->lock);
+        g->busy = false; /* the pool is full: the next interval */
+        pthread_mutex_unlock(&g->lock);
+    }
+    return g->d->conf.gc_interval_ms;
+}
+
+/* On the loop's thread (daemon.c, at start-up). */
 int
 ps_gc_start(ps_daemon *d, ps_gc **out)
 {
@@ -159,23 +165,28 @@ ps_gc_start(ps_daemon *d, ps_gc **out)
     g->d = d;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
-    if (pthread_create(&g->thread, NULL, run, g) != 0) {
+    int rc = lb_loop_add_timer(d->loop, d->conf.gc_interval_ms, on_timer, g, &g->timer);
+    if (rc) {
         free(g);
-        return -EAGAIN;
+        return rc;
     }
     *out = g;
     return 0;
 }
 
+/* On the loop's thread, once it has stopped (daemon.c). */
 void
 ps_gc_stop(ps_gc *g)
 {
     if (!g)
         return;
+    lb_loop_del_timer(g->d->loop, g->timer);
     pthread_mutex_lock(&g->lock);
     g->stop = true;
-    pthread_cond_signal(&g->cond);
+    while (g->busy)
+        pthread_cond_wait(&g->cond, &g->lock);
     pthread_mutex_unlock(&g->lock);
-    pthread_join(g->thread, NULL);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->cond);
     free(g);
 }

@@ -1,6 +1,7 @@
 /*
  * gc.h: deleting snapshots nothing needs any more, and purging
- * deleted timelines (gc.c): a thread, and one pass on demand.
+ * deleted timelines (gc.c): a timer on the pageserver's loop that queues
+ * a pass on the worker pool every gc_interval, and one pass on demand.
  *
  * Callers: daemon.c (start, stop), http_api.c (POST /v1/gc),
  * timelines.c (ps_gc_plan).
@@ -10,6 +11,8 @@
 
 #include "daemon.h"
 
+/* On the loop's thread: start at start-up; stop once the loop has
+ * stopped (waits for a pass that runs). */
 int ps_gc_start(ps_daemon *d, ps_gc **out);
 void ps_gc_stop(ps_gc *g);
 /* One pass over every timeline now; *deleted: snapshots deleted. */

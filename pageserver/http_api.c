@@ -39,11 +39,13 @@
 #include "ingest.h"
 #include "timelines.h"
 #include "walserve.h"
+#include "workers.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
 #include "log.h"
 #include "wal.h"
+#include "ltap/timeline.h"
 
 /* "2026-11-24T12:00:00.123456Z" or with an offset "+01:00": µs since the Unix epoch. */
 static int
@@ -130,6 +132,33 @@ respond_meta(lb_http_request *req, int status, ps_tlmeta *m)
     return lb_json_respond(req, status, j);
 }
 
+/* The worker pool (workers.h) is full: 503, as for any overload. */
+static int
+busy(lb_http_request *req)
+{
+    return lb_http_respond_error(req, 503, "the pageserver is busy (worker_queue is full)");
+}
+
+/* Creating a timeline (initdb, uploads) runs on the worker pool. */
+typedef struct create_call {
+    ps_daemon *d;
+    const char *tenant, *timeline, *ancestor;
+    lb_lsn lsn;
+    char *err;
+    size_t errcap;
+    ps_tlmeta m;
+    int rc;
+} create_call;
+
+static void
+create_job(void *arg)
+{
+    create_call *c = arg;
+    c->rc = c->ancestor ? ps_create_branch(c->d, c->tenant, c->timeline, c->ancestor, c->lsn, &c->m,
+                                           c->err, c->errcap)
+                        : ps_create_root(c->d, c->tenant, c->timeline, &c->m, c->err, c->errcap);
+}
+
 static int
 h_create(lb_http_request *req, void *arg)
 {
@@ -176,13 +205,20 @@ h_create(lb_http_request *req, void *arg)
                 req, rc == LB_ENOTFOUND ? 409 : lb_http_status_for_error(rc), "%s", err);
         }
     }
-    ps_tlmeta m;
-    int rc = ancestor ? ps_create_branch(d, tenant, timeline, ancestor, lsn, &m, err, sizeof(err))
-                      : ps_create_root(d, tenant, timeline, &m, err, sizeof(err));
+    create_call c = {.d = d,
+                     .tenant = tenant,
+                     .timeline = timeline,
+                     .ancestor = ancestor,
+                     .lsn = lsn,
+                     .err = err,
+                     .errcap = sizeof(err)};
+    int rc = ps_workers_run(d->workers, create_job, &c);
     json_decref(body);
     if (rc)
-        return lb_http_respond_error(req, lb_http_status_for_error(rc), "%s", err);
-    return respond_meta(req, 201, &m);
+        return busy(req);
+    if (c.rc)
+        return lb_http_respond_error(req, lb_http_status_for_error(c.rc), "%s", err);
+    return respond_meta(req, 201, &c.m);
 }
 
 static int
@@ -224,6 +260,27 @@ h_status(lb_http_request *req, void *arg)
     return lb_json_respond(req, 200, j);
 }
 
+/* The timeline's lake tables: LSN, lag behind the last replayed LSN, files
+ * and bytes per table (ltap/timeline.h). */
+static int
+h_lake(lb_http_request *req, void *arg)
+{
+    ps_daemon *d = arg;
+    char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    int rc;
+    if (!timeline_ids(req, tenant, timeline, &rc) ||
+        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
+        return rc;
+    ps_tlmeta m;
+    if (ps_get_timeline(d, tenant, timeline, &m) != 0)
+        return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
+    json_t *j = ltap_timeline_status(tenant, timeline, m.last_record_lsn);
+    ps_tlmeta_free(&m);
+    if (!j)
+        return lb_http_respond_error(req, 500, "out of memory");
+    return lb_json_respond(req, 200, j);
+}
+
 static int
 h_delete(lb_http_request *req, void *arg)
 {
@@ -239,8 +296,10 @@ h_delete(lb_http_request *req, void *arg)
     return lb_json_respond(req, 200, json_object());
 }
 
-/* The tar is produced on a thread of its own into a pipe; the response
- * streams from the pipe, so a basebackup of any size holds little memory. */
+/* The tar is produced by a job on the worker pool into a pipe; the
+ * response streams from the pipe, so a basebackup of any size holds
+ * little memory. The job signals its end (done, under lock), which the
+ * response's clean-up waits for. */
 typedef struct bb_job {
     ps_daemon *d;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
@@ -249,7 +308,9 @@ typedef struct bb_job {
     int fd;        /* write end */
     atomic_int rc; /* the writer's result: set before it closes fd, read after EOF */
     char err[300];
-    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done; /* the job has ended (under lock) */
     int read_fd;
     bool started;
 } bb_job;
@@ -260,7 +321,7 @@ pipe_sink(void *arg, const void *bytes, size_t n)
     return lb_write_all(*(int *)arg, bytes, n);
 }
 
-static void *
+static void
 bb_run(void *arg)
 {
     bb_job *j = arg;
@@ -272,7 +333,10 @@ bb_run(void *arg)
         lb_error("basebackup failed tenant=%s timeline=%s: %s", j->tenant, j->timeline,
                  lb_strerror(rc));
     close(j->fd); /* a failure shows as a truncated tar */
-    return NULL;
+    pthread_mutex_lock(&j->lock);
+    j->done = true; /* the job's last access to j */
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
 }
 
 static ssize_t
@@ -294,8 +358,12 @@ bb_done(void *arg)
 {
     bb_job *j = arg;
     close(j->read_fd); /* unblocks a writer that is still going */
-    if (j->started)
-        pthread_join(j->thread, NULL);
+    pthread_mutex_lock(&j->lock);
+    while (j->started && !j->done)
+        pthread_cond_wait(&j->cond, &j->lock);
+    pthread_mutex_unlock(&j->lock);
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->cond);
     ps_basebackup_free(j->plan);
     free(j);
 }
@@ -349,12 +417,16 @@ h_basebackup(lb_http_request *req, void *arg)
     }
     j->read_fd = p[0];
     j->fd = p[1];
-    if (pthread_create(&j->thread, NULL, bb_run, j) != 0) {
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->cond, NULL);
+    if ((rc = ps_workers_submit(d->workers, bb_run, j)) != 0) {
         close(p[0]);
         close(p[1]);
+        pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->cond);
         ps_basebackup_free(j->plan);
         free(j);
-        return -EAGAIN;
+        return rc == -EBUSY ? busy(req) : rc;
     }
     j->started = true;
     return lb_http_respond_stream(req, 200, "application/x-tar", -1, bb_produce, bb_done, j);
@@ -400,6 +472,8 @@ h_snapshot(lb_http_request *req, void *arg)
     char err[500] = "";
     bool taken;
     rc = ps_ingest_snapshot_now(d, tenant, timeline, &taken, err, sizeof(err));
+    if (rc == -EBUSY)
+        return busy(req);
     if (rc) /* unsupported: the data directory's state, not this server's lack */
         return lb_http_respond_error(
             req, rc == LB_EUNSUPPORTED ? 409 : lb_http_status_for_error(rc), "%s", err);
@@ -422,10 +496,7 @@ h_wal(lb_http_request *req, void *arg)
         !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER, tenant, timeline, &rc))
         return rc;
     const char *name = lb_http_param(req, "name");
-    bool history;
-    uint32_t tli;
-    uint64_t segno;
-    if (!name || ps_wal_name_parse(name, LB_WAL_SEG_SIZE_MIN, &history, &tli, &segno) != 0)
+    if (!name || lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, NULL, NULL) == LB_WAL_FILE_BAD)
         return lb_http_respond_error(
             req, 400, "\"%.40s\" is not a WAL segment or history file name", name ? name : "");
     char tmp[PATH_MAX];
@@ -478,12 +549,27 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
                                      when_s, "xid", (json_int_t)xid));
 }
 
+typedef struct gc_call {
+    ps_daemon *d;
+    size_t deleted;
+    int rc;
+} gc_call;
+
+static void
+gc_job(void *arg)
+{
+    gc_call *c = arg;
+    c->rc = ps_gc_once(c->d, &c->deleted);
+}
+
 static int
 h_gc(lb_http_request *req, void *arg)
 {
-    ps_daemon *d = arg;
-    size_t deleted = 0;
-    int rc = ps_gc_once(d, &deleted);
+    gc_call c = {.d = arg};
+    if (ps_workers_run(c.d->workers, gc_job, &c) != 0)
+        return busy(req);
+    int rc = c.rc;
+    size_t deleted = c.deleted;
     if (rc)
         return lb_http_respond_error(req, lb_http_status_for_error(rc), "gc failed: %s",
                                      lb_strerror(rc));
@@ -530,6 +616,7 @@ ps_http_routes(ps_daemon *d)
         {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lake", h_lake, COMPUTE},
         {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
          h_lsn_by_timestamp, COMPUTE},

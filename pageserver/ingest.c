@@ -15,11 +15,26 @@
  * CHECKPOINT. While paused nothing writes the data files (with data
  * checksums, hint bits do not dirty pages in recovery).
  *
- * The standby runs as the PostgreSQL user on a unix socket only, with
- * fsync off: it is rebuilt from the newest snapshot if the pageserver's
- * disk is lost, so its own durability buys nothing. Failover between
- * safekeepers: when the WAL receiver has not been streaming for a while,
- * primary_conninfo moves to the next safekeeper (a reload, no restart).
+ * The standby runs as the PostgreSQL user, listening on 127.0.0.1 only
+ * (on a free port; no unix socket, whose path under the data directory
+ * could pass the 107-byte limit), with fsync off: it is rebuilt from the
+ * newest snapshot if the pageserver's disk is lost, so its own durability
+ * buys nothing. Failover between safekeepers: when the WAL receiver has
+ * not been streaming for a while, primary_conninfo moves to the next
+ * safekeeper (a reload, no restart).
+ *
+ * Threads (daemon.h). An ingest has a timer on the pageserver's loop
+ * (on_tick, every TICK_MS) that queues one tick job on the worker pool
+ * unless the last is still queued or running (busy). The first tick
+ * starts it (opens the WAL index, builds and starts the standby); later
+ * ones read its progress, fail over, take a snapshot when
+ * snapshot_interval has passed, report the position, stop an idle standby
+ * and wake it when the safekeepers have new WAL. A tick runs under
+ * in->lock and skips its turn if a snapshot that HTTP asked for holds it.
+ * The loop also attaches the WAL index's stream (indexer.c) once the
+ * start job has opened it. Stopping: the stop flag, the loop detaches the
+ * timer and the stream, the stopper waits for the jobs' references, then
+ * stops the standby and closes the index.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,13 +59,18 @@
 #include "ingest.h"
 #include "timelines.h"
 #include "walserve.h"
+#include "workers.h"
 #include "auth.h"
+#include "clock.h"
+#include "event_loop.h"
 #include "errors.h"
 #include "fileio.h"
+#include "hostport.h"
 #include "http_client.h"
 #include "log.h"
 #include "snapshot.h"
 #include "wal.h"
+#include "ltap/timeline.h"
 
 #define TICK_MS 500
 #define FAILOVER_AFTER_MS 10000
@@ -61,37 +81,39 @@ struct ps_ingest {
     char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
     char root[PATH_MAX]; /* <data_dir>/standby/<tenant>-<timeline> */
     char pgdata[PATH_MAX];
-    char sockdir[PATH_MAX];
     int port;
-    pthread_t thread;
-    pthread_mutex_t lock; /* one snapshot at a time; conn use */
-    atomic_bool stop;     /* set by ps_ingest_stop*, read by the thread without the lock */
+    atomic_bool stop; /* set by ps_ingest_stop*, read by the loop and the jobs */
+    /* The loop's alone: */
+    bool attached; /* the tick timer is set */
+    uint64_t timer;
+    bool indexer_attached;
+    /* A tick job is queued or running: the loop queues the next only
+     * after it (a slow tick delays ticks, never piles them up). */
+    atomic_bool busy;
+    /* Set once by the start job (a worker), read by the loop and HTTP. */
+    _Atomic(ps_indexer *) indexer; /* the WAL block index of the timeline's own WAL */
+    /* Under lock, which a job holds for a tick or a snapshot (seconds):
+     * the standby's connection and what the ticks keep. */
+    pthread_mutex_t lock;
     PGconn *conn;
     int sk_index;
     int64_t not_streaming_since;
     int64_t last_snapshot_ms;
     int64_t last_report_ms;
-    ps_indexer *indexer; /* the WAL block index of the timeline's own WAL */
-    bool started;        /* the first start was tried */
-    bool running;        /* the redo standby is up (else idle: stopped until new WAL) */
-    /* What /status shows, readable without in->lock (which a snapshot
-     * holds for seconds): "starting", "running" or "idle". */
-    _Atomic(const char *) state;
-    int refs;                   /* callers using it outside d->ingest_lock (under it) */
-    pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
-    char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
+    bool started; /* the first start was tried */
+    bool dead;    /* it failed: the ticks do nothing until the ingest is restarted */
+    bool running; /* the redo standby is up (else idle: stopped until new WAL) */
     lb_lsn last_replay;
     int64_t last_progress_ms;
     int64_t last_wake_check_ms;
+    uint64_t token_generation; /* of the token the standby was given */
+    /* What /status shows, readable without in->lock: "starting",
+     * "running" or "idle". */
+    _Atomic(const char *) state;
+    int refs;                   /* jobs and callers using it outside d->ingest_lock (under it) */
+    pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
+    char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
 };
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 free_port(void)
@@ -107,14 +129,6 @@ free_port(void)
     if (fd >= 0)
         close(fd);
     return port;
-}
-
-static int64_t
-wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* One-row, one-column query; NULL on error (the caller frees). */
@@ -161,18 +175,16 @@ static void
 primary_conninfo(ps_ingest *in, const ps_tlmeta *m, char *out, size_t cap)
 {
     const struct ps_sk_addr *sk = &m->safekeepers[in->sk_index % m->nsafekeepers];
-    char host[128];
-    snprintf(host, sizeof(host), "%s", sk->pg);
-    char *colon = strrchr(host, ':');
-    *colon = '\0';
+    lb_hostport hp = {.host = "", .port = 0}; /* checked by PUT safekeepers (tlmeta.c) */
+    lb_hostport_parse(sk->pg, &hp);
     /* The safekeeper takes the pageserver's token as the password. */
     char token[LB_AUTH_TOKEN_MAX + 1] = "";
     if (in->d->token)
         lb_auth_token_get(in->d->token, token, sizeof(token));
     snprintf(out, cap,
-             "host=%s port=%s user=postgres application_name=pageserver "
+             "host=%s port=%d user=postgres application_name=pageserver "
              "options=''-c tenant_id=%s -c timeline_id=%s''%s%s",
-             host, colon + 1, in->tenant, in->timeline, token[0] ? " password=" : "", token);
+             hp.host, hp.port, in->tenant, in->timeline, token[0] ? " password=" : "", token);
     explicit_bzero(token, sizeof(token));
 }
 
@@ -206,7 +218,7 @@ prepare_standby(ps_ingest *in)
         rc = ps_basebackup_write_dir(plan, in->pgdata);
         ps_basebackup_free(plan);
     } else {
-        lb_error("no snapshot to start the redo standby of %s/%s from: %s", in->tenant,
+        lb_error("no snapshot to start the redo standby from tenant=%s timeline=%s: %s", in->tenant,
                  in->timeline, err);
     }
     if (rc == 0) {
@@ -328,8 +340,8 @@ start_standby(ps_ingest *in)
 {
     int wrc = write_restore_script(in);
     if (wrc) {
-        lb_error("could not write the restore script of %s/%s: %s", in->tenant, in->timeline,
-                 lb_strerror(wrc));
+        lb_error("could not write the restore script tenant=%s timeline=%s: %s", in->tenant,
+                 in->timeline, lb_strerror(wrc));
         return wrc;
     }
     /* A pageserver that was killed leaves its standbys running: stop one
@@ -354,8 +366,8 @@ start_standby(ps_ingest *in)
     const char *args[] = {"-D", in->pgdata, "-l", log, "-o", opts, "-W", "start", NULL};
     int st = ps_run_pg(in->d, NULL, "pg_ctl", args);
     if (st != 0) {
-        lb_error("could not start the redo standby of %s/%s (see \"%s\")", in->tenant, in->timeline,
-                 log);
+        lb_error("could not start the redo standby tenant=%s timeline=%s log=\"%s\"", in->tenant,
+                 in->timeline, log);
         return LB_EUNSUPPORTED;
     }
     return 0;
@@ -382,6 +394,30 @@ connect_standby(ps_ingest *in)
     return PQstatus(in->conn) == CONNECTION_OK;
 }
 
+/* LTAP: the timeline's lake at P, read from the standby still paused at
+ * P (ltap/timeline.h). Its errors are logged and shown by GET .../lake;
+ * they never stop ingest. Ingest waits meanwhile: that is how P is held. */
+static void
+lake_after_snapshot(ps_ingest *in, lb_lsn p)
+{
+    ps_indexer *x = atomic_load(&in->indexer);
+    if (!x)
+        return;
+    char conninfo[96];
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
+             in->port);
+    ltap_timeline_run run = {.tenant = in->tenant,
+                             .timeline = in->timeline,
+                             .conninfo = conninfo,
+                             .lsn = p,
+                             .store_url = in->d->conf.remote_storage,
+                             .index = LTAP_PS_INDEX_ACCESS(x, ps_indexer_with_index),
+                             .metrics = in->d->metrics,
+                             .retention_ms = in->d->conf.gc_retention_ms,
+                             .cancel = &in->stop};
+    ltap_timeline_materialize(&run, NULL);
+}
+
 /* The snapshot procedure; the caller holds in->lock. */
 static int
 take_snapshot(ps_ingest *in, bool *taken)
@@ -393,7 +429,7 @@ take_snapshot(ps_ingest *in, bool *taken)
         return LB_EPROTO;
     if (!exec_ok(c, "select pg_wal_replay_pause()"))
         return LB_EPROTO;
-    int64_t deadline = now_ms() + PAUSE_TIMEOUT_MS;
+    int64_t deadline = lb_mono_ms() + PAUSE_TIMEOUT_MS;
     int rc = 0;
     for (;;) {
         char *state = query1(c, "select pg_get_wal_replay_pause_state()");
@@ -401,13 +437,13 @@ take_snapshot(ps_ingest *in, bool *taken)
         free(state);
         if (paused)
             break;
-        if (now_ms() > deadline) {
+        if (lb_mono_ms() > deadline) {
             rc = LB_ETIMEOUT;
             break;
         }
         usleep(10000);
     }
-    int64_t t0 = now_ms();
+    int64_t t0 = lb_mono_ms();
     if (rc == 0 && (!exec_ok(c, "checkpoint") ||
                     !lsn_query(c, "select redo_lsn from pg_control_checkpoint()", &r_after) ||
                     !lsn_query(c, "select pg_last_wal_replay_lsn()", &p)))
@@ -432,7 +468,7 @@ take_snapshot(ps_ingest *in, bool *taken)
             prev = 0;
         if (rc == 0) {
             ps_snapshot_meta snap = {
-                .lsn = p, .redo_lsn = r_after, .created_ms = wall_ms(), .full = full};
+                .lsn = p, .redo_lsn = r_after, .created_ms = lb_now_ms(), .full = full};
             snprintf(snap.layer, sizeof(snap.layer), "%016" PRIX64 ".layer", p);
             char dir[PATH_MAX], ldir[PATH_MAX + 16], lpath[PATH_MAX + 100];
             ps_timeline_dir(in->d, in->tenant, in->timeline, dir, sizeof(dir));
@@ -462,7 +498,7 @@ take_snapshot(ps_ingest *in, bool *taken)
                 rc = ps_add_snapshot(in->d, in->tenant, in->timeline, &snap, lpath);
             if (rc == 0) {
                 *taken = true;
-                lb_histogram_observe(in->d->snapshot_seconds, (now_ms() - t0) / 1000.0);
+                lb_histogram_observe(in->d->snapshot_seconds, (lb_mono_ms() - t0) / 1000.0);
                 lb_histogram_observe(in->d->snapshot_bytes, (double)stats.bytes);
                 lb_counter_add(in->d->snapshot_pages, (double)stats.main_pages_written);
                 lb_info("snapshot tenant=%s timeline=%s lsn=%X/%X redo=%X/%X full=%d "
@@ -470,7 +506,8 @@ take_snapshot(ps_ingest *in, bool *taken)
                         in->tenant, in->timeline, LB_LSN_ARGS(p), LB_LSN_ARGS(r_after), full,
                         (unsigned long long)stats.main_pages_written,
                         (unsigned long long)stats.main_pages_seen, (unsigned long long)stats.bytes,
-                        (long long)(now_ms() - t0));
+                        (long long)(lb_mono_ms() - t0));
+                lake_after_snapshot(in, p);
             }
         }
         if (rc == -EALREADY)
@@ -506,10 +543,10 @@ check_receiver(ps_ingest *in)
         return;
     }
     if (!in->not_streaming_since) {
-        in->not_streaming_since = now_ms();
+        in->not_streaming_since = lb_mono_ms();
         return;
     }
-    if (now_ms() - in->not_streaming_since < FAILOVER_AFTER_MS)
+    if (lb_mono_ms() - in->not_streaming_since < FAILOVER_AFTER_MS)
         return;
     ps_tlmeta m = {0};
     if (get_meta(in, &m) != 0 || m.nsafekeepers < 2) {
@@ -521,9 +558,37 @@ check_receiver(ps_ingest *in)
     primary_conninfo(in, &m, pc, sizeof(pc));
     snprintf(sql, sizeof(sql), "alter system set primary_conninfo = '%s'", pc);
     if (exec_ok(in->conn, sql) && exec_ok(in->conn, "select pg_reload_conf()"))
-        lb_info("redo standby of %s/%s now streams from %s", in->tenant, in->timeline,
-                m.safekeepers[in->sk_index].pg);
-    in->not_streaming_since = now_ms();
+        lb_info("redo standby switched safekeeper tenant=%s timeline=%s safekeeper=%s", in->tenant,
+                in->timeline, m.safekeepers[in->sk_index].pg);
+    in->not_streaming_since = lb_mono_ms();
+    ps_tlmeta_free(&m);
+}
+
+/* Give the standby the token reloaded since it was started: its restore
+ * script's header file, and primary_conninfo (a reload: the WAL
+ * receiver reconnects with it). The caller holds in->lock. */
+static void
+refresh_token(ps_ingest *in)
+{
+    uint64_t gen = atomic_load(&in->d->token_generation);
+    if (gen == in->token_generation)
+        return;
+    ps_tlmeta m = {0};
+    if (get_meta(in, &m) != 0 || !m.nsafekeepers) {
+        ps_tlmeta_free(&m);
+        return;
+    }
+    char pc[LB_AUTH_TOKEN_MAX + 600], sql[LB_AUTH_TOKEN_MAX + 800];
+    primary_conninfo(in, &m, pc, sizeof(pc));
+    snprintf(sql, sizeof(sql), "alter system set primary_conninfo = '%s'", pc);
+    int rc = write_restore_script(in);
+    if (rc == 0 && exec_ok(in->conn, sql) && exec_ok(in->conn, "select pg_reload_conf()")) {
+        in->token_generation = gen;
+        lb_info("redo standby has the reloaded token tenant=%s timeline=%s", in->tenant,
+                in->timeline);
+    }
+    explicit_bzero(pc, sizeof(pc));
+    explicit_bzero(sql, sizeof(sql));
     ps_tlmeta_free(&m);
 }
 
@@ -537,8 +602,9 @@ wake(ps_ingest *in)
     if (rc == 0) {
         in->running = true;
         atomic_store(&in->state, "running");
-        in->last_progress_ms = now_ms();
-        lb_info("redo standby of %s/%s started: new WAL", in->tenant, in->timeline);
+        in->last_progress_ms = lb_mono_ms();
+        lb_info("redo standby started tenant=%s timeline=%s reason=\"new WAL\"", in->tenant,
+                in->timeline);
     }
     return rc;
 }
@@ -555,8 +621,8 @@ sleep_standby(ps_ingest *in)
     stop_standby(in);
     in->running = false;
     atomic_store(&in->state, "idle");
-    lb_info("redo standby of %s/%s stopped: nothing replayed for %lld ms", in->tenant, in->timeline,
-            (long long)in->d->conf.ingest_idle_timeout_ms);
+    lb_info("redo standby stopped tenant=%s timeline=%s reason=idle idle_ms=%lld", in->tenant,
+            in->timeline, (long long)in->d->conf.ingest_idle_timeout_ms);
 }
 
 /* While idle: whether the safekeepers hold WAL past what was replayed. */
@@ -567,8 +633,9 @@ new_wal(ps_ingest *in)
     if (get_meta(in, &m) != 0)
         return false;
     lb_lsn committed = 0;
-    if (in->indexer) {
-        committed = ps_indexer_position(in->indexer);
+    ps_indexer *x = atomic_load(&in->indexer);
+    if (x) {
+        committed = ps_indexer_position(x);
     } else {
         uint32_t tli;
         char err[200];
@@ -580,73 +647,142 @@ new_wal(ps_ingest *in)
     return more;
 }
 
-static void *
-run(void *arg)
+/* The first tick: open the WAL index (installing its files from object
+ * storage), build the standby's data directory, start it. The caller
+ * holds in->lock. */
+static void
+start(ps_ingest *in)
 {
-    ps_ingest *in = arg;
-    int rc = prepare_standby(in);
-    pthread_mutex_lock(&in->lock);
+    ps_indexer *x = NULL;
+    int rc = ps_indexer_open(in->d, in->tenant, in->timeline, &x);
+    if (rc)
+        lb_error("WAL index not available, going on without tenant=%s timeline=%s: %s", in->tenant,
+                 in->timeline, lb_strerror(rc));
+    else
+        atomic_store(&in->indexer, x); /* the loop attaches it at its next tick */
+    rc = prepare_standby(in);
     if (rc == 0)
         rc = wake(in);
     in->started = true;
     if (!in->running)
         atomic_store(&in->state, "idle");
-    pthread_mutex_unlock(&in->lock);
     if (rc) {
-        lb_error("ingest of %s/%s not running: %s", in->tenant, in->timeline, lb_strerror(rc));
-        return NULL;
+        in->dead = true;
+        lb_error("ingest not running tenant=%s timeline=%s: %s", in->tenant, in->timeline,
+                 lb_strerror(rc));
     }
-    while (!in->stop) {
-        usleep(TICK_MS * 1000);
-        pthread_mutex_lock(&in->lock);
-        if (!in->stop && !in->running) {
-            if (now_ms() - in->last_wake_check_ms >= 1000) {
-                in->last_wake_check_ms = now_ms();
-                if (new_wal(in))
-                    wake(in);
-            }
-        } else if (!in->stop && connect_standby(in)) {
-            lb_lsn replay, received;
-            if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay)) {
-                if (replay != in->last_replay) {
-                    in->last_replay = replay;
-                    in->last_progress_ms = now_ms();
-                }
-                ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
-                lb_gauge *g;
-                if (lb_gauge_labels(in->d->last_record_lsn, &g, in->tenant, in->timeline, NULL) ==
-                    0)
-                    lb_gauge_set(g, (double)replay);
-                if (lsn_query(in->conn, "select pg_last_wal_receive_lsn()", &received) &&
-                    lb_gauge_labels(in->d->ingest_lag_bytes, &g, in->tenant, in->timeline, NULL) ==
-                        0)
-                    lb_gauge_set(g, received > replay ? (double)(received - replay) : 0);
-            }
-            check_receiver(in);
-            if (now_ms() - in->last_snapshot_ms >= in->d->snapshot_interval_ms) {
-                bool taken;
-                if (take_snapshot(in, &taken) == 0)
-                    in->last_snapshot_ms = now_ms();
-            }
-            if (now_ms() - in->last_report_ms >= 5000) {
-                report_position(in);
-                in->last_report_ms = now_ms();
-            }
-            int64_t idle = in->d->conf.ingest_idle_timeout_ms;
-            if (idle > 0 && now_ms() - in->last_progress_ms >= idle && !new_wal(in))
-                sleep_standby(in);
+}
+
+/* One tick: progress, failover, snapshot when due, the position report,
+ * idle stop and wake. The caller holds in->lock. */
+static void
+tick(ps_ingest *in)
+{
+    if (!in->running) {
+        if (lb_mono_ms() - in->last_wake_check_ms >= 1000) {
+            in->last_wake_check_ms = lb_mono_ms();
+            if (new_wal(in))
+                wake(in);
         }
+        return;
+    }
+    if (!connect_standby(in))
+        return;
+    refresh_token(in);
+    lb_lsn replay, received;
+    if (lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &replay)) {
+        if (replay != in->last_replay) {
+            in->last_replay = replay;
+            in->last_progress_ms = lb_mono_ms();
+        }
+        ps_set_last_record_lsn(in->d, in->tenant, in->timeline, replay);
+        lb_gauge *g;
+        if (lb_gauge_labels(in->d->last_record_lsn, &g, in->tenant, in->timeline, NULL) == 0)
+            lb_gauge_set(g, (double)replay);
+        if (lsn_query(in->conn, "select pg_last_wal_receive_lsn()", &received) &&
+            lb_gauge_labels(in->d->ingest_lag_bytes, &g, in->tenant, in->timeline, NULL) == 0)
+            lb_gauge_set(g, received > replay ? (double)(received - replay) : 0);
+    }
+    check_receiver(in);
+    if (lb_mono_ms() - in->last_snapshot_ms >= in->d->snapshot_interval_ms) {
+        bool taken;
+        if (take_snapshot(in, &taken) == 0)
+            in->last_snapshot_ms = lb_mono_ms();
+    }
+    if (lb_mono_ms() - in->last_report_ms >= 5000) {
+        report_position(in);
+        in->last_report_ms = lb_mono_ms();
+    }
+    int64_t idle = in->d->conf.ingest_idle_timeout_ms;
+    if (idle > 0 && lb_mono_ms() - in->last_progress_ms >= idle && !new_wal(in))
+        sleep_standby(in);
+}
+
+static void ingest_unref(ps_daemon *d, ps_ingest *in);
+
+/* A worker job. A tick finding in->lock taken (a snapshot that HTTP asked
+ * for) does nothing: the next one comes soon. */
+static void
+tick_job(void *arg)
+{
+    ps_ingest *in = arg;
+    if (!atomic_load(&in->stop) && pthread_mutex_trylock(&in->lock) == 0) {
+        if (!in->started)
+            start(in);
+        else if (!in->dead && !atomic_load(&in->stop))
+            tick(in);
         pthread_mutex_unlock(&in->lock);
     }
-    pthread_mutex_lock(&in->lock);
-    PQfinish(in->conn);
-    in->conn = NULL;
-    bool running = in->running;
-    in->running = false;
-    pthread_mutex_unlock(&in->lock);
-    if (running)
-        stop_standby(in);
-    return NULL;
+    atomic_store(&in->busy, false);
+    ingest_unref(in->d, in); /* last: in may go once it is dropped */
+}
+
+/* The tick timer, on the loop: queue a tick job unless one is pending. */
+static int64_t
+on_tick(lb_loop *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    ps_ingest *in = arg;
+    ps_daemon *d = in->d;
+    if (atomic_load(&in->stop))
+        return TICK_MS; /* its stop detaches it */
+    ps_indexer *x = atomic_load(&in->indexer);
+    if (x && !in->indexer_attached && ps_indexer_attach(x) == 0)
+        in->indexer_attached = true;
+    if (!atomic_exchange(&in->busy, true)) {
+        pthread_mutex_lock(&d->ingest_lock);
+        in->refs++;
+        pthread_mutex_unlock(&d->ingest_lock);
+        if (ps_workers_submit(d->workers, tick_job, in) != 0) {
+            atomic_store(&in->busy, false); /* the pool is full: the next tick tries again */
+            ingest_unref(d, in);
+        }
+    }
+    return TICK_MS;
+}
+
+static void
+attach_on_loop(ps_daemon *d, void *arg)
+{
+    ps_ingest *in = arg;
+    /* Both run on the loop: a stop whose detach came first set stop
+     * before it, so nothing is attached after a detach. */
+    if (!in->attached && !atomic_load(&in->stop) &&
+        lb_loop_add_timer(d->loop, 0, on_tick, in, &in->timer) == 0)
+        in->attached = true;
+}
+
+static void
+detach_on_loop(ps_daemon *d, void *arg)
+{
+    ps_ingest *in = arg;
+    if (in->attached)
+        lb_loop_del_timer(d->loop, in->timer);
+    in->attached = false;
+    if (in->indexer_attached)
+        ps_indexer_detach(atomic_load(&in->indexer));
+    in->indexer_attached = false;
 }
 
 static ps_ingest *
@@ -662,64 +798,62 @@ find_ingest(ps_daemon *d, const char *tenant, const char *timeline)
 int
 ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline)
 {
+    char base[PATH_MAX];
+    if ((size_t)snprintf(base, sizeof(base), "%s/standby", d->conf.data_dir) >= sizeof(base) - 100)
+        return -ENAMETOOLONG;
+    ps_ingest *in = calloc(1, sizeof(*in));
+    if (!in)
+        return -ENOMEM;
+    in->d = d;
+    snprintf(in->tenant, sizeof(in->tenant), "%s", tenant);
+    snprintf(in->timeline, sizeof(in->timeline), "%s", timeline);
+    snprintf(in->root, sizeof(in->root), "%.3900s/%.32s-%.32s", base, tenant, timeline);
+    snprintf(in->pgdata, sizeof(in->pgdata), "%.3990s/pgdata", in->root);
+    pthread_mutex_init(&in->lock, NULL);
+    pthread_mutex_init(&in->error_lock, NULL);
+    atomic_init(&in->stop, false);
+    atomic_init(&in->busy, false);
+    atomic_init(&in->indexer, NULL);
+    atomic_init(&in->state, "starting");
+    in->last_snapshot_ms = lb_mono_ms();
+    /* Its first tick gives the standby the current token, also when the
+     * data directory is from a run with an older one. */
+    in->token_generation = UINT64_MAX;
+
     pthread_mutex_lock(&d->ingest_lock);
-    /* Lock order: ingest_lock, then d->lock (never the other way). A
-     * timeline being deleted gets no new ingest: its DELETE marked it
-     * before stopping the old one under ingest_lock. */
+    /* Lock order: ingest_lock, then d->lock (a leaf). A timeline being
+     * deleted gets no new ingest: its DELETE marked it before stopping
+     * the old one under ingest_lock. */
     pthread_mutex_lock(&d->lock);
     ps_timeline *tl = ps__find_locked(d, tenant, timeline);
     bool gone = !tl || tl->deleting;
     pthread_mutex_unlock(&d->lock);
-    if (gone) {
-        pthread_mutex_unlock(&d->ingest_lock);
-        return LB_ENOTFOUND;
+    int rc = gone ? LB_ENOTFOUND : 0;
+    bool add = !gone && !find_ingest(d, tenant, timeline) && d->ningests < PS_MAX_TIMELINES;
+    if (add) {
+        d->ingests[d->ningests++] = in;
+        in->refs++; /* ours, until the loop has it */
     }
-    if (find_ingest(d, tenant, timeline) || d->ningests == PS_MAX_TIMELINES) {
-        pthread_mutex_unlock(&d->ingest_lock);
-        return 0;
-    }
-    ps_ingest *in = calloc(1, sizeof(*in));
-    if (!in) {
-        pthread_mutex_unlock(&d->ingest_lock);
-        return -ENOMEM;
-    }
-    in->d = d;
-    snprintf(in->tenant, sizeof(in->tenant), "%s", tenant);
-    snprintf(in->timeline, sizeof(in->timeline), "%s", timeline);
-    char base[PATH_MAX];
-    if ((size_t)snprintf(base, sizeof(base), "%s/standby", d->conf.data_dir) >=
-        sizeof(base) - 100) {
-        pthread_mutex_unlock(&d->ingest_lock);
+    pthread_mutex_unlock(&d->ingest_lock);
+    if (!add) {
+        pthread_mutex_destroy(&in->lock);
+        pthread_mutex_destroy(&in->error_lock);
         free(in);
-        return -ENAMETOOLONG;
+        return rc;
     }
+    /* The directories, outside every lock. The standby listens on
+     * loopback only (a unix socket path under the data directory could
+     * pass the 107-byte limit); any free port. */
     lb_mkdir_p(base, 0711);
     chmod(base, 0711);
     chmod(d->conf.data_dir, 0711);
-    snprintf(in->root, sizeof(in->root), "%.3900s/%.32s-%.32s", base, tenant, timeline);
-    snprintf(in->pgdata, sizeof(in->pgdata), "%.3990s/pgdata", in->root);
-    snprintf(in->sockdir, sizeof(in->sockdir), "%.4000s", in->root);
     lb_mkdir_p(in->root, 0755);
-    /* The standby listens on loopback only (a unix socket path under the
-     * data directory could pass the 107-byte limit); any free port. */
     in->port = free_port();
-    pthread_mutex_init(&in->lock, NULL);
-    pthread_mutex_init(&in->error_lock, NULL);
-    atomic_init(&in->stop, false);
-    atomic_init(&in->state, "starting");
-    in->last_snapshot_ms = now_ms();
-    int rc = ps_indexer_start(d, tenant, timeline, &in->indexer);
-    if (rc)
-        lb_error("timeline %s/%s goes on without a WAL index: %s", tenant, timeline,
-                 lb_strerror(rc));
-    if (pthread_create(&in->thread, NULL, run, in) != 0) {
-        ps_indexer_stop(in->indexer);
-        free(in);
-        pthread_mutex_unlock(&d->ingest_lock);
-        return -EAGAIN;
-    }
-    d->ingests[d->ningests++] = in;
-    pthread_mutex_unlock(&d->ingest_lock);
+    /* Its first tick (a worker job) starts it. A loop that has stopped
+     * (the pageserver is stopping) never ticks it: it is stopped with
+     * the others. */
+    ps_loop_call(d, attach_on_loop, in);
+    ingest_unref(d, in);
     return 0;
 }
 
@@ -745,17 +879,24 @@ ingest_unref(ps_daemon *d, ps_ingest *in)
     pthread_mutex_unlock(&d->ingest_lock);
 }
 
-/* in is out of the table already. */
+/* in is out of the table already: detach it from the loop, wait for its
+ * jobs and users, then stop the standby and free it (holding nothing). */
 static void
 stop_and_free(ps_daemon *d, ps_ingest *in)
 {
     atomic_store(&in->stop, true);
+    /* -ECANCELED: the loop has stopped for good and fires nothing more. */
+    ps_loop_call(d, detach_on_loop, in);
     pthread_mutex_lock(&d->ingest_lock);
     while (in->refs > 0)
         pthread_cond_wait(&d->ingest_cond, &d->ingest_lock);
     pthread_mutex_unlock(&d->ingest_lock);
-    pthread_join(in->thread, NULL);
-    ps_indexer_stop(in->indexer);
+    PQfinish(in->conn);
+    in->conn = NULL;
+    if (in->running)
+        stop_standby(in);
+    in->running = false;
+    ps_indexer_close(atomic_load(&in->indexer));
     pthread_mutex_destroy(&in->lock);
     pthread_mutex_destroy(&in->error_lock);
     free(in);
@@ -777,6 +918,12 @@ ps_ingest_stop(ps_daemon *d, const char *tenant, const char *timeline)
         stop_and_free(d, in);
         lb_info("ingest stopped tenant=%s timeline=%s", tenant, timeline);
     }
+}
+
+void
+ps_ingest_token_changed(ps_daemon *d)
+{
+    atomic_fetch_add(&d->token_generation, 1);
 }
 
 void
@@ -830,17 +977,40 @@ ps_ingest_commit_before(ps_daemon *d, const char *tenant, const char *timeline, 
                         lb_lsn *end_lsn, int64_t *ts, uint32_t *xid, char *err, size_t errcap)
 {
     ps_ingest *in = ingest_ref(d, tenant, timeline);
+    ps_indexer *x = in ? atomic_load(&in->indexer) : NULL;
     int rc;
-    if (!in || !in->indexer) {
+    if (!x) {
         snprintf(err, errcap, "timeline %s/%s has no WAL index (it is not ingesting)", tenant,
                  timeline);
         rc = LB_ENOTFOUND;
     } else {
-        rc = ps_indexer_commit_before(in->indexer, t_unix_us, end_lsn, ts, xid, err, errcap);
+        rc = ps_indexer_commit_before(x, t_unix_us, end_lsn, ts, xid, err, errcap);
     }
     if (in)
         ingest_unref(d, in);
     return rc;
+}
+
+typedef struct snapshot_call {
+    ps_ingest *in;
+    bool taken;
+    int rc;
+} snapshot_call;
+
+/* On a worker: waits for a tick of the same timeline to end (holding
+ * nothing else), then takes the snapshot under in->lock. */
+static void
+snapshot_job(void *arg)
+{
+    snapshot_call *c = arg;
+    ps_ingest *in = c->in;
+    pthread_mutex_lock(&in->lock);
+    c->rc = in->dead ? LB_EUNSUPPORTED : wake(in);
+    if (c->rc == 0)
+        c->rc = connect_standby(in) ? take_snapshot(in, &c->taken) : LB_EPROTO;
+    if (c->rc == 0 && c->taken)
+        in->last_snapshot_ms = lb_mono_ms();
+    pthread_mutex_unlock(&in->lock);
 }
 
 int
@@ -854,13 +1024,15 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
                  timeline);
         return LB_ENOTFOUND;
     }
-    pthread_mutex_lock(&in->lock);
-    int rc = wake(in);
-    if (rc == 0)
-        rc = connect_standby(in) ? take_snapshot(in, taken) : LB_EPROTO;
-    if (rc == 0 && *taken)
-        in->last_snapshot_ms = now_ms();
-    pthread_mutex_unlock(&in->lock);
+    snapshot_call c = {.in = in};
+    int rc = ps_workers_run(d->workers, snapshot_job, &c);
+    if (rc) {
+        snprintf(err, errcap, "no worker free for the snapshot (worker_queue is full)");
+        ingest_unref(d, in);
+        return rc;
+    }
+    rc = c.rc;
+    *taken = c.taken;
     pthread_mutex_lock(&in->error_lock);
     if (rc == LB_EUNSUPPORTED && in->snapshot_error[0])
         snprintf(err, errcap, "snapshot failed: %s", in->snapshot_error);

@@ -12,6 +12,9 @@
 /* Start (or restart) ingesting a timeline that has safekeepers. */
 int ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline);
 void ps_ingest_stop_all(ps_daemon *d);
+/* The pageserver's token was reloaded: every redo standby gets it (its
+ * restore script's header file, its primary_conninfo) at its next tick. */
+void ps_ingest_token_changed(ps_daemon *d);
 /* Stop one timeline's ingest (thread, WAL index, redo standby) and wait
  * for it; nothing if it is not ingesting. */
 void ps_ingest_stop(ps_daemon *d, const char *tenant, const char *timeline);

@@ -4,24 +4,28 @@
  *   pageserver [-c FILE] [--data_dir DIR] [--listen_http H:P] [--remote_storage URL] ...
  *
  * It keeps timelines' snapshots as layers in object storage (remote_storage,
- * required) and serves basebackups; see daemon.h for the threading rule.
- * The main thread runs an event loop for signals only: SIGTERM and SIGINT
- * stop the pageserver, SIGHUP re-reads the public keys.
+ * required) and serves basebackups; see daemon.h for its threads. The
+ * main thread runs the pageserver's event loop: signals (SIGTERM and
+ * SIGINT stop the pageserver, SIGHUP re-reads the public keys and the
+ * token file), timers and the streams from the safekeepers.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "auth.h"
 #include "daemon.h"
+#include "ingest.h"
 #include "event_loop.h"
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "startup.h"
 
 static const lb_config_setting settings[] = {
     LB_SETTING("data_dir", LB_CONFIG_STRING, ps_config, data_dir, "./pageserver-data",
@@ -40,10 +44,17 @@ static const lb_config_setting settings[] = {
                "user that runs PostgreSQL tools when the pageserver runs as root"),
     LB_SETTING("auth_token_file", LB_CONFIG_STRING, ps_config, auth_token_file, "",
                "file with this pageserver's token (role pageserver) for the safekeepers"),
-    LB_SETTING("log_level", LB_CONFIG_STRING, ps_config, log_level, "info",
-               "error, warn, info or debug"),
+    LB_SETTING_LOG_LEVEL(ps_config, log_level),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, ps_config, http_threads, "8",
                      "threads serving HTTP", 1, 64),
+    LB_SETTING_RANGE("worker_threads", LB_CONFIG_INT, ps_config, worker_threads, "4",
+                     "threads for blocking work: redo standbys' ticks and snapshots, uploads, "
+                     "basebackups, initdb",
+                     1, 64),
+    LB_SETTING_RANGE("worker_queue", LB_CONFIG_INT, ps_config, worker_queue, "64",
+                     "jobs that may wait for a worker thread; a request that finds the queue "
+                     "full gets 503",
+                     1, 4096),
     LB_SETTING_RANGE("snapshot_interval", LB_CONFIG_DURATION, ps_config, snapshot_interval_ms,
                      "30s",
                      "how often a timeline's redo standby is snapshotted (when it has "
@@ -77,6 +88,10 @@ on_stop(lb_loop *loop, int signo, void *arg)
     lb_loop_stop(loop);
 }
 
+/* SIGHUP: the public keys and this pageserver's own token (docs/auth.md).
+ * A reload that fails keeps what was loaded. A new token reaches the
+ * calls that read it each time (HTTP to the safekeepers) at once, and
+ * the redo standbys at their next tick (ps_ingest_token_changed). */
 static void
 on_reload(lb_loop *loop, int signo, void *arg)
 {
@@ -91,6 +106,14 @@ on_reload(lb_loop *loop, int signo, void *arg)
         else
             lb_info("auth_public_keys reloaded keys=%zu", lb_auth_keys_count(d->keys));
     }
+    if (d->token) {
+        int rc = lb_auth_token_reload(d->token);
+        if (rc)
+            lb_error("could not reload auth_token_file \"%s\": %s (the old token stays)",
+                     d->conf.auth_token_file, lb_strerror(rc));
+        else
+            ps_ingest_token_changed(d);
+    }
 }
 
 int
@@ -98,28 +121,12 @@ main(int argc, char **argv)
 {
     static ps_daemon d;
     lb_config_result res;
-    int rc = lb_config_load(settings, &d.conf, NULL, argc, argv, &res);
-    if (res.help) {
-        lb_buf help = LB_BUF_INIT;
-        lb_config_help(settings, "pageserver", "[options]", &help);
-        fputs(help.data, stdout);
-        lb_buf_free(&help);
-        lb_config_result_free(&res);
-        return 0;
-    }
-    if (rc || res.npositional) {
-        fprintf(stderr, "pageserver: %s\n", rc ? res.error : "unexpected argument");
-        lb_config_result_free(&res);
-        return 2;
-    }
+    const lb_startup_spec start = {
+        .program = "pageserver", .usage = "[options]", .settings = settings, .conf = &d.conf};
+    int rc = lb_startup(&start, argc, argv, &res);
+    if (rc >= 0)
+        return rc;
     lb_config_result_free(&res);
-    lb_log_level level;
-    if (lb_log_level_parse(d.conf.log_level, &level) != 0) {
-        fprintf(stderr, "pageserver: setting \"log_level\": \"%s\" is not a level\n",
-                d.conf.log_level);
-        return 2;
-    }
-    lb_log_init("pageserver", level);
     signal(SIGPIPE, SIG_IGN);
     /* The signals are the loop's before any other thread starts, so that
      * every thread inherits them blocked. */
@@ -130,6 +137,8 @@ main(int argc, char **argv)
                     (rc = lb_loop_watch_signal(loop, SIGHUP, on_reload, &d)) != 0))
         lb_error("could not set up signals: %s", lb_strerror(rc));
     d.snapshot_interval_ms = d.conf.snapshot_interval_ms;
+    d.loop = loop;
+    d.loop_thread = pthread_self();
     if (rc == 0)
         rc = ps_daemon_init(&d);
     if (rc == 0)

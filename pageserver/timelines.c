@@ -27,6 +27,7 @@
 #include "ingest.h"
 #include "timelines.h"
 #include "walserve.h"
+#include "clock.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
@@ -46,14 +47,6 @@ void
 ps_timeline_dir(const ps_daemon *d, const char *tenant, const char *timeline, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/tenants/%.32s/%.32s", d->conf.data_dir, tenant, timeline);
-}
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Registry lookups: caller holds d->lock. */
@@ -417,7 +410,7 @@ ps_create_root(ps_daemon *d, const char *tenant, const char *timeline, ps_tlmeta
     }
     m.start_lsn = m.last_record_lsn = snap.lsn;
     snprintf(snap.layer, sizeof(snap.layer), "%016" PRIX64 ".layer", snap.lsn);
-    snap.created_ms = now_ms();
+    snap.created_ms = lb_now_ms();
     snap.full = true;
 
     char lpath[PATH_MAX + 100], key[256];
@@ -652,7 +645,7 @@ ps_delete_timeline(ps_daemon *d, const char *tenant, const char *timeline, char 
 
     char key[256], body[96];
     snprintf(key, sizeof(key), DELETED_PREFIX "%s/%s", tenant, timeline);
-    snprintf(body, sizeof(body), "{\"deleted_ms\": %lld}\n", (long long)now_ms());
+    snprintf(body, sizeof(body), "{\"deleted_ms\": %lld}\n", (long long)lb_now_ms());
     lb_objstore *store = NULL;
     rc = ps_store_acquire(d, &store);
     if (rc == 0 && (rc = lb_objstore_put(store, key, body, strlen(body))) != 0) {
@@ -791,7 +784,7 @@ ps_purge_deleted(ps_daemon *d, size_t *purged)
     lb_objstore_listing list = {0};
     if (rc == 0)
         rc = lb_objstore_list(store, DELETED_PREFIX, NULL, &list);
-    int64_t now = now_ms();
+    int64_t now = lb_now_ms();
     for (size_t i = 0; rc == 0 && i < list.nobjects; i++) {
         char tenant[PS_ID_LEN + 1], timeline[PS_ID_LEN + 1];
         if (!catalog_ids(list.objects[i].key + strlen(DELETED_PREFIX), tenant, timeline)) {

@@ -2,6 +2,7 @@
  * tlmeta.c: timeline metadata as JSON (see tlmeta.h).
  */
 #include "tlmeta.h"
+#include "hostport.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -204,9 +205,9 @@ ps_tlmeta_set_safekeepers(ps_tlmeta *m, const json_t *arr, char *msg, size_t cap
     {
         const char *pg = json_string_value(json_object_get(e, "pg"));
         const char *http = json_string_value(json_object_get(e, "http"));
-        const char *colon = pg ? strrchr(pg, ':') : NULL;
-        if (!pg || !http || !colon || colon == pg || atoi(colon + 1) <= 0 ||
-            atoi(colon + 1) > 65535 || strlen(pg) >= sizeof(m->safekeepers[0].pg) ||
+        lb_hostport hp;
+        if (!pg || !http || lb_hostport_parse(pg, &hp) != 0 || hp.port == 0 ||
+            strlen(pg) >= sizeof(m->safekeepers[0].pg) ||
             strlen(http) >= sizeof(m->safekeepers[0].http) || strncmp(http, "http://", 7) != 0 ||
             strpbrk(pg, " '\\")) {
             snprintf(msg, cap,

@@ -68,24 +68,6 @@ sink_reset(void *arg)
     return 0;
 }
 
-int
-ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
-                  uint64_t *segno)
-{
-    size_t n = strlen(name);
-    *segno = 0;
-    if (n == 16 && strcmp(name + 8, ".history") == 0) {
-        for (int i = 0; i < 8; i++)
-            if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'A' && name[i] <= 'F')))
-                return LB_EPARSE;
-        *history = true;
-        *tli = (uint32_t)strtoul(name, NULL, 16);
-        return *tli ? 0 : LB_EPARSE;
-    }
-    *history = false;
-    return lb_wal_segment_parse(name, seg_size, tli, segno);
-}
-
 /* The timeline's own WAL: its safekeepers, then object storage. */
 static int
 fetch_own(ps_daemon *d, const ps_tlmeta *m, const char *name, bool history, int fd, char *err,
@@ -251,10 +233,11 @@ resolve(ps_daemon *d, const char *tenant, const char *timeline, const char *name
         snprintf(err, errcap, "timeline %s/%s not found", tenant, timeline);
         return rc;
     }
-    bool history;
     uint32_t tli;
-    uint64_t segno;
-    if (ps_wal_name_parse(name, m.wal_seg_size, &history, &tli, &segno) != 0) {
+    uint64_t segno = 0;
+    lb_wal_file_kind kind = lb_wal_file_parse(name, m.wal_seg_size, &tli, &segno);
+    bool history = kind == LB_WAL_FILE_HISTORY;
+    if (kind == LB_WAL_FILE_BAD) {
         snprintf(err, errcap, "\"%.40s\" is not a WAL segment or history file name", name);
         ps_tlmeta_free(&m);
         return LB_EPARSE;

@@ -25,8 +25,5 @@ int ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_ls
 /* Tell the timeline's safekeepers that consumer `name` needs no WAL before
  * applied (their WAL removal waits for every consumer). Best effort. */
 void ps_report_consumer(ps_daemon *d, const ps_tlmeta *m, const char *name, lb_lsn applied);
-/* A segment ("TTTTTTTTXXXXXXXXYYYYYYYY") or history ("TTTTTTTT.history") name. */
-int ps_wal_name_parse(const char *name, uint32_t seg_size, bool *history, uint32_t *tli,
-                      uint64_t *segno);
 
 #endif

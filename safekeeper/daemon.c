@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
@@ -170,14 +171,6 @@ sk_remove_timeline(sk_daemon *sk, const char *tenant_id, const char *timeline_id
 
 /* ---- loop hooks ------------------------------------------------------------ */
 
-static double
-now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void
 before_sleep(lb_loop *loop, void *arg)
 {
@@ -188,9 +181,9 @@ before_sleep(lb_loop *loop, void *arg)
         sk_tl_entry *e = &sk->timelines[i];
         if (sk_receiver_dirty(e->recv)) {
             lb_lsn before = sk_timeline_flush_lsn(e->tl);
-            double t0 = now_seconds();
+            double t0 = lb_mono_s();
             int rc = sk_timeline_sync(e->tl);
-            lb_histogram_observe(sk->fsync_seconds, now_seconds() - t0);
+            lb_histogram_observe(sk->fsync_seconds, lb_mono_s() - t0);
             if (rc == 0) {
                 lb_counter_add(sk->wal_bytes, (double)(sk_timeline_flush_lsn(e->tl) - before));
                 progressed = true;
@@ -264,9 +257,7 @@ sk_run_on_loop(sk_daemon *sk, int (*fn)(sk_daemon *sk, void *arg), void *arg)
     sk->jobs = &job;
     pthread_mutex_unlock(&sk->jobs_lock);
     lb_loop_wakeup(sk->loop);
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += JOB_QUEUE_WAIT_MS / 1000;
+    struct timespec deadline = lb_mono_deadline(JOB_QUEUE_WAIT_MS);
     pthread_mutex_lock(&sk->jobs_lock);
     while (!job.done) {
         if (job.started) {
@@ -435,7 +426,7 @@ sk_daemon_init(sk_daemon *sk)
 {
     int rc;
     pthread_mutex_init(&sk->jobs_lock, NULL);
-    pthread_cond_init(&sk->jobs_done, NULL);
+    lb_cond_init_mono(&sk->jobs_done);
     pthread_mutex_init(&sk->snap_lock, NULL);
     if ((rc = parse_peers(sk)) != 0)
         return rc;
@@ -497,6 +488,7 @@ sk_daemon_init(sk_daemon *sk)
         .port = sk->conf.listen_http.port,
         .threads = (unsigned)sk->conf.http_threads,
         .max_body = 1 << 20,
+        .max_connections = (unsigned)sk->conf.http_max_connections,
         .metrics = sk->metrics,
     };
     if ((rc = lb_http_server_new(&hc, &sk->http)) != 0 || (rc = sk_http_routes(sk)) != 0 ||

@@ -35,19 +35,20 @@ typedef struct sk_config {
     lb_config_addr listen_http; /* control API, /metrics, WAL over HTTP */
     lb_config_addr listen_pg;   /* walsender-compatible server */
     lb_config_list peers;       /* the other safekeepers: "name=host:port" (their listen_pg) */
-    char *log_level;
+    int log_level;              /* lb_log_level */
     int64_t http_threads;
-    char *remote_storage;        /* object store URL for offloaded WAL; "" = no offload */
-    lb_config_list peers_http;   /* the other safekeepers' HTTP: "name=host:port"; the only
-                                    donors /accept fetches WAL from */
-    char *auth_public_keys;      /* PEM file or directory of *.pem verifying every token */
-    char *auth_token_file;       /* this safekeeper's own token (role safekeeper, sub = id) */
-    char *compute_password_file; /* password of role lakebase_safekeeper on computes; "":
-                                    connect as postgres (computes that still trust) */
-    int64_t max_connections;     /* walsender connections at once */
-    int64_t startup_timeout_ms;  /* a walsender connection must authenticate within this */
-    int64_t consumer_ttl_ms;     /* a consumer silent this long stops holding WAL */
-    uint64_t max_accept_bytes;   /* the most WAL one /accept may copy from a donor */
+    char *remote_storage;         /* object store URL for offloaded WAL; "" = no offload */
+    lb_config_list peers_http;    /* the other safekeepers' HTTP: "name=host:port"; the only
+                                     donors /accept fetches WAL from */
+    char *auth_public_keys;       /* PEM file or directory of *.pem verifying every token */
+    char *auth_token_file;        /* this safekeeper's own token (role safekeeper, sub = id) */
+    char *compute_password_file;  /* password of role lakebase_safekeeper on computes; "":
+                                     connect as postgres (computes that still trust) */
+    int64_t max_connections;      /* walsender connections at once */
+    int64_t http_max_connections; /* HTTP connections at once; beyond, refused */
+    int64_t startup_timeout_ms;   /* a walsender connection must authenticate within this */
+    int64_t consumer_ttl_ms;      /* a consumer silent this long stops holding WAL */
+    uint64_t max_accept_bytes;    /* the most WAL one /accept may copy from a donor */
 } sk_config;
 
 typedef struct sk_peer {

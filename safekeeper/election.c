@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "http_client.h"
 #include "log.h"
+#include "startup.h"
 
 #define MAX_ROUNDS 5
 
@@ -381,28 +382,23 @@ sk_elect_main(int argc, char **argv)
     elect_conf c;
     lb_config_result res;
     memset(&c, 0, sizeof(c));
-    int rc = lb_config_load(elect_settings, &c, NULL, argc, argv, &res);
-    if (res.help) {
-        lb_buf help = LB_BUF_INIT;
-        lb_config_help(elect_settings, "safekeeper elect", "[announce] [options]", &help);
-        fputs(help.data, stdout);
-        lb_buf_free(&help);
-        lb_config_result_free(&res);
-        return 0;
-    }
+    const lb_startup_spec start = {.program = "safekeeper elect",
+                                   .usage = "[announce] [options]",
+                                   .settings = elect_settings,
+                                   .conf = &c,
+                                   .max_positional = 1,
+                                   .level = LB_LOG_WARN};
+    int rc = lb_startup(&start, argc, argv, &res);
+    if (rc >= 0)
+        return rc;
     bool announce = res.npositional == 1 && strcmp(res.positional[0], "announce") == 0;
-    if (rc == 0 && res.npositional > (announce ? 1 : 0)) {
-        snprintf(res.error, sizeof(res.error), "unexpected argument \"%s\"", res.positional[0]);
-        rc = -EINVAL;
-    }
-    if (rc) {
-        fprintf(stderr, "safekeeper elect: %s\n", res.error);
+    if (res.npositional == 1 && !announce) {
+        fprintf(stderr, "safekeeper elect: unexpected argument \"%s\"\n", res.positional[0]);
         lb_config_result_free(&res);
         lb_config_free(elect_settings, &c);
-        return 2;
+        return LB_STARTUP_EXIT_USAGE;
     }
     lb_config_result_free(&res);
-    lb_log_init("elect", LB_LOG_WARN);
     sk_elect_params p = {
         .tenant_id = c.tenant, .timeline_id = c.timeline, .timeout_ms = c.timeout_ms};
     for (size_t i = 0; i < c.safekeepers.count && p.n < SK_ELECT_MAX; i++)

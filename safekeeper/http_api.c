@@ -210,13 +210,6 @@ h_create(lb_http_request *req, void *arg)
     }
     c.lsn_b = (lb_lsn)seg;
     c.term = (uint64_t)tli;
-    /* compute-ctl creates its own timeline where it is missing; a compute
-     * token creates nothing else. */
-    const lb_auth_claims *who = lb_http_claims(req);
-    if (!c.err.failed && who && who->role != LB_AUTH_MANAGEMENT &&
-        !lb_auth_allows(who, LB_AUTH_COMPUTE, c.tenant, c.timeline))
-        refuse(&c, LB_EFORBIDDEN, "token of role \"%s\" may not create timeline %s/%s",
-               lb_auth_role_name(who->role), c.tenant, c.timeline);
     int rc = c.err.failed ? 0 : sk_run_on_loop(c.sk, job_create, &c);
     return finish(req, &c, rc);
 }
@@ -271,6 +264,21 @@ positions(const sk_timeline *tl)
     return j;
 }
 
+/* A term that far above the promised one could never be passed (the
+ * arithmetic of terms stays far from overflow): false, with c->err set. */
+static bool
+term_reachable(api_ctx *c, const sk_tl_entry *e)
+{
+    uint64_t promised = sk_timeline_state(e->tl)->term;
+    if (c->term <= promised || SK_TERM_REACHABLE(promised, c->term))
+        return true;
+    lb_json_fail(&c->err, LB_EPARSE,
+                 "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
+                 " (at most %u more)",
+                 c->term, promised, SK_TERM_MAX_STEP);
+    return false;
+}
+
 static int
 job_vote(sk_daemon *sk, void *arg)
 {
@@ -278,12 +286,8 @@ job_vote(sk_daemon *sk, void *arg)
     sk_tl_entry *e = need(c);
     if (!e)
         return 0;
-    uint64_t promised = sk_timeline_state(e->tl)->term;
-    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
-        return lb_json_fail(&c->err, LB_EPARSE,
-                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
-                            " (at most %u more)",
-                            c->term, promised, SK_TERM_MAX_STEP);
+    if (!term_reachable(c, e))
+        return LB_EPARSE;
     int rc = sk_timeline_vote(e->tl, c->term, &c->granted);
     if (rc)
         return rc;
@@ -354,12 +358,8 @@ job_accept(sk_daemon *sk, void *arg)
     /* Checked before anything changes: a history the state file could not
      * be loaded with, or a term starting where no record can, would be
      * persisted and lose the timeline on the next start. */
-    uint64_t promised = sk_timeline_state(e->tl)->term;
-    if (c->term > promised && !SK_TERM_REACHABLE(promised, c->term))
-        return lb_json_fail(&c->err, LB_EPARSE,
-                            "field \"term\" %" PRIu64 " is too far above the promised term %" PRIu64
-                            " (at most %u more)",
-                            c->term, promised, SK_TERM_MAX_STEP);
+    if (!term_reachable(c, e))
+        return LB_EPARSE;
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     if (c->history[0].start_lsn < first)
         return lb_json_fail(&c->err, LB_EPARSE,
@@ -823,7 +823,7 @@ sk_http_routes(sk_daemon *sk)
         unsigned roles;
     } routes[] = {
         {"GET", "/v1/status", h_list, MGMT},
-        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, CP},
+        {"POST", "/v1/tenant/{tenant_id}/timeline", h_create, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_status, CP | PS | SK},
         {"DELETE", "/v1/tenant/{tenant_id}/timeline/{timeline_id}", h_delete, MGMT},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/vote", h_vote, CP},
@@ -837,8 +837,7 @@ sk_http_routes(sk_daemon *sk)
          CP | PS | SK},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        /* create names its timeline in the body: h_create checks the scope */
-        lb_http_access access = {.roles = routes[i].roles, .own_scope = routes[i].fn == h_create};
+        lb_http_access access = {.roles = routes[i].roles};
         int rc = lb_http_server_route_access(sk->http, routes[i].method, routes[i].pattern,
                                              routes[i].fn, sk, &access);
         if (rc)

@@ -21,6 +21,7 @@
 #include "election.h"
 #include "errors.h"
 #include "log.h"
+#include "startup.h"
 
 static const lb_config_setting settings[] = {
     LB_SETTING("id", LB_CONFIG_STRING, sk_config, id, "sk-0",
@@ -33,8 +34,7 @@ static const lb_config_setting settings[] = {
                "walsender-compatible server for standbys and pageservers"),
     LB_SETTING("peers", LB_CONFIG_LIST, sk_config, peers, "",
                "the other safekeepers of the set, as name=host:port (their listen_pg)"),
-    LB_SETTING("log_level", LB_CONFIG_STRING, sk_config, log_level, "info",
-               "error, warn, info or debug"),
+    LB_SETTING_LOG_LEVEL(sk_config, log_level),
     LB_SETTING("remote_storage", LB_CONFIG_STRING, sk_config, remote_storage, "",
                "object store for completed WAL segments (file:// or s3://); empty: keep all WAL"),
     LB_SETTING_RANGE("http_threads", LB_CONFIG_INT, sk_config, http_threads, "4",
@@ -53,6 +53,8 @@ static const lb_config_setting settings[] = {
                "connect as postgres"),
     LB_SETTING_RANGE("max_connections", LB_CONFIG_INT, sk_config, max_connections, "512",
                      "walsender connections at once", 1, 65536),
+    LB_SETTING_RANGE("http_max_connections", LB_CONFIG_INT, sk_config, http_max_connections, "1024",
+                     "HTTP connections at once; more are refused until one closes", 1, 65536),
     LB_SETTING_RANGE("startup_timeout", LB_CONFIG_DURATION, sk_config, startup_timeout_ms, "10s",
                      "time a walsender connection has to authenticate", 100, 600000),
     LB_SETTING_RANGE("consumer_ttl", LB_CONFIG_DURATION, sk_config, consumer_ttl_ms, "24h",
@@ -68,35 +70,14 @@ run_daemon(int argc, char **argv)
 {
     static sk_daemon sk;
     lb_config_result res;
-    int rc = lb_config_load(settings, &sk.conf, NULL, argc, argv, &res);
-    if (res.help) {
-        lb_buf help = LB_BUF_INIT;
-        lb_config_help(settings, "safekeeper", "[options] | elect [options]", &help);
-        fputs(help.data, stdout);
-        lb_buf_free(&help);
-        lb_config_result_free(&res);
-        return 0;
-    }
-    if (rc) {
-        fprintf(stderr, "safekeeper: %s\n", res.error);
-        lb_config_result_free(&res);
-        return 2;
-    }
-    if (res.npositional > 0) {
-        fprintf(stderr, "safekeeper: unexpected argument \"%s\"\n", res.positional[0]);
-        lb_config_result_free(&res);
-        return 2;
-    }
+    const lb_startup_spec start = {.program = "safekeeper",
+                                   .usage = "[options] | elect [options]",
+                                   .settings = settings,
+                                   .conf = &sk.conf};
+    int rc = lb_startup(&start, argc, argv, &res);
+    if (rc >= 0)
+        return rc;
     lb_config_result_free(&res);
-    lb_log_level level;
-    if (lb_log_level_parse(sk.conf.log_level, &level) != 0) {
-        fprintf(stderr,
-                "safekeeper: setting \"log_level\": \"%s\" is not error, warn, info or "
-                "debug\n",
-                sk.conf.log_level);
-        return 2;
-    }
-    lb_log_init("safekeeper", level);
 
     rc = sk_daemon_init(&sk);
     if (rc == 0)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 #include "objstore.h"
@@ -129,9 +130,7 @@ run(void *arg)
     for (;;) {
         pthread_mutex_lock(&o->lock);
         if (!o->stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            struct timespec ts = lb_mono_deadline(1000);
             pthread_cond_timedwait(&o->cond, &o->lock, &ts);
         }
         bool stop = o->stop;
@@ -164,7 +163,7 @@ sk_offload_start(sk_daemon *sk, sk_offload **out)
         return -ENOMEM;
     o->sk = sk;
     pthread_mutex_init(&o->lock, NULL);
-    pthread_cond_init(&o->cond, NULL);
+    lb_cond_init_mono(&o->cond);
     int rc = lb_objstore_open(sk->conf.remote_storage, NULL, &o->store);
     if (rc) {
         lb_error("could not open remote storage \"%s\": %s", sk->conf.remote_storage,

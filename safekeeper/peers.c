@@ -136,21 +136,9 @@ conn_pump(peer_conn *c)
             *t = now;
         }
     }
-    while (c->out.len > 0) {
-        ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            conn_down(c, strerror(errno));
-            return;
-        }
-        lb_buf_consume(&c->out, (size_t)w);
-    }
-    int events = LB_READABLE | (c->out.len ? LB_WRITABLE : 0);
-    if (lb_loop_watch(sk->loop, c->fd, events, conn_event, c) != 0)
-        conn_down(c, "could not watch the connection");
+    int rc = lb_loop_send_buf(sk->loop, c->fd, &c->out, conn_event, c);
+    if (rc)
+        conn_down(c, lb_strerror(rc));
 }
 
 /* The server says little: authentication, parameters, ReadyForQuery,

@@ -7,7 +7,7 @@
  * leave half a record behind. Decoding here checks each record's CRC, so a
  * corrupt stream is noticed before it is acknowledged.
  *
- * Durability order: WAL bytes are written, then fsynced in sync(); only
+ * Durability order: WAL bytes are written, then fsynced in sk_timeline_sync(); only
  * then do flush_lsn and end_lsn move. The acceptor state (term, history)
  * is written with an atomic replace before any answer that depends on it.
  * Position hints in the state file are refreshed lazily (at most every
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errors.h"
 #include "event_loop.h"
 #include "fileio.h"
@@ -293,7 +294,7 @@ timeline_new(const char *dir, sk_timeline **out)
     snprintf(tl->state_path, sizeof(tl->state_path), "%s/%s", dir, STATE_FILE);
     tl->quorum_members = 3;
     tl->consumer_ttl_ms = SK_CONSUMER_TTL_DEFAULT_MS;
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (size_t i = 0; i < SK_MAX_CONSUMERS; i++)
         tl->consumer_seen_ms[i] = now; /* loaded ones get a full ttl from now */
     *out = tl;
@@ -548,7 +549,7 @@ sk_timeline_vote(sk_timeline *tl, uint64_t term, bool *granted)
         return rc;
     }
     /* The stream of an older term's compute ends now: the receiver sees
-     * sk_timeline_compute() == NULL and disconnects, and append() refuses. */
+     * sk_timeline_compute() == NULL and disconnects, and sk_timeline_append() refuses. */
     *granted = true;
     lb_info("voted tenant=%s timeline=%s term=%llu end_lsn=%X/%X", tl->st.tenant_id,
             tl->st.timeline_id, (unsigned long long)term, LB_LSN_ARGS(tl->end_lsn));
@@ -959,7 +960,7 @@ lb_lsn
 sk_timeline_removal_horizon(const sk_timeline *tl)
 {
     lb_lsn h = tl->st.offloaded_lsn;
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (size_t i = 0; i < tl->st.nconsumers; i++)
         if (tl->st.consumers[i].lsn < h && !consumer_expired(tl, i, now))
             h = tl->st.consumers[i].lsn;
@@ -970,7 +971,7 @@ sk_timeline_removal_horizon(const sk_timeline *tl)
 static bool
 expire_consumers(sk_timeline *tl)
 {
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     size_t kept = 0;
     for (size_t i = 0; i < tl->st.nconsumers; i++) {
         if (consumer_expired(tl, i, now)) {
@@ -1031,7 +1032,7 @@ sk_timeline_consumer(sk_timeline *tl, const char *name, lb_lsn applied)
         tl->st.nconsumers++;
     }
     tl->st.consumers[i].lsn = applied;
-    tl->consumer_seen_ms[i] = lb_now_ms();
+    tl->consumer_seen_ms[i] = lb_mono_ms();
     int rc = save_state(tl);
     return rc ? rc : remove_unneeded(tl);
 }

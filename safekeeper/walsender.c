@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 #include "pgwire.h"
@@ -132,19 +133,7 @@ conn_close(wconn *c)
 static int
 conn_flush(wconn *c)
 {
-    while (c->out.len > 0) {
-        ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            return -errno;
-        }
-        lb_buf_consume(&c->out, (size_t)w);
-    }
-    int events = LB_READABLE | (c->out.len ? LB_WRITABLE : 0);
-    return lb_loop_watch(c->ws->sk->loop, c->fd, events, conn_event, c);
+    return lb_loop_send_buf(c->ws->sk->loop, c->fd, &c->out, conn_event, c);
 }
 
 static void send_error(wconn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
@@ -705,7 +694,7 @@ on_accept(lb_loop *loop, int fd, int events, void *arg)
         c->fd = cfd;
         c->peer = -1;
         c->stream_end = UINT64_MAX;
-        c->accepted_ms = lb_now_ms();
+        c->accepted_ms = lb_mono_ms();
         c->next = ws->conns;
         ws->conns = c;
         ws->nconns++;
@@ -722,7 +711,7 @@ keepalive_tick(lb_loop *loop, uint64_t id, void *arg)
     (void)id;
     sk_walsender *ws = arg;
     /* Connections that have not authenticated in time go. */
-    int64_t now = lb_now_ms();
+    int64_t now = lb_mono_ms();
     for (wconn *c = ws->conns, *next; c; c = next) {
         next = c->next;
         if ((c->state == C_STARTUP || c->state == C_AUTH) &&

@@ -29,71 +29,57 @@
 #include "errors.h"
 #include "fileio.h"
 #include "log.h"
+#include "startup.h"
 
 static int
-usage(void)
+usage(FILE *out, int code)
 {
-    fprintf(stderr,
-            "usage: lakebase-token keygen DIR [--name NAME]\n"
-            "       lakebase-token mint --key PRIV --role ROLE [--tenant T] [--timeline L]\n"
-            "                           [--sub NAME] [--endpoint HOST:PORT] [--ttl SECONDS]\n"
-            "       lakebase-token verify --keys PUB TOKEN|-\n"
-            "roles: management, safekeeper, pageserver, compute\n");
-    return 2;
+    fprintf(out, "usage: lakebase-token keygen DIR [--name NAME]\n"
+                 "       lakebase-token mint --key PRIV --role ROLE [--tenant T] [--timeline L]\n"
+                 "                           [--sub NAME] [--endpoint HOST:PORT] [--ttl SECONDS]\n"
+                 "       lakebase-token verify --keys PUB TOKEN|-\n"
+                 "roles: management, safekeeper, pageserver, compute\n"
+                 "`lakebase-token COMMAND --help` describes a command's options.\n");
+    return code;
 }
 
-/* The value of --name in argv (either "--name v" or "--name=v"), or NULL. */
-static const char *
-opt(int argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], name, n) != 0)
-            continue;
-        if (argv[i][n] == '=')
-            return argv[i] + n + 1;
-        if (argv[i][n] == '\0' && i + 1 < argc)
-            return argv[i + 1];
-    }
-    return NULL;
-}
+typedef struct token_conf {
+    char *name, *key, *role, *tenant, *timeline, *sub, *endpoint, *keys;
+    int64_t ttl_s;
+} token_conf;
 
-/* Every argument is a known option with a value, or one of npos positionals. */
-static bool
-args_ok(int argc, char **argv, const char *const known[], int npos, const char **pos)
-{
-    int seen = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) {
-            if (seen == npos)
-                return false;
-            pos[seen++] = argv[i];
-            continue;
-        }
-        bool ok = false;
-        for (int k = 0; known[k] && !ok; k++) {
-            size_t n = strlen(known[k]);
-            if (strncmp(argv[i], known[k], n) == 0 && argv[i][n] == '=')
-                ok = true;
-            else if (strcmp(argv[i], known[k]) == 0 && i + 1 < argc)
-                ok = true, i++;
-        }
-        if (!ok)
-            return false;
-    }
-    return seen == npos;
-}
+static const lb_config_setting keygen_settings[] = {
+    LB_SETTING("name", LB_CONFIG_STRING, token_conf, name, "auth",
+               "the pair's file name: DIR/NAME.key and DIR/NAME.pem"),
+    LB_CONFIG_END,
+};
+
+static const lb_config_setting mint_settings[] = {
+    LB_SETTING_REQUIRED("key", LB_CONFIG_STRING, token_conf, key, "the private key (PEM)"),
+    LB_SETTING_REQUIRED("role", LB_CONFIG_STRING, token_conf, role,
+                        "management, safekeeper, pageserver or compute"),
+    LB_SETTING("tenant", LB_CONFIG_STRING, token_conf, tenant, NULL,
+               "32 lowercase hex, or * for all tenants"),
+    LB_SETTING("timeline", LB_CONFIG_STRING, token_conf, timeline, NULL, "32 lowercase hex"),
+    LB_SETTING("sub", LB_CONFIG_STRING, token_conf, sub, NULL, "the component's name"),
+    LB_SETTING("endpoint", LB_CONFIG_STRING, token_conf, endpoint, NULL,
+               "compute tokens: host:port of the compute's PostgreSQL"),
+    LB_SETTING_RANGE("ttl", LB_CONFIG_INT, token_conf, ttl_s, NULL,
+                     "seconds until the token expires; none: it does not", 1,
+                     100LL * 365 * 24 * 3600),
+    LB_CONFIG_END,
+};
+
+static const lb_config_setting verify_settings[] = {
+    LB_SETTING_REQUIRED("keys", LB_CONFIG_STRING, token_conf, keys,
+                        "public key (PEM), or a directory of *.pem"),
+    LB_CONFIG_END,
+};
 
 static int
-cmd_keygen(int argc, char **argv)
+keygen(const token_conf *conf, char *const *args)
 {
-    static const char *const known[] = {"--name", NULL};
-    const char *dir;
-    if (!args_ok(argc, argv, known, 1, &dir))
-        return usage();
-    const char *name = opt(argc, argv, "--name");
-    if (!name)
-        name = "auth";
+    const char *dir = args[0], *name = conf->name;
     if (!*name || strchr(name, '/')) {
         fprintf(stderr, "lakebase-token: --name must be a file name\n");
         return 2;
@@ -114,18 +100,11 @@ cmd_keygen(int argc, char **argv)
 }
 
 static int
-cmd_mint(int argc, char **argv)
+mint(const token_conf *conf, char *const *args)
 {
-    static const char *const known[] = {"--key", "--role",     "--tenant", "--timeline",
-                                        "--sub", "--endpoint", "--ttl",    NULL};
-    if (!args_ok(argc, argv, known, 0, NULL))
-        return usage();
-    const char *key = opt(argc, argv, "--key"), *role = opt(argc, argv, "--role");
-    const char *tenant = opt(argc, argv, "--tenant"), *timeline = opt(argc, argv, "--timeline");
-    const char *sub = opt(argc, argv, "--sub"), *endpoint = opt(argc, argv, "--endpoint");
-    const char *ttl = opt(argc, argv, "--ttl");
-    if (!key || !role)
-        return usage();
+    (void)args;
+    const char *role = conf->role, *tenant = conf->tenant, *timeline = conf->timeline;
+    const char *sub = conf->sub, *endpoint = conf->endpoint;
     lb_auth_claims c = {.role = lb_auth_role_parse(role)};
     if (!c.role) {
         fprintf(stderr, "lakebase-token: unknown role \"%s\"\n", role);
@@ -142,20 +121,12 @@ cmd_mint(int argc, char **argv)
     snprintf(c.timeline, sizeof(c.timeline), "%s", timeline ? timeline : "");
     snprintf(c.endpoint, sizeof(c.endpoint), "%s", endpoint ? endpoint : "");
     c.iat = (int64_t)time(NULL);
-    if (ttl) {
-        char *end;
-        errno = 0;
-        long long s = strtoll(ttl, &end, 10);
-        if (errno || *end || end == ttl || s <= 0) {
-            fprintf(stderr, "lakebase-token: --ttl must be a number of seconds > 0\n");
-            return 2;
-        }
-        c.exp = c.iat + s;
-    }
+    if (conf->ttl_s)
+        c.exp = c.iat + conf->ttl_s;
     lb_auth_signer *signer;
-    int rc = lb_auth_signer_load(key, &signer);
+    int rc = lb_auth_signer_load(conf->key, &signer);
     if (rc != 0) {
-        fprintf(stderr, "lakebase-token: could not load private key \"%s\": %s\n", key,
+        fprintf(stderr, "lakebase-token: could not load private key \"%s\": %s\n", conf->key,
                 lb_strerror(rc));
         return 1;
     }
@@ -175,15 +146,9 @@ cmd_mint(int argc, char **argv)
 }
 
 static int
-cmd_verify(int argc, char **argv)
+verify(const token_conf *conf, char *const *args)
 {
-    static const char *const known[] = {"--keys", NULL};
-    const char *arg;
-    if (!args_ok(argc, argv, known, 1, &arg))
-        return usage();
-    const char *keys_path = opt(argc, argv, "--keys");
-    if (!keys_path)
-        return usage();
+    const char *keys_path = conf->keys, *arg = args[0];
     char token[LB_AUTH_TOKEN_MAX + 2];
     if (strcmp(arg, "-") == 0) {
         size_t n = fread(token, 1, sizeof(token) - 1, stdin);
@@ -228,17 +193,55 @@ cmd_verify(int argc, char **argv)
     return 0;
 }
 
+/* The commands: each a settings table (common/startup.h) and what runs. */
+static const struct token_cmd {
+    const char *name, *usage;
+    const lb_config_setting *settings;
+    int npos; /* its positional arguments, all required */
+    int (*run)(const token_conf *conf, char *const *args);
+} commands[] = {
+    {"keygen", "DIR [--name NAME]", keygen_settings, 1, keygen},
+    {"mint", "--key PRIV --role ROLE [options]", mint_settings, 0, mint},
+    {"verify", "--keys PUB TOKEN|-", verify_settings, 1, verify},
+};
+
+static int
+run_command(const struct token_cmd *cmd, int argc, char **argv)
+{
+    char program[64];
+    snprintf(program, sizeof(program), "lakebase-token %s", cmd->name);
+    token_conf conf;
+    memset(&conf, 0, sizeof(conf));
+    const lb_startup_spec spec = {.program = program,
+                                  .usage = cmd->usage,
+                                  .settings = cmd->settings,
+                                  .conf = &conf,
+                                  .max_positional = cmd->npos,
+                                  .level = LB_LOG_WARN};
+    lb_config_result res;
+    int code = lb_startup(&spec, argc, argv, &res);
+    if (code >= 0)
+        return code;
+    if (res.npositional < cmd->npos) {
+        fprintf(stderr, "%s: missing argument\n", program);
+        code = LB_STARTUP_EXIT_USAGE;
+    } else {
+        code = cmd->run(&conf, res.positional);
+    }
+    lb_config_result_free(&res);
+    lb_config_free(cmd->settings, &conf);
+    return code;
+}
+
 int
 main(int argc, char **argv)
 {
-    lb_log_set_level(LB_LOG_WARN);
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return usage(stdout, 0);
     if (argc < 2)
-        return usage();
-    if (strcmp(argv[1], "keygen") == 0)
-        return cmd_keygen(argc - 2, argv + 2);
-    if (strcmp(argv[1], "mint") == 0)
-        return cmd_mint(argc - 2, argv + 2);
-    if (strcmp(argv[1], "verify") == 0)
-        return cmd_verify(argc - 2, argv + 2);
-    return usage();
+        return usage(stderr, 2);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return run_command(&commands[i], argc - 1, argv + 1);
+    return usage(stderr, 2);
 }

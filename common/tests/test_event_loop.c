@@ -12,6 +12,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "event_loop.h"
@@ -234,6 +237,60 @@ test_writable_and_rewatch(void **state)
     lb_loop_free(loop);
 }
 
+static int send_buf_events;
+
+static void
+on_send_buf(lb_loop *loop, int fd, int events, void *arg)
+{
+    (void)loop;
+    (void)fd;
+    (void)arg;
+    send_buf_events |= events;
+}
+
+/* lb_loop_send_buf: what the socket takes goes; the rest waits for
+ * writability; a dead peer is an error, not a signal. */
+static void
+test_send_buf_partial_then_writable_then_dead_peer(void **state)
+{
+    (void)state;
+    lb_loop *loop;
+    assert_int_equal(lb_loop_new(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    lb_buf out = LB_BUF_INIT;
+    static char chunk[1 << 16];
+    memset(chunk, 'x', sizeof(chunk));
+    for (int i = 0; i < 64; i++) /* 4 MiB: more than the socket buffers hold */
+        assert_int_equal(lb_buf_append(&out, chunk, sizeof(chunk)), 0);
+    size_t total = out.len;
+    assert_int_equal(lb_loop_send_buf(loop, sv[0], &out, on_send_buf, NULL), 0);
+    assert_true(out.len > 0 && out.len < total);
+    /* drain the reader until the loop reports the writer writable */
+    send_buf_events = 0;
+    char sink[1 << 16];
+    while (!(send_buf_events & LB_WRITABLE)) {
+        assert_true(read(sv[1], sink, sizeof(sink)) > 0);
+        assert_true(lb_loop_run_once(loop, 100) >= 0);
+    }
+    size_t before = out.len;
+    assert_int_equal(lb_loop_send_buf(loop, sv[0], &out, on_send_buf, NULL), 0);
+    assert_true(out.len < before);
+    /* everything sent: only readability is watched, and nothing is left */
+    while (out.len > 0) {
+        assert_true(read(sv[1], sink, sizeof(sink)) > 0);
+        assert_int_equal(lb_loop_send_buf(loop, sv[0], &out, on_send_buf, NULL), 0);
+    }
+    close(sv[1]);
+    assert_int_equal(lb_buf_append(&out, "y", 1), 0);
+    assert_int_equal(lb_loop_send_buf(loop, sv[0], &out, on_send_buf, NULL), -EPIPE);
+    lb_loop_unwatch(loop, sv[0]);
+    close(sv[0]);
+    lb_buf_free(&out);
+    lb_loop_free(loop);
+}
+
 int
 main(void)
 {
@@ -244,6 +301,7 @@ main(void)
         cmocka_unit_test(test_signal_arrives_as_event),
         cmocka_unit_test(test_wakeup_from_another_thread),
         cmocka_unit_test(test_writable_and_rewatch),
+        cmocka_unit_test(test_send_buf_partial_then_writable_then_dead_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,7 +135,7 @@ tf_free(tf_file *f)
 static json_t *
 tf_script(const char *scratch, const char *script, const char *arg)
 {
-    char cmd[3 * PATH_MAX], errfile[PATH_MAX];
+    char cmd[5 * PATH_MAX], errfile[PATH_MAX];
     snprintf(errfile, sizeof(errfile), "%s/node-stderr.txt", scratch);
     snprintf(cmd, sizeof(cmd), "node '%s/lake/tests/%s' '%s' 2>'%s'", tu_project_root(), script,
              arg, errfile);
@@ -152,6 +152,48 @@ tf_script(const char *scratch, const char *script, const char *arg)
         fail_msg("%s: bad JSON: %s", script, jerr.text);
     lb_buf_free(&out);
     return j;
+}
+
+static void tf_check_ids(json_t *rows, tf_file *const *files, size_t nfiles);
+
+/* A reader script's view of the table under <root>/<prefix>; scratch
+ * holds its stderr. */
+static json_t *
+tf_read(const char *scratch, const char *script, const char *root, const char *prefix)
+{
+    char dir[2 * PATH_MAX + 2];
+    snprintf(dir, sizeof(dir), "%s/%s", root, prefix);
+    return tf_script(scratch, script, dir);
+}
+
+/* The entry of a reader's "live" list for path (a string, or an object
+ * with "path"), or NULL. */
+static json_t *
+tf_live_entry(json_t *got, const char *path)
+{
+    size_t k;
+    json_t *e;
+    json_array_foreach(json_object_get(got, "live"), k, e)
+    {
+        const char *p = json_is_string(e) ? json_string_value(e)
+                                          : json_string_value(json_object_get(e, "path"));
+        if (p && strcmp(p, path) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* The reader found exactly these live files, and their rows. */
+static void
+tf_check_live(json_t *got, tf_file *const *files, size_t n)
+{
+    json_t *live = json_object_get(got, "live");
+    if (json_array_size(live) != n)
+        fail_msg("reader found %zu live files, want %zu", json_array_size(live), n);
+    for (size_t i = 0; i < n; i++)
+        if (!tf_live_entry(got, files[i]->path))
+            fail_msg("live file %s missing", files[i]->path);
+    tf_check_ids(json_object_get(got, "rows"), files, n);
 }
 
 /* The ids in a reader's rows (JSON arrays, id first) must be exactly the

@@ -63,38 +63,24 @@ commit(lake_delta_table *t, tf_file *const *adds, size_t nadds, const char *cons
 static json_t *
 read_table(const char *root, const char *prefix)
 {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/%s", root, prefix);
-    return tf_script(g_dir, "delta_read.mjs", dir);
+    return tf_read(g_dir, "delta_read.mjs", root, prefix);
 }
 
-/* The live files the reader found are exactly these, with these rows. */
+/* The live files the reader found are exactly these, with these rows and
+ * sizes. */
 static void
 check_table(json_t *got, tf_file *const *files, size_t n, int64_t version)
 {
     assert_int_equal(json_integer_value(json_object_get(got, "version")), version);
-    json_t *live = json_object_get(got, "live");
-    if (json_array_size(live) != n)
-        fail_msg("reader found %zu live files, want %zu", json_array_size(live), n);
+    tf_check_live(got, files, n);
     for (size_t i = 0; i < n; i++) {
-        bool found = false;
-        size_t k;
-        json_t *f;
-        json_array_foreach(live, k, f)
-        {
-            if (strcmp(json_string_value(json_object_get(f, "path")), files[i]->path) == 0) {
-                found = true;
-                assert_int_equal(json_integer_value(json_object_get(f, "size")),
-                                 files[i]->stats->file_bytes);
-                json_t *stats = json_object_get(f, "stats");
-                assert_int_equal(json_integer_value(json_object_get(stats, "numRecords")),
-                                 files[i]->last - files[i]->first + 1);
-            }
-        }
-        if (!found)
-            fail_msg("live file %s missing", files[i]->path);
+        json_t *f = tf_live_entry(got, files[i]->path);
+        assert_int_equal(json_integer_value(json_object_get(f, "size")),
+                         files[i]->stats->file_bytes);
+        json_t *stats = json_object_get(f, "stats");
+        assert_int_equal(json_integer_value(json_object_get(stats, "numRecords")),
+                         files[i]->last - files[i]->first + 1);
     }
-    tf_check_ids(json_object_get(got, "rows"), files, n);
 }
 
 static void

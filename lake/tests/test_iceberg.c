@@ -69,9 +69,7 @@ commit(lake_iceberg_table *t, tf_file *const *adds, size_t nadds, const char *co
 static json_t *
 read_table(const char *root, const char *prefix)
 {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/%s", root, prefix);
-    return tf_script(g_dir, "iceberg_read.mjs", dir);
+    return tf_read(g_dir, "iceberg_read.mjs", root, prefix);
 }
 
 static json_t *
@@ -124,21 +122,7 @@ expect_entry(json_t *got, const char *path, int status, int64_t snapshot, long l
 static void
 check_table(json_t *got, tf_file *const *files, size_t n)
 {
-    json_t *live = json_object_get(got, "live");
-    if (json_array_size(live) != n)
-        fail_msg("reader found %zu live files, want %zu", json_array_size(live), n);
-    for (size_t i = 0; i < n; i++) {
-        bool found = false;
-        size_t k;
-        json_t *p;
-        json_array_foreach(live, k, p)
-        {
-            found = found || strcmp(json_string_value(p), files[i]->path) == 0;
-        }
-        if (!found)
-            fail_msg("live file %s missing", files[i]->path);
-    }
-    tf_check_ids(json_object_get(got, "rows"), files, n);
+    tf_check_live(got, files, n);
     size_t i;
     json_t *c;
     size_t bounded = 0;

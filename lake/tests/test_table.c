@@ -37,36 +37,14 @@ open_model(lake_store *st, const char *prefix, lake_schema *s)
     return t;
 }
 
-static json_t *
-read_with(const char *script, const char *prefix)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s/%s", g_dir, prefix);
-    return tf_script(g_dir, script, dir);
-}
-
 /* Both readers see exactly these live files, with these rows. */
 static void
 check_both(const char *prefix, tf_file *const *files, size_t n)
 {
-    json_t *ice = read_with("iceberg_read.mjs", prefix);
-    json_t *delta = read_with("delta_read.mjs", prefix);
-    json_t *ice_live = json_object_get(ice, "live"), *delta_live = json_object_get(delta, "live");
-    assert_int_equal(json_array_size(ice_live), n);
-    assert_int_equal(json_array_size(delta_live), n);
-    for (size_t i = 0; i < n; i++) {
-        bool in_ice = false, in_delta = false;
-        size_t k;
-        json_t *e;
-        json_array_foreach(ice_live, k, e) in_ice |=
-            strcmp(json_string_value(e), files[i]->path) == 0;
-        json_array_foreach(delta_live, k, e) in_delta |=
-            strcmp(json_string_value(json_object_get(e, "path")), files[i]->path) == 0;
-        if (!in_ice || !in_delta)
-            fail_msg("%s: iceberg has it: %d, delta has it: %d", files[i]->path, in_ice, in_delta);
-    }
-    tf_check_ids(json_object_get(ice, "rows"), files, n);
-    tf_check_ids(json_object_get(delta, "rows"), files, n);
+    json_t *ice = tf_read(g_dir, "iceberg_read.mjs", g_dir, prefix);
+    json_t *delta = tf_read(g_dir, "delta_read.mjs", g_dir, prefix);
+    tf_check_live(ice, files, n);
+    tf_check_live(delta, files, n);
     json_decref(ice);
     json_decref(delta);
 }
@@ -113,7 +91,7 @@ test_one_commit_both_formats(void **state)
     assert_string_equal(lake_table_live_path(t, 0), a.path);
     assert_string_equal(lake_table_live_path(t, 1), c.path);
     assert_string_equal(lake_table_summary_value(t, "lakebase.lsn"), "0/2000000");
-    json_t *delta = read_with("delta_read.mjs", prefix);
+    json_t *delta = tf_read(g_dir, "delta_read.mjs", g_dir, prefix);
     json_t *lb = json_object_get(json_object_get(delta, "lastCommit"), "lakebase");
     assert_string_equal(json_string_value(json_object_get(lb, "lakebase.lsn")), "0/2000000");
     json_decref(delta);
@@ -198,14 +176,14 @@ test_lagging_format_brought_level(void **state)
     const char *rm[] = {a.path};
     assert_int_equal(lake_iceberg_commit(ice, &add_c, 1, rm, 1, NULL, &err), 0);
     lake_iceberg_close(ice);
-    json_t *before = read_with("delta_read.mjs", prefix);
+    json_t *before = tf_read(g_dir, "delta_read.mjs", g_dir, prefix);
     assert_int_equal(json_array_size(json_object_get(before, "live")), 2); /* a and b */
     json_decref(before);
 
     t = open_model(st, prefix, s);
     tf_file *now[] = {&b, &c};
     check_both(prefix, now, 2);
-    json_t *delta = read_with("delta_read.mjs", prefix);
+    json_t *delta = tf_read(g_dir, "delta_read.mjs", g_dir, prefix);
     assert_int_equal(json_integer_value(json_object_get(delta, "version")), 2);
     json_t *lb = json_object_get(json_object_get(delta, "lastCommit"), "lakebase");
     assert_string_equal(json_string_value(json_object_get(lb, "lakebase.levelled-with")),
@@ -215,7 +193,7 @@ test_lagging_format_brought_level(void **state)
 
     /* a second open finds them level and commits nothing */
     t = open_model(st, prefix, s);
-    delta = read_with("delta_read.mjs", prefix);
+    delta = tf_read(g_dir, "delta_read.mjs", g_dir, prefix);
     assert_int_equal(json_integer_value(json_object_get(delta, "version")), 2);
     json_decref(delta);
     lake_table_close(t);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
@@ -121,6 +122,156 @@ test_dates_and_times(void **state)
     ltap__arena_free(&a);
 }
 
+/* v is a byte string equal to want. */
+static void
+assert_text(lake_value v, const char *want)
+{
+    assert_int_equal(v.kind, LAKE_BYTES);
+    assert_int_equal(v.u.bytes.len, strlen(want));
+    assert_memory_equal(v.u.bytes.ptr, want, strlen(want));
+}
+
+static void
+test_network_and_bits(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column inet = col(869, -1, 'b', 0), cidr = col(650, -1, 'b', 0);
+    const uint8_t v4[8] = {2, 24, 0, 4, 192, 168, 1, 5};
+    assert_int_equal(ltap__decode(&inet, v4, 8, &a, &v), 0);
+    assert_text(v, "192.168.1.5/24");
+    assert_int_equal(ltap__decode(&cidr, v4, 8, &a, &v), 1); /* is_cidr 0 in a cidr column */
+    const uint8_t v6[20] = {3, 128, 1, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 0,
+                            0, 0,   0, 0,  0,    0,    0,    0,    0, 1};
+    assert_int_equal(ltap__decode(&cidr, v6, 20, &a, &v), 0);
+    assert_text(v, "2001:db8::1/128");
+    const uint8_t bad_family[8] = {9, 24, 0, 4, 1, 2, 3, 4},
+                  bad_bits[8] = {2, 33, 0, 4, 1, 2, 3, 4}, bad_len[8] = {2, 24, 0, 16, 1, 2, 3, 4};
+    assert_int_equal(ltap__decode(&inet, bad_family, 8, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&inet, bad_bits, 8, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&inet, bad_len, 8, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&inet, v4, 3, &a, &v), LB_EPROTO);
+
+    ltap_column mac = col(829, -1, 'b', 0), mac8 = col(774, -1, 'b', 0);
+    const uint8_t m[8] = {0x08, 0x00, 0x2b, 0x01, 0x02, 0xff, 0x04, 0x05};
+    assert_int_equal(ltap__decode(&mac, m, 6, &a, &v), 0);
+    assert_text(v, "08:00:2b:01:02:ff");
+    assert_int_equal(ltap__decode(&mac8, m, 8, &a, &v), 0);
+    assert_text(v, "08:00:2b:01:02:ff:04:05");
+    assert_int_equal(ltap__decode(&mac, m, 5, &a, &v), LB_EPROTO);
+
+    ltap_column bit = col(1560, 8, 'b', 0), varbit = col(1562, -1, 'b', 0);
+    const uint8_t b10[6] = {0, 0, 0, 10, 0xa5, 0x80}, empty[4] = {0, 0, 0, 0},
+                  pad[6] = {0, 0, 0, 10, 0xa5, 0x81}, short_[5] = {0, 0, 0, 10, 0xa5};
+    assert_int_equal(ltap__decode(&varbit, b10, 6, &a, &v), 0);
+    assert_text(v, "1010010110");
+    assert_int_equal(ltap__decode(&bit, empty, 4, &a, &v), 0);
+    assert_text(v, "");
+    assert_int_equal(ltap__decode(&varbit, pad, 6, &a, &v), 1); /* padding not zero */
+    assert_int_equal(ltap__decode(&varbit, short_, 5, &a, &v), LB_EPROTO);
+    ltap__arena_free(&a);
+}
+
+static void
+test_ranges(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column r = {.attnum = 2, .name = "r", .typid = 3904, .typmod = -1};
+    ltap__column_map(&r, 'r', 23, 'b'); /* int4range */
+    assert_int_equal(r.kind, LTAP_RANGE);
+    const uint8_t closed[17] = {0x02, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 10}; /* [1,10) */
+    assert_int_equal(ltap__decode(&r, closed, 17, &a, &v), 0);
+    assert_int_equal(v.kind, LAKE_STRUCT);
+    assert_false(v.u.list.items[0].u.b);
+    assert_int_equal(v.u.list.items[1].u.i, 1);
+    assert_int_equal(v.u.list.items[2].u.i, 10);
+    assert_true(v.u.list.items[3].u.b);
+    assert_false(v.u.list.items[4].u.b);
+    const uint8_t unbounded[1] = {0x18}, empty[1] = {0x01}, odd_flags[1] = {0x21},
+                  empty_plus[1] = {0x03};
+    assert_int_equal(ltap__decode(&r, unbounded, 1, &a, &v), 0);
+    assert_int_equal(v.u.list.items[1].kind, LAKE_NULL);
+    assert_int_equal(v.u.list.items[2].kind, LAKE_NULL);
+    assert_int_equal(ltap__decode(&r, empty, 1, &a, &v), 0);
+    assert_true(v.u.list.items[0].u.b);
+    assert_int_equal(ltap__decode(&r, odd_flags, 1, &a, &v), 1);
+    assert_int_equal(ltap__decode(&r, empty_plus, 1, &a, &v), 1);
+    /* a bound cut short, trailing bytes, a negative length */
+    assert_int_equal(ltap__decode(&r, closed, 16, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&r, closed, 11, &a, &v), LB_EPROTO);
+    const uint8_t trailing[18] = {0x02, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 10, 0},
+                  neg[5] = {0x10, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&r, trailing, 18, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&r, neg, 5, &a, &v), LB_EPROTO);
+    /* a bound with no native form (an infinite date) sends the range to overflow */
+    ltap_column dr = {.attnum = 3, .name = "dr", .typid = 3912, .typmod = -1};
+    ltap__column_map(&dr, 'r', 1082, 'b'); /* daterange */
+    const uint8_t inf_bound[9] = {0x12, 0, 0, 0, 4, 0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&dr, inf_bound, 9, &a, &v), 1);
+    /* a range of a type with no native form is not mapped */
+    ltap_column pr = {.attnum = 4, .name = "pr", .typid = 99999, .typmod = -1};
+    ltap__column_map(&pr, 'r', 600, 'b'); /* a range of points */
+    assert_int_equal(pr.kind, LTAP_OVERFLOW);
+    ltap__arena_free(&a);
+}
+
+static void
+test_composites(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    ltap_column *f = calloc(2, sizeof(*f));
+    assert_non_null(f);
+    f[0] = col(23, -1, 'b', 0);
+    f[0].decl_typid = 23;
+    f[1] = col(1082, -1, 'b', 0);
+    f[1].decl_typid = 1082;
+    ltap_column c = {.attnum = 5, .name = "c", .typid = 70000, .typmod = -1};
+    ltap__composite_map(&c, f, 2);
+    assert_int_equal(c.kind, LTAP_COMPOSITE);
+    /* (7, NULL) */
+    const uint8_t ok[24] = {0, 0, 0, 2, 0, 0, 0, 23, 0,    0,    0,    4,
+                            0, 0, 0, 7, 0, 0, 4, 58, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&c, ok, 24, &a, &v), 0);
+    assert_int_equal(v.kind, LAKE_STRUCT);
+    assert_int_equal(v.u.list.items[0].u.i, 7);
+    assert_int_equal(v.u.list.items[1].kind, LAKE_NULL);
+    /* wrong count, wrong attribute type, cut short, trailing byte */
+    uint8_t bad[25];
+    memcpy(bad, ok, 24);
+    bad[3] = 3;
+    assert_int_equal(ltap__decode(&c, bad, 24, &a, &v), LB_EPROTO);
+    memcpy(bad, ok, 24);
+    bad[7] = 20;
+    assert_int_equal(ltap__decode(&c, bad, 24, &a, &v), LB_EPROTO);
+    assert_int_equal(ltap__decode(&c, ok, 23, &a, &v), LB_EPROTO);
+    memcpy(bad, ok, 24);
+    bad[24] = 0;
+    assert_int_equal(ltap__decode(&c, bad, 25, &a, &v), LB_EPROTO);
+    /* an infinite date in a field: the whole value to overflow */
+    const uint8_t inf[24] = {0, 0, 0, 2,  0, 0, 0, 23, 0xff, 0xff, 0xff, 0xff,
+                             0, 0, 4, 58, 0, 0, 0, 4,  0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(ltap__decode(&c, inf, 24, &a, &v), 1);
+    c.name = NULL; /* a literal */
+    for (size_t i = 0; i < c.nfields; i++)
+        c.fields[i].name = NULL;
+    ltap__column_free(&c);
+    /* a field without a native form keeps the column in overflow */
+    ltap_column *g = calloc(1, sizeof(*g));
+    assert_non_null(g);
+    g[0] = col(600, -1, 'b', 0); /* point */
+    ltap_column d = {.attnum = 6, .typid = 70001, .typmod = -1};
+    ltap__composite_map(&d, g, 1);
+    assert_int_equal(d.kind, LTAP_OVERFLOW);
+    g[0].name = NULL;
+    ltap__column_free(&d);
+    ltap__arena_free(&a);
+}
+
 static void
 test_arrays(void **state)
 {
@@ -191,9 +342,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numeric),
-        cmocka_unit_test(test_dates_and_times),
-        cmocka_unit_test(test_arrays),
+        cmocka_unit_test(test_numeric),         cmocka_unit_test(test_dates_and_times),
+        cmocka_unit_test(test_arrays),          cmocka_unit_test(test_network_and_bits),
+        cmocka_unit_test(test_ranges),          cmocka_unit_test(test_composites),
         cmocka_unit_test(test_text_and_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /*
  * test_pgrun.c: the pageserver runs PostgreSQL programs without leaking
  * descriptors between threads. Programs run on several threads at once
- * (bootstrap on HTTP threads, pg_ctl on ingest threads); each program must
+ * (initdb and pg_ctl on the worker pool's threads, pg_ctl stop on HTTP threads); each program must
  * see exactly one pipe, its own output, never another run's, or a
  * long-lived child (a postmaster) would hold another run's pipe open and
  * that run would wait for ever. Also: the tree chown never follows a

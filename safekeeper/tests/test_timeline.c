@@ -142,6 +142,19 @@ feed(sk_timeline *tl, uint64_t term, lb_lsn from, lb_lsn to, size_t chunk)
     }
 }
 
+/* A new timeline at wal_start, its first term elected, fed the test WAL
+ * up to end in chunk-sized appends, and synced: the starting point of
+ * most tests below. */
+static sk_timeline *
+written_timeline(const char *root, lb_lsn end, size_t chunk)
+{
+    sk_timeline *tl = new_timeline(root, wal_start);
+    elect_first_term(tl, wal_start);
+    feed(tl, 1, wal_start, end, chunk);
+    assert_int_equal(sk_timeline_sync(tl), 0);
+    return tl;
+}
+
 static void
 test_end_is_a_record_boundary_and_survives_reopen(void **state)
 {
@@ -212,10 +225,7 @@ test_votes_are_durable_and_fence_older_terms(void **state)
 {
     (void)state;
     char *root = tu_tempdir("tl");
-    sk_timeline *tl = new_timeline(root, wal_start);
-    elect_first_term(tl, wal_start);
-    feed(tl, 1, wal_start, wal_start + 200000, 50000);
-    assert_int_equal(sk_timeline_sync(tl), 0);
+    sk_timeline *tl = written_timeline(root, wal_start + 200000, 50000);
 
     bool granted;
     assert_int_equal(sk_timeline_vote(tl, 1, &granted), 0);
@@ -260,10 +270,7 @@ test_accept_truncates_divergent_tail_and_fetches_missing(void **state)
     snprintf(root_b, sizeof(root_b), "%s/b", root);
 
     /* A holds 1.5 MiB of term-1 WAL; find a record boundary E2 inside it. */
-    sk_timeline *a = new_timeline(root, wal_start);
-    elect_first_term(a, wal_start);
-    feed(a, 1, wal_start, wal_start + SEG / 2, 40000);
-    assert_int_equal(sk_timeline_sync(a), 0);
+    sk_timeline *a = written_timeline(root, wal_start + SEG / 2, 40000);
     lb_lsn e2 = sk_timeline_end_lsn(a);
     feed(a, 1, wal_start + SEG / 2, wal_start + SEG + SEG / 2, 40000);
     assert_int_equal(sk_timeline_sync(a), 0);
@@ -388,10 +395,7 @@ test_fsync_failure_breaks_the_timeline(void **state)
 {
     (void)state;
     char *root = tu_tempdir("tl");
-    sk_timeline *tl = new_timeline(root, wal_start);
-    elect_first_term(tl, wal_start);
-    feed(tl, 1, wal_start, wal_start + 100000, 30000);
-    assert_int_equal(sk_timeline_sync(tl), 0);
+    sk_timeline *tl = written_timeline(root, wal_start + 100000, 30000);
     lb_lsn flushed = sk_timeline_flush_lsn(tl);
     feed(tl, 1, wal_start + 100000, wal_start + 200000, 30000);
     lb_io_ops bad = lb_io_default;
@@ -445,10 +449,7 @@ test_state_that_fails_to_load_is_never_reinitialized(void **state)
 {
     (void)state;
     char *root = tu_tempdir("tl");
-    sk_timeline *tl = new_timeline(root, wal_start);
-    elect_first_term(tl, wal_start);
-    feed(tl, 1, wal_start, wal_start + 200000, 50000);
-    assert_int_equal(sk_timeline_sync(tl), 0);
+    sk_timeline *tl = written_timeline(root, wal_start + 200000, 50000);
     char dir[PATH_MAX], state_path[PATH_MAX + 32], seg[PATH_MAX + 64];
     snprintf(dir, sizeof(dir), "%s", sk_timeline_dir(tl));
     sk_timeline_close(tl);
@@ -646,10 +647,7 @@ test_accept_checks_donor_bytes_before_adopting_them(void **state)
     char *root = tu_tempdir("tl");
     lb_lsn e2 = wal_start + 400000;
     /* a record boundary near e2: where a timeline fed that far ends */
-    sk_timeline *a = new_timeline(root, wal_start);
-    elect_first_term(a, wal_start);
-    feed(a, 1, wal_start, e2, 40000);
-    assert_int_equal(sk_timeline_sync(a), 0);
+    sk_timeline *a = written_timeline(root, e2, 40000);
     e2 = sk_timeline_end_lsn(a);
     sk_timeline_close(a);
     tu_rmdir(root);
