@@ -1317,6 +1317,18 @@ class OperatorEnv:
         assert st == 200, (st, body)
         return sorted(t["timeline_id"] for t in body)
 
+    def sanitizer_reports(self):
+        """Controller logs that hold an AddressSanitizer or UBSan report (a
+        controller built with make asan, run through LB_BIN_DIR)."""
+        bad = []
+        for c in self.controllers:
+            with open(c.log, errors="replace") as f:
+                text = f.read()
+            if "ERROR: AddressSanitizer" in text or "ERROR: LeakSanitizer" in text or \
+                    "runtime error:" in text:
+                bad.append(c.log)
+        return bad
+
     def close(self):
         self.stop_controllers()
         self.devcluster("down", check=False)

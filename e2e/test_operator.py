@@ -60,6 +60,9 @@ def op():
     env.start_controller()
     yield env
     env.close()
+    reports = env.sanitizer_reports()
+    if reports:
+        pytest.fail("sanitizer reports in " + ", ".join(reports) + f" (kept {root})")
     shutil.rmtree(root, ignore_errors=True)
 
 
