@@ -144,6 +144,8 @@ tenant_call(branch_pass *p, const char *base, const char *method, const char *su
     return rc;
 }
 
+static const char *error_of(const json_t *resp);
+
 static int
 ps_call(branch_pass *p, const char *method, const char *suffix, json_t *body, long timeout_ms,
         long *status, json_t **resp)
@@ -157,27 +159,92 @@ ps_call(branch_pass *p, const char *method, const char *suffix, json_t *body, lo
  * current state" means at this LSN: the pageserver's last_record_lsn lags
  * it while WAL is being ingested. */
 static int
+sk_count(branch_pass *p)
+{
+    int n = (int)json_integer_value(ctl_at(p->cluster, "spec.safekeepers.replicas"));
+    return n == 5 ? 5 : 3;
+}
+
+/* The base URL of safekeeper i at its pod IP into base ("" if it has none). */
+static void
+sk_base(branch_pass *p, int i, char *base, size_t cap)
+{
+    char pod[320], path[1024];
+    base[0] = '\0';
+    snprintf(pod, sizeof(pod), "%s-safekeeper-%d", p->cluster_name, i);
+    ctl_kube_path(path, sizeof(path), "v1", p->ns, "pods", pod, NULL);
+    json_t *obj = NULL;
+    if (ctl_kube_get(p->k, path, &obj) != 0)
+        return;
+    const char *ip = ctl_str_at(obj, "status.podIP");
+    if (ip && *ip)
+        snprintf(base, cap, strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip,
+                 CTL_SK_HTTP_PORT);
+    json_decref(obj);
+}
+
+/* Management creates the timeline on every safekeeper that lacks it,
+ * starting where the pageserver's does (a compute token may not create
+ * one): before a primary compute starts on it. A safekeeper that does not
+ * answer is left out (the election needs a majority); 0 once a majority
+ * has it. */
+static int
+create_sk_timelines(branch_pass *p, const char *timeline)
+{
+    char suffix[100];
+    snprintf(suffix, sizeof(suffix), "/%s", timeline);
+    long st = 0;
+    json_t *meta = NULL;
+    int rc = ps_call(p, "GET", suffix, NULL, 30000, &st, &meta);
+    if (rc || st != 200) {
+        json_decref(meta);
+        return rc ? rc : LB_EPROTO;
+    }
+    json_t *body =
+        json_pack("{s:s, s:O, s:O, s:O, s:O}", "timeline_id", timeline, "system_id",
+                  json_object_get(meta, "system_id"), "start_lsn",
+                  json_object_get(meta, "start_lsn"), "pg_tli", json_object_get(meta, "pg_tli"),
+                  "wal_seg_size", json_object_get(meta, "wal_seg_size"));
+    json_decref(meta);
+    if (!body)
+        return LB_EPROTO; /* the pageserver's answer lacks a field */
+    int n = sk_count(p), have = 0;
+    for (int i = 0; i < n; i++) {
+        char base[300];
+        sk_base(p, i, base, sizeof(base));
+        if (!base[0])
+            continue;
+        json_t *resp = NULL;
+        if (tenant_call(p, base, "GET", suffix, NULL, 5000, &st, &resp) == 0 && st == 200) {
+            have++;
+        } else if (st == 404) {
+            json_decref(resp);
+            resp = NULL;
+            if (tenant_call(p, base, "POST", "", body, 10000, &st, &resp) == 0 &&
+                (st == 200 || st == 201 || st == 409)) {
+                have++;
+                lb_info("created timeline=%s on safekeeper %s-safekeeper-%d", timeline,
+                        p->cluster_name, i);
+            } else {
+                lb_warn("safekeeper %s-safekeeper-%d refused timeline=%s: %ld %s", p->cluster_name,
+                        i, timeline, st, error_of(resp));
+            }
+        }
+        json_decref(resp);
+    }
+    json_decref(body);
+    return have > n / 2 ? 0 : LB_EPROTO;
+}
+
+static int
 parent_commit_lsn(branch_pass *p, const char *timeline, char *lsn, size_t cap)
 {
     lsn[0] = '\0';
     lb_lsn best = 0;
-    int n = (int)json_integer_value(ctl_at(p->cluster, "spec.safekeepers.replicas"));
-    if (n != 5)
-        n = 3;
+    int n = sk_count(p);
     for (int i = 0; i < n; i++) {
-        char pod[320], path[1024], base[300];
-        snprintf(pod, sizeof(pod), "%s-safekeeper-%d", p->cluster_name, i);
-        ctl_kube_path(path, sizeof(path), "v1", p->ns, "pods", pod, NULL);
-        json_t *obj = NULL;
-        if (ctl_kube_get(p->k, path, &obj) != 0)
-            continue;
-        const char *ip = ctl_str_at(obj, "status.podIP");
-        if (ip && *ip)
-            snprintf(base, sizeof(base), strchr(ip, ':') ? "http://[%s]:%d" : "http://%s:%d", ip,
-                     CTL_SK_HTTP_PORT);
-        else
-            base[0] = '\0';
-        json_decref(obj);
+        char base[300];
+        sk_base(p, i, base, sizeof(base));
         if (!base[0])
             continue;
         char suffix[100];
@@ -966,6 +1033,15 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
     json_object_set_new(p.status, "timelineId", json_string(timeline));
     json_object_set_new(p.status, "branchLsn", json_string(branch_lsn));
     json_object_set_new(p.status, "resetGeneration", json_integer(want_reset));
+
+    /* the safekeepers hold the timeline before a primary starts on it */
+    if ((rc = create_sk_timelines(&p, timeline)) != 0) {
+        rc = waiting(&p, "SafekeepersNotReady",
+                     "waiting for a majority of safekeepers to hold the timeline", "Creating",
+                     false);
+        res->requeue_ms = 3000;
+        goto out;
+    }
 
     /* the compute */
     bool enabled = !json_is_false(ctl_at(p.spec, "compute.enabled"));

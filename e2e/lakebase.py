@@ -1157,3 +1157,178 @@ def insert_lsn(pg):
 
 def tli(pg):
     return int(pg.sql("select timeline_id from pg_control_checkpoint()")[0][0])
+
+
+# ---- the operator on devcluster (e2e/test_operator*.py) ----
+
+KUBECTL = shutil.which("kubectl") or os.path.join(ROOT, "build", "tools", "kubectl")
+
+
+class OperatorEnv:
+    """A devcluster (in its own directory, own API port) with lakebase's CRDs,
+    and lakebase-controller processes run outside it with its kubeconfig.
+    Each controller logs to its own file; they are stopped by pid."""
+
+    def __init__(self, root):
+        self.dir = root
+        self.kubeconfig = os.path.join(root, "kubeconfig")
+        self.env = dict(os.environ, DEVCLUSTER_DIR=root, KUBECONFIG=self.kubeconfig)
+        self.controllers = []
+        self.images = {}
+        for name in ("safekeeper", "pageserver", "compute"):
+            with open(os.path.join(ROOT, "build", "images", f"{name}.ref")) as f:
+                self.images[name] = f.read().strip()
+
+    def devcluster(self, *args, check=True, timeout=300):
+        r = subprocess.run([os.path.join(BIN, "devcluster"), *args], env=self.env,
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"devcluster {' '.join(args)} failed: {r.stdout}{r.stderr}")
+        return r
+
+    def kubectl(self, *args, check=True, input=None, timeout=180):
+        r = subprocess.run([KUBECTL, *args], env=self.env, capture_output=True, text=True,
+                           input=input, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {r.stdout}{r.stderr}")
+        return r
+
+    def apply(self, obj, check=True):
+        return self.kubectl("apply", "-f", "-", input=json.dumps(obj), check=check)
+
+    def get(self, ns, what, name=None):
+        """The object (or list) as JSON, or None if it does not exist."""
+        args = ["-n", ns, "get", what] + ([name] if name else []) + ["-o", "json"]
+        r = self.kubectl(*args, check=False)
+        if r.returncode != 0:
+            if "NotFound" in r.stderr or "not found" in r.stderr:
+                return None
+            raise AssertionError(f"kubectl get {what} {name}: {r.stderr}")
+        return json.loads(r.stdout)
+
+    def namespace(self, ns):
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+    def secret(self, ns, name):
+        import base64
+        s = self.get(ns, "secret", name)
+        return {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
+
+    def start_controller(self, *extra, name=None):
+        name = name or f"controller-{len(self.controllers)}"
+        port = free_port()
+        log = os.path.join(self.dir, f"{name}.log")
+        argv = [os.path.join(BIN, "lakebase-controller"), "--kubeconfig", self.kubeconfig,
+                "--http_port", str(port), "--lease_namespace", "default",
+                "--safekeeper_image", self.images["safekeeper"],
+                "--pageserver_image", self.images["pageserver"],
+                "--compute_image", self.images["compute"], *extra]
+        p = Proc(argv, log)
+        p.http_port = port
+        p.name = name
+        self.controllers.append(p)
+        wait_for(lambda: self._answers(port), 30, what=f"{name} to serve /healthz")
+        return p
+
+    @staticmethod
+    def _answers(port):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def readyz(self, ctl):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ctl.http_port}/readyz", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def stop_controllers(self):
+        for c in self.controllers:
+            if c.alive():
+                c.stop()
+
+    def lease_holder(self, name="lakebase-controller"):
+        lease = self.get("default", "lease", name)
+        return lease and lease["spec"].get("holderIdentity")
+
+    def wait_condition(self, ns, kind, name, cond="Ready", status="True", timeout=300):
+        """Until kind/name has condition cond == status for its current
+        generation; returns the object."""
+        def met():
+            o = self.get(ns, kind, name)
+            if not o:
+                return None
+            gen = o["metadata"].get("generation")
+            for c in (o.get("status") or {}).get("conditions", []):
+                if c["type"] == cond and c["status"] == status and \
+                        c.get("observedGeneration") == gen:
+                    return o
+            return None
+        return wait_for(met, timeout, 1.0, what=f"{kind} {ns}/{name} {cond}={status}")
+
+    def condition(self, ns, kind, name, cond="Ready"):
+        o = self.get(ns, kind, name) or {}
+        for c in (o.get("status") or {}).get("conditions", []):
+            if c["type"] == cond:
+                return c
+        return None
+
+    def pod_ip(self, ns, pod):
+        p = self.get(ns, "pod", pod)
+        return p and p.get("status", {}).get("podIP")
+
+    def branch_dsn(self, ns, cluster, branch):
+        """The user's connection to a branch's compute: the pod's address
+        (devcluster Services have no cluster IPs that route: NODE.md)."""
+        user = self.secret(ns, f"{cluster}-app")
+        ip = self.pod_ip(ns, f"{branch}-compute-0")
+        return (f"host={ip} port=5432 user={user['username']} password={user['password']} "
+                f"dbname={user['dbname']} connect_timeout=10")
+
+    def sql(self, dsn, query, *args):
+        with psycopg.connect(dsn, autocommit=True) as c:
+            cur = c.execute(query, args or None)
+            return cur.fetchall() if cur.description else None
+
+    def management_token(self, ns, cluster):
+        """A management token minted with the cluster's signing key (what an
+        operator does by hand: docs/auth.md)."""
+        key = self.secret(ns, f"{cluster}-signing")["signing.key"]
+        path = os.path.join(self.dir, f"{ns}-{cluster}-signing.key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        try:
+            return subprocess.run([os.path.join(BIN, "lakebase-token"), "mint", "--key", path,
+                                   "--role", "management", "--ttl", "600"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        finally:
+            os.unlink(path)
+
+    def timelines(self, ns, cluster):
+        """The pageserver's timelines of the cluster's tenant (ids)."""
+        tenant = self.get(ns, "lakebasecluster", cluster)["status"]["tenantId"]
+        ip = self.pod_ip(ns, f"{cluster}-pageserver-0")
+        st, body = http("GET", f"http://{ip}:9898/v1/tenant/{tenant}/timeline",
+                        token=self.management_token(ns, cluster))
+        assert st == 200, (st, body)
+        return sorted(t["timeline_id"] for t in body)
+
+    def sanitizer_reports(self):
+        """Controller logs that hold an AddressSanitizer or UBSan report (a
+        controller built with make asan, run through LB_BIN_DIR)."""
+        bad = []
+        for c in self.controllers:
+            with open(c.log, errors="replace") as f:
+                text = f.read()
+            if "ERROR: AddressSanitizer" in text or "ERROR: LeakSanitizer" in text or \
+                    "runtime error:" in text:
+                bad.append(c.log)
+        return bad
+
+    def close(self):
+        self.stop_controllers()
+        self.devcluster("down", check=False)
