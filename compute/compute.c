@@ -106,12 +106,18 @@ typedef struct cc_compute {
     lb_auth_keys *keys;
     char restore_secret[65];
 
+    /* The basebackup's minimums (pg_controldata), kept so that a replica's
+     * postgresql.auto.conf can be written again with a new token. */
+    cc_pg_minimums min;
+    bool min_known;
+
     /* Bumped by the log reader (any thread) at each cancelled
      * synchronous-replication wait PostgreSQL logs. */
     atomic_uint sync_cancels;
 } cc_compute;
 
 static void reload_credentials(cc_compute *c);
+static void refresh_stream_token(cc_compute *c);
 
 /* The pageserver's view of the timeline. */
 typedef struct tl_meta {
@@ -575,6 +581,24 @@ write_auth_files(cc_compute *c)
     return rc;
 }
 
+/* postgresql.auto.conf: the settings of the spec and its mode (a replica's
+ * primary_conninfo carries this compute's token). */
+static int
+write_settings(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    lb_buf conf = LB_BUF_INIT;
+    int rc = cc_settings_render(s, &c->min, lb_http_server_port(c->http), &conf);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", s->data_dir);
+    if (rc == 0)
+        rc = lb_write_file_atomic(path, conf.data, conf.len);
+    if (conf.data)
+        explicit_bzero(conf.data, conf.len);
+    lb_buf_free(&conf);
+    return rc;
+}
+
 static int
 prepare_datadir(cc_compute *c)
 {
@@ -611,6 +635,8 @@ prepare_datadir(cc_compute *c)
     cc_pg_minimums min;
     cc_pg_minimums_parse(out.data, &min);
     lb_buf_free(&out);
+    c->min = min;
+    c->min_known = true;
     if (strcmp(version, "0") == 0)
         return fail(c,
                     "data checksums are off in the basebackup of timeline %s\n"
@@ -618,13 +644,8 @@ prepare_datadir(cc_compute *c)
                     s->timeline_id);
 
     /* Our settings replace whatever the snapshot's postgresql.auto.conf said. */
-    lb_buf conf = LB_BUF_INIT;
-    rc = cc_settings_render(s, &min, lb_http_server_port(c->http), &conf);
+    rc = write_settings(c);
     char path[PATH_MAX + 64];
-    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", s->data_dir);
-    if (rc == 0)
-        rc = lb_write_file_atomic(path, conf.data, conf.len);
-    lb_buf_free(&conf);
     if (rc == 0)
         rc = write_auth_files(c);
     const char *signal_file = cc_mode_of(s->mode)->streams ? "standby.signal" : "recovery.signal";
@@ -845,9 +866,33 @@ reload_credentials(cc_compute *c)
     if (s->auth_token) {
         if ((rc = lb_auth_token_reload(s->auth_token)) != 0)
             lb_error("could not reload auth_token_file: %s (the old token stays)", lb_strerror(rc));
-        else
+        else {
             lb_info("auth_token_file reloaded");
+            refresh_stream_token(c);
+        }
     }
+}
+
+/* A replica streams with its token as the password (primary_conninfo):
+ * a new token goes into postgresql.auto.conf, and PostgreSQL, told to
+ * reload, restarts its WAL receiver with it. */
+static void
+refresh_stream_token(cc_compute *c)
+{
+    const cc_spec *s = c->spec;
+    if (!cc_mode_of(s->mode)->streams || !c->min_known)
+        return;
+    char path[PATH_MAX + 64], ok[8];
+    snprintf(path, sizeof(path), "%s/postgresql.auto.conf", s->data_dir);
+    int rc = write_settings(c);
+    if (rc == 0)
+        rc = cc_pg_chown_tree(s, path);
+    if (rc)
+        lb_error("could not write the new token into \"%s\": %s", path, lb_strerror(rc));
+    else if (!query1(c, "select pg_reload_conf()", ok, sizeof(ok)))
+        lb_error("could not have PostgreSQL reload its settings with the new token");
+    else
+        lb_info("primary_conninfo has the new token; PostgreSQL reloaded");
 }
 
 /* What the main loop checks while it waits: 0 to go on, or an exit code. */

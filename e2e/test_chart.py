@@ -113,6 +113,23 @@ def test_template_validates_against_kubernetes_schemas():
             assert "ServiceMonitor" not in kinds
 
 
+def test_values_schema_refuses_typos_and_bad_values():
+    # values.schema.json: a misspelt key or a wrong value stops helm before
+    # anything is rendered, with the key's name.
+    for args, message in ((["--set", "watchNamespce=apps"], "watchNamespce is not allowed"),
+                          (["--set", "controller.workers=0"], "controller.workers"),
+                          (["--set", "controller.logLevel=loud"], "controller.logLevel"),
+                          (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy"),
+                          (["--set", "image.digest=latest"], "image.digest"),
+                          (["--set", "leaderElection.enabled=maybe"], "leaderElection.enabled"),
+                          (["--set", "metrics.serviceMonitor.enable=true"], "enable is not allowed")):
+        r = helm("template", RELEASE, CHART, *args, check=False)
+        assert r.returncode != 0, f"{args} accepted"
+        assert message in r.stderr, r.stderr
+    # every value of values.yaml and NON_DEFAULT passes (rendered above)
+    render(*NON_DEFAULT)
+
+
 def test_schema_check_catches_a_broken_object():
     # The same check must fail on what the API server would refuse: a port
     # given as a string, an unknown imagePullPolicy, a kind with no schema.

@@ -422,39 +422,31 @@ def test_http_api_needs_a_credential(env):
     assert sorted(os.listdir(c.spec["data_dir"])) == listing
 
 
-def test_key_rotation_keeps_the_compute_committing(env):
-    """Rotation as docs/auth.md gives it, on the safekeepers and a running
-    primary's compute-ctl, each told by SIGHUP: the new public key is
-    added; every token is minted again with the new private key; the old
-    public key is removed. Then tokens signed with the old key are refused
-    by the safekeepers and compute-ctl, the new ones are taken, compute-ctl's
-    own requests (its term watch) carry its new token, a safekeeper started
-    again joins with its new one, and the compute keeps committing."""
-    cluster, ps, new = env
-    c = new("c").start()
-    c.sql("create table r (id int)")
-    c.sql("insert into r values (0)")
+def rotate_keys(cluster, ctls):
+    """Rotation as docs/auth.md gives it, each step told by SIGHUP to the
+    safekeepers and to the compute-ctls ctls: the new public key is added;
+    every safekeeper's and compute's token is minted again with the new
+    private key; the old public key is removed. Checks that tokens signed
+    with the old key are refused from then on and the new ones taken, and
+    makes the test's own calls use the new management token."""
     auth = cluster.auth
-    t, tl = cluster.tenant, cluster.timeline
-    old = {"management": auth.management,
-           "compute": auth.mint("compute", tenant=t, timeline=tl, endpoint=f"127.0.0.1:{c.port}")}
+    t = cluster.tenant
+    old_mgmt = auth.management
 
     def hup():
         for sk in cluster.sks:
             os.kill(sk.proc.pid, signal.SIGHUP)
-        os.kill(c.proc.pid, signal.SIGHUP)
-
-    def status_code(url, token):
-        return http("GET", url, token=token)[0]
+        for c in ctls:
+            os.kill(c.proc.pid, signal.SIGHUP)
 
     def everywhere(token, want):
-        """Every safekeeper and compute-ctl answer token with want."""
-        urls = [sk.tl(t, tl) for sk in cluster.sks] + [c.url + "/status"]
-        return all(status_code(u, token) == want for u in urls)
+        urls = [sk.tl(t, cluster.timeline) for sk in cluster.sks] + [c.url + "/status"
+                                                                     for c in ctls]
+        return all(http("GET", u, token=token)[0] == want for u in urls)
 
-    def log_count(text):
+    def token_reloads(c):
         with open(c.proc.log, errors="replace") as f:
-            return f.read().count(text)
+            return f.read().count("auth_token_file reloaded")
 
     # 1. The new public key beside the old one: both verify.
     private_dir = os.path.dirname(auth.private_key)
@@ -465,36 +457,56 @@ def test_key_rotation_keeps_the_compute_committing(env):
     hup()
     new_mgmt = auth.mint("management", sub="test-management", key=new_key)
     wait_for(lambda: everywhere(new_mgmt, 200), 30, what="the new key to verify everywhere")
-    assert everywhere(old["management"], 200)
+    assert everywhere(old_mgmt, 200)
 
     # 2. Every component's token minted again with the new key.
     for sk in cluster.sks:
         auth.token_file(sk.name, auth.mint("safekeeper", sub=sk.name, key=new_key))
-    auth.token_file(os.path.basename(c.spec["auth_token_file"]),
-                    auth.mint("compute", tenant=t, timeline=tl, sub="c",
-                              endpoint=f"127.0.0.1:{c.port}", key=new_key))
-    reloads = log_count("auth_token_file reloaded")
+    for c in ctls:
+        auth.token_file(os.path.basename(c.spec["auth_token_file"]),
+                        auth.mint("compute", tenant=t, timeline=c.spec["timeline_id"],
+                                  sub="c", endpoint=f"127.0.0.1:{c.port}", key=new_key))
+    reloads = [token_reloads(c) for c in ctls]
     hup()
-    wait_for(lambda: log_count("auth_token_file reloaded") > reloads, 30,
-             what="compute-ctl to read its new token")
+    for c, n in zip(ctls, reloads):
+        wait_for(lambda: token_reloads(c) > n, 30, what="compute-ctl to read its new token")
 
     # 3. The old public key goes: its tokens are refused from then on.
     os.unlink(auth.public_key)
-    blind = log_count("no safekeeper told its term")
     hup()
-    wait_for(lambda: everywhere(old["management"], 401), 30, what="the old key to be dropped")
-    for sk in cluster.sks:
-        assert status_code(sk.tl(t, tl), old["compute"]) == 401
+    wait_for(lambda: everywhere(old_mgmt, 401), 30, what="the old key to be dropped")
     assert everywhere(new_mgmt, 200)
-    lakebase.DEFAULT_TOKEN = auth.management = c.token = new_mgmt
+    lakebase.DEFAULT_TOKEN = auth.management = new_mgmt
+    for c in ctls:
+        c.token = new_mgmt
     for sk in cluster.sks:
         lakebase.TOKEN_BY_BASE[sk.url] = new_mgmt
+
+
+def test_key_rotation_keeps_the_compute_committing(env):
+    """After a key rotation (rotate_keys) on the safekeepers and a running
+    primary's compute-ctl, tokens of the old key are refused, compute-ctl's
+    own requests (its term watch) carry its new token, a safekeeper started
+    again joins with its new one, and the compute keeps committing."""
+    cluster, ps, new = env
+    c = new("c").start()
+    c.sql("create table r (id int)")
+    c.sql("insert into r values (0)")
+    t, tl = cluster.tenant, cluster.timeline
+    old_compute = cluster.auth.mint("compute", tenant=t, timeline=tl,
+                                    endpoint=f"127.0.0.1:{c.port}")
+    with open(c.proc.log, errors="replace") as f:
+        blind = f.read().count("no safekeeper told its term")
+    rotate_keys(cluster, [c])
+    for sk in cluster.sks:
+        assert http("GET", sk.tl(t, tl), token=old_compute)[0] == 401
 
     # compute-ctl's term watch (every 2 s) goes on being answered: its
     # requests carry the new token.
     c.sql("insert into r values (1)")
     time.sleep(5)
-    assert log_count("no safekeeper told its term") == blind, c.log_tail()
+    with open(c.proc.log, errors="replace") as f:
+        assert f.read().count("no safekeeper told its term") == blind, c.log_tail()
     # A safekeeper started again authenticates with its new token, and the
     # compute keeps committing, with it in the quorum.
     victim = cluster.sks[2]
@@ -508,3 +520,31 @@ def test_key_rotation_keeps_the_compute_committing(env):
     finally:
         cluster.sks[0].start()
     assert c.status()["state"] == "ready"
+
+
+def test_replica_streams_on_after_a_key_rotation(env):
+    """A replica streams from a safekeeper with its compute token as the
+    password (primary_conninfo). After a key rotation compute-ctl has put
+    the new token there and had PostgreSQL reload, so when the safekeeper
+    restarts the replica's WAL receiver reconnects with the new token and
+    streams again."""
+    cluster, ps, new = env
+    p = new("p").start()
+    p.sql("create table f (id int)")
+    p.sql("insert into f values (0)")
+    r = new("r", mode="replica").start()
+    wait_for(lambda: r.sql("select count(*) from f")[0][0] == 1, 60, what="the replica to follow")
+    rotate_keys(cluster, [p, r])
+    # every safekeeper restarts: whichever the replica streams from drops it
+    for sk in cluster.sks:
+        sk.stop()
+        sk.start()
+    for i in range(1, 6):
+        p.sql("insert into f values (%s)", i)
+    wait_for(lambda: r.sql("select count(*) from f")[0][0] == 6, 90,
+             what="the replica to follow after the rotation")
+    # and it follows by streaming, not only through restore_command
+    # (compute-ctl's WAL endpoint, which would mask a refused stream)
+    wait_for(lambda: r.superuser_sql("select status from pg_stat_wal_receiver") ==
+             [("streaming",)], 60, what="the replica's WAL receiver to stream again")
+    assert r.status()["state"] == "ready"

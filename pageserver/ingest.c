@@ -1005,7 +1005,7 @@ snapshot_job(void *arg)
     snapshot_call *c = arg;
     ps_ingest *in = c->in;
     pthread_mutex_lock(&in->lock);
-    c->rc = in->dead ? LB_EUNSUPPORTED : wake(in);
+    c->rc = wake(in);
     if (c->rc == 0)
         c->rc = connect_standby(in) ? take_snapshot(in, &c->taken) : LB_EPROTO;
     if (c->rc == 0 && c->taken)
