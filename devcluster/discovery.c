@@ -22,7 +22,7 @@
  * kubectl apply builds its strategic merge patches from its compiled-in
  * types (as it does against any server whose OpenAPI lacks a kind; the
  * PATCH operations declare no strategic-merge request body). /openapi/v2
- * is 404, which kubectl tolerates.
+ * is a document with no definitions, for kubectl's validation of Lists.
  */
 #include "api.h"
 #include "buf.h"
@@ -577,6 +577,27 @@ dc_discovery_serve(dc_ctx *c)
         }
         json_decref(groups);
         return false;
+    }
+    if (strcmp(path, "/openapi/v2") == 0) {
+        /* An OpenAPI v2 document with no definitions: kubectl validates the
+         * items of a `kind: List` against /openapi/v2 (and fails without
+         * one); with no definition for a kind it checks nothing, and its
+         * patches come from its compiled-in types as before. client-go asks
+         * for the protobuf form (gnostic's openapi_v2.Document): swagger
+         * (field 1) "2.0" and nothing else. */
+        const char *accept = dc_req_header(c->req, "Accept");
+        if (accept && strstr(accept, "protobuf")) {
+            static const char doc[] = "\x0a\x03"
+                                      "2.0";
+            dc_respond(c->req, 200, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                       doc, sizeof doc - 1);
+        } else {
+            dc_api_respond_json(c, 200,
+                                json_pack("{s:s, s:{s:s, s:s}, s:{}, s:{}}", "swagger", "2.0",
+                                          "info", "title", "Kubernetes", "version", "v1.32.3",
+                                          "paths", "definitions"));
+        }
+        return true;
     }
     if (strcmp(path, "/openapi/v3") == 0 || strcmp(path, "/openapi/v3/") == 0) {
         dc_api_respond_json(c, 200, openapi_root(c));

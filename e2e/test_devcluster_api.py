@@ -1075,3 +1075,24 @@ def test_cel_rules_enforced_and_unsupported_ones_accepted_and_logged(api, workdi
     assert st == 422 and body["reason"] == "Invalid"
     fields = sorted(c["field"] for c in body["details"]["causes"])
     assert fields == ["spec", "spec.name"], body
+
+
+def test_apply_of_a_list_as_kubectl_get_writes_it(api, workdir):
+    # kubectl validates a `kind: List` against /openapi/v2 (protobuf): an
+    # empty document lets it through, and the server still refuses unknown
+    # fields of each item (fieldValidation=Strict).
+    items = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"l{i}"},
+              "data": {"k": str(i)}} for i in range(3)]
+    doc = {"apiVersion": "v1", "kind": "List", "items": items}
+    r = api.kubectl("apply", "-f", "-", input=json.dumps(doc))
+    assert r.stdout.count("created") == 3, r.stdout
+    listed = api.kubectl("get", "configmaps", "l0", "l1", "l2", "-o", "yaml").stdout
+    assert "kind: List" in listed
+    r = api.kubectl("apply", "-f", "-", input=listed)
+    # (configured: the last-applied annotation now holds the listed metadata)
+    assert r.returncode == 0 and r.stdout.count("configured") == 3, r.stdout + r.stderr
+    items[0]["bogus"] = 1
+    r = api.kubectl("apply", "-f", "-", input=json.dumps(doc), check=False)
+    assert r.returncode != 0 and 'unknown field "bogus"' in r.stderr, r.stderr
+    st, body = api.request("GET", "/openapi/v2", headers={"Accept": "application/json"})
+    assert st == 200 and body["swagger"] == "2.0" and body["definitions"] == {}
