@@ -9,10 +9,10 @@
 #   make fuzz    libFuzzer targets (LB_FUZZ_SECONDS each)
 #   make asan    unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan    the pageserver's e2e tests under ThreadSanitizer, against s3rver
-#   make run     start lakebase on this machine (today: make run-local)
+#   make run     lakebase as an operator on devcluster: images, helm install,
+#                examples/cluster.yaml, wait for Ready, psql and KUBECONFIG lines
+#                (scripts/run-devcluster.sh; also make run-devcluster)
 #   make run-local       the process-level launcher (scripts/run.py), a developer tool
-#   make run-devcluster  lakebase as an operator on devcluster: images, helm install,
-#                examples/cluster.yaml, psql line (scripts/run-devcluster.sh)
 #   make chart-crds  copy crds/ (the API) into the Helm chart's crds/
 #   make images  build the container images in images/ with podman (cached: see images/build.sh)
 #   make clean   remove build/
@@ -199,7 +199,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 
-run: run-local
+run: run-devcluster
 
 # The process-level launcher: safekeepers, pageserver and compute as plain
 # processes on loopback (scripts/run.py), for working on the data plane.
@@ -207,8 +207,7 @@ run-local: deps
 	@$(MAKE) --no-print-directory all
 	@./scripts/run.sh
 
-# The operator on devcluster (scripts/run-devcluster.sh); becomes make run
-# once the controller works.
+# The operator on devcluster (scripts/run-devcluster.sh): what make run does.
 run-devcluster: deps
 	@$(MAKE) --no-print-directory all
 	@./scripts/run-devcluster.sh

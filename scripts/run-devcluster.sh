@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# `make run-devcluster` (to become `make run` once the controller works):
-# lakebase as a Kubernetes operator on devcluster, the way a user runs it on
+# `make run` (also `make run-devcluster`): lakebase as a Kubernetes operator on devcluster, the way a user runs it on
 # any cluster.
 #
 #   1. devcluster up, its state in $LB_DATA/devcluster (default ./data):
@@ -9,7 +8,8 @@
 #   2. make images (images/build.sh: cached by source hash);
 #   3. helm upgrade --install of deploy/helm/lakebase into lakebase-system,
 #      with the images just built;
-#   4. kubectl apply -f examples/cluster.yaml, then a wait for Ready;
+#   4. kubectl apply -f examples/cluster.yaml, then a wait for Ready and
+#      for the endpoint to answer psql;
 #   5. the psql command (the password is read from the cluster's user
 #      Secret when the command runs, never printed) and the KUBECONFIG line.
 #
@@ -36,8 +36,8 @@ mkdir -p "$DEVCLUSTER_DIR"
 
 [ -x "$KUBECTL" ] && [ -x "$HELM" ] || lb_fail "kubectl or helm is missing from build/tools" "run make deps"
 [ -x build/bin/devcluster ] || lb_fail "build/bin/devcluster is missing" "run make"
-[ -d controller ] || lb_fail "controller/ is not in this tree yet" \
-    "use make run-local, the process-level launcher, until the controller lands"
+[ -d controller ] || lb_fail "controller/ is not in this tree" "make run-local runs the processes without Kubernetes"
+command -v psql >/dev/null || lb_fail "psql is missing" "run make deps"
 
 lb_step "starting devcluster"
 LB_HINT="see $DEVCLUSTER_DIR/devcluster.log"
@@ -89,6 +89,18 @@ port=$("$KUBECTL" -n "$NS" get services -l "lakebase.io/cluster=$CLUSTER" \
     -o jsonpath='{range .items[?(@.spec.type=="NodePort")]}{.spec.ports[0].nodePort}{"\n"}{end}' | head -n1)
 [ -n "$port" ] || lb_fail "no NodePort Service of cluster $CLUSTER" \
     "kubectl -n $NS get services -l lakebase.io/cluster=$CLUSTER"
+
+# After a restart the cluster's Ready condition may still be the one from
+# before while its pods come back: wait until the endpoint answers.
+lb_step "waiting for the endpoint to answer"
+LB_HINT="kubectl -n $NS get pods; kubectl -n $NS describe lakebasecluster $CLUSTER"
+deadline=$(($(date +%s) + TIMEOUT))
+until PGPASSWORD=$(field password) PGCONNECT_TIMEOUT=5 psql -h 127.0.0.1 -p "$port" -U "$user" "$db" \
+    -Atqc 'select 1' >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || lb_fail "no answer on 127.0.0.1:$port after ${TIMEOUT}s" "$LB_HINT"
+    sleep 2
+done
+LB_HINT=
 
 "$KUBECTL" get lakebaseclusters,branches -n "$NS"
 cat <<MSG

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""`make run`: lakebase on this machine.
+"""`make run-local`: lakebase on this machine as plain processes (a developer
+tool; `make run` runs it as an operator on devcluster).
 
     scripts/run.py                      the stack: 3 safekeepers, a pageserver, a primary
     scripts/run.py branch NAME [--lsn X/X | --time 2026-01-02T03:04:05Z] [--from BRANCH]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: start lakebase on this machine (see scripts/run.py).
+# `make run-local`: start lakebase on this machine as processes (see scripts/run.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
