@@ -111,10 +111,15 @@ def test_cluster_ready_with_endpoint_and_psql(op, db):
     user = op.secret(NS, st["userSecret"])
     assert set(user) >= {"username", "password", "host", "port", "dbname", "uri"}
     assert user["host"] == f"{db}.{NS}.svc.cluster.local" and user["port"] == "5432"
-    # the endpoint Service selects the main branch's compute pod
-    ep = op.get(NS, "endpoints", db)
-    addrs = [a["ip"] for s in ep.get("subsets", []) for a in s.get("addresses", [])]
-    assert addrs == [op.pod_ip(NS, f"{db}-main-compute-0")]
+    # the endpoint Service selects the main branch's compute pod (the
+    # Endpoints controller may write it a moment after the pod is ready)
+    ip = op.pod_ip(NS, f"{db}-main-compute-0")
+
+    def endpoint_addrs():
+        ep = op.get(NS, "endpoints", db) or {}
+        return [a["ip"] for s in ep.get("subsets", []) for a in s.get("addresses", [])]
+    addrs = wait_for(lambda: endpoint_addrs() == [ip] and [ip], 60, 0.5,
+                     what="the endpoint Service to list the main compute")
     dsn = f"host={addrs[0]} port=5432 user={user['username']} password={user['password']} " \
           f"dbname={user['dbname']}"
     op.sql(dsn, "create table if not exists hello (id int primary key, v text)")

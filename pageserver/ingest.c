@@ -441,7 +441,7 @@ take_snapshot(ps_ingest *in, bool *taken)
             rc = LB_ETIMEOUT;
             break;
         }
-        usleep(10000);
+        lb_sleep_ms(10);
     }
     int64_t t0 = lb_mono_ms();
     if (rc == 0 && (!exec_ok(c, "checkpoint") ||

@@ -479,7 +479,7 @@ ps_create_branch(ps_daemon *d, const char *tenant, const char *timeline, const c
         for (int64_t waited = 0;
              rc == 0 && tli && lsn > a.last_record_lsn && waited < BRANCH_WAIT_MS; waited += 50) {
             ps_tlmeta_free(&a);
-            usleep(50000);
+            lb_sleep_ms(50);
             if (ps_get_timeline(d, tenant, ancestor, &a) != 0)
                 return branch_gone(err, errcap, tenant, ancestor);
         }
