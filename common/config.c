@@ -17,6 +17,7 @@
  * setting and its source: the file and line, or the option.
  */
 #include "config.h"
+#include "quantity.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
@@ -73,47 +74,6 @@ lb_config_parse_size(const char *text, uint64_t *bytes)
         return 0;
     }
     return LB_EPARSE;
-}
-
-int
-lb_config_parse_duration(const char *text, int64_t *ms)
-{
-    static const struct {
-        const char *unit;
-        int64_t factor;
-    } units[] = {
-        /* "ms" before "m" so that the longer unit wins */
-        {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 86400 * 1000},
-    };
-    if (!text || !*text)
-        return LB_EPARSE;
-    if (strcmp(text, "0") == 0) {
-        *ms = 0;
-        return 0;
-    }
-    int64_t total = 0;
-    const char *p = text;
-    while (*p) {
-        if (!isdigit((unsigned char)*p))
-            return LB_EPARSE;
-        errno = 0;
-        char *end;
-        long long n = strtoll(p, &end, 10);
-        if (errno != 0)
-            return LB_EPARSE;
-        size_t i = 0;
-        for (; i < sizeof(units) / sizeof(units[0]); i++)
-            if (strncmp(end, units[i].unit, strlen(units[i].unit)) == 0)
-                break;
-        if (i == sizeof(units) / sizeof(units[0]))
-            return LB_EPARSE;
-        if (n > (INT64_MAX - total) / units[i].factor)
-            return LB_EPARSE;
-        total += n * units[i].factor;
-        p = end + strlen(units[i].unit);
-    }
-    *ms = total;
-    return 0;
 }
 
 static void
@@ -334,7 +294,7 @@ apply_text(const lb_config_setting *s, void *conf, const char *text, char *why, 
     }
     case LB_CONFIG_DURATION: {
         int64_t v;
-        if (lb_config_parse_duration(text, &v) != 0) {
+        if (lb_duration_parse(text, &v) != 0) {
             snprintf(why, cap, "must be a duration like \"500ms\", \"10s\" or \"5m\"");
             return LB_EBADCONFIG;
         }

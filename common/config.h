@@ -158,8 +158,6 @@ int lb_config_help(const lb_config_setting *table, const char *program, const ch
 int lb_bool_parse(const char *text, bool *out);
 /* "64MiB" -> bytes. 0 or LB_EPARSE (also on overflow). */
 int lb_config_parse_size(const char *text, uint64_t *bytes);
-/* "1h30m" -> milliseconds. 0 or LB_EPARSE. */
-int lb_config_parse_duration(const char *text, int64_t *ms);
 
 /* ---- YAML as data (compute-ctl's spec) ---- */
 

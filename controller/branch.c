@@ -865,7 +865,7 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
     const char *ttl = ctl_str_at(p.spec, "ttl");
     if (ttl) {
         int64_t ms, created;
-        if (ctl_duration_parse(ttl, &ms) != 0 ||
+        if (lb_duration_parse(ttl, &ms) != 0 ||
             ctl_rfc3339_parse(ctl_meta_str(p.obj, "creationTimestamp"), &created) != 0) {
             snprintf(why, sizeof(why), "spec.ttl \"%s\" is not a duration such as \"24h\"", ttl);
             rc = waiting(&p, "InvalidSpec", why, "Failed", true);

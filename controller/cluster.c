@@ -88,7 +88,7 @@ check_size(const json_t *v, const char *field, char *why, size_t cap)
         snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
         s = buf;
     }
-    if (v && (!s || ctl_quantity_parse(s, &n) != 0 || n <= 0))
+    if (v && (!s || lb_quantity_parse(s, &n) != 0 || n <= 0))
         return bad(why, cap, "%s \"%s\" is not a positive quantity such as \"1Gi\"", field,
                    s ? s : "?");
     return 0;
@@ -98,7 +98,7 @@ static int
 check_duration(const json_t *v, const char *field, char *why, size_t cap)
 {
     int64_t ms;
-    if (v && (!json_is_string(v) || ctl_duration_parse(json_string_value(v), &ms) != 0))
+    if (v && (!json_is_string(v) || lb_duration_parse(json_string_value(v), &ms) != 0))
         return bad(why, cap, "%s \"%s\" is not a duration such as \"5m\" or \"168h\"", field,
                    json_is_string(v) ? json_string_value(v) : "?");
     return 0;
@@ -541,7 +541,7 @@ pageservers(cluster_pass *p, json_t **sts)
     char *remote = remote_storage_url(p);
     const char *gc = ctl_str_at(p->spec, "pageservers.gcRetention");
     int64_t gc_ms = 0;
-    if (!gc || ctl_duration_parse(gc, &gc_ms) != 0)
+    if (!gc || lb_duration_parse(gc, &gc_ms) != 0)
         gc_ms = 168LL * 3600 * 1000;
     lb_buf y = LB_BUF_INIT;
     lb_buf_printf(&y,

@@ -16,6 +16,7 @@
  * (dc_podman_setup), never the machine's.
  */
 #include "podman.h"
+#include "quantity.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -360,72 +361,7 @@ dc_podman_stream(const char *const *args, dc_podman_output_fn on_output, dc_podm
     return stopped ? 0 : status;
 }
 
-/* ---- quantities and selectors ---- */
-
-/* Parse "<number><suffix>" into a value in base units (a double). */
-static int
-parse_quantity(const char *q, double *out)
-{
-    if (!q || !*q)
-        return LB_EPARSE;
-    char *end;
-    errno = 0;
-    double v = strtod(q, &end);
-    if (end == q || errno || !isfinite(v) || v < 0)
-        return LB_EPARSE;
-    static const struct {
-        const char *suffix;
-        double mult;
-    } units[] = {
-        {"Ki", 1024.0},
-        {"Mi", 1024.0 * 1024},
-        {"Gi", 1024.0 * 1024 * 1024},
-        {"Ti", 1024.0 * 1024 * 1024 * 1024},
-        {"Pi", 1024.0 * 1024 * 1024 * 1024 * 1024},
-        {"Ei", 1024.0 * 1024 * 1024 * 1024 * 1024 * 1024},
-        {"m", 1e-3},
-        {"k", 1e3},
-        {"M", 1e6},
-        {"G", 1e9},
-        {"T", 1e12},
-        {"P", 1e15},
-        {"E", 1e18},
-        {"", 1},
-    };
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].suffix) == 0) {
-            *out = v * units[i].mult;
-            return 0;
-        }
-    }
-    return LB_EPARSE;
-}
-
-int
-dc_quantity_bytes(const char *q, int64_t *out)
-{
-    double v;
-    int rc = parse_quantity(q, &v);
-    if (rc)
-        return rc;
-    if (v > 9.0e18)
-        return LB_EPARSE;
-    *out = (int64_t)ceil(v);
-    return 0;
-}
-
-int
-dc_quantity_millicpu(const char *q, int64_t *out)
-{
-    double v;
-    int rc = parse_quantity(q, &v);
-    if (rc)
-        return rc;
-    if (v > 1.0e12)
-        return LB_EPARSE;
-    *out = (int64_t)ceil(v * 1000 - 1e-9);
-    return 0;
-}
+/* ---- selectors ---- */
 
 static bool
 expr_matches(json_t *expr, json_t *labels)
@@ -995,7 +931,7 @@ add_resources(json_t *c, dc_argv *out, lb_buf *err)
             snprintf(q, sizeof(q), "%lld", (long long)json_integer_value(mem));
             s = q;
         }
-        if (!s || dc_quantity_bytes(s, &bytes) != 0 || bytes <= 0) {
+        if (!s || lb_quantity_parse(s, &bytes) != 0 || bytes <= 0) {
             lb_buf_printf(err, "resources.limits.memory: quantity \"%s\" is not valid", s ? s : "");
             return LB_EPARSE;
         }
@@ -1009,7 +945,7 @@ add_resources(json_t *c, dc_argv *out, lb_buf *err)
             snprintf(q, sizeof(q), "%lld", (long long)json_integer_value(cpu));
             s = q;
         }
-        if (!s || dc_quantity_millicpu(s, &milli) != 0 || milli <= 0) {
+        if (!s || lb_quantity_milli(s, &milli) != 0 || milli <= 0) {
             lb_buf_printf(err, "resources.limits.cpu: quantity \"%s\" is not valid", s ? s : "");
             return LB_EPARSE;
         }

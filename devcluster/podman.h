@@ -97,11 +97,6 @@ int dc_podman_pod_args(const dc_pod_ctx *ctx, json_t *pod, dc_argv *out, lb_buf 
 int dc_podman_container_args(const dc_pod_ctx *ctx, json_t *pod, json_t *container, dc_argv *out,
                              lb_buf *err);
 
-/* Resource quantities: "128Mi", "1G", "512k", "1e3" -> bytes; "500m", "2",
- * "1.5" -> millicores. 0 or LB_EPARSE. */
-int dc_quantity_bytes(const char *q, int64_t *out);
-int dc_quantity_millicpu(const char *q, int64_t *out);
-
 /* Does a pod's label selector (matchLabels / matchExpressions, or a plain
  * map for a Service's selector) match labels? An empty selector matches
  * everything; a NULL one nothing. */

@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "quantity.h"
 #include "errors.h"
 #include "lsn.h"
 #include "testutil.h"
@@ -547,24 +548,26 @@ test_value_parsers(void **state)
         assert_int_equal(lb_config_parse_size(bad_sizes[i], &b), LB_EPARSE);
 
     int64_t ms;
-    assert_int_equal(lb_config_parse_duration("0", &ms), 0);
+    assert_int_equal(lb_duration_parse("0", &ms), 0);
     assert_true(ms == 0);
-    assert_int_equal(lb_config_parse_duration("500ms", &ms), 0);
+    assert_int_equal(lb_duration_parse("500ms", &ms), 0);
     assert_true(ms == 500);
-    assert_int_equal(lb_config_parse_duration("10s", &ms), 0);
+    assert_int_equal(lb_duration_parse("10s", &ms), 0);
     assert_true(ms == 10000);
-    assert_int_equal(lb_config_parse_duration("5m", &ms), 0);
+    assert_int_equal(lb_duration_parse("5m", &ms), 0);
     assert_true(ms == 300000);
-    assert_int_equal(lb_config_parse_duration("1h30m15s", &ms), 0);
+    assert_int_equal(lb_duration_parse("1h30m15s", &ms), 0);
     assert_true(ms == 5415000);
-    assert_int_equal(lb_config_parse_duration("2d", &ms), 0);
+    assert_int_equal(lb_duration_parse("2d", &ms), 0);
     assert_true(ms == 172800000);
-    const char *bad_durations[] = {"",     "10", "s",   "-1s", "1.5s",
+    assert_int_equal(lb_duration_parse("1.5s", &ms), 0); /* Go's grammar: fractions */
+    assert_true(ms == 1500);
+    const char *bad_durations[] = {"",     "10", "s",   "-1s", "1.5.s",
                                    "10 s", "1x", "1s2", "ms",  "99999999999999999999d"};
     for (size_t i = 0; i < sizeof(bad_durations) / sizeof(bad_durations[0]); i++)
-        assert_int_equal(lb_config_parse_duration(bad_durations[i], &ms), LB_EPARSE);
-    assert_int_equal(lb_config_parse_duration("106751991168d", &ms), LB_EPARSE); /* overflow */
-    assert_int_equal(lb_config_parse_duration("106751991167d", &ms), 0);         /* just fits */
+        assert_int_equal(lb_duration_parse(bad_durations[i], &ms), LB_EPARSE);
+    assert_int_equal(lb_duration_parse("106751991168d", &ms), LB_EPARSE); /* overflow */
+    assert_int_equal(lb_duration_parse("100000000d", &ms), 0);            /* 8.64e15 ms fits */
 }
 
 static void

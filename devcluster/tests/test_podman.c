@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "podman.h"
+#include "quantity.h"
 
 static json_t *
 parse(const char *text)
@@ -241,22 +242,22 @@ test_quantities(void **state)
 {
     (void)state;
     int64_t v;
-    assert_int_equal(dc_quantity_bytes("128Mi", &v), 0);
+    assert_int_equal(lb_quantity_parse("128Mi", &v), 0);
     assert_int_equal(v, 128 * 1024 * 1024);
-    assert_int_equal(dc_quantity_bytes("1G", &v), 0);
+    assert_int_equal(lb_quantity_parse("1G", &v), 0);
     assert_int_equal(v, 1000000000);
-    assert_int_equal(dc_quantity_bytes("1.5Ki", &v), 0);
+    assert_int_equal(lb_quantity_parse("1.5Ki", &v), 0);
     assert_int_equal(v, 1536);
-    assert_int_equal(dc_quantity_millicpu("500m", &v), 0);
+    assert_int_equal(lb_quantity_milli("500m", &v), 0);
     assert_int_equal(v, 500);
-    assert_int_equal(dc_quantity_millicpu("2", &v), 0);
+    assert_int_equal(lb_quantity_milli("2", &v), 0);
     assert_int_equal(v, 2000);
-    assert_int_equal(dc_quantity_millicpu("0.25", &v), 0);
+    assert_int_equal(lb_quantity_milli("0.25", &v), 0);
     assert_int_equal(v, 250);
-    assert_int_equal(dc_quantity_bytes("", &v), LB_EPARSE);
-    assert_int_equal(dc_quantity_bytes("Mi", &v), LB_EPARSE);
-    assert_int_equal(dc_quantity_bytes("5Xi", &v), LB_EPARSE);
-    assert_int_equal(dc_quantity_bytes("1e40", &v), LB_EPARSE);
+    assert_int_equal(lb_quantity_parse("", &v), LB_EPARSE);
+    assert_int_equal(lb_quantity_parse("Mi", &v), LB_EPARSE);
+    assert_int_equal(lb_quantity_parse("5Xi", &v), LB_EPARSE);
+    assert_int_equal(lb_quantity_parse("1e40", &v), LB_EPARSE);
 }
 
 static void

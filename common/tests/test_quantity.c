@@ -1,5 +1,5 @@
-/* test_quantity.c: Kubernetes quantities and Go durations, and what they
- * refuse. */
+/* test_quantity.c: Kubernetes quantities (also in thousandths) and
+ * durations, and what they refuse. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,17 +34,36 @@ test_quantities(void **state)
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         int64_t v = -1;
-        assert_int_equal(ctl_quantity_parse(ok[i].text, &v), 0);
+        assert_int_equal(lb_quantity_parse(ok[i].text, &v), 0);
         assert_int_equal(v, ok[i].value);
     }
     const char *bad[] = {"",      "Gi",   "1GB",   "1 Gi", "-1Gi", "1Gi ",
                          "1.2.3", "10Ei", "1e999", "abc",  "1iG",  "0x10"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t v;
-        assert_int_equal(ctl_quantity_parse(bad[i], &v), LB_EPARSE);
+        assert_int_equal(lb_quantity_parse(bad[i], &v), LB_EPARSE);
     }
     int64_t v;
-    assert_int_equal(ctl_quantity_parse(NULL, &v), LB_EPARSE);
+    assert_int_equal(lb_quantity_parse(NULL, &v), LB_EPARSE);
+}
+
+/* Thousandths, rounded up: millicores. */
+static void
+test_milli(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t value;
+    } ok[] = {{"500m", 500}, {"2", 2000}, {"0.25", 250}, {"1.0005", 1001}, {"1k", 1000000}};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int64_t v = -1;
+        assert_int_equal(lb_quantity_milli(ok[i].text, &v), 0);
+        assert_int_equal(v, ok[i].value);
+    }
+    int64_t v;
+    assert_int_equal(lb_quantity_milli("5Xi", &v), LB_EPARSE);
+    assert_int_equal(lb_quantity_milli("10E", &v), LB_EPARSE);
 }
 
 static void
@@ -57,17 +76,17 @@ test_durations(void **state)
     } ok[] = {
         {"168h", 604800000LL}, {"5m", 300000},    {"0s", 0},         {"0", 0},
         {"1h30m", 5400000},    {"1.5h", 5400000}, {"300ms", 300},    {"2h45m10s", 9910000},
-        {"1500us", 1},         {"10ns", 0},       {"1\xc2\xb5s", 0},
+        {"1500us", 1},         {"10ns", 0},       {"1\xc2\xb5s", 0}, {"2d", 172800000LL},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         int64_t ms = -1;
-        assert_int_equal(ctl_duration_parse(ok[i].text, &ms), 0);
+        assert_int_equal(lb_duration_parse(ok[i].text, &ms), 0);
         assert_int_equal(ms, ok[i].ms);
     }
-    const char *bad[] = {"", "5", "h", "5 m", "-5m", "5d", "1.5.h", "m5", "5mm", "9999999999999h"};
+    const char *bad[] = {"", "5", "h", "5 m", "-5m", "5w", "1.5.h", "m5", "5mm", "9999999999999h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t ms;
-        assert_int_equal(ctl_duration_parse(bad[i], &ms), LB_EPARSE);
+        assert_int_equal(lb_duration_parse(bad[i], &ms), LB_EPARSE);
     }
 }
 
@@ -76,6 +95,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantities),
+        cmocka_unit_test(test_milli),
         cmocka_unit_test(test_durations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,9 @@
 /*
- * quantity.c: Kubernetes quantities and Go durations (see quantity.h).
+ * quantity.c: Kubernetes quantities and durations (see quantity.h).
  *
  * Both are parsed with the grammar their owners define (apimachinery's
- * resource.Quantity, Go's time.ParseDuration), but only as far as the
- * controller needs: quantities are non-negative and fit an int64 once
+ * resource.Quantity, Go's time.ParseDuration), but only as far as lakebase
+ * needs: quantities are non-negative and fit an int64 once
  * rounded up; durations are non-negative and kept in milliseconds.
  * Arithmetic goes through long double with explicit range checks, so that
  * no input can overflow an integer.
@@ -46,8 +46,9 @@ decimal(const char **p, long double *out)
     return true;
 }
 
-int
-ctl_quantity_parse(const char *text, int64_t *out)
+/* The quantity times scale, rounded up. */
+static int
+quantity_scaled(const char *text, long double scale, int64_t *out)
 {
     if (!text || !*text)
         return LB_EPARSE;
@@ -111,7 +112,7 @@ ctl_quantity_parse(const char *text, int64_t *out)
     }
     if (*p != '\0' || mult == 0)
         return LB_EPARSE;
-    long double total = ceill(v * mult - 1e-9L);
+    long double total = ceill(v * mult * scale - 1e-9L);
     if (total < 0)
         total = 0;
     if (total > 9.2e18L)
@@ -121,7 +122,19 @@ ctl_quantity_parse(const char *text, int64_t *out)
 }
 
 int
-ctl_duration_parse(const char *text, int64_t *ms)
+lb_quantity_parse(const char *text, int64_t *out)
+{
+    return quantity_scaled(text, 1.0L, out);
+}
+
+int
+lb_quantity_milli(const char *text, int64_t *out)
+{
+    return quantity_scaled(text, 1000.0L, out);
+}
+
+int
+lb_duration_parse(const char *text, int64_t *ms)
 {
     if (!text || !*text)
         return LB_EPARSE;
@@ -138,7 +151,7 @@ ctl_duration_parse(const char *text, int64_t *ms)
     } units[] = {
         /* longer units first where one is a prefix of another */
         {"ns", 1e-6L}, {"us", 1e-3L}, {"\xc2\xb5s", 1e-3L}, {"ms", 1.0L},
-        {"s", 1e3L},   {"m", 6e4L},   {"h", 3.6e6L},
+        {"s", 1e3L},   {"m", 6e4L},   {"h", 3.6e6L},        {"d", 8.64e7L},
     };
     long double total = 0;
     bool any = false;
