@@ -621,9 +621,17 @@ def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
             # what readers see while the run writes chunks, in one frozen state
             before = _lake_both(store, prefix)
             written = len(_data_files(data) - old_files)
-            mid_flight = (not done and written <= nchunks // 2 and
-                          all(before[f]["files"] == committed[f]["files"] and
-                              before[f]["rows"] == committed[f]["rows"] for f in before))
+            unchanged = all(before[f]["files"] == committed[f]["files"] and
+                            before[f]["rows"] == committed[f]["rows"] for f in before)
+            # A format shows the commit before the run or the run's whole
+            # table (the run committed before it was frozen), never a part.
+            for f in before:
+                assert (before[f]["files"] == committed[f]["files"] or
+                        len(before[f]["rows"]) == 400000), \
+                    f"{f}: a lake run in progress made part of its table visible"
+            mid_flight = not done and written <= nchunks // 2 and unchanged
+            print(f"round={attempt} written={written}/{nchunks} unchanged={unchanged} "
+                  f"done={bool(done)}")
             if mid_flight:
                 break
             # the run committed (or nearly finished) before it was caught: let it finish
