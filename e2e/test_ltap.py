@@ -659,13 +659,16 @@ def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
         pri.sql("INSERT INTO t VALUES (0, 'after the restart')")
         rows = pri.sql("SELECT count(*) FROM t")[0][0]
         # The lake status is in memory: the first lake run after the restart
-        # fills it. A snapshot whose run has not happened yet (the WAL block
-        # index still opening) shows no run at its P: take the next one.
+        # fills it. A snapshot taken while the reopened WAL block index is
+        # still behind P skips its lake run (its status shows the error and
+        # no run): the next snapshot's run is the one to check.
         for _ in range(5):
             p = ps_snapshot(ps, pri, t, l)
             body, tables = lake_status(ps, t, l)
             if body.get("run_lsn") == p:
                 break
+            print(f"no lake run at {p} after the restart: {body}")
+            assert "not yet at the snapshot" in body.get("error", "not yet at the snapshot"), body
         else:
             pytest.fail(f"no lake run after the restart: {body}")
         assert "error" not in body, body
