@@ -554,63 +554,132 @@ def test_ltap_pageserver_lake_at_each_snapshot(cluster):
         ps.stop()
 
 
+# heap blocks per lake data file in the kill tests: the 400000-row table
+# (about 11800 blocks) is about 185 chunks, so a run is caught mid-flight
+# with many chunks still to write.
+KILL_CHUNK_BLOCKS = 64
+
+
+def _data_files(data):
+    return {f for f in os.listdir(data) if f.endswith(".parquet") and not f.startswith(".lbtmp-")}
+
+
+def _lake_both(store, prefix):
+    return {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
+            for fmt in ("iceberg", "delta")}
+
+
 @pytest.mark.parametrize("how", ["kill9", "sigterm"])
 def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
     """kill -9 of the pageserver while its lake run writes a table's chunks
     leaves the previous lake snapshot visible, unchanged, in both formats;
-    after a restart the next snapshot's run finishes the table, exactly.
+    after a restart the next lake run finishes the table, exactly.
     SIGTERM stops the run before its next chunk (a clean exit, status 0,
-    without waiting for the table), with the same result."""
+    without waiting for the table), with the same result.
+
+    Mid-flight is made certain, not hoped for: once the run has written two
+    new data files the pageserver is frozen (SIGSTOP), both formats are read
+    in that one frozen state and compared with the commit read before the
+    run; only if they still equal it (and most chunks are still to be
+    written) is the signal sent. A run that had already committed is let
+    finish and the round is retried with a fresh TRUNCATE + INSERT."""
     import threading
     from lakebase import Pageserver
     store = os.path.join(cluster.workdir, "lake-store")
+    args = ["--lake_chunk_blocks", str(KILL_CHUNK_BLOCKS)]
     # SIGTERM: the snapshot comes from the ingest's own tick (an HTTP request
     # in flight would hold the shutdown until it is answered).
-    tick = ["--snapshot_interval", "1s"] if how == "sigterm" else None
-    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=tick)
+    if how == "sigterm":
+        args += ["--snapshot_interval", "1s"]
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=args)
     prefix = f"{t}/{l}"
     try:
         pri.sql("CREATE TABLE t (id int, pad text)")
         pri.sql("INSERT INTO t SELECT g, repeat('y', 200) FROM generate_series(1, 2000) g")
         ps_snapshot(ps, pri, t, l)
-        # A new relfilenode: the next run rewrites every chunk of the table.
-        pri.sql("TRUNCATE t")
-        pri.sql("INSERT INTO t SELECT g, repeat('z', 200) FROM generate_series(1, 400000) g")
         data = os.path.join(table_dir(store, prefix, "postgres", "public", "t"), "data")
-        old_files = set(os.listdir(data))
-        done = []
-        if how == "kill9":
-            th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)),
-                                  daemon=True)
-            th.start()
+        for attempt in range(5):
+            # the commit readers see before the run
+            committed = _lake_both(store, prefix)
+            assert committed["iceberg"]["files"] == committed["delta"]["files"], committed
+            # A new relfilenode: the next run rewrites every chunk of the table.
+            pri.sql("TRUNCATE t")
+            pri.sql("INSERT INTO t SELECT g, repeat('z', 200) FROM generate_series(1, 400000) g")
+            nblocks = pri.sql("SELECT pg_relation_size('t') / 8192")[0][0]
+            nchunks = -(-nblocks // KILL_CHUNK_BLOCKS)
+            old_files = _data_files(data)
+            done = []
+            if how == "kill9":
+                th = threading.Thread(target=lambda: done.append(_try_snapshot(ps, pri, t, l)),
+                                      daemon=True)
+                th.start()
+            else:
+                pri.sql("checkpoint")  # the tick snapshots once the standby replays it
+            wait_for(lambda: len(_data_files(data) - old_files) >= 2 or done, 300,
+                     what="new data files of the lake run")
+            os.kill(ps.proc.p.pid, signal.SIGSTOP)
+            # what readers see while the run writes chunks, in one frozen state
+            before = _lake_both(store, prefix)
+            written = len(_data_files(data) - old_files)
+            unchanged = all(before[f]["files"] == committed[f]["files"] and
+                            before[f]["rows"] == committed[f]["rows"] for f in before)
+            # A format shows the commit before the run or the run's whole
+            # table (the run committed before it was frozen), never a part.
+            for f in before:
+                assert (before[f]["files"] == committed[f]["files"] or
+                        len(before[f]["rows"]) == 400000), \
+                    f"{f}: a lake run in progress made part of its table visible"
+            mid_flight = not done and written <= nchunks // 2 and unchanged
+            print(f"round={attempt} written={written}/{nchunks} unchanged={unchanged} "
+                  f"done={bool(done)}")
+            if mid_flight:
+                break
+            # the run committed (or nearly finished) before it was caught: let it finish
+            os.kill(ps.proc.p.pid, signal.SIGCONT)
+            if how == "kill9":
+                th.join(600)
+            ps_snapshot(ps, pri, t, l)
         else:
-            pri.sql("checkpoint")  # the tick snapshots once the standby replays it
-        wait_for(lambda: len(set(os.listdir(data)) - old_files) >= 2 or done, 300,
-                 what="new data files of the lake run")
-        assert not done, "the lake run finished before it could be killed"
-        # what readers see while the run writes chunks: the last commit
-        before = {fmt: read_lake(store, prefix, "postgres", "public", "t", fmt)
-                  for fmt in ("iceberg", "delta")}
-        assert before["iceberg"]["files"] == before["delta"]["files"]
+            pytest.fail("no lake run was caught in the middle in 5 rounds")
         if how == "kill9":
-            ps.kill()
+            ps.kill()  # SIGKILL ends a stopped process too
             th.join(60)
         else:
+            # pending while stopped, delivered as it continues
+            os.kill(ps.proc.p.pid, signal.SIGTERM)
+            os.kill(ps.proc.p.pid, signal.SIGCONT)
             ps.stop()  # asserts exit status 0
         for fmt in ("iceberg", "delta"):
             after = read_lake(store, prefix, "postgres", "public", "t", fmt)
             assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
                 f"{fmt}: the killed run changed the visible snapshot"
-        ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=tick)
+        ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=args)
         ps2.data, ps2.dir, ps2.port = ps.data, ps.dir, ps.port
         ps = ps2.start()
         pri.sql("INSERT INTO t VALUES (0, 'after the restart')")
-        p = ps_snapshot(ps, pri, t, l)
-        _, tables = lake_status(ps, t, l)
-        assert tables[("postgres", "public", "t")]["lake_lsn"] == p
-        assert tables[("postgres", "public", "t")]["rows"] == 400001
+        rows = pri.sql("SELECT count(*) FROM t")[0][0]
+        # The lake status is in memory: the first lake run after the restart
+        # fills it. A snapshot taken while the reopened WAL block index is
+        # still behind P skips its lake run (its status shows the error and
+        # no run): the next snapshot's run is the one to check.
+        for _ in range(5):
+            p = ps_snapshot(ps, pri, t, l)
+            body, tables = lake_status(ps, t, l)
+            if body.get("run_lsn") == p:
+                break
+            print(f"no lake run at {p} after the restart: {body}")
+            assert "not yet at the snapshot" in body.get("error", "not yet at the snapshot"), body
+        else:
+            pytest.fail(f"no lake run after the restart: {body}")
+        assert "error" not in body, body
+        assert tables[("postgres", "public", "t")]["lake_lsn"] == p, body
+        assert tables[("postgres", "public", "t")]["rows"] == rows == 400001
         assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
     finally:
+        try:
+            os.kill(ps.proc.p.pid, signal.SIGCONT)
+        except (OSError, AttributeError):
+            pass
         ps.stop()
 
 

@@ -93,6 +93,7 @@ typedef struct ps_config {
     int64_t worker_threads;         /* the pool for blocking work (workers.h) */
     int64_t worker_queue;           /* jobs that may wait for a worker; more get 503 */
     char *auth_token_file;          /* this pageserver's token towards the safekeepers; "": none */
+    int64_t lake_chunk_blocks;      /* heap blocks per lake data file (ltap chunk_blocks) */
 } ps_config;
 
 typedef struct ps_ingest ps_ingest;

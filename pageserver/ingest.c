@@ -414,6 +414,7 @@ lake_after_snapshot(ps_ingest *in, lb_lsn p)
                              .index = LTAP_PS_INDEX_ACCESS(x, ps_indexer_with_index),
                              .metrics = in->d->metrics,
                              .retention_ms = in->d->conf.gc_retention_ms,
+                             .chunk_blocks = (uint32_t)in->d->conf.lake_chunk_blocks,
                              .cancel = &in->stop};
     ltap_timeline_materialize(&run, NULL);
 }

@@ -75,6 +75,11 @@ static const lb_config_setting settings[] = {
                      "long (until then, removing deleted/<tenant>/<timeline> brings it back); its "
                      "offloaded WAL (wal/, the safekeepers') is never purged by the pageserver",
                      0, INT64_C(3153600000000)),
+    LB_SETTING_RANGE("lake_chunk_blocks", LB_CONFIG_INT, ps_config, lake_chunk_blocks, "1024",
+                     "heap blocks per lake data file: a changed block rewrites its chunk; "
+                     "small chunks make many small files and a long run (tests use that to "
+                     "catch a run in the middle)",
+                     1, 1048576),
     LB_CONFIG_END,
 };
 
