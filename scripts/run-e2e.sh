@@ -17,5 +17,5 @@ fi
 # after LB_E2E_TIMEOUT seconds instead of stalling the run; the slowest test
 # (the fault suite, or the devcluster tests building images on a fresh
 # machine) takes a few minutes.
-exec /usr/bin/python3 -m pytest -q -p no:cacheprovider -p timeout \
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider -p timeout --durations=20 \
     --timeout="${LB_E2E_TIMEOUT:-1200}" --timeout-method=signal e2e "$@"
