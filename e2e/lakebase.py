@@ -33,10 +33,22 @@ CTL = os.path.join(BIN, "compute-ctl")
 USER = "app"
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before by this process: the
+    kernel may give the same ephemeral port to two binds in a row once the
+    first socket is closed, and a safekeeper given one port for both of its
+    listeners never starts."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no free port left that this process has not handed out")
 
 
 def wait_for(pred, timeout=30.0, interval=0.05, what="condition"):
@@ -502,8 +514,12 @@ class Cluster:
             return f.read().strip()
 
     def start(self):
-        for sk in self.sks:
-            sk.start()
+        try:
+            for sk in self.sks:
+                sk.start()
+        except BaseException:
+            self.stop()  # those already started would outlive the test
+            raise
         return self
 
     def stop(self):
