@@ -64,6 +64,24 @@ enqueue(ctl_ctx *c, const char *kind, const char *ns, const char *name)
     ctl_queue_add(c->queue, key);
 }
 
+/* Every cached Branch of ns whose field at path is name. */
+static void
+enqueue_branches_where(ctl_ctx *c, const char *ns, const char *path, const char *name)
+{
+    if (!c->branches || !name)
+        return;
+    json_t *all = ctl_informer_list(c->branches, ns);
+    size_t i;
+    json_t *b;
+    json_array_foreach(all, i, b)
+    {
+        const char *v = ctl_str_at(b, path);
+        if (v && strcmp(v, name) == 0)
+            enqueue(c, "branch", ns, ctl_meta_str(b, "name"));
+    }
+    json_decref(all);
+}
+
 static void
 on_cluster(const char *type, json_t *obj, void *arg)
 {
@@ -72,18 +90,7 @@ on_cluster(const char *type, json_t *obj, void *arg)
     const char *ns = ctl_meta_str(obj, "namespace");
     const char *name = ctl_meta_str(obj, "name");
     enqueue(c, "cluster", ns, name);
-    if (!c->branches)
-        return;
-    json_t *all = ctl_informer_list(c->branches, ns);
-    size_t i;
-    json_t *b;
-    json_array_foreach(all, i, b)
-    {
-        const char *ref = ctl_str_at(b, "spec.clusterRef.name");
-        if (ref && name && strcmp(ref, name) == 0)
-            enqueue(c, "branch", ns, ctl_meta_str(b, "name"));
-    }
-    json_decref(all);
+    enqueue_branches_where(c, ns, "spec.clusterRef.name", name);
 }
 
 static void
@@ -98,18 +105,7 @@ on_branch(const char *type, json_t *obj, void *arg)
     const char *parent = ctl_str_at(obj, "spec.parent");
     if (parent)
         enqueue(c, "branch", ns, parent);
-    if (!c->branches)
-        return;
-    json_t *all = ctl_informer_list(c->branches, ns);
-    size_t i;
-    json_t *b;
-    json_array_foreach(all, i, b)
-    {
-        const char *pp = ctl_str_at(b, "spec.parent");
-        if (pp && name && strcmp(pp, name) == 0)
-            enqueue(c, "branch", ns, ctl_meta_str(b, "name"));
-    }
-    json_decref(all);
+    enqueue_branches_where(c, ns, "spec.parent", name);
 }
 
 static void
