@@ -871,8 +871,8 @@ load_table(lake_iceberg_table *t, const char *schema_json)
     json_decref(ours);
     if (rc)
         return rc;
-    if (t->evolve) {
-        /* the manifests' "schema" header carries the new id */
+    if (t->schema_id != 0) {
+        /* the manifests' "schema" header carries the schema's id */
         json_t *j = json_loads(schema_json, 0, NULL);
         char *text = NULL;
         if (j && json_object_set_new(j, "schema-id", json_integer(t->schema_id)) == 0)

@@ -24,8 +24,10 @@
  * (the caller's WAL block index) says a block of it changed since the
  * table's lake LSN, and removes files of chunks past the table's end. A
  * table whose relfilenode differs from the one its last snapshot records
- * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) or whose columns
- * changed is rewritten in full. One table's changes are one lake commit,
+ * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) is rewritten in
+ * full. Column changes evolve the lake table's schema by field id (one
+ * per attnum) and keep its files, except where they would read wrong (see
+ * schema_needs_rewrite()). One table's changes are one lake commit,
  * with lakebase.lsn and lakebase.relfilenode in its summary.
  *
  * Drops. The list of materialized tables is kept at

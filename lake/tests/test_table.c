@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "delta.h"
@@ -430,6 +431,35 @@ test_schema_evolution(void **state)
     assert_null(ice_field(m, 1, 13));
     assert_non_null(ice_field(m, 0, 13));
     json_decref(m);
+    /* each manifest says its schema and schema-id, as Spark's do (the
+     * reference manifest: a "schema" with its "schema-id", and "schema-id"):
+     * the first snapshot's 0, the second's new manifest 1 */
+    {
+        char mdir[PATH_MAX + 300];
+        snprintf(mdir, sizeof(mdir), "%s/%s/metadata", g_dir, prefix);
+        DIR *dd = opendir(mdir);
+        assert_non_null(dd);
+        struct dirent *e;
+        int seen[2] = {0, 0};
+        while ((e = readdir(dd))) {
+            if (!strstr(e->d_name, "-m") || !strstr(e->d_name, ".avro"))
+                continue;
+            char full[PATH_MAX + 600];
+            snprintf(full, sizeof(full), "%s/%s", mdir, e->d_name);
+            json_t *mf = tf_script(g_dir, "avro_read.mjs", full);
+            json_t *hdr = json_object_get(mf, "meta");
+            const char *sid = json_string_value(json_object_get(hdr, "schema-id"));
+            json_t *hs = json_loads(json_string_value(json_object_get(hdr, "schema")), 0, NULL);
+            assert_non_null(sid);
+            assert_int_equal(json_integer_value(json_object_get(hs, "schema-id")), atoi(sid));
+            assert_true(atoi(sid) == 0 || atoi(sid) == 1);
+            seen[atoi(sid)]++;
+            json_decref(hs);
+            json_decref(mf);
+        }
+        closedir(dd);
+        assert_true(seen[0] >= 1 && seen[1] >= 1);
+    }
     json_t *d = delta_version(prefix, 2);
     json_t *meta = json_object_get(d, "metaData");
     assert_non_null(meta);
