@@ -27,6 +27,15 @@
  * snapshots are dropped when their manifest is rewritten, and a kept
  * manifest without live files is dropped from the next snapshot.
  *
+ * Schemas. The caller's schema, compared by field id with the table's
+ * current one at open, is either that schema (its id is reused) or a
+ * valid evolution of it (check_evolution(): spec "Schema Evolution"),
+ * which the next commit appends to "schemas" with the next schema id and
+ * makes current, raising last-column-id. Snapshots and manifest headers
+ * record the schema id they were written with; files of older schemas
+ * stay listed (readers project by field id). A commit with no files and
+ * a pending schema is a metadata version without a snapshot.
+ *
  * Manifest and manifest list Avro schemas are the spec's, with the field
  * ids and the field and record names Spark's Iceberg writer uses (so
  * readers that match by name agree too), v2's optional

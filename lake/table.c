@@ -16,6 +16,12 @@
  * checks at open, the sorted live set, the commit checks, and one walk of
  * the schema to JSON in each format's dialect.
  *
+ * Schema changes: each format compares the caller's schema with its own
+ * at open and records a difference with its next commit; the model lets
+ * a commit without files through when one is pending, and refuses before
+ * any format writes a type change that does not replace every file
+ * (Delta could not read the old ones).
+ *
  * Callers: iceberg.c, delta.c (the internal parts); the transcoder (the
  * model).
  */
