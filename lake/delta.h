@@ -28,7 +28,9 @@
  * transcoder's schemas do): metaData.configuration has
  * delta.columnMapping.mode = id and delta.columnMapping.maxColumnId; every
  * field (nested ones too) has delta.columnMapping.id (its field id) and
- * delta.columnMapping.physicalName in its metadata; the protocol is reader
+ * delta.columnMapping.physicalName in its metadata, and a list field the
+ * ids of its elements (delta.columnMapping.nested.ids, "<physical
+ * name>.element", as icebergCompatV2 asks); the protocol is reader
  * 2 / writer 5, or 3 / 7 with the columnMapping feature next to
  * timestampNtz. A field's physical name is fixed when it first appears
  * (its name then, "<name>_<id>" if a sibling holds that one) and kept

@@ -469,6 +469,12 @@ test_schema_evolution(void **state)
                         "15");
     expect_mapping(meta, "label", 2, "name");
     expect_mapping(meta, "name", 15, "name_15");
+    json_t *tags = delta_field(meta, "tags"); /* the list element's id, by physical name */
+    json_t *nested =
+        json_object_get(json_object_get(tags, "metadata"), "delta.columnMapping.nested.ids");
+    assert_int_equal(json_object_size(nested), 1);
+    assert_int_equal(json_integer_value(json_object_get(nested, "tags.element")), 9);
+    json_decref(tags);
     assert_int_equal(json_integer_value(json_object_get(d, "nadd")), 1);
     assert_int_equal(json_integer_value(json_object_get(d, "nremove")), 0);
     json_t *d0 = delta_version(prefix, 0);
