@@ -506,7 +506,8 @@ h_wal(lb_http_request *req, void *arg)
         return lb_http_respond_error(req, 500, "could not create a temporary file in \"%s\": %s",
                                      tmp, strerror(errno));
     char err[400];
-    rc = ps_wal_fetch(d, tenant, timeline, name, fd, err, sizeof(err));
+    lb_wal_valid valid;
+    rc = ps_wal_fetch(d, tenant, timeline, name, fd, &valid, err, sizeof(err));
     if (rc) {
         close(fd);
         int status = rc == LB_EHTTP ? 503 : lb_http_status_for_error(rc);
@@ -516,6 +517,16 @@ h_wal(lb_http_request *req, void *arg)
     if (fstat(fd, &st) != 0) {
         close(fd);
         return -errno;
+    }
+    if (lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, NULL, NULL) == LB_WAL_FILE_SEGMENT) {
+        char valid_bytes[21];
+        const char *final;
+        lb_wal_valid_format(&valid, (uint32_t)st.st_size, valid_bytes, &final);
+        if (lb_http_add_header(req, LB_WAL_VALID_BYTES_HEADER, valid_bytes) != 0 ||
+            (final && lb_http_add_header(req, LB_WAL_VALID_FINAL_HEADER, final) != 0)) {
+            close(fd);
+            return -ENOMEM;
+        }
     }
     return lb_http_respond_fd(req, 200, "application/octet-stream", fd, 0, (uint64_t)st.st_size);
 }
