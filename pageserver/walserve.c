@@ -387,6 +387,58 @@ ps_wal_fetch(ps_daemon *d, const char *tenant, const char *timeline, const char 
     return rc;
 }
 
+/* One safekeeper's answer to a status request, as ps_tli_at() weighs it. */
+typedef struct sk_answer {
+    uint64_t last_log_term;
+    lb_lsn flush_lsn, commit_lsn;
+    uint32_t tli; /* of the WAL just before the asked LSN, by its history */
+} sk_answer;
+
+/* Parse one status document; false if it is malformed. */
+static bool
+parse_status(json_t *doc, lb_lsn lsn, uint32_t first_tli, sk_answer *a)
+{
+    json_t *hist = json_object_get(doc, "term_history");
+    json_t *llt = json_object_get(doc, "last_log_term");
+    if (!json_is_array(hist) || !json_is_integer(llt) || json_integer_value(llt) < 0)
+        return false;
+    a->last_log_term = (uint64_t)json_integer_value(llt);
+    a->tli = first_tli;
+    /* The TLI of the WAL just before lsn: the last term that began before
+     * it, else the timeline's first TLI. */
+    size_t k;
+    json_t *e;
+    json_array_foreach(hist, k, e)
+    {
+        lb_lsn start;
+        json_t *t = json_object_get(e, "tli");
+        if (!json_is_string(json_object_get(e, "lsn")) ||
+            lb_lsn_parse(json_string_value(json_object_get(e, "lsn")), &start) != 0 ||
+            !json_is_integer(t) || json_integer_value(t) <= 0 || json_integer_value(t) > UINT32_MAX)
+            return false;
+        if (start < lsn)
+            a->tli = (uint32_t)json_integer_value(t);
+    }
+    json_t *c = json_object_get(doc, "commit_lsn"), *f = json_object_get(doc, "flush_lsn");
+    return json_is_string(c) && lb_lsn_parse(json_string_value(c), &a->commit_lsn) == 0 &&
+           json_is_string(f) && lb_lsn_parse(json_string_value(f), &a->flush_lsn) == 0;
+}
+
+/*
+ * Every safekeeper is asked, not the first that answers: one that just
+ * restarted has a stale commit LSN (it learns its peers' positions within
+ * a second), and one that missed an election has an old term history.
+ *   - commit LSN: the highest any safekeeper reports. Each is an LSN that
+ *     a majority flushed in its term, and an election starts the next term
+ *     at or after it, so WAL before it is never truncated: the highest is
+ *     the best lower bound of the quorum's commit LSN. With fewer than a
+ *     majority answering it may be low, so a caller that would refuse an
+ *     LSN above it gets LB_EHTTP (unsure) instead, through *answered.
+ *   - the TLI at lsn: from the history of the safekeeper with the highest
+ *     (last log term, flush LSN), the donor rule of an election: its log
+ *     holds every committed term, so its history is right for any LSN
+ *     below the commit LSN.
+ */
 int
 ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *commit_lsn,
           char *err, size_t errcap)
@@ -401,8 +453,12 @@ ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *c
     if (rc)
         return rc;
     lb_http_client_set_token(http, d->token);
-    rc = LB_EHTTP;
-    for (size_t i = 0; i < m->nsafekeepers && rc != 0; i++) {
+    size_t answered = 0;
+    sk_answer best = {0};
+    lb_lsn commit = 0;
+    bool malformed = false;
+    char last[400] = "";
+    for (size_t i = 0; i < m->nsafekeepers; i++) {
         char url[512];
         snprintf(url, sizeof(url), "%s/v1/tenant/%s/timeline/%s", m->safekeepers[i].http,
                  m->tenant_id, m->timeline_id);
@@ -410,39 +466,25 @@ ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *c
         lb_http_call call = {.method = "GET", .url = url, .response_body = &body};
         lb_http_result res = LB_HTTP_RESULT_INIT;
         int hrc = lb_http_do(http, &call, &res);
-        json_t *doc = NULL, *hist;
+        json_t *doc = NULL;
+        sk_answer a;
         if (hrc == 0 && res.status == 200 &&
             (doc = json_loadb(body.data ? body.data : "", body.len, 0, NULL)) &&
-            json_is_array(hist = json_object_get(doc, "term_history"))) {
-            /* The TLI of the WAL just before lsn: the last term that began
-             * before it, else the timeline's first TLI. */
-            size_t k;
-            json_t *e;
-            bool ok = true;
-            json_array_foreach(hist, k, e)
-            {
-                lb_lsn start;
-                json_t *t = json_object_get(e, "tli");
-                if (!json_is_string(json_object_get(e, "lsn")) ||
-                    lb_lsn_parse(json_string_value(json_object_get(e, "lsn")), &start) != 0 ||
-                    !json_is_integer(t) || json_integer_value(t) <= 0 ||
-                    json_integer_value(t) > UINT32_MAX) {
-                    ok = false;
-                    break;
-                }
-                if (start < lsn)
-                    *tli = (uint32_t)json_integer_value(t);
-            }
-            json_t *c = json_object_get(doc, "commit_lsn");
-            if (!json_is_string(c) || lb_lsn_parse(json_string_value(c), commit_lsn) != 0)
-                ok = false;
-            rc = ok ? 0 : LB_EPROTO;
-            if (!ok)
-                snprintf(err, errcap, "safekeeper %s sent a malformed status",
-                         m->safekeepers[i].http);
+            parse_status(doc, lsn, m->pg_tli, &a)) {
+            if (answered == 0 || a.last_log_term > best.last_log_term ||
+                (a.last_log_term == best.last_log_term && a.flush_lsn > best.flush_lsn))
+                best = a;
+            if (a.commit_lsn > commit)
+                commit = a.commit_lsn;
+            answered++;
+        } else if (hrc == 0 && res.status == 200) {
+            malformed = true;
+            snprintf(last, sizeof(last), "safekeeper %s sent a malformed status",
+                     m->safekeepers[i].http);
         } else {
-            snprintf(err, errcap, "could not read the term history of %s from safekeeper %s: %s",
-                     m->timeline_id, m->safekeepers[i].http,
+            snprintf(last, sizeof(last),
+                     "could not read the term history of %s from safekeeper %s: %s", m->timeline_id,
+                     m->safekeepers[i].http,
                      hrc ? lb_http_client_error(http) : "unexpected answer");
         }
         json_decref(doc);
@@ -450,7 +492,21 @@ ps_tli_at(ps_daemon *d, const ps_tlmeta *m, lb_lsn lsn, uint32_t *tli, lb_lsn *c
         lb_http_result_free(&res);
     }
     lb_http_client_free(http);
-    return rc;
+    if (answered == 0) {
+        snprintf(err, errcap, "%s", last);
+        return malformed ? LB_EPROTO : LB_EHTTP;
+    }
+    *tli = best.tli;
+    *commit_lsn = commit;
+    if (commit < lsn && answered < m->nsafekeepers / 2 + 1) {
+        char c[LB_LSN_STRLEN];
+        snprintf(err, errcap,
+                 "only %zu of %zu safekeepers answered, and their commit LSN %s is below the "
+                 "LSN asked: %s",
+                 answered, m->nsafekeepers, lb_lsn_format(commit, c), last);
+        return LB_EHTTP;
+    }
+    return 0;
 }
 
 void
