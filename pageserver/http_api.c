@@ -40,61 +40,13 @@
 #include "timelines.h"
 #include "walserve.h"
 #include "workers.h"
+#include "clock.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
 #include "log.h"
 #include "wal.h"
 #include "ltap/timeline.h"
-
-/* "2026-11-24T12:00:00.123456Z" or with an offset "+01:00": µs since the Unix epoch. */
-static int
-parse_timestamp(const char *s, int64_t *out)
-{
-    struct tm tm = {0};
-    int n = 0;
-    if (!s ||
-        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-        n != 19)
-        return LB_EPARSE;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
-        return LB_EPARSE;
-    const char *p = s + n;
-    int64_t us = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 6)
-                us = us * 10 + (*p - '0');
-        if (digits == 0)
-            return LB_EPARSE;
-        for (; digits < 6; digits++)
-            us *= 10;
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59)
-            return LB_EPARSE;
-        offset_s = (*p == '-' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
-        p += 6;
-    } else {
-        return LB_EPARSE;
-    }
-    if (*p)
-        return LB_EPARSE;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return LB_EPARSE;
-    *out = ((int64_t)t - offset_s) * 1000000 + us;
-    return 0;
-}
 
 static void
 format_timestamp(int64_t us, char *out, size_t cap)
@@ -183,7 +135,7 @@ h_create(lb_http_request *req, void *arg)
         lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" needs \"ancestor_timeline_id\"");
     if (!e.failed && when && json_object_get(body, "ancestor_lsn"))
         lb_json_fail(&e, LB_EPARSE, "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
-    if (!e.failed && when && parse_timestamp(when, &when_us) != 0)
+    if (!e.failed && when && lb_rfc3339_parse(when, &when_us) != 0)
         lb_json_fail(&e, LB_EPARSE,
                      "field \"ancestor_timestamp\" must be an RFC 3339 time "
                      "like \"2026-01-02T03:04:05.123456Z\"");
@@ -542,7 +494,7 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
         return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
-    if (parse_timestamp(when, &t) != 0)
+    if (lb_rfc3339_parse(when, &t) != 0)
         return lb_http_respond_error(req, 400,
                                      "query \"timestamp\" must be an RFC 3339 time "
                                      "like \"2026-01-02T03:04:05.123456Z\"");
