@@ -3,7 +3,7 @@ the second, takes writes on a new PostgreSQL timeline, and is isolated from
 its parent both ways; a branch of a branch works. Every compute here starts
 from the pageserver's basebackup and replays WAL from the pageserver's WAL
 endpoint, which serves the ancestors' WAL cut at the branch points."""
-import http.server
+import http.server as http_server
 import json
 import os
 import threading
@@ -24,7 +24,7 @@ class StaleSafekeeper:
     def __init__(self, upstream, status_path, commit_lsn):
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(http_server.BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
@@ -56,7 +56,7 @@ class StaleSafekeeper:
             do_GET = do_POST = do_PUT = do_DELETE = relay
 
         self.stale_answers = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
