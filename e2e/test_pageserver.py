@@ -1,10 +1,14 @@
 """The pageserver: bootstrap, basebackup, branches as metadata, reload from
 object storage after losing its disk, bad requests."""
 import os
+import re
 import shutil
+import socket
 import uuid
 
-from lakebase import PGBIN, Pageserver, Postgres, http, lsn_int, table_hashes, wait_for
+import lakebase
+from lakebase import (PGBIN, Pageserver, Postgres, http, http_get_raw, lsn_int, table_hashes,
+                      wait_for)
 
 
 def start_from_basebackup(ps, workdir, name, tenant, timeline, lsn=None):
@@ -61,6 +65,58 @@ def test_bootstrap_basebackup_and_reload(workdir):
     finally:
         for p in pgs:
             p.stop("immediate")
+        ps.stop()
+
+
+def basebackups_running(ps):
+    st, text = http("GET", ps.url + "/metrics")
+    m = re.search(rb"^pageserver_basebackups_running (\d+)", text, re.M)
+    return int(m.group(1)) if m else -1
+
+
+def test_slow_basebackup_clients_never_hold_every_worker(workdir):
+    """A basebackup holds a worker thread while its client reads. With two
+    workers, max_basebackups is 1 (worker_threads - 1): a client that reads
+    nothing holds that one, the next basebackup gets 503 at once and the
+    pageserver goes on answering; when the slow client goes, basebackups
+    are served again."""
+    ps = Pageserver(workdir, extra_args=["--worker_threads", "2"]).start()
+    slow = None
+    try:
+        tenant, timeline = uuid.uuid4().hex, uuid.uuid4().hex
+        st, body = ps.create(tenant, timeline)
+        assert st == 201, body
+        path = f"/v1/tenant/{tenant}/timeline/{timeline}/basebackup"
+        # The slow client: a tiny receive window, and it never reads. The
+        # tar (tens of MB) cannot all fit in the socket buffers meanwhile.
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", ps.port))
+        token = lakebase.TOKEN_BY_BASE.get(ps.url, lakebase.DEFAULT_TOKEN)
+        slow.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
+        wait_for(lambda: basebackups_running(ps) == 1, 20, what="the slow basebackup to run")
+
+        st, b, hdr = http_get_raw(ps.url + path)
+        assert st == 503 and b"max_basebackups" in b, (st, b[:200])
+        assert hdr.get("retry-after") == "1"
+        # The pageserver still answers, and a worker is free for other work.
+        st, meta = http("GET", ps.tl(tenant, timeline))
+        assert st == 200, meta
+        # (creating a timeline runs initdb on the worker pool)
+        st, other = ps.create(tenant, uuid.uuid4().hex)
+        assert st == 201, other
+        assert basebackups_running(ps) == 1
+
+        slow.close()
+        slow = None
+        wait_for(lambda: basebackups_running(ps) == 0, 30, what="the slow basebackup to end")
+        st, tar, _ = http_get_raw(ps.url + path, timeout=60)
+        assert st == 200 and len(tar) > (4 << 20)
+        assert basebackups_running(ps) == 0
+    finally:
+        if slow:
+            slow.close()
         ps.stop()
 
 

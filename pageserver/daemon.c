@@ -105,6 +105,13 @@ jobs_queued(void *arg)
     return queued;
 }
 
+static double
+basebackups_running(void *arg)
+{
+    ps_daemon *d = arg;
+    return atomic_load(&d->basebackups);
+}
+
 int
 ps_daemon_init(ps_daemon *d)
 {
@@ -184,7 +191,11 @@ ps_daemon_init(ps_daemon *d)
                                   jobs_running, d->workers)) != 0 ||
         (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_queued",
                                   "Jobs waiting for a worker (at most worker_queue; more get 503).",
-                                  jobs_queued, d->workers)) != 0)
+                                  jobs_queued, d->workers)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_basebackups_running",
+                                  "Basebackups streaming now (at most max_basebackups; more get "
+                                  "503).",
+                                  basebackups_running, d)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;

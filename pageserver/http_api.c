@@ -251,7 +251,12 @@ h_delete(lb_http_request *req, void *arg)
 /* The tar is produced by a job on the worker pool into a pipe; the
  * response streams from the pipe, so a basebackup of any size holds
  * little memory. The job signals its end (done, under lock), which the
- * response's clean-up waits for. */
+ * response's clean-up waits for. The job writes as fast as the client
+ * reads, so a slow client holds a worker for as long as it takes: at most
+ * max_basebackups run at once (d->basebackups, taken before the job is
+ * queued and given back by the response's clean-up), and the rest get
+ * 503, so that basebackups never hold every worker and ingest, snapshots
+ * and uploads go on. */
 typedef struct bb_job {
     ps_daemon *d;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
@@ -314,10 +319,20 @@ bb_done(void *arg)
     while (j->started && !j->done)
         pthread_cond_wait(&j->cond, &j->lock);
     pthread_mutex_unlock(&j->lock);
+    atomic_fetch_sub(&j->d->basebackups, 1);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
     ps_basebackup_free(j->plan);
     free(j);
+}
+
+/* max_basebackups, or worker_threads - 1 (at least 1) for 0. */
+static int
+basebackup_cap(const ps_daemon *d)
+{
+    if (d->conf.max_basebackups > 0)
+        return (int)d->conf.max_basebackups;
+    return d->conf.worker_threads > 1 ? (int)d->conf.worker_threads - 1 : 1;
 }
 
 static int
@@ -371,13 +386,23 @@ h_basebackup(lb_http_request *req, void *arg)
     j->fd = p[1];
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->cond, NULL);
-    if ((rc = ps_workers_submit(d->workers, bb_run, j)) != 0) {
+    int cap = basebackup_cap(d);
+    int running = atomic_fetch_add(&d->basebackups, 1);
+    if (running >= cap || (rc = ps_workers_submit(d->workers, bb_run, j)) != 0) {
+        atomic_fetch_sub(&d->basebackups, 1);
         close(p[0]);
         close(p[1]);
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->cond);
         ps_basebackup_free(j->plan);
         free(j);
+        if (running >= cap) {
+            lb_http_add_header(req, "Retry-After", "1");
+            return lb_http_respond_error(req, 503,
+                                         "the pageserver is busy: %d basebackups run "
+                                         "(max_basebackups)",
+                                         running);
+        }
         return rc == -EBUSY ? busy(req) : rc;
     }
     j->started = true;
