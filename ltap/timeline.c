@@ -489,6 +489,37 @@ record_run(const ltap_timeline_run *r, ltap_result *res, int rc, const lb_err *e
     pthread_mutex_unlock(&g_lock);
 }
 
+bool
+ltap__status_seed(const char *tenant, const char *timeline, lb_lsn run_lsn,
+                  ltap_table_status *tables, size_t ntables, lb_metrics *metrics)
+{
+    bool taken = false;
+    pthread_mutex_lock(&g_lock);
+    if (metrics && !g_metrics)
+        g_metrics = metrics;
+    tl_status *s = status_of(tenant, timeline, true);
+    if (s && !s->run_lsn) { /* a run since the start knows better */
+        free(s->tables);
+        s->tables = tables;
+        s->ntables = ntables;
+        s->run_lsn = run_lsn;
+        taken = true;
+        publish(s, run_lsn);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return taken;
+}
+
+bool
+ltap__status_known(const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&g_lock);
+    const tl_status *s = status_of(tenant, timeline, false);
+    bool known = s && s->run_lsn;
+    pthread_mutex_unlock(&g_lock);
+    return known;
+}
+
 json_t *
 ltap_timeline_status(const char *tenant, const char *timeline, lb_lsn commit_lsn)
 {

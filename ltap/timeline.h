@@ -59,6 +59,7 @@
 #include "lsn.h"
 #include "metrics.h"
 #include "lake/store.h"
+#include "ltap.h"
 #include "pageserver/walindex.h"
 
 /* How to reach a timeline's WAL block index. The pageserver fills this
@@ -114,6 +115,13 @@ int ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err);
  * with "tables": [] when no run happened since the pageserver started.
  * NULL only when out of memory. */
 json_t *ltap_timeline_status(const char *tenant, const char *timeline, lb_lsn commit_lsn);
+
+/* Internal (lakeview.c): install a status read back from the store for a
+ * timeline that has none from a run since the start (takes tables, else
+ * leaves them to the caller: false); whether one is recorded. */
+bool ltap__status_seed(const char *tenant, const char *timeline, lb_lsn run_lsn,
+                       ltap_table_status *tables, size_t ntables, lb_metrics *metrics);
+bool ltap__status_known(const char *tenant, const char *timeline);
 
 /* ---- the dirty set of one run (ltap_timeline_materialize; tests) ------------ */
 
