@@ -271,3 +271,65 @@ def test_ltap_lake_status_survives_restart(cluster):
             assert lsn_int(after["commit_lsn"]) >= lsn_int(p)
     finally:
         ps.stop()
+
+
+def _snapshots(store, prefix, table):
+    d = os.path.join(store, prefix, "lake", "postgres", "public", table)
+    p = subprocess.run(["node", os.path.join(ROOT, "e2e", "ltap_snapshots.mjs"), d],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_ltap_expired_snapshots_leave_the_metadata(cluster):
+    """Once a replaced data file expires with the GC retention, the Iceberg
+    snapshots that named it are gone from the metadata ("snapshots",
+    "snapshot-log") with their manifest lists, so no snapshot a reader can
+    choose names a missing file (time travel to an expired snapshot finds
+    no such snapshot); the snapshots inside the window stay whole and
+    readable; the catalog serves the trimmed metadata; the next commit
+    goes on from it, exactly."""
+    from ltap_check import assert_exact
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, l = pageserver_with_ingest(cluster, store, extra_args=["--gc_retention", "3s"])
+    prefix = f"{t}/{l}"
+    try:
+        pri.sql("CREATE TABLE t (id int, v text)")
+        pri.sql("INSERT INTO t SELECT g, 'a' FROM generate_series(1, 1000) g")
+        ps_snapshot(ps, pri, t, l)
+        first = _snapshots(store, prefix, "t")
+        (s1,) = [s for s in first["snapshots"] if s["id"] == first["current"]]
+        pri.sql("UPDATE t SET v = 'b'")
+        ps_snapshot(ps, pri, t, l)
+        two = _snapshots(store, prefix, "t")
+        assert len(two["snapshots"]) == 2 and not two["unreadable"], two
+        assert all(not s["missing"] for s in two["snapshots"]), "a file expired inside the window"
+        import time
+        time.sleep(3.5)
+        pri.sql("UPDATE t SET v = 'c'")
+        ps_snapshot(ps, pri, t, l)
+        after = _snapshots(store, prefix, "t")
+        ids = [s["id"] for s in after["snapshots"]]
+        assert s1["id"] not in ids and s1["id"] not in after["snapshotLog"], after
+        assert len(ids) == 2 and after["current"] in ids, after
+        assert not after["unreadable"], after
+        for s in after["snapshots"]:
+            assert s["files"] and not s["missing"], s  # every kept snapshot reads whole
+        assert all(not os.path.exists(f) for f in s1["files"]), "the expired file is still there"
+        # the expired snapshot's manifest list is gone from the store
+        mdir = os.path.join(store, prefix, "lake", "postgres", "public", "t", "metadata")
+        lists = [f for f in os.listdir(mdir) if f.startswith("snap-")]
+        assert not [f for f in lists if f.startswith(f"snap-{s1['id']}-")], lists
+        # the catalog serves the trimmed metadata
+        base = f"{ps.url}/v1/tenant/{t}/timeline/{l}/iceberg"
+        st, loaded = http("GET", base + "/v1/namespaces/postgres%1Fpublic/tables/t")
+        assert st == 200 and loaded["metadata-location"].endswith("/" + after["metadata"]), loaded
+        assert len(loaded["metadata"]["snapshots"]) == 2
+        # and the writer goes on from it
+        pri.sql("UPDATE t SET v = 'd' WHERE id <= 10")
+        ps_snapshot(ps, pri, t, l)
+        assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
+        last = _snapshots(store, prefix, "t")
+        assert not last["unreadable"] and all(not s["missing"] for s in last["snapshots"]), last
+    finally:
+        ps.stop()

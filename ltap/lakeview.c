@@ -1,12 +1,6 @@
 /*
  * lakeview.c: a timeline's lake read back from object storage (lakeview.h).
- *
- * The newest metadata version. Iceberg versions are created put-if-absent
- * and version-hint.text is written after each (lake/iceberg.h), so the
- * hint is never ahead of the last commit but may be behind it (a crash
- * between the two puts). The hint's version is read and the next ones are
- * probed until one is missing; with no usable hint the metadata folder is
- * listed. Either way the answer is the largest N that exists.
+ * The newest metadata of a table is found as lake/iceberg_meta.h says.
  */
 #include "lakeview.h"
 
@@ -17,6 +11,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "log.h"
+#include "lake/iceberg_meta.h"
 #include "lake/table.h"
 #include "timeline.h"
 
@@ -105,111 +101,10 @@ ltap_lake_list_find(const ltap_lake_list *l, const char *database, const char *s
     return NULL;
 }
 
-/* Does metadata version v of the table exist? 1, 0, or an error. */
-static int
-version_exists(lake_store *st, const char *tprefix, int64_t v, lb_buf *body)
-{
-    char key[1200];
-    snprintf(key, sizeof(key), "%s/metadata/v%" PRId64 ".metadata.json", tprefix, v);
-    body->len = 0;
-    int rc = lake_store_get(st, key, body);
-    return rc == 0 ? 1 : rc == LB_ENOTFOUND ? 0 : rc;
-}
-
-/* The largest N by listing the metadata folder; 0 if none. */
-static int
-newest_by_listing(lake_store *st, const char *tprefix, int64_t *newest)
-{
-    char dir[1200];
-    snprintf(dir, sizeof(dir), "%s/metadata/", tprefix);
-    lb_objstore_listing l;
-    memset(&l, 0, sizeof(l));
-    int rc = lake_store_list(st, dir, &l);
-    *newest = 0;
-    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
-        const char *name = l.objects[i].key + strlen(dir);
-        char *end;
-        if (name[0] != 'v' || name[1] < '1' || name[1] > '9')
-            continue;
-        long long v = strtoll(name + 1, &end, 10);
-        if (strcmp(end, ".metadata.json") == 0 && v > *newest)
-            *newest = v;
-    }
-    lb_objstore_list_free(&l);
-    return rc;
-}
-
 int
 ltap_lake_metadata(lake_store *st, const char *tprefix, char **key, json_t **meta, lb_err *err)
 {
-    *key = NULL;
-    *meta = NULL;
-    char hint_key[1200];
-    snprintf(hint_key, sizeof(hint_key), "%s/metadata/version-hint.text", tprefix);
-    lb_buf b = LB_BUF_INIT;
-    int64_t v = 0;
-    int rc = lake_store_get(st, hint_key, &b);
-    if (rc == 0 && lb_buf_append(&b, "", 1) == 0) {
-        char *end;
-        long long h = strtoll((const char *)b.data, &end, 10);
-        if (end != (const char *)b.data && h > 0)
-            v = h;
-    } else if (rc != LB_ENOTFOUND && rc != 0) {
-        lb_buf_free(&b);
-        return lb_err_set(err, rc, "could not read \"%s\": %s", hint_key, lake_store_error(st));
-    }
-    /* probe forward from the hint; a hint whose version is missing is ignored */
-    int have = v > 0 ? version_exists(st, tprefix, v, &b) : 0;
-    while (have == 1) {
-        int next = version_exists(st, tprefix, v + 1, &b);
-        if (next != 1) {
-            have = next < 0 ? next : 1;
-            break;
-        }
-        v++;
-    }
-    if (have < 0) {
-        lb_buf_free(&b);
-        return lb_err_set(err, have, "could not read the metadata of \"%s\": %s", tprefix,
-                          lake_store_error(st));
-    }
-    if (have == 0) {
-        if ((rc = newest_by_listing(st, tprefix, &v)) != 0) {
-            lb_buf_free(&b);
-            return lb_err_set(err, rc, "could not list the metadata of \"%s\": %s", tprefix,
-                              lake_store_error(st));
-        }
-        have = v > 0 ? version_exists(st, tprefix, v, &b) : 0;
-    }
-    if (have <= 0) {
-        lb_buf_free(&b);
-        if (have < 0)
-            return lb_err_set(err, have, "could not read the metadata of \"%s\": %s", tprefix,
-                              lake_store_error(st));
-        return lb_err_set(err, LB_ENOTFOUND, "lake table \"%s\" has no Iceberg metadata", tprefix);
-    }
-    /* b holds version v (the last probe that succeeded was v, or v + 1
-     * failed after it: read v again in that case) */
-    if (version_exists(st, tprefix, v, &b) != 1) {
-        lb_buf_free(&b);
-        return lb_err_set(err, LB_ENOTFOUND, "metadata v%" PRId64 " of \"%s\" went away", v,
-                          tprefix);
-    }
-    json_error_t je;
-    json_t *j = json_loadb(b.data ? (const char *)b.data : "", b.len, 0, &je);
-    lb_buf_free(&b);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        return lb_err_set(err, LB_EPARSE, "v%" PRId64 ".metadata.json of \"%s\" is not JSON: %s", v,
-                          tprefix, je.text);
-    }
-    if (asprintf(key, "%s/metadata/v%" PRId64 ".metadata.json", tprefix, v) < 0) {
-        *key = NULL;
-        json_decref(j);
-        return lb_err_set(err, -ENOMEM, "out of memory");
-    }
-    *meta = j;
-    return 0;
+    return lake_iceberg_newest_metadata(st, tprefix, NULL, key, meta, err);
 }
 
 /* The current snapshot's summary, or NULL. */
@@ -312,5 +207,27 @@ ltap_timeline_status_load(const char *tenant, const char *timeline, const char *
         return rc;
     if (!ltap__status_seed(tenant, timeline, run_lsn, tables, n, metrics))
         free(tables);
+    return 0;
+}
+
+int
+ltap_lake_expire_snapshots(lake_store *st, const char *tl_prefix, int64_t cutoff_ms,
+                           size_t *expired, lb_err *err)
+{
+    *expired = 0;
+    ltap_lake_list l;
+    int rc = ltap_lake_list_load(st, tl_prefix, &l, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < l.n; i++) {
+        size_t n = 0;
+        lb_err e = {0};
+        int trc = lake_iceberg_expire_snapshots(st, l.tables[i].prefix, cutoff_ms, &n, &e);
+        if (trc && trc != LB_ENOTFOUND)
+            lb_warn("lake expiry: snapshots of a table not expired prefix=%s error=\"%s\"",
+                    l.tables[i].prefix, e.message);
+        *expired += n;
+    }
+    ltap_lake_list_free(&l);
     return 0;
 }

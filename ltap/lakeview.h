@@ -62,6 +62,16 @@ int ltap_lake_metadata(lake_store *st, const char *tprefix, char **key, json_t *
 int ltap_lake_status_read(lake_store *st, const char *tl_prefix, lb_lsn *run_lsn,
                           ltap_table_status **tables, size_t *ntables, lb_err *err);
 
+/* Expire, in the Iceberg metadata of every listed table, the snapshots
+ * that stopped being current at or before cutoff_ms
+ * (lake_iceberg_expire_snapshots()): after the caller deletes the data
+ * files removed at or before cutoff_ms, no snapshot a reader can choose
+ * names a missing file. *expired counts the snapshots. A table that fails
+ * is logged and left for the next call; 0, LB_ENOTFOUND (no list), or the
+ * list's error with a message in err. */
+int ltap_lake_expire_snapshots(lake_store *st, const char *tl_prefix, int64_t cutoff_ms,
+                               size_t *expired, lb_err *err);
+
 /* The lake status of a timeline after a restart: unless a run since the
  * start (or an earlier call) recorded one, read it from the store at
  * store_url and record it (ltap_timeline_status(), /metrics in metrics,
