@@ -333,3 +333,36 @@ def test_ltap_expired_snapshots_leave_the_metadata(cluster):
         assert not last["unreadable"] and all(not s["missing"] for s in last["snapshots"]), last
     finally:
         ps.stop()
+
+
+def test_ltap_iceberg_catalog_on_s3(cluster):
+    """With an S3 store (s3rver), loadTable gives s3:// locations (the
+    bucket and key, not the client's endpoint query), the metadata equals
+    the object at that location, and config says how to reach it: the
+    endpoint, path-style access and the region."""
+    from lakebase import RemoteStore, s3rver_for
+    url = s3rver_for(cluster.workdir).url("lake")
+    ps, pri, t, l = pageserver_with_ingest(cluster, url)
+    try:
+        pri.sql("CREATE TABLE t (id int)")
+        pri.sql("INSERT INTO t SELECT generate_series(1, 100)")
+        ps_snapshot(ps, pri, t, l)
+        base = f"{ps.url}/v1/tenant/{t}/timeline/{l}/iceberg"
+        token = Auth.of(cluster.workdir).mint("analytics", tenant=t, timeline=l)
+        st, _, res = raw("GET", base + "/v1/lake/namespaces/postgres%1Fpublic/tables/t", token)
+        assert st == 200, res
+        bucket_prefix = url.split("?")[0]
+        loc = res["metadata-location"]
+        assert loc.startswith(bucket_prefix + f"/{t}/{l}/lake/postgres/public/t/metadata/v"), loc
+        assert "?" not in loc and "?" not in res["metadata"]["location"], res
+        key = loc[len(bucket_prefix) + 1:]
+        assert json.loads(RemoteStore(url).get(key)) == res["metadata"]
+        endpoint = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["endpoint"][0]
+        assert res["config"] == {"s3.endpoint": endpoint, "s3.path-style-access": "true",
+                                 "client.region": "us-east-1"}, res["config"]
+        # every manifest list the metadata names is in the bucket
+        for s in res["metadata"]["snapshots"]:
+            assert s["manifest-list"].startswith(bucket_prefix + "/")
+            RemoteStore(url).get(s["manifest-list"][len(bucket_prefix) + 1:])
+    finally:
+        ps.stop()

@@ -486,7 +486,7 @@ table_common(lb_http_request *req, void *arg, bool head)
         location = NULL;
     if (asprintf(&etag, "\"%s\"", key) < 0)
         etag = NULL;
-    json_t *cfg = table_config(url, e->prefix);
+    json_t *cfg = table_config(c.d->conf.remote_storage, e->prefix); /* with its query */
     free(key);
     cat_end(&c);
     if (!location || !etag || !cfg) {
