@@ -330,11 +330,89 @@ random_hex(char *out, size_t nbytes)
         sprintf(out + 2 * i, "%02x", r[i]);
 }
 
+/* What writing a table's chunks reuses from one chunk to the next: the
+ * batch, the Parquet writer (restarted per file, so its page buffers,
+ * dictionaries and compression context are allocated and faulted in once
+ * per table, not per chunk) and the buffer the file is assembled in. */
+typedef struct table_writer {
+    batch b;
+    lake_parquet_writer *w; /* NULL until the first chunk */
+    lb_buf file;
+} table_writer;
+
+static int
+table_writer_init(table_writer *tw, const table_info *t)
+{
+    memset(tw, 0, sizeof(*tw));
+    batch *b = &tw->b;
+    size_t nnative = 0;
+    for (size_t i = 0; i < t->ncols; i++)
+        nnative += t->cols[i].kind != LTAP_OVERFLOW;
+    b->nfields = 2 + nnative + 1;
+    b->columns = calloc(b->nfields, sizeof(lake_value *));
+    b->msgs = calloc(BATCH_ROWS + 1, sizeof(char *));
+    b->ovf = calloc(t->ncols + 1, sizeof(lake_value));
+    if (!b->columns || !b->msgs || !b->ovf)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->nfields; i++)
+        if (!(b->columns[i] = calloc(BATCH_ROWS, sizeof(lake_value))))
+            return -ENOMEM;
+    return 0;
+}
+
+static void
+table_writer_free(table_writer *tw)
+{
+    batch *b = &tw->b;
+    for (size_t i = 0; b->msgs && i < b->nmsgs; i++)
+        PQfreemem(b->msgs[i]);
+    for (size_t i = 0; b->columns && i < b->nfields; i++)
+        free(b->columns[i]);
+    free(b->columns);
+    free(b->msgs);
+    free(b->ovf);
+    ltap__arena_free(&b->arena);
+    lake_parquet_writer_free(tw->w);
+    lb_buf_free(&tw->file);
+    memset(tw, 0, sizeof(*tw));
+}
+
+/* A new file in tw->file: the writer made on the first call, restarted
+ * after. */
+static int
+table_writer_start(table_writer *tw, lake_schema *schema, lb_err *err)
+{
+    lb_buf_reset(&tw->file);
+    if (tw->w) {
+        int rc = lake_parquet_writer_restart(tw->w);
+        if (rc)
+            lb_err_set(err, rc, "%s", lake_parquet_writer_error(tw->w));
+        return rc;
+    }
+    /* No dictionary encoding: zstd over PLAIN pages makes files as small
+     * or smaller here, and building dictionaries that high-cardinality
+     * columns (ids, timestamps, uuids, floats) then abandon cost a third of
+     * the CPU on a wide mixed-type table (bench/ltap: 66 -> 95 MB/s/core;
+     * its files 15.1 -> 14.0 MB, pgbench_accounts' 1.40 -> 1.40 MB). */
+    lake_parquet_options po;
+    lake_parquet_options_init(&po);
+    po.dictionary = false;
+    /* zstd level 2 on every page, no trial at level -1: a chunk's file has
+     * one or two pages per column, so the trial compressed nearly every
+     * page twice. On bench/ltap's wide table level 2 alone is 25% faster
+     * than level 3 with the trial and its files 0.7% smaller (23.32 ->
+     * 23.16 MB); pgbench_accounts' 0.7% larger (2.80 -> 2.82 MB). */
+    po.zstd_level = 2;
+    po.zstd_trial = false;
+    return lake_parquet_writer_new(schema, &po, buf_sink, &tw->file, &tw->w, err);
+}
+
 /* Read chunk k of t and write its data file; *stats_out NULL if it has no
  * rows (nothing written). path_out gets the file's path in the table. */
 static int
-write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const char *tprefix,
-            uint64_t k, char *path_out, size_t path_cap, lake_parquet_file_stats **stats_out)
+write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, table_writer *tw,
+            const char *tprefix, uint64_t k, char *path_out, size_t path_cap,
+            lake_parquet_file_stats **stats_out)
 {
     lb_err *err = ru->err;
     *stats_out = NULL;
@@ -368,30 +446,10 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
     }
     PQclear(res);
 
-    batch b = {0};
-    size_t nnative = 0;
-    for (size_t i = 0; i < t->ncols; i++)
-        nnative += t->cols[i].kind != LTAP_OVERFLOW;
-    b.nfields = 2 + nnative + 1;
-    b.columns = calloc(b.nfields, sizeof(lake_value *));
-    b.msgs = calloc(BATCH_ROWS + 1, sizeof(char *));
-    b.ovf = calloc(t->ncols + 1, sizeof(lake_value));
-    int rc = b.columns && b.msgs && b.ovf ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < b.nfields; i++)
-        if (!(b.columns[i] = calloc(BATCH_ROWS, sizeof(lake_value))))
-            rc = -ENOMEM;
-    lb_buf file = LB_BUF_INIT;
-    lake_parquet_writer *w = NULL;
-    /* No dictionary encoding: zstd over PLAIN pages makes files as small
-     * or smaller here, and building dictionaries that high-cardinality
-     * columns (ids, timestamps, uuids, floats) then abandon cost a third of
-     * the CPU on a wide mixed-type table (bench/ltap: 66 -> 95 MB/s/core;
-     * its files 15.1 -> 14.0 MB, pgbench_accounts' 1.40 -> 1.40 MB). */
-    lake_parquet_options po;
-    lake_parquet_options_init(&po);
-    po.dictionary = false;
-    if (rc == 0)
-        rc = lake_parquet_writer_new(schema, &po, buf_sink, &file, &w, err);
+    batch *b = &tw->b;
+    lb_buf *file = &tw->file;
+    int rc = table_writer_start(tw, schema, err);
+    lake_parquet_writer *w = rc == 0 ? tw->w : NULL;
     bool header = true, done = false;
     while (!done) {
         char *msg = NULL;
@@ -436,10 +494,10 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
             PQfreemem(msg);
             continue;
         }
-        b.msgs[b.nmsgs++] = msg;
-        rc = parse_row(t, &b, p, len, err);
-        if (rc == 0 && b.nrows == BATCH_ROWS)
-            rc = batch_flush(&b, w, err);
+        b->msgs[b->nmsgs++] = msg;
+        rc = parse_row(t, b, p, len, err);
+        if (rc == 0 && b->nrows == BATCH_ROWS)
+            rc = batch_flush(b, w, err);
         if (rc)
             lb_err_prefix(err, "chunk %" PRIu64, k);
     }
@@ -451,10 +509,10 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
         PQclear(fin);
     }
     if (rc == 0) {
-        rc = batch_flush(&b, w, err);
+        rc = batch_flush(b, w, err);
     } else {
-        b.nrows = 0; /* failed: drop the batch, release its messages */
-        batch_flush(&b, NULL, NULL);
+        b->nrows = 0; /* failed: drop the batch, release its messages */
+        batch_flush(b, NULL, NULL);
     }
     lake_parquet_file_stats *stats = NULL;
     int64_t rows = w ? lake_parquet_rows(w) : 0;
@@ -473,25 +531,17 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
         char *key = NULL;
         if (asprintf(&key, "%s/%s", tprefix, path_out) < 0)
             rc = -ENOMEM;
-        else if ((rc = lake_store_put_new(ru->r->store, key, file.data, file.len)))
+        else if ((rc = lake_store_put_new(ru->r->store, key, file->data, file->len)))
             lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(ru->r->store));
         free(key);
         if (rc == 0) {
-            ru->res->lake_bytes_written += file.len;
+            ru->res->lake_bytes_written += file->len;
             ru->res->rows_written += (uint64_t)rows;
             *stats_out = stats;
             stats = NULL;
         }
     }
     lake_parquet_file_stats_free(stats);
-    lake_parquet_writer_free(w);
-    lb_buf_free(&file);
-    for (size_t i = 0; b.columns && i < b.nfields; i++)
-        free(b.columns[i]);
-    free(b.columns);
-    free(b.msgs);
-    free(b.ovf);
-    ltap__arena_free(&b.arena);
     return rc;
 }
 
@@ -647,6 +697,10 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     size_t nadds = 0, nremoves = 0;
     if (rc == 0 && (!adds || !paths || !removes))
         rc = -ENOMEM;
+    table_writer tw;
+    int twrc = table_writer_init(&tw, t);
+    if (rc == 0)
+        rc = twrc;
     for (uint64_t k = 0; rc == 0 && !skip && k < nchunks; k++) {
         uint32_t first = (uint32_t)(k * ru->chunk_blocks);
         uint64_t n64 =
@@ -659,7 +713,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
             break;
         }
         lake_parquet_file_stats *st = NULL;
-        rc = write_chunk(ru, c, t, schema, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
+        rc =
+            write_chunk(ru, c, t, schema, &tw, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
         if (rc)
             break;
         ts->chunks_written++;
@@ -715,6 +770,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     }
     if (rc && rc != -ENOMEM)
         lb_err_prefix(err, "table \"%s\".\"%s\".\"%s\"", dbname, t->schema, t->name);
+    table_writer_free(&tw);
     for (size_t i = 0; adds && i < nadds; i++)
         lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
     free(adds);
