@@ -552,6 +552,71 @@ test_schema_evolution(void **state)
     lake_schema_free(s5);
 }
 
+/* Replace the first `from` in file <g_dir>/<prefix>/<rel> with `to`. */
+static void
+edit_file(const char *prefix, const char *rel, const char *from, const char *to)
+{
+    char path[PATH_MAX + 300];
+    snprintf(path, sizeof(path), "%s/%s/%s", g_dir, prefix, rel);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char buf[1 << 16], out[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *at = strstr(buf, from);
+    if (!at)
+        fail_msg("\"%s\" not in %s", from, rel);
+    snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(out, f);
+    fclose(f);
+}
+
+/* Metadata this writer cannot evolve gets a clear error at open, and
+ * nothing is written: a Delta table mapping columns by name, a Delta
+ * schemaString that is not JSON, an Iceberg current-schema-id that names
+ * no schema. */
+static void
+test_schema_bad_metadata(void **state)
+{
+    (void)state;
+    const char *prefix = "lake/db/public/badmeta";
+    lake_schema *s = tf_schema(false);
+    lake_store *st = lt_open_store(g_dir);
+    lake_table *t = open_model(st, prefix, s);
+    lake_table_close(t);
+    const char *v0 = "_delta_log/00000000000000000000.json";
+    lb_err err = {0};
+    lake_delta_table *d = NULL;
+
+    edit_file(prefix, v0, "\"delta.columnMapping.mode\":\"id\"",
+              "\"delta.columnMapping.mode\":\"name\"");
+    assert_int_equal(lake_delta_open(st, prefix, s, NULL, &d, &err), LB_EUNSUPPORTED);
+    assert_non_null(strstr(err.message, "maps columns by name"));
+    edit_file(prefix, v0, "\"delta.columnMapping.mode\":\"name\"",
+              "\"delta.columnMapping.mode\":\"id\"");
+    assert_int_equal(lake_delta_open(st, prefix, s, NULL, &d, &err), 0);
+    assert_false(lake_delta_schema_pending(d));
+    lake_delta_close(d);
+
+    edit_file(prefix, v0, "\"schemaString\":\"{", "\"schemaString\":\"x{");
+    assert_int_equal(lake_delta_open(st, prefix, s, NULL, &d, &err), LB_EPARSE);
+    assert_non_null(strstr(err.message, "schemaString is not JSON"));
+
+    lake_iceberg_table *ice = NULL;
+    edit_file(prefix, "metadata/v1.metadata.json", "\"current-schema-id\": 0",
+              "\"current-schema-id\": 7");
+    assert_int_equal(lake_iceberg_open(st, prefix, s, NULL, &ice, &err), LB_EPARSE);
+    assert_non_null(strstr(err.message, "current schema 7 is not in the metadata"));
+    assert_int_equal(count_files(prefix, "metadata"), 2); /* v1 and its hint */
+    assert_int_equal(count_files(prefix, "_delta_log"), 1);
+
+    lake_store_close(st);
+    lake_schema_free(s);
+}
+
 int
 main(void)
 {
@@ -561,6 +626,7 @@ main(void)
         cmocka_unit_test(test_lagging_format_brought_level),
         cmocka_unit_test(test_level_missing_file),
         cmocka_unit_test(test_schema_evolution),
+        cmocka_unit_test(test_schema_bad_metadata),
     };
     return lake_test_run("lake-table", tests);
 }
