@@ -1132,6 +1132,12 @@ lake_delta_schema_pending(const lake_delta_table *t)
     return t->pending;
 }
 
+bool
+lake_delta_schema_retyped(const lake_delta_table *t)
+{
+    return t->pending && t->retyped;
+}
+
 int64_t
 lake_delta_version(const lake_delta_table *t)
 {

@@ -104,6 +104,9 @@ int lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t na
  * the protocol it needs, differs from the table's); a commit without files
  * is then allowed and writes just that. */
 bool lake_delta_schema_pending(const lake_delta_table *t);
+/* Whether that change alters a field's Delta type (then the commit must
+ * replace every live file). */
+bool lake_delta_schema_retyped(const lake_delta_table *t);
 
 /* The last version read or written. */
 int64_t lake_delta_version(const lake_delta_table *t);

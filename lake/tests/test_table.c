@@ -617,6 +617,50 @@ test_schema_bad_metadata(void **state)
     lake_schema_free(s);
 }
 
+/* int16 -> int32 is no change to Iceberg ("int" both) but one to Delta
+ * ("short" -> "integer"): the model still calls it a type change, and a
+ * commit that keeps the old files is refused before either format writes. */
+static void
+test_schema_retyped_for_delta_only(void **state)
+{
+    (void)state;
+    const char *prefix = "lake/db/public/short";
+    lake_schema *s1 = tf_schema(false), *s2 = tf_schema(false);
+    lake__node *a1 = (lake__node *)lake__schema_node(s1, 10);
+    assert_int_equal(a1->field_id, 11);
+    a1->type = LAKE_TYPE_INT16;
+    lake_store *st = lt_open_store(g_dir);
+    lake_table *t = open_model(st, prefix, s1);
+    tf_file a, b;
+    tf_write(g_dir, prefix, s1, false, "a", 0, 9, &a);
+    lake_data_file add_a = tf_data_file(&a);
+    lake_commit c1 = {.adds = &add_a, .nadds = 1};
+    lb_err err = {0};
+    assert_int_equal(lake_table_commit(t, &c1, &err), 0);
+    lake_table_close(t);
+
+    t = open_model(st, prefix, s2);
+    assert_true(lake_table_schema_changed(t) && lake_table_schema_retyped(t));
+    tf_write(g_dir, prefix, s2, false, "b", 10, 19, &b);
+    lake_data_file add_b = tf_data_file(&b);
+    lake_commit keep = {.adds = &add_b, .nadds = 1};
+    int nmeta = count_files(prefix, "metadata"), nlog = count_files(prefix, "_delta_log");
+    assert_int_equal(lake_table_commit(t, &keep, &err), LB_EVALUE);
+    assert_non_null(strstr(err.message, "replace every live file"));
+    assert_int_equal(count_files(prefix, "metadata"), nmeta);
+    assert_int_equal(count_files(prefix, "_delta_log"), nlog);
+    const char *rm[] = {a.path};
+    lake_commit replace = {.adds = &add_b, .nadds = 1, .removes = rm, .nremoves = 1};
+    if (lake_table_commit(t, &replace, &err))
+        fail_msg("commit: %s", err.message);
+    lake_table_close(t);
+    tf_file *live[] = {&b};
+    check_both(prefix, live, 1);
+    lake_store_close(st);
+    tf_free(&a), tf_free(&b);
+    lake_schema_free(s1), lake_schema_free(s2);
+}
+
 int
 main(void)
 {
@@ -627,6 +671,7 @@ main(void)
         cmocka_unit_test(test_level_missing_file),
         cmocka_unit_test(test_schema_evolution),
         cmocka_unit_test(test_schema_bad_metadata),
+        cmocka_unit_test(test_schema_retyped_for_delta_only),
     };
     return lake_test_run("lake-table", tests);
 }
