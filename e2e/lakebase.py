@@ -1171,6 +1171,14 @@ def start_compute(view, ps, name, meta, restore_from_pageserver=True):
     return pg, election
 
 
+def start_root(view, ps, name="root", restore_from_pageserver=True):
+    """The view's timeline created on ps, and a primary on it
+    (start_compute): (primary, election)."""
+    st, boot = ps.create(view.tenant, view.timeline)
+    assert st == 201, boot
+    return start_compute(view, ps, name, boot, restore_from_pageserver)
+
+
 def pageserver_with_ingest(cluster, remote=None, extra_args=None):
     """A pageserver (remote: its object store, default the test's) with the
     cluster's timeline, and a primary "primary" on it whose WAL goes through
@@ -1178,14 +1186,11 @@ def pageserver_with_ingest(cluster, remote=None, extra_args=None):
     timeline); the pageserver is stopped if the set-up fails."""
     ps = Pageserver(cluster.workdir, remote=remote, extra_args=extra_args).start()
     try:
-        t, l = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, l)
-        assert st == 201, boot
-        primary, _ = start_compute(cluster, ps, "primary", boot, restore_from_pageserver=False)
+        primary, _ = start_root(cluster, ps, "primary", restore_from_pageserver=False)
     except BaseException:
         ps.stop()
         raise
-    return ps, primary, t, l
+    return ps, primary, cluster.tenant, cluster.timeline
 
 
 def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):

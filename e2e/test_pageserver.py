@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import lakebase
 from lakebase import (PGBIN, Pageserver, Postgres, http, http_get_raw, insert_lsn, lsn_int,
-                      pageserver_with_ingest, start_compute, table_hashes, wait_for,
+                      pageserver_with_ingest, start_root, table_hashes, wait_for,
                       wait_ingested)
 
 
@@ -194,9 +194,7 @@ def test_a_safekeeper_name_that_does_not_resolve_never_stops_the_loop(cluster):
         with environment(LD_PRELOAD=shim, LB_GAI_CONTROL=ctl):
             ps.start()
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201, boot
-        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary, _ = start_root(cluster, ps)
         primary.sql("create table t (id int)")
         wait_ingested(ps, t, root, lsn_int(insert_lsn(primary)), 60, "ingest")
         # Management names the first safekeeper by a host name; restarted,

@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 
 from lakebase import (Pageserver, http, http_get_raw, ids, insert_lsn, lsn_int, lsn_str,
-                      start_compute, timeline_view, tli, wait_for, wait_ingested)
+                      start_compute, start_root, timeline_view, tli, wait_for, wait_ingested)
 
 
 class StaleSafekeeper:
@@ -71,9 +71,7 @@ def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):
     ps = Pageserver(workdir).start()
     try:
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201, boot
-        primary, election = start_compute(cluster, ps, "root", boot)
+        primary, election = start_root(cluster, ps)
         primary.sql("create table t (id int primary key, who text)")
         primary.sql("insert into t values (1, 'root before the branch point')")
         at1 = insert_lsn(primary)
@@ -162,9 +160,7 @@ def test_branch_point_is_checked_against_the_quorums_commit_lsn(cluster):
     proxy = None
     try:
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201, boot
-        primary, election = start_compute(cluster, ps, "root", boot)
+        primary, election = start_root(cluster, ps)
         primary.sql("create table t (id int primary key)")
         primary.sql("insert into t values (1)")
         stale = insert_lsn(primary)
@@ -283,9 +279,7 @@ def test_branch_at_timestamp(cluster):
     ps = Pageserver(workdir).start()
     try:
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201
-        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary, _ = start_root(cluster, ps)
         primary.sql("create table t (id int primary key, who text)")
         primary.sql("insert into t values (1, 'before')")
         when = primary.sql("select to_char(clock_timestamp() at time zone 'UTC', "
@@ -345,9 +339,7 @@ def test_idle_redo_standby_stops_and_wakes_on_new_wal(cluster):
     ps = Pageserver(workdir, extra_args=["--ingest_idle_timeout", "1s"]).start()
     try:
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201
-        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary, _ = start_root(cluster, ps)
         primary.sql("create table t (id int primary key, who text)")
         quiet_checks = 0
         for i in range(3):

@@ -5,8 +5,8 @@ import os
 import time
 import uuid
 
-from lakebase import (Pageserver, http, ids, insert_lsn, lsn_int, start_compute, timeline_view, wait_for,
-                      wait_ingested)
+from lakebase import (Pageserver, http, ids, insert_lsn, lsn_int, start_compute, start_root,
+                      timeline_view, wait_for, wait_ingested)
 
 RETENTION_S = 2
 ROUNDS = 36
@@ -23,9 +23,7 @@ def test_gc_bounds_storage_and_keeps_what_is_needed(cluster):
                                          "--gc_interval", "200ms"]).start()
     try:
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201, boot
-        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary, _ = start_root(cluster, ps)
         primary.sql("create table t (id int primary key, v int, pad text)")
         primary.sql("insert into t select g, 0, repeat('x', 200) from generate_series(1, 40000) g")
 
@@ -138,9 +136,7 @@ def test_gc_does_not_race_branch_creation(cluster):
 
     try:
         t, root = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, root)
-        assert st == 201, boot
-        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary, _ = start_root(cluster, ps)
         primary.sql("create table t (id int primary key, v int)")
         primary.sql("insert into t select g, 0 from generate_series(1, 5000) g")
         created, refused = [], 0
