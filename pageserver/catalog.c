@@ -27,6 +27,14 @@
  * list (<tenant>/<timeline>/lake/_ltap_tables.json, ltap/lakeview.h) is
  * the source: what the last complete lake run materialized.
  *
+ * Freshness. Before a table is loaded (GET, not HEAD) the lake catches up
+ * with the committed WAL the timeline's redo standby has replayed: replay
+ * pauses there, the lake runs at that LSN (ingest.h, ps_ingest_lake_now),
+ * replay resumes. So an engine reads data as fresh as the last commit the
+ * pageserver has, not as of the last snapshot. Skipped when the last lake
+ * run is at the commit LSN already, or the timeline is not ingesting (its
+ * standby idle or stopped: served as it is).
+ *
  * Load table. The table's newest Iceberg metadata file, as it is
  * ("metadata" equals the file), its location in "metadata-location" (the
  * store's URL plus the key), and in "config" how to reach the files: for a
@@ -51,9 +59,10 @@
  * ErrorModel shape through the routes' refuse hook.
  *
  * Known limits. A name holding '/' cannot be addressed (the server
- * decodes the path before splitting it into segments); loadTable does not
- * first materialize up to the current commit LSN (the lake is as fresh as
- * the last snapshot's run); requests read the store on the HTTP thread.
+ * decodes the path before splitting it into segments); a load cannot name
+ * an older LSN to materialize at; requests read the store on the HTTP
+ * thread (the lake run itself goes to the worker pool, and the request
+ * waits for it).
  */
 #include "catalog.h"
 
@@ -65,8 +74,10 @@
 
 #include "json.h"
 #include "log.h"
+#include "ingest.h"
 #include "timelines.h"
 #include "ltap/lakeview.h"
+#include "ltap/timeline.h"
 
 #define CATALOG_PREFIX "lake"
 #define MAX_NS_LEVELS 2
@@ -113,10 +124,34 @@ cat_end(cat_req *c)
     lake_store_close(c->st);
 }
 
-/* Ids, prefix, timeline; with load, the store and the lake's table list.
- * false once the request is answered (*rc its status). */
+/* Freshness: before a table is loaded, the lake catches up with what the
+ * timeline's redo standby has replayed (the committed WAL), unless the
+ * last lake run is there already (ps_ingest_lake_now()). A timeline that
+ * is not ingesting, or whose standby is idle, is served as it is; so is
+ * one whose run fails (logged, and shown by GET .../lake). */
+static void
+freshen(cat_req *c, lb_lsn commit_lsn)
+{
+    lb_lsn since = 0, p = 0;
+    json_t *st = ltap_timeline_status(c->tenant, c->timeline, commit_lsn);
+    const char *run = json_string_value(json_object_get(st, "run_lsn"));
+    if (run && lb_lsn_parse(run, &since) != 0)
+        since = 0;
+    json_decref(st);
+    if (since && since >= commit_lsn)
+        return;
+    lb_err err = {0};
+    int rc = ps_ingest_lake_now(c->d, c->tenant, c->timeline, since, &p, &err);
+    if (rc && rc != LB_ENOTFOUND)
+        lb_warn("iceberg catalog: the lake did not catch up tenant=%s timeline=%s error=\"%s\"",
+                c->tenant, c->timeline, err.message);
+}
+
+/* Ids, prefix, timeline; with fresh, the lake caught up first (freshen());
+ * with load, the store and the lake's table list. false once the request
+ * is answered (*rc its status). */
 static bool
-cat_begin(cat_req *c, lb_http_request *req, ps_daemon *d, bool load, int *rc)
+cat_begin(cat_req *c, lb_http_request *req, ps_daemon *d, bool load, bool fresh, int *rc)
 {
     memset(c, 0, sizeof(*c));
     c->d = d;
@@ -142,7 +177,10 @@ cat_begin(cat_req *c, lb_http_request *req, ps_daemon *d, bool load, int *rc)
                         c->timeline);
         return false;
     }
+    lb_lsn commit_lsn = m.last_record_lsn;
     ps_tlmeta_free(&m);
+    if (fresh)
+        freshen(c, commit_lsn);
     if (!load)
         return true;
     lb_err err = {0};
@@ -242,7 +280,7 @@ h_config(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, false, &rc))
+    if (!cat_begin(&c, req, arg, false, false, &rc))
         return rc;
     static const char *const endpoints[] = {
         "GET /v1/{prefix}/namespaces",
@@ -272,7 +310,7 @@ h_list_namespaces(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, false, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_query(req, "parent"), true, &rc)) {
         cat_end(&c);
@@ -313,7 +351,7 @@ namespace_common(lb_http_request *req, void *arg, bool head)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, false, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_param(req, "namespace"), false, &rc)) {
         cat_end(&c);
@@ -352,7 +390,7 @@ h_list_tables(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, false, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_param(req, "namespace"), false, &rc)) {
         cat_end(&c);
@@ -442,7 +480,7 @@ table_common(lb_http_request *req, void *arg, bool head)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, !head, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_param(req, "namespace"), false, &rc)) {
         cat_end(&c);
@@ -530,7 +568,7 @@ h_metrics(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, false, &rc))
+    if (!cat_begin(&c, req, arg, false, false, &rc))
         return rc;
     return lb_http_respond(req, 204, NULL, NULL, 0);
 }
@@ -540,7 +578,7 @@ h_read_only(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, false, &rc))
+    if (!cat_begin(&c, req, arg, false, false, &rc))
         return rc;
     return ice_error(req, 406, "UnsupportedOperationException",
                      "the lakebase catalog is read-only: %s %s is not supported (lake tables are "
