@@ -160,6 +160,19 @@ def test_ltap_iceberg_catalog(cluster):
         assert st == 200 and ns["namespace"] == ["shop", "public"], ns
         st, _, lst = raw("GET", base + "/v1/namespaces?parent=shop", analytics)
         assert st == 200 and lst["namespaces"] == [["shop", "public"]], lst
+        # pages: pageSize bounds a page, next-page-token leads on, bad ones are refused
+        st, _, pg1 = raw("GET", base + "/v1/namespaces?pageToken=&pageSize=1", analytics)
+        assert st == 200 and pg1["namespaces"] == [["postgres"]] and pg1["next-page-token"], pg1
+        st, _, pg2 = raw("GET", base + "/v1/namespaces?pageSize=1&pageToken=" +
+                         pg1["next-page-token"], analytics)
+        assert st == 200 and pg2["namespaces"] == [["shop"]] and "next-page-token" not in pg2, pg2
+        st, _, tp = raw("GET", base + "/v1/namespaces/postgres%1Fpublic/tables?pageSize=1&pageToken=1",
+                        analytics)
+        assert st == 200 and [x["name"] for x in tp["identifiers"]] == ["odd name"], tp
+        assert "next-page-token" not in tp, tp
+        for q in ("pageToken=x", "pageToken=99", "pageToken=-1", "pageSize=0", "pageSize=abc"):
+            error_model(raw("GET", base + "/v1/namespaces?" + q, analytics), 400,
+                        "BadRequestException")
         odd = base + "/v1/namespaces/postgres%1Fpublic/tables/" + urllib.parse.quote("odd name")
         assert raw("GET", odd, analytics)[0] == 200
         assert raw("HEAD", base + "/v1/namespaces/postgres%1Fpublic/tables/nope", analytics)[0] \

@@ -21,6 +21,9 @@
  *   HEAD /v1/[lake/]namespaces/{ns}/tables/{t}  204 or 404
  *   POST /v1/[lake/]namespaces/{ns}/tables/{t}/metrics   204 (reports are dropped)
  *
+ * The lists take pageSize and pageToken (an offset this server hands out
+ * as "next-page-token"), sorted by name so pages follow one order.
+ *
  * Namespaces. A database is a top-level namespace, [database]; each
  * schema of it is a child, [database, schema], which holds the tables.
  * A namespace exists while the lake holds a table in it. The lake's own
@@ -275,6 +278,48 @@ ns_json(const char *a, const char *b)
 
 /* ---- handlers ------------------------------------------------------------------------ */
 
+/* A list answer, one page of it when the client asks (pageToken: where the
+ * page starts, an offset this server handed out, "" for the first page;
+ * pageSize: at most this many), with "next-page-token" while more follow.
+ * Takes all. */
+static int
+respond_page(lb_http_request *req, const char *field, json_t *all)
+{
+    const char *token = lb_http_query(req, "pageToken");
+    const char *size = lb_http_query(req, "pageSize");
+    size_t total = json_array_size(all), from = 0, n = total;
+    char *end;
+    if (token && *token) {
+        unsigned long long v = strtoull(token, &end, 10);
+        if (*end || token[0] < '0' || token[0] > '9' || v > total) {
+            json_decref(all);
+            return ice_error(req, 400, "BadRequestException",
+                             "pageToken \"%.40s\" is not one this server handed out", token);
+        }
+        from = (size_t)v;
+    }
+    if (size) {
+        unsigned long long v = strtoull(size, &end, 10);
+        if (*end || size[0] < '0' || size[0] > '9' || v < 1 || v > 100000) {
+            json_decref(all);
+            return ice_error(req, 400, "BadRequestException",
+                             "pageSize must be an integer from 1 to 100000");
+        }
+        n = (size_t)v;
+    }
+    json_t *page = json_array();
+    for (size_t i = from; i < total && i - from < n; i++)
+        json_array_append(page, json_array_get(all, i));
+    json_t *body = json_pack("{s:o}", field, page);
+    if (body && from + n < total) {
+        char next[32];
+        snprintf(next, sizeof(next), "%zu", from + n);
+        json_object_set_new(body, "next-page-token", json_string(next));
+    }
+    json_decref(all);
+    return lb_json_respond(req, 200, body);
+}
+
 static int
 h_config(lb_http_request *req, void *arg)
 {
@@ -343,7 +388,7 @@ h_list_namespaces(lb_http_request *req, void *arg)
                                                   : ns_json(c.ns[0], names[i]));
     free(names);
     cat_end(&c);
-    return lb_json_respond(req, 200, json_pack("{s:o}", "namespaces", out));
+    return respond_page(req, "namespaces", out);
 }
 
 static int
@@ -419,7 +464,7 @@ h_list_tables(lb_http_request *req, void *arg)
             ids, json_pack("{s:o, s:s}", "namespace", ns_json(c.ns[0], c.ns[1]), "name", names[i]));
     free(names);
     cat_end(&c);
-    return lb_json_respond(req, 200, json_pack("{s:o}", "identifiers", ids));
+    return respond_page(req, "identifiers", ids);
 }
 
 /* How a reader reaches the files: the table's directory for a file://
