@@ -106,6 +106,13 @@ jobs_queued(void *arg)
     return queued;
 }
 
+static double
+basebackups_running(void *arg)
+{
+    ps_daemon *d = arg;
+    return atomic_load(&d->basebackups);
+}
+
 /* The lake status of every timeline, read back from the lake in object
  * storage (ltap/lakeview.h), so that GET .../lake and /metrics report
  * after a restart what they reported before it, without waiting for the
@@ -231,7 +238,11 @@ ps_daemon_init(ps_daemon *d)
                                   jobs_running, d->workers)) != 0 ||
         (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_queued",
                                   "Jobs waiting for a worker (at most worker_queue; more get 503).",
-                                  jobs_queued, d->workers)) != 0)
+                                  jobs_queued, d->workers)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_basebackups_running",
+                                  "Basebackups streaming now (at most max_basebackups; more get "
+                                  "503).",
+                                  basebackups_running, d)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;

@@ -238,10 +238,16 @@ for (const p of live) {
     for (const r of rows) out.rows.push(JSON.stringify(r));
     const lower = mapOf(byId(dfSchema, df, 125)), upper = mapOf(byId(dfSchema, df, 128));
     const values = mapOf(byId(dfSchema, df, 109)), nulls = mapOf(byId(dfSchema, df, 110));
+    // columns by field id (spec "Column Projection"): a file written under
+    // an older schema names a renamed column by its old name
+    const named = new Map((await con.runAndReadAll(`SELECT field_id, name FROM parquet_schema(${lit(file)})`))
+        .getRowObjectsJson().filter((x) => x.field_id !== null).map((x) => [Number(x.field_id), x.name]));
     for (const f of schema.fields) {
         if (typeof f.type !== 'string' || f.type === 'binary' || f.type === 'uuid' || f.type.startsWith('fixed')) continue;
-        const [qmin, qmax] = sqlOf(f.type, f.name);
-        const [r] = (await con.runAndReadAll(`SELECT ${qmin} AS mn, ${qmax} AS mx, count(*) AS n, count(*) - count("${f.name}") AS nulls FROM read_parquet(${lit(file)})`)).getRowObjectsJson();
+        if (!named.has(f.id)) continue; // added after the file was written: NULL in it
+        const col = named.get(f.id);
+        const [qmin, qmax] = sqlOf(f.type, col);
+        const [r] = (await con.runAndReadAll(`SELECT ${qmin} AS mn, ${qmax} AS mx, count(*) AS n, count(*) - count("${col}") AS nulls FROM read_parquet(${lit(file)})`)).getRowObjectsJson();
         const lo = lower.get(f.id), hi = upper.get(f.id);
         const check = {
             path: p, column: f.name, id: f.id, type: f.type,
