@@ -19,6 +19,8 @@
  *   GET    .../wal/{name}   a WAL segment or history file as a server restoring this
  *          timeline must see it, across ancestors (walserve.c): for restore_command
  *   POST   /v1/gc           one gc pass now (gc.c): {"snapshots_deleted": n}
+ *   GET    .../lake         the timeline's lake tables (ltap/timeline.h)
+ *   ...    .../iceberg/v1/...  the timeline's Iceberg REST catalog (catalog.c)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "catalog.h"
 #include "daemon.h"
 #include "gc.h"
 #include "http_api.h"
@@ -46,6 +49,7 @@
 #include "json.h"
 #include "log.h"
 #include "wal.h"
+#include "ltap/lakeview.h"
 #include "ltap/timeline.h"
 
 static void
@@ -221,11 +225,17 @@ h_lake(lb_http_request *req, void *arg)
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
     if (!timeline_ids(req, tenant, timeline, &rc) ||
-        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
+        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_ANALYTICS, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
+    /* After a restart: the status the lake itself records, until a run */
+    lb_err err = {0};
+    rc = ltap_timeline_status_load(tenant, timeline, d->conf.remote_storage, d->metrics, &err);
+    if (rc && rc != LB_ENOTFOUND)
+        lb_warn("lake status: could not read it from the store tenant=%s timeline=%s error=\"%s\"",
+                tenant, timeline, err.message);
     json_t *j = ltap_timeline_status(tenant, timeline, m.last_record_lsn);
     ps_tlmeta_free(&m);
     if (!j)
@@ -590,7 +600,12 @@ scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *ten
 int
 ps_http_routes(ps_daemon *d)
 {
-    enum { MGMT = 0, COMPUTE = LB_AUTH_COMPUTE, PS = LB_AUTH_PAGESERVER };
+    enum {
+        MGMT = 0,
+        COMPUTE = LB_AUTH_COMPUTE,
+        PS = LB_AUTH_PAGESERVER,
+        ANALYTICS = LB_AUTH_ANALYTICS
+    };
     static const struct {
         const char *method, *pattern;
         lb_http_handler fn;
@@ -604,7 +619,7 @@ ps_http_routes(ps_daemon *d)
         {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lake", h_lake, COMPUTE},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lake", h_lake, COMPUTE | ANALYTICS},
         {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
          h_lsn_by_timestamp, COMPUTE},
@@ -616,5 +631,5 @@ ps_http_routes(ps_daemon *d)
         if (rc)
             return rc;
     }
-    return 0;
+    return ps_catalog_routes(d);
 }
