@@ -371,7 +371,8 @@ def test_ltap_incremental_bound(workdir, pgs):
 def test_ltap_kill9_mid_materialization(workdir, pgs):
     """kill -9 of the transcoder while it writes a table's chunks leaves the
     previous lake snapshot visible, unchanged, in both formats (no half
-    snapshot); the next run at the same P finishes it, exactly."""
+    snapshot); the next run at the same P finishes it, exactly, and deletes
+    the data files the killed run wrote but never committed."""
     pri, sb = pgs
     with pri.connect() as c:
         c.execute("CREATE TABLE t (id int, pad text)")
@@ -399,10 +400,20 @@ def test_ltap_kill9_mid_materialization(workdir, pgs):
         after = read_lake(store, PREFIX, "postgres", "public", "t", fmt)
         assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
             f"{fmt}: the killed run changed the visible snapshot"
+    # objects only: a file:// put killed mid-write leaves a ".lbtmp-" temp file, which listings skip
+    objects = lambda: {f for f in os.listdir(data) if not f.startswith(".lbtmp-")}  # noqa: E731
+    orphans = objects() - old_files
+    assert orphans
     res = materialize(sb, store, PREFIX, p2, chunk_blocks=4)
     t = [x for x in res["tables"] if x["table"] == "t"][0]
     assert t["lake_lsn"] == p2 and t["full"] and t["rows"] == 200000
     assert_exact(sb, pri, store, PREFIX, "postgres", "public", "t")
+    # the killed run's files are gone; what is left is live, or was live before (older snapshots)
+    left = objects()
+    assert not (orphans & left), f"{len(orphans & left)} orphans of the killed run remain"
+    assert res["orphans_deleted"] >= len(orphans)
+    live = set(read_lake(store, PREFIX, "postgres", "public", "t", "iceberg")["files"])
+    assert {"data/" + f for f in left} == live | set(before["iceberg"]["files"])
 
 
 def test_ltap_bad_input(workdir):

@@ -57,6 +57,7 @@
 
 #define BATCH_ROWS 4096
 #define TABLES_KEY "lake/_ltap_tables.json"
+#define RUN_KEY "lake/_ltap_run.json"
 
 typedef struct run {
     const ltap_request *r;
@@ -64,6 +65,7 @@ typedef struct run {
     uint32_t block_size;
     ltap_result *res;
     json_t *tables; /* the new list of tables */
+    bool sweep;     /* the previous run did not finish: collect its orphans */
     lb_err *err;
 } run;
 
@@ -540,6 +542,75 @@ note_removed(ltap_result *res, const char *tprefix, const char *path)
         res->nremoved++;
 }
 
+/* The P in a data file's name (data/c<k>-<P>-<random>.parquet), or 0. */
+static lb_lsn
+lsn_of(const char *path)
+{
+    unsigned long long k, lsn;
+    if (sscanf(path, "data/c%8llu-%16llx-", &k, &lsn) != 2)
+        return 0;
+    return (lb_lsn)lsn;
+}
+
+static bool
+is_live(const lake_table *lt, const char *path)
+{
+    size_t lo = 0, hi = lake_table_live_count(lt);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(lake_table_live_path(lt, mid), path);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/*
+ * Files of a killed run. A run writes a table's data files before the
+ * commit that lists them, so a run that died (kill -9, an error) may have
+ * left files no snapshot references. Every file a commit of the table
+ * listed carries a P in its name no later than the table's last commit
+ * (`committed`); a file not live now whose P is later was never
+ * committed, and none of this run's files exist yet (the sweep comes
+ * before the table's first chunk), so it is an orphan: deleted. Files
+ * with an earlier P that are not live belong to older snapshots and are
+ * left to expiry. Only after a run that did not finish (ru->sweep).
+ */
+static int
+sweep_orphans(run *ru, const lake_table *lt, const char *tprefix, lb_lsn committed, bool has_commit)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/data/", tprefix) < 0)
+        return -ENOMEM;
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(ru->r->store, dir, &l);
+    size_t skip = strlen(tprefix) + 1;
+    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+        const char *path = l.objects[i].key + skip;
+        lb_lsn at = lsn_of(path);
+        /* a name this transcoder does not write is left alone */
+        if (at == 0 || is_live(lt, path) || (has_commit && at <= committed))
+            continue;
+        lb_info("ltap: deleting an orphan of an unfinished run key=%s", l.objects[i].key);
+        rc = lake_store_delete(ru->r->store, l.objects[i].key);
+        if (rc == LB_ENOTFOUND || rc == -ENOENT)
+            rc = 0;
+        if (rc == 0)
+            ru->res->orphans_deleted++;
+    }
+    if (rc)
+        lb_err_set(ru->err, rc, "could not collect orphans of \"%s\": %s", tprefix,
+                   lake_store_error(ru->r->store));
+    lb_objstore_list_free(&l);
+    free(dir);
+    return rc;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -588,6 +659,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         strtoul(prev_rfn_s, NULL, 10) != t->relfilenode)
         full = true;
     bool skip = rc == 0 && !full && since == r->lsn;
+    if (rc == 0 && ru->sweep)
+        rc = sweep_orphans(ru, lt, tprefix, since, prev_lsn_s && since != 0);
 
     uint64_t nchunks = (t->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
     size_t nlive = rc == 0 ? lake_table_live_count(lt) : 0;
@@ -735,6 +808,63 @@ tables_key(const ltap_request *r)
     return k;
 }
 
+static bool
+listed(const run *ru, const char *tprefix, size_t len)
+{
+    size_t k;
+    json_t *f;
+    json_array_foreach(ru->tables, k, f)
+    {
+        const char *p = json_string_value(json_object_get(f, "prefix"));
+        if (p && strlen(p) == len && strncmp(p, tprefix, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* After an unfinished run: lake tables under <prefix>/lake/ that no list
+ * names (created by the run that died, their relation dropped before
+ * this run) are deleted too. A table is <db>/<schema>/<table>/ followed
+ * by data/, metadata/ or _delta_log/; nothing else is touched. */
+static int
+drop_unlisted(run *ru)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/lake/", ru->r->prefix) < 0)
+        return -ENOMEM;
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(ru->r->store, dir, &l);
+    if (rc)
+        lb_err_set(ru->err, rc, "could not list \"%s\": %s", dir, lake_store_error(ru->r->store));
+    size_t dlen = strlen(dir);
+    char *last = NULL;
+    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+        const char *key = l.objects[i].key, *e = key + dlen;
+        for (int slash = 0; e && slash < 3; slash++)
+            if ((e = strchr(e, '/')))
+                e++;
+        if (!e || (strncmp(e, "data/", 5) != 0 && strncmp(e, "metadata/", 9) != 0 &&
+                   strncmp(e, "_delta_log/", 11) != 0))
+            continue;
+        size_t len = (size_t)(e - 1 - key);
+        if (listed(ru, key, len) || (last && strlen(last) == len && strncmp(last, key, len) == 0))
+            continue;
+        free(last);
+        if (!(last = strndup(key, len))) {
+            rc = -ENOMEM;
+            break;
+        }
+        lb_info("ltap: dropping an unlisted lake table of an unfinished run prefix=%s", last);
+        if ((rc = delete_table(ru->r->store, last, ru->err)) == 0)
+            ru->res->dropped++;
+    }
+    free(last);
+    lb_objstore_list_free(&l);
+    free(dir);
+    return rc;
+}
+
 /* Delete the lake tables of the previous list that this run did not find. */
 static int
 drop_missing(run *ru, const char *key)
@@ -743,7 +873,7 @@ drop_missing(run *ru, const char *key)
     int rc = lake_store_get(ru->r->store, key, &old);
     if (rc == LB_ENOTFOUND) {
         lb_buf_free(&old);
-        return 0;
+        return ru->sweep ? drop_unlisted(ru) : 0;
     }
     if (rc) {
         lb_buf_free(&old);
@@ -770,7 +900,49 @@ drop_missing(run *ru, const char *key)
         }
     }
     json_decref(j);
+    if (rc == 0 && ru->sweep)
+        rc = drop_unlisted(ru);
     return rc;
+}
+
+/* The run marker, <prefix>/lake/_ltap_run.json: {"lsn", "state"}, state
+ * "running" from a run's start until it finished. */
+static int
+run_mark(run *ru, const char *key, const char *state)
+{
+    char lsn[LB_LSN_STRLEN];
+    json_t *j = json_pack("{s:s, s:s}", "lsn", lb_lsn_format(ru->r->lsn, lsn), "state", state);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    int rc = text ? lake_store_put(ru->r->store, key, text, strlen(text)) : -ENOMEM;
+    free(text);
+    if (rc && rc != -ENOMEM)
+        lb_err_set(ru->err, rc, "could not write \"%s\": %s", key, lake_store_error(ru->r->store));
+    return rc;
+}
+
+/* A marker left "running" means the last run died or failed: this run
+ * collects its orphans (sweep_orphans, drop_missing). */
+static int
+run_begin(run *ru, const char *key)
+{
+    lb_buf b = LB_BUF_INIT;
+    int rc = lake_store_get(ru->r->store, key, &b);
+    if (rc == 0) {
+        json_t *j = json_loadb(b.data ? (const char *)b.data : "", b.len, 0, NULL);
+        const char *state = json_string_value(json_object_get(j, "state"));
+        ru->sweep = !state || strcmp(state, "done") != 0;
+        json_decref(j);
+    } else if (rc != LB_ENOTFOUND) {
+        lb_buf_free(&b);
+        return lb_err_set(ru->err, rc, "could not read \"%s\": %s", key,
+                          lake_store_error(ru->r->store));
+    }
+    lb_buf_free(&b);
+    if (ru->sweep)
+        lb_info("ltap: the last run did not finish, collecting its orphans prefix=%s",
+                ru->r->prefix);
+    return run_mark(ru, key, "running");
 }
 
 int
@@ -800,6 +972,13 @@ ltap_materialize(const ltap_request *r, ltap_result *out, lb_err *err)
     }
     if (c)
         PQfinish(c);
+    char *rkey = NULL;
+    if (rc == 0 && asprintf(&rkey, "%s/%s", r->prefix, RUN_KEY) < 0) {
+        rkey = NULL;
+        rc = -ENOMEM;
+    }
+    if (rc == 0)
+        rc = run_begin(&ru, rkey);
     int n = rc == 0 ? PQntuples(dbs) : 0;
     for (int i = 0; rc == 0 && i < n; i++)
         rc = materialize_database(&ru, PQgetvalue(dbs, i, 0),
@@ -822,6 +1001,9 @@ ltap_materialize(const ltap_request *r, ltap_result *out, lb_err *err)
             lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(r->store));
         free(text);
     }
+    if (rc == 0)
+        rc = run_mark(&ru, rkey, "done");
+    free(rkey);
     free(key);
     json_decref(ru.tables);
     if (rc == 0 && out)

@@ -70,7 +70,9 @@ typedef struct ltap_table_status {
 typedef struct ltap_result {
     ltap_table_status *tables; /* owned; free with ltap_result_free() */
     size_t ntables;
-    size_t dropped;           /* lake tables removed (their relation is gone) */
+    size_t dropped; /* lake tables removed (their relation is gone) */
+    /* data files of an unfinished earlier run (never committed) deleted */
+    uint64_t orphans_deleted;
     uint64_t heap_bytes_read; /* all tables */
     uint64_t lake_bytes_written;
     uint64_t rows_written;

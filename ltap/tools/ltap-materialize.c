@@ -166,11 +166,11 @@ main(int argc, char **argv)
                               (json_int_t)t->chunks_written, "heap_bytes_read",
                               (json_int_t)t->heap_bytes_read, "full", t->full));
     }
-    json_t *out =
-        json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "lsn", lb_lsn_format(lsn, lsnbuf), "tables",
-                  tables, "dropped", (json_int_t)res.dropped, "heap_bytes_read",
-                  (json_int_t)res.heap_bytes_read, "lake_bytes_written",
-                  (json_int_t)res.lake_bytes_written, "rows_written", (json_int_t)res.rows_written);
+    json_t *out = json_pack(
+        "{s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "lsn", lb_lsn_format(lsn, lsnbuf), "tables", tables,
+        "dropped", (json_int_t)res.dropped, "orphans_deleted", (json_int_t)res.orphans_deleted,
+        "heap_bytes_read", (json_int_t)res.heap_bytes_read, "lake_bytes_written",
+        (json_int_t)res.lake_bytes_written, "rows_written", (json_int_t)res.rows_written);
     char *text = json_dumps(out, JSON_COMPACT);
     printf("%s\n", text);
     free(text);
