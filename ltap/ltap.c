@@ -59,15 +59,57 @@
 #define TABLES_KEY "lake/_ltap_tables.json"
 #define RUN_KEY "lake/_ltap_run.json"
 
+/* A leaf partition as this run left it, for its partitioned ancestors
+ * (materialize_parent): its live files, with the statistics of those this
+ * run wrote. */
+typedef struct leaf_file {
+    char *path; /* relative to the leaf's prefix */
+    int64_t records, bytes;
+    lake_parquet_file_stats *stats; /* written this run, or NULL */
+} leaf_file;
+
+typedef struct leaf_state {
+    char *oid, *schema, *name, *tprefix;
+    char *signature; /* of its columns (col_signature) */
+    char *committed; /* lakebase.lsn of its last commit, "" for none */
+    uint64_t nblocks;
+    leaf_file *files;
+    size_t nfiles;
+} leaf_state;
+
 typedef struct run {
     const ltap_request *r;
     uint32_t chunk_blocks;
     uint32_t block_size;
     ltap_result *res;
-    json_t *tables; /* the new list of tables */
-    bool sweep;     /* the previous run did not finish: collect its orphans */
+    json_t *tables;     /* the new list of tables */
+    bool sweep;         /* the previous run did not finish: collect its orphans */
+    leaf_state *leaves; /* of the current database */
+    size_t nleaves;
     lb_err *err;
 } run;
+
+static void
+leaves_free(run *ru)
+{
+    for (size_t i = 0; i < ru->nleaves; i++) {
+        leaf_state *l = &ru->leaves[i];
+        for (size_t k = 0; k < l->nfiles; k++) {
+            free(l->files[k].path);
+            lake_parquet_file_stats_free(l->files[k].stats);
+        }
+        free(l->files);
+        free(l->oid);
+        free(l->schema);
+        free(l->name);
+        free(l->tprefix);
+        free(l->signature);
+        free(l->committed);
+    }
+    free(ru->leaves);
+    ru->leaves = NULL;
+    ru->nleaves = 0;
+}
 
 /* ---- libpq helpers ---------------------------------------------------------- */
 
@@ -124,6 +166,10 @@ typedef struct table_info {
     uint64_t nblocks;
     ltap_column *cols;
     size_t ncols;
+    bool partition; /* a leaf partition: kept for its parents (leaf_state) */
+    /* Writing a copy of this leaf for a partitioned parent: the leaf's oid,
+     * which the data files' names end with (-l<oid>.parquet); NULL else. */
+    const char *copy_of;
 } table_info;
 
 static void
@@ -466,8 +512,8 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
     if (rc == 0 && rows > 0) {
         char rnd[17];
         random_hex(rnd, 8);
-        snprintf(path_out, path_cap, "data/c%08" PRIu64 "-%016" PRIx64 "-%s.parquet", k,
-                 (uint64_t)ru->r->lsn, rnd);
+        snprintf(path_out, path_cap, "data/c%08" PRIu64 "-%016" PRIx64 "-%s%s%s.parquet", k,
+                 (uint64_t)ru->r->lsn, rnd, t->copy_of ? "-l" : "", t->copy_of ? t->copy_of : "");
         char *key = NULL;
         if (asprintf(&key, "%s/%s", tprefix, path_out) < 0)
             rc = -ENOMEM;
@@ -611,6 +657,68 @@ sweep_orphans(run *ru, const lake_table *lt, const char *tprefix, lb_lsn committ
     return rc;
 }
 
+/* What decides a data file's layout: per column its attnum (the field
+ * id), name, type, typmod and mapping, and a composite's attributes. Two
+ * tables with the same signature write interchangeable files. (NOT NULL
+ * is left out: a leaf may add it, and a file stricter than its table is
+ * read the same.) */
+static char *
+col_signature(const ltap_column *cols, size_t n)
+{
+    lb_buf b = LB_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        const ltap_column *c = &cols[i];
+        lb_buf_printf(&b, "%d:%s:%u:%d:%u:%d:%d:%u;", c->attnum, c->name, c->typid, c->typmod,
+                      c->decl_typid, (int)c->kind, (int)c->elem_kind, c->elem_typid);
+        for (size_t k = 0; k < c->nfields; k++)
+            lb_buf_printf(&b, "(%u:%d:%u)", c->fields[k].typid, c->fields[k].typmod,
+                          c->fields[k].decl_typid);
+    }
+    lb_buf_append(&b, "", 1);
+    return lb_buf_steal(&b, NULL);
+}
+
+/* Keep a leaf partition's live files (and the statistics of those this
+ * run wrote, taken from adds) for its partitioned ancestors. */
+static int
+keep_leaf(run *ru, const table_info *t, const lake_table *lt, const char *tprefix,
+          lake_data_file *adds, size_t nadds)
+{
+    leaf_state *grown = realloc(ru->leaves, (ru->nleaves + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    ru->leaves = grown;
+    leaf_state *l = &grown[ru->nleaves++];
+    memset(l, 0, sizeof(*l));
+    const char *committed = lake_table_summary_value(lt, "lakebase.lsn");
+    l->oid = strdup(t->oid);
+    l->schema = strdup(t->schema);
+    l->name = strdup(t->name);
+    l->tprefix = strdup(tprefix);
+    l->signature = col_signature(t->cols, t->ncols);
+    l->committed = strdup(committed ? committed : "");
+    l->nblocks = t->nblocks;
+    size_t n = lake_table_live_count(lt);
+    l->files = calloc(n + 1, sizeof(leaf_file));
+    if (!l->oid || !l->schema || !l->name || !l->tprefix || !l->signature || !l->committed ||
+        !l->files)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        leaf_file *f = &l->files[l->nfiles];
+        if (!(f->path = strdup(lake_table_live_path(lt, i))))
+            return -ENOMEM;
+        l->nfiles++;
+        if (lake_table_live_size(lt, i, &f->records, &f->bytes) != 0)
+            f->records = f->bytes = 0;
+        for (size_t k = 0; k < nadds; k++)
+            if (adds[k].stats && strcmp(adds[k].path, f->path) == 0) {
+                f->stats = (lake_parquet_file_stats *)adds[k].stats;
+                adds[k].stats = NULL;
+            }
+    }
+    return 0;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -731,6 +839,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         json_array_append_new(ru->tables,
                               json_pack("{s:s, s:s, s:s, s:s}", "database", dbname, "schema",
                                         t->schema, "table", t->name, "prefix", tprefix));
+        if (t->partition)
+            rc = keep_leaf(ru, t, lt, tprefix, adds, nadds);
     }
     if (rc && rc != -ENOMEM)
         lb_err_prefix(err, "table \"%s\".\"%s\".\"%s\"", dbname, t->schema, t->name);
@@ -741,6 +851,299 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     free(removes);
     lake_table_close(lt);
     lake_schema_free(schema);
+    free(rel);
+    free(tprefix);
+    return rc;
+}
+
+/* ---- a partitioned table -------------------------------------------------------- */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether a parent's own file is a copy of leaf oid (…-l<oid>.parquet). */
+static bool
+copy_of_leaf(const char *path, const char *oid)
+{
+    const char *l = strrchr(path, '-');
+    size_t n = strlen(oid);
+    return l && l[1] == 'l' && strncmp(l + 2, oid, n) == 0 && strcmp(l + 2 + n, ".parquet") == 0;
+}
+
+/*
+ * A partitioned table (relkind 'p', any level) as one lake table: the
+ * data files of all its leaf partitions. A leaf whose columns have the
+ * parent's layout (col_signature: same attnums, names and types) is
+ * shared: the parent lists the leaf's own files by reference ('/' and
+ * their key, lake/table.h), no copy. A leaf whose layout differs (its
+ * attnums moved: a partition created after a DROP COLUMN on the parent,
+ * or a table attached with other attnums) cannot share: Iceberg reads by
+ * field id, and the ids are attnums. Its rows are written again, with the
+ * parent's attnums, into the parent's own data/ (files named
+ * ...-l<leaf oid>.parquet), whenever the leaf's last commit differs from
+ * the one the copy was made at (the parent's summary keeps
+ * lakebase.copy.<leaf oid> = that commit's LSN). Each run commits the
+ * difference between the parent's live set and what its leaves have now,
+ * so an attach, a detach or a drop of a partition changes the parent in
+ * the same lake snapshot. Files shared from a leaf belong to the leaf: the
+ * parent never notes them for expiry, and the leaf's expiry deletes them
+ * (so the parent's snapshots older than the retention lose them too).
+ */
+static int
+materialize_parent(run *ru, PGconn *c, const char *dbname, const char *oid, const char *nspname,
+                   const char *relname)
+{
+    lb_err *err = ru->err;
+    const ltap_request *r = ru->r;
+    table_info t = {0};
+    lake_schema *schema = NULL;
+    char *rel = NULL, *tprefix = NULL, *sig = NULL;
+    lake_table *lt = NULL;
+    PGresult *leaves = NULL;
+    lake_data_file *adds = NULL;
+    char **want = NULL, **keys = NULL;
+    const char **removes = NULL;
+    size_t nwant = 0, nadds = 0, nremoves = 0, nkeys = 0, npaths = 0, cap = 0;
+    t.oid = (char *)oid;
+    int rc = load_attrs(c, oid, false, &t.cols, &t.ncols, err);
+    if (rc == 0)
+        rc = ltap__schema_build(t.cols, t.ncols, &schema, err);
+    if (rc == 0 && !(sig = col_signature(t.cols, t.ncols)))
+        rc = -ENOMEM;
+    if (rc == 0 && (rc = lake_table_prefix(dbname, nspname, relname, &rel)) == 0 &&
+        asprintf(&tprefix, "%s/%s", r->prefix, rel) < 0) {
+        tprefix = NULL;
+        rc = -ENOMEM;
+    }
+    if (rc == 0) {
+        rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
+        if (rc == LB_ESCHEMA) {
+            lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, nspname, relname);
+            rc = delete_table(r->store, tprefix, err);
+            if (rc == 0)
+                rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
+        }
+    }
+    if (rc == 0 && ru->sweep) {
+        const char *l = lake_table_summary_value(lt, "lakebase.lsn");
+        lb_lsn since = 0;
+        bool has = l && lb_lsn_parse(l, &since) == 0;
+        rc = sweep_orphans(ru, lt, tprefix, since, has);
+    }
+    if (rc == 0) {
+        const char *params[] = {oid};
+        leaves = query(c,
+                       "SELECT p.relid::oid FROM pg_partition_tree($1::oid::regclass) p "
+                       "JOIN pg_class c ON c.oid = p.relid "
+                       "WHERE p.isleaf AND c.relkind = 'r' AND c.relpersistence = 'p' "
+                       "ORDER BY 1",
+                       1, params, err);
+        rc = leaves ? 0 : err->code;
+    }
+    int nleaves = rc == 0 ? PQntuples(leaves) : 0;
+    size_t nlive = rc == 0 ? lake_table_live_count(lt) : 0;
+    for (int i = 0; rc == 0 && i < nleaves; i++) {
+        const char *loid = PQgetvalue(leaves, i, 0);
+        const leaf_state *l = NULL;
+        for (size_t k = 0; k < ru->nleaves && !l; k++)
+            if (strcmp(ru->leaves[k].oid, loid) == 0)
+                l = &ru->leaves[k];
+        if (!l) {
+            rc = lb_err_set(err, LB_EPROTO, "leaf partition %s was not materialized", loid);
+            break;
+        }
+        size_t more = l->nfiles + (l->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks + nlive;
+        if (nwant + more > cap) {
+            cap = nwant + more + 16;
+            char **w = realloc(want, cap * sizeof(char *));
+            lake_data_file *a = realloc(adds, cap * sizeof(*adds));
+            char **k = realloc(keys, cap * sizeof(char *));
+            if (w)
+                want = w;
+            if (a)
+                adds = a;
+            if (k)
+                keys = k;
+            if (!w || !a || !k) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+        if (strcmp(l->signature, sig) == 0) {
+            /* shared: the leaf's files, by reference */
+            for (size_t k = 0; rc == 0 && k < l->nfiles; k++) {
+                char *p = NULL;
+                if (asprintf(&p, "/%s/%s", l->tprefix, l->files[k].path) < 0) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                keys[nkeys++] = p;
+                want[nwant++] = p;
+                adds[nadds++] = (lake_data_file){.path = p,
+                                                 .stats = l->files[k].stats,
+                                                 .file_bytes = l->files[k].bytes,
+                                                 .records = l->files[k].records};
+            }
+            continue;
+        }
+        /* copied: kept while the leaf has not committed since the copy */
+        char key[64];
+        snprintf(key, sizeof(key), "lakebase.copy.%s", loid);
+        const char *at = lake_table_summary_value(lt, key);
+        if (at && strcmp(at, l->committed) == 0) {
+            for (size_t k = 0; k < nlive; k++)
+                if (copy_of_leaf(lake_table_live_path(lt, k), loid))
+                    want[nwant++] = (char *)lake_table_live_path(lt, k);
+            continue;
+        }
+        table_info ct = {.oid = l->oid,
+                         .schema = l->schema,
+                         .name = l->name,
+                         .nblocks = l->nblocks,
+                         .cols = t.cols,
+                         .ncols = t.ncols,
+                         .copy_of = l->oid};
+        uint64_t nchunks = (l->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
+        for (uint64_t k = 0; rc == 0 && k < nchunks; k++) {
+            if (r->cancel && atomic_load(r->cancel)) {
+                rc = lb_err_set(err, -ECANCELED, "cancelled");
+                break;
+            }
+            lake_parquet_file_stats *st = NULL;
+            char path[96];
+            rc = write_chunk(ru, c, &ct, schema, tprefix, k, path, sizeof(path), &st);
+            uint64_t n64 = l->nblocks - k * ru->chunk_blocks < ru->chunk_blocks
+                               ? l->nblocks - k * ru->chunk_blocks
+                               : ru->chunk_blocks;
+            ru->res->heap_bytes_read += n64 * ru->block_size;
+            if (rc == 0 && st) {
+                char *p = strdup(path);
+                if (!p) {
+                    lake_parquet_file_stats_free(st);
+                    rc = -ENOMEM;
+                    break;
+                }
+                keys[nkeys++] = p;
+                want[nwant++] = p;
+                adds[nadds++] = (lake_data_file){.path = p, .stats = st};
+                npaths++;
+            }
+        }
+    }
+    /* the commit: what the leaves have now, against the parent's live set */
+    if (rc == 0) {
+        qsort(want, nwant, sizeof(char *), cmp_str);
+        removes = calloc(nlive + 1, sizeof(char *));
+        if (!removes)
+            rc = -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < nlive; i++) {
+        const char *p = lake_table_live_path(lt, i);
+        if (!bsearch(&p, want, nwant, sizeof(char *), cmp_str))
+            removes[nremoves++] = p;
+    }
+    size_t nnew = 0; /* adds not yet live */
+    for (size_t i = 0; rc == 0 && i < nadds; i++) {
+        if (is_live(lt, adds[i].path)) {
+            if (adds[i].path[0] != '/') /* a fresh copy is never live */
+                lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
+            continue;
+        }
+        adds[nnew++] = adds[i];
+    }
+    nadds = rc == 0 ? nnew : nadds;
+    ltap_table_status *ts = NULL;
+    if (rc == 0) {
+        ltap_table_status *grown =
+            realloc(ru->res->tables, (ru->res->ntables + 1) * sizeof(ltap_table_status));
+        if (!grown)
+            rc = -ENOMEM;
+        else {
+            ru->res->tables = grown;
+            ts = &grown[ru->res->ntables++];
+            memset(ts, 0, sizeof(*ts));
+            snprintf(ts->database, sizeof(ts->database), "%s", dbname);
+            snprintf(ts->schema, sizeof(ts->schema), "%s", nspname);
+            snprintf(ts->table, sizeof(ts->table), "%s", relname);
+            ts->chunks_written = npaths;
+            ts->partitioned = true;
+        }
+    }
+    if (rc == 0 && nadds + nremoves > 0) {
+        char lsn[LB_LSN_STRLEN];
+        lb_lsn_format(r->lsn, lsn);
+        /* lakebase.lsn, lakebase.relfilenode (none) and one lakebase.copy.<oid> per copied leaf */
+        size_t nsum = 4 + 2 * (size_t)nleaves + 1;
+        const char **summary = calloc(nsum, sizeof(char *));
+        char(*ckeys)[64] = calloc((size_t)nleaves + 1, 64);
+        size_t ns = 0;
+        if (!summary || !ckeys)
+            rc = -ENOMEM;
+        if (rc == 0) {
+            summary[ns++] = "lakebase.lsn", summary[ns++] = lsn;
+            summary[ns++] = "lakebase.relfilenode", summary[ns++] = "0";
+            for (int i = 0; i < nleaves; i++) {
+                const char *loid = PQgetvalue(leaves, i, 0);
+                for (size_t k = 0; k < ru->nleaves; k++) {
+                    const leaf_state *l = &ru->leaves[k];
+                    if (strcmp(l->oid, loid) != 0 || strcmp(l->signature, sig) == 0)
+                        continue;
+                    snprintf(ckeys[i], 64, "lakebase.copy.%s", loid);
+                    summary[ns++] = ckeys[i];
+                    summary[ns++] = l->committed;
+                }
+            }
+            lake_commit cm = {.adds = adds,
+                              .nadds = nadds,
+                              .removes = removes,
+                              .nremoves = nremoves,
+                              .summary = summary};
+            size_t noted = ru->res->nremoved;
+            for (size_t i = 0; i < nremoves; i++)
+                if (removes[i][0] != '/') /* the parent's own copies only */
+                    note_removed(ru->res, tprefix, removes[i]);
+            rc = lake_table_commit(lt, &cm, err);
+            while (rc && ru->res->nremoved > noted)
+                free(ru->res->removed[--ru->res->nremoved]);
+        }
+        free(summary);
+        free(ckeys);
+    }
+    if (rc == 0) {
+        const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
+        if (!lsn_s || lb_lsn_parse(lsn_s, &ts->lake_lsn) != 0 || nadds + nremoves == 0)
+            ts->lake_lsn = r->lsn;
+        ts->files = lake_table_live_count(lt);
+        const char *bytes = lake_table_summary_value(lt, "total-files-size");
+        const char *rows = lake_table_summary_value(lt, "total-records");
+        ts->bytes = bytes ? strtoull(bytes, NULL, 10) : 0;
+        ts->rows = rows ? strtoull(rows, NULL, 10) : 0;
+        json_array_append_new(ru->tables,
+                              json_pack("{s:s, s:s, s:s, s:s}", "database", dbname, "schema",
+                                        nspname, "table", relname, "prefix", tprefix));
+    }
+    if (rc && rc != -ENOMEM)
+        lb_err_prefix(err, "partitioned table \"%s\".\"%s\".\"%s\"", dbname, nspname, relname);
+    /* fresh copies' statistics are ours; shared ones belong to the leaves */
+    for (size_t i = 0; adds && i < nadds; i++)
+        if (adds[i].path[0] != '/')
+            lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
+    for (size_t i = 0; i < nkeys; i++)
+        free(keys[i]);
+    free(keys);
+    free(want);
+    free(adds);
+    free(removes);
+    PQclear(leaves);
+    lake_table_close(lt);
+    lake_schema_free(schema);
+    for (size_t i = 0; i < t.ncols; i++)
+        ltap__column_free(&t.cols[i]);
+    free(t.cols);
+    free(sig);
     free(rel);
     free(tprefix);
     return rc;
@@ -762,7 +1165,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         res = query(c,
                     "SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.reltablespace, "
                     "       pg_relation_size(c.oid, 'main') / current_setting('block_size')::int, "
-                    "       current_setting('block_size') "
+                    "       current_setting('block_size'), c.relispartition "
                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
                     "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -784,6 +1187,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         t.db = db_oid;
         t.nblocks = strtoull(PQgetvalue(res, i, 5), NULL, 10);
         ru->block_size = (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10);
+        t.partition = PQgetvalue(res, i, 7)[0] == 't';
         if (!t.oid || !t.schema || !t.name)
             rc = -ENOMEM;
         if (rc == 0)
@@ -793,6 +1197,25 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         table_info_free(&t);
     }
     PQclear(res);
+    res = NULL;
+    /* partitioned tables, over the leaves just materialized */
+    if (rc == 0) {
+        res = query(c,
+                    "SELECT c.oid, n.nspname, c.relname "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'p' AND c.relpersistence = 'p' "
+                    "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' "
+                    "ORDER BY n.nspname, c.relname",
+                    0, NULL, err);
+        rc = res ? 0 : err->code;
+    }
+    n = rc == 0 ? PQntuples(res) : 0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = materialize_parent(ru, c, dbname, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                                PQgetvalue(res, i, 2));
+    PQclear(res);
+    leaves_free(ru);
     PQfinish(c);
     return rc;
 }

@@ -65,6 +65,9 @@ typedef struct ltap_table_status {
     uint64_t chunks_written; /* this run */
     uint64_t heap_bytes_read;
     bool full; /* this run rewrote the table in full (new, or a new relfilenode) */
+    /* a partitioned table: its leaves' files (chunks_written: copies of
+     * leaves whose columns differ from its own) */
+    bool partitioned;
 } ltap_table_status;
 
 typedef struct ltap_result {

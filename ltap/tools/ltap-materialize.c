@@ -165,6 +165,9 @@ main(int argc, char **argv)
                               (json_int_t)t->bytes, "rows", (json_int_t)t->rows, "chunks_written",
                               (json_int_t)t->chunks_written, "heap_bytes_read",
                               (json_int_t)t->heap_bytes_read, "full", t->full));
+        if (t->partitioned)
+            json_object_set_new(json_array_get(tables, json_array_size(tables) - 1), "partitioned",
+                                json_true());
     }
     json_t *out = json_pack(
         "{s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "lsn", lb_lsn_format(lsn, lsnbuf), "tables", tables,
