@@ -584,7 +584,8 @@ def _lake_both(store, prefix):
 def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
     """kill -9 of the pageserver while its lake run writes a table's chunks
     leaves the previous lake snapshot visible, unchanged, in both formats;
-    after a restart the next lake run finishes the table, exactly.
+    after a restart the next lake run finishes the table, exactly, and
+    deletes the data files the killed run wrote but never committed.
     SIGTERM stops the run before its next chunk (a clean exit, status 0,
     without waiting for the table), with the same result.
 
@@ -664,6 +665,8 @@ def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
             after = read_lake(store, prefix, "postgres", "public", "t", fmt)
             assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
                 f"{fmt}: the killed run changed the visible snapshot"
+        orphans = _data_files(data) - old_files  # written by the stopped run, never committed
+        assert orphans
         ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=args)
         ps2.data, ps2.dir, ps2.port = ps.data, ps.dir, ps.port
         ps = ps2.start()
@@ -686,6 +689,8 @@ def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
         assert tables[("postgres", "public", "t")]["lake_lsn"] == p, body
         assert tables[("postgres", "public", "t")]["rows"] == rows == 400001
         assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
+        left = orphans & _data_files(data)
+        assert not left, f"{len(left)} of {len(orphans)} files of the stopped run remain"
     finally:
         try:
             os.kill(ps.proc.p.pid, signal.SIGCONT)
