@@ -8,6 +8,8 @@
  * Catalogs, temp and unlogged tables are not (unlogged tables have no WAL,
  * so the standby has no rows for them). Each table is one lake table
  * (lake/table.h: Iceberg + Delta) at <prefix>/lake/<db>/<schema>/<table>.
+ * So is each partitioned table (relkind 'p', any level), over its leaves'
+ * data files, materialized after them (materialize_parent).
  *
  * Rows. From the standby at P, never from the compute: per database one
  * REPEATABLE READ, READ ONLY transaction (one snapshot, which is P's since
@@ -36,7 +38,9 @@
  * Crashes. Data files are written before the commit that lists them, and
  * a commit is atomic per format (lake/table.h), so a crash leaves at most
  * unreferenced files; the next run with the same P skips tables already at
- * P and redoes the rest.
+ * P and redoes the rest. A run marker (<prefix>/lake/_ltap_run.json) left
+ * "running" tells the next run to collect those files (sweep_orphans,
+ * drop_unlisted).
  */
 #include "ltap.h"
 

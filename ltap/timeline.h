@@ -34,9 +34,12 @@
  * an engine reading the current snapshot, or one inside the window, finds
  * every file. A dropped table is deleted at once.
  *
+ * Files of a run that was killed or failed before its commits: deleted
+ * by the next run (ltap_materialize, ltap.c's sweep_orphans).
+ *
  * Branches. A branch's lake is its own, under <tenant>/<branch timeline>,
- * and shares no file with its parent's: its first snapshot writes every
- * table in full.
+ * and shares no file with its parent's yet: its first snapshot writes
+ * every table in full (ltap/README.md has the design for sharing).
  *
  * The index must have reached P before the run: the call waits for it a
  * while (the index and the standby stream from the same safekeepers) and
