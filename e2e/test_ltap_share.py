@@ -15,8 +15,8 @@ from decimal import Decimal
 import pytest
 
 from lakebase import ROOT
-from ltap_check import (dirty_blocks, materialize, pause_at_primary_lsn, primary_and_standby,
-                        read_lake, table_dir)
+from ltap_check import (TOOLS, assert_exact, dirty_blocks, materialize, pause_at_primary_lsn,
+                        primary_and_standby, read_lake, table_dir)
 
 PREFIX = "tenants/t1/timelines/l1"
 
@@ -160,3 +160,91 @@ def test_ltap_partitioned_parent_one_table(workdir, pgs):
     assert by_name["m"]["chunks_written"] == 0
     assert {f for f in files2 if f.startswith(m_dir + "/")} == own
     assert by_name["m"]["rows"] == len(pg_rows(sb, "m"))
+
+
+def test_ltap_branch_starts_from_parent_files(workdir, pgs):
+    """A branch's first lake run started from its parent's lake at S (the
+    transcoder's seed): each table lists the parent's data files by key and
+    writes only the chunks dirty between S and the branch's P (counted:
+    files and bytes written against the parent's full run); DuckDB on the
+    branch's tables equals SELECT at P, exactly; a table the parent does
+    not have is written in full; and the parent's later changes do not
+    appear in the branch."""
+    pri, sb = pgs
+    chunk = 8
+    with pri.connect() as c:
+        c.execute("""
+            CREATE TABLE big (id int, v int, pad text) WITH (autovacuum_enabled = false);
+            INSERT INTO big SELECT g, 0, repeat('p', 100) FROM generate_series(1, 20000) g;
+            CREATE TABLE small (id int);
+            INSERT INTO small SELECT generate_series(1, 10);""")
+    s = pause_at_primary_lsn(pri, sb)
+    store = os.path.join(workdir, "store")
+    parent_prefix, branch_prefix = PREFIX, "tenants/t1/timelines/branch"
+    parent = materialize(sb, store, parent_prefix, s, chunk_blocks=chunk)
+    pbig = [t for t in parent["tables"] if t["table"] == "big"][0]
+    assert pbig["chunks_written"] > 30
+    parent_dir = table_dir(store, parent_prefix, "postgres", "public", "big")
+    parent_files = set(read_lake(store, parent_prefix, "postgres", "public", "big")["files"])
+
+    sb.sql("SELECT pg_wal_replay_resume()")
+    with pri.connect() as c:
+        c.execute("UPDATE big SET v = 1 WHERE id BETWEEN 1000 AND 1040")
+        c.execute("CREATE TABLE fresh (id int); INSERT INTO fresh SELECT generate_series(1, 5)")
+    p = pause_at_primary_lsn(pri, sb)
+    dirty = os.path.join(workdir, "dirty")
+    dirty_blocks(pri, s, p, dirty)
+    argv = ["--seed-prefix", parent_prefix, "--seed-lsn", s]
+    branch = materialize_seeded(sb, store, branch_prefix, p, dirty, chunk, argv)
+    by_name = {t["table"]: t for t in branch["tables"]}
+    big, small, fresh = by_name["big"], by_name["small"], by_name["fresh"]
+    assert big["seeded"] and small["seeded"] and not fresh.get("seeded")
+    print(f"parent wrote {pbig['chunks_written']} chunks ({parent['lake_bytes_written']} bytes); "
+          f"the branch {big['chunks_written']} ({branch['lake_bytes_written']} bytes)")
+    # the update's old and new row versions: a few chunks, not the table
+    assert 0 < big["chunks_written"] <= 4 and small["chunks_written"] == 0
+    assert branch["lake_bytes_written"] * 5 < parent["lake_bytes_written"]
+    assert big["rows"] == 20000 and small["rows"] == 10 and fresh["rows"] == 5
+    bfiles = read_lake(store, branch_prefix, "postgres", "public", "big")["files"]
+    shared = {f for f in bfiles if f.startswith(parent_dir + "/")}
+    assert len(shared) >= pbig["chunks_written"] - 4
+    assert {f[len(parent_dir) + 1:] for f in shared} <= parent_files
+    for t in ("big", "small", "fresh"):
+        assert_exact(sb, pri, store, branch_prefix, "postgres", "public", t)
+    at_p = pg_table(sb, "big")
+    assert duckdb_table(store, branch_prefix, "big") == at_p
+
+    # the parent goes on; the branch keeps what it had at P
+    sb.sql("SELECT pg_wal_replay_resume()")
+    with pri.connect() as c:
+        c.execute("DELETE FROM big WHERE id <= 5000")
+    p2 = pause_at_primary_lsn(pri, sb)
+    dirty_blocks(pri, s, p2, dirty)
+    materialize(sb, store, parent_prefix, p2, dirty=dirty, chunk_blocks=chunk)
+    assert duckdb_table(store, parent_prefix, "big") == pg_table(sb, "big")
+    assert duckdb_table(store, branch_prefix, "big") == at_p
+    assert read_lake(store, branch_prefix, "postgres", "public", "big")["files"] == bfiles
+
+
+def materialize_seeded(sb, store, prefix, lsn, dirty, chunk, extra):
+    p = subprocess.run([os.path.join(TOOLS, "ltap-materialize"), "--conninfo", sb.dsn(), "--store",
+                        "file://" + store, "--prefix", prefix, "--lsn", lsn, "--dirty", dirty,
+                        "--chunk-blocks", str(chunk), *extra], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def pg_table(sb, table):
+    with sb.connect() as c:
+        return sorted(tuple(r) for r in c.execute(f"SELECT id, v, pad FROM {table}"))
+
+
+def duckdb_table(store, prefix, table):
+    d = table_dir(store, prefix, "postgres", "public", table)
+    out = None
+    for fmt in ("iceberg", "delta"):
+        files = [os.path.join(d, f) for f in read_lake(store, prefix, "postgres", "public", table, fmt)["files"]]
+        rows = sorted((int(r["id"]), int(r["v"]), r["pad"]) for r in duckdb_rows(files))
+        assert out is None or rows == out, fmt
+        out = rows
+    return out

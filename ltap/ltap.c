@@ -574,9 +574,97 @@ static long long
 chunk_of(const char *path)
 {
     unsigned long long k;
+    if (path[0] == '/') { /* a file shared from another prefix: its name */
+        const char *d = NULL;
+        for (const char *p = strstr(path, "/data/"); p; p = strstr(p + 1, "/data/"))
+            d = p;
+        if (!d)
+            return -1;
+        path = d + 1;
+    }
     if (sscanf(path, "data/c%8llu-", &k) != 1)
         return -1;
     return (long long)k;
+}
+
+/* The seed of a new table (ltap_request.seed_prefix): the same table in
+ * the seed lake, as of its last commit at or before seed_lsn. */
+typedef struct seed {
+    lb_lsn lsn;   /* that commit's P */
+    char **paths; /* '/' and key */
+    int64_t *records, *bytes;
+    size_t n;
+} seed;
+
+static void
+seed_free(seed *sd)
+{
+    for (size_t i = 0; i < sd->n; i++)
+        free(sd->paths[i]);
+    free(sd->paths);
+    free(sd->records);
+    free(sd->bytes);
+    memset(sd, 0, sizeof(*sd));
+}
+
+/* 1 and *sd when the seed lake has the table with these columns and this
+ * relfilenode, committed last at or before seed_lsn; 0 when it does not
+ * (the table is written in full); or an error. */
+static int
+load_seed(run *ru, const char *rel, lake_schema *schema, const table_info *t, seed *sd)
+{
+    const ltap_request *r = ru->r;
+    memset(sd, 0, sizeof(*sd));
+    char *ptp = NULL, *meta = NULL;
+    if (asprintf(&ptp, "%s/%s", r->seed_prefix, rel) < 0)
+        return -ENOMEM;
+    if (asprintf(&meta, "%s/metadata/", ptp) < 0) {
+        free(ptp);
+        return -ENOMEM;
+    }
+    /* never create a table in the seed lake: only open one that exists */
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(r->store, meta, &l);
+    bool exists = rc == 0 && l.nobjects > 0;
+    lb_objstore_list_free(&l);
+    free(meta);
+    lake_table *pt = NULL;
+    lb_err perr = {0};
+    if (rc == 0 && exists && lake_table_open(r->store, ptp, schema, NULL, &pt, &perr) != 0) {
+        lb_info("ltap: no seed for table=%s: %s", rel, perr.message);
+        exists = false;
+    }
+    const char *lsn_s = pt ? lake_table_summary_value(pt, "lakebase.lsn") : NULL;
+    const char *rfn_s = pt ? lake_table_summary_value(pt, "lakebase.relfilenode") : NULL;
+    int found = 0;
+    if (rc == 0 && exists && lsn_s && rfn_s && lb_lsn_parse(lsn_s, &sd->lsn) == 0 &&
+        sd->lsn <= r->seed_lsn && strtoul(rfn_s, NULL, 10) == t->relfilenode) {
+        size_t n = lake_table_live_count(pt);
+        sd->paths = calloc(n + 1, sizeof(char *));
+        sd->records = calloc(n + 1, sizeof(int64_t));
+        sd->bytes = calloc(n + 1, sizeof(int64_t));
+        if (!sd->paths || !sd->records || !sd->bytes)
+            rc = -ENOMEM;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const char *p = lake_table_live_path(pt, i);
+            /* the seed's own files by key; what it shares, as it is */
+            if ((p[0] == '/' ? asprintf(&sd->paths[i], "%s", p)
+                             : asprintf(&sd->paths[i], "/%s/%s", ptp, p)) < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+            sd->n++;
+            if (lake_table_live_size(pt, i, &sd->records[i], &sd->bytes[i]) != 0)
+                rc = lb_err_set(ru->err, LB_EPROTO, "no size for seed file \"%s\"", p);
+        }
+        found = rc == 0;
+    }
+    if (rc != 0 || !found)
+        seed_free(sd);
+    lake_table_close(pt);
+    free(ptp);
+    return rc ? rc : found;
 }
 
 /* Remember a removed file's key for expiry (best effort: a file not noted
@@ -773,14 +861,30 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     bool skip = rc == 0 && !full && since == r->lsn;
     if (rc == 0 && ru->sweep)
         rc = sweep_orphans(ru, lt, tprefix, since, prev_lsn_s && since != 0);
+    /* A table new here (a branch's first run) starts from its seed: the
+     * seed's files by reference, only the chunks dirty since its commit
+     * written again. */
+    seed sd = {0};
+    bool seeded = false;
+    if (rc == 0 && !prev_lsn_s && lake_table_live_count(lt) == 0 && r->seed_prefix) {
+        int s = load_seed(ru, rel, schema, t, &sd);
+        if (s < 0)
+            rc = s;
+        else if (s == 1) {
+            seeded = true;
+            full = skip = false;
+            since = sd.lsn;
+        }
+    }
 
     uint64_t nchunks = (t->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
     size_t nlive = rc == 0 ? lake_table_live_count(lt) : 0;
-    lake_data_file *adds = calloc(nchunks + 1, sizeof(*adds));
+    lake_data_file *adds = calloc(nchunks + sd.n + 1, sizeof(*adds));
     char(*paths)[96] = calloc(nchunks + 1, 96);
     const char **removes = calloc(nlive + 1, sizeof(char *));
+    bool *rewritten = calloc(nchunks + 1, sizeof(bool));
     size_t nadds = 0, nremoves = 0;
-    if (rc == 0 && (!adds || !paths || !removes))
+    if (rc == 0 && (!adds || !paths || !removes || !rewritten))
         rc = -ENOMEM;
     for (uint64_t k = 0; rc == 0 && !skip && k < nchunks; k++) {
         uint32_t first = (uint32_t)(k * ru->chunk_blocks);
@@ -798,6 +902,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (rc)
             break;
         ts->chunks_written++;
+        rewritten[k] = true;
         ts->heap_bytes_read += n64 * ru->block_size;
         ru->res->heap_bytes_read += n64 * ru->block_size;
         for (size_t i = 0; i < nlive; i++)
@@ -812,6 +917,13 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (k < 0 || (uint64_t)k >= nchunks || (full && nchunks == 0))
             removes[nremoves++] = lake_table_live_path(lt, i);
     }
+    /* the seed's files of chunks not written again, by reference */
+    for (size_t i = 0; rc == 0 && seeded && i < sd.n; i++) {
+        long long k = chunk_of(sd.paths[i]);
+        if (k >= 0 && (uint64_t)k < nchunks && !rewritten[k])
+            adds[nadds++] = (lake_data_file){
+                .path = sd.paths[i], .file_bytes = sd.bytes[i], .records = sd.records[i]};
+    }
     if (rc == 0 && !skip && nadds + nremoves > 0) {
         char lsn[LB_LSN_STRLEN], rfn[16];
         lb_lsn_format(r->lsn, lsn);
@@ -825,7 +937,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         /* noted before the commit: the paths belong to the live set it replaces */
         size_t noted = ru->res->nremoved;
         for (size_t i = 0; i < nremoves; i++)
-            note_removed(ru->res, tprefix, removes[i]);
+            if (removes[i][0] != '/') /* a seed's file is not this table's to expire */
+                note_removed(ru->res, tprefix, removes[i]);
         rc = lake_table_commit(lt, &cm, err);
         while (rc && ru->res->nremoved > noted)
             free(ru->res->removed[--ru->res->nremoved]);
@@ -834,6 +947,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
         if (!lsn_s || lb_lsn_parse(lsn_s, &ts->lake_lsn) != 0 || nadds + nremoves == 0)
             ts->lake_lsn = r->lsn; /* unchanged since its last snapshot: current at P */
+        ts->seeded = seeded;
         ts->files = lake_table_live_count(lt);
         const char *bytes = lake_table_summary_value(lt, "total-files-size");
         const char *rows = lake_table_summary_value(lt, "total-records");
@@ -853,6 +967,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     free(adds);
     free(paths);
     free(removes);
+    free(rewritten);
+    seed_free(&sd);
     lake_table_close(lt);
     lake_schema_free(schema);
     free(rel);

@@ -54,6 +54,16 @@ typedef struct ltap_request {
     /* When set and true, the run stops before its next chunk with
      * -ECANCELED (what it committed stays); may be NULL. */
     const atomic_bool *cancel;
+    /* A lake to start new tables from (a branch's first run: its parent's
+     * lake, whose run at seed_lsn is at or before the branch point). A
+     * table this prefix does not have yet, found there with the same
+     * columns and relfilenode and last committed at or before seed_lsn,
+     * lists that commit's files by key ('/' + key, lake/table.h) and
+     * writes again only the chunks the dirty test finds dirty since that
+     * commit's LSN (the `since` it is given). Files of the seed are never
+     * noted as removed here (the seed lake owns them). NULL: none. */
+    const char *seed_prefix;
+    lb_lsn seed_lsn;
 } ltap_request;
 
 /* What one table's lake state is after a run. */
@@ -68,6 +78,8 @@ typedef struct ltap_table_status {
     /* a partitioned table: its leaves' files (chunks_written: copies of
      * leaves whose columns differ from its own) */
     bool partitioned;
+    /* new here and started from the seed lake (ltap_request.seed_prefix) */
+    bool seeded;
 } ltap_table_status;
 
 typedef struct ltap_result {
