@@ -248,3 +248,75 @@ def duckdb_table(store, prefix, table):
         assert out is None or rows == out, fmt
         out = rows
     return out
+
+
+def test_ltap_pageserver_branch_shares_parent_files(cluster):
+    """On the pageserver, a branch's first lake run starts from its parent's
+    lake at the parent's run S before the branch point: its table lists
+    the parent's data files by key and writes only the chunks dirty since
+    (files and bytes written, against the parent's first run); the
+    branch's lake equals SELECT on the branch at its P, exactly and as
+    DuckDB reads it; the parent's later changes do not appear in it; and
+    the parent's expiry (GC retention 2 s) keeps the files the branch still
+    lists, so the branch stays readable."""
+    import time
+    import uuid
+    from lakebase import insert_lsn, start_compute, timeline_view
+    from test_ltap import lake_status, pageserver_with_ingest, ps_snapshot
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, root = pageserver_with_ingest(
+        cluster, store, extra_args=["--lake_chunk_blocks", "8", "--gc_retention", "2s"])
+    try:
+        pri.sql("CREATE TABLE big (id int, v int, pad text) WITH (autovacuum_enabled = false)")
+        pri.sql("INSERT INTO big SELECT g, 0, repeat('p', 100) FROM generate_series(1, 20000) g")
+        # Hint bits and visibility set, WAL-logged, before the parent's run: the branch's
+        # first run counts a page whose LSN is past the parent's commit as dirty, and the
+        # first hint bits set on the branch (an FPI each, with checksums) would be that.
+        pri.sql("VACUUM (FREEZE) big")
+        ps_snapshot(ps, pri, t, root)
+        body, tables = lake_status(ps, t, root)
+        parent_bytes = body["lake_bytes_written"]
+        nfiles = tables[("postgres", "public", "big")]["files"]
+        assert nfiles > 30
+        root_prefix = f"{t}/{root}"
+        root_dir = table_dir(store, root_prefix, "postgres", "public", "big")
+
+        at = insert_lsn(pri)
+        b = uuid.uuid4().hex
+        st, meta = ps.create(t, b, ancestor=root, lsn=at)
+        assert st == 201, meta
+        br, _ = start_compute(timeline_view(cluster, b), ps, "branch", meta)
+        br.sql("UPDATE big SET v = 1 WHERE id BETWEEN 1000 AND 1040")
+        ps_snapshot(ps, br, t, b)
+        body_b, tables_b = lake_status(ps, t, b)
+        assert "error" not in body_b, body_b
+        print(f"parent's first run wrote {parent_bytes} bytes in {nfiles} files; "
+              f"the branch's {body_b['lake_bytes_written']}")
+        assert 0 < body_b["lake_bytes_written"] * 5 < parent_bytes
+        branch_prefix = f"{t}/{b}"
+        bfiles = read_lake(store, branch_prefix, "postgres", "public", "big")["files"]
+        shared = [f for f in bfiles if f.startswith(root_dir + "/")]
+        assert len(shared) >= len(bfiles) - 4 and len(bfiles) - len(shared) >= 1
+        assert_exact(br, br, store, branch_prefix, "postgres", "public", "big")
+        at_p = sorted(tuple(r) for r in br.sql("SELECT id, v, pad FROM big"))
+        assert duckdb_table(store, branch_prefix, "big") == at_p
+
+        # the parent rewrites every chunk, and its expiry runs past the retention
+        pri.sql("UPDATE big SET v = 2")
+        ps_snapshot(ps, pri, t, root)
+        time.sleep(3)
+        pri.sql("INSERT INTO big VALUES (0, 0, 'x')")
+        ps_snapshot(ps, pri, t, root)
+        assert duckdb_table(store, root_prefix, "big") == \
+            sorted(tuple(r) for r in pri.sql("SELECT id, v, pad FROM big"))
+        bdir = table_dir(store, branch_prefix, "postgres", "public", "big")
+        gone = [f for f in bfiles if not os.path.exists(os.path.join(bdir, f))]
+        assert not gone, f"the parent's expiry deleted {len(gone)} files the branch lists"
+        assert read_lake(store, branch_prefix, "postgres", "public", "big")["files"] == bfiles
+        assert duckdb_table(store, branch_prefix, "big") == at_p
+        assert_exact(br, br, store, branch_prefix, "postgres", "public", "big")
+        # the parent's replaced files the branch does not list did expire
+        assert len([f for f in os.listdir(os.path.join(root_dir, "data"))
+                    if f.endswith(".parquet")]) < 2 * nfiles
+    finally:
+        ps.stop()

@@ -545,11 +545,28 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
 
 /* ---- one table ---------------------------------------------------------------- */
 
-/* Delete every object of the lake table under tprefix: logs and metadata
- * first, so that no reader finds a table whose files are gone. */
-static int
-delete_table(lake_store *st, const char *tprefix, lb_err *err)
+/* Remember a removed file's key for expiry (best effort: a file not noted
+ * stays in the store). */
+static void
+note_removed(ltap_result *res, const char *tprefix, const char *path)
 {
+    char **grown = realloc(res->removed, (res->nremoved + 1) * sizeof(*grown));
+    if (!grown)
+        return;
+    res->removed = grown;
+    if (asprintf(&grown[res->nremoved], "%s/%s", tprefix, path) >= 0)
+        res->nremoved++;
+}
+
+/* Delete every object of the lake table under tprefix: logs and metadata
+ * first, so that no reader finds a table whose files are gone. A data file
+ * another timeline's lake still lists (ltap_request.referenced: a branch
+ * that started from this lake) is kept and noted as removed instead, so
+ * that expiry deletes it once nothing references it. */
+static int
+delete_table(run *ru, const char *tprefix)
+{
+    lake_store *st = ru->r->store;
     char *dir = NULL;
     if (asprintf(&dir, "%s/", tprefix) < 0)
         return -ENOMEM;
@@ -558,12 +575,18 @@ delete_table(lake_store *st, const char *tprefix, lb_err *err)
     int rc = lake_store_list(st, dir, &l);
     for (int pass = 0; rc == 0 && pass < 2; pass++)
         for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
-            bool data = strncmp(l.objects[i].key + strlen(dir), "data/", 5) == 0;
-            if (data == (pass == 1))
-                rc = lake_store_delete(st, l.objects[i].key);
+            const char *key = l.objects[i].key;
+            bool data = strncmp(key + strlen(dir), "data/", 5) == 0;
+            if (data != (pass == 1))
+                continue;
+            if (data && ru->r->referenced && ru->r->referenced(ru->r->referenced_arg, key)) {
+                note_removed(ru->res, tprefix, key + strlen(dir));
+                continue;
+            }
+            rc = lake_store_delete(st, key);
         }
     if (rc)
-        lb_err_set(err, rc, "could not delete lake table \"%s\": %s", tprefix,
+        lb_err_set(ru->err, rc, "could not delete lake table \"%s\": %s", tprefix,
                    lake_store_error(st));
     lb_objstore_list_free(&l);
     free(dir);
@@ -660,6 +683,35 @@ load_seed(run *ru, const char *rel, lake_schema *schema, const table_info *t, se
         }
         found = rc == 0;
     }
+    /* Every file must still be there: the seed's expiry may have deleted
+     * files it replaced before this lake referenced them. Then the table
+     * is written in full. */
+    for (size_t i = 0; rc == 0 && found && i < sd->n;) {
+        const char *slash = strrchr(sd->paths[i], '/');
+        size_t dlen = (size_t)(slash - sd->paths[i]);
+        char *dir = strndup(sd->paths[i] + 1, dlen);
+        if (!dir) {
+            rc = -ENOMEM;
+            break;
+        }
+        memset(&l, 0, sizeof(l));
+        rc = lake_store_list(r->store, dir, &l);
+        size_t k = i;
+        for (; rc == 0 && k < sd->n && strncmp(sd->paths[k], sd->paths[i], dlen + 1) == 0 &&
+               !strchr(sd->paths[k] + dlen + 1, '/');
+             k++) {
+            bool there = false;
+            for (size_t j = 0; j < l.nobjects && !there; j++)
+                there = strcmp(l.objects[j].key, sd->paths[k] + 1) == 0;
+            if (!there) {
+                lb_info("ltap: seed file gone, writing in full key=%s", sd->paths[k] + 1);
+                found = 0;
+            }
+        }
+        lb_objstore_list_free(&l);
+        free(dir);
+        i = k > i ? k : i + 1;
+    }
     if (rc != 0 || !found)
         seed_free(sd);
     lake_table_close(pt);
@@ -667,18 +719,6 @@ load_seed(run *ru, const char *rel, lake_schema *schema, const table_info *t, se
     return rc ? rc : found;
 }
 
-/* Remember a removed file's key for expiry (best effort: a file not noted
- * stays in the store). */
-static void
-note_removed(ltap_result *res, const char *tprefix, const char *path)
-{
-    char **grown = realloc(res->removed, (res->nremoved + 1) * sizeof(*grown));
-    if (!grown)
-        return;
-    res->removed = grown;
-    if (asprintf(&grown[res->nremoved], "%s/%s", tprefix, path) >= 0)
-        res->nremoved++;
-}
 
 /* The P in a data file's name (data/c<k>-<P>-<random>.parquet), or 0. */
 static lb_lsn
@@ -770,6 +810,28 @@ col_signature(const ltap_column *cols, size_t n)
     return lb_buf_steal(&b, NULL);
 }
 
+/* The live files of lt that another prefix owns (a seed lake's), for
+ * ltap_result.shared. */
+static int
+note_shared(run *ru, const lake_table *lt)
+{
+    ltap_result *res = ru->res;
+    size_t own = strlen(ru->r->prefix);
+    for (size_t i = 0; i < lake_table_live_count(lt); i++) {
+        const char *p = lake_table_live_path(lt, i);
+        if (p[0] != '/' || (strncmp(p + 1, ru->r->prefix, own) == 0 && p[1 + own] == '/'))
+            continue;
+        char **grown = realloc(res->shared, (res->nshared + 1) * sizeof(char *));
+        if (!grown)
+            return -ENOMEM;
+        res->shared = grown;
+        if (!(grown[res->nshared] = strdup(p + 1)))
+            return -ENOMEM;
+        res->nshared++;
+    }
+    return 0;
+}
+
 /* Keep a leaf partition's live files (and the statistics of those this
  * run wrote, taken from adds) for its partitioned ancestors. */
 static int
@@ -832,7 +894,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
             /* the columns changed: the table is materialized again in full */
             lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, t->schema, t->name);
             full = true;
-            rc = delete_table(r->store, tprefix, err);
+            rc = delete_table(ru, tprefix);
             if (rc == 0)
                 rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
         }
@@ -948,6 +1010,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (!lsn_s || lb_lsn_parse(lsn_s, &ts->lake_lsn) != 0 || nadds + nremoves == 0)
             ts->lake_lsn = r->lsn; /* unchanged since its last snapshot: current at P */
         ts->seeded = seeded;
+        rc = note_shared(ru, lt);
         ts->files = lake_table_live_count(lt);
         const char *bytes = lake_table_summary_value(lt, "total-files-size");
         const char *rows = lake_table_summary_value(lt, "total-records");
@@ -957,7 +1020,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         json_array_append_new(ru->tables,
                               json_pack("{s:s, s:s, s:s, s:s}", "database", dbname, "schema",
                                         t->schema, "table", t->name, "prefix", tprefix));
-        if (t->partition)
+        if (rc == 0 && t->partition)
             rc = keep_leaf(ru, t, lt, tprefix, adds, nadds);
     }
     if (rc && rc != -ENOMEM)
@@ -1042,7 +1105,7 @@ materialize_parent(run *ru, PGconn *c, const char *dbname, const char *oid, cons
         rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
         if (rc == LB_ESCHEMA) {
             lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, nspname, relname);
-            rc = delete_table(r->store, tprefix, err);
+            rc = delete_table(ru, tprefix);
             if (rc == 0)
                 rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
         }
@@ -1399,7 +1462,7 @@ drop_unlisted(run *ru)
             break;
         }
         lb_info("ltap: dropping an unlisted lake table of an unfinished run prefix=%s", last);
-        if ((rc = delete_table(ru->r->store, last, ru->err)) == 0)
+        if ((rc = delete_table(ru, last)) == 0)
             ru->res->dropped++;
     }
     free(last);
@@ -1437,7 +1500,7 @@ drop_missing(run *ru, const char *key)
         }
         if (p && !found) {
             lb_info("ltap: dropping lake table prefix=%s", p);
-            if ((rc = delete_table(ru->r->store, p, ru->err)))
+            if ((rc = delete_table(ru, p)))
                 break;
             ru->res->dropped++;
         }
@@ -1565,5 +1628,8 @@ ltap_result_free(ltap_result *res)
     for (size_t i = 0; i < res->nremoved; i++)
         free(res->removed[i]);
     free(res->removed);
+    for (size_t i = 0; i < res->nshared; i++)
+        free(res->shared[i]);
+    free(res->shared);
     memset(res, 0, sizeof(*res));
 }

@@ -64,6 +64,11 @@ typedef struct ltap_request {
      * noted as removed here (the seed lake owns them). NULL: none. */
     const char *seed_prefix;
     lb_lsn seed_lsn;
+    /* Whether another lake lists a data file (its key) of this one (a
+     * branch started from it): such a file is kept when its table is
+     * deleted, and noted as removed instead. NULL: none is. */
+    int (*referenced)(void *arg, const char *key);
+    void *referenced_arg;
 } ltap_request;
 
 /* What one table's lake state is after a run. */
@@ -96,6 +101,10 @@ typedef struct ltap_result {
      * until they expire. Owned. */
     char **removed;
     size_t nremoved;
+    /* Keys of data files of other prefixes (a seed lake's) that the live
+     * sets of this run's tables list, for the owner's expiry. Owned. */
+    char **shared;
+    size_t nshared;
 } ltap_result;
 
 /*

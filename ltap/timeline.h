@@ -103,6 +103,12 @@ typedef struct ltap_timeline_run {
      * next chunk (-ECANCELED); the next snapshot's run goes on from there.
      * May be NULL. */
     const atomic_bool *cancel;
+    /* A branch: its parent timeline ("" or NULL for a root) and the branch
+     * point B; the redo standby's data directory, whose files are exact at
+     * P during the call (after the snapshot's restartpoint). */
+    const char *ancestor;
+    lb_lsn ancestor_lsn;
+    const char *pgdata;
 } ltap_timeline_run;
 
 /* One lake run at r->lsn (see above). 0; LB_ETIMEOUT when the index did
