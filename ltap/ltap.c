@@ -719,7 +719,6 @@ load_seed(run *ru, const char *rel, lake_schema *schema, const table_info *t, se
     return rc ? rc : found;
 }
 
-
 /* The P in a data file's name (data/c<k>-<P>-<random>.parquet), or 0. */
 static lb_lsn
 lsn_of(const char *path)

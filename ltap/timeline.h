@@ -38,8 +38,13 @@
  * by the next run (ltap_materialize, ltap.c's sweep_orphans).
  *
  * Branches. A branch's lake is its own, under <tenant>/<branch timeline>,
- * and shares no file with its parent's yet: its first snapshot writes
- * every table in full (ltap/README.md has the design for sharing).
+ * but its first run starts from its parent's newest run at or before the
+ * branch point (records kept per run in <prefix>/lake/_ltap_runs/): its
+ * tables list the parent's files by key and write only chunks dirty since
+ * (page LSNs of the standby's files, the parent's pending blocks there,
+ * the branch's own index). What a branch lists of another lake it records
+ * in that lake's lake/_ltap_refs/<branch>.json; a lake's expiry and table
+ * deletes keep what is referenced. ltap/README.md has the details.
  *
  * The index must have reached P before the run: the call waits for it a
  * while (the index and the standby stream from the same safekeepers) and
