@@ -406,7 +406,19 @@ lake_after_snapshot(ps_ingest *in, lb_lsn p, lb_err *err)
     char conninfo[96];
     snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
              in->port);
+    /* a branch's first run starts from its parent's lake (ltap/timeline.h) */
+    ps_tlmeta m = {0};
+    char ancestor[sizeof(m.ancestor_id)] = "";
+    lb_lsn ancestor_lsn = 0;
+    if (get_meta(in, &m) == 0) {
+        snprintf(ancestor, sizeof(ancestor), "%s", m.ancestor_id);
+        ancestor_lsn = m.ancestor_lsn;
+        ps_tlmeta_free(&m);
+    }
     ltap_timeline_run run = {.tenant = in->tenant,
+                             .ancestor = ancestor,
+                             .ancestor_lsn = ancestor_lsn,
+                             .pgdata = in->pgdata,
                              .timeline = in->timeline,
                              .conninfo = conninfo,
                              .lsn = p,
