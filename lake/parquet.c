@@ -429,7 +429,7 @@ map_node(lake_parquet_writer *w, int id, int def, int rep, char **parts, int npa
             return -ENOMEM;
         if (nparts >= 64)
             return set_error(w, LB_ESCHEMA, "field \"%s\" is nested too deep", ni->path);
-        parts[nparts++] = n->name;
+        parts[nparts++] = (char *)lake__node_physical(n);
         if (!n->required)
             def++;
     }
@@ -2450,7 +2450,7 @@ put_schema_elements(lake__thrift *t, const lake_schema *s, int id)
             lake__thrift_field_i32(t, 2, len);
     }
     lake__thrift_field_i32(t, 3, n->required ? REP_REQUIRED : REP_OPTIONAL);
-    lake__thrift_field_string(t, 4, n->name);
+    lake__thrift_field_string(t, 4, lake__node_physical(n));
     if (lake__type_is_group(n->type))
         lake__thrift_field_i32(t, 5, n->nchildren);
     int ct = converted_type(n);

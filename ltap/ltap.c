@@ -24,8 +24,10 @@
  * (the caller's WAL block index) says a block of it changed since the
  * table's lake LSN, and removes files of chunks past the table's end. A
  * table whose relfilenode differs from the one its last snapshot records
- * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) or whose columns
- * changed is rewritten in full. One table's changes are one lake commit,
+ * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) is rewritten in
+ * full. Column changes evolve the lake table's schema by field id (one
+ * per attnum) and keep its files, except where they would read wrong (see
+ * schema_needs_rewrite()). One table's changes are one lake commit,
  * with lakebase.lsn and lakebase.relfilenode in its summary.
  *
  * Drops. The list of materialized tables is kept at
@@ -121,6 +123,7 @@ quote_ident(lb_buf *b, const char *name)
 typedef struct table_info {
     char *oid, *schema, *name;
     uint32_t relfilenode, spc, db;
+    int natts; /* pg_class.relnatts: attnums above it are newer columns */
     uint64_t nblocks;
     ltap_column *cols;
     size_t ncols;
@@ -154,7 +157,7 @@ load_attrs(PGconn *c, const char *relid, bool nested, ltap_column **out, size_t 
         "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END, "
         "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, rs.oid, 0), "
         "       coalesce(el.typtype, rs.typtype, ''), a.atttypid, "
-        "       coalesce(bt.typrelid, ty.typrelid) "
+        "       coalesce(bt.typrelid, ty.typrelid), a.atthasmissing "
         "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
         "LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype "
         "LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem) "
@@ -181,6 +184,7 @@ load_attrs(PGconn *c, const char *relid, bool nested, ltap_column **out, size_t 
         col->typmod = atoi(PQgetvalue(res, i, 3));
         col->notnull = PQgetvalue(res, i, 4)[0] == 't';
         col->decl_typid = (uint32_t)strtoul(PQgetvalue(res, i, 8), NULL, 10);
+        col->hasmissing = PQgetvalue(res, i, 10)[0] == 't';
         if (!col->name) {
             rc = -ENOMEM;
             break;
@@ -612,6 +616,45 @@ note_removed(ltap_result *res, const char *tprefix, const char *path)
         res->nremoved++;
 }
 
+/*
+ * Whether the table's schema change since its last lake snapshot leaves
+ * the old data files wrong, so that every chunk must be written again:
+ *  - a field kept its id with a promoted type (numeric(10,2) to
+ *    numeric(12,2) without a table rewrite): Iceberg could read the old
+ *    files, but Delta has no type widening here, and both formats list the
+ *    same files;
+ *  - a column added since, whose old rows read a default: ADD COLUMN with
+ *    a non-volatile DEFAULT does not rewrite the heap but sets
+ *    atthasmissing, and rows written before it read attmissingval. Old
+ *    files lack the field, and a reader projecting by field id reads NULL
+ *    there, which is wrong. (Iceberg v3's initial-default would say it,
+ *    but v2 readers and Delta cannot.) "Added since" is an attnum above
+ *    the relnatts the last snapshot recorded (lakebase.natts), or, for a
+ *    snapshot from before that was recorded, a native column the table's
+ *    schema lacks.
+ * ADD COLUMN without a default (old rows NULL), DROP COLUMN and RENAME
+ * COLUMN leave every old file exact, read by field id.
+ */
+static bool
+schema_needs_rewrite(const table_info *t, const lake_table *lt)
+{
+    if (lake_table_schema_retyped(lt))
+        return true;
+    const char *natts_s = lake_table_summary_value(lt, "lakebase.natts");
+    int natts = natts_s ? atoi(natts_s) : -1;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const ltap_column *c = &t->cols[i];
+        if (!c->hasmissing)
+            continue;
+        bool added = natts >= 0
+                         ? c->attnum > natts
+                         : c->kind == LTAP_OVERFLOW || !lake_table_field_existed(lt, c->attnum);
+        if (added)
+            return true;
+    }
+    return false;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -630,8 +673,10 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     if (rc == 0) {
         rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
         if (rc == LB_ESCHEMA) {
-            /* the columns changed: the table is materialized again in full */
-            lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, t->schema, t->name);
+            /* no valid evolution (a type change that is no promotion): the
+             * lake table starts over, written in full */
+            lb_info("ltap: columns changed incompatibly, rewriting table=%s.%s.%s msg=\"%s\"",
+                    dbname, t->schema, t->name, err->message);
             full = true;
             rc = delete_table(r->store, tprefix, err);
             if (rc == 0)
@@ -659,6 +704,11 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     if (!prev_lsn_s || lb_lsn_parse(prev_lsn_s, &since) != 0 || !prev_rfn_s ||
         strtoul(prev_rfn_s, NULL, 10) != t->relfilenode)
         full = true;
+    if (rc == 0 && !full && schema_needs_rewrite(t, lt)) {
+        lb_info("ltap: schema change needs the files rewritten, table=%s.%s.%s", dbname, t->schema,
+                t->name);
+        full = true;
+    }
     bool skip = rc == 0 && !full && since == r->lsn;
 
     uint64_t nchunks = (t->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
@@ -704,11 +754,15 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (k < 0 || (uint64_t)k >= nchunks || (full && nchunks == 0))
             removes[nremoves++] = lake_table_live_path(lt, i);
     }
-    if (rc == 0 && !skip && nadds + nremoves > 0) {
-        char lsn[LB_LSN_STRLEN], rfn[16];
+    /* a schema change with no chunk to rewrite is a commit of its own */
+    bool schema_only = rc == 0 && nadds + nremoves == 0 && lake_table_schema_changed(lt);
+    if (rc == 0 && ((!skip && nadds + nremoves > 0) || schema_only)) {
+        char lsn[LB_LSN_STRLEN], rfn[16], natts[16];
         lb_lsn_format(r->lsn, lsn);
         snprintf(rfn, sizeof(rfn), "%u", t->relfilenode);
-        const char *summary[] = {"lakebase.lsn", lsn, "lakebase.relfilenode", rfn, NULL};
+        snprintf(natts, sizeof(natts), "%d", t->natts);
+        const char *summary[] = {"lakebase.lsn", lsn, "lakebase.relfilenode", rfn, "lakebase.natts",
+                                 natts,          NULL};
         lake_commit cm = {.adds = adds,
                           .nadds = nadds,
                           .removes = removes,
@@ -767,7 +821,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         res = query(c,
                     "SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.reltablespace, "
                     "       pg_relation_size(c.oid, 'main') / current_setting('block_size')::int, "
-                    "       current_setting('block_size') "
+                    "       current_setting('block_size'), c.relnatts "
                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
                     "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -789,6 +843,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         t.db = db_oid;
         t.nblocks = strtoull(PQgetvalue(res, i, 5), NULL, 10);
         ru->block_size = (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10);
+        t.natts = atoi(PQgetvalue(res, i, 7));
         if (!t.oid || !t.schema || !t.name)
             rc = -ENOMEM;
         if (rc == 0)
