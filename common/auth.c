@@ -43,10 +43,9 @@ static const struct {
     lb_auth_role role;
     const char *name;
 } role_names[] = {
-    {LB_AUTH_MANAGEMENT, "management"},
-    {LB_AUTH_SAFEKEEPER, "safekeeper"},
-    {LB_AUTH_PAGESERVER, "pageserver"},
-    {LB_AUTH_COMPUTE, "compute"},
+    {LB_AUTH_MANAGEMENT, "management"}, {LB_AUTH_SAFEKEEPER, "safekeeper"},
+    {LB_AUTH_PAGESERVER, "pageserver"}, {LB_AUTH_COMPUTE, "compute"},
+    {LB_AUTH_ANALYTICS, "analytics"},
 };
 
 lb_auth_role

@@ -43,9 +43,13 @@ typedef enum lb_auth_role {
     LB_AUTH_SAFEKEEPER = 1u << 1,
     LB_AUTH_PAGESERVER = 1u << 2,
     LB_AUTH_COMPUTE = 1u << 3,
+    /* Read-only analytics: the pageserver's Iceberg REST catalog and lake
+     * status, for the tenant (and timeline) the token is scoped to. */
+    LB_AUTH_ANALYTICS = 1u << 4,
 } lb_auth_role;
 #define LB_AUTH_ANY_ROLE                                                                           \
-    (LB_AUTH_MANAGEMENT | LB_AUTH_SAFEKEEPER | LB_AUTH_PAGESERVER | LB_AUTH_COMPUTE)
+    (LB_AUTH_MANAGEMENT | LB_AUTH_SAFEKEEPER | LB_AUTH_PAGESERVER | LB_AUTH_COMPUTE |              \
+     LB_AUTH_ANALYTICS)
 
 /* A verified token's claims. Empty strings for absent claims; tenant "" is
  * every tenant (absent or "*" in the token), timeline "" every timeline. */

@@ -14,8 +14,12 @@
  * that setting the system clock neither ends the wait early nor
  * stretches it.
  *
+ * RFC 3339 times (the timestamps of the APIs: Kubernetes' metadata, PITR
+ * requests) are parsed here, once: lb_rfc3339_parse().
+ *
  * Callers: everything that asks the time; no other file calls
- * clock_gettime() for milliseconds.
+ * clock_gettime() for milliseconds. The controller and the pageserver
+ * parse RFC 3339.
  */
 #ifndef LB_CLOCK_H
 #define LB_CLOCK_H
@@ -38,5 +42,13 @@ int lb_cond_init_mono(pthread_cond_t *cond);
 /* The CLOCK_MONOTONIC time after_ms from now, for pthread_cond_timedwait()
  * on a condition made by lb_cond_init_mono(). */
 struct timespec lb_mono_deadline(int64_t after_ms);
+
+/* Parse an RFC 3339 time, "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)"
+ * ('T' and 'Z' in either case; every field its exact number of digits;
+ * the day must exist in its month; second 60, a leap second, counts as
+ * the next second; digits of frac past the sixth are dropped), into
+ * microseconds since the Unix epoch. Years 1970 to 9999. 0, or LB_EPARSE
+ * for anything else, NULL included. */
+int lb_rfc3339_parse(const char *text, int64_t *us);
 
 #endif

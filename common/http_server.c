@@ -799,8 +799,13 @@ check_credential(lb_http_request *req)
             return true;
         lb_info("http request refused method=%s route=\"%s\" role=%s sub=\"%s\" status=403",
                 req->method, r->pattern, lb_auth_role_name(req->claims.role), req->claims.sub);
-        lb_http_respond_error(req, 403, "token of role \"%s\" may not call %s %s",
-                              lb_auth_role_name(req->claims.role), req->method, r->pattern);
+        char msg[300];
+        snprintf(msg, sizeof(msg), "token of role \"%s\" may not call %s %s",
+                 lb_auth_role_name(req->claims.role), req->method, r->pattern);
+        if (r->access.refuse)
+            r->access.refuse(req, 403, msg);
+        else
+            lb_http_respond_error(req, 403, "%s", msg);
         return false;
     }
     lb_info("http request refused method=%s route=\"%s\" status=401 reason=\"%s\"", req->method,
@@ -808,7 +813,13 @@ check_credential(lb_http_request *req)
     lb_http_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                        token ? "Bearer realm=\"lakebase\", error=\"invalid_token\""
                              : "Bearer realm=\"lakebase\"");
-    lb_http_respond_error(req, 401, "credential required: %s", why);
+    if (r->access.refuse) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "credential required: %s", why);
+        r->access.refuse(req, 401, msg);
+    } else {
+        lb_http_respond_error(req, 401, "credential required: %s", why);
+    }
     return false;
 }
 

@@ -88,6 +88,10 @@ typedef struct lb_http_access {
      * for unscoped tokens only). true: only the role is checked here; the
      * handler checks the scope itself with lb_http_claims(). */
     bool own_scope;
+    /* How a refused request (401, 403) is answered: refuse(req, status,
+     * message) makes the one respond call, in the route's own error shape
+     * (the Iceberg REST catalog's ErrorModel). NULL: {"error": message}. */
+    int (*refuse)(lb_http_request *req, int status, const char *message);
 } lb_http_access;
 
 /* Route with declared access (NULL: management only). Same codes as

@@ -20,8 +20,12 @@
  *     if (code >= 0)
  *         return code;
  *
+ * A program whose settings also come from the environment (a Kubernetes
+ * Deployment's env) names a prefix: each setting NAME is then also read
+ * from <env_prefix><NAME in upper case>, and the command line wins.
+ *
  * Callers: safekeeper/main.c (the daemon and `safekeeper elect`),
- * compute/main.c, token/main.c, pageserver/main.c.
+ * compute/main.c, token/main.c, pageserver/main.c, controller/main.c.
  */
 #ifndef LB_STARTUP_H
 #define LB_STARTUP_H
@@ -41,9 +45,13 @@ extern const char *const lb_log_level_words[];
                     lb_log_level_words)
 
 typedef struct lb_startup_spec {
-    const char *program;               /* log component and message prefix: "safekeeper" */
+    const char *program;               /* message prefix (and log component): "safekeeper" */
+    const char *log_component;         /* the log's component if not program; NULL: program */
+    const char *env_prefix;            /* "LAKEBASE_CONTROLLER_": settings from the
+                                        * environment too; NULL: the command line only */
     const char *usage;                 /* after the program's name in --help: "[options]" */
-    const lb_config_setting *settings; /* the table; its "log_level", if any, is an enum */
+    const lb_config_setting *settings; /* the table; its "log_level", if any, is an enum
+                                        * (LB_SETTING_LOG_LEVEL) or a string of its words */
     void *conf;                        /* filled from the table; zeroed by the caller */
     int max_positional;                /* arguments that are not options it takes */
     lb_log_level level;                /* the log threshold when the table has no log_level */

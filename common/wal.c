@@ -217,6 +217,53 @@ lb_wal_file_parse(const char *name, uint32_t seg_size, uint32_t *tli, uint64_t *
     return LB_WAL_FILE_BAD;
 }
 
+/* ---- how much of a served segment is WAL -------------------------------- */
+
+int
+lb_wal_valid_parse(const char *bytes, const char *final, uint32_t seg_size, lb_wal_valid *out)
+{
+    *out = (lb_wal_valid){.bytes = seg_size, .final = true};
+    if (!bytes)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(bytes, &end, 10);
+    if (bytes[0] < '0' || bytes[0] > '9' || *end || errno || n > seg_size)
+        return LB_EPROTO;
+    out->bytes = n;
+    out->final = n == seg_size || (final && strcmp(final, "true") == 0);
+    return 0;
+}
+
+void
+lb_wal_valid_format(const lb_wal_valid *v, uint32_t seg_size, char bytes[21], const char **final)
+{
+    snprintf(bytes, 21, "%" PRIu64, v->bytes);
+    *final = v->final && v->bytes < seg_size ? "true" : NULL;
+}
+
+bool
+lb_wal_valid_better(const lb_wal_valid *a, const lb_wal_valid *b)
+{
+    return a->bytes > b->bytes || (a->bytes == b->bytes && a->final && !b->final);
+}
+
+bool
+lb_wal_valid_complete(const lb_wal_valid *v, uint32_t seg_size)
+{
+    return v->final || v->bytes >= seg_size;
+}
+
+bool
+lb_wal_valid_covers(const lb_wal_valid *v, uint64_t segno, uint32_t seg_size, lb_lsn need)
+{
+    lb_lsn start = lb_wal_segment_start(segno, seg_size);
+    if (v->final || need <= start)
+        return true;
+    uint64_t want = need - start < seg_size ? need - start : seg_size;
+    return v->bytes >= want;
+}
+
 /* ---- page headers ------------------------------------------------------- */
 
 /* Check the short header in p[0..LB_WAL_SHORT_PHD_SIZE): zeroed, magic,

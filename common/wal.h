@@ -143,6 +143,42 @@ typedef enum lb_wal_file_kind {
 lb_wal_file_kind lb_wal_file_parse(const char *name, uint32_t seg_size, uint32_t *tli,
                                    uint64_t *segno);
 
+/* ---- how much of a served segment is WAL (safekeeper, pageserver, compute) -- */
+
+/* A segment is always served whole, as restore_command wants it, but the
+ * one holding the end of committed WAL is WAL only up to that end and zero
+ * after it. Whoever serves a segment says how much of it is WAL in two
+ * response headers; whoever fetches it from several sources (a safekeeper
+ * just restarted may serve it cut at a stale commit LSN) keeps asking
+ * while an answer falls short, takes the best with lb_wal_valid_better(),
+ * and checks it with lb_wal_valid_covers(). A zero-filled tail is never
+ * taken for WAL that a source does not vouch for. */
+#define LB_WAL_VALID_BYTES_HEADER "Lakebase-Valid-Bytes" /* decimal, from the segment start */
+#define LB_WAL_VALID_FINAL_HEADER "Lakebase-Valid-Final" /* "true": no source has more */
+
+typedef struct lb_wal_valid {
+    uint64_t bytes; /* WAL from the segment's start; zeros after it */
+    bool final;     /* this file never holds more WAL: it is whole, or its
+                     * PostgreSQL timeline (or a branch point) ends at bytes */
+} lb_wal_valid;
+
+/* From the two header values (NULL when absent). No bytes header: a
+ * source that does not say serves whole segments (object storage). 0, or
+ * LB_EPROTO for a value that is not a number of at most seg_size. */
+int lb_wal_valid_parse(const char *bytes, const char *final, uint32_t seg_size, lb_wal_valid *out);
+/* The header values for v (bytes needs 21 chars); final is NULL when the
+ * header is to be left out. */
+void lb_wal_valid_format(const lb_wal_valid *v, uint32_t seg_size, char bytes[21],
+                         const char **final);
+/* Whether a is a better answer than b: more WAL, or as much and final. */
+bool lb_wal_valid_better(const lb_wal_valid *a, const lb_wal_valid *b);
+/* Whether no other source can have more of the segment: stop asking. */
+bool lb_wal_valid_complete(const lb_wal_valid *v, uint32_t seg_size);
+/* Whether v covers the WAL before need in segment segno: it is final, or
+ * it holds every byte of the segment below need. need 0: nothing is
+ * needed, any answer covers. */
+bool lb_wal_valid_covers(const lb_wal_valid *v, uint64_t segno, uint32_t seg_size, lb_lsn need);
+
 /* ---- page headers (decoder, tools) -------------------------------------- */
 
 typedef struct lb_wal_page_header {

@@ -483,6 +483,11 @@ set_wal_sources(cc_compute *c, const tl_meta *m, const sk_elect_result *r)
     w.has_ancestor = m->has_ancestor;
     w.token = s->auth_token;
     w.seg_size = m->wal_seg_size;
+    /* What restore must reach: a primary the term's start E, a static
+     * compute a record past its LSN (recovery stops before the first one
+     * at or after it). A replica streams the rest. */
+    w.need_lsn = r ? r->start_lsn : cc_mode_of(s->mode)->at_lsn ? s->lsn + 1 : 0;
+    w.short_wait_ms = 30000;
     if (r) {
         /* Only those holding the term's WAL up to its start, the donor first. */
         snprintf(w.safekeepers[w.nsafekeepers++], sizeof(w.safekeepers[0]), "%s",

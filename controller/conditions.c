@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "conditions.h"
 #include "errors.h"
 
@@ -107,40 +108,9 @@ ctl_now_rfc3339(char *buf, size_t cap)
 int
 ctl_rfc3339_parse(const char *text, int64_t *secs)
 {
-    struct tm tm = {0};
-    int n = 0;
-    if (!text ||
-        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-        n != 19)
-        return LB_EPARSE;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
-        return LB_EPARSE;
-    const char *p = text + n;
-    if (*p == '.') {
-        p++;
-        if (!isdigit((unsigned char)*p))
-            return LB_EPARSE;
-        while (isdigit((unsigned char)*p))
-            p++;
-    }
-    long offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5 || hh > 23 || mm > 59)
-            return LB_EPARSE;
-        offset = (hh * 3600L + mm * 60L) * (*p == '+' ? 1 : -1);
-        p += 6;
-    } else {
-        return LB_EPARSE;
-    }
-    if (*p)
-        return LB_EPARSE;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    *secs = (int64_t)timegm(&tm) - offset;
-    return 0;
+    int64_t us;
+    int rc = lb_rfc3339_parse(text, &us);
+    if (rc == 0)
+        *secs = us / 1000000; /* whole seconds, as Kubernetes writes them */
+    return rc;
 }

@@ -41,8 +41,8 @@ bool ctl_reason_valid(const char *reason);
 void ctl_now_rfc3339(char *buf, size_t cap);
 /* Format a time (seconds since the epoch) the same way. */
 void ctl_time_rfc3339(int64_t secs, char *buf, size_t cap);
-/* Parse "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)" into seconds since the
- * epoch. 0 or LB_EPARSE. */
+/* Parse an RFC 3339 time into whole seconds since the epoch, by the one
+ * parser lb_rfc3339_parse() (clock.h). 0 or LB_EPARSE. */
 int ctl_rfc3339_parse(const char *text, int64_t *secs);
 
 #endif

@@ -7,7 +7,8 @@
  * configuration, timelines on the pageserver (see cluster.c, branch.c).
  *
  * Settings (--help lists them) come from the command line, or from
- * environment variables LAKEBASE_CONTROLLER_<NAME> (the command line wins).
+ * environment variables LAKEBASE_CONTROLLER_<NAME> (the command line wins),
+ * through lb_startup() (startup.h) like every other lakebase program.
  *
  * Threads: the main thread runs the event loop (signals, the resync timer,
  * starting the workers once this process leads); the leader election, each
@@ -18,7 +19,6 @@
  * exits at once with status 1: a controller that may have a successor must
  * not write again.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,6 +36,7 @@
 #include "leader.h"
 #include "log.h"
 #include "runtime.h"
+#include "startup.h"
 
 static const lb_config_setting settings[] = {
     LB_SETTING("kubeconfig", LB_CONFIG_STRING, ctl_options, kubeconfig, NULL,
@@ -146,69 +147,21 @@ read_queue(void *arg)
     return ctx.queue ? (double)ctl_queue_len(ctx.queue) : 0.0;
 }
 
-/* argv with --name=value for every LAKEBASE_CONTROLLER_<NAME> in the
- * environment first, so that the command line overrides them. */
-static char **
-with_env(int argc, char **argv, int *nargc, int *nenv)
-{
-    char **out = calloc((size_t)argc + 32, sizeof(char *));
-    if (!out)
-        return NULL;
-    int n = 0;
-    out[n++] = argv[0];
-    for (const lb_config_setting *s = settings; s->name; s++) {
-        char env[128];
-        int k = snprintf(env, sizeof(env), "LAKEBASE_CONTROLLER_");
-        for (const char *p = s->name; *p && k < (int)sizeof(env) - 1; p++)
-            env[k++] = (char)toupper((unsigned char)*p);
-        env[k] = '\0';
-        const char *v = getenv(env);
-        if (!v)
-            continue;
-        size_t len = strlen(s->name) + strlen(v) + 4;
-        char *opt = malloc(len);
-        if (!opt)
-            return NULL;
-        snprintf(opt, len, "--%s=%s", s->name, v);
-        out[n++] = opt;
-    }
-    *nenv = n - 1;
-    for (int i = 1; i < argc; i++)
-        out[n++] = argv[i];
-    out[n] = NULL;
-    *nargc = n;
-    return out;
-}
-
 int
 main(int argc, char **argv)
 {
-    int nargc = 0, nenv = 0;
-    char **args = with_env(argc, argv, &nargc, &nenv);
-    if (!args)
-        return 1;
+    /* The log keeps the component "controller" its lines always had. */
+    const lb_startup_spec start = {.program = "lakebase-controller",
+                                   .log_component = "controller",
+                                   .env_prefix = "LAKEBASE_CONTROLLER_",
+                                   .usage = "[options]",
+                                   .settings = settings,
+                                   .conf = &opts};
     lb_config_result res;
-    int rc = lb_config_load(settings, &opts, NULL, nargc, args, &res);
-    if (res.help) {
-        lb_buf help = LB_BUF_INIT;
-        lb_config_help(settings, "lakebase-controller", "[options]", &help);
-        fputs(help.data, stdout);
-        lb_buf_free(&help);
-        lb_config_result_free(&res);
-        return 0;
-    }
-    if (rc) {
-        fprintf(stderr, "lakebase-controller: %s\n", res.error);
-        lb_config_result_free(&res);
-        return 2;
-    }
+    int rc = lb_startup(&start, argc, argv, &res);
+    if (rc >= 0)
+        return rc;
     lb_config_result_free(&res);
-    lb_log_level level;
-    if (lb_log_level_parse(opts.log_level, &level) != 0) {
-        fprintf(stderr, "lakebase-controller: unknown log_level \"%s\"\n", opts.log_level);
-        return 2;
-    }
-    lb_log_init("controller", level);
 
     char err[1024] = "";
     rc = opts.kubeconfig && *opts.kubeconfig
@@ -299,9 +252,6 @@ main(int argc, char **argv)
     ctl_kubeconfig_free(&ctx.kc);
     lb_loop_free(loop);
     lb_config_free(settings, &opts);
-    for (int i = 1; i <= nenv; i++)
-        free(args[i]);
-    free(args);
     lb_info("stopped");
     return 0;
 }

@@ -96,6 +96,19 @@ def http(method, url, body=None, timeout=10, token=None):
         return status, raw
 
 
+def http_get_raw(url, token=None, timeout=30):
+    """GET url; returns (status, body bytes, response headers as a dict with
+    lowercase names). token as for http()."""
+    if token is None:
+        token = TOKEN_BY_BASE.get("/".join(url.split("/", 3)[:3]), DEFAULT_TOKEN)
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
+
+
 class Auth:
     """Credentials for one test: an Ed25519 key pair made in the test's own
     directory (auth/private/auth.key private, auth/keys/auth.pem public),

@@ -6,9 +6,16 @@
 //
 //   node ltap_read.mjs iceberg|delta TABLE_DIR
 //
+// Columns are projected by field id onto the table's current schema, as
+// the formats prescribe (Iceberg "Column Projection"; Delta column mapping
+// by id): a file written under an older schema gives a renamed column under
+// its new name, a column added since as NULL, and a dropped one not at all;
+// struct fields likewise.
+//
 // Prints one JSON object: files (sorted relative paths), summary (the
-// Iceberg snapshot summary, or the last Delta commitInfo), fields (name ->
-// Parquet field id) and rows, each an object by column name with exact
+// Iceberg snapshot summary, or the last Delta commitInfo.lakebase),
+// fields (name -> field id, of the current schema), schema (the current
+// schema as the format states it) and rows, each an object by column name with exact
 // values: integers, dates, times and timestamps as decimal strings, floats
 // as their IEEE bits ("f:xxxxxxxx", "d:xxxxxxxxxxxxxxxx"), decimals as the
 // unscaled integer, strings as strings, binary as hex, lists as arrays,
@@ -42,8 +49,11 @@ async function icebergFiles() {
     const versions = fs.readdirSync(mdir).map((n) => /^v(\d+)\.metadata\.json$/.exec(n)).filter(Boolean).map((m) => Number(m[1]));
     if (!versions.length) fail('no metadata');
     const md = JSON.parse(fs.readFileSync(path.join(mdir, `v${Math.max(...versions)}.metadata.json`), 'utf8'));
+    const cur = md.schemas.find((x) => x['schema-id'] === md['current-schema-id']);
+    if (!cur) fail('no current schema');
+    const schema = norm('iceberg', cur);
     const snap = (md.snapshots || []).find((s) => s['snapshot-id'] === md['current-snapshot-id']);
-    if (!snap) return { files: [], summary: {} };
+    if (!snap) return { files: [], summary: {}, schema, raw: cur };
     const local = (uri) => {
         if (!uri.startsWith(md.location + '/')) fail(`${uri} is outside ${md.location}`);
         return uri.slice(md.location.length + 1);
@@ -54,24 +64,68 @@ async function icebergFiles() {
             if (e.status !== 2) files.push(local(e.data_file.file_path));
         }
     }
-    return { files: files.sort(), summary: snap.summary };
+    return { files: files.sort(), summary: snap.summary, schema, raw: cur };
+}
+
+// A schema type in one shape for both formats: {kind: 'struct', fields:
+// [{id, name, type}]}, {kind: 'list', element}, or {kind: 'primitive'}.
+function norm(fmt, t) {
+    if (typeof t === 'string') return { kind: 'primitive' };
+    if (t.type === 'struct') {
+        return {
+            kind: 'struct',
+            fields: t.fields.map((f) => ({
+                id: fmt === 'iceberg' ? f.id : (f.metadata || {})['delta.columnMapping.id'],
+                name: f.name, type: norm(fmt, f.type),
+            })),
+        };
+    }
+    if (t.type === 'list') return { kind: 'list', element: norm(fmt, t.element) };
+    if (t.type === 'array') return { kind: 'list', element: norm(fmt, t.elementType) };
+    fail(`unknown type ${JSON.stringify(t)}`);
+}
+
+const fieldId = (f) => (f.metadata.has('PARQUET:field_id') ? Number(f.metadata.get('PARQUET:field_id')) : undefined);
+
+// The value at row i projected onto schema type sch: struct fields by id.
+function project(data, i, sch) {
+    if (!data.getValid(i)) return null;
+    if (sch.kind === 'struct' && data.type.typeId === Type.Struct) {
+        const obj = {};
+        for (const f of sch.fields) {
+            const k = data.type.children.findIndex((c) => fieldId(c) === f.id);
+            obj[f.name] = k < 0 ? null : project(data.children[k], i, f.type);
+        }
+        return obj;
+    }
+    if (sch.kind === 'list' && (data.type.typeId === Type.List || data.type.typeId === Type.LargeList)) {
+        const o = data.valueOffsets, j = data.offset + i;
+        const items = [];
+        for (let k = Number(o[j]); k < Number(o[j + 1]); k++) items.push(project(data.children[0], k, sch.element));
+        return items;
+    }
+    return cell(data, i);
 }
 
 function deltaFiles() {
     const logDir = path.join(dir, '_delta_log');
     const names = fs.readdirSync(logDir).filter((n) => /^\d{20}\.json$/.test(n)).sort();
     const live = new Set();
-    let summary = {};
+    let summary = {}, meta = null;
     for (const n of names) {
         for (const line of fs.readFileSync(path.join(logDir, n), 'utf8').split('\n')) {
             if (!line) continue;
             const a = JSON.parse(line);
             if (a.add) live.add(decodeURI(a.add.path));
             if (a.remove) live.delete(decodeURI(a.remove.path));
-            if (a.commitInfo) summary = a.commitInfo.lakebase || {};
+            if (a.commitInfo && a.commitInfo.lakebase) summary = a.commitInfo.lakebase;
+            if (a.metaData) meta = a.metaData;
         }
     }
-    return { files: [...live].sort(), summary };
+    if (!meta) fail('no metaData');
+    const raw = JSON.parse(meta.schemaString);
+    if ((meta.configuration || {})['delta.columnMapping.mode'] !== 'id') fail('no column mapping by id');
+    return { files: [...live].sort(), summary, schema: norm('delta', raw), raw };
 }
 
 function int128(words, at) {
@@ -121,17 +175,21 @@ function cell(data, i) {
     }
 }
 
-const { files, summary } = format === 'iceberg' ? await icebergFiles() : format === 'delta' ? deltaFiles() : fail('iceberg|delta');
-const out = { files, summary, fields: {}, rows: [] };
+const { files, summary, schema, raw } = format === 'iceberg' ? await icebergFiles() : format === 'delta' ? deltaFiles() : fail('iceberg|delta');
+const out = { files, summary, fields: {}, schema: raw, rows: [] };
+for (const f of schema.fields) {
+    if (!Number.isInteger(f.id)) fail(`field ${f.name} has no id`);
+    out.fields[f.name] = f.id;
+}
 for (const f of files) {
     const table = tableFromIPC(readParquet(new Uint8Array(fs.readFileSync(path.join(dir, f)))).intoIPCStream());
-    for (const fld of table.schema.fields) out.fields[fld.name] = Number(fld.metadata.get('PARQUET:field_id'));
-    const names = table.schema.fields.map((x) => x.name);
+    // top-level columns by field id
+    const at = schema.fields.map((sf) => table.schema.fields.findIndex((c) => fieldId(c) === sf.id));
     for (const batch of table.batches) {
         const cols = batch.data.children;
         for (let i = 0; i < batch.numRows; i++) {
             const row = {};
-            names.forEach((n, k) => { row[n] = cell(cols[k], i); });
+            schema.fields.forEach((sf, k) => { row[sf.name] = at[k] < 0 ? null : project(cols[at[k]], i, sf.type); });
             out.rows.push(row);
         }
     }

@@ -17,7 +17,8 @@ import pytest
 
 import lakebase
 
-from lakebase import BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, lsn_int, to_yaml, wait_for
+from lakebase import (BIN, CTL, BlockedCommit, ComputeCtl, Pageserver, free_port, http, http_get_raw,
+                      lsn_int, to_yaml, wait_for)
 
 
 @pytest.fixture
@@ -147,6 +148,61 @@ def test_replica_follows_and_static_sees_exactly_before_its_lsn(env):
         static.sql("insert into t values (1000)")
     for c in (static, replica, primary):
         assert c.stop() == 0
+
+
+def test_a_lagging_safekeepers_short_segment_is_not_taken_for_the_whole(env):
+    """A safekeeper that comes back behind the others (restarted with a
+    stale commit LSN, or missing WAL) serves the segment holding the end of
+    WAL cut at its own position, zeros after. Asked first, it must not be
+    believed: a static compute past that position still restores to its
+    LSN (restore via compute-ctl, sk-0 first), and the pageserver's /wal
+    serves the most any safekeeper has, saying how much is WAL."""
+    cluster, ps, new = env
+    primary = new("primary").start()
+    primary.sql("create table t (id int primary key)")
+    primary.sql("insert into t select generate_series(1, 10)")
+    wait_for(lambda: all(sk.status(cluster.tenant, cluster.timeline)["streaming"]
+                         for sk in cluster.sks), 20, what="all safekeepers streaming")
+    cluster.sks[0].kill()
+    primary.sql("insert into t select generate_series(11, 20)")
+    at = primary.sql("select pg_current_wal_insert_lsn()::text")[0][0]
+    primary.sql("insert into t values (21)")
+    tli = primary.status()["tli"]
+    # No compute to catch up from: sk-0 stays behind once it is back.
+    assert primary.stop() == 0
+    cluster.sks[0].start()
+    lagging = cluster.sks[0].status(cluster.tenant, cluster.timeline)
+    assert lsn_int(lagging["flush_lsn"]) < lsn_int(at), lagging
+    seg_size = lagging["wal_seg_size"]
+    segno = lsn_int(at) // seg_size
+    seg = f"{tli:08X}{segno // (0x100000000 // seg_size):08X}{segno % (0x100000000 // seg_size):08X}"
+    need = lsn_int(at) - segno * seg_size
+
+    st0, body0, hdr0 = http_get_raw(cluster.sks[0].tl(cluster.tenant, cluster.timeline,
+                                                      f"/segment/{seg}"))
+    st1, body1, hdr1 = http_get_raw(cluster.sks[1].tl(cluster.tenant, cluster.timeline,
+                                                      f"/segment/{seg}"))
+    assert st1 == 200 and len(body1) == seg_size
+    # The lagging one answers 200 with a whole (zero-padded) file.
+    assert st0 == 200 and len(body0) == seg_size
+
+    # The pageserver's /wal: the WAL sk-1 has, not sk-0's zeros.
+    st, body, hdr = http_get_raw(f"{ps.url}/v1/tenant/{cluster.tenant}/timeline/"
+                                 f"{cluster.timeline}/wal/{seg}")
+    assert st == 200 and len(body) == seg_size
+    assert body[:need] == body1[:need]
+
+    # A static compute past sk-0's position: every row before its LSN.
+    static = new("static", mode="static", lsn=at).start()
+    assert ids(static) == list(range(1, 21))
+
+    # The header says how much of each answer is WAL.
+    assert int(hdr0["lakebase-valid-bytes"]) < need and "lakebase-valid-final" not in hdr0
+    assert body0[int(hdr0["lakebase-valid-bytes"]):] == bytes(seg_size -
+                                                              int(hdr0["lakebase-valid-bytes"]))
+    assert int(hdr1["lakebase-valid-bytes"]) > need
+    assert int(hdr["lakebase-valid-bytes"]) > need
+    assert static.stop() == 0
 
 
 def test_branch_with_compute_ctl(env):

@@ -434,7 +434,8 @@ def pageserver_with_ingest(cluster, store, extra_args=None):
     primary through the safekeepers (as test_pageserver.py does)."""
     from lakebase import Pageserver, Postgres, http
     workdir = cluster.workdir
-    ps = Pageserver(workdir, remote="file://" + store, extra_args=extra_args).start()
+    remote = store if "://" in store else "file://" + store  # a directory, or an s3:// URL
+    ps = Pageserver(workdir, remote=remote, extra_args=extra_args).start()
     t, l = cluster.tenant, cluster.timeline
     st, boot = ps.create(t, l)
     assert st == 201, boot

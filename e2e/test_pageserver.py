@@ -1,10 +1,16 @@
 """The pageserver: bootstrap, basebackup, branches as metadata, reload from
 object storage after losing its disk, bad requests."""
 import os
+import re
 import shutil
+import socket
+import subprocess
 import uuid
+from contextlib import contextmanager
 
-from lakebase import PGBIN, Pageserver, Postgres, http, lsn_int, table_hashes, wait_for
+import lakebase
+from lakebase import (PGBIN, Pageserver, Postgres, http, http_get_raw, insert_lsn, lsn_int,
+                      start_compute, table_hashes, wait_for, wait_ingested)
 
 
 def start_from_basebackup(ps, workdir, name, tenant, timeline, lsn=None):
@@ -61,6 +67,158 @@ def test_bootstrap_basebackup_and_reload(workdir):
     finally:
         for p in pgs:
             p.stop("immediate")
+        ps.stop()
+
+
+def basebackups_running(ps):
+    st, text = http("GET", ps.url + "/metrics")
+    m = re.search(rb"^pageserver_basebackups_running (\d+)", text, re.M)
+    return int(m.group(1)) if m else -1
+
+
+def test_slow_basebackup_clients_never_hold_every_worker(workdir):
+    """A basebackup holds a worker thread while its client reads. With two
+    workers, max_basebackups is 1 (worker_threads - 1): a client that reads
+    nothing holds that one, the next basebackup gets 503 at once and the
+    pageserver goes on answering; when the slow client goes, basebackups
+    are served again."""
+    ps = Pageserver(workdir, extra_args=["--worker_threads", "2"]).start()
+    slow = None
+    try:
+        tenant, timeline = uuid.uuid4().hex, uuid.uuid4().hex
+        st, body = ps.create(tenant, timeline)
+        assert st == 201, body
+        path = f"/v1/tenant/{tenant}/timeline/{timeline}/basebackup"
+        # The slow client: a tiny receive window, and it never reads. The
+        # tar (tens of MB) cannot all fit in the socket buffers meanwhile.
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", ps.port))
+        token = lakebase.TOKEN_BY_BASE.get(ps.url, lakebase.DEFAULT_TOKEN)
+        slow.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
+        wait_for(lambda: basebackups_running(ps) == 1, 20, what="the slow basebackup to run")
+
+        st, b, hdr = http_get_raw(ps.url + path)
+        assert st == 503 and b"max_basebackups" in b, (st, b[:200])
+        assert hdr.get("retry-after") == "1"
+        # The pageserver still answers, and a worker is free for other work.
+        st, meta = http("GET", ps.tl(tenant, timeline))
+        assert st == 200, meta
+        # (creating a timeline runs initdb on the worker pool)
+        st, other = ps.create(tenant, uuid.uuid4().hex)
+        assert st == 201, other
+        assert basebackups_running(ps) == 1
+
+        slow.close()
+        slow = None
+        wait_for(lambda: basebackups_running(ps) == 0, 30, what="the slow basebackup to end")
+        st, tar, _ = http_get_raw(ps.url + path, timeout=60)
+        assert st == 200 and len(tar) > (4 << 20)
+        assert basebackups_running(ps) == 0
+    finally:
+        if slow:
+            slow.close()
+        ps.stop()
+
+
+# getaddrinfo() for "gated.lakebase.test": in the pageserver it waits until
+# the file $LB_GAI_CONTROL.open exists (after creating $LB_GAI_CONTROL.entered),
+# as a DNS server that does not answer would; then, and in every other
+# process at once, it is 127.0.0.1.
+GAI_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+    const char *ctl = getenv("LB_GAI_CONTROL");
+    if (ctl && node && strcmp(node, "gated.lakebase.test") == 0) {
+        if (strcmp(program_invocation_short_name, "pageserver") == 0) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s.entered", ctl);
+            int fd = open(path, O_CREAT | O_WRONLY, 0644);
+            if (fd >= 0)
+                close(fd);
+            snprintf(path, sizeof(path), "%s.open", ctl);
+            while (access(path, F_OK) != 0)
+                usleep(20000);
+        }
+        node = "127.0.0.1";
+    }
+    return real(node, service, hints, res);
+}
+"""
+
+
+@contextmanager
+def environment(**env):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_a_safekeeper_name_that_does_not_resolve_never_stops_the_loop(cluster):
+    """The WAL index connects to a safekeeper named by a host name whose DNS
+    lookup does not return. The lookup runs on the worker pool, so the
+    pageserver's loop goes on: a DELETE of the timeline, which stops its
+    ingest through the loop, completes while the lookup still waits; and
+    once the name resolves the pageserver works as before."""
+    workdir = cluster.workdir
+    shim_c, shim = os.path.join(workdir, "gai_shim.c"), os.path.join(workdir, "gai_shim.so")
+    with open(shim_c, "w") as f:
+        f.write(GAI_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", shim, shim_c, "-ldl"], check=True)
+    ctl = os.path.join(workdir, "gai")
+    ps = Pageserver(workdir)
+    try:
+        with environment(LD_PRELOAD=shim, LB_GAI_CONTROL=ctl):
+            ps.start()
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201, boot
+        primary, _ = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int)")
+        wait_ingested(ps, t, root, lsn_int(insert_lsn(primary)), 60, "ingest")
+        # Management names the first safekeeper by a host name; restarted,
+        # the pageserver's WAL index connects to it first.
+        sk0 = cluster.sks[0]
+        sks = [{"pg": f"gated.lakebase.test:{sk0.pg_port}", "http": sk0.url}] + \
+              [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks[1:]]
+        st, body = http("PUT", ps.tl(t, root, "/safekeepers"), {"safekeepers": sks})
+        assert st == 200, body
+        ps.kill(with_standbys=True)
+        with environment(LD_PRELOAD=shim, LB_GAI_CONTROL=ctl):
+            ps.start()
+        wait_for(lambda: os.path.exists(ctl + ".entered"), 60,
+                 what="the pageserver to look the name up")
+        st, body = http("DELETE", ps.tl(t, root), timeout=60)
+        assert st == 200, body
+        assert http("GET", ps.tl(t, root))[0] == 404
+        open(ctl + ".open", "w").close()
+        st, other = ps.create(t, uuid.uuid4().hex)
+        assert st == 201, other
+        assert ps.proc.alive()
+    finally:
+        open(ctl + ".open", "w").close()
         ps.stop()
 
 

@@ -3,12 +3,67 @@ the second, takes writes on a new PostgreSQL timeline, and is isolated from
 its parent both ways; a branch of a branch works. Every compute here starts
 from the pageserver's basebackup and replays WAL from the pageserver's WAL
 endpoint, which serves the ancestors' WAL cut at the branch points."""
-import time
+import http.server as http_server
+import json
 import os
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 
-from lakebase import (Pageserver, http, ids, insert_lsn, lsn_int, lsn_str, start_compute,
-                      timeline_view, tli, wait_for, wait_ingested)
+from lakebase import (Pageserver, http, http_get_raw, ids, insert_lsn, lsn_int, lsn_str,
+                      start_compute, timeline_view, tli, wait_for, wait_ingested)
+
+
+class StaleSafekeeper:
+    """An HTTP proxy in front of a safekeeper whose timeline status reports
+    an older commit_lsn, as a safekeeper does in the second after a restart
+    (before its peers' positions arrive). Everything else passes through."""
+
+    def __init__(self, upstream, status_path, commit_lsn):
+        outer = self
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def relay(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "content-type")}
+                req = urllib.request.Request(upstream + self.path, data=body,
+                                             method=self.command, headers=hdrs)
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, raw, rh = r.status, r.read(), r.headers
+                except urllib.error.HTTPError as e:
+                    status, raw, rh = e.code, e.read(), e.headers
+                if self.command == "GET" and self.path == status_path and status == 200:
+                    doc = json.loads(raw)
+                    doc["commit_lsn"] = commit_lsn
+                    raw = json.dumps(doc).encode()
+                    outer.stale_answers += 1
+                self.send_response(status)
+                for k, v in rh.items():
+                    if k.lower() == "content-type" or k.lower().startswith("lakebase-"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = do_PUT = do_DELETE = relay
+
+        self.stale_answers = 0
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):
@@ -46,9 +101,11 @@ def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):
                f"{(cut // seg) & 0xFFFFFFFF:08X}"
         st, whole = http("GET", ps.tl(t, root, f"/wal/{name}"))
         assert st == 200 and len(whole) == seg
-        st, cutseg = http("GET", ps.tl(t, b1, f"/wal/{name}"))
+        st, cutseg, hdr = http_get_raw(ps.tl(t, b1, f"/wal/{name}"))
         assert st == 200 and len(cutseg) == seg
         off = cut % seg
+        # The cut is said to be where the branch's copy of that WAL ends for good.
+        assert int(hdr["lakebase-valid-bytes"]) == off and hdr["lakebase-valid-final"] == "true"
         assert cutseg[:off] == whole[:off]
         assert cutseg[off:] == bytes(seg - off) and whole[off:] != bytes(seg - off)
         nxt = f"{meta['pg_tli']:08X}{(cut // seg + 1) >> 32 & 0xFFFFFFFF:08X}" \
@@ -93,6 +150,50 @@ def test_branch_at_lsn_isolation_and_branch_of_branch(cluster):
         assert ids(grand2) == [1, 3, 6]
         assert [r[0] for r in grand2.sql("select who from t where id = 6")] == ["grandchild"]
     finally:
+        ps.stop()
+
+
+def test_branch_point_is_checked_against_the_quorums_commit_lsn(cluster):
+    """The first safekeeper the pageserver knows reports a stale commit LSN
+    (it just restarted); a branch at an LSN the quorum committed after it is
+    still created, on the right PostgreSQL timeline: the pageserver takes
+    the commit LSN of every safekeeper that answers, not the first's."""
+    ps = Pageserver(cluster.workdir).start()
+    proxy = None
+    try:
+        t, root = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, root)
+        assert st == 201, boot
+        primary, election = start_compute(cluster, ps, "root", boot)
+        primary.sql("create table t (id int primary key)")
+        primary.sql("insert into t values (1)")
+        stale = insert_lsn(primary)
+        primary.sql("insert into t values (2)")
+        at = insert_lsn(primary)
+        primary.sql("insert into t values (3)")
+        wait_ingested(ps, t, root, lsn_int(insert_lsn(primary)), 60, "the root's ingest")
+        wait_for(lambda: all(lsn_int(sk.status(t, root)["commit_lsn"]) >= lsn_int(at)
+                             for sk in cluster.sks), 20, what="every safekeeper past the point")
+
+        sk0 = cluster.sks[0]
+        proxy = StaleSafekeeper(sk0.url, f"/v1/tenant/{t}/timeline/{root}", stale)
+        sks = [{"pg": f"127.0.0.1:{sk0.pg_port}", "http": proxy.url}] + \
+              [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks[1:]]
+        st, body = http("PUT", ps.tl(t, root, "/safekeepers"), {"safekeepers": sks})
+        assert st == 200, body
+
+        b = uuid.uuid4().hex
+        st, meta = ps.create(t, b, ancestor=root, lsn=at)
+        assert proxy.stale_answers >= 1, "the pageserver did not ask the stale safekeeper"
+        assert st == 201, meta
+        assert meta["ancestor_lsn"] == at and meta["pg_tli"] == election["tli"]
+        # Past what any safekeeper committed: refused.
+        far = lsn_str(lsn_int(insert_lsn(primary)) + (1 << 20))
+        st, e = ps.create(t, uuid.uuid4().hex, ancestor=root, lsn=far)
+        assert st == 409 and "outside" in e["error"], (st, e)
+    finally:
+        if proxy:
+            proxy.stop()
         ps.stop()
 
 

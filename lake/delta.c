@@ -42,8 +42,15 @@
 
 struct lake_delta_table {
     lake__table_core core; /* store, prefix, schema, leaves, live set */
-    char *schema_string;
-    bool ntz;
+    char *schema_string;   /* of the caller's schema (column mapping by id) */
+    bool ntz;              /* it has a timestamp_ntz column */
+    bool mapping;          /* every field has an id: column mapping by id */
+    int32_t max_id;
+    json_t *meta;          /* the newest metaData action (of the log, or written) */
+    json_t *protocol;      /* the newest protocol action */
+    json_t *next_protocol; /* to write with the next commit, or NULL */
+    bool pending;          /* the next commit writes a metaData action */
+    bool retyped;          /* ... that changes a field's type */
     int64_t version;
     json_t *summary; /* commitInfo.lakebase of the newest version, or NULL */
     lb_err *err;     /* the current call's, never NULL during a call */
@@ -53,6 +60,12 @@ struct lake_delta_table {
 #define terr(t, ...) lb_err_set((t)->err, __VA_ARGS__)
 
 /* ---- schema --------------------------------------------------------------- */
+
+/* What one walk of the schema learns, for the dialect. */
+typedef struct delta_walk {
+    bool ntz;     /* a timestamp_ntz column */
+    bool mapping; /* write column mapping metadata */
+} delta_walk;
 
 static json_t *
 delta_primitive(const lake__node *n, void *arg)
@@ -80,7 +93,7 @@ delta_primitive(const lake__node *n, void *arg)
     case LAKE_TYPE_DATE:
         return json_string("date");
     case LAKE_TYPE_TIMESTAMP:
-        *(bool *)arg = true;
+        ((delta_walk *)arg)->ntz = true;
         return json_string("timestamp_ntz");
     case LAKE_TYPE_TIMESTAMPTZ:
         return json_string("timestamp");
@@ -107,7 +120,10 @@ delta_list(const lake__node *list, const lake__node *el, json_t *et, void *arg)
 static json_t *
 delta_field(const lake__node *f, json_t *type, void *arg)
 {
-    (void)arg;
+    if (((delta_walk *)arg)->mapping)
+        return json_pack("{s:s, s:o, s:b, s:{s:i, s:s}}", "name", f->name, "type", type, "nullable",
+                         !f->required, "metadata", "delta.columnMapping.id", (int)f->field_id,
+                         "delta.columnMapping.physicalName", lake__node_physical(f));
     return json_pack("{s:s, s:o, s:b, s:{}}", "name", f->name, "type", type, "nullable",
                      !f->required, "metadata");
 }
@@ -119,12 +135,27 @@ static const lake__schema_dialect delta_dialect = {
     .field = delta_field,
 };
 
-/* *ntz: whether a column is a timestamp without time zone. */
-static char *
-schema_string(const lake_schema *schema, bool *ntz, lb_err *err)
+/* Whether every field of the schema (list elements aside, which Delta
+ * does not name) has a field id: then the table maps columns by id. */
+static bool
+all_ids(const lake_schema *s)
 {
-    *ntz = false;
-    json_t *j = lake__schema_json(schema, &delta_dialect, ntz, NULL, err);
+    for (int i = 1; i < lake__schema_nnodes(s); i++) {
+        const lake__node *n = lake__schema_node(s, i);
+        if (n->field_id <= 0 && lake__schema_node(s, n->parent)->type != LAKE_TYPE_LIST)
+            return false;
+    }
+    return true;
+}
+
+/* *ntz: whether a column is a timestamp without time zone. With mapping,
+ * each field's metadata has its id and physical name. */
+static char *
+schema_string(const lake_schema *schema, bool mapping, bool *ntz, int32_t *max_id, lb_err *err)
+{
+    delta_walk w = {.mapping = mapping};
+    json_t *j = lake__schema_json(schema, &delta_dialect, &w, max_id, err);
+    *ntz = w.ntz;
     if (!j) {
         lb_err_prefix(err, "schema has no Delta form");
         return NULL;
@@ -138,7 +169,8 @@ char *
 lake_delta_schema_string(const lake_schema *schema, lb_err *err)
 {
     bool ntz;
-    return schema_string(schema, &ntz, err);
+    int32_t max_id;
+    return schema_string(schema, all_ids(schema), &ntz, &max_id, err);
 }
 
 /* ---- stats ------------------------------------------------------------------ */
@@ -283,7 +315,9 @@ put_stats_struct(lb_buf *b, const lake_schema *s, int id, const lake_parquet_fil
         size_t before = b->len;
         if (any)
             lb_buf_append(b, ",", 1);
-        put_json_string(b, (const uint8_t *)c->name, strlen(c->name));
+        /* column mapping: statistics go by physical name */
+        const char *name = lake__node_physical(c);
+        put_json_string(b, (const uint8_t *)name, strlen(name));
         lb_buf_append(b, ":", 1);
         bool wrote = false;
         if (c->type == LAKE_TYPE_STRUCT) {
@@ -402,7 +436,8 @@ check_protocol(lake_delta_table *t, json_t *p, int64_t v)
         json_t *f;
         json_array_foreach(json_object_get(p, lists[k]), i, f)
         {
-            if (!json_is_string(f) || strcmp(json_string_value(f), "timestampNtz") != 0)
+            if (!json_is_string(f) || (strcmp(json_string_value(f), "timestampNtz") != 0 &&
+                                       strcmp(json_string_value(f), "columnMapping") != 0))
                 return terr(t, LB_EUNSUPPORTED, "the table uses the %s \"%s\"", lists[k],
                             json_is_string(f) ? json_string_value(f) : "?");
         }
@@ -430,10 +465,16 @@ replay_entry(lake_delta_table *t, int64_t v, const char *text, size_t len)
             int rc = 0;
             json_t *x;
             if ((x = json_object_get(a, "commitInfo"))) {
-                json_decref(t->summary);
-                t->summary = json_incref(json_object_get(x, "lakebase"));
+                if (json_object_get(x, "lakebase")) {
+                    json_decref(t->summary);
+                    t->summary = json_incref(json_object_get(x, "lakebase"));
+                }
             } else if ((x = json_object_get(a, "protocol"))) {
                 rc = check_protocol(t, x, v);
+                if (rc == 0) {
+                    json_decref(t->protocol);
+                    t->protocol = json_incref(x);
+                }
             } else if ((x = json_object_get(a, "metaData"))) {
                 const char *ss = json_string_value(json_object_get(x, "schemaString"));
                 if (!ss)
@@ -441,11 +482,10 @@ replay_entry(lake_delta_table *t, int64_t v, const char *text, size_t len)
                               (long long)v);
                 else if (json_array_size(json_object_get(x, "partitionColumns")) > 0)
                     rc = terr(t, LB_EUNSUPPORTED, "partitioned Delta tables are not supported");
-                else if (strcmp(ss, t->schema_string) != 0)
-                    rc = terr(t, LB_ESCHEMA,
-                              "the table's schema (version %lld) differs from the "
-                              "given one",
-                              (long long)v);
+                if (rc == 0) {
+                    json_decref(t->meta);
+                    t->meta = json_incref(x);
+                }
             } else if ((x = json_object_get(a, "add")) || (x = json_object_get(a, "remove"))) {
                 bool add = json_object_get(a, "add") != NULL;
                 const char *path = json_string_value(json_object_get(x, "path"));
@@ -541,13 +581,64 @@ append_action(lb_buf *b, const char *name, json_t *body)
     return rc;
 }
 
-static json_t *
-protocol_action(bool ntz)
+static bool
+has_feature(const json_t *p, const char *name)
 {
-    if (ntz)
-        return json_pack("{s:i, s:i, s:[s], s:[s]}", "minReaderVersion", 3, "minWriterVersion", 7,
-                         "readerFeatures", "timestampNtz", "writerFeatures", "timestampNtz");
-    return json_pack("{s:i, s:i}", "minReaderVersion", 1, "minWriterVersion", 2);
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(p, "writerFeatures"), i, f)
+    {
+        if (json_is_string(f) && strcmp(json_string_value(f), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The protocol the table needs: timestamp_ntz columns take reader 3 /
+ * writer 7 with the timestampNtz feature; column mapping takes reader 2 /
+ * writer 5, or the columnMapping feature at 3 / 7. Never below old (a
+ * table's protocol only goes up, and its features stay). */
+static json_t *
+protocol_for(bool ntz, bool mapping, const json_t *old)
+{
+    int r = ntz ? 3 : mapping ? 2 : 1, w = ntz ? 7 : mapping ? 5 : 2;
+    int or = old ? (int)json_integer_value(json_object_get(old, "minReaderVersion")) : 1;
+    int ow = old ? (int)json_integer_value(json_object_get(old, "minWriterVersion")) : 2;
+    if (r < or)
+        r = or ;
+    if (w < ow)
+        w = ow;
+    if (r < 3 && w < 7)
+        return json_pack("{s:i, s:i}", "minReaderVersion", r, "minWriterVersion", w);
+    /* table features: ours, the old table's, and those its old versions implied */
+    bool f_ntz = ntz || has_feature(old, "timestampNtz");
+    bool f_map = mapping || has_feature(old, "columnMapping") || (or == 2 && ow < 7);
+    json_t *rf = json_array(), *wf = json_array();
+    if (f_map) {
+        json_array_append_new(rf, json_string("columnMapping"));
+        json_array_append_new(wf, json_string("columnMapping"));
+    }
+    if (f_ntz) {
+        json_array_append_new(rf, json_string("timestampNtz"));
+        json_array_append_new(wf, json_string("timestampNtz"));
+    }
+    return json_pack("{s:i, s:i, s:o, s:o}", "minReaderVersion", 3, "minWriterVersion", 7,
+                     "readerFeatures", rf, "writerFeatures", wf);
+}
+
+/* The configuration with column mapping by id (mode, maxColumnId: never
+ * lower than before). */
+static void
+set_mapping_config(json_t *config, int32_t max_id)
+{
+    const char *old = json_string_value(json_object_get(config, "delta.columnMapping.maxColumnId"));
+    long long m = old ? strtoll(old, NULL, 10) : 0;
+    if (max_id > m)
+        m = max_id;
+    char num[24];
+    snprintf(num, sizeof(num), "%lld", m);
+    json_object_set_new(config, "delta.columnMapping.mode", json_string("id"));
+    json_object_set_new(config, "delta.columnMapping.maxColumnId", json_string(num));
 }
 
 static int
@@ -561,6 +652,8 @@ create_table(lake_delta_table *t, const lake_delta_options *opts)
     if (opts && opts->configuration)
         for (const char *const *kv = opts->configuration; kv[0] && kv[1]; kv += 2)
             json_object_set_new(config, kv[0], json_string(kv[1]));
+    if (t->mapping)
+        set_mapping_config(config, t->max_id);
     json_t *meta =
         json_pack("{s:s, s:{s:s, s:{}}, s:s, s:[], s:o, s:I}", "id", id, "format", "provider",
                   "parquet", "options", "schemaString", t->schema_string, "partitionColumns",
@@ -580,12 +673,13 @@ create_table(lake_delta_table *t, const lake_delta_options *opts)
         rc = append_action(&b, "commitInfo", info);
     else
         json_decref(info);
+    json_t *proto = protocol_for(t->ntz, t->mapping, NULL);
+    if (rc == 0 && !proto)
+        rc = -ENOMEM;
     if (rc == 0)
-        rc = append_action(&b, "protocol", protocol_action(t->ntz));
+        rc = append_action(&b, "protocol", json_incref(proto));
     if (rc == 0)
-        rc = append_action(&b, "metaData", meta);
-    else
-        json_decref(meta);
+        rc = append_action(&b, "metaData", json_incref(meta));
     char key[2100];
     log_key(t, 0, key, sizeof(key));
     if (rc == 0) {
@@ -597,8 +691,14 @@ create_table(lake_delta_table *t, const lake_delta_options *opts)
             terr(t, rc, "%s", lake_store_error(t->core.store));
     }
     lb_buf_free(&b);
-    if (rc == 0)
+    if (rc == 0) {
         t->version = 0;
+        t->meta = meta;
+        t->protocol = proto;
+    } else {
+        json_decref(meta);
+        json_decref(proto);
+    }
     return rc;
 }
 
@@ -610,7 +710,190 @@ lake_delta_close(lake_delta_table *t)
     lake__core_free(&t->core);
     free(t->schema_string);
     json_decref(t->summary);
+    json_decref(t->meta);
+    json_decref(t->protocol);
+    json_decref(t->next_protocol);
     free(t);
+}
+
+/* ---- column mapping and schema changes -------------------------------------- */
+
+/* One field of a Delta schema JSON: its column mapping id, physical name
+ * and, for a primitive, its type name. Borrowed from the JSON. */
+typedef struct mapped {
+    int32_t id;
+    const char *physical, *type;
+} mapped;
+
+typedef struct mapping {
+    mapped *v;
+    size_t n, cap;
+} mapping;
+
+static int
+mapping_walk(mapping *m, const json_t *type)
+{
+    if (!json_is_object(type))
+        return 0;
+    const char *kind = json_string_value(json_object_get(type, "type"));
+    if (kind && strcmp(kind, "array") == 0)
+        return mapping_walk(m, json_object_get(type, "elementType"));
+    size_t i;
+    json_t *f;
+    json_array_foreach(json_object_get(type, "fields"), i, f)
+    {
+        json_t *md = json_object_get(f, "metadata"), *ft = json_object_get(f, "type");
+        json_t *id = json_object_get(md, "delta.columnMapping.id");
+        const char *phys =
+            json_string_value(json_object_get(md, "delta.columnMapping.physicalName"));
+        if (json_is_integer(id) && phys) {
+            if (m->n == m->cap) {
+                size_t cap = m->cap ? 2 * m->cap : 32;
+                mapped *g = realloc(m->v, cap * sizeof(*g));
+                if (!g)
+                    return -ENOMEM;
+                m->v = g;
+                m->cap = cap;
+            }
+            m->v[m->n++] = (mapped){.id = (int32_t)json_integer_value(id),
+                                    .physical = phys,
+                                    .type = json_string_value(ft)};
+        }
+        int rc = mapping_walk(m, ft);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static const mapped *
+mapping_find(const mapping *m, int32_t id)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->v[i].id == id)
+            return &m->v[i];
+    return NULL;
+}
+
+/* Whether name is the physical name given to a sibling of node `self`
+ * (chosen[k] for the k-th child of parent, NULL where not chosen yet). */
+static bool
+taken(const lake__node *parent, char **chosen, int self, const char *name)
+{
+    for (int k = 0; k < parent->nchildren; k++)
+        if (k != self && chosen[k] && strcmp(chosen[k], name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Give every field of the caller's schema its physical name: the one the
+ * table's newest metaData maps its id to, else its own name, else (taken
+ * by a sibling: a column renamed away and a new one given its old name)
+ * "<name>_<id>", with more "_" until free. A field keeps its physical
+ * name for life, so data files written before and after a rename use the
+ * same column name, and the files stay friendly to readers by name when
+ * nothing was renamed.
+ */
+static int
+assign_physical(lake_delta_table *t, const mapping *old)
+{
+    lake_schema *s = t->core.schema;
+    int rc = 0;
+    for (int p = 0; rc == 0 && p < lake__schema_nnodes(s); p++) {
+        const lake__node *pn = lake__schema_node(s, p);
+        if (pn->type != LAKE_TYPE_STRUCT || pn->nchildren == 0)
+            continue;
+        char **chosen = calloc((size_t)pn->nchildren, sizeof(char *));
+        if (!chosen)
+            return -ENOMEM;
+        for (int k = 0; rc == 0 && k < pn->nchildren; k++) {
+            const mapped *m = mapping_find(old, lake__schema_node(s, pn->children[k])->field_id);
+            if (m && !taken(pn, chosen, k, m->physical) && !(chosen[k] = strdup(m->physical)))
+                rc = -ENOMEM;
+        }
+        for (int k = 0; rc == 0 && k < pn->nchildren; k++) {
+            const lake__node *c = lake__schema_node(s, pn->children[k]);
+            if (chosen[k])
+                continue;
+            lb_buf b = LB_BUF_INIT;
+            lb_buf_append_str(&b, c->name);
+            if (taken(pn, chosen, k, c->name))
+                lb_buf_printf(&b, "_%d", (int)c->field_id);
+            lb_buf_append(&b, "", 1);
+            while (b.data && taken(pn, chosen, k, b.data)) {
+                b.len--;
+                lb_buf_append(&b, "_", 2);
+            }
+            if (!(chosen[k] = lb_buf_steal(&b, NULL)))
+                rc = -ENOMEM;
+        }
+        for (int k = 0; rc == 0 && k < pn->nchildren; k++)
+            if (strcmp(chosen[k], lake__schema_node(s, pn->children[k])->name) != 0)
+                rc = lake__schema_set_physical(s, pn->children[k], chosen[k]);
+        for (int k = 0; k < pn->nchildren; k++)
+            free(chosen[k]);
+        free(chosen);
+    }
+    return rc;
+}
+
+/*
+ * After replaying the log: fix the physical names, then compare the
+ * caller's schema (and the protocol it needs) with the table's. A
+ * difference is a pending metaData action (and a protocol action when the
+ * protocol goes up) for the next commit. A field whose type changes is
+ * noted: that commit must replace every live file (without Delta's type
+ * widening feature, files of the old type cannot stay).
+ */
+static int
+prepare_schema(lake_delta_table *t)
+{
+    if (t->version >= 0 && !t->meta)
+        return terr(t, LB_EPARSE, "the log has no metaData action");
+    const char *ss = json_string_value(json_object_get(t->meta, "schemaString"));
+    json_t *old = ss ? json_loads(ss, 0, NULL) : NULL;
+    if (t->meta && !old)
+        return terr(t, LB_EPARSE, "the table's schemaString is not JSON");
+    mapping om = {0}, nm = {0};
+    int rc = mapping_walk(&om, old);
+    const char *mode = json_string_value(
+        json_object_get(json_object_get(t->meta, "configuration"), "delta.columnMapping.mode"));
+    if (rc == 0 && mode && strcmp(mode, "none") != 0 && (strcmp(mode, "id") != 0 || !t->mapping))
+        rc = terr(t, t->mapping ? LB_EUNSUPPORTED : LB_ESCHEMA, "the table maps columns by %s; %s",
+                  mode,
+                  t->mapping ? "only mapping by id is supported"
+                             : "the given schema has fields without an id");
+    if (rc == 0 && t->mapping)
+        rc = assign_physical(t, &om);
+    if (rc == 0 && !(t->schema_string =
+                         schema_string(t->core.schema, t->mapping, &t->ntz, &t->max_id, t->err)))
+        rc = t->err->code ? t->err->code : -ENOMEM;
+    json_t *ours = rc == 0 ? json_loads(t->schema_string, 0, NULL) : NULL;
+    if (rc == 0 && (rc = ours ? mapping_walk(&nm, ours) : -ENOMEM) == 0 && t->meta) {
+        for (size_t i = 0; i < nm.n; i++) {
+            const mapped *o = mapping_find(&om, nm.v[i].id);
+            if (o && (!o->type) != (!nm.v[i].type))
+                t->retyped = true;
+            else if (o && o->type && strcmp(o->type, nm.v[i].type) != 0)
+                t->retyped = true;
+        }
+        json_t *proto = protocol_for(t->ntz, t->mapping, t->protocol);
+        if (!proto)
+            rc = -ENOMEM;
+        else if (json_equal(proto, t->protocol))
+            json_decref(proto);
+        else
+            t->next_protocol = proto;
+        bool has_mode = mode && strcmp(mode, "id") == 0;
+        t->pending =
+            strcmp(ss, t->schema_string) != 0 || t->next_protocol || has_mode != t->mapping;
+    }
+    json_decref(ours);
+    json_decref(old);
+    free(om.v);
+    free(nm.v);
+    return rc;
 }
 
 int
@@ -629,10 +912,11 @@ lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
     t->err = err;
     t->version = -1;
     int rc = lake__core_init(&t->core, "delta", store, prefix, schema, err);
-    if (rc == 0 && !(t->schema_string = schema_string(schema, &t->ntz, err)))
-        rc = err->code;
+    t->mapping = rc == 0 && all_ids(schema);
     if (rc == 0)
         rc = load_log(t);
+    if (rc == 0)
+        rc = prepare_schema(t);
     if (rc == 0 && t->version < 0)
         rc = create_table(t, opts);
     if (rc) {
@@ -656,9 +940,28 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
     size_t nadds = c->nadds, nremoves = c->nremoves;
     char at[48];
     snprintf(at, sizeof(at), "version %lld", (long long)t->version);
-    int rc = lake__check_commit(&t->core, c, at, allow_no_stats, t->err);
+    bool schema_only = nadds + nremoves == 0 && t->pending;
+    int rc = schema_only ? lake__check_summary(c->summary, t->err)
+                         : lake__check_commit(&t->core, c, at, allow_no_stats, t->err);
     if (rc)
         return rc;
+    if (t->pending && t->retyped && nremoves != t->core.nlive)
+        return terr(t, LB_EVALUE,
+                    "the schema change alters a field's type: the commit must replace every "
+                    "live file (%zu live, %zu removed)",
+                    t->core.nlive, nremoves);
+    json_t *meta = NULL;
+    if (t->pending) {
+        meta = json_deep_copy(t->meta);
+        json_t *config = json_object_get(meta, "configuration");
+        if (!config && meta)
+            json_object_set_new(meta, "configuration", config = json_object());
+        if (!meta || !config)
+            return -ENOMEM;
+        json_object_set_new(meta, "schemaString", json_string(t->schema_string));
+        if (t->mapping)
+            set_mapping_config(config, t->max_id);
+    }
 
     int64_t now = lake__now_ms(), version = t->version + 1;
     long long rows = 0;
@@ -666,7 +969,10 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
         rows += adds[i].stats ? adds[i].stats->num_rows : 0;
     char txn[37];
     lake__uuid4(txn);
-    const char *op = nremoves == 0 ? "WRITE" : nadds == 0 ? "DELETE" : "UPDATE";
+    const char *op = schema_only     ? "CHANGE COLUMN"
+                     : nremoves == 0 ? "WRITE"
+                     : nadds == 0    ? "DELETE"
+                                     : "UPDATE";
     json_t *params = nremoves == 0 ? json_pack("{s:s, s:s}", "mode", "Append", "partitionBy", "[]")
                                    : json_pack("{s:s}", "predicate", "[]");
     json_t *info =
@@ -675,8 +981,10 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
                   (json_int_t)t->version, "isolationLevel", "Serializable", "isBlindAppend",
                   nremoves == 0, "operationMetrics", "numAddedFiles", "", "numRemovedFiles", "",
                   "numOutputRows", "", "engineInfo", "lakebase", "txnId", txn);
-    if (!info)
+    if (!info) {
+        json_decref(meta);
         return -ENOMEM;
+    }
     if (c->summary) {
         json_t *lb = json_object();
         for (size_t i = 0; lb && c->summary[i]; i += 2)
@@ -695,6 +1003,10 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
     lb_buf b = LB_BUF_INIT;
     json_incref(info);
     rc = append_action(&b, "commitInfo", info);
+    if (rc == 0 && t->next_protocol)
+        rc = append_action(&b, "protocol", json_incref(t->next_protocol));
+    if (rc == 0 && meta)
+        rc = append_action(&b, "metaData", json_incref(meta));
     for (size_t i = 0; i < nremoves && rc == 0; i++) {
         char *path = uri_encode(removes[i]);
         json_t *r = path ? json_pack("{s:s, s:I, s:b, s:b, s:{}}", "path", path,
@@ -737,13 +1049,26 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
     lb_buf_free(&b);
     if (rc) {
         json_decref(info);
+        json_decref(meta);
         return rc;
     }
 
     /* The entry is durable: now the handle follows it. */
+    if (meta) {
+        json_decref(t->meta);
+        t->meta = meta;
+        if (t->next_protocol) {
+            json_decref(t->protocol);
+            t->protocol = t->next_protocol;
+            t->next_protocol = NULL;
+        }
+        t->pending = t->retyped = false;
+    }
     rc = lake__live_apply(&t->core, c);
-    json_decref(t->summary);
-    t->summary = json_incref(json_object_get(info, "lakebase"));
+    if (json_object_get(info, "lakebase")) {
+        json_decref(t->summary);
+        t->summary = json_incref(json_object_get(info, "lakebase"));
+    }
     json_decref(info);
     t->version = version;
     if (version_out)
@@ -762,6 +1087,12 @@ lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
     int rc = delta_commit(t, &c, false, version_out);
     t->err = NULL;
     return rc;
+}
+
+bool
+lake_delta_schema_pending(const lake_delta_table *t)
+{
+    return t->pending;
 }
 
 int64_t
@@ -833,6 +1164,12 @@ fmt_close(void *state)
     lake_delta_close(state);
 }
 
+static bool
+fmt_schema_pending(const void *state)
+{
+    return lake_delta_schema_pending(state);
+}
+
 const lake_table_format lake_delta_format = {
     .name = "delta",
     .open = fmt_open,
@@ -840,5 +1177,6 @@ const lake_table_format lake_delta_format = {
     .live_count = fmt_live_count,
     .live_path = fmt_live_path,
     .summary_value = fmt_summary_value,
+    .schema_pending = fmt_schema_pending,
     .close = fmt_close,
 };

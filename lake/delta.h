@@ -24,12 +24,33 @@
  * binary columns, for float columns holding NaN, or for bounds Delta
  * cannot express.
  *
+ * Column mapping by id (when every field has a field id, which the
+ * transcoder's schemas do): metaData.configuration has
+ * delta.columnMapping.mode = id and delta.columnMapping.maxColumnId; every
+ * field (nested ones too) has delta.columnMapping.id (its field id) and
+ * delta.columnMapping.physicalName in its metadata; the protocol is reader
+ * 2 / writer 5, or 3 / 7 with the columnMapping feature next to
+ * timestampNtz. A field's physical name is fixed when it first appears
+ * (its name then, "<name>_<id>" if a sibling holds that one) and kept
+ * across renames: the Parquet writer names columns by it (see
+ * lake__node_physical()), and add.stats keys use it. Readers resolve
+ * columns by field id, so files written under an older schema stay valid:
+ * a field a file lacks reads as NULL, a dropped one is not read.
+ *
+ * Schema changes. The schema given at open may differ from the table's:
+ * the next commit then writes a metaData action with the new schemaString
+ * (and a protocol action if the protocol goes up; it never goes down). A
+ * field whose type changes needs every live file replaced in that commit
+ * (the type widening feature is not used). A commit without files records
+ * a schema change alone.
+ *
  * Not done: checkpoints (readers replay from version 0), partitioned
  * tables, deletion vectors.
  */
 #ifndef LAKE_DELTA_H
 #define LAKE_DELTA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +97,11 @@ int lake_delta_open(lake_store *store, const char *prefix, lake_schema *schema,
 int lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t nadds,
                       const char *const *removes, size_t nremoves, int64_t *version_out,
                       lb_err *err);
+
+/* Whether the next commit writes a metaData action (the given schema, or
+ * the protocol it needs, differs from the table's); a commit without files
+ * is then allowed and writes just that. */
+bool lake_delta_schema_pending(const lake_delta_table *t);
 
 /* The last version read or written. */
 int64_t lake_delta_version(const lake_delta_table *t);

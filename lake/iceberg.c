@@ -27,6 +27,15 @@
  * snapshots are dropped when their manifest is rewritten, and a kept
  * manifest without live files is dropped from the next snapshot.
  *
+ * Schemas. The caller's schema, compared by field id with the table's
+ * current one at open, is either that schema (its id is reused) or a
+ * valid evolution of it (check_evolution(): spec "Schema Evolution"),
+ * which the next commit appends to "schemas" with the next schema id and
+ * makes current, raising last-column-id. Snapshots and manifest headers
+ * record the schema id they were written with; files of older schemas
+ * stay listed (readers project by field id). A commit with no files and
+ * a pending schema is a metadata version without a snapshot.
+ *
  * Manifest and manifest list Avro schemas are the spec's, with the field
  * ids and the field and record names Spark's Iceberg writer uses (so
  * readers that match by name agree too), v2's optional
@@ -163,9 +172,15 @@ typedef struct live_file {
 struct lake_iceberg_table {
     lake__table_core core; /* store, prefix, schema, leaves; live paths (= live[].path) */
     char *location;        /* absolute URI of the table */
-    char *schema_json;     /* Iceberg JSON of the schema (schema-id 0) */
-    json_t *meta;          /* current metadata */
-    int64_t version;       /* N of vN.metadata.json */
+    char *schema_json;     /* Iceberg JSON of the caller's schema, with schema_id */
+    int32_t schema_id;     /* the caller's schema's id in the table */
+    int32_t max_id;        /* the largest field id of the caller's schema */
+    bool evolve;           /* the table's current schema is another: the next commit adds ours */
+    bool retyped;          /* ... and a field kept its id with a promoted type */
+    int32_t *old_ids;      /* field ids of the table's current schema at open, sorted */
+    size_t nold_ids;
+    json_t *meta;    /* current metadata */
+    int64_t version; /* N of vN.metadata.json */
     lake_avro_schema *manifest_schema, *list_schema;
     manifest *manifests;
     size_t nmanifests;
@@ -620,6 +635,160 @@ create_table(lake_iceberg_table *t, const lake_iceberg_options *opts, json_t *sc
     return rc;
 }
 
+/* ---- schema evolution (spec "Schema Evolution") --------------------------- */
+
+/* One field (or list element) of a schema JSON: its id, its parent's id (0:
+ * top level), its type (a primitive's name, or "struct" / "list") and
+ * whether it is required. Borrowed from the JSON. */
+typedef struct field_sig {
+    int32_t id, parent;
+    const char *type;
+    bool required;
+} field_sig;
+
+typedef struct sigs {
+    field_sig *v;
+    size_t n, cap;
+} sigs;
+
+static int
+sig_add(sigs *s, int32_t id, int32_t parent, const json_t *type, bool required)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 32;
+        field_sig *g = realloc(s->v, cap * sizeof(*g));
+        if (!g)
+            return -ENOMEM;
+        s->v = g;
+        s->cap = cap;
+    }
+    const char *t = json_is_string(type) ? json_string_value(type)
+                                         : json_string_value(json_object_get(type, "type"));
+    s->v[s->n++] =
+        (field_sig){.id = id, .parent = parent, .type = t ? t : "?", .required = required};
+    return 0;
+}
+
+/* Collect the fields under a struct or list type. LB_EPARSE for a shape
+ * that is not a schema. */
+static int
+sig_walk(sigs *s, const json_t *type, int32_t parent)
+{
+    if (json_is_string(type))
+        return 0;
+    const char *kind = json_string_value(json_object_get(type, "type"));
+    if (kind && strcmp(kind, "struct") == 0) {
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(type, "fields"), i, f)
+        {
+            json_t *id = json_object_get(f, "id"), *ft = json_object_get(f, "type");
+            if (!json_is_integer(id) || !ft)
+                return LB_EPARSE;
+            int rc = sig_add(s, (int32_t)json_integer_value(id), parent, ft,
+                             json_is_true(json_object_get(f, "required")));
+            if (rc == 0)
+                rc = sig_walk(s, ft, (int32_t)json_integer_value(id));
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    if (kind && strcmp(kind, "list") == 0) {
+        json_t *id = json_object_get(type, "element-id"), *et = json_object_get(type, "element");
+        if (!json_is_integer(id) || !et)
+            return LB_EPARSE;
+        int rc = sig_add(s, (int32_t)json_integer_value(id), parent, et,
+                         json_is_true(json_object_get(type, "element-required")));
+        return rc ? rc : sig_walk(s, et, (int32_t)json_integer_value(id));
+    }
+    return LB_EPARSE;
+}
+
+static const field_sig *
+sig_find(const sigs *s, int32_t id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].id == id)
+            return &s->v[i];
+    return NULL;
+}
+
+/* The valid type promotions of format version 2: int to long, float to
+ * double, decimal(P, S) to decimal(P', S) with P' > P. */
+static bool
+promotion(const char *from, const char *to)
+{
+    if (strcmp(from, "int") == 0 && strcmp(to, "long") == 0)
+        return true;
+    if (strcmp(from, "float") == 0 && strcmp(to, "double") == 0)
+        return true;
+    int p1, s1, p2, s2;
+    return sscanf(from, "decimal(%d, %d)", &p1, &s1) == 2 &&
+           sscanf(to, "decimal(%d, %d)", &p2, &s2) == 2 && s1 == s2 && p2 > p1;
+}
+
+/*
+ * Whether schema `ours` (JSON) is a valid evolution of the table's current
+ * schema `cur`, by field id: a field in both keeps its parent, its kind
+ * (struct, list, primitive) and its type or promotes it, and does not turn
+ * from optional to required; a field the current schema lacks but an older
+ * schema of the table had (dropped, now back) has its old type. Renames,
+ * adds, drops and reorders are free. *retyped: some field promoted its type.
+ * 0, LB_ESCHEMA with a message naming the field, LB_EPARSE or -ENOMEM.
+ */
+static int
+check_evolution(lake_iceberg_table *t, const json_t *cur, const json_t *ours, bool *retyped)
+{
+    sigs old = {0}, neu = {0}, ever = {0};
+    int rc = sig_walk(&old, cur, 0);
+    if (rc == 0)
+        rc = sig_walk(&neu, ours, 0);
+    size_t i;
+    json_t *sch;
+    json_array_foreach(json_object_get(t->meta, "schemas"), i, sch)
+    {
+        if (rc == 0)
+            rc = sig_walk(&ever, sch, 0);
+    }
+    if (rc == LB_EPARSE)
+        rc = terr(t, rc, "a schema of the table is not an Iceberg schema");
+    *retyped = false;
+    for (size_t k = 0; rc == 0 && k < neu.n; k++) {
+        const field_sig *n = &neu.v[k], *o = sig_find(&old, n->id);
+        if (!o) {
+            const field_sig *e = sig_find(&ever, n->id);
+            if (e && (e->parent != n->parent || strcmp(e->type, n->type) != 0))
+                rc = terr(t, LB_ESCHEMA,
+                          "field id %d was %s in an older schema; it cannot come back as %s",
+                          (int)n->id, e->type, n->type);
+            continue;
+        }
+        if (o->parent != n->parent)
+            rc = terr(t, LB_ESCHEMA, "field id %d moves from parent %d to %d", (int)n->id,
+                      (int)o->parent, (int)n->parent);
+        else if (strcmp(o->type, n->type) != 0 && !promotion(o->type, n->type))
+            rc = terr(t, LB_ESCHEMA,
+                      "field id %d changes type from %s to %s, which is not a promotion",
+                      (int)n->id, o->type, n->type);
+        else if (n->required && !o->required)
+            rc = terr(t, LB_ESCHEMA, "field id %d turns from optional to required", (int)n->id);
+        else if (strcmp(o->type, n->type) != 0)
+            *retyped = true;
+    }
+    if (rc == 0 && old.n) {
+        t->old_ids = malloc(old.n * sizeof(int32_t));
+        if (!t->old_ids)
+            rc = -ENOMEM;
+        for (size_t k = 0; rc == 0 && k < old.n; k++)
+            t->old_ids[t->nold_ids++] = old.v[k].id;
+    }
+    free(old.v);
+    free(neu.v);
+    free(ever.v);
+    return rc;
+}
+
 static int
 load_table(lake_iceberg_table *t, const char *schema_json)
 {
@@ -672,27 +841,57 @@ load_table(lake_iceberg_table *t, const char *schema_json)
     if (json_array_size(json_object_get(meta, "partition-specs")) != 1 ||
         json_array_size(json_object_get(spec, "fields")) != 0)
         return terr(t, LB_EUNSUPPORTED, "partitioned tables are not supported");
-    /* the current schema must be ours */
+    /* the current schema: ours, or one that ours evolves (a new schema id) */
     json_int_t sid = json_integer_value(json_object_get(meta, "current-schema-id"));
     json_t *cur = NULL, *s;
     size_t i;
+    json_int_t max_sid = -1;
     json_array_foreach(json_object_get(meta, "schemas"), i, s)
     {
-        if (json_integer_value(json_object_get(s, "schema-id")) == sid)
+        json_int_t id = json_integer_value(json_object_get(s, "schema-id"));
+        if (id == sid)
             cur = s;
+        if (id > max_sid)
+            max_sid = id;
     }
-    char *cur_text = cur ? json_dumps(json_object_get(cur, "fields"), JSON_COMPACT) : NULL;
+    if (!cur)
+        return terr(t, LB_EPARSE, "current schema %lld is not in the metadata", (long long)sid);
+    char *cur_text = json_dumps(json_object_get(cur, "fields"), JSON_COMPACT);
     json_t *ours = json_loads(schema_json, 0, NULL);
     char *our_text = ours ? json_dumps(json_object_get(ours, "fields"), JSON_COMPACT) : NULL;
-    json_decref(ours);
-    bool same = cur_text && our_text && strcmp(cur_text, our_text) == 0;
+    rc = cur_text && our_text ? 0 : -ENOMEM;
+    bool same = rc == 0 && strcmp(cur_text, our_text) == 0;
     free(cur_text);
     free(our_text);
-    if (!same)
-        return terr(t, LB_ESCHEMA,
-                    "the table's schema (v%lld.metadata.json) differs from the "
-                    "given one",
-                    (long long)newest);
+    if (rc == 0 && same) {
+        t->schema_id = (int32_t)sid;
+        /* every field of the current schema is known */
+        rc = check_evolution(t, cur, ours, &t->retyped);
+    } else if (rc == 0) {
+        rc = check_evolution(t, cur, ours, &t->retyped);
+        if (rc == LB_ESCHEMA)
+            lb_err_prefix(t->err,
+                          "the table's schema (v%lld.metadata.json) cannot evolve to the "
+                          "given one",
+                          (long long)newest);
+        t->evolve = true;
+        t->schema_id = (int32_t)max_sid + 1;
+    }
+    json_decref(ours);
+    if (rc)
+        return rc;
+    if (t->schema_id != 0) {
+        /* the manifests' "schema" header carries the schema's id */
+        json_t *j = json_loads(schema_json, 0, NULL);
+        char *text = NULL;
+        if (j && json_object_set_new(j, "schema-id", json_integer(t->schema_id)) == 0)
+            text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (!text)
+            return -ENOMEM;
+        free(t->schema_json);
+        t->schema_json = text;
+    }
     return load_snapshot(t);
 }
 
@@ -707,6 +906,7 @@ lake_iceberg_close(lake_iceberg_table *t)
     json_decref(t->meta);
     free(t->location);
     free(t->schema_json);
+    free(t->old_ids);
     lake__core_free(&t->core);
     free(t);
 }
@@ -741,6 +941,7 @@ lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema,
         t->location = NULL;
         rc = -ENOMEM;
     }
+    t->max_id = max_id;
     if (rc == 0)
         rc = load_table(t, t->schema_json);
     if (rc == 0 && !t->meta)
@@ -885,10 +1086,12 @@ manifest_begin(lake_iceberg_table *t, new_manifest *nm)
     memset(nm, 0, sizeof(*nm));
     int rc = lake_avro_writer_new(t->manifest_schema, NULL, lake_avro_buf_sink, &nm->bytes, &nm->w,
                                   t->err);
+    char sid[16];
+    snprintf(sid, sizeof(sid), "%d", (int)t->schema_id);
     if (rc)
         return rc;
     if ((rc = lake_avro_set_meta_str(nm->w, "schema", t->schema_json)) ||
-        (rc = lake_avro_set_meta_str(nm->w, "schema-id", "0")) ||
+        (rc = lake_avro_set_meta_str(nm->w, "schema-id", sid)) ||
         (rc = lake_avro_set_meta_str(nm->w, "partition-spec", "[]")) ||
         (rc = lake_avro_set_meta_str(nm->w, "partition-spec-id", "0")) ||
         (rc = lake_avro_set_meta_str(nm->w, "format-version", "2")) ||
@@ -1083,6 +1286,54 @@ summary_set(json_t *sum, const char *key, long long v)
     json_object_set_new(sum, key, json_string(num));
 }
 
+/* Record the caller's schema in meta (a copy of the current metadata) as
+ * the new current schema. */
+static int
+add_schema(lake_iceberg_table *t, json_t *meta)
+{
+    json_t *j = json_loads(t->schema_json, 0, NULL);
+    if (!j || json_array_append_new(json_object_get(meta, "schemas"), j))
+        return -ENOMEM;
+    json_int_t last = json_integer_value(json_object_get(meta, "last-column-id"));
+    json_object_set_new(meta, "current-schema-id", json_integer(t->schema_id));
+    json_object_set_new(meta, "last-column-id", json_integer(t->max_id > last ? t->max_id : last));
+    return 0;
+}
+
+/* A commit of a schema change alone: a new metadata version with the new
+ * schema current, and no snapshot (the current one stays: readers of a
+ * branch read its files with the table's current schema). */
+static int
+schema_only_commit(lake_iceberg_table *t)
+{
+    json_t *meta = json_deep_copy(t->meta);
+    char rel[64];
+    snprintf(rel, sizeof(rel), "metadata/v%" PRId64 ".metadata.json", t->version);
+    char *prev = uri_of(t, rel);
+    int64_t now = lake__now_ms();
+    int rc = meta && prev ? add_schema(t, meta) : -ENOMEM;
+    if (rc == 0) {
+        json_object_set_new(meta, "last-updated-ms", json_integer(now));
+        json_array_append_new(
+            json_object_get(meta, "metadata-log"),
+            json_pack("{s:I, s:s}", "timestamp-ms",
+                      json_integer_value(json_object_get(t->meta, "last-updated-ms")),
+                      "metadata-file", prev));
+        rc = put_metadata(t, meta, t->version + 1);
+    }
+    free(prev);
+    if (rc) {
+        json_decref(meta);
+        return rc;
+    }
+    put_hint(t, t->version + 1);
+    json_decref(t->meta);
+    t->meta = meta;
+    t->version++;
+    t->evolve = false;
+    return 0;
+}
+
 static int
 ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out)
 {
@@ -1091,6 +1342,10 @@ ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out
     size_t nadds = c->nadds, nremoves = c->nremoves;
     char at[48];
     snprintf(at, sizeof(at), "snapshot %lld", (long long)lake_iceberg_snapshot_id(t));
+    if (nadds + nremoves == 0 && t->evolve) {
+        int rc = lake__check_summary(c->summary, t->err);
+        return rc ? rc : schema_only_commit(t);
+    }
     int rc = lake__check_commit(&t->core, c, at, false, t->err);
     if (rc)
         return rc;
@@ -1230,7 +1485,7 @@ ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out
     json_t *snap =
         json_pack("{s:I, s:I, s:I, s:o, s:s, s:i}", "snapshot-id", (json_int_t)snapshot_id,
                   "sequence-number", (json_int_t)seq, "timestamp-ms", (json_int_t)now, "summary",
-                  sum, "manifest-list", list_uri, "schema-id", 0);
+                  sum, "manifest-list", list_uri, "schema-id", (int)t->schema_id);
     if (snap && parent > 0)
         json_object_set_new(snap, "parent-snapshot-id", json_integer(parent));
     char *prev = NULL;
@@ -1245,6 +1500,13 @@ ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out
         json_decref(refs);
         free(prev);
         rc = -ENOMEM;
+        goto done;
+    }
+    if (t->evolve && (rc = add_schema(t, meta))) {
+        json_decref(meta);
+        json_decref(snap);
+        json_decref(refs);
+        free(prev);
         goto done;
     }
     json_object_set_new(meta, "last-sequence-number", json_integer(seq));
@@ -1266,6 +1528,7 @@ ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out
         goto done;
     }
     /* Committed: the handle follows. */
+    t->evolve = false;
     put_hint(t, t->version + 1);
     json_decref(t->meta);
     t->meta = meta;
@@ -1360,6 +1623,33 @@ lake_iceberg_sequence_number(const lake_iceberg_table *t)
     return (int64_t)json_integer_value(json_object_get(t->meta, "last-sequence-number"));
 }
 
+int32_t
+lake_iceberg_schema_id(const lake_iceberg_table *t)
+{
+    return t->schema_id;
+}
+
+bool
+lake_iceberg_schema_pending(const lake_iceberg_table *t)
+{
+    return t->evolve;
+}
+
+bool
+lake_iceberg_schema_retyped(const lake_iceberg_table *t)
+{
+    return t->retyped;
+}
+
+bool
+lake_iceberg_field_existed(const lake_iceberg_table *t, int32_t field_id)
+{
+    for (size_t i = 0; i < t->nold_ids; i++)
+        if (t->old_ids[i] == field_id)
+            return true;
+    return false;
+}
+
 size_t
 lake_iceberg_live_count(const lake_iceberg_table *t)
 {
@@ -1434,6 +1724,12 @@ fmt_close(void *state)
     lake_iceberg_close(state);
 }
 
+static bool
+fmt_schema_pending(const void *state)
+{
+    return lake_iceberg_schema_pending(state);
+}
+
 const lake_table_format lake_iceberg_format = {
     .name = "iceberg",
     .open = fmt_open,
@@ -1441,5 +1737,6 @@ const lake_table_format lake_iceberg_format = {
     .live_count = fmt_live_count,
     .live_path = fmt_live_path,
     .summary_value = fmt_summary_value,
+    .schema_pending = fmt_schema_pending,
     .close = fmt_close,
 };

@@ -34,6 +34,7 @@
 #ifndef LAKE_ICEBERG_H
 #define LAKE_ICEBERG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,17 +52,22 @@ typedef struct lake_iceberg_options {
 /*
  * Open the table under prefix, creating it (v1.metadata.json, no snapshot)
  * if it has no metadata yet. An existing table is loaded from its newest
- * metadata file, its current snapshot's manifest list and manifests; its
- * schema must be the one the given schema maps to.
+ * metadata file, its current snapshot's manifest list and manifests. The
+ * given schema may differ from the table's current one when it is a valid
+ * evolution of it by field id (spec "Schema Evolution": fields added,
+ * dropped, renamed or reordered, primitive types promoted): the next
+ * commit then records it as a new schema (schema-id, last-column-id) and
+ * makes it current; data files written under older schemas stay listed
+ * and are read by field id.
  *
  * store and schema are borrowed and must outlive the table. Returns 0,
  * LB_ECONFLICT (another writer created the table first), LB_ESCHEMA (the
- * schema cannot be mapped: a field without an id; or it differs from the
- * table's), LB_EPARSE (metadata or manifests are not what this writer
- * writes), LB_EUNSUPPORTED (partitioned tables, delete files, other format
- * versions), or a store error, with a message in err (may be NULL). The
- * caller closes *out. The table model (table.h) uses this format through
- * lake_iceberg_format.
+ * schema cannot be mapped: a field without an id; or it is no valid
+ * evolution of the table's: a type change that is no promotion, a field
+ * moved to another parent, optional to required), LB_EPARSE (metadata or manifests are not what
+ * this writer writes), LB_EUNSUPPORTED (partitioned tables, delete files, other format versions),
+ * or a store error, with a message in err (may be NULL). The caller closes *out. The table model
+ * (table.h) uses this format through lake_iceberg_format.
  */
 int lake_iceberg_open(lake_store *store, const char *prefix, lake_schema *schema,
                       const lake_iceberg_options *opts, lake_iceberg_table **out, lb_err *err);
@@ -86,6 +92,17 @@ int lake_iceberg_commit(lake_iceberg_table *t, const lake_data_file *adds, size_
 int64_t lake_iceberg_version(const lake_iceberg_table *t);
 int64_t lake_iceberg_snapshot_id(const lake_iceberg_table *t);
 int64_t lake_iceberg_sequence_number(const lake_iceberg_table *t);
+
+/* Schema evolution. The id of the given schema in the table (a new one
+ * when it differs from the table's current schema); whether the next
+ * commit makes it current (then a commit without files is allowed: a
+ * metadata version without a snapshot); whether a field kept its id with a
+ * promoted type (int to long, float to double, decimal precision); whether
+ * a field id was in the table's current schema when the handle opened. */
+int32_t lake_iceberg_schema_id(const lake_iceberg_table *t);
+bool lake_iceberg_schema_pending(const lake_iceberg_table *t);
+bool lake_iceberg_schema_retyped(const lake_iceberg_table *t);
+bool lake_iceberg_field_existed(const lake_iceberg_table *t, int32_t field_id);
 
 /* The live data files (relative paths), sorted. Owned by the table, valid
  * until the next commit or close. */

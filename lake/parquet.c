@@ -427,7 +427,7 @@ map_node(lake_parquet_writer *w, int id, int def, int rep, char **parts, int npa
             return -ENOMEM;
         if (nparts >= 64)
             return set_error(w, LB_ESCHEMA, "field \"%s\" is nested too deep", ni->path);
-        parts[nparts++] = n->name;
+        parts[nparts++] = (char *)lake__node_physical(n);
         if (!n->required)
             def++;
     }
@@ -1717,17 +1717,17 @@ chunk_free(chunk_buf *b)
 #define FAST_ZSTD_LEVEL (-1)
 
 /*
- * Append the compressed form of a data page of c to out. With ZSTD, the
- * first page of a chunk is compressed at the configured level and at
- * FAST_ZSTD_LEVEL too; if the fast level does at least as well, the page
- * and the rest of the chunk use it. Some data (dense numbers, counters)
+ * Append the compressed form of a data page of c to out. With ZSTD and
+ * zstd_trial, the first page of a chunk is compressed at the configured
+ * level and at FAST_ZSTD_LEVEL too; if the fast level does at least as
+ * well, the page and the rest of the chunk use it. Some data (dense numbers, counters)
  * compresses as small at the fast level, at a fraction of the time; the
  * configured level stays the most effort spent.
  */
 static int
 compress_page(lake_parquet_writer *w, column *c, const void *src, size_t n, lb_buf *out)
 {
-    if (c->zstd_level != 0 || w->opts.codec != LAKE_CODEC_ZSTD)
+    if (c->zstd_level != 0 || w->opts.codec != LAKE_CODEC_ZSTD || !w->opts.zstd_trial)
         return lake__compress_at(w->comp, c->zstd_level, src, n, out);
     size_t at = out->len;
     int rc = lake__compress_at(w->comp, 0, src, n, out);
@@ -2356,7 +2356,7 @@ put_schema_elements(lake__thrift *t, const lake_schema *s, int id)
             lake__thrift_field_i32(t, 2, len);
     }
     lake__thrift_field_i32(t, 3, n->required ? REP_REQUIRED : REP_OPTIONAL);
-    lake__thrift_field_string(t, 4, n->name);
+    lake__thrift_field_string(t, 4, lake__node_physical(n));
     if (lake__type_is_group(n->type))
         lake__thrift_field_i32(t, 5, n->nchildren);
     int ct = converted_type(n);
@@ -2444,6 +2444,7 @@ lake_parquet_options_init(lake_parquet_options *o)
     o->page_version = 1;
     o->page_bytes = 1 << 20;
     o->row_group_bytes = (size_t)128 << 20;
+    o->zstd_trial = true;
     o->dictionary = true;
     o->dictionary_bytes = 1 << 20;
     o->stats_bytes = 64;
@@ -2584,6 +2585,33 @@ writer_open(lake_schema *schema, const lake_parquet_options *opts, lake_sink_fn 
     assert(w->ncols == ncols);
     *out = w;
     return 0;
+}
+
+int
+lake_parquet_writer_restart(lake_parquet_writer *w)
+{
+    for (int i = 0; i < w->ncols; i++) {
+        column *c = &w->cols[i];
+        reset_page(c);
+        reset_chunk(w, c);
+        c->row_starts = 0;
+        stats_reset(&c->file_stats);
+        c->file_compressed = c->file_uncompressed = 0;
+    }
+    for (size_t i = 0; i < w->nkv; i++) {
+        free(w->kv_keys[i]);
+        free(w->kv_values[i]);
+    }
+    w->nkv = 0;
+    lb_buf_reset(&w->row_groups);
+    w->num_row_groups = 0;
+    w->rows = w->group_rows = 0;
+    w->offset = 0;
+    w->dead = 0;
+    w->closed = false;
+    w->error[0] = '\0';
+    int rc = sink_write(w, PARQUET_MAGIC, 4);
+    return rc ? die(w, rc, "magic") : 0;
 }
 
 int

@@ -43,9 +43,12 @@ typedef enum lake_codec {
 
 typedef struct lake_parquet_options {
     lake_codec codec;        /* default ZSTD */
-    int zstd_level;          /* 0: zstd's default (3). The most effort spent: a column
-                                chunk whose first page compresses no larger at level -1
-                                uses -1 for all its data pages */
+    int zstd_level;          /* 0: zstd's default (3). The most effort spent: see
+                                zstd_trial */
+    bool zstd_trial;         /* default on: a column chunk's first page is also
+                                compressed at level -1, and if that is no larger, the
+                                chunk's data pages use -1. Off: every page at zstd_level
+                                (cheaper when pages are few, as in small files) */
     int page_version;        /* 1 (DataPageHeader) or 2 (DataPageHeaderV2); default 1 */
     size_t page_bytes;       /* target encoded size of a data page; default 1 MiB */
     size_t row_group_bytes;  /* target buffered size of a row group; default 128 MiB */
@@ -106,6 +109,16 @@ int lake_parquet_writer_new(lake_schema *schema, const lake_parquet_options *opt
 /* The same, writing to fd (which stays open and is not fsynced). */
 int lake_parquet_writer_new_fd(lake_schema *schema, const lake_parquet_options *opts, int fd,
                                lake_parquet_writer **out, lb_err *err);
+
+/* Start a new file to the same sink (or fd), with the same schema and
+ * options, keeping the writer's memory: page and chunk buffers,
+ * dictionary tables, the compression context. For a caller that writes
+ * many files of one schema, which then allocates and faults in nothing new
+ * per file. Allowed after close and after any failure (the new file starts
+ * clean; the old one's bytes stay as they were). Key-value pairs are
+ * dropped. 0, or the sink's error writing the leading magic, which kills
+ * the writer. */
+int lake_parquet_writer_restart(lake_parquet_writer *w);
 
 /* Append one row: nfields values, one per top-level field in schema order.
  * 0; LB_EVALUE if the row does not fit (nothing written, the writer stays

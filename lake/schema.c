@@ -106,6 +106,7 @@ lake_schema_free(lake_schema *s)
     assert(s->holders == 0 && "schema freed while a writer uses it");
     for (int i = 0; i < s->nnodes; i++) {
         free(s->nodes[i].name);
+        free(s->nodes[i].physical);
         free(s->nodes[i].children);
     }
     free(s->nodes);
@@ -274,6 +275,27 @@ lake__schema_node(const lake_schema *s, int id)
 {
     assert(id >= 0 && id < s->nnodes);
     return &s->nodes[id];
+}
+
+const char *
+lake__node_physical(const lake__node *n)
+{
+    return n->physical ? n->physical : n->name;
+}
+
+int
+lake__schema_set_physical(lake_schema *s, int id, const char *name)
+{
+    assert(id > 0 && id < s->nnodes && name && *name);
+    lake__node *n = &s->nodes[id];
+    if (s->holders)
+        return fail(s, -EBUSY, "schema is in use by a writer");
+    char *copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    free(n->physical);
+    n->physical = copy;
+    return 0;
 }
 
 void

@@ -88,6 +88,10 @@ const char *lake_type_name(lake_type t);
 /* One node of the tree. Node 0 is the root (a struct without a name). */
 typedef struct lake__node {
     char *name;
+    /* The name data files use for the field, when a table format fixed one
+     * that differs from name (Delta column mapping keeps a field's first
+     * name across renames); NULL: name. */
+    char *physical;
     int32_t field_id;
     lake_type type;
     bool required;
@@ -101,6 +105,12 @@ typedef struct lake__node {
 /* Number of nodes including the root. */
 int lake__schema_nnodes(const lake_schema *s);
 const lake__node *lake__schema_node(const lake_schema *s, int id);
+/* The name a data file gives node n (its physical name, else its name). */
+const char *lake__node_physical(const lake__node *n);
+/* Set the physical name of node id (not the root); the caller keeps it
+ * unique among its siblings. 0, -EBUSY (a writer holds the schema) or
+ * -ENOMEM. */
+int lake__schema_set_physical(lake_schema *s, int id, const char *name);
 /* A writer holds the schema: further lake_schema_add() calls get -EBUSY. */
 void lake__schema_hold(lake_schema *s);
 void lake__schema_release(lake_schema *s);

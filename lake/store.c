@@ -66,7 +66,9 @@ lake_store_open(const char *url, const lb_objstore_options *opts, lake_store **o
         free(s);
         return rc;
     }
-    s->url = strdup(url);
+    /* A location is the URL's scheme, bucket and path: an s3:// URL's
+     * query (endpoint, region) configures the client, not where a file is. */
+    s->url = strndup(url, strcspn(url, "?"));
     if (s->url) {
         size_t n = strlen(s->url);
         while (n > 0 && s->url[n - 1] == '/')

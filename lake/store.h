@@ -43,8 +43,9 @@ int lake_store_open(const char *url, const lb_objstore_options *opts, lake_store
                     lb_err *err);
 void lake_store_close(lake_store *s);
 
-/* The URL the store was opened with, without a trailing '/'. Tables write
- * it (plus the key) into metadata as absolute locations. Owned by s. */
+/* The URL the store was opened with, without its query (an s3:// URL's
+ * endpoint and region) and without a trailing '/'. Tables write it (plus
+ * the key) into metadata as absolute locations. Owned by s. */
 const char *lake_store_url(const lake_store *s);
 
 /* Create key with the given bytes, or fail with LB_ECONFLICT if it exists

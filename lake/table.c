@@ -16,6 +16,12 @@
  * checks at open, the sorted live set, the commit checks, and one walk of
  * the schema to JSON in each format's dialect.
  *
+ * Schema changes: each format compares the caller's schema with its own
+ * at open and records a difference with its next commit; the model lets
+ * a commit without files through when one is pending, and refuses before
+ * any format writes a type change that does not replace every file
+ * (Delta could not read the old ones).
+ *
  * Callers: iceberg.c, delta.c (the internal parts); the transcoder (the
  * model).
  */
@@ -32,6 +38,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "iceberg.h"
 #include "objstore.h"
 
 static int
@@ -581,6 +588,7 @@ lake__schema_json(const lake_schema *s, const lake__schema_dialect *d, void *arg
 
 /* ---- the model ----------------------------------------------------------- */
 
+/* Iceberg first: the model's schema questions go to it (state[0]). */
 static const lake_table_format *const formats[] = {&lake_iceberg_format, &lake_delta_format};
 #define NFORMATS (sizeof(formats) / sizeof(formats[0]))
 
@@ -701,12 +709,44 @@ lake_table_open(lake_store *store, const char *prefix, lake_schema *schema,
     return 0;
 }
 
+bool
+lake_table_schema_changed(const lake_table *t)
+{
+    for (size_t k = 0; k < NFORMATS; k++)
+        if (formats[k]->schema_pending(t->state[k]))
+            return true;
+    return false;
+}
+
+bool
+lake_table_schema_retyped(const lake_table *t)
+{
+    return lake_iceberg_schema_retyped(t->state[0]);
+}
+
+bool
+lake_table_field_existed(const lake_table *t, int32_t field_id)
+{
+    return lake_iceberg_field_existed(t->state[0], field_id);
+}
+
 int
 lake_table_commit(lake_table *t, const lake_commit *c, lb_err *err)
 {
-    int rc = lake__check_commit(&t->core, c, "its newest commit", false, err);
+    bool schema_only = c->nadds + c->nremoves == 0 && lake_table_schema_changed(t);
+    int rc = schema_only ? lake__check_summary(c->summary, err)
+                         : lake__check_commit(&t->core, c, "its newest commit", false, err);
+    /* Delta takes a type change only with every file replaced (no type
+     * widening); checked here so that no format commits alone */
+    if (rc == 0 && lake_table_schema_changed(t) && lake_table_schema_retyped(t) &&
+        c->nremoves != t->core.nlive)
+        rc = lb_err_set(err, LB_EVALUE,
+                        "the schema change alters a field's type: the commit must replace every "
+                        "live file (%zu live, %zu removed)",
+                        t->core.nlive, c->nremoves);
     for (size_t k = 0; rc == 0 && k < NFORMATS; k++)
-        rc = formats[k]->commit(t->state[k], c, err);
+        if (!schema_only || formats[k]->schema_pending(t->state[k]))
+            rc = formats[k]->commit(t->state[k], c, err);
     if (rc == 0)
         rc = lake__live_apply(&t->core, c);
     return rc;

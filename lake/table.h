@@ -98,6 +98,10 @@ typedef struct lake_table_format {
     const char *(*live_path)(const void *state, size_t i);
     /* The summary pair key of the newest commit, or NULL (not owned). */
     const char *(*summary_value)(const void *state, const char *key);
+    /* Whether the next commit records a schema change (the schema given at
+     * open differs from the table's newest): then a commit without files
+     * is valid. */
+    bool (*schema_pending)(const void *state);
     void (*close)(void *state);
 } lake_table_format;
 
@@ -111,6 +115,22 @@ extern const lake_table_format lake_delta_format;   /* delta.c */
  * closes *out. */
 int lake_table_open(lake_store *store, const char *prefix, lake_schema *schema,
                     const lake_table_options *opts, lake_table **out, lb_err *err);
+
+/* Schema evolution. The schema given at open may differ from the table's
+ * newest by a valid evolution (iceberg.h: fields added, dropped, renamed,
+ * primitive types promoted, all by field id); the next commit records it
+ * in every format, and a commit with no files then records just that.
+ * Data files keep being read by field id, so files written under an older
+ * schema stay valid: a field they lack reads as NULL (a caller whose new
+ * field has a value for old rows must rewrite their files).
+ *
+ * lake_table_schema_changed: the next commit records a schema change.
+ * lake_table_schema_retyped: a field kept its id with a promoted type.
+ * lake_table_field_existed: field_id was in the table's schema at open
+ * (false for every field of a new table). */
+bool lake_table_schema_changed(const lake_table *t);
+bool lake_table_schema_retyped(const lake_table *t);
+bool lake_table_field_existed(const lake_table *t, int32_t field_id);
 
 /* Commit to every format. The input is checked once, against the schema
  * and the live set, before any format writes: LB_EVALUE, LB_ENOTFOUND and

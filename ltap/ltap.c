@@ -24,8 +24,10 @@
  * (the caller's WAL block index) says a block of it changed since the
  * table's lake LSN, and removes files of chunks past the table's end. A
  * table whose relfilenode differs from the one its last snapshot records
- * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) or whose columns
- * changed is rewritten in full. One table's changes are one lake commit,
+ * (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER) is rewritten in
+ * full. Column changes evolve the lake table's schema by field id (one
+ * per attnum) and keep its files, except where they would read wrong (see
+ * schema_needs_rewrite()). One table's changes are one lake commit,
  * with lakebase.lsn and lakebase.relfilenode in its summary.
  *
  * Drops. The list of materialized tables is kept at
@@ -119,6 +121,7 @@ quote_ident(lb_buf *b, const char *name)
 typedef struct table_info {
     char *oid, *schema, *name;
     uint32_t relfilenode, spc, db;
+    int natts; /* pg_class.relnatts: attnums above it are newer columns */
     uint64_t nblocks;
     ltap_column *cols;
     size_t ncols;
@@ -152,7 +155,7 @@ load_attrs(PGconn *c, const char *relid, bool nested, ltap_column **out, size_t 
         "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END, "
         "       a.attnotnull, coalesce(bt.typtype, ty.typtype), coalesce(el.oid, rs.oid, 0), "
         "       coalesce(el.typtype, rs.typtype, ''), a.atttypid, "
-        "       coalesce(bt.typrelid, ty.typrelid) "
+        "       coalesce(bt.typrelid, ty.typrelid), a.atthasmissing "
         "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid "
         "LEFT JOIN pg_type bt ON ty.typtype = 'd' AND bt.oid = ty.typbasetype "
         "LEFT JOIN pg_type el ON el.oid = coalesce(bt.typelem, ty.typelem) "
@@ -179,6 +182,7 @@ load_attrs(PGconn *c, const char *relid, bool nested, ltap_column **out, size_t 
         col->typmod = atoi(PQgetvalue(res, i, 3));
         col->notnull = PQgetvalue(res, i, 4)[0] == 't';
         col->decl_typid = (uint32_t)strtoul(PQgetvalue(res, i, 8), NULL, 10);
+        col->hasmissing = PQgetvalue(res, i, 10)[0] == 't';
         if (!col->name) {
             rc = -ENOMEM;
             break;
@@ -326,11 +330,89 @@ random_hex(char *out, size_t nbytes)
         sprintf(out + 2 * i, "%02x", r[i]);
 }
 
+/* What writing a table's chunks reuses from one chunk to the next: the
+ * batch, the Parquet writer (restarted per file, so its page buffers,
+ * dictionaries and compression context are allocated and faulted in once
+ * per table, not per chunk) and the buffer the file is assembled in. */
+typedef struct table_writer {
+    batch b;
+    lake_parquet_writer *w; /* NULL until the first chunk */
+    lb_buf file;
+} table_writer;
+
+static int
+table_writer_init(table_writer *tw, const table_info *t)
+{
+    memset(tw, 0, sizeof(*tw));
+    batch *b = &tw->b;
+    size_t nnative = 0;
+    for (size_t i = 0; i < t->ncols; i++)
+        nnative += t->cols[i].kind != LTAP_OVERFLOW;
+    b->nfields = 2 + nnative + 1;
+    b->columns = calloc(b->nfields, sizeof(lake_value *));
+    b->msgs = calloc(BATCH_ROWS + 1, sizeof(char *));
+    b->ovf = calloc(t->ncols + 1, sizeof(lake_value));
+    if (!b->columns || !b->msgs || !b->ovf)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->nfields; i++)
+        if (!(b->columns[i] = calloc(BATCH_ROWS, sizeof(lake_value))))
+            return -ENOMEM;
+    return 0;
+}
+
+static void
+table_writer_free(table_writer *tw)
+{
+    batch *b = &tw->b;
+    for (size_t i = 0; b->msgs && i < b->nmsgs; i++)
+        PQfreemem(b->msgs[i]);
+    for (size_t i = 0; b->columns && i < b->nfields; i++)
+        free(b->columns[i]);
+    free(b->columns);
+    free(b->msgs);
+    free(b->ovf);
+    ltap__arena_free(&b->arena);
+    lake_parquet_writer_free(tw->w);
+    lb_buf_free(&tw->file);
+    memset(tw, 0, sizeof(*tw));
+}
+
+/* A new file in tw->file: the writer made on the first call, restarted
+ * after. */
+static int
+table_writer_start(table_writer *tw, lake_schema *schema, lb_err *err)
+{
+    lb_buf_reset(&tw->file);
+    if (tw->w) {
+        int rc = lake_parquet_writer_restart(tw->w);
+        if (rc)
+            lb_err_set(err, rc, "%s", lake_parquet_writer_error(tw->w));
+        return rc;
+    }
+    /* No dictionary encoding: zstd over PLAIN pages makes files as small
+     * or smaller here, and building dictionaries that high-cardinality
+     * columns (ids, timestamps, uuids, floats) then abandon cost a third of
+     * the CPU on a wide mixed-type table (bench/ltap: 66 -> 95 MB/s/core;
+     * its files 15.1 -> 14.0 MB, pgbench_accounts' 1.40 -> 1.40 MB). */
+    lake_parquet_options po;
+    lake_parquet_options_init(&po);
+    po.dictionary = false;
+    /* zstd level 2 on every page, no trial at level -1: a chunk's file has
+     * one or two pages per column, so the trial compressed nearly every
+     * page twice. On bench/ltap's wide table level 2 alone is 25% faster
+     * than level 3 with the trial and its files 0.7% smaller (23.32 ->
+     * 23.16 MB); pgbench_accounts' 0.7% larger (2.80 -> 2.82 MB). */
+    po.zstd_level = 2;
+    po.zstd_trial = false;
+    return lake_parquet_writer_new(schema, &po, buf_sink, &tw->file, &tw->w, err);
+}
+
 /* Read chunk k of t and write its data file; *stats_out NULL if it has no
  * rows (nothing written). path_out gets the file's path in the table. */
 static int
-write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const char *tprefix,
-            uint64_t k, char *path_out, size_t path_cap, lake_parquet_file_stats **stats_out)
+write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, table_writer *tw,
+            const char *tprefix, uint64_t k, char *path_out, size_t path_cap,
+            lake_parquet_file_stats **stats_out)
 {
     lb_err *err = ru->err;
     *stats_out = NULL;
@@ -364,30 +446,10 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
     }
     PQclear(res);
 
-    batch b = {0};
-    size_t nnative = 0;
-    for (size_t i = 0; i < t->ncols; i++)
-        nnative += t->cols[i].kind != LTAP_OVERFLOW;
-    b.nfields = 2 + nnative + 1;
-    b.columns = calloc(b.nfields, sizeof(lake_value *));
-    b.msgs = calloc(BATCH_ROWS + 1, sizeof(char *));
-    b.ovf = calloc(t->ncols + 1, sizeof(lake_value));
-    int rc = b.columns && b.msgs && b.ovf ? 0 : -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < b.nfields; i++)
-        if (!(b.columns[i] = calloc(BATCH_ROWS, sizeof(lake_value))))
-            rc = -ENOMEM;
-    lb_buf file = LB_BUF_INIT;
-    lake_parquet_writer *w = NULL;
-    /* No dictionary encoding: zstd over PLAIN pages makes files as small
-     * or smaller here, and building dictionaries that high-cardinality
-     * columns (ids, timestamps, uuids, floats) then abandon cost a third of
-     * the CPU on a wide mixed-type table (bench/ltap: 66 -> 95 MB/s/core;
-     * its files 15.1 -> 14.0 MB, pgbench_accounts' 1.40 -> 1.40 MB). */
-    lake_parquet_options po;
-    lake_parquet_options_init(&po);
-    po.dictionary = false;
-    if (rc == 0)
-        rc = lake_parquet_writer_new(schema, &po, buf_sink, &file, &w, err);
+    batch *b = &tw->b;
+    lb_buf *file = &tw->file;
+    int rc = table_writer_start(tw, schema, err);
+    lake_parquet_writer *w = rc == 0 ? tw->w : NULL;
     bool header = true, done = false;
     while (!done) {
         char *msg = NULL;
@@ -432,10 +494,10 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
             PQfreemem(msg);
             continue;
         }
-        b.msgs[b.nmsgs++] = msg;
-        rc = parse_row(t, &b, p, len, err);
-        if (rc == 0 && b.nrows == BATCH_ROWS)
-            rc = batch_flush(&b, w, err);
+        b->msgs[b->nmsgs++] = msg;
+        rc = parse_row(t, b, p, len, err);
+        if (rc == 0 && b->nrows == BATCH_ROWS)
+            rc = batch_flush(b, w, err);
         if (rc)
             lb_err_prefix(err, "chunk %" PRIu64, k);
     }
@@ -447,10 +509,10 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
         PQclear(fin);
     }
     if (rc == 0) {
-        rc = batch_flush(&b, w, err);
+        rc = batch_flush(b, w, err);
     } else {
-        b.nrows = 0; /* failed: drop the batch, release its messages */
-        batch_flush(&b, NULL, NULL);
+        b->nrows = 0; /* failed: drop the batch, release its messages */
+        batch_flush(b, NULL, NULL);
     }
     lake_parquet_file_stats *stats = NULL;
     int64_t rows = w ? lake_parquet_rows(w) : 0;
@@ -469,25 +531,17 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, const 
         char *key = NULL;
         if (asprintf(&key, "%s/%s", tprefix, path_out) < 0)
             rc = -ENOMEM;
-        else if ((rc = lake_store_put_new(ru->r->store, key, file.data, file.len)))
+        else if ((rc = lake_store_put_new(ru->r->store, key, file->data, file->len)))
             lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(ru->r->store));
         free(key);
         if (rc == 0) {
-            ru->res->lake_bytes_written += file.len;
+            ru->res->lake_bytes_written += file->len;
             ru->res->rows_written += (uint64_t)rows;
             *stats_out = stats;
             stats = NULL;
         }
     }
     lake_parquet_file_stats_free(stats);
-    lake_parquet_writer_free(w);
-    lb_buf_free(&file);
-    for (size_t i = 0; b.columns && i < b.nfields; i++)
-        free(b.columns[i]);
-    free(b.columns);
-    free(b.msgs);
-    free(b.ovf);
-    ltap__arena_free(&b.arena);
     return rc;
 }
 
@@ -540,6 +594,45 @@ note_removed(ltap_result *res, const char *tprefix, const char *path)
         res->nremoved++;
 }
 
+/*
+ * Whether the table's schema change since its last lake snapshot leaves
+ * the old data files wrong, so that every chunk must be written again:
+ *  - a field kept its id with a promoted type (numeric(10,2) to
+ *    numeric(12,2) without a table rewrite): Iceberg could read the old
+ *    files, but Delta has no type widening here, and both formats list the
+ *    same files;
+ *  - a column added since, whose old rows read a default: ADD COLUMN with
+ *    a non-volatile DEFAULT does not rewrite the heap but sets
+ *    atthasmissing, and rows written before it read attmissingval. Old
+ *    files lack the field, and a reader projecting by field id reads NULL
+ *    there, which is wrong. (Iceberg v3's initial-default would say it,
+ *    but v2 readers and Delta cannot.) "Added since" is an attnum above
+ *    the relnatts the last snapshot recorded (lakebase.natts), or, for a
+ *    snapshot from before that was recorded, a native column the table's
+ *    schema lacks.
+ * ADD COLUMN without a default (old rows NULL), DROP COLUMN and RENAME
+ * COLUMN leave every old file exact, read by field id.
+ */
+static bool
+schema_needs_rewrite(const table_info *t, const lake_table *lt)
+{
+    if (lake_table_schema_retyped(lt))
+        return true;
+    const char *natts_s = lake_table_summary_value(lt, "lakebase.natts");
+    int natts = natts_s ? atoi(natts_s) : -1;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const ltap_column *c = &t->cols[i];
+        if (!c->hasmissing)
+            continue;
+        bool added = natts >= 0
+                         ? c->attnum > natts
+                         : c->kind == LTAP_OVERFLOW || !lake_table_field_existed(lt, c->attnum);
+        if (added)
+            return true;
+    }
+    return false;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -558,8 +651,10 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     if (rc == 0) {
         rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
         if (rc == LB_ESCHEMA) {
-            /* the columns changed: the table is materialized again in full */
-            lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, t->schema, t->name);
+            /* no valid evolution (a type change that is no promotion): the
+             * lake table starts over, written in full */
+            lb_info("ltap: columns changed incompatibly, rewriting table=%s.%s.%s msg=\"%s\"",
+                    dbname, t->schema, t->name, err->message);
             full = true;
             rc = delete_table(r->store, tprefix, err);
             if (rc == 0)
@@ -587,6 +682,11 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     if (!prev_lsn_s || lb_lsn_parse(prev_lsn_s, &since) != 0 || !prev_rfn_s ||
         strtoul(prev_rfn_s, NULL, 10) != t->relfilenode)
         full = true;
+    if (rc == 0 && !full && schema_needs_rewrite(t, lt)) {
+        lb_info("ltap: schema change needs the files rewritten, table=%s.%s.%s", dbname, t->schema,
+                t->name);
+        full = true;
+    }
     bool skip = rc == 0 && !full && since == r->lsn;
 
     uint64_t nchunks = (t->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
@@ -597,6 +697,10 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     size_t nadds = 0, nremoves = 0;
     if (rc == 0 && (!adds || !paths || !removes))
         rc = -ENOMEM;
+    table_writer tw;
+    int twrc = table_writer_init(&tw, t);
+    if (rc == 0)
+        rc = twrc;
     for (uint64_t k = 0; rc == 0 && !skip && k < nchunks; k++) {
         uint32_t first = (uint32_t)(k * ru->chunk_blocks);
         uint64_t n64 =
@@ -609,7 +713,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
             break;
         }
         lake_parquet_file_stats *st = NULL;
-        rc = write_chunk(ru, c, t, schema, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
+        rc =
+            write_chunk(ru, c, t, schema, &tw, tprefix, k, paths[nadds], sizeof(paths[nadds]), &st);
         if (rc)
             break;
         ts->chunks_written++;
@@ -627,11 +732,15 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (k < 0 || (uint64_t)k >= nchunks || (full && nchunks == 0))
             removes[nremoves++] = lake_table_live_path(lt, i);
     }
-    if (rc == 0 && !skip && nadds + nremoves > 0) {
-        char lsn[LB_LSN_STRLEN], rfn[16];
+    /* a schema change with no chunk to rewrite is a commit of its own */
+    bool schema_only = rc == 0 && nadds + nremoves == 0 && lake_table_schema_changed(lt);
+    if (rc == 0 && ((!skip && nadds + nremoves > 0) || schema_only)) {
+        char lsn[LB_LSN_STRLEN], rfn[16], natts[16];
         lb_lsn_format(r->lsn, lsn);
         snprintf(rfn, sizeof(rfn), "%u", t->relfilenode);
-        const char *summary[] = {"lakebase.lsn", lsn, "lakebase.relfilenode", rfn, NULL};
+        snprintf(natts, sizeof(natts), "%d", t->natts);
+        const char *summary[] = {"lakebase.lsn", lsn, "lakebase.relfilenode", rfn, "lakebase.natts",
+                                 natts,          NULL};
         lake_commit cm = {.adds = adds,
                           .nadds = nadds,
                           .removes = removes,
@@ -661,6 +770,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     }
     if (rc && rc != -ENOMEM)
         lb_err_prefix(err, "table \"%s\".\"%s\".\"%s\"", dbname, t->schema, t->name);
+    table_writer_free(&tw);
     for (size_t i = 0; adds && i < nadds; i++)
         lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
     free(adds);
@@ -689,7 +799,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         res = query(c,
                     "SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.reltablespace, "
                     "       pg_relation_size(c.oid, 'main') / current_setting('block_size')::int, "
-                    "       current_setting('block_size') "
+                    "       current_setting('block_size'), c.relnatts "
                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
                     "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -711,6 +821,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         t.db = db_oid;
         t.nblocks = strtoull(PQgetvalue(res, i, 5), NULL, 10);
         ru->block_size = (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10);
+        t.natts = atoi(PQgetvalue(res, i, 7));
         if (!t.oid || !t.schema || !t.name)
             rc = -ENOMEM;
         if (rc == 0)

@@ -53,6 +53,9 @@ typedef enum ltap_kind {
 typedef struct ltap_column {
     int16_t attnum;
     char *name; /* owned */
+    /* pg_attribute.atthasmissing: rows written before the column was added
+     * read its default (attmissingval), not NULL */
+    bool hasmissing;
     uint32_t typid;
     int32_t typmod;
     bool notnull;

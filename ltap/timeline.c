@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "lakeview.h"
 #include "ltap.h"
 #include "wal.h"
 #include "lake/store.h"
@@ -314,7 +315,7 @@ ltap_dirty_test(void *arg, uint32_t spc, uint32_t db, uint32_t rel, uint32_t fir
  * retention ago. *expired counts them. A file whose delete fails stays
  * noted for the next run. */
 static int
-expire(lake_store *st, const char *key, const ltap_result *res, int64_t retention_ms,
+expire(lake_store *st, const char *key, const ltap_result *res, int64_t retention_ms, int64_t now,
        uint64_t *expired, lb_err *err)
 {
     *expired = 0;
@@ -330,7 +331,6 @@ expire(lake_store *st, const char *key, const ltap_result *res, int64_t retentio
     }
     json_t *old = rc == 0 ? json_loadb((const char *)b.data, b.len, 0, NULL) : NULL;
     lb_buf_free(&b);
-    int64_t now = lb_now_ms();
     json_t *keep = json_array();
     size_t i;
     json_t *e;
@@ -487,6 +487,37 @@ record_run(const ltap_timeline_run *r, ltap_result *res, int rc, const lb_err *e
         }
     }
     pthread_mutex_unlock(&g_lock);
+}
+
+bool
+ltap__status_seed(const char *tenant, const char *timeline, lb_lsn run_lsn,
+                  ltap_table_status *tables, size_t ntables, lb_metrics *metrics)
+{
+    bool taken = false;
+    pthread_mutex_lock(&g_lock);
+    if (metrics && !g_metrics)
+        g_metrics = metrics;
+    tl_status *s = status_of(tenant, timeline, true);
+    if (s && !s->run_lsn) { /* a run since the start knows better */
+        free(s->tables);
+        s->tables = tables;
+        s->ntables = ntables;
+        s->run_lsn = run_lsn;
+        taken = true;
+        publish(s, run_lsn);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return taken;
+}
+
+bool
+ltap__status_known(const char *tenant, const char *timeline)
+{
+    pthread_mutex_lock(&g_lock);
+    const tl_status *s = status_of(tenant, timeline, false);
+    bool known = s && s->run_lsn;
+    pthread_mutex_unlock(&g_lock);
+    return known;
 }
 
 json_t *
@@ -660,20 +691,30 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
     if (rc == 0)
         rc = ltap_dirty_save(d, st, prefix, err);
     uint64_t expired = 0;
+    size_t expired_snapshots = 0;
     if (rc == 0) {
+        /* Snapshots first, then their files, at one time: a file goes only
+         * once no snapshot a reader can choose names it (lakeview.h). */
+        int64_t now = lb_now_ms();
+        lb_err serr = {0};
+        if (r->retention_ms >= 0 && ltap_lake_expire_snapshots(st, prefix, now - r->retention_ms,
+                                                               &expired_snapshots, &serr) != 0)
+            lb_warn("lake tenant=%s timeline=%s snapshots not expired error=\"%s\"", r->tenant,
+                    r->timeline, serr.message);
         char rkey[260];
         snprintf(rkey, sizeof(rkey), "%s/%s", prefix, REMOVED_KEY);
-        rc = expire(st, rkey, &res, r->retention_ms, &expired, err);
+        rc = expire(st, rkey, &res, r->retention_ms, now, &expired, err);
     }
     int64_t ms = lb_mono_ms() - t0;
     char lsn[LB_LSN_STRLEN];
     if (rc == 0)
         lb_info("lake tenant=%s timeline=%s lsn=%s tables=%zu dropped=%zu dirty_blocks=%zu "
                 "pending_blocks=%zu from=%X/%X heap_bytes=%" PRIu64 " lake_bytes=%" PRIu64
-                " expired_files=%" PRIu64 " ms=%lld",
+                " expired_files=%" PRIu64 " expired_snapshots=%zu ms=%lld",
                 r->tenant, r->timeline, lb_lsn_format(r->lsn, lsn), res.ntables, res.dropped,
                 ltap_dirty_blocks(d), ltap_dirty_pending(d), LB_LSN_ARGS(ltap_dirty_from(d)),
-                res.heap_bytes_read, res.lake_bytes_written, expired, (long long)ms);
+                res.heap_bytes_read, res.lake_bytes_written, expired, expired_snapshots,
+                (long long)ms);
     else
         lb_warn("lake tenant=%s timeline=%s lsn=%s error=\"%s\"", r->tenant, r->timeline,
                 lb_lsn_format(r->lsn, lsn), err->message);

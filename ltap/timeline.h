@@ -29,10 +29,13 @@
  * Expiry. Each data file a run removes from its table's live set is noted,
  * with the time, in <prefix>/lake/_ltap_removed.json; a run deletes the
  * noted files older than the retention (the timeline's GC window), so
- * snapshots older than it can no longer be read. Their entries stay in
- * the Iceberg metadata and the Delta log (as Delta's VACUUM leaves them):
- * an engine reading the current snapshot, or one inside the window, finds
- * every file. A dropped table is deleted at once.
+ * snapshots older than it can no longer be read. Just before, the Iceberg
+ * snapshots that stopped being current before the window are expired from
+ * each table's metadata (lakeview.h), so no snapshot an Iceberg reader can
+ * choose names a deleted file; the Delta log keeps its versions (as
+ * Delta's VACUUM leaves them). An engine reading the current snapshot, or
+ * one inside the window, finds every file. A dropped table is deleted at
+ * once.
  *
  * Branches. A branch's lake is its own, under <tenant>/<branch timeline>,
  * and shares no file with its parent's: its first snapshot writes every
@@ -59,6 +62,7 @@
 #include "lsn.h"
 #include "metrics.h"
 #include "lake/store.h"
+#include "ltap.h"
 #include "pageserver/walindex.h"
 
 /* How to reach a timeline's WAL block index. The pageserver fills this
@@ -111,9 +115,17 @@ int ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err);
 /* The timeline's lake status as JSON: the last run's LSN, time and error,
  * and per table its lake LSN, its lag behind commit_lsn (the timeline's
  * last replayed commit LSN, in bytes), files, bytes and rows. An object
- * with "tables": [] when no run happened since the pageserver started.
- * NULL only when out of memory. */
+ * with "tables": [] when no run happened since the pageserver started and
+ * none was read back from the store (ltap_timeline_status_load(),
+ * lakeview.h). NULL only when out of memory. */
 json_t *ltap_timeline_status(const char *tenant, const char *timeline, lb_lsn commit_lsn);
+
+/* Internal (lakeview.c): install a status read back from the store for a
+ * timeline that has none from a run since the start (takes tables, else
+ * leaves them to the caller: false); whether one is recorded. */
+bool ltap__status_seed(const char *tenant, const char *timeline, lb_lsn run_lsn,
+                       ltap_table_status *tables, size_t ntables, lb_metrics *metrics);
+bool ltap__status_known(const char *tenant, const char *timeline);
 
 /* ---- the dirty set of one run (ltap_timeline_materialize; tests) ------------ */
 

@@ -20,6 +20,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "pgbin.h"
+#include "ltap/lakeview.h"
 
 struct ps_call {
     ps_loop_fn fn;
@@ -105,6 +106,59 @@ jobs_queued(void *arg)
     return queued;
 }
 
+static double
+basebackups_running(void *arg)
+{
+    ps_daemon *d = arg;
+    return atomic_load(&d->basebackups);
+}
+
+/* The lake status of every timeline, read back from the lake in object
+ * storage (ltap/lakeview.h), so that GET .../lake and /metrics report
+ * after a restart what they reported before it, without waiting for the
+ * next lake run. One job on the worker pool; a run that finishes first
+ * wins. */
+typedef struct lake_restore {
+    ps_daemon *d;
+    int n;
+    char ids[][2][PS_ID_LEN + 1];
+} lake_restore;
+
+static void
+lake_restore_job(void *arg)
+{
+    lake_restore *r = arg;
+    for (int i = 0; i < r->n; i++) {
+        lb_err err = {0};
+        int rc = ltap_timeline_status_load(r->ids[i][0], r->ids[i][1], r->d->conf.remote_storage,
+                                           r->d->metrics, &err);
+        if (rc && rc != LB_ENOTFOUND)
+            lb_warn("lake status: could not read it from the store tenant=%s timeline=%s "
+                    "error=\"%s\"",
+                    r->ids[i][0], r->ids[i][1], err.message);
+    }
+    free(r);
+}
+
+static void
+lake_status_restore(ps_daemon *d)
+{
+    pthread_mutex_lock(&d->lock);
+    lake_restore *r = calloc(1, sizeof(*r) + (size_t)d->ntimelines * sizeof(r->ids[0]));
+    for (int i = 0; r && i < d->ntimelines; i++)
+        if (!d->timelines[i]->deleting) {
+            memcpy(r->ids[r->n][0], d->timelines[i]->meta.tenant_id, PS_ID_LEN + 1);
+            memcpy(r->ids[r->n][1], d->timelines[i]->meta.timeline_id, PS_ID_LEN + 1);
+            r->n++;
+        }
+    pthread_mutex_unlock(&d->lock);
+    if (!r)
+        return;
+    r->d = d;
+    if (r->n == 0 || ps_workers_submit(d->workers, lake_restore_job, r) != 0)
+        free(r); /* a full queue at start: GET .../lake loads it on demand */
+}
+
 int
 ps_daemon_init(ps_daemon *d)
 {
@@ -184,7 +238,11 @@ ps_daemon_init(ps_daemon *d)
                                   jobs_running, d->workers)) != 0 ||
         (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_worker_jobs_queued",
                                   "Jobs waiting for a worker (at most worker_queue; more get 503).",
-                                  jobs_queued, d->workers)) != 0)
+                                  jobs_queued, d->workers)) != 0 ||
+        (rc = lb_metrics_gauge_fn(d->metrics, "pageserver_basebackups_running",
+                                  "Basebackups streaming now (at most max_basebackups; more get "
+                                  "503).",
+                                  basebackups_running, d)) != 0)
         return rc;
     if ((rc = ps_load_timelines(d)) != 0)
         return rc;
@@ -224,6 +282,7 @@ ps_daemon_init(ps_daemon *d)
             lb_error("could not start ingest tenant=%s timeline=%s: %s", ids[i][0], ids[i][1],
                      lb_strerror(rc));
     free(ids);
+    lake_status_restore(d);
     lb_info("pageserver started http=%s:%d remote_storage=%s timelines=%d", hc.address,
             d->http_port, d->conf.remote_storage, ntimelines);
     return 0;

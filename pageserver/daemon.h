@@ -92,6 +92,8 @@ typedef struct ps_config {
     int64_t deleted_retention_ms;   /* a deleted timeline's objects are purged this much later */
     int64_t worker_threads;         /* the pool for blocking work (workers.h) */
     int64_t worker_queue;           /* jobs that may wait for a worker; more get 503 */
+    int64_t max_basebackups;        /* basebackups at once (each holds a worker while its
+                                     * client reads); more get 503; 0: worker_threads - 1 */
     char *auth_token_file;          /* this pageserver's token towards the safekeepers; "": none */
     int64_t lake_chunk_blocks;      /* heap blocks per lake data file (ltap chunk_blocks) */
 } ps_config;
@@ -159,6 +161,7 @@ typedef struct ps_daemon {
     int64_t snapshot_interval_ms;
     ps_gc *gc;
     lb_counter *gc_deleted;
+    _Atomic int basebackups; /* running now (http_api.c), at most max_basebackups */
 } ps_daemon;
 
 /* d->loop and d->loop_thread are set (main.c) before init. */

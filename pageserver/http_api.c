@@ -19,6 +19,8 @@
  *   GET    .../wal/{name}   a WAL segment or history file as a server restoring this
  *          timeline must see it, across ancestors (walserve.c): for restore_command
  *   POST   /v1/gc           one gc pass now (gc.c): {"snapshots_deleted": n}
+ *   GET    .../lake         the timeline's lake tables (ltap/timeline.h)
+ *   ...    .../iceberg/v1/...  the timeline's Iceberg REST catalog (catalog.c)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "catalog.h"
 #include "daemon.h"
 #include "gc.h"
 #include "http_api.h"
@@ -40,61 +43,14 @@
 #include "timelines.h"
 #include "walserve.h"
 #include "workers.h"
+#include "clock.h"
 #include "errors.h"
 #include "fileio.h"
 #include "json.h"
 #include "log.h"
 #include "wal.h"
+#include "ltap/lakeview.h"
 #include "ltap/timeline.h"
-
-/* "2026-11-24T12:00:00.123456Z" or with an offset "+01:00": µs since the Unix epoch. */
-static int
-parse_timestamp(const char *s, int64_t *out)
-{
-    struct tm tm = {0};
-    int n = 0;
-    if (!s ||
-        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-        n != 19)
-        return LB_EPARSE;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
-        return LB_EPARSE;
-    const char *p = s + n;
-    int64_t us = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 6)
-                us = us * 10 + (*p - '0');
-        if (digits == 0)
-            return LB_EPARSE;
-        for (; digits < 6; digits++)
-            us *= 10;
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59)
-            return LB_EPARSE;
-        offset_s = (*p == '-' ? -1 : 1) * (int64_t)(oh * 3600 + om * 60);
-        p += 6;
-    } else {
-        return LB_EPARSE;
-    }
-    if (*p)
-        return LB_EPARSE;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return LB_EPARSE;
-    *out = ((int64_t)t - offset_s) * 1000000 + us;
-    return 0;
-}
 
 static void
 format_timestamp(int64_t us, char *out, size_t cap)
@@ -183,7 +139,7 @@ h_create(lb_http_request *req, void *arg)
         lb_json_fail(&e, LB_EPARSE, "field \"ancestor_timestamp\" needs \"ancestor_timeline_id\"");
     if (!e.failed && when && json_object_get(body, "ancestor_lsn"))
         lb_json_fail(&e, LB_EPARSE, "give \"ancestor_lsn\" or \"ancestor_timestamp\", not both");
-    if (!e.failed && when && parse_timestamp(when, &when_us) != 0)
+    if (!e.failed && when && lb_rfc3339_parse(when, &when_us) != 0)
         lb_json_fail(&e, LB_EPARSE,
                      "field \"ancestor_timestamp\" must be an RFC 3339 time "
                      "like \"2026-01-02T03:04:05.123456Z\"");
@@ -269,11 +225,17 @@ h_lake(lb_http_request *req, void *arg)
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
     if (!timeline_ids(req, tenant, timeline, &rc) ||
-        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
+        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_ANALYTICS, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
         return lb_http_respond_error(req, 404, "timeline %s/%s not found", tenant, timeline);
+    /* After a restart: the status the lake itself records, until a run */
+    lb_err err = {0};
+    rc = ltap_timeline_status_load(tenant, timeline, d->conf.remote_storage, d->metrics, &err);
+    if (rc && rc != LB_ENOTFOUND)
+        lb_warn("lake status: could not read it from the store tenant=%s timeline=%s error=\"%s\"",
+                tenant, timeline, err.message);
     json_t *j = ltap_timeline_status(tenant, timeline, m.last_record_lsn);
     ps_tlmeta_free(&m);
     if (!j)
@@ -299,7 +261,12 @@ h_delete(lb_http_request *req, void *arg)
 /* The tar is produced by a job on the worker pool into a pipe; the
  * response streams from the pipe, so a basebackup of any size holds
  * little memory. The job signals its end (done, under lock), which the
- * response's clean-up waits for. */
+ * response's clean-up waits for. The job writes as fast as the client
+ * reads, so a slow client holds a worker for as long as it takes: at most
+ * max_basebackups run at once (d->basebackups, taken before the job is
+ * queued and given back by the response's clean-up), and the rest get
+ * 503, so that basebackups never hold every worker and ingest, snapshots
+ * and uploads go on. */
 typedef struct bb_job {
     ps_daemon *d;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
@@ -362,10 +329,20 @@ bb_done(void *arg)
     while (j->started && !j->done)
         pthread_cond_wait(&j->cond, &j->lock);
     pthread_mutex_unlock(&j->lock);
+    atomic_fetch_sub(&j->d->basebackups, 1);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
     ps_basebackup_free(j->plan);
     free(j);
+}
+
+/* max_basebackups, or worker_threads - 1 (at least 1) for 0. */
+static int
+basebackup_cap(const ps_daemon *d)
+{
+    if (d->conf.max_basebackups > 0)
+        return (int)d->conf.max_basebackups;
+    return d->conf.worker_threads > 1 ? (int)d->conf.worker_threads - 1 : 1;
 }
 
 static int
@@ -419,13 +396,23 @@ h_basebackup(lb_http_request *req, void *arg)
     j->fd = p[1];
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->cond, NULL);
-    if ((rc = ps_workers_submit(d->workers, bb_run, j)) != 0) {
+    int cap = basebackup_cap(d);
+    int running = atomic_fetch_add(&d->basebackups, 1);
+    if (running >= cap || (rc = ps_workers_submit(d->workers, bb_run, j)) != 0) {
+        atomic_fetch_sub(&d->basebackups, 1);
         close(p[0]);
         close(p[1]);
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->cond);
         ps_basebackup_free(j->plan);
         free(j);
+        if (running >= cap) {
+            lb_http_add_header(req, "Retry-After", "1");
+            return lb_http_respond_error(req, 503,
+                                         "the pageserver is busy: %d basebackups run "
+                                         "(max_basebackups)",
+                                         running);
+        }
         return rc == -EBUSY ? busy(req) : rc;
     }
     j->started = true;
@@ -506,7 +493,8 @@ h_wal(lb_http_request *req, void *arg)
         return lb_http_respond_error(req, 500, "could not create a temporary file in \"%s\": %s",
                                      tmp, strerror(errno));
     char err[400];
-    rc = ps_wal_fetch(d, tenant, timeline, name, fd, err, sizeof(err));
+    lb_wal_valid valid;
+    rc = ps_wal_fetch(d, tenant, timeline, name, fd, &valid, err, sizeof(err));
     if (rc) {
         close(fd);
         int status = rc == LB_EHTTP ? 503 : lb_http_status_for_error(rc);
@@ -516,6 +504,16 @@ h_wal(lb_http_request *req, void *arg)
     if (fstat(fd, &st) != 0) {
         close(fd);
         return -errno;
+    }
+    if (lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, NULL, NULL) == LB_WAL_FILE_SEGMENT) {
+        char valid_bytes[21];
+        const char *final;
+        lb_wal_valid_format(&valid, (uint32_t)st.st_size, valid_bytes, &final);
+        if (lb_http_add_header(req, LB_WAL_VALID_BYTES_HEADER, valid_bytes) != 0 ||
+            (final && lb_http_add_header(req, LB_WAL_VALID_FINAL_HEADER, final) != 0)) {
+            close(fd);
+            return -ENOMEM;
+        }
     }
     return lb_http_respond_fd(req, 200, "application/octet-stream", fd, 0, (uint64_t)st.st_size);
 }
@@ -531,7 +529,7 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
         return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");
-    if (parse_timestamp(when, &t) != 0)
+    if (lb_rfc3339_parse(when, &t) != 0)
         return lb_http_respond_error(req, 400,
                                      "query \"timestamp\" must be an RFC 3339 time "
                                      "like \"2026-01-02T03:04:05.123456Z\"");
@@ -602,7 +600,12 @@ scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *ten
 int
 ps_http_routes(ps_daemon *d)
 {
-    enum { MGMT = 0, COMPUTE = LB_AUTH_COMPUTE, PS = LB_AUTH_PAGESERVER };
+    enum {
+        MGMT = 0,
+        COMPUTE = LB_AUTH_COMPUTE,
+        PS = LB_AUTH_PAGESERVER,
+        ANALYTICS = LB_AUTH_ANALYTICS
+    };
     static const struct {
         const char *method, *pattern;
         lb_http_handler fn;
@@ -616,7 +619,7 @@ ps_http_routes(ps_daemon *d)
         {"PUT", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/safekeepers", h_safekeepers, MGMT},
         {"POST", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/snapshot", h_snapshot, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/wal/{name}", h_wal, COMPUTE | PS},
-        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lake", h_lake, COMPUTE},
+        {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lake", h_lake, COMPUTE | ANALYTICS},
         {"POST", "/v1/gc", h_gc, MGMT},
         {"GET", "/v1/tenant/{tenant_id}/timeline/{timeline_id}/lsn_by_timestamp",
          h_lsn_by_timestamp, COMPUTE},
@@ -628,5 +631,5 @@ ps_http_routes(ps_daemon *d)
         if (rc)
             return rc;
     }
-    return 0;
+    return ps_catalog_routes(d);
 }

@@ -23,16 +23,23 @@
  * the index and installing files from object storage (ps_indexer_open, in
  * the ingest's start job), and every HOUSEKEEPING_MS an fsync of the
  * index, the uploads of its sealed files (outside x->lock) and the report
- * to the safekeepers. Only the loop's first connection step may block, on
- * resolving the safekeeper's host name (libpq resolves it in
- * PQconnectStartParams).
+ * to the safekeepers. A safekeeper's host name is resolved by a job on
+ * the pool as well (RESOLVING: getaddrinfo can wait seconds on DNS, which
+ * the loop must never do; the loop's timer looks for the answer), and
+ * libpq gets the address as hostaddr, so PQconnectStartParams does not
+ * resolve anything itself.
  *
  * A decoding error stops nothing else: it is logged, and streaming starts
  * again from the end of the last record indexed.
  */
+#include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +68,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define CONSUMER "pageserver-walindex"
 
-typedef enum xstate { X_IDLE, X_CONNECTING, X_STARTING, X_STREAMING } xstate;
+typedef enum xstate { X_IDLE, X_RESOLVING, X_CONNECTING, X_STARTING, X_STREAMING } xstate;
 
 struct ps_indexer {
     ps_daemon *d;
@@ -70,8 +77,10 @@ struct ps_indexer {
     pthread_mutex_t lock; /* ix, feed_lsn, house_busy: the loop feeds, queries read */
     pthread_cond_t cond;  /* house_busy went false */
     ps_walindex *ix;
-    lb_lsn feed_lsn; /* where the next byte fed to the index belongs */
-    bool house_busy; /* a housekeeping job is queued or running */
+    lb_lsn feed_lsn;               /* where the next byte fed to the index belongs */
+    bool house_busy;               /* a housekeeping job is queued or running */
+    struct resolve_req *resolving; /* the loop's: the last name resolution asked for */
+    int resolve_port;              /* the loop's: the port of the address being resolved */
     char **uploaded; /* names of sealed files known to be in object storage (jobs only) */
     size_t nuploaded;
     int64_t last_report_ms; /* jobs only */
@@ -296,6 +305,106 @@ conn_error(PGconn *c)
     return m && m[0] ? m : "connection failed";
 }
 
+/* Connect to the safekeeper at numeric address addr (its name host), as
+ * libpq's hostaddr: nothing is resolved on the loop. */
+static void
+connect_to(ps_indexer *x, const char *host, const char *addr, int port_number)
+{
+    char port[8], opts[200];
+    snprintf(port, sizeof(port), "%d", port_number);
+    snprintf(opts, sizeof(opts), "-c tenant_id=%s -c timeline_id=%s", x->tenant, x->timeline);
+    char token[LB_AUTH_TOKEN_MAX + 1] = ""; /* the safekeeper's password */
+    if (x->d->token)
+        lb_auth_token_get(x->d->token, token, sizeof(token));
+    const char *keys[] = {"host",    "hostaddr", "port", "user", "replication", "application_name",
+                          "options", "password", NULL};
+    const char *vals[] = {host, addr, port, "postgres", "true", CONSUMER, opts, token, NULL};
+    x->conn = PQconnectStartParams(keys, vals, 0);
+    explicit_bzero(token, sizeof(token));
+    if (!x->conn || PQstatus(x->conn) == CONNECTION_BAD) {
+        disconnect(x, conn_error(x->conn));
+        x->sk_index++;
+        return;
+    }
+    PQsetnonblocking(x->conn, 1);
+    set_state(x, X_CONNECTING);
+    watch(x, LB_WRITABLE); /* PQconnectPoll starts out writing */
+}
+
+/* A name resolution, shared by the indexer and the job that resolves it:
+ * each drops its reference, and the last frees it, so that stopping an
+ * indexer never waits on DNS. */
+typedef struct resolve_req {
+    pthread_mutex_t lock;
+    int refs;
+    bool done;
+    char host[256];
+    char addr[INET6_ADDRSTRLEN + 1]; /* the answer; "" if it failed (err says why) */
+    char err[160];
+} resolve_req;
+
+static void
+resolve_unref(resolve_req *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    bool last = --r->refs == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (last) {
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+    }
+}
+
+/* On the pool: resolve r->host to one numeric address. */
+static void
+resolve_job(void *arg)
+{
+    resolve_req *r = arg;
+    char addr[sizeof(r->addr)] = "", err[sizeof(r->err)] = "";
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(r->host, NULL, &hints, &res); /* r->host is not written again */
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "could not resolve \"%.64s\": %s", r->host, gai_strerror(rc));
+    } else {
+        const void *a = res->ai_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+        if (!inet_ntop(res->ai_family, a, addr, sizeof(addr)))
+            snprintf(err, sizeof(err), "could not resolve \"%.64s\": %s", r->host, strerror(errno));
+        freeaddrinfo(res);
+    }
+    pthread_mutex_lock(&r->lock);
+    memcpy(r->addr, addr, sizeof(addr));
+    memcpy(r->err, err, sizeof(err));
+    r->done = true;
+    pthread_mutex_unlock(&r->lock);
+    resolve_unref(r);
+}
+
+/* RESOLVING: connect once the resolve job has answered (the timer asks). */
+static void
+resolved(ps_indexer *x)
+{
+    resolve_req *r = x->resolving;
+    assert(r);
+    pthread_mutex_lock(&r->lock);
+    bool done = r->done;
+    pthread_mutex_unlock(&r->lock);
+    if (!done)
+        return;
+    x->resolving = NULL;
+    if (!r->addr[0]) {
+        lb_warn("WAL index tenant=%s timeline=%s: %s", x->tenant, x->timeline, r->err);
+        disconnect(x, NULL);
+        x->sk_index++;
+    } else {
+        connect_to(x, r->host, r->addr, x->resolve_port);
+    }
+    resolve_unref(r);
+}
+
 static void
 start_connect(ps_indexer *x)
 {
@@ -317,26 +426,42 @@ start_connect(ps_indexer *x)
         ps_tlmeta_free(&m);
         return;
     }
-    char port[8], opts[200];
-    snprintf(port, sizeof(port), "%d", hp.port);
-    snprintf(opts, sizeof(opts), "-c tenant_id=%s -c timeline_id=%s", x->tenant, x->timeline);
-    char token[LB_AUTH_TOKEN_MAX + 1] = ""; /* the safekeeper's password */
-    if (x->d->token)
-        lb_auth_token_get(x->d->token, token, sizeof(token));
-    const char *keys[] = {"host",    "port",     "user", "replication", "application_name",
-                          "options", "password", NULL};
-    const char *vals[] = {hp.host, port, "postgres", "true", CONSUMER, opts, token, NULL};
-    x->conn = PQconnectStartParams(keys, vals, 0);
-    explicit_bzero(token, sizeof(token));
     ps_tlmeta_free(&m);
-    if (!x->conn || PQstatus(x->conn) == CONNECTION_BAD) {
-        disconnect(x, conn_error(x->conn));
-        x->sk_index++;
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, hp.host, bin) == 1 || inet_pton(AF_INET6, hp.host, bin) == 1) {
+        connect_to(x, hp.host, hp.host, hp.port);
         return;
     }
-    PQsetnonblocking(x->conn, 1);
-    set_state(x, X_CONNECTING);
-    watch(x, LB_WRITABLE); /* PQconnectPoll starts out writing */
+    /* A name: resolved on the pool, one job at a time (one left from an
+     * attempt that timed out may still wait on DNS: no new one till then). */
+    if (x->resolving) {
+        pthread_mutex_lock(&x->resolving->lock);
+        bool done = x->resolving->done;
+        pthread_mutex_unlock(&x->resolving->lock);
+        if (!done) {
+            x->retry_at_ms = lb_mono_ms() + RETRY_MS;
+            return;
+        }
+        resolve_unref(x->resolving);
+        x->resolving = NULL;
+    }
+    resolve_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        x->retry_at_ms = lb_mono_ms() + RETRY_MS;
+        return;
+    }
+    pthread_mutex_init(&r->lock, NULL);
+    r->refs = 2; /* the indexer's and the job's */
+    snprintf(r->host, sizeof(r->host), "%s", hp.host);
+    if (ps_workers_submit(x->d->workers, resolve_job, r) != 0) {
+        pthread_mutex_destroy(&r->lock);
+        free(r); /* the pool is full: next time */
+        x->retry_at_ms = lb_mono_ms() + RETRY_MS;
+        return;
+    }
+    x->resolving = r;
+    x->resolve_port = hp.port;
+    set_state(x, X_RESOLVING);
 }
 
 /* Handle one message. false: the index is busy (an upload's fsync, a
@@ -520,6 +645,8 @@ on_timer(lb_loop *loop, uint64_t id, void *arg)
     int64_t now = lb_mono_ms();
     if (x->state == X_IDLE && now >= x->retry_at_ms)
         start_connect(x);
+    else if (x->state == X_RESOLVING && now - x->state_since_ms < CONNECT_TIMEOUT_MS)
+        resolved(x);
     else if (x->state != X_IDLE && x->state != X_STREAMING &&
              now - x->state_since_ms >= CONNECT_TIMEOUT_MS) {
         disconnect(x, "timed out connecting");
@@ -537,7 +664,7 @@ on_timer(lb_loop *loop, uint64_t id, void *arg)
         }
         x->last_house_ms = now;
     }
-    return x->state == X_IDLE ? RETRY_MS / 4 : HOUSEKEEPING_MS;
+    return x->state == X_RESOLVING ? 10 : x->state == X_IDLE ? RETRY_MS / 4 : HOUSEKEEPING_MS;
 }
 
 /* ---- life cycle -------------------------------------------------------------------- */
@@ -594,6 +721,8 @@ ps_indexer_detach(ps_indexer *x)
     if (!x || !x->attached)
         return;
     disconnect(x, NULL);
+    resolve_unref(x->resolving); /* a job still waiting on DNS frees it */
+    x->resolving = NULL;
     lb_loop_del_timer(x->d->loop, x->timer);
     x->attached = false;
 }
@@ -611,6 +740,7 @@ ps_indexer_close(ps_indexer *x)
     drop_pending(x);
     if (x->conn) /* never attached after all, or the loop is gone */
         PQfinish(x->conn);
+    resolve_unref(x->resolving);
     ps_walindex_close(x->ix);
     for (size_t i = 0; i < x->nuploaded; i++)
         free(x->uploaded[i]);

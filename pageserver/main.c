@@ -55,6 +55,11 @@ static const lb_config_setting settings[] = {
                      "jobs that may wait for a worker thread; a request that finds the queue "
                      "full gets 503",
                      1, 4096),
+    LB_SETTING_RANGE("max_basebackups", LB_CONFIG_INT, ps_config, max_basebackups, "0",
+                     "basebackups streamed at once; each holds a worker thread while its client "
+                     "reads, so a slow client holds one: more get 503. 0: worker_threads - 1 "
+                     "(at least 1), which keeps a worker for ingest and snapshots",
+                     0, 64),
     LB_SETTING_RANGE("snapshot_interval", LB_CONFIG_DURATION, ps_config, snapshot_interval_ms,
                      "30s",
                      "how often a timeline's redo standby is snapshotted (when it has "

@@ -70,6 +70,7 @@ typedef struct api_ctx {
     bool granted;
     char path[PATH_MAX];
     uint64_t serve_len; /* bytes of the file to serve; the rest is zeros */
+    bool serve_final;   /* serve_len is where the file's timeline ends (wal.h) */
     lb_buf bytes;
 } api_ctx;
 
@@ -660,7 +661,12 @@ h_wal(lb_http_request *req, void *arg)
 }
 
 /* The serving limit of a segment on timeline tli: committed WAL only, and
- * only up to where the term history moved off that timeline. */
+ * only up to where the term history moved off that timeline. The segment
+ * is served whole, zero after the limit, and the response says where the
+ * limit is (LB_WAL_VALID_BYTES_HEADER, wal.h): a limit set by the commit
+ * LSN can be stale (this safekeeper just restarted, or is behind), so a
+ * client asks the other safekeepers when it needs more; a limit set by a
+ * timeline switch is final. */
 static int
 job_segment(sk_daemon *sk, void *arg)
 {
@@ -676,12 +682,14 @@ job_segment(sk_daemon *sk, void *arg)
         return lb_json_fail(&c->err, LB_EPARSE, "\"%.64s\" is not a WAL segment name", c->text);
     lb_lsn seg_start = segno * st->wal_seg_size;
     lb_lsn limit = sk_timeline_serve_lsn(e->tl);
-    bool known_tli = tli == st->start_tli;
+    bool known_tli = tli == st->start_tli, switched = false;
     for (size_t i = 0; i < st->nhistory; i++) {
         if (st->history[i].tli == tli)
             known_tli = true;
-        if (st->history[i].tli > tli && st->history[i].start_lsn < limit)
+        if (st->history[i].tli > tli && st->history[i].start_lsn <= limit) {
             limit = st->history[i].start_lsn; /* tli ends where a later one starts */
+            switched = true;
+        }
     }
     lb_lsn first = sk_timeline_start_lsn(e->tl);
     first -= first % st->wal_seg_size;
@@ -691,6 +699,7 @@ job_segment(sk_daemon *sk, void *arg)
     if (rc)
         return rc;
     c->serve_len = limit - seg_start < st->wal_seg_size ? limit - seg_start : st->wal_seg_size;
+    c->serve_final = switched || c->serve_len == st->wal_seg_size;
     c->lsn_a = st->wal_seg_size;
     return 0;
 }
@@ -749,6 +758,15 @@ h_segment(lb_http_request *req, void *arg)
         return finish(req, &c, -ENOMEM);
     }
     *s = (seg_stream){fd, c.serve_len, c.lsn_a};
+    lb_wal_valid valid = {.bytes = c.serve_len, .final = c.serve_final};
+    char valid_bytes[21];
+    const char *final;
+    lb_wal_valid_format(&valid, (uint32_t)c.lsn_a, valid_bytes, &final);
+    if (lb_http_add_header(req, LB_WAL_VALID_BYTES_HEADER, valid_bytes) != 0 ||
+        (final && lb_http_add_header(req, LB_WAL_VALID_FINAL_HEADER, final) != 0)) {
+        seg_done(s);
+        return finish(req, &c, -ENOMEM);
+    }
     return lb_http_respond_stream(req, 200, "application/octet-stream", (int64_t)s->total,
                                   seg_produce, seg_done, s);
 }

@@ -38,7 +38,7 @@ usage(FILE *out, int code)
                  "       lakebase-token mint --key PRIV --role ROLE [--tenant T] [--timeline L]\n"
                  "                           [--sub NAME] [--endpoint HOST:PORT] [--ttl SECONDS]\n"
                  "       lakebase-token verify --keys PUB TOKEN|-\n"
-                 "roles: management, safekeeper, pageserver, compute\n"
+                 "roles: management, safekeeper, pageserver, compute, analytics\n"
                  "`lakebase-token COMMAND --help` describes a command's options.\n");
     return code;
 }

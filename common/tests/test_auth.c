@@ -536,6 +536,20 @@ test_http_routes_need_the_right_token(void **state)
     free(mg);
 }
 
+/* The read-only analytics role: parsed, named, scoped like any other. */
+static void
+test_analytics_role(void **state)
+{
+    (void)state;
+    assert_int_equal(lb_auth_role_parse("analytics"), LB_AUTH_ANALYTICS);
+    assert_string_equal(lb_auth_role_name(LB_AUTH_ANALYTICS), "analytics");
+    lb_auth_claims c = {.role = LB_AUTH_ANALYTICS};
+    snprintf(c.tenant, sizeof(c.tenant), "%s", TENANT);
+    assert_true(lb_auth_allows(&c, LB_AUTH_ANALYTICS, TENANT, TIMELINE));
+    assert_false(lb_auth_allows(&c, LB_AUTH_ANALYTICS, OTHER, TIMELINE));
+    assert_false(lb_auth_allows(&c, LB_AUTH_COMPUTE, TENANT, TIMELINE));
+}
+
 int
 main(void)
 {
@@ -549,6 +563,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_malformed_tokens_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversized_token_refused, setup, teardown),
         cmocka_unit_test(test_allows_by_role_and_scope),
+        cmocka_unit_test(test_analytics_role),
         cmocka_unit_test_setup_teardown(test_token_file_load_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_routes_need_the_right_token, setup, teardown),
     };

@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include "clock.h"
+#include "errors.h"
 
 static void
 test_mono_is_monotonic(void **state)
@@ -61,6 +62,68 @@ test_monotonic_condition_times_out(void **state)
     pthread_cond_destroy(&cond);
 }
 
+/* RFC 3339: fractions to the microsecond, offsets, z in either case; every
+ * malformed or impossible time refused. */
+static void
+test_rfc3339(void **state)
+{
+    (void)state;
+    int64_t us, us2;
+    assert_int_equal(lb_rfc3339_parse("1970-01-01T00:00:10Z", &us), 0);
+    assert_int_equal(us, 10000000);
+    assert_int_equal(lb_rfc3339_parse("2026-12-04T23:41:09Z", &us), 0);
+    assert_int_equal(us, 1796427669LL * 1000000);
+    assert_int_equal(lb_rfc3339_parse("2026-12-04t23:41:09z", &us2), 0);
+    assert_int_equal(us, us2);
+    /* Fractions: fewer digits scale up, more are dropped. */
+    assert_int_equal(lb_rfc3339_parse("2026-12-04T23:41:09.123456Z", &us2), 0);
+    assert_int_equal(us2 - us, 123456);
+    assert_int_equal(lb_rfc3339_parse("2026-12-04T23:41:09.5Z", &us2), 0);
+    assert_int_equal(us2 - us, 500000);
+    assert_int_equal(lb_rfc3339_parse("2026-12-04T23:41:09.123456789Z", &us2), 0);
+    assert_int_equal(us2 - us, 123456);
+    /* Offsets: the same instant. */
+    assert_int_equal(lb_rfc3339_parse("2026-12-05T00:41:09+01:00", &us2), 0);
+    assert_int_equal(us2, us);
+    assert_int_equal(lb_rfc3339_parse("2026-12-04T18:11:09.000001-05:30", &us2), 0);
+    assert_int_equal(us2, us + 1);
+    /* Leap days and a leap second. */
+    assert_int_equal(lb_rfc3339_parse("2024-02-29T00:00:00Z", &us), 0);
+    assert_int_equal(lb_rfc3339_parse("2000-02-29T00:00:00Z", &us), 0);
+    assert_int_equal(lb_rfc3339_parse("2016-12-31T23:59:60Z", &us), 0);
+    assert_int_equal(lb_rfc3339_parse("2017-01-01T00:00:00Z", &us2), 0);
+    assert_int_equal(us, us2);
+    const char *bad[] = {"",
+                         "yesterday",
+                         "2026-12-04",
+                         "2026-12-04T23:41:09",
+                         "2026-12-04 23:41:09Z",
+                         "2026-13-04T23:41:09Z",
+                         "2026-00-04T23:41:09Z",
+                         "2026-04-31T00:00:00Z",
+                         "2025-02-29T00:00:00Z",
+                         "1900-02-29T00:00:00Z",
+                         "1969-12-31T23:59:59Z",
+                         "2026-12-04T24:00:00Z",
+                         "2026-12-04T23:60:00Z",
+                         "2026-12-04T23:41:61Z",
+                         "2026-12-04T 1:41:09Z",
+                         "+026-12-04T23:41:09Z",
+                         "2026-12-04T23:41:09Zjunk",
+                         "2026-12-04T23:41:09.Z",
+                         "2026-12-04T23:41:09+1:00",
+                         "2026-12-04T23:41:09+01",
+                         "2026-12-04T23:41:09+0100",
+                         "2026-12-04T23:41:09+24:00",
+                         "2026-12-04T23:41:09-01:60"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        us = 42;
+        assert_int_equal(lb_rfc3339_parse(bad[i], &us), LB_EPARSE);
+        assert_int_equal(us, 42);
+    }
+    assert_int_equal(lb_rfc3339_parse(NULL, &us), LB_EPARSE);
+}
+
 int
 main(void)
 {
@@ -68,6 +131,7 @@ main(void)
         cmocka_unit_test(test_mono_is_monotonic),
         cmocka_unit_test(test_deadline_is_normalized_and_ahead),
         cmocka_unit_test(test_monotonic_condition_times_out),
+        cmocka_unit_test(test_rfc3339),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,20 @@ static const lb_config_setting with_level[] = {
     LB_CONFIG_END,
 };
 
+/* As the controller's table: log_level a string of the level words. */
+typedef struct str_conf {
+    char *name;
+    int64_t workers;
+    char *log_level;
+} str_conf;
+
+static const lb_config_setting with_string_level[] = {
+    LB_SETTING("name", LB_CONFIG_STRING, str_conf, name, "x", "a name"),
+    LB_SETTING_RANGE("workers", LB_CONFIG_INT, str_conf, workers, "2", "how many", 1, 64),
+    LB_SETTING("log_level", LB_CONFIG_STRING, str_conf, log_level, "info", "a level"),
+    LB_CONFIG_END,
+};
+
 static const lb_config_setting without_level[] = {
     LB_SETTING("name", LB_CONFIG_STRING, demo_conf, name, "x", "a name"),
     LB_CONFIG_END,
@@ -146,6 +160,67 @@ test_bad_level_and_extra_arguments_exit_two(void **state)
     free(err);
 }
 
+/* Settings from the environment (DEMO_<NAME>) when the spec names a
+ * prefix; the command line wins, even over an environment value that
+ * would be refused; a string log_level is parsed, and a bad one refused. */
+static void
+test_environment_and_string_level(void **state)
+{
+    (void)state;
+    str_conf conf;
+    lb_config_result res;
+    lb_startup_spec spec = {.program = "demo",
+                            .log_component = "democ",
+                            .env_prefix = "DEMO_",
+                            .usage = "[options]",
+                            .settings = with_string_level,
+                            .conf = &conf};
+    setenv("DEMO_NAME", "from-env", 1);
+    setenv("DEMO_LOG_LEVEL", "debug", 1);
+    setenv("DEMO_WORKERS", "999", 1); /* out of range: refused unless overridden */
+    char *argv[] = {"demo", "--workers=3", "pos", NULL};
+    memset(&conf, 0, sizeof(conf));
+    spec.max_positional = 1;
+    assert_int_equal(lb_startup(&spec, 3, argv, &res), -1);
+    assert_string_equal(conf.name, "from-env");
+    assert_int_equal(conf.workers, 3);
+    assert_int_equal(lb_log_get_level(), LB_LOG_DEBUG);
+    assert_int_equal(res.npositional, 1);
+    assert_string_equal(res.positional[0], "pos");
+    lb_config_result_free(&res);
+    lb_config_free(with_string_level, &conf);
+
+    char *argv2[] = {"demo", "--name", "from-argv", "--workers", "4", "--log_level=warn", NULL};
+    memset(&conf, 0, sizeof(conf));
+    assert_int_equal(lb_startup(&spec, 6, argv2, &res), -1);
+    assert_string_equal(conf.name, "from-argv");
+    assert_int_equal(lb_log_get_level(), LB_LOG_WARN);
+    lb_config_result_free(&res);
+    lb_config_free(with_string_level, &conf);
+
+    /* Without a prefix the environment is not read. */
+    spec.env_prefix = NULL;
+    char *argv3[] = {"demo", NULL};
+    memset(&conf, 0, sizeof(conf));
+    assert_int_equal(lb_startup(&spec, 1, argv3, &res), -1);
+    assert_string_equal(conf.name, "x");
+    assert_int_equal(conf.workers, 2);
+    lb_config_result_free(&res);
+    lb_config_free(with_string_level, &conf);
+
+    /* A bad environment value that nothing overrides, a bad string level. */
+    spec.env_prefix = "DEMO_";
+    memset(&conf, 0, sizeof(conf));
+    assert_int_equal(lb_startup(&spec, 1, argv3, &res), LB_STARTUP_EXIT_USAGE);
+    setenv("DEMO_WORKERS", "5", 1);
+    setenv("DEMO_LOG_LEVEL", "loud", 1);
+    memset(&conf, 0, sizeof(conf));
+    assert_int_equal(lb_startup(&spec, 1, argv3, &res), LB_STARTUP_EXIT_USAGE);
+    unsetenv("DEMO_NAME");
+    unsetenv("DEMO_LOG_LEVEL");
+    unsetenv("DEMO_WORKERS");
+}
+
 int
 main(void)
 {
@@ -153,6 +228,7 @@ main(void)
         cmocka_unit_test(test_loads_and_sets_the_level),
         cmocka_unit_test(test_help_exits_zero),
         cmocka_unit_test(test_bad_level_and_extra_arguments_exit_two),
+        cmocka_unit_test(test_environment_and_string_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

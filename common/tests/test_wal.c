@@ -1877,12 +1877,63 @@ test_file_names(void **state)
     assert_int_equal(lb_wal_file_parse(NULL, sz, &tli, &segno), LB_WAL_FILE_BAD);
 }
 
+/* How much of a served segment is WAL: the headers parse strictly, a
+ * missing header means a whole segment, and an answer cut short of what is
+ * needed does not cover it unless it is final. */
+static void
+test_valid_bytes(void **state)
+{
+    (void)state;
+    const uint32_t seg = 16u << 20;
+    lb_wal_valid v, w;
+    assert_int_equal(lb_wal_valid_parse(NULL, NULL, seg, &v), 0);
+    assert_true(v.bytes == seg && v.final && lb_wal_valid_complete(&v, seg));
+    assert_int_equal(lb_wal_valid_parse("4096", NULL, seg, &v), 0);
+    assert_true(v.bytes == 4096 && !v.final && !lb_wal_valid_complete(&v, seg));
+    assert_int_equal(lb_wal_valid_parse("4096", "true", seg, &w), 0);
+    assert_true(w.final && lb_wal_valid_complete(&w, seg));
+    assert_int_equal(lb_wal_valid_parse("16777216", NULL, seg, &v), 0);
+    assert_true(v.final);
+    const char *bad[] = {"", "-1", "+5", " 5", "5 ", "0x10", "16777217", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(lb_wal_valid_parse(bad[i], NULL, seg, &v), LB_EPROTO);
+
+    /* Better: more WAL; as much and final. */
+    lb_wal_valid a = {100, false}, b = {200, false}, c = {200, true};
+    assert_true(lb_wal_valid_better(&b, &a) && !lb_wal_valid_better(&a, &b));
+    assert_true(lb_wal_valid_better(&c, &b) && !lb_wal_valid_better(&b, &c));
+    assert_false(lb_wal_valid_better(&b, &b));
+
+    /* Covers: segment 3 starts at 3 * seg. */
+    lb_lsn s3 = 3ull * seg;
+    lb_wal_valid part = {1000, false}, cut = {1000, true}, whole = {seg, true};
+    assert_true(lb_wal_valid_covers(&part, 3, seg, 0));             /* nothing needed */
+    assert_true(lb_wal_valid_covers(&part, 3, seg, s3));            /* need ends before it */
+    assert_true(lb_wal_valid_covers(&part, 3, seg, s3 + 1000));     /* exactly up to need */
+    assert_false(lb_wal_valid_covers(&part, 3, seg, s3 + 1001));    /* one byte short */
+    assert_true(lb_wal_valid_covers(&cut, 3, seg, s3 + 5000));      /* its timeline ends there */
+    assert_false(lb_wal_valid_covers(&part, 3, seg, s3 + 2 * seg)); /* need is later: whole */
+    assert_true(lb_wal_valid_covers(&whole, 3, seg, s3 + 2 * seg));
+
+    char bytes[21];
+    const char *final;
+    lb_wal_valid_format(&part, seg, bytes, &final);
+    assert_string_equal(bytes, "1000");
+    assert_null(final);
+    lb_wal_valid_format(&cut, seg, bytes, &final);
+    assert_string_equal(final, "true");
+    lb_wal_valid_format(&whole, seg, bytes, &final);
+    assert_string_equal(bytes, "16777216");
+    assert_null(final);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest units[] = {
         cmocka_unit_test(test_segment_names),
         cmocka_unit_test(test_file_names),
+        cmocka_unit_test(test_valid_bytes),
         cmocka_unit_test(test_decoder_new_refuses_bad_arguments),
         cmocka_unit_test(test_page_header_parse),
         cmocka_unit_test(test_rmgr_names),

@@ -88,7 +88,8 @@ const str = (v) => (typeof v === 'bigint' ? v.toString() : v);
 const mdir = path.join(dir, 'metadata');
 const versions = fs.readdirSync(mdir).map((n) => /^v(\d+)\.metadata\.json$/.exec(n)).filter(Boolean).map((m) => Number(m[1])).sort((a, b) => a - b);
 if (versions.length === 0) fail('no metadata');
-versions.forEach((v, i) => { if (v !== i + 1) fail(`metadata versions are not 1..N: ${versions}`); });
+// contiguous: versions before the oldest kept one may have been expired
+versions.forEach((v, i) => { if (v !== versions[0] + i) fail(`metadata versions are not M..N: ${versions}`); });
 const version = versions[versions.length - 1];
 const hint = fs.readFileSync(path.join(mdir, 'version-hint.text'), 'utf8').trim();
 if (Number(hint) !== version) fail(`version-hint.text says ${hint}, newest is ${version}`);
@@ -107,9 +108,10 @@ const local = (uri) => {
     if (!uri.startsWith(location + '/')) fail(`${uri} is outside the table`);
     return uri.slice(location.length + 1);
 };
-if (md['metadata-log'].length !== version - 1) fail(`metadata-log has ${md['metadata-log'].length} entries, want ${version - 1}`);
+// every older version still there, in order (expiry drops the oldest)
+if (md['metadata-log'].length !== version - versions[0]) fail(`metadata-log has ${md['metadata-log'].length} entries, want ${version - versions[0]}`);
 md['metadata-log'].forEach((e, i) => {
-    if (local(e['metadata-file']) !== `metadata/v${i + 1}.metadata.json`) fail(`metadata-log entry ${i} is ${e['metadata-file']}`);
+    if (local(e['metadata-file']) !== `metadata/v${versions[0] + i}.metadata.json`) fail(`metadata-log entry ${i} is ${e['metadata-file']}`);
     if (typeof e['timestamp-ms'] !== 'number') fail('metadata-log entry without timestamp-ms');
 });
 
@@ -236,10 +238,16 @@ for (const p of live) {
     for (const r of rows) out.rows.push(JSON.stringify(r));
     const lower = mapOf(byId(dfSchema, df, 125)), upper = mapOf(byId(dfSchema, df, 128));
     const values = mapOf(byId(dfSchema, df, 109)), nulls = mapOf(byId(dfSchema, df, 110));
+    // columns by field id (spec "Column Projection"): a file written under
+    // an older schema names a renamed column by its old name
+    const named = new Map((await con.runAndReadAll(`SELECT field_id, name FROM parquet_schema(${lit(file)})`))
+        .getRowObjectsJson().filter((x) => x.field_id !== null).map((x) => [Number(x.field_id), x.name]));
     for (const f of schema.fields) {
         if (typeof f.type !== 'string' || f.type === 'binary' || f.type === 'uuid' || f.type.startsWith('fixed')) continue;
-        const [qmin, qmax] = sqlOf(f.type, f.name);
-        const [r] = (await con.runAndReadAll(`SELECT ${qmin} AS mn, ${qmax} AS mx, count(*) AS n, count(*) - count("${f.name}") AS nulls FROM read_parquet(${lit(file)})`)).getRowObjectsJson();
+        if (!named.has(f.id)) continue; // added after the file was written: NULL in it
+        const col = named.get(f.id);
+        const [qmin, qmax] = sqlOf(f.type, col);
+        const [r] = (await con.runAndReadAll(`SELECT ${qmin} AS mn, ${qmax} AS mx, count(*) AS n, count(*) - count("${col}") AS nulls FROM read_parquet(${lit(file)})`)).getRowObjectsJson();
         const lo = lower.get(f.id), hi = upper.get(f.id);
         const check = {
             path: p, column: f.name, id: f.id, type: f.type,

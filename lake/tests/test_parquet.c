@@ -826,20 +826,26 @@ test_codecs_and_page_versions(void **state)
     static const struct {
         lake_codec codec;
         const char *name;
-    } codecs[] = {{LAKE_CODEC_UNCOMPRESSED, "UNCOMPRESSED"},
-                  {LAKE_CODEC_SNAPPY, "SNAPPY"},
-                  {LAKE_CODEC_ZSTD, "ZSTD"}};
+        int zstd_level;
+        bool zstd_trial;
+    } codecs[] = {{LAKE_CODEC_UNCOMPRESSED, "UNCOMPRESSED", 0, true},
+                  {LAKE_CODEC_SNAPPY, "SNAPPY", 0, true},
+                  {LAKE_CODEC_ZSTD, "ZSTD", 0, true},
+                  {LAKE_CODEC_ZSTD, "ZSTD", 2, false}};
     lake_schema *s = simple_schema();
-    for (size_t c = 0; c < 3; c++) {
+    for (size_t c = 0; c < sizeof(codecs) / sizeof(codecs[0]); c++) {
         for (int version = 1; version <= 2; version++) {
             lake_parquet_options o;
             lake_parquet_options_init(&o);
             o.codec = codecs[c].codec;
+            o.zstd_level = codecs[c].zstd_level;
+            o.zstd_trial = codecs[c].zstd_trial;
             o.page_version = version;
             o.page_bytes = 4096;
             o.row_group_bytes = 64 << 10;
             char name[64];
-            snprintf(name, sizeof(name), "codec-%s-v%d", codecs[c].name, version);
+            snprintf(name, sizeof(name), "codec-%s-v%d%s", codecs[c].name, version,
+                     codecs[c].zstd_trial ? "" : "-level2-notrial");
             tfile f;
             tf_open(&f, s, &o, name);
             for (unsigned r = 0; r < 5000; r++) {
@@ -1526,6 +1532,115 @@ test_sink_failure(void **state)
     lake_schema_free(s);
 }
 
+/* A sink into a buffer that fails while `fail` is set. */
+typedef struct rec_sink {
+    lb_buf buf;
+    bool fail;
+} rec_sink;
+
+static int
+rec_write(void *arg, const void *bytes, size_t n)
+{
+    rec_sink *rs = arg;
+    if (rs->fail)
+        return -ENOSPC;
+    return lb_buf_append(&rs->buf, bytes, n);
+}
+
+/* simple_row() rows [from, from + n) into w; 0 or the first error. */
+static int
+simple_rows(lake_parquet_writer *w, unsigned from, unsigned n)
+{
+    int rc = 0;
+    for (unsigned r = from; r < from + n && rc == 0; r++) {
+        lake_value vals[4], tags[3];
+        char buf[32];
+        simple_row(r, vals, tags, buf, sizeof(buf));
+        rc = lake_parquet_write_row(w, vals, 4);
+    }
+    return rc;
+}
+
+/*
+ * A restarted writer writes the file a new writer writes: nothing of the
+ * file before it (pages, dictionaries, row groups, statistics, key-value
+ * pairs, a failure) shows in the next one.
+ */
+static void
+test_restart(void **state)
+{
+    (void)state;
+    lake_schema *s = simple_schema();
+    lake_parquet_options o;
+    lake_parquet_options_init(&o);
+    o.page_bytes = 2000;       /* many pages */
+    o.row_group_bytes = 20000; /* several row groups */
+    o.dictionary_bytes = 300;  /* dictionaries that fall back */
+    lb_err err = {0};
+    enum { N = 5000 };
+
+    rec_sink fresh = {LB_BUF_INIT, false};
+    lake_parquet_writer *w;
+    assert_int_equal(lake_parquet_writer_new(s, &o, rec_write, &fresh, &w, &err), 0);
+    assert_int_equal(simple_rows(w, 0, N), 0);
+    lake_parquet_file_stats *want;
+    assert_int_equal(lake_parquet_writer_close(w, &want), 0);
+    lake_parquet_writer_free(w);
+
+    rec_sink rs = {LB_BUF_INIT, false};
+    assert_int_equal(lake_parquet_writer_new(s, &o, rec_write, &rs, &w, &err), 0);
+    for (int round = 0; round < 3; round++) {
+        /* Another file first: other rows, a key-value pair; the second
+         * time it is left unclosed, the third time its sink fails. */
+        if (round > 0)
+            assert_int_equal(lake_parquet_writer_restart(w), 0);
+        assert_int_equal(simple_rows(w, 100000, 777 + (unsigned)round * 3000), 0);
+        assert_int_equal(lake_parquet_set_kv(w, "k", "v"), 0);
+        if (round == 0) {
+            assert_int_equal(lake_parquet_writer_close(w, NULL), 0);
+        } else if (round == 2) {
+            rs.fail = true;
+            assert_int_equal(lake_parquet_writer_close(w, NULL), -ENOSPC);
+            /* The magic of the next file cannot be written either. */
+            assert_int_equal(lake_parquet_writer_restart(w), -ENOSPC);
+            assert_int_equal(simple_rows(w, 0, 1), -ENOSPC);
+            rs.fail = false;
+        }
+        lb_buf_reset(&rs.buf);
+        assert_int_equal(lake_parquet_writer_restart(w), 0);
+        assert_int_equal(lake_parquet_rows(w), 0);
+        assert_int_equal(simple_rows(w, 0, N), 0);
+        lake_parquet_file_stats *got;
+        assert_int_equal(lake_parquet_writer_close(w, &got), 0);
+        assert_int_equal(rs.buf.len, fresh.buf.len);
+        assert_memory_equal(rs.buf.data, fresh.buf.data, fresh.buf.len);
+        assert_int_equal(got->num_rows, N);
+        assert_true(got->num_row_groups > 1);
+        assert_int_equal(got->num_row_groups, want->num_row_groups);
+        assert_int_equal(got->file_bytes, want->file_bytes);
+        assert_int_equal(got->ncolumns, want->ncolumns);
+        for (size_t i = 0; i < got->ncolumns; i++) {
+            const lake_column_stats *a = &got->columns[i], *b = &want->columns[i];
+            assert_int_equal(a->num_values, b->num_values);
+            assert_int_equal(a->null_count, b->null_count);
+            assert_int_equal(a->compressed_bytes, b->compressed_bytes);
+            assert_int_equal(a->has_bounds, b->has_bounds);
+            if (a->has_bounds) {
+                assert_int_equal(a->min_len, b->min_len);
+                assert_memory_equal(a->min, b->min, a->min_len);
+                assert_int_equal(a->max_len, b->max_len);
+                assert_memory_equal(a->max, b->max, a->max_len);
+            }
+        }
+        lake_parquet_file_stats_free(got);
+    }
+    lake_parquet_writer_free(w);
+    lake_parquet_file_stats_free(want);
+    lb_buf_free(&fresh.buf);
+    lb_buf_free(&rs.buf);
+    lake_schema_free(s);
+}
+
 /* No rows: still a valid file with the schema. */
 static void
 test_empty_file(void **state)
@@ -1934,6 +2049,7 @@ main(void)
         cmocka_unit_test(test_bad_schemas),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_sink_failure),
+        cmocka_unit_test(test_restart),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_all_null_pages),
         cmocka_unit_test(test_reference_structure),
