@@ -859,7 +859,13 @@ ensure_timeline(branch_pass *p, const char *timeline, const char *parent_tl, boo
             }
         }
     }
+    /* The call's time is the pageserver's: a branch point it has not yet
+     * ingested is waited for there, and after a large write its workers
+     * may be busy with snapshots. Reported apart from the controller's own
+     * work (bench/operator reads it from the Event). */
+    int64_t t0 = lb_mono_ms();
     rc = ps_call(p, "POST", "", body, 600000, &st, &resp);
+    long long took = (long long)(lb_mono_ms() - t0);
     json_decref(body);
     if (rc)
         return rc;
@@ -867,9 +873,10 @@ ensure_timeline(branch_pass *p, const char *timeline, const char *parent_tl, boo
         const char *a = json_string_value(json_object_get(resp, "ancestor_lsn"));
         snprintf(lsn, lsncap, "%s", a ? a : "0/0");
         json_decref(resp);
-        lb_info("created timeline=%s branch=%s/%s", timeline, p->ns, p->name);
+        lb_info("created timeline=%s branch=%s/%s pageserver_ms=%lld", timeline, p->ns, p->name,
+                took);
         ctl_event(p->c->events, p->k, p->obj, "Normal", "TimelineCreated",
-                  "created timeline %s at %s", timeline, lsn);
+                  "created timeline %s at %s (the pageserver took %lld ms)", timeline, lsn, took);
         return 0;
     }
     if (st / 100 == 4) {

@@ -424,6 +424,32 @@ remote_storage_url(cluster_pass *p)
     return u.data;
 }
 
+/* The StatefulSet of a data-plane daemon (safekeeper or pageserver): N-<component>,
+ * governed by its headless Service of the same name, pods started in
+ * parallel, one claim "data" each (spec.<component>s.storage). Takes pod. */
+static int
+data_statefulset(cluster_pass *p, const char *component, int replicas, json_t *pod, json_t **sts)
+{
+    char svc[300], storage[64];
+    snprintf(svc, sizeof(svc), "%s-%s", p->name, component);
+    snprintf(storage, sizeof(storage), "%ss.storage", component);
+    json_t *o = ctl_object("apps/v1", "StatefulSet", p->ns, svc,
+                           ctl_labels(p->name, component, NULL), p->obj);
+    json_object_set_new(o, "spec",
+                        json_pack("{s:s, s:i, s:s, s:{s:{s:s, s:s}}, s:o, s:[o], s:{s:s}}",
+                                  "serviceName", svc, "replicas", replicas, "podManagementPolicy",
+                                  "Parallel", "selector", "matchLabels", "lakebase.io/cluster",
+                                  p->name, "app.kubernetes.io/component", component, "template",
+                                  pod, "volumeClaimTemplates",
+                                  claim_template("data", ctl_at(p->spec, storage),
+                                                 ctl_labels(p->name, component, NULL)),
+                                  "updateStrategy", "type", "RollingUpdate"));
+    int rc =
+        json_object_get(o, "spec") ? apply_in_ns(p, "apps/v1", "statefulsets", o, sts) : -ENOMEM;
+    json_decref(o);
+    return rc;
+}
+
 /* The environment of a daemon that reaches object storage: POD_NAME, and
  * with spec.objectStorage.s3.credentialsSecret the AWS keys as
  * secretKeyRefs (never literals). */
@@ -590,20 +616,7 @@ safekeepers(cluster_pass *p, json_t **sts)
                             "terminationGracePeriodSeconds", 30, "containers", container, "volumes",
                             configmap_volume("config", cm), configmap_volume("keys", keys),
                             secret_volume("tokens", sktok), secret_volume("sk-password", skpw));
-    o = ctl_object("apps/v1", "StatefulSet", p->ns, svc, ctl_labels(p->name, "safekeeper", NULL),
-                   p->obj);
-    json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:i, s:s, s:{s:{s:s, s:s}}, s:o, s:[o], s:{s:s}}",
-                                  "serviceName", svc, "replicas", p->sk_replicas,
-                                  "podManagementPolicy", "Parallel", "selector", "matchLabels",
-                                  "lakebase.io/cluster", p->name, "app.kubernetes.io/component",
-                                  "safekeeper", "template", pod, "volumeClaimTemplates",
-                                  claim_template("data", ctl_at(p->spec, "safekeepers.storage"),
-                                                 ctl_labels(p->name, "safekeeper", NULL)),
-                                  "updateStrategy", "type", "RollingUpdate"));
-    rc = apply_in_ns(p, "apps/v1", "statefulsets", o, sts);
-    json_decref(o);
-    return rc;
+    return data_statefulset(p, "safekeeper", p->sk_replicas, pod, sts);
 }
 
 static int
@@ -698,20 +711,7 @@ pageservers(cluster_pass *p, json_t **sts)
                   ctl_labels(p->name, "pageserver", NULL), "annotations", "lakebase.io/config-hash",
                   cmhash, "spec", "securityContext", pod_security(),
                   "terminationGracePeriodSeconds", 30, "containers", container, "volumes", volumes);
-    o = ctl_object("apps/v1", "StatefulSet", p->ns, svc, ctl_labels(p->name, "pageserver", NULL),
-                   p->obj);
-    json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:i, s:s, s:{s:{s:s, s:s}}, s:o, s:[o], s:{s:s}}",
-                                  "serviceName", svc, "replicas", p->ps_replicas,
-                                  "podManagementPolicy", "Parallel", "selector", "matchLabels",
-                                  "lakebase.io/cluster", p->name, "app.kubernetes.io/component",
-                                  "pageserver", "template", pod, "volumeClaimTemplates",
-                                  claim_template("data", ctl_at(p->spec, "pageservers.storage"),
-                                                 ctl_labels(p->name, "pageserver", NULL)),
-                                  "updateStrategy", "type", "RollingUpdate"));
-    rc = apply_in_ns(p, "apps/v1", "statefulsets", o, sts);
-    json_decref(o);
-    return rc;
+    return data_statefulset(p, "pageserver", p->ps_replicas, pod, sts);
 }
 
 static int

@@ -1,7 +1,8 @@
 """lakebase-controller on devcluster, with the real kubectl 1.32.
 
-One devcluster (its own directory and API port) serves the module; the
-CRDs from crds/ are applied with kubectl, and lakebase-controller runs as
+One devcluster (its own directory and API port) serves the module (the
+`op` fixture of conftest.py); the CRDs from crds/ are applied with kubectl,
+and lakebase-controller runs as
 a process outside the cluster with the devcluster's kubeconfig (the chart's
 in-cluster Deployment is tested with helm elsewhere). The data plane runs
 in pods from `images/build.sh` (cached between runs).
@@ -15,16 +16,13 @@ Bounds: a cluster Ready within 300 s, a branch within 180 s, on a shared
 """
 import json
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 
 import psycopg
 import pytest
 
-from lakebase import OperatorEnv, ROOT, S3rver, wait_for
+from lakebase import S3rver, wait_for
 
 NS = "db"
 CLUSTER_READY_S = 300
@@ -46,24 +44,6 @@ def branch_manifest(name, ns, cluster, parent=None, **spec):
     s.update(spec)
     return {"apiVersion": "lakebase.io/v1alpha1", "kind": "Branch",
             "metadata": {"name": name, "namespace": ns}, "spec": s}
-
-
-@pytest.fixture(scope="module")
-def op():
-    r = subprocess.run([os.path.join(ROOT, "images", "build.sh"), "safekeeper", "pageserver",
-                        "compute"], capture_output=True, text=True, timeout=3600)
-    assert r.returncode == 0, f"images/build.sh failed: {r.stdout}{r.stderr}"
-    root = tempfile.mkdtemp(prefix="lb-operator-")
-    env = OperatorEnv(root)
-    env.devcluster("up")
-    env.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
-    env.start_controller()
-    yield env
-    env.close()
-    reports = env.sanitizer_reports()
-    if reports:
-        pytest.fail("sanitizer reports in " + ", ".join(reports) + f" (kept {root})")
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
