@@ -1165,11 +1165,12 @@ def timeline_view(cluster, timeline):
     return v
 
 
-def start_compute(view, ps, name, meta):
+def start_compute(view, ps, name, meta, restore_from_pageserver=True):
     """A primary on a pageserver timeline: the timeline on the safekeepers
     (starting where the pageserver's does), an election, a basebackup,
-    recovery from the pageserver's WAL endpoint, promotion; then the
-    pageserver ingests what the safekeepers commit."""
+    recovery from the pageserver's WAL endpoint (restore_from_pageserver,
+    else from the safekeepers'), promotion; then the pageserver ingests what
+    the safekeepers commit."""
     t, l = view.tenant, view.timeline
     st, sk_status = http("GET", view.sks[0].tl(t, l))
     if st == 404:
@@ -1181,11 +1182,29 @@ def start_compute(view, ps, name, meta):
     pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
             wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
     view.track(pg)
-    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
+    restore = ps.restore_script(pg, t, l) if restore_from_pageserver else None
+    view.start_primary(pg, election, restore=restore)
     sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
     st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
     assert st == 200, body
     return pg, election
+
+
+def pageserver_with_ingest(cluster, remote=None, extra_args=None):
+    """A pageserver (remote: its object store, default the test's) with the
+    cluster's timeline, and a primary "primary" on it whose WAL goes through
+    the safekeepers into the pageserver's ingest. (ps, primary, tenant,
+    timeline); the pageserver is stopped if the set-up fails."""
+    ps = Pageserver(cluster.workdir, remote=remote, extra_args=extra_args).start()
+    try:
+        t, l = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, l)
+        assert st == 201, boot
+        primary, _ = start_compute(cluster, ps, "primary", boot, restore_from_pageserver=False)
+    except BaseException:
+        ps.stop()
+        raise
+    return ps, primary, t, l
 
 
 def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):
