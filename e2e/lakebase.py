@@ -659,28 +659,47 @@ class S3rver:
     port; requests go unsigned."""
     BUCKET = "lakebase"
 
-    def __init__(self, dir):
+    def __init__(self, dir, address="127.0.0.1"):
         self.dir = dir
+        self.address = address
         self.port = free_port()
         os.makedirs(os.path.join(dir, "data"), exist_ok=True)
         script = os.path.join(ROOT, "node_modules", "s3rver", "bin", "s3rver.js")
         # The legacy provider: s3rver makes its continuation tokens with DES.
         self.proc = Proc(["node", "--openssl-legacy-provider", script, "-d",
-                          os.path.join(dir, "data"), "-a", "127.0.0.1", "-p", str(self.port),
+                          os.path.join(dir, "data"), "-a", address, "-p", str(self.port),
                           "--configure-bucket", self.BUCKET, "-s"],
                          os.path.join(dir, "s3rver.log"))
 
         def up():
             try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                socket.create_connection((self.address, self.port), 0.2).close()
                 return True
             except OSError:
                 return False
         wait_for(up, 30, what="s3rver to listen")
 
     def url(self, prefix):
-        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://127.0.0.1:{self.port}"
+        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://{self.address}:{self.port}"
                 f"&region=us-east-1&addressing=path")
+
+    def keys(self, prefix):
+        """The bucket's keys under prefix (ListObjectsV2, unsigned)."""
+        import xml.etree.ElementTree as ET
+        out, token = [], None
+        while True:
+            q = {"list-type": "2", "prefix": prefix}
+            if token:
+                q["continuation-token"] = token
+            url = (f"http://{self.address}:{self.port}/{self.BUCKET}?"
+                   + urllib.parse.urlencode(q))
+            with urllib.request.urlopen(url, timeout=10) as r:
+                root = ET.fromstring(r.read())
+            ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            out += [k.text for k in root.iter(f"{ns}Key")]
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if not token:
+                return out
 
     def stop(self):
         self.proc.stop()

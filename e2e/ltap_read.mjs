@@ -12,7 +12,8 @@
 // its new name, a column added since as NULL, and a dropped one not at all;
 // struct fields likewise.
 //
-// Prints one JSON object: files (sorted relative paths), summary (the
+// Prints one JSON object: files (sorted relative paths; absolute for files
+// of another table that this one shares), summary (the
 // Iceberg snapshot summary, or the last Delta commitInfo.lakebase),
 // fields (name -> field id, of the current schema), schema (the current
 // schema as the format states it) and rows, each an object by column name with exact
@@ -58,10 +59,14 @@ async function icebergFiles() {
         if (!uri.startsWith(md.location + '/')) fail(`${uri} is outside ${md.location}`);
         return uri.slice(md.location.length + 1);
     };
+    // a data file another table owns (a partitioned parent's leaf file, a
+    // branch's file of its parent): its absolute location, as a local path
+    const data = (uri) => (uri.startsWith(md.location + '/') ? local(uri)
+        : uri.startsWith('file:///') ? uri.slice('file://'.length) : fail(`${uri} is not a local file`));
     const files = [];
     for (const mf of await readAvro(path.join(dir, local(snap['manifest-list'])))) {
         for (const e of await readAvro(path.join(dir, local(mf.manifest_path)))) {
-            if (e.status !== 2) files.push(local(e.data_file.file_path));
+            if (e.status !== 2) files.push(data(e.data_file.file_path));
         }
     }
     return { files: files.sort(), summary: snap.summary, schema, raw: cur };
@@ -116,8 +121,10 @@ function deltaFiles() {
         for (const line of fs.readFileSync(path.join(logDir, n), 'utf8').split('\n')) {
             if (!line) continue;
             const a = JSON.parse(line);
-            if (a.add) live.add(decodeURI(a.add.path));
-            if (a.remove) live.delete(decodeURI(a.remove.path));
+            // an absolute URI (a file another table owns) as a local path
+            const p = (u) => { const d = decodeURIComponent(u); return d.startsWith('file:///') ? d.slice('file://'.length) : d; };
+            if (a.add) live.add(p(a.add.path));
+            if (a.remove) live.delete(p(a.remove.path));
             if (a.commitInfo && a.commitInfo.lakebase) summary = a.commitInfo.lakebase;
             if (a.metaData) meta = a.metaData;
         }
@@ -182,7 +189,7 @@ for (const f of schema.fields) {
     out.fields[f.name] = f.id;
 }
 for (const f of files) {
-    const table = tableFromIPC(readParquet(new Uint8Array(fs.readFileSync(path.join(dir, f)))).intoIPCStream());
+    const table = tableFromIPC(readParquet(new Uint8Array(fs.readFileSync(path.resolve(dir, f)))).intoIPCStream());
     // top-level columns by field id
     const at = schema.fields.map((sf) => table.schema.fields.findIndex((c) => fieldId(c) === sf.id));
     for (const batch of table.batches) {

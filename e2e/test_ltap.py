@@ -259,8 +259,17 @@ def test_ltap_random_workload_exact(workdir, pgs):
             for schema, table in tables:
                 assert_exact(sb, pri, store, PREFIX, db, schema, table)
             assert not os.path.exists(table_dir(store, PREFIX, db, "public", "scratch_unlogged"))
-            assert not os.path.exists(table_dir(store, PREFIX, db, "public", "meas")), \
-                "the partitioned parent has no rows of its own"
+            # the partitioned parent: one lake table over exactly its leaves' files
+            # (test_ltap_share.py compares its rows with SELECT through DuckDB)
+            meas = read_lake(store, PREFIX, db, "public", "meas")
+            mdir = table_dir(store, PREFIX, db, "public", "meas")
+            leaves = set()
+            for leaf in ("meas_a", "meas_b"):
+                ldir = table_dir(store, PREFIX, db, "public", leaf)
+                leaves |= {os.path.join(ldir, f) for f in read_lake(store, PREFIX, db, "public", leaf)["files"]}
+            assert {os.path.join(mdir, f) for f in meas["files"]} == leaves
+            with sb.connect(dbname=db) as c:
+                assert len(meas["rows"]) == c.execute("SELECT count(*) FROM meas").fetchone()[0]
         if rnd == 4:
             assert res["dropped"] == 1
             assert not os.path.exists(table_dir(store, PREFIX, "postgres", "public", "doomed"))
@@ -371,7 +380,8 @@ def test_ltap_incremental_bound(workdir, pgs):
 def test_ltap_kill9_mid_materialization(workdir, pgs):
     """kill -9 of the transcoder while it writes a table's chunks leaves the
     previous lake snapshot visible, unchanged, in both formats (no half
-    snapshot); the next run at the same P finishes it, exactly."""
+    snapshot); the next run at the same P finishes it, exactly, and deletes
+    the data files the killed run wrote but never committed."""
     pri, sb = pgs
     with pri.connect() as c:
         c.execute("CREATE TABLE t (id int, pad text)")
@@ -399,10 +409,20 @@ def test_ltap_kill9_mid_materialization(workdir, pgs):
         after = read_lake(store, PREFIX, "postgres", "public", "t", fmt)
         assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
             f"{fmt}: the killed run changed the visible snapshot"
+    # objects only: a file:// put killed mid-write leaves a ".lbtmp-" temp file, which listings skip
+    objects = lambda: {f for f in os.listdir(data) if not f.startswith(".lbtmp-")}  # noqa: E731
+    orphans = objects() - old_files
+    assert orphans
     res = materialize(sb, store, PREFIX, p2, chunk_blocks=4)
     t = [x for x in res["tables"] if x["table"] == "t"][0]
     assert t["lake_lsn"] == p2 and t["full"] and t["rows"] == 200000
     assert_exact(sb, pri, store, PREFIX, "postgres", "public", "t")
+    # the killed run's files are gone; what is left is live, or was live before (older snapshots)
+    left = objects()
+    assert not (orphans & left), f"{len(orphans & left)} orphans of the killed run remain"
+    assert res["orphans_deleted"] >= len(orphans)
+    live = set(read_lake(store, PREFIX, "postgres", "public", "t", "iceberg")["files"])
+    assert {"data/" + f for f in left} == live | set(before["iceberg"]["files"])
 
 
 def test_ltap_bad_input(workdir):
@@ -555,7 +575,8 @@ def _lake_both(store, prefix):
 def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
     """kill -9 of the pageserver while its lake run writes a table's chunks
     leaves the previous lake snapshot visible, unchanged, in both formats;
-    after a restart the next lake run finishes the table, exactly.
+    after a restart the next lake run finishes the table, exactly, and
+    deletes the data files the killed run wrote but never committed.
     SIGTERM stops the run before its next chunk (a clean exit, status 0,
     without waiting for the table), with the same result.
 
@@ -635,6 +656,8 @@ def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
             after = read_lake(store, prefix, "postgres", "public", "t", fmt)
             assert after["files"] == before[fmt]["files"] and after["rows"] == before[fmt]["rows"], \
                 f"{fmt}: the killed run changed the visible snapshot"
+        orphans = _data_files(data) - old_files  # written by the stopped run, never committed
+        assert orphans
         ps2 = Pageserver(cluster.workdir, remote="file://" + store, extra_args=args)
         ps2.data, ps2.dir, ps2.port = ps.data, ps.dir, ps.port
         ps = ps2.start()
@@ -657,6 +680,8 @@ def test_ltap_pageserver_kill9_mid_materialization(cluster, how):
         assert tables[("postgres", "public", "t")]["lake_lsn"] == p, body
         assert tables[("postgres", "public", "t")]["rows"] == rows == 400001
         assert_exact(pri, pri, store, prefix, "postgres", "public", "t")
+        left = orphans & _data_files(data)
+        assert not left, f"{len(left)} of {len(orphans)} files of the stopped run remain"
     finally:
         try:
             os.kill(ps.proc.p.pid, signal.SIGCONT)

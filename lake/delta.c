@@ -418,6 +418,21 @@ uri_encode(const char *p)
     return lb_buf_steal(&b, NULL);
 }
 
+/* add.path / remove.path of a file: relative to the table, or for a
+ * shared file ('/' and a key, table.h) the absolute URI of the key in the
+ * store (the Delta protocol: "a relative path ... or an absolute path"). */
+static char *
+path_uri(const lake_delta_table *t, const char *path)
+{
+    char *enc = uri_encode(path), *out = NULL;
+    if (!enc || path[0] != '/')
+        return enc;
+    if (asprintf(&out, "%s%s", lake_store_url(t->core.store), enc) < 0)
+        out = NULL;
+    free(enc);
+    return out;
+}
+
 static int
 hexval(char c)
 {
@@ -527,6 +542,11 @@ replay_entry(lake_delta_table *t, int64_t v, const char *text, size_t len)
                 bool add = json_object_get(a, "add") != NULL;
                 const char *path = json_string_value(json_object_get(x, "path"));
                 char *raw = path ? uri_decode(path) : NULL;
+                /* a shared file: the absolute URI of a key in this store (table.h) */
+                const char *url = lake_store_url(t->core.store);
+                size_t ulen = strlen(url);
+                if (raw && strncmp(raw, url, ulen) == 0 && raw[ulen] == '/')
+                    memmove(raw, raw + ulen, strlen(raw + ulen) + 1);
                 if (!path)
                     rc = terr(t, LB_EPARSE, "version %lld: %s without a path", (long long)v,
                               add ? "add" : "remove");
@@ -1045,7 +1065,7 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
     if (rc == 0 && meta)
         rc = append_action(&b, "metaData", json_incref(meta));
     for (size_t i = 0; i < nremoves && rc == 0; i++) {
-        char *path = uri_encode(removes[i]);
+        char *path = path_uri(t, removes[i]);
         json_t *r = path ? json_pack("{s:s, s:I, s:b, s:b, s:{}}", "path", path,
                                      "deletionTimestamp", (json_int_t)now, "dataChange", 1,
                                      "extendedFileMetadata", 0, "partitionValues")
@@ -1054,12 +1074,16 @@ delta_commit(lake_delta_table *t, const lake_commit *c, bool allow_no_stats, int
         rc = r ? append_action(&b, "remove", r) : -ENOMEM;
     }
     for (size_t i = 0; i < nadds && rc == 0; i++) {
-        char *path = uri_encode(adds[i].path);
-        /* a file without statistics (a table brought level) gets no add.stats */
+        char *path = path_uri(t, adds[i].path);
+        /* a file without statistics (a table brought level, a shared file)
+         * gets its row count only, when known */
         char *stats = adds[i].stats ? stats_json(t->core.schema, adds[i].stats) : NULL;
+        if (!adds[i].stats && adds[i].records > 0 &&
+            asprintf(&stats, "{\"numRecords\":%lld}", (long long)adds[i].records) < 0)
+            stats = NULL;
         int64_t mtime = adds[i].modification_ms ? adds[i].modification_ms : now;
         int64_t size = adds[i].stats ? (int64_t)adds[i].stats->file_bytes : adds[i].file_bytes;
-        json_t *a = path && (stats || !adds[i].stats)
+        json_t *a = path && (stats || !adds[i].stats || adds[i].records > 0)
                         ? json_pack("{s:s, s:{}, s:I, s:I, s:b}", "path", path, "partitionValues",
                                     "size", (json_int_t)size, "modificationTime", (json_int_t)mtime,
                                     "dataChange", 1)

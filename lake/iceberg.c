@@ -314,6 +314,34 @@ rel_of(const lake_iceberg_table *t, const char *uri)
     return uri + n + 1;
 }
 
+/* The location of a data file: inside the table, or for a shared file
+ * ('/' and a key, table.h) the store's URL and the key. */
+static char *
+data_uri_of(const lake_iceberg_table *t, const char *path)
+{
+    char *u = NULL;
+    if (path[0] != '/')
+        return uri_of(t, path);
+    if (asprintf(&u, "%s%s", lake_store_url(t->core.store), path) < 0)
+        return NULL;
+    return u;
+}
+
+/* The path of a data file's location (the inverse of data_uri_of), or NULL
+ * for a location outside the store. */
+static const char *
+data_rel_of(const lake_iceberg_table *t, const char *uri)
+{
+    const char *rel = rel_of(t, uri);
+    if (rel)
+        return rel;
+    const char *url = lake_store_url(t->core.store);
+    size_t n = strlen(url);
+    if (strncmp(uri, url, n) != 0 || uri[n] != '/' || !uri[n + 1])
+        return NULL;
+    return uri + n;
+}
+
 /* ---- live files ----------------------------------------------------------- */
 
 static int
@@ -469,7 +497,7 @@ load_manifest(lake_iceberg_table *t, const manifest *m, size_t mi, live_file **l
             break;
         }
         char *uri = dup_str(fld(df, DF_PATH));
-        const char *rel = uri ? rel_of(t, uri) : NULL;
+        const char *rel = uri ? data_rel_of(t, uri) : NULL;
         if (!uri || !rel) {
             rc = uri ? terr(t, LB_EPARSE, "data file \"%s\" is outside the table", uri) : -ENOMEM;
             free(uri);
@@ -998,12 +1026,13 @@ static int
 build_data_file(lake_iceberg_table *t, const lake_data_file *f, df_scratch *d, lake_avro_value *out)
 {
     memset(d, 0, sizeof(*d));
+    /* A shared file without statistics (table.h): rows and size only. */
     const lake_parquet_file_stats *st = f->stats;
-    size_t n = st->ncolumns;
+    size_t n = st ? st->ncolumns : 0;
     d->kv = calloc(6 * (n ? n : 1) * 2, sizeof(lake_avro_value));
     d->recs = calloc(6 * (n ? n : 1), sizeof(lake_avro_value));
     d->dec = calloc(n ? n : 1, sizeof(*d->dec));
-    d->uri = uri_of(t, f->path);
+    d->uri = data_uri_of(t, f->path);
     if (!d->kv || !d->recs || !d->dec || !d->uri)
         return -ENOMEM;
     size_t count[6] = {0};
@@ -1046,8 +1075,8 @@ build_data_file(lake_iceberg_table *t, const lake_data_file *f, df_scratch *d, l
     v[DF_PATH] = lake_avro_string(d->uri);
     v[DF_FORMAT] = lake_avro_string("PARQUET");
     v[DF_PARTITION] = lake_avro_record(NULL, 0);
-    v[DF_RECORDS] = lake_avro_long(st->num_rows);
-    v[DF_SIZE] = lake_avro_long((int64_t)st->file_bytes);
+    v[DF_RECORDS] = lake_avro_long(st ? st->num_rows : f->records);
+    v[DF_SIZE] = lake_avro_long(st ? (int64_t)st->file_bytes : f->file_bytes);
     for (int m = 0; m < 6; m++)
         v[DF_COLUMN_SIZES + m] = lake_avro_array(&d->recs[(size_t)m * n], count[m]);
     v[DF_KEY_METADATA] = lake_avro_null();
@@ -1055,7 +1084,8 @@ build_data_file(lake_iceberg_table *t, const lake_data_file *f, df_scratch *d, l
      * row groups their offsets are not known here, and the field is
      * optional. */
     d->split_item = lake_avro_long(4);
-    v[DF_SPLITS] = st->num_row_groups == 1 ? lake_avro_array(&d->split_item, 1) : lake_avro_null();
+    v[DF_SPLITS] =
+        st && st->num_row_groups == 1 ? lake_avro_array(&d->split_item, 1) : lake_avro_null();
     v[DF_EQUALITY_IDS] = lake_avro_null();
     v[DF_SORT_ORDER] = lake_avro_int(0);
     v[DF_REFERENCED] = lake_avro_null();
@@ -1197,12 +1227,16 @@ rewrite_manifest(lake_iceberg_table *t, const manifest *old, const char *const *
         const lake_avro_value *pv = fld(df, DF_PATH);
         bool removed = false;
         for (size_t i = 0; i < nremoves && !removed; i++) {
-            size_t ln = strlen(t->location), rn = strlen(removes[i]);
-            removed = pv->u.bytes.len == ln + 1 + rn &&
-                      memcmp(pv->u.bytes.ptr, t->location, ln) == 0 &&
-                      ((const char *)pv->u.bytes.ptr)[ln] == '/' &&
-                      memcmp((const char *)pv->u.bytes.ptr + ln + 1, removes[i], rn) == 0;
+            char *ru = data_uri_of(t, removes[i]);
+            if (!ru) {
+                rc = -ENOMEM;
+                break;
+            }
+            removed = pv->u.bytes.len == strlen(ru) && memcmp(pv->u.bytes.ptr, ru, strlen(ru)) == 0;
+            free(ru);
         }
+        if (rc)
+            break;
         rc = manifest_entry(t, nm, removed ? ST_DELETED : ST_EXISTING,
                             removed ? snapshot_id : added_by, true, dseq, fseq, df,
                             fld(df, DF_RECORDS)->u.l, seq);
@@ -1423,12 +1457,13 @@ ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out
             df_scratch d;
             lake_avro_value dfv;
             rc = build_data_file(t, &adds[i], &d, &dfv);
+            const lake_parquet_file_stats *st = adds[i].stats;
+            int64_t rows = st ? st->num_rows : adds[i].records;
             if (rc == 0)
-                rc = manifest_entry(t, nm, ST_ADDED, snapshot_id, false, 0, 0, &dfv,
-                                    adds[i].stats->num_rows, seq);
+                rc = manifest_entry(t, nm, ST_ADDED, snapshot_id, false, 0, 0, &dfv, rows, seq);
             df_scratch_free(&d);
-            added_rows += adds[i].stats->num_rows;
-            added_bytes += (long long)adds[i].stats->file_bytes;
+            added_rows += rows;
+            added_bytes += st ? (long long)st->file_bytes : (long long)adds[i].file_bytes;
         }
         if (rc == 0)
             rc = manifest_finish(t, nm, uuid, (int)nwritten, seq);
@@ -1570,8 +1605,9 @@ ice_commit(lake_iceberg_table *t, const lake_commit *c, int64_t *snapshot_id_out
         for (size_t i = 0; i < nadds; i++) {
             live[nl].path = strdup(adds[i].path);
             live[nl].manifest = nnext - 1;
-            live[nl].records = adds[i].stats->num_rows;
-            live[nl++].bytes = (int64_t)adds[i].stats->file_bytes;
+            const lake_parquet_file_stats *st = adds[i].stats;
+            live[nl].records = st ? st->num_rows : adds[i].records;
+            live[nl++].bytes = st ? (int64_t)st->file_bytes : adds[i].file_bytes;
         }
         qsort(live, nl, sizeof(live_file), cmp_live);
         free(t->live);
@@ -1724,6 +1760,20 @@ fmt_close(void *state)
     lake_iceberg_close(state);
 }
 
+static int
+fmt_live_size(const void *state, const char *path, int64_t *records, int64_t *bytes)
+{
+    const lake_iceberg_table *t = state;
+    live_file key = {.path = (char *)path};
+    const live_file *l =
+        t->nlive ? bsearch(&key, t->live, t->nlive, sizeof(live_file), cmp_live) : NULL;
+    if (!l)
+        return LB_ENOTFOUND;
+    *records = l->records;
+    *bytes = l->bytes;
+    return 0;
+}
+
 static bool
 fmt_schema_pending(const void *state)
 {
@@ -1737,6 +1787,7 @@ const lake_table_format lake_iceberg_format = {
     .live_count = fmt_live_count,
     .live_path = fmt_live_path,
     .summary_value = fmt_summary_value,
+    .live_size = fmt_live_size,
     .schema_pending = fmt_schema_pending,
     .close = fmt_close,
 };

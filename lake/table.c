@@ -218,10 +218,13 @@ lake__check_data_file(const lake_schema *s, const lake__leaves *leaves, const la
 {
 #define BAD(...) lb_err_set(err, LB_EVALUE, __VA_ARGS__)
     const char *path = f && f->path ? f->path : "";
-    if (!f || !valid_rel_path(f->path))
-        return BAD("data file path \"%s\" is not a relative key under the table", path);
+    bool shared = path[0] == '/';
+    if (!f || !valid_rel_path(shared ? path + 1 : path))
+        return BAD("data file path \"%s\" is neither a relative key under the table nor '/' "
+                   "and a key",
+                   path);
     const lake_parquet_file_stats *st = f->stats;
-    if (!st && allow_no_stats && f->file_bytes >= 12)
+    if (!st && (allow_no_stats || shared) && f->file_bytes >= 12 && f->records >= 0)
         return 0;
     if (!st)
         return BAD("data file \"%s\" has no statistics", path);
@@ -639,7 +642,8 @@ level(lake_table *t, size_t k, lb_err *err)
             have = strcmp(f->live_path(st, j), p) == 0;
         if (have)
             continue;
-        if (asprintf(&keys[na], "%s/%s", t->core.prefix, p) < 0) {
+        if ((p[0] == '/' ? asprintf(&keys[na], "%s", p + 1)
+                         : asprintf(&keys[na], "%s/%s", t->core.prefix, p)) < 0) {
             keys[na] = NULL;
             rc = -ENOMEM;
             break;
@@ -765,6 +769,16 @@ const char *
 lake_table_live_path(const lake_table *t, size_t i)
 {
     return i < t->core.nlive ? t->core.live[i] : NULL;
+}
+
+int
+lake_table_live_size(const lake_table *t, size_t i, int64_t *records, int64_t *bytes)
+{
+    if (i >= t->core.nlive)
+        return LB_ENOTFOUND;
+    if (!formats[0]->live_size)
+        return -ENOTSUP;
+    return formats[0]->live_size(t->state[0], t->core.live[i], records, bytes);
 }
 
 const char *

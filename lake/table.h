@@ -31,15 +31,21 @@
 /* One Parquet data file of a table. Borrowed for the call that takes it. */
 typedef struct lake_data_file {
     /* Relative to the table prefix, e.g. "data/00001-<uuid>.parquet": no
-     * leading '/', no "." or ".." component, characters valid in a key. */
+     * "." or ".." component, characters valid in a key. Or, for a file
+     * another table owns and this one shares by reference, '/' and its
+     * key from the store's root ("/t1/lake/db/s/leaf/data/c....parquet"):
+     * Iceberg lists it at the store's URL + that key, Delta adds that
+     * absolute URI (the Delta protocol allows absolute add.path URIs). */
     const char *path;
     /* From lake_parquet_writer_close() for this file: rows, size, and one
      * entry per leaf column of the table schema, in schema order. */
     const lake_parquet_file_stats *stats;
     int64_t modification_ms; /* 0: now (Delta's add.modificationTime) */
-    /* Size when stats is NULL: only Delta takes such a file, when
-     * lake_table_open() brings it level with Iceberg. */
+    /* Size and rows when stats is NULL, which is allowed for a file shared
+     * by reference (the formats then record no column statistics for it),
+     * and for Delta when lake_table_open() brings it level with Iceberg. */
     int64_t file_bytes;
+    int64_t records;
 } lake_data_file;
 
 /* The key prefix of a table, "lake/<database>/<schema>/<table>", each name
@@ -98,6 +104,9 @@ typedef struct lake_table_format {
     const char *(*live_path)(const void *state, size_t i);
     /* The summary pair key of the newest commit, or NULL (not owned). */
     const char *(*summary_value)(const void *state, const char *key);
+    /* Rows and bytes of a live file: 0, LB_ENOTFOUND. NULL when the format
+     * does not keep them. */
+    int (*live_size)(const void *state, const char *path, int64_t *records, int64_t *bytes);
     /* Whether the next commit records a schema change (the schema given at
      * open differs from the table's newest): then a commit without files
      * is valid. */
@@ -140,10 +149,13 @@ bool lake_table_field_existed(const lake_table *t, int32_t field_id);
  * first; close and open again. */
 int lake_table_commit(lake_table *t, const lake_commit *c, lb_err *err);
 
-/* The live files (relative paths), sorted. Owned by t, valid until the next
- * commit or close. */
+/* The live files (relative paths, or '/' and a key for shared files),
+ * sorted. Owned by t, valid until the next commit or close. */
 size_t lake_table_live_count(const lake_table *t);
 const char *lake_table_live_path(const lake_table *t, size_t i);
+/* Rows and bytes of live file i as the first format (Iceberg) recorded
+ * them; 0 or -ENOTSUP when the format does not keep them. */
+int lake_table_live_size(const lake_table *t, size_t i, int64_t *records, int64_t *bytes);
 /* A value from the newest commit's summary (first format), or NULL. */
 const char *lake_table_summary_value(const lake_table *t, const char *key);
 /* The state of one format (for its own accessors), NULL if absent. */

@@ -8,6 +8,8 @@
  * Catalogs, temp and unlogged tables are not (unlogged tables have no WAL,
  * so the standby has no rows for them). Each table is one lake table
  * (lake/table.h: Iceberg + Delta) at <prefix>/lake/<db>/<schema>/<table>.
+ * So is each partitioned table (relkind 'p', any level), over its leaves'
+ * data files, materialized after them (materialize_parent).
  *
  * Rows. From the standby at P, never from the compute: per database one
  * REPEATABLE READ, READ ONLY transaction (one snapshot, which is P's since
@@ -38,7 +40,9 @@
  * Crashes. Data files are written before the commit that lists them, and
  * a commit is atomic per format (lake/table.h), so a crash leaves at most
  * unreferenced files; the next run with the same P skips tables already at
- * P and redoes the rest.
+ * P and redoes the rest. A run marker (<prefix>/lake/_ltap_run.json) left
+ * "running" tells the next run to collect those files (sweep_orphans,
+ * drop_unlisted).
  */
 #include "ltap.h"
 
@@ -58,16 +62,62 @@
 #include "lake/table.h"
 
 #define BATCH_ROWS 4096
+/* COPY rows up to this size are copied into the batch (see write_chunk) */
+#define COPY_ROW_BYTES 8192
 #define TABLES_KEY "lake/_ltap_tables.json"
+#define RUN_KEY "lake/_ltap_run.json"
+
+/* A leaf partition as this run left it, for its partitioned ancestors
+ * (materialize_parent): its live files, with the statistics of those this
+ * run wrote. */
+typedef struct leaf_file {
+    char *path; /* relative to the leaf's prefix */
+    int64_t records, bytes;
+    lake_parquet_file_stats *stats; /* written this run, or NULL */
+} leaf_file;
+
+typedef struct leaf_state {
+    char *oid, *schema, *name, *tprefix;
+    char *signature; /* of its columns (col_signature) */
+    char *committed; /* lakebase.lsn of its last commit, "" for none */
+    uint64_t nblocks;
+    leaf_file *files;
+    size_t nfiles;
+} leaf_state;
 
 typedef struct run {
     const ltap_request *r;
     uint32_t chunk_blocks;
     uint32_t block_size;
     ltap_result *res;
-    json_t *tables; /* the new list of tables */
+    json_t *tables;     /* the new list of tables */
+    bool sweep;         /* the previous run did not finish: collect its orphans */
+    leaf_state *leaves; /* of the current database */
+    size_t nleaves;
     lb_err *err;
 } run;
+
+static void
+leaves_free(run *ru)
+{
+    for (size_t i = 0; i < ru->nleaves; i++) {
+        leaf_state *l = &ru->leaves[i];
+        for (size_t k = 0; k < l->nfiles; k++) {
+            free(l->files[k].path);
+            lake_parquet_file_stats_free(l->files[k].stats);
+        }
+        free(l->files);
+        free(l->oid);
+        free(l->schema);
+        free(l->name);
+        free(l->tprefix);
+        free(l->signature);
+        free(l->committed);
+    }
+    free(ru->leaves);
+    ru->leaves = NULL;
+    ru->nleaves = 0;
+}
 
 /* ---- libpq helpers ---------------------------------------------------------- */
 
@@ -125,6 +175,10 @@ typedef struct table_info {
     uint64_t nblocks;
     ltap_column *cols;
     size_t ncols;
+    bool partition; /* a leaf partition: kept for its parents (leaf_state) */
+    /* Writing a copy of this leaf for a partitioned parent: the leaf's oid,
+     * which the data files' names end with (-l<oid>.parquet); NULL else. */
+    const char *copy_of;
 } table_info;
 
 static void
@@ -234,7 +288,7 @@ typedef struct batch {
     size_t nfields; /* top-level lake fields */
     lake_value **columns;
     size_t nrows;
-    char **msgs; /* COPY messages the values borrow from */
+    char **msgs; /* large COPY messages the values borrow from */
     size_t nmsgs;
     ltap_arena arena;
     lake_value *ovf; /* scratch: one row's overflow entries */
@@ -271,8 +325,8 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
     /* ctid */
     if (n - pos < 4 || rd32(p + pos) != 6 || n - pos < 10)
         return lb_err_set(err, LB_EPROTO, "bad ctid in COPY row");
-    b->columns[field++][r] = lake_int(rd32(p + pos + 4));
-    b->columns[field++][r] = lake_int((uint16_t)(p[pos + 8] << 8 | p[pos + 9]));
+    lake_set_int(&b->columns[field++][r], rd32(p + pos + 4));
+    lake_set_int(&b->columns[field++][r], (uint16_t)(p[pos + 8] << 8 | p[pos + 9]));
     pos += 10;
     size_t novf = 0;
     for (size_t i = 0; i < t->ncols; i++) {
@@ -281,10 +335,10 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
             return lb_err_set(err, LB_EPROTO, "COPY row ends early");
         int32_t len = (int32_t)rd32(p + pos);
         pos += 4;
-        /* decoded in place (see pgtype.c's put_*) */
+        /* decoded in place (lake_set_*, value.h) */
         lake_value scratch, *v = c->kind != LTAP_OVERFLOW ? &b->columns[field++][r] : &scratch;
         if (len < 0)
-            *v = lake_null();
+            lake_set_null(v);
         else {
             if ((size_t)len > n - pos)
                 return lb_err_set(err, LB_EPROTO, "COPY field longer than its row");
@@ -298,9 +352,9 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
                 lake_value *e = ltap__arena_alloc(&b->arena, 2 * sizeof(lake_value));
                 if (!e)
                     return -ENOMEM;
-                e[0] = lake_int(c->attnum);
-                e[1] = lake_bytes(p + pos, (size_t)len);
-                b->ovf[novf++] = lake_struct(e, 2);
+                lake_set_int(&e[0], c->attnum);
+                lake_set_bytes(&e[1], p + pos, (size_t)len);
+                lake_set_struct(&b->ovf[novf++], e, 2);
             }
             pos += (size_t)len;
         }
@@ -310,9 +364,9 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
         if (!items)
             return -ENOMEM;
         memcpy(items, b->ovf, novf * sizeof(lake_value));
-        b->columns[field][r] = lake_list(items, novf);
+        lake_set_list(&b->columns[field][r], items, novf);
     } else {
-        b->columns[field][r] = lake_null();
+        lake_set_null(&b->columns[field][r]);
     }
     b->nrows++;
     return 0;
@@ -404,6 +458,10 @@ table_writer_start(table_writer *tw, lake_schema *schema, lb_err *err)
      * 23.16 MB); pgbench_accounts' 0.7% larger (2.80 -> 2.82 MB). */
     po.zstd_level = 2;
     po.zstd_trial = false;
+    /* pgtype.c sends a STRING or JSON value that is not UTF-8 to the
+     * overflow list: the writer need not check each again (it read them
+     * cold, long after the decoder, at 4% of the CPU on the wide table) */
+    po.trusted_utf8 = true;
     return lake_parquet_writer_new(schema, &po, buf_sink, &tw->file, &tw->w, err);
 }
 
@@ -494,7 +552,23 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, table_
             PQfreemem(msg);
             continue;
         }
-        b->msgs[b->nmsgs++] = msg;
+        if (len <= COPY_ROW_BYTES) {
+            /* Into the batch's arena, and the message freed at once: libpq
+             * allocates every row, and freeing a batch of them at its end
+             * (cold, in the order of allocation) cost more than this copy;
+             * freed now, the next row reuses the same memory. */
+            uint8_t *row = ltap__arena_alloc(&b->arena, len);
+            if (row)
+                memcpy(row, p, len);
+            PQfreemem(msg);
+            p = row;
+            if (!row) {
+                rc = -ENOMEM;
+                continue;
+            }
+        } else {
+            b->msgs[b->nmsgs++] = msg; /* large: borrowed, not copied */
+        }
         rc = parse_row(t, b, p, len, err);
         if (rc == 0 && b->nrows == BATCH_ROWS)
             rc = batch_flush(b, w, err);
@@ -526,8 +600,8 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, table_
     if (rc == 0 && rows > 0) {
         char rnd[17];
         random_hex(rnd, 8);
-        snprintf(path_out, path_cap, "data/c%08" PRIu64 "-%016" PRIx64 "-%s.parquet", k,
-                 (uint64_t)ru->r->lsn, rnd);
+        snprintf(path_out, path_cap, "data/c%08" PRIu64 "-%016" PRIx64 "-%s%s%s.parquet", k,
+                 (uint64_t)ru->r->lsn, rnd, t->copy_of ? "-l" : "", t->copy_of ? t->copy_of : "");
         char *key = NULL;
         if (asprintf(&key, "%s/%s", tprefix, path_out) < 0)
             rc = -ENOMEM;
@@ -547,40 +621,6 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, table_
 
 /* ---- one table ---------------------------------------------------------------- */
 
-/* Delete every object of the lake table under tprefix: logs and metadata
- * first, so that no reader finds a table whose files are gone. */
-static int
-delete_table(lake_store *st, const char *tprefix, lb_err *err)
-{
-    char *dir = NULL;
-    if (asprintf(&dir, "%s/", tprefix) < 0)
-        return -ENOMEM;
-    lb_objstore_listing l;
-    memset(&l, 0, sizeof(l));
-    int rc = lake_store_list(st, dir, &l);
-    for (int pass = 0; rc == 0 && pass < 2; pass++)
-        for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
-            bool data = strncmp(l.objects[i].key + strlen(dir), "data/", 5) == 0;
-            if (data == (pass == 1))
-                rc = lake_store_delete(st, l.objects[i].key);
-        }
-    if (rc)
-        lb_err_set(err, rc, "could not delete lake table \"%s\": %s", tprefix,
-                   lake_store_error(st));
-    lb_objstore_list_free(&l);
-    free(dir);
-    return rc;
-}
-
-static long long
-chunk_of(const char *path)
-{
-    unsigned long long k;
-    if (sscanf(path, "data/c%8llu-", &k) != 1)
-        return -1;
-    return (long long)k;
-}
-
 /* Remember a removed file's key for expiry (best effort: a file not noted
  * stays in the store). */
 static void
@@ -592,6 +632,195 @@ note_removed(ltap_result *res, const char *tprefix, const char *path)
     res->removed = grown;
     if (asprintf(&grown[res->nremoved], "%s/%s", tprefix, path) >= 0)
         res->nremoved++;
+}
+
+/* Delete every object of the lake table under tprefix: logs and metadata
+ * first, so that no reader finds a table whose files are gone. A data file
+ * another timeline's lake still lists (ltap_request.referenced: a branch
+ * that started from this lake) is kept and noted as removed instead, so
+ * that expiry deletes it once nothing references it. */
+static int
+delete_table(run *ru, const char *tprefix)
+{
+    lake_store *st = ru->r->store;
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/", tprefix) < 0)
+        return -ENOMEM;
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(st, dir, &l);
+    for (int pass = 0; rc == 0 && pass < 2; pass++)
+        for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+            const char *key = l.objects[i].key;
+            bool data = strncmp(key + strlen(dir), "data/", 5) == 0;
+            if (data != (pass == 1))
+                continue;
+            if (data && ru->r->referenced && ru->r->referenced(ru->r->referenced_arg, key)) {
+                note_removed(ru->res, tprefix, key + strlen(dir));
+                continue;
+            }
+            rc = lake_store_delete(st, key);
+        }
+    if (rc)
+        lb_err_set(ru->err, rc, "could not delete lake table \"%s\": %s", tprefix,
+                   lake_store_error(st));
+    lb_objstore_list_free(&l);
+    free(dir);
+    return rc;
+}
+
+static long long
+chunk_of(const char *path)
+{
+    unsigned long long k;
+    if (path[0] == '/') { /* a file shared from another prefix: its name */
+        const char *d = NULL;
+        for (const char *p = strstr(path, "/data/"); p; p = strstr(p + 1, "/data/"))
+            d = p;
+        if (!d)
+            return -1;
+        path = d + 1;
+    }
+    if (sscanf(path, "data/c%8llu-", &k) != 1)
+        return -1;
+    return (long long)k;
+}
+
+/* The seed of a new table (ltap_request.seed_prefix): the same table in
+ * the seed lake, as of its last commit at or before seed_lsn. */
+typedef struct seed {
+    lb_lsn lsn;   /* that commit's P */
+    char **paths; /* '/' and key */
+    int64_t *records, *bytes;
+    size_t n;
+} seed;
+
+static void
+seed_free(seed *sd)
+{
+    for (size_t i = 0; i < sd->n; i++)
+        free(sd->paths[i]);
+    free(sd->paths);
+    free(sd->records);
+    free(sd->bytes);
+    memset(sd, 0, sizeof(*sd));
+}
+
+/* 1 and *sd when the seed lake has the table with these columns and this
+ * relfilenode, committed last at or before seed_lsn; 0 when it does not
+ * (the table is written in full); or an error. */
+static int
+load_seed(run *ru, const char *rel, lake_schema *schema, const table_info *t, seed *sd)
+{
+    const ltap_request *r = ru->r;
+    memset(sd, 0, sizeof(*sd));
+    char *ptp = NULL, *meta = NULL;
+    if (asprintf(&ptp, "%s/%s", r->seed_prefix, rel) < 0)
+        return -ENOMEM;
+    if (asprintf(&meta, "%s/metadata/", ptp) < 0) {
+        free(ptp);
+        return -ENOMEM;
+    }
+    /* never create a table in the seed lake: only open one that exists */
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(r->store, meta, &l);
+    bool exists = rc == 0 && l.nobjects > 0;
+    lb_objstore_list_free(&l);
+    free(meta);
+    lake_table *pt = NULL;
+    lb_err perr = {0};
+    if (rc == 0 && exists && lake_table_open(r->store, ptp, schema, NULL, &pt, &perr) != 0) {
+        lb_info("ltap: no seed for table=%s: %s", rel, perr.message);
+        exists = false;
+    }
+    const char *lsn_s = pt ? lake_table_summary_value(pt, "lakebase.lsn") : NULL;
+    const char *rfn_s = pt ? lake_table_summary_value(pt, "lakebase.relfilenode") : NULL;
+    int found = 0;
+    if (rc == 0 && exists && lsn_s && rfn_s && lb_lsn_parse(lsn_s, &sd->lsn) == 0 &&
+        sd->lsn <= r->seed_lsn && strtoul(rfn_s, NULL, 10) == t->relfilenode &&
+        !lake_table_schema_changed(pt)) {
+        size_t n = lake_table_live_count(pt);
+        sd->paths = calloc(n + 1, sizeof(char *));
+        sd->records = calloc(n + 1, sizeof(int64_t));
+        sd->bytes = calloc(n + 1, sizeof(int64_t));
+        if (!sd->paths || !sd->records || !sd->bytes)
+            rc = -ENOMEM;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            const char *p = lake_table_live_path(pt, i);
+            /* the seed's own files by key; what it shares, as it is */
+            if ((p[0] == '/' ? asprintf(&sd->paths[i], "%s", p)
+                             : asprintf(&sd->paths[i], "/%s/%s", ptp, p)) < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+            sd->n++;
+            if (lake_table_live_size(pt, i, &sd->records[i], &sd->bytes[i]) != 0)
+                rc = lb_err_set(ru->err, LB_EPROTO, "no size for seed file \"%s\"", p);
+        }
+        found = rc == 0;
+    }
+    /* Every file must still be there: the seed's expiry may have deleted
+     * files it replaced before this lake referenced them. Then the table
+     * is written in full. */
+    for (size_t i = 0; rc == 0 && found && i < sd->n;) {
+        const char *slash = strrchr(sd->paths[i], '/');
+        size_t dlen = (size_t)(slash - sd->paths[i]);
+        char *dir = strndup(sd->paths[i] + 1, dlen);
+        if (!dir) {
+            rc = -ENOMEM;
+            break;
+        }
+        memset(&l, 0, sizeof(l));
+        rc = lake_store_list(r->store, dir, &l);
+        size_t k = i;
+        for (; rc == 0 && k < sd->n && strncmp(sd->paths[k], sd->paths[i], dlen + 1) == 0 &&
+               !strchr(sd->paths[k] + dlen + 1, '/');
+             k++) {
+            bool there = false;
+            for (size_t j = 0; j < l.nobjects && !there; j++)
+                there = strcmp(l.objects[j].key, sd->paths[k] + 1) == 0;
+            if (!there) {
+                lb_info("ltap: seed file gone, writing in full key=%s", sd->paths[k] + 1);
+                found = 0;
+            }
+        }
+        lb_objstore_list_free(&l);
+        free(dir);
+        i = k > i ? k : i + 1;
+    }
+    if (rc != 0 || !found)
+        seed_free(sd);
+    lake_table_close(pt);
+    free(ptp);
+    return rc ? rc : found;
+}
+
+/* The P in a data file's name (data/c<k>-<P>-<random>.parquet), or 0. */
+static lb_lsn
+lsn_of(const char *path)
+{
+    unsigned long long k, lsn;
+    if (sscanf(path, "data/c%8llu-%16llx-", &k, &lsn) != 2)
+        return 0;
+    return (lb_lsn)lsn;
+}
+
+static bool
+is_live(const lake_table *lt, const char *path)
+{
+    size_t lo = 0, hi = lake_table_live_count(lt);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(lake_table_live_path(lt, mid), path);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
 }
 
 /*
@@ -633,6 +862,132 @@ schema_needs_rewrite(const table_info *t, const lake_table *lt)
     return false;
 }
 
+/*
+ * Files of a killed run. A run writes a table's data files before the
+ * commit that lists them, so a run that died (kill -9, an error) may have
+ * left files no snapshot references. Every file a commit of the table
+ * listed carries a P in its name no later than the table's last commit
+ * (`committed`); a file not live now whose P is later was never
+ * committed, and none of this run's files exist yet (the sweep comes
+ * before the table's first chunk), so it is an orphan: deleted. Files
+ * with an earlier P that are not live belong to older snapshots and are
+ * left to expiry. Only after a run that did not finish (ru->sweep).
+ */
+static int
+sweep_orphans(run *ru, const lake_table *lt, const char *tprefix, lb_lsn committed, bool has_commit)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/data/", tprefix) < 0)
+        return -ENOMEM;
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(ru->r->store, dir, &l);
+    size_t skip = strlen(tprefix) + 1;
+    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+        const char *path = l.objects[i].key + skip;
+        lb_lsn at = lsn_of(path);
+        /* a name this transcoder does not write is left alone */
+        if (at == 0 || is_live(lt, path) || (has_commit && at <= committed))
+            continue;
+        lb_info("ltap: deleting an orphan of an unfinished run key=%s", l.objects[i].key);
+        rc = lake_store_delete(ru->r->store, l.objects[i].key);
+        if (rc == LB_ENOTFOUND || rc == -ENOENT)
+            rc = 0;
+        if (rc == 0)
+            ru->res->orphans_deleted++;
+    }
+    if (rc)
+        lb_err_set(ru->err, rc, "could not collect orphans of \"%s\": %s", tprefix,
+                   lake_store_error(ru->r->store));
+    lb_objstore_list_free(&l);
+    free(dir);
+    return rc;
+}
+
+/* What decides a data file's layout: per column its attnum (the field
+ * id), name, type, typmod and mapping, and a composite's attributes. Two
+ * tables with the same signature write interchangeable files. (NOT NULL
+ * is left out: a leaf may add it, and a file stricter than its table is
+ * read the same.) */
+static char *
+col_signature(const ltap_column *cols, size_t n)
+{
+    lb_buf b = LB_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        const ltap_column *c = &cols[i];
+        lb_buf_printf(&b, "%d:%s:%u:%d:%u:%d:%d:%u;", c->attnum, c->name, c->typid, c->typmod,
+                      c->decl_typid, (int)c->kind, (int)c->elem_kind, c->elem_typid);
+        for (size_t k = 0; k < c->nfields; k++)
+            lb_buf_printf(&b, "(%u:%d:%u)", c->fields[k].typid, c->fields[k].typmod,
+                          c->fields[k].decl_typid);
+    }
+    lb_buf_append(&b, "", 1);
+    return lb_buf_steal(&b, NULL);
+}
+
+/* The live files of lt that another prefix owns (a seed lake's), for
+ * ltap_result.shared. */
+static int
+note_shared(run *ru, const lake_table *lt)
+{
+    ltap_result *res = ru->res;
+    size_t own = strlen(ru->r->prefix);
+    for (size_t i = 0; i < lake_table_live_count(lt); i++) {
+        const char *p = lake_table_live_path(lt, i);
+        if (p[0] != '/' || (strncmp(p + 1, ru->r->prefix, own) == 0 && p[1 + own] == '/'))
+            continue;
+        char **grown = realloc(res->shared, (res->nshared + 1) * sizeof(char *));
+        if (!grown)
+            return -ENOMEM;
+        res->shared = grown;
+        if (!(grown[res->nshared] = strdup(p + 1)))
+            return -ENOMEM;
+        res->nshared++;
+    }
+    return 0;
+}
+
+/* Keep a leaf partition's live files (and the statistics of those this
+ * run wrote, taken from adds) for its partitioned ancestors. */
+static int
+keep_leaf(run *ru, const table_info *t, const lake_table *lt, const char *tprefix,
+          lake_data_file *adds, size_t nadds)
+{
+    leaf_state *grown = realloc(ru->leaves, (ru->nleaves + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    ru->leaves = grown;
+    leaf_state *l = &grown[ru->nleaves++];
+    memset(l, 0, sizeof(*l));
+    const char *committed = lake_table_summary_value(lt, "lakebase.lsn");
+    l->oid = strdup(t->oid);
+    l->schema = strdup(t->schema);
+    l->name = strdup(t->name);
+    l->tprefix = strdup(tprefix);
+    l->signature = col_signature(t->cols, t->ncols);
+    l->committed = strdup(committed ? committed : "");
+    l->nblocks = t->nblocks;
+    size_t n = lake_table_live_count(lt);
+    l->files = calloc(n + 1, sizeof(leaf_file));
+    if (!l->oid || !l->schema || !l->name || !l->tprefix || !l->signature || !l->committed ||
+        !l->files)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        leaf_file *f = &l->files[l->nfiles];
+        if (!(f->path = strdup(lake_table_live_path(lt, i))))
+            return -ENOMEM;
+        l->nfiles++;
+        if (lake_table_live_size(lt, i, &f->records, &f->bytes) != 0)
+            f->records = f->bytes = 0;
+        for (size_t k = 0; k < nadds; k++)
+            if (adds[k].stats && strcmp(adds[k].path, f->path) == 0) {
+                f->stats = (lake_parquet_file_stats *)adds[k].stats;
+                adds[k].stats = NULL;
+            }
+    }
+    return 0;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -656,7 +1011,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
             lb_info("ltap: columns changed incompatibly, rewriting table=%s.%s.%s msg=\"%s\"",
                     dbname, t->schema, t->name, err->message);
             full = true;
-            rc = delete_table(r->store, tprefix, err);
+            rc = delete_table(ru, tprefix);
             if (rc == 0)
                 rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
         }
@@ -688,14 +1043,32 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         full = true;
     }
     bool skip = rc == 0 && !full && since == r->lsn;
+    if (rc == 0 && ru->sweep)
+        rc = sweep_orphans(ru, lt, tprefix, since, prev_lsn_s && since != 0);
+    /* A table new here (a branch's first run) starts from its seed: the
+     * seed's files by reference, only the chunks dirty since its commit
+     * written again. */
+    seed sd = {0};
+    bool seeded = false;
+    if (rc == 0 && !prev_lsn_s && lake_table_live_count(lt) == 0 && r->seed_prefix) {
+        int s = load_seed(ru, rel, schema, t, &sd);
+        if (s < 0)
+            rc = s;
+        else if (s == 1) {
+            seeded = true;
+            full = skip = false;
+            since = sd.lsn;
+        }
+    }
 
     uint64_t nchunks = (t->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
     size_t nlive = rc == 0 ? lake_table_live_count(lt) : 0;
-    lake_data_file *adds = calloc(nchunks + 1, sizeof(*adds));
+    lake_data_file *adds = calloc(nchunks + sd.n + 1, sizeof(*adds));
     char(*paths)[96] = calloc(nchunks + 1, 96);
     const char **removes = calloc(nlive + 1, sizeof(char *));
+    bool *rewritten = calloc(nchunks + 1, sizeof(bool));
     size_t nadds = 0, nremoves = 0;
-    if (rc == 0 && (!adds || !paths || !removes))
+    if (rc == 0 && (!adds || !paths || !removes || !rewritten))
         rc = -ENOMEM;
     table_writer tw;
     int twrc = table_writer_init(&tw, t);
@@ -718,6 +1091,7 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         if (rc)
             break;
         ts->chunks_written++;
+        rewritten[k] = true;
         ts->heap_bytes_read += n64 * ru->block_size;
         ru->res->heap_bytes_read += n64 * ru->block_size;
         for (size_t i = 0; i < nlive; i++)
@@ -731,6 +1105,13 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         long long k = chunk_of(lake_table_live_path(lt, i));
         if (k < 0 || (uint64_t)k >= nchunks || (full && nchunks == 0))
             removes[nremoves++] = lake_table_live_path(lt, i);
+    }
+    /* the seed's files of chunks not written again, by reference */
+    for (size_t i = 0; rc == 0 && seeded && i < sd.n; i++) {
+        long long k = chunk_of(sd.paths[i]);
+        if (k >= 0 && (uint64_t)k < nchunks && !rewritten[k])
+            adds[nadds++] = (lake_data_file){
+                .path = sd.paths[i], .file_bytes = sd.bytes[i], .records = sd.records[i]};
     }
     /* a schema change with no chunk to rewrite is a commit of its own */
     bool schema_only = rc == 0 && nadds + nremoves == 0 && lake_table_schema_changed(lt);
@@ -749,7 +1130,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         /* noted before the commit: the paths belong to the live set it replaces */
         size_t noted = ru->res->nremoved;
         for (size_t i = 0; i < nremoves; i++)
-            note_removed(ru->res, tprefix, removes[i]);
+            if (removes[i][0] != '/') /* a seed's file is not this table's to expire */
+                note_removed(ru->res, tprefix, removes[i]);
         rc = lake_table_commit(lt, &cm, err);
         while (rc && ru->res->nremoved > noted)
             free(ru->res->removed[--ru->res->nremoved]);
@@ -758,6 +1140,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
         if (!lsn_s || lb_lsn_parse(lsn_s, &ts->lake_lsn) != 0 || nadds + nremoves == 0)
             ts->lake_lsn = r->lsn; /* unchanged since its last snapshot: current at P */
+        ts->seeded = seeded;
+        rc = note_shared(ru, lt);
         ts->files = lake_table_live_count(lt);
         const char *bytes = lake_table_summary_value(lt, "total-files-size");
         const char *rows = lake_table_summary_value(lt, "total-records");
@@ -767,6 +1151,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         json_array_append_new(ru->tables,
                               json_pack("{s:s, s:s, s:s, s:s}", "database", dbname, "schema",
                                         t->schema, "table", t->name, "prefix", tprefix));
+        if (rc == 0 && t->partition)
+            rc = keep_leaf(ru, t, lt, tprefix, adds, nadds);
     }
     if (rc && rc != -ENOMEM)
         lb_err_prefix(err, "table \"%s\".\"%s\".\"%s\"", dbname, t->schema, t->name);
@@ -776,8 +1162,309 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
     free(adds);
     free(paths);
     free(removes);
+    free(rewritten);
+    seed_free(&sd);
     lake_table_close(lt);
     lake_schema_free(schema);
+    free(rel);
+    free(tprefix);
+    return rc;
+}
+
+/* ---- a partitioned table -------------------------------------------------------- */
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether a parent's own file is a copy of leaf oid (…-l<oid>.parquet). */
+static bool
+copy_of_leaf(const char *path, const char *oid)
+{
+    const char *l = strrchr(path, '-');
+    size_t n = strlen(oid);
+    return l && l[1] == 'l' && strncmp(l + 2, oid, n) == 0 && strcmp(l + 2 + n, ".parquet") == 0;
+}
+
+/*
+ * A partitioned table (relkind 'p', any level) as one lake table: the
+ * data files of all its leaf partitions. A leaf whose columns have the
+ * parent's layout (col_signature: same attnums, names and types) is
+ * shared: the parent lists the leaf's own files by reference ('/' and
+ * their key, lake/table.h), no copy. A leaf whose layout differs (its
+ * attnums moved: a partition created after a DROP COLUMN on the parent,
+ * or a table attached with other attnums) cannot share: Iceberg reads by
+ * field id, and the ids are attnums. Its rows are written again, with the
+ * parent's attnums, into the parent's own data/ (files named
+ * ...-l<leaf oid>.parquet), whenever the leaf's last commit differs from
+ * the one the copy was made at (the parent's summary keeps
+ * lakebase.copy.<leaf oid> = that commit's LSN). Each run commits the
+ * difference between the parent's live set and what its leaves have now,
+ * so an attach, a detach or a drop of a partition changes the parent in
+ * the same lake snapshot. Files shared from a leaf belong to the leaf: the
+ * parent never notes them for expiry, and the leaf's expiry deletes them
+ * (so the parent's snapshots older than the retention lose them too).
+ */
+static int
+materialize_parent(run *ru, PGconn *c, const char *dbname, const char *oid, const char *nspname,
+                   const char *relname)
+{
+    lb_err *err = ru->err;
+    const ltap_request *r = ru->r;
+    table_info t = {0};
+    lake_schema *schema = NULL;
+    char *rel = NULL, *tprefix = NULL, *sig = NULL;
+    lake_table *lt = NULL;
+    PGresult *leaves = NULL;
+    lake_data_file *adds = NULL;
+    char **want = NULL, **keys = NULL;
+    const char **removes = NULL;
+    size_t nwant = 0, nadds = 0, nremoves = 0, nkeys = 0, npaths = 0, cap = 0;
+    t.oid = (char *)oid;
+    int rc = load_attrs(c, oid, false, &t.cols, &t.ncols, err);
+    if (rc == 0)
+        rc = ltap__schema_build(t.cols, t.ncols, &schema, err);
+    if (rc == 0 && !(sig = col_signature(t.cols, t.ncols)))
+        rc = -ENOMEM;
+    if (rc == 0 && (rc = lake_table_prefix(dbname, nspname, relname, &rel)) == 0 &&
+        asprintf(&tprefix, "%s/%s", r->prefix, rel) < 0) {
+        tprefix = NULL;
+        rc = -ENOMEM;
+    }
+    if (rc == 0) {
+        rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
+        if (rc == LB_ESCHEMA) {
+            lb_info("ltap: columns changed, rewriting table=%s.%s.%s", dbname, nspname, relname);
+            rc = delete_table(ru, tprefix);
+            if (rc == 0)
+                rc = lake_table_open(r->store, tprefix, schema, NULL, &lt, err);
+        }
+    }
+    if (rc == 0 && ru->sweep) {
+        const char *l = lake_table_summary_value(lt, "lakebase.lsn");
+        lb_lsn since = 0;
+        bool has = l && lb_lsn_parse(l, &since) == 0;
+        rc = sweep_orphans(ru, lt, tprefix, since, has);
+    }
+    if (rc == 0) {
+        const char *params[] = {oid};
+        leaves = query(c,
+                       "SELECT p.relid::oid FROM pg_partition_tree($1::oid::regclass) p "
+                       "JOIN pg_class c ON c.oid = p.relid "
+                       "WHERE p.isleaf AND c.relkind = 'r' AND c.relpersistence = 'p' "
+                       "ORDER BY 1",
+                       1, params, err);
+        rc = leaves ? 0 : err->code;
+    }
+    int nleaves = rc == 0 ? PQntuples(leaves) : 0;
+    size_t nlive = rc == 0 ? lake_table_live_count(lt) : 0;
+    for (int i = 0; rc == 0 && i < nleaves; i++) {
+        const char *loid = PQgetvalue(leaves, i, 0);
+        const leaf_state *l = NULL;
+        for (size_t k = 0; k < ru->nleaves && !l; k++)
+            if (strcmp(ru->leaves[k].oid, loid) == 0)
+                l = &ru->leaves[k];
+        if (!l) {
+            rc = lb_err_set(err, LB_EPROTO, "leaf partition %s was not materialized", loid);
+            break;
+        }
+        size_t more = l->nfiles + (l->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks + nlive;
+        if (nwant + more > cap) {
+            cap = nwant + more + 16;
+            char **w = realloc(want, cap * sizeof(char *));
+            lake_data_file *a = realloc(adds, cap * sizeof(*adds));
+            char **k = realloc(keys, cap * sizeof(char *));
+            if (w)
+                want = w;
+            if (a)
+                adds = a;
+            if (k)
+                keys = k;
+            if (!w || !a || !k) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+        if (strcmp(l->signature, sig) == 0) {
+            /* shared: the leaf's files, by reference */
+            for (size_t k = 0; rc == 0 && k < l->nfiles; k++) {
+                char *p = NULL;
+                if (asprintf(&p, "/%s/%s", l->tprefix, l->files[k].path) < 0) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                keys[nkeys++] = p;
+                want[nwant++] = p;
+                adds[nadds++] = (lake_data_file){.path = p,
+                                                 .stats = l->files[k].stats,
+                                                 .file_bytes = l->files[k].bytes,
+                                                 .records = l->files[k].records};
+            }
+            continue;
+        }
+        /* copied: kept while the leaf has not committed since the copy */
+        char key[64];
+        snprintf(key, sizeof(key), "lakebase.copy.%s", loid);
+        const char *at = lake_table_summary_value(lt, key);
+        if (at && strcmp(at, l->committed) == 0) {
+            for (size_t k = 0; k < nlive; k++)
+                if (copy_of_leaf(lake_table_live_path(lt, k), loid))
+                    want[nwant++] = (char *)lake_table_live_path(lt, k);
+            continue;
+        }
+        table_info ct = {.oid = l->oid,
+                         .schema = l->schema,
+                         .name = l->name,
+                         .nblocks = l->nblocks,
+                         .cols = t.cols,
+                         .ncols = t.ncols,
+                         .copy_of = l->oid};
+        uint64_t nchunks = (l->nblocks + ru->chunk_blocks - 1) / ru->chunk_blocks;
+        table_writer tw;
+        int twrc = table_writer_init(&tw, &ct);
+        if (rc == 0)
+            rc = twrc;
+        for (uint64_t k = 0; rc == 0 && k < nchunks; k++) {
+            if (r->cancel && atomic_load(r->cancel)) {
+                rc = lb_err_set(err, -ECANCELED, "cancelled");
+                break;
+            }
+            lake_parquet_file_stats *st = NULL;
+            char path[96];
+            rc = write_chunk(ru, c, &ct, schema, &tw, tprefix, k, path, sizeof(path), &st);
+            uint64_t n64 = l->nblocks - k * ru->chunk_blocks < ru->chunk_blocks
+                               ? l->nblocks - k * ru->chunk_blocks
+                               : ru->chunk_blocks;
+            ru->res->heap_bytes_read += n64 * ru->block_size;
+            if (rc == 0 && st) {
+                char *p = strdup(path);
+                if (!p) {
+                    lake_parquet_file_stats_free(st);
+                    rc = -ENOMEM;
+                    break;
+                }
+                keys[nkeys++] = p;
+                want[nwant++] = p;
+                adds[nadds++] = (lake_data_file){.path = p, .stats = st};
+                npaths++;
+            }
+        }
+        table_writer_free(&tw);
+    }
+    /* the commit: what the leaves have now, against the parent's live set */
+    if (rc == 0) {
+        qsort(want, nwant, sizeof(char *), cmp_str);
+        removes = calloc(nlive + 1, sizeof(char *));
+        if (!removes)
+            rc = -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < nlive; i++) {
+        const char *p = lake_table_live_path(lt, i);
+        if (!bsearch(&p, want, nwant, sizeof(char *), cmp_str))
+            removes[nremoves++] = p;
+    }
+    size_t nnew = 0; /* adds not yet live */
+    for (size_t i = 0; rc == 0 && i < nadds; i++) {
+        if (is_live(lt, adds[i].path)) {
+            if (adds[i].path[0] != '/') /* a fresh copy is never live */
+                lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
+            continue;
+        }
+        adds[nnew++] = adds[i];
+    }
+    nadds = rc == 0 ? nnew : nadds;
+    ltap_table_status *ts = NULL;
+    if (rc == 0) {
+        ltap_table_status *grown =
+            realloc(ru->res->tables, (ru->res->ntables + 1) * sizeof(ltap_table_status));
+        if (!grown)
+            rc = -ENOMEM;
+        else {
+            ru->res->tables = grown;
+            ts = &grown[ru->res->ntables++];
+            memset(ts, 0, sizeof(*ts));
+            snprintf(ts->database, sizeof(ts->database), "%s", dbname);
+            snprintf(ts->schema, sizeof(ts->schema), "%s", nspname);
+            snprintf(ts->table, sizeof(ts->table), "%s", relname);
+            ts->chunks_written = npaths;
+            ts->partitioned = true;
+        }
+    }
+    /* a schema change with no file to change is a commit of its own */
+    if (rc == 0 && (nadds + nremoves > 0 || lake_table_schema_changed(lt))) {
+        char lsn[LB_LSN_STRLEN];
+        lb_lsn_format(r->lsn, lsn);
+        /* lakebase.lsn, lakebase.relfilenode (none) and one lakebase.copy.<oid> per copied leaf */
+        size_t nsum = 4 + 2 * (size_t)nleaves + 1;
+        const char **summary = calloc(nsum, sizeof(char *));
+        char(*ckeys)[64] = calloc((size_t)nleaves + 1, 64);
+        size_t ns = 0;
+        if (!summary || !ckeys)
+            rc = -ENOMEM;
+        if (rc == 0) {
+            summary[ns++] = "lakebase.lsn", summary[ns++] = lsn;
+            summary[ns++] = "lakebase.relfilenode", summary[ns++] = "0";
+            for (int i = 0; i < nleaves; i++) {
+                const char *loid = PQgetvalue(leaves, i, 0);
+                for (size_t k = 0; k < ru->nleaves; k++) {
+                    const leaf_state *l = &ru->leaves[k];
+                    if (strcmp(l->oid, loid) != 0 || strcmp(l->signature, sig) == 0)
+                        continue;
+                    snprintf(ckeys[i], 64, "lakebase.copy.%s", loid);
+                    summary[ns++] = ckeys[i];
+                    summary[ns++] = l->committed;
+                }
+            }
+            lake_commit cm = {.adds = adds,
+                              .nadds = nadds,
+                              .removes = removes,
+                              .nremoves = nremoves,
+                              .summary = summary};
+            size_t noted = ru->res->nremoved;
+            for (size_t i = 0; i < nremoves; i++)
+                if (removes[i][0] != '/') /* the parent's own copies only */
+                    note_removed(ru->res, tprefix, removes[i]);
+            rc = lake_table_commit(lt, &cm, err);
+            while (rc && ru->res->nremoved > noted)
+                free(ru->res->removed[--ru->res->nremoved]);
+        }
+        free(summary);
+        free(ckeys);
+    }
+    if (rc == 0) {
+        const char *lsn_s = lake_table_summary_value(lt, "lakebase.lsn");
+        if (!lsn_s || lb_lsn_parse(lsn_s, &ts->lake_lsn) != 0 || nadds + nremoves == 0)
+            ts->lake_lsn = r->lsn;
+        ts->files = lake_table_live_count(lt);
+        const char *bytes = lake_table_summary_value(lt, "total-files-size");
+        const char *rows = lake_table_summary_value(lt, "total-records");
+        ts->bytes = bytes ? strtoull(bytes, NULL, 10) : 0;
+        ts->rows = rows ? strtoull(rows, NULL, 10) : 0;
+        json_array_append_new(ru->tables,
+                              json_pack("{s:s, s:s, s:s, s:s}", "database", dbname, "schema",
+                                        nspname, "table", relname, "prefix", tprefix));
+    }
+    if (rc && rc != -ENOMEM)
+        lb_err_prefix(err, "partitioned table \"%s\".\"%s\".\"%s\"", dbname, nspname, relname);
+    /* fresh copies' statistics are ours; shared ones belong to the leaves */
+    for (size_t i = 0; adds && i < nadds; i++)
+        if (adds[i].path[0] != '/')
+            lake_parquet_file_stats_free((lake_parquet_file_stats *)adds[i].stats);
+    for (size_t i = 0; i < nkeys; i++)
+        free(keys[i]);
+    free(keys);
+    free(want);
+    free(adds);
+    free(removes);
+    PQclear(leaves);
+    lake_table_close(lt);
+    lake_schema_free(schema);
+    for (size_t i = 0; i < t.ncols; i++)
+        ltap__column_free(&t.cols[i]);
+    free(t.cols);
+    free(sig);
     free(rel);
     free(tprefix);
     return rc;
@@ -799,7 +1486,7 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         res = query(c,
                     "SELECT c.oid, n.nspname, c.relname, c.relfilenode, c.reltablespace, "
                     "       pg_relation_size(c.oid, 'main') / current_setting('block_size')::int, "
-                    "       current_setting('block_size'), c.relnatts "
+                    "       current_setting('block_size'), c.relispartition, c.relnatts "
                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE c.relkind = 'r' AND c.relpersistence = 'p' "
                     "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -821,7 +1508,8 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         t.db = db_oid;
         t.nblocks = strtoull(PQgetvalue(res, i, 5), NULL, 10);
         ru->block_size = (uint32_t)strtoul(PQgetvalue(res, i, 6), NULL, 10);
-        t.natts = atoi(PQgetvalue(res, i, 7));
+        t.partition = PQgetvalue(res, i, 7)[0] == 't';
+        t.natts = atoi(PQgetvalue(res, i, 8));
         if (!t.oid || !t.schema || !t.name)
             rc = -ENOMEM;
         if (rc == 0)
@@ -831,6 +1519,25 @@ materialize_database(run *ru, const char *dbname, uint32_t db_oid, uint32_t db_s
         table_info_free(&t);
     }
     PQclear(res);
+    res = NULL;
+    /* partitioned tables, over the leaves just materialized */
+    if (rc == 0) {
+        res = query(c,
+                    "SELECT c.oid, n.nspname, c.relname "
+                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind = 'p' AND c.relpersistence = 'p' "
+                    "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                    "  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' "
+                    "ORDER BY n.nspname, c.relname",
+                    0, NULL, err);
+        rc = res ? 0 : err->code;
+    }
+    n = rc == 0 ? PQntuples(res) : 0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = materialize_parent(ru, c, dbname, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                                PQgetvalue(res, i, 2));
+    PQclear(res);
+    leaves_free(ru);
     PQfinish(c);
     return rc;
 }
@@ -846,6 +1553,63 @@ tables_key(const ltap_request *r)
     return k;
 }
 
+static bool
+listed(const run *ru, const char *tprefix, size_t len)
+{
+    size_t k;
+    json_t *f;
+    json_array_foreach(ru->tables, k, f)
+    {
+        const char *p = json_string_value(json_object_get(f, "prefix"));
+        if (p && strlen(p) == len && strncmp(p, tprefix, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* After an unfinished run: lake tables under <prefix>/lake/ that no list
+ * names (created by the run that died, their relation dropped before
+ * this run) are deleted too. A table is <db>/<schema>/<table>/ followed
+ * by data/, metadata/ or _delta_log/; nothing else is touched. */
+static int
+drop_unlisted(run *ru)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/lake/", ru->r->prefix) < 0)
+        return -ENOMEM;
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(ru->r->store, dir, &l);
+    if (rc)
+        lb_err_set(ru->err, rc, "could not list \"%s\": %s", dir, lake_store_error(ru->r->store));
+    size_t dlen = strlen(dir);
+    char *last = NULL;
+    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+        const char *key = l.objects[i].key, *e = key + dlen;
+        for (int slash = 0; e && slash < 3; slash++)
+            if ((e = strchr(e, '/')))
+                e++;
+        if (!e || (strncmp(e, "data/", 5) != 0 && strncmp(e, "metadata/", 9) != 0 &&
+                   strncmp(e, "_delta_log/", 11) != 0))
+            continue;
+        size_t len = (size_t)(e - 1 - key);
+        if (listed(ru, key, len) || (last && strlen(last) == len && strncmp(last, key, len) == 0))
+            continue;
+        free(last);
+        if (!(last = strndup(key, len))) {
+            rc = -ENOMEM;
+            break;
+        }
+        lb_info("ltap: dropping an unlisted lake table of an unfinished run prefix=%s", last);
+        if ((rc = delete_table(ru, last)) == 0)
+            ru->res->dropped++;
+    }
+    free(last);
+    lb_objstore_list_free(&l);
+    free(dir);
+    return rc;
+}
+
 /* Delete the lake tables of the previous list that this run did not find. */
 static int
 drop_missing(run *ru, const char *key)
@@ -854,7 +1618,7 @@ drop_missing(run *ru, const char *key)
     int rc = lake_store_get(ru->r->store, key, &old);
     if (rc == LB_ENOTFOUND) {
         lb_buf_free(&old);
-        return 0;
+        return ru->sweep ? drop_unlisted(ru) : 0;
     }
     if (rc) {
         lb_buf_free(&old);
@@ -875,13 +1639,55 @@ drop_missing(run *ru, const char *key)
         }
         if (p && !found) {
             lb_info("ltap: dropping lake table prefix=%s", p);
-            if ((rc = delete_table(ru->r->store, p, ru->err)))
+            if ((rc = delete_table(ru, p)))
                 break;
             ru->res->dropped++;
         }
     }
     json_decref(j);
+    if (rc == 0 && ru->sweep)
+        rc = drop_unlisted(ru);
     return rc;
+}
+
+/* The run marker, <prefix>/lake/_ltap_run.json: {"lsn", "state"}, state
+ * "running" from a run's start until it finished. */
+static int
+run_mark(run *ru, const char *key, const char *state)
+{
+    char lsn[LB_LSN_STRLEN];
+    json_t *j = json_pack("{s:s, s:s}", "lsn", lb_lsn_format(ru->r->lsn, lsn), "state", state);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    int rc = text ? lake_store_put(ru->r->store, key, text, strlen(text)) : -ENOMEM;
+    free(text);
+    if (rc && rc != -ENOMEM)
+        lb_err_set(ru->err, rc, "could not write \"%s\": %s", key, lake_store_error(ru->r->store));
+    return rc;
+}
+
+/* A marker left "running" means the last run died or failed: this run
+ * collects its orphans (sweep_orphans, drop_missing). */
+static int
+run_begin(run *ru, const char *key)
+{
+    lb_buf b = LB_BUF_INIT;
+    int rc = lake_store_get(ru->r->store, key, &b);
+    if (rc == 0) {
+        json_t *j = json_loadb(b.data ? (const char *)b.data : "", b.len, 0, NULL);
+        const char *state = json_string_value(json_object_get(j, "state"));
+        ru->sweep = !state || strcmp(state, "done") != 0;
+        json_decref(j);
+    } else if (rc != LB_ENOTFOUND) {
+        lb_buf_free(&b);
+        return lb_err_set(ru->err, rc, "could not read \"%s\": %s", key,
+                          lake_store_error(ru->r->store));
+    }
+    lb_buf_free(&b);
+    if (ru->sweep)
+        lb_info("ltap: the last run did not finish, collecting its orphans prefix=%s",
+                ru->r->prefix);
+    return run_mark(ru, key, "running");
 }
 
 int
@@ -911,6 +1717,13 @@ ltap_materialize(const ltap_request *r, ltap_result *out, lb_err *err)
     }
     if (c)
         PQfinish(c);
+    char *rkey = NULL;
+    if (rc == 0 && asprintf(&rkey, "%s/%s", r->prefix, RUN_KEY) < 0) {
+        rkey = NULL;
+        rc = -ENOMEM;
+    }
+    if (rc == 0)
+        rc = run_begin(&ru, rkey);
     int n = rc == 0 ? PQntuples(dbs) : 0;
     for (int i = 0; rc == 0 && i < n; i++)
         rc = materialize_database(&ru, PQgetvalue(dbs, i, 0),
@@ -933,6 +1746,9 @@ ltap_materialize(const ltap_request *r, ltap_result *out, lb_err *err)
             lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(r->store));
         free(text);
     }
+    if (rc == 0)
+        rc = run_mark(&ru, rkey, "done");
+    free(rkey);
     free(key);
     json_decref(ru.tables);
     if (rc == 0 && out)
@@ -951,5 +1767,8 @@ ltap_result_free(ltap_result *res)
     for (size_t i = 0; i < res->nremoved; i++)
         free(res->removed[i]);
     free(res->removed);
+    for (size_t i = 0; i < res->nshared; i++)
+        free(res->shared[i]);
+    free(res->shared);
     memset(res, 0, sizeof(*res));
 }

@@ -54,6 +54,21 @@ typedef struct ltap_request {
     /* When set and true, the run stops before its next chunk with
      * -ECANCELED (what it committed stays); may be NULL. */
     const atomic_bool *cancel;
+    /* A lake to start new tables from (a branch's first run: its parent's
+     * lake, whose run at seed_lsn is at or before the branch point). A
+     * table this prefix does not have yet, found there with the same
+     * columns and relfilenode and last committed at or before seed_lsn,
+     * lists that commit's files by key ('/' + key, lake/table.h) and
+     * writes again only the chunks the dirty test finds dirty since that
+     * commit's LSN (the `since` it is given). Files of the seed are never
+     * noted as removed here (the seed lake owns them). NULL: none. */
+    const char *seed_prefix;
+    lb_lsn seed_lsn;
+    /* Whether another lake lists a data file (its key) of this one (a
+     * branch started from it): such a file is kept when its table is
+     * deleted, and noted as removed instead. NULL: none is. */
+    int (*referenced)(void *arg, const char *key);
+    void *referenced_arg;
 } ltap_request;
 
 /* What one table's lake state is after a run. */
@@ -65,12 +80,19 @@ typedef struct ltap_table_status {
     uint64_t chunks_written; /* this run */
     uint64_t heap_bytes_read;
     bool full; /* this run rewrote the table in full (new, or a new relfilenode) */
+    /* a partitioned table: its leaves' files (chunks_written: copies of
+     * leaves whose columns differ from its own) */
+    bool partitioned;
+    /* new here and started from the seed lake (ltap_request.seed_prefix) */
+    bool seeded;
 } ltap_table_status;
 
 typedef struct ltap_result {
     ltap_table_status *tables; /* owned; free with ltap_result_free() */
     size_t ntables;
-    size_t dropped;           /* lake tables removed (their relation is gone) */
+    size_t dropped; /* lake tables removed (their relation is gone) */
+    /* data files of an unfinished earlier run (never committed) deleted */
+    uint64_t orphans_deleted;
     uint64_t heap_bytes_read; /* all tables */
     uint64_t lake_bytes_written;
     uint64_t rows_written;
@@ -79,6 +101,10 @@ typedef struct ltap_result {
      * until they expire. Owned. */
     char **removed;
     size_t nremoved;
+    /* Keys of data files of other prefixes (a seed lake's) that the live
+     * sets of this run's tables list, for the owner's expiry. Owned. */
+    char **shared;
+    size_t nshared;
 } ltap_result;
 
 /*

@@ -11,6 +11,7 @@
 #include "timeline.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -27,6 +28,9 @@
 
 #define PENDING_KEY "lake/_ltap_pending.json"
 #define REMOVED_KEY "lake/_ltap_removed.json"
+#define RUNS_DIR "lake/_ltap_runs/"
+#define REFS_DIR "lake/_ltap_refs/"
+#define REFS_OUT_KEY "lake/_ltap_refs_out.json"
 #define DEFAULT_INDEX_WAIT_MS 20000
 #define XLOG_FPI_FOR_HINT 0xA0
 #define RM_HEAP2_ID 9
@@ -263,7 +267,7 @@ settle_pending(scan *s, size_t nloaded)
 }
 
 static int
-save_pending(lake_store *st, const char *key, const scan *s, lb_err *err)
+save_pending(lake_store *st, const char *key, const char *run_key, const scan *s, lb_err *err)
 {
     char lsn[LB_LSN_STRLEN];
     json_t *pend = json_array();
@@ -281,6 +285,8 @@ save_pending(lake_store *st, const char *key, const scan *s, lb_err *err)
     if (!text)
         return lb_err_set(err, -ENOMEM, "out of memory");
     int rc = lake_store_put(st, key, text, strlen(text));
+    if (rc == 0 && run_key) /* the same, kept per run for branches (RUNS_DIR) */
+        rc = lake_store_put(st, run_key, text, strlen(text));
     free(text);
     if (rc)
         return lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(st));
@@ -311,12 +317,14 @@ ltap_dirty_test(void *arg, uint32_t spc, uint32_t db, uint32_t rel, uint32_t fir
 
 /* ---- expiry ------------------------------------------------------------------------------ */
 
+static int keyset_has(void *arg, const char *key);
+
 /* Note the files this run removed and delete those removed longer than the
  * retention ago. *expired counts them. A file whose delete fails stays
  * noted for the next run. */
 static int
 expire(lake_store *st, const char *key, const ltap_result *res, int64_t retention_ms, int64_t now,
-       uint64_t *expired, lb_err *err)
+       const void *refs, uint64_t *expired, lb_err *err)
 {
     *expired = 0;
     lb_buf b = LB_BUF_INIT;
@@ -340,7 +348,8 @@ expire(lake_store *st, const char *key, const ltap_result *res, int64_t retentio
         int64_t at = json_integer_value(json_array_get(e, 1));
         if (!k)
             continue;
-        if (retention_ms >= 0 && now - at >= retention_ms) {
+        /* a file a branch still lists stays (noted) until it no longer does */
+        if (retention_ms >= 0 && now - at >= retention_ms && !keyset_has((void *)refs, k)) {
             int drc = lake_store_delete(st, k);
             if (drc == 0 || drc == LB_ENOTFOUND || drc == -ENOENT) {
                 (*expired)++;
@@ -364,6 +373,313 @@ expire(lake_store *st, const char *key, const ltap_result *res, int64_t retentio
     if (rc)
         return lb_err_set(err, rc, "could not write \"%s\": %s", key, lake_store_error(st));
     return 0;
+}
+
+/* ---- branches ---------------------------------------------------------------------------- */
+
+/* A sorted set of keys. */
+typedef struct keyset {
+    char **k;
+    size_t n;
+} keyset;
+
+static int
+cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+keyset_free(keyset *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->k[i]);
+    free(s->k);
+    memset(s, 0, sizeof(*s));
+}
+
+static int
+keyset_has(void *arg, const char *key)
+{
+    const keyset *s = arg;
+    return s->n && bsearch(&key, s->k, s->n, sizeof(char *), cmp_key) != NULL;
+}
+
+static int
+keyset_add(keyset *s, const char *key)
+{
+    char **grown = realloc(s->k, (s->n + 1) * sizeof(char *));
+    if (!grown)
+        return -ENOMEM;
+    s->k = grown;
+    if (!(s->k[s->n] = strdup(key)))
+        return -ENOMEM;
+    s->n++;
+    return 0;
+}
+
+static json_t *
+get_json(lake_store *st, const char *key, int *rc)
+{
+    lb_buf b = LB_BUF_INIT;
+    *rc = lake_store_get(st, key, &b);
+    json_t *j = *rc == 0 ? json_loadb(b.data ? (const char *)b.data : "", b.len, 0, NULL) : NULL;
+    lb_buf_free(&b);
+    return j;
+}
+
+/* The keys of this lake that other lakes (branches started from it) list:
+ * every <prefix>/lake/_ltap_refs/<referrer>.json, {"keys": {key: ms}}. */
+static int
+refs_load(lake_store *st, const char *prefix, keyset *out, lb_err *err)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/%s", prefix, REFS_DIR);
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(st, dir, &l);
+    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+        int grc;
+        json_t *j = get_json(st, l.objects[i].key, &grc);
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(j, "keys"), k, v)
+        {
+            (void)v;
+            if (rc == 0)
+                rc = keyset_add(out, k);
+        }
+        json_decref(j);
+        if (grc && grc != LB_ENOTFOUND)
+            rc = grc;
+    }
+    lb_objstore_list_free(&l);
+    if (rc)
+        return lb_err_set(err, rc, "could not read the references to \"%s\": %s", dir,
+                          lake_store_error(st));
+    if (out->n > 1)
+        qsort(out->k, out->n, sizeof(char *), cmp_key);
+    return 0;
+}
+
+/* The lake prefix ("<tenant>/<timeline>") a key belongs to, in out. */
+static bool
+owner_of(const char *key, char *out, size_t cap)
+{
+    const char *a = strchr(key, '/'), *b = a ? strchr(a + 1, '/') : NULL;
+    if (!b || (size_t)(b - key) >= cap)
+        return false;
+    memcpy(out, key, (size_t)(b - key));
+    out[b - key] = 0;
+    return true;
+}
+
+/* Write this lake's references into each owner's _ltap_refs/<timeline>.json:
+ * the keys its tables list now, and those listed before that are younger
+ * than the retention (its own older snapshots may still list them). The
+ * owners written are kept in <prefix>/lake/_ltap_refs_out.json, for the
+ * next run and for the purge of a deleted timeline. */
+static int
+refs_write(lake_store *st, const ltap_timeline_run *r, const char *prefix, const ltap_result *res,
+           lb_err *err)
+{
+    char okey[400];
+    snprintf(okey, sizeof(okey), "%s/%s", prefix, REFS_OUT_KEY);
+    int rc;
+    json_t *owners = get_json(st, okey, &rc);
+    if (rc && rc != LB_ENOTFOUND)
+        return lb_err_set(err, rc, "could not read \"%s\": %s", okey, lake_store_error(st));
+    if (!json_is_array(owners)) {
+        json_decref(owners);
+        owners = json_array();
+    }
+    char owner[200];
+    for (size_t i = 0; i < res->nshared; i++) {
+        if (!owner_of(res->shared[i], owner, sizeof(owner)))
+            continue;
+        bool have = false;
+        size_t k;
+        json_t *o;
+        json_array_foreach(owners, k, o) have |= strcmp(json_string_value(o), owner) == 0;
+        if (!have)
+            json_array_append_new(owners, json_string(owner));
+    }
+    int64_t now = lb_now_ms();
+    json_t *still = json_array();
+    size_t k;
+    json_t *o;
+    rc = 0;
+    json_array_foreach(owners, k, o)
+    {
+        const char *own = json_string_value(o);
+        if (!own || rc)
+            continue;
+        char rkey[600];
+        snprintf(rkey, sizeof(rkey), "%s/%s%s.json", own, REFS_DIR, r->timeline);
+        int grc;
+        json_t *old = get_json(st, rkey, &grc);
+        json_t *keys = json_object();
+        size_t on = strlen(own);
+        for (size_t i = 0; i < res->nshared; i++)
+            if (strncmp(res->shared[i], own, on) == 0 && res->shared[i][on] == '/')
+                json_object_set_new(keys, res->shared[i], json_integer(now));
+        const char *kk;
+        json_t *v;
+        json_object_foreach(json_object_get(old, "keys"), kk, v)
+        {
+            if (!json_object_get(keys, kk) &&
+                (r->retention_ms < 0 || now - json_integer_value(v) < r->retention_ms))
+                json_object_set(keys, kk, v);
+        }
+        json_decref(old);
+        if (json_object_size(keys) == 0) {
+            rc = lake_store_delete(st, rkey);
+            if (rc == LB_ENOTFOUND || rc == -ENOENT)
+                rc = 0;
+        } else {
+            json_t *j = json_pack("{s:O}", "keys", keys);
+            char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+            json_decref(j);
+            rc = text ? lake_store_put(st, rkey, text, strlen(text)) : -ENOMEM;
+            free(text);
+            json_array_append(still, o);
+        }
+        json_decref(keys);
+        if (rc && rc != -ENOMEM)
+            lb_err_set(err, rc, "could not write \"%s\": %s", rkey, lake_store_error(st));
+    }
+    json_decref(owners);
+    if (rc == 0) {
+        char *text = json_dumps(still, JSON_COMPACT);
+        rc = text ? lake_store_put(st, okey, text, strlen(text)) : -ENOMEM;
+        free(text);
+        if (rc && rc != -ENOMEM)
+            lb_err_set(err, rc, "could not write \"%s\": %s", okey, lake_store_error(st));
+    }
+    json_decref(still);
+    return rc;
+}
+
+/* Run records <prefix>/lake/_ltap_runs/<P, 16 hex digits>-<unix ms>.json:
+ * the newest is kept, the others once older than the retention. */
+static void
+runs_expire(lake_store *st, const char *prefix, int64_t retention_ms)
+{
+    if (retention_ms < 0)
+        return;
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/%s", prefix, RUNS_DIR);
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    if (lake_store_list(st, dir, &l) != 0)
+        return;
+    int64_t now = lb_now_ms();
+    /* sorted by name, so by P: the last is the newest */
+    for (size_t i = 0; i + 1 < l.nobjects; i++) {
+        unsigned long long lsn;
+        long long ms;
+        if (sscanf(l.objects[i].key + strlen(dir), "%16llx-%lld.json", &lsn, &ms) == 2 &&
+            now - ms >= retention_ms)
+            lake_store_delete(st, l.objects[i].key);
+    }
+    lb_objstore_list_free(&l);
+}
+
+/* The parent's newest complete run at or before b: its P and the blocks
+ * pending there (transactions open at its P). 1, 0 for none, or an error. */
+static int
+parent_run(lake_store *st, const char *pprefix, lb_lsn b, lb_lsn *s_out, vec *pending)
+{
+    char dir[400];
+    snprintf(dir, sizeof(dir), "%s/%s", pprefix, RUNS_DIR);
+    lb_objstore_listing l;
+    memset(&l, 0, sizeof(l));
+    int rc = lake_store_list(st, dir, &l);
+    const char *best = NULL;
+    lb_lsn best_lsn = 0;
+    for (size_t i = 0; rc == 0 && i < l.nobjects; i++) {
+        unsigned long long lsn;
+        long long ms;
+        if (sscanf(l.objects[i].key + strlen(dir), "%16llx-%lld.json", &lsn, &ms) == 2 &&
+            lsn <= b && lsn >= best_lsn)
+            best = l.objects[i].key, best_lsn = lsn;
+    }
+    int found = 0;
+    if (rc == 0 && best) {
+        json_t *j = get_json(st, best, &rc);
+        json_t *pend = json_object_get(j, "pending");
+        if (rc == 0 && json_is_array(pend) && json_array_size(pend) % 5 == 0) {
+            for (size_t i = 0; rc == 0 && i < json_array_size(pend); i += 5) {
+                blk e = {(uint32_t)json_integer_value(json_array_get(pend, i + 1)),
+                         (uint32_t)json_integer_value(json_array_get(pend, i + 2)),
+                         (uint32_t)json_integer_value(json_array_get(pend, i + 3)),
+                         (uint32_t)json_integer_value(json_array_get(pend, i + 4))};
+                rc = vec_push(pending, &e);
+            }
+            vec_sort_unique(pending, blk_cmp);
+            *s_out = best_lsn;
+            found = rc == 0;
+        }
+        json_decref(j);
+    }
+    lb_objstore_list_free(&l);
+    return rc ? rc : found;
+}
+
+/* A branch's first run: dirty since a table's commit in the parent's lake
+ * (`since`, at or before the parent's run S <= B) is a block whose page
+ * LSN on the standby at P is later (every change after since bumped it),
+ * or a block of a transaction open at S (the parent's pending state: it
+ * may have ended before B), or what the branch's own index says. */
+typedef struct branch_dirty {
+    ltap_dirty *d;
+    const char *pgdata;
+    vec pending; /* blk, sorted */
+} branch_dirty;
+
+#define SEG_BLOCKS 131072u /* 1 GB segments of 8 kB blocks */
+
+static int
+branch_dirty_test(void *arg, uint32_t spc, uint32_t db, uint32_t rel, uint32_t first, uint32_t n,
+                  lb_lsn since)
+{
+    branch_dirty *bd = arg;
+    if (ltap_dirty_test(bd->d, spc, db, rel, first, n, since))
+        return 1;
+    const blk *v = bd->pending.v;
+    for (size_t i = 0; i < bd->pending.n; i++)
+        if (v[i].spc == spc && v[i].db == db && v[i].rel == rel && v[i].block - first < n)
+            return 1;
+    if (!bd->pgdata || spc != 1663) /* a tablespace other than pg_default: count as dirty */
+        return 1;
+    int fd = -1;
+    uint32_t seg = UINT32_MAX;
+    int dirty = 0;
+    for (uint32_t b = first; b - first < n && !dirty; b++) {
+        if (b / SEG_BLOCKS != seg) {
+            if (fd >= 0)
+                close(fd);
+            seg = b / SEG_BLOCKS;
+            char path[600];
+            if (seg)
+                snprintf(path, sizeof(path), "%s/base/%u/%u.%u", bd->pgdata, db, rel, seg);
+            else
+                snprintf(path, sizeof(path), "%s/base/%u/%u", bd->pgdata, db, rel);
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                dirty = 1;
+                break;
+            }
+        }
+        uint32_t h[2];
+        if (pread(fd, h, sizeof(h), (off_t)(b % SEG_BLOCKS) * 8192) != (ssize_t)sizeof(h))
+            dirty = 1;
+        else if (((lb_lsn)h[0] << 32 | h[1]) > since)
+            dirty = 1;
+    }
+    if (fd >= 0)
+        close(fd);
+    return dirty;
 }
 
 /* ---- status ---------------------------------------------------------------------------- */
@@ -628,9 +944,11 @@ ltap_dirty_build(const ltap_index_access *ia, lake_store *st, const char *prefix
 int
 ltap_dirty_save(const ltap_dirty *d, lake_store *st, const char *prefix, lb_err *err)
 {
-    char key[512];
+    char key[512], run_key[600];
     snprintf(key, sizeof(key), "%s/%s", prefix, PENDING_KEY);
-    return save_pending(st, key, d, err);
+    snprintf(run_key, sizeof(run_key), "%s/%s%016" PRIX64 "-%lld.json", prefix, RUNS_DIR,
+             (uint64_t)d->to, (long long)lb_now_ms());
+    return save_pending(st, key, run_key, d, err);
 }
 
 lb_lsn
@@ -674,22 +992,59 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
     lake_store *st = NULL;
     ltap_dirty *d = NULL;
     ltap_result res = {0};
+    keyset refs = {0};
+    branch_dirty bd = {.pending = {.size = sizeof(blk)}, .pgdata = r->pgdata};
+    char pprefix[200] = "";
+    lb_lsn seed_lsn = 0;
     int rc = lake_store_open(r->store_url, NULL, &st, err);
     if (rc == 0)
         rc = ltap_dirty_build(&r->index, st, prefix, r->lsn, r->index_wait_ms, &d, err);
+    /* what branches of this timeline list of its lake */
+    if (rc == 0)
+        rc = refs_load(st, prefix, &refs, err);
+    /* A branch's first run (no table list yet) starts from its parent's
+     * lake at the parent's newest run at or before the branch point. */
+    if (rc == 0 && r->ancestor && *r->ancestor) {
+        char tkey[300];
+        snprintf(tkey, sizeof(tkey), "%s/lake/_ltap_tables.json", prefix);
+        int grc;
+        json_t *tl = get_json(st, tkey, &grc);
+        json_decref(tl);
+        if (grc == LB_ENOTFOUND) {
+            snprintf(pprefix, sizeof(pprefix), "%s/%s", r->tenant, r->ancestor);
+            int f = parent_run(st, pprefix, r->ancestor_lsn, &seed_lsn, &bd.pending);
+            if (f < 0)
+                rc = lb_err_set(err, f, "could not read the parent's lake \"%s\": %s", pprefix,
+                                lake_store_error(st));
+            else if (f == 0)
+                pprefix[0] = 0;
+        } else if (grc) {
+            rc = lb_err_set(err, grc, "could not read \"%s\": %s", tkey, lake_store_error(st));
+        }
+    }
+    bd.d = d;
     if (rc == 0) {
         ltap_request req = {.conninfo = r->conninfo,
                             .lsn = r->lsn,
-                            .dirty = ltap_dirty_test,
-                            .dirty_arg = d,
+                            .dirty = pprefix[0] ? branch_dirty_test : ltap_dirty_test,
+                            .dirty_arg = pprefix[0] ? (void *)&bd : (void *)d,
                             .store = st,
                             .prefix = prefix,
                             .chunk_blocks = r->chunk_blocks,
-                            .cancel = r->cancel};
+                            .cancel = r->cancel,
+                            .seed_prefix = pprefix[0] ? pprefix : NULL,
+                            .seed_lsn = seed_lsn,
+                            .referenced = keyset_has,
+                            .referenced_arg = &refs};
+        if (pprefix[0])
+            lb_info("lake tenant=%s timeline=%s starts from parent=%s lsn=%X/%X", r->tenant,
+                    r->timeline, r->ancestor, LB_LSN_ARGS(seed_lsn));
         rc = ltap_materialize(&req, &res, err);
     }
     if (rc == 0)
         rc = ltap_dirty_save(d, st, prefix, err);
+    if (rc == 0)
+        rc = refs_write(st, r, prefix, &res, err);
     uint64_t expired = 0;
     size_t expired_snapshots = 0;
     if (rc == 0) {
@@ -703,7 +1058,8 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
                     r->timeline, serr.message);
         char rkey[260];
         snprintf(rkey, sizeof(rkey), "%s/%s", prefix, REMOVED_KEY);
-        rc = expire(st, rkey, &res, r->retention_ms, now, &expired, err);
+        rc = expire(st, rkey, &res, r->retention_ms, now, &refs, &expired, err);
+        runs_expire(st, prefix, r->retention_ms);
     }
     int64_t ms = lb_mono_ms() - t0;
     char lsn[LB_LSN_STRLEN];
@@ -720,6 +1076,8 @@ ltap_timeline_materialize(const ltap_timeline_run *r, lb_err *err)
                 lb_lsn_format(r->lsn, lsn), err->message);
     record_run(r, &res, rc, err, ms);
     ltap_result_free(&res);
+    keyset_free(&refs);
+    free(bd.pending.v);
     ltap_dirty_free(d);
     lake_store_close(st);
     return rc;

@@ -37,9 +37,17 @@
  * one inside the window, finds every file. A dropped table is deleted at
  * once.
  *
+ * Files of a run that was killed or failed before its commits: deleted
+ * by the next run (ltap_materialize, ltap.c's sweep_orphans).
+ *
  * Branches. A branch's lake is its own, under <tenant>/<branch timeline>,
- * and shares no file with its parent's: its first snapshot writes every
- * table in full.
+ * but its first run starts from its parent's newest run at or before the
+ * branch point (records kept per run in <prefix>/lake/_ltap_runs/): its
+ * tables list the parent's files by key and write only chunks dirty since
+ * (page LSNs of the standby's files, the parent's pending blocks there,
+ * the branch's own index). What a branch lists of another lake it records
+ * in that lake's lake/_ltap_refs/<branch>.json; a lake's expiry and table
+ * deletes keep what is referenced. ltap/README.md has the details.
  *
  * The index must have reached P before the run: the call waits for it a
  * while (the index and the standby stream from the same safekeepers) and
@@ -104,6 +112,12 @@ typedef struct ltap_timeline_run {
      * next chunk (-ECANCELED); the next snapshot's run goes on from there.
      * May be NULL. */
     const atomic_bool *cancel;
+    /* A branch: its parent timeline ("" or NULL for a root) and the branch
+     * point B; the redo standby's data directory, whose files are exact at
+     * P during the call (after the snapshot's restartpoint). */
+    const char *ancestor;
+    lb_lsn ancestor_lsn;
+    const char *pgdata;
 } ltap_timeline_run;
 
 /* One lake run at r->lsn (see above). 0; LB_ETIMEOUT when the index did

@@ -737,13 +737,47 @@ refuse_if_deleted(ps_daemon *d, const char *tenant, const char *timeline, char *
 }
 
 /* The prefixes under a timeline that the pageserver writes; wal/ is the
- * safekeepers' and is never touched here. */
-static const char *const owned_prefixes[] = {"layers/", "walindex/", NULL};
+ * safekeepers' and is never touched here. lake/ holds only the timeline's
+ * own lake files: what a branch shares of its parent's lake stays under
+ * the parent (ltap/timeline.h). */
+static const char *const owned_prefixes[] = {"layers/", "walindex/", "lake/", NULL};
+
+/* A branch's references into its ancestors' lakes
+ * (<owner>/lake/_ltap_refs/<timeline>.json, listed in its
+ * lake/_ltap_refs_out.json): deleted first, so that the owners' expiry
+ * may delete what only this timeline listed. */
+static int
+purge_lake_refs(lb_objstore *store, const char *tenant, const char *timeline)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%.32s/%.32s/lake/_ltap_refs_out.json", tenant, timeline);
+    lb_buf body = LB_BUF_INIT;
+    int rc = lb_objstore_get(store, key, &body);
+    if (rc == LB_ENOTFOUND) {
+        lb_buf_free(&body);
+        return 0;
+    }
+    json_t *j = rc == 0 ? json_loadb(body.data ? body.data : "", body.len, 0, NULL) : NULL;
+    lb_buf_free(&body);
+    size_t i;
+    json_t *o;
+    json_array_foreach(j, i, o)
+    {
+        const char *owner = json_string_value(o);
+        char rkey[400];
+        if (!owner || rc)
+            continue;
+        snprintf(rkey, sizeof(rkey), "%.200s/lake/_ltap_refs/%.32s.json", owner, timeline);
+        rc = lb_objstore_delete(store, rkey);
+    }
+    json_decref(j);
+    return rc;
+}
 
 static int
 purge_one(ps_daemon *d, lb_objstore *store, const char *tenant, const char *timeline)
 {
-    int rc = 0;
+    int rc = purge_lake_refs(store, tenant, timeline);
     for (int p = 0; owned_prefixes[p] && rc == 0; p++) {
         char prefix[256];
         snprintf(prefix, sizeof(prefix), "%.32s/%.32s/%s", tenant, timeline, owned_prefixes[p]);

@@ -288,7 +288,7 @@ test_refused_input_writes_nothing(void **state)
     assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);
     st2->columns[0].min_len = saved_len;
     /* bad paths */
-    const char *bad[] = {"../escape.parquet", "/abs.parquet", "data//x.parquet", ""};
+    const char *bad[] = {"../escape.parquet", "//abs.parquet", "data//x.parquet", ""};
     for (size_t i = 0; i < 4; i++) {
         df.path = bad[i];
         assert_int_equal(lake_delta_commit(t, &df, 1, NULL, 0, NULL, &g_err), LB_EVALUE);

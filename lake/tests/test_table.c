@@ -22,6 +22,7 @@
 
 #include "delta.h"
 #include "errors.h"
+#include "fileio.h"
 #include "iceberg.h"
 #include "store.h"
 #include "table.h"
@@ -103,6 +104,72 @@ test_one_commit_both_formats(void **state)
     lake_table_close(t);
     lake_store_close(st);
     tf_free(&a), tf_free(&b), tf_free(&c);
+    lake_schema_free(s);
+}
+
+/* A file another table owns, shared by reference ('/' and its key):
+ * committed without statistics (rows and size only), listed by Iceberg at
+ * the store's URL + the key and added by Delta as that absolute URI, found
+ * again at reopen in both formats, and removed like any other. A path
+ * that leaves the store is refused. */
+static void
+test_shared_file_by_reference(void **state)
+{
+    (void)state;
+    const char *owner = "lake/db/public/leaf", *prefix = "lake/db/public/parent";
+    lake_schema *s = tf_schema(false);
+    lake_store *st = lt_open_store(g_dir);
+    tf_file a, b;
+    tf_write(g_dir, owner, s, false, "a", 0, 99, &a);
+    tf_write(g_dir, prefix, s, false, "b", 100, 149, &b);
+    char shared[300];
+    snprintf(shared, sizeof(shared), "/%s/%s", owner, a.path);
+    lake_table *t = open_model(st, prefix, s);
+    lake_data_file adds[2] = {
+        tf_data_file(&b),
+        {.path = shared, .file_bytes = (int64_t)a.stats->file_bytes, .records = a.stats->num_rows}};
+    lake_commit c1 = {.adds = adds, .nadds = 2};
+    lb_err err = {0};
+    if (lake_table_commit(t, &c1, &err))
+        fail_msg("commit: %s", err.message);
+    assert_string_equal(lake_table_summary_value(t, "total-records"), "150");
+    lake_table_close(t);
+
+    t = open_model(st, prefix, s); /* both formats agree, or open would level them */
+    assert_int_equal(lake_table_live_count(t), 2);
+    assert_string_equal(lake_table_live_path(t, 0), shared);
+    int64_t rows = 0, bytes = 0;
+    assert_int_equal(lake_table_live_size(t, 0, &rows, &bytes), 0);
+    assert_int_equal(rows, 100);
+    assert_int_equal(bytes, (int64_t)a.stats->file_bytes);
+    char want[600], path[600];
+    snprintf(want, sizeof(want), "\"%s%s\"", lake_store_url(st), shared);
+    snprintf(path, sizeof(path), "%s/%s/_delta_log/00000000000000000001.json", g_dir, prefix);
+    lb_buf log = LB_BUF_INIT;
+    assert_int_equal(lb_read_file(path, &log), 0);
+    lb_buf_append(&log, "", 1);
+    assert_non_null(strstr((const char *)log.data, want));
+    lb_buf_free(&log);
+
+    /* the path must stay inside the store */
+    lake_data_file bad = {.path = "/../x.parquet", .file_bytes = 100, .records = 1};
+    lake_commit c2 = {.adds = &bad, .nadds = 1};
+    assert_int_equal(lake_table_commit(t, &c2, &err), LB_EVALUE);
+    /* a file of the table itself still needs its statistics */
+    lake_data_file nostats = {.path = "data/n.parquet", .file_bytes = 100, .records = 1};
+    lake_commit c3 = {.adds = &nostats, .nadds = 1};
+    assert_int_equal(lake_table_commit(t, &c3, &err), LB_EVALUE);
+
+    const char *rm[] = {shared};
+    lake_commit c4 = {.removes = rm, .nremoves = 1};
+    assert_int_equal(lake_table_commit(t, &c4, &err), 0);
+    lake_table_close(t);
+    t = open_model(st, prefix, s);
+    assert_int_equal(lake_table_live_count(t), 1);
+    assert_string_equal(lake_table_live_path(t, 0), b.path);
+    lake_table_close(t);
+    lake_store_close(st);
+    tf_free(&a), tf_free(&b);
     lake_schema_free(s);
 }
 
@@ -669,6 +736,7 @@ main(void)
         cmocka_unit_test(test_refused_writes_nothing),
         cmocka_unit_test(test_lagging_format_brought_level),
         cmocka_unit_test(test_level_missing_file),
+        cmocka_unit_test(test_shared_file_by_reference),
         cmocka_unit_test(test_schema_evolution),
         cmocka_unit_test(test_schema_bad_metadata),
         cmocka_unit_test(test_schema_retyped_for_delta_only),

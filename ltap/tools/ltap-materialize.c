@@ -7,10 +7,14 @@
  *   ltap-materialize --conninfo 'host=... port=...' --store file:///dir
  *                    --prefix tenants/T/timelines/L [--lsn X/X]
  *                    [--chunk-blocks N] [--dirty FILE]
+ *                    [--seed-prefix tenants/T/timelines/PARENT --seed-lsn X/X]
  *
  * --lsn defaults to the server's replay LSN (a standby) or its current WAL
  * LSN. --dirty names a file of "spc db rel block" lines: only chunks
  * holding one of these blocks count as dirty (without it, every chunk is).
+ * --seed-prefix starts tables new under --prefix from that lake's
+ * (ltap_request.seed_prefix): the dirty blocks must then be those since
+ * the seed's run at --seed-lsn.
  * Exit status 0, or 1 with the error on stderr.
  */
 #include <errno.h>
@@ -98,6 +102,7 @@ int
 main(int argc, char **argv)
 {
     const char *conninfo = NULL, *url = NULL, *prefix = NULL, *lsn_s = NULL, *dirty_path = NULL;
+    const char *seed_prefix = NULL, *seed_lsn_s = NULL;
     unsigned chunk_blocks = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--conninfo") == 0)
@@ -112,6 +117,10 @@ main(int argc, char **argv)
             chunk_blocks = (unsigned)strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--dirty") == 0)
             dirty_path = argv[i + 1];
+        else if (strcmp(argv[i], "--seed-prefix") == 0)
+            seed_prefix = argv[i + 1];
+        else if (strcmp(argv[i], "--seed-lsn") == 0)
+            seed_lsn_s = argv[i + 1];
         else {
             fprintf(stderr, "ltap-materialize: unknown option \"%s\"\n", argv[i]);
             return 1;
@@ -119,12 +128,17 @@ main(int argc, char **argv)
     }
     if (!conninfo || !url || !prefix) {
         fprintf(stderr, "usage: ltap-materialize --conninfo C --store URL --prefix P [--lsn X/X] "
-                        "[--chunk-blocks N] [--dirty FILE]\n");
+                        "[--chunk-blocks N] [--dirty FILE] [--seed-prefix P --seed-lsn X/X]\n");
         return 1;
     }
     lb_lsn lsn = 0;
     if (lsn_s ? lb_lsn_parse(lsn_s, &lsn) != 0 : server_lsn(conninfo, &lsn) != 0) {
         fprintf(stderr, "ltap-materialize: no LSN\n");
+        return 1;
+    }
+    lb_lsn seed_lsn = 0;
+    if (seed_prefix && (!seed_lsn_s || lb_lsn_parse(seed_lsn_s, &seed_lsn) != 0)) {
+        fprintf(stderr, "ltap-materialize: --seed-prefix needs --seed-lsn X/X\n");
         return 1;
     }
     dirty_set dirty = {0};
@@ -144,7 +158,9 @@ main(int argc, char **argv)
                       .dirty_arg = &dirty,
                       .store = st,
                       .prefix = prefix,
-                      .chunk_blocks = chunk_blocks};
+                      .chunk_blocks = chunk_blocks,
+                      .seed_prefix = seed_prefix,
+                      .seed_lsn = seed_lsn};
     ltap_result res;
     int rc = ltap_materialize(&r, &res, &err);
     if (rc) {
@@ -165,12 +181,18 @@ main(int argc, char **argv)
                               (json_int_t)t->bytes, "rows", (json_int_t)t->rows, "chunks_written",
                               (json_int_t)t->chunks_written, "heap_bytes_read",
                               (json_int_t)t->heap_bytes_read, "full", t->full));
+        if (t->partitioned)
+            json_object_set_new(json_array_get(tables, json_array_size(tables) - 1), "partitioned",
+                                json_true());
+        if (t->seeded)
+            json_object_set_new(json_array_get(tables, json_array_size(tables) - 1), "seeded",
+                                json_true());
     }
-    json_t *out =
-        json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "lsn", lb_lsn_format(lsn, lsnbuf), "tables",
-                  tables, "dropped", (json_int_t)res.dropped, "heap_bytes_read",
-                  (json_int_t)res.heap_bytes_read, "lake_bytes_written",
-                  (json_int_t)res.lake_bytes_written, "rows_written", (json_int_t)res.rows_written);
+    json_t *out = json_pack(
+        "{s:s, s:o, s:I, s:I, s:I, s:I, s:I}", "lsn", lb_lsn_format(lsn, lsnbuf), "tables", tables,
+        "dropped", (json_int_t)res.dropped, "orphans_deleted", (json_int_t)res.orphans_deleted,
+        "heap_bytes_read", (json_int_t)res.heap_bytes_read, "lake_bytes_written",
+        (json_int_t)res.lake_bytes_written, "rows_written", (json_int_t)res.rows_written);
     char *text = json_dumps(out, JSON_COMPACT);
     printf("%s\n", text);
     free(text);
