@@ -162,7 +162,9 @@ def test_branch_point_is_checked_against_the_quorums_commit_lsn(cluster):
     proxy = None
     try:
         t, root = cluster.tenant, cluster.timeline
-        primary, election = start_root(cluster, ps)
+        st, boot = ps.create(t, root)
+        assert st == 201, boot
+        primary, election = start_compute(cluster, ps, "root", boot)
         primary.sql("create table t (id int primary key)")
         primary.sql("insert into t values (1)")
         stale = insert_lsn(primary)
