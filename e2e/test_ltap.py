@@ -556,6 +556,54 @@ def test_ltap_pageserver_lake_at_each_snapshot(cluster):
         ps.stop()
 
 
+def test_ltap_pageserver_retries_a_failed_lake_run(cluster):
+    """A lake run that fails (here its store prefix is a file, not a
+    directory) is retried by the ingest at the replay position, with no new
+    WAL and no new snapshot: once the store is writable again the lake
+    reaches the failed snapshot's P, exactly. Without the retry the lake
+    would stay behind until the next snapshot, which an idle timeline never
+    takes."""
+    from lakebase import http
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, l = pageserver_with_ingest(cluster, store)
+    prefix = f"{t}/{l}"
+    lake = os.path.join(store, prefix, "lake")
+    try:
+        pri.sql("CREATE TABLE r (id int, v text)")
+        pri.sql("INSERT INTO r SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
+        p1 = ps_snapshot(ps, pri, t, l)
+        os.rename(lake, lake + ".aside")
+        with open(lake, "w") as f:
+            f.write("not a directory\n")
+        try:
+            pri.sql("INSERT INTO r SELECT g, 'second' FROM generate_series(1001, 1500) g")
+            pri.sql("checkpoint")
+            target = lsn_int(pri.sql("select pg_current_wal_flush_lsn()::text")[0][0])
+            wait_for(lambda: lsn_int(http("GET", ps.tl(t, l))[1]["last_record_lsn"]) >= target,
+                     120, what="the redo standby to replay the primary's WAL")
+            st, snap = http("POST", ps.tl(t, l, "/snapshot"), timeout=600)
+            assert st == 200, snap
+            p2 = snap["snapshots"][-1]["lsn"]
+            assert lsn_int(p2) >= target > lsn_int(p1), (p1, p2, target)
+
+            def failed():
+                body, _ = lake_status(ps, t, l)
+                return "error" in body and lsn_int(body.get("run_lsn") or "0/0") < lsn_int(p2)
+            wait_for(failed, 120, what="the lake run at P2 to fail")
+        finally:
+            os.unlink(lake)
+            os.rename(lake + ".aside", lake)
+        # no write from here on: only the retry can bring the lake to P2
+        wait_lake(ps, t, l, lsn_int(p2))
+        body, tables = lake_status(ps, t, l)
+        assert "error" not in body, body
+        assert lsn_int(tables[("postgres", "public", "r")]["lake_lsn"]) >= lsn_int(p2)
+        assert tables[("postgres", "public", "r")]["rows"] == 1500
+        assert_exact(pri, pri, store, prefix, "postgres", "public", "r")
+    finally:
+        ps.stop()
+
+
 # heap blocks per lake data file in the kill tests: the 400000-row table
 # (about 11800 blocks) is about 185 chunks, so a run is caught mid-flight
 # with many chunks still to write.

@@ -107,6 +107,13 @@ struct ps_ingest {
     int64_t last_progress_ms;
     int64_t last_wake_check_ms;
     uint64_t token_generation; /* of the token the standby was given */
+    /* Lake runs that failed in a row (an index behind its P, a store
+     * error), and when the tick tries again: a failed run is retried at
+     * the replay position with a doubling wait (LAKE_RETRY_MS up to
+     * snapshot_interval), LAKE_RETRIES times, so the lake catches up
+     * without waiting for new WAL and a new snapshot. */
+    int lake_failures;
+    int64_t lake_retry_ms;
     /* What /status shows, readable without in->lock: "starting",
      * "running" or "idle". */
     _Atomic(const char *) state;
@@ -114,6 +121,9 @@ struct ps_ingest {
     pthread_mutex_t error_lock; /* snapshot_error; never held while waiting on another */
     char snapshot_error[400];   /* why the last snapshot could not be taken ("" if it was) */
 };
+
+#define LAKE_RETRY_MS 10000
+#define LAKE_RETRIES 6
 
 static int
 free_port(void)
@@ -431,6 +441,32 @@ lake_after_snapshot(ps_ingest *in, lb_lsn p, lb_err *err)
     return ltap_timeline_materialize(&run, err);
 }
 
+/* A lake run at P that counts its failures for the tick's retries. The
+ * caller holds in->lock. */
+static int
+lake_run(ps_ingest *in, lb_lsn p, lb_err *err)
+{
+    lb_err local = {0};
+    int rc = lake_after_snapshot(in, p, err ? err : &local);
+    if (rc == 0 || atomic_load(&in->stop)) {
+        in->lake_failures = 0;
+        return rc;
+    }
+    in->lake_failures++;
+    int64_t wait = LAKE_RETRY_MS;
+    for (int i = 1; i < in->lake_failures && wait < in->d->snapshot_interval_ms; i++)
+        wait *= 2;
+    if (wait > in->d->snapshot_interval_ms)
+        wait = in->d->snapshot_interval_ms;
+    in->lake_retry_ms = lb_mono_ms() + wait;
+    if (in->lake_failures <= LAKE_RETRIES)
+        lb_warn("lake run failed tenant=%s timeline=%s lsn=%X/%X failures=%d retry_ms=%lld "
+                "error=\"%s\"",
+                in->tenant, in->timeline, LB_LSN_ARGS(p), in->lake_failures, (long long)wait,
+                (err ? err : &local)->message);
+    return rc;
+}
+
 /* Pause replay and wait until it is paused; 0, LB_ETIMEOUT or LB_EPROTO. */
 static int
 pause_replay(PGconn *c)
@@ -526,7 +562,7 @@ take_snapshot(ps_ingest *in, bool *taken)
                         (unsigned long long)stats.main_pages_written,
                         (unsigned long long)stats.main_pages_seen, (unsigned long long)stats.bytes,
                         (long long)(lb_mono_ms() - t0));
-                lake_after_snapshot(in, p, NULL);
+                lake_run(in, p, NULL);
             }
         }
         if (rc == -EALREADY)
@@ -692,6 +728,37 @@ start(ps_ingest *in)
     }
 }
 
+/* A failed lake run still to be retried (the standby stays up for it). */
+static bool
+lake_retry_pending(const ps_ingest *in)
+{
+    return in->lake_failures > 0 && in->lake_failures <= LAKE_RETRIES;
+}
+
+static bool
+lake_retry_due(const ps_ingest *in)
+{
+    return lake_retry_pending(in) && lb_mono_ms() >= in->lake_retry_ms;
+}
+
+/* The retry of a failed lake run, at what the standby has replayed (at
+ * least the failed run's P). The caller holds in->lock, the standby is
+ * connected. */
+static void
+retry_lake(ps_ingest *in)
+{
+    lb_lsn p;
+    if (pause_replay(in->conn) == 0 && lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &p)) {
+        lb_err err = {0};
+        if (lake_run(in, p, &err) == 0)
+            lb_info("lake run retried tenant=%s timeline=%s lsn=%X/%X", in->tenant, in->timeline,
+                    LB_LSN_ARGS(p));
+    } else {
+        in->lake_retry_ms = lb_mono_ms() + LAKE_RETRY_MS;
+    }
+    exec_ok(in->conn, "select pg_wal_replay_resume()");
+}
+
 /* One tick: progress, failover, snapshot when due, the position report,
  * idle stop and wake. The caller holds in->lock. */
 static void
@@ -728,12 +795,15 @@ tick(ps_ingest *in)
         if (take_snapshot(in, &taken) == 0)
             in->last_snapshot_ms = lb_mono_ms();
     }
+    if (lake_retry_due(in))
+        retry_lake(in);
     if (lb_mono_ms() - in->last_report_ms >= 5000) {
         report_position(in);
         in->last_report_ms = lb_mono_ms();
     }
     int64_t idle = in->d->conf.ingest_idle_timeout_ms;
-    if (idle > 0 && lb_mono_ms() - in->last_progress_ms >= idle && !new_wal(in))
+    if (idle > 0 && lb_mono_ms() - in->last_progress_ms >= idle && !lake_retry_pending(in) &&
+        !new_wal(in))
         sleep_standby(in);
 }
 
@@ -1090,7 +1160,7 @@ lake_job(void *arg)
     if (c->rc)
         lb_err_set(&c->err, c->rc, "could not pause the redo standby: %s", lb_strerror(c->rc));
     else if (c->p > c->since)
-        c->rc = lake_after_snapshot(in, c->p, &c->err);
+        c->rc = lake_run(in, c->p, &c->err);
     if (!exec_ok(in->conn, "select pg_wal_replay_resume()") && c->rc == 0)
         c->rc = lb_err_set(&c->err, LB_EPROTO, "could not resume replay on the redo standby");
     pthread_mutex_unlock(&in->lock);
