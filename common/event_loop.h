@@ -22,6 +22,10 @@ typedef struct lb_loop lb_loop;
 
 #define LB_READABLE 1
 #define LB_WRITABLE 2
+/* Neither readable nor writable: only an error or hangup (reset, or both
+ * directions shut) calls back, as LB_READABLE. For a connection that reads
+ * nothing now but must still learn that its peer went away. */
+#define LB_HANGUP 4
 
 /* events: LB_READABLE/LB_WRITABLE that fired (error and hangup report as
  * readable, so the callback's read sees the error or EOF). */

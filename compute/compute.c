@@ -1049,7 +1049,8 @@ make_roles(cc_compute *c)
 {
     const cc_spec *s = c->spec;
     char secret[CC_SECRET_MAX], err[PATH_MAX + 128];
-    char user_v[CC_SCRAM_VERIFIER_MAX], sk_v[CC_SCRAM_VERIFIER_MAX];
+    char user_v[CC_SCRAM_VERIFIER_MAX], sk_v[CC_SCRAM_VERIFIER_MAX], su_v[CC_SCRAM_VERIFIER_MAX];
+    bool su = s->superuser_password_file[0] != '\0';
     int rc = cc_secret_read(s->password_file, secret, sizeof(secret), err, sizeof(err));
     if (rc == 0)
         rc = cc_scram_verifier(secret, NULL, 0, user_v, sizeof(user_v));
@@ -1057,13 +1058,17 @@ make_roles(cc_compute *c)
         rc = cc_secret_read(s->safekeeper_password_file, secret, sizeof(secret), err, sizeof(err));
     if (rc == 0)
         rc = cc_scram_verifier(secret, NULL, 0, sk_v, sizeof(sk_v));
+    if (rc == 0 && su)
+        rc = cc_secret_read(s->superuser_password_file, secret, sizeof(secret), err, sizeof(err));
+    if (rc == 0 && su)
+        rc = cc_scram_verifier(secret, NULL, 0, su_v, sizeof(su_v));
     memset(secret, 0, sizeof(secret));
     if (rc)
         return fail(c, "%s", rc == -EIO ? "could not compute a SCRAM verifier" : err);
     lb_buf sql = LB_BUF_INIT;
     rc = lb_buf_append_str(&sql, "BEGIN;\nSET LOCAL synchronous_commit = local;\n");
     if (rc == 0)
-        rc = cc_roles_sql(s, user_v, sk_v, &sql);
+        rc = cc_roles_sql(s, user_v, sk_v, su ? su_v : NULL, &sql);
     if (rc == 0)
         rc = lb_buf_append_str(&sql, "COMMIT;\n");
     if (rc || !pg_connect(c)) {
@@ -1082,7 +1087,8 @@ make_roles(cc_compute *c)
         return fail(c, "could not make the roles %s and " CC_SAFEKEEPER_ROLE ": %s", s->user, msg);
     }
     PQclear(r);
-    lb_info("roles made user=%s safekeepers=" CC_SAFEKEEPER_ROLE, s->user);
+    lb_info("roles made user=%s safekeepers=" CC_SAFEKEEPER_ROLE " superuser_over_tcp=%s", s->user,
+            su ? "yes" : "no");
     return 0;
 }
 

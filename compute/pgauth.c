@@ -18,6 +18,17 @@
  * cc_secret_read() accepts, SASLprep is the identity, so the verifier
  * computed from the raw bytes is the one PostgreSQL would compute.
  *
+ * The exception, asked for by the spec's superuser_password_file: the
+ * owner of a cluster may need PostgreSQL's superuser (an extension that
+ * needs it, a role of their own with attributes the user role lacks).
+ * Then the superuser may also log in over TCP with that password (SCRAM,
+ * its verifier made here like the others). Whoever has it can change
+ * settings (the watch in compute.c then restarts the compute with
+ * compute-ctl's), read the files the compute mounts (its token, the
+ * safekeepers' password) and run programs as the PostgreSQL OS user: it
+ * is for the cluster's administrator, who could `kubectl exec` into the
+ * compute anyway, never for an application.
+ *
  * CREATE TABLESPACE needs superuser in PostgreSQL 15 ("must be superuser
  * to create a tablespace"), and the user role is not one: the pageserver,
  * whose snapshots copy only the data directory, never sees a tablespace.
@@ -40,21 +51,26 @@
 int
 cc_hba_render(const cc_spec *spec, lb_buf *out)
 {
-    (void)spec;
     /* First match wins. */
-    return lb_buf_append_str(
-        out, "# written by compute-ctl on every start; edits are lost\n"
-             "# compute-ctl, the only superuser: the unix socket in the data directory\n"
-             "local  all          " CC_SUPERUSER "  peer map=compute_ctl\n"
-             "local  all          all       reject\n"
-             "# the safekeepers: replication connections only\n"
-             "host   replication  " CC_SAFEKEEPER_ROLE "  all  scram-sha-256\n"
-             "host   all          " CC_SAFEKEEPER_ROLE "  all  reject\n"
-             "host   replication  all       all  reject\n"
-             "# never the superuser over TCP\n"
-             "host   all          " CC_SUPERUSER "  all  reject\n"
-             "# users\n"
-             "host   all          all       all  scram-sha-256\n");
+    int rc =
+        lb_buf_append_str(out, "# written by compute-ctl on every start; edits are lost\n"
+                               "# compute-ctl's superuser: the unix socket in the data directory\n"
+                               "local  all          " CC_SUPERUSER "  peer map=compute_ctl\n"
+                               "local  all          all       reject\n"
+                               "# the safekeepers: replication connections only\n"
+                               "host   replication  " CC_SAFEKEEPER_ROLE "  all  scram-sha-256\n"
+                               "host   all          " CC_SAFEKEEPER_ROLE "  all  reject\n"
+                               "host   replication  all       all  reject\n");
+    if (spec->superuser_password_file[0])
+        rc |=
+            lb_buf_append_str(out, "# the superuser over TCP: the spec's superuser_password_file\n"
+                                   "host   all          " CC_SUPERUSER "  all  scram-sha-256\n");
+    else
+        rc |= lb_buf_append_str(out, "# never the superuser over TCP\n"
+                                     "host   all          " CC_SUPERUSER "  all  reject\n");
+    rc |= lb_buf_append_str(out, "# users\n"
+                                 "host   all          all       all  scram-sha-256\n");
+    return rc ? -ENOMEM : 0;
 }
 
 int
@@ -150,7 +166,7 @@ cc_scram_verifier(const char *password, const unsigned char *salt, size_t salt_l
 
 int
 cc_roles_sql(const cc_spec *spec, const char *user_verifier, const char *safekeeper_verifier,
-             lb_buf *out)
+             const char *superuser_verifier, lb_buf *out)
 {
     int rc = 0;
     lb_buf user = LB_BUF_INIT; /* the user's name as a literal */
@@ -178,6 +194,14 @@ cc_roles_sql(const cc_spec *spec, const char *user_verifier, const char *safekee
                         "NOREPLICATION NOBYPASSRLS PASSWORD ",
                         spec->user);
     rc |= cc_sql_quote(user_verifier, out);
+    rc |= lb_buf_append_str(out, ";\n");
+    /* The superuser's password: TCP logins with it (pg_hba.conf) only when
+     * the spec gives one; none clears an old one. */
+    rc |= lb_buf_append_str(out, "ALTER ROLE " CC_SUPERUSER " WITH PASSWORD ");
+    if (superuser_verifier)
+        rc |= cc_sql_quote(superuser_verifier, out);
+    else
+        rc |= lb_buf_append_str(out, "NULL");
     rc |= lb_buf_append_str(out, ";\n");
     rc |= lb_buf_printf(out,
                         "REVOKE pg_read_server_files, pg_write_server_files, "

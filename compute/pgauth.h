@@ -8,6 +8,8 @@
  *                 superuser), SCRAM over TCP, replication connections only;
  *   users         the spec's `user` (LOGIN CREATEDB, nothing more), SCRAM
  *                 over TCP.
+ *   superuser     also over TCP (SCRAM) when the spec has a
+ *                 superuser_password_file; never otherwise.
  * Everything else is rejected. pg_hba.conf and pg_ident.conf are written
  * by compute-ctl on every start; the roles and their SCRAM verifiers are
  * made by compute-ctl on a primary right after promotion (compute.c).
@@ -48,10 +50,11 @@ int cc_scram_verifier(const char *password, const unsigned char *salt, size_t sa
 /* The SQL compute-ctl runs on a primary after promotion, in one
  * transaction (see compute.c for why it commits with synchronous_commit =
  * local): make both roles with exactly their attributes and verifiers,
+ * set the superuser's verifier (superuser_verifier NULL: no password),
  * grant the user what it needs in database postgres, and remove any
  * per-role or per-database value of a setting compute-ctl owns. Appended
  * to out. 0 or -ENOMEM. */
 int cc_roles_sql(const cc_spec *spec, const char *user_verifier, const char *safekeeper_verifier,
-                 lb_buf *out);
+                 const char *superuser_verifier, lb_buf *out);
 
 #endif

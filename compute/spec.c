@@ -95,6 +95,7 @@ static const char *const top_fields[] = {
     "user",
     "password_file",
     "safekeeper_password_file",
+    "superuser_password_file",
     "auth_token_file",
     "auth_public_keys",
     NULL,
@@ -277,7 +278,8 @@ parse_settings(const json_t *obj, cc_spec *spec, char *err, size_t cap)
 }
 
 /* user, password_file and safekeeper_password_file: a primary makes the
- * roles (pgauth.h), so it needs all three. */
+ * roles (pgauth.h), so it needs all three. superuser_password_file is
+ * optional in every mode (a replica's pg_hba.conf follows it too). */
 static int
 parse_roles(const json_t *root, cc_spec *spec, char *err, size_t cap)
 {
@@ -299,7 +301,9 @@ parse_roles(const json_t *root, cc_spec *spec, char *err, size_t cap)
     if ((rc = get_str(root, "password_file", "", spec->password_file, sizeof(spec->password_file),
                       need, err, cap)) < 0 ||
         (rc = get_str(root, "safekeeper_password_file", "", spec->safekeeper_password_file,
-                      sizeof(spec->safekeeper_password_file), need, err, cap)) < 0)
+                      sizeof(spec->safekeeper_password_file), need, err, cap)) < 0 ||
+        (rc = get_str(root, "superuser_password_file", "", spec->superuser_password_file,
+                      sizeof(spec->superuser_password_file), false, err, cap)) < 0)
         return rc;
     return 0;
 }

@@ -22,6 +22,10 @@
  *     safekeeper_password_file: /etc/lakebase/sk-password
  *                             the password of role lakebase_safekeeper, as
  *                             which the safekeepers connect (pgauth.h)
+ *     superuser_password_file: /etc/lakebase/superuser/password
+ *                             optional: the superuser (postgres) may then
+ *                             also log in over TCP with this password
+ *                             (SCRAM); absent, it may not (pgauth.h)
  *     auth_public_keys: /etc/lakebase/keys   PEM file or directory: tokens to
  *                             compute-ctl's HTTP API are verified with these
  *     settings:               PostgreSQL settings
@@ -87,6 +91,7 @@ typedef struct cc_spec {
     char user[64];                           /* a plain lowercase identifier */
     char password_file[PATH_MAX];            /* "" if not given */
     char safekeeper_password_file[PATH_MAX]; /* "" if not given */
+    char superuser_password_file[PATH_MAX];  /* "" if not given: no superuser over TCP */
     char auth_public_keys[PATH_MAX];         /* verify callers of compute-ctl's HTTP API */
     cc_setting *settings;                    /* owned */
     size_t nsettings;

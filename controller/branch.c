@@ -16,7 +16,10 @@
  *      at spec.timestamp, or at the parent's last LSN;
  *   4. writes the compute's token Secret, its compute-ctl spec (ConfigMap),
  *      a headless Service and a StatefulSet of 0 or 1 replica
- *      (spec.compute.replicas: the scale subresource);
+ *      (spec.compute.replicas: the scale subresource); and, once
+ *      spec.compute.readReplicas asks for any, the same for the read
+ *      replicas (compute-ctl's replica mode, StatefulSet <branch>-replica)
+ *      with the read-only ClusterIP Service <branch>-ro;
  *   5. once the compute is ready, tells the pageserver where the timeline's
  *      WAL is (PUT .../safekeepers: the management call compute-ctl may not
  *      make);
@@ -393,19 +396,42 @@ children(branch_pass *p, char *buf, size_t cap, int *count)
     return 0;
 }
 
-/* ---- the compute ---- */
+/* ---- the compute and its read replicas ---- */
+
+/* What differs between the branch's primary compute and its read
+ * replicas. Everything else (image, probes, security context, the
+ * compute-ctl spec's shape) is one code path. */
+typedef struct compute_role {
+    const char *suffix;    /* objects are named <branch>-<suffix> */
+    const char *component; /* app.kubernetes.io/component of its objects and pods */
+    const char *mode;      /* compute-ctl's spec "mode" */
+    bool primary;
+} compute_role;
+
+static const compute_role PRIMARY = {"compute", "compute", "primary", true};
+/* A hot standby streaming from a safekeeper (compute-ctl's replica mode).
+ * Its component differs from the primary's so that neither Service nor
+ * StatefulSet selects the other's pods. */
+static const compute_role REPLICA = {"replica", "compute-replica", "replica", false};
 
 static void
-compute_names(branch_pass *p, char *sts, size_t cap)
+compute_names(branch_pass *p, const compute_role *r, char *sts, size_t cap)
 {
-    snprintf(sts, cap, "%s-compute", p->name);
+    snprintf(sts, cap, "%s-%s", p->name, r->suffix);
+}
+
+/* The read replicas' Service: <branch>-ro. */
+static void
+replica_service(branch_pass *p, char *svc, size_t cap)
+{
+    snprintf(svc, cap, "%s-ro", p->name);
 }
 
 static json_t *
-compute_spec(branch_pass *p, const char *timeline)
+compute_spec(branch_pass *p, const compute_role *r, const char *timeline)
 {
     char sts[300], host[400], ps[600];
-    compute_names(p, sts, sizeof(sts));
+    compute_names(p, r, sts, sizeof(sts));
     snprintf(host, sizeof(host), "%s-0.%s.%s.svc.cluster.local", sts, sts, p->ns);
     snprintf(ps, sizeof(ps), "http://%s-pageserver-0.%s-pageserver.%s.svc.cluster.local:%d",
              p->cluster_name, p->cluster_name, p->ns, CTL_PS_HTTP_PORT);
@@ -432,24 +458,43 @@ compute_spec(branch_pass *p, const char *timeline)
             json_object_set(settings, key, v);
     }
     json_object_set_new(settings, "listen_addresses", json_string("*"));
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
-        "s:o}",
-        "tenant_id", p->tenant, "timeline_id", timeline, "mode", "primary", "pageserver", ps,
-        "safekeepers", sks, "pg_port", CTL_PG_PORT, "listen", "0.0.0.0:3080", "announce_host", host,
-        "data_dir", "/data/pgdata", "user", "app", "password_file", "/etc/lakebase/user/password",
-        "safekeeper_password_file", "/etc/lakebase/sk-password/password", "auth_public_keys",
-        "/etc/lakebase/keys", "auth_token_file", "/etc/lakebase/token/token", "settings", settings);
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:s, s:s, s:o}", "tenant_id",
+                             p->tenant, "timeline_id", timeline, "mode", r->mode, "pageserver", ps,
+                             "safekeepers", sks, "pg_port", CTL_PG_PORT, "listen", "0.0.0.0:3080",
+                             "data_dir", "/data/pgdata", "auth_public_keys", "/etc/lakebase/keys",
+                             "auth_token_file", "/etc/lakebase/token/token", "settings", settings);
+    /* A primary makes the roles and is what the safekeepers stream from; a
+     * replica has the roles the primary made (its catalog is read-only)
+     * and is reached by no safekeeper. */
+    /* The superuser's password (the cluster's superuser Secret): the
+     * superuser may also log in over TCP with it (compute/pgauth.c). A
+     * replica's pg_hba.conf follows the same line; its role comes from
+     * the primary. */
+    if (spec)
+        json_object_set_new(spec, "superuser_password_file",
+                            json_string("/etc/lakebase/superuser/password"));
+    if (spec && r->primary) {
+        json_object_set_new(spec, "announce_host", json_string(host));
+        json_object_set_new(spec, "user", json_string("app"));
+        json_object_set_new(spec, "password_file", json_string("/etc/lakebase/user/password"));
+        json_object_set_new(spec, "safekeeper_password_file",
+                            json_string("/etc/lakebase/sk-password/password"));
+    }
+    return spec;
 }
 
-/* The compute's token Secret, remade when the timeline changes. */
+/* The compute's token Secret, remade when the timeline changes. The
+ * primary's token names its endpoint (where the safekeepers it is elected
+ * by reach it); a replica's names none, so it can stream and take a
+ * basebackup but never be named a primary by the safekeepers. */
 static int
-compute_token(branch_pass *p, const char *timeline)
+compute_token(branch_pass *p, const compute_role *r, const char *timeline)
 {
-    char sts[300], coll[512], path[1024], endpoint[500];
-    compute_names(p, sts, sizeof(sts));
-    snprintf(endpoint, sizeof(endpoint), "%s-0.%s.%s.svc.cluster.local:%d", sts, sts, p->ns,
-             CTL_PG_PORT);
+    char sts[300], coll[512], path[1024], endpoint[500] = "";
+    compute_names(p, r, sts, sizeof(sts));
+    if (r->primary)
+        snprintf(endpoint, sizeof(endpoint), "%s-0.%s.%s.svc.cluster.local:%d", sts, sts, p->ns,
+                 CTL_PG_PORT);
     ctl_kube_path(coll, sizeof(coll), "v1", p->ns, "secrets", NULL, NULL);
     snprintf(path, sizeof(path), "%s/%s", coll, sts);
     json_t *cur = NULL;
@@ -462,13 +507,14 @@ compute_token(branch_pass *p, const char *timeline)
     if (rc && rc != LB_ENOTFOUND)
         return rc;
     char *tok = NULL;
-    rc = ctl_mint(p->signer, LB_AUTH_COMPUTE, p->name, p->tenant, timeline, endpoint, &tok);
+    rc = ctl_mint(p->signer, LB_AUTH_COMPUTE, r->primary ? p->name : sts, p->tenant, timeline,
+                  endpoint, &tok);
     if (rc) {
         json_decref(cur);
         return rc;
     }
     json_t *o = ctl_object("v1", "Secret", p->ns, sts,
-                           ctl_labels(p->cluster_name, "compute", p->name), p->obj);
+                           ctl_labels(p->cluster_name, r->component, p->name), p->obj);
     json_object_set_new(json_object_get(o, "metadata"), "annotations",
                         json_pack("{s:s}", TIMELINE_ANNOTATION, timeline));
     json_object_set_new(o, "type", json_string("Opaque"));
@@ -490,6 +536,18 @@ compute_token(branch_pass *p, const char *timeline)
     return rc;
 }
 
+/* The cluster's superuser Secret: spec.superuserSecret.name, else the one
+ * the controller makes (cluster.c). Its key "password". */
+static void
+superuser_secret(branch_pass *p, char *name, size_t cap)
+{
+    const char *named = ctl_str_at(p->cluster, "spec.superuserSecret.name");
+    if (named)
+        snprintf(name, cap, "%s", named);
+    else
+        snprintf(name, cap, "%s-superuser", p->cluster_name);
+}
+
 static json_t *
 vol_secret(const char *name, const char *secret, const char *key)
 {
@@ -507,22 +565,55 @@ vmount(const char *name, const char *path, bool ro)
     return json_pack("{s:s, s:s, s:b}", "name", name, "mountPath", path, "readOnly", ro);
 }
 
+/* The Service of role r: the primary's is headless and publishes not-ready
+ * addresses (the branch endpoint, and the DNS name the safekeepers reach
+ * its PostgreSQL by, before it is ready); the replicas' (<branch>-ro) is
+ * an ordinary ClusterIP Service over the ready replicas. */
 static int
-compute(branch_pass *p, const char *timeline, int replicas, json_t **sts_out)
+compute_service(branch_pass *p, const compute_role *r, const json_t *sel)
 {
-    char sts[300], coll[512], cm[300];
-    compute_names(p, sts, sizeof(sts));
+    char name[300], coll[512];
+    json_t *spec;
+    if (r->primary) {
+        compute_names(p, r, name, sizeof(name));
+        spec = json_pack("{s:s, s:b, s:O, s:[{s:s, s:i, s:s, s:s}, {s:s, s:i, s:s}]}", "clusterIP",
+                         "None", "publishNotReadyAddresses", 1, "selector", sel, "ports", "name",
+                         "postgres", "port", CTL_PG_PORT, "targetPort", "postgres", "protocol",
+                         "TCP", "name", "http", "port", CTL_COMPUTE_HTTP_PORT, "protocol", "TCP");
+    } else {
+        replica_service(p, name, sizeof(name));
+        spec = json_pack("{s:s, s:O, s:[{s:s, s:i, s:s, s:s}]}", "type", "ClusterIP", "selector",
+                         sel, "ports", "name", "postgres", "port", CTL_PG_PORT, "targetPort",
+                         "postgres", "protocol", "TCP");
+    }
+    json_t *o = ctl_object("v1", "Service", p->ns, name,
+                           ctl_labels(p->cluster_name, r->component, p->name), p->obj);
+    json_object_set_new(o, "spec", spec);
+    ctl_kube_path(coll, sizeof(coll), "v1", p->ns, "services", NULL, NULL);
+    int rc = ctl_apply(p->k, coll, o, NULL);
+    json_decref(o);
+    return rc;
+}
+
+/* The objects of role r: its token Secret, compute-ctl's spec (ConfigMap),
+ * its Service and a StatefulSet of `replicas` pods. *sts_out: the
+ * StatefulSet as the API server has it. */
+static int
+compute(branch_pass *p, const compute_role *r, const char *timeline, int replicas, json_t **sts_out)
+{
+    char sts[300], coll[512], cm[300], svc[300];
+    compute_names(p, r, sts, sizeof(sts));
     snprintf(cm, sizeof(cm), "%s", sts);
-    int rc = compute_token(p, timeline);
+    int rc = compute_token(p, r, timeline);
     if (rc)
         return rc;
-    json_t *spec = compute_spec(p, timeline);
-    char *spec_json = json_dumps(spec, JSON_INDENT(1) | JSON_SORT_KEYS);
+    json_t *spec = compute_spec(p, r, timeline);
+    char *spec_json = spec ? json_dumps(spec, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(spec);
     if (!spec_json)
         return -ENOMEM;
     json_t *o = ctl_object("v1", "ConfigMap", p->ns, cm,
-                           ctl_labels(p->cluster_name, "compute", p->name), p->obj);
+                           ctl_labels(p->cluster_name, r->component, p->name), p->obj);
     json_object_set_new(o, "data", json_pack("{s:s}", "spec.json", spec_json));
     char hash[17];
     ctl_json_hash(json_object_get(o, "data"), hash);
@@ -534,71 +625,119 @@ compute(branch_pass *p, const char *timeline, int replicas, json_t **sts_out)
         return rc;
 
     json_t *sel = json_pack("{s:s, s:s}", "lakebase.io/branch", p->name,
-                            "app.kubernetes.io/component", "compute");
-    o = ctl_object("v1", "Service", p->ns, sts, ctl_labels(p->cluster_name, "compute", p->name),
-                   p->obj);
-    json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:b, s:O, s:[{s:s, s:i, s:s, s:s}, {s:s, s:i, s:s}]}",
-                                  "clusterIP", "None", "publishNotReadyAddresses", 1, "selector",
-                                  sel, "ports", "name", "postgres", "port", CTL_PG_PORT,
-                                  "targetPort", "postgres", "protocol", "TCP", "name", "http",
-                                  "port", CTL_COMPUTE_HTTP_PORT, "protocol", "TCP"));
-    ctl_kube_path(coll, sizeof(coll), "v1", p->ns, "services", NULL, NULL);
-    rc = ctl_apply(p->k, coll, o, NULL);
-    json_decref(o);
-    if (rc) {
+                            "app.kubernetes.io/component", r->component);
+    if ((rc = compute_service(p, r, sel))) {
         json_decref(sel);
         return rc;
     }
+    if (r->primary)
+        snprintf(svc, sizeof(svc), "%s", sts);
+    else
+        replica_service(p, svc, sizeof(svc));
 
     char app[300], skpw[300], keys[300];
     snprintf(app, sizeof(app), "%s-app", p->cluster_name);
     snprintf(skpw, sizeof(skpw), "%s-sk-password", p->cluster_name);
     snprintf(keys, sizeof(keys), "%s-auth-keys", p->cluster_name);
+    /* A replica needs neither the user's nor the safekeepers' password:
+     * the primary makes the roles. */
+    json_t *mounts = json_pack("[o, o, o]", vmount("data", "/data", false),
+                               vmount("spec", "/etc/lakebase/spec", true),
+                               vmount("token", "/etc/lakebase/token", true));
+    json_t *volumes =
+        json_pack("[{s:s, s:{}}, {s:s, s:{s:s}}, o]", "name", "data", "emptyDir", "name", "spec",
+                  "configMap", "name", cm, vol_secret("token", sts, NULL));
+    if (mounts && volumes && r->primary) {
+        json_array_append_new(mounts, vmount("user", "/etc/lakebase/user", true));
+        json_array_append_new(mounts, vmount("sk-password", "/etc/lakebase/sk-password", true));
+        json_array_append_new(volumes, vol_secret("user", app, "password"));
+        json_array_append_new(volumes, vol_secret("sk-password", skpw, NULL));
+    }
+    if (mounts && volumes) {
+        char su[300];
+        superuser_secret(p, su, sizeof(su));
+        json_array_append_new(mounts, vmount("superuser", "/etc/lakebase/superuser", true));
+        json_array_append_new(volumes, vol_secret("superuser", su, "password"));
+        json_array_append_new(mounts, vmount("keys", "/etc/lakebase/keys", true));
+        json_array_append_new(
+            volumes, json_pack("{s:s, s:{s:s}}", "name", "keys", "configMap", "name", keys));
+    }
+    /* Ready: a replica once it accepts connections; the primary once it
+     * also left recovery (it starts as a hot standby of the pageserver's
+     * basebackup and is promoted after the safekeepers elect it, and a
+     * client let in before that gets "read-only transaction"). The check
+     * runs as compute-ctl's superuser over the unix socket in the data
+     * directory (peer authentication: no password). */
+    json_t *probe =
+        r->primary
+            ? json_pack("[s, s, s]", "sh", "-c",
+                        "test \"$(psql -h /data/pgdata -p 5432 -U postgres -d postgres -XAtqc "
+                        "'select pg_is_in_recovery()')\" = f")
+            : json_pack("[s, s, s, s, s, s, s, s, s, s]", "pg_isready", "-q", "-h", "127.0.0.1",
+                        "-p", "5432", "-U", "app", "-d", "postgres");
     json_t *container = json_pack(
-        "{s:s, s:s, s:[s], s:[s, s], s:[{s:s, s:i}, {s:s, s:i}], s:{s:{s:[s, s, s, s, s, s, s, s, "
-        "s, s]}, s:i, s:i, s:i}, s:{s:b, s:{s:[s]}}, s:[o, o, o, o, o, o]}",
+        "{s:s, s:s, s:[s], s:[s, s], s:[{s:s, s:i}, {s:s, s:i}], s:{s:{s:o}, s:i, s:i, s:i}, "
+        "s:{s:b, s:{s:[s]}}, s:o}",
         "name", "compute", "image",
         ctl_str_at(p->cluster, "spec.images.compute")
             ? ctl_str_at(p->cluster, "spec.images.compute")
             : p->c->opts->compute_image,
         "command", "/usr/local/bin/compute-ctl", "args", "--spec", "/etc/lakebase/spec/spec.json",
         "ports", "name", "postgres", "containerPort", CTL_PG_PORT, "name", "http", "containerPort",
-        CTL_COMPUTE_HTTP_PORT, "readinessProbe", "exec", "command", "pg_isready", "-q", "-h",
-        "127.0.0.1", "-p", "5432", "-U", "app", "-d", "postgres", "periodSeconds", 2,
+        CTL_COMPUTE_HTTP_PORT, "readinessProbe", "exec", "command", probe, "periodSeconds", 2,
         "timeoutSeconds", 5, "failureThreshold", 3, "securityContext", "allowPrivilegeEscalation",
-        0, "capabilities", "drop", "ALL", "volumeMounts", vmount("data", "/data", false),
-        vmount("spec", "/etc/lakebase/spec", true), vmount("token", "/etc/lakebase/token", true),
-        vmount("user", "/etc/lakebase/user", true),
-        vmount("sk-password", "/etc/lakebase/sk-password", true),
-        vmount("keys", "/etc/lakebase/keys", true));
+        0, "capabilities", "drop", "ALL", "volumeMounts", mounts);
     json_t *res = ctl_at(p->spec, "compute.resources");
     if (!json_is_object(res) || !json_object_size(res))
         res = ctl_at(p->cluster, "spec.compute.resources");
     if (container && json_is_object(res) && json_object_size(res))
         json_object_set(container, "resources", res);
-    json_t *pod = json_pack(
-        "{s:{s:o, s:{s:s, s:s}}, s:{s:{s:b, s:i, s:i, s:i, s:{s:s}}, s:i, s:[o], s:[{s:s, s:{}}, "
-        "{s:s, s:{s:s}}, o, o, o, {s:s, s:{s:s}}]}}",
-        "metadata", "labels", ctl_labels(p->cluster_name, "compute", p->name), "annotations",
-        "lakebase.io/config-hash", hash, TIMELINE_ANNOTATION, timeline, "spec", "securityContext",
-        "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup", 65532, "fsGroup", 65532,
-        "seccompProfile", "type", "RuntimeDefault", "terminationGracePeriodSeconds", 30,
-        "containers", container, "volumes", "name", "data", "emptyDir", "name", "spec", "configMap",
-        "name", cm, vol_secret("token", sts, NULL), vol_secret("user", app, "password"),
-        vol_secret("sk-password", skpw, NULL), "name", "keys", "configMap", "name", keys);
+    json_t *pod =
+        json_pack("{s:{s:o, s:{s:s, s:s}}, s:{s:{s:b, s:i, s:i, s:i, s:{s:s}}, s:i, s:[o], s:o}}",
+                  "metadata", "labels", ctl_labels(p->cluster_name, r->component, p->name),
+                  "annotations", "lakebase.io/config-hash", hash, TIMELINE_ANNOTATION, timeline,
+                  "spec", "securityContext", "runAsNonRoot", 1, "runAsUser", 65532, "runAsGroup",
+                  65532, "fsGroup", 65532, "seccompProfile", "type", "RuntimeDefault",
+                  "terminationGracePeriodSeconds", 30, "containers", container, "volumes", volumes);
     o = ctl_object("apps/v1", "StatefulSet", p->ns, sts,
-                   ctl_labels(p->cluster_name, "compute", p->name), p->obj);
+                   ctl_labels(p->cluster_name, r->component, p->name), p->obj);
     json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:i, s:s, s:{s:O}, s:o, s:{s:s}}", "serviceName", sts,
+                        json_pack("{s:s, s:i, s:s, s:{s:O}, s:o, s:{s:s}}", "serviceName", svc,
                                   "replicas", replicas, "podManagementPolicy", "Parallel",
                                   "selector", "matchLabels", sel, "template", pod, "updateStrategy",
                                   "type", "RollingUpdate"));
     json_decref(sel);
+    if (!pod || !json_object_get(o, "spec")) {
+        json_decref(o);
+        return -ENOMEM;
+    }
     ctl_kube_path(coll, sizeof(coll), "apps/v1", p->ns, "statefulsets", NULL, NULL);
     rc = ctl_apply(p->k, coll, o, sts_out);
     json_decref(o);
     return rc;
+}
+
+/* The read replicas: made once spec.compute.readReplicas is above 0 (a
+ * Branch that never asks for one gets no objects for them), then scaled
+ * with it, down to 0 pods. *sts_out: their StatefulSet, NULL when there
+ * is none. */
+static int
+read_replicas(branch_pass *p, const char *timeline, int replicas, json_t **sts_out)
+{
+    *sts_out = NULL;
+    if (replicas == 0) {
+        char sts[300], path[1024];
+        compute_names(p, &REPLICA, sts, sizeof(sts));
+        ctl_kube_path(path, sizeof(path), "apps/v1", p->ns, "statefulsets", sts, NULL);
+        json_t *cur = NULL;
+        int rc = ctl_kube_get(p->k, path, &cur);
+        json_decref(cur);
+        if (rc == LB_ENOTFOUND)
+            return 0;
+        if (rc)
+            return rc;
+    }
+    return compute(p, &REPLICA, timeline, replicas, sts_out);
 }
 
 /* Is the compute pod ready and running the timeline? A pod of an older
@@ -609,7 +748,7 @@ static bool
 compute_pod_ready(branch_pass *p, const char *timeline, const json_t *sts_obj)
 {
     char sts[300], pod[320], path[1024];
-    compute_names(p, sts, sizeof(sts));
+    compute_names(p, &PRIMARY, sts, sizeof(sts));
     snprintf(pod, sizeof(pod), "%s-0", sts);
     ctl_kube_path(path, sizeof(path), "v1", p->ns, "pods", pod, NULL);
     json_t *obj = NULL;
@@ -720,7 +859,13 @@ ensure_timeline(branch_pass *p, const char *timeline, const char *parent_tl, boo
             }
         }
     }
+    /* The call's time is the pageserver's: a branch point it has not yet
+     * ingested is waited for there, and after a large write its workers
+     * may be busy with snapshots. Reported apart from the controller's own
+     * work (bench/operator reads it from the Event). */
+    int64_t t0 = lb_mono_ms();
     rc = ps_call(p, "POST", "", body, 600000, &st, &resp);
+    long long took = (long long)(lb_mono_ms() - t0);
     json_decref(body);
     if (rc)
         return rc;
@@ -728,9 +873,10 @@ ensure_timeline(branch_pass *p, const char *timeline, const char *parent_tl, boo
         const char *a = json_string_value(json_object_get(resp, "ancestor_lsn"));
         snprintf(lsn, lsncap, "%s", a ? a : "0/0");
         json_decref(resp);
-        lb_info("created timeline=%s branch=%s/%s", timeline, p->ns, p->name);
+        lb_info("created timeline=%s branch=%s/%s pageserver_ms=%lld", timeline, p->ns, p->name,
+                took);
         ctl_event(p->c->events, p->k, p->obj, "Normal", "TimelineCreated",
-                  "created timeline %s at %s", timeline, lsn);
+                  "created timeline %s at %s (the pageserver took %lld ms)", timeline, lsn, took);
         return 0;
     }
     if (st / 100 == 4) {
@@ -836,7 +982,7 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
         p.cluster_name = p.cluster_buf;
     }
     char why[1200], cpath[1024];
-    json_t *sts = NULL;
+    json_t *sts = NULL, *ro_sts = NULL;
     if (p.cluster_name) {
         ctl_kube_path(cpath, sizeof(cpath), CTL_GROUP_VERSION, ns, "lakebaseclusters",
                       p.cluster_name, NULL);
@@ -1051,7 +1197,7 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
         replicas = 1;
     if (replicas < 0)
         replicas = 0;
-    if ((rc = compute(&p, timeline, replicas, &sts))) {
+    if ((rc = compute(&p, &PRIMARY, timeline, replicas, &sts))) {
         snprintf(why, sizeof(why), "could not write the compute's objects: %s", ctl_kube_error(k));
         waiting(&p, "ReconcileFailed", why, NULL, true);
         goto out;
@@ -1073,8 +1219,36 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
                       "reset to the parent's state: timeline %s replaces %s", timeline, prev_buf);
         }
     }
+    /* the read replicas: hot standbys of the timeline, behind <branch>-ro */
+    json_t *rr = ctl_at(p.spec, "compute.readReplicas");
+    int want_ro = enabled && json_is_integer(rr) ? (int)json_integer_value(rr) : 0;
+    if (want_ro < 0)
+        want_ro = 0;
+    if ((rc = read_replicas(&p, timeline, want_ro, &ro_sts))) {
+        snprintf(why, sizeof(why), "could not write the read replicas' objects: %s",
+                 ctl_kube_error(k));
+        waiting(&p, "ReconcileFailed", why, NULL, true);
+        goto out;
+    }
+    if (ro_sts) {
+        char ro_svc[300], ro_sel[600], ro_ep[600];
+        replica_service(&p, ro_svc, sizeof(ro_svc));
+        snprintf(ro_sel, sizeof(ro_sel), "app.kubernetes.io/component=%s,lakebase.io/branch=%s",
+                 REPLICA.component, name);
+        snprintf(ro_ep, sizeof(ro_ep), "%s.%s.svc.cluster.local:%d", ro_svc, ns, CTL_PG_PORT);
+        json_object_set_new(p.status, "readReplicas",
+                            json_pack("{s:i, s:I, s:s, s:s}", "replicas", want_ro, "ready",
+                                      json_integer_value(ctl_at(ro_sts, "status.readyReplicas")),
+                                      "endpoint", ro_ep, "selector", ro_sel));
+        if (json_integer_value(ctl_at(ro_sts, "status.readyReplicas")) != want_ro &&
+            (res->requeue_ms == 0 || res->requeue_ms > 3000))
+            res->requeue_ms = 3000;
+    } else {
+        json_object_del(p.status, "readReplicas");
+    }
+
     char sname[300], selector[600], endpoint[600];
-    compute_names(&p, sname, sizeof(sname));
+    compute_names(&p, &PRIMARY, sname, sizeof(sname));
     snprintf(selector, sizeof(selector),
              "app.kubernetes.io/component=compute,lakebase.io/branch=%s", name);
     snprintf(endpoint, sizeof(endpoint), "%s.%s.svc.cluster.local:%d", sname, ns, CTL_PG_PORT);
@@ -1111,6 +1285,7 @@ ctl_reconcile_branch(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name, 
         res->requeue_ms = 3000;
 out:
     json_decref(sts);
+    json_decref(ro_sts);
     lb_auth_signer_free(p.signer);
     explicit_bzero(p.mgmt, sizeof(p.mgmt));
     json_decref(p.status);

@@ -399,11 +399,129 @@ credentials(cluster_pass *p)
     return rc;
 }
 
+static char *
+remote_storage_url(cluster_pass *p)
+{
+    json_t *s3 = ctl_at(p->spec, "objectStorage.s3");
+    lb_buf u = LB_BUF_INIT;
+    if (!s3) {
+        lb_buf_printf(&u, "file:///store/lakebase");
+    } else {
+        const char *prefix = json_string_value(json_object_get(s3, "prefix"));
+        lb_buf_printf(&u, "s3://%s/%s", json_string_value(json_object_get(s3, "bucket")),
+                      prefix && *prefix ? prefix : p->name);
+        const char *region = json_string_value(json_object_get(s3, "region"));
+        const char *endpoint = json_string_value(json_object_get(s3, "endpoint"));
+        char sep = '?';
+        if (endpoint && *endpoint) {
+            lb_buf_printf(&u, "%cendpoint=%s", sep, endpoint);
+            sep = '&';
+        }
+        lb_buf_printf(&u, "%cregion=%s", sep, region && *region ? region : "us-east-1");
+        if (json_is_true(json_object_get(s3, "forcePathStyle")))
+            lb_buf_printf(&u, "&addressing=path");
+    }
+    return u.data;
+}
+
+/* The StatefulSet of a data-plane daemon (safekeeper or pageserver): N-<component>,
+ * governed by its headless Service of the same name, pods started in
+ * parallel, one claim "data" each (spec.<component>s.storage). Takes pod. */
+static int
+data_statefulset(cluster_pass *p, const char *component, int replicas, json_t *pod, json_t **sts)
+{
+    char svc[300], storage[64];
+    snprintf(svc, sizeof(svc), "%s-%s", p->name, component);
+    snprintf(storage, sizeof(storage), "%ss.storage", component);
+    json_t *o = ctl_object("apps/v1", "StatefulSet", p->ns, svc,
+                           ctl_labels(p->name, component, NULL), p->obj);
+    json_object_set_new(o, "spec",
+                        json_pack("{s:s, s:i, s:s, s:{s:{s:s, s:s}}, s:o, s:[o], s:{s:s}}",
+                                  "serviceName", svc, "replicas", replicas, "podManagementPolicy",
+                                  "Parallel", "selector", "matchLabels", "lakebase.io/cluster",
+                                  p->name, "app.kubernetes.io/component", component, "template",
+                                  pod, "volumeClaimTemplates",
+                                  claim_template("data", ctl_at(p->spec, storage),
+                                                 ctl_labels(p->name, component, NULL)),
+                                  "updateStrategy", "type", "RollingUpdate"));
+    int rc =
+        json_object_get(o, "spec") ? apply_in_ns(p, "apps/v1", "statefulsets", o, sts) : -ENOMEM;
+    json_decref(o);
+    return rc;
+}
+
+/* The environment of a daemon that reaches object storage: POD_NAME, and
+ * with spec.objectStorage.s3.credentialsSecret the AWS keys as
+ * secretKeyRefs (never literals). */
+static json_t *
+store_env(cluster_pass *p)
+{
+    json_t *env = json_pack("[{s:s, s:{s:{s:s}}}]", "name", "POD_NAME", "valueFrom", "fieldRef",
+                            "fieldPath", "metadata.name");
+    json_t *cred = ctl_at(p->spec, "objectStorage.s3.credentialsSecret");
+    if (env && cred) {
+        const char *cname = json_string_value(json_object_get(cred, "name"));
+        const char *ak = json_string_value(json_object_get(cred, "accessKeyIdKey"));
+        const char *sk = json_string_value(json_object_get(cred, "secretAccessKeyKey"));
+        json_array_append_new(env, json_pack("{s:s, s:{s:{s:s, s:s}}}", "name", "AWS_ACCESS_KEY_ID",
+                                             "valueFrom", "secretKeyRef", "name", cname, "key",
+                                             ak ? ak : "AWS_ACCESS_KEY_ID"));
+        json_array_append_new(env,
+                              json_pack("{s:s, s:{s:{s:s, s:s}}}", "name", "AWS_SECRET_ACCESS_KEY",
+                                        "valueFrom", "secretKeyRef", "name", cname, "key",
+                                        sk ? sk : "AWS_SECRET_ACCESS_KEY"));
+    }
+    return env;
+}
+
+/* spec.superuserSecret names a Secret of the user's: it must exist and
+ * hold a password compute-ctl takes (pgauth.c, cc_secret_read: printable
+ * ASCII, no space at either end), else the computes could not start. 0,
+ * or LB_EBADCONFIG with why; other errors (the API) also fill why. */
+static int
+superuser_secret_check(cluster_pass *p, char *why, size_t cap)
+{
+    const char *name = ctl_str_at(p->spec, "superuserSecret.name");
+    if (!name)
+        return 0;
+    char path[1024];
+    ctl_kube_path(path, sizeof(path), "v1", p->ns, "secrets", name, NULL);
+    json_t *sec = NULL;
+    int rc = ctl_kube_get(p->k, path, &sec);
+    if (rc == LB_ENOTFOUND)
+        return bad(why, cap, "Secret \"%s\" named by spec.superuserSecret does not exist", name);
+    if (rc) {
+        snprintf(why, cap, "could not read Secret \"%s\": %s", name, ctl_kube_error(p->k));
+        return rc;
+    }
+    const char *pw64 = json_string_value(json_object_get(json_object_get(sec, "data"), "password"));
+    unsigned char pw[256];
+    int n = pw64 ? ctl_b64_decode(pw64, strlen(pw64), pw, sizeof(pw)) : -1;
+    json_decref(sec);
+    const char *what = NULL;
+    if (!pw64)
+        what = "has no key \"password\"";
+    else if (n <= 0 || n >= (int)sizeof(pw))
+        what = "has an empty or too long \"password\" (1 to 255 characters)";
+    for (int i = 0; !what && i < n; i++)
+        if (pw[i] < 0x20 || pw[i] > 0x7e)
+            what = "has a \"password\" that is not printable ASCII";
+    if (!what && (pw[0] == ' ' || pw[n - 1] == ' '))
+        what = "has a \"password\" that starts or ends with a space";
+    explicit_bzero(pw, sizeof(pw));
+    if (what)
+        return bad(why, cap, "Secret \"%s\" named by spec.superuserSecret %s", name, what);
+    return 0;
+}
+
 static int
 safekeepers(cluster_pass *p, json_t **sts)
 {
     char svc[300], cm[300], buf[600];
     snprintf(svc, sizeof(svc), "%s-safekeeper", p->name);
+    /* WAL offload with s3 only: a volume (one machine) is the pageserver's
+     * claim alone, and the safekeepers keep their WAL on their own disks */
+    char *remote = ctl_at(p->spec, "objectStorage.s3") ? remote_storage_url(p) : NULL;
     /* one configuration file per safekeeper: its peers are the others */
     json_t *files = json_object();
     for (int i = 0; i < p->sk_replicas; i++) {
@@ -426,10 +544,18 @@ safekeepers(cluster_pass *p, json_t **sts)
         for (int j = 0; j < p->sk_replicas; j++)
             if (j != i)
                 lb_buf_printf(&y, "  - %s-%d=%s:%d\n", svc, j, p->sk_fqdn[j], CTL_SK_HTTP_PORT);
+        if (remote)
+            lb_buf_printf(&y,
+                          "# completed WAL segments go to the pageserver's object store, where\n"
+                          "# it reads them (<tenant>/<timeline>/wal/); then local ones no\n"
+                          "# consumer needs are removed\n"
+                          "remote_storage: \"%s\"\n",
+                          remote);
         snprintf(buf, sizeof(buf), "%s-%d.yaml", svc, i);
         json_object_set_new(files, buf, json_stringn(y.data ? y.data : "", y.len));
         lb_buf_free(&y);
     }
+    free(remote);
     snprintf(cm, sizeof(cm), "%s-safekeeper", p->name);
     json_t *o =
         ctl_object("v1", "ConfigMap", p->ns, cm, ctl_labels(p->name, "safekeeper", NULL), p->obj);
@@ -467,18 +593,17 @@ safekeepers(cluster_pass *p, json_t **sts)
     snprintf(skpw, sizeof(skpw), "%s-sk-password", p->name);
     snprintf(keys, sizeof(keys), "%s-auth-keys", p->name);
     json_t *container = json_pack(
-        "{s:s, s:s, s:[s, s, s], s:[s, s, s, s, s, s, s], s:[{s:s, s:{s:{s:s}}}], s:[{s:s, s:i}, "
+        "{s:s, s:s, s:[s, s, s], s:[s, s, s, s, s, s, s], s:o, s:[{s:s, s:i}, "
         "{s:s, s:i}], s:{s:{s:s, s:i}, s:i, s:i}, s:{s:{s:i}, s:i, s:i, s:i}, s:o, s:[o, o, o, o, "
         "o]}",
         "name", "safekeeper", "image", image_of(p->c, p->spec, "safekeeper"), "command", "/bin/sh",
         "-c", wait_for_own_name, "args", fqdn_arg, "-c", "/etc/lakebase/config/$(POD_NAME).yaml",
         "--id", "$(POD_NAME)", "--auth_token_file", "/etc/lakebase/tokens/$(POD_NAME)", "env",
-        "name", "POD_NAME", "valueFrom", "fieldRef", "fieldPath", "metadata.name", "ports", "name",
-        "pg", "containerPort", CTL_SK_PG_PORT, "name", "http", "containerPort", CTL_SK_HTTP_PORT,
-        "readinessProbe", "httpGet", "path", "/healthz", "port", CTL_SK_HTTP_PORT, "periodSeconds",
-        2, "failureThreshold", 3, "livenessProbe", "tcpSocket", "port", CTL_SK_PG_PORT,
-        "periodSeconds", 10, "failureThreshold", 6, "initialDelaySeconds", 10, "securityContext",
-        container_security(), "volumeMounts", mount("data", "/data"),
+        store_env(p), "ports", "name", "pg", "containerPort", CTL_SK_PG_PORT, "name", "http",
+        "containerPort", CTL_SK_HTTP_PORT, "readinessProbe", "httpGet", "path", "/healthz", "port",
+        CTL_SK_HTTP_PORT, "periodSeconds", 2, "failureThreshold", 3, "livenessProbe", "tcpSocket",
+        "port", CTL_SK_PG_PORT, "periodSeconds", 10, "failureThreshold", 6, "initialDelaySeconds",
+        10, "securityContext", container_security(), "volumeMounts", mount("data", "/data"),
         mount("config", "/etc/lakebase/config"), mount("keys", "/etc/lakebase/keys"),
         mount("tokens", "/etc/lakebase/tokens"), mount("sk-password", "/etc/lakebase/sk-password"));
     json_t *res = ctl_at(p->spec, "safekeepers.resources");
@@ -491,45 +616,7 @@ safekeepers(cluster_pass *p, json_t **sts)
                             "terminationGracePeriodSeconds", 30, "containers", container, "volumes",
                             configmap_volume("config", cm), configmap_volume("keys", keys),
                             secret_volume("tokens", sktok), secret_volume("sk-password", skpw));
-    o = ctl_object("apps/v1", "StatefulSet", p->ns, svc, ctl_labels(p->name, "safekeeper", NULL),
-                   p->obj);
-    json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:i, s:s, s:{s:{s:s, s:s}}, s:o, s:[o], s:{s:s}}",
-                                  "serviceName", svc, "replicas", p->sk_replicas,
-                                  "podManagementPolicy", "Parallel", "selector", "matchLabels",
-                                  "lakebase.io/cluster", p->name, "app.kubernetes.io/component",
-                                  "safekeeper", "template", pod, "volumeClaimTemplates",
-                                  claim_template("data", ctl_at(p->spec, "safekeepers.storage"),
-                                                 ctl_labels(p->name, "safekeeper", NULL)),
-                                  "updateStrategy", "type", "RollingUpdate"));
-    rc = apply_in_ns(p, "apps/v1", "statefulsets", o, sts);
-    json_decref(o);
-    return rc;
-}
-
-static char *
-remote_storage_url(cluster_pass *p)
-{
-    json_t *s3 = ctl_at(p->spec, "objectStorage.s3");
-    lb_buf u = LB_BUF_INIT;
-    if (!s3) {
-        lb_buf_printf(&u, "file:///store/lakebase");
-    } else {
-        const char *prefix = json_string_value(json_object_get(s3, "prefix"));
-        lb_buf_printf(&u, "s3://%s/%s", json_string_value(json_object_get(s3, "bucket")),
-                      prefix && *prefix ? prefix : p->name);
-        const char *region = json_string_value(json_object_get(s3, "region"));
-        const char *endpoint = json_string_value(json_object_get(s3, "endpoint"));
-        char sep = '?';
-        if (endpoint && *endpoint) {
-            lb_buf_printf(&u, "%cendpoint=%s", sep, endpoint);
-            sep = '&';
-        }
-        lb_buf_printf(&u, "%cregion=%s", sep, region && *region ? region : "us-east-1");
-        if (json_is_true(json_object_get(s3, "forcePathStyle")))
-            lb_buf_printf(&u, "&addressing=path");
-    }
-    return u.data;
+    return data_statefulset(p, "safekeeper", p->sk_replicas, pod, sts);
 }
 
 static int
@@ -600,25 +687,11 @@ pageservers(cluster_pass *p, json_t **sts)
                   mount("keys", "/etc/lakebase/keys"), mount("tokens", "/etc/lakebase/tokens"));
     json_t *volumes = json_pack("[o, o, o]", configmap_volume("config", cm),
                                 configmap_volume("keys", keys), secret_volume("tokens", pstok));
-    json_t *env = json_pack("[{s:s, s:{s:{s:s}}}]", "name", "POD_NAME", "valueFrom", "fieldRef",
-                            "fieldPath", "metadata.name");
+    json_t *env = store_env(p);
     if (vol) {
         json_array_append_new(mounts, mount("store", "/store"));
         json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name", "store",
                                                  "persistentVolumeClaim", "claimName", claim));
-    }
-    json_t *cred = ctl_at(p->spec, "objectStorage.s3.credentialsSecret");
-    if (cred) {
-        const char *cname = json_string_value(json_object_get(cred, "name"));
-        const char *ak = json_string_value(json_object_get(cred, "accessKeyIdKey"));
-        const char *sk = json_string_value(json_object_get(cred, "secretAccessKeyKey"));
-        json_array_append_new(env, json_pack("{s:s, s:{s:{s:s, s:s}}}", "name", "AWS_ACCESS_KEY_ID",
-                                             "valueFrom", "secretKeyRef", "name", cname, "key",
-                                             ak ? ak : "AWS_ACCESS_KEY_ID"));
-        json_array_append_new(env,
-                              json_pack("{s:s, s:{s:{s:s, s:s}}}", "name", "AWS_SECRET_ACCESS_KEY",
-                                        "valueFrom", "secretKeyRef", "name", cname, "key",
-                                        sk ? sk : "AWS_SECRET_ACCESS_KEY"));
     }
     json_t *container = json_pack(
         "{s:s, s:s, s:[s], s:[s, s, s, s], s:o, s:[{s:s, s:i}], s:{s:{s:s, s:i}, s:i, s:i}, "
@@ -638,20 +711,7 @@ pageservers(cluster_pass *p, json_t **sts)
                   ctl_labels(p->name, "pageserver", NULL), "annotations", "lakebase.io/config-hash",
                   cmhash, "spec", "securityContext", pod_security(),
                   "terminationGracePeriodSeconds", 30, "containers", container, "volumes", volumes);
-    o = ctl_object("apps/v1", "StatefulSet", p->ns, svc, ctl_labels(p->name, "pageserver", NULL),
-                   p->obj);
-    json_object_set_new(o, "spec",
-                        json_pack("{s:s, s:i, s:s, s:{s:{s:s, s:s}}, s:o, s:[o], s:{s:s}}",
-                                  "serviceName", svc, "replicas", p->ps_replicas,
-                                  "podManagementPolicy", "Parallel", "selector", "matchLabels",
-                                  "lakebase.io/cluster", p->name, "app.kubernetes.io/component",
-                                  "pageserver", "template", pod, "volumeClaimTemplates",
-                                  claim_template("data", ctl_at(p->spec, "pageservers.storage"),
-                                                 ctl_labels(p->name, "pageserver", NULL)),
-                                  "updateStrategy", "type", "RollingUpdate"));
-    rc = apply_in_ns(p, "apps/v1", "statefulsets", o, sts);
-    json_decref(o);
-    return rc;
+    return data_statefulset(p, "pageserver", p->ps_replicas, pod, sts);
 }
 
 static int
@@ -838,6 +898,16 @@ ctl_reconcile_cluster(ctl_ctx *c, ctl_kube *k, const char *ns, const char *name,
         json_decref(patch);
         if (rc)
             goto out;
+    }
+
+    if (superuser_secret_check(&p, why, sizeof(why)) != 0) {
+        ctl_condition_set(conds, "Ready", "False", "SuperuserSecretInvalid", why, gen, now);
+        if (!json_object_get(status, "phase"))
+            json_object_set_new(status, "phase", json_string("Pending"));
+        ctl_event(c->events, k, obj, "Warning", "SuperuserSecretInvalid", "%s", why);
+        rc = ctl_write_status(k, path, obj, status);
+        res->requeue_ms = 10000; /* Secrets are not watched */
+        goto out;
     }
 
     p.sk_replicas = (int)json_integer_value(ctl_at(p.spec, "safekeepers.replicas"));

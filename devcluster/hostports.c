@@ -5,8 +5,14 @@
  * A connection is a pair of non-blocking sockets with one 64 KiB buffer
  * per direction. A side is read only while the buffer towards the other
  * side is empty, so memory per connection is bounded; an EOF is passed on
- * as shutdown(SHUT_WR) once the buffer is flushed, and the pair is closed
- * when both directions are done or either fails.
+ * as shutdown(SHUT_WR) once the buffer is flushed (a half-close stays a
+ * half-close: the other direction keeps flowing), and the pair is closed
+ * when both directions are done or either side fails. A side that is not
+ * being read (its EOF came, or its buffer waits for the other side) is
+ * still watched for errors (LB_HANGUP), so a reset there closes the other
+ * side at once instead of leaving both fds open until traffic happens to
+ * hit the dead socket. The forwarder owns every open pair: stopping it
+ * closes them.
  *
  * Services: a NodePort or LoadBalancer port without a nodePort gets a free
  * one from 30000-32767 (written into the Service, as the API server of a
@@ -46,6 +52,8 @@ typedef struct hp_pair {
     int a, b; /* a: accepted client, b: upstream */
     bool connecting;
     hp_dir ab, ba;
+    struct dc_hostports *owner;
+    struct hp_pair *prev, *next; /* owner->pairs */
 } hp_pair;
 
 typedef struct hp_listener {
@@ -66,6 +74,7 @@ struct dc_hostports {
     hp_listener *ls[HP_MAX_LISTENERS];
     size_t nls;
     json_t *listening; /* guarded by mu */
+    hp_pair *pairs;    /* open connections (loop thread) */
 };
 
 static void pair_update(lb_loop *loop, hp_pair *p);
@@ -77,6 +86,12 @@ pair_close(lb_loop *loop, hp_pair *p)
     lb_loop_unwatch(loop, p->b);
     close(p->a);
     close(p->b);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->owner->pairs = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
     free(p);
 }
 
@@ -118,6 +133,15 @@ fill_dir(hp_dir *d, int fd)
     return 0;
 }
 
+/* The socket has a pending error (a reset): nothing more will pass. */
+static bool
+sock_failed(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0;
+}
+
 static void
 on_pair(lb_loop *loop, int fd, int events, void *arg)
 {
@@ -138,6 +162,8 @@ on_pair(lb_loop *loop, int fd, int events, void *arg)
             rc = fill_dir(&p->ab, p->a);
         else if (fd == p->b && p->ba.len == 0 && !p->ba.eof && !p->connecting)
             rc = fill_dir(&p->ba, p->b);
+        else if (sock_failed(fd))
+            rc = -1; /* a reset on a side not being read */
     }
     if (rc == 0 && !p->connecting)
         rc = flush_dir(&p->ab, p->b);
@@ -166,6 +192,13 @@ pair_update(lb_loop *loop, hp_pair *p)
     }
     if (p->ba.len > 0)
         ea |= LB_WRITABLE;
+    /* Not read or written now: still learn of a reset. Not once our EOF
+     * went to that side, since then the peer's own FIN is a hangup too and
+     * would fire on every round while its data waits in the buffer. */
+    if (!ea && !p->ba.shut)
+        ea = LB_HANGUP;
+    if (!eb && !p->ab.shut && !p->connecting)
+        eb = LB_HANGUP;
     if (ea)
         lb_loop_watch(loop, p->a, ea, on_pair, p);
     else
@@ -230,6 +263,11 @@ on_accept(lb_loop *loop, int fd, int events, void *arg)
         p->a = c;
         p->b = u;
         p->connecting = rc != 0;
+        p->owner = l->owner;
+        p->next = l->owner->pairs;
+        if (p->next)
+            p->next->prev = p;
+        l->owner->pairs = p;
         pair_update(loop, p);
     }
 }
@@ -406,7 +444,9 @@ dc_hostports_stop(dc_hostports *h)
     atomic_store(&h->stopping, true);
     lb_loop_wakeup(h->loop);
     pthread_join(h->thread, NULL);
-    /* open connections are dropped with the process; listeners closed here */
+    /* the loop thread has ended: its connections and listeners close here */
+    while (h->pairs)
+        pair_close(h->loop, h->pairs);
     for (size_t i = 0; i < h->nls; i++) {
         close(h->ls[i]->fd);
         json_decref(h->ls[i]->targets);

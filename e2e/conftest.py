@@ -1,12 +1,13 @@
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lakebase import Cluster, stop_s3rvers  # noqa: E402
+from lakebase import ROOT, Cluster, OperatorEnv, stop_s3rvers  # noqa: E402
 
 
 @pytest.fixture
@@ -43,3 +44,27 @@ def cluster(workdir):
     if hasattr(c, "base"):
         c.base.stop("immediate")
     c.stop()
+
+
+@pytest.fixture(scope="module")
+def op(request):
+    """The operator tests' environment (e2e/test_operator*.py), one per
+    module: the data-plane images from images/build.sh (cached), a
+    devcluster in its own directory with lakebase's CRDs applied by
+    kubectl, and one lakebase-controller outside it (OperatorEnv). A
+    controller log with a sanitizer report fails the module."""
+    r = subprocess.run([os.path.join(ROOT, "images", "build.sh"), "safekeeper", "pageserver",
+                        "compute"], capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, f"images/build.sh failed: {r.stdout}{r.stderr}"
+    name = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "").replace("_", "-")
+    root = tempfile.mkdtemp(prefix=f"lb-{name}-")
+    env = OperatorEnv(root)
+    env.devcluster("up")
+    env.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
+    env.start_controller()
+    yield env
+    env.close()
+    reports = env.sanitizer_reports()
+    if reports:
+        pytest.fail("sanitizer reports in " + ", ".join(reports) + f" (kept {root})")
+    shutil.rmtree(root, ignore_errors=True)

@@ -659,28 +659,47 @@ class S3rver:
     port; requests go unsigned."""
     BUCKET = "lakebase"
 
-    def __init__(self, dir):
+    def __init__(self, dir, address="127.0.0.1"):
         self.dir = dir
+        self.address = address
         self.port = free_port()
         os.makedirs(os.path.join(dir, "data"), exist_ok=True)
         script = os.path.join(ROOT, "node_modules", "s3rver", "bin", "s3rver.js")
         # The legacy provider: s3rver makes its continuation tokens with DES.
         self.proc = Proc(["node", "--openssl-legacy-provider", script, "-d",
-                          os.path.join(dir, "data"), "-a", "127.0.0.1", "-p", str(self.port),
+                          os.path.join(dir, "data"), "-a", address, "-p", str(self.port),
                           "--configure-bucket", self.BUCKET, "-s"],
                          os.path.join(dir, "s3rver.log"))
 
         def up():
             try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                socket.create_connection((self.address, self.port), 0.2).close()
                 return True
             except OSError:
                 return False
         wait_for(up, 30, what="s3rver to listen")
 
     def url(self, prefix):
-        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://127.0.0.1:{self.port}"
+        return (f"s3://{self.BUCKET}/{prefix}?endpoint=http://{self.address}:{self.port}"
                 f"&region=us-east-1&addressing=path")
+
+    def keys(self, prefix):
+        """The bucket's keys under prefix (ListObjectsV2, unsigned)."""
+        import xml.etree.ElementTree as ET
+        out, token = [], None
+        while True:
+            q = {"list-type": "2", "prefix": prefix}
+            if token:
+                q["continuation-token"] = token
+            url = (f"http://{self.address}:{self.port}/{self.BUCKET}?"
+                   + urllib.parse.urlencode(q))
+            with urllib.request.urlopen(url, timeout=10) as r:
+                root = ET.fromstring(r.read())
+            ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            out += [k.text for k in root.iter(f"{ns}Key")]
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if not token:
+                return out
 
     def stop(self):
         self.proc.stop()
@@ -1146,11 +1165,12 @@ def timeline_view(cluster, timeline):
     return v
 
 
-def start_compute(view, ps, name, meta):
+def start_compute(view, ps, name, meta, restore_from_pageserver=True):
     """A primary on a pageserver timeline: the timeline on the safekeepers
     (starting where the pageserver's does), an election, a basebackup,
-    recovery from the pageserver's WAL endpoint, promotion; then the
-    pageserver ingests what the safekeepers commit."""
+    recovery from the pageserver's WAL endpoint (restore_from_pageserver,
+    else from the safekeepers'), promotion; then the pageserver ingests what
+    the safekeepers commit."""
     t, l = view.tenant, view.timeline
     st, sk_status = http("GET", view.sks[0].tl(t, l))
     if st == 404:
@@ -1162,11 +1182,29 @@ def start_compute(view, ps, name, meta):
     pg.conf(port=pg.port, listen_addresses="127.0.0.1", unix_socket_directories=pg.sockdir,
             wal_level="replica", max_wal_senders=10, wal_keep_size="1GB")
     view.track(pg)
-    view.start_primary(pg, election, restore=ps.restore_script(pg, t, l))
+    restore = ps.restore_script(pg, t, l) if restore_from_pageserver else None
+    view.start_primary(pg, election, restore=restore)
     sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in view.sks]
     st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
     assert st == 200, body
     return pg, election
+
+
+def pageserver_with_ingest(cluster, remote=None, extra_args=None):
+    """A pageserver (remote: its object store, default the test's) with the
+    cluster's timeline, and a primary "primary" on it whose WAL goes through
+    the safekeepers into the pageserver's ingest. (ps, primary, tenant,
+    timeline); the pageserver is stopped if the set-up fails."""
+    ps = Pageserver(cluster.workdir, remote=remote, extra_args=extra_args).start()
+    try:
+        t, l = cluster.tenant, cluster.timeline
+        st, boot = ps.create(t, l)
+        assert st == 201, boot
+        primary, _ = start_compute(cluster, ps, "primary", boot, restore_from_pageserver=False)
+    except BaseException:
+        ps.stop()
+        raise
+    return ps, primary, t, l
 
 
 def wait_ingested(ps, tenant, timeline, target, timeout=60, what="ingest"):

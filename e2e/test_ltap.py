@@ -450,29 +450,10 @@ def test_ltap_bad_input(workdir):
 
 
 def pageserver_with_ingest(cluster, store, extra_args=None):
-    """A pageserver whose object store is the directory store, ingesting a
-    primary through the safekeepers (as test_pageserver.py does)."""
-    from lakebase import Pageserver, Postgres, http
-    workdir = cluster.workdir
-    remote = store if "://" in store else "file://" + store  # a directory, or an s3:// URL
-    ps = Pageserver(workdir, remote=remote, extra_args=extra_args).start()
-    t, l = cluster.tenant, cluster.timeline
-    st, boot = ps.create(t, l)
-    assert st == 201, boot
-    cluster.create_timeline(int(boot["system_id"]), lsn_int(boot["start_lsn"]),
-                            pg_tli=boot["pg_tli"], seg_size=boot["wal_seg_size"])
-    election = cluster.elect()
-    primary = Postgres(workdir, "primary")
-    ps.basebackup(t, l, primary.datadir)
-    primary.conf(port=primary.port, listen_addresses="127.0.0.1",
-                 unix_socket_directories=primary.sockdir, wal_level="replica",
-                 max_wal_senders=10, wal_keep_size="1GB")
-    cluster.track(primary)
-    cluster.start_primary(primary, election)
-    sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks]
-    st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
-    assert st == 200, body
-    return ps, primary, t, l
+    """lakebase.pageserver_with_ingest on store: a directory, or an s3:// URL."""
+    import lakebase
+    remote = store if "://" in store else "file://" + store
+    return lakebase.pageserver_with_ingest(cluster, remote=remote, extra_args=extra_args)
 
 
 def ps_snapshot(ps, primary, t, l):

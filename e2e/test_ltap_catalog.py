@@ -160,6 +160,19 @@ def test_ltap_iceberg_catalog(cluster):
         assert st == 200 and ns["namespace"] == ["shop", "public"], ns
         st, _, lst = raw("GET", base + "/v1/namespaces?parent=shop", analytics)
         assert st == 200 and lst["namespaces"] == [["shop", "public"]], lst
+        # pages: pageSize bounds a page, next-page-token leads on, bad ones are refused
+        st, _, pg1 = raw("GET", base + "/v1/namespaces?pageToken=&pageSize=1", analytics)
+        assert st == 200 and pg1["namespaces"] == [["postgres"]] and pg1["next-page-token"], pg1
+        st, _, pg2 = raw("GET", base + "/v1/namespaces?pageSize=1&pageToken=" +
+                         pg1["next-page-token"], analytics)
+        assert st == 200 and pg2["namespaces"] == [["shop"]] and "next-page-token" not in pg2, pg2
+        st, _, tp = raw("GET", base + "/v1/namespaces/postgres%1Fpublic/tables?pageSize=1&pageToken=1",
+                        analytics)
+        assert st == 200 and [x["name"] for x in tp["identifiers"]] == ["odd name"], tp
+        assert "next-page-token" not in tp, tp
+        for q in ("pageToken=x", "pageToken=99", "pageToken=-1", "pageSize=0", "pageSize=abc"):
+            error_model(raw("GET", base + "/v1/namespaces?" + q, analytics), 400,
+                        "BadRequestException")
         odd = base + "/v1/namespaces/postgres%1Fpublic/tables/" + urllib.parse.quote("odd name")
         assert raw("GET", odd, analytics)[0] == 200
         assert raw("HEAD", base + "/v1/namespaces/postgres%1Fpublic/tables/nope", analytics)[0] \
@@ -364,5 +377,37 @@ def test_ltap_iceberg_catalog_on_s3(cluster):
         for s in res["metadata"]["snapshots"]:
             assert s["manifest-list"].startswith(bucket_prefix + "/")
             RemoteStore(url).get(s["manifest-list"][len(bucket_prefix) + 1:])
+    finally:
+        ps.stop()
+
+
+def test_ltap_catalog_load_is_fresh(cluster):
+    """loadTable first brings the lake up to the committed WAL the redo
+    standby has replayed: rows committed after the last snapshot (no
+    checkpoint, no snapshot since) are in what the client reads."""
+    store = os.path.join(cluster.workdir, "lake-store")
+    ps, pri, t, l = pageserver_with_ingest(cluster, store,
+                                           extra_args=["--snapshot_interval", "1h"])
+    try:
+        pri.sql("CREATE TABLE t (id int, v text)")
+        pri.sql("INSERT INTO t SELECT g, 'old' FROM generate_series(1, 1000) g")
+        p1 = ps_snapshot(ps, pri, t, l)
+        pri.sql("INSERT INTO t SELECT g, 'new' FROM generate_series(1001, 1500) g")
+        pri.sql("UPDATE t SET v = 'changed' WHERE id <= 10")
+        target = lsn_int(pri.sql("select pg_current_wal_flush_lsn()::text")[0][0])
+        wait_for(lambda: lsn_int(http("GET", ps.tl(t, l))[1]["last_record_lsn"]) >= target, 120,
+                 what="the redo standby to replay the new rows")
+        body, _ = lake_status(ps, t, l)
+        assert body["run_lsn"] == p1, body  # no lake run since the snapshot
+        base = f"{ps.url}/v1/tenant/{t}/timeline/{l}/iceberg"
+        view = catalog_view(base, Auth.of(cluster.workdir).mint("analytics", tenant=t))
+        (x,) = [x for x in view["tables"] if x["name"] == "t"]
+        want = sorted((str(i), v) for i, v in pri.sql("SELECT id, v FROM t"))
+        assert sorted((r["id"], r["v"]) for r in x["rows"]) == want
+        meta = x["result"]["metadata"]
+        (cur,) = [s for s in meta["snapshots"] if s["snapshot-id"] == meta["current-snapshot-id"]]
+        assert lsn_int(cur["summary"]["lakebase.lsn"]) >= target
+        body, _ = lake_status(ps, t, l)
+        assert lsn_int(body["run_lsn"]) >= target, body
     finally:
         ps.stop()

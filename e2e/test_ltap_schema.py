@@ -77,6 +77,11 @@ def check_delta_mapping(store, attnums):
                 md = f["metadata"]
                 ids.append(md["delta.columnMapping.id"])
                 phys.append(md["delta.columnMapping.physicalName"])
+                if isinstance(f["type"], dict) and f["type"]["type"] == "array":
+                    # the list element's id, keyed by the physical name
+                    nested = md["delta.columnMapping.nested.ids"]
+                    assert list(nested) == [phys[-1] + ".element"], nested
+                    ids.append(nested[phys[-1] + ".element"])
                 walk(f["type"])
             assert len(set(phys)) == len(phys), phys
         elif isinstance(t, dict) and t.get("type") == "array":

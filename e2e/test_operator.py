@@ -1,7 +1,8 @@
 """lakebase-controller on devcluster, with the real kubectl 1.32.
 
-One devcluster (its own directory and API port) serves the module; the
-CRDs from crds/ are applied with kubectl, and lakebase-controller runs as
+One devcluster (its own directory and API port) serves the module (the
+`op` fixture of conftest.py); the CRDs from crds/ are applied with kubectl,
+and lakebase-controller runs as
 a process outside the cluster with the devcluster's kubeconfig (the chart's
 in-cluster Deployment is tested with helm elsewhere). The data plane runs
 in pods from `images/build.sh` (cached between runs).
@@ -15,16 +16,13 @@ Bounds: a cluster Ready within 300 s, a branch within 180 s, on a shared
 """
 import json
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 
 import psycopg
 import pytest
 
-from lakebase import OperatorEnv, ROOT, wait_for
+from lakebase import S3rver, wait_for
 
 NS = "db"
 CLUSTER_READY_S = 300
@@ -46,24 +44,6 @@ def branch_manifest(name, ns, cluster, parent=None, **spec):
     s.update(spec)
     return {"apiVersion": "lakebase.io/v1alpha1", "kind": "Branch",
             "metadata": {"name": name, "namespace": ns}, "spec": s}
-
-
-@pytest.fixture(scope="module")
-def op():
-    r = subprocess.run([os.path.join(ROOT, "images", "build.sh"), "safekeeper", "pageserver",
-                        "compute"], capture_output=True, text=True, timeout=3600)
-    assert r.returncode == 0, f"images/build.sh failed: {r.stdout}{r.stderr}"
-    root = tempfile.mkdtemp(prefix="lb-operator-")
-    env = OperatorEnv(root)
-    env.devcluster("up")
-    env.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
-    env.start_controller()
-    yield env
-    env.close()
-    reports = env.sanitizer_reports()
-    if reports:
-        pytest.fail("sanitizer reports in " + ", ".join(reports) + f" (kept {root})")
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +209,154 @@ def test_scale_subresource_suspends_and_resumes(op, db):
     b = op.wait_condition(NS, "branch", "sc", cond="ComputeReady", timeout=BRANCH_READY_S)
     assert b["status"]["phase"] == "Active"
     op.sql(op.branch_dsn(NS, db, "sc"), "select 1")
+
+
+def test_read_replica_streams_is_read_only_and_scales_to_zero(op, db):
+    op.apply(branch_manifest("rr", NS, db, parent=f"{db}-main", compute={"readReplicas": 1}))
+    op.wait_condition(NS, "branch", "rr", timeout=BRANCH_READY_S)
+    primary = op.branch_dsn(NS, db, "rr")
+    op.sql(primary, "create table seen (id int primary key, n int)")
+
+    def ro_status():
+        return (op.get(NS, "branch", "rr")["status"].get("readReplicas") or {})
+    st = wait_for(lambda: (s := ro_status()).get("ready") == 1 and s, BRANCH_READY_S, 1.0,
+                  what="the read replica to be ready")
+    assert st == {"replicas": 1, "ready": 1, "endpoint": f"rr-ro.{NS}.svc.cluster.local:5432",
+                  "selector": "app.kubernetes.io/component=compute-replica,"
+                              "lakebase.io/branch=rr"}, st
+    # the read-only Service lists the replica, never the primary; the
+    # primary's endpoint Service never lists the replica
+    replica_ip = op.pod_ip(NS, "rr-replica-0")
+    primary_ip = op.pod_ip(NS, "rr-compute-0")
+    assert replica_ip and replica_ip != primary_ip
+
+    def addrs(svc):
+        ep = op.get(NS, "endpoints", svc) or {}
+        return sorted(a["ip"] for s in ep.get("subsets", []) for a in s.get("addresses", []))
+    wait_for(lambda: addrs("rr-ro") == [replica_ip], 60, 0.5,
+             what="the read-only Service to list the replica")
+    assert addrs("rr-compute") == [primary_ip]
+    svc = op.get(NS, "service", "rr-ro")
+    assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["clusterIP"] != "None"
+    assert svc["metadata"]["ownerReferences"][0]["kind"] == "Branch"
+    user = op.secret(NS, f"{db}-app")
+    ro = (f"host={addrs('rr-ro')[0]} port=5432 user={user['username']} "
+          f"password={user['password']} dbname={user['dbname']} connect_timeout=10")
+    # a row committed on the primary becomes visible on the replica
+    op.sql(primary, "insert into seen values (1, 42)")
+    wait_for(lambda: op.sql(ro, "select n from seen where id = 1") == [(42,)], 120, 0.5,
+             what="the primary's row on the replica")
+    assert op.sql(ro, "select pg_is_in_recovery()") == [(True,)]
+    # a write on the replica fails as read-only
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        op.sql(ro, "insert into seen values (2, 7)")
+    assert op.sql(primary, "select count(*) from seen") == [(1,)]
+    # scale to 0: the replica's pod goes, the primary stays
+    op.kubectl("-n", NS, "patch", "branch", "rr", "--type=merge", "-p",
+               json.dumps({"spec": {"compute": {"readReplicas": 0}}}))
+    wait_for(lambda: op.get(NS, "pod", "rr-replica-0") is None, 120, 1.0,
+             what="the replica's pod to go")
+    wait_for(lambda: ro_status() == dict(st, replicas=0, ready=0), 60, 1.0,
+             what="status.readReplicas to show 0")
+    assert op.get(NS, "statefulset", "rr-replica")["spec"]["replicas"] == 0
+    op.sql(primary, "select 1")
+    # deleted with the branch
+    op.kubectl("-n", NS, "delete", "branch", "rr", "--wait=false")
+    wait_for(lambda: op.get(NS, "branch", "rr") is None, 120, 1.0, what="the Branch to go")
+    for kind, name in (("statefulset", "rr-replica"), ("service", "rr-ro"),
+                       ("configmap", "rr-replica"), ("secret", "rr-replica")):
+        wait_for(lambda: op.get(NS, kind, name) is None, 120, 1.0, what=f"{kind} {name} to go")
+
+
+def test_branch_without_read_replicas_has_no_replica_objects(op, db):
+    op.apply(branch_manifest("norr", NS, db, parent=f"{db}-main", compute={"enabled": False}))
+    b = op.wait_condition(NS, "branch", "norr", timeout=BRANCH_READY_S)
+    assert "readReplicas" not in b["status"]
+    for kind, name in (("statefulset", "norr-replica"), ("service", "norr-ro")):
+        assert op.get(NS, kind, name) is None
+    op.kubectl("-n", NS, "delete", "branch", "norr", "--wait=false")
+
+
+def test_safekeepers_offload_wal_to_the_clusters_s3(op, db):
+    """With spec.objectStorage.s3, the safekeepers get the pageserver's
+    store as their remote_storage: completed WAL segments appear in the
+    bucket under <prefix>/<tenant>/<timeline>/wal/, where the pageserver
+    reads them. The bucket is an s3rver on the host's address on podman's
+    bridge (10.88.0.1, which exists while pods run: devcluster/NODE.md)."""
+    ns, name = "objs3", "obj"
+    s3 = S3rver(os.path.join(op.dir, "s3rver"), address="10.88.0.1")
+    try:
+        op.namespace(ns)
+        op.apply(cluster_manifest(name, ns, objectStorage={"s3": {
+            "endpoint": f"http://10.88.0.1:{s3.port}", "bucket": S3rver.BUCKET,
+            "prefix": "wal-offload", "forcePathStyle": True}}))
+        c = op.wait_condition(ns, "lakebasecluster", name, timeout=CLUSTER_READY_S)
+        tenant = c["status"]["tenantId"]
+        b = op.wait_condition(ns, "branch", f"{name}-main", timeout=BRANCH_READY_S)
+        timeline = b["status"]["timelineId"]
+        conf = op.get(ns, "configmap", f"{name}-safekeeper")["data"]
+        assert len(conf) == 3
+        for text in conf.values():
+            assert f'remote_storage: "{s3.url("wal-offload")}"' in text, text
+        dsn = op.branch_dsn(ns, name, f"{name}-main")
+        op.sql(dsn, "create table big (id int, pad text)")
+        # about 45 MB of WAL: at least two completed 16 MB segments
+        op.sql(dsn, "insert into big select g, repeat(md5(g::text), 30) "
+                    "from generate_series(1, 40000) g")
+        (lsn,) = op.sql(dsn, "select pg_current_wal_flush_lsn()::text")[0]
+        lsn = lsn.decode() if isinstance(lsn, bytes) else lsn  # SQL_ASCII databases
+        hi, lo = (int(x, 16) for x in lsn.split("/"))
+        completed = ((hi << 32) | lo) // (16 << 20)  # segments wholly below the commit
+        prefix = f"wal-offload/{tenant}/{timeline}/wal/"
+        keys = wait_for(lambda: (k := s3.keys(prefix)) and len(k) >= 2 and k, 180, 2.0,
+                        what="offloaded WAL segments in the bucket")
+        print(f"{len(keys)} segments offloaded, {completed} completed: {keys[:3]}")
+        for k in keys:
+            assert len(k.rsplit("/", 1)[1]) == 24, k  # WAL segment file names
+    finally:
+        op.kubectl("-n", ns, "delete", "lakebasecluster", name, "--wait=false", check=False)
+        try:
+            wait_for(lambda: op.get(ns, "lakebasecluster", name) is None and
+                     not (op.get(ns, "pods") or {}).get("items"), 300, 2.0,
+                     what="the S3 cluster to go")
+        finally:
+            s3.stop()
+
+
+def test_superuser_logs_in_with_the_clusters_superuser_secret(op, db):
+    su = op.secret(NS, f"{db}-superuser")
+    assert su["username"] == "postgres"
+    ip = op.pod_ip(NS, f"{db}-main-compute-0")
+    dsn = (f"host={ip} port=5432 user=postgres password={su['password']} dbname=postgres "
+           "connect_timeout=10")
+    assert op.sql(dsn, "select rolsuper from pg_roles where rolname = current_user") == [(True,)]
+    # the password is checked (SCRAM), not just the role name
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        op.sql(dsn.replace(su["password"], su["password"] + "x"), "select 1")
+    # it reaches the compute as a mounted file, never in the pod's spec
+    pod = json.dumps(op.get(NS, "pod", f"{db}-main-compute-0")["spec"])
+    assert su["password"] not in pod
+    assert "superuser_password_file" in op.get(NS, "configmap", f"{db}-main-compute")["data"][
+        "spec.json"]
+
+
+def test_superuser_secret_named_but_missing_or_bad_is_reported(op, db):
+    ns = "susecret"
+    op.namespace(ns)
+    op.apply(cluster_manifest("named", ns, superuserSecret={"name": "my-su"}))
+    c = wait_for(lambda: (x := op.condition(ns, "lakebasecluster", "named")) and
+                 x["reason"] == "SuperuserSecretInvalid" and x, 60, 1.0,
+                 what="SuperuserSecretInvalid")
+    assert c["status"] == "False" and '"my-su"' in c["message"] and "does not exist" in c["message"]
+    op.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-su", "namespace": ns},
+              "stringData": {"password": " padded"}})
+    wait_for(lambda: "starts or ends with a space" in
+             (op.condition(ns, "lakebasecluster", "named") or {}).get("message", ""), 60, 1.0,
+             what="the bad password to be reported")
+    assert op.get(ns, "statefulset", "named-safekeeper") is None  # nothing made meanwhile
+    op.kubectl("-n", ns, "delete", "lakebasecluster", "named", "--wait=false")
+    wait_for(lambda: op.get(ns, "lakebasecluster", "named") is None, 120, 1.0,
+             what="the cluster to go")
 
 
 # ---- bad input ----

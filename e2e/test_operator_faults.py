@@ -16,40 +16,17 @@ seconds instead of hanging.
 
 Bounds: the cluster Ready within 300 s, each part back within 300 s.
 """
-import os
 import random
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 
 import psycopg
-import pytest
 
-from lakebase import OperatorEnv, ROOT, wait_for
+from lakebase import wait_for
 
 NS = "faults"
 ACCOUNTS = 100
 START_BALANCE = 1000
-
-
-@pytest.fixture(scope="module")
-def op():
-    r = subprocess.run([os.path.join(ROOT, "images", "build.sh"), "safekeeper", "pageserver",
-                        "compute"], capture_output=True, text=True, timeout=3600)
-    assert r.returncode == 0, f"images/build.sh failed: {r.stdout}{r.stderr}"
-    root = tempfile.mkdtemp(prefix="lb-operator-faults-")
-    env = OperatorEnv(root)
-    env.devcluster("up")
-    env.kubectl("apply", "-f", os.path.join(ROOT, "crds"))
-    env.start_controller()
-    yield env
-    env.close()
-    reports = env.sanitizer_reports()
-    if reports:
-        pytest.fail("sanitizer reports in " + ", ".join(reports) + f" (kept {root})")
-    shutil.rmtree(root, ignore_errors=True)
 
 
 class Workload:

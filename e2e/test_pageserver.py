@@ -10,7 +10,8 @@ from contextlib import contextmanager
 
 import lakebase
 from lakebase import (PGBIN, Pageserver, Postgres, http, http_get_raw, insert_lsn, lsn_int,
-                      start_compute, table_hashes, wait_for, wait_ingested)
+                      pageserver_with_ingest, start_compute, table_hashes, wait_for,
+                      wait_ingested)
 
 
 def start_from_basebackup(ps, workdir, name, tenant, timeline, lsn=None):
@@ -299,28 +300,9 @@ def test_ingest_snapshot_and_restore(cluster):
     redo standby; a snapshot; a new server from basebackup(latest) plus the
     safekeepers' WAL holds exactly the primary's committed data, passes
     amcheck on every index and pg_checksums on its directory."""
-    from lakebase import Pageserver
     workdir = cluster.workdir
-    ps = Pageserver(workdir).start()
+    ps, primary, t, l = pageserver_with_ingest(cluster)
     try:
-        t, l = cluster.tenant, cluster.timeline
-        st, boot = ps.create(t, l)
-        assert st == 201, boot
-        cluster.create_timeline(int(boot["system_id"]), lsn_int(boot["start_lsn"]),
-                                pg_tli=boot["pg_tli"], seg_size=boot["wal_seg_size"])
-        election = cluster.elect()
-        primary = Postgres(workdir, "primary")
-        ps.basebackup(t, l, primary.datadir)
-        primary.conf(port=primary.port, listen_addresses="127.0.0.1",
-                     unix_socket_directories=primary.sockdir, wal_level="replica",
-                     max_wal_senders=10, wal_keep_size="1GB")
-        cluster.track(primary)
-        cluster.start_primary(primary, election)
-
-        sks = [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks]
-        st, body = http("PUT", ps.tl(t, l, "/safekeepers"), {"safekeepers": sks})
-        assert st == 200, body
-
         primary.sql("create extension amcheck")
         primary.sql("create table t (id int primary key, v text)")
         primary.sql("insert into t select g, md5(g::text) from generate_series(1, 50000) g")

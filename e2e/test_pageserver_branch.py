@@ -17,11 +17,13 @@ from lakebase import (Pageserver, http, http_get_raw, ids, insert_lsn, lsn_int, 
 
 
 class StaleSafekeeper:
-    """An HTTP proxy in front of a safekeeper whose timeline status reports
-    an older commit_lsn, as a safekeeper does in the second after a restart
-    (before its peers' positions arrive). Everything else passes through."""
+    """An HTTP proxy in front of a safekeeper whose timeline status is
+    changed by rewrite(doc): an older commit_lsn, as a safekeeper reports in
+    the second after a restart (before its peers' positions arrive), or an
+    older term history, as one that missed an election has. Everything else
+    passes through."""
 
-    def __init__(self, upstream, status_path, commit_lsn):
+    def __init__(self, upstream, status_path, rewrite):
         outer = self
 
         class Handler(http_server.BaseHTTPRequestHandler):
@@ -42,7 +44,7 @@ class StaleSafekeeper:
                     status, raw, rh = e.code, e.read(), e.headers
                 if self.command == "GET" and self.path == status_path and status == 200:
                     doc = json.loads(raw)
-                    doc["commit_lsn"] = commit_lsn
+                    rewrite(doc)
                     raw = json.dumps(doc).encode()
                     outer.stale_answers += 1
                 self.send_response(status)
@@ -176,17 +178,30 @@ def test_branch_point_is_checked_against_the_quorums_commit_lsn(cluster):
                              for sk in cluster.sks), 20, what="every safekeeper past the point")
 
         sk0 = cluster.sks[0]
-        proxy = StaleSafekeeper(sk0.url, f"/v1/tenant/{t}/timeline/{root}", stale)
-        sks = [{"pg": f"127.0.0.1:{sk0.pg_port}", "http": proxy.url}] + \
-              [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks[1:]]
-        st, body = http("PUT", ps.tl(t, root, "/safekeepers"), {"safekeepers": sks})
-        assert st == 200, body
 
+        def first_behind(rewrite):
+            p = StaleSafekeeper(sk0.url, f"/v1/tenant/{t}/timeline/{root}", rewrite)
+            sks = [{"pg": f"127.0.0.1:{sk0.pg_port}", "http": p.url}] + \
+                  [{"pg": f"127.0.0.1:{sk.pg_port}", "http": sk.url} for sk in cluster.sks[1:]]
+            st, body = http("PUT", ps.tl(t, root, "/safekeepers"), {"safekeepers": sks})
+            assert st == 200, body
+            return p
+
+        proxy = first_behind(lambda doc: doc.update(commit_lsn=stale))
         b = uuid.uuid4().hex
         st, meta = ps.create(t, b, ancestor=root, lsn=at)
         assert proxy.stale_answers >= 1, "the pageserver did not ask the stale safekeeper"
         assert st == 201, meta
         assert meta["ancestor_lsn"] == at and meta["pg_tli"] == election["tli"]
+        proxy.stop()
+
+        # The first one missed the election: its history has no term yet.
+        # The branch takes the TLI from the newest log, not from it.
+        proxy = first_behind(lambda doc: doc.update(term_history=[], last_log_term=0))
+        st, meta = ps.create(t, uuid.uuid4().hex, ancestor=root, lsn=at)
+        assert proxy.stale_answers >= 1
+        assert st == 201, meta
+        assert meta["pg_tli"] == election["tli"] != boot["pg_tli"], (meta, boot)
         # Past what any safekeeper committed: refused.
         far = lsn_str(lsn_int(insert_lsn(primary)) + (1 << 20))
         st, e = ps.create(t, uuid.uuid4().hex, ancestor=root, lsn=far)

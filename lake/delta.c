@@ -63,6 +63,7 @@ struct lake_delta_table {
 
 /* What one walk of the schema learns, for the dialect. */
 typedef struct delta_walk {
+    const lake_schema *schema;
     bool ntz;     /* a timestamp_ntz column */
     bool mapping; /* write column mapping metadata */
 } delta_walk;
@@ -117,13 +118,49 @@ delta_list(const lake__node *list, const lake__node *el, json_t *et, void *arg)
                      !el->required);
 }
 
+/* The ids of the elements of the lists a field holds (a list of lists
+ * too), as delta.columnMapping.nested.ids wants them: "<physical
+ * name>.element" -> id, ".element" once more per level. The protocol asks
+ * for them with icebergCompatV2; readers by id find list elements by them. */
+static json_t *
+nested_ids(const lake_schema *s, const lake__node *f)
+{
+    json_t *ids = json_object();
+    lb_buf key = LB_BUF_INIT;
+    lb_buf_append_str(&key, lake__node_physical(f));
+    for (const lake__node *n = f; ids && n->type == LAKE_TYPE_LIST;) {
+        n = lake__schema_node(s, n->children[0]);
+        lb_buf_append(&key, ".element", 9);
+        if (!key.data || json_object_set_new(ids, key.data, json_integer(n->field_id))) {
+            json_decref(ids);
+            ids = NULL;
+        }
+        key.len--;
+    }
+    lb_buf_free(&key);
+    return ids;
+}
+
 static json_t *
 delta_field(const lake__node *f, json_t *type, void *arg)
 {
-    if (((delta_walk *)arg)->mapping)
-        return json_pack("{s:s, s:o, s:b, s:{s:i, s:s}}", "name", f->name, "type", type, "nullable",
-                         !f->required, "metadata", "delta.columnMapping.id", (int)f->field_id,
-                         "delta.columnMapping.physicalName", lake__node_physical(f));
+    const delta_walk *w = arg;
+    if (w->mapping) {
+        json_t *j =
+            json_pack("{s:s, s:o, s:b, s:{s:i, s:s}}", "name", f->name, "type", type, "nullable",
+                      !f->required, "metadata", "delta.columnMapping.id", (int)f->field_id,
+                      "delta.columnMapping.physicalName", lake__node_physical(f));
+        if (j && f->type == LAKE_TYPE_LIST) {
+            json_t *ids = nested_ids(w->schema, f);
+            if (!ids) {
+                json_decref(j);
+                return NULL;
+            }
+            json_object_set_new(json_object_get(j, "metadata"), "delta.columnMapping.nested.ids",
+                                ids);
+        }
+        return j;
+    }
     return json_pack("{s:s, s:o, s:b, s:{}}", "name", f->name, "type", type, "nullable",
                      !f->required, "metadata");
 }
@@ -153,7 +190,7 @@ all_ids(const lake_schema *s)
 static char *
 schema_string(const lake_schema *schema, bool mapping, bool *ntz, int32_t *max_id, lb_err *err)
 {
-    delta_walk w = {.mapping = mapping};
+    delta_walk w = {.schema = schema, .mapping = mapping};
     json_t *j = lake__schema_json(schema, &delta_dialect, &w, max_id, err);
     *ntz = w.ntz;
     if (!j) {
@@ -1117,6 +1154,12 @@ bool
 lake_delta_schema_pending(const lake_delta_table *t)
 {
     return t->pending;
+}
+
+bool
+lake_delta_schema_retyped(const lake_delta_table *t)
+{
+    return t->pending && t->retyped;
 }
 
 int64_t

@@ -28,7 +28,9 @@
  * transcoder's schemas do): metaData.configuration has
  * delta.columnMapping.mode = id and delta.columnMapping.maxColumnId; every
  * field (nested ones too) has delta.columnMapping.id (its field id) and
- * delta.columnMapping.physicalName in its metadata; the protocol is reader
+ * delta.columnMapping.physicalName in its metadata, and a list field the
+ * ids of its elements (delta.columnMapping.nested.ids, "<physical
+ * name>.element", as icebergCompatV2 asks); the protocol is reader
  * 2 / writer 5, or 3 / 7 with the columnMapping feature next to
  * timestampNtz. A field's physical name is fixed when it first appears
  * (its name then, "<name>_<id>" if a sibling holds that one) and kept
@@ -102,6 +104,9 @@ int lake_delta_commit(lake_delta_table *t, const lake_data_file *adds, size_t na
  * the protocol it needs, differs from the table's); a commit without files
  * is then allowed and writes just that. */
 bool lake_delta_schema_pending(const lake_delta_table *t);
+/* Whether that change alters a field's Delta type (then the commit must
+ * replace every live file). */
+bool lake_delta_schema_retyped(const lake_delta_table *t);
 
 /* The last version read or written. */
 int64_t lake_delta_version(const lake_delta_table *t);

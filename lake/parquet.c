@@ -89,6 +89,7 @@
 
 /* Cap on level entries per page, so that a column of nulls or tiny values
  * still gets pages of a sane size. */
+#define VALUES_HEADROOM 64 /* before a page's values: room for its levels */
 #define PAGE_MAX_LEVELS (1u << 20)
 
 /* Parquet enums (parquet.thrift). */
@@ -192,7 +193,8 @@ typedef struct column {
     size_t page_values; /* entries with a value */
     size_t page_rows;   /* entries starting a row (rep == 0) */
     int64_t row_starts; /* all rep == 0 entries: one per row, always */
-    lb_buf values;      /* PLAIN values (plain mode; BOOLEAN bit-packed) */
+    lb_buf values;      /* VALUES_HEADROOM bytes, then PLAIN values (plain mode; BOOLEAN
+                           bit-packed); see flush_page */
     uint32_t *indices;  /* dictionary mode */
     size_t nindices, indices_cap;
 
@@ -461,6 +463,9 @@ map_node(lake_parquet_writer *w, int id, int def, int rep, char **parts, int npa
                    : c->physical == PT_FIXED                             ? type_length(n)
                                                                          : 0;
         c->use_dict = w->opts.dictionary && c->physical != PT_BOOLEAN;
+        if (lb_buf_reserve(&c->values, VALUES_HEADROOM))
+            return -ENOMEM;
+        c->values.len = VALUES_HEADROOM;
         c->parts = malloc((size_t)nparts * sizeof(*c->parts));
         if (!c->parts)
             return -ENOMEM;
@@ -605,7 +610,8 @@ check_value(lake_parquet_writer *w, int id, const lake_value *v, int depth)
         if (v->u.bytes.len && !v->u.bytes.ptr)
             return set_error(w, LB_EVALUE, "value for column \"%s\" has no bytes", path);
         size_t bad;
-        if (n->type != LAKE_TYPE_BINARY && !lake__utf8_valid(v->u.bytes.ptr, v->u.bytes.len, &bad))
+        if (n->type != LAKE_TYPE_BINARY && !w->opts.trusted_utf8 &&
+            !lake__utf8_valid(v->u.bytes.ptr, v->u.bytes.len, &bad))
             return set_error(w, LB_EVALUE, "invalid UTF-8 at byte %zu of a value for column \"%s\"",
                              bad, path);
         return 0;
@@ -650,13 +656,24 @@ check_value(lake_parquet_writer *w, int id, const lake_value *v, int depth)
 
 /* ---- statistics ---------------------------------------------------------- */
 
-static int
+/* Unsigned bytewise order, a shorter prefix first. Eight bytes at a time
+ * in line: the values compared are mostly short strings that share a
+ * prefix, where a call to memcmp cost more than the comparison. */
+static inline int
 bytes_cmp(const void *a, size_t an, const void *b, size_t bn)
 {
+    const uint8_t *x = a, *y = b;
     size_t n = an < bn ? an : bn;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
+    for (; n >= 8; x += 8, y += 8, n -= 8) {
+        uint64_t u, v;
+        memcpy(&u, x, 8);
+        memcpy(&v, y, 8);
+        if (u != v)
+            return __builtin_bswap64(u) < __builtin_bswap64(v) ? -1 : 1;
+    }
+    for (; n > 0; x++, y++, n--)
+        if (*x != *y)
+            return *x < *y ? -1 : 1;
     return an < bn ? -1 : an > bn;
 }
 
@@ -1113,13 +1130,13 @@ dict_find(dict *d, size_t limit, size_t prefix, bool exact, uint32_t key, const 
 static int
 dict_fallback(column *c)
 {
-    assert(c->use_dict && c->values.len == 0);
+    assert(c->use_dict && c->values.len == VALUES_HEADROOM);
     size_t prefix = c->physical == PT_BYTE_ARRAY ? 4 : 0, total = 0;
     for (size_t k = 0; k < c->nindices; k++)
         total += prefix + c->dict.entries[c->indices[k]].len;
     if (lb_buf_reserve(&c->values, total))
         return -ENOMEM;
-    uint8_t *out = (uint8_t *)c->values.data;
+    uint8_t *out = (uint8_t *)c->values.data + VALUES_HEADROOM;
     for (size_t k = 0; k < c->nindices; k++) {
         uint32_t e = c->indices[k];
         assert(e < c->dict.count);
@@ -1129,8 +1146,8 @@ dict_fallback(column *c)
         memcpy(out + prefix, c->dict.plain.data + c->dict.entries[e].off, len);
         out += prefix + len;
     }
-    c->values.len = total;
-    c->values.data[total] = '\0';
+    c->values.len = VALUES_HEADROOM + total;
+    c->values.data[c->values.len] = '\0';
     c->nindices = 0;
     c->use_dict = false;
     if (c->dict_pages == 0)
@@ -1621,7 +1638,8 @@ static size_t
 page_footprint(const column *c)
 {
     size_t levels = (c->max_def > 0) + (c->max_rep > 0);
-    return c->values.len + c->nindices * sizeof(uint32_t) + c->nlevels * levels * sizeof(uint16_t);
+    return c->values.len - VALUES_HEADROOM + c->nindices * sizeof(uint32_t) +
+           c->nlevels * levels * sizeof(uint16_t);
 }
 
 static int
@@ -1664,7 +1682,8 @@ reset_page(column *c)
     c->page_values = 0;
     c->page_rows = 0;
     c->nindices = 0;
-    lb_buf_reset(&c->values);
+    c->values.len = VALUES_HEADROOM; /* allocated with the column */
+    c->values.data[c->values.len] = '\0';
 }
 
 /* Whether the dictionary page plus indices_len bytes of indices are smaller
@@ -1783,9 +1802,10 @@ flush_page(lake_parquet_writer *w, column *c)
     }
 
     /* Values: dictionary indices (bit width byte + hybrid runs) or PLAIN. */
-    const lb_buf *values = &c->values;
+    lb_buf plain = {c->values.data + VALUES_HEADROOM, c->values.len - VALUES_HEADROOM, 0};
+    const lb_buf *values = &plain;
     if (dict_page) {
-        assert(c->values.len == 0 && c->nindices == c->page_values);
+        assert(plain.len == 0 && c->nindices == c->page_values);
         int width = lake__bit_width(c->dict.count ? c->dict.count - 1 : 0);
         if (width == 0)
             width = 1;
@@ -1802,7 +1822,8 @@ flush_page(lake_parquet_writer *w, column *c)
             if ((rc = dict_fallback(c)) != 0)
                 return rc;
             dict_page = false;
-            values = &c->values;
+            plain = (lb_buf){c->values.data + VALUES_HEADROOM, c->values.len - VALUES_HEADROOM, 0};
+            values = &plain;
         }
     }
 
@@ -1820,6 +1841,12 @@ flush_page(lake_parquet_writer *w, column *c)
          * there are no levels (a required top-level column). */
         if (levels->len == 0) {
             rc = compress_page(w, c, values->data, values->len, page);
+        } else if (values == &plain && levels->len <= VALUES_HEADROOM) {
+            /* the levels go into the headroom before the values, which
+             * then need not be copied after the levels */
+            char *at = c->values.data + VALUES_HEADROOM - levels->len;
+            memcpy(at, levels->data, levels->len);
+            rc = compress_page(w, c, at, levels->len + values->len, page);
         } else {
             if (lb_buf_append(levels, values->data, values->len))
                 return -ENOMEM;
@@ -2178,6 +2205,56 @@ append_flat(lake_parquet_writer *w, column *c, const lake_value *v, size_t n)
     return 0;
 }
 
+/* Whether top-level field id is a LIST of a primitive element. */
+static bool
+flat_list(const lake_parquet_writer *w, int id)
+{
+    const lake__node *n = w->info[id].node;
+    return n->type == LAKE_TYPE_LIST && !lake__type_is_group(w->info[n->children[0]].node->type);
+}
+
+/*
+ * Append n rows of a top-level LIST of a primitive element (flat_list()):
+ * the levels shred() would give, each row's elements as one run of
+ * values (a list's items are contiguous), and the page checked after each
+ * row, as row by row.
+ */
+static int
+append_list(lake_parquet_writer *w, int id, const lake_value *v, size_t n)
+{
+    const node_info *ni = &w->info[id];
+    column *c = &w->cols[ni->first_col];
+    assert(ni->ncols == 1 && c->max_rep == ni->list_rep && c->max_def >= 1);
+    int present = ni->node->required ? 0 : 1; /* def of a list that is there */
+    for (size_t r = 0; r < n; r++) {
+        int rc;
+        size_t m = v[r].kind == LAKE_LIST ? v[r].u.list.count : 0;
+        if (m == 0) {
+            /* NULL (def 0), or empty (the list's def) */
+            rc = add_null(c, 0, v[r].kind == LAKE_NULL ? 0 : present);
+        } else if ((rc = reserve_levels(c, m)) == 0) {
+            const lake_value *items = v[r].u.list.items;
+            uint16_t *defs = c->defs + c->nlevels, *reps = c->reps + c->nlevels;
+            size_t nulls = 0;
+            for (size_t i = 0; i < m; i++) {
+                bool null = items[i].kind == LAKE_NULL;
+                reps[i] = (uint16_t)(i ? ni->list_rep : 0);
+                defs[i] = (uint16_t)(null ? c->max_def - 1 : c->max_def);
+                nulls += null;
+            }
+            c->nlevels += m;
+            c->page_rows++;
+            c->row_starts++;
+            c->chunk_stats.num_values += (int64_t)m;
+            c->chunk_stats.null_count += (int64_t)nulls;
+            rc = append_values(w, c, items, m);
+        }
+        if (rc || (rc = page_check(w, c)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /*
  * Check the n values at v of top-level field id: the index of the first
  * that does not fit (with the writer's message set), or n. The loops only
@@ -2238,7 +2315,8 @@ check_field(lake_parquet_writer *w, int id, const lake_value *v, size_t n)
         for (size_t i = 0; i < n; i++) {
             if (v[i].kind == LAKE_BYTES && v[i].u.bytes.len <= MAX_VALUE_BYTES &&
                 (v[i].u.bytes.ptr || !v[i].u.bytes.len) &&
-                lake__utf8_valid(v[i].u.bytes.ptr, v[i].u.bytes.len, NULL))
+                (w->opts.trusted_utf8 ||
+                 lake__utf8_valid(v[i].u.bytes.ptr, v[i].u.bytes.len, NULL)))
                 continue;
             if (v[i].kind == null_ok && v[i].kind == LAKE_NULL)
                 continue;
@@ -2246,6 +2324,20 @@ check_field(lake_parquet_writer *w, int id, const lake_value *v, size_t n)
                 return i;
         }
         return n;
+    case LAKE_TYPE_LIST:
+        if (!lake__type_is_group(w->info[node->children[0]].node->type)) {
+            /* a list of a primitive: its items are checked as a column */
+            for (size_t i = 0; i < n; i++) {
+                if (v[i].kind == LAKE_LIST && (v[i].u.list.items || !v[i].u.list.count) &&
+                    check_field(w, node->children[0], v[i].u.list.items, v[i].u.list.count) ==
+                        v[i].u.list.count)
+                    continue;
+                if (check_value(w, id, &v[i], 0))
+                    return i;
+            }
+            return n;
+        }
+        __attribute__((fallthrough));
     default:
         for (size_t i = 0; i < n; i++)
             if (check_value(w, id, &v[i], 0))
@@ -2266,6 +2358,8 @@ append_rows(lake_parquet_writer *w, const lake_value *const *columns, size_t fir
         int rc = 0;
         if (!lake__type_is_group(ni->node->type)) {
             rc = append_flat(w, &w->cols[ni->first_col], v, n);
+        } else if (flat_list(w, id)) {
+            rc = append_list(w, id, v, n);
         } else {
             for (size_t r = 0; r < n && rc == 0; r++) {
                 rc = shred(w, id, &v[r], 0, 0);

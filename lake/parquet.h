@@ -52,6 +52,9 @@ typedef struct lake_parquet_options {
     int page_version;        /* 1 (DataPageHeader) or 2 (DataPageHeaderV2); default 1 */
     size_t page_bytes;       /* target encoded size of a data page; default 1 MiB */
     size_t row_group_bytes;  /* target buffered size of a row group; default 128 MiB */
+    bool trusted_utf8;       /* the caller has checked that every STRING and JSON value is
+                                valid UTF-8, and the writer does not check again; default
+                                off. A value that is not makes an invalid file */
     bool dictionary;         /* try dictionary encoding (not for BOOLEAN); default on */
     size_t dictionary_bytes; /* per column chunk; past it, PLAIN; default 1 MiB */
     size_t stats_bytes;      /* longest STRING/JSON/BINARY min/max kept; longer ones are

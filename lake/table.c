@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "delta.h"
 #include "errors.h"
 #include "iceberg.h"
 #include "objstore.h"
@@ -725,7 +726,9 @@ lake_table_schema_changed(const lake_table *t)
 bool
 lake_table_schema_retyped(const lake_table *t)
 {
-    return lake_iceberg_schema_retyped(t->state[0]);
+    /* the formats' types differ in grain: int16 -> int32 is "int" to
+     * Iceberg both times, "short" -> "integer" to Delta */
+    return lake_iceberg_schema_retyped(t->state[0]) || lake_delta_schema_retyped(t->state[1]);
 }
 
 bool

@@ -134,7 +134,9 @@ int lake_table_open(lake_store *store, const char *prefix, lake_schema *schema,
  * field has a value for old rows must rewrite their files).
  *
  * lake_table_schema_changed: the next commit records a schema change.
- * lake_table_schema_retyped: a field kept its id with a promoted type.
+ * lake_table_schema_retyped: a field kept its id with another type in some
+ * format (an Iceberg promotion, or int16 -> int32, which Iceberg calls
+ * "int" both times and Delta does not).
  * lake_table_field_existed: field_id was in the table's schema at open
  * (false for every field of a new table). */
 bool lake_table_schema_changed(const lake_table *t);

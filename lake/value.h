@@ -152,4 +152,77 @@ lake_struct(const lake_value *fields, size_t count)
     return v;
 }
 
+/* The same, written into *o in place. A hot loop that fills arrays of
+ * values should use these: a value built on the stack and copied is
+ * stored in pieces and then read back whole, which stalls the store
+ * forwarding on every value. The kind and the whole union are written. */
+static inline void
+lake_set_null(lake_value *o)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+static inline void
+lake_set_int(lake_value *o, int64_t i)
+{
+    o->kind = LAKE_INT;
+    o->u.dec = 0;
+    o->u.i = i;
+}
+
+static inline void
+lake_set_bool(lake_value *o, bool b)
+{
+    o->kind = LAKE_BOOL;
+    o->u.dec = 0;
+    o->u.b = b;
+}
+
+static inline void
+lake_set_float(lake_value *o, float f)
+{
+    o->kind = LAKE_FLOAT;
+    o->u.dec = 0;
+    o->u.f = f;
+}
+
+static inline void
+lake_set_double(lake_value *o, double d)
+{
+    o->kind = LAKE_DOUBLE;
+    o->u.dec = 0;
+    o->u.d = d;
+}
+
+static inline void
+lake_set_decimal(lake_value *o, lake_int128 unscaled)
+{
+    o->kind = LAKE_DECIMAL;
+    o->u.dec = unscaled;
+}
+
+static inline void
+lake_set_bytes(lake_value *o, const void *ptr, size_t len)
+{
+    o->kind = LAKE_BYTES;
+    o->u.bytes.ptr = ptr;
+    o->u.bytes.len = len;
+}
+
+static inline void
+lake_set_list(lake_value *o, const lake_value *items, size_t count)
+{
+    o->kind = LAKE_LIST;
+    o->u.list.items = items;
+    o->u.list.count = count;
+}
+
+static inline void
+lake_set_struct(lake_value *o, const lake_value *fields, size_t count)
+{
+    o->kind = LAKE_STRUCT;
+    o->u.list.items = fields;
+    o->u.list.count = count;
+}
+
 #endif

@@ -62,6 +62,8 @@
 #include "lake/table.h"
 
 #define BATCH_ROWS 4096
+/* COPY rows up to this size are copied into the batch (see write_chunk) */
+#define COPY_ROW_BYTES 8192
 #define TABLES_KEY "lake/_ltap_tables.json"
 #define RUN_KEY "lake/_ltap_run.json"
 
@@ -286,7 +288,7 @@ typedef struct batch {
     size_t nfields; /* top-level lake fields */
     lake_value **columns;
     size_t nrows;
-    char **msgs; /* COPY messages the values borrow from */
+    char **msgs; /* large COPY messages the values borrow from */
     size_t nmsgs;
     ltap_arena arena;
     lake_value *ovf; /* scratch: one row's overflow entries */
@@ -323,8 +325,8 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
     /* ctid */
     if (n - pos < 4 || rd32(p + pos) != 6 || n - pos < 10)
         return lb_err_set(err, LB_EPROTO, "bad ctid in COPY row");
-    b->columns[field++][r] = lake_int(rd32(p + pos + 4));
-    b->columns[field++][r] = lake_int((uint16_t)(p[pos + 8] << 8 | p[pos + 9]));
+    lake_set_int(&b->columns[field++][r], rd32(p + pos + 4));
+    lake_set_int(&b->columns[field++][r], (uint16_t)(p[pos + 8] << 8 | p[pos + 9]));
     pos += 10;
     size_t novf = 0;
     for (size_t i = 0; i < t->ncols; i++) {
@@ -333,10 +335,10 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
             return lb_err_set(err, LB_EPROTO, "COPY row ends early");
         int32_t len = (int32_t)rd32(p + pos);
         pos += 4;
-        /* decoded in place (see pgtype.c's put_*) */
+        /* decoded in place (lake_set_*, value.h) */
         lake_value scratch, *v = c->kind != LTAP_OVERFLOW ? &b->columns[field++][r] : &scratch;
         if (len < 0)
-            *v = lake_null();
+            lake_set_null(v);
         else {
             if ((size_t)len > n - pos)
                 return lb_err_set(err, LB_EPROTO, "COPY field longer than its row");
@@ -350,9 +352,9 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
                 lake_value *e = ltap__arena_alloc(&b->arena, 2 * sizeof(lake_value));
                 if (!e)
                     return -ENOMEM;
-                e[0] = lake_int(c->attnum);
-                e[1] = lake_bytes(p + pos, (size_t)len);
-                b->ovf[novf++] = lake_struct(e, 2);
+                lake_set_int(&e[0], c->attnum);
+                lake_set_bytes(&e[1], p + pos, (size_t)len);
+                lake_set_struct(&b->ovf[novf++], e, 2);
             }
             pos += (size_t)len;
         }
@@ -362,9 +364,9 @@ parse_row(const table_info *t, batch *b, const uint8_t *p, size_t n, lb_err *err
         if (!items)
             return -ENOMEM;
         memcpy(items, b->ovf, novf * sizeof(lake_value));
-        b->columns[field][r] = lake_list(items, novf);
+        lake_set_list(&b->columns[field][r], items, novf);
     } else {
-        b->columns[field][r] = lake_null();
+        lake_set_null(&b->columns[field][r]);
     }
     b->nrows++;
     return 0;
@@ -456,6 +458,10 @@ table_writer_start(table_writer *tw, lake_schema *schema, lb_err *err)
      * 23.16 MB); pgbench_accounts' 0.7% larger (2.80 -> 2.82 MB). */
     po.zstd_level = 2;
     po.zstd_trial = false;
+    /* pgtype.c sends a STRING or JSON value that is not UTF-8 to the
+     * overflow list: the writer need not check each again (it read them
+     * cold, long after the decoder, at 4% of the CPU on the wide table) */
+    po.trusted_utf8 = true;
     return lake_parquet_writer_new(schema, &po, buf_sink, &tw->file, &tw->w, err);
 }
 
@@ -546,7 +552,23 @@ write_chunk(run *ru, PGconn *c, const table_info *t, lake_schema *schema, table_
             PQfreemem(msg);
             continue;
         }
-        b->msgs[b->nmsgs++] = msg;
+        if (len <= COPY_ROW_BYTES) {
+            /* Into the batch's arena, and the message freed at once: libpq
+             * allocates every row, and freeing a batch of them at its end
+             * (cold, in the order of allocation) cost more than this copy;
+             * freed now, the next row reuses the same memory. */
+            uint8_t *row = ltap__arena_alloc(&b->arena, len);
+            if (row)
+                memcpy(row, p, len);
+            PQfreemem(msg);
+            p = row;
+            if (!row) {
+                rc = -ENOMEM;
+                continue;
+            }
+        } else {
+            b->msgs[b->nmsgs++] = msg; /* large: borrowed, not copied */
+        }
         rc = parse_row(t, b, p, len, err);
         if (rc == 0 && b->nrows == BATCH_ROWS)
             rc = batch_flush(b, w, err);

@@ -390,16 +390,30 @@ void *
 ltap__arena_alloc(ltap_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
-    struct ltap_arena_block *b = a->head;
+    struct ltap_arena_block *b = a->cur;
     if (!b || b->cap - b->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        b = malloc(sizeof(*b) + cap);
-        if (!b)
-            return NULL;
-        b->next = a->head;
-        b->used = 0;
-        b->cap = cap;
-        a->head = b;
+        /* the next kept block that holds n, or a new one at the end */
+        while (b && b->next) {
+            b = b->next;
+            b->used = 0;
+            if (b->cap >= n)
+                break;
+        }
+        if (!b || b->cap - b->used < n) {
+            size_t cap = n > 65536 ? n : 65536;
+            struct ltap_arena_block *nb = malloc(sizeof(*nb) + cap);
+            if (!nb)
+                return NULL;
+            nb->next = NULL;
+            nb->used = 0;
+            nb->cap = cap;
+            if (b)
+                b->next = nb;
+            else
+                a->head = nb;
+            b = nb;
+        }
+        a->cur = b;
     }
     void *p = (char *)b->data + b->used;
     b->used += n;
@@ -409,29 +423,36 @@ ltap__arena_alloc(ltap_arena *a, size_t n)
 void
 ltap__arena_reset(ltap_arena *a)
 {
-    struct ltap_arena_block *b = a->head;
-    /* keep the newest block for the next batch */
-    if (b) {
-        struct ltap_arena_block *rest = b->next;
-        b->next = NULL;
-        b->used = 0;
-        while (rest) {
-            struct ltap_arena_block *n = rest->next;
-            free(rest);
-            rest = n;
-        }
-    }
+    a->cur = a->head;
+    if (a->cur)
+        a->cur->used = 0;
 }
 
 void
 ltap__arena_free(ltap_arena *a)
 {
-    ltap__arena_reset(a);
-    free(a->head);
-    a->head = NULL;
+    struct ltap_arena_block *b = a->head;
+    while (b) {
+        struct ltap_arena_block *n = b->next;
+        free(b);
+        b = n;
+    }
+    a->head = a->cur = NULL;
 }
 
 /* ---- decoding ------------------------------------------------------------------- */
+
+/*
+ * Shapes. Values are written in place (lake_set_*, value.h), never built
+ * on the stack and copied. The decoders come in a few shapes, each one
+ * helper: a fixed-width big-endian integer (fixed_int: int2/4/8, oid,
+ * money, time, and with an epoch shift and an overflow test, date and
+ * timestamps), bytes that must be UTF-8 (utf8_bytes: text, json, jsonb's
+ * text), text the transcoder writes into the batch's arena (numeric, inet,
+ * macaddr, bits), and containers whose parts are length-prefixed values of
+ * one kind (decode_next: array elements, range bounds, composite
+ * attributes).
+ */
 
 static inline uint16_t
 be16(const uint8_t *p)
@@ -442,167 +463,170 @@ be16(const uint8_t *p)
 static inline uint32_t
 be32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return __builtin_bswap32(x);
 }
 
 static inline uint64_t
 be64(const uint8_t *p)
 {
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return __builtin_bswap64(x);
 }
 
-#define WANT(n)                                                                                    \
-    do {                                                                                           \
-        if (len != (n))                                                                            \
-            return LB_EPROTO;                                                                      \
-    } while (0)
+/* Powers of ten up to 10^19 (the most a uint64_t holds). */
+static const uint64_t POW10[20] = {1,
+                                   10,
+                                   100,
+                                   1000,
+                                   10000,
+                                   100000,
+                                   1000000,
+                                   10000000,
+                                   100000000,
+                                   1000000000,
+                                   10000000000ULL,
+                                   100000000000ULL,
+                                   1000000000000ULL,
+                                   10000000000000ULL,
+                                   100000000000000ULL,
+                                   1000000000000000ULL,
+                                   10000000000000000ULL,
+                                   100000000000000000ULL,
+                                   1000000000000000000ULL,
+                                   10000000000000000000ULL};
 
-/* numeric(p, s) as its unscaled integer; 1 if it has no exact one. */
-static int
-numeric_decimal(const uint8_t *p, size_t len, int precision, int scale, lake_int128 *out)
+/* 10^e for 0 <= e <= 38. */
+static inline lake_int128
+pow10_128(int e)
+{
+    return e <= 19 ? (lake_int128)POW10[e] : (lake_int128)POW10[19] * POW10[e - 19];
+}
+
+/* A numeric's header (numeric_send: ndigits, weight, sign, dscale, then
+ * ndigits base-10000 digits, most significant first, at weight, weight -
+ * 1, ...). LB_EPROTO if the length does not match. */
+typedef struct numeric_hdr {
+    int ndigits, weight, dscale;
+    uint16_t sign;
+    const uint8_t *digits;
+} numeric_hdr;
+
+#define NUMERIC_NAN 0xC000
+#define NUMERIC_PINF 0xD000
+#define NUMERIC_NINF 0xF000
+
+static inline int
+numeric_header(const uint8_t *p, size_t len, numeric_hdr *h)
 {
     if (len < 8)
         return LB_EPROTO;
-    int ndigits = (int16_t)be16(p), weight = (int16_t)be16(p + 2);
-    uint16_t sign = be16(p + 4);
-    if (ndigits < 0 || len != 8 + 2 * (size_t)ndigits)
+    h->ndigits = (int16_t)be16(p);
+    h->weight = (int16_t)be16(p + 2);
+    h->sign = be16(p + 4);
+    h->dscale = be16(p + 6);
+    h->digits = p + 8;
+    if (h->ndigits < 0 || len != 8 + 2 * (size_t)h->ndigits)
         return LB_EPROTO;
-    if (sign != NUMERIC_POS && sign != NUMERIC_NEG)
-        return 1; /* NaN, Infinity, -Infinity */
-    lake_int128 limit = 1;
-    for (int i = 0; i < precision; i++)
-        limit *= 10;
-    lake_int128 v = 0;
-    for (int i = 0; i < ndigits; i++) {
-        int d = be16(p + 8 + 2 * i);
+    return 0;
+}
+
+/* numeric(p, s) as its unscaled integer; 1 if it has no exact one (NaN,
+ * ±Infinity, more than p digits, a non-zero digit past the scale). */
+static int
+numeric_decimal(const uint8_t *p, size_t len, int precision, int scale, lake_value *out)
+{
+    numeric_hdr h;
+    if (numeric_header(p, len, &h))
+        return LB_EPROTO;
+    if (h.sign != NUMERIC_POS && h.sign != NUMERIC_NEG)
+        return 1;
+    lake_int128 limit = pow10_128(precision), v = 0;
+    for (int i = 0; i < h.ndigits; i++) {
+        uint32_t d = be16(h.digits + 2 * i);
         if (d > 9999)
             return LB_EPROTO;
         if (d == 0)
             continue;
-        int exp10 = 4 * (weight - i) + scale; /* power of ten of this digit group */
-        if (exp10 < 0) {
-            int div = 1;
-            for (int k = 0; k < -exp10 && k < 5; k++)
-                div *= 10;
-            if (-exp10 >= 4 || d % div != 0) {
-                if (d != 0)
-                    return 1;
-                continue;
-            }
-            d /= div;
-            exp10 = 0;
-        }
-        lake_int128 term = d;
-        for (int k = 0; k < exp10; k++) {
-            term *= 10;
-            if (term >= limit)
+        int e = 4 * (h.weight - i) + scale; /* this group's power of ten, unscaled */
+        if (e < 0) {
+            /* only whole trailing zeros may lie past the scale */
+            if (e <= -4 || d % POW10[-e] != 0)
                 return 1;
+            d /= (uint32_t)POW10[-e];
+            e = 0;
         }
-        v += term;
+        /* d * 10^e < 10^precision, tested without overflowing */
+        if (e >= precision || (precision - e <= 4 && d >= POW10[precision - e]))
+            return 1;
+        v += (lake_int128)d * pow10_128(e);
         if (v >= limit)
             return 1;
     }
-    *out = sign == NUMERIC_NEG ? -v : v;
+    lake_set_decimal(out, h.sign == NUMERIC_NEG ? -v : v);
     return 0;
 }
 
-/* Values are written in place, every byte of them: building one on the
- * stack and copying it reads back as 16 bytes what was just stored as 8,
- * a store-forwarding stall per value (a tenth of the transcoder's CPU on
- * a wide table). */
+/* The four decimal digits of d (< 10000) at o. */
 static inline void
-put_int(lake_value *o, int64_t i)
+digits4(char *o, uint32_t d)
 {
-    o->kind = LAKE_INT;
-    o->u.dec = 0;
-    o->u.i = i;
+    o[0] = (char)('0' + d / 1000);
+    o[1] = (char)('0' + d / 100 % 10);
+    o[2] = (char)('0' + d / 10 % 10);
+    o[3] = (char)('0' + d % 10);
 }
 
-static inline void
-put_bytes(lake_value *o, const void *ptr, size_t len)
-{
-    o->kind = LAKE_BYTES;
-    o->u.bytes.ptr = ptr;
-    o->u.bytes.len = len;
-}
-
-static inline void
-put_bool(lake_value *o, bool b)
-{
-    o->kind = LAKE_BOOL;
-    o->u.dec = 0;
-    o->u.b = b;
-}
-
-static inline void
-put_float(lake_value *o, float f)
-{
-    o->kind = LAKE_FLOAT;
-    o->u.dec = 0;
-    o->u.f = f;
-}
-
-static inline void
-put_double(lake_value *o, double d)
-{
-    o->kind = LAKE_DOUBLE;
-    o->u.dec = 0;
-    o->u.d = d;
-}
-
-static inline void
-put_decimal(lake_value *o, lake_int128 v)
-{
-    o->kind = LAKE_DECIMAL;
-    o->u.dec = v;
-}
-
-/* numeric as the text numeric_out writes. */
+/* numeric as the text numeric_out writes: sign, the integer digits
+ * without leading zeros (at least one), and exactly dscale fraction
+ * digits. NaN and ±Infinity: 1 (the column holds numbers only). */
 static int
 numeric_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 {
-    if (len < 8)
+    numeric_hdr h;
+    if (numeric_header(p, len, &h) || h.dscale > 0x3fff)
         return LB_EPROTO;
-    int ndigits = (int16_t)be16(p), weight = (int16_t)be16(p + 2);
-    uint16_t sign = be16(p + 4);
-    int dscale = be16(p + 6);
-    if (ndigits < 0 || len != 8 + 2 * (size_t)ndigits || dscale > 0x3fff)
+    if (h.sign == NUMERIC_NAN || h.sign == NUMERIC_PINF || h.sign == NUMERIC_NINF)
+        return 1;
+    if (h.sign != NUMERIC_POS && h.sign != NUMERIC_NEG)
         return LB_EPROTO;
-    if (sign == 0xC000 || sign == 0xD000 || sign == 0xF000)
-        return 1; /* NaN, Infinity, -Infinity: the column holds numbers only */
-    if (sign != NUMERIC_POS && sign != NUMERIC_NEG)
-        return LB_EPROTO;
-    size_t cap = (size_t)(weight > 0 ? weight + 1 : 1) * 4 + (size_t)dscale + 4;
+    /* sign, integer groups, point, fraction rounded up to whole groups */
+    size_t cap = 1 + (size_t)(h.weight >= 0 ? h.weight + 1 : 1) * 4 + 1 + (size_t)h.dscale + 4;
     char *s = ltap__arena_alloc(a, cap), *o = s;
     if (!s)
         return -ENOMEM;
-    if (sign == NUMERIC_NEG)
+    if (h.sign == NUMERIC_NEG)
         *o++ = '-';
-    if (weight < 0) {
+    if (h.weight < 0) {
         *o++ = '0';
     } else {
-        for (int i = 0; i <= weight; i++) {
-            int d = i < ndigits ? be16(p + 8 + 2 * i) : 0;
+        for (int i = 0; i <= h.weight; i++) {
+            uint32_t d = i < h.ndigits ? be16(h.digits + 2 * i) : 0;
             if (d > 9999)
                 return LB_EPROTO;
-            char g[5];
-            snprintf(g, sizeof(g), i == 0 ? "%d" : "%04d", d);
-            size_t gl = strlen(g);
-            memcpy(o, g, gl);
-            o += gl;
+            char g[4];
+            digits4(g, d);
+            /* the first group without its leading zeros */
+            int skip = i > 0 ? 0 : d >= 1000 ? 0 : d >= 100 ? 1 : d >= 10 ? 2 : 3;
+            memcpy(o, g + skip, (size_t)(4 - skip));
+            o += 4 - skip;
         }
     }
-    if (dscale > 0) {
+    if (h.dscale > 0) {
         *o++ = '.';
-        for (int k = 0; k < dscale; k++) {
-            /* fractional digit k lives in group weight + 1 + k / 4 */
-            int gi = weight + 1 + k / 4;
-            int d = gi >= 0 && gi < ndigits ? be16(p + 8 + 2 * gi) : 0;
-            static const int pow10[] = {1000, 100, 10, 1};
-            *o++ = (char)('0' + (d / pow10[k % 4]) % 10);
+        char *frac = o;
+        /* the first fraction group is the one at weight -1 */
+        for (int gi = h.weight + 1; o - frac < h.dscale; gi++, o += 4) {
+            uint32_t d = gi >= 0 && gi < h.ndigits ? be16(h.digits + 2 * gi) : 0;
+            if (d > 9999)
+                return LB_EPROTO;
+            digits4(o, d);
         }
+        o = frac + h.dscale;
     }
-    put_bytes(out, s, (size_t)(o - s));
+    lake_set_bytes(out, s, (size_t)(o - s));
     return 0;
 }
 
@@ -628,7 +652,7 @@ network_text(bool cidr, const uint8_t *p, size_t len, ltap_arena *a, lake_value 
     if (!t)
         return -ENOMEM;
     int n = snprintf(t, INET6_ADDRSTRLEN + 8, "%s/%u", addr, p[1]);
-    put_bytes(out, (const uint8_t *)t, (size_t)n);
+    lake_set_bytes(out, t, (size_t)n);
     return 0;
 }
 
@@ -636,14 +660,18 @@ network_text(bool cidr, const uint8_t *p, size_t len, ltap_arena *a, lake_value 
 static int
 mac_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 {
+    static const char hex[] = "0123456789abcdef";
     if (len != 6 && len != 8)
         return LB_EPROTO;
     char *t = ltap__arena_alloc(a, 3 * len);
     if (!t)
         return -ENOMEM;
-    for (size_t i = 0; i < len; i++)
-        snprintf(t + 3 * i, 4, "%02x%s", p[i], i + 1 < len ? ":" : "");
-    put_bytes(out, (const uint8_t *)t, 3 * len - 1);
+    for (size_t i = 0; i < len; i++) {
+        t[3 * i] = hex[p[i] >> 4];
+        t[3 * i + 1] = hex[p[i] & 15];
+        t[3 * i + 2] = ':';
+    }
+    lake_set_bytes(out, t, 3 * len - 1);
     return 0;
 }
 
@@ -665,7 +693,37 @@ bits_text(const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
         return -ENOMEM;
     for (int32_t i = 0; i < nbits; i++)
         t[i] = (p[4 + i / 8] >> (7 - i % 8)) & 1 ? '1' : '0';
-    put_bytes(out, (const uint8_t *)t, (size_t)nbits);
+    lake_set_bytes(out, t, (size_t)nbits);
+    return 0;
+}
+
+/* A big-endian integer of exactly width bytes (2, 4 or 8), sign-extended
+ * (or, for an oid, not); LB_EPROTO for any other length. */
+static inline int
+fixed_int(const uint8_t *p, size_t len, size_t width, bool is_signed, int64_t *x)
+{
+    if (len != width)
+        return LB_EPROTO;
+    switch (width) {
+    case 2:
+        *x = (int16_t)be16(p);
+        return 0;
+    case 4:
+        *x = is_signed ? (int64_t)(int32_t)be32(p) : (int64_t)be32(p);
+        return 0;
+    default:
+        *x = (int64_t)be64(p);
+        return 0;
+    }
+}
+
+/* Bytes that must be UTF-8 to be a STRING or JSON; 1 if they are not. */
+static inline int
+utf8_bytes(const uint8_t *p, size_t len, lake_value *out)
+{
+    if (!lake_utf8_valid(p, len))
+        return 1;
+    lake_set_bytes(out, p, len);
     return 0;
 }
 
@@ -676,7 +734,7 @@ static int decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size
  * attribute, a range bound, an array element) at *off, decoded as kind k
  * of column c into *out; a length of -1 is NULL when nulls, else bad.
  * Advances *off. 0, 1 (no native form), LB_EPROTO, -ENOMEM. */
-static int
+static inline int
 decode_next(ltap_kind k, const ltap_column *c, bool nulls, const uint8_t *p, size_t len,
             size_t *off, ltap_arena *a, lake_value *out)
 {
@@ -685,7 +743,7 @@ decode_next(ltap_kind k, const ltap_column *c, bool nulls, const uint8_t *p, siz
     int32_t n = (int32_t)be32(p + *off);
     *off += 4;
     if (n == -1 && nulls) {
-        *out = lake_null();
+        lake_set_null(out);
         return 0;
     }
     if (n < 0 || (size_t)n > len - *off)
@@ -722,7 +780,7 @@ decode_composite(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena 
     }
     if (off != len)
         return LB_EPROTO;
-    *out = lake_struct(f, c->nfields);
+    lake_set_struct(out, f, c->nfields);
     return 0;
 }
 
@@ -746,10 +804,11 @@ decode_range(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
     lake_value *f = ltap__arena_alloc(a, 5 * sizeof(lake_value));
     if (!f)
         return -ENOMEM;
-    f[0] = lake_bool(empty);
-    f[1] = f[2] = lake_null();
-    f[3] = lake_bool(flags & 0x02);
-    f[4] = lake_bool(flags & 0x04);
+    lake_set_bool(&f[0], empty);
+    lake_set_null(&f[1]);
+    lake_set_null(&f[2]);
+    lake_set_bool(&f[3], flags & 0x02);
+    lake_set_bool(&f[4], flags & 0x04);
     size_t off = 1;
     for (int b = 0; b < 2 && !empty; b++) {
         if (flags & (b == 0 ? 0x08 : 0x10))
@@ -760,10 +819,14 @@ decode_range(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
     }
     if (off != len)
         return LB_EPROTO;
-    *out = lake_struct(f, 5);
+    lake_set_struct(out, f, 5);
     return 0;
 }
 
+/* array_send: ndim, has-nulls flag, element type, per dimension its
+ * length and lower bound, then the elements length-prefixed. A LIST when
+ * one-dimensional with lower bound 1 (or empty) and every element has a
+ * native form; else overflow. */
 static int
 decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, lake_value *out)
 {
@@ -774,13 +837,14 @@ decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
     if (ndim < 0 || ndim > 6 || elem != c->elem_typid)
         return LB_EPROTO;
     if (ndim == 0) {
-        *out = lake_list(NULL, 0);
+        lake_set_list(out, NULL, 0);
         return 0;
     }
     if (ndim != 1 || len < 20)
         return 1;
     int32_t n = (int32_t)be32(p + 12), lb = (int32_t)be32(p + 16);
-    if (n < 0)
+    /* every element takes at least its 4-byte length */
+    if (n < 0 || (size_t)n > (len - 20) / 4)
         return LB_EPROTO;
     if (lb != 1)
         return 1;
@@ -795,7 +859,7 @@ decode_array(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
     }
     if (pos != len)
         return LB_EPROTO;
-    *out = lake_list(items, (size_t)n);
+    lake_set_list(out, items, (size_t)n);
     return 0;
 }
 
@@ -803,107 +867,102 @@ static int
 decode_kind(ltap_kind k, const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a,
             lake_value *out)
 {
+    int64_t x;
     switch (k) {
     case LTAP_BOOL:
-        WANT(1);
-        put_bool(out, p[0] != 0);
+        if (len != 1)
+            return LB_EPROTO;
+        lake_set_bool(out, p[0] != 0);
         return 0;
     case LTAP_INT2:
-        WANT(2);
-        put_int(out, (int16_t)be16(p));
+        if (fixed_int(p, len, 2, true, &x))
+            return LB_EPROTO;
+        lake_set_int(out, x);
         return 0;
     case LTAP_INT4:
-        WANT(4);
-        put_int(out, (int32_t)be32(p));
+        if (fixed_int(p, len, 4, true, &x))
+            return LB_EPROTO;
+        lake_set_int(out, x);
+        return 0;
+    case LTAP_OID:
+        if (fixed_int(p, len, 4, false, &x))
+            return LB_EPROTO;
+        lake_set_int(out, x);
         return 0;
     case LTAP_INT8:
     case LTAP_MONEY:
-        WANT(8);
-        put_int(out, (int64_t)be64(p));
+    case LTAP_TIME:
+        if (fixed_int(p, len, 8, true, &x))
+            return LB_EPROTO;
+        lake_set_int(out, x);
         return 0;
-    case LTAP_OID:
-        WANT(4);
-        put_int(out, (int64_t)be32(p));
+    case LTAP_DATE: {
+        if (fixed_int(p, len, 4, true, &x))
+            return LB_EPROTO;
+        /* ±infinity are INT32_MIN/MAX; the shifted day must stay an int32 */
+        if (x == INT32_MAX || x == INT32_MIN || x + EPOCH_DAYS > INT32_MAX)
+            return 1;
+        lake_set_int(out, x + EPOCH_DAYS);
         return 0;
+    }
+    case LTAP_TIMESTAMP:
+    case LTAP_TIMESTAMPTZ: {
+        int64_t shifted;
+        if (fixed_int(p, len, 8, true, &x))
+            return LB_EPROTO;
+        if (x == INT64_MAX || x == INT64_MIN || __builtin_add_overflow(x, EPOCH_USECS, &shifted))
+            return 1;
+        lake_set_int(out, shifted);
+        return 0;
+    }
     case LTAP_FLOAT4: {
-        WANT(4);
+        if (len != 4)
+            return LB_EPROTO;
         uint32_t u = be32(p);
         float f;
         memcpy(&f, &u, 4);
-        put_float(out, f);
+        lake_set_float(out, f);
         return 0;
     }
     case LTAP_FLOAT8: {
-        WANT(8);
+        if (len != 8)
+            return LB_EPROTO;
         uint64_t u = be64(p);
         double d;
         memcpy(&d, &u, 8);
-        put_double(out, d);
+        lake_set_double(out, d);
         return 0;
     }
-    case LTAP_DECIMAL: {
-        lake_int128 v;
-        int rc = numeric_decimal(p, len, c->precision, c->scale, &v);
-        if (rc == 0)
-            put_decimal(out, v);
-        return rc;
-    }
+    case LTAP_DECIMAL:
+        return numeric_decimal(p, len, c->precision, c->scale, out);
     case LTAP_NUMERIC:
         return numeric_text(p, len, a, out);
     case LTAP_TEXT:
-        if (!lake_utf8_valid(p, len))
-            return 1;
-        put_bytes(out, p, len);
-        return 0;
     case LTAP_JSON:
-        if (!lake_utf8_valid(p, len))
-            return 1;
-        put_bytes(out, p, len);
-        return 0;
+        return utf8_bytes(p, len, out);
     case LTAP_JSONB:
-        if (len < 1 || p[0] != 1)
+        if (len < 1 || p[0] != 1) /* the format version */
             return LB_EPROTO;
-        if (!lake_utf8_valid(p + 1, len - 1))
-            return 1;
-        put_bytes(out, p + 1, len - 1);
-        return 0;
+        return utf8_bytes(p + 1, len - 1, out);
     case LTAP_BYTEA:
-        put_bytes(out, p, len);
+        lake_set_bytes(out, p, len);
         return 0;
     case LTAP_UUID:
-        WANT(16);
-        put_bytes(out, p, 16);
+        if (len != 16)
+            return LB_EPROTO;
+        lake_set_bytes(out, p, 16);
         return 0;
-    case LTAP_DATE: {
-        WANT(4);
-        int32_t d = (int32_t)be32(p), shifted;
-        if (d == INT32_MAX || d == INT32_MIN || __builtin_add_overflow(d, EPOCH_DAYS, &shifted))
-            return 1;
-        put_int(out, shifted);
-        return 0;
-    }
-    case LTAP_TIME:
-        WANT(8);
-        put_int(out, (int64_t)be64(p));
-        return 0;
-    case LTAP_TIMESTAMP:
-    case LTAP_TIMESTAMPTZ: {
-        WANT(8);
-        int64_t t = (int64_t)be64(p), shifted;
-        if (t == INT64_MAX || t == INT64_MIN || __builtin_add_overflow(t, EPOCH_USECS, &shifted))
-            return 1;
-        put_int(out, shifted);
-        return 0;
-    }
     case LTAP_INTERVAL: {
-        WANT(16);
+        /* interval_send: microseconds int64, days int32, months int32 */
+        if (len != 16)
+            return LB_EPROTO;
         lake_value *f = ltap__arena_alloc(a, 3 * sizeof(lake_value));
         if (!f)
             return -ENOMEM;
-        f[0] = lake_int((int32_t)be32(p + 12));
-        f[1] = lake_int((int32_t)be32(p + 8));
-        f[2] = lake_int((int64_t)be64(p));
-        *out = lake_struct(f, 3);
+        lake_set_int(&f[0], (int32_t)be32(p + 12));
+        lake_set_int(&f[1], (int32_t)be32(p + 8));
+        lake_set_int(&f[2], (int64_t)be64(p));
+        lake_set_struct(out, f, 3);
         return 0;
     }
     case LTAP_ARRAY:
@@ -929,6 +988,6 @@ ltap__decode(const ltap_column *c, const uint8_t *p, size_t len, ltap_arena *a, 
 {
     int rc = decode_kind(c->kind, c, p, len, a, out);
     if (rc)
-        *out = lake_null();
+        lake_set_null(out);
     return rc;
 }

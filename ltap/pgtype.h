@@ -106,9 +106,10 @@ void ltap__column_map(ltap_column *c, char typtype, uint32_t elem_typid, char el
  * message in err (e.g. a user column named like a system column). */
 int ltap__schema_build(const ltap_column *cols, size_t ncols, lake_schema **out, lb_err *err);
 
-/* A bump allocator for the values of one batch of rows. */
+/* A bump allocator for the values of one batch of rows. A reset keeps
+ * its blocks for the next batch. */
 typedef struct ltap_arena {
-    struct ltap_arena_block *head;
+    struct ltap_arena_block *head, *cur; /* cur: the block allocated from */
 } ltap_arena;
 void *ltap__arena_alloc(ltap_arena *a, size_t n);
 void ltap__arena_reset(ltap_arena *a);

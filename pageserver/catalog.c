@@ -21,11 +21,22 @@
  *   HEAD /v1/[lake/]namespaces/{ns}/tables/{t}  204 or 404
  *   POST /v1/[lake/]namespaces/{ns}/tables/{t}/metrics   204 (reports are dropped)
  *
+ * The lists take pageSize and pageToken (an offset this server hands out
+ * as "next-page-token"), sorted by name so pages follow one order.
+ *
  * Namespaces. A database is a top-level namespace, [database]; each
  * schema of it is a child, [database, schema], which holds the tables.
  * A namespace exists while the lake holds a table in it. The lake's own
  * list (<tenant>/<timeline>/lake/_ltap_tables.json, ltap/lakeview.h) is
  * the source: what the last complete lake run materialized.
+ *
+ * Freshness. Before a table is loaded (GET, not HEAD) the lake catches up
+ * with the committed WAL the timeline's redo standby has replayed: replay
+ * pauses there, the lake runs at that LSN (ingest.h, ps_ingest_lake_now),
+ * replay resumes. So an engine reads data as fresh as the last commit the
+ * pageserver has, not as of the last snapshot. Skipped when the last lake
+ * run is at the commit LSN already, or the timeline is not ingesting (its
+ * standby idle or stopped: served as it is).
  *
  * Load table. The table's newest Iceberg metadata file, as it is
  * ("metadata" equals the file), its location in "metadata-location" (the
@@ -51,9 +62,10 @@
  * ErrorModel shape through the routes' refuse hook.
  *
  * Known limits. A name holding '/' cannot be addressed (the server
- * decodes the path before splitting it into segments); loadTable does not
- * first materialize up to the current commit LSN (the lake is as fresh as
- * the last snapshot's run); requests read the store on the HTTP thread.
+ * decodes the path before splitting it into segments); a load cannot name
+ * an older LSN to materialize at; requests read the store on the HTTP
+ * thread (the lake run itself goes to the worker pool, and the request
+ * waits for it).
  */
 #include "catalog.h"
 
@@ -65,8 +77,10 @@
 
 #include "json.h"
 #include "log.h"
+#include "ingest.h"
 #include "timelines.h"
 #include "ltap/lakeview.h"
+#include "ltap/timeline.h"
 
 #define CATALOG_PREFIX "lake"
 #define MAX_NS_LEVELS 2
@@ -113,10 +127,34 @@ cat_end(cat_req *c)
     lake_store_close(c->st);
 }
 
-/* Ids, prefix, timeline; with load, the store and the lake's table list.
- * false once the request is answered (*rc its status). */
+/* Freshness: before a table is loaded, the lake catches up with what the
+ * timeline's redo standby has replayed (the committed WAL), unless the
+ * last lake run is there already (ps_ingest_lake_now()). A timeline that
+ * is not ingesting, or whose standby is idle, is served as it is; so is
+ * one whose run fails (logged, and shown by GET .../lake). */
+static void
+freshen(cat_req *c, lb_lsn commit_lsn)
+{
+    lb_lsn since = 0, p = 0;
+    json_t *st = ltap_timeline_status(c->tenant, c->timeline, commit_lsn);
+    const char *run = json_string_value(json_object_get(st, "run_lsn"));
+    if (run && lb_lsn_parse(run, &since) != 0)
+        since = 0;
+    json_decref(st);
+    if (since && since >= commit_lsn)
+        return;
+    lb_err err = {0};
+    int rc = ps_ingest_lake_now(c->d, c->tenant, c->timeline, since, &p, &err);
+    if (rc && rc != LB_ENOTFOUND)
+        lb_warn("iceberg catalog: the lake did not catch up tenant=%s timeline=%s error=\"%s\"",
+                c->tenant, c->timeline, err.message);
+}
+
+/* Ids, prefix, timeline; with fresh, the lake caught up first (freshen());
+ * with load, the store and the lake's table list. false once the request
+ * is answered (*rc its status). */
 static bool
-cat_begin(cat_req *c, lb_http_request *req, ps_daemon *d, bool load, int *rc)
+cat_begin(cat_req *c, lb_http_request *req, ps_daemon *d, bool load, bool fresh, int *rc)
 {
     memset(c, 0, sizeof(*c));
     c->d = d;
@@ -142,7 +180,10 @@ cat_begin(cat_req *c, lb_http_request *req, ps_daemon *d, bool load, int *rc)
                         c->timeline);
         return false;
     }
+    lb_lsn commit_lsn = m.last_record_lsn;
     ps_tlmeta_free(&m);
+    if (fresh)
+        freshen(c, commit_lsn);
     if (!load)
         return true;
     lb_err err = {0};
@@ -237,12 +278,54 @@ ns_json(const char *a, const char *b)
 
 /* ---- handlers ------------------------------------------------------------------------ */
 
+/* A list answer, one page of it when the client asks (pageToken: where the
+ * page starts, an offset this server handed out, "" for the first page;
+ * pageSize: at most this many), with "next-page-token" while more follow.
+ * Takes all. */
+static int
+respond_page(lb_http_request *req, const char *field, json_t *all)
+{
+    const char *token = lb_http_query(req, "pageToken");
+    const char *size = lb_http_query(req, "pageSize");
+    size_t total = json_array_size(all), from = 0, n = total;
+    char *end;
+    if (token && *token) {
+        unsigned long long v = strtoull(token, &end, 10);
+        if (*end || token[0] < '0' || token[0] > '9' || v > total) {
+            json_decref(all);
+            return ice_error(req, 400, "BadRequestException",
+                             "pageToken \"%.40s\" is not one this server handed out", token);
+        }
+        from = (size_t)v;
+    }
+    if (size) {
+        unsigned long long v = strtoull(size, &end, 10);
+        if (*end || size[0] < '0' || size[0] > '9' || v < 1 || v > 100000) {
+            json_decref(all);
+            return ice_error(req, 400, "BadRequestException",
+                             "pageSize must be an integer from 1 to 100000");
+        }
+        n = (size_t)v;
+    }
+    json_t *page = json_array();
+    for (size_t i = from; i < total && i - from < n; i++)
+        json_array_append(page, json_array_get(all, i));
+    json_t *body = json_pack("{s:o}", field, page);
+    if (body && from + n < total) {
+        char next[32];
+        snprintf(next, sizeof(next), "%zu", from + n);
+        json_object_set_new(body, "next-page-token", json_string(next));
+    }
+    json_decref(all);
+    return lb_json_respond(req, 200, body);
+}
+
 static int
 h_config(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, false, &rc))
+    if (!cat_begin(&c, req, arg, false, false, &rc))
         return rc;
     static const char *const endpoints[] = {
         "GET /v1/{prefix}/namespaces",
@@ -272,7 +355,7 @@ h_list_namespaces(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, false, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_query(req, "parent"), true, &rc)) {
         cat_end(&c);
@@ -305,7 +388,7 @@ h_list_namespaces(lb_http_request *req, void *arg)
                                                   : ns_json(c.ns[0], names[i]));
     free(names);
     cat_end(&c);
-    return lb_json_respond(req, 200, json_pack("{s:o}", "namespaces", out));
+    return respond_page(req, "namespaces", out);
 }
 
 static int
@@ -313,7 +396,7 @@ namespace_common(lb_http_request *req, void *arg, bool head)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, false, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_param(req, "namespace"), false, &rc)) {
         cat_end(&c);
@@ -352,7 +435,7 @@ h_list_tables(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, false, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_param(req, "namespace"), false, &rc)) {
         cat_end(&c);
@@ -381,7 +464,7 @@ h_list_tables(lb_http_request *req, void *arg)
             ids, json_pack("{s:o, s:s}", "namespace", ns_json(c.ns[0], c.ns[1]), "name", names[i]));
     free(names);
     cat_end(&c);
-    return lb_json_respond(req, 200, json_pack("{s:o}", "identifiers", ids));
+    return respond_page(req, "identifiers", ids);
 }
 
 /* How a reader reaches the files: the table's directory for a file://
@@ -442,7 +525,7 @@ table_common(lb_http_request *req, void *arg, bool head)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, true, &rc))
+    if (!cat_begin(&c, req, arg, true, !head, &rc))
         return rc;
     if (!parse_namespace(&c, lb_http_param(req, "namespace"), false, &rc)) {
         cat_end(&c);
@@ -530,7 +613,7 @@ h_metrics(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, false, &rc))
+    if (!cat_begin(&c, req, arg, false, false, &rc))
         return rc;
     return lb_http_respond(req, 204, NULL, NULL, 0);
 }
@@ -540,7 +623,7 @@ h_read_only(lb_http_request *req, void *arg)
 {
     cat_req c;
     int rc;
-    if (!cat_begin(&c, req, arg, false, &rc))
+    if (!cat_begin(&c, req, arg, false, false, &rc))
         return rc;
     return ice_error(req, 406, "UnsupportedOperationException",
                      "the lakebase catalog is read-only: %s %s is not supported (lake tables are "

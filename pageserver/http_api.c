@@ -63,21 +63,26 @@ format_timestamp(int64_t us, char *out, size_t cap)
     snprintf(out, cap, "%s.%06lldZ", base, (long long)(us % 1000000));
 }
 
-/* The ids in the path. false after answering 400 (its status in *rc) when
- * one is malformed. */
 static bool scope_allows(ps_daemon *d, lb_http_request *req, unsigned roles, const char *tenant,
                          const char *timeline, int *rc);
 
+/* The prologue of a route under /v1/tenant/{tenant_id}/timeline/{timeline_id}:
+ * the ids in the path, then, for a route other roles than management may
+ * call (roles, as in the route table), whether the token covers that
+ * timeline. false after answering (its status in *rc): 400 when an id is
+ * malformed, 403 when the token does not cover the timeline. */
 static bool
-timeline_ids(lb_http_request *req, char *tenant, char *timeline, int *rc)
+timeline_route(ps_daemon *d, lb_http_request *req, unsigned roles, char *tenant, char *timeline,
+               int *rc)
 {
     lb_json_error e = LB_JSON_ERROR_INIT;
     lb_json_param_id(req, "tenant_id", tenant, &e);
     lb_json_param_id(req, "timeline_id", timeline, &e);
-    if (!e.failed)
-        return true;
-    *rc = lb_json_respond_bad_request(req, &e);
-    return false;
+    if (e.failed) {
+        *rc = lb_json_respond_bad_request(req, &e);
+        return false;
+    }
+    return roles == 0 || scope_allows(d, req, roles, tenant, timeline, rc);
 }
 
 static int
@@ -200,8 +205,7 @@ h_status(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc) ||
-        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
+    if (!timeline_route(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
@@ -224,8 +228,7 @@ h_lake(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc) ||
-        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_ANALYTICS, tenant, timeline, &rc))
+    if (!timeline_route(d, req, LB_AUTH_COMPUTE | LB_AUTH_ANALYTICS, tenant, timeline, &rc))
         return rc;
     ps_tlmeta m;
     if (ps_get_timeline(d, tenant, timeline, &m) != 0)
@@ -249,7 +252,7 @@ h_delete(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_route(d, req, 0, tenant, timeline, &rc))
         return rc;
     char err[300] = "";
     rc = ps_delete_timeline(d, tenant, timeline, err, sizeof(err));
@@ -349,23 +352,20 @@ static int
 h_basebackup(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     bb_job *j = calloc(1, sizeof(*j));
     if (!j)
         return -ENOMEM;
     j->d = d;
-    lb_json_param_id(req, "tenant_id", j->tenant, &e);
-    lb_json_param_id(req, "timeline_id", j->timeline, &e);
-    const char *lsn = lb_http_query(req, "lsn");
     int arc;
-    if (!e.failed && !scope_allows(d, req, LB_AUTH_COMPUTE, j->tenant, j->timeline, &arc)) {
+    if (!timeline_route(d, req, LB_AUTH_COMPUTE, j->tenant, j->timeline, &arc)) {
         free(j);
         return arc;
     }
-    if (e.failed || (lsn && lb_lsn_parse(lsn, &j->lsn) != 0)) {
+    const char *lsn = lb_http_query(req, "lsn");
+    if (lsn && lb_lsn_parse(lsn, &j->lsn) != 0) {
         free(j);
-        if (!e.failed)
-            lb_json_fail(&e, LB_EPARSE, "query \"lsn\" must be an LSN like \"0/16B3F10\"");
+        lb_json_error e = LB_JSON_ERROR_INIT;
+        lb_json_fail(&e, LB_EPARSE, "query \"lsn\" must be an LSN like \"0/16B3F10\"");
         return lb_json_respond_bad_request(req, &e);
     }
     ps_tlmeta m;
@@ -423,19 +423,20 @@ static int
 h_safekeepers(lb_http_request *req, void *arg)
 {
     ps_daemon *d = arg;
-    lb_json_error e = LB_JSON_ERROR_INIT;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
+    int rc;
+    if (!timeline_route(d, req, 0, tenant, timeline, &rc))
+        return rc;
+    lb_json_error e = LB_JSON_ERROR_INIT;
     json_t *body = NULL;
-    lb_json_param_id(req, "tenant_id", tenant, &e);
-    lb_json_param_id(req, "timeline_id", timeline, &e);
     lb_json_parse_request(req, &body, &e);
     if (e.failed) {
         json_decref(body);
         return lb_json_respond_bad_request(req, &e);
     }
     char err[300] = "";
-    int rc = ps_set_safekeepers(d, tenant, timeline, json_object_get(body, "safekeepers"), err,
-                                sizeof(err));
+    rc = ps_set_safekeepers(d, tenant, timeline, json_object_get(body, "safekeepers"), err,
+                            sizeof(err));
     json_decref(body);
     if (rc == 0)
         rc = ps_ingest_start(d, tenant, timeline);
@@ -454,7 +455,7 @@ h_snapshot(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc))
+    if (!timeline_route(d, req, 0, tenant, timeline, &rc))
         return rc;
     char err[500] = "";
     bool taken;
@@ -479,8 +480,7 @@ h_wal(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc) ||
-        !scope_allows(d, req, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER, tenant, timeline, &rc))
+    if (!timeline_route(d, req, LB_AUTH_COMPUTE | LB_AUTH_PAGESERVER, tenant, timeline, &rc))
         return rc;
     const char *name = lb_http_param(req, "name");
     if (!name || lb_wal_file_parse(name, LB_WAL_SEG_SIZE_MIN, NULL, NULL) == LB_WAL_FILE_BAD)
@@ -524,8 +524,7 @@ h_lsn_by_timestamp(lb_http_request *req, void *arg)
     ps_daemon *d = arg;
     char tenant[LB_ID_STRLEN], timeline[LB_ID_STRLEN];
     int rc;
-    if (!timeline_ids(req, tenant, timeline, &rc) ||
-        !scope_allows(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
+    if (!timeline_route(d, req, LB_AUTH_COMPUTE, tenant, timeline, &rc))
         return rc;
     int64_t t;
     const char *when = lb_http_query(req, "timestamp");

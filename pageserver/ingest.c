@@ -397,12 +397,12 @@ connect_standby(ps_ingest *in)
 /* LTAP: the timeline's lake at P, read from the standby still paused at
  * P (ltap/timeline.h). Its errors are logged and shown by GET .../lake;
  * they never stop ingest. Ingest waits meanwhile: that is how P is held. */
-static void
-lake_after_snapshot(ps_ingest *in, lb_lsn p)
+static int
+lake_after_snapshot(ps_ingest *in, lb_lsn p, lb_err *err)
 {
     ps_indexer *x = atomic_load(&in->indexer);
     if (!x)
-        return;
+        return lb_err_set(err, LB_ENOTFOUND, "the timeline's WAL block index is not open");
     char conninfo[96];
     snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
              in->port);
@@ -428,7 +428,26 @@ lake_after_snapshot(ps_ingest *in, lb_lsn p)
                              .retention_ms = in->d->conf.gc_retention_ms,
                              .chunk_blocks = (uint32_t)in->d->conf.lake_chunk_blocks,
                              .cancel = &in->stop};
-    ltap_timeline_materialize(&run, NULL);
+    return ltap_timeline_materialize(&run, err);
+}
+
+/* Pause replay and wait until it is paused; 0, LB_ETIMEOUT or LB_EPROTO. */
+static int
+pause_replay(PGconn *c)
+{
+    if (!exec_ok(c, "select pg_wal_replay_pause()"))
+        return LB_EPROTO;
+    int64_t deadline = lb_mono_ms() + PAUSE_TIMEOUT_MS;
+    for (;;) {
+        char *state = query1(c, "select pg_get_wal_replay_pause_state()");
+        bool paused = state && strcmp(state, "paused") == 0;
+        free(state);
+        if (paused)
+            return 0;
+        if (lb_mono_ms() > deadline)
+            return LB_ETIMEOUT;
+        lb_sleep_ms(10);
+    }
 }
 
 /* The snapshot procedure; the caller holds in->lock. */
@@ -440,22 +459,9 @@ take_snapshot(ps_ingest *in, bool *taken)
     lb_lsn r_before, r_after, p;
     if (!lsn_query(c, "select redo_lsn from pg_control_checkpoint()", &r_before))
         return LB_EPROTO;
-    if (!exec_ok(c, "select pg_wal_replay_pause()"))
-        return LB_EPROTO;
-    int64_t deadline = lb_mono_ms() + PAUSE_TIMEOUT_MS;
-    int rc = 0;
-    for (;;) {
-        char *state = query1(c, "select pg_get_wal_replay_pause_state()");
-        bool paused = state && strcmp(state, "paused") == 0;
-        free(state);
-        if (paused)
-            break;
-        if (lb_mono_ms() > deadline) {
-            rc = LB_ETIMEOUT;
-            break;
-        }
-        lb_sleep_ms(10);
-    }
+    int rc = pause_replay(c);
+    if (rc == LB_EPROTO)
+        return rc;
     int64_t t0 = lb_mono_ms();
     if (rc == 0 && (!exec_ok(c, "checkpoint") ||
                     !lsn_query(c, "select redo_lsn from pg_control_checkpoint()", &r_after) ||
@@ -520,7 +526,7 @@ take_snapshot(ps_ingest *in, bool *taken)
                         (unsigned long long)stats.main_pages_written,
                         (unsigned long long)stats.main_pages_seen, (unsigned long long)stats.bytes,
                         (long long)(lb_mono_ms() - t0));
-                lake_after_snapshot(in, p);
+                lake_after_snapshot(in, p, NULL);
             }
         }
         if (rc == -EALREADY)
@@ -1052,6 +1058,60 @@ ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, b
     else if (rc)
         snprintf(err, errcap, "snapshot failed: %s", lb_strerror(rc));
     pthread_mutex_unlock(&in->error_lock);
+    ingest_unref(d, in);
+    return rc;
+}
+
+typedef struct lake_call {
+    ps_ingest *in;
+    lb_lsn since; /* run only if replay is past this */
+    lb_lsn p;
+    lb_err err;
+    int rc;
+} lake_call;
+
+/* On a worker, under in->lock (so never inside a snapshot or a tick):
+ * pause replay at whatever it has replayed, run the lake there, resume. */
+static void
+lake_job(void *arg)
+{
+    lake_call *c = arg;
+    ps_ingest *in = c->in;
+    pthread_mutex_lock(&in->lock);
+    if (!in->running || !connect_standby(in)) {
+        c->rc = LB_ENOTFOUND; /* idle: its lake is as of when it stopped */
+        lb_err_set(&c->err, c->rc, "the redo standby is not running");
+        pthread_mutex_unlock(&in->lock);
+        return;
+    }
+    c->rc = pause_replay(in->conn);
+    if (c->rc == 0 && !lsn_query(in->conn, "select pg_last_wal_replay_lsn()", &c->p))
+        c->rc = LB_EPROTO;
+    if (c->rc)
+        lb_err_set(&c->err, c->rc, "could not pause the redo standby: %s", lb_strerror(c->rc));
+    else if (c->p > c->since)
+        c->rc = lake_after_snapshot(in, c->p, &c->err);
+    if (!exec_ok(in->conn, "select pg_wal_replay_resume()") && c->rc == 0)
+        c->rc = lb_err_set(&c->err, LB_EPROTO, "could not resume replay on the redo standby");
+    pthread_mutex_unlock(&in->lock);
+}
+
+int
+ps_ingest_lake_now(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn since, lb_lsn *p,
+                   lb_err *err)
+{
+    ps_ingest *in = ingest_ref(d, tenant, timeline);
+    *p = 0;
+    if (!in)
+        return lb_err_set(err, LB_ENOTFOUND, "timeline %s/%s is not ingesting", tenant, timeline);
+    lake_call c = {.in = in, .since = since};
+    int rc = ps_workers_run(d->workers, lake_job, &c);
+    if (rc)
+        lb_err_set(err, rc, "no worker free for the lake run (worker_queue is full)");
+    else if ((rc = c.rc) != 0)
+        lb_err_set(err, rc, "%s", c.err.message);
+    else
+        *p = c.p;
     ingest_unref(d, in);
     return rc;
 }

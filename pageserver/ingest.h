@@ -8,6 +8,8 @@
 #define PS_INGEST_H
 
 #include "daemon.h"
+#include "errors.h"
+#include "lsn.h"
 
 /* Start (or restart) ingesting a timeline that has safekeepers. */
 int ps_ingest_start(ps_daemon *d, const char *tenant, const char *timeline);
@@ -22,6 +24,15 @@ void ps_ingest_stop(ps_daemon *d, const char *tenant, const char *timeline);
  * last one. 0 with *taken, or an error. Blocks until done. */
 int ps_ingest_snapshot_now(ps_daemon *d, const char *tenant, const char *timeline, bool *taken,
                            char *err, size_t errcap);
+
+/* LTAP now, not at the next snapshot: pause the running redo standby at
+ * what it has replayed (P), run the timeline's lake at P if P > since,
+ * resume (ltap/timeline.h). Blocks until done; *p gets P. 0;
+ * LB_ENOTFOUND when the timeline is not ingesting or its standby is idle
+ * (its lake is as of when it stopped); -EBUSY (no worker); or the lake
+ * run's error; with a message in err. */
+int ps_ingest_lake_now(ps_daemon *d, const char *tenant, const char *timeline, lb_lsn since,
+                       lb_lsn *p, lb_err *err);
 
 /* "starting", "running", "idle" (the redo standby is stopped until new WAL
  * comes) or NULL when the timeline is not ingesting. */

@@ -155,7 +155,7 @@ fetch_own(ps_daemon *d, const ps_tlmeta *m, const char *name, bool history, int 
         }
         sink *into = found ? &alt : &out;
         long status;
-        lb_wal_valid got;
+        lb_wal_valid got = {.bytes = seg_size, .final = true}; /* a history file is whole */
         rc = get_from_safekeeper(http, url, history, seg_size, into, &status, &got, err, errcap);
         if (rc == 0 && status == 200) {
             if (!found || lb_wal_valid_better(&got, valid)) {

@@ -2,7 +2,8 @@
  * test_event_loop.c: file events fire, unwatching inside a callback is safe,
  * timers fire in order and re-arm or stop, signals arrive as events, a
  * wakeup from another thread reaches the loop, and before-sleep runs once
- * per round after the events of that round.
+ * per round after the events of that round; an LB_HANGUP watch ignores
+ * data but reports the peer's going away.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +50,37 @@ before_sleep(lb_loop *loop, void *arg)
     ctx *c = arg;
     c->before_sleeps++;
     c->reads_at_sleep = c->reads;
+}
+
+static void
+on_hangup(lb_loop *loop, int fd, int events, void *arg)
+{
+    (void)loop;
+    (void)fd;
+    ctx *c = arg;
+    assert_true(events & LB_READABLE);
+    c->reads++;
+}
+
+static void
+test_hangup_only_watch(void **state)
+{
+    (void)state;
+    lb_loop *loop;
+    ctx c = {.other_fd = -1};
+    int sv[2];
+    assert_int_equal(lb_loop_new(&loop), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    assert_int_equal(lb_loop_watch(loop, sv[0], LB_HANGUP, on_hangup, &c), 0);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    assert_int_equal(lb_loop_run_once(loop, 50), 0);
+    assert_int_equal(c.reads, 0); /* data waiting is not an event */
+    close(sv[1]);
+    assert_int_equal(lb_loop_run_once(loop, 1000), 0);
+    assert_int_equal(c.reads, 1); /* the peer's close is */
+    lb_loop_unwatch(loop, sv[0]);
+    close(sv[0]);
+    lb_loop_free(loop);
 }
 
 static void
@@ -296,6 +328,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_events_and_unwatch_inside_callback),
+        cmocka_unit_test(test_hangup_only_watch),
         cmocka_unit_test(test_peer_close_is_reported_as_readable),
         cmocka_unit_test(test_timers_order_rearm_and_delete),
         cmocka_unit_test(test_signal_arrives_as_event),

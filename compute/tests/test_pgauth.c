@@ -138,7 +138,7 @@ test_roles_sql(void **state)
     memset(&s, 0, sizeof(s));
     strcpy(s.user, "app");
     lb_buf sql = LB_BUF_INIT;
-    assert_int_equal(cc_roles_sql(&s, "SCRAM-SHA-256$u'v", "SCRAM-SHA-256$sk", &sql), 0);
+    assert_int_equal(cc_roles_sql(&s, "SCRAM-SHA-256$u'v", "SCRAM-SHA-256$sk", NULL, &sql), 0);
     assert_non_null(strstr(sql.data, "ALTER ROLE lakebase_safekeeper WITH LOGIN REPLICATION "
                                      "NOSUPERUSER"));
     assert_non_null(strstr(sql.data, "PASSWORD 'SCRAM-SHA-256$sk'"));
@@ -151,7 +151,39 @@ test_roles_sql(void **state)
     assert_non_null(strstr(sql.data, "'synchronous_commit'"));
     assert_non_null(strstr(sql.data, "'log_min_messages'"));
     assert_non_null(strstr(sql.data, "ALTER ROLE ALL RESET %I"));
+    /* No superuser password given: any old one is cleared. */
+    assert_non_null(strstr(sql.data, "ALTER ROLE postgres WITH PASSWORD NULL;"));
     lb_buf_free(&sql);
+    /* Given: its verifier, quoted. */
+    assert_int_equal(
+        cc_roles_sql(&s, "SCRAM-SHA-256$u", "SCRAM-SHA-256$sk", "SCRAM-SHA-256$s'u", &sql), 0);
+    assert_non_null(strstr(sql.data, "ALTER ROLE postgres WITH PASSWORD 'SCRAM-SHA-256$s''u';"));
+    assert_null(strstr(sql.data, "PASSWORD NULL"));
+    lb_buf_free(&sql);
+}
+
+/* With a superuser_password_file the superuser may log in over TCP with
+ * SCRAM, before the users' line; the unix socket rules stay first. */
+static void
+test_hba_superuser_over_tcp(void **state)
+{
+    (void)state;
+    cc_spec s;
+    memset(&s, 0, sizeof(s));
+    strcpy(s.pg_user, "postgres");
+    strcpy(s.user, "app");
+    strcpy(s.superuser_password_file, "/etc/lakebase/superuser/password");
+    lb_buf hba = LB_BUF_INIT;
+    assert_int_equal(cc_hba_render(&s, &hba), 0);
+    assert_null(strstr(hba.data, "trust"));
+    assert_null(strstr(hba.data, "host   all          postgres  all  reject"));
+    const char *peer = strstr(hba.data, "local  all          postgres  peer map=compute_ctl");
+    const char *repl_reject = strstr(hba.data, "host   replication  all       all  reject");
+    const char *su = strstr(hba.data, "host   all          postgres  all  scram-sha-256");
+    const char *users = strstr(hba.data, "host   all          all       all  scram-sha-256");
+    assert_true(peer && repl_reject && su && users);
+    assert_true(peer < repl_reject && repl_reject < su && su < users);
+    lb_buf_free(&hba);
 }
 
 static void
@@ -181,6 +213,7 @@ main(void)
         cmocka_unit_test(test_secret_read),
         cmocka_unit_test(test_hba),
         cmocka_unit_test(test_roles_sql),
+        cmocka_unit_test(test_hba_superuser_over_tcp),
         cmocka_unit_test(test_sync_cancel_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,6 +41,7 @@ static const char *const yaml_spec =
     "user: app\n"
     "password_file: /etc/lakebase/user-password\n"
     "safekeeper_password_file: /etc/lakebase/sk-password\n"
+    "superuser_password_file: /etc/lakebase/superuser/password\n"
     "auth_public_keys: /etc/lakebase/keys\n"
     "settings:\n"
     "  shared_buffers: 128MB\n"
@@ -61,6 +62,7 @@ static const char *const json_spec =
     " \"pg_bin_dir\": \"/usr/lib/postgresql/15/bin\", \"pg_user\": \"pguser\","
     " \"user\": \"app\", \"password_file\": \"/etc/lakebase/user-password\","
     " \"safekeeper_password_file\": \"/etc/lakebase/sk-password\","
+    " \"superuser_password_file\": \"/etc/lakebase/superuser/password\","
     " \"auth_public_keys\": \"/etc/lakebase/keys\","
     " \"settings\": {\"shared_buffers\": \"128MB\", \"Work_Mem\": 4096, \"jit\": false,"
     " \"random_page_cost\": 1.5, \"search_path\": \"it's, public\"}}";
@@ -98,6 +100,7 @@ check_full_spec(const cc_spec *s)
     assert_string_equal(s->user, "app");
     assert_string_equal(s->password_file, "/etc/lakebase/user-password");
     assert_string_equal(s->safekeeper_password_file, "/etc/lakebase/sk-password");
+    assert_string_equal(s->superuser_password_file, "/etc/lakebase/superuser/password");
     assert_string_equal(s->auth_public_keys, "/etc/lakebase/keys");
     assert_int_equal(s->nsettings, 5);
     assert_string_equal(setting(s, "shared_buffers"), "128MB");
@@ -239,6 +242,10 @@ test_every_field_refused_by_name(void **state)
         {"user", "user: 12", "\"user\" must be a string"},
         {"password_file", NULL, "missing field \"password_file\""},
         {"safekeeper_password_file", NULL, "missing field \"safekeeper_password_file\""},
+        {"superuser_password_file", "superuser_password_file: ''",
+         "\"superuser_password_file\" must not be empty"},
+        {"superuser_password_file", "superuser_password_file: [a]",
+         "\"superuser_password_file\" must be a string"},
         {"auth_public_keys", NULL, "missing field \"auth_public_keys\""},
         {"data_dir",
          "data_dir: /a/very/long/path/that/leaves/no/room/for/the/unix/socket/of/postgresql/"

@@ -1641,6 +1641,36 @@ test_restart(void **state)
     lake_schema_free(s);
 }
 
+/* With trusted_utf8 the writer skips its UTF-8 check and nothing else:
+ * the same rows make the same file; without it a bad value is refused. */
+static void
+test_trusted_utf8(void **state)
+{
+    (void)state;
+    lake_schema *s = simple_schema();
+    lb_err err = {0};
+    rec_sink out[2] = {{LB_BUF_INIT, false}, {LB_BUF_INIT, false}};
+    for (int trusted = 0; trusted < 2; trusted++) {
+        lake_parquet_options o;
+        lake_parquet_options_init(&o);
+        o.trusted_utf8 = trusted;
+        lake_parquet_writer *w;
+        assert_int_equal(lake_parquet_writer_new(s, &o, rec_write, &out[trusted], &w, &err), 0);
+        assert_int_equal(simple_rows(w, 0, 3000), 0);
+        if (!trusted) {
+            lake_value bad[4] = {lake_int(1), lake_bytes("\xc3\x28", 2), lake_null(), lake_null()};
+            assert_int_equal(lake_parquet_write_row(w, bad, 4), LB_EVALUE);
+        }
+        assert_int_equal(lake_parquet_writer_close(w, NULL), 0);
+        lake_parquet_writer_free(w);
+    }
+    assert_int_equal(out[0].buf.len, out[1].buf.len);
+    assert_memory_equal(out[0].buf.data, out[1].buf.data, out[0].buf.len);
+    lb_buf_free(&out[0].buf);
+    lb_buf_free(&out[1].buf);
+    lake_schema_free(s);
+}
+
 /* No rows: still a valid file with the schema. */
 static void
 test_empty_file(void **state)
@@ -2050,6 +2080,7 @@ main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_sink_failure),
         cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_trusted_utf8),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_all_null_pages),
         cmocka_unit_test(test_reference_structure),

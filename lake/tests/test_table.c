@@ -536,6 +536,12 @@ test_schema_evolution(void **state)
                         "15");
     expect_mapping(meta, "label", 2, "name");
     expect_mapping(meta, "name", 15, "name_15");
+    json_t *tags = delta_field(meta, "tags"); /* the list element's id, by physical name */
+    json_t *nested =
+        json_object_get(json_object_get(tags, "metadata"), "delta.columnMapping.nested.ids");
+    assert_int_equal(json_object_size(nested), 1);
+    assert_int_equal(json_integer_value(json_object_get(nested, "tags.element")), 9);
+    json_decref(tags);
     assert_int_equal(json_integer_value(json_object_get(d, "nadd")), 1);
     assert_int_equal(json_integer_value(json_object_get(d, "nremove")), 0);
     json_t *d0 = delta_version(prefix, 0);
@@ -613,6 +619,115 @@ test_schema_evolution(void **state)
     lake_schema_free(s5);
 }
 
+/* Replace the first `from` in file <g_dir>/<prefix>/<rel> with `to`. */
+static void
+edit_file(const char *prefix, const char *rel, const char *from, const char *to)
+{
+    char path[PATH_MAX + 300];
+    snprintf(path, sizeof(path), "%s/%s/%s", g_dir, prefix, rel);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char buf[1 << 16], out[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *at = strstr(buf, from);
+    if (!at)
+        fail_msg("\"%s\" not in %s", from, rel);
+    snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(out, f);
+    fclose(f);
+}
+
+/* Metadata this writer cannot evolve gets a clear error at open, and
+ * nothing is written: a Delta table mapping columns by name, a Delta
+ * schemaString that is not JSON, an Iceberg current-schema-id that names
+ * no schema. */
+static void
+test_schema_bad_metadata(void **state)
+{
+    (void)state;
+    const char *prefix = "lake/db/public/badmeta";
+    lake_schema *s = tf_schema(false);
+    lake_store *st = lt_open_store(g_dir);
+    lake_table *t = open_model(st, prefix, s);
+    lake_table_close(t);
+    const char *v0 = "_delta_log/00000000000000000000.json";
+    lb_err err = {0};
+    lake_delta_table *d = NULL;
+
+    edit_file(prefix, v0, "\"delta.columnMapping.mode\":\"id\"",
+              "\"delta.columnMapping.mode\":\"name\"");
+    assert_int_equal(lake_delta_open(st, prefix, s, NULL, &d, &err), LB_EUNSUPPORTED);
+    assert_non_null(strstr(err.message, "maps columns by name"));
+    edit_file(prefix, v0, "\"delta.columnMapping.mode\":\"name\"",
+              "\"delta.columnMapping.mode\":\"id\"");
+    assert_int_equal(lake_delta_open(st, prefix, s, NULL, &d, &err), 0);
+    assert_false(lake_delta_schema_pending(d));
+    lake_delta_close(d);
+
+    edit_file(prefix, v0, "\"schemaString\":\"{", "\"schemaString\":\"x{");
+    assert_int_equal(lake_delta_open(st, prefix, s, NULL, &d, &err), LB_EPARSE);
+    assert_non_null(strstr(err.message, "schemaString is not JSON"));
+
+    lake_iceberg_table *ice = NULL;
+    edit_file(prefix, "metadata/v1.metadata.json", "\"current-schema-id\": 0",
+              "\"current-schema-id\": 7");
+    assert_int_equal(lake_iceberg_open(st, prefix, s, NULL, &ice, &err), LB_EPARSE);
+    assert_non_null(strstr(err.message, "current schema 7 is not in the metadata"));
+    assert_int_equal(count_files(prefix, "metadata"), 2); /* v1 and its hint */
+    assert_int_equal(count_files(prefix, "_delta_log"), 1);
+
+    lake_store_close(st);
+    lake_schema_free(s);
+}
+
+/* int16 -> int32 is no change to Iceberg ("int" both) but one to Delta
+ * ("short" -> "integer"): the model still calls it a type change, and a
+ * commit that keeps the old files is refused before either format writes. */
+static void
+test_schema_retyped_for_delta_only(void **state)
+{
+    (void)state;
+    const char *prefix = "lake/db/public/short";
+    lake_schema *s1 = tf_schema(false), *s2 = tf_schema(false);
+    lake__node *a1 = (lake__node *)lake__schema_node(s1, 10);
+    assert_int_equal(a1->field_id, 11);
+    a1->type = LAKE_TYPE_INT16;
+    lake_store *st = lt_open_store(g_dir);
+    lake_table *t = open_model(st, prefix, s1);
+    tf_file a, b;
+    tf_write(g_dir, prefix, s1, false, "a", 0, 9, &a);
+    lake_data_file add_a = tf_data_file(&a);
+    lake_commit c1 = {.adds = &add_a, .nadds = 1};
+    lb_err err = {0};
+    assert_int_equal(lake_table_commit(t, &c1, &err), 0);
+    lake_table_close(t);
+
+    t = open_model(st, prefix, s2);
+    assert_true(lake_table_schema_changed(t) && lake_table_schema_retyped(t));
+    tf_write(g_dir, prefix, s2, false, "b", 10, 19, &b);
+    lake_data_file add_b = tf_data_file(&b);
+    lake_commit keep = {.adds = &add_b, .nadds = 1};
+    int nmeta = count_files(prefix, "metadata"), nlog = count_files(prefix, "_delta_log");
+    assert_int_equal(lake_table_commit(t, &keep, &err), LB_EVALUE);
+    assert_non_null(strstr(err.message, "replace every live file"));
+    assert_int_equal(count_files(prefix, "metadata"), nmeta);
+    assert_int_equal(count_files(prefix, "_delta_log"), nlog);
+    const char *rm[] = {a.path};
+    lake_commit replace = {.adds = &add_b, .nadds = 1, .removes = rm, .nremoves = 1};
+    if (lake_table_commit(t, &replace, &err))
+        fail_msg("commit: %s", err.message);
+    lake_table_close(t);
+    tf_file *live[] = {&b};
+    check_both(prefix, live, 1);
+    lake_store_close(st);
+    tf_free(&a), tf_free(&b);
+    lake_schema_free(s1), lake_schema_free(s2);
+}
+
 int
 main(void)
 {
@@ -623,6 +738,8 @@ main(void)
         cmocka_unit_test(test_level_missing_file),
         cmocka_unit_test(test_shared_file_by_reference),
         cmocka_unit_test(test_schema_evolution),
+        cmocka_unit_test(test_schema_bad_metadata),
+        cmocka_unit_test(test_schema_retyped_for_delta_only),
     };
     return lake_test_run("lake-table", tests);
 }

@@ -90,6 +90,125 @@ test_numeric(void **state)
     ltap__arena_free(&a);
 }
 
+/* The unscaled integer of s's digits (at most 38 of them, '.' skipped). */
+static lake_int128
+unscaled(const char *s)
+{
+    lake_int128 x = 0;
+    for (; *s; s++)
+        if (*s != '.')
+            x = x * 10 + (*s - '0');
+    return x;
+}
+
+/*
+ * DECIMAL at its edges: 38 digits exactly, 10^precision refused, digits of
+ * every group position (leading groups of 1 to 4 digits, a fraction that
+ * ends inside a group), and the unconstrained text of the same values.
+ */
+static void
+test_numeric_edges(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    lake_value v;
+    uint8_t b[64];
+    static const struct {
+        int p, s, weight, dscale, n;
+        int digits[12];
+        const char *text;
+    } cases[] = {
+        /* 38 nines, integer: groups 99 then nine 9999 */
+        {38,
+         0,
+         9,
+         0,
+         10,
+         {99, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999},
+         "99999999999999999999999999999999999999"},
+        /* 37 nines . 9: the fraction group is 9000 at 10^-4 */
+        {38,
+         1,
+         9,
+         1,
+         11,
+         {9, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9000},
+         "9999999999999999999999999999999999999.9"},
+        /* numeric(12,2): 1234567890.12 */
+        {12, 2, 2, 2, 4, {12, 3456, 7890, 1200}, "1234567890.12"},
+        /* leading groups of 1, 2, 3 digits */
+        {9, 3, 1, 3, 3, {7, 1, 5000}, "70001.500"},
+        {9, 3, 1, 3, 3, {42, 0, 10}, "420000.001"},
+        {10, 3, 1, 3, 2, {123, 4567}, "1234567.000"},
+        /* a fraction only: 0.0123 */
+        {5, 4, -1, 4, 1, {123}, "0.0123"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ltap_column dec = col(1700, ((cases[i].p << 16) | cases[i].s) + 4, 'b', 0);
+        assert_int_equal(dec.kind, LTAP_DECIMAL);
+        size_t n =
+            numeric(b, cases[i].weight, 0x4000, cases[i].dscale, cases[i].digits, cases[i].n);
+        assert_int_equal(ltap__decode(&dec, b, n, &a, &v), 0);
+        assert_true(v.kind == LAKE_DECIMAL && v.u.dec == -unscaled(cases[i].text));
+        ltap_column txt = col(1700, -1, 'b', 0);
+        n = numeric(b, cases[i].weight, 0, cases[i].dscale, cases[i].digits, cases[i].n);
+        assert_int_equal(ltap__decode(&txt, b, n, &a, &v), 0);
+        assert_int_equal(v.u.bytes.len, strlen(cases[i].text));
+        assert_memory_equal(v.u.bytes.ptr, cases[i].text, v.u.bytes.len);
+    }
+    /* 10^38 and 10^37 * 9.99... + 1 past numeric(38, 0) and (38, 1) */
+    ltap_column d38 = col(1700, ((38 << 16) | 0) + 4, 'b', 0);
+    size_t n = numeric(b, 9, 0, 0, (const int[]){100}, 1);
+    assert_int_equal(ltap__decode(&d38, b, n, &a, &v), 1);
+    ltap_column d381 = col(1700, ((38 << 16) | 1) + 4, 'b', 0);
+    n = numeric(b, 9, 0, 0, (const int[]){10}, 1); /* 10^37: 38 digits and a decimal */
+    assert_int_equal(ltap__decode(&d381, b, n, &a, &v), 1);
+    /* a digit past the scale inside the last group: 1.05 at scale 1 */
+    ltap_column d51 = col(1700, ((5 << 16) | 1) + 4, 'b', 0);
+    n = numeric(b, 0, 0, 2, (const int[]){1, 500}, 2);
+    assert_int_equal(ltap__decode(&d51, b, n, &a, &v), 1);
+    /* 1.50 at scale 1: the trailing zero is fine */
+    n = numeric(b, 0, 0, 2, (const int[]){1, 5000}, 2);
+    assert_int_equal(ltap__decode(&d51, b, n, &a, &v), 0);
+    assert_true(v.u.dec == 15);
+    ltap__arena_free(&a);
+}
+
+/* The arena keeps its blocks across resets: the next batch's values land
+ * in the same memory, large ones get a block of their own, and nothing
+ * handed out since a reset overlaps. */
+static void
+test_arena(void **state)
+{
+    (void)state;
+    ltap_arena a = {0};
+    enum { N = 3000 };
+    static uint8_t *ptrs[N];
+    static size_t lens[N];
+    uint8_t *first = NULL;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            lens[i] = i % 500 == 499 ? 200000 : (size_t)(i % 97) * 11 + 1;
+            ptrs[i] = ltap__arena_alloc(&a, lens[i]);
+            assert_non_null(ptrs[i]);
+            assert_true(((uintptr_t)ptrs[i] & 15) == 0);
+            memset(ptrs[i], i & 0xff, lens[i]);
+        }
+        if (round == 0)
+            first = ptrs[0];
+        else
+            assert_ptr_equal(ptrs[0], first); /* reused, not allocated anew */
+        for (int i = 0; i < N; i++)
+            for (size_t k = 0; k < lens[i]; k += 7)
+                assert_int_equal(ptrs[i][k], i & 0xff);
+        ltap__arena_reset(&a);
+    }
+    ltap__arena_free(&a);
+    ltap__arena_reset(&a); /* a freed arena is an empty one */
+    assert_non_null(ltap__arena_alloc(&a, 1));
+    ltap__arena_free(&a);
+}
+
 static void
 test_dates_and_times(void **state)
 {
@@ -342,7 +461,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numeric),         cmocka_unit_test(test_dates_and_times),
+        cmocka_unit_test(test_numeric),         cmocka_unit_test(test_numeric_edges),
+        cmocka_unit_test(test_arena),           cmocka_unit_test(test_dates_and_times),
         cmocka_unit_test(test_arrays),          cmocka_unit_test(test_network_and_bits),
         cmocka_unit_test(test_ranges),          cmocka_unit_test(test_composites),
         cmocka_unit_test(test_text_and_schema),
