@@ -1291,7 +1291,9 @@ materialize_parent(run *ru, PGconn *c, const char *dbname, const char *oid, cons
             /* shared: the leaf's files, by reference */
             for (size_t k = 0; rc == 0 && k < l->nfiles; k++) {
                 char *p = NULL;
-                if (asprintf(&p, "/%s/%s", l->tprefix, l->files[k].path) < 0) {
+                const char *lp = l->files[k].path; /* the leaf's own, or one it shares */
+                if ((lp[0] == '/' ? asprintf(&p, "%s", lp)
+                                  : asprintf(&p, "/%s/%s", l->tprefix, lp)) < 0) {
                     rc = -ENOMEM;
                     break;
                 }
