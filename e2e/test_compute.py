@@ -321,10 +321,18 @@ def test_users_connect_with_scram_and_are_not_superuser(env):
                            ("lakebase_safekeeper", cluster.sk_password)):
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(c.dsn(user=user, password=password or "x"))
-    # The safekeepers stream as lakebase_safekeeper, with SCRAM.
-    rows = c.superuser_sql("select usename, application_name from pg_stat_replication "
-                           "order by application_name")
-    assert rows == [("lakebase_safekeeper", sk.name) for sk in cluster.sks], rows
+    # The safekeepers stream as lakebase_safekeeper, with SCRAM (the compute
+    # is ready once a quorum streams; the third may connect a moment later).
+    want = [("lakebase_safekeeper", sk.name) for sk in cluster.sks]
+
+    def streaming():
+        return c.superuser_sql("select usename, application_name from pg_stat_replication "
+                               "order by application_name")
+    try:
+        wait_for(lambda: streaming() == want, 60, what="every safekeeper streaming")
+    finally:
+        rows = streaming()
+    assert rows == want, rows
     verifier = c.superuser_sql("select rolpassword from pg_authid where rolname in "
                                "('app', 'lakebase_safekeeper')")
     assert all(v[0].startswith("SCRAM-SHA-256$4096:") for v in verifier), verifier
