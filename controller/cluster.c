@@ -381,6 +381,26 @@ credentials(cluster_pass *p)
         if (rc)
             return rc;
     }
+    /* The lake's read-only token (role analytics: the pageserver's Iceberg
+     * REST catalog and lake status of this tenant, nothing else), for the
+     * user's analytics engines. */
+    char *atok = NULL;
+    if ((rc = ctl_mint(p->signer, LB_AUTH_ANALYTICS, "analytics", p->tenant, NULL, NULL, &atok)))
+        return rc;
+    char ps[400];
+    snprintf(ps, sizeof(ps), "http://%s-pageserver-0.%s-pageserver.%s.svc.cluster.local:%d",
+             p->name, p->name, p->ns, CTL_PS_HTTP_PORT);
+    snprintf(sname, sizeof(sname), "%s-analytics", p->name);
+    meta =
+        ctl_object("v1", "Secret", p->ns, sname, ctl_labels(p->name, "pageserver", NULL), p->obj);
+    sd = json_pack("{s:s, s:s, s:s}", "token", atok, "tenant-id", p->tenant, "pageserver", ps);
+    rc = ctl_ensure_secret(p->k, p->ns, meta, sd, NULL);
+    ctl_secret_free(atok);
+    json_decref(meta);
+    json_decref(sd);
+    if (rc)
+        return rc;
+
     if ((rc = ctl_password(pw, sizeof(pw))))
         return rc;
     char host[300], port[16], uri[600];

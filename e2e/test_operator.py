@@ -340,6 +340,38 @@ def test_superuser_logs_in_with_the_clusters_superuser_secret(op, db):
         "spec.json"]
 
 
+def test_analytics_secret_reads_the_lake_catalog_and_nothing_else(op, db):
+    """The cluster's N-analytics Secret holds a token of role analytics for
+    its tenant and the pageserver's address: with it an engine reads the
+    Iceberg REST catalog of a branch's timeline, and is refused the
+    basebackup and the management API."""
+    import urllib.error
+    import urllib.request
+    a = op.secret(NS, f"{db}-analytics")
+    cluster = op.get(NS, "lakebasecluster", db)
+    assert a["tenant-id"] == cluster["status"]["tenantId"]
+    assert a["pageserver"] == f"http://{db}-pageserver-0.{db}-pageserver.{NS}.svc.cluster.local:9898"
+    timeline = op.get(NS, "branch", f"{db}-main")["status"]["timelineId"]
+    ip = op.pod_ip(NS, f"{db}-pageserver-0")
+    base = f"http://{ip}:9898/v1/tenant/{a['tenant-id']}/timeline/{timeline}"
+
+    def get(url, token=a["token"], method="GET"):
+        req = urllib.request.Request(url, method=method,
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+    st, body = get(base + "/iceberg/v1/config")
+    assert st == 200 and json.loads(body)["overrides"]["prefix"] == "lake", (st, body)
+    st, body = get(base + "/iceberg/v1/namespaces")
+    assert st == 200 and "namespaces" in json.loads(body), (st, body)
+    assert get(base + "/basebackup")[0] == 403
+    assert get(f"http://{ip}:9898/v1/gc", method="POST")[0] == 403
+    assert get(base + "/iceberg/v1/config", token=a["token"] + "x")[0] == 401
+
+
 def test_superuser_secret_named_but_missing_or_bad_is_reported(op, db):
     ns = "susecret"
     op.namespace(ns)
