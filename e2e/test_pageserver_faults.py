@@ -215,7 +215,10 @@ def test_full_worker_queue_gets_503_and_frees_up(workdir):
     import re
     import socket
 
+    # max_basebackups 2: both basebackups go to the pool (its own cap,
+    # tested in test_pageserver.py, would refuse the second at once)
     ps = Pageserver(workdir, extra_args=["--worker_threads", "1", "--worker_queue", "1",
+                                         "--max_basebackups", "2",
                                          "--gc_interval", "24h"]).start()
     conns = []
 
