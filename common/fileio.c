@@ -154,28 +154,32 @@ lb_write_file_atomic(const char *path, const void *bytes, size_t n)
 }
 
 int
+lb_read_fd(int fd, lb_buf *out)
+{
+    for (;;) {
+        int rc = lb_buf_reserve(out, 65536);
+        if (rc)
+            return rc;
+        ssize_t r = read(fd, out->data + out->len, 65536);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return 0;
+        out->len += (size_t)r;
+        out->data[out->len] = '\0';
+    }
+}
+
+int
 lb_read_file(const char *path, lb_buf *out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int rc = 0;
-    for (;;) {
-        rc = lb_buf_reserve(out, 65536);
-        if (rc)
-            break;
-        ssize_t r = read(fd, out->data + out->len, 65536);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        if (r == 0)
-            break;
-        out->len += (size_t)r;
-        out->data[out->len] = '\0';
-    }
+    int rc = lb_read_fd(fd, out);
     close(fd);
     return rc;
 }

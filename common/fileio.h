@@ -43,6 +43,8 @@ int lb_fsync_dir(const char *dir);
  * directory, write, fsync, rename, fsync the directory. On failure the old
  * file (if any) is untouched and the temp file is removed. */
 int lb_write_file_atomic(const char *path, const void *bytes, size_t n);
+/* Appends the rest of fd (from its offset to EOF) to out; 0 or -errno. */
+int lb_read_fd(int fd, lb_buf *out);
 /* Read a whole file into out (appended). 0, -errno. */
 int lb_read_file(const char *path, lb_buf *out);
 /* mkdir -p; existing directories are fine. */

@@ -262,23 +262,13 @@ cut_segment(int fd, uint32_t seg_size, uint64_t from, char *err, size_t errcap)
 static int resolve(ps_daemon *d, const char *tenant, const char *timeline, const char *name,
                    lb_lsn cut, int fd, lb_wal_valid *valid, int depth, char *err, size_t errcap);
 
+/* All of fd, from its start. */
 static int
 read_fd(int fd, lb_buf *out)
 {
     if (lseek(fd, 0, SEEK_SET) != 0)
         return -errno;
-    char chunk[4096];
-    for (;;) {
-        ssize_t r = read(fd, chunk, sizeof(chunk));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            return 0;
-        if (lb_buf_append(out, chunk, (size_t)r) != 0)
-            return -ENOMEM;
-    }
+    return lb_read_fd(fd, out);
 }
 
 /* fd holds a branch's own history file from its safekeepers; put the

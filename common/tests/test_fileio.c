@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,24 @@ test_read_missing_file(void **state)
 }
 
 static void
+test_read_fd_from_its_offset_and_bad_fd(void **state)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/fd", (char *)*state);
+    assert_int_equal(lb_write_file_atomic(path, "0123456789", 10), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(lseek(fd, 4, SEEK_SET), 4);
+    lb_buf b = LB_BUF_INIT;
+    assert_int_equal(lb_buf_append_str(&b, "x"), 0);
+    assert_int_equal(lb_read_fd(fd, &b), 0);
+    assert_string_equal(b.data, "x456789");
+    close(fd);
+    assert_int_equal(lb_read_fd(fd, &b), -EBADF);
+    lb_buf_free(&b);
+}
+
+static void
 test_dirname(void **state)
 {
     (void)state;
@@ -208,6 +227,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_short_writes_are_continued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mkdir_p_and_rm_rf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_fd_from_its_offset_and_bad_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirname, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
