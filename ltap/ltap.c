@@ -988,6 +988,23 @@ keep_leaf(run *ru, const table_info *t, const lake_table *lt, const char *tprefi
     return 0;
 }
 
+/* A new, zeroed status row for db.schema.table at the end of res; NULL
+ * when out of memory. */
+static ltap_table_status *
+result_add_table(ltap_result *res, const char *db, const char *schema, const char *table)
+{
+    ltap_table_status *grown = realloc(res->tables, (res->ntables + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    res->tables = grown;
+    ltap_table_status *ts = &grown[res->ntables++];
+    memset(ts, 0, sizeof(*ts));
+    snprintf(ts->database, sizeof(ts->database), "%s", db);
+    snprintf(ts->schema, sizeof(ts->schema), "%s", schema);
+    snprintf(ts->table, sizeof(ts->table), "%s", table);
+    return ts;
+}
+
 static int
 materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
 {
@@ -1017,20 +1034,8 @@ materialize_table(run *ru, PGconn *c, const char *dbname, table_info *t)
         }
     }
     ltap_table_status *ts = NULL;
-    if (rc == 0) {
-        ltap_table_status *grown =
-            realloc(ru->res->tables, (ru->res->ntables + 1) * sizeof(ltap_table_status));
-        if (!grown)
-            rc = -ENOMEM;
-        else {
-            ru->res->tables = grown;
-            ts = &grown[ru->res->ntables++];
-            memset(ts, 0, sizeof(*ts));
-            snprintf(ts->database, sizeof(ts->database), "%s", dbname);
-            snprintf(ts->schema, sizeof(ts->schema), "%s", t->schema);
-            snprintf(ts->table, sizeof(ts->table), "%s", t->name);
-        }
-    }
+    if (rc == 0 && !(ts = result_add_table(ru->res, dbname, t->schema, t->name)))
+        rc = -ENOMEM;
     const char *prev_lsn_s = rc == 0 ? lake_table_summary_value(lt, "lakebase.lsn") : NULL;
     const char *prev_rfn_s = rc == 0 ? lake_table_summary_value(lt, "lakebase.relfilenode") : NULL;
     lb_lsn since = 0;
@@ -1378,21 +1383,11 @@ materialize_parent(run *ru, PGconn *c, const char *dbname, const char *oid, cons
     }
     nadds = rc == 0 ? nnew : nadds;
     ltap_table_status *ts = NULL;
-    if (rc == 0) {
-        ltap_table_status *grown =
-            realloc(ru->res->tables, (ru->res->ntables + 1) * sizeof(ltap_table_status));
-        if (!grown)
-            rc = -ENOMEM;
-        else {
-            ru->res->tables = grown;
-            ts = &grown[ru->res->ntables++];
-            memset(ts, 0, sizeof(*ts));
-            snprintf(ts->database, sizeof(ts->database), "%s", dbname);
-            snprintf(ts->schema, sizeof(ts->schema), "%s", nspname);
-            snprintf(ts->table, sizeof(ts->table), "%s", relname);
-            ts->chunks_written = npaths;
-            ts->partitioned = true;
-        }
+    if (rc == 0 && !(ts = result_add_table(ru->res, dbname, nspname, relname)))
+        rc = -ENOMEM;
+    if (ts) {
+        ts->chunks_written = npaths;
+        ts->partitioned = true;
     }
     /* a schema change with no file to change is a commit of its own */
     if (rc == 0 && (nadds + nremoves > 0 || lake_table_schema_changed(lt))) {
